@@ -1,0 +1,291 @@
+//! Server and connection commands. The shard runs the per-shard halves (PING, ECHO, TIME,
+//! DBSIZE, FLUSHDB, FLUSHALL, SWAPDB); commands about connection state or the whole process
+//! (SELECT, HELLO, CLIENT, INFO, CONFIG, COMMAND, …) are declared here and carried out by the
+//! server layer (`Route::Server`).
+
+use super::spec::{acl, flag, Arg, ArgType, CommandSpec, ConnCmd, Group, Merge, Route};
+use super::Call;
+use crate::limits::DATABASES;
+use crate::util::eq_ic;
+use crate::{Error, Result, Shard};
+
+const SERVER: CommandSpec = CommandSpec { group: Group::Server, ..CommandSpec::DEFAULT };
+const CONN: CommandSpec =
+    CommandSpec { group: Group::Connection, acl: acl::CONNECTION, ..CommandSpec::DEFAULT };
+
+/// Optional ASYNC|SYNC of FLUSHDB/FLUSHALL.
+const FLUSH_ARGS: &[Arg] = &[Arg::oneof(
+    "flush-type",
+    &[Arg::token("async", "ASYNC").since("4.0.0"), Arg::token("sync", "SYNC").since("6.2.0")],
+)
+.optional()];
+
+pub const COMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        name: "ping",
+        arity: -1,
+        flags: flag::FAST | flag::SENTINEL,
+        run: Some(ping),
+        summary: "Checks that the server is alive; answers PONG or echoes a message.",
+        args: &[Arg::new("message", ArgType::String).optional()],
+        tips: &["request_policy:all_shards", "response_policy:all_succeeded"],
+        ..CONN
+    },
+    CommandSpec {
+        name: "echo",
+        arity: 2,
+        flags: flag::FAST,
+        run: Some(echo),
+        summary: "Replies with the given message.",
+        args: &[Arg::new("message", ArgType::String)],
+        ..CONN
+    },
+    CommandSpec {
+        name: "time",
+        arity: 1,
+        flags: flag::LOADING | flag::STALE | flag::FAST,
+        run: Some(time),
+        summary: "Tells the server's current time as seconds and microseconds.",
+        since: "2.6.0",
+        tips: &["nondeterministic_output"],
+        ..SERVER
+    },
+    CommandSpec {
+        name: "dbsize",
+        arity: 1,
+        flags: flag::READONLY | flag::FAST,
+        acl: acl::KEYSPACE,
+        route: Route::AllShards(Merge::Sum),
+        run: Some(dbsize),
+        summary: "Counts the keys in the selected database.",
+        tips: &["request_policy:all_shards", "response_policy:agg_sum"],
+        ..SERVER
+    },
+    CommandSpec {
+        name: "flushdb",
+        arity: -1,
+        flags: flag::WRITE,
+        acl: acl::KEYSPACE | acl::DANGEROUS,
+        route: Route::AllShards(Merge::First),
+        run: Some(flushdb),
+        summary: "Deletes every key of the selected database.",
+        complexity: "O(N) where N is the number of keys in the selected database",
+        args: FLUSH_ARGS,
+        history: &[("4.0.0", "Added the `ASYNC` flushing mode modifier."), ("6.2.0", "Added the `SYNC` flushing mode modifier.")],
+        tips: &["request_policy:all_shards", "response_policy:all_succeeded"],
+        ..SERVER
+    },
+    CommandSpec {
+        name: "flushall",
+        arity: -1,
+        flags: flag::WRITE,
+        acl: acl::KEYSPACE | acl::DANGEROUS,
+        route: Route::AllShards(Merge::First),
+        run: Some(flushall),
+        summary: "Deletes every key of every database.",
+        complexity: "O(N) where N is the total number of keys in all databases",
+        args: FLUSH_ARGS,
+        history: &[("4.0.0", "Added the `ASYNC` flushing mode modifier."), ("6.2.0", "Added the `SYNC` flushing mode modifier.")],
+        tips: &["request_policy:all_shards", "response_policy:all_succeeded"],
+        ..SERVER
+    },
+    CommandSpec {
+        name: "swapdb",
+        arity: 3,
+        flags: flag::WRITE | flag::FAST,
+        acl: acl::KEYSPACE | acl::DANGEROUS,
+        route: Route::AllShards(Merge::First),
+        run: Some(swapdb),
+        summary: "Exchanges the contents of two databases.",
+        since: "4.0.0",
+        complexity: "O(N) where N is the count of clients watching or blocking on keys from both databases.",
+        args: &[Arg::new("index1", ArgType::Integer), Arg::new("index2", ArgType::Integer)],
+        ..SERVER
+    },
+    CommandSpec {
+        name: "select",
+        arity: 2,
+        flags: flag::LOADING | flag::STALE | flag::FAST,
+        route: Route::Server(ConnCmd::Select),
+        summary: "Chooses the database the connection works on.",
+        args: &[Arg::new("index", ArgType::Integer)],
+        ..CONN
+    },
+    CommandSpec {
+        name: "hello",
+        arity: -1,
+        flags: flag::NOSCRIPT | flag::LOADING | flag::STALE | flag::FAST | flag::NO_AUTH | flag::SENTINEL | flag::ALLOW_BUSY,
+        route: Route::Server(ConnCmd::Hello),
+        summary: "Negotiates the protocol version, optionally authenticates and names the connection.",
+        since: "6.0.0",
+        history: &[("6.2.0", "`protover` made optional; when called without arguments the command reports the current connection's context.")],
+        args: &[Arg::block(
+            "arguments",
+            &[
+                Arg::new("protover", ArgType::Integer),
+                Arg::block("username-password", &[Arg::new("username", ArgType::String), Arg::new("password", ArgType::String)])
+                    .with_token("AUTH")
+                    .optional(),
+                Arg::new("clientname", ArgType::String).with_token("SETNAME").optional(),
+            ],
+        )
+        .optional()],
+        ..CONN
+    },
+    CommandSpec {
+        name: "quit",
+        arity: -1,
+        flags: flag::NOSCRIPT | flag::LOADING | flag::STALE | flag::FAST | flag::NO_AUTH | flag::ALLOW_BUSY,
+        route: Route::Server(ConnCmd::Quit),
+        summary: "Closes the connection after replying OK.",
+        ..CONN
+    },
+    CommandSpec {
+        name: "reset",
+        arity: 1,
+        flags: flag::NOSCRIPT | flag::LOADING | flag::STALE | flag::FAST | flag::NO_AUTH | flag::ALLOW_BUSY,
+        route: Route::Server(ConnCmd::Reset),
+        summary: "Returns the connection to its initial state.",
+        since: "6.2.0",
+        ..CONN
+    },
+    CommandSpec {
+        name: "auth",
+        arity: -2,
+        flags: flag::NOSCRIPT | flag::LOADING | flag::STALE | flag::FAST | flag::NO_AUTH | flag::SENTINEL | flag::ALLOW_BUSY,
+        route: Route::Server(ConnCmd::Auth),
+        summary: "Authenticates the connection.",
+        complexity: "O(N) where N is the number of passwords defined for the user",
+        history: &[("6.0.0", "Added ACL style (username and password).")],
+        args: &[Arg::new("username", ArgType::String).since("6.0.0").optional(), Arg::new("password", ArgType::String)],
+        ..CONN
+    },
+    CommandSpec {
+        name: "info",
+        arity: -1,
+        flags: flag::LOADING | flag::STALE | flag::SENTINEL,
+        acl: acl::DANGEROUS,
+        route: Route::Server(ConnCmd::Info),
+        summary: "Reports information and statistics about the server.",
+        history: &[("7.0.0", "Added support for taking multiple section arguments.")],
+        tips: &["nondeterministic_output", "request_policy:all_shards", "response_policy:special"],
+        args: &[Arg::new("section", ArgType::String).optional().multiple()],
+        ..SERVER
+    },
+    CommandSpec {
+        name: "shutdown",
+        arity: -1,
+        flags: flag::ADMIN | flag::NOSCRIPT | flag::LOADING | flag::STALE | flag::NO_MULTI | flag::SENTINEL | flag::ALLOW_BUSY,
+        route: Route::Server(ConnCmd::Shutdown),
+        summary: "Stops the server, optionally saving first.",
+        complexity: "O(N) when saving, where N is the total number of keys in all databases when saving data, otherwise O(1)",
+        history: &[("7.0.0", "Added the `NOW`, `FORCE` and `ABORT` modifiers.")],
+        args: &[
+            Arg::oneof("nosave-save", &[Arg::token("nosave", "NOSAVE"), Arg::token("save", "SAVE")]).optional(),
+            Arg::token("now", "NOW").since("7.0.0").optional(),
+            Arg::token("force", "FORCE").since("7.0.0").optional(),
+            Arg::token("abort", "ABORT").since("7.0.0").optional(),
+        ],
+        ..SERVER
+    },
+    CommandSpec {
+        name: "debug",
+        arity: -2,
+        flags: flag::ADMIN | flag::NOSCRIPT | flag::LOADING | flag::STALE | flag::PROTECTED,
+        route: Route::Server(ConnCmd::Debug),
+        summary: "Runs debugging and testing operations.",
+        complexity: "Depends on subcommand.",
+        ..SERVER
+    },
+];
+
+fn ping(_: &mut Shard, c: &mut Call) -> Result<()> {
+    match c.argv.len() {
+        1 => c.out.simple("PONG"),
+        2 => c.out.bulk(c.argv[1]),
+        _ => return Err(Error::WrongArity("ping".into())),
+    }
+    Ok(())
+}
+
+fn echo(_: &mut Shard, c: &mut Call) -> Result<()> {
+    c.out.bulk(c.argv[1]);
+    Ok(())
+}
+
+fn time(_: &mut Shard, c: &mut Call) -> Result<()> {
+    c.out.array(2);
+    c.out.bulk_int((c.now_us / 1_000_000) as i64);
+    c.out.bulk_int((c.now_us % 1_000_000) as i64);
+    Ok(())
+}
+
+fn dbsize(sh: &mut Shard, c: &mut Call) -> Result<()> {
+    let n = sh.db(c.db).len();
+    c.out.int(n as i64);
+    Ok(())
+}
+
+/// Parses FLUSHDB/FLUSHALL's optional ASYNC|SYNC. Both free memory at once here.
+fn flush_mode(c: &Call) -> Result<()> {
+    match c.argv.len() {
+        1 => Ok(()),
+        2 if eq_ic(c.argv[1], "async") || eq_ic(c.argv[1], "sync") => Ok(()),
+        _ => Err(Error::Syntax),
+    }
+}
+
+fn flushdb(sh: &mut Shard, c: &mut Call) -> Result<()> {
+    flush_mode(c)?;
+    let db = sh.db(c.db);
+    sh.stats.dirty += db.len() as u64;
+    sh.dbs[c.db].clear();
+    c.out.ok();
+    Ok(())
+}
+
+fn flushall(sh: &mut Shard, c: &mut Call) -> Result<()> {
+    flush_mode(c)?;
+    for db in &mut sh.dbs {
+        sh.stats.dirty += db.len() as u64;
+        db.clear();
+    }
+    sh.stats.dirty += 1;
+    c.out.ok();
+    Ok(())
+}
+
+fn db_index(arg: &[u8], which: &str) -> Result<usize> {
+    let n = crate::util::parse_i64(arg).ok_or_else(|| Error::err(format!("invalid {which} DB index")))?;
+    if n < 0 || n >= DATABASES as i64 {
+        return Err(Error::DbIndexOutOfRange);
+    }
+    Ok(n as usize)
+}
+
+fn swapdb(sh: &mut Shard, c: &mut Call) -> Result<()> {
+    let a = db_index(c.argv[1], "first")?;
+    let b = db_index(c.argv[2], "second")?;
+    sh.dbs.swap(a, b);
+    sh.stats.dirty += 1;
+    c.out.ok();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::shard::testing::TestShard;
+
+    #[test]
+    fn basics() {
+        let mut t = TestShard::new();
+        assert_eq!(t.run("PING"), "+PONG\r\n");
+        assert_eq!(t.run("ping hi"), "$2\r\nhi\r\n");
+        assert_eq!(t.run("ping a b"), "-ERR wrong number of arguments for 'ping' command\r\n");
+        assert_eq!(t.run("dbsize"), ":0\r\n");
+        assert_eq!(t.run("flushall bogus"), "-ERR syntax error\r\n");
+        assert_eq!(t.run("swapdb 0 x"), "-ERR invalid second DB index\r\n");
+        assert_eq!(t.run("swapdb 0 16"), "-ERR DB index is out of range\r\n");
+        assert_eq!(t.run("swapdb 0 1"), "+OK\r\n");
+    }
+}

@@ -1,0 +1,22 @@
+//! Every bound the engine and the protocol keep, in one place.
+
+/// Number of Redis Cluster hash slots.
+pub const SLOTS: usize = 16384;
+/// Logical databases selectable with SELECT.
+pub const DATABASES: usize = 16;
+/// Longest inline command line (Redis's PROTO_INLINE_MAX_SIZE).
+pub const INLINE_LEN_MAX: usize = 64 * 1024;
+/// Default for `proto-max-bulk-len`.
+pub const BULK_LEN_MAX_DEFAULT: usize = 512 * 1024 * 1024;
+/// Largest multibulk count Redis accepts (INT_MAX).
+pub const MULTIBULK_LEN_MAX: i64 = i32::MAX as i64;
+/// Largest string value (Redis's 512 MiB `proto-max-bulk-len` default also bounds SETRANGE/APPEND).
+pub const STRING_LEN_MAX: usize = 512 * 1024 * 1024;
+/// Keys sampled per round of the active expiry cycle (Redis's ACTIVE_EXPIRE_CYCLE_KEYS_PER_LOOP).
+pub const EXPIRE_SAMPLE: usize = 20;
+/// Upper bound on rounds of one active expiry cycle, so a shard never stalls on it.
+pub const EXPIRE_ROUNDS_MAX: usize = 16;
+/// Strings up to this length report OBJECT ENCODING "embstr", as in Redis.
+pub const EMBSTR_LEN_MAX: usize = 44;
+/// Integers below this are Redis's shared integers (OBJECT REFCOUNT reports INT_MAX for them).
+pub const SHARED_INTEGERS: i64 = 10000;

@@ -1,0 +1,8 @@
+//! The RESP codec: requests in (RESP multibulk and inline commands), replies out (RESP2/RESP3).
+//! The AOF and replication streams reuse both halves.
+
+mod parse;
+mod reply;
+
+pub use parse::{parse_command, ParseLimits, ProtocolError};
+pub use reply::{Proto, Reply};

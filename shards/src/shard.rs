@@ -1,0 +1,184 @@
+//! A shard: the databases of one core's slots, its statistics and its random generator.
+//! `Shard::execute` runs one looked-up command and writes its reply.
+
+use crate::cmd::{Call, Lookup};
+use crate::keyspace::{Db, Entry, Key};
+use crate::limits::DATABASES;
+use crate::resp::{Proto, Reply};
+use crate::rng::Rng;
+use crate::Result;
+use std::collections::HashMap;
+
+/// Per-command counters (INFO commandstats).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CmdStat {
+    pub calls: u64,
+    pub usec: u64,
+    pub rejected_calls: u64,
+    pub failed_calls: u64,
+}
+
+/// Counters INFO stats reports, per shard (the server adds them up).
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub keyspace_hits: u64,
+    pub keyspace_misses: u64,
+    pub commands: u64,
+    /// Writes since the last save (Redis's `dirty`).
+    pub dirty: u64,
+    pub cmd: HashMap<String, CmdStat>,
+}
+
+/// Settings a shard's commands consult.
+#[derive(Debug, Clone)]
+pub struct ShardConfig {
+    /// Whether the active expiry cycle runs (DEBUG SET-ACTIVE-EXPIRE).
+    pub active_expire: bool,
+}
+
+impl Default for ShardConfig {
+    fn default() -> Self {
+        ShardConfig { active_expire: true }
+    }
+}
+
+/// One core's share of the data.
+pub struct Shard {
+    pub id: usize,
+    pub nshards: usize,
+    pub dbs: Vec<Db>,
+    pub rng: Rng,
+    pub stats: Stats,
+    pub config: ShardConfig,
+}
+
+impl Shard {
+    pub fn new(id: usize, nshards: usize, seed: u64) -> Shard {
+        Shard {
+            id,
+            nshards,
+            dbs: (0..DATABASES).map(|_| Db::default()).collect(),
+            rng: Rng::new(seed ^ (id as u64).wrapping_mul(0x9E37_79B9)),
+            stats: Stats::default(),
+            config: ShardConfig::default(),
+        }
+    }
+
+    /// Database `i`; callers pass an index already checked against `DATABASES`.
+    pub fn db(&mut self, i: usize) -> &mut Db {
+        &mut self.dbs[i]
+    }
+
+    /// Runs a command that has been looked up (arity checked) and routed here.
+    pub fn execute(
+        &mut self,
+        cmd: Lookup,
+        argv: &[&[u8]],
+        db: usize,
+        now_us: u64,
+        proto: Proto,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let Some(run) = cmd.spec.run else {
+            return Err(crate::Error::err("command not available here"));
+        };
+        let mut call = Call { argv, db, now_ms: now_us / 1000, now_us, out: Reply::new(out, proto) };
+        self.stats.commands += 1;
+        let r = run(self, &mut call);
+        let stat = self.stats.cmd.entry(cmd.full_name()).or_default();
+        stat.calls += 1;
+        if r.is_err() {
+            stat.failed_calls += 1;
+        }
+        r
+    }
+
+    /// Runs a command and encodes an error reply if it fails.
+    pub fn execute_reply(
+        &mut self,
+        cmd: Lookup,
+        argv: &[&[u8]],
+        db: usize,
+        now_us: u64,
+        proto: Proto,
+        out: &mut Vec<u8>,
+    ) {
+        if let Err(e) = self.execute(cmd, argv, db, now_us, proto, out) {
+            Reply::new(out, proto).error(&e.text());
+        }
+    }
+
+    /// Copies out the live entries of `keys` in `db` (for work that gathers keys from several
+    /// shards). Absent keys give `None`.
+    pub fn export(&mut self, db: usize, keys: &[&[u8]], now_ms: u64) -> Vec<(Key, Option<Entry>)> {
+        let d = &mut self.dbs[db];
+        keys.iter().map(|k| (Key::from(*k), d.get(k, now_ms).cloned())).collect()
+    }
+
+    /// Installs entries computed elsewhere: `Some` stores, `None` deletes.
+    pub fn import(&mut self, db: usize, entries: Vec<(Key, Option<Entry>)>) {
+        let d = &mut self.dbs[db];
+        for (k, e) in entries {
+            match e {
+                Some(e) => d.insert(&k, e),
+                None => {
+                    d.remove(&k);
+                }
+            }
+        }
+    }
+
+    /// One active expiry cycle over every database. Returns keys deleted.
+    pub fn active_expire(&mut self, now_ms: u64) -> usize {
+        if !self.config.active_expire {
+            return 0;
+        }
+        let mut n = 0;
+        for db in &mut self.dbs {
+            n += db.active_expire(&mut self.rng, now_ms);
+        }
+        n
+    }
+
+    /// Total keys deleted because they expired.
+    pub fn expired_keys(&self) -> u64 {
+        self.dbs.iter().map(|d| d.expired_count).sum()
+    }
+}
+
+#[cfg(test)]
+pub mod testing {
+    //! Helpers to run commands against a shard in unit tests, with a manual clock.
+    use super::*;
+    use crate::cmd::lookup;
+
+    /// A shard plus a clock the test moves by hand.
+    pub struct TestShard {
+        pub shard: Shard,
+        pub now_ms: u64,
+        pub db: usize,
+        pub proto: Proto,
+    }
+
+    impl TestShard {
+        pub fn new() -> TestShard {
+            TestShard { shard: Shard::new(0, 1, 7), now_ms: 1_700_000_000_000, db: 0, proto: Proto::Resp2 }
+        }
+
+        /// Runs a command given as space-separated words; returns the raw reply.
+        pub fn run(&mut self, line: &str) -> String {
+            let words: Vec<&[u8]> = line.split(' ').map(|w| w.as_bytes()).collect();
+            self.run_args(&words)
+        }
+
+        /// Runs a command given as arguments; returns the raw reply as text.
+        pub fn run_args(&mut self, argv: &[&[u8]]) -> String {
+            let mut out = Vec::new();
+            match lookup(argv) {
+                Ok(l) => self.shard.execute_reply(l, argv, self.db, self.now_ms * 1000, self.proto, &mut out),
+                Err(e) => Reply::new(&mut out, self.proto).error(&e.text()),
+            }
+            String::from_utf8_lossy(&out).into_owned()
+        }
+    }
+}
