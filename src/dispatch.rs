@@ -13,7 +13,7 @@
 use crate::conn::{Conn, Wait};
 use crate::ctx::{now_us, ShardCtx};
 use crate::msg::{RepBody, ReqBody, ReqPart};
-use shards::cmd::{key_positions, lookup, ConnCmd, FindKeys, Lookup, Merge, Route, Split};
+use shards::cmd::{key_positions, lookup, BeginSearch, ConnCmd, FindKeys, KeySpec, Lookup, Merge, Route, Split};
 use shards::keyspace::{Entry, Key};
 use shards::resp::{parse_command, Parsed, Proto, Reply};
 use shards::slot::key_slot;
@@ -148,7 +148,12 @@ fn route(ctx: &ShardCtx, conn: &Conn, argv: &[&[u8]]) -> Target {
             if ctx.n == 1 {
                 return Target::Local(l);
             }
-            // The common case first: one key at argument 1.
+            // The common case first: one key at a fixed position.
+            if let (None, [KeySpec { begin: BeginSearch::Index(i), find: FindKeys::Range { lastkey: 0, .. }, .. }]) = (spec.getkeys, spec.keys) {
+                let Some(key) = argv.get(*i as usize) else { return Target::Local(l) };
+                let shard = shard_of(ctx, key);
+                return if shard == ctx.id { Target::Local(l) } else { Target::Remote(shard, l) };
+            }
             let mut pos = Vec::new();
             key_positions(spec, argv, &mut pos);
             let Some(&first) = pos.first() else { return Target::Local(l) };

@@ -155,3 +155,65 @@ pub fn close(fd: RawFd) {
     // SAFETY: closing a socket we own.
     unsafe { libc::close(fd) };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use glommio::{LocalExecutorBuilder, Placement};
+    use std::time::Duration;
+
+    /// The connection layer depends on this: a pipe registered in the epoll set wakes a shard
+    /// parked on the epoll fd through glommio (see the module docs).
+    #[test]
+    fn pipe_in_epoll_set_wakes_parked_loop() {
+        let h = LocalExecutorBuilder::new(Placement::Unbound)
+            .io_memory(256 * 1024)
+            .spawn(|| async {
+                let ep = Epoll::new().expect("epoll");
+                let mut fds = [0; 2];
+                // SAFETY: pipe writes two fds into the array.
+                assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) }, 0);
+                ep.add(fds[0], EV_READ, 7).expect("add");
+                let writer = fds[1];
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(100));
+                    // SAFETY: writing one byte to our pipe.
+                    unsafe { libc::write(writer, b"x".as_ptr() as *const libc::c_void, 1) };
+                });
+                let woke = futures_lite::future::or(
+                    async {
+                        ep.park().await;
+                        true
+                    },
+                    async {
+                        glommio::timer::sleep(Duration::from_secs(10)).await;
+                        false
+                    },
+                )
+                .await;
+                assert!(woke, "parked loop was not woken by the pipe");
+                let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 4];
+                assert_eq!(ep.poll(&mut events), 1);
+                let data = events[0].u64;
+                assert_eq!(data, 7);
+                // A second park must wait again (not spin) once the pipe is drained.
+                let mut b = [0u8; 8];
+                // SAFETY: reading from our pipe into a local buffer.
+                unsafe { libc::read(fds[0], b.as_mut_ptr() as *mut libc::c_void, 8) };
+                let early = futures_lite::future::or(
+                    async {
+                        ep.park().await;
+                        true
+                    },
+                    async {
+                        glommio::timer::sleep(Duration::from_millis(200)).await;
+                        false
+                    },
+                )
+                .await;
+                assert!(!early, "park returned without any ready fd");
+            })
+            .expect("executor");
+        h.join().expect("join");
+    }
+}

@@ -407,7 +407,7 @@ pub fn serve_admin(ctx: &ShardCtx, body: &ReqBody) -> RepBody {
 
 fn shard_stats(ctx: &ShardCtx) -> ShardStats {
     let e = ctx.engine.borrow();
-    let mut cmd: Vec<_> = e.stats.cmd.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    let mut cmd = e.stats.cmd_stats();
     cmd.sort_by(|a, b| a.0.cmp(&b.0));
     ShardStats {
         keys: e.dbs.iter().enumerate().filter(|(_, d)| !d.is_empty()).map(|(i, d)| (i, d.len(), d.volatile_len() as u64)).collect(),

@@ -26,7 +26,20 @@ pub struct Stats {
     pub commands: u64,
     /// Writes since the last save (Redis's `dirty`).
     pub dirty: u64,
-    pub cmd: HashMap<String, CmdStat>,
+    /// Per command, keyed by the address of its declaration (cheap to hash on every call).
+    pub cmd: HashMap<usize, (Lookup, CmdStat), ahash::RandomState>,
+}
+
+impl Stats {
+    /// The counters of one command.
+    pub fn cmd_stat(&mut self, cmd: Lookup) -> &mut CmdStat {
+        &mut self.cmd.entry(cmd.spec as *const _ as usize).or_insert((cmd, CmdStat::default())).1
+    }
+
+    /// (full name, counters) of every command called so far.
+    pub fn cmd_stats(&self) -> Vec<(String, CmdStat)> {
+        self.cmd.values().map(|(l, s)| (l.full_name(), *s)).collect()
+    }
 }
 
 /// Settings a shard's commands consult.
@@ -85,7 +98,7 @@ impl Shard {
         let mut call = Call { argv, db, now_ms: now_us / 1000, now_us, out: Reply::new(out, proto) };
         self.stats.commands += 1;
         let r = run(self, &mut call);
-        let stat = self.stats.cmd.entry(cmd.full_name()).or_default();
+        let stat = self.stats.cmd_stat(cmd);
         stat.calls += 1;
         if r.is_err() {
             stat.failed_calls += 1;

@@ -14,8 +14,10 @@ pub fn all() -> impl Iterator<Item = &'static CommandSpec> {
         .flat_map(|family| family.iter())
 }
 
-fn table() -> &'static HashMap<&'static str, &'static CommandSpec> {
-    static TABLE: OnceLock<HashMap<&'static str, &'static CommandSpec>> = OnceLock::new();
+type Table = HashMap<&'static str, &'static CommandSpec, ahash::RandomState>;
+
+fn table() -> &'static Table {
+    static TABLE: OnceLock<Table> = OnceLock::new();
     TABLE.get_or_init(|| all().map(|c| (c.name, c)).collect())
 }
 
