@@ -141,7 +141,8 @@ fn route(ctx: &ShardCtx, conn: &Conn, argv: &[&[u8]]) -> Target {
         Route::AllShards(_) if ctx.n == 1 => Target::Local(l),
         Route::AllShards(m) => Target::All(l, m),
         Route::ScanCursor => match shards::cmd::keys::scan_shard_of(argv.get(1).copied().unwrap_or(b"")) {
-            Some(s) if s < ctx.n && s != ctx.id => Target::Remote(s, l),
+            // A cursor naming a shard beyond the count (forged by a client) maps onto a real one.
+            Some(s) if s % ctx.n != ctx.id => Target::Remote(s % ctx.n, l),
             _ => Target::Local(l),
         },
         Route::Keys(split) => {

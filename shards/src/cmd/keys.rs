@@ -1455,7 +1455,3 @@ mod tests {
     }
 }
 
-/// The shard a SCAN cursor names (placeholder until SCAN lands: always shard 0).
-pub fn scan_shard_of(_cursor: &[u8]) -> Option<usize> {
-    None
-}
