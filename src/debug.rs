@@ -62,7 +62,7 @@ pub fn run(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error>
             "SLEEP <seconds>",
             "    Stop the server for <seconds>. Decimals allowed.",
             "HELP",
-            "    Print this help.",
+            "    Prints this help.",
         ];
         let mut r = conn.reply();
         r.array(lines.len());

@@ -151,7 +151,7 @@ fn legacy_range(spec: &CommandSpec) -> (i64, i64, i64) {
 }
 
 fn key_specs(out: &mut Reply, spec: &CommandSpec) {
-    out.array(spec.keys.len());
+    out.set(spec.keys.len());
     for k in spec.keys {
         out.map(3);
         out.bulk(b"flags");
@@ -230,7 +230,7 @@ pub fn info_entry(out: &mut Reply, spec: &CommandSpec, parent: Option<&CommandSp
         out.simple(t);
     }
     key_specs(out, spec);
-    out.array(spec.subcommands.len());
+    out.set(spec.subcommands.len());
     for s in spec.subcommands {
         info_entry(out, s, Some(spec));
     }
@@ -314,7 +314,7 @@ pub fn docs_entry(out: &mut Reply, spec: &CommandSpec, parent: Option<&CommandSp
     }
     if !spec.history.is_empty() {
         out.bulk(b"history");
-        out.array(spec.history.len());
+        out.set(spec.history.len());
         for (v, what) in spec.history {
             out.array(2);
             out.bulk(v.as_bytes());
@@ -511,7 +511,7 @@ fn command_help(_: &mut Shard, c: &mut Call) -> Result<()> {
         "GETKEYSANDFLAGS <full-command>",
         "    Return the keys and the access flags from a full Redis command.",
         "HELP",
-        "    Print this help.",
+        "    Prints this help.",
     ];
     c.out.array(lines.len());
     for l in lines {
