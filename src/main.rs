@@ -1,1 +1,35 @@
-fn main(){}
+//! shardis: a Redis-compatible, thread-per-core, shared-nothing in-memory data store.
+//!
+//! The binary reads its configuration, checks that the machine can run it (io_uring, locked
+//! memory, a free port), then starts one glommio executor per shard, each pinned to its core and
+//! serving its own share of the client connections with a Redis-style event loop (see `net`).
+//! Keys belong to shards by hash slot; commands for another shard's keys travel over channel
+//! meshes (see `dispatch`).
+
+mod config;
+mod conn;
+mod ctx;
+mod debug;
+mod dispatch;
+mod info;
+mod merge;
+mod msg;
+mod net;
+mod server_cmds;
+mod startup;
+
+use std::sync::Arc;
+
+fn main() {
+    let config = match config::from_args() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("*** FATAL CONFIG ERROR *** {e:#}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = startup::run(Arc::new(config)) {
+        eprintln!("shardis: {e:#}");
+        std::process::exit(1);
+    }
+}

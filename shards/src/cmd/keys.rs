@@ -72,3 +72,8 @@ mod tests {
         assert_eq!(t.run("EXISTS a"), ":0\r\n");
     }
 }
+
+/// The shard a SCAN cursor names (placeholder until SCAN lands: always shard 0).
+pub fn scan_shard_of(_cursor: &[u8]) -> Option<usize> {
+    None
+}

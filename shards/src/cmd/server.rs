@@ -189,6 +189,26 @@ pub const COMMANDS: &[CommandSpec] = &[
         ..SERVER
     },
     CommandSpec {
+        name: "client",
+        arity: -2,
+        route: Route::Server(ConnCmd::Client),
+        summary: "Inspects and manages client connections.",
+        since: "2.4.0",
+        complexity: "Depends on subcommand.",
+        subcommands: CLIENT_SUBCOMMANDS,
+        ..CONN
+    },
+    CommandSpec {
+        name: "config",
+        arity: -2,
+        route: Route::Server(ConnCmd::Config),
+        summary: "Reads and changes the server's configuration.",
+        since: "2.0.0",
+        complexity: "Depends on subcommand.",
+        subcommands: CONFIG_SUBCOMMANDS,
+        ..SERVER
+    },
+    CommandSpec {
         name: "debug",
         arity: -2,
         flags: flag::ADMIN | flag::NOSCRIPT | flag::LOADING | flag::STALE | flag::PROTECTED,
@@ -289,3 +309,186 @@ mod tests {
         assert_eq!(t.run("swapdb 0 1"), "+OK\r\n");
     }
 }
+
+const CLIENT_SUB: CommandSpec = CommandSpec {
+    group: Group::Connection,
+    acl: acl::CONNECTION,
+    route: Route::Server(ConnCmd::Client),
+    ..CommandSpec::DEFAULT
+};
+
+const CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        name: "getname",
+        arity: 2,
+        flags: flag::NOSCRIPT | flag::LOADING | flag::STALE,
+        summary: "Tells the name the connection was given, if any.",
+        since: "2.6.9",
+        ..CLIENT_SUB
+    },
+    CommandSpec {
+        name: "help",
+        arity: 2,
+        flags: flag::LOADING | flag::STALE,
+        summary: "Lists the CLIENT subcommands.",
+        since: "5.0.0",
+        ..CLIENT_SUB
+    },
+    CommandSpec {
+        name: "id",
+        arity: 2,
+        flags: flag::NOSCRIPT | flag::LOADING | flag::STALE,
+        summary: "Tells the connection's unique id.",
+        since: "5.0.0",
+        ..CLIENT_SUB
+    },
+    CommandSpec {
+        name: "info",
+        arity: 2,
+        flags: flag::NOSCRIPT | flag::LOADING | flag::STALE,
+        summary: "Describes this connection in CLIENT LIST's format.",
+        since: "6.2.0",
+        tips: &["nondeterministic_output"],
+        ..CLIENT_SUB
+    },
+    CommandSpec {
+        name: "kill",
+        arity: -3,
+        flags: flag::ADMIN | flag::NOSCRIPT | flag::LOADING | flag::STALE,
+        acl: acl::CONNECTION | acl::DANGEROUS,
+        summary: "Closes client connections chosen by address, id, type, user or age.",
+        since: "2.4.0",
+        complexity: "O(N) where N is the number of client connections",
+        history: &[
+            ("2.8.12", "Added new filter format."),
+            ("2.8.12", "`ID` option."),
+            ("3.2.0", "Added `master` type in for `TYPE` option."),
+            ("5.0.0", "Replaced `slave` `TYPE` with `replica`. `slave` still supported for backward compatibility."),
+            ("6.2.0", "`LADDR` option."),
+        ],
+        args: &[Arg::oneof(
+            "filter",
+            &[
+                Arg::new("old-format", ArgType::String).since("2.8.12"),
+                Arg::block(
+                    "new-format",
+                    &[
+                        Arg::new("client-id", ArgType::Integer).with_token("ID").since("2.8.12").optional(),
+                        Arg::oneof(
+                            "client-type",
+                            &[
+                                Arg::token("normal", "NORMAL"),
+                                Arg::token("master", "MASTER").since("3.2.0"),
+                                Arg::token("slave", "SLAVE"),
+                                Arg::token("replica", "REPLICA").since("5.0.0"),
+                                Arg::token("pubsub", "PUBSUB"),
+                            ],
+                        )
+                        .with_token("TYPE")
+                        .since("2.8.12")
+                        .optional(),
+                        Arg::new("username", ArgType::String).with_token("USER").optional(),
+                        Arg::new("ip:port", ArgType::String).with_token("ADDR").optional(),
+                        Arg::new("ip:port", ArgType::String).with_token("LADDR").since("6.2.0").optional(),
+                        Arg::oneof("skipme", &[Arg::token("yes", "YES"), Arg::token("no", "NO")]).with_token("SKIPME").optional(),
+                    ],
+                )
+                .multiple(),
+            ],
+        )],
+        ..CLIENT_SUB
+    },
+    CommandSpec {
+        name: "list",
+        arity: -2,
+        flags: flag::ADMIN | flag::NOSCRIPT | flag::LOADING | flag::STALE,
+        acl: acl::CONNECTION | acl::DANGEROUS,
+        summary: "Describes every client connection, one line each.",
+        since: "2.4.0",
+        complexity: "O(N) where N is the number of client connections",
+        tips: &["nondeterministic_output"],
+        history: &[
+            ("2.8.12", "Added unique client `id` field."),
+            ("5.0.0", "Added optional `TYPE` filter."),
+            ("6.0.0", "Added `user` field."),
+            ("6.2.0", "Added `argv-mem`, `tot-mem`, `laddr` and `redir` fields and the optional `ID` filter."),
+            ("7.0.0", "Added `resp`, `multi-mem`, `rbs` and `rbp` fields."),
+            ("7.0.3", "Added `ssub` field."),
+        ],
+        args: &[
+            Arg::oneof(
+                "client-type",
+                &[Arg::token("normal", "NORMAL"), Arg::token("master", "MASTER"), Arg::token("replica", "REPLICA"), Arg::token("pubsub", "PUBSUB")],
+            )
+            .with_token("TYPE")
+            .since("5.0.0")
+            .optional(),
+            Arg::new("client-id", ArgType::Integer).with_token("ID").since("6.2.0").optional().multiple(),
+        ],
+        ..CLIENT_SUB
+    },
+    CommandSpec {
+        name: "setname",
+        arity: 3,
+        flags: flag::NOSCRIPT | flag::LOADING | flag::STALE,
+        summary: "Gives the connection a name.",
+        since: "2.6.9",
+        args: &[Arg::new("connection-name", ArgType::String)],
+        ..CLIENT_SUB
+    },
+];
+
+const CONFIG_SUB: CommandSpec = CommandSpec {
+    group: Group::Server,
+    flags: flag::ADMIN | flag::NOSCRIPT | flag::LOADING | flag::STALE,
+    route: Route::Server(ConnCmd::Config),
+    ..CommandSpec::DEFAULT
+};
+
+const CONFIG_SUBCOMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        name: "get",
+        arity: -3,
+        summary: "Reads the values of configuration parameters matching patterns.",
+        since: "2.0.0",
+        complexity: "O(N) when N is the number of configuration parameters provided",
+        history: &[("7.0.0", "Added the ability to pass multiple pattern parameters in one call")],
+        args: &[Arg::new("parameter", ArgType::String).multiple()],
+        ..CONFIG_SUB
+    },
+    CommandSpec {
+        name: "help",
+        arity: 2,
+        flags: flag::LOADING | flag::STALE,
+        summary: "Lists the CONFIG subcommands.",
+        since: "5.0.0",
+        ..CONFIG_SUB
+    },
+    CommandSpec {
+        name: "resetstat",
+        arity: 2,
+        summary: "Zeroes the statistics INFO reports.",
+        since: "2.0.0",
+        tips: &["request_policy:all_nodes", "response_policy:all_succeeded"],
+        ..CONFIG_SUB
+    },
+    CommandSpec {
+        name: "rewrite",
+        arity: 2,
+        summary: "Writes the running configuration back to the config file.",
+        since: "2.8.0",
+        tips: &["request_policy:all_nodes", "response_policy:all_succeeded"],
+        ..CONFIG_SUB
+    },
+    CommandSpec {
+        name: "set",
+        arity: -4,
+        summary: "Changes configuration parameters at run time, all or none.",
+        since: "2.0.0",
+        complexity: "O(N) when N is the number of configuration parameters provided",
+        history: &[("7.0.0", "Added the ability to set multiple parameters in one call.")],
+        tips: &["request_policy:all_nodes", "response_policy:all_succeeded"],
+        args: &[Arg::block("data", &[Arg::new("parameter", ArgType::String), Arg::new("value", ArgType::String)]).multiple()],
+        ..CONFIG_SUB
+    },
+];

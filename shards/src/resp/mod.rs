@@ -1,8 +1,8 @@
 //! The RESP codec: requests in (RESP multibulk and inline commands), replies out (RESP2/RESP3).
 //! The AOF and replication streams reuse both halves.
 
-mod parse;
+pub mod parse;
 mod reply;
 
-pub use parse::{parse_command, ParseLimits, ProtocolError};
+pub use parse::{parse_command, split_args, ParseLimits, Parsed, ProtocolError};
 pub use reply::{Proto, Reply};

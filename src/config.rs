@@ -1,0 +1,298 @@
+//! Configuration: one table of options with redis.conf names, read from an optional config file
+//! (redis.conf syntax) and then from `--option value` arguments, as redis-server does. CONFIG
+//! GET/SET see the same table. Shards read hot values through [`Config::generation`]-checked
+//! caches, so CONFIG SET reaches every core without a lock on the request path.
+
+use anyhow::{bail, Context};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
+
+/// What values an option takes.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    Int { min: i64, max: i64 },
+    /// A byte count, accepting `k`, `kb`, `m`, `mb`, `g`, `gb` suffixes.
+    Memory,
+    Bool,
+    Str,
+    Enum(&'static [&'static str]),
+}
+
+/// One option's declaration.
+pub struct OptDef {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub kind: Kind,
+    /// CONFIG SET may change it at run time.
+    pub mutable: bool,
+    pub help: &'static str,
+}
+
+const fn opt(name: &'static str, default: &'static str, kind: Kind, mutable: bool, help: &'static str) -> OptDef {
+    OptDef { name, default, kind, mutable, help }
+}
+
+/// Every option shardis knows.
+pub const OPTIONS: &[OptDef] = &[
+    opt("bind", "127.0.0.1", Kind::Str, false, "address to listen on"),
+    opt("port", "6379", Kind::Int { min: 0, max: 65535 }, false, "TCP port (0: the kernel picks one; the log says which)"),
+    opt("shards", "0", Kind::Int { min: 0, max: 1024 }, false, "number of shards, one per core (0: every usable core)"),
+    opt("io-memory", "1mb", Kind::Memory, false, "io_uring buffer memory per shard (locked; see ulimit -l)"),
+    opt("databases", "16", Kind::Int { min: 16, max: 16 }, false, "number of logical databases (16)"),
+    opt("save", "3600 1 300 100 60 10000", Kind::Str, true, "snapshot points (persistence is not built yet)"),
+    opt("appendonly", "no", Kind::Bool, true, "append-only file (persistence is not built yet)"),
+    opt("appendfsync", "everysec", Kind::Enum(&["always", "everysec", "no"]), true, "AOF fsync policy"),
+    opt("dir", ".", Kind::Str, false, "directory for data files"),
+    opt("dbfilename", "dump.rdb", Kind::Str, true, "RDB file name"),
+    opt("appendfilename", "appendonly.aof", Kind::Str, false, "AOF base name"),
+    opt("enable-debug-command", "no", Kind::Enum(&["no", "yes", "local"]), false, "allow DEBUG (yes, no, or local connections only)"),
+    opt("proto-max-bulk-len", "512mb", Kind::Memory, true, "largest bulk string a client may send"),
+    opt("client-query-buffer-limit", "1gb", Kind::Memory, true, "largest query buffer per client"),
+    opt("maxclients", "10000", Kind::Int { min: 1, max: 1_000_000 }, true, "most simultaneous clients"),
+    opt("timeout", "0", Kind::Int { min: 0, max: i32::MAX as i64 }, true, "close idle clients after this many seconds (0: never)"),
+    opt("tcp-keepalive", "300", Kind::Int { min: 0, max: i32::MAX as i64 }, true, "TCP keepalive seconds"),
+    opt("tcp-backlog", "511", Kind::Int { min: 0, max: i32::MAX as i64 }, false, "listen backlog"),
+    opt("hz", "10", Kind::Int { min: 1, max: 500 }, true, "background task frequency (active expiry)"),
+    opt("requirepass", "", Kind::Str, true, "password clients must AUTH with"),
+    opt("loglevel", "notice", Kind::Enum(&["debug", "verbose", "notice", "warning", "nothing"]), true, "log verbosity"),
+    opt("logfile", "", Kind::Str, false, "log file (empty: standard error)"),
+    opt("daemonize", "no", Kind::Bool, false, "run in the background (not supported: always no)"),
+    opt("protected-mode", "yes", Kind::Bool, true, "refuse non-loopback clients without a password"),
+    opt("maxmemory", "0", Kind::Memory, true, "memory limit (eviction is not built yet)"),
+    opt(
+        "maxmemory-policy",
+        "noeviction",
+        Kind::Enum(&["volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl", "allkeys-lru", "allkeys-lfu", "allkeys-random", "noeviction"]),
+        true,
+        "eviction policy",
+    ),
+];
+
+/// Parses a memory size the way Redis's `memtoull` does.
+pub fn parse_memory(s: &str) -> Option<u64> {
+    let lower = s.to_ascii_lowercase();
+    let (num, mul) = [("gb", 1u64 << 30), ("g", 1_000_000_000), ("mb", 1 << 20), ("m", 1_000_000), ("kb", 1 << 10), ("k", 1000), ("b", 1)]
+        .iter()
+        .find_map(|(suf, mul)| lower.strip_suffix(suf).map(|n| (n.to_string(), *mul)))
+        .unwrap_or((lower.clone(), 1));
+    let n: u64 = num.parse().ok()?;
+    n.checked_mul(mul)
+}
+
+fn find(name: &str) -> Option<&'static OptDef> {
+    OPTIONS.iter().find(|o| o.name.eq_ignore_ascii_case(name))
+}
+
+/// Checks and normalises a value for an option (memory sizes become byte counts, booleans
+/// lower case). The error text is Redis's CONFIG SET reason.
+pub fn normalise(def: &OptDef, value: &str) -> Result<String, String> {
+    match def.kind {
+        Kind::Int { min, max } => {
+            let n: i64 = value.parse().map_err(|_| "argument couldn't be parsed into an integer".to_string())?;
+            if n < min || n > max {
+                return Err(format!("argument must be between {min} and {max} inclusive"));
+            }
+            Ok(n.to_string())
+        }
+        Kind::Memory => parse_memory(value)
+            .map(|n| n.to_string())
+            .ok_or_else(|| "argument must be a memory value".to_string()),
+        Kind::Bool => match value.to_ascii_lowercase().as_str() {
+            "yes" => Ok("yes".into()),
+            "no" => Ok("no".into()),
+            _ => Err("argument must be 'yes' or 'no'".into()),
+        },
+        Kind::Str => Ok(value.to_string()),
+        Kind::Enum(choices) => {
+            let v = value.to_ascii_lowercase();
+            if choices.contains(&v.as_str()) {
+                Ok(v)
+            } else {
+                Err(format!("argument(s) must be one of the following: {}", choices.join(", ")))
+            }
+        }
+    }
+}
+
+/// The live configuration, shared by all shards.
+pub struct Config {
+    values: RwLock<BTreeMap<&'static str, String>>,
+    generation: AtomicU64,
+    /// The config file given at start-up, if any.
+    pub file: Option<String>,
+}
+
+impl Config {
+    /// Defaults, then the config file, then command-line options.
+    pub fn load(file: Option<&str>, overrides: &[(String, String)]) -> anyhow::Result<Config> {
+        let mut values: BTreeMap<&'static str, String> = BTreeMap::new();
+        for o in OPTIONS {
+            values.insert(o.name, normalise(o, o.default).map_err(anyhow::Error::msg)?);
+        }
+        let mut set = |name: &str, value: &str, origin: &str| -> anyhow::Result<()> {
+            let Some(def) = find(name) else { bail!("{origin}: Bad directive or wrong number of arguments ('{name}')") };
+            let v = normalise(def, value).map_err(|e| anyhow::anyhow!("{origin}: '{name}': {e}"))?;
+            values.insert(def.name, v);
+            Ok(())
+        };
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {path}"))?;
+            for (i, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let origin = format!("{path}:{}", i + 1);
+                let mut ranges = Vec::new();
+                let mut scratch = Vec::new();
+                if !shards::resp::split_args(line.as_bytes(), &mut ranges, &mut scratch) {
+                    bail!("{origin}: unbalanced quotes in configuration line");
+                }
+                let words: Vec<String> = ranges.iter().map(|r| String::from_utf8_lossy(&scratch[r.clone()]).into_owned()).collect();
+                let Some((name, rest)) = words.split_first() else { continue };
+                set(name, &rest.join(" "), &origin)?;
+            }
+        }
+        for (name, value) in overrides {
+            set(name, value, "command line")?;
+        }
+        if values.get("daemonize").map(String::as_str) == Some("yes") {
+            bail!("daemonize yes is not supported; run shardis under a supervisor instead");
+        }
+        Ok(Config { values: RwLock::new(values), generation: AtomicU64::new(0), file: file.map(str::to_string) })
+    }
+
+    /// A value by name (names come from [`OPTIONS`]).
+    pub fn get(&self, name: &str) -> String {
+        self.values.read().map(|v| v.get(name).cloned().unwrap_or_default()).unwrap_or_default()
+    }
+
+    pub fn get_i64(&self, name: &str) -> i64 {
+        self.get(name).parse().unwrap_or(0)
+    }
+
+    /// Records a value decided at start-up (the port the kernel picked, the shard count).
+    pub fn set_startup(&self, name: &'static str, value: String) {
+        if let Ok(mut v) = self.values.write() {
+            v.insert(name, value);
+        }
+    }
+
+    /// Bumped by every CONFIG SET; shards refresh their cached values when it moves.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Every (name, value) whose name matches one of the glob patterns (CONFIG GET).
+    pub fn matching(&self, patterns: &[&[u8]]) -> Vec<(String, String)> {
+        let values = match self.values.read() {
+            Ok(v) => v,
+            Err(_) => return Vec::new(),
+        };
+        values
+            .iter()
+            .filter(|(k, _)| patterns.iter().any(|p| shards::glob::matches(p, k.as_bytes(), true)))
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+
+    /// CONFIG SET of several pairs at once: all are checked first, then all applied.
+    pub fn set_many(&self, pairs: &[(&[u8], &[u8])]) -> Result<(), String> {
+        let mut checked = Vec::new();
+        for (i, (name, value)) in pairs.iter().enumerate() {
+            let name_s = String::from_utf8_lossy(name).to_string();
+            let Some(def) = find(&name_s) else {
+                return Err(format!("ERR Unknown option or number of arguments for CONFIG SET - '{name_s}'"));
+            };
+            if pairs[..i].iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                return Err(format!("ERR CONFIG SET failed (possibly related to argument '{name_s}') - duplicate parameter"));
+            }
+            if !def.mutable {
+                return Err(format!("ERR CONFIG SET failed (possibly related to argument '{name_s}') - can't set immutable config"));
+            }
+            let v = normalise(def, &String::from_utf8_lossy(value))
+                .map_err(|e| format!("ERR CONFIG SET failed (possibly related to argument '{name_s}') - {e}"))?;
+            checked.push((def.name, v));
+        }
+        if let Ok(mut values) = self.values.write() {
+            for (k, v) in checked {
+                values.insert(k, v);
+            }
+        }
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+}
+
+/// Builds the clap command line from the option table, so `--help` lists every option.
+pub fn cli() -> clap::Command {
+    let mut cmd = clap::Command::new("shardis")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("A Redis-compatible, thread-per-core in-memory data store")
+        .arg(clap::Arg::new("config-file").help("a configuration file in redis.conf syntax").required(false));
+    for o in OPTIONS {
+        cmd = cmd.arg(
+            clap::Arg::new(o.name)
+                .long(o.name)
+                .help(format!("{} [default: {}]", o.help, if o.default.is_empty() { "\"\"" } else { o.default }))
+                .num_args(1..)
+                .action(clap::ArgAction::Append)
+                .value_name("VALUE"),
+        );
+    }
+    cmd
+}
+
+/// Parses the process arguments into a [`Config`].
+pub fn from_args() -> anyhow::Result<Config> {
+    let m = cli().get_matches();
+    let file = m.get_one::<String>("config-file").cloned();
+    let mut overrides = Vec::new();
+    for o in OPTIONS {
+        if let Some(vals) = m.get_many::<String>(o.name) {
+            let v: Vec<&str> = vals.map(String::as_str).collect();
+            overrides.push((o.name.to_string(), v.join(" ")));
+        }
+    }
+    Config::load(file.as_deref(), &overrides)
+}
+
+impl Config {
+    /// CONFIG REWRITE: rewrites the config file with the running values, keeping its comments
+    /// and order; options changed from their defaults that the file lacks are appended.
+    pub fn rewrite(&self) -> Result<(), String> {
+        let Some(path) = &self.file else {
+            return Err("ERR The server is running without a config file".into());
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| format!("ERR Rewriting config file: {e}"))?;
+        let values = self.values.read().map_err(|_| "ERR config lock poisoned".to_string())?;
+        let quote = |v: &str| if v.is_empty() || v.contains(' ') { format!("\"{v}\"") } else { v.to_string() };
+        let mut seen = std::collections::HashSet::new();
+        let mut out = String::new();
+        for line in text.lines() {
+            let name = line.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+            match find(&name) {
+                Some(def) if !line.trim_start().starts_with('#') => {
+                    if seen.insert(def.name) {
+                        out.push_str(&format!("{} {}\n", def.name, quote(&values[def.name])));
+                    }
+                }
+                _ => {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        for def in OPTIONS {
+            let default = normalise(def, def.default).unwrap_or_default();
+            if !seen.contains(def.name) && values[def.name] != default {
+                out.push_str(&format!("{} {}\n", def.name, quote(&values[def.name])));
+            }
+        }
+        let tmp = format!("{path}.tmp-shardis");
+        std::fs::write(&tmp, out).map_err(|e| format!("ERR Rewriting config file: {e}"))?;
+        std::fs::rename(&tmp, path).map_err(|e| format!("ERR Rewriting config file: {e}"))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,195 @@
+//! A client connection's state on its shard, and the slab that holds a shard's connections.
+
+use crate::msg::{RepBody, Token};
+use shards::resp::{Proto, Reply};
+use std::ops::Range;
+use std::os::fd::RawFd;
+
+/// Called when every part of a multi-shard operation has answered: merges the answers into the
+/// connection's reply (or starts the next stage).
+pub type Done = Box<dyn FnOnce(&crate::ctx::ShardCtx, &mut Conn, Vec<(usize, RepBody)>)>;
+
+/// Work the connection waits for; while it waits it executes nothing else, so its commands take
+/// effect in the order it sent them.
+pub enum Wait {
+    None,
+    /// A run of commands forwarded to one shard; its reply bytes go straight to the output.
+    Run,
+    /// Several parts; `done` merges them.
+    Multi { outstanding: usize, results: Vec<(usize, RepBody)>, done: Done },
+}
+
+pub struct Conn {
+    pub fd: RawFd,
+    pub token: Token,
+    pub id: u64,
+    pub addr: String,
+    pub laddr: String,
+    pub name: Option<Vec<u8>>,
+    pub db: usize,
+    pub proto: Proto,
+    pub authenticated: bool,
+    /// Query buffer and the position of the first unparsed byte.
+    pub rbuf: Vec<u8>,
+    pub rpos: usize,
+    pub ranges: Vec<Range<usize>>,
+    pub scratch: Vec<u8>,
+    /// Output buffer and the position of the first unwritten byte.
+    pub wbuf: Vec<u8>,
+    pub wpos: usize,
+    pub wait: Wait,
+    /// Incremented per multi-shard operation, echoed in replies.
+    pub seq: u32,
+    pub close_after_reply: bool,
+    /// EPOLLOUT is registered (a write was partial).
+    pub want_write: bool,
+    /// EPOLLIN is not registered (too much unprocessed input while waiting).
+    pub read_paused: bool,
+    pub created_ms: u64,
+    pub last_ms: u64,
+    pub last_cmd: (&'static str, Option<&'static str>),
+    pub local_client: bool,
+}
+
+impl Conn {
+    pub fn new(fd: RawFd, token: Token, id: u64, addr: String, laddr: String, now_ms: u64) -> Conn {
+        let local_client = addr.starts_with("127.") || addr.starts_with("[::1]");
+        Conn {
+            fd,
+            token,
+            id,
+            addr,
+            laddr,
+            name: None,
+            db: 0,
+            proto: Proto::Resp2,
+            authenticated: false,
+            rbuf: Vec::with_capacity(16 * 1024),
+            rpos: 0,
+            ranges: Vec::new(),
+            scratch: Vec::new(),
+            wbuf: Vec::new(),
+            wpos: 0,
+            wait: Wait::None,
+            seq: 0,
+            close_after_reply: false,
+            want_write: false,
+            read_paused: false,
+            created_ms: now_ms,
+            last_ms: now_ms,
+            last_cmd: ("NULL", None),
+            local_client,
+        }
+    }
+
+    pub fn waiting(&self) -> bool {
+        !matches!(self.wait, Wait::None)
+    }
+
+    /// A reply writer on the output buffer.
+    pub fn reply(&mut self) -> Reply<'_> {
+        Reply::new(&mut self.wbuf, self.proto)
+    }
+
+    pub fn error(&mut self, text: &str) {
+        self.reply().error(text);
+    }
+
+    /// Bytes of output not yet written.
+    pub fn pending_output(&self) -> usize {
+        self.wbuf.len() - self.wpos
+    }
+
+    /// The CLIENT LIST / CLIENT INFO line for this connection.
+    pub fn info_line(&self, now_ms: u64) -> String {
+        let name = self.name.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+        let qbuf = self.rbuf.len() - self.rpos;
+        let events = if self.want_write { "rw" } else { "r" };
+        format!(
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags=N db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp=0 obl=0 oll=0 omem={} tot-mem={} events={} cmd={} user=default redir=-1 resp={}\n",
+            self.id,
+            self.addr,
+            self.laddr,
+            self.fd,
+            name,
+            now_ms.saturating_sub(self.created_ms) / 1000,
+            now_ms.saturating_sub(self.last_ms) / 1000,
+            self.db,
+            qbuf,
+            self.rbuf.capacity() - self.rbuf.len(),
+            self.rbuf.capacity(),
+            self.wbuf.capacity(),
+            self.rbuf.capacity() + self.wbuf.capacity() + std::mem::size_of::<Conn>(),
+            events,
+            match self.last_cmd {
+                (c, Some(sub)) => format!("{c}|{sub}"),
+                (c, None) => c.to_string(),
+            },
+            if self.proto == Proto::Resp3 { 3 } else { 2 },
+        )
+    }
+}
+
+/// A shard's connections, addressed by [`Token`]. `live` counts reserved tokens. A connection being processed is taken out of
+/// its slot (so code it runs may look at the others) and put back afterwards.
+#[derive(Default)]
+pub struct Slab {
+    slots: Vec<(u32, Option<Box<Conn>>)>,
+    free: Vec<u32>,
+    pub live: usize,
+}
+
+impl Slab {
+    /// Reserves a token for a new connection.
+    pub fn vacant(&mut self) -> Token {
+        self.live += 1;
+        if let Some(i) = self.free.pop() {
+            return Token { index: i, generation: self.slots[i as usize].0 };
+        }
+        self.slots.push((0, None));
+        Token { index: self.slots.len() as u32 - 1, generation: 0 }
+    }
+
+    /// Stores a connection in its reserved slot (or back after work on it).
+    pub fn put(&mut self, conn: Box<Conn>) {
+        let t = conn.token;
+        if let Some(slot) = self.slots.get_mut(t.index as usize) {
+            if slot.0 == t.generation {
+                slot.1 = Some(conn);
+            }
+        }
+    }
+
+    /// Takes a connection out to work on it; put it back with [`Slab::put_back`].
+    pub fn take(&mut self, t: Token) -> Option<Box<Conn>> {
+        let slot = self.slots.get_mut(t.index as usize)?;
+        if slot.0 != t.generation {
+            return None;
+        }
+        slot.1.take()
+    }
+
+    pub fn put_back(&mut self, conn: Box<Conn>) {
+        self.put(conn);
+    }
+
+    /// Frees a token whose connection is gone for good.
+    pub fn release(&mut self, t: Token) {
+        if let Some(slot) = self.slots.get_mut(t.index as usize) {
+            if slot.0 == t.generation {
+                slot.1 = None;
+                slot.0 = slot.0.wrapping_add(1);
+                self.free.push(t.index);
+                self.live -= 1;
+            }
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Conn> {
+        self.slots.iter().filter_map(|(_, c)| c.as_deref())
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Box<Conn>> {
+        self.slots.iter_mut().filter_map(|(_, c)| c.as_mut())
+    }
+}

@@ -1,0 +1,460 @@
+//! A shard's runtime context and its tasks: the event loop that owns the listener and the client
+//! sockets, the tasks that serve requests from other shards and take in their responses, the
+//! senders that drain the outbox into the request mesh, and the active expiry timer.
+
+use crate::config::Config;
+use crate::conn::{Conn, Slab, Wait};
+use crate::msg::{RepBody, RepPart, ReqBody, ReqPart, Request, Response, Token};
+use crate::net::{self, Epoll, EV_READ, EV_WRITE};
+use glommio::channels::channel_mesh::{Full, MeshBuilder};
+use glommio::channels::local_channel::{self, LocalSender};
+use shards::resp::ParseLimits;
+use shards::Shard;
+use std::cell::{Cell, RefCell};
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The Redis version shardis reports (clients and test suites gate features on it).
+pub const REDIS_VERSION: &str = "7.0.15";
+
+/// Bytes read from a socket per readiness event (Redis's PROTO_IOBUF_LEN).
+const READ_CHUNK: usize = 16 * 1024;
+/// Unprocessed input above which a waiting connection stops being read.
+const PAUSE_READ_BYTES: usize = 1024 * 1024;
+/// Events taken per epoll_wait.
+const EVENTS_MAX: usize = 256;
+/// The listener's epoll token (connection tokens are slab indexes, far below).
+const LISTENER: u64 = u64::MAX;
+
+/// State every shard shares: read-mostly, atomics only.
+pub struct Shared {
+    pub nshards: usize,
+    pub port: u16,
+    pub config: Arc<Config>,
+    pub next_client_id: AtomicU64,
+    pub started: SystemTime,
+    pub run_id: String,
+}
+
+impl Shared {
+    pub fn new(nshards: usize, port: u16, config: Arc<Config>) -> Shared {
+        let started = SystemTime::now();
+        let seed = started.duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0) as u64 ^ std::process::id() as u64;
+        let mut rng = shards::rng::Rng::new(seed);
+        let run_id: String = (0..40).map(|_| char::from_digit(rng.below(16) as u32, 16).unwrap_or('0')).collect();
+        Shared { nshards, port, config, next_client_id: AtomicU64::new(1), started, run_id }
+    }
+
+    /// Stops the process. Nothing needs flushing yet (persistence comes later).
+    pub fn shutdown(&self, code: i32) -> ! {
+        eprintln!("shardis is now ready to exit, bye bye...");
+        std::process::exit(code)
+    }
+}
+
+/// Current time in microseconds since the Unix epoch.
+pub fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
+/// Counters of this shard's network side.
+#[derive(Default)]
+pub struct NetStats {
+    pub connections_received: Cell<u64>,
+    pub rejected_connections: Cell<u64>,
+    pub net_input_bytes: Cell<u64>,
+    pub net_output_bytes: Cell<u64>,
+    pub hops_out: Cell<u64>,
+    pub error_replies: Cell<u64>,
+}
+
+impl NetStats {
+    pub fn reset(&self) {
+        self.connections_received.set(0);
+        self.rejected_connections.set(0);
+        self.net_input_bytes.set(0);
+        self.net_output_bytes.set(0);
+        self.hops_out.set(0);
+        self.error_replies.set(0);
+    }
+}
+
+/// One shard's runtime.
+pub struct ShardCtx {
+    pub id: usize,
+    pub n: usize,
+    pub shared: Arc<Shared>,
+    pub engine: RefCell<Shard>,
+    pub conns: RefCell<Slab>,
+    pub epoll: Epoll,
+    listener: RawFd,
+    /// Request parts per destination shard, gathered during one loop iteration.
+    outbox: RefCell<Vec<Vec<ReqPart>>>,
+    out_tx: Vec<Option<LocalSender<Request>>>,
+    pub net: NetStats,
+    /// Cached configuration values, refreshed when the config generation moves.
+    cfg_gen: Cell<u64>,
+    pub limits: Cell<ParseLimits>,
+    pub query_buf_max: Cell<usize>,
+    pub maxclients: Cell<usize>,
+    pub requirepass: RefCell<Option<Vec<u8>>>,
+}
+
+impl ShardCtx {
+    /// Builds the shard, joins the meshes, spawns its tasks and runs its event loop.
+    pub async fn run(
+        id: usize,
+        n: usize,
+        listener: RawFd,
+        shared: Arc<Shared>,
+        req_mesh: MeshBuilder<Request, Full>,
+        rep_mesh: MeshBuilder<Response, Full>,
+    ) -> anyhow::Result<()> {
+        let (req_tx, mut req_rx) = req_mesh.join().await.map_err(|_| anyhow::anyhow!("joining request mesh"))?;
+        let (rep_tx, mut rep_rx) = rep_mesh.join().await.map_err(|_| anyhow::anyhow!("joining response mesh"))?;
+        let epoll = Epoll::new()?;
+        epoll.add(listener, EV_READ, LISTENER)?;
+        let seed = net_seed(id);
+        let mut out_tx = Vec::with_capacity(n);
+        let mut out_rx = Vec::new();
+        for peer in 0..n {
+            if peer == id {
+                out_tx.push(None);
+                continue;
+            }
+            let (tx, rx) = local_channel::new_unbounded();
+            out_tx.push(Some(tx));
+            out_rx.push((peer, rx));
+        }
+        let ctx = Rc::new(ShardCtx {
+            id,
+            n,
+            shared: shared.clone(),
+            engine: RefCell::new(Shard::new(id, n, seed)),
+            conns: RefCell::new(Slab::default()),
+            epoll,
+            listener,
+            outbox: RefCell::new((0..n).map(|_| Vec::new()).collect()),
+            out_tx,
+            net: NetStats::default(),
+            cfg_gen: Cell::new(u64::MAX),
+            limits: Cell::new(ParseLimits::default()),
+            query_buf_max: Cell::new(1 << 30),
+            maxclients: Cell::new(10000),
+            requirepass: RefCell::new(None),
+        });
+        ctx.refresh_config();
+
+        let req_tx = Rc::new(req_tx);
+        for (peer, rx) in out_rx {
+            let req_tx = req_tx.clone();
+            glommio::spawn_local(async move {
+                while let Some(req) = rx.recv().await {
+                    if req_tx.send_to(peer, req).await.is_err() {
+                        break;
+                    }
+                }
+            })
+            .detach();
+        }
+        let rep_tx = Rc::new(rep_tx);
+        for (peer, rx) in req_rx.streams() {
+            let (ctx, rep_tx) = (ctx.clone(), rep_tx.clone());
+            glommio::spawn_local(async move {
+                while let Some(req) = rx.recv().await {
+                    let resp = ctx.serve(req);
+                    if rep_tx.send_to(peer, resp).await.is_err() {
+                        break;
+                    }
+                }
+            })
+            .detach();
+        }
+        for (_, rx) in rep_rx.streams() {
+            let ctx = ctx.clone();
+            glommio::spawn_local(async move {
+                while let Some(resp) = rx.recv().await {
+                    ctx.take_response(resp);
+                    glommio::yield_if_needed().await;
+                }
+            })
+            .detach();
+        }
+        let timer_ctx = ctx.clone();
+        glommio::spawn_local(async move { timer_ctx.cron().await }).detach();
+        ctx.event_loop().await;
+        Ok(())
+    }
+
+    /// Re-reads hot configuration values if CONFIG SET changed anything.
+    pub fn refresh_config(&self) {
+        let cfg = &self.shared.config;
+        let g = cfg.generation();
+        if g == self.cfg_gen.get() {
+            return;
+        }
+        self.cfg_gen.set(g);
+        self.limits.set(ParseLimits { bulk_len_max: cfg.get_i64("proto-max-bulk-len").max(1) as usize });
+        self.query_buf_max.set(cfg.get_i64("client-query-buffer-limit").max(1024) as usize);
+        self.maxclients.set(cfg.get_i64("maxclients").max(1) as usize);
+        let pass = cfg.get("requirepass");
+        *self.requirepass.borrow_mut() = if pass.is_empty() { None } else { Some(pass.into_bytes()) };
+    }
+
+    /// Background work at `hz`: active expiry.
+    async fn cron(&self) {
+        loop {
+            let hz = self.shared.config.get_i64("hz").clamp(1, 500) as u64;
+            glommio::timer::sleep(Duration::from_millis(1000 / hz)).await;
+            self.refresh_config();
+            let now_ms = now_us() / 1000;
+            self.engine.borrow_mut().active_expire(now_ms);
+        }
+    }
+
+    /// The event loop: accept, read, execute or forward, write; park on epoll when idle.
+    async fn event_loop(&self) {
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS_MAX];
+        loop {
+            let n = self.epoll.poll(&mut events);
+            if n == 0 {
+                self.flush_outbox();
+                self.epoll.park().await;
+                continue;
+            }
+            self.refresh_config();
+            for ev in &events[..n] {
+                let (flags, data) = (ev.events, ev.u64);
+                if data == LISTENER {
+                    self.accept_all();
+                } else {
+                    self.on_event(data, flags);
+                }
+            }
+            self.flush_outbox();
+            glommio::yield_if_needed().await;
+        }
+    }
+
+    fn accept_all(&self) {
+        for _ in 0..64 {
+            match net::accept(self.listener) {
+                None => return,
+                Some(Err(_)) => return,
+                Some(Ok((fd, addr))) => self.add_conn(fd, addr),
+            }
+        }
+    }
+
+    fn add_conn(&self, fd: RawFd, addr: String) {
+        let now_ms = now_us() / 1000;
+        self.net.connections_received.set(self.net.connections_received.get() + 1);
+        let mut conns = self.conns.borrow_mut();
+        // maxclients is per process; each shard enforces its share.
+        let share = self.maxclients.get().div_ceil(self.n);
+        if conns.live >= share {
+            self.net.rejected_connections.set(self.net.rejected_connections.get() + 1);
+            let _ = net::write(fd, b"-ERR max number of clients reached\r\n");
+            net::close(fd);
+            return;
+        }
+        let token = conns.vacant();
+        let id = self.shared.next_client_id.fetch_add(1, Ordering::Relaxed);
+        let mut conn = Box::new(Conn::new(fd, token, id, addr, net::local_addr(fd), now_ms));
+        conn.authenticated = self.requirepass.borrow().is_none();
+        if self.epoll.add(fd, EV_READ, token_data(token)).is_err() {
+            net::close(fd);
+            conns.release(token);
+            return;
+        }
+        conns.put(conn);
+    }
+
+    fn on_event(&self, data: u64, flags: u32) {
+        let token = data_token(data);
+        let Some(mut conn) = self.conns.borrow_mut().take(token) else { return };
+        if flags & (EV_READ | libc::EPOLLERR as u32 | libc::EPOLLHUP as u32) != 0 && !conn.read_paused {
+            match net::read_into(conn.fd, &mut conn.rbuf, READ_CHUNK) {
+                Ok(0) => return self.close(conn),
+                Ok(n) => {
+                    self.net.net_input_bytes.set(self.net.net_input_bytes.get() + n as u64);
+                    conn.last_ms = now_us() / 1000;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return self.close(conn),
+            }
+            if conn.rbuf.len() - conn.rpos > self.query_buf_max.get() {
+                eprintln!("closing client {} ({}): query buffer limit reached", conn.id, conn.addr);
+                return self.close(conn);
+            }
+        }
+        crate::dispatch::process(self, &mut conn);
+        self.finish(conn);
+    }
+
+    /// After work on a connection: write what it has, adjust epoll interest, put it back (or
+    /// close it).
+    pub fn finish(&self, mut conn: Box<Conn>) {
+        if conn.pending_output() > 0 {
+            loop {
+                match net::write(conn.fd, &conn.wbuf[conn.wpos..]) {
+                    Ok(n) => {
+                        conn.wpos += n;
+                        self.net.net_output_bytes.set(self.net.net_output_bytes.get() + n as u64);
+                        if conn.wpos == conn.wbuf.len() {
+                            conn.wbuf.clear();
+                            conn.wpos = 0;
+                            if conn.wbuf.capacity() > 1 << 20 {
+                                conn.wbuf = Vec::new();
+                            }
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => return self.close(conn),
+                }
+            }
+        }
+        if conn.close_after_reply && conn.pending_output() == 0 && !conn.waiting() {
+            return self.close(conn);
+        }
+        let want_write = conn.pending_output() > 0;
+        let pause = conn.waiting() && conn.rbuf.len() - conn.rpos > PAUSE_READ_BYTES;
+        if want_write != conn.want_write || pause != conn.read_paused {
+            let mut ev = if pause { 0 } else { EV_READ };
+            if want_write {
+                ev |= EV_WRITE;
+            }
+            if self.epoll.modify(conn.fd, ev, token_data(conn.token)).is_err() {
+                return self.close(conn);
+            }
+            conn.want_write = want_write;
+            conn.read_paused = pause;
+        }
+        self.conns.borrow_mut().put_back(conn);
+    }
+
+    pub fn close(&self, conn: Box<Conn>) {
+        self.epoll.delete(conn.fd);
+        net::close(conn.fd);
+        self.conns.borrow_mut().release(conn.token);
+    }
+
+    /// Queues a request part for `shard`; it leaves at the end of this loop iteration.
+    pub fn send(&self, shard: usize, part: ReqPart) {
+        self.net.hops_out.set(self.net.hops_out.get() + 1);
+        self.outbox.borrow_mut()[shard].push(part);
+    }
+
+    /// Sends every destination's gathered parts as one message.
+    pub fn flush_outbox(&self) {
+        let mut outbox = self.outbox.borrow_mut();
+        for (shard, parts) in outbox.iter_mut().enumerate() {
+            if parts.is_empty() {
+                continue;
+            }
+            let parts = std::mem::take(parts);
+            if let Some(Some(tx)) = self.out_tx.get(shard) {
+                let _ = tx.try_send(Request { from: self.id, parts });
+            }
+        }
+    }
+
+    /// Serves a request batch from another shard, synchronously.
+    fn serve(&self, req: Request) -> Response {
+        let parts = req
+            .parts
+            .into_iter()
+            .map(|p| {
+                let body = self.serve_part(&p);
+                RepPart { conn: p.conn, seq: p.seq, body }
+            })
+            .collect();
+        Response { from: self.id, parts }
+    }
+
+    /// Serves one request part (from another shard or from this one's own connections).
+    pub fn serve_part(&self, p: &ReqPart) -> RepBody {
+        let db = p.db as usize;
+        match &p.body {
+            ReqBody::Run(frames) => {
+                let mut out = Vec::new();
+                crate::dispatch::run_frames(self, frames, db, p.proto, &mut out);
+                RepBody::Bytes(out)
+            }
+            ReqBody::Export(keys) => {
+                let now_ms = now_us() / 1000;
+                let mut engine = self.engine.borrow_mut();
+                let entries = keys
+                    .iter()
+                    .map(|(db, k)| {
+                        let e = engine.export(*db as usize, &[k], now_ms).pop().and_then(|(_, e)| e);
+                        (*db, k.clone(), e)
+                    })
+                    .collect();
+                RepBody::Entries(entries)
+            }
+            ReqBody::Import(entries) => {
+                let mut engine = self.engine.borrow_mut();
+                for (db, k, e) in entries {
+                    engine.import(*db as usize, vec![(k.clone(), e.clone())]);
+                }
+                RepBody::Ack
+            }
+            other => crate::server_cmds::serve_admin(self, other),
+        }
+    }
+
+    /// Takes in a response batch: each part goes to its connection, which then goes on with
+    /// its pipeline.
+    fn take_response(&self, resp: Response) {
+        for part in resp.parts {
+            let Some(mut conn) = self.conns.borrow_mut().take(part.conn) else { continue };
+            if part.seq != conn.seq {
+                self.conns.borrow_mut().put_back(conn);
+                continue;
+            }
+            self.deliver(&mut conn, resp.from, part.body);
+            crate::dispatch::process(self, &mut conn);
+            self.finish(conn);
+        }
+        self.flush_outbox();
+    }
+
+    /// Hands one part's answer to a waiting connection.
+    pub fn deliver(&self, conn: &mut Conn, from: usize, body: RepBody) {
+        match std::mem::replace(&mut conn.wait, Wait::None) {
+            Wait::None => {}
+            Wait::Run => {
+                if let RepBody::Bytes(b) = body {
+                    conn.wbuf.extend_from_slice(&b);
+                }
+            }
+            Wait::Multi { outstanding, mut results, done } => {
+                results.push((from, body));
+                if outstanding > 1 {
+                    conn.wait = Wait::Multi { outstanding: outstanding - 1, results, done };
+                } else {
+                    done(self, conn, results);
+                }
+            }
+        }
+    }
+}
+
+fn token_data(t: Token) -> u64 {
+    ((t.generation as u64) << 32) | t.index as u64
+}
+
+fn data_token(d: u64) -> Token {
+    Token { index: d as u32, generation: (d >> 32) as u32 }
+}
+
+fn net_seed(id: usize) -> u64 {
+    now_us() ^ ((id as u64) << 48) ^ std::process::id() as u64
+}

@@ -1,0 +1,206 @@
+//! DEBUG: testing aids (SLEEP, SET-ACTIVE-EXPIRE, DIGEST, DIGEST-VALUE, PROTOCOL, ERROR).
+
+use crate::conn::Conn;
+use crate::ctx::ShardCtx;
+use crate::msg::{RepBody, ReqBody};
+use shards::keyspace::Entry;
+use shards::resp::Proto;
+use shards::util::{eq_ic, parse_f64};
+use shards::{Error, Shard};
+use std::hash::{Hash, Hasher};
+
+/// A 160-bit digest of one entry, the same for equal keys and values.
+fn entry_digest(db: usize, key: &[u8], e: &Entry) -> [u8; 20] {
+    let mut out = [0u8; 20];
+    for (i, chunk) in out.chunks_mut(8).enumerate() {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (i as u8, db, key).hash(&mut h);
+        match &e.value {
+            shards::types::Value::Str(s) => s.as_bytes().hash(&mut h),
+        }
+        e.expire_at_ms.hash(&mut h);
+        let v = h.finish().to_be_bytes();
+        chunk.copy_from_slice(&v[..chunk.len()]);
+    }
+    out
+}
+
+fn xor(acc: &mut [u8; 20], d: &[u8; 20]) {
+    for (a, b) in acc.iter_mut().zip(d) {
+        *a ^= b;
+    }
+}
+
+/// The order-independent digest of a shard's whole dataset (all zeros when empty).
+pub fn digest(engine: &mut Shard, now_ms: u64) -> [u8; 20] {
+    let mut acc = [0u8; 20];
+    for (i, db) in engine.dbs.iter().enumerate() {
+        db.for_each_key(now_ms, |k, e| xor(&mut acc, &entry_digest(i, k, e)));
+    }
+    acc
+}
+
+fn hex(d: &[u8; 20]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn run(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
+    let sub = argv[1];
+    if eq_ic(sub, "help") {
+        let lines = [
+            "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "DIGEST",
+            "    Output a hex signature representing the current DB content.",
+            "DIGEST-VALUE <key> [<key> ...]",
+            "    Output a hex signature of the values of all the specified keys.",
+            "ERROR <string>",
+            "    Return a Redis protocol error with <string> as message.",
+            "PROTOCOL <type>",
+            "    Reply with a test value of the specified type.",
+            "SET-ACTIVE-EXPIRE <0|1>",
+            "    Setting it to 0 disables expiring keys in background.",
+            "SLEEP <seconds>",
+            "    Stop the server for <seconds>. Decimals allowed.",
+            "HELP",
+            "    Print this help.",
+        ];
+        let mut r = conn.reply();
+        r.array(lines.len());
+        for l in lines {
+            r.simple(l);
+        }
+        return Ok(());
+    }
+    if eq_ic(sub, "sleep") && argv.len() == 3 {
+        let secs = parse_f64(argv[2]).unwrap_or(0.0).max(0.0);
+        // Like Redis, this stops the server (here: this shard) for the given time.
+        std::thread::sleep(std::time::Duration::from_secs_f64(secs.min(3600.0)));
+        conn.reply().ok();
+        return Ok(());
+    }
+    if eq_ic(sub, "set-active-expire") && argv.len() == 3 {
+        let on = argv[2] != b"0";
+        let parts = (0..ctx.n).map(|s| (s, ReqBody::SetActiveExpire(on))).collect();
+        crate::dispatch::fan_out(ctx, conn, parts, Box::new(|_, conn, _| conn.reply().ok()));
+        return Ok(());
+    }
+    if eq_ic(sub, "digest") && argv.len() == 2 {
+        let parts = (0..ctx.n).map(|s| (s, ReqBody::Digest)).collect();
+        crate::dispatch::fan_out(
+            ctx,
+            conn,
+            parts,
+            Box::new(|_, conn, results| {
+                let mut acc = [0u8; 20];
+                for (_, b) in results {
+                    if let RepBody::Digest(d) = b {
+                        xor(&mut acc, &d);
+                    }
+                }
+                conn.reply().simple(&hex(&acc));
+            }),
+        );
+        return Ok(());
+    }
+    if eq_ic(sub, "digest-value") {
+        return digest_value(ctx, conn, argv);
+    }
+    if eq_ic(sub, "protocol") && argv.len() == 3 {
+        return protocol(conn, argv[2]);
+    }
+    if eq_ic(sub, "error") && argv.len() == 3 {
+        conn.error(&String::from_utf8_lossy(argv[2]));
+        return Ok(());
+    }
+    Err(Error::err(format!(
+        "unknown subcommand or wrong number of arguments for '{}'. Try DEBUG HELP.",
+        String::from_utf8_lossy(sub)
+    )))
+}
+
+fn digest_value(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
+    let keys: Vec<Vec<u8>> = argv[2..].iter().map(|k| k.to_vec()).collect();
+    let mut per_shard: Vec<Vec<(u8, shards::keyspace::Key)>> = vec![Vec::new(); ctx.n];
+    for k in &keys {
+        per_shard[crate::dispatch::shard_of(ctx, k)].push((conn.db as u8, k.as_slice().into()));
+    }
+    let parts = per_shard.into_iter().enumerate().filter(|(_, k)| !k.is_empty()).map(|(s, k)| (s, ReqBody::Export(k))).collect();
+    let db = conn.db;
+    crate::dispatch::fan_out(
+        ctx,
+        conn,
+        parts,
+        Box::new(move |_, conn, results| {
+            let mut found = std::collections::HashMap::new();
+            for (_, b) in results {
+                if let RepBody::Entries(es) = b {
+                    for (_, k, e) in es {
+                        if let Some(e) = e {
+                            found.insert(k.to_vec(), entry_digest(db, &k, &e));
+                        }
+                    }
+                }
+            }
+            let mut r = conn.reply();
+            r.array(keys.len());
+            for k in &keys {
+                r.simple(&hex(&found.get(k).copied().unwrap_or([0; 20])));
+            }
+        }),
+    );
+    Ok(())
+}
+
+fn protocol(conn: &mut Conn, kind: &[u8]) -> Result<(), Error> {
+    let resp3 = conn.proto == Proto::Resp3;
+    let name = String::from_utf8_lossy(kind).to_ascii_lowercase();
+    if name == "push" && !resp3 {
+        return Err(Error::err("RESP2 is not supported by this command"));
+    }
+    let mut r = conn.reply();
+    match name.as_str() {
+        "string" => r.bulk(b"Hello World"),
+        "integer" => r.int(12345),
+        "double" => r.double(3.141),
+        "bignum" => r.big_number("1234567999999999999999999999999999999"),
+        "null" => r.null(),
+        "array" | "set" => {
+            if name == "set" { r.set(3) } else { r.array(3) }
+            for j in 0..3 {
+                r.int(j);
+            }
+        }
+        "map" => {
+            r.map(3);
+            for j in 0..3 {
+                r.int(j);
+                r.boolean(j == 1);
+            }
+        }
+        "attrib" => {
+            if resp3 {
+                r.raw(b"|1\r\n");
+                r.bulk(b"key-popularity");
+                r.array(2);
+                r.bulk(b"key:123");
+                r.int(90);
+            }
+            r.bulk(b"Some real reply following the attribute");
+        }
+        "push" => {
+            r.push(2);
+            r.bulk(b"server-cpu-usage");
+            r.int(42);
+            r.bulk(b"Some real reply following the push reply");
+        }
+        "true" => r.boolean(true),
+        "false" => r.boolean(false),
+        "verbatim" => r.verbatim(b"This is a verbatim\nstring"),
+        _ => {
+            return Err(Error::err(
+                "Wrong protocol type name. Please use one of the following: string|integer|double|bignum|null|array|set|map|attrib|push|verbatim|true|false",
+            ))
+        }
+    }
+    Ok(())
+}

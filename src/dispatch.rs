@@ -1,0 +1,380 @@
+//! The request path: parse a connection's pipeline, look each command up, and execute it here,
+//! forward it to the shard that owns its keys, or split it over several shards.
+//!
+//! Ordering: a connection's commands take effect in the order it sent them. Consecutive commands
+//! for the same other shard travel together as one run; the connection then waits, executing
+//! nothing else, until that run's replies are in. Replies therefore also leave in request order.
+//!
+//! Multi-key commands whose keys live on several shards either split per key (DEL, MGET, MSET:
+//! each shard runs its share, replies merge) or gather (RENAME, COPY, MSETNX, LCS: the entries
+//! are copied here, the command runs against the copies, changed entries go back). Neither is
+//! isolated from concurrent writers yet; the transaction layer will lock the keys first.
+
+use crate::conn::{Conn, Wait};
+use crate::ctx::{now_us, ShardCtx};
+use crate::msg::{RepBody, ReqBody, ReqPart};
+use shards::cmd::{key_positions, lookup, ConnCmd, FindKeys, Lookup, Merge, Route, Split};
+use shards::keyspace::{Entry, Key};
+use shards::resp::{parse_command, Parsed, Proto, Reply};
+use shards::slot::key_slot;
+use shards::{Error, Shard};
+
+/// Where a command goes.
+enum Target {
+    Local(Lookup),
+    Remote(usize, Lookup),
+    Fail(Error),
+    Server(Lookup, ConnCmd),
+    Split(Lookup, Merge),
+    All(Lookup, Merge),
+    Gather(Lookup),
+}
+
+/// The shard that owns `key`.
+pub fn shard_of(ctx: &ShardCtx, key: &[u8]) -> usize {
+    key_slot(key).0 as usize % ctx.n
+}
+
+/// Encodes a command as a RESP multibulk frame.
+pub fn encode_command(argv: &[&[u8]], out: &mut Vec<u8>) {
+    let mut r = Reply::new(out, Proto::Resp2);
+    r.array(argv.len());
+    for a in argv {
+        r.bulk(a);
+    }
+}
+
+/// Parses and carries out as much of the connection's input as it can without waiting.
+pub fn process(ctx: &ShardCtx, conn: &mut Conn) {
+    if conn.waiting() || conn.close_after_reply {
+        return;
+    }
+    let mut rbuf = std::mem::take(&mut conn.rbuf);
+    let mut scratch = std::mem::take(&mut conn.scratch);
+    let mut ranges = std::mem::take(&mut conn.ranges);
+    let mut pos = conn.rpos;
+    let mut run: Option<(usize, Vec<u8>)> = None;
+    let limits = ctx.limits.get();
+    loop {
+        if conn.waiting() || conn.close_after_reply {
+            break;
+        }
+        let (consumed, inline) = match parse_command(&rbuf[pos..], &mut ranges, &mut scratch, limits) {
+            Ok(Parsed::Incomplete) => break,
+            Ok(Parsed::Empty { consumed }) => {
+                pos += consumed;
+                continue;
+            }
+            Ok(Parsed::Command { consumed }) => (consumed, false),
+            Ok(Parsed::Inline { consumed }) => (consumed, true),
+            Err(e) => {
+                if run.is_some() {
+                    break;
+                }
+                conn.error(&e.reply_text());
+                conn.close_after_reply = true;
+                pos = rbuf.len();
+                break;
+            }
+        };
+        let base: &[u8] = if inline { &scratch } else { &rbuf[pos..] };
+        let argv: Vec<&[u8]> = ranges.iter().map(|r| &base[r.clone()]).collect();
+        match route(ctx, conn, &argv) {
+            Target::Remote(shard, l) => {
+                match &run {
+                    Some((s, _)) if *s != shard => break,
+                    Some(_) => {}
+                    None => run = Some((shard, Vec::new())),
+                }
+                if let Some((_, frames)) = &mut run {
+                    if inline {
+                        encode_command(&argv, frames);
+                    } else {
+                        frames.extend_from_slice(&rbuf[pos..pos + consumed]);
+                    }
+                }
+                conn.last_cmd = names(l);
+            }
+            _ if run.is_some() => break,
+            target => execute(ctx, conn, target, &argv),
+        }
+        pos += consumed;
+    }
+    if let Some((shard, frames)) = run {
+        conn.seq = conn.seq.wrapping_add(1);
+        let part = ReqPart { conn: conn.token, seq: conn.seq, db: conn.db as u8, proto: conn.proto, body: ReqBody::Run(frames) };
+        ctx.send(shard, part);
+        conn.wait = Wait::Run;
+    }
+    if pos >= rbuf.len() {
+        rbuf.clear();
+        pos = 0;
+    } else if pos > 64 * 1024 && pos * 2 > rbuf.len() {
+        rbuf.drain(..pos);
+        pos = 0;
+    }
+    conn.rpos = pos;
+    conn.rbuf = rbuf;
+    conn.scratch = scratch;
+    conn.ranges = ranges;
+}
+
+fn names(l: Lookup) -> (&'static str, Option<&'static str>) {
+    match l.parent {
+        Some(p) => (p.name, Some(l.spec.name)),
+        None => (l.spec.name, None),
+    }
+}
+
+/// Decides where a command runs.
+fn route(ctx: &ShardCtx, conn: &Conn, argv: &[&[u8]]) -> Target {
+    let l = match lookup(argv) {
+        Ok(l) => l,
+        Err(e) => return Target::Fail(e),
+    };
+    let spec = l.spec;
+    if !conn.authenticated && spec.flags & shards::cmd::flag::NO_AUTH == 0 {
+        return Target::Fail(Error::Other("NOAUTH Authentication required.".into()));
+    }
+    match spec.route {
+        Route::Server(c) => Target::Server(l, c),
+        Route::AllShards(_) if ctx.n == 1 => Target::Local(l),
+        Route::AllShards(m) => Target::All(l, m),
+        Route::ScanCursor => match shards::cmd::keys::scan_shard_of(argv.get(1).copied().unwrap_or(b"")) {
+            Some(s) if s < ctx.n && s != ctx.id => Target::Remote(s, l),
+            _ => Target::Local(l),
+        },
+        Route::Keys(split) => {
+            if ctx.n == 1 {
+                return Target::Local(l);
+            }
+            // The common case first: one key at argument 1.
+            let mut pos = Vec::new();
+            key_positions(spec, argv, &mut pos);
+            let Some(&first) = pos.first() else { return Target::Local(l) };
+            let shard = shard_of(ctx, argv[first]);
+            if pos[1..].iter().all(|&p| shard_of(ctx, argv[p]) == shard) {
+                return if shard == ctx.id { Target::Local(l) } else { Target::Remote(shard, l) };
+            }
+            match split {
+                Split::PerKey(m) => Target::Split(l, m),
+                Split::Gather | Split::Never => Target::Gather(l),
+            }
+        }
+    }
+}
+
+fn execute(ctx: &ShardCtx, conn: &mut Conn, target: Target, argv: &[&[u8]]) {
+    match target {
+        Target::Local(l) => {
+            conn.last_cmd = names(l);
+            let (db, proto) = (conn.db, conn.proto);
+            ctx.engine.borrow_mut().execute_reply(l, argv, db, now_us(), proto, &mut conn.wbuf);
+        }
+        Target::Fail(e) => {
+            ctx.net.error_replies.set(ctx.net.error_replies.get() + 1);
+            conn.error(&e.text());
+        }
+        Target::Server(l, c) => {
+            conn.last_cmd = names(l);
+            crate::server_cmds::handle(ctx, conn, l, argv, c);
+        }
+        Target::Split(l, m) => {
+            conn.last_cmd = names(l);
+            start_split(ctx, conn, l, argv, m);
+        }
+        Target::All(l, m) => {
+            conn.last_cmd = names(l);
+            start_all(ctx, conn, l, argv, m);
+        }
+        Target::Gather(l) => {
+            conn.last_cmd = names(l);
+            start_gather(ctx, conn, l, argv);
+        }
+        Target::Remote(..) => {}
+    }
+}
+
+/// Executes forwarded frames against this shard's engine (no routing: the sender routed them).
+pub fn run_frames(ctx: &ShardCtx, frames: &[u8], db: usize, proto: Proto, out: &mut Vec<u8>) {
+    let mut ranges = Vec::new();
+    let mut scratch = Vec::new();
+    let mut pos = 0;
+    let limits = shards::resp::ParseLimits { bulk_len_max: usize::MAX };
+    let mut engine = ctx.engine.borrow_mut();
+    let now = now_us();
+    while pos < frames.len() {
+        let consumed = match parse_command(&frames[pos..], &mut ranges, &mut scratch, limits) {
+            Ok(Parsed::Command { consumed }) => consumed,
+            _ => break,
+        };
+        let argv: Vec<&[u8]> = ranges.iter().map(|r| &frames[pos + r.start..pos + r.end]).collect();
+        match lookup(&argv) {
+            Ok(l) => engine.execute_reply(l, &argv, db, now, proto, out),
+            Err(e) => Reply::new(out, proto).error(&e.text()),
+        }
+        pos += consumed;
+    }
+}
+
+/// Runs `parts` (shard, frame): the local one at once, the others forwarded; `done` gets every
+/// shard's reply bytes once all are in.
+pub fn fan_out(
+    ctx: &ShardCtx,
+    conn: &mut Conn,
+    parts: Vec<(usize, ReqBody)>,
+    done: Box<dyn FnOnce(&ShardCtx, &mut Conn, Vec<(usize, RepBody)>)>,
+) {
+    conn.seq = conn.seq.wrapping_add(1);
+    let mut results = Vec::new();
+    let mut outstanding = 0;
+    for (shard, body) in parts {
+        let part = ReqPart { conn: conn.token, seq: conn.seq, db: conn.db as u8, proto: conn.proto, body };
+        if shard == ctx.id {
+            results.push((shard, crate::server_cmds::serve_local(ctx, conn, &part)));
+        } else {
+            ctx.send(shard, part);
+            outstanding += 1;
+        }
+    }
+    if outstanding == 0 {
+        done(ctx, conn, results);
+    } else {
+        conn.wait = Wait::Multi { outstanding, results, done };
+    }
+}
+
+/// Reply bytes of each part, for merging.
+fn bytes_of(results: Vec<(usize, RepBody)>) -> Vec<(usize, Vec<u8>)> {
+    results
+        .into_iter()
+        .map(|(s, b)| match b {
+            RepBody::Bytes(v) => (s, v),
+            _ => (s, Vec::new()),
+        })
+        .collect()
+}
+
+/// Splits a per-key command (DEL, MGET, MSET, …) into one command per shard.
+fn start_split(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]], merge: Merge) {
+    let mut pos = Vec::new();
+    key_positions(l.spec, argv, &mut pos);
+    let step = match l.spec.keys.first().map(|k| k.find) {
+        Some(FindKeys::Range { step, .. }) => step.max(1) as usize,
+        _ => 1,
+    };
+    let key_shards: Vec<usize> = pos.iter().map(|&p| shard_of(ctx, argv[p])).collect();
+    let mut per_shard: Vec<Vec<&[u8]>> = vec![Vec::new(); ctx.n];
+    for (&p, &s) in pos.iter().zip(&key_shards) {
+        if per_shard[s].is_empty() {
+            per_shard[s].push(argv[0]);
+        }
+        per_shard[s].extend(argv[p..(p + step).min(argv.len())].iter().copied());
+    }
+    let parts = per_shard
+        .into_iter()
+        .enumerate()
+        .filter(|(_, a)| !a.is_empty())
+        .map(|(s, a)| {
+            let mut frame = Vec::new();
+            encode_command(&a, &mut frame);
+            (s, ReqBody::Run(frame))
+        })
+        .collect();
+    fan_out(
+        ctx,
+        conn,
+        parts,
+        Box::new(move |_, conn, results| {
+            let proto = conn.proto;
+            crate::merge::merge(merge, &bytes_of(results), &key_shards, proto, &mut conn.wbuf);
+        }),
+    );
+}
+
+/// Runs a whole-keyspace command (DBSIZE, KEYS, FLUSHALL, …) on every shard.
+fn start_all(ctx: &ShardCtx, conn: &mut Conn, _l: Lookup, argv: &[&[u8]], merge: Merge) {
+    let mut frame = Vec::new();
+    encode_command(argv, &mut frame);
+    let parts = (0..ctx.n).map(|s| (s, ReqBody::Run(frame.clone()))).collect();
+    fan_out(
+        ctx,
+        conn,
+        parts,
+        Box::new(move |_, conn, results| {
+            let proto = conn.proto;
+            crate::merge::merge(merge, &bytes_of(results), &[], proto, &mut conn.wbuf);
+        }),
+    );
+}
+
+/// The (db, key) pairs a gathered command touches.
+fn gather_keys(l: Lookup, argv: &[&[u8]], db: usize) -> Vec<(u8, Key)> {
+    let mut pos = Vec::new();
+    key_positions(l.spec, argv, &mut pos);
+    let mut keys: Vec<(u8, Key)> = Vec::new();
+    for &p in &pos {
+        let k = (db as u8, Key::from(argv[p]));
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    // COPY … DB n writes its destination in another database.
+    if l.spec.name == "copy" {
+        if let Some(i) = argv.iter().position(|a| a.eq_ignore_ascii_case(b"db")) {
+            if let Some(n) = argv.get(i + 1).and_then(|a| shards::util::parse_i64(a)) {
+                if (0..shards::limits::DATABASES as i64).contains(&n) {
+                    keys.push((n as u8, Key::from(argv[2])));
+                }
+            }
+        }
+    }
+    keys
+}
+
+/// Copies the keys' entries here, runs the command on the copies, sends changes back.
+fn start_gather(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) {
+    let keys = gather_keys(l, argv, conn.db);
+    let mut per_shard: Vec<Vec<(u8, Key)>> = vec![Vec::new(); ctx.n];
+    for (db, k) in &keys {
+        per_shard[shard_of(ctx, k)].push((*db, k.clone()));
+    }
+    let parts: Vec<(usize, ReqBody)> =
+        per_shard.into_iter().enumerate().filter(|(_, k)| !k.is_empty()).map(|(s, k)| (s, ReqBody::Export(k))).collect();
+    let owned: Vec<Vec<u8>> = argv.iter().map(|a| a.to_vec()).collect();
+    fan_out(ctx, conn, parts, Box::new(move |ctx, conn, results| gather_run(ctx, conn, l, owned, results)));
+}
+
+fn gather_run(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: Vec<Vec<u8>>, results: Vec<(usize, RepBody)>) {
+    let mut before: Vec<(u8, Key, Option<Entry>)> = Vec::new();
+    for (_, body) in results {
+        if let RepBody::Entries(e) = body {
+            before.extend(e);
+        }
+    }
+    let mut scratch = Shard::new(ctx.id, 1, now_us());
+    for (db, k, e) in &before {
+        scratch.import(*db as usize, vec![(k.clone(), e.clone())]);
+    }
+    let args: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
+    let now = now_us();
+    let (db, proto) = (conn.db, conn.proto);
+    let mut reply = Vec::new();
+    scratch.execute_reply(l, &args, db, now, proto, &mut reply);
+    if l.spec.flags & shards::cmd::flag::WRITE == 0 {
+        conn.wbuf.extend_from_slice(&reply);
+        return;
+    }
+    let mut per_shard: Vec<Vec<(u8, Key, Option<Entry>)>> = vec![Vec::new(); ctx.n];
+    for (kdb, k, old) in before {
+        let new = scratch.export(kdb as usize, &[&k], now / 1000).pop().and_then(|(_, e)| e);
+        if new != old {
+            per_shard[shard_of(ctx, &k)].push((kdb, k, new));
+        }
+    }
+    let parts: Vec<(usize, ReqBody)> =
+        per_shard.into_iter().enumerate().filter(|(_, e)| !e.is_empty()).map(|(s, e)| (s, ReqBody::Import(e))).collect();
+    // The reply leaves once every owner has applied its part, so what the client sees next
+    // (on any connection) includes the change.
+    fan_out(ctx, conn, parts, Box::new(move |_, conn, _| conn.wbuf.extend_from_slice(&reply)));
+}

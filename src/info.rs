@@ -1,0 +1,206 @@
+//! INFO: Redis 7.0's sections and field names, summed over shards, plus a `shards` section.
+
+use crate::ctx::{Shared, REDIS_VERSION};
+use crate::msg::ShardStats;
+use crate::server_cmds::field;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const DEFAULT: &[&str] = &["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "modules", "errorstats", "cluster", "keyspace"];
+const ALL: &[&str] = &["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "modules", "commandstats", "errorstats", "cluster", "keyspace", "shards"];
+
+fn human(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b < 1024.0 {
+        format!("{bytes}B")
+    } else if b < 1024.0 * 1024.0 {
+        format!("{:.2}K", b / 1024.0)
+    } else if b < 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.2}M", b / (1024.0 * 1024.0))
+    } else {
+        format!("{:.2}G", b / (1024.0 * 1024.0 * 1024.0))
+    }
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    pages * 4096
+}
+
+fn cpu_times() -> (f64, f64) {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct we own.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    (t(ru.ru_stime), t(ru.ru_utime))
+}
+
+/// Which sections the arguments select (Redis 7 takes several).
+fn selected(args: &[String]) -> Vec<&'static str> {
+    if args.is_empty() || args.iter().any(|a| a == "default") {
+        let mut v = DEFAULT.to_vec();
+        v.extend(args.iter().filter_map(|a| ALL.iter().find(|s| *s == a).copied()).filter(|s| !DEFAULT.contains(s)));
+        return v;
+    }
+    if args.iter().any(|a| a == "all" || a == "everything") {
+        return ALL.to_vec();
+    }
+    ALL.iter().filter(|s| args.iter().any(|a| a == *s)).copied().collect()
+}
+
+/// Renders the INFO text for the chosen sections.
+pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -> String {
+    let sum = |f: fn(&ShardStats) -> u64| stats.iter().map(|(_, s)| f(s)).sum::<u64>();
+    let mut out = String::new();
+    for (i, section) in selected(args).into_iter().enumerate() {
+        if i > 0 {
+            out.push_str("\r\n");
+        }
+        let o = &mut out;
+        match section {
+            "server" => {
+                o.push_str("# Server\r\n");
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+                let up = SystemTime::now().duration_since(shared.started).unwrap_or_default().as_secs();
+                field(o, "redis_version", REDIS_VERSION);
+                field(o, "shardis_version", env!("CARGO_PKG_VERSION"));
+                field(o, "redis_git_sha1", "00000000");
+                field(o, "redis_git_dirty", 0);
+                field(o, "redis_build_id", "0");
+                field(o, "redis_mode", "standalone");
+                field(o, "os", std::env::consts::OS);
+                field(o, "arch_bits", 64);
+                field(o, "monotonic_clock", "POSIX clock_gettime");
+                field(o, "multiplexing_api", "epoll");
+                field(o, "process_id", std::process::id());
+                field(o, "process_supervised", "no");
+                field(o, "run_id", &shared.run_id);
+                field(o, "tcp_port", shared.port);
+                field(o, "server_time_usec", now.as_micros());
+                field(o, "uptime_in_seconds", up);
+                field(o, "uptime_in_days", up / 86400);
+                field(o, "hz", shared.config.get("hz"));
+                field(o, "configured_hz", shared.config.get("hz"));
+                field(o, "executable", std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default());
+                field(o, "config_file", shared.config.file.clone().unwrap_or_default());
+                field(o, "io_threads_active", 0);
+                field(o, "shards", shared.nshards);
+            }
+            "clients" => {
+                o.push_str("# Clients\r\n");
+                field(o, "connected_clients", stats.iter().map(|(_, s)| s.connected_clients).sum::<usize>());
+                field(o, "cluster_connections", 0);
+                field(o, "maxclients", shared.config.get("maxclients"));
+                field(o, "client_recent_max_input_buffer", 0);
+                field(o, "client_recent_max_output_buffer", 0);
+                field(o, "blocked_clients", 0);
+                field(o, "tracking_clients", 0);
+                field(o, "clients_in_timeout_table", 0);
+            }
+            "memory" => {
+                o.push_str("# Memory\r\n");
+                let rss = rss_bytes();
+                let maxmem: u64 = shared.config.get("maxmemory").parse().unwrap_or(0);
+                field(o, "used_memory", rss);
+                field(o, "used_memory_human", human(rss));
+                field(o, "used_memory_rss", rss);
+                field(o, "used_memory_rss_human", human(rss));
+                field(o, "used_memory_peak", rss);
+                field(o, "used_memory_peak_human", human(rss));
+                field(o, "maxmemory", maxmem);
+                field(o, "maxmemory_human", human(maxmem));
+                field(o, "maxmemory_policy", shared.config.get("maxmemory-policy"));
+                field(o, "mem_fragmentation_ratio", "1.00");
+                field(o, "mem_allocator", "libc");
+            }
+            "persistence" => {
+                o.push_str("# Persistence\r\n");
+                field(o, "loading", 0);
+                field(o, "rdb_changes_since_last_save", 0);
+                field(o, "rdb_bgsave_in_progress", 0);
+                field(o, "aof_enabled", 0);
+                field(o, "aof_rewrite_in_progress", 0);
+            }
+            "stats" => {
+                o.push_str("# Stats\r\n");
+                field(o, "total_connections_received", sum(|s| s.connections_received));
+                field(o, "total_commands_processed", sum(|s| s.commands));
+                field(o, "instantaneous_ops_per_sec", 0);
+                field(o, "total_net_input_bytes", sum(|s| s.net_input_bytes));
+                field(o, "total_net_output_bytes", sum(|s| s.net_output_bytes));
+                field(o, "rejected_connections", sum(|s| s.rejected_connections));
+                field(o, "expired_keys", sum(|s| s.expired_keys));
+                field(o, "evicted_keys", 0);
+                field(o, "keyspace_hits", sum(|s| s.keyspace_hits));
+                field(o, "keyspace_misses", sum(|s| s.keyspace_misses));
+                field(o, "pubsub_channels", 0);
+                field(o, "pubsub_patterns", 0);
+                field(o, "total_error_replies", sum(|s| s.error_replies));
+            }
+            "replication" => {
+                o.push_str("# Replication\r\n");
+                field(o, "role", "master");
+                field(o, "connected_slaves", 0);
+                field(o, "master_replid", &shared.run_id);
+                field(o, "master_repl_offset", 0);
+            }
+            "cpu" => {
+                o.push_str("# CPU\r\n");
+                let (sys, user) = cpu_times();
+                field(o, "used_cpu_sys", format!("{sys:.6}"));
+                field(o, "used_cpu_user", format!("{user:.6}"));
+            }
+            "modules" => o.push_str("# Modules\r\n"),
+            "errorstats" => o.push_str("# Errorstats\r\n"),
+            "cluster" => {
+                o.push_str("# Cluster\r\n");
+                field(o, "cluster_enabled", 0);
+            }
+            "commandstats" => {
+                o.push_str("# Commandstats\r\n");
+                let mut all: std::collections::BTreeMap<String, shards::shard::CmdStat> = Default::default();
+                for (_, s) in stats {
+                    for (name, c) in &s.cmd {
+                        let e = all.entry(name.clone()).or_default();
+                        e.calls += c.calls;
+                        e.usec += c.usec;
+                        e.rejected_calls += c.rejected_calls;
+                        e.failed_calls += c.failed_calls;
+                    }
+                }
+                for (name, c) in all {
+                    let per = if c.calls > 0 { c.usec as f64 / c.calls as f64 } else { 0.0 };
+                    field(
+                        o,
+                        &format!("cmdstat_{name}"),
+                        format!("calls={},usec={},usec_per_call={per:.2},rejected_calls={},failed_calls={}", c.calls, c.usec, c.rejected_calls, c.failed_calls),
+                    );
+                }
+            }
+            "keyspace" => {
+                o.push_str("# Keyspace\r\n");
+                let mut dbs = [(0usize, 0u64); shards::limits::DATABASES];
+                for (_, s) in stats {
+                    for &(db, keys, expires) in &s.keys {
+                        dbs[db].0 += keys;
+                        dbs[db].1 += expires;
+                    }
+                }
+                for (i, (keys, expires)) in dbs.iter().enumerate() {
+                    if *keys > 0 {
+                        field(o, &format!("db{i}"), format!("keys={keys},expires={expires},avg_ttl=0"));
+                    }
+                }
+            }
+            "shards" => {
+                o.push_str("# Shards\r\n");
+                for (id, s) in stats {
+                    let keys: usize = s.keys.iter().map(|k| k.1).sum();
+                    field(o, &format!("shard{id}"), format!("keys={keys},commands={},clients={},hops_out={}", s.commands, s.connected_clients, s.hops_out));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}

@@ -1,0 +1,98 @@
+//! Messages between shards. Requests and responses travel on two separate meshes (one shared
+//! mesh can deadlock two shards that each wait to send to the other). A message carries the
+//! work of one event-loop iteration for one destination: parts from many connections.
+
+use shards::keyspace::{Entry, Key};
+use shards::resp::Proto;
+
+/// Messages a mesh link holds before a sender waits (back-pressure on the sending connection's
+/// shard, never on the executing one).
+pub const MESH_CAPACITY: usize = 256;
+
+/// Names a connection on its shard: slab index plus generation, so a reply for a connection
+/// that has gone (and whose slot was reused) is dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Token {
+    pub index: u32,
+    pub generation: u32,
+}
+
+/// A batch of work for one shard.
+pub struct Request {
+    pub from: usize,
+    pub parts: Vec<ReqPart>,
+}
+
+/// One connection's work in a request batch.
+pub struct ReqPart {
+    pub conn: Token,
+    /// The connection's operation sequence number, echoed back.
+    pub seq: u32,
+    pub db: u8,
+    pub proto: Proto,
+    pub body: ReqBody,
+}
+
+/// What a shard is asked to do.
+pub enum ReqBody {
+    /// Execute these RESP-encoded commands in order; answer with their replies, concatenated.
+    Run(Vec<u8>),
+    /// Copy out the entries of these keys (absent keys as None).
+    Export(Vec<(u8, Key)>),
+    /// Store (Some) or delete (None) these entries.
+    Import(Vec<(u8, Key, Option<Entry>)>),
+    /// Report statistics for INFO.
+    Stats,
+    /// Describe this shard's client connections (CLIENT LIST lines), optionally only some ids.
+    ClientList(Option<Vec<u64>>),
+    /// Close matching client connections; answer how many.
+    ClientKill(crate::server_cmds::KillFilter),
+    /// DEBUG SET-ACTIVE-EXPIRE.
+    SetActiveExpire(bool),
+    /// DEBUG DIGEST: a digest of this shard's data.
+    Digest,
+    /// CONFIG RESETSTAT.
+    ResetStat,
+}
+
+/// A batch of answers, one part per request part, in request order.
+pub struct Response {
+    pub from: usize,
+    pub parts: Vec<RepPart>,
+}
+
+pub struct RepPart {
+    pub conn: Token,
+    pub seq: u32,
+    pub body: RepBody,
+}
+
+pub enum RepBody {
+    /// Encoded replies.
+    Bytes(Vec<u8>),
+    Entries(Vec<(u8, Key, Option<Entry>)>),
+    Stats(Box<ShardStats>),
+    Lines(String),
+    Count(i64),
+    Digest([u8; 20]),
+    Ack,
+}
+
+/// What INFO needs from a shard.
+#[derive(Default, Clone)]
+pub struct ShardStats {
+    pub keys: Vec<(usize, usize, u64)>,
+    pub keyspace_hits: u64,
+    pub keyspace_misses: u64,
+    pub expired_keys: u64,
+    pub commands: u64,
+    pub cmd: Vec<(String, shards::shard::CmdStat)>,
+    pub connected_clients: usize,
+    pub connections_received: u64,
+    pub net_input_bytes: u64,
+    pub net_output_bytes: u64,
+    pub rejected_connections: u64,
+    pub error_replies: u64,
+    pub errorstats: Vec<(String, u64)>,
+    pub hops_out: u64,
+}

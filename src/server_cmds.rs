@@ -1,0 +1,525 @@
+//! Commands the server layer carries out itself: connection state (SELECT, HELLO, AUTH, RESET,
+//! QUIT, CLIENT) and process-wide work (INFO, CONFIG, DEBUG, SHUTDOWN), some of which ask every
+//! shard for its part.
+
+use crate::conn::Conn;
+use crate::ctx::{now_us, ShardCtx, REDIS_VERSION};
+use crate::msg::{RepBody, ReqBody, ReqPart, ShardStats};
+use shards::cmd::{ConnCmd, Lookup};
+use shards::resp::{Proto, Reply};
+use shards::util::{eq_ic, parse_i64};
+use shards::Error;
+use std::fmt::Write as _;
+
+/// Which connections CLIENT KILL closes.
+#[derive(Debug, Clone, Default)]
+pub struct KillFilter {
+    pub id: Option<u64>,
+    pub addr: Option<String>,
+    pub laddr: Option<String>,
+    pub user: Option<String>,
+    pub kind: Option<String>,
+    /// The caller's id when SKIPME yes (the default).
+    pub skip: Option<u64>,
+}
+
+impl KillFilter {
+    fn matches(&self, c: &Conn) -> bool {
+        self.id.is_none_or(|id| id == c.id)
+            && self.addr.as_deref().is_none_or(|a| a == c.addr)
+            && self.laddr.as_deref().is_none_or(|a| a == c.laddr)
+            && self.user.as_deref().is_none_or(|u| u == "default")
+            && self.kind.as_deref().is_none_or(|k| k == "normal")
+            && self.skip != Some(c.id)
+    }
+}
+
+/// Carries out a server-level command for `conn`.
+pub fn handle(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]], cmd: ConnCmd) {
+    let r = match cmd {
+        ConnCmd::Select => select(conn, argv),
+        ConnCmd::Hello => hello(ctx, conn, argv),
+        ConnCmd::Quit => {
+            conn.reply().ok();
+            conn.close_after_reply = true;
+            Ok(())
+        }
+        ConnCmd::Reset => {
+            conn.db = 0;
+            conn.proto = Proto::Resp2;
+            conn.name = None;
+            conn.authenticated = ctx.requirepass.borrow().is_none();
+            conn.reply().simple("RESET");
+            Ok(())
+        }
+        ConnCmd::Auth => auth(ctx, conn, argv),
+        ConnCmd::Client => client(ctx, conn, l, argv),
+        ConnCmd::Info => {
+            info(ctx, conn, argv);
+            Ok(())
+        }
+        ConnCmd::Config => config(ctx, conn, l, argv),
+        ConnCmd::Command => Err(Error::err("unsupported")),
+        ConnCmd::Shutdown => shutdown(ctx, argv),
+        ConnCmd::Debug => crate::server_cmds::debug(ctx, conn, argv),
+    };
+    if let Err(e) = r {
+        ctx.net.error_replies.set(ctx.net.error_replies.get() + 1);
+        conn.error(&e.text());
+    }
+}
+
+fn select(conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
+    let n = parse_i64(argv[1]).ok_or(Error::NotInteger)?;
+    if !(0..shards::limits::DATABASES as i64).contains(&n) {
+        return Err(Error::DbIndexOutOfRange);
+    }
+    conn.db = n as usize;
+    conn.reply().ok();
+    Ok(())
+}
+
+fn check_password(ctx: &ShardCtx, user: &[u8], pass: &[u8]) -> bool {
+    if user != b"default" {
+        return false;
+    }
+    match ctx.requirepass.borrow().as_deref() {
+        None => true,
+        Some(p) => p == pass,
+    }
+}
+
+const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+
+fn auth(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
+    let (user, pass): (&[u8], &[u8]) = match argv.len() {
+        2 => {
+            if ctx.requirepass.borrow().is_none() {
+                return Err(Error::err(
+                    "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+                ));
+            }
+            (b"default", argv[1])
+        }
+        3 => (argv[1], argv[2]),
+        _ => return Err(Error::Syntax),
+    };
+    if !check_password(ctx, user, pass) {
+        return Err(Error::Other(WRONGPASS.into()));
+    }
+    conn.authenticated = true;
+    conn.reply().ok();
+    Ok(())
+}
+
+/// Redis accepts client names of printable ASCII without spaces.
+fn valid_name(name: &[u8]) -> bool {
+    name.iter().all(|&b| (b'!'..=b'~').contains(&b))
+}
+
+const BAD_NAME: &str = "ERR Client names cannot contain spaces, newlines or special characters.";
+
+fn hello(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
+    let mut ver = None;
+    let mut i = 1;
+    if argv.len() >= 2 {
+        let v = parse_i64(argv[1]).ok_or_else(|| Error::err("Protocol version is not an integer or out of range"))?;
+        if !(2..=3).contains(&v) {
+            return Err(Error::Other("NOPROTO unsupported protocol version".into()));
+        }
+        ver = Some(v);
+        i = 2;
+    }
+    let (mut creds, mut name) = (None, None);
+    while i < argv.len() {
+        let more = argv.len() - 1 - i;
+        if eq_ic(argv[i], "auth") && more >= 2 {
+            creds = Some((argv[i + 1], argv[i + 2]));
+            i += 3;
+        } else if eq_ic(argv[i], "setname") && more >= 1 {
+            name = Some(argv[i + 1]);
+            i += 2;
+        } else {
+            return Err(Error::err(format!("Syntax error in HELLO option '{}'", String::from_utf8_lossy(argv[i]))));
+        }
+    }
+    if let Some((u, p)) = creds {
+        if !check_password(ctx, u, p) {
+            return Err(Error::Other(WRONGPASS.into()));
+        }
+        conn.authenticated = true;
+    }
+    if let Some(n) = name {
+        if !valid_name(n) {
+            return Err(Error::Other(BAD_NAME.into()));
+        }
+        conn.name = if n.is_empty() { None } else { Some(n.to_vec()) };
+    }
+    if !conn.authenticated {
+        return Err(Error::Other("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time".into()));
+    }
+    if let Some(v) = ver {
+        conn.proto = if v == 3 { Proto::Resp3 } else { Proto::Resp2 };
+    }
+    let id = conn.id as i64;
+    let proto = if conn.proto == Proto::Resp3 { 3 } else { 2 };
+    let mut r = conn.reply();
+    r.map(7);
+    r.bulk(b"server");
+    r.bulk(b"redis");
+    r.bulk(b"version");
+    r.bulk(REDIS_VERSION.as_bytes());
+    r.bulk(b"proto");
+    r.int(proto);
+    r.bulk(b"id");
+    r.int(id);
+    r.bulk(b"mode");
+    r.bulk(b"standalone");
+    r.bulk(b"role");
+    r.bulk(b"master");
+    r.bulk(b"modules");
+    r.array(0);
+    Ok(())
+}
+
+fn client(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Result<(), Error> {
+    let now_ms = now_us() / 1000;
+    match l.spec.name {
+        "id" => {
+            let id = conn.id as i64;
+            conn.reply().int(id)
+        }
+        "getname" => match conn.name.clone() {
+            Some(n) => conn.reply().bulk(&n),
+            None => conn.reply().null(),
+        },
+        "setname" => {
+            if !valid_name(argv[2]) {
+                return Err(Error::Other(BAD_NAME.into()));
+            }
+            conn.name = if argv[2].is_empty() { None } else { Some(argv[2].to_vec()) };
+            conn.reply().ok();
+        }
+        "info" => {
+            let line = conn.info_line(now_ms);
+            conn.reply().verbatim(line.as_bytes());
+        }
+        "list" => client_list(ctx, conn, argv)?,
+        "kill" => client_kill(ctx, conn, argv)?,
+        "help" => help(conn, "CLIENT", &[
+            "ID", "    Return the ID of the current connection.",
+            "INFO", "    Return information about the current client connection.",
+            "KILL <ip:port>", "    Kill connection made from <ip:port>.",
+            "KILL <option> <value> [<option> <value> [...]]", "    Kill connections. Options are: ID, TYPE, USER, ADDR, LADDR, SKIPME.",
+            "LIST [options ...]", "    Return information about client connections. Options: TYPE, ID.",
+            "GETNAME", "    Return the name of the current connection.",
+            "SETNAME <name>", "    Assign the name <name> to the current connection.",
+        ]),
+        _ => return Err(Error::err("unknown subcommand")),
+    }
+    Ok(())
+}
+
+fn help(conn: &mut Conn, cmd: &str, lines: &[&str]) {
+    let mut r = conn.reply();
+    r.array(lines.len() + 3);
+    r.simple(&format!("{cmd} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"));
+    for l in lines {
+        r.simple(l);
+    }
+    r.simple("HELP");
+    r.simple("    Print this help.");
+}
+
+fn client_list(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
+    let mut ids: Option<Vec<u64>> = None;
+    let mut i = 2;
+    while i < argv.len() {
+        if eq_ic(argv[i], "type") && i + 1 < argv.len() {
+            let t = String::from_utf8_lossy(argv[i + 1]).to_ascii_lowercase();
+            match t.as_str() {
+                "normal" => {}
+                "master" | "replica" | "slave" | "pubsub" => ids = Some(Vec::new()),
+                _ => return Err(Error::err(format!("Unknown client type '{t}'"))),
+            }
+            i += 2;
+        } else if eq_ic(argv[i], "id") && i + 1 < argv.len() {
+            let list = ids.get_or_insert_with(Vec::new);
+            i += 1;
+            while i < argv.len() {
+                let id = parse_i64(argv[i]).filter(|&n| n > 0).ok_or_else(|| Error::err("Invalid client ID"))?;
+                list.push(id as u64);
+                i += 1;
+            }
+        } else {
+            return Err(Error::Syntax);
+        }
+    }
+    let parts = (0..ctx.n).map(|s| (s, ReqBody::ClientList(ids.clone()))).collect();
+    crate::dispatch::fan_out(
+        ctx,
+        conn,
+        parts,
+        Box::new(|_, conn, results| {
+            let mut text = String::new();
+            let mut sorted = results;
+            sorted.sort_by_key(|(s, _)| *s);
+            for (_, b) in sorted {
+                if let RepBody::Lines(l) = b {
+                    text.push_str(&l);
+                }
+            }
+            conn.reply().verbatim(text.as_bytes());
+        }),
+    );
+    Ok(())
+}
+
+fn client_kill(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
+    let mut f = KillFilter { skip: Some(conn.id), ..Default::default() };
+    let old_style = argv.len() == 3;
+    if old_style {
+        f.addr = Some(String::from_utf8_lossy(argv[2]).into_owned());
+        f.skip = None;
+    } else {
+        if argv.len() % 2 != 0 {
+            return Err(Error::Syntax);
+        }
+        for pair in argv[2..].chunks(2) {
+            let (k, v) = (pair[0], String::from_utf8_lossy(pair[1]).into_owned());
+            if eq_ic(k, "id") {
+                let id = parse_i64(pair[1]).filter(|&n| n > 0).ok_or_else(|| Error::err("client-id should be greater than 0"))?;
+                f.id = Some(id as u64);
+            } else if eq_ic(k, "type") {
+                let t = v.to_ascii_lowercase();
+                if !["normal", "master", "replica", "slave", "pubsub"].contains(&t.as_str()) {
+                    return Err(Error::err(format!("Unknown client type '{v}'")));
+                }
+                f.kind = Some(t);
+            } else if eq_ic(k, "addr") {
+                f.addr = Some(v);
+            } else if eq_ic(k, "laddr") {
+                f.laddr = Some(v);
+            } else if eq_ic(k, "user") {
+                f.user = Some(v);
+            } else if eq_ic(k, "skipme") {
+                match v.to_ascii_lowercase().as_str() {
+                    "yes" => f.skip = Some(conn.id),
+                    "no" => f.skip = None,
+                    _ => return Err(Error::Syntax),
+                }
+            } else {
+                return Err(Error::Syntax);
+            }
+        }
+    }
+    let parts = (0..ctx.n).map(|s| (s, ReqBody::ClientKill(f.clone()))).collect();
+    crate::dispatch::fan_out(
+        ctx,
+        conn,
+        parts,
+        Box::new(move |_, conn, results| {
+            let n: i64 = results.iter().map(|(_, b)| if let RepBody::Count(n) = b { *n } else { 0 }).sum();
+            if old_style {
+                if n == 0 {
+                    conn.error("ERR No such client");
+                } else {
+                    conn.reply().ok();
+                }
+            } else {
+                conn.reply().int(n);
+            }
+        }),
+    );
+    Ok(())
+}
+
+/// Serves a part for this shard itself; `conn` is the calling connection (out of the slab).
+pub fn serve_local(ctx: &ShardCtx, conn: &mut Conn, part: &ReqPart) -> RepBody {
+    let now_ms = now_us() / 1000;
+    match &part.body {
+        ReqBody::ClientList(ids) => {
+            let mut lines = String::new();
+            let mut all: Vec<&Conn> = Vec::new();
+            let conns = ctx.conns.borrow();
+            all.extend(conns.iter());
+            all.push(conn);
+            all.sort_by_key(|c| c.id);
+            for c in all {
+                if ids.as_ref().is_none_or(|ids| ids.contains(&c.id)) {
+                    lines.push_str(&c.info_line(now_ms));
+                }
+            }
+            RepBody::Lines(lines)
+        }
+        ReqBody::ClientKill(f) => {
+            let mut n = kill_matching(ctx, f);
+            if f.matches(conn) {
+                conn.close_after_reply = true;
+                n += 1;
+            }
+            RepBody::Count(n)
+        }
+        _ => ctx.serve_part(part),
+    }
+}
+
+fn kill_matching(ctx: &ShardCtx, f: &KillFilter) -> i64 {
+    let victims: Vec<crate::msg::Token> = ctx.conns.borrow().iter().filter(|c| f.matches(c)).map(|c| c.token).collect();
+    for t in &victims {
+        if let Some(c) = ctx.conns.borrow_mut().take(*t) {
+            ctx.close(c);
+        }
+    }
+    victims.len() as i64
+}
+
+/// Serves the admin parts of requests from other shards.
+pub fn serve_admin(ctx: &ShardCtx, body: &ReqBody) -> RepBody {
+    let now_ms = now_us() / 1000;
+    match body {
+        ReqBody::Stats => RepBody::Stats(Box::new(shard_stats(ctx))),
+        ReqBody::ClientList(ids) => {
+            let conns = ctx.conns.borrow();
+            let mut all: Vec<&Conn> = conns.iter().collect();
+            all.sort_by_key(|c| c.id);
+            let lines = all
+                .into_iter()
+                .filter(|c| ids.as_ref().is_none_or(|ids| ids.contains(&c.id)))
+                .map(|c| c.info_line(now_ms))
+                .collect();
+            RepBody::Lines(lines)
+        }
+        ReqBody::ClientKill(f) => RepBody::Count(kill_matching(ctx, f)),
+        ReqBody::SetActiveExpire(on) => {
+            ctx.engine.borrow_mut().config.active_expire = *on;
+            RepBody::Ack
+        }
+        ReqBody::Digest => RepBody::Digest(crate::debug::digest(&mut ctx.engine.borrow_mut(), now_ms)),
+        ReqBody::ResetStat => {
+            ctx.engine.borrow_mut().stats = Default::default();
+            ctx.net.reset();
+            RepBody::Ack
+        }
+        _ => RepBody::Ack,
+    }
+}
+
+fn shard_stats(ctx: &ShardCtx) -> ShardStats {
+    let e = ctx.engine.borrow();
+    let mut cmd: Vec<_> = e.stats.cmd.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    cmd.sort_by(|a, b| a.0.cmp(&b.0));
+    ShardStats {
+        keys: e.dbs.iter().enumerate().filter(|(_, d)| !d.is_empty()).map(|(i, d)| (i, d.len(), d.volatile_len() as u64)).collect(),
+        keyspace_hits: e.stats.keyspace_hits,
+        keyspace_misses: e.stats.keyspace_misses,
+        expired_keys: e.expired_keys(),
+        commands: e.stats.commands,
+        cmd,
+        connected_clients: ctx.conns.borrow().live,
+        connections_received: ctx.net.connections_received.get(),
+        net_input_bytes: ctx.net.net_input_bytes.get(),
+        net_output_bytes: ctx.net.net_output_bytes.get(),
+        rejected_connections: ctx.net.rejected_connections.get(),
+        error_replies: ctx.net.error_replies.get(),
+        hops_out: ctx.net.hops_out.get(),
+        errorstats: Vec::new(),
+    }
+}
+
+fn info(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) {
+    let sections: Vec<String> = argv[1..].iter().map(|a| String::from_utf8_lossy(a).to_ascii_lowercase()).collect();
+    let parts = (0..ctx.n).map(|s| (s, ReqBody::Stats)).collect();
+    let shared = ctx.shared.clone();
+    crate::dispatch::fan_out(
+        ctx,
+        conn,
+        parts,
+        Box::new(move |_, conn, results| {
+            let mut stats: Vec<(usize, ShardStats)> =
+                results.into_iter().filter_map(|(s, b)| if let RepBody::Stats(st) = b { Some((s, *st)) } else { None }).collect();
+            stats.sort_by_key(|(s, _)| *s);
+            let text = crate::info::render(&shared, &sections, &stats);
+            conn.reply().verbatim(text.as_bytes());
+        }),
+    );
+}
+
+fn config(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Result<(), Error> {
+    let cfg = &ctx.shared.config;
+    match l.spec.name {
+        "get" => {
+            let pairs = cfg.matching(&argv[2..]);
+            let mut r = conn.reply();
+            r.map(pairs.len());
+            for (k, v) in pairs {
+                r.bulk(k.as_bytes());
+                r.bulk(v.as_bytes());
+            }
+        }
+        "set" => {
+            if argv.len() % 2 != 0 {
+                return Err(Error::WrongArity("config|set".into()));
+            }
+            let pairs: Vec<(&[u8], &[u8])> = argv[2..].chunks(2).map(|p| (p[0], p[1])).collect();
+            cfg.set_many(&pairs).map_err(Error::Other)?;
+            ctx.refresh_config();
+            conn.reply().ok();
+        }
+        "resetstat" => {
+            let parts = (0..ctx.n).map(|s| (s, ReqBody::ResetStat)).collect();
+            crate::dispatch::fan_out(ctx, conn, parts, Box::new(|_, conn, _| conn.reply().ok()));
+        }
+        "rewrite" => {
+            cfg.rewrite().map_err(Error::Other)?;
+            conn.reply().ok();
+        }
+        "help" => help(conn, "CONFIG", &[
+            "GET <pattern>", "    Return parameters matching the glob-like <pattern> and their values.",
+            "SET <directive> <value>", "    Set the configuration <directive> to <value>.",
+            "RESETSTAT", "    Reset statistics reported by the INFO command.",
+            "REWRITE", "    Rewrite the configuration file.",
+        ]),
+        _ => return Err(Error::err("unknown subcommand")),
+    }
+    Ok(())
+}
+
+fn shutdown(ctx: &ShardCtx, argv: &[&[u8]]) -> Result<(), Error> {
+    let mut abort = false;
+    for a in &argv[1..] {
+        if eq_ic(a, "abort") {
+            abort = true;
+        } else if !(eq_ic(a, "nosave") || eq_ic(a, "save") || eq_ic(a, "now") || eq_ic(a, "force")) {
+            return Err(Error::Syntax);
+        }
+    }
+    if abort {
+        return Err(Error::err("No shutdown in progress."));
+    }
+    eprintln!("User requested shutdown...");
+    ctx.shared.shutdown(0)
+}
+
+/// DEBUG, allowed by `enable-debug-command`.
+pub fn debug(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
+    let allowed = match ctx.shared.config.get("enable-debug-command").as_str() {
+        "yes" => true,
+        "local" => conn.local_client,
+        _ => false,
+    };
+    if !allowed {
+        return Err(Error::err("DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server."));
+    }
+    crate::debug::run(ctx, conn, argv)
+}
+
+/// Helper for writing `key:value\r\n` lines.
+pub fn field(out: &mut String, k: &str, v: impl std::fmt::Display) {
+    let _ = write!(out, "{k}:{v}\r\n");
+}
+
+#[allow(dead_code)]
+fn _proto_check(r: &mut Reply) {
+    r.null();
+}

@@ -1,0 +1,148 @@
+//! Start-up: checks the machine can run shardis (io_uring, locked memory, the port), binds the
+//! listeners, starts one pinned glommio executor per shard, and handles SIGINT/SIGTERM.
+
+use crate::config::Config;
+use crate::ctx::{Shared, ShardCtx};
+use anyhow::{bail, Context};
+use glommio::{LocalExecutorBuilder, Placement};
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::os::fd::{IntoRawFd, RawFd};
+use std::sync::Arc;
+
+/// Locked memory glommio needs per shard beyond its io_memory (rings and bookkeeping).
+const MEMLOCK_OVERHEAD_PER_SHARD: u64 = 512 * 1024;
+
+fn usable_cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// Fails clearly if this kernel (or a seccomp policy) does not offer io_uring.
+fn check_io_uring() -> anyhow::Result<()> {
+    let mut params = [0u8; 120];
+    // SAFETY: io_uring_setup reads and writes a struct io_uring_params (120 bytes) we own.
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 4u32, params.as_mut_ptr()) };
+    if fd < 0 {
+        let err = std::io::Error::last_os_error();
+        bail!(
+            "io_uring is not available ({err}); shardis needs Linux 5.8+ with io_uring enabled \
+             (check /proc/sys/kernel/io_uring_disabled and any seccomp profile)"
+        );
+    }
+    // SAFETY: fd was just returned by the kernel and is ours to close.
+    unsafe { libc::close(fd as RawFd) };
+    Ok(())
+}
+
+/// Fails clearly if `ulimit -l` is too small for the shards' pinned io memory.
+fn check_memlock(shards: usize, io_memory: u64) -> anyhow::Result<()> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } != 0 {
+        return Ok(());
+    }
+    if lim.rlim_cur == libc::RLIM_INFINITY {
+        return Ok(());
+    }
+    let need = shards as u64 * (3 * io_memory + MEMLOCK_OVERHEAD_PER_SHARD);
+    if (lim.rlim_cur as u64) < need {
+        bail!(
+            "locked memory limit is {} KiB but {} shards with io-memory {} KiB need about {} KiB; \
+             raise it with `ulimit -l {}` (or limits.conf / LimitMEMLOCK=), or use fewer --shards \
+             or a smaller --io-memory",
+            lim.rlim_cur / 1024,
+            shards,
+            io_memory / 1024,
+            need / 1024,
+            need.div_ceil(1024)
+        );
+    }
+    Ok(())
+}
+
+/// Binds one SO_REUSEPORT listener per shard on the same address. An exclusive probe bind comes
+/// first, so a port another process (even another shardis) holds is refused instead of shared.
+fn bind_listeners(bind: &str, port: u16, n: usize, backlog: i32) -> anyhow::Result<(Vec<RawFd>, u16)> {
+    let ip: std::net::IpAddr = bind.parse().with_context(|| format!("invalid bind address {bind:?}"))?;
+    let probe = StdListener::bind(SocketAddr::new(ip, port))
+        .with_context(|| format!("cannot listen on {bind}:{port} (is the port already in use?)"))?;
+    let port = probe.local_addr()?.port();
+    drop(probe);
+    let addr: socket2::SockAddr = SocketAddr::new(ip, port).into();
+    let mut fds = Vec::with_capacity(n);
+    for _ in 0..n {
+        let domain = if ip.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+        let s = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
+        s.set_reuse_address(true)?;
+        s.set_reuse_port(true)?;
+        s.set_nonblocking(true)?;
+        s.bind(&addr).with_context(|| format!("cannot listen on {bind}:{port}"))?;
+        s.listen(backlog)?;
+        fds.push(s.into_raw_fd());
+    }
+    Ok((fds, port))
+}
+
+/// Blocks SIGINT/SIGTERM in every thread and waits for them on a dedicated one.
+fn handle_signals(shared: Arc<Shared>) {
+    // SAFETY: plain signal-mask manipulation with locally owned sigset_t values.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        std::thread::spawn(move || {
+            let mut sig: libc::c_int = 0;
+            libc::sigwait(&set, &mut sig);
+            let name = if sig == libc::SIGINT { "SIGINT" } else { "SIGTERM" };
+            eprintln!("Received {name} scheduled shutdown...");
+            shared.shutdown(0);
+        });
+    }
+}
+
+/// Starts the server and returns when it stops.
+pub fn run(config: Arc<Config>) -> anyhow::Result<()> {
+    let n = match config.get_i64("shards") {
+        0 => usable_cores(),
+        n => n as usize,
+    };
+    let io_memory = config.get_i64("io-memory").max(64 * 1024) as u64;
+    check_io_uring()?;
+    check_memlock(n, io_memory)?;
+    let port = config.get_i64("port") as u16;
+    let bind = config.get("bind");
+    let (fds, port) = bind_listeners(&bind, port, n, config.get_i64("tcp-backlog") as i32)?;
+    config.set_startup("port", port.to_string());
+    config.set_startup("shards", n.to_string());
+    let shared = Arc::new(Shared::new(n, port, config.clone()));
+    handle_signals(shared.clone());
+
+    let req_mesh = glommio::channels::channel_mesh::MeshBuilder::full(n, crate::msg::MESH_CAPACITY);
+    let rep_mesh = glommio::channels::channel_mesh::MeshBuilder::full(n, crate::msg::MESH_CAPACITY);
+    let cores = usable_cores();
+    let mut handles = Vec::with_capacity(n);
+    for (id, fd) in fds.into_iter().enumerate() {
+        let (req_mesh, rep_mesh, shared) = (req_mesh.clone(), rep_mesh.clone(), shared.clone());
+        let h = LocalExecutorBuilder::new(Placement::Fixed(id % cores))
+            .name(&format!("shard-{id}"))
+            .io_memory(io_memory as usize)
+            .spawn(move || async move { ShardCtx::run(id, n, fd, shared, req_mesh, rep_mesh).await })
+            .map_err(|e| anyhow::anyhow!("starting shard {id}: {e} (io_uring or locked memory; see `ulimit -l`)"))?;
+        handles.push(h);
+    }
+    eprintln!(
+        "shardis {} (redis_version {}) with {n} shard(s): listening on {bind}:{port}",
+        env!("CARGO_PKG_VERSION"),
+        crate::ctx::REDIS_VERSION
+    );
+    eprintln!("Ready to accept connections");
+    for h in handles {
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("shard stopped with an error: {e:#}"),
+            Err(e) => eprintln!("shard failed: {e}"),
+        }
+    }
+    Ok(())
+}
