@@ -33,8 +33,16 @@ enum Mode {
 
 /// One directive of a script.
 enum Step {
-    Command { line: usize, text: String, mode: Mode, args: Vec<Vec<u8>> },
-    Protocol { line: usize, version: u8 },
+    Command {
+        line: usize,
+        text: String,
+        mode: Mode,
+        args: Vec<Vec<u8>>,
+    },
+    Protocol {
+        line: usize,
+        version: u8,
+    },
 }
 
 fn corpus_dir() -> PathBuf {
@@ -73,7 +81,12 @@ fn parse_script(path: &Path) -> Vec<Step> {
         let args = split_args(rest)
             .unwrap_or_else(|e| panic!("{}:{line}: cannot split {rest:?}: {e}", path.display()));
         assert!(!args.is_empty(), "{}:{line}: empty command", path.display());
-        steps.push(Step::Command { line, text: rest.to_string(), mode, args });
+        steps.push(Step::Command {
+            line,
+            text: rest.to_string(),
+            mode,
+            args,
+        });
     }
     steps
 }
@@ -91,7 +104,11 @@ fn shape(reply: &[u8]) -> String {
 /// every nested aggregate is sorted first.
 fn sorted(reply: &[u8], deep: bool) -> Vec<u8> {
     let (header, elems) = split_aggregate(reply);
-    let elems: Vec<Vec<u8>> = if deep { elems.iter().map(|e| sorted(e, true)).collect() } else { elems };
+    let elems: Vec<Vec<u8>> = if deep {
+        elems.iter().map(|e| sorted(e, true)).collect()
+    } else {
+        elems
+    };
     let mut out = header;
     if reply[0] == b'%' {
         let mut pairs: Vec<Vec<u8>> = elems.chunks(2).map(|p| p.concat()).collect();
@@ -115,9 +132,16 @@ fn same(mode: Mode, a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Runs one command on both sides; `Err` means a side stopped answering (the script aborts).
-fn both(ours: &mut RawConn, theirs: &mut RawConn, args: &[Vec<u8>]) -> (Result<Vec<u8>, String>, Vec<u8>) {
+fn both(
+    ours: &mut RawConn,
+    theirs: &mut RawConn,
+    args: &[Vec<u8>],
+) -> (Result<Vec<u8>, String>, Vec<u8>) {
     let req = common::encode(args);
-    let ours_reply = ours.send_checked(&req).map_err(|e| e.to_string()).and_then(|_| ours.try_read_reply());
+    let ours_reply = ours
+        .send_checked(&req)
+        .map_err(|e| e.to_string())
+        .and_then(|_| ours.try_read_reply());
     theirs.send(&req);
     (ours_reply, theirs.read_reply())
 }
@@ -138,12 +162,24 @@ fn run_script(path: &Path) -> Vec<String> {
 
     let mut mismatches = Vec::new();
     let mut transcript = String::new();
-    let flush = Step::Command { line: 0, text: "FLUSHALL".into(), mode: Mode::Exact, args: vec![b"FLUSHALL".to_vec()] };
+    let flush = Step::Command {
+        line: 0,
+        text: "FLUSHALL".into(),
+        mode: Mode::Exact,
+        args: vec![b"FLUSHALL".to_vec()],
+    };
     let end = steps.last().map_or(0, |s| match s {
         Step::Command { line, .. } | Step::Protocol { line, .. } => line + 1,
     });
-    let flush_end = Step::Command { line: end, text: "FLUSHALL".into(), mode: Mode::Exact, args: vec![b"FLUSHALL".to_vec()] };
-    let all = std::iter::once(&flush).chain(steps.iter()).chain(std::iter::once(&flush_end));
+    let flush_end = Step::Command {
+        line: end,
+        text: "FLUSHALL".into(),
+        mode: Mode::Exact,
+        args: vec![b"FLUSHALL".to_vec()],
+    };
+    let all = std::iter::once(&flush)
+        .chain(steps.iter())
+        .chain(std::iter::once(&flush_end));
     for step in all {
         let (line, text, mode, args) = match step {
             Step::Protocol { line, version } => {
@@ -155,7 +191,12 @@ fn run_script(path: &Path) -> Vec<String> {
                 }
                 continue;
             }
-            Step::Command { line, text, mode, args } => (line, text, mode, args),
+            Step::Command {
+                line,
+                text,
+                mode,
+                args,
+            } => (line, text, mode, args),
         };
         let (ours_reply, theirs_reply) = both(&mut ours, &mut theirs, args);
         transcript.push_str(&format!("{line}: {text}\n    {}\n", escape(&theirs_reply)));
@@ -191,8 +232,17 @@ fn check(file: &str) {
     let path = corpus_dir().join(file);
     let started = std::time::Instant::now();
     let mismatches = run_script(&path);
-    eprintln!("{file}: {} mismatches in {:?}", mismatches.len(), started.elapsed());
-    assert!(mismatches.is_empty(), "{} mismatches in {file}:\n{}", mismatches.len(), mismatches.join("\n"));
+    eprintln!(
+        "{file}: {} mismatches in {:?}",
+        mismatches.len(),
+        started.elapsed()
+    );
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches in {file}:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
 }
 
 /// The corpus files that have a test below; a new file must be added here and get a test.
@@ -208,7 +258,10 @@ fn every_corpus_file_has_a_test() {
     files.sort();
     let mut known: Vec<String> = CORPUS.iter().map(|s| s.to_string()).collect();
     known.sort();
-    assert_eq!(files, known, "tests/diff/*.redis and CORPUS in tests/differential.rs differ");
+    assert_eq!(
+        files, known,
+        "tests/diff/*.redis and CORPUS in tests/differential.rs differ"
+    );
     for f in CORPUS {
         parse_script(&corpus_dir().join(f));
     }

@@ -28,7 +28,11 @@ fn ten_thousand_pipelined_commands_answer_in_order() {
     let mut conn = server.raw();
     let mut payload = Vec::new();
     for i in 0..5000 {
-        payload.extend(encode(&[&b"SET"[..], format!("key:{i}").as_bytes(), i.to_string().as_bytes()]));
+        payload.extend(encode(&[
+            &b"SET"[..],
+            format!("key:{i}").as_bytes(),
+            i.to_string().as_bytes(),
+        ]));
         payload.extend(encode(&[&b"GET"[..], format!("key:{i}").as_bytes()]));
     }
     let replies = pipeline(&mut conn, payload, 10_000);
@@ -55,18 +59,29 @@ fn pipelined_commands_across_shards_answer_in_order() {
         payload.extend(encode(&["SET", &format!("k{i}"), &format!("w{i}")]));
         payload.extend(encode(&["GET", &format!("k{}", 101 - i)]));
     }
-    payload.extend(encode(&["DEL", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "nope"]));
+    payload.extend(encode(&[
+        "DEL", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "nope",
+    ]));
     payload.extend(encode(&["EXISTS", "k1", "k9", "k10", "k50"]));
     let replies = pipeline(&mut conn, payload, 402);
     for i in 0..100 {
         assert_eq!(replies[i], b"+OK\r\n", "SET k{}", i + 1);
-        assert_eq!(replies[100 + i], bulk(&format!("v{}", i + 1)), "GET k{}", i + 1);
+        assert_eq!(
+            replies[100 + i],
+            bulk(&format!("v{}", i + 1)),
+            "GET k{}",
+            i + 1
+        );
     }
     for i in 1..=100 {
         let get = &replies[200 + 2 * (i - 1) + 1];
         let other = 101 - i;
         // k<other> was rewritten to w<other> earlier in this run exactly when other < i.
-        let want = if other < i { format!("w{other}") } else { format!("v{other}") };
+        let want = if other < i {
+            format!("w{other}")
+        } else {
+            format!("v{other}")
+        };
         assert_eq!(get, &bulk(&want), "GET k{other} after SET k{i}");
     }
     assert_eq!(replies[400], b":8\r\n");
@@ -80,10 +95,16 @@ fn inline_commands() {
     conn.send(b"PING\r\n");
     assert_eq!(conn.read_reply(), b"+PONG\r\n");
     conn.send(b"SET greeting hello\r\nGET greeting\r\n");
-    assert_eq!(conn.read_replies(2), vec![b"+OK\r\n".to_vec(), bulk("hello")]);
+    assert_eq!(
+        conn.read_replies(2),
+        vec![b"+OK\r\n".to_vec(), bulk("hello")]
+    );
     // Quotes and escapes follow sdssplitargs; a bare LF ends a line too.
     conn.send(b"SET \"two words\" \"a\\x41\\n\"\nGET \"two words\"\n");
-    assert_eq!(conn.read_replies(2), vec![b"+OK\r\n".to_vec(), b"$3\r\naA\n\r\n".to_vec()]);
+    assert_eq!(
+        conn.read_replies(2),
+        vec![b"+OK\r\n".to_vec(), b"$3\r\naA\n\r\n".to_vec()]
+    );
     // Blank lines and empty multibulks are skipped without a reply.
     conn.send(b"\r\n\r\n*0\r\n*-1\r\nPING\r\n");
     assert_eq!(conn.read_reply(), b"+PONG\r\n");
@@ -92,7 +113,10 @@ fn inline_commands() {
     payload.extend(encode(&["ECHO", "multibulk"]));
     payload.extend(b"  ECHO   spaced   \r\n");
     conn.send(&payload);
-    assert_eq!(conn.read_replies(3), vec![bulk("inline"), bulk("multibulk"), bulk("spaced")]);
+    assert_eq!(
+        conn.read_replies(3),
+        vec![bulk("inline"), bulk("multibulk"), bulk("spaced")]
+    );
     // Inline commands go through the same command layer.
     conn.send(b"NOSUCHCMD a b\r\n");
     assert_eq!(
@@ -111,7 +135,13 @@ fn expect_protocol_error(server: &Server, payload: &[u8], want: &[u8]) {
     // The server may close before taking all of a large payload; that is fine.
     let _ = conn.send_checked(payload);
     let got = conn.read_until_closed();
-    assert_eq!(got, want, "payload {:?}: got {:?}", escape(&payload[..payload.len().min(64)]), escape(&got));
+    assert_eq!(
+        got,
+        want,
+        "payload {:?}: got {:?}",
+        escape(&payload[..payload.len().min(64)]),
+        escape(&got)
+    );
     assert_eq!(bystander.cmd(&["ECHO", "still here"]), bulk("still here"));
     assert_eq!(server.raw().cmd(&["PING"]), b"+PONG\r\n");
 }
@@ -120,16 +150,46 @@ fn expect_protocol_error(server: &Server, payload: &[u8], want: &[u8]) {
 fn protocol_errors_reply_and_close() {
     let server = Server::start(&[]);
     let cases: &[(&[u8], &[u8])] = &[
-        (b"*x\r\n", b"-ERR Protocol error: invalid multibulk length\r\n"),
-        (b"*2000000000000\r\n", b"-ERR Protocol error: invalid multibulk length\r\n"),
-        (b"*1\r\n$-5\r\n", b"-ERR Protocol error: invalid bulk length\r\n"),
-        (b"*1\r\n$x\r\n", b"-ERR Protocol error: invalid bulk length\r\n"),
-        (b"*1\r\n$600000000\r\n", b"-ERR Protocol error: invalid bulk length\r\n"),
-        (b"*1\r\nfoo\r\n", b"-ERR Protocol error: expected '$', got 'f'\r\n"),
-        (b"SET \"a b\r\n", b"-ERR Protocol error: unbalanced quotes in request\r\n"),
-        (b"'a\r\n", b"-ERR Protocol error: unbalanced quotes in request\r\n"),
-        (b"ECHO \"a\"b\r\n", b"-ERR Protocol error: unbalanced quotes in request\r\n"),
-        (b"PING\r\n*x\r\n", b"+PONG\r\n-ERR Protocol error: invalid multibulk length\r\n"),
+        (
+            b"*x\r\n",
+            b"-ERR Protocol error: invalid multibulk length\r\n",
+        ),
+        (
+            b"*2000000000000\r\n",
+            b"-ERR Protocol error: invalid multibulk length\r\n",
+        ),
+        (
+            b"*1\r\n$-5\r\n",
+            b"-ERR Protocol error: invalid bulk length\r\n",
+        ),
+        (
+            b"*1\r\n$x\r\n",
+            b"-ERR Protocol error: invalid bulk length\r\n",
+        ),
+        (
+            b"*1\r\n$600000000\r\n",
+            b"-ERR Protocol error: invalid bulk length\r\n",
+        ),
+        (
+            b"*1\r\nfoo\r\n",
+            b"-ERR Protocol error: expected '$', got 'f'\r\n",
+        ),
+        (
+            b"SET \"a b\r\n",
+            b"-ERR Protocol error: unbalanced quotes in request\r\n",
+        ),
+        (
+            b"'a\r\n",
+            b"-ERR Protocol error: unbalanced quotes in request\r\n",
+        ),
+        (
+            b"ECHO \"a\"b\r\n",
+            b"-ERR Protocol error: unbalanced quotes in request\r\n",
+        ),
+        (
+            b"PING\r\n*x\r\n",
+            b"+PONG\r\n-ERR Protocol error: invalid multibulk length\r\n",
+        ),
     ];
     for (payload, want) in cases {
         expect_protocol_error(&server, payload, want);
@@ -140,7 +200,11 @@ fn protocol_errors_reply_and_close() {
 fn inline_request_over_64k_without_newline_is_rejected() {
     let server = Server::start(&[]);
     let payload = vec![b'a'; 70 * 1024];
-    expect_protocol_error(&server, &payload, b"-ERR Protocol error: too big inline request\r\n");
+    expect_protocol_error(
+        &server,
+        &payload,
+        b"-ERR Protocol error: too big inline request\r\n",
+    );
 }
 
 #[test]
@@ -170,12 +234,22 @@ fn resp3_null_after_hello_3() {
     let server = Server::start(&[]);
     let mut conn = server.raw();
     let hello = conn.cmd(&["HELLO", "3"]);
-    assert_eq!(hello[0], b'%', "HELLO 3 replies with a map: {}", escape(&hello));
+    assert_eq!(
+        hello[0],
+        b'%',
+        "HELLO 3 replies with a map: {}",
+        escape(&hello)
+    );
     assert_eq!(conn.cmd(&["GET", "missing"]), b"_\r\n");
     assert_eq!(conn.cmd(&["SET", "k1", "v"]), b"+OK\r\n");
     assert_eq!(conn.cmd(&["GET", "k1"]), bulk("v"));
     let hello = conn.cmd(&["HELLO", "2"]);
-    assert_eq!(hello[0], b'*', "HELLO 2 replies with an array: {}", escape(&hello));
+    assert_eq!(
+        hello[0],
+        b'*',
+        "HELLO 2 replies with an array: {}",
+        escape(&hello)
+    );
     assert_eq!(conn.cmd(&["GET", "missing"]), b"$-1\r\n");
 }
 
@@ -183,7 +257,11 @@ fn resp3_null_after_hello_3() {
 fn redis_crate_client_works() {
     let server = Server::start(&[]);
     let mut con = server.client();
-    let () = redis::cmd("SET").arg("crate").arg("yes").query(&mut con).unwrap();
+    let () = redis::cmd("SET")
+        .arg("crate")
+        .arg("yes")
+        .query(&mut con)
+        .unwrap();
     let got: Option<String> = redis::cmd("GET").arg("crate").query(&mut con).unwrap();
     assert_eq!(got.as_deref(), Some("yes"));
     let missing: Option<String> = redis::cmd("GET").arg("nope").query(&mut con).unwrap();
@@ -198,7 +276,11 @@ fn shutdown_nosave_stops_the_server() {
     // Redis closes the connection without a reply when it shuts down.
     let _ = conn.read_until_closed();
     let status = server.wait_exit(Duration::from_secs(30));
-    assert!(status.is_some(), "server still running 30s after SHUTDOWN NOSAVE; log:\n{}", server.log());
+    assert!(
+        status.is_some(),
+        "server still running 30s after SHUTDOWN NOSAVE; log:\n{}",
+        server.log()
+    );
 }
 
 mod harness_self_tests {
@@ -224,7 +306,12 @@ mod harness_self_tests {
         for case in cases {
             assert_eq!(frame_end(case, 0), Ok(Some(case.len())), "{}", escape(case));
             for cut in 0..case.len() {
-                assert_eq!(frame_end(&case[..cut], 0), Ok(None), "{} cut {cut}", escape(case));
+                assert_eq!(
+                    frame_end(&case[..cut], 0),
+                    Ok(None),
+                    "{} cut {cut}",
+                    escape(case)
+                );
             }
         }
     }
@@ -232,7 +319,15 @@ mod harness_self_tests {
     #[test]
     fn splitting() {
         let got = split_args(r#"set "a b\x41\n" 'it\'s' x"y" "#).unwrap();
-        assert_eq!(got, vec![b"set".to_vec(), b"a bA\n".to_vec(), b"it's".to_vec(), b"xy".to_vec()]);
+        assert_eq!(
+            got,
+            vec![
+                b"set".to_vec(),
+                b"a bA\n".to_vec(),
+                b"it's".to_vec(),
+                b"xy".to_vec()
+            ]
+        );
         assert!(split_args(r#"get "a"b"#).is_err());
         assert!(split_args(r#"get "a"#).is_err());
         assert_eq!(split_args(r#"set k """#).unwrap()[2], b"");
@@ -240,7 +335,10 @@ mod harness_self_tests {
 
     #[test]
     fn listening_line() {
-        assert_eq!(parse_listening_port("shardis: listening on 127.0.0.1:6380 (2 shards)"), Some(6380));
+        assert_eq!(
+            parse_listening_port("shardis: listening on 127.0.0.1:6380 (2 shards)"),
+            Some(6380)
+        );
         assert_eq!(parse_listening_port("nothing"), None);
     }
 }

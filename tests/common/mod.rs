@@ -115,7 +115,12 @@ impl Server {
                 }
             }
         };
-        Server { child, port, log, what: "shardis" }
+        Server {
+            child,
+            port,
+            log,
+            what: "shardis",
+        }
     }
 
     /// The TCP port the server listens on.
@@ -237,7 +242,11 @@ pub fn parse_listening_port(line: &str) -> Option<u16> {
 
 /// A port that was free a moment ago (bind 127.0.0.1:0, read the port, close).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A reference redis-server (the oracle), stopped on drop.
@@ -305,7 +314,12 @@ impl RedisServer {
             let log = Arc::new(Mutex::new(String::new()));
             drain(child.stdout.take().unwrap(), log.clone(), None);
             drain(child.stderr.take().unwrap(), log.clone(), None);
-            let server = Server { child, port, log, what: "redis-server" };
+            let server = Server {
+                child,
+                port,
+                log,
+                what: "redis-server",
+            };
             let mut server = RedisServer(server);
             if server.wait_ping() {
                 return server;
@@ -315,17 +329,31 @@ impl RedisServer {
         panic!("redis-server did not start; last log:\n{last_log}");
     }
 
-    /// Polls PING until it answers `+PONG`; false if the process exits or the deadline passes.
+    /// Polls PING until it answers `+PONG` from this very process (INFO's process_id is the
+    /// child's pid: another server that took the port in between must never be mistaken for
+    /// ours); false if the process exits or the deadline passes.
     fn wait_ping(&mut self) -> bool {
         let deadline = Instant::now() + START_DEADLINE;
+        let want_pid = format!("process_id:{}\r\n", self.0.pid());
         while Instant::now() < deadline {
             if !self.0.is_running() {
                 return false;
             }
             if let Ok(stream) = TcpStream::connect(self.0.addr()) {
                 let mut raw = RawConn::from_stream(stream);
-                if raw.send_checked(b"PING\r\n").is_ok() && raw.try_read_reply().ok().as_deref() == Some(b"+PONG\r\n") {
+                let pong = raw.send_checked(b"PING\r\n").is_ok()
+                    && raw.try_read_reply().ok().as_deref() == Some(b"+PONG\r\n");
+                let ours = pong
+                    && raw.send_checked(&encode(&["INFO", "server"])).is_ok()
+                    && raw
+                        .try_read_reply()
+                        .is_ok_and(|info| String::from_utf8_lossy(&info).contains(&want_pid));
+                if ours {
                     return true;
+                }
+                if pong {
+                    // Someone else answers on this port: give up on it and pick another.
+                    return false;
                 }
             }
             thread::sleep(Duration::from_millis(20));
@@ -363,7 +391,10 @@ impl RawConn {
         stream.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(REPLY_TIMEOUT)).unwrap();
         stream.set_nodelay(true).unwrap();
-        RawConn { stream, buf: Vec::new() }
+        RawConn {
+            stream,
+            buf: Vec::new(),
+        }
     }
 
     /// Changes how long reads wait.
@@ -378,7 +409,8 @@ impl RawConn {
 
     /// Writes all of `bytes`; panics on error.
     pub fn send(&mut self, bytes: &[u8]) {
-        self.send_checked(bytes).unwrap_or_else(|e| panic!("write: {e}"));
+        self.send_checked(bytes)
+            .unwrap_or_else(|e| panic!("write: {e}"));
     }
 
     /// Writes all of `bytes`.
@@ -400,7 +432,8 @@ impl RawConn {
 
     /// Reads one reply; panics with what was buffered on timeout, EOF or malformed bytes.
     pub fn read_reply(&mut self) -> Vec<u8> {
-        self.try_read_reply().unwrap_or_else(|e| panic!("reading a reply: {e}"))
+        self.try_read_reply()
+            .unwrap_or_else(|e| panic!("reading a reply: {e}"))
     }
 
     /// Reads one reply: out-of-band push frames (`>`) that precede it are included, so the
@@ -428,7 +461,10 @@ impl RawConn {
             let mut chunk = [0u8; 64 * 1024];
             match self.stream.read(&mut chunk) {
                 Ok(0) => {
-                    return Err(format!("connection closed; buffered: {}", escape(&self.buf)));
+                    return Err(format!(
+                        "connection closed; buffered: {}",
+                        escape(&self.buf)
+                    ));
                 }
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -454,7 +490,10 @@ impl RawConn {
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 // A reset after the server closed with unread input still means closed.
                 Err(e) if e.kind() == ErrorKind::ConnectionReset => return out,
-                Err(e) => panic!("connection not closed by the server ({e}); got: {}", escape(&out)),
+                Err(e) => panic!(
+                    "connection not closed by the server ({e}); got: {}",
+                    escape(&out)
+                ),
             }
         }
     }
@@ -506,7 +545,9 @@ pub fn frame_end(buf: &[u8], pos: usize) -> Result<Option<usize>, String> {
                 return Ok(None);
             }
             if &buf[end - 2..end] != b"\r\n" {
-                return Err(format!("bulk of length {n} not followed by CRLF at offset {pos}"));
+                return Err(format!(
+                    "bulk of length {n} not followed by CRLF at offset {pos}"
+                ));
             }
             Ok(Some(end))
         }
@@ -544,7 +585,10 @@ pub fn frame_end(buf: &[u8], pos: usize) -> Result<Option<usize>, String> {
             }
             Ok(Some(p))
         }
-        other => Err(format!("unknown RESP type byte {:?} at offset {pos}", other as char)),
+        other => Err(format!(
+            "unknown RESP type byte {:?} at offset {pos}",
+            other as char
+        )),
     }
 }
 
