@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# Compares shardis (release build, 1 shard and 2 shards) with redis-server 7 using
+# redis-benchmark: requests per second and the server's CPU time per request, median over
+# ROUNDS rounds, with the shardis/redis ratios.
+#
+#   scripts/bench-vs-redis.sh            # ROUNDS=3 N=200000 CLIENTS=50
+#   ROUNDS=5 N=500000 scripts/bench-vs-redis.sh
+#
+# Each run is one redis-benchmark invocation for one test (SET or GET) at one pipeline depth
+# (P=1, P=16) against one server; servers alternate within a round so that drift in the
+# machine's state spreads evenly. Server CPU is utime+stime of the whole process (all threads)
+# from /proc/<pid>/stat before and after the run, in clock ticks (getconf CLK_TCK), so N must
+# be large enough for the run to take a good many ticks.
+#
+# Pinning, on this project's 2-core machines: redis-server and 1-shard shardis are pinned to
+# CPU 0 and redis-benchmark to CPU 1, so server and client never compete for a core. 2-shard
+# shardis needs both cores, so it runs unpinned and shares them with the client: its numbers
+# include that contention, and its rps is a lower bound of what it does on a bigger machine.
+# (Shardis may pin its shard threads itself; the script prints their CPU masks.)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+N=${N:-200000}
+CLIENTS=${CLIENTS:-50}
+BIN=${SHARDIS_BIN:-target/release/shardis}
+TICKS=$(getconf CLK_TCK)
+NCPU=$(nproc)
+
+scripts/install-deps.sh >/dev/null
+if [ ! -x "$BIN" ]; then
+    echo "building $BIN (cargo build --release)" >&2
+    cargo build --release
+fi
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    sleep 0.5
+    for pid in "${pids[@]}"; do
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+pin_server=()
+pin_client=()
+if [ "$NCPU" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
+    pin_server=(taskset -c 0)
+    pin_client=(taskset -c 1)
+fi
+
+# A TCP port on 127.0.0.1 that nothing listens on now.
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null && return
+    local p
+    while :; do
+        p=$((20000 + RANDOM % 20000))
+        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+    done
+}
+
+# start_shardis NAME SHARDS PIN... : starts shardis on a kernel-chosen port; sets PORT_<NAME>, PID_<NAME>.
+start_shardis() {
+    local name=$1 shards=$2
+    shift 2
+    local log="$work/$name.log"
+    "$@" "$BIN" --port 0 --bind 127.0.0.1 --shards "$shards" --save "" --appendonly no >"$log" 2>&1 &
+    local pid=$!
+    pids+=("$pid")
+    local port=""
+    for _ in $(seq 300); do
+        port=$(sed -n 's/.*listening on [^ ]*:\([0-9][0-9]*\).*/\1/p' "$log" | head -n1)
+        [ -n "$port" ] && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [ -z "$port" ]; then
+        echo "shardis ($name) did not start; log:" >&2
+        cat "$log" >&2
+        exit 1
+    fi
+    printf -v "PORT_$name" '%s' "$port"
+    printf -v "PID_$name" '%s' "$pid"
+}
+
+# start_redis NAME PIN... : starts redis-server on a free port and checks that it is ours.
+start_redis() {
+    local name=$1
+    shift
+    local port
+    port=$(free_port)
+    "$@" redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
+        --logfile "$work/$name.log" &
+    local pid=$!
+    pids+=("$pid")
+    for _ in $(seq 100); do
+        # The server answering on this port must be the process we started.
+        if [ "$(redis-cli -p "$port" INFO server 2>/dev/null | sed -n 's/^process_id:\([0-9]*\).*/\1/p')" = "$pid" ]; then
+            printf -v "PORT_$name" '%s' "$port"
+            printf -v "PID_$name" '%s' "$pid"
+            return
+        fi
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "redis-server ($name) did not start on port $port; log:" >&2
+    cat "$work/$name.log" >&2
+    exit 1
+}
+
+cpu_ticks() {
+    # Fields after the command name (which may contain spaces): utime is the 12th, stime the 13th.
+    sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
+}
+
+start_redis redis "${pin_server[@]}"
+start_shardis s1 1 "${pin_server[@]}"
+start_shardis s2 2
+for name in redis s1 s2; do
+    pid_var="PID_$name"
+    port_var="PORT_$name"
+    masks=$(for t in /proc/"${!pid_var}"/task/*; do awk '/Cpus_allowed_list/ {print $2}' "$t/status"; done | sort | uniq -c | awk '{printf "%s thread(s) on cpus %s; ", $1, $2}')
+    echo "# $name: pid ${!pid_var} port ${!port_var}: $masks" >&2
+done
+
+results="$work/results"
+: >"$results"
+for round in $(seq "$ROUNDS"); do
+    for pipe in 1 16; do
+        for test in set get; do
+            for name in redis s1 s2; do
+                pid_var="PID_$name"
+                port_var="PORT_$name"
+                before=$(cpu_ticks "${!pid_var}")
+                line=$("${pin_client[@]}" redis-benchmark -p "${!port_var}" -c "$CLIENTS" -n "$N" -P "$pipe" -t "$test" --csv 2>/dev/null | grep -v '^"test"' | tail -n1)
+                after=$(cpu_ticks "${!pid_var}")
+                rps=$(echo "$line" | awk -F'"' '{print $4}')
+                [ -n "$rps" ] || { echo "redis-benchmark gave no result for $name $test P=$pipe" >&2; exit 1; }
+                cpu_us=$(awk -v a="$after" -v b="$before" -v t="$TICKS" -v n="$N" 'BEGIN {printf "%.3f", (a - b) * 1e6 / t / n}')
+                echo "$name $pipe $test $rps $cpu_us" >>"$results"
+                echo "# round $round: $name P=$pipe $test: $rps rps, $cpu_us us CPU/request" >&2
+            done
+        done
+    done
+done
+
+median() { # median of the numbers on stdin
+    sort -g | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+}
+pick() { # pick NAME PIPE TEST COLUMN
+    awk -v s="$1" -v p="$2" -v t="$3" -v c="$4" '$1 == s && $2 == p && $3 == t {print $c}' "$results" | median
+}
+
+echo
+echo "redis-benchmark -c $CLIENTS -n $N, median of $ROUNDS rounds; cpu = server CPU microseconds per request"
+printf '%-4s %3s | %10s %10s %10s | %7s %7s %7s | %9s %9s | %9s %9s\n' \
+    test P "redis rps" "s1 rps" "s2 rps" "redis" "s1 cpu" "s2 cpu" "s1/r rps" "s2/r rps" "s1/r cpu" "s2/r cpu"
+for pipe in 1 16; do
+    for test in set get; do
+        r_rps=$(pick redis "$pipe" "$test" 4); a_rps=$(pick s1 "$pipe" "$test" 4); b_rps=$(pick s2 "$pipe" "$test" 4)
+        r_cpu=$(pick redis "$pipe" "$test" 5); a_cpu=$(pick s1 "$pipe" "$test" 5); b_cpu=$(pick s2 "$pipe" "$test" 5)
+        awk -v t="$test" -v p="$pipe" -v rr="$r_rps" -v ar="$a_rps" -v br="$b_rps" -v rc="$r_cpu" -v ac="$a_cpu" -v bc="$b_cpu" '
+            function ratio(x, y) { return y > 0 ? sprintf("%.2f", x / y) : "n/a" }
+            BEGIN {
+                printf "%-4s %3s | %10.0f %10.0f %10.0f | %7.2f %7.2f %7.2f | %9s %9s | %9s %9s\n",
+                    t, p, rr, ar, br, rc, ac, bc, ratio(ar, rr), ratio(br, rr), ratio(ac, rc), ratio(bc, rc)
+            }'
+    done
+done
