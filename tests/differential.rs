@@ -7,6 +7,8 @@
 //! - `sort CMD …` sorts the top-level elements of both replies before comparing;
 //! - `deepsort CMD …` sorts the elements of every aggregate at every depth (for replies that
 //!   nest unordered collections, e.g. COMMAND INFO of a command with subcommands);
+//! - `docs CMD …` is for COMMAND DOCS: summaries are written in shardis's own words, so every
+//!   `summary` value is masked on both sides; the rest is compared deep-sorted;
 //! - `@resp3` / `@resp2` switch both connections' protocol with HELLO (replies not compared).
 //!
 //! Every script starts and ends with FLUSHALL on both sides, so scripts are independent.
@@ -29,6 +31,7 @@ enum Mode {
     TypeOnly,
     Sorted,
     DeepSorted,
+    Docs,
 }
 
 /// One directive of a script.
@@ -75,6 +78,8 @@ fn parse_script(path: &Path) -> Vec<Step> {
             (Mode::Sorted, rest)
         } else if let Some(rest) = trimmed.strip_prefix("deepsort ") {
             (Mode::DeepSorted, rest)
+        } else if let Some(rest) = trimmed.strip_prefix("docs ") {
+            (Mode::Docs, rest)
         } else {
             (Mode::Exact, trimmed)
         };
@@ -128,7 +133,29 @@ fn same(mode: Mode, a: &[u8], b: &[u8]) -> bool {
         Mode::TypeOnly => shape(a) == shape(b),
         Mode::Sorted => sorted(a, false) == sorted(b, false),
         Mode::DeepSorted => sorted(a, true) == sorted(b, true),
+        Mode::Docs => sorted(&mask_summaries(a), true) == sorted(&mask_summaries(b), true),
     }
+}
+
+/// Replaces the value of every `summary` field with `?`.
+fn mask_summaries(reply: &[u8]) -> Vec<u8> {
+    const KEY: &[u8] = b"$7\r\nsummary\r\n";
+    let mut out = Vec::with_capacity(reply.len());
+    let mut i = 0;
+    while i < reply.len() {
+        if reply[i..].starts_with(KEY) {
+            out.extend_from_slice(KEY);
+            i += KEY.len();
+            let Some(nl) = reply[i..].windows(2).position(|w| w == b"\r\n") else { break };
+            let len: usize = std::str::from_utf8(&reply[i + 1..i + nl]).ok().and_then(|n| n.parse().ok()).unwrap_or(0);
+            out.extend_from_slice(b"$1\r\n?\r\n");
+            i += nl + 2 + len + 2;
+        } else {
+            out.push(reply[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 /// Runs one command on both sides; `Err` means a side stopped answering (the script aborts).
@@ -215,6 +242,7 @@ fn run_script(path: &Path) -> Vec<String> {
                     Mode::TypeOnly => "  (type only)",
                     Mode::Sorted => "  (sorted)",
                     Mode::DeepSorted => "  (deep-sorted)",
+                    Mode::Docs => "  (summaries masked, deep-sorted)",
                 },
                 escape(&r),
                 escape(&theirs_reply)

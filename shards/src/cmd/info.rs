@@ -48,7 +48,7 @@ pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
         },
         CommandSpec {
             name: "getkeys",
-            arity: -3,
+            arity: -4,
             run: Some(command_getkeys),
             summary: "Extracts the key names from a full command line.",
             since: "2.8.13",
@@ -58,7 +58,7 @@ pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
         },
         CommandSpec {
             name: "getkeysandflags",
-            arity: -3,
+            arity: -4,
             run: Some(command_getkeysandflags),
             summary: "Extracts the key names and their access flags from a full command line.",
             complexity: "O(N) where N is the number of arguments to the command",
@@ -153,7 +153,11 @@ fn legacy_range(spec: &CommandSpec) -> (i64, i64, i64) {
 fn key_specs(out: &mut Reply, spec: &CommandSpec) {
     out.set(spec.keys.len());
     for k in spec.keys {
-        out.map(3);
+        out.map(3 + k.notes.is_some() as usize);
+        if let Some(n) = k.notes {
+            out.bulk(b"notes");
+            out.bulk(n.as_bytes());
+        }
         out.bulk(b"flags");
         names(out, kflag::NAMES, k.flags, "");
         out.bulk(b"begin_search");
@@ -227,7 +231,7 @@ pub fn info_entry(out: &mut Reply, spec: &CommandSpec, parent: Option<&CommandSp
     names(out, acl::NAMES, spec.acl_categories(), "@");
     out.set(spec.tips.len());
     for t in spec.tips {
-        out.simple(t);
+        out.bulk(t.as_bytes());
     }
     key_specs(out, spec);
     out.set(spec.subcommands.len());
@@ -368,7 +372,7 @@ fn command_info(_: &mut Shard, c: &mut Call) -> Result<()> {
     for name in &c.argv[2..] {
         match by_full_name(name) {
             Some((s, p)) => info_entry(&mut c.out, s, p),
-            None => c.out.null_array(),
+            None => c.out.null(),
         }
     }
     Ok(())

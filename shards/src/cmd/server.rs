@@ -34,7 +34,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "echo",
         arity: 2,
-        flags: flag::FAST,
+        flags: flag::LOADING | flag::STALE | flag::FAST,
         run: Some(echo),
         summary: "Replies with the given message.",
         args: &[Arg::new("message", ArgType::String)],

@@ -163,6 +163,8 @@ pub enum FindKeys {
 /// Redis's key specification.
 #[derive(Debug, Clone, Copy)]
 pub struct KeySpec {
+    /// A remark COMMAND INFO shows (e.g. why the flags are what they are).
+    pub notes: Option<&'static str>,
     pub flags: u32,
     pub begin: BeginSearch,
     pub find: FindKeys,
@@ -172,6 +174,7 @@ impl KeySpec {
     /// One key at `index`.
     pub const fn one(index: i32, flags: u32) -> KeySpec {
         KeySpec {
+            notes: None,
             flags,
             begin: BeginSearch::Index(index),
             find: FindKeys::Range { lastkey: 0, step: 1, limit: 0 },
@@ -181,6 +184,7 @@ impl KeySpec {
     /// Keys from `index` to `lastkey` (relative; -1 = the last argument), every `step`.
     pub const fn range(index: i32, lastkey: i32, step: i32, flags: u32) -> KeySpec {
         KeySpec {
+            notes: None,
             flags,
             begin: BeginSearch::Index(index),
             find: FindKeys::Range { lastkey, step, limit: 0 },
