@@ -163,7 +163,16 @@ fn route(ctx: &ShardCtx, conn: &Conn, argv: &[&[u8]]) -> Target {
                 return if shard == ctx.id { Target::Local(l) } else { Target::Remote(shard, l) };
             }
             match split {
-                Split::PerKey(m) => Target::Split(l, m),
+                Split::PerKey(m) => {
+                    // Each key must come with its values (MSET's pairs): otherwise one shard
+                    // would apply its part while another reports the error.
+                    if let Some(FindKeys::Range { step, .. }) = spec.keys.first().map(|k| k.find) {
+                        if step > 1 && (argv.len() - first) % step as usize != 0 {
+                            return Target::Fail(Error::WrongArity(l.full_name()));
+                        }
+                    }
+                    Target::Split(l, m)
+                }
                 Split::Gather | Split::Never => Target::Gather(l),
             }
         }

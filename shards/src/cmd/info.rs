@@ -438,8 +438,9 @@ fn command_getkeysandflags(_: &mut Shard, c: &mut Call) -> Result<()> {
         let one = CommandSpec { keys: std::slice::from_ref(ks), getkeys: None, ..*spec };
         let mut p = Vec::new();
         key_positions(&one, sub, &mut p);
+        let flags = spec.key_flags.map_or(ks.flags, |f| f(sub));
         for i in p {
-            out_keys.push((i, ks.flags));
+            out_keys.push((i, flags));
         }
     }
     if out_keys.is_empty() {

@@ -398,6 +398,8 @@ pub struct CommandSpec {
     pub keys: &'static [KeySpec],
     /// Key extraction for commands that key specs cannot describe exactly.
     pub getkeys: Option<fn(&[&[u8]], &mut Vec<usize>)>,
+    /// The key flags of one call, for commands whose key spec has `variable_flags`.
+    pub key_flags: Option<fn(&[&[u8]]) -> u32>,
     pub route: Route,
     /// Run on a shard. Commands routed to the server layer have none.
     pub run: Option<RunFn>,
@@ -426,6 +428,7 @@ impl CommandSpec {
         group: Group::Generic,
         keys: &[],
         getkeys: None,
+        key_flags: None,
         route: Route::Keys(Split::Never),
         run: None,
         summary: "",

@@ -58,9 +58,11 @@ pub const COMMANDS: &[CommandSpec] = &[
         arity: -3,
         flags: flag::WRITE | flag::DENYOOM,
         keys: &[KeySpec {
+            notes: Some("RW and ACCESS due to the optional `GET` argument"),
             flags: kflag::RW | kflag::ACCESS | kflag::UPDATE | kflag::VARIABLE_FLAGS,
             ..KeySpec::one(1, 0)
         }],
+        key_flags: Some(set_key_flags),
         run: Some(set),
         summary: "Sets the string value of a key, optionally only if it exists or not, with an expiry, returning the old value.",
         history: &[
@@ -146,7 +148,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         name: "getex",
         arity: -2,
         flags: flag::WRITE | flag::FAST,
-        keys: &[RW_ACCESS_UPDATE],
+        keys: &[KeySpec { notes: Some("RW and UPDATE because it changes the TTL"), ..RW_ACCESS_UPDATE }],
         run: Some(getex),
         summary: "Answers with a key's string and optionally changes or removes its time to live.",
         since: "6.2.0",
@@ -354,6 +356,15 @@ fn lookup_read<'s>(sh: &'s mut Shard, db: usize, key: &[u8], now_ms: u64) -> Opt
         stats.keyspace_misses += 1;
     }
     found.map(|e| &e.value)
+}
+
+/// SET's key is only read when GET is given: without it the old value is overwritten.
+fn set_key_flags(argv: &[&[u8]]) -> u32 {
+    if argv.iter().skip(3).any(|a| eq_ic(a, "get")) {
+        kflag::RW | kflag::ACCESS | kflag::UPDATE
+    } else {
+        kflag::OW | kflag::UPDATE
+    }
 }
 
 /// The string under `key` for reading (counting a hit or miss), or `WRONGTYPE`.
