@@ -11,7 +11,10 @@ use std::sync::RwLock;
 /// What values an option takes.
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
-    Int { min: i64, max: i64 },
+    Int {
+        min: i64,
+        max: i64,
+    },
     /// A byte count, accepting `k`, `kb`, `m`, `mb`, `g`, `gb` suffixes.
     Memory,
     Bool,
@@ -29,41 +32,212 @@ pub struct OptDef {
     pub help: &'static str,
 }
 
-const fn opt(name: &'static str, default: &'static str, kind: Kind, mutable: bool, help: &'static str) -> OptDef {
-    OptDef { name, default, kind, mutable, help }
+const fn opt(
+    name: &'static str,
+    default: &'static str,
+    kind: Kind,
+    mutable: bool,
+    help: &'static str,
+) -> OptDef {
+    OptDef {
+        name,
+        default,
+        kind,
+        mutable,
+        help,
+    }
 }
 
 /// Every option shardis knows.
 pub const OPTIONS: &[OptDef] = &[
-    opt("bind", "127.0.0.1", Kind::Str, false, "address to listen on"),
-    opt("port", "6379", Kind::Int { min: 0, max: 65535 }, false, "TCP port (0: the kernel picks one; the log says which)"),
-    opt("shards", "0", Kind::Int { min: 0, max: 1024 }, false, "number of shards, one per core (0: every usable core)"),
-    opt("io-memory", "1mb", Kind::Memory, false, "io_uring buffer memory per shard (locked; see ulimit -l)"),
-    opt("databases", "16", Kind::Int { min: 16, max: 16 }, false, "number of logical databases (16)"),
-    opt("save", "3600 1 300 100 60 10000", Kind::Str, true, "snapshot points (persistence is not built yet)"),
-    opt("appendonly", "no", Kind::Bool, true, "append-only file (persistence is not built yet)"),
-    opt("appendfsync", "everysec", Kind::Enum(&["always", "everysec", "no"]), true, "AOF fsync policy"),
+    opt(
+        "bind",
+        "127.0.0.1",
+        Kind::Str,
+        false,
+        "address to listen on",
+    ),
+    opt(
+        "port",
+        "6379",
+        Kind::Int { min: 0, max: 65535 },
+        false,
+        "TCP port (0: the kernel picks one; the log says which)",
+    ),
+    opt(
+        "shards",
+        "0",
+        Kind::Int { min: 0, max: 1024 },
+        false,
+        "number of shards, one per core (0: every usable core)",
+    ),
+    opt(
+        "io-memory",
+        "1mb",
+        Kind::Memory,
+        false,
+        "io_uring buffer memory per shard (locked; see ulimit -l)",
+    ),
+    opt(
+        "databases",
+        "16",
+        Kind::Int { min: 16, max: 16 },
+        false,
+        "number of logical databases (16)",
+    ),
+    opt(
+        "save",
+        "3600 1 300 100 60 10000",
+        Kind::Str,
+        true,
+        "snapshot points (persistence is not built yet)",
+    ),
+    opt(
+        "appendonly",
+        "no",
+        Kind::Bool,
+        true,
+        "append-only file (persistence is not built yet)",
+    ),
+    opt(
+        "appendfsync",
+        "everysec",
+        Kind::Enum(&["always", "everysec", "no"]),
+        true,
+        "AOF fsync policy",
+    ),
     opt("dir", ".", Kind::Str, false, "directory for data files"),
     opt("dbfilename", "dump.rdb", Kind::Str, true, "RDB file name"),
-    opt("appendfilename", "appendonly.aof", Kind::Str, false, "AOF base name"),
-    opt("enable-debug-command", "no", Kind::Enum(&["no", "yes", "local"]), false, "allow DEBUG (yes, no, or local connections only)"),
-    opt("proto-max-bulk-len", "512mb", Kind::Memory, true, "largest bulk string a client may send"),
-    opt("client-query-buffer-limit", "1gb", Kind::Memory, true, "largest query buffer per client"),
-    opt("maxclients", "10000", Kind::Int { min: 1, max: 1_000_000 }, true, "most simultaneous clients"),
-    opt("timeout", "0", Kind::Int { min: 0, max: i32::MAX as i64 }, true, "close idle clients after this many seconds (0: never)"),
-    opt("tcp-keepalive", "300", Kind::Int { min: 0, max: i32::MAX as i64 }, true, "TCP keepalive seconds"),
-    opt("tcp-backlog", "511", Kind::Int { min: 0, max: i32::MAX as i64 }, false, "listen backlog"),
-    opt("hz", "10", Kind::Int { min: 1, max: 500 }, true, "background task frequency (active expiry)"),
-    opt("requirepass", "", Kind::Str, true, "password clients must AUTH with"),
-    opt("loglevel", "notice", Kind::Enum(&["debug", "verbose", "notice", "warning", "nothing"]), true, "log verbosity"),
-    opt("logfile", "", Kind::Str, false, "log file (empty: standard error)"),
-    opt("daemonize", "no", Kind::Bool, false, "run in the background (not supported: always no)"),
-    opt("protected-mode", "yes", Kind::Bool, true, "refuse non-loopback clients without a password"),
-    opt("maxmemory", "0", Kind::Memory, true, "memory limit (eviction is not built yet)"),
+    opt(
+        "appendfilename",
+        "appendonly.aof",
+        Kind::Str,
+        false,
+        "AOF base name",
+    ),
+    opt(
+        "enable-debug-command",
+        "no",
+        Kind::Enum(&["no", "yes", "local"]),
+        false,
+        "allow DEBUG (yes, no, or local connections only)",
+    ),
+    opt(
+        "proto-max-bulk-len",
+        "512mb",
+        Kind::Memory,
+        true,
+        "largest bulk string a client may send",
+    ),
+    opt(
+        "client-query-buffer-limit",
+        "1gb",
+        Kind::Memory,
+        true,
+        "largest query buffer per client",
+    ),
+    opt(
+        "maxclients",
+        "10000",
+        Kind::Int {
+            min: 1,
+            max: 1_000_000,
+        },
+        true,
+        "most simultaneous clients",
+    ),
+    opt(
+        "timeout",
+        "0",
+        Kind::Int {
+            min: 0,
+            max: i32::MAX as i64,
+        },
+        true,
+        "close idle clients after this many seconds (0: never)",
+    ),
+    opt(
+        "tcp-keepalive",
+        "300",
+        Kind::Int {
+            min: 0,
+            max: i32::MAX as i64,
+        },
+        true,
+        "TCP keepalive seconds",
+    ),
+    opt(
+        "tcp-backlog",
+        "511",
+        Kind::Int {
+            min: 0,
+            max: i32::MAX as i64,
+        },
+        false,
+        "listen backlog",
+    ),
+    opt(
+        "hz",
+        "10",
+        Kind::Int { min: 1, max: 500 },
+        true,
+        "background task frequency (active expiry)",
+    ),
+    opt(
+        "requirepass",
+        "",
+        Kind::Str,
+        true,
+        "password clients must AUTH with",
+    ),
+    opt(
+        "loglevel",
+        "notice",
+        Kind::Enum(&["debug", "verbose", "notice", "warning", "nothing"]),
+        true,
+        "log verbosity",
+    ),
+    opt(
+        "logfile",
+        "",
+        Kind::Str,
+        false,
+        "log file (empty: standard error)",
+    ),
+    opt(
+        "daemonize",
+        "no",
+        Kind::Bool,
+        false,
+        "run in the background (not supported: always no)",
+    ),
+    opt(
+        "protected-mode",
+        "yes",
+        Kind::Bool,
+        true,
+        "refuse non-loopback clients without a password",
+    ),
+    opt(
+        "maxmemory",
+        "0",
+        Kind::Memory,
+        true,
+        "memory limit (eviction is not built yet)",
+    ),
     opt(
         "maxmemory-policy",
         "noeviction",
-        Kind::Enum(&["volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl", "allkeys-lru", "allkeys-lfu", "allkeys-random", "noeviction"]),
+        Kind::Enum(&[
+            "volatile-lru",
+            "volatile-lfu",
+            "volatile-random",
+            "volatile-ttl",
+            "allkeys-lru",
+            "allkeys-lfu",
+            "allkeys-random",
+            "noeviction",
+        ]),
         true,
         "eviction policy",
     ),
@@ -72,10 +246,18 @@ pub const OPTIONS: &[OptDef] = &[
 /// Parses a memory size the way Redis's `memtoull` does.
 pub fn parse_memory(s: &str) -> Option<u64> {
     let lower = s.to_ascii_lowercase();
-    let (num, mul) = [("gb", 1u64 << 30), ("g", 1_000_000_000), ("mb", 1 << 20), ("m", 1_000_000), ("kb", 1 << 10), ("k", 1000), ("b", 1)]
-        .iter()
-        .find_map(|(suf, mul)| lower.strip_suffix(suf).map(|n| (n.to_string(), *mul)))
-        .unwrap_or((lower.clone(), 1));
+    let (num, mul) = [
+        ("gb", 1u64 << 30),
+        ("g", 1_000_000_000),
+        ("mb", 1 << 20),
+        ("m", 1_000_000),
+        ("kb", 1 << 10),
+        ("k", 1000),
+        ("b", 1),
+    ]
+    .iter()
+    .find_map(|(suf, mul)| lower.strip_suffix(suf).map(|n| (n.to_string(), *mul)))
+    .unwrap_or((lower.clone(), 1));
     let n: u64 = num.parse().ok()?;
     n.checked_mul(mul)
 }
@@ -89,9 +271,13 @@ fn find(name: &str) -> Option<&'static OptDef> {
 pub fn normalise(def: &OptDef, value: &str) -> Result<String, String> {
     match def.kind {
         Kind::Int { min, max } => {
-            let n: i64 = value.parse().map_err(|_| "argument couldn't be parsed into an integer".to_string())?;
+            let n: i64 = value
+                .parse()
+                .map_err(|_| "argument couldn't be parsed into an integer".to_string())?;
             if n < min || n > max {
-                return Err(format!("argument must be between {min} and {max} inclusive"));
+                return Err(format!(
+                    "argument must be between {min} and {max} inclusive"
+                ));
             }
             Ok(n.to_string())
         }
@@ -109,7 +295,10 @@ pub fn normalise(def: &OptDef, value: &str) -> Result<String, String> {
             if choices.contains(&v.as_str()) {
                 Ok(v)
             } else {
-                Err(format!("argument(s) must be one of the following: {}", choices.join(", ")))
+                Err(format!(
+                    "argument(s) must be one of the following: {}",
+                    choices.join(", ")
+                ))
             }
         }
     }
@@ -131,13 +320,17 @@ impl Config {
             values.insert(o.name, normalise(o, o.default).map_err(anyhow::Error::msg)?);
         }
         let mut set = |name: &str, value: &str, origin: &str| -> anyhow::Result<()> {
-            let Some(def) = find(name) else { bail!("{origin}: Bad directive or wrong number of arguments ('{name}')") };
-            let v = normalise(def, value).map_err(|e| anyhow::anyhow!("{origin}: '{name}': {e}"))?;
+            let Some(def) = find(name) else {
+                bail!("{origin}: Bad directive or wrong number of arguments ('{name}')")
+            };
+            let v =
+                normalise(def, value).map_err(|e| anyhow::anyhow!("{origin}: '{name}': {e}"))?;
             values.insert(def.name, v);
             Ok(())
         };
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {path}"))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading config file {path}"))?;
             for (i, line) in text.lines().enumerate() {
                 let line = line.trim();
                 if line.is_empty() || line.starts_with('#') {
@@ -149,8 +342,13 @@ impl Config {
                 if !shards::resp::split_args(line.as_bytes(), &mut ranges, &mut scratch) {
                     bail!("{origin}: unbalanced quotes in configuration line");
                 }
-                let words: Vec<String> = ranges.iter().map(|r| String::from_utf8_lossy(&scratch[r.clone()]).into_owned()).collect();
-                let Some((name, rest)) = words.split_first() else { continue };
+                let words: Vec<String> = ranges
+                    .iter()
+                    .map(|r| String::from_utf8_lossy(&scratch[r.clone()]).into_owned())
+                    .collect();
+                let Some((name, rest)) = words.split_first() else {
+                    continue;
+                };
                 set(name, &rest.join(" "), &origin)?;
             }
         }
@@ -160,12 +358,19 @@ impl Config {
         if values.get("daemonize").map(String::as_str) == Some("yes") {
             bail!("daemonize yes is not supported; run shardis under a supervisor instead");
         }
-        Ok(Config { values: RwLock::new(values), generation: AtomicU64::new(0), file: file.map(str::to_string) })
+        Ok(Config {
+            values: RwLock::new(values),
+            generation: AtomicU64::new(0),
+            file: file.map(str::to_string),
+        })
     }
 
     /// A value by name (names come from [`OPTIONS`]).
     pub fn get(&self, name: &str) -> String {
-        self.values.read().map(|v| v.get(name).cloned().unwrap_or_default()).unwrap_or_default()
+        self.values
+            .read()
+            .map(|v| v.get(name).cloned().unwrap_or_default())
+            .unwrap_or_default()
     }
 
     pub fn get_i64(&self, name: &str) -> i64 {
@@ -192,7 +397,11 @@ impl Config {
         };
         values
             .iter()
-            .filter(|(k, _)| patterns.iter().any(|p| shards::glob::matches(p, k.as_bytes(), true)))
+            .filter(|(k, _)| {
+                patterns
+                    .iter()
+                    .any(|p| shards::glob::matches(p, k.as_bytes(), true))
+            })
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect()
     }
@@ -203,7 +412,9 @@ impl Config {
         for (i, (name, value)) in pairs.iter().enumerate() {
             let name_s = String::from_utf8_lossy(name).to_string();
             let Some(def) = find(&name_s) else {
-                return Err(format!("ERR Unknown option or number of arguments for CONFIG SET - '{name_s}'"));
+                return Err(format!(
+                    "ERR Unknown option or number of arguments for CONFIG SET - '{name_s}'"
+                ));
             };
             if pairs[..i].iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
                 return Err(format!("ERR CONFIG SET failed (possibly related to argument '{name_s}') - duplicate parameter"));
@@ -211,8 +422,9 @@ impl Config {
             if !def.mutable {
                 return Err(format!("ERR CONFIG SET failed (possibly related to argument '{name_s}') - can't set immutable config"));
             }
-            let v = normalise(def, &String::from_utf8_lossy(value))
-                .map_err(|e| format!("ERR CONFIG SET failed (possibly related to argument '{name_s}') - {e}"))?;
+            let v = normalise(def, &String::from_utf8_lossy(value)).map_err(|e| {
+                format!("ERR CONFIG SET failed (possibly related to argument '{name_s}') - {e}")
+            })?;
             checked.push((def.name, v));
         }
         if let Ok(mut values) = self.values.write() {
@@ -230,12 +442,24 @@ pub fn cli() -> clap::Command {
     let mut cmd = clap::Command::new("shardis")
         .version(env!("CARGO_PKG_VERSION"))
         .about("A Redis-compatible, thread-per-core in-memory data store")
-        .arg(clap::Arg::new("config-file").help("a configuration file in redis.conf syntax").required(false));
+        .arg(
+            clap::Arg::new("config-file")
+                .help("a configuration file in redis.conf syntax")
+                .required(false),
+        );
     for o in OPTIONS {
         cmd = cmd.arg(
             clap::Arg::new(o.name)
                 .long(o.name)
-                .help(format!("{} [default: {}]", o.help, if o.default.is_empty() { "\"\"" } else { o.default }))
+                .help(format!(
+                    "{} [default: {}]",
+                    o.help,
+                    if o.default.is_empty() {
+                        "\"\""
+                    } else {
+                        o.default
+                    }
+                ))
                 .num_args(1..)
                 .action(clap::ArgAction::Append)
                 .value_name("VALUE"),
@@ -265,13 +489,27 @@ impl Config {
         let Some(path) = &self.file else {
             return Err("ERR The server is running without a config file".into());
         };
-        let text = std::fs::read_to_string(path).map_err(|e| format!("ERR Rewriting config file: {e}"))?;
-        let values = self.values.read().map_err(|_| "ERR config lock poisoned".to_string())?;
-        let quote = |v: &str| if v.is_empty() || v.contains(' ') { format!("\"{v}\"") } else { v.to_string() };
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("ERR Rewriting config file: {e}"))?;
+        let values = self
+            .values
+            .read()
+            .map_err(|_| "ERR config lock poisoned".to_string())?;
+        let quote = |v: &str| {
+            if v.is_empty() || v.contains(' ') {
+                format!("\"{v}\"")
+            } else {
+                v.to_string()
+            }
+        };
         let mut seen = std::collections::HashSet::new();
         let mut out = String::new();
         for line in text.lines() {
-            let name = line.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+            let name = line
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_ascii_lowercase();
             match find(&name) {
                 Some(def) if !line.trim_start().starts_with('#') => {
                     if seen.insert(def.name) {

@@ -16,7 +16,11 @@ pub enum Wait {
     /// A run of commands forwarded to one shard; its reply bytes go straight to the output.
     Run,
     /// Several parts; `done` merges them.
-    Multi { outstanding: usize, results: Vec<(usize, RepBody)>, done: Done },
+    Multi {
+        outstanding: usize,
+        results: Vec<(usize, RepBody)>,
+        done: Done,
+    },
 }
 
 pub struct Conn {
@@ -102,7 +106,11 @@ impl Conn {
 
     /// The CLIENT LIST / CLIENT INFO line for this connection.
     pub fn info_line(&self, now_ms: u64) -> String {
-        let name = self.name.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+        let name = self
+            .name
+            .as_deref()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
         let qbuf = self.rbuf.len() - self.rpos;
         let events = if self.want_write { "rw" } else { "r" };
         format!(
@@ -144,10 +152,16 @@ impl Slab {
     pub fn vacant(&mut self) -> Token {
         self.live += 1;
         if let Some(i) = self.free.pop() {
-            return Token { index: i, generation: self.slots[i as usize].0 };
+            return Token {
+                index: i,
+                generation: self.slots[i as usize].0,
+            };
         }
         self.slots.push((0, None));
-        Token { index: self.slots.len() as u32 - 1, generation: 0 }
+        Token {
+            index: self.slots.len() as u32 - 1,
+            generation: 0,
+        }
     }
 
     /// Stores a connection in its reserved slot (or back after work on it).
@@ -187,9 +201,5 @@ impl Slab {
 
     pub fn iter(&self) -> impl Iterator<Item = &Conn> {
         self.slots.iter().filter_map(|(_, c)| c.as_deref())
-    }
-
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Box<Conn>> {
-        self.slots.iter_mut().filter_map(|(_, c)| c.as_mut())
     }
 }

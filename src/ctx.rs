@@ -42,10 +42,23 @@ pub struct Shared {
 impl Shared {
     pub fn new(nshards: usize, port: u16, config: Arc<Config>) -> Shared {
         let started = SystemTime::now();
-        let seed = started.duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0) as u64 ^ std::process::id() as u64;
+        let seed = started
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0) as u64
+            ^ std::process::id() as u64;
         let mut rng = shards::rng::Rng::new(seed);
-        let run_id: String = (0..40).map(|_| char::from_digit(rng.below(16) as u32, 16).unwrap_or('0')).collect();
-        Shared { nshards, port, config, next_client_id: AtomicU64::new(1), started, run_id }
+        let run_id: String = (0..40)
+            .map(|_| char::from_digit(rng.below(16) as u32, 16).unwrap_or('0'))
+            .collect();
+        Shared {
+            nshards,
+            port,
+            config,
+            next_client_id: AtomicU64::new(1),
+            started,
+            run_id,
+        }
     }
 
     /// Stops the process. Nothing needs flushing yet (persistence comes later).
@@ -57,7 +70,10 @@ impl Shared {
 
 /// Current time in microseconds since the Unix epoch.
 pub fn now_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 /// Counters of this shard's network side.
@@ -113,8 +129,14 @@ impl ShardCtx {
         req_mesh: MeshBuilder<Request, Full>,
         rep_mesh: MeshBuilder<Response, Full>,
     ) -> anyhow::Result<()> {
-        let (req_tx, mut req_rx) = req_mesh.join().await.map_err(|_| anyhow::anyhow!("joining request mesh"))?;
-        let (rep_tx, mut rep_rx) = rep_mesh.join().await.map_err(|_| anyhow::anyhow!("joining response mesh"))?;
+        let (req_tx, mut req_rx) = req_mesh
+            .join()
+            .await
+            .map_err(|_| anyhow::anyhow!("joining request mesh"))?;
+        let (rep_tx, mut rep_rx) = rep_mesh
+            .join()
+            .await
+            .map_err(|_| anyhow::anyhow!("joining response mesh"))?;
         let epoll = Epoll::new()?;
         epoll.add(listener, EV_READ, LISTENER)?;
         let seed = net_seed(id);
@@ -197,11 +219,19 @@ impl ShardCtx {
             return;
         }
         self.cfg_gen.set(g);
-        self.limits.set(ParseLimits { bulk_len_max: cfg.get_i64("proto-max-bulk-len").max(1) as usize });
-        self.query_buf_max.set(cfg.get_i64("client-query-buffer-limit").max(1024) as usize);
-        self.maxclients.set(cfg.get_i64("maxclients").max(1) as usize);
+        self.limits.set(ParseLimits {
+            bulk_len_max: cfg.get_i64("proto-max-bulk-len").max(1) as usize,
+        });
+        self.query_buf_max
+            .set(cfg.get_i64("client-query-buffer-limit").max(1024) as usize);
+        self.maxclients
+            .set(cfg.get_i64("maxclients").max(1) as usize);
         let pass = cfg.get("requirepass");
-        *self.requirepass.borrow_mut() = if pass.is_empty() { None } else { Some(pass.into_bytes()) };
+        *self.requirepass.borrow_mut() = if pass.is_empty() {
+            None
+        } else {
+            Some(pass.into_bytes())
+        };
     }
 
     /// Background work at `hz`: active expiry.
@@ -251,12 +281,16 @@ impl ShardCtx {
 
     fn add_conn(&self, fd: RawFd, addr: String) {
         let now_ms = now_us() / 1000;
-        self.net.connections_received.set(self.net.connections_received.get() + 1);
+        self.net
+            .connections_received
+            .set(self.net.connections_received.get() + 1);
         let mut conns = self.conns.borrow_mut();
         // maxclients is per process; each shard enforces its share.
         let share = self.maxclients.get().div_ceil(self.n);
         if conns.live >= share {
-            self.net.rejected_connections.set(self.net.rejected_connections.get() + 1);
+            self.net
+                .rejected_connections
+                .set(self.net.rejected_connections.get() + 1);
             let _ = net::write(fd, b"-ERR max number of clients reached\r\n");
             net::close(fd);
             return;
@@ -275,12 +309,18 @@ impl ShardCtx {
 
     fn on_event(&self, data: u64, flags: u32) {
         let token = data_token(data);
-        let Some(mut conn) = self.conns.borrow_mut().take(token) else { return };
-        if flags & (EV_READ | libc::EPOLLERR as u32 | libc::EPOLLHUP as u32) != 0 && !conn.read_paused {
+        let Some(mut conn) = self.conns.borrow_mut().take(token) else {
+            return;
+        };
+        if flags & (EV_READ | libc::EPOLLERR as u32 | libc::EPOLLHUP as u32) != 0
+            && !conn.read_paused
+        {
             match net::read_into(conn.fd, &mut conn.rbuf, READ_CHUNK) {
                 Ok(0) => return self.close(conn),
                 Ok(n) => {
-                    self.net.net_input_bytes.set(self.net.net_input_bytes.get() + n as u64);
+                    self.net
+                        .net_input_bytes
+                        .set(self.net.net_input_bytes.get() + n as u64);
                     conn.last_ms = now_us() / 1000;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
@@ -288,7 +328,10 @@ impl ShardCtx {
                 Err(_) => return self.close(conn),
             }
             if conn.rbuf.len() - conn.rpos > self.query_buf_max.get() {
-                eprintln!("closing client {} ({}): query buffer limit reached", conn.id, conn.addr);
+                eprintln!(
+                    "closing client {} ({}): query buffer limit reached",
+                    conn.id, conn.addr
+                );
                 return self.close(conn);
             }
         }
@@ -304,7 +347,9 @@ impl ShardCtx {
                 match net::write(conn.fd, &conn.wbuf[conn.wpos..]) {
                     Ok(n) => {
                         conn.wpos += n;
-                        self.net.net_output_bytes.set(self.net.net_output_bytes.get() + n as u64);
+                        self.net
+                            .net_output_bytes
+                            .set(self.net.net_output_bytes.get() + n as u64);
                         if conn.wpos == conn.wbuf.len() {
                             conn.wbuf.clear();
                             conn.wpos = 0;
@@ -330,7 +375,11 @@ impl ShardCtx {
             if want_write {
                 ev |= EV_WRITE;
             }
-            if self.epoll.modify(conn.fd, ev, token_data(conn.token)).is_err() {
+            if self
+                .epoll
+                .modify(conn.fd, ev, token_data(conn.token))
+                .is_err()
+            {
                 return self.close(conn);
             }
             conn.want_write = want_write;
@@ -360,7 +409,10 @@ impl ShardCtx {
             }
             let parts = std::mem::take(parts);
             if let Some(Some(tx)) = self.out_tx.get(shard) {
-                let _ = tx.try_send(Request { from: self.id, parts });
+                let _ = tx.try_send(Request {
+                    from: self.id,
+                    parts,
+                });
             }
         }
     }
@@ -372,10 +424,17 @@ impl ShardCtx {
             .into_iter()
             .map(|p| {
                 let body = self.serve_part(&p);
-                RepPart { conn: p.conn, seq: p.seq, body }
+                RepPart {
+                    conn: p.conn,
+                    seq: p.seq,
+                    body,
+                }
             })
             .collect();
-        Response { from: self.id, parts }
+        Response {
+            from: self.id,
+            parts,
+        }
     }
 
     /// Serves one request part (from another shard or from this one's own connections).
@@ -393,7 +452,10 @@ impl ShardCtx {
                 let entries = keys
                     .iter()
                     .map(|(db, k)| {
-                        let e = engine.export(*db as usize, &[k], now_ms).pop().and_then(|(_, e)| e);
+                        let e = engine
+                            .export(*db as usize, &[k], now_ms)
+                            .pop()
+                            .and_then(|(_, e)| e);
                         (*db, k.clone(), e)
                     })
                     .collect();
@@ -414,7 +476,9 @@ impl ShardCtx {
     /// its pipeline.
     fn take_response(&self, resp: Response) {
         for part in resp.parts {
-            let Some(mut conn) = self.conns.borrow_mut().take(part.conn) else { continue };
+            let Some(mut conn) = self.conns.borrow_mut().take(part.conn) else {
+                continue;
+            };
             if part.seq != conn.seq {
                 self.conns.borrow_mut().put_back(conn);
                 continue;
@@ -435,10 +499,18 @@ impl ShardCtx {
                     conn.wbuf.extend_from_slice(&b);
                 }
             }
-            Wait::Multi { outstanding, mut results, done } => {
+            Wait::Multi {
+                outstanding,
+                mut results,
+                done,
+            } => {
                 results.push((from, body));
                 if outstanding > 1 {
-                    conn.wait = Wait::Multi { outstanding: outstanding - 1, results, done };
+                    conn.wait = Wait::Multi {
+                        outstanding: outstanding - 1,
+                        results,
+                        done,
+                    };
                 } else {
                     done(self, conn, results);
                 }
@@ -452,7 +524,10 @@ fn token_data(t: Token) -> u64 {
 }
 
 fn data_token(d: u64) -> Token {
-    Token { index: d as u32, generation: (d >> 32) as u32 }
+    Token {
+        index: d as u32,
+        generation: (d >> 32) as u32,
+    }
 }
 
 fn net_seed(id: usize) -> u64 {

@@ -80,7 +80,9 @@ pub fn run(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error>
     }
     if eq_ic(sub, "set-active-expire") && argv.len() == 3 {
         let on = argv[2] != b"0";
-        let parts = (0..ctx.n).map(|s| (s, ReqBody::SetActiveExpire(on))).collect();
+        let parts = (0..ctx.n)
+            .map(|s| (s, ReqBody::SetActiveExpire(on)))
+            .collect();
         crate::dispatch::fan_out(ctx, conn, parts, Box::new(|_, conn, _| conn.reply().ok()));
         return Ok(());
     }
@@ -124,7 +126,12 @@ fn digest_value(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), E
     for k in &keys {
         per_shard[crate::dispatch::shard_of(ctx, k)].push((conn.db as u8, k.as_slice().into()));
     }
-    let parts = per_shard.into_iter().enumerate().filter(|(_, k)| !k.is_empty()).map(|(s, k)| (s, ReqBody::Export(k))).collect();
+    let parts = per_shard
+        .into_iter()
+        .enumerate()
+        .filter(|(_, k)| !k.is_empty())
+        .map(|(s, k)| (s, ReqBody::Export(k)))
+        .collect();
     let db = conn.db;
     crate::dispatch::fan_out(
         ctx,
@@ -161,6 +168,8 @@ fn protocol(conn: &mut Conn, kind: &[u8]) -> Result<(), Error> {
     match name.as_str() {
         "string" => r.bulk(b"Hello World"),
         "integer" => r.int(12345),
+        // Redis's fixed test value (not π).
+        #[allow(clippy::approx_constant)]
         "double" => r.double(3.141),
         "bignum" => r.big_number("1234567999999999999999999999999999999"),
         "null" => r.null(),

@@ -13,7 +13,9 @@
 use crate::conn::{Conn, Wait};
 use crate::ctx::{now_us, ShardCtx};
 use crate::msg::{RepBody, ReqBody, ReqPart};
-use shards::cmd::{key_positions, lookup, BeginSearch, ConnCmd, FindKeys, KeySpec, Lookup, Merge, Route, Split};
+use shards::cmd::{
+    key_positions, lookup, BeginSearch, ConnCmd, FindKeys, KeySpec, Lookup, Merge, Route, Split,
+};
 use shards::keyspace::{Entry, Key};
 use shards::resp::{parse_command, Parsed, Proto, Reply};
 use shards::slot::key_slot;
@@ -59,24 +61,25 @@ pub fn process(ctx: &ShardCtx, conn: &mut Conn) {
         if conn.waiting() || conn.close_after_reply {
             break;
         }
-        let (consumed, inline) = match parse_command(&rbuf[pos..], &mut ranges, &mut scratch, limits) {
-            Ok(Parsed::Incomplete) => break,
-            Ok(Parsed::Empty { consumed }) => {
-                pos += consumed;
-                continue;
-            }
-            Ok(Parsed::Command { consumed }) => (consumed, false),
-            Ok(Parsed::Inline { consumed }) => (consumed, true),
-            Err(e) => {
-                if run.is_some() {
+        let (consumed, inline) =
+            match parse_command(&rbuf[pos..], &mut ranges, &mut scratch, limits) {
+                Ok(Parsed::Incomplete) => break,
+                Ok(Parsed::Empty { consumed }) => {
+                    pos += consumed;
+                    continue;
+                }
+                Ok(Parsed::Command { consumed }) => (consumed, false),
+                Ok(Parsed::Inline { consumed }) => (consumed, true),
+                Err(e) => {
+                    if run.is_some() {
+                        break;
+                    }
+                    conn.error(&e.reply_text());
+                    conn.close_after_reply = true;
+                    pos = rbuf.len();
                     break;
                 }
-                conn.error(&e.reply_text());
-                conn.close_after_reply = true;
-                pos = rbuf.len();
-                break;
-            }
-        };
+            };
         let base: &[u8] = if inline { &scratch } else { &rbuf[pos..] };
         let argv: Vec<&[u8]> = ranges.iter().map(|r| &base[r.clone()]).collect();
         match route(ctx, conn, &argv) {
@@ -102,7 +105,13 @@ pub fn process(ctx: &ShardCtx, conn: &mut Conn) {
     }
     if let Some((shard, frames)) = run {
         conn.seq = conn.seq.wrapping_add(1);
-        let part = ReqPart { conn: conn.token, seq: conn.seq, db: conn.db as u8, proto: conn.proto, body: ReqBody::Run(frames) };
+        let part = ReqPart {
+            conn: conn.token,
+            seq: conn.seq,
+            db: conn.db as u8,
+            proto: conn.proto,
+            body: ReqBody::Run(frames),
+        };
         ctx.send(shard, part);
         conn.wait = Wait::Run;
     }
@@ -140,34 +149,56 @@ fn route(ctx: &ShardCtx, conn: &Conn, argv: &[&[u8]]) -> Target {
         Route::Server(c) => Target::Server(l, c),
         Route::AllShards(_) if ctx.n == 1 => Target::Local(l),
         Route::AllShards(m) => Target::All(l, m),
-        Route::ScanCursor => match shards::cmd::keys::scan_shard_of(argv.get(1).copied().unwrap_or(b"")) {
-            // A cursor naming a shard beyond the count (forged by a client) maps onto a real one.
-            Some(s) if s % ctx.n != ctx.id => Target::Remote(s % ctx.n, l),
-            _ => Target::Local(l),
-        },
+        Route::ScanCursor => {
+            match shards::cmd::keys::scan_shard_of(argv.get(1).copied().unwrap_or(b"")) {
+                // A cursor naming a shard beyond the count (forged by a client) maps onto a real one.
+                Some(s) if s % ctx.n != ctx.id => Target::Remote(s % ctx.n, l),
+                _ => Target::Local(l),
+            }
+        }
         Route::Keys(split) => {
             if ctx.n == 1 {
                 return Target::Local(l);
             }
             // The common case first: one key at a fixed position.
-            if let (None, [KeySpec { begin: BeginSearch::Index(i), find: FindKeys::Range { lastkey: 0, .. }, .. }]) = (spec.getkeys, spec.keys) {
-                let Some(key) = argv.get(*i as usize) else { return Target::Local(l) };
+            if let (
+                None,
+                [KeySpec {
+                    begin: BeginSearch::Index(i),
+                    find: FindKeys::Range { lastkey: 0, .. },
+                    ..
+                }],
+            ) = (spec.getkeys, spec.keys)
+            {
+                let Some(key) = argv.get(*i as usize) else {
+                    return Target::Local(l);
+                };
                 let shard = shard_of(ctx, key);
-                return if shard == ctx.id { Target::Local(l) } else { Target::Remote(shard, l) };
+                return if shard == ctx.id {
+                    Target::Local(l)
+                } else {
+                    Target::Remote(shard, l)
+                };
             }
             let mut pos = Vec::new();
             key_positions(spec, argv, &mut pos);
-            let Some(&first) = pos.first() else { return Target::Local(l) };
+            let Some(&first) = pos.first() else {
+                return Target::Local(l);
+            };
             let shard = shard_of(ctx, argv[first]);
             if pos[1..].iter().all(|&p| shard_of(ctx, argv[p]) == shard) {
-                return if shard == ctx.id { Target::Local(l) } else { Target::Remote(shard, l) };
+                return if shard == ctx.id {
+                    Target::Local(l)
+                } else {
+                    Target::Remote(shard, l)
+                };
             }
             match split {
                 Split::PerKey(m) => {
                     // Each key must come with its values (MSET's pairs): otherwise one shard
                     // would apply its part while another reports the error.
                     if let Some(FindKeys::Range { step, .. }) = spec.keys.first().map(|k| k.find) {
-                        if step > 1 && (argv.len() - first) % step as usize != 0 {
+                        if step > 1 && !(argv.len() - first).is_multiple_of(step as usize) {
                             return Target::Fail(Error::WrongArity(l.full_name()));
                         }
                     }
@@ -184,7 +215,9 @@ fn execute(ctx: &ShardCtx, conn: &mut Conn, target: Target, argv: &[&[u8]]) {
         Target::Local(l) => {
             conn.last_cmd = names(l);
             let (db, proto) = (conn.db, conn.proto);
-            ctx.engine.borrow_mut().execute_reply(l, argv, db, now_us(), proto, &mut conn.wbuf);
+            ctx.engine
+                .borrow_mut()
+                .execute_reply(l, argv, db, now_us(), proto, &mut conn.wbuf);
         }
         Target::Fail(e) => {
             ctx.net.error_replies.set(ctx.net.error_replies.get() + 1);
@@ -215,7 +248,9 @@ pub fn run_frames(ctx: &ShardCtx, frames: &[u8], db: usize, proto: Proto, out: &
     let mut ranges = Vec::new();
     let mut scratch = Vec::new();
     let mut pos = 0;
-    let limits = shards::resp::ParseLimits { bulk_len_max: usize::MAX };
+    let limits = shards::resp::ParseLimits {
+        bulk_len_max: usize::MAX,
+    };
     let mut engine = ctx.engine.borrow_mut();
     let now = now_us();
     while pos < frames.len() {
@@ -223,7 +258,10 @@ pub fn run_frames(ctx: &ShardCtx, frames: &[u8], db: usize, proto: Proto, out: &
             Ok(Parsed::Command { consumed }) => consumed,
             _ => break,
         };
-        let argv: Vec<&[u8]> = ranges.iter().map(|r| &frames[pos + r.start..pos + r.end]).collect();
+        let argv: Vec<&[u8]> = ranges
+            .iter()
+            .map(|r| &frames[pos + r.start..pos + r.end])
+            .collect();
         match lookup(&argv) {
             Ok(l) => engine.execute_reply(l, &argv, db, now, proto, out),
             Err(e) => Reply::new(out, proto).error(&e.text()),
@@ -238,13 +276,19 @@ pub fn fan_out(
     ctx: &ShardCtx,
     conn: &mut Conn,
     parts: Vec<(usize, ReqBody)>,
-    done: Box<dyn FnOnce(&ShardCtx, &mut Conn, Vec<(usize, RepBody)>)>,
+    done: crate::conn::Done,
 ) {
     conn.seq = conn.seq.wrapping_add(1);
     let mut results = Vec::new();
     let mut outstanding = 0;
     for (shard, body) in parts {
-        let part = ReqPart { conn: conn.token, seq: conn.seq, db: conn.db as u8, proto: conn.proto, body };
+        let part = ReqPart {
+            conn: conn.token,
+            seq: conn.seq,
+            db: conn.db as u8,
+            proto: conn.proto,
+            body,
+        };
         if shard == ctx.id {
             results.push((shard, crate::server_cmds::serve_local(ctx, conn, &part)));
         } else {
@@ -255,7 +299,11 @@ pub fn fan_out(
     if outstanding == 0 {
         done(ctx, conn, results);
     } else {
-        conn.wait = Wait::Multi { outstanding, results, done };
+        conn.wait = Wait::Multi {
+            outstanding,
+            results,
+            done,
+        };
     }
 }
 
@@ -302,7 +350,13 @@ fn start_split(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]], merge
         parts,
         Box::new(move |_, conn, results| {
             let proto = conn.proto;
-            crate::merge::merge(merge, &bytes_of(results), &key_shards, proto, &mut conn.wbuf);
+            crate::merge::merge(
+                merge,
+                &bytes_of(results),
+                &key_shards,
+                proto,
+                &mut conn.wbuf,
+            );
         }),
     );
 }
@@ -311,7 +365,9 @@ fn start_split(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]], merge
 fn start_all(ctx: &ShardCtx, conn: &mut Conn, _l: Lookup, argv: &[&[u8]], merge: Merge) {
     let mut frame = Vec::new();
     encode_command(argv, &mut frame);
-    let parts = (0..ctx.n).map(|s| (s, ReqBody::Run(frame.clone()))).collect();
+    let parts = (0..ctx.n)
+        .map(|s| (s, ReqBody::Run(frame.clone())))
+        .collect();
     fan_out(
         ctx,
         conn,
@@ -354,13 +410,28 @@ fn start_gather(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) {
     for (db, k) in &keys {
         per_shard[shard_of(ctx, k)].push((*db, k.clone()));
     }
-    let parts: Vec<(usize, ReqBody)> =
-        per_shard.into_iter().enumerate().filter(|(_, k)| !k.is_empty()).map(|(s, k)| (s, ReqBody::Export(k))).collect();
+    let parts: Vec<(usize, ReqBody)> = per_shard
+        .into_iter()
+        .enumerate()
+        .filter(|(_, k)| !k.is_empty())
+        .map(|(s, k)| (s, ReqBody::Export(k)))
+        .collect();
     let owned: Vec<Vec<u8>> = argv.iter().map(|a| a.to_vec()).collect();
-    fan_out(ctx, conn, parts, Box::new(move |ctx, conn, results| gather_run(ctx, conn, l, owned, results)));
+    fan_out(
+        ctx,
+        conn,
+        parts,
+        Box::new(move |ctx, conn, results| gather_run(ctx, conn, l, owned, results)),
+    );
 }
 
-fn gather_run(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: Vec<Vec<u8>>, results: Vec<(usize, RepBody)>) {
+fn gather_run(
+    ctx: &ShardCtx,
+    conn: &mut Conn,
+    l: Lookup,
+    argv: Vec<Vec<u8>>,
+    results: Vec<(usize, RepBody)>,
+) {
     let mut before: Vec<(u8, Key, Option<Entry>)> = Vec::new();
     for (_, body) in results {
         if let RepBody::Entries(e) = body {
@@ -382,14 +453,26 @@ fn gather_run(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: Vec<Vec<u8>>, re
     }
     let mut per_shard: Vec<Vec<(u8, Key, Option<Entry>)>> = vec![Vec::new(); ctx.n];
     for (kdb, k, old) in before {
-        let new = scratch.export(kdb as usize, &[&k], now / 1000).pop().and_then(|(_, e)| e);
+        let new = scratch
+            .export(kdb as usize, &[&k], now / 1000)
+            .pop()
+            .and_then(|(_, e)| e);
         if new != old {
             per_shard[shard_of(ctx, &k)].push((kdb, k, new));
         }
     }
-    let parts: Vec<(usize, ReqBody)> =
-        per_shard.into_iter().enumerate().filter(|(_, e)| !e.is_empty()).map(|(s, e)| (s, ReqBody::Import(e))).collect();
+    let parts: Vec<(usize, ReqBody)> = per_shard
+        .into_iter()
+        .enumerate()
+        .filter(|(_, e)| !e.is_empty())
+        .map(|(s, e)| (s, ReqBody::Import(e)))
+        .collect();
     // The reply leaves once every owner has applied its part, so what the client sees next
     // (on any connection) includes the change.
-    fan_out(ctx, conn, parts, Box::new(move |_, conn, _| conn.wbuf.extend_from_slice(&reply)));
+    fan_out(
+        ctx,
+        conn,
+        parts,
+        Box::new(move |_, conn, _| conn.wbuf.extend_from_slice(&reply)),
+    );
 }

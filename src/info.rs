@@ -5,8 +5,34 @@ use crate::msg::ShardStats;
 use crate::server_cmds::field;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-const DEFAULT: &[&str] = &["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "modules", "errorstats", "cluster", "keyspace"];
-const ALL: &[&str] = &["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "modules", "commandstats", "errorstats", "cluster", "keyspace", "shards"];
+const DEFAULT: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "modules",
+    "errorstats",
+    "cluster",
+    "keyspace",
+];
+const ALL: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "modules",
+    "commandstats",
+    "errorstats",
+    "cluster",
+    "keyspace",
+    "shards",
+];
 
 fn human(bytes: u64) -> String {
     let b = bytes as f64;
@@ -23,7 +49,11 @@ fn human(bytes: u64) -> String {
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
     pages * 4096
 }
 
@@ -39,13 +69,20 @@ fn cpu_times() -> (f64, f64) {
 fn selected(args: &[String]) -> Vec<&'static str> {
     if args.is_empty() || args.iter().any(|a| a == "default") {
         let mut v = DEFAULT.to_vec();
-        v.extend(args.iter().filter_map(|a| ALL.iter().find(|s| *s == a).copied()).filter(|s| !DEFAULT.contains(s)));
+        v.extend(
+            args.iter()
+                .filter_map(|a| ALL.iter().find(|s| *s == a).copied())
+                .filter(|s| !DEFAULT.contains(s)),
+        );
         return v;
     }
     if args.iter().any(|a| a == "all" || a == "everything") {
         return ALL.to_vec();
     }
-    ALL.iter().filter(|s| args.iter().any(|a| a == *s)).copied().collect()
+    ALL.iter()
+        .filter(|s| args.iter().any(|a| a == *s))
+        .copied()
+        .collect()
 }
 
 /// Renders the INFO text for the chosen sections.
@@ -60,8 +97,13 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
         match section {
             "server" => {
                 o.push_str("# Server\r\n");
-                let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-                let up = SystemTime::now().duration_since(shared.started).unwrap_or_default().as_secs();
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default();
+                let up = SystemTime::now()
+                    .duration_since(shared.started)
+                    .unwrap_or_default()
+                    .as_secs();
                 field(o, "redis_version", REDIS_VERSION);
                 field(o, "shardis_version", env!("CARGO_PKG_VERSION"));
                 field(o, "redis_git_sha1", "00000000");
@@ -81,14 +123,31 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
                 field(o, "uptime_in_days", up / 86400);
                 field(o, "hz", shared.config.get("hz"));
                 field(o, "configured_hz", shared.config.get("hz"));
-                field(o, "executable", std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default());
-                field(o, "config_file", shared.config.file.clone().unwrap_or_default());
+                field(
+                    o,
+                    "executable",
+                    std::env::current_exe()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                );
+                field(
+                    o,
+                    "config_file",
+                    shared.config.file.clone().unwrap_or_default(),
+                );
                 field(o, "io_threads_active", 0);
                 field(o, "shards", shared.nshards);
             }
             "clients" => {
                 o.push_str("# Clients\r\n");
-                field(o, "connected_clients", stats.iter().map(|(_, s)| s.connected_clients).sum::<usize>());
+                field(
+                    o,
+                    "connected_clients",
+                    stats
+                        .iter()
+                        .map(|(_, s)| s.connected_clients)
+                        .sum::<usize>(),
+                );
                 field(o, "cluster_connections", 0);
                 field(o, "maxclients", shared.config.get("maxclients"));
                 field(o, "client_recent_max_input_buffer", 0);
@@ -123,7 +182,11 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
             }
             "stats" => {
                 o.push_str("# Stats\r\n");
-                field(o, "total_connections_received", sum(|s| s.connections_received));
+                field(
+                    o,
+                    "total_connections_received",
+                    sum(|s| s.connections_received),
+                );
                 field(o, "total_commands_processed", sum(|s| s.commands));
                 field(o, "instantaneous_ops_per_sec", 0);
                 field(o, "total_net_input_bytes", sum(|s| s.net_input_bytes));
@@ -158,7 +221,8 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
             }
             "commandstats" => {
                 o.push_str("# Commandstats\r\n");
-                let mut all: std::collections::BTreeMap<String, shards::shard::CmdStat> = Default::default();
+                let mut all: std::collections::BTreeMap<String, shards::shard::CmdStat> =
+                    Default::default();
                 for (_, s) in stats {
                     for (name, c) in &s.cmd {
                         let e = all.entry(name.clone()).or_default();
@@ -169,7 +233,11 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
                     }
                 }
                 for (name, c) in all {
-                    let per = if c.calls > 0 { c.usec as f64 / c.calls as f64 } else { 0.0 };
+                    let per = if c.calls > 0 {
+                        c.usec as f64 / c.calls as f64
+                    } else {
+                        0.0
+                    };
                     field(
                         o,
                         &format!("cmdstat_{name}"),
@@ -188,7 +256,11 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
                 }
                 for (i, (keys, expires)) in dbs.iter().enumerate() {
                     if *keys > 0 {
-                        field(o, &format!("db{i}"), format!("keys={keys},expires={expires},avg_ttl=0"));
+                        field(
+                            o,
+                            &format!("db{i}"),
+                            format!("keys={keys},expires={expires},avg_ttl=0"),
+                        );
                     }
                 }
             }
@@ -196,7 +268,14 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
                 o.push_str("# Shards\r\n");
                 for (id, s) in stats {
                     let keys: usize = s.keys.iter().map(|k| k.1).sum();
-                    field(o, &format!("shard{id}"), format!("keys={keys},commands={},clients={},hops_out={}", s.commands, s.connected_clients, s.hops_out));
+                    field(
+                        o,
+                        &format!("shard{id}"),
+                        format!(
+                            "keys={keys},commands={},clients={},hops_out={}",
+                            s.commands, s.connected_clients, s.hops_out
+                        ),
+                    );
                 }
             }
             _ => {}

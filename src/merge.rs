@@ -61,12 +61,21 @@ fn int_of(buf: &[u8]) -> Option<i64> {
     if buf.first() != Some(&b':') {
         return None;
     }
-    std::str::from_utf8(buf.get(1..buf.len().checked_sub(2)?)?).ok()?.parse().ok()
+    std::str::from_utf8(buf.get(1..buf.len().checked_sub(2)?)?)
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// Merges per-shard replies. `parts` are (shard, reply) in any order; for `KeyOrder`,
 /// `key_shards[i]` is the shard of the i-th key, and each shard's reply lists its keys in order.
-pub fn merge(kind: Merge, parts: &[(usize, Vec<u8>)], key_shards: &[usize], proto: Proto, out: &mut Vec<u8>) {
+pub fn merge(
+    kind: Merge,
+    parts: &[(usize, Vec<u8>)],
+    key_shards: &[usize],
+    proto: Proto,
+    out: &mut Vec<u8>,
+) {
     if let Some((_, e)) = parts.iter().find(|(_, r)| is_error(r)) {
         out.extend_from_slice(e);
         return;
@@ -83,7 +92,11 @@ pub fn merge(kind: Merge, parts: &[(usize, Vec<u8>)], key_shards: &[usize], prot
             }
         }
         Merge::Concat => {
-            let elems: Vec<&[u8]> = parts.iter().filter_map(|(_, r)| array_elements(r)).flatten().collect();
+            let elems: Vec<&[u8]> = parts
+                .iter()
+                .filter_map(|(_, r)| array_elements(r))
+                .flatten()
+                .collect();
             reply.array(elems.len());
             for e in elems {
                 reply.raw(e);
@@ -96,7 +109,11 @@ pub fn merge(kind: Merge, parts: &[(usize, Vec<u8>)], key_shards: &[usize], prot
                 .collect();
             reply.array(key_shards.len());
             for s in key_shards {
-                match per_shard.iter_mut().find(|(ps, _)| ps == s).and_then(|(_, it)| it.next()) {
+                match per_shard
+                    .iter_mut()
+                    .find(|(ps, _)| ps == s)
+                    .and_then(|(_, it)| it.next())
+                {
                     Some(e) => reply.raw(e),
                     None => reply.null(),
                 }
@@ -130,7 +147,10 @@ mod tests {
 
     #[test]
     fn key_order() {
-        let parts = vec![(1, b"*1\r\n$1\r\nb\r\n".to_vec()), (0, b"*2\r\n$1\r\na\r\n$-1\r\n".to_vec())];
+        let parts = vec![
+            (1, b"*1\r\n$1\r\nb\r\n".to_vec()),
+            (0, b"*2\r\n$1\r\na\r\n$-1\r\n".to_vec()),
+        ];
         let mut out = Vec::new();
         merge(Merge::KeyOrder, &parts, &[0, 1, 0], Proto::Resp2, &mut out);
         assert_eq!(out, b"*3\r\n$1\r\na\r\n$1\r\nb\r\n$-1\r\n");

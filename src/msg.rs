@@ -19,6 +19,8 @@ pub struct Token {
 
 /// A batch of work for one shard.
 pub struct Request {
+    /// The sending shard (for tracing; responses go back on the link it came in on).
+    #[allow(dead_code)]
     pub from: usize,
     pub parts: Vec<ReqPart>,
 }
@@ -93,6 +95,5 @@ pub struct ShardStats {
     pub net_output_bytes: u64,
     pub rejected_connections: u64,
     pub error_replies: u64,
-    pub errorstats: Vec<(String, u64)>,
     pub hops_out: u64,
 }

@@ -105,15 +105,25 @@ pub fn accept(listener: RawFd) -> Option<io::Result<(RawFd, String)>> {
     let one: libc::c_int = 1;
     // SAFETY: setting TCP_NODELAY on our own socket.
     unsafe {
-        libc::setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, &one as *const _ as *const libc::c_void, 4);
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            &one as *const _ as *const libc::c_void,
+            4,
+        );
     }
     Some(Ok((fd, peer)))
 }
 
 fn sockaddr_to_string(addr: &libc::sockaddr_storage) -> String {
     // SAFETY: socket2 reads the storage according to its family.
-    let sa = unsafe { socket2::SockAddr::new(*addr, std::mem::size_of::<libc::sockaddr_storage>() as u32) };
-    sa.as_socket().map(|s| s.to_string()).unwrap_or_else(|| "?:0".into())
+    let sa = unsafe {
+        socket2::SockAddr::new(*addr, std::mem::size_of::<libc::sockaddr_storage>() as u32)
+    };
+    sa.as_socket()
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| "?:0".into())
 }
 
 /// The local address of a socket, as `ip:port`.
@@ -172,7 +182,10 @@ mod tests {
                 let ep = Epoll::new().expect("epoll");
                 let mut fds = [0; 2];
                 // SAFETY: pipe writes two fds into the array.
-                assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) }, 0);
+                assert_eq!(
+                    unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) },
+                    0
+                );
                 ep.add(fds[0], EV_READ, 7).expect("add");
                 let writer = fds[1];
                 std::thread::spawn(move || {

@@ -123,7 +123,8 @@ fn hello(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
     let mut ver = None;
     let mut i = 1;
     if argv.len() >= 2 {
-        let v = parse_i64(argv[1]).ok_or_else(|| Error::err("Protocol version is not an integer or out of range"))?;
+        let v = parse_i64(argv[1])
+            .ok_or_else(|| Error::err("Protocol version is not an integer or out of range"))?;
         if !(2..=3).contains(&v) {
             return Err(Error::Other("NOPROTO unsupported protocol version".into()));
         }
@@ -140,7 +141,10 @@ fn hello(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
             name = Some(argv[i + 1]);
             i += 2;
         } else {
-            return Err(Error::err(format!("Syntax error in HELLO option '{}'", String::from_utf8_lossy(argv[i]))));
+            return Err(Error::err(format!(
+                "Syntax error in HELLO option '{}'",
+                String::from_utf8_lossy(argv[i])
+            )));
         }
     }
     if let Some((u, p)) = creds {
@@ -197,7 +201,11 @@ fn client(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Result<
             if !valid_name(argv[2]) {
                 return Err(Error::Other(BAD_NAME.into()));
             }
-            conn.name = if argv[2].is_empty() { None } else { Some(argv[2].to_vec()) };
+            conn.name = if argv[2].is_empty() {
+                None
+            } else {
+                Some(argv[2].to_vec())
+            };
             conn.reply().ok();
         }
         "info" => {
@@ -206,15 +214,26 @@ fn client(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Result<
         }
         "list" => client_list(ctx, conn, argv)?,
         "kill" => client_kill(ctx, conn, argv)?,
-        "help" => help(conn, "CLIENT", &[
-            "ID", "    Return the ID of the current connection.",
-            "INFO", "    Return information about the current client connection.",
-            "KILL <ip:port>", "    Kill connection made from <ip:port>.",
-            "KILL <option> <value> [<option> <value> [...]]", "    Kill connections. Options are: ID, TYPE, USER, ADDR, LADDR, SKIPME.",
-            "LIST [options ...]", "    Return information about client connections. Options: TYPE, ID.",
-            "GETNAME", "    Return the name of the current connection.",
-            "SETNAME <name>", "    Assign the name <name> to the current connection.",
-        ]),
+        "help" => help(
+            conn,
+            "CLIENT",
+            &[
+                "ID",
+                "    Return the ID of the current connection.",
+                "INFO",
+                "    Return information about the current client connection.",
+                "KILL <ip:port>",
+                "    Kill connection made from <ip:port>.",
+                "KILL <option> <value> [<option> <value> [...]]",
+                "    Kill connections. Options are: ID, TYPE, USER, ADDR, LADDR, SKIPME.",
+                "LIST [options ...]",
+                "    Return information about client connections. Options: TYPE, ID.",
+                "GETNAME",
+                "    Return the name of the current connection.",
+                "SETNAME <name>",
+                "    Assign the name <name> to the current connection.",
+            ],
+        ),
         _ => return Err(Error::err("unknown subcommand")),
     }
     Ok(())
@@ -223,7 +242,9 @@ fn client(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Result<
 fn help(conn: &mut Conn, cmd: &str, lines: &[&str]) {
     let mut r = conn.reply();
     r.array(lines.len() + 3);
-    r.simple(&format!("{cmd} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"));
+    r.simple(&format!(
+        "{cmd} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"
+    ));
     for l in lines {
         r.simple(l);
     }
@@ -247,7 +268,9 @@ fn client_list(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Er
             let list = ids.get_or_insert_with(Vec::new);
             i += 1;
             while i < argv.len() {
-                let id = parse_i64(argv[i]).filter(|&n| n > 0).ok_or_else(|| Error::err("Invalid client ID"))?;
+                let id = parse_i64(argv[i])
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| Error::err("Invalid client ID"))?;
                 list.push(id as u64);
                 i += 1;
             }
@@ -255,7 +278,9 @@ fn client_list(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Er
             return Err(Error::Syntax);
         }
     }
-    let parts = (0..ctx.n).map(|s| (s, ReqBody::ClientList(ids.clone()))).collect();
+    let parts = (0..ctx.n)
+        .map(|s| (s, ReqBody::ClientList(ids.clone())))
+        .collect();
     crate::dispatch::fan_out(
         ctx,
         conn,
@@ -276,19 +301,24 @@ fn client_list(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Er
 }
 
 fn client_kill(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
-    let mut f = KillFilter { skip: Some(conn.id), ..Default::default() };
+    let mut f = KillFilter {
+        skip: Some(conn.id),
+        ..Default::default()
+    };
     let old_style = argv.len() == 3;
     if old_style {
         f.addr = Some(String::from_utf8_lossy(argv[2]).into_owned());
         f.skip = None;
     } else {
-        if argv.len() % 2 != 0 {
+        if !argv.len().is_multiple_of(2) {
             return Err(Error::Syntax);
         }
         for pair in argv[2..].chunks(2) {
             let (k, v) = (pair[0], String::from_utf8_lossy(pair[1]).into_owned());
             if eq_ic(k, "id") {
-                let id = parse_i64(pair[1]).filter(|&n| n > 0).ok_or_else(|| Error::err("client-id should be greater than 0"))?;
+                let id = parse_i64(pair[1])
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| Error::err("client-id should be greater than 0"))?;
                 f.id = Some(id as u64);
             } else if eq_ic(k, "type") {
                 let t = v.to_ascii_lowercase();
@@ -313,13 +343,18 @@ fn client_kill(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Er
             }
         }
     }
-    let parts = (0..ctx.n).map(|s| (s, ReqBody::ClientKill(f.clone()))).collect();
+    let parts = (0..ctx.n)
+        .map(|s| (s, ReqBody::ClientKill(f.clone())))
+        .collect();
     crate::dispatch::fan_out(
         ctx,
         conn,
         parts,
         Box::new(move |_, conn, results| {
-            let n: i64 = results.iter().map(|(_, b)| if let RepBody::Count(n) = b { *n } else { 0 }).sum();
+            let n: i64 = results
+                .iter()
+                .map(|(_, b)| if let RepBody::Count(n) = b { *n } else { 0 })
+                .sum();
             if old_style {
                 if n == 0 {
                     conn.error("ERR No such client");
@@ -365,7 +400,13 @@ pub fn serve_local(ctx: &ShardCtx, conn: &mut Conn, part: &ReqPart) -> RepBody {
 }
 
 fn kill_matching(ctx: &ShardCtx, f: &KillFilter) -> i64 {
-    let victims: Vec<crate::msg::Token> = ctx.conns.borrow().iter().filter(|c| f.matches(c)).map(|c| c.token).collect();
+    let victims: Vec<crate::msg::Token> = ctx
+        .conns
+        .borrow()
+        .iter()
+        .filter(|c| f.matches(c))
+        .map(|c| c.token)
+        .collect();
     for t in &victims {
         if let Some(c) = ctx.conns.borrow_mut().take(*t) {
             ctx.close(c);
@@ -395,7 +436,9 @@ pub fn serve_admin(ctx: &ShardCtx, body: &ReqBody) -> RepBody {
             ctx.engine.borrow_mut().config.active_expire = *on;
             RepBody::Ack
         }
-        ReqBody::Digest => RepBody::Digest(crate::debug::digest(&mut ctx.engine.borrow_mut(), now_ms)),
+        ReqBody::Digest => {
+            RepBody::Digest(crate::debug::digest(&mut ctx.engine.borrow_mut(), now_ms))
+        }
         ReqBody::ResetStat => {
             ctx.engine.borrow_mut().stats = Default::default();
             ctx.net.reset();
@@ -410,7 +453,13 @@ fn shard_stats(ctx: &ShardCtx) -> ShardStats {
     let mut cmd = e.stats.cmd_stats();
     cmd.sort_by(|a, b| a.0.cmp(&b.0));
     ShardStats {
-        keys: e.dbs.iter().enumerate().filter(|(_, d)| !d.is_empty()).map(|(i, d)| (i, d.len(), d.volatile_len() as u64)).collect(),
+        keys: e
+            .dbs
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| !d.is_empty())
+            .map(|(i, d)| (i, d.len(), d.volatile_len() as u64))
+            .collect(),
         keyspace_hits: e.stats.keyspace_hits,
         keyspace_misses: e.stats.keyspace_misses,
         expired_keys: e.expired_keys(),
@@ -423,12 +472,14 @@ fn shard_stats(ctx: &ShardCtx) -> ShardStats {
         rejected_connections: ctx.net.rejected_connections.get(),
         error_replies: ctx.net.error_replies.get(),
         hops_out: ctx.net.hops_out.get(),
-        errorstats: Vec::new(),
     }
 }
 
 fn info(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) {
-    let sections: Vec<String> = argv[1..].iter().map(|a| String::from_utf8_lossy(a).to_ascii_lowercase()).collect();
+    let sections: Vec<String> = argv[1..]
+        .iter()
+        .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
+        .collect();
     let parts = (0..ctx.n).map(|s| (s, ReqBody::Stats)).collect();
     let shared = ctx.shared.clone();
     crate::dispatch::fan_out(
@@ -436,8 +487,16 @@ fn info(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) {
         conn,
         parts,
         Box::new(move |_, conn, results| {
-            let mut stats: Vec<(usize, ShardStats)> =
-                results.into_iter().filter_map(|(s, b)| if let RepBody::Stats(st) = b { Some((s, *st)) } else { None }).collect();
+            let mut stats: Vec<(usize, ShardStats)> = results
+                .into_iter()
+                .filter_map(|(s, b)| {
+                    if let RepBody::Stats(st) = b {
+                        Some((s, *st))
+                    } else {
+                        None
+                    }
+                })
+                .collect();
             stats.sort_by_key(|(s, _)| *s);
             let text = crate::info::render(&shared, &sections, &stats);
             conn.reply().verbatim(text.as_bytes());
@@ -458,7 +517,7 @@ fn config(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Result<
             }
         }
         "set" => {
-            if argv.len() % 2 != 0 {
+            if !argv.len().is_multiple_of(2) {
                 return Err(Error::WrongArity("config|set".into()));
             }
             let pairs: Vec<(&[u8], &[u8])> = argv[2..].chunks(2).map(|p| (p[0], p[1])).collect();
@@ -474,12 +533,20 @@ fn config(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Result<
             cfg.rewrite().map_err(Error::Other)?;
             conn.reply().ok();
         }
-        "help" => help(conn, "CONFIG", &[
-            "GET <pattern>", "    Return parameters matching the glob-like <pattern> and their values.",
-            "SET <directive> <value>", "    Set the configuration <directive> to <value>.",
-            "RESETSTAT", "    Reset statistics reported by the INFO command.",
-            "REWRITE", "    Rewrite the configuration file.",
-        ]),
+        "help" => help(
+            conn,
+            "CONFIG",
+            &[
+                "GET <pattern>",
+                "    Return parameters matching the glob-like <pattern> and their values.",
+                "SET <directive> <value>",
+                "    Set the configuration <directive> to <value>.",
+                "RESETSTAT",
+                "    Reset statistics reported by the INFO command.",
+                "REWRITE",
+                "    Rewrite the configuration file.",
+            ],
+        ),
         _ => return Err(Error::err("unknown subcommand")),
     }
     Ok(())
@@ -490,7 +557,8 @@ fn shutdown(ctx: &ShardCtx, argv: &[&[u8]]) -> Result<(), Error> {
     for a in &argv[1..] {
         if eq_ic(a, "abort") {
             abort = true;
-        } else if !(eq_ic(a, "nosave") || eq_ic(a, "save") || eq_ic(a, "now") || eq_ic(a, "force")) {
+        } else if !(eq_ic(a, "nosave") || eq_ic(a, "save") || eq_ic(a, "now") || eq_ic(a, "force"))
+        {
             return Err(Error::Syntax);
         }
     }

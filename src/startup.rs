@@ -2,7 +2,7 @@
 //! listeners, starts one pinned glommio executor per shard, and handles SIGINT/SIGTERM.
 
 use crate::config::Config;
-use crate::ctx::{Shared, ShardCtx};
+use crate::ctx::{ShardCtx, Shared};
 use anyhow::{bail, Context};
 use glommio::{LocalExecutorBuilder, Placement};
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -13,7 +13,9 @@ use std::sync::Arc;
 const MEMLOCK_OVERHEAD_PER_SHARD: u64 = 512 * 1024;
 
 fn usable_cores() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// Fails clearly if this kernel (or a seccomp policy) does not offer io_uring.
@@ -35,7 +37,10 @@ fn check_io_uring() -> anyhow::Result<()> {
 
 /// Fails clearly if `ulimit -l` is too small for the shards' pinned io memory.
 fn check_memlock(shards: usize, io_memory: u64) -> anyhow::Result<()> {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit writes into the struct we pass.
     if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } != 0 {
         return Ok(());
@@ -44,7 +49,7 @@ fn check_memlock(shards: usize, io_memory: u64) -> anyhow::Result<()> {
         return Ok(());
     }
     let need = shards as u64 * (3 * io_memory + MEMLOCK_OVERHEAD_PER_SHARD);
-    if (lim.rlim_cur as u64) < need {
+    if lim.rlim_cur < need {
         bail!(
             "locked memory limit is {} KiB but {} shards with io-memory {} KiB need about {} KiB; \
              raise it with `ulimit -l {}` (or limits.conf / LimitMEMLOCK=), or use fewer --shards \
@@ -61,8 +66,15 @@ fn check_memlock(shards: usize, io_memory: u64) -> anyhow::Result<()> {
 
 /// Binds one SO_REUSEPORT listener per shard on the same address. An exclusive probe bind comes
 /// first, so a port another process (even another shardis) holds is refused instead of shared.
-fn bind_listeners(bind: &str, port: u16, n: usize, backlog: i32) -> anyhow::Result<(Vec<RawFd>, u16)> {
-    let ip: std::net::IpAddr = bind.parse().with_context(|| format!("invalid bind address {bind:?}"))?;
+fn bind_listeners(
+    bind: &str,
+    port: u16,
+    n: usize,
+    backlog: i32,
+) -> anyhow::Result<(Vec<RawFd>, u16)> {
+    let ip: std::net::IpAddr = bind
+        .parse()
+        .with_context(|| format!("invalid bind address {bind:?}"))?;
     let probe = StdListener::bind(SocketAddr::new(ip, port))
         .with_context(|| format!("cannot listen on {bind}:{port} (is the port already in use?)"))?;
     let port = probe.local_addr()?.port();
@@ -70,12 +82,17 @@ fn bind_listeners(bind: &str, port: u16, n: usize, backlog: i32) -> anyhow::Resu
     let addr: socket2::SockAddr = SocketAddr::new(ip, port).into();
     let mut fds = Vec::with_capacity(n);
     for _ in 0..n {
-        let domain = if ip.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+        let domain = if ip.is_ipv4() {
+            socket2::Domain::IPV4
+        } else {
+            socket2::Domain::IPV6
+        };
         let s = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
         s.set_reuse_address(true)?;
         s.set_reuse_port(true)?;
         s.set_nonblocking(true)?;
-        s.bind(&addr).with_context(|| format!("cannot listen on {bind}:{port}"))?;
+        s.bind(&addr)
+            .with_context(|| format!("cannot listen on {bind}:{port}"))?;
         s.listen(backlog)?;
         fds.push(s.into_raw_fd());
     }
@@ -94,7 +111,11 @@ fn handle_signals(shared: Arc<Shared>) {
         std::thread::spawn(move || {
             let mut sig: libc::c_int = 0;
             libc::sigwait(&set, &mut sig);
-            let name = if sig == libc::SIGINT { "SIGINT" } else { "SIGTERM" };
+            let name = if sig == libc::SIGINT {
+                "SIGINT"
+            } else {
+                "SIGTERM"
+            };
             eprintln!("Received {name} scheduled shutdown...");
             shared.shutdown(0);
         });
@@ -127,8 +148,14 @@ pub fn run(config: Arc<Config>) -> anyhow::Result<()> {
         let h = LocalExecutorBuilder::new(Placement::Fixed(id % cores))
             .name(&format!("shard-{id}"))
             .io_memory(io_memory as usize)
-            .spawn(move || async move { ShardCtx::run(id, n, fd, shared, req_mesh, rep_mesh).await })
-            .map_err(|e| anyhow::anyhow!("starting shard {id}: {e} (io_uring or locked memory; see `ulimit -l`)"))?;
+            .spawn(
+                move || async move { ShardCtx::run(id, n, fd, shared, req_mesh, rep_mesh).await },
+            )
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "starting shard {id}: {e} (io_uring or locked memory; see `ulimit -l`)"
+                )
+            })?;
         handles.push(h);
     }
     eprintln!(

@@ -146,8 +146,13 @@ fn mask_summaries(reply: &[u8]) -> Vec<u8> {
         if reply[i..].starts_with(KEY) {
             out.extend_from_slice(KEY);
             i += KEY.len();
-            let Some(nl) = reply[i..].windows(2).position(|w| w == b"\r\n") else { break };
-            let len: usize = std::str::from_utf8(&reply[i + 1..i + nl]).ok().and_then(|n| n.parse().ok()).unwrap_or(0);
+            let Some(nl) = reply[i..].windows(2).position(|w| w == b"\r\n") else {
+                break;
+            };
+            let len: usize = std::str::from_utf8(&reply[i + 1..i + nl])
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
             out.extend_from_slice(b"$1\r\n?\r\n");
             i += nl + 2 + len + 2;
         } else {

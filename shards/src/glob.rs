@@ -9,10 +9,20 @@ pub fn matches(pattern: &[u8], s: &[u8], nocase: bool) -> bool {
 }
 
 fn lower(b: u8, nocase: bool) -> u8 {
-    if nocase { b.to_ascii_lowercase() } else { b }
+    if nocase {
+        b.to_ascii_lowercase()
+    } else {
+        b
+    }
 }
 
-fn match_impl(mut p: &[u8], mut s: &[u8], nocase: bool, skip_longer: &mut bool, nesting: u32) -> bool {
+fn match_impl(
+    mut p: &[u8],
+    mut s: &[u8],
+    nocase: bool,
+    skip_longer: &mut bool,
+    nesting: u32,
+) -> bool {
     if nesting > 1000 {
         return false;
     }

@@ -27,7 +27,10 @@ pub struct Entry {
 
 impl Entry {
     pub fn new(value: Value) -> Entry {
-        Entry { value, expire_at_ms: None }
+        Entry {
+            value,
+            expire_at_ms: None,
+        }
     }
 
     fn expired(&self, now_ms: u64) -> bool {
@@ -166,19 +169,29 @@ impl Db {
             }
             return Some(k.clone());
         }
-        self.map.get_index(rng.below(self.map.len().max(1))).map(|(k, _)| k.clone())
+        self.map
+            .get_index(rng.below(self.map.len().max(1)))
+            .map(|(k, _)| k.clone())
     }
 
     /// One step of SCAN. `cursor` is the number of index positions still to visit (positions
     /// `cursor-1` down to 0); pass `u64::MAX`-like large values to start. Visits about `count`
     /// positions, calls `f` for each live key, and returns the next cursor (0 when done).
-    pub fn scan(&mut self, cursor: u64, count: usize, now_ms: u64, mut f: impl FnMut(&[u8], &Entry)) -> u64 {
+    pub fn scan(
+        &mut self,
+        cursor: u64,
+        count: usize,
+        now_ms: u64,
+        mut f: impl FnMut(&[u8], &Entry),
+    ) -> u64 {
         let mut pos = (cursor as usize).min(self.map.len());
         let mut visited = 0;
         while pos > 0 && visited < count.max(1) {
             pos -= 1;
             visited += 1;
-            let Some((k, e)) = self.map.get_index(pos) else { continue };
+            let Some((k, e)) = self.map.get_index(pos) else {
+                continue;
+            };
             if !e.expired(now_ms) {
                 f(k, e);
             }
@@ -211,7 +224,9 @@ impl Db {
                     break;
                 }
                 let i = rng.below(self.volatile.len());
-                let Some(k) = self.volatile.get_index(i).cloned() else { break };
+                let Some(k) = self.volatile.get_index(i).cloned() else {
+                    break;
+                };
                 if self.expire_if_needed(&k, now_ms) {
                     expired_in_round += 1;
                 }
@@ -239,7 +254,13 @@ mod tests {
         let mut db = Db::default();
         let mut rng = Rng::new(1);
         for i in 0..100 {
-            db.insert(format!("k{i}").as_bytes(), Entry { value: val("v"), expire_at_ms: Some(1000) });
+            db.insert(
+                format!("k{i}").as_bytes(),
+                Entry {
+                    value: val("v"),
+                    expire_at_ms: Some(1000),
+                },
+            );
         }
         db.insert(b"p", Entry::new(val("v")));
         assert_eq!(db.volatile_len(), 100);

@@ -33,12 +33,19 @@ pub struct Stats {
 impl Stats {
     /// The counters of one command.
     pub fn cmd_stat(&mut self, cmd: Lookup) -> &mut CmdStat {
-        &mut self.cmd.entry(cmd.spec as *const _ as usize).or_insert((cmd, CmdStat::default())).1
+        &mut self
+            .cmd
+            .entry(cmd.spec as *const _ as usize)
+            .or_insert((cmd, CmdStat::default()))
+            .1
     }
 
     /// (full name, counters) of every command called so far.
     pub fn cmd_stats(&self) -> Vec<(String, CmdStat)> {
-        self.cmd.values().map(|(l, s)| (l.full_name(), *s)).collect()
+        self.cmd
+            .values()
+            .map(|(l, s)| (l.full_name(), *s))
+            .collect()
     }
 }
 
@@ -51,7 +58,9 @@ pub struct ShardConfig {
 
 impl Default for ShardConfig {
     fn default() -> Self {
-        ShardConfig { active_expire: true }
+        ShardConfig {
+            active_expire: true,
+        }
     }
 }
 
@@ -95,7 +104,13 @@ impl Shard {
         let Some(run) = cmd.spec.run else {
             return Err(crate::Error::err("command not available here"));
         };
-        let mut call = Call { argv, db, now_ms: now_us / 1000, now_us, out: Reply::new(out, proto) };
+        let mut call = Call {
+            argv,
+            db,
+            now_ms: now_us / 1000,
+            now_us,
+            out: Reply::new(out, proto),
+        };
         self.stats.commands += 1;
         let r = run(self, &mut call);
         let stat = self.stats.cmd_stat(cmd);
@@ -125,7 +140,9 @@ impl Shard {
     /// shards). Absent keys give `None`.
     pub fn export(&mut self, db: usize, keys: &[&[u8]], now_ms: u64) -> Vec<(Key, Option<Entry>)> {
         let d = &mut self.dbs[db];
-        keys.iter().map(|k| (Key::from(*k), d.get(k, now_ms).cloned())).collect()
+        keys.iter()
+            .map(|k| (Key::from(*k), d.get(k, now_ms).cloned()))
+            .collect()
     }
 
     /// Installs entries computed elsewhere: `Some` stores, `None` deletes.
@@ -175,7 +192,12 @@ pub mod testing {
 
     impl TestShard {
         pub fn new() -> TestShard {
-            TestShard { shard: Shard::new(0, 1, 7), now_ms: 1_700_000_000_000, db: 0, proto: Proto::Resp2 }
+            TestShard {
+                shard: Shard::new(0, 1, 7),
+                now_ms: 1_700_000_000_000,
+                db: 0,
+                proto: Proto::Resp2,
+            }
         }
 
         /// Runs a command given as space-separated words; returns the raw reply.
@@ -188,7 +210,14 @@ pub mod testing {
         pub fn run_args(&mut self, argv: &[&[u8]]) -> String {
             let mut out = Vec::new();
             match lookup(argv) {
-                Ok(l) => self.shard.execute_reply(l, argv, self.db, self.now_ms * 1000, self.proto, &mut out),
+                Ok(l) => self.shard.execute_reply(
+                    l,
+                    argv,
+                    self.db,
+                    self.now_ms * 1000,
+                    self.proto,
+                    &mut out,
+                ),
                 Err(e) => Reply::new(&mut out, self.proto).error(&e.text()),
             }
             String::from_utf8_lossy(&out).into_owned()

@@ -34,7 +34,10 @@ mod tests {
         // Values from Redis's CLUSTER KEYSLOT.
         assert_eq!(key_slot(b"foo").0, 12182);
         assert_eq!(key_slot(b"bar").0, 5061);
-        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"{user1000}.followers"));
+        assert_eq!(
+            key_slot(b"{user1000}.following"),
+            key_slot(b"{user1000}.followers")
+        );
         assert_eq!(key_slot(b"foo{}{bar}"), key_slot(b"foo{}{bar}"));
         assert_eq!(hashtag(b"foo{}{bar}"), b"foo{}{bar}");
         assert_eq!(hashtag(b"foo{{bar}}zap"), b"{bar");

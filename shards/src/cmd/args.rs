@@ -28,13 +28,6 @@ impl<'a> Args<'a> {
         self.argv.get(self.pos).copied()
     }
 
-    /// The next argument, if any.
-    pub fn next(&mut self) -> Option<&'a [u8]> {
-        let a = self.argv.get(self.pos).copied()?;
-        self.pos += 1;
-        Some(a)
-    }
-
     /// The next argument, or a syntax error.
     pub fn next_bytes(&mut self) -> Result<&'a [u8]> {
         self.next().ok_or(Error::Syntax)
@@ -68,5 +61,16 @@ impl<'a> Args<'a> {
         } else {
             Err(Error::Syntax)
         }
+    }
+}
+
+/// The remaining arguments, in order.
+impl<'a> Iterator for Args<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let a = self.argv.get(self.pos).copied()?;
+        self.pos += 1;
+        Some(a)
     }
 }

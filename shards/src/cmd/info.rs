@@ -43,7 +43,9 @@ pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
             summary: "Describes commands for humans: summary, arguments, history.",
             complexity: "O(N) where N is the number of commands to look up",
             tips: &["nondeterministic_output_order"],
-            args: &[Arg::new("command-name", ArgType::String).optional().multiple()],
+            args: &[Arg::new("command-name", ArgType::String)
+                .optional()
+                .multiple()],
             ..SUB
         },
         CommandSpec {
@@ -53,7 +55,10 @@ pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
             summary: "Extracts the key names from a full command line.",
             since: "2.8.13",
             complexity: "O(N) where N is the number of arguments to the command",
-            args: &[Arg::new("command", ArgType::String), Arg::new("arg", ArgType::String).optional().multiple()],
+            args: &[
+                Arg::new("command", ArgType::String),
+                Arg::new("arg", ArgType::String).optional().multiple(),
+            ],
             ..SUB
         },
         CommandSpec {
@@ -62,7 +67,10 @@ pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
             run: Some(command_getkeysandflags),
             summary: "Extracts the key names and their access flags from a full command line.",
             complexity: "O(N) where N is the number of arguments to the command",
-            args: &[Arg::new("command", ArgType::String), Arg::new("arg", ArgType::String).optional().multiple()],
+            args: &[
+                Arg::new("command", ArgType::String),
+                Arg::new("arg", ArgType::String).optional().multiple(),
+            ],
             ..SUB
         },
         CommandSpec {
@@ -81,8 +89,13 @@ pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
             since: "2.8.13",
             complexity: "O(N) where N is the number of commands to look up",
             tips: &["nondeterministic_output_order"],
-            history: &[("7.0.0", "Allowed to be called with no argument to get info on all commands.")],
-            args: &[Arg::new("command-name", ArgType::String).optional().multiple()],
+            history: &[(
+                "7.0.0",
+                "Allowed to be called with no argument to get info on all commands.",
+            )],
+            args: &[Arg::new("command-name", ArgType::String)
+                .optional()
+                .multiple()],
             ..SUB
         },
         CommandSpec {
@@ -109,7 +122,11 @@ pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
 }];
 
 fn names(out: &mut Reply, table: &[(u32, &str)], bits: u32, prefix: &str) {
-    let list: Vec<&str> = table.iter().filter(|(b, _)| bits & b != 0).map(|(_, n)| *n).collect();
+    let list: Vec<&str> = table
+        .iter()
+        .filter(|(b, _)| bits & b != 0)
+        .map(|(_, n)| *n)
+        .collect();
     out.set(list.len());
     for n in list {
         out.simple(&format!("{prefix}{n}"));
@@ -122,7 +139,14 @@ fn legacy_range(spec: &CommandSpec) -> (i64, i64, i64) {
         .keys
         .iter()
         .filter_map(|k| match (k.begin, k.find) {
-            (BeginSearch::Index(i), FindKeys::Range { lastkey, step, limit: _ }) => Some((i, lastkey, step)),
+            (
+                BeginSearch::Index(i),
+                FindKeys::Range {
+                    lastkey,
+                    step,
+                    limit: _,
+                },
+            ) => Some((i, lastkey, step)),
             _ => None,
         })
         .collect();
@@ -185,7 +209,11 @@ fn key_specs(out: &mut Reply, spec: &CommandSpec) {
         out.map(2);
         out.bulk(b"type");
         match k.find {
-            FindKeys::Range { lastkey, step, limit } => {
+            FindKeys::Range {
+                lastkey,
+                step,
+                limit,
+            } => {
                 out.bulk(b"range");
                 out.bulk(b"spec");
                 out.map(3);
@@ -196,7 +224,11 @@ fn key_specs(out: &mut Reply, spec: &CommandSpec) {
                 out.bulk(b"limit");
                 out.int(limit as i64);
             }
-            FindKeys::Keynum { keynumidx, firstkey, step } => {
+            FindKeys::Keynum {
+                keynumidx,
+                firstkey,
+                step,
+            } => {
                 out.bulk(b"keynum");
                 out.bulk(b"spec");
                 out.map(3);
@@ -406,7 +438,9 @@ fn getkeys_of<'a>(argv: &'a [&'a [u8]]) -> Result<(&'static CommandSpec, Vec<usi
             if s.keys.is_empty() && s.getkeys.is_none() {
                 return Err(Error::err("The command has no key arguments"));
             }
-            return Err(Error::err("Invalid number of arguments specified for command"));
+            return Err(Error::err(
+                "Invalid number of arguments specified for command",
+            ));
         }
     };
     if spec.keys.is_empty() && spec.getkeys.is_none() {
@@ -435,7 +469,11 @@ fn command_getkeysandflags(_: &mut Shard, c: &mut Call) -> Result<()> {
     let sub = &c.argv[2..];
     let mut out_keys = Vec::new();
     for ks in spec.keys {
-        let one = CommandSpec { keys: std::slice::from_ref(ks), getkeys: None, ..*spec };
+        let one = CommandSpec {
+            keys: std::slice::from_ref(ks),
+            getkeys: None,
+            ..*spec
+        };
         let mut p = Vec::new();
         key_positions(&one, sub, &mut p);
         let flags = spec.key_flags.map_or(ks.flags, |f| f(sub));
@@ -457,7 +495,8 @@ fn command_getkeysandflags(_: &mut Shard, c: &mut Call) -> Result<()> {
 
 fn command_list(_: &mut Shard, c: &mut Call) -> Result<()> {
     let mut a = c.args(2);
-    let mut filter: Box<dyn Fn(&CommandSpec, &str) -> bool> = Box::new(|_, _| true);
+    type Filter = Box<dyn Fn(&CommandSpec, &str) -> bool>;
+    let mut filter: Filter = Box::new(|_, _| true);
     if !a.is_empty() {
         if !a.eat("filterby") || a.remaining() != 2 {
             return Err(Error::Syntax);
@@ -467,7 +506,10 @@ fn command_list(_: &mut Shard, c: &mut Call) -> Result<()> {
         if eq_ic(kind, "module") {
             filter = Box::new(|_, _| false);
         } else if eq_ic(kind, "aclcat") {
-            let bit = acl::NAMES.iter().find(|(_, n)| n.as_bytes().eq_ignore_ascii_case(&value)).map(|(b, _)| *b);
+            let bit = acl::NAMES
+                .iter()
+                .find(|(_, n)| n.as_bytes().eq_ignore_ascii_case(&value))
+                .map(|(b, _)| *b);
             filter = Box::new(move |s, _| bit.is_some_and(|b| s.acl_categories() & b != 0));
         } else if eq_ic(kind, "pattern") {
             filter = Box::new(move |_, name| crate::glob::matches(&value, name.as_bytes(), true));

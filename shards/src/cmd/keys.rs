@@ -1454,4 +1454,3 @@ mod tests {
         assert_eq!(t.run("OBJECT ENCODING nokey"), "_\r\n");
     }
 }
-

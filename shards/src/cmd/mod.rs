@@ -61,7 +61,9 @@ pub fn key_positions(spec: &CommandSpec, argv: &[&[u8]], out: &mut Vec<usize>) {
                     (startfrom as i64..argc).find(|&i| util_eq(argv[i as usize], keyword))
                 } else {
                     let start = argc + startfrom as i64;
-                    (1..=start.max(0)).rev().find(|&i| i < argc && util_eq(argv[i as usize], keyword))
+                    (1..=start.max(0))
+                        .rev()
+                        .find(|&i| i < argc && util_eq(argv[i as usize], keyword))
                 };
                 match found {
                     Some(i) => i + 1,
@@ -73,7 +75,11 @@ pub fn key_positions(spec: &CommandSpec, argv: &[&[u8]], out: &mut Vec<usize>) {
             continue;
         }
         match ks.find {
-            FindKeys::Range { lastkey, step, limit } => {
+            FindKeys::Range {
+                lastkey,
+                step,
+                limit,
+            } => {
                 let step = step.max(1) as i64;
                 let last = if lastkey >= 0 {
                     first + lastkey as i64
@@ -89,12 +95,18 @@ pub fn key_positions(spec: &CommandSpec, argv: &[&[u8]], out: &mut Vec<usize>) {
                     i += step;
                 }
             }
-            FindKeys::Keynum { keynumidx, firstkey, step } => {
+            FindKeys::Keynum {
+                keynumidx,
+                firstkey,
+                step,
+            } => {
                 let idx = first + keynumidx as i64;
                 if idx >= argc {
                     continue;
                 }
-                let Some(n) = crate::util::parse_i64(argv[idx as usize]) else { continue };
+                let Some(n) = crate::util::parse_i64(argv[idx as usize]) else {
+                    continue;
+                };
                 if n <= 0 {
                     continue;
                 }
@@ -119,7 +131,10 @@ fn util_eq(arg: &[u8], word: &str) -> bool {
 
 /// The error reply for a command name that is not in the registry.
 pub fn unknown_command_error(argv: &[&[u8]]) -> crate::Error {
-    let name = argv.first().map(|a| String::from_utf8_lossy(a)).unwrap_or_default();
+    let name = argv
+        .first()
+        .map(|a| String::from_utf8_lossy(a))
+        .unwrap_or_default();
     let mut args = String::new();
     for a in argv.iter().skip(1) {
         if args.len() >= 128 {

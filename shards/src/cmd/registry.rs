@@ -9,9 +9,14 @@ use std::sync::OnceLock;
 
 /// Every top-level command, by family.
 pub fn all() -> impl Iterator<Item = &'static CommandSpec> {
-    [super::string::COMMANDS, super::keys::COMMANDS, super::server::COMMANDS, super::info::COMMANDS]
-        .into_iter()
-        .flat_map(|family| family.iter())
+    [
+        super::string::COMMANDS,
+        super::keys::COMMANDS,
+        super::server::COMMANDS,
+        super::info::COMMANDS,
+    ]
+    .into_iter()
+    .flat_map(|family| family.iter())
 }
 
 type Table = HashMap<&'static str, &'static CommandSpec, ahash::RandomState>;
@@ -36,7 +41,10 @@ pub fn find(name: &[u8]) -> Option<&'static CommandSpec> {
 
 /// A subcommand of `parent` by name, ignoring case.
 pub fn find_sub(parent: &CommandSpec, name: &[u8]) -> Option<&'static CommandSpec> {
-    parent.subcommands.iter().find(|s| s.name.as_bytes().eq_ignore_ascii_case(name))
+    parent
+        .subcommands
+        .iter()
+        .find(|s| s.name.as_bytes().eq_ignore_ascii_case(name))
 }
 
 /// The result of looking a request up.
@@ -76,7 +84,10 @@ pub fn lookup(argv: &[&[u8]]) -> Result<Lookup, Error> {
                 "ERR unknown subcommand '{subname}'. Try {upper} HELP."
             )));
         };
-        let found = Lookup { spec: sub, parent: Some(spec) };
+        let found = Lookup {
+            spec: sub,
+            parent: Some(spec),
+        };
         if !sub.arity_ok(argv.len()) {
             return Err(Error::WrongArity(found.full_name()));
         }

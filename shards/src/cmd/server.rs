@@ -9,14 +9,23 @@ use crate::limits::DATABASES;
 use crate::util::eq_ic;
 use crate::{Error, Result, Shard};
 
-const SERVER: CommandSpec = CommandSpec { group: Group::Server, ..CommandSpec::DEFAULT };
-const CONN: CommandSpec =
-    CommandSpec { group: Group::Connection, acl: acl::CONNECTION, ..CommandSpec::DEFAULT };
+const SERVER: CommandSpec = CommandSpec {
+    group: Group::Server,
+    ..CommandSpec::DEFAULT
+};
+const CONN: CommandSpec = CommandSpec {
+    group: Group::Connection,
+    acl: acl::CONNECTION,
+    ..CommandSpec::DEFAULT
+};
 
 /// Optional ASYNC|SYNC of FLUSHDB/FLUSHALL.
 const FLUSH_ARGS: &[Arg] = &[Arg::oneof(
     "flush-type",
-    &[Arg::token("async", "ASYNC").since("4.0.0"), Arg::token("sync", "SYNC").since("6.2.0")],
+    &[
+        Arg::token("async", "ASYNC").since("4.0.0"),
+        Arg::token("sync", "SYNC").since("6.2.0"),
+    ],
 )
 .optional()];
 
@@ -276,7 +285,8 @@ fn flushall(sh: &mut Shard, c: &mut Call) -> Result<()> {
 }
 
 fn db_index(arg: &[u8], which: &str) -> Result<usize> {
-    let n = crate::util::parse_i64(arg).ok_or_else(|| Error::err(format!("invalid {which} DB index")))?;
+    let n = crate::util::parse_i64(arg)
+        .ok_or_else(|| Error::err(format!("invalid {which} DB index")))?;
     if n < 0 || n >= DATABASES as i64 {
         return Err(Error::DbIndexOutOfRange);
     }
@@ -301,7 +311,10 @@ mod tests {
         let mut t = TestShard::new();
         assert_eq!(t.run("PING"), "+PONG\r\n");
         assert_eq!(t.run("ping hi"), "$2\r\nhi\r\n");
-        assert_eq!(t.run("ping a b"), "-ERR wrong number of arguments for 'ping' command\r\n");
+        assert_eq!(
+            t.run("ping a b"),
+            "-ERR wrong number of arguments for 'ping' command\r\n"
+        );
         assert_eq!(t.run("dbsize"), ":0\r\n");
         assert_eq!(t.run("flushall bogus"), "-ERR syntax error\r\n");
         assert_eq!(t.run("swapdb 0 x"), "-ERR invalid second DB index\r\n");
@@ -452,7 +465,10 @@ const CONFIG_SUBCOMMANDS: &[CommandSpec] = &[
         summary: "Reads the values of configuration parameters matching patterns.",
         since: "2.0.0",
         complexity: "O(N) when N is the number of configuration parameters provided",
-        history: &[("7.0.0", "Added the ability to pass multiple pattern parameters in one call")],
+        history: &[(
+            "7.0.0",
+            "Added the ability to pass multiple pattern parameters in one call",
+        )],
         args: &[Arg::new("parameter", ArgType::String).multiple()],
         ..CONFIG_SUB
     },
@@ -486,9 +502,19 @@ const CONFIG_SUBCOMMANDS: &[CommandSpec] = &[
         summary: "Changes configuration parameters at run time, all or none.",
         since: "2.0.0",
         complexity: "O(N) when N is the number of configuration parameters provided",
-        history: &[("7.0.0", "Added the ability to set multiple parameters in one call.")],
+        history: &[(
+            "7.0.0",
+            "Added the ability to set multiple parameters in one call.",
+        )],
         tips: &["request_policy:all_nodes", "response_policy:all_succeeded"],
-        args: &[Arg::block("data", &[Arg::new("parameter", ArgType::String), Arg::new("value", ArgType::String)]).multiple()],
+        args: &[Arg::block(
+            "data",
+            &[
+                Arg::new("parameter", ArgType::String),
+                Arg::new("value", ArgType::String),
+            ],
+        )
+        .multiple()],
         ..CONFIG_SUB
     },
 ];

@@ -10,6 +10,12 @@ use crate::{Result, Shard};
 /// been written.
 pub type RunFn = fn(&mut Shard, &mut Call<'_>) -> Result<()>;
 
+/// Finds the key positions of one call, for commands key specs cannot describe.
+pub type GetKeysFn = fn(&[&[u8]], &mut Vec<usize>);
+
+/// Computes the key flags of one call, for key specs with `variable_flags`.
+pub type KeyFlagsFn = fn(&[&[u8]]) -> u32;
+
 /// Command flags, in the order COMMAND INFO lists them.
 pub mod flag {
     pub const WRITE: u32 = 1 << 0;
@@ -147,7 +153,10 @@ pub enum BeginSearch {
     /// At a fixed argument index.
     Index(i32),
     /// After the first (or, with negative `startfrom`, last) occurrence of a keyword.
-    Keyword { keyword: &'static str, startfrom: i32 },
+    Keyword {
+        keyword: &'static str,
+        startfrom: i32,
+    },
 }
 
 /// How the keys are found from where the search began.
@@ -157,7 +166,11 @@ pub enum FindKeys {
     /// `limit` (if >0) divides the remaining count.
     Range { lastkey: i32, step: i32, limit: i32 },
     /// The argument at `keynumidx` holds the key count; keys start `firstkey` later.
-    Keynum { keynumidx: i32, firstkey: i32, step: i32 },
+    Keynum {
+        keynumidx: i32,
+        firstkey: i32,
+        step: i32,
+    },
 }
 
 /// Redis's key specification.
@@ -177,7 +190,11 @@ impl KeySpec {
             notes: None,
             flags,
             begin: BeginSearch::Index(index),
-            find: FindKeys::Range { lastkey: 0, step: 1, limit: 0 },
+            find: FindKeys::Range {
+                lastkey: 0,
+                step: 1,
+                limit: 0,
+            },
         }
     }
 
@@ -187,7 +204,11 @@ impl KeySpec {
             notes: None,
             flags,
             begin: BeginSearch::Index(index),
-            find: FindKeys::Range { lastkey, step, limit: 0 },
+            find: FindKeys::Range {
+                lastkey,
+                step,
+                limit: 0,
+            },
         }
     }
 }
@@ -244,13 +265,37 @@ pub struct Arg {
 
 impl Arg {
     pub const fn new(name: &'static str, kind: ArgType) -> Arg {
-        Arg { name, kind, key_spec_index: -1, token: None, since: None, flags: 0, args: &[] }
+        Arg {
+            name,
+            kind,
+            key_spec_index: -1,
+            token: None,
+            since: None,
+            flags: 0,
+            args: &[],
+        }
     }
     pub const fn key(name: &'static str, spec: i32) -> Arg {
-        Arg { name, kind: ArgType::Key, key_spec_index: spec, token: None, since: None, flags: 0, args: &[] }
+        Arg {
+            name,
+            kind: ArgType::Key,
+            key_spec_index: spec,
+            token: None,
+            since: None,
+            flags: 0,
+            args: &[],
+        }
     }
     pub const fn token(name: &'static str, token: &'static str) -> Arg {
-        Arg { name, kind: ArgType::PureToken, key_spec_index: -1, token: Some(token), since: None, flags: 0, args: &[] }
+        Arg {
+            name,
+            kind: ArgType::PureToken,
+            key_spec_index: -1,
+            token: Some(token),
+            since: None,
+            flags: 0,
+            args: &[],
+        }
     }
     pub const fn with_token(mut self, token: &'static str) -> Arg {
         self.token = Some(token);
@@ -273,10 +318,26 @@ impl Arg {
         self
     }
     pub const fn oneof(name: &'static str, args: &'static [Arg]) -> Arg {
-        Arg { name, kind: ArgType::OneOf, key_spec_index: -1, token: None, since: None, flags: 0, args }
+        Arg {
+            name,
+            kind: ArgType::OneOf,
+            key_spec_index: -1,
+            token: None,
+            since: None,
+            flags: 0,
+            args,
+        }
     }
     pub const fn block(name: &'static str, args: &'static [Arg]) -> Arg {
-        Arg { name, kind: ArgType::Block, key_spec_index: -1, token: None, since: None, flags: 0, args }
+        Arg {
+            name,
+            kind: ArgType::Block,
+            key_spec_index: -1,
+            token: None,
+            since: None,
+            flags: 0,
+            args,
+        }
     }
 }
 
@@ -397,9 +458,9 @@ pub struct CommandSpec {
     pub group: Group,
     pub keys: &'static [KeySpec],
     /// Key extraction for commands that key specs cannot describe exactly.
-    pub getkeys: Option<fn(&[&[u8]], &mut Vec<usize>)>,
+    pub getkeys: Option<GetKeysFn>,
     /// The key flags of one call, for commands whose key spec has `variable_flags`.
-    pub key_flags: Option<fn(&[&[u8]]) -> u32>,
+    pub key_flags: Option<KeyFlagsFn>,
     pub route: Route,
     /// Run on a shard. Commands routed to the server layer have none.
     pub run: Option<RunFn>,

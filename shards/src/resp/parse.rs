@@ -29,7 +29,9 @@ pub struct ParseLimits {
 
 impl Default for ParseLimits {
     fn default() -> Self {
-        ParseLimits { bulk_len_max: crate::limits::BULK_LEN_MAX_DEFAULT }
+        ParseLimits {
+            bulk_len_max: crate::limits::BULK_LEN_MAX_DEFAULT,
+        }
     }
 }
 
@@ -216,7 +218,8 @@ pub fn split_args(line: &[u8], args: &mut Vec<Range<usize>>, out: &mut Vec<u8>) 
                     && hex_val(line[i + 2]).is_some()
                     && hex_val(line[i + 3]).is_some()
                 {
-                    let v = hex_val(line[i + 2]).unwrap_or(0) * 16 + hex_val(line[i + 3]).unwrap_or(0);
+                    let v =
+                        hex_val(line[i + 2]).unwrap_or(0) * 16 + hex_val(line[i + 3]).unwrap_or(0);
                     out.push(v);
                     i += 3;
                 } else if c == b'\\' && i + 1 < line.len() {
@@ -284,7 +287,11 @@ mod tests {
         let mut args = Vec::new();
         let mut scratch = Vec::new();
         let p = parse_command(buf, &mut args, &mut scratch, ParseLimits::default())?;
-        let src: &[u8] = if matches!(p, Parsed::Inline { .. }) { &scratch } else { buf };
+        let src: &[u8] = if matches!(p, Parsed::Inline { .. }) {
+            &scratch
+        } else {
+            buf
+        };
         Ok((p, args.iter().map(|r| src[r.clone()].to_vec()).collect()))
     }
 
@@ -293,7 +300,10 @@ mod tests {
         let (p, a) = parse(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\nrest").unwrap();
         assert_eq!(p, Parsed::Command { consumed: 20 });
         assert_eq!(a, vec![b"GET".to_vec(), b"k".to_vec()]);
-        assert_eq!(parse(b"*2\r\n$3\r\nGET\r\n$1\r\n").unwrap().0, Parsed::Incomplete);
+        assert_eq!(
+            parse(b"*2\r\n$3\r\nGET\r\n$1\r\n").unwrap().0,
+            Parsed::Incomplete
+        );
         assert_eq!(parse(b"*0\r\n").unwrap().0, Parsed::Empty { consumed: 4 });
         assert_eq!(parse(b"*-1\r\n").unwrap().0, Parsed::Empty { consumed: 5 });
     }
@@ -301,9 +311,18 @@ mod tests {
     #[test]
     fn errors() {
         assert_eq!(parse(b"*x\r\n").unwrap_err().0, "invalid multibulk length");
-        assert_eq!(parse(b"*1\r\n$-1\r\n").unwrap_err().0, "invalid bulk length");
-        assert_eq!(parse(b"*1\r\nfoo\r\n").unwrap_err().0, "expected '$', got 'f'");
-        assert_eq!(parse(b"set \"a b\r\n").unwrap_err().0, "unbalanced quotes in request");
+        assert_eq!(
+            parse(b"*1\r\n$-1\r\n").unwrap_err().0,
+            "invalid bulk length"
+        );
+        assert_eq!(
+            parse(b"*1\r\nfoo\r\n").unwrap_err().0,
+            "expected '$', got 'f'"
+        );
+        assert_eq!(
+            parse(b"set \"a b\r\n").unwrap_err().0,
+            "unbalanced quotes in request"
+        );
         let big = vec![b'a'; INLINE_LEN_MAX + 1];
         assert_eq!(parse(&big).unwrap_err().0, "too big inline request");
         let mut big = b"*1\r\n$".to_vec();

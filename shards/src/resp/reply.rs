@@ -26,7 +26,8 @@ impl<'a> Reply<'a> {
 
     fn line(&mut self, prefix: u8, n: i64) {
         self.buf.push(prefix);
-        self.buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        self.buf
+            .extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
         self.buf.extend_from_slice(b"\r\n");
     }
 
@@ -46,7 +47,10 @@ impl<'a> Reply<'a> {
     /// Redis does.
     pub fn error(&mut self, text: &str) {
         self.buf.push(b'-');
-        self.buf.extend(text.bytes().map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
+        self.buf.extend(
+            text.bytes()
+                .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+        );
         self.buf.extend_from_slice(b"\r\n");
     }
 
@@ -128,7 +132,9 @@ impl<'a> Reply<'a> {
     pub fn boolean(&mut self, b: bool) {
         match self.proto {
             Proto::Resp2 => self.int(b as i64),
-            Proto::Resp3 => self.buf.extend_from_slice(if b { b"#t\r\n" } else { b"#f\r\n" }),
+            Proto::Resp3 => self
+                .buf
+                .extend_from_slice(if b { b"#t\r\n" } else { b"#f\r\n" }),
         }
     }
 

@@ -22,7 +22,10 @@ impl Str {
                 return Str::Int(n);
             }
         }
-        Str::Bytes { data: data.to_vec(), raw: false }
+        Str::Bytes {
+            data: data.to_vec(),
+            raw: false,
+        }
     }
 
     /// Stores `data` as a `raw` string (APPEND and SETRANGE results).
