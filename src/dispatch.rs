@@ -20,6 +20,7 @@ use shards::keyspace::{Entry, Key};
 use shards::resp::{parse_command, Parsed, Proto, Reply};
 use shards::slot::key_slot;
 use shards::{Error, Shard};
+use smallvec::SmallVec;
 
 /// Where a command goes.
 enum Target {
@@ -57,6 +58,8 @@ pub fn process(ctx: &ShardCtx, conn: &mut Conn) {
     let mut pos = conn.rpos;
     let mut run: Option<(usize, Vec<u8>)> = None;
     let limits = ctx.limits.get();
+    // One clock reading per batch, as Redis reads it once per event-loop iteration.
+    let now = now_us();
     loop {
         if conn.waiting() || conn.close_after_reply {
             break;
@@ -81,7 +84,7 @@ pub fn process(ctx: &ShardCtx, conn: &mut Conn) {
                 }
             };
         let base: &[u8] = if inline { &scratch } else { &rbuf[pos..] };
-        let argv: Vec<&[u8]> = ranges.iter().map(|r| &base[r.clone()]).collect();
+        let argv: SmallVec<[&[u8]; 8]> = ranges.iter().map(|r| &base[r.clone()]).collect();
         match route(ctx, conn, &argv) {
             Target::Remote(shard, l) => {
                 match &run {
@@ -99,7 +102,7 @@ pub fn process(ctx: &ShardCtx, conn: &mut Conn) {
                 conn.last_cmd = names(l);
             }
             _ if run.is_some() => break,
-            target => execute(ctx, conn, target, &argv),
+            target => execute(ctx, conn, target, &argv, now),
         }
         pos += consumed;
     }
@@ -210,14 +213,14 @@ fn route(ctx: &ShardCtx, conn: &Conn, argv: &[&[u8]]) -> Target {
     }
 }
 
-fn execute(ctx: &ShardCtx, conn: &mut Conn, target: Target, argv: &[&[u8]]) {
+fn execute(ctx: &ShardCtx, conn: &mut Conn, target: Target, argv: &[&[u8]], now: u64) {
     match target {
         Target::Local(l) => {
             conn.last_cmd = names(l);
             let (db, proto) = (conn.db, conn.proto);
             ctx.engine
                 .borrow_mut()
-                .execute_reply(l, argv, db, now_us(), proto, &mut conn.wbuf);
+                .execute_reply(l, argv, db, now, proto, &mut conn.wbuf);
         }
         Target::Fail(e) => {
             ctx.net.error_replies.set(ctx.net.error_replies.get() + 1);
@@ -258,7 +261,7 @@ pub fn run_frames(ctx: &ShardCtx, frames: &[u8], db: usize, proto: Proto, out: &
             Ok(Parsed::Command { consumed }) => consumed,
             _ => break,
         };
-        let argv: Vec<&[u8]> = ranges
+        let argv: SmallVec<[&[u8]; 8]> = ranges
             .iter()
             .map(|r| &frames[pos + r.start..pos + r.end])
             .collect();

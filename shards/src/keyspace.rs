@@ -15,8 +15,8 @@ use indexmap::{IndexMap, IndexSet};
 
 type Hasher = ahash::RandomState;
 
-/// A stored key's name.
-pub type Key = Box<[u8]>;
+/// A stored key's name (inline when short).
+pub type Key = crate::types::SmallBytes;
 
 /// A value and its expiry deadline (Unix milliseconds).
 #[derive(Debug, Clone, PartialEq)]
@@ -64,27 +64,44 @@ impl Db {
 
     /// Drops `key` if its deadline has passed. Returns whether it was dropped.
     fn expire_if_needed(&mut self, key: &[u8], now_ms: u64) -> bool {
-        match self.map.get(key) {
-            Some(e) if e.expired(now_ms) => {
-                self.remove(key);
-                self.expired_count += 1;
-                true
-            }
-            _ => false,
+        match self.map.get_index_of(key) {
+            Some(i) => self.expire_index(i, now_ms),
+            None => false,
         }
+    }
+
+    /// Drops the entry at `i` if its deadline has passed. Returns whether it was dropped.
+    fn expire_index(&mut self, i: usize, now_ms: u64) -> bool {
+        let expired = self.map.get_index(i).is_some_and(|(_, e)| e.expired(now_ms));
+        if expired {
+            if let Some((k, _)) = self.map.swap_remove_index(i) {
+                self.volatile.swap_remove(&k);
+            }
+            self.expired_count += 1;
+        }
+        expired
+    }
+
+    /// The index of the live entry under `key` (one hash lookup, expiring it if due).
+    fn live_index(&mut self, key: &[u8], now_ms: u64) -> Option<usize> {
+        let i = self.map.get_index_of(key)?;
+        if self.expire_index(i, now_ms) {
+            return None;
+        }
+        Some(i)
     }
 
     /// The live entry under `key`.
     pub fn get(&mut self, key: &[u8], now_ms: u64) -> Option<&Entry> {
-        self.expire_if_needed(key, now_ms);
-        self.map.get(key)
+        let i = self.live_index(key, now_ms)?;
+        self.map.get_index(i).map(|(_, e)| e)
     }
 
     /// The live entry under `key`, for modification. Changing `expire_at_ms` through this
     /// reference is not allowed: use [`Db::set_expire`].
     pub fn get_mut(&mut self, key: &[u8], now_ms: u64) -> Option<&mut Entry> {
-        self.expire_if_needed(key, now_ms);
-        self.map.get_mut(key)
+        let i = self.live_index(key, now_ms)?;
+        self.map.get_index_mut(i).map(|(_, e)| e)
     }
 
     /// Whether a live key exists.

@@ -895,7 +895,7 @@ fn incrbyfloat(sh: &mut Shard, c: &mut Call) -> Result<()> {
     db.set_value_keep_ttl(
         key,
         Value::Str(Str::Bytes {
-            data: text,
+            data: text.into(),
             raw: false,
         }),
     );

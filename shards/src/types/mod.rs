@@ -1,7 +1,9 @@
 //! Value types. These modules hold data structures and know nothing of RESP or commands.
 
+pub mod bytes;
 pub mod string;
 
+pub use bytes::SmallBytes;
 pub use string::Str;
 
 /// A value stored under a key.

@@ -2,6 +2,7 @@
 
 use crate::limits::{EMBSTR_LEN_MAX, SHARED_INTEGERS};
 use crate::util::parse_i64;
+use super::SmallBytes;
 use std::borrow::Cow;
 
 /// A string value.
@@ -11,7 +12,7 @@ pub enum Str {
     Int(i64),
     /// Bytes; `raw` marks strings Redis keeps in the `raw` encoding even when short (the
     /// results of APPEND and SETRANGE).
-    Bytes { data: Vec<u8>, raw: bool },
+    Bytes { data: SmallBytes, raw: bool },
 }
 
 impl Str {
@@ -23,14 +24,17 @@ impl Str {
             }
         }
         Str::Bytes {
-            data: data.to_vec(),
+            data: SmallBytes::from(data),
             raw: false,
         }
     }
 
     /// Stores `data` as a `raw` string (APPEND and SETRANGE results).
     pub fn raw(data: Vec<u8>) -> Str {
-        Str::Bytes { data, raw: true }
+        Str::Bytes {
+            data: data.into(),
+            raw: true,
+        }
     }
 
     /// The string's bytes.
@@ -72,7 +76,7 @@ impl Str {
     pub fn into_bytes(self) -> Vec<u8> {
         match self {
             Str::Int(n) => itoa::Buffer::new().format(n).as_bytes().to_vec(),
-            Str::Bytes { data, .. } => data,
+            Str::Bytes { data, .. } => data.into_vec(),
         }
     }
 
