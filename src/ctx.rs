@@ -84,7 +84,6 @@ pub struct NetStats {
     pub net_input_bytes: Cell<u64>,
     pub net_output_bytes: Cell<u64>,
     pub hops_out: Cell<u64>,
-    pub error_replies: Cell<u64>,
 }
 
 impl NetStats {
@@ -94,7 +93,6 @@ impl NetStats {
         self.net_input_bytes.set(0);
         self.net_output_bytes.set(0);
         self.hops_out.set(0);
-        self.error_replies.set(0);
     }
 }
 
@@ -155,7 +153,10 @@ impl ShardCtx {
             id,
             n,
             shared: shared.clone(),
-            engine: RefCell::new(Shard::new(id, n, seed)),
+            engine: RefCell::new(Shard {
+                ticks: crate::clock::ticks,
+                ..Shard::new(id, n, seed)
+            }),
             conns: RefCell::new(Slab::default()),
             epoll,
             listener,
@@ -240,8 +241,17 @@ impl ShardCtx {
             let hz = self.shared.config.get_i64("hz").clamp(1, 500) as u64;
             glommio::timer::sleep(Duration::from_millis(1000 / hz)).await;
             self.refresh_config();
-            let now_ms = now_us() / 1000;
-            self.engine.borrow_mut().active_expire(now_ms);
+            // Like Redis, spend at most a quarter of each cron period expiring keys; yield
+            // between steps so clients are served meanwhile.
+            let budget = Duration::from_micros(250_000 / hz);
+            let started = std::time::Instant::now();
+            loop {
+                let (_, more) = self.engine.borrow_mut().active_expire(now_us() / 1000);
+                if !more || started.elapsed() >= budget {
+                    break;
+                }
+                glommio::yield_if_needed().await;
+            }
         }
     }
 

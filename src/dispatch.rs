@@ -77,7 +77,9 @@ pub fn process(ctx: &ShardCtx, conn: &mut Conn) {
                     if run.is_some() {
                         break;
                     }
-                    conn.error(&e.reply_text());
+                    let text = e.reply_text();
+                    ctx.engine.borrow_mut().stats.record_error(&text);
+                    conn.error(&text);
                     conn.close_after_reply = true;
                     pos = rbuf.len();
                     break;
@@ -223,8 +225,9 @@ fn execute(ctx: &ShardCtx, conn: &mut Conn, target: Target, argv: &[&[u8]], now:
                 .execute_reply(l, argv, db, now, proto, &mut conn.wbuf);
         }
         Target::Fail(e) => {
-            ctx.net.error_replies.set(ctx.net.error_replies.get() + 1);
-            conn.error(&e.text());
+            let text = e.text();
+            ctx.engine.borrow_mut().stats.record_error(&text);
+            conn.error(&text);
         }
         Target::Server(l, c) => {
             conn.last_cmd = names(l);

@@ -198,7 +198,11 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
                 field(o, "keyspace_misses", sum(|s| s.keyspace_misses));
                 field(o, "pubsub_channels", 0);
                 field(o, "pubsub_patterns", 0);
-                field(o, "total_error_replies", sum(|s| s.error_replies));
+                let errors: u64 = stats
+                    .iter()
+                    .flat_map(|(_, s)| s.errorstats.iter().map(|e| e.1))
+                    .sum();
+                field(o, "total_error_replies", errors);
             }
             "replication" => {
                 o.push_str("# Replication\r\n");
@@ -214,7 +218,18 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
                 field(o, "used_cpu_user", format!("{user:.6}"));
             }
             "modules" => o.push_str("# Modules\r\n"),
-            "errorstats" => o.push_str("# Errorstats\r\n"),
+            "errorstats" => {
+                o.push_str("# Errorstats\r\n");
+                let mut all: std::collections::BTreeMap<&str, u64> = Default::default();
+                for (_, s) in stats {
+                    for (code, n) in &s.errorstats {
+                        *all.entry(code.as_str()).or_default() += n;
+                    }
+                }
+                for (code, n) in all {
+                    field(o, &format!("errorstat_{code}"), format!("count={n}"));
+                }
+            }
             "cluster" => {
                 o.push_str("# Cluster\r\n");
                 field(o, "cluster_enabled", 0);
@@ -227,21 +242,21 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
                     for (name, c) in &s.cmd {
                         let e = all.entry(name.clone()).or_default();
                         e.calls += c.calls;
-                        e.usec += c.usec;
+                        e.ticks += c.ticks;
                         e.rejected_calls += c.rejected_calls;
                         e.failed_calls += c.failed_calls;
                     }
                 }
                 for (name, c) in all {
                     let per = if c.calls > 0 {
-                        c.usec as f64 / c.calls as f64
+                        crate::clock::to_us(c.ticks) as f64 / c.calls as f64
                     } else {
                         0.0
                     };
                     field(
                         o,
                         &format!("cmdstat_{name}"),
-                        format!("calls={},usec={},usec_per_call={per:.2},rejected_calls={},failed_calls={}", c.calls, c.usec, c.rejected_calls, c.failed_calls),
+                        format!("calls={},usec={},usec_per_call={per:.2},rejected_calls={},failed_calls={}", c.calls, crate::clock::to_us(c.ticks), c.rejected_calls, c.failed_calls),
                     );
                 }
             }

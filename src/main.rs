@@ -6,6 +6,7 @@
 //! Keys belong to shards by hash slot; commands for another shard's keys travel over channel
 //! meshes (see `dispatch`).
 
+mod clock;
 mod config;
 mod conn;
 mod ctx;
@@ -28,6 +29,7 @@ fn main() {
             std::process::exit(1);
         }
     };
+    clock::calibrate();
     if let Err(e) = startup::run(Arc::new(config)) {
         eprintln!("shardis: {e:#}");
         std::process::exit(1);

@@ -94,6 +94,6 @@ pub struct ShardStats {
     pub net_input_bytes: u64,
     pub net_output_bytes: u64,
     pub rejected_connections: u64,
-    pub error_replies: u64,
+    pub errorstats: Vec<(String, u64)>,
     pub hops_out: u64,
 }

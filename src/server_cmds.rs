@@ -64,8 +64,9 @@ pub fn handle(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]], cmd: C
         ConnCmd::Debug => crate::server_cmds::debug(ctx, conn, argv),
     };
     if let Err(e) = r {
-        ctx.net.error_replies.set(ctx.net.error_replies.get() + 1);
-        conn.error(&e.text());
+        let text = e.text();
+        ctx.engine.borrow_mut().stats.record_error(&text);
+        conn.error(&text);
     }
 }
 
@@ -470,7 +471,12 @@ fn shard_stats(ctx: &ShardCtx) -> ShardStats {
         net_input_bytes: ctx.net.net_input_bytes.get(),
         net_output_bytes: ctx.net.net_output_bytes.get(),
         rejected_connections: ctx.net.rejected_connections.get(),
-        error_replies: ctx.net.error_replies.get(),
+        errorstats: e
+            .stats
+            .errors
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect(),
         hops_out: ctx.net.hops_out.get(),
     }
 }

@@ -8,7 +8,7 @@
 //! Expiry is lazy (every lookup checks the deadline) plus an active cycle that samples the keys
 //! with a TTL (kept in their own set) and deletes the expired ones.
 
-use crate::limits::{EXPIRE_ROUNDS_MAX, EXPIRE_SAMPLE};
+use crate::limits::EXPIRE_SAMPLE;
 use crate::rng::Rng;
 use crate::types::Value;
 use indexmap::{IndexMap, IndexSet};
@@ -72,7 +72,10 @@ impl Db {
 
     /// Drops the entry at `i` if its deadline has passed. Returns whether it was dropped.
     fn expire_index(&mut self, i: usize, now_ms: u64) -> bool {
-        let expired = self.map.get_index(i).is_some_and(|(_, e)| e.expired(now_ms));
+        let expired = self
+            .map
+            .get_index(i)
+            .is_some_and(|(_, e)| e.expired(now_ms));
         if expired {
             if let Some((k, _)) = self.map.swap_remove_index(i) {
                 self.volatile.swap_remove(&k);
@@ -225,14 +228,14 @@ impl Db {
         }
     }
 
-    /// One active expiry cycle: samples volatile keys and deletes expired ones, repeating while
-    /// more than a quarter of a sample had expired (Redis's heuristic), within a fixed bound.
-    /// Returns the number of keys deleted.
-    pub fn active_expire(&mut self, rng: &mut Rng, now_ms: u64) -> usize {
+    /// Up to `rounds` rounds of active expiry: each samples volatile keys and deletes the
+    /// expired ones. Stops early once a round finds at most 10% of its sample expired (Redis's
+    /// acceptable-stale rule). Returns the keys deleted and whether more rounds would pay.
+    pub fn active_expire(&mut self, rng: &mut Rng, now_ms: u64, rounds: usize) -> (usize, bool) {
         let mut deleted = 0;
-        for _ in 0..EXPIRE_ROUNDS_MAX {
+        for _ in 0..rounds {
             if self.volatile.is_empty() {
-                break;
+                return (deleted, false);
             }
             let mut expired_in_round = 0;
             let sample = EXPIRE_SAMPLE.min(self.volatile.len());
@@ -249,17 +252,18 @@ impl Db {
                 }
             }
             deleted += expired_in_round;
-            if expired_in_round * 4 <= sample {
-                break;
+            if expired_in_round * 10 <= sample {
+                return (deleted, false);
             }
         }
-        deleted
+        (deleted, true)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::EXPIRE_ROUNDS_MAX;
     use crate::types::Str;
 
     fn val(s: &str) -> Value {
@@ -285,7 +289,7 @@ mod tests {
         assert!(db.get(b"k1", 1000).is_none());
         let mut total = 1;
         for _ in 0..50 {
-            total += db.active_expire(&mut rng, 1000);
+            total += db.active_expire(&mut rng, 1000, EXPIRE_ROUNDS_MAX).0;
         }
         assert_eq!(total, 100);
         assert_eq!(db.len(), 1);

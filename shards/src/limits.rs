@@ -14,7 +14,8 @@ pub const MULTIBULK_LEN_MAX: i64 = i32::MAX as i64;
 pub const STRING_LEN_MAX: usize = 512 * 1024 * 1024;
 /// Keys sampled per round of the active expiry cycle (Redis's ACTIVE_EXPIRE_CYCLE_KEYS_PER_LOOP).
 pub const EXPIRE_SAMPLE: usize = 20;
-/// Upper bound on rounds of one active expiry cycle, so a shard never stalls on it.
+/// Rounds of active expiry per database in one step; the server repeats steps within a time
+/// budget, so a shard never stalls on it.
 pub const EXPIRE_ROUNDS_MAX: usize = 16;
 /// Strings up to this length report OBJECT ENCODING "embstr", as in Redis.
 pub const EMBSTR_LEN_MAX: usize = 44;

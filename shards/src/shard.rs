@@ -13,7 +13,8 @@ use std::collections::HashMap;
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CmdStat {
     pub calls: u64,
-    pub usec: u64,
+    /// Time spent, in the ticks of the shard's `ticks` clock (the server converts).
+    pub ticks: u64,
     pub rejected_calls: u64,
     pub failed_calls: u64,
 }
@@ -26,6 +27,8 @@ pub struct Stats {
     pub commands: u64,
     /// Writes since the last save (Redis's `dirty`).
     pub dirty: u64,
+    /// Error replies by error code (the first word: `ERR`, `WRONGTYPE`, …), for errorstats.
+    pub errors: HashMap<String, u64>,
     /// Per command, keyed by the address of its declaration (cheap to hash on every call).
     pub cmd: HashMap<usize, (Lookup, CmdStat), ahash::RandomState>,
 }
@@ -38,6 +41,17 @@ impl Stats {
             .entry(cmd.spec as *const _ as usize)
             .or_insert((cmd, CmdStat::default()))
             .1
+    }
+
+    /// Counts an error reply under its code.
+    pub fn record_error(&mut self, text: &str) {
+        let code = text.split(' ').next().unwrap_or("ERR");
+        match self.errors.get_mut(code) {
+            Some(n) => *n += 1,
+            None => {
+                self.errors.insert(code.to_string(), 1);
+            }
+        }
     }
 
     /// (full name, counters) of every command called so far.
@@ -72,6 +86,9 @@ pub struct Shard {
     pub rng: Rng,
     pub stats: Stats,
     pub config: ShardConfig,
+    /// The clock command timing uses (the engine reads no clock of its own; the server sets
+    /// a cycle counter here).
+    pub ticks: fn() -> u64,
 }
 
 impl Shard {
@@ -83,6 +100,7 @@ impl Shard {
             rng: Rng::new(seed ^ (id as u64).wrapping_mul(0x9E37_79B9)),
             stats: Stats::default(),
             config: ShardConfig::default(),
+            ticks: || 0,
         }
     }
 
@@ -112,9 +130,12 @@ impl Shard {
             out: Reply::new(out, proto),
         };
         self.stats.commands += 1;
+        let t0 = (self.ticks)();
         let r = run(self, &mut call);
+        let spent = (self.ticks)().wrapping_sub(t0);
         let stat = self.stats.cmd_stat(cmd);
         stat.calls += 1;
+        stat.ticks += spent;
         if r.is_err() {
             stat.failed_calls += 1;
         }
@@ -132,7 +153,9 @@ impl Shard {
         out: &mut Vec<u8>,
     ) {
         if let Err(e) = self.execute(cmd, argv, db, now_us, proto, out) {
-            Reply::new(out, proto).error(&e.text());
+            let text = e.text();
+            self.stats.record_error(&text);
+            Reply::new(out, proto).error(&text);
         }
     }
 
@@ -159,15 +182,20 @@ impl Shard {
     }
 
     /// One active expiry cycle over every database. Returns keys deleted.
-    pub fn active_expire(&mut self, now_ms: u64) -> usize {
+    /// A bounded step of active expiry over every database (at most `EXPIRE_ROUNDS_MAX`
+    /// rounds each). Returns the keys deleted and whether another step would find more; the
+    /// caller repeats within its time budget, so the effort follows how many keys are expiring.
+    pub fn active_expire(&mut self, now_ms: u64) -> (usize, bool) {
         if !self.config.active_expire {
-            return 0;
+            return (0, false);
         }
-        let mut n = 0;
+        let (mut n, mut more) = (0, false);
         for db in &mut self.dbs {
-            n += db.active_expire(&mut self.rng, now_ms);
+            let (d, m) = db.active_expire(&mut self.rng, now_ms, crate::limits::EXPIRE_ROUNDS_MAX);
+            n += d;
+            more |= m;
         }
-        n
+        (n, more)
     }
 
     /// Total keys deleted because they expired.

@@ -67,7 +67,10 @@ impl From<&[u8]> for SmallBytes {
         if s.len() <= INLINE_MAX {
             let mut buf = [0u8; INLINE_MAX];
             buf[..s.len()].copy_from_slice(s);
-            SmallBytes::Inline { len: s.len() as u8, buf }
+            SmallBytes::Inline {
+                len: s.len() as u8,
+                buf,
+            }
         } else {
             SmallBytes::Heap(s.to_vec())
         }

@@ -1,8 +1,8 @@
 //! The string type: bytes, or an integer kept as a number (Redis's `int` encoding).
 
+use super::SmallBytes;
 use crate::limits::{EMBSTR_LEN_MAX, SHARED_INTEGERS};
 use crate::util::parse_i64;
-use super::SmallBytes;
 use std::borrow::Cow;
 
 /// A string value.
