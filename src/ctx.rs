@@ -227,6 +227,19 @@ impl ShardCtx {
             .set(cfg.get_i64("client-query-buffer-limit").max(1024) as usize);
         self.maxclients
             .set(cfg.get_i64("maxclients").max(1) as usize);
+        {
+            let mut e = self.engine.borrow_mut();
+            let c = &mut e.config;
+            let n = |name: &str| cfg.get_i64(name).max(0) as usize;
+            c.list_max_listpack_size = cfg.get_i64("list-max-listpack-size");
+            c.hash_max_listpack_entries = n("hash-max-listpack-entries");
+            c.hash_max_listpack_value = n("hash-max-listpack-value");
+            c.set_max_intset_entries = n("set-max-intset-entries");
+            c.set_max_listpack_entries = n("set-max-listpack-entries");
+            c.set_max_listpack_value = n("set-max-listpack-value");
+            c.zset_max_listpack_entries = n("zset-max-listpack-entries");
+            c.zset_max_listpack_value = n("zset-max-listpack-value");
+        }
         let pass = cfg.get("requirepass");
         *self.requirepass.borrow_mut() = if pass.is_empty() {
             None

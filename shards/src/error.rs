@@ -19,6 +19,10 @@ pub enum Error {
     UnknownCommand(String),
     /// Any other error; the text is sent after `-` as is (it carries its own code, e.g. `ERR `).
     Other(String),
+    /// Not an error for the client: a blocking command found nothing to serve and the caller
+    /// should park the client for this many milliseconds (0 = forever). Outside a blocking
+    /// context the server answers as Redis does for a timed-out call.
+    Blocked(u64),
 }
 
 /// The engine's result type.
@@ -50,6 +54,7 @@ impl Error {
             }
             Error::UnknownCommand(text) => text.clone(),
             Error::Other(text) => text.clone(),
+            Error::Blocked(_) => "ERR blocked".into(),
         }
     }
 }

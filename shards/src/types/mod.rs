@@ -1,6 +1,7 @@
 //! Value types. These modules hold data structures and know nothing of RESP or commands.
 
 pub mod bytes;
+pub mod listpack;
 pub mod string;
 
 pub use bytes::SmallBytes;
