@@ -226,6 +226,96 @@ pub const OPTIONS: &[OptDef] = &[
         "memory limit (eviction is not built yet)",
     ),
     opt(
+        "list-max-listpack-size",
+        "-2",
+        Kind::Int {
+            min: -5,
+            max: i32::MAX as i64,
+        },
+        true,
+        "list node size: entries (>0) or -1..-5 for 4..64 KiB",
+    ),
+    opt(
+        "list-compress-depth",
+        "0",
+        Kind::Int {
+            min: 0,
+            max: i32::MAX as i64,
+        },
+        true,
+        "list nodes left uncompressed at each end (compression is not built)",
+    ),
+    opt(
+        "hash-max-listpack-entries",
+        "128",
+        Kind::Int {
+            min: 0,
+            max: i32::MAX as i64,
+        },
+        true,
+        "hashes up to this many fields stay compact",
+    ),
+    opt(
+        "hash-max-listpack-value",
+        "64",
+        Kind::Int {
+            min: 0,
+            max: i32::MAX as i64,
+        },
+        true,
+        "hashes with fields/values up to this size stay compact",
+    ),
+    opt(
+        "set-max-intset-entries",
+        "512",
+        Kind::Int {
+            min: 0,
+            max: i32::MAX as i64,
+        },
+        true,
+        "integer sets up to this size use an intset",
+    ),
+    opt(
+        "set-max-listpack-entries",
+        "128",
+        Kind::Int {
+            min: 0,
+            max: i32::MAX as i64,
+        },
+        true,
+        "sets up to this many members stay compact",
+    ),
+    opt(
+        "set-max-listpack-value",
+        "64",
+        Kind::Int {
+            min: 0,
+            max: i32::MAX as i64,
+        },
+        true,
+        "sets with members up to this size stay compact",
+    ),
+    opt(
+        "zset-max-listpack-entries",
+        "128",
+        Kind::Int {
+            min: 0,
+            max: i32::MAX as i64,
+        },
+        true,
+        "sorted sets up to this many members stay compact",
+    ),
+    opt(
+        "zset-max-listpack-value",
+        "64",
+        Kind::Int {
+            min: 0,
+            max: i32::MAX as i64,
+        },
+        true,
+        "sorted sets with members up to this size stay compact",
+    ),
+    opt(
         "maxmemory-policy",
         "noeviction",
         Kind::Enum(&[

@@ -68,12 +68,33 @@ impl Stats {
 pub struct ShardConfig {
     /// Whether the active expiry cycle runs (DEBUG SET-ACTIVE-EXPIRE).
     pub active_expire: bool,
+    /// `list-max-listpack-size`: positive = entries per node, negative = -1..-5 for 4..64 KiB.
+    pub list_max_listpack_size: i64,
+    /// `hash-max-listpack-entries` / `hash-max-listpack-value`.
+    pub hash_max_listpack_entries: usize,
+    pub hash_max_listpack_value: usize,
+    /// `set-max-intset-entries`, `set-max-listpack-entries`, `set-max-listpack-value`.
+    pub set_max_intset_entries: usize,
+    pub set_max_listpack_entries: usize,
+    pub set_max_listpack_value: usize,
+    /// `zset-max-listpack-entries` / `zset-max-listpack-value`.
+    pub zset_max_listpack_entries: usize,
+    pub zset_max_listpack_value: usize,
 }
 
 impl Default for ShardConfig {
+    /// Redis 7.0's defaults.
     fn default() -> Self {
         ShardConfig {
             active_expire: true,
+            list_max_listpack_size: -2,
+            hash_max_listpack_entries: 128,
+            hash_max_listpack_value: 64,
+            set_max_intset_entries: 512,
+            set_max_listpack_entries: 128,
+            set_max_listpack_value: 64,
+            zset_max_listpack_entries: 128,
+            zset_max_listpack_value: 64,
         }
     }
 }

@@ -86,7 +86,10 @@ impl Listpack {
     }
 
     pub fn iter(&self) -> Iter<'_> {
-        Iter { buf: &self.buf, pos: 0 }
+        Iter {
+            buf: &self.buf,
+            pos: 0,
+        }
     }
 
     /// Byte offset of element `i` (or the end, for `i == len`).
@@ -207,7 +210,10 @@ mod tests {
         assert_eq!(lp.get(3).map(|e| e.len()), Some(300));
         assert_eq!(lp.remove(1), Some(b"b".to_vec()));
         lp.replace(0, b"zz");
-        assert_eq!(lp.iter().collect::<Vec<_>>(), vec![&b"zz"[..], b"c", &[b'x'; 300][..]]);
+        assert_eq!(
+            lp.iter().collect::<Vec<_>>(),
+            vec![&b"zz"[..], b"c", &[b'x'; 300][..]]
+        );
         assert_eq!(lp.find(b"c"), Some(1));
         assert_eq!(lp.retain(|_, e| e.len() < 10), 1);
         assert_eq!(lp.len(), 2);
