@@ -6,6 +6,7 @@
 //! Keys belong to shards by hash slot; commands for another shard's keys travel over channel
 //! meshes (see `dispatch`).
 
+mod block;
 mod clock;
 mod config;
 mod conn;
