@@ -296,14 +296,20 @@ pub mod testing {
         pub fn run_args(&mut self, argv: &[&[u8]]) -> String {
             let mut out = Vec::new();
             match lookup(argv) {
-                Ok(l) => self.shard.execute_reply(
-                    l,
-                    argv,
-                    self.db,
-                    self.now_ms * 1000,
-                    self.proto,
-                    &mut out,
-                ),
+                Ok(l) => {
+                    let blocked = self.shard.execute_reply(
+                        l,
+                        argv,
+                        self.db,
+                        self.now_ms * 1000,
+                        self.proto,
+                        &mut out,
+                    );
+                    // A blocking command that would park the client shows as "(blocked)".
+                    if blocked.is_some() {
+                        out.extend_from_slice(b"(blocked)");
+                    }
+                }
                 Err(e) => Reply::new(&mut out, self.proto).error(&e.text()),
             }
             String::from_utf8_lossy(&out).into_owned()
