@@ -38,6 +38,7 @@ pub struct Shared {
     pub next_client_id: AtomicU64,
     pub started: SystemTime,
     pub run_id: String,
+    peak_memory: AtomicU64,
 }
 
 impl Shared {
@@ -59,7 +60,15 @@ impl Shared {
             next_client_id: AtomicU64::new(1),
             started,
             run_id,
+            peak_memory: AtomicU64::new(0),
         }
+    }
+
+    /// The highest `used` seen so far (INFO's used_memory_peak).
+    pub fn peak_memory(&self, used: u64) -> u64 {
+        self.peak_memory
+            .fetch_max(used, Ordering::Relaxed)
+            .max(used)
     }
 
     /// Stops the process. Nothing needs flushing yet (persistence comes later).

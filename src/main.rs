@@ -22,6 +22,11 @@ mod startup;
 
 use std::sync::Arc;
 
+/// jemalloc: compact size classes for many small allocations, and the statistics behind
+/// INFO memory.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() {
     let config = match config::from_args() {
         Ok(c) => c,
