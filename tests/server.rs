@@ -1243,6 +1243,49 @@ fn sigterm_stops_the_server() {
 }
 
 #[test]
+#[ignore = "server bug: with stderr a pipe nobody reads any more, SIGTERM no longer stops shardis (likely the signal thread panicking in eprintln! on EPIPE before it calls shutdown)"]
+fn sigterm_stops_a_server_whose_log_reader_is_gone() {
+    if use_redis_for_shardis() {
+        return;
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shardis"))
+        .args(["--port", "0", "--shards", "2", "--save", ""])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("listening on") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "no listening line"
+        );
+    }
+    drop(stderr);
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let end = Instant::now() + common::STOP_GRACE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() >= end {
+            break None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let status = status.expect("still running after SIGTERM");
+    assert!(status.success(), "exit status {status}");
+}
+
+#[test]
 fn shutdown_nosave_stops_the_server_and_closes_every_client() {
     let mut server = Server::start(&[]);
     let mut observer = server.client();
