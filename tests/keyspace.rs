@@ -407,7 +407,6 @@ fn keys_dbsize_randomkey_see_both_shards() {
 }
 
 #[test]
-#[ignore = "server bug: RANDOMKEY only ever answers with a key of one shard per connection (Merge::AnyNonNull takes the first non-null part), so the other shard's keys are never picked while that one has any"]
 fn randomkey_picks_keys_of_every_shard() {
     let server = Server::start(&[]);
     let mut con = server.client();

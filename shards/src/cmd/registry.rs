@@ -66,6 +66,19 @@ impl Lookup {
     }
 }
 
+/// The command `argv` names, whatever its arity (for counting rejected calls).
+pub fn find_unchecked(argv: &[&[u8]]) -> Option<Lookup> {
+    let spec = find(argv.first()?)?;
+    if !spec.subcommands.is_empty() && argv.len() >= 2 {
+        let sub = find_sub(spec, argv[1])?;
+        return Some(Lookup {
+            spec: sub,
+            parent: Some(spec),
+        });
+    }
+    Some(Lookup { spec, parent: None })
+}
+
 /// Looks up `argv` (name first) and checks its arity.
 pub fn lookup(argv: &[&[u8]]) -> Result<Lookup, Error> {
     let Some(name) = argv.first() else {
