@@ -17,6 +17,10 @@ fn entry_digest(db: usize, key: &[u8], e: &Entry) -> [u8; 20] {
         (i as u8, db, key).hash(&mut h);
         match &e.value {
             shards::types::Value::Str(s) => s.as_bytes().hash(&mut h),
+            shards::types::Value::List(l) => {
+                ("list", l.len()).hash(&mut h);
+                l.iter().for_each(|e| e.hash(&mut h));
+            }
         }
         e.expire_at_ms.hash(&mut h);
         let v = h.finish().to_be_bytes();

@@ -6,6 +6,7 @@
 pub mod args;
 pub mod info;
 pub mod keys;
+pub mod list;
 
 pub mod registry;
 pub mod server;
