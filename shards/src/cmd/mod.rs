@@ -9,6 +9,7 @@ pub mod keys;
 
 pub mod registry;
 pub mod server;
+pub mod set;
 pub mod spec;
 pub mod string;
 

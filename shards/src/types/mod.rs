@@ -2,15 +2,18 @@
 
 pub mod bytes;
 pub mod listpack;
+pub mod set;
 pub mod string;
 
 pub use bytes::SmallBytes;
+pub use set::Set;
 pub use string::Str;
 
 /// A value stored under a key.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     Str(Str),
+    Set(Set),
 }
 
 impl Value {
@@ -18,6 +21,7 @@ impl Value {
     pub fn type_name(&self) -> &'static str {
         match self {
             Value::Str(_) => "string",
+            Value::Set(_) => "set",
         }
     }
 
@@ -25,6 +29,7 @@ impl Value {
     pub fn encoding(&self) -> &'static str {
         match self {
             Value::Str(s) => s.encoding(),
+            Value::Set(s) => s.encoding(),
         }
     }
 }
