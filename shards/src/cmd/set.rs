@@ -322,7 +322,12 @@ fn write_set<'s>(db: &'s mut Db, key: &[u8], now_ms: u64) -> Result<Option<&'s m
 }
 
 /// The set under `key`, created empty with the encoding `first` calls for when absent.
-fn write_or_create<'s>(db: &'s mut Db, key: &[u8], first: &[u8], now_ms: u64) -> Result<&'s mut Set> {
+fn write_or_create<'s>(
+    db: &'s mut Db,
+    key: &[u8],
+    first: &[u8],
+    now_ms: u64,
+) -> Result<&'s mut Set> {
     if db.get(key, now_ms).is_none() {
         db.insert(key, Entry::new(Value::Set(Set::for_member(first))));
     }
@@ -505,7 +510,8 @@ fn srandmember(sh: &mut Shard, c: &mut Call) -> Result<()> {
             let Shard {
                 dbs, rng, stats, ..
             } = sh;
-            match read_set(&mut dbs[c.db], stats, c.argv[1], c.now_ms)?.and_then(|s| s.random(rng)) {
+            match read_set(&mut dbs[c.db], stats, c.argv[1], c.now_ms)?.and_then(|s| s.random(rng))
+            {
                 Some(m) => reply_member(&mut c.out, m),
                 None => c.out.null(),
             }
@@ -666,7 +672,10 @@ fn inter_generic(sh: &mut Shard, c: &mut Call, keys: &[&[u8]], to: InterTo) -> R
     let sets: Vec<&Set> = if missing {
         Vec::new()
     } else {
-        peek_sets(&sh.dbs[c.db], keys, c.now_ms).into_iter().flatten().collect()
+        peek_sets(&sh.dbs[c.db], keys, c.now_ms)
+            .into_iter()
+            .flatten()
+            .collect()
     };
     match to {
         InterTo::Reply => {
@@ -883,7 +892,9 @@ fn sscan(sh: &mut Shard, c: &mut Call) -> Result<()> {
         let keep = match (pattern, m) {
             (None, _) => true,
             (Some(p), Member::Bytes(b)) => pattern_allows(p, b),
-            (Some(p), Member::Int(i)) => pattern_allows(p, itoa::Buffer::new().format(i).as_bytes()),
+            (Some(p), Member::Int(i)) => {
+                pattern_allows(p, itoa::Buffer::new().format(i).as_bytes())
+            }
         };
         if keep {
             reply_member(&mut out, m);
@@ -939,7 +950,8 @@ mod tests {
             .map_or("none", |e| e.value.encoding())
     }
 
-    const WRONGTYPE: &str = "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n";
+    const WRONGTYPE: &str =
+        "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n";
 
     #[test]
     fn sadd_srem_scard_sismember() {
@@ -975,8 +987,14 @@ mod tests {
         ] {
             assert_eq!(t.run(cmd), WRONGTYPE, "{cmd}");
         }
-        assert_eq!(t.run("SADD"), "-ERR wrong number of arguments for 'sadd' command\r\n");
-        assert_eq!(t.run("SADD s"), "-ERR wrong number of arguments for 'sadd' command\r\n");
+        assert_eq!(
+            t.run("SADD"),
+            "-ERR wrong number of arguments for 'sadd' command\r\n"
+        );
+        assert_eq!(
+            t.run("SADD s"),
+            "-ERR wrong number of arguments for 'sadd' command\r\n"
+        );
         assert_eq!(t.run("TYPE str"), "+string\r\n");
         t.run("SADD s 1");
         assert_eq!(t.run("TYPE s"), "+set\r\n");
@@ -987,7 +1005,13 @@ mod tests {
         let mut t = TestShard::new();
         t.run("SADD s a");
         t.run("SADD t a");
-        for cmd in ["SCARD s", "SISMEMBER s a", "SMEMBERS s", "SSCAN s 0", "SRANDMEMBER s"] {
+        for cmd in [
+            "SCARD s",
+            "SISMEMBER s a",
+            "SMEMBERS s",
+            "SSCAN s 0",
+            "SRANDMEMBER s",
+        ] {
             t.run(cmd);
         }
         assert_eq!(t.shard.stats.keyspace_hits, 5);
@@ -1016,7 +1040,11 @@ mod tests {
         t.run("SADD s 5");
         assert_eq!(encoding(&mut t, "s"), "hashtable");
         t.run("SREM s 5 4 3");
-        assert_eq!(encoding(&mut t, "s"), "hashtable", "conversions are one-way");
+        assert_eq!(
+            encoding(&mut t, "s"),
+            "hashtable",
+            "conversions are one-way"
+        );
         t.run("SADD i 3 1 2");
         assert_eq!(encoding(&mut t, "i"), "intset");
         t.run("SADD i x");
@@ -1043,7 +1071,16 @@ mod tests {
         t.run("SADD o 10 -5 3 9223372036854775807 -9223372036854775808");
         assert_eq!(
             t.run("SMEMBERS o"),
-            bulks('*', &["-9223372036854775808", "-5", "3", "10", "9223372036854775807"])
+            bulks(
+                '*',
+                &[
+                    "-9223372036854775808",
+                    "-5",
+                    "3",
+                    "10",
+                    "9223372036854775807"
+                ]
+            )
         );
         // The default limit is 512 entries.
         let mut t = TestShard::new();
@@ -1059,7 +1096,10 @@ mod tests {
         let mut t = TestShard::new();
         assert_eq!(t.run("SMEMBERS nosuch"), "*0\r\n");
         t.run("SADD s b a c");
-        assert_eq!(sorted_elems(&t.run("SMEMBERS s")), strings(&["a", "b", "c"]));
+        assert_eq!(
+            sorted_elems(&t.run("SMEMBERS s")),
+            strings(&["a", "b", "c"])
+        );
         t.proto = Proto::Resp3;
         assert_eq!(t.run("SMEMBERS nosuch"), "~0\r\n");
         assert!(t.run("SMEMBERS s").starts_with("~3\r\n"));
@@ -1084,7 +1124,10 @@ mod tests {
         assert_eq!(t.run("SPOP nosuch 3"), "*0\r\n");
         t.run("SADD s a b c");
         let popped = t.run("SPOP s");
-        assert!(["a", "b", "c"].iter().any(|m| popped == bulk(m)), "{popped}");
+        assert!(
+            ["a", "b", "c"].iter().any(|m| popped == bulk(m)),
+            "{popped}"
+        );
         assert_eq!(t.run("SCARD s"), ":2\r\n");
         assert_eq!(t.run("SPOP s 0"), "*0\r\n");
         let dirty = t.shard.stats.dirty;
@@ -1099,7 +1142,11 @@ mod tests {
         assert_eq!(t.run("SPOP s x"), range);
         assert_eq!(t.run("SPOP nosuch -1"), range);
         t.run("SET str v");
-        assert_eq!(t.run("SPOP str -1"), range, "the count is checked before the key");
+        assert_eq!(
+            t.run("SPOP str -1"),
+            range,
+            "the count is checked before the key"
+        );
         assert_eq!(t.run("SPOP s 1 2"), "-ERR syntax error\r\n");
         // An intset popped whole answers in order.
         t.run("SADD i 3 1 2");
@@ -1192,7 +1239,11 @@ mod tests {
         assert_eq!(t.run("SMOVE src dst b"), ":1\r\n");
         assert_eq!(t.shard.stats.dirty, dirty + 4);
         assert_eq!(t.run("SMOVE src num 1"), ":1\r\n");
-        assert_eq!(t.run("EXISTS src"), ":0\r\n", "the emptied source is deleted");
+        assert_eq!(
+            t.run("EXISTS src"),
+            ":0\r\n",
+            "the emptied source is deleted"
+        );
         assert_eq!(encoding(&mut t, "num"), "intset");
         // Same source and destination: a membership test.
         assert_eq!(t.run("SMOVE dst dst a"), ":1\r\n");
@@ -1213,22 +1264,41 @@ mod tests {
         t.run("SADD c 3 4 6");
         assert_eq!(t.run("SINTER b c"), bulks('*', &["3", "4"]));
         assert_eq!(sorted_elems(&t.run("SINTER a b c")), strings(&["3", "4"]));
-        assert_eq!(sorted_elems(&t.run("SINTER a a")), strings(&["1", "2", "3", "4", "x"]));
+        assert_eq!(
+            sorted_elems(&t.run("SINTER a a")),
+            strings(&["1", "2", "3", "4", "x"])
+        );
         assert_eq!(t.run("SINTER a nosuch"), "*0\r\n");
         t.run("SET str v");
-        assert_eq!(t.run("SINTER nosuch str"), WRONGTYPE, "every key is type checked");
+        assert_eq!(
+            t.run("SINTER nosuch str"),
+            WRONGTYPE,
+            "every key is type checked"
+        );
         assert_eq!(t.run("SINTERSTORE d a b c"), ":2\r\n");
         assert_eq!(encoding(&mut t, "d"), "intset");
         assert_eq!(t.run("SMEMBERS d"), bulks('*', &["3", "4"]));
         t.run("EXPIRE d 100");
         assert_eq!(t.run("SINTERSTORE d b c"), ":2\r\n");
-        assert_eq!(t.run("TTL d"), ":-1\r\n", "the stored set replaces value and TTL");
+        assert_eq!(
+            t.run("TTL d"),
+            ":-1\r\n",
+            "the stored set replaces value and TTL"
+        );
         let dirty = t.shard.stats.dirty;
         assert_eq!(t.run("SINTERSTORE d a nosuch"), ":0\r\n");
         assert_eq!(t.run("EXISTS d"), ":0\r\n");
         assert_eq!(t.run("SINTERSTORE d a nosuch"), ":0\r\n");
-        assert_eq!(t.shard.stats.dirty, dirty + 1, "only a real delete is a change");
-        assert_eq!(t.run("SINTERSTORE str a b"), ":3\r\n", "the destination may be of any type");
+        assert_eq!(
+            t.shard.stats.dirty,
+            dirty + 1,
+            "only a real delete is a change"
+        );
+        assert_eq!(
+            t.run("SINTERSTORE str a b"),
+            ":3\r\n",
+            "the destination may be of any type"
+        );
         assert_eq!(t.run("TYPE str"), "+set\r\n");
         t.run("SET str v");
         assert_eq!(t.run("SINTERSTORE d a str"), WRONGTYPE);
@@ -1274,7 +1344,10 @@ mod tests {
         assert_eq!(t.run("SUNION nosuch"), "*0\r\n");
         assert_eq!(t.run("SUNION b nosuch b"), bulks('*', &["3", "4"]));
         assert_eq!(sorted_elems(&t.run("SDIFF a b c")), strings(&["1", "2"]));
-        assert_eq!(sorted_elems(&t.run("SDIFF a nosuch")), strings(&["1", "2", "3", "x"]));
+        assert_eq!(
+            sorted_elems(&t.run("SDIFF a nosuch")),
+            strings(&["1", "2", "3", "x"])
+        );
         assert_eq!(t.run("SDIFF nosuch a"), "*0\r\n");
         assert_eq!(t.run("SDIFF a b a"), "*0\r\n");
         t.run("SET str v");
@@ -1331,7 +1404,10 @@ mod tests {
         );
         for (cmd, err) in [
             ("SSCAN i 0 COUNT 0", "-ERR syntax error\r\n"),
-            ("SSCAN i 0 COUNT x", "-ERR value is not an integer or out of range\r\n"),
+            (
+                "SSCAN i 0 COUNT x",
+                "-ERR value is not an integer or out of range\r\n",
+            ),
             ("SSCAN i 0 COUNT", "-ERR syntax error\r\n"),
             ("SSCAN i 0 MATCH", "-ERR syntax error\r\n"),
             ("SSCAN i 0 TYPE string", "-ERR syntax error\r\n"),
@@ -1357,6 +1433,9 @@ mod tests {
         seen.dedup();
         assert_eq!(seen.len(), 100);
         let reply = t.run("SSCAN h 0 MATCH m1? COUNT 1000");
-        assert_eq!(sorted_elems(reply.split_once("*10\r\n").map_or("", |p| p.1)).len(), 10);
+        assert_eq!(
+            sorted_elems(reply.split_once("*10\r\n").map_or("", |p| p.1)).len(),
+            10
+        );
     }
 }

@@ -168,11 +168,6 @@ impl Intset {
             Err(_) => false,
         }
     }
-
-    /// Bytes used (for memory accounting).
-    pub fn bytes(&self) -> usize {
-        self.data.capacity()
-    }
 }
 
 /// A set value.
@@ -370,14 +365,6 @@ impl Set {
             }
         }
         pos as u64
-    }
-
-    /// Bytes used by the members (for memory accounting).
-    pub fn bytes(&self) -> usize {
-        match self {
-            Set::Intset(s) => s.bytes(),
-            Set::Hash(h) => h.iter().map(|m| m.len().max(32)).sum::<usize>() + 16 * h.capacity(),
-        }
     }
 }
 
