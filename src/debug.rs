@@ -21,6 +21,13 @@ fn entry_digest(db: usize, key: &[u8], e: &Entry) -> [u8; 20] {
                 ("list", l.len()).hash(&mut h);
                 l.iter().for_each(|e| e.hash(&mut h));
             }
+            shards::types::Value::Set(s) => {
+                // Order-independent: the same members give the same digest in any encoding.
+                let mut members: Vec<_> = s.iter().map(|m| m.to_bytes()).collect();
+                members.sort_by(|a, b| a.as_slice().cmp(b.as_slice()));
+                ("set", members.len()).hash(&mut h);
+                members.iter().for_each(|m| m.as_slice().hash(&mut h));
+            }
         }
         e.expire_at_ms.hash(&mut h);
         let v = h.finish().to_be_bytes();

@@ -10,6 +10,7 @@ pub mod list;
 
 pub mod registry;
 pub mod server;
+pub mod set;
 pub mod spec;
 pub mod string;
 

@@ -15,6 +15,7 @@ pub fn all() -> impl Iterator<Item = &'static CommandSpec> {
         super::list::COMMANDS,
         super::server::COMMANDS,
         super::info::COMMANDS,
+        super::set::COMMANDS,
     ]
     .into_iter()
     .flat_map(|family| family.iter())

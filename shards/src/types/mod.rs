@@ -3,10 +3,12 @@
 pub mod bytes;
 pub mod list;
 pub mod listpack;
+pub mod set;
 pub mod string;
 
 pub use bytes::SmallBytes;
 pub use list::List;
+pub use set::Set;
 pub use string::Str;
 
 /// A value stored under a key.
@@ -14,6 +16,7 @@ pub use string::Str;
 pub enum Value {
     Str(Str),
     List(List),
+    Set(Set),
 }
 
 impl Value {
@@ -22,6 +25,7 @@ impl Value {
         match self {
             Value::Str(_) => "string",
             Value::List(_) => "list",
+            Value::Set(_) => "set",
         }
     }
 
@@ -30,6 +34,7 @@ impl Value {
         match self {
             Value::Str(s) => s.encoding(),
             Value::List(l) => l.encoding(),
+            Value::Set(s) => s.encoding(),
         }
     }
 }
