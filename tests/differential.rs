@@ -279,7 +279,13 @@ fn check(file: &str) {
 }
 
 /// The corpus files that have a test below; a new file must be added here and get a test.
-const CORPUS: &[&str] = &["strings.redis", "keys.redis", "server.redis", "lists.redis", "sets.redis"];
+const CORPUS: &[&str] = &[
+    "strings.redis",
+    "keys.redis",
+    "server.redis",
+    "lists.redis",
+    "sets.redis",
+];
 
 #[test]
 fn every_corpus_file_has_a_test() {
