@@ -203,6 +203,10 @@ fn route(ctx: &ShardCtx, conn: &Conn, argv: &[&[u8]]) -> Target {
             let Some(&first) = pos.first() else {
                 return Target::Local(l);
             };
+            // SORT's BY/GET patterns name keys that may live anywhere.
+            if is_sort_with_patterns(l, argv) {
+                return Target::Gather(l);
+            }
             let shard = shard_of(ctx, argv[first]);
             if pos[1..].iter().all(|&p| shard_of(ctx, argv[p]) == shard) {
                 return if shard == ctx.id {
@@ -527,7 +531,51 @@ fn gather_keys(l: Lookup, argv: &[&[u8]], db: usize) -> Vec<(u8, Key)> {
 
 /// Copies the keys' entries here, runs the command on the copies, sends changes back.
 pub fn start_gather(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) {
+    if is_sort_with_patterns(l, argv) {
+        return start_sort_gather(ctx, conn, l, argv);
+    }
     let keys = gather_keys(l, argv, conn.db);
+    gather_these(ctx, conn, l, argv, keys);
+}
+
+/// SORT/SORT_RO with BY or GET patterns: the keys they name derive from the sorted elements.
+fn is_sort_with_patterns(l: Lookup, argv: &[&[u8]]) -> bool {
+    matches!(l.spec.name, "sort" | "sort_ro")
+        && shards::cmd::sort::pattern_args(argv).iter().any(|p| p.contains(&b'*'))
+}
+
+/// Gathers SORT's source key first, then every key its BY/GET patterns name for the source's
+/// elements (plus the STORE destination), then runs it.
+fn start_sort_gather(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) {
+    let db = conn.db as u8;
+    let source = Key::from(argv[1]);
+    let owner = shard_of(ctx, &source);
+    let parts = vec![(owner, ReqBody::Export(vec![(db, source)]))];
+    let owned: Vec<Vec<u8>> = argv.iter().map(|a| a.to_vec()).collect();
+    fan_out(
+        ctx,
+        conn,
+        parts,
+        Box::new(move |ctx, conn, results| {
+            let entry = results.into_iter().find_map(|(_, b)| match b {
+                RepBody::Entries(mut e) => e.pop().and_then(|(_, _, e)| e),
+                _ => None,
+            });
+            let args: Vec<&[u8]> = owned.iter().map(|a| a.as_slice()).collect();
+            let mut keys = gather_keys(l, &args, conn.db);
+            for k in shards::cmd::sort::pattern_keys(&args, entry.as_ref()) {
+                let k = (db, Key::from(k.as_slice()));
+                if !keys.contains(&k) {
+                    keys.push(k);
+                }
+            }
+            gather_these(ctx, conn, l, &args, keys);
+        }),
+    );
+}
+
+/// Copies these keys' entries here, then runs the command on the copies.
+fn gather_these(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]], keys: Vec<(u8, Key)>) {
     let mut per_shard: Vec<Vec<(u8, Key)>> = vec![Vec::new(); ctx.n];
     for (db, k) in &keys {
         per_shard[shard_of(ctx, k)].push((*db, k.clone()));

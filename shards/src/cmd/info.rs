@@ -195,6 +195,11 @@ fn key_specs(out: &mut Reply, spec: &CommandSpec) {
                 out.bulk(b"index");
                 out.int(i as i64);
             }
+            BeginSearch::Unknown => {
+                out.bulk(b"unknown");
+                out.bulk(b"spec");
+                out.map(0);
+            }
             BeginSearch::Keyword { keyword, startfrom } => {
                 out.bulk(b"keyword");
                 out.bulk(b"spec");
@@ -223,6 +228,11 @@ fn key_specs(out: &mut Reply, spec: &CommandSpec) {
                 out.int(step as i64);
                 out.bulk(b"limit");
                 out.int(limit as i64);
+            }
+            FindKeys::Unknown => {
+                out.bulk(b"unknown");
+                out.bulk(b"spec");
+                out.map(0);
             }
             FindKeys::Keynum {
                 keynumidx,

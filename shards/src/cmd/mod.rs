@@ -58,6 +58,7 @@ pub fn key_positions(spec: &CommandSpec, argv: &[&[u8]], out: &mut Vec<usize>) {
         }
         let first = match ks.begin {
             BeginSearch::Index(i) => i as i64,
+            BeginSearch::Unknown => continue,
             BeginSearch::Keyword { keyword, startfrom } => {
                 let found = if startfrom >= 0 {
                     (startfrom as i64..argc).find(|&i| util_eq(argv[i as usize], keyword))
@@ -97,6 +98,7 @@ pub fn key_positions(spec: &CommandSpec, argv: &[&[u8]], out: &mut Vec<usize>) {
                     i += step;
                 }
             }
+            FindKeys::Unknown => {}
             FindKeys::Keynum {
                 keynumidx,
                 firstkey,

@@ -157,6 +157,8 @@ pub enum BeginSearch {
         keyword: &'static str,
         startfrom: i32,
     },
+    /// Key names the specs cannot locate (SORT's BY/GET patterns, its STORE anywhere).
+    Unknown,
 }
 
 /// How the keys are found from where the search began.
@@ -171,6 +173,8 @@ pub enum FindKeys {
         firstkey: i32,
         step: i32,
     },
+    /// See [`BeginSearch::Unknown`].
+    Unknown,
 }
 
 /// Redis's key specification.
@@ -184,6 +188,16 @@ pub struct KeySpec {
 }
 
 impl KeySpec {
+    /// A key spec for keys that only the command's own `getkeys` can find.
+    pub const fn unknown(flags: u32, notes: &'static str) -> KeySpec {
+        KeySpec {
+            notes: Some(notes),
+            flags,
+            begin: BeginSearch::Unknown,
+            find: FindKeys::Unknown,
+        }
+    }
+
     /// One key at `index`.
     pub const fn one(index: i32, flags: u32) -> KeySpec {
         KeySpec {
