@@ -738,7 +738,7 @@ const SCAN_START: u64 = 1 << 50;
 /// Parses a SCAN cursor as Redis does with `strtoul`: an optional sign (a `-` negates modulo
 /// 2^64), decimal digits, nothing after them; no leading space; the empty string is 0; values
 /// past `u64::MAX` are invalid. Redis reads the argument as a C string, so a NUL ends it.
-fn parse_cursor(arg: &[u8]) -> Option<u64> {
+pub(crate) fn parse_cursor(arg: &[u8]) -> Option<u64> {
     let s = arg.split(|&b| b == 0).next().unwrap_or_default();
     let Some((&first, rest)) = s.split_first() else {
         return Some(0);

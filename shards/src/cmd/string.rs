@@ -335,6 +335,7 @@ pub const COMMANDS: &[CommandSpec] = &[
 fn as_str(v: &Value) -> Result<&Str> {
     match v {
         Value::Str(s) => Ok(s),
+        _ => Err(Error::WrongType),
     }
 }
 
@@ -342,6 +343,7 @@ fn as_str(v: &Value) -> Result<&Str> {
 fn as_str_mut(v: &mut Value) -> Result<&mut Str> {
     match v {
         Value::Str(s) => Ok(s),
+        _ => Err(Error::WrongType),
     }
 }
 
