@@ -15,6 +15,12 @@ pub enum Wait {
     None,
     /// A run of commands forwarded to one shard; its reply bytes go straight to the output.
     Run,
+    /// A blocking command is parked on `shard`; its answer comes when served or timed out.
+    Blocked {
+        shard: usize,
+    },
+    /// A blocking command over keys on several shards found nothing and polls again soon.
+    Retry,
     /// Several parts; `done` merges them.
     Multi {
         outstanding: usize,
@@ -45,6 +51,8 @@ pub struct Conn {
     /// Incremented per multi-shard operation, echoed in replies.
     pub seq: u32,
     pub close_after_reply: bool,
+    /// Deadline (Unix ms; u64::MAX = none) of a polling multi-shard blocking command.
+    pub retry_deadline: Option<u64>,
     /// EPOLLOUT is registered (a write was partial).
     pub want_write: bool,
     /// EPOLLIN is not registered (too much unprocessed input while waiting).
@@ -77,12 +85,21 @@ impl Conn {
             wait: Wait::None,
             seq: 0,
             close_after_reply: false,
+            retry_deadline: None,
             want_write: false,
             read_paused: false,
             created_ms: now_ms,
             last_ms: now_ms,
             last_cmd: ("NULL", None),
             local_client,
+        }
+    }
+
+    /// The shard this connection is blocked on, if it is blocked.
+    pub fn wait_shard(&self) -> Option<usize> {
+        match self.wait {
+            Wait::Blocked { shard } => Some(shard),
+            _ => None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! sockets, the tasks that serve requests from other shards and take in their responses, the
 //! senders that drain the outbox into the request mesh, and the active expiry timer.
 
+use crate::block::{BlockTable, Unblock, Waiter};
 use crate::config::Config;
 use crate::conn::{Conn, Slab, Wait};
 use crate::msg::{RepBody, RepPart, ReqBody, ReqPart, Request, Response, Token};
@@ -37,6 +38,7 @@ pub struct Shared {
     pub next_client_id: AtomicU64,
     pub started: SystemTime,
     pub run_id: String,
+    peak_memory: AtomicU64,
 }
 
 impl Shared {
@@ -58,7 +60,15 @@ impl Shared {
             next_client_id: AtomicU64::new(1),
             started,
             run_id,
+            peak_memory: AtomicU64::new(0),
         }
+    }
+
+    /// The highest `used` seen so far (INFO's used_memory_peak).
+    pub fn peak_memory(&self, used: u64) -> u64 {
+        self.peak_memory
+            .fetch_max(used, Ordering::Relaxed)
+            .max(used)
     }
 
     /// Stops the process. Nothing needs flushing yet (persistence comes later).
@@ -108,6 +118,13 @@ pub struct ShardCtx {
     /// Request parts per destination shard, gathered during one loop iteration.
     outbox: RefCell<Vec<Vec<ReqPart>>>,
     out_tx: Vec<Option<LocalSender<Request>>>,
+    /// Answers to other shards produced outside a request batch (served blocked clients).
+    resp_outbox: RefCell<Vec<Vec<RepPart>>>,
+    resp_tx: Vec<Option<LocalSender<Response>>>,
+    /// Clients blocked on this shard's keys.
+    pub blocked: RefCell<BlockTable>,
+    /// This context itself, for spawning tasks that outlive a call.
+    me: RefCell<std::rc::Weak<ShardCtx>>,
     pub net: NetStats,
     /// Cached configuration values, refreshed when the config generation moves.
     cfg_gen: Cell<u64>,
@@ -140,14 +157,20 @@ impl ShardCtx {
         let seed = net_seed(id);
         let mut out_tx = Vec::with_capacity(n);
         let mut out_rx = Vec::new();
+        let mut resp_tx = Vec::with_capacity(n);
+        let mut resp_rx = Vec::new();
         for peer in 0..n {
             if peer == id {
                 out_tx.push(None);
+                resp_tx.push(None);
                 continue;
             }
             let (tx, rx) = local_channel::new_unbounded();
             out_tx.push(Some(tx));
             out_rx.push((peer, rx));
+            let (tx, rx) = local_channel::new_unbounded();
+            resp_tx.push(Some(tx));
+            resp_rx.push((peer, rx));
         }
         let ctx = Rc::new(ShardCtx {
             id,
@@ -162,6 +185,10 @@ impl ShardCtx {
             listener,
             outbox: RefCell::new((0..n).map(|_| Vec::new()).collect()),
             out_tx,
+            resp_outbox: RefCell::new((0..n).map(|_| Vec::new()).collect()),
+            resp_tx,
+            blocked: RefCell::new(BlockTable::default()),
+            me: RefCell::new(std::rc::Weak::new()),
             net: NetStats::default(),
             cfg_gen: Cell::new(u64::MAX),
             limits: Cell::new(ParseLimits::default()),
@@ -169,6 +196,7 @@ impl ShardCtx {
             maxclients: Cell::new(10000),
             requirepass: RefCell::new(None),
         });
+        *ctx.me.borrow_mut() = Rc::downgrade(&ctx);
         ctx.refresh_config();
 
         let req_tx = Rc::new(req_tx);
@@ -183,12 +211,13 @@ impl ShardCtx {
             })
             .detach();
         }
+        // Responses (to requests, and later answers to blocked clients) leave through one
+        // queue per peer, so they arrive in the order they were produced.
         let rep_tx = Rc::new(rep_tx);
-        for (peer, rx) in req_rx.streams() {
-            let (ctx, rep_tx) = (ctx.clone(), rep_tx.clone());
+        for (peer, rx) in resp_rx {
+            let rep_tx = rep_tx.clone();
             glommio::spawn_local(async move {
-                while let Some(req) = rx.recv().await {
-                    let resp = ctx.serve(req);
+                while let Some(resp) = rx.recv().await {
                     if rep_tx.send_to(peer, resp).await.is_err() {
                         break;
                     }
@@ -196,6 +225,18 @@ impl ShardCtx {
             })
             .detach();
         }
+        for (_, rx) in req_rx.streams() {
+            let ctx = ctx.clone();
+            glommio::spawn_local(async move {
+                while let Some(req) = rx.recv().await {
+                    ctx.serve(req);
+                    glommio::yield_if_needed().await;
+                }
+            })
+            .detach();
+        }
+        let block_ctx = ctx.clone();
+        glommio::spawn_local(async move { block_ctx.block_timer().await }).detach();
         for (_, rx) in rep_rx.streams() {
             let ctx = ctx.clone();
             glommio::spawn_local(async move {
@@ -287,8 +328,157 @@ impl ShardCtx {
                     self.on_event(data, flags);
                 }
             }
-            self.flush_outbox();
+            self.end_of_batch();
             glommio::yield_if_needed().await;
+        }
+    }
+
+    /// After a batch of work: serve blocked clients whose keys were written, then send what
+    /// was gathered for other shards.
+    pub fn end_of_batch(&self) {
+        self.serve_ready();
+        self.flush_outbox();
+        self.flush_responses();
+    }
+
+    /// Checks waiters' deadlines (often while anyone is blocked, rarely otherwise).
+    async fn block_timer(&self) {
+        loop {
+            let idle = self.blocked.borrow().is_empty();
+            glommio::timer::sleep(Duration::from_millis(if idle { 100 } else { 5 })).await;
+            if idle {
+                continue;
+            }
+            let now_ms = now_us() / 1000;
+            let expired = self.blocked.borrow().expired(now_ms);
+            for id in expired {
+                self.unblock(id, Unblock::Timeout);
+            }
+            self.end_of_batch();
+        }
+    }
+
+    /// Re-runs a polling multi-shard blocking command after a short pause.
+    pub fn schedule_retry(
+        &self,
+        token: Token,
+        seq: u32,
+        l: shards::cmd::Lookup,
+        argv: Vec<Vec<u8>>,
+    ) {
+        let Some(me) = self.me.borrow().upgrade() else {
+            return;
+        };
+        glommio::spawn_local(async move {
+            glommio::timer::sleep(Duration::from_millis(10)).await;
+            let Some(mut conn) = me.conns.borrow_mut().take(token) else {
+                return;
+            };
+            if conn.seq == seq && matches!(conn.wait, Wait::Retry) {
+                conn.wait = Wait::None;
+                let args: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
+                crate::dispatch::start_gather(&me, &mut conn, l, &args);
+                crate::dispatch::process(&me, &mut conn);
+            }
+            me.finish(conn);
+            me.end_of_batch();
+        })
+        .detach();
+    }
+
+    /// Parks a blocked command here.
+    pub fn block(&self, w: Waiter) {
+        let mut engine = self.engine.borrow_mut();
+        self.blocked.borrow_mut().add(w, &mut engine.waited);
+    }
+
+    /// Ends a waiter without serving it, answering as `how` says.
+    pub fn unblock(&self, id: u64, how: Unblock) {
+        let w = {
+            let mut engine = self.engine.borrow_mut();
+            self.blocked.borrow_mut().remove(id, &mut engine.waited)
+        };
+        let Some(w) = w else { return };
+        let reply = match how {
+            Unblock::Drop => return,
+            Unblock::Timeout => crate::block::timeout_reply(w.proto),
+            Unblock::Error => crate::block::unblocked_error(),
+        };
+        self.answer(w.origin, w.conn, w.seq, reply);
+    }
+
+    /// Re-runs the waiters of every key written since the last look, in arrival order.
+    fn serve_ready(&self) {
+        loop {
+            let ready = std::mem::take(&mut self.engine.borrow_mut().ready);
+            if ready.is_empty() {
+                return;
+            }
+            for (db, key) in ready {
+                let queue = self.blocked.borrow().queue(db, &key);
+                for id in queue {
+                    if !self.try_serve(id) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Re-runs one waiter's command; false if it still has nothing to serve.
+    fn try_serve(&self, id: u64) -> bool {
+        let (frame, db, proto) = match self.blocked.borrow().get(id) {
+            Some(w) => (w.frame.clone(), w.db, w.proto),
+            None => return true,
+        };
+        let mut out = Vec::new();
+        if crate::dispatch::run_blocking_frame(self, &frame, db, proto, &mut out) {
+            return false;
+        }
+        let w = {
+            let mut engine = self.engine.borrow_mut();
+            self.blocked.borrow_mut().remove(id, &mut engine.waited)
+        };
+        if let Some(w) = w {
+            self.answer(w.origin, w.conn, w.seq, out);
+        }
+        true
+    }
+
+    /// Sends the final reply of a blocked command to its connection, wherever it lives.
+    fn answer(&self, origin: usize, conn: Token, seq: u32, reply: Vec<u8>) {
+        if origin == self.id {
+            let Some(mut c) = self.conns.borrow_mut().take(conn) else {
+                return;
+            };
+            if c.seq == seq {
+                self.deliver(&mut c, self.id, RepBody::Bytes(reply));
+                crate::dispatch::process(self, &mut c);
+            }
+            self.finish(c);
+        } else {
+            self.resp_outbox.borrow_mut()[origin].push(RepPart {
+                conn,
+                seq,
+                body: RepBody::Bytes(reply),
+            });
+        }
+    }
+
+    /// Sends answers gathered for other shards.
+    fn flush_responses(&self) {
+        let mut outbox = self.resp_outbox.borrow_mut();
+        for (shard, parts) in outbox.iter_mut().enumerate() {
+            if parts.is_empty() {
+                continue;
+            }
+            let parts = std::mem::take(parts);
+            if let Some(Some(tx)) = self.resp_tx.get(shard) {
+                let _ = tx.try_send(Response {
+                    from: self.id,
+                    parts,
+                });
+            }
         }
     }
 
@@ -412,6 +602,9 @@ impl ShardCtx {
     }
 
     pub fn close(&self, conn: Box<Conn>) {
+        if let Wait::Blocked { shard } = conn.wait {
+            self.cancel_block(shard, conn.token);
+        }
         self.epoll.delete(conn.fd);
         net::close(conn.fd);
         self.conns.borrow_mut().release(conn.token);
@@ -440,13 +633,35 @@ impl ShardCtx {
         }
     }
 
-    /// Serves a request batch from another shard, synchronously.
-    fn serve(&self, req: Request) -> Response {
+    /// Drops the waiter of a connection blocked on `shard` (which may be this one).
+    pub fn cancel_block(&self, shard: usize, conn: Token) {
+        if shard == self.id {
+            let id = self.blocked.borrow().of_conn(self.id, conn);
+            if let Some(id) = id {
+                self.unblock(id, Unblock::Drop);
+            }
+        } else {
+            self.send(
+                shard,
+                ReqPart {
+                    conn,
+                    seq: 0,
+                    db: 0,
+                    proto: shards::resp::Proto::Resp2,
+                    body: ReqBody::Unblock(Unblock::Drop),
+                },
+            );
+        }
+    }
+
+    /// Serves a request batch from another shard, synchronously, and queues the answers.
+    fn serve(&self, req: Request) {
+        let from = req.from;
         let parts = req
             .parts
             .into_iter()
             .map(|p| {
-                let body = self.serve_part(&p);
+                let body = self.serve_part(from, &p);
                 RepPart {
                     conn: p.conn,
                     seq: p.seq,
@@ -454,20 +669,36 @@ impl ShardCtx {
                 }
             })
             .collect();
-        Response {
-            from: self.id,
-            parts,
+        if let Some(Some(tx)) = self.resp_tx.get(from) {
+            let _ = tx.try_send(Response {
+                from: self.id,
+                parts,
+            });
         }
+        self.end_of_batch();
     }
 
     /// Serves one request part (from another shard or from this one's own connections).
-    pub fn serve_part(&self, p: &ReqPart) -> RepBody {
+    pub fn serve_part(&self, from: usize, p: &ReqPart) -> RepBody {
         let db = p.db as usize;
         match &p.body {
             ReqBody::Run(frames) => {
                 let mut out = Vec::new();
-                crate::dispatch::run_frames(self, frames, db, p.proto, &mut out);
-                RepBody::Bytes(out)
+                let origin = (from, p.conn, p.seq);
+                if crate::dispatch::run_frames(self, frames, db, p.proto, &mut out, Some(origin)) {
+                    RepBody::Partial(out)
+                } else {
+                    RepBody::Bytes(out)
+                }
+            }
+            ReqBody::Unblock(how) => {
+                let id = self.blocked.borrow().of_conn(from, p.conn);
+                if let Some(id) = id {
+                    self.unblock(id, *how);
+                    RepBody::Count(1)
+                } else {
+                    RepBody::Count(0)
+                }
             }
             ReqBody::Export(keys) => {
                 let now_ms = now_us() / 1000;
@@ -510,18 +741,24 @@ impl ShardCtx {
             crate::dispatch::process(self, &mut conn);
             self.finish(conn);
         }
-        self.flush_outbox();
+        self.end_of_batch();
     }
 
     /// Hands one part's answer to a waiting connection.
     pub fn deliver(&self, conn: &mut Conn, from: usize, body: RepBody) {
         match std::mem::replace(&mut conn.wait, Wait::None) {
             Wait::None => {}
-            Wait::Run => {
-                if let RepBody::Bytes(b) = body {
+            // Answers never arrive for a polling command; keep polling.
+            Wait::Retry => conn.wait = Wait::Retry,
+            Wait::Run | Wait::Blocked { .. } => match body {
+                RepBody::Bytes(b) => conn.wbuf.extend_from_slice(&b),
+                // The run's last command blocked on `from`: its answer comes later.
+                RepBody::Partial(b) => {
                     conn.wbuf.extend_from_slice(&b);
+                    conn.wait = Wait::Blocked { shard: from };
                 }
-            }
+                _ => {}
+            },
             Wait::Multi {
                 outstanding,
                 mut results,

@@ -10,11 +10,13 @@
 //! are copied here, the command runs against the copies, changed entries go back). Neither is
 //! isolated from concurrent writers yet; the transaction layer will lock the keys first.
 
+use crate::block::Waiter;
 use crate::conn::{Conn, Wait};
 use crate::ctx::{now_us, ShardCtx};
-use crate::msg::{RepBody, ReqBody, ReqPart};
+use crate::msg::{RepBody, ReqBody, ReqPart, Token};
 use shards::cmd::{
-    key_positions, lookup, BeginSearch, ConnCmd, FindKeys, KeySpec, Lookup, Merge, Route, Split,
+    key_positions, lookup, BeginSearch, CommandSpec, ConnCmd, FindKeys, KeySpec, Lookup, Merge,
+    Route, Split,
 };
 use shards::keyspace::{Entry, Key};
 use shards::resp::{parse_command, Parsed, Proto, Reply};
@@ -102,6 +104,11 @@ pub fn process(ctx: &ShardCtx, conn: &mut Conn) {
                     }
                 }
                 conn.last_cmd = names(l);
+                if l.spec.flags & shards::cmd::flag::BLOCKING != 0 {
+                    // A blocking command ends the run: what follows must wait for its answer.
+                    pos += consumed;
+                    break;
+                }
             }
             _ if run.is_some() => break,
             target => execute(ctx, conn, target, &argv, now),
@@ -220,9 +227,17 @@ fn execute(ctx: &ShardCtx, conn: &mut Conn, target: Target, argv: &[&[u8]], now:
         Target::Local(l) => {
             conn.last_cmd = names(l);
             let (db, proto) = (conn.db, conn.proto);
-            ctx.engine
-                .borrow_mut()
-                .execute_reply(l, argv, db, now, proto, &mut conn.wbuf);
+            let blocked =
+                ctx.engine
+                    .borrow_mut()
+                    .execute_reply(l, argv, db, now, proto, &mut conn.wbuf);
+            if let Some(ms) = blocked {
+                let mut frame = Vec::new();
+                encode_command(argv, &mut frame);
+                let origin = (ctx.id, conn.token, conn.seq);
+                ctx.block(waiter(l, argv, &frame, origin, db, proto, ms, now));
+                conn.wait = Wait::Blocked { shard: ctx.id };
+            }
         }
         Target::Fail(e) => {
             let text = e.text();
@@ -250,29 +265,119 @@ fn execute(ctx: &ShardCtx, conn: &mut Conn, target: Target, argv: &[&[u8]], now:
 }
 
 /// Executes forwarded frames against this shard's engine (no routing: the sender routed them).
-pub fn run_frames(ctx: &ShardCtx, frames: &[u8], db: usize, proto: Proto, out: &mut Vec<u8>) {
+///
+/// A command that blocks is parked here for `origin` (shard, connection, sequence number), and
+/// the function returns true: the frames before it have answered, its own answer comes later.
+pub fn run_frames(
+    ctx: &ShardCtx,
+    frames: &[u8],
+    db: usize,
+    proto: Proto,
+    out: &mut Vec<u8>,
+    origin: Option<(usize, Token, u32)>,
+) -> bool {
     let mut ranges = Vec::new();
     let mut scratch = Vec::new();
     let mut pos = 0;
     let limits = shards::resp::ParseLimits {
         bulk_len_max: usize::MAX,
     };
-    let mut engine = ctx.engine.borrow_mut();
     let now = now_us();
     while pos < frames.len() {
         let consumed = match parse_command(&frames[pos..], &mut ranges, &mut scratch, limits) {
             Ok(Parsed::Command { consumed }) => consumed,
             _ => break,
         };
+        let frame = &frames[pos..pos + consumed];
         let argv: SmallVec<[&[u8]; 8]> = ranges
             .iter()
             .map(|r| &frames[pos + r.start..pos + r.end])
             .collect();
         match lookup(&argv) {
-            Ok(l) => engine.execute_reply(l, &argv, db, now, proto, out),
+            Ok(l) => {
+                let blocked = ctx
+                    .engine
+                    .borrow_mut()
+                    .execute_reply(l, &argv, db, now, proto, out);
+                if let (Some(ms), Some((shard, conn, seq))) = (blocked, origin) {
+                    ctx.block(waiter(
+                        l,
+                        &argv,
+                        frame,
+                        (shard, conn, seq),
+                        db,
+                        proto,
+                        ms,
+                        now,
+                    ));
+                    return true;
+                }
+            }
             Err(e) => Reply::new(out, proto).error(&e.text()),
         }
         pos += consumed;
+    }
+    false
+}
+
+/// A waiter for a blocked command (`origin` is shard, connection, sequence number).
+#[allow(clippy::too_many_arguments)]
+fn waiter(
+    l: Lookup,
+    argv: &[&[u8]],
+    frame: &[u8],
+    origin: (usize, Token, u32),
+    db: usize,
+    proto: Proto,
+    timeout_ms: u64,
+    now_us: u64,
+) -> Waiter {
+    // Blocked clients wait on the keys of the command's first key spec (BLMOVE: the source).
+    let first = CommandSpec {
+        keys: &l.spec.keys[..l.spec.keys.len().min(1)],
+        ..*l.spec
+    };
+    let mut pos = Vec::new();
+    key_positions(&first, argv, &mut pos);
+    Waiter {
+        origin: origin.0,
+        conn: origin.1,
+        seq: origin.2,
+        db,
+        proto,
+        frame: frame.to_vec(),
+        keys: pos.iter().map(|&p| Key::from(argv[p])).collect(),
+        deadline_ms: (timeout_ms > 0).then(|| now_us / 1000 + timeout_ms),
+    }
+}
+
+/// Re-runs a parked command (its keys were written); true if it still has nothing to serve.
+pub fn run_blocking_frame(
+    ctx: &ShardCtx,
+    frame: &[u8],
+    db: usize,
+    proto: Proto,
+    out: &mut Vec<u8>,
+) -> bool {
+    let mut ranges = Vec::new();
+    let mut scratch = Vec::new();
+    let limits = shards::resp::ParseLimits {
+        bulk_len_max: usize::MAX,
+    };
+    let Ok(Parsed::Command { .. }) = parse_command(frame, &mut ranges, &mut scratch, limits) else {
+        return false;
+    };
+    let argv: SmallVec<[&[u8]; 8]> = ranges.iter().map(|r| &frame[r.clone()]).collect();
+    match lookup(&argv) {
+        Ok(l) => ctx
+            .engine
+            .borrow_mut()
+            .execute_reply(l, &argv, db, now_us(), proto, out)
+            .is_some(),
+        Err(e) => {
+            Reply::new(out, proto).error(&e.text());
+            false
+        }
     }
 }
 
@@ -410,7 +515,7 @@ fn gather_keys(l: Lookup, argv: &[&[u8]], db: usize) -> Vec<(u8, Key)> {
 }
 
 /// Copies the keys' entries here, runs the command on the copies, sends changes back.
-fn start_gather(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) {
+pub fn start_gather(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) {
     let keys = gather_keys(l, argv, conn.db);
     let mut per_shard: Vec<Vec<(u8, Key)>> = vec![Vec::new(); ctx.n];
     for (db, k) in &keys {
@@ -445,6 +550,7 @@ fn gather_run(
         }
     }
     let mut scratch = Shard::new(ctx.id, 1, now_us());
+    scratch.config = ctx.engine.borrow().config.clone();
     for (db, k, e) in &before {
         scratch.import(*db as usize, vec![(k.clone(), e.clone())]);
     }
@@ -452,7 +558,26 @@ fn gather_run(
     let now = now_us();
     let (db, proto) = (conn.db, conn.proto);
     let mut reply = Vec::new();
-    scratch.execute_reply(l, &args, db, now, proto, &mut reply);
+    if let Some(timeout_ms) = scratch.execute_reply(l, &args, db, now, proto, &mut reply) {
+        // A blocking command over keys on several shards found nothing: poll until it is
+        // served or its deadline passes.
+        let now_ms = now / 1000;
+        let deadline = *conn.retry_deadline.get_or_insert(if timeout_ms == 0 {
+            u64::MAX
+        } else {
+            now_ms + timeout_ms
+        });
+        if now_ms >= deadline {
+            conn.retry_deadline = None;
+            conn.wbuf
+                .extend_from_slice(&crate::block::timeout_reply(proto));
+        } else {
+            conn.wait = Wait::Retry;
+            ctx.schedule_retry(conn.token, conn.seq, l, argv);
+        }
+        return;
+    }
+    conn.retry_deadline = None;
     if l.spec.flags & shards::cmd::flag::WRITE == 0 {
         conn.wbuf.extend_from_slice(&reply);
         return;

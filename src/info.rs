@@ -47,6 +47,12 @@ fn human(bytes: u64) -> String {
     }
 }
 
+/// Bytes allocated by the process, from jemalloc (refreshed on each call).
+fn allocated_bytes() -> u64 {
+    let _ = tikv_jemalloc_ctl::epoch::advance();
+    tikv_jemalloc_ctl::stats::allocated::read().unwrap_or(0) as u64
+}
+
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = statm
@@ -159,18 +165,24 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
             "memory" => {
                 o.push_str("# Memory\r\n");
                 let rss = rss_bytes();
+                let used = allocated_bytes();
                 let maxmem: u64 = shared.config.get("maxmemory").parse().unwrap_or(0);
-                field(o, "used_memory", rss);
-                field(o, "used_memory_human", human(rss));
+                field(o, "used_memory", used);
+                field(o, "used_memory_human", human(used));
                 field(o, "used_memory_rss", rss);
                 field(o, "used_memory_rss_human", human(rss));
-                field(o, "used_memory_peak", rss);
-                field(o, "used_memory_peak_human", human(rss));
+                field(o, "used_memory_peak", used.max(shared.peak_memory(used)));
+                field(o, "used_memory_peak_human", human(shared.peak_memory(used)));
                 field(o, "maxmemory", maxmem);
                 field(o, "maxmemory_human", human(maxmem));
                 field(o, "maxmemory_policy", shared.config.get("maxmemory-policy"));
-                field(o, "mem_fragmentation_ratio", "1.00");
-                field(o, "mem_allocator", "libc");
+                let frag = if used > 0 {
+                    rss as f64 / used as f64
+                } else {
+                    1.0
+                };
+                field(o, "mem_fragmentation_ratio", format!("{frag:.2}"));
+                field(o, "mem_allocator", "jemalloc-5.3.0");
             }
             "persistence" => {
                 o.push_str("# Persistence\r\n");

@@ -6,6 +6,7 @@
 //! Keys belong to shards by hash slot; commands for another shard's keys travel over channel
 //! meshes (see `dispatch`).
 
+mod block;
 mod clock;
 mod config;
 mod conn;
@@ -20,6 +21,11 @@ mod server_cmds;
 mod startup;
 
 use std::sync::Arc;
+
+/// jemalloc: compact size classes for many small allocations, and the statistics behind
+/// INFO memory.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() {
     let config = match config::from_args() {

@@ -55,6 +55,10 @@ pub enum ReqBody {
     Digest,
     /// CONFIG RESETSTAT.
     ResetStat,
+    /// Drop (or answer) the waiter of this connection, blocked on the receiving shard.
+    Unblock(crate::block::Unblock),
+    /// CLIENT UNBLOCK: unblock the connection with this id if it lives here.
+    ClientUnblock { id: u64, error: bool },
 }
 
 /// A batch of answers, one part per request part, in request order.
@@ -72,6 +76,8 @@ pub struct RepPart {
 pub enum RepBody {
     /// Encoded replies.
     Bytes(Vec<u8>),
+    /// Replies of a run whose last command blocked: its answer follows later.
+    Partial(Vec<u8>),
     Entries(Vec<(u8, Key, Option<Entry>)>),
     Stats(Box<ShardStats>),
     Lines(String),

@@ -2,6 +2,7 @@
 //! QUIT, CLIENT) and process-wide work (INFO, CONFIG, DEBUG, SHUTDOWN), some of which ask every
 //! shard for its part.
 
+use crate::block::Unblock;
 use crate::conn::Conn;
 use crate::ctx::{now_us, ShardCtx, REDIS_VERSION};
 use crate::msg::{RepBody, ReqBody, ReqPart, ShardStats};
@@ -215,6 +216,7 @@ fn client(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Result<
         }
         "list" => client_list(ctx, conn, argv)?,
         "kill" => client_kill(ctx, conn, argv)?,
+        "unblock" => client_unblock(ctx, conn, argv)?,
         "help" => help(
             conn,
             "CLIENT",
@@ -296,6 +298,48 @@ fn client_list(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Er
                 }
             }
             conn.reply().verbatim(text.as_bytes());
+        }),
+    );
+    Ok(())
+}
+
+/// CLIENT UNBLOCK id [TIMEOUT|ERROR]: ends a blocking command of another connection.
+fn client_unblock(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
+    let id = parse_i64(argv[2]).ok_or(Error::NotInteger)?;
+    let error = match argv.get(3) {
+        None => false,
+        Some(a) if eq_ic(a, "timeout") => false,
+        Some(a) if eq_ic(a, "error") => true,
+        Some(_) => {
+            return Err(Error::err(
+                "CLIENT UNBLOCK reason should be TIMEOUT or ERROR",
+            ))
+        }
+    };
+    if argv.len() > 4 {
+        return Err(Error::Syntax);
+    }
+    let parts = (0..ctx.n)
+        .map(|s| {
+            (
+                s,
+                ReqBody::ClientUnblock {
+                    id: id as u64,
+                    error,
+                },
+            )
+        })
+        .collect();
+    crate::dispatch::fan_out(
+        ctx,
+        conn,
+        parts,
+        Box::new(|_, conn, results| {
+            let n: i64 = results
+                .iter()
+                .map(|(_, b)| if let RepBody::Count(n) = b { *n } else { 0 })
+                .sum();
+            conn.reply().int(n.min(1));
         }),
     );
     Ok(())
@@ -396,7 +440,7 @@ pub fn serve_local(ctx: &ShardCtx, conn: &mut Conn, part: &ReqPart) -> RepBody {
             }
             RepBody::Count(n)
         }
-        _ => ctx.serve_part(part),
+        _ => ctx.serve_part(ctx.id, part),
     }
 }
 
@@ -439,6 +483,62 @@ pub fn serve_admin(ctx: &ShardCtx, body: &ReqBody) -> RepBody {
         }
         ReqBody::Digest => {
             RepBody::Digest(crate::debug::digest(&mut ctx.engine.borrow_mut(), now_ms))
+        }
+        ReqBody::ClientUnblock { id, error } => {
+            let how = if *error {
+                Unblock::Error
+            } else {
+                Unblock::Timeout
+            };
+            let target = ctx
+                .conns
+                .borrow()
+                .iter()
+                .find(|c| c.id == *id)
+                .map(|c| (c.token, c.wait_shard()));
+            if let Some((token, None)) = target {
+                // A polling multi-shard blocking command: answer it here.
+                let Some(mut c) = ctx.conns.borrow_mut().take(token) else {
+                    return RepBody::Count(0);
+                };
+                let polling = matches!(c.wait, crate::conn::Wait::Retry);
+                if polling {
+                    c.wait = crate::conn::Wait::None;
+                    c.retry_deadline = None;
+                    let reply = if *error {
+                        crate::block::unblocked_error()
+                    } else {
+                        crate::block::timeout_reply(c.proto)
+                    };
+                    c.wbuf.extend_from_slice(&reply);
+                    crate::dispatch::process(ctx, &mut c);
+                }
+                ctx.finish(c);
+                return RepBody::Count(polling as i64);
+            }
+            match target {
+                Some((token, Some(shard))) if shard == ctx.id => {
+                    let w = ctx.blocked.borrow().of_conn(ctx.id, token);
+                    if let Some(w) = w {
+                        ctx.unblock(w, how);
+                    }
+                    RepBody::Count(1)
+                }
+                Some((token, Some(shard))) => {
+                    ctx.send(
+                        shard,
+                        ReqPart {
+                            conn: token,
+                            seq: 0,
+                            db: 0,
+                            proto: Proto::Resp2,
+                            body: ReqBody::Unblock(how),
+                        },
+                    );
+                    RepBody::Count(1)
+                }
+                _ => RepBody::Count(0),
+            }
         }
         ReqBody::ResetStat => {
             ctx.engine.borrow_mut().stats = Default::default();

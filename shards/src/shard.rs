@@ -6,7 +6,7 @@ use crate::keyspace::{Db, Entry, Key};
 use crate::limits::DATABASES;
 use crate::resp::{Proto, Reply};
 use crate::rng::Rng;
-use crate::Result;
+use crate::{Error, Result};
 use std::collections::HashMap;
 
 /// Per-command counters (INFO commandstats).
@@ -63,6 +63,9 @@ impl Stats {
     }
 }
 
+/// Keys blocked clients wait on, with their waiter counts.
+pub type Waited = HashMap<(usize, Key), u32, ahash::RandomState>;
+
 /// Settings a shard's commands consult.
 #[derive(Debug, Clone)]
 pub struct ShardConfig {
@@ -110,6 +113,10 @@ pub struct Shard {
     /// The clock command timing uses (the engine reads no clock of its own; the server sets
     /// a cycle counter here).
     pub ticks: fn() -> u64,
+    /// Keys blocked clients wait on, with how many wait on each (kept by the server).
+    pub waited: Waited,
+    /// Waited-on keys written since the server last looked (Redis's ready keys).
+    pub ready: Vec<(usize, Key)>,
 }
 
 impl Shard {
@@ -122,6 +129,8 @@ impl Shard {
             stats: Stats::default(),
             config: ShardConfig::default(),
             ticks: || 0,
+            waited: HashMap::default(),
+            ready: Vec::new(),
         }
     }
 
@@ -172,11 +181,33 @@ impl Shard {
         now_us: u64,
         proto: Proto,
         out: &mut Vec<u8>,
-    ) {
-        if let Err(e) = self.execute(cmd, argv, db, now_us, proto, out) {
-            let text = e.text();
-            self.stats.record_error(&text);
-            Reply::new(out, proto).error(&text);
+    ) -> Option<u64> {
+        match self.execute(cmd, argv, db, now_us, proto, out) {
+            Ok(()) => {
+                if cmd.spec.flags & crate::cmd::flag::WRITE != 0 && !self.waited.is_empty() {
+                    self.signal_keys(cmd, argv, db);
+                }
+                None
+            }
+            Err(Error::Blocked(timeout_ms)) => Some(timeout_ms),
+            Err(e) => {
+                let text = e.text();
+                self.stats.record_error(&text);
+                Reply::new(out, proto).error(&text);
+                None
+            }
+        }
+    }
+
+    /// Notes the keys a write command touched that blocked clients wait for.
+    fn signal_keys(&mut self, cmd: Lookup, argv: &[&[u8]], db: usize) {
+        let mut pos = Vec::new();
+        crate::cmd::key_positions(cmd.spec, argv, &mut pos);
+        for p in pos {
+            let k = (db, Key::from(argv[p]));
+            if self.waited.contains_key(&k) && !self.ready.contains(&k) {
+                self.ready.push(k);
+            }
         }
     }
 
@@ -191,6 +222,12 @@ impl Shard {
 
     /// Installs entries computed elsewhere: `Some` stores, `None` deletes.
     pub fn import(&mut self, db: usize, entries: Vec<(Key, Option<Entry>)>) {
+        for (k, _) in &entries {
+            let k = (db, k.clone());
+            if self.waited.contains_key(&k) && !self.ready.contains(&k) {
+                self.ready.push(k);
+            }
+        }
         let d = &mut self.dbs[db];
         for (k, e) in entries {
             match e {
@@ -259,14 +296,20 @@ pub mod testing {
         pub fn run_args(&mut self, argv: &[&[u8]]) -> String {
             let mut out = Vec::new();
             match lookup(argv) {
-                Ok(l) => self.shard.execute_reply(
-                    l,
-                    argv,
-                    self.db,
-                    self.now_ms * 1000,
-                    self.proto,
-                    &mut out,
-                ),
+                Ok(l) => {
+                    let blocked = self.shard.execute_reply(
+                        l,
+                        argv,
+                        self.db,
+                        self.now_ms * 1000,
+                        self.proto,
+                        &mut out,
+                    );
+                    // A blocking command that would park the client shows as "(blocked)".
+                    if blocked.is_some() {
+                        out.extend_from_slice(b"(blocked)");
+                    }
+                }
                 Err(e) => Reply::new(&mut out, self.proto).error(&e.text()),
             }
             String::from_utf8_lossy(&out).into_owned()

@@ -441,6 +441,20 @@ const CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
         ..CLIENT_SUB
     },
     CommandSpec {
+        name: "unblock",
+        arity: -3,
+        flags: flag::ADMIN | flag::NOSCRIPT | flag::LOADING | flag::STALE,
+        acl: acl::CONNECTION | acl::DANGEROUS,
+        summary: "Ends another connection's blocking command early, as a timeout or an error.",
+        since: "5.0.0",
+        complexity: "O(log N) where N is the number of client connections",
+        args: &[
+            Arg::new("client-id", ArgType::Integer),
+            Arg::oneof("unblock-type", &[Arg::token("timeout", "TIMEOUT"), Arg::token("error", "ERROR")]).optional(),
+        ],
+        ..CLIENT_SUB
+    },
+    CommandSpec {
         name: "setname",
         arity: 3,
         flags: flag::NOSCRIPT | flag::LOADING | flag::STALE,
