@@ -656,6 +656,9 @@ impl ShardCtx {
 
     /// Serves a request batch from another shard, synchronously, and queues the answers.
     fn serve(&self, req: Request) {
+        // A CONFIG SET on another shard is visible before that client's next command gets
+        // here: take it now, so encoding thresholds and the like apply at once, as in Redis.
+        self.refresh_config();
         let from = req.from;
         let parts = req
             .parts

@@ -279,7 +279,7 @@ fn check(file: &str) {
 }
 
 /// The corpus files that have a test below; a new file must be added here and get a test.
-const CORPUS: &[&str] = &["strings.redis", "keys.redis", "server.redis"];
+const CORPUS: &[&str] = &["strings.redis", "keys.redis", "server.redis", "hash.redis"];
 
 #[test]
 fn every_corpus_file_has_a_test() {
@@ -313,4 +313,9 @@ fn keys() {
 #[test]
 fn server() {
     check("server.redis");
+}
+
+#[test]
+fn hash() {
+    check("hash.redis");
 }

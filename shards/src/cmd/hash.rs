@@ -855,6 +855,7 @@ mod tests {
             "-ERR wrong number of arguments for 'hdel' command\r\n"
         );
         // The same for the big encoding.
+        t.shard.config.hash_max_listpack_entries = 128;
         for i in 0..200 {
             t.run(&format!("HSET big f{i} v"));
         }
@@ -945,13 +946,14 @@ mod tests {
         let mut t = TestShard::new();
         let v64 = "x".repeat(64);
         let v65 = "x".repeat(65);
-        for i in 0..128 {
+        // Redis 7.0's built-in default: 512 entries.
+        for i in 0..512 {
             t.run(&format!("HSET h f{i} {v64}"));
         }
         assert_eq!(encoding(&mut t, "h"), "listpack");
         t.run("HSET h f0 v");
         assert_eq!(encoding(&mut t, "h"), "listpack");
-        t.run("HSET h f128 v");
+        t.run("HSET h f512 v");
         assert_eq!(encoding(&mut t, "h"), "hashtable");
         // A long value converts even when it only replaces one, and before any insert.
         t.run("HSET a f v");
@@ -1132,6 +1134,7 @@ mod tests {
     #[test]
     fn hrandfield_big_hash() {
         let mut t = TestShard::new();
+        t.shard.config.hash_max_listpack_entries = 128;
         for i in 0..300 {
             t.run(&format!("HSET h f{i} v{i}"));
         }
@@ -1216,6 +1219,7 @@ mod tests {
     #[test]
     fn hscan_table_walks_with_a_cursor() {
         let mut t = TestShard::new();
+        t.shard.config.hash_max_listpack_entries = 128;
         for i in 0..500 {
             t.run(&format!("HSET h f{i} v{i}"));
         }
