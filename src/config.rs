@@ -15,8 +15,10 @@ pub enum Kind {
         min: i64,
         max: i64,
     },
-    /// A byte count, accepting `k`, `kb`, `m`, `mb`, `g`, `gb` suffixes.
-    Memory,
+    /// A byte count, accepting `k`, `kb`, `m`, `mb`, `g`, `gb` suffixes, at least `min`.
+    Memory {
+        min: u64,
+    },
     Bool,
     Str,
     Enum(&'static [&'static str]),
@@ -74,7 +76,7 @@ pub const OPTIONS: &[OptDef] = &[
     opt(
         "io-memory",
         "1mb",
-        Kind::Memory,
+        Kind::Memory { min: 0 },
         false,
         "io_uring buffer memory per shard (locked; see ulimit -l)",
     ),
@@ -125,14 +127,14 @@ pub const OPTIONS: &[OptDef] = &[
     opt(
         "proto-max-bulk-len",
         "512mb",
-        Kind::Memory,
+        Kind::Memory { min: 1024 * 1024 },
         true,
         "largest bulk string a client may send",
     ),
     opt(
         "client-query-buffer-limit",
         "1gb",
-        Kind::Memory,
+        Kind::Memory { min: 1024 * 1024 },
         true,
         "largest query buffer per client",
     ),
@@ -179,7 +181,10 @@ pub const OPTIONS: &[OptDef] = &[
     opt(
         "hz",
         "10",
-        Kind::Int { min: 1, max: 500 },
+        Kind::Int {
+            min: 0,
+            max: i32::MAX as i64,
+        },
         true,
         "background task frequency (active expiry)",
     ),
@@ -221,7 +226,7 @@ pub const OPTIONS: &[OptDef] = &[
     opt(
         "maxmemory",
         "0",
-        Kind::Memory,
+        Kind::Memory { min: 0 },
         true,
         "memory limit (eviction is not built yet)",
     ),
@@ -274,26 +279,6 @@ pub const OPTIONS: &[OptDef] = &[
         },
         true,
         "integer sets up to this size use an intset",
-    ),
-    opt(
-        "set-max-listpack-entries",
-        "128",
-        Kind::Int {
-            min: 0,
-            max: i32::MAX as i64,
-        },
-        true,
-        "sets up to this many members stay compact",
-    ),
-    opt(
-        "set-max-listpack-value",
-        "64",
-        Kind::Int {
-            min: 0,
-            max: i32::MAX as i64,
-        },
-        true,
-        "sets with members up to this size stay compact",
     ),
     opt(
         "zset-max-listpack-entries",
@@ -369,11 +354,23 @@ pub fn normalise(def: &OptDef, value: &str) -> Result<String, String> {
                     "argument must be between {min} and {max} inclusive"
                 ));
             }
+            // Redis accepts any hz and clamps it to 1..500.
+            if def.name == "hz" {
+                return Ok(n.clamp(1, 500).to_string());
+            }
             Ok(n.to_string())
         }
-        Kind::Memory => parse_memory(value)
-            .map(|n| n.to_string())
-            .ok_or_else(|| "argument must be a memory value".to_string()),
+        Kind::Memory { min } => {
+            let n =
+                parse_memory(value).ok_or_else(|| "argument must be a memory value".to_string())?;
+            if n < min || n > i64::MAX as u64 {
+                return Err(format!(
+                    "argument must be between {min} and {} inclusive",
+                    i64::MAX
+                ));
+            }
+            Ok(n.to_string())
+        }
         Kind::Bool => match value.to_ascii_lowercase().as_str() {
             "yes" => Ok("yes".into()),
             "no" => Ok("no".into()),
@@ -564,9 +561,18 @@ pub fn from_args() -> anyhow::Result<Config> {
     let file = m.get_one::<String>("config-file").cloned();
     let mut overrides = Vec::new();
     for o in OPTIONS {
-        if let Some(vals) = m.get_many::<String>(o.name) {
-            let v: Vec<&str> = vals.map(String::as_str).collect();
-            overrides.push((o.name.to_string(), v.join(" ")));
+        let Some(occurrences) = m.get_occurrences::<String>(o.name) else {
+            continue;
+        };
+        let occurrences: Vec<String> = occurrences
+            .map(|vals| vals.map(String::as_str).collect::<Vec<_>>().join(" "))
+            .collect();
+        if o.name == "save" {
+            // Like redis-server, every `save` adds snapshot points.
+            overrides.push((o.name.to_string(), occurrences.join(" ").trim().to_string()));
+        } else if let Some(last) = occurrences.last() {
+            // Like redis-server, a repeated option keeps its last value.
+            overrides.push((o.name.to_string(), last.clone()));
         }
     }
     Config::load(file.as_deref(), &overrides)

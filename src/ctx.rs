@@ -39,6 +39,8 @@ pub struct Shared {
     pub started: SystemTime,
     pub run_id: String,
     peak_memory: AtomicU64,
+    /// Client connections open on all shards (maxclients is process-wide).
+    pub clients: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -61,6 +63,7 @@ impl Shared {
             started,
             run_id,
             peak_memory: AtomicU64::new(0),
+            clients: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -73,7 +76,7 @@ impl Shared {
 
     /// Stops the process. Nothing needs flushing yet (persistence comes later).
     pub fn shutdown(&self, code: i32) -> ! {
-        eprintln!("shardis is now ready to exit, bye bye...");
+        crate::log!("shardis is now ready to exit, bye bye...");
         std::process::exit(code)
     }
 }
@@ -276,8 +279,6 @@ impl ShardCtx {
             c.hash_max_listpack_entries = n("hash-max-listpack-entries");
             c.hash_max_listpack_value = n("hash-max-listpack-value");
             c.set_max_intset_entries = n("set-max-intset-entries");
-            c.set_max_listpack_entries = n("set-max-listpack-entries");
-            c.set_max_listpack_value = n("set-max-listpack-value");
             c.zset_max_listpack_entries = n("zset-max-listpack-entries");
             c.zset_max_listpack_value = n("zset-max-listpack-value");
         }
@@ -329,7 +330,9 @@ impl ShardCtx {
                 }
             }
             self.end_of_batch();
-            glommio::yield_if_needed().await;
+            // Let the mesh tasks run between batches: answers from other shards must not wait
+            // for a preemption tick while this loop stays busy.
+            futures_lite::future::yield_now().await;
         }
     }
 
@@ -498,9 +501,10 @@ impl ShardCtx {
             .connections_received
             .set(self.net.connections_received.get() + 1);
         let mut conns = self.conns.borrow_mut();
-        // maxclients is per process; each shard enforces its share.
-        let share = self.maxclients.get().div_ceil(self.n);
-        if conns.live >= share {
+        // maxclients counts the clients of every shard.
+        let clients = self.shared.clients.fetch_add(1, Ordering::AcqRel);
+        if clients >= self.maxclients.get() {
+            self.shared.clients.fetch_sub(1, Ordering::AcqRel);
             self.net
                 .rejected_connections
                 .set(self.net.rejected_connections.get() + 1);
@@ -515,6 +519,7 @@ impl ShardCtx {
         if self.epoll.add(fd, EV_READ, token_data(token)).is_err() {
             net::close(fd);
             conns.release(token);
+            self.shared.clients.fetch_sub(1, Ordering::AcqRel);
             return;
         }
         conns.put(conn);
@@ -525,9 +530,13 @@ impl ShardCtx {
         let Some(mut conn) = self.conns.borrow_mut().take(token) else {
             return;
         };
-        if flags & (EV_READ | libc::EPOLLERR as u32 | libc::EPOLLHUP as u32) != 0
-            && !conn.read_paused
-        {
+        let hangup = flags & (libc::EPOLLERR as u32 | libc::EPOLLHUP as u32) != 0;
+        if hangup && conn.read_paused {
+            // epoll reports hang-ups even when reading is paused; the peer is gone, and
+            // leaving the socket registered would report it again at once, forever.
+            return self.close(conn);
+        }
+        if flags & EV_READ != 0 || hangup {
             match net::read_into(conn.fd, &mut conn.rbuf, READ_CHUNK) {
                 Ok(0) => return self.close(conn),
                 Ok(n) => {
@@ -541,9 +550,10 @@ impl ShardCtx {
                 Err(_) => return self.close(conn),
             }
             if conn.rbuf.len() - conn.rpos > self.query_buf_max.get() {
-                eprintln!(
+                crate::log!(
                     "closing client {} ({}): query buffer limit reached",
-                    conn.id, conn.addr
+                    conn.id,
+                    conn.addr
                 );
                 return self.close(conn);
             }
@@ -602,6 +612,7 @@ impl ShardCtx {
     }
 
     pub fn close(&self, conn: Box<Conn>) {
+        self.shared.clients.fetch_sub(1, Ordering::AcqRel);
         if let Wait::Blocked { shard } = conn.wait {
             self.cancel_block(shard, conn.token);
         }
@@ -656,8 +667,7 @@ impl ShardCtx {
 
     /// Serves a request batch from another shard, synchronously, and queues the answers.
     fn serve(&self, req: Request) {
-        // A CONFIG SET on another shard is visible before that client's next command gets
-        // here: take it now, so encoding thresholds and the like apply at once, as in Redis.
+        // A CONFIG SET on another shard must apply to the commands it forwards here next.
         self.refresh_config();
         let from = req.from;
         let parts = req
@@ -693,6 +703,13 @@ impl ShardCtx {
                 } else {
                     RepBody::Bytes(out)
                 }
+            }
+            ReqBody::Part(frames) => {
+                let mut out = Vec::new();
+                self.engine.borrow_mut().counting = false;
+                crate::dispatch::run_frames(self, frames, db, p.proto, &mut out, None);
+                self.engine.borrow_mut().counting = true;
+                RepBody::Bytes(out)
             }
             ReqBody::Unblock(how) => {
                 let id = self.blocked.borrow().of_conn(from, p.conn);

@@ -17,6 +17,17 @@ fn entry_digest(db: usize, key: &[u8], e: &Entry) -> [u8; 20] {
         (i as u8, db, key).hash(&mut h);
         match &e.value {
             shards::types::Value::Str(s) => s.as_bytes().hash(&mut h),
+            shards::types::Value::List(l) => {
+                ("list", l.len()).hash(&mut h);
+                l.iter().for_each(|e| e.hash(&mut h));
+            }
+            shards::types::Value::Set(s) => {
+                // Order-independent: the same members give the same digest in any encoding.
+                let mut members: Vec<_> = s.iter().map(|m| m.to_bytes()).collect();
+                members.sort_by(|a, b| a.as_slice().cmp(b.as_slice()));
+                ("set", members.len()).hash(&mut h);
+                members.iter().for_each(|m| m.as_slice().hash(&mut h));
+            }
             // Order-independent: the XOR of one digest per (field, value).
             shards::types::Value::Hash(hash) => {
                 let mut acc = 0u64;

@@ -151,10 +151,16 @@ fn names(l: Lookup) -> (&'static str, Option<&'static str>) {
 fn route(ctx: &ShardCtx, conn: &Conn, argv: &[&[u8]]) -> Target {
     let l = match lookup(argv) {
         Ok(l) => l,
-        Err(e) => return Target::Fail(e),
+        Err(e) => {
+            if let Some(l) = shards::cmd::registry::find_unchecked(argv) {
+                ctx.engine.borrow_mut().stats.count_rejected(l);
+            }
+            return Target::Fail(e);
+        }
     };
     let spec = l.spec;
     if !conn.authenticated && spec.flags & shards::cmd::flag::NO_AUTH == 0 {
+        ctx.engine.borrow_mut().stats.count_rejected(l);
         return Target::Fail(Error::Other("NOAUTH Authentication required.".into()));
     }
     match spec.route {
@@ -247,16 +253,21 @@ fn execute(ctx: &ShardCtx, conn: &mut Conn, target: Target, argv: &[&[u8]], now:
         Target::Server(l, c) => {
             conn.last_cmd = names(l);
             crate::server_cmds::handle(ctx, conn, l, argv, c);
+            // Counted after it ran, as Redis does (INFO does not see its own call).
+            ctx.engine.borrow_mut().stats.count_call(l);
         }
         Target::Split(l, m) => {
+            ctx.engine.borrow_mut().stats.count_call(l);
             conn.last_cmd = names(l);
             start_split(ctx, conn, l, argv, m);
         }
         Target::All(l, m) => {
+            ctx.engine.borrow_mut().stats.count_call(l);
             conn.last_cmd = names(l);
             start_all(ctx, conn, l, argv, m);
         }
         Target::Gather(l) => {
+            ctx.engine.borrow_mut().stats.count_call(l);
             conn.last_cmd = names(l);
             start_gather(ctx, conn, l, argv);
         }
@@ -452,7 +463,7 @@ fn start_split(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]], merge
         .map(|(s, a)| {
             let mut frame = Vec::new();
             encode_command(&a, &mut frame);
-            (s, ReqBody::Run(frame))
+            (s, ReqBody::Part(frame))
         })
         .collect();
     fan_out(
@@ -477,7 +488,7 @@ fn start_all(ctx: &ShardCtx, conn: &mut Conn, _l: Lookup, argv: &[&[u8]], merge:
     let mut frame = Vec::new();
     encode_command(argv, &mut frame);
     let parts = (0..ctx.n)
-        .map(|s| (s, ReqBody::Run(frame.clone())))
+        .map(|s| (s, ReqBody::Part(frame.clone())))
         .collect();
     fan_out(
         ctx,

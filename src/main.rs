@@ -6,6 +6,16 @@
 //! Keys belong to shards by hash slot; commands for another shard's keys travel over channel
 //! meshes (see `dispatch`).
 
+/// Writes a line to standard error, ignoring failures (a closed stderr must never stop the
+/// server: `eprintln!` would panic).
+#[macro_export]
+macro_rules! log {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod block;
 mod clock;
 mod config;
@@ -28,16 +38,23 @@ use std::sync::Arc;
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() {
+    // A panic on any shard stops the whole process: a half-alive server that silently lost a
+    // core's keys would be worse.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        std::process::abort();
+    }));
     let config = match config::from_args() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("*** FATAL CONFIG ERROR *** {e:#}");
+            log!("*** FATAL CONFIG ERROR *** {e:#}");
             std::process::exit(1);
         }
     };
     clock::calibrate();
     if let Err(e) = startup::run(Arc::new(config)) {
-        eprintln!("shardis: {e:#}");
+        log!("shardis: {e:#}");
         std::process::exit(1);
     }
 }

@@ -120,13 +120,19 @@ pub fn merge(
             }
         }
         Merge::AnyNonNull => {
-            let pick = parts
+            // A random one of the shards that had an answer (RANDOMKEY).
+            let found: Vec<&Vec<u8>> = parts
                 .iter()
                 .map(|(_, r)| r)
-                .find(|r| !(r.starts_with(b"$-1") || r.starts_with(b"_") || r.starts_with(b"*-1")));
-            match pick {
-                Some(r) => reply.raw(r),
-                None => reply.null(),
+                .filter(|r| {
+                    !(r.starts_with(b"$-1") || r.starts_with(b"_") || r.starts_with(b"*-1"))
+                })
+                .collect();
+            if found.is_empty() {
+                reply.null();
+            } else {
+                let pick = crate::ctx::now_us() as usize % found.len();
+                reply.raw(found[pick]);
             }
         }
     }

@@ -39,6 +39,9 @@ pub struct ReqPart {
 pub enum ReqBody {
     /// Execute these RESP-encoded commands in order; answer with their replies, concatenated.
     Run(Vec<u8>),
+    /// Like `Run`, for the per-shard parts of a command split over shards: executed without
+    /// counting calls (the connection's shard counts the command once).
+    Part(Vec<u8>),
     /// Copy out the entries of these keys (absent keys as None).
     Export(Vec<(u8, Key)>),
     /// Store (Some) or delete (None) these entries.

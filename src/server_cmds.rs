@@ -162,7 +162,7 @@ fn hello(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
         conn.name = if n.is_empty() { None } else { Some(n.to_vec()) };
     }
     if !conn.authenticated {
-        return Err(Error::Other("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time".into()));
+        return Err(Error::Other("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time".into()));
     }
     if let Some(v) = ver {
         conn.proto = if v == 3 { Proto::Resp3 } else { Proto::Resp2 };
@@ -453,7 +453,8 @@ fn kill_matching(ctx: &ShardCtx, f: &KillFilter) -> i64 {
         .map(|c| c.token)
         .collect();
     for t in &victims {
-        if let Some(c) = ctx.conns.borrow_mut().take(*t) {
+        let victim = ctx.conns.borrow_mut().take(*t);
+        if let Some(c) = victim {
             ctx.close(c);
         }
     }
@@ -671,7 +672,7 @@ fn shutdown(ctx: &ShardCtx, argv: &[&[u8]]) -> Result<(), Error> {
     if abort {
         return Err(Error::err("No shutdown in progress."));
     }
-    eprintln!("User requested shutdown...");
+    crate::log!("User requested shutdown...");
     ctx.shared.shutdown(0)
 }
 

@@ -116,7 +116,7 @@ fn handle_signals(shared: Arc<Shared>) {
             } else {
                 "SIGTERM"
             };
-            eprintln!("Received {name} scheduled shutdown...");
+            crate::log!("Received {name} scheduled shutdown...");
             shared.shutdown(0);
         });
     }
@@ -158,17 +158,17 @@ pub fn run(config: Arc<Config>) -> anyhow::Result<()> {
             })?;
         handles.push(h);
     }
-    eprintln!(
+    crate::log!(
         "shardis {} (redis_version {}) with {n} shard(s): listening on {bind}:{port}",
         env!("CARGO_PKG_VERSION"),
         crate::ctx::REDIS_VERSION
     );
-    eprintln!("Ready to accept connections");
+    crate::log!("Ready to accept connections");
     for h in handles {
         match h.join() {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("shard stopped with an error: {e:#}"),
-            Err(e) => eprintln!("shard failed: {e}"),
+            Ok(Err(e)) => crate::log!("shard stopped with an error: {e:#}"),
+            Err(e) => crate::log!("shard failed: {e}"),
         }
     }
     Ok(())

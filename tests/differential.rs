@@ -279,7 +279,14 @@ fn check(file: &str) {
 }
 
 /// The corpus files that have a test below; a new file must be added here and get a test.
-const CORPUS: &[&str] = &["strings.redis", "keys.redis", "server.redis", "hash.redis"];
+const CORPUS: &[&str] = &[
+    "strings.redis",
+    "keys.redis",
+    "server.redis",
+    "lists.redis",
+    "sets.redis",
+    "hash.redis",
+];
 
 #[test]
 fn every_corpus_file_has_a_test() {
@@ -313,6 +320,16 @@ fn keys() {
 #[test]
 fn server() {
     check("server.redis");
+}
+
+#[test]
+fn lists() {
+    check("lists.redis");
+}
+
+#[test]
+fn sets() {
+    check("sets.redis");
 }
 
 #[test]

@@ -107,6 +107,12 @@ impl Db {
         self.map.get_index_mut(i).map(|(_, e)| e)
     }
 
+    /// The live entry under `key`, without expiring it: for holding several entries at once
+    /// (look each up with [`Db::get`] first, so an expired one is deleted and counted).
+    pub fn peek(&self, key: &[u8], now_ms: u64) -> Option<&Entry> {
+        self.map.get(key).filter(|e| !e.expired(now_ms))
+    }
+
     /// Whether a live key exists.
     pub fn contains(&mut self, key: &[u8], now_ms: u64) -> bool {
         self.get(key, now_ms).is_some()

@@ -709,7 +709,7 @@ fn move_key(sh: &mut Shard, c: &mut Call) -> Result<()> {
 
 /// Whether a key passes a MATCH pattern. `*` alone matches every key, the empty one included,
 /// as in Redis (the glob matcher itself does not match `*` against the empty string).
-fn pattern_allows(pattern: &[u8], key: &[u8]) -> bool {
+pub(crate) fn pattern_allows(pattern: &[u8], key: &[u8]) -> bool {
     pattern == b"*" || glob::matches(pattern, key, false)
 }
 

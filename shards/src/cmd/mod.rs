@@ -7,9 +7,11 @@ pub mod args;
 pub mod hash;
 pub mod info;
 pub mod keys;
+pub mod list;
 
 pub mod registry;
 pub mod server;
+pub mod set;
 pub mod spec;
 pub mod string;
 

@@ -12,9 +12,11 @@ pub fn all() -> impl Iterator<Item = &'static CommandSpec> {
     [
         super::string::COMMANDS,
         super::keys::COMMANDS,
+        super::list::COMMANDS,
         super::hash::COMMANDS,
         super::server::COMMANDS,
         super::info::COMMANDS,
+        super::set::COMMANDS,
     ]
     .into_iter()
     .flat_map(|family| family.iter())
@@ -65,6 +67,19 @@ impl Lookup {
             None => self.spec.name.to_string(),
         }
     }
+}
+
+/// The command `argv` names, whatever its arity (for counting rejected calls).
+pub fn find_unchecked(argv: &[&[u8]]) -> Option<Lookup> {
+    let spec = find(argv.first()?)?;
+    if !spec.subcommands.is_empty() && argv.len() >= 2 {
+        let sub = find_sub(spec, argv[1])?;
+        return Some(Lookup {
+            spec: sub,
+            parent: Some(spec),
+        });
+    }
+    Some(Lookup { spec, parent: None })
 }
 
 /// Looks up `argv` (name first) and checks its arity.

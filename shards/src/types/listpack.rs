@@ -180,6 +180,16 @@ impl Listpack {
     pub fn shrink(&mut self) {
         self.buf.shrink_to_fit();
     }
+
+    /// Bytes the packed elements occupy (without spare capacity).
+    pub fn used_bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Releases spare capacity beyond `capacity` bytes.
+    pub fn shrink_to(&mut self, capacity: usize) {
+        self.buf.shrink_to(capacity);
+    }
 }
 
 impl<'a> FromIterator<&'a [u8]> for Listpack {

@@ -1,0 +1,198 @@
+//! Blocking list pops through the real binary (2 shards): woken by pushes from other clients on
+//! either shard, served in arrival order, timed out by the owning shard, cancelled by a
+//! disconnect or CLIENT UNBLOCK, and never blocking anyone else.
+
+mod common;
+
+use common::{shard_of, RawConn, Server};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A key whose slot lives on `shard` (of 2), named from `prefix`.
+fn key_on(shard: usize, prefix: &str) -> String {
+    (0..1000)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|k| shard_of(k.as_bytes(), 2) == shard)
+        .expect("a key on each shard")
+}
+
+/// Waits until `n` clients are blocked (INFO clients is not per-command, so poll CLIENT LIST
+/// for `cmd=<name>` of the blocked connections).
+fn wait_blocked(ctl: &mut RawConn, cmd: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = String::from_utf8_lossy(&ctl.cmd(&["CLIENT", "LIST"])).into_owned();
+        let blocked = list.matches(&format!("cmd={cmd} ")).count();
+        if blocked >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {blocked} of {n} clients blocked: {list}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn push_from_another_shard_wakes_blpop() {
+    let server = Server::start(&[]);
+    for (waiter_key_shard, pusher) in [(0, 1), (1, 0)] {
+        let key = key_on(waiter_key_shard, &format!("q{pusher}-"));
+        let mut waiter = server.raw();
+        waiter.send(&common::encode(&["BLPOP", &key, "0"]));
+        let mut ctl = server.raw();
+        wait_blocked(&mut ctl, "blpop", 1);
+        // The blocked client does not block its shard: other work goes on.
+        assert_eq!(
+            ctl.cmd(&["SET", &key_on(waiter_key_shard, "other"), "v"]),
+            b"+OK\r\n"
+        );
+        assert_eq!(ctl.cmd(&["RPUSH", &key, "job-1"]), b":1\r\n");
+        let reply = waiter.read_reply();
+        let expected = format!("*2\r\n${}\r\n{key}\r\n$5\r\njob-1\r\n", key.len());
+        assert_eq!(String::from_utf8_lossy(&reply), expected);
+        assert_eq!(ctl.cmd(&["LLEN", &key]), b":0\r\n");
+    }
+}
+
+#[test]
+fn waiters_are_served_in_arrival_order() {
+    let server = Server::start(&[]);
+    let key = key_on(1, "fifo");
+    let mut ctl = server.raw();
+    let mut waiters = Vec::new();
+    for i in 0..3 {
+        let mut w = server.raw();
+        w.send(&common::encode(&["BRPOP", &key, "0"]));
+        wait_blocked(&mut ctl, "brpop", i + 1);
+        waiters.push(w);
+    }
+    assert_eq!(ctl.cmd(&["LPUSH", &key, "a", "b", "c"]), b":3\r\n");
+    // BRPOP pops from the tail: the first waiter gets "a", then "b", then "c".
+    for (w, want) in waiters.iter_mut().zip(["a", "b", "c"]) {
+        let reply = String::from_utf8_lossy(&w.read_reply()).into_owned();
+        assert!(reply.ends_with(&format!("$1\r\n{want}\r\n")), "{reply}");
+    }
+}
+
+#[test]
+fn timeout_answers_null_and_pops_nothing() {
+    let server = Server::start(&[]);
+    let key = key_on(0, "t");
+    let mut c = server.raw();
+    let started = Instant::now();
+    assert_eq!(c.cmd(&["BLPOP", &key, "0.2"]), b"*-1\r\n");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(190),
+        "answered after {took:?}"
+    );
+    eprintln!("BLPOP 0.2 answered after {took:?}");
+    assert_eq!(c.cmd(&["HELLO", "3"])[0], b'%');
+    assert_eq!(
+        c.cmd(&["BLMOVE", &key, "dst", "LEFT", "LEFT", "0.05"]),
+        b"_\r\n"
+    );
+    assert_eq!(
+        c.cmd(&["BLPOP", &key, "-1"]),
+        b"-ERR timeout is negative\r\n"
+    );
+}
+
+#[test]
+fn disconnected_waiter_leaves_nothing_behind() {
+    let server = Server::start(&[]);
+    let key = key_on(1, "gone");
+    let mut ctl = server.raw();
+    {
+        let mut w = server.raw();
+        w.send(&common::encode(&["BLPOP", &key, "0"]));
+        wait_blocked(&mut ctl, "blpop", 1);
+    }
+    // The connection is gone; wait until the server noticed, then push.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while String::from_utf8_lossy(&ctl.cmd(&["CLIENT", "LIST"])).contains("cmd=blpop ") {
+        assert!(Instant::now() < deadline, "closed waiter still listed");
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(ctl.cmd(&["RPUSH", &key, "kept"]), b":1\r\n");
+    assert_eq!(
+        ctl.cmd(&["LRANGE", &key, "0", "-1"]),
+        b"*1\r\n$4\r\nkept\r\n"
+    );
+}
+
+#[test]
+fn client_unblock_timeout_and_error() {
+    let server = Server::start(&[]);
+    let key = key_on(0, "ub");
+    let mut ctl = server.raw();
+    for (how, want) in [
+        ("TIMEOUT", &b"*-1\r\n"[..]),
+        (
+            "ERROR",
+            &b"-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n"[..],
+        ),
+    ] {
+        let mut w = server.raw();
+        let id = String::from_utf8_lossy(&w.cmd(&["CLIENT", "ID"]))
+            .trim_start_matches(':')
+            .trim()
+            .to_string();
+        w.send(&common::encode(&["BLPOP", &key, "0"]));
+        wait_blocked(&mut ctl, "blpop", 1);
+        assert_eq!(ctl.cmd(&["CLIENT", "UNBLOCK", &id, how]), b":1\r\n");
+        assert_eq!(w.read_reply(), want);
+        // The connection goes on normally afterwards.
+        assert_eq!(w.cmd(&["PING"]), b"+PONG\r\n");
+    }
+    assert_eq!(ctl.cmd(&["CLIENT", "UNBLOCK", "999999"]), b":0\r\n");
+}
+
+#[test]
+fn pipelined_commands_wait_for_the_blocked_one() {
+    let server = Server::start(&[]);
+    let key = key_on(1, "pipe");
+    let other = key_on(0, "pipe-other");
+    let mut w = server.raw();
+    let mut batch = common::encode(&["BLPOP", &key, "0"]);
+    batch.extend(common::encode(&["SET", &other, "after"]));
+    w.send(&batch);
+    let mut ctl = server.raw();
+    wait_blocked(&mut ctl, "blpop", 1);
+    // The SET after the blocked BLPOP has not run yet.
+    assert_eq!(ctl.cmd(&["GET", &other]), b"$-1\r\n");
+    ctl.cmd(&["RPUSH", &key, "x"]);
+    let first = String::from_utf8_lossy(&w.read_reply()).into_owned();
+    assert!(first.ends_with("$1\r\nx\r\n"), "{first}");
+    assert_eq!(w.read_reply(), b"+OK\r\n");
+    assert_eq!(ctl.cmd(&["GET", &other]), b"$5\r\nafter\r\n");
+}
+
+#[test]
+fn keys_on_both_shards_and_blmove() {
+    let server = Server::start(&[]);
+    let (a, b) = (key_on(0, "two"), key_on(1, "two"));
+    let mut w = server.raw();
+    w.send(&common::encode(&["BLPOP", &a, &b, "5"]));
+    let mut ctl = server.raw();
+    wait_blocked(&mut ctl, "blpop", 1);
+    ctl.cmd(&["RPUSH", &b, "from-b"]);
+    let reply = String::from_utf8_lossy(&w.read_reply()).into_owned();
+    assert!(
+        reply.contains(&b) && reply.ends_with("$6\r\nfrom-b\r\n"),
+        "{reply}"
+    );
+
+    // BLMOVE from a source on one shard to a destination on the other.
+    w.send(&common::encode(&["BLMOVE", &a, &b, "LEFT", "RIGHT", "5"]));
+    wait_blocked(&mut ctl, "blmove", 1);
+    ctl.cmd(&["RPUSH", &a, "moved"]);
+    assert_eq!(w.read_reply(), b"$5\r\nmoved\r\n");
+    assert_eq!(
+        ctl.cmd(&["LRANGE", &b, "0", "-1"]),
+        b"*1\r\n$5\r\nmoved\r\n"
+    );
+    assert_eq!(ctl.cmd(&["LLEN", &a]), b":0\r\n");
+}
