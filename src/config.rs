@@ -252,7 +252,7 @@ pub const OPTIONS: &[OptDef] = &[
     ),
     opt(
         "hash-max-listpack-entries",
-        "128",
+        "512",
         Kind::Int {
             min: 0,
             max: i32::MAX as i64,

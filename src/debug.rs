@@ -28,6 +28,16 @@ fn entry_digest(db: usize, key: &[u8], e: &Entry) -> [u8; 20] {
                 ("set", members.len()).hash(&mut h);
                 members.iter().for_each(|m| m.as_slice().hash(&mut h));
             }
+            // Order-independent: the XOR of one digest per (field, value).
+            shards::types::Value::Hash(hash) => {
+                let mut acc = 0u64;
+                for pair in hash.iter() {
+                    let mut ph = std::collections::hash_map::DefaultHasher::new();
+                    pair.hash(&mut ph);
+                    acc ^= ph.finish();
+                }
+                ("hash", hash.len(), acc).hash(&mut h)
+            }
         }
         e.expire_at_ms.hash(&mut h);
         let v = h.finish().to_be_bytes();

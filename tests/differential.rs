@@ -285,6 +285,7 @@ const CORPUS: &[&str] = &[
     "server.redis",
     "lists.redis",
     "sets.redis",
+    "hash.redis",
 ];
 
 #[test]
@@ -329,4 +330,9 @@ fn lists() {
 #[test]
 fn sets() {
     check("sets.redis");
+}
+
+#[test]
+fn hash() {
+    check("hash.redis");
 }

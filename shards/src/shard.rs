@@ -85,7 +85,8 @@ pub struct ShardConfig {
     pub active_expire: bool,
     /// `list-max-listpack-size`: positive = entries per node, negative = -1..-5 for 4..64 KiB.
     pub list_max_listpack_size: i64,
-    /// `hash-max-listpack-entries` / `hash-max-listpack-value`.
+    /// `hash-max-listpack-entries` / `hash-max-listpack-value` (Redis 7.0's built-in default
+    /// for the entries is 512; the 128 of its sample redis.conf is not what a bare server uses).
     pub hash_max_listpack_entries: usize,
     pub hash_max_listpack_value: usize,
     /// `set-max-intset-entries` (Redis 7.0 sets are intset or hashtable).
@@ -101,7 +102,7 @@ impl Default for ShardConfig {
         ShardConfig {
             active_expire: true,
             list_max_listpack_size: -2,
-            hash_max_listpack_entries: 128,
+            hash_max_listpack_entries: 512,
             hash_max_listpack_value: 64,
             set_max_intset_entries: 512,
             zset_max_listpack_entries: 128,

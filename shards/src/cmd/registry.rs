@@ -13,6 +13,7 @@ pub fn all() -> impl Iterator<Item = &'static CommandSpec> {
         super::string::COMMANDS,
         super::keys::COMMANDS,
         super::list::COMMANDS,
+        super::hash::COMMANDS,
         super::server::COMMANDS,
         super::info::COMMANDS,
         super::set::COMMANDS,

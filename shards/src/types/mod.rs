@@ -1,12 +1,14 @@
 //! Value types. These modules hold data structures and know nothing of RESP or commands.
 
 pub mod bytes;
+pub mod hash;
 pub mod list;
 pub mod listpack;
 pub mod set;
 pub mod string;
 
 pub use bytes::SmallBytes;
+pub use hash::Hash;
 pub use list::List;
 pub use set::Set;
 pub use string::Str;
@@ -17,6 +19,7 @@ pub enum Value {
     Str(Str),
     List(List),
     Set(Set),
+    Hash(Hash),
 }
 
 impl Value {
@@ -26,6 +29,7 @@ impl Value {
             Value::Str(_) => "string",
             Value::List(_) => "list",
             Value::Set(_) => "set",
+            Value::Hash(_) => "hash",
         }
     }
 
@@ -35,6 +39,7 @@ impl Value {
             Value::Str(s) => s.encoding(),
             Value::List(l) => l.encoding(),
             Value::Set(s) => s.encoding(),
+            Value::Hash(h) => h.encoding(),
         }
     }
 }
