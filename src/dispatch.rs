@@ -541,7 +541,9 @@ pub fn start_gather(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) 
 /// SORT/SORT_RO with BY or GET patterns: the keys they name derive from the sorted elements.
 fn is_sort_with_patterns(l: Lookup, argv: &[&[u8]]) -> bool {
     matches!(l.spec.name, "sort" | "sort_ro")
-        && shards::cmd::sort::pattern_args(argv).iter().any(|p| p.contains(&b'*'))
+        && shards::cmd::sort::pattern_args(argv)
+            .iter()
+            .any(|p| p.contains(&b'*'))
 }
 
 /// Gathers SORT's source key first, then every key its BY/GET patterns name for the source's

@@ -286,6 +286,7 @@ const CORPUS: &[&str] = &[
     "lists.redis",
     "sets.redis",
     "hash.redis",
+    "sort.redis",
 ];
 
 #[test]
@@ -335,4 +336,9 @@ fn sets() {
 #[test]
 fn hash() {
     check("hash.redis");
+}
+
+#[test]
+fn sort() {
+    check("sort.redis");
 }

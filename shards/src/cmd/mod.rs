@@ -12,6 +12,7 @@ pub mod list;
 pub mod registry;
 pub mod server;
 pub mod set;
+pub mod sort;
 pub mod spec;
 pub mod string;
 

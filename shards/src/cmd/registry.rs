@@ -17,6 +17,7 @@ pub fn all() -> impl Iterator<Item = &'static CommandSpec> {
         super::server::COMMANDS,
         super::info::COMMANDS,
         super::set::COMMANDS,
+        super::sort::COMMANDS,
     ]
     .into_iter()
     .flat_map(|family| family.iter())

@@ -24,11 +24,16 @@ const SORT_ARGS: &[Arg] = &[
     Arg::key("key", 0),
     Arg {
         key_spec_index: 1,
-        ..Arg::new("pattern", ArgType::Pattern).with_token("BY").optional()
+        ..Arg::new("pattern", ArgType::Pattern)
+            .with_token("BY")
+            .optional()
     },
     Arg::block(
         "offset_count",
-        &[Arg::new("offset", ArgType::Integer), Arg::new("count", ArgType::Integer)],
+        &[
+            Arg::new("offset", ArgType::Integer),
+            Arg::new("count", ArgType::Integer),
+        ],
     )
     .with_token("LIMIT")
     .optional(),
@@ -40,7 +45,11 @@ const SORT_ARGS: &[Arg] = &[
             .multiple()
             .multiple_token()
     },
-    Arg::oneof("order", &[Arg::token("asc", "ASC"), Arg::token("desc", "DESC")]).optional(),
+    Arg::oneof(
+        "order",
+        &[Arg::token("asc", "ASC"), Arg::token("desc", "DESC")],
+    )
+    .optional(),
     Arg::token("sorting", "ALPHA").optional(),
 ];
 
@@ -94,7 +103,9 @@ const SORT_STORE_ARGS: &[Arg] = &[
     SORT_ARGS[5],
     Arg {
         key_spec_index: 2,
-        ..Arg::new("destination", ArgType::Key).with_token("STORE").optional()
+        ..Arg::new("destination", ArgType::Key)
+            .with_token("STORE")
+            .optional()
     },
 ];
 
@@ -132,7 +143,15 @@ struct Opts<'a> {
 }
 
 fn parse<'a>(argv: &[&'a [u8]], readonly: bool) -> Result<Opts<'a>> {
-    let mut o = Opts { by: None, dontsort: false, limit: (0, -1), gets: Vec::new(), desc: false, alpha: false, store: None };
+    let mut o = Opts {
+        by: None,
+        dontsort: false,
+        limit: (0, -1),
+        gets: Vec::new(),
+        desc: false,
+        alpha: false,
+        store: None,
+    };
     let mut j = 2;
     while j < argv.len() {
         let a = argv[j];
@@ -186,7 +205,13 @@ pub fn pattern_key(pattern: &[u8], element: &[u8]) -> Option<(Vec<u8>, Option<Ve
 }
 
 /// The value a BY/GET pattern gives for `element` (a string, or a hash field).
-fn lookup_pattern(sh: &mut Shard, db: usize, now_ms: u64, pattern: &[u8], element: &[u8]) -> Option<Vec<u8>> {
+fn lookup_pattern(
+    sh: &mut Shard,
+    db: usize,
+    now_ms: u64,
+    pattern: &[u8],
+    element: &[u8],
+) -> Option<Vec<u8>> {
     if pattern == b"#" {
         return Some(element.to_vec());
     }
@@ -211,8 +236,12 @@ fn elements(value: &Value) -> Result<Vec<SmallBytes>> {
 /// The keys BY and GET patterns name for the elements of `entry` (the sorted key's entry), for
 /// the server to gather before running SORT across shards.
 pub fn pattern_keys(argv: &[&[u8]], entry: Option<&Entry>) -> Vec<Vec<u8>> {
-    let Some(entry) = entry else { return Vec::new() };
-    let Ok(elems) = elements(&entry.value) else { return Vec::new() };
+    let Some(entry) = entry else {
+        return Vec::new();
+    };
+    let Ok(elems) = elements(&entry.value) else {
+        return Vec::new();
+    };
     let patterns: Vec<&[u8]> = pattern_args(argv);
     let mut keys = Vec::new();
     for e in &elems {
@@ -253,9 +282,16 @@ fn score_of(v: &[u8]) -> Option<f64> {
     let lower = s.to_ascii_lowercase();
     let unsigned = lower.trim_start_matches(['+', '-']);
     let f = if unsigned == "inf" || unsigned == "infinity" {
-        if lower.starts_with('-') { f64::NEG_INFINITY } else { f64::INFINITY }
+        if lower.starts_with('-') {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        }
     } else {
-        if !unsigned.bytes().all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'+' | b'-')) {
+        if !unsigned
+            .bytes()
+            .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'+' | b'-'))
+        {
             return None;
         }
         s.parse::<f64>().ok()?
@@ -280,19 +316,37 @@ fn sort_ro(sh: &mut Shard, c: &mut Call) -> Result<()> {
 
 fn run_sort(sh: &mut Shard, c: &mut Call, readonly: bool) -> Result<()> {
     let mut o = parse(c.argv, readonly)?;
-    let elems = match sh.dbs[c.db].get(c.argv[1], c.now_ms) {
+    let mut elems = match sh.dbs[c.db].get(c.argv[1], c.now_ms) {
         None => Vec::new(),
         Some(e) => elements(&e.value)?,
     };
-    let is_set = matches!(sh.dbs[c.db].get(c.argv[1], c.now_ms).map(|e| &e.value), Some(Value::Set(_)));
+    let is_set = matches!(
+        sh.dbs[c.db].get(c.argv[1], c.now_ms).map(|e| &e.value),
+        Some(Value::Set(_))
+    );
     // Sets have no order of their own: a stored result must not depend on hash order.
     if o.dontsort && is_set && o.store.is_some() {
         o.dontsort = false;
         o.alpha = true;
         o.by = None;
     }
+    // Unsorted lists keep their order, read from the tail with DESC.
+    let is_list = matches!(
+        sh.dbs[c.db].get(c.argv[1], c.now_ms).map(|e| &e.value),
+        Some(Value::List(_))
+    );
+    if o.dontsort && is_list && o.desc {
+        elems.reverse();
+    }
     let len = elems.len() as i64;
-    let (mut start, mut end) = (o.limit.0.max(0), if o.limit.1 < 0 { len - 1 } else { o.limit.0.max(0).saturating_add(o.limit.1) - 1 });
+    let (mut start, mut end) = (
+        o.limit.0.max(0),
+        if o.limit.1 < 0 {
+            len - 1
+        } else {
+            o.limit.0.max(0).saturating_add(o.limit.1) - 1
+        },
+    );
     if start >= len {
         start = len - 1;
         end = len - 2;
@@ -300,7 +354,11 @@ fn run_sort(sh: &mut Shard, c: &mut Call, readonly: bool) -> Result<()> {
     end = end.min(len - 1);
     let mut items = Vec::with_capacity(elems.len());
     for elem in elems {
-        let mut item = Item { elem, score: 0.0, cmp: None };
+        let mut item = Item {
+            elem,
+            score: 0.0,
+            cmp: None,
+        };
         if !o.dontsort {
             let by = match o.by {
                 Some(p) => lookup_pattern(sh, c.db, c.now_ms, p, &item.elem),
@@ -312,7 +370,9 @@ fn run_sort(sh: &mut Shard, c: &mut Call, readonly: bool) -> Result<()> {
                         item.cmp = Some(v);
                     }
                 } else {
-                    item.score = score_of(&v).ok_or_else(|| Error::err("One or more scores can't be converted into double"))?;
+                    item.score = score_of(&v).ok_or_else(|| {
+                        Error::err("One or more scores can't be converted into double")
+                    })?;
                 }
             }
         }
@@ -322,16 +382,28 @@ fn run_sort(sh: &mut Shard, c: &mut Call, readonly: bool) -> Result<()> {
         let (alpha, by, desc) = (o.alpha, o.by.is_some(), o.desc);
         items.sort_by(|a, b| {
             let ord = compare(a, b, alpha, by);
-            if desc { ord.reverse() } else { ord }
+            if desc {
+                ord.reverse()
+            } else {
+                ord
+            }
         });
     }
-    let picked: &[Item] = if start <= end && start >= 0 { &items[start as usize..=end as usize] } else { &[] };
+    let picked: &[Item] = if start <= end && start >= 0 {
+        &items[start as usize..=end as usize]
+    } else {
+        &[]
+    };
     output(sh, c, &o, picked)
 }
 
 fn compare(a: &Item, b: &Item, alpha: bool, by: bool) -> Ordering {
     if !alpha {
-        return a.score.partial_cmp(&b.score).unwrap_or(Ordering::Equal).then_with(|| a.elem.as_slice().cmp(b.elem.as_slice()));
+        return a
+            .score
+            .partial_cmp(&b.score)
+            .unwrap_or(Ordering::Equal)
+            .then_with(|| a.elem.as_slice().cmp(b.elem.as_slice()));
     }
     if by {
         return match (&a.cmp, &b.cmp) {
@@ -375,7 +447,11 @@ fn output(sh: &mut Shard, c: &mut Call, o: &Opts, picked: &[Item]) -> Result<()>
         let fill = crate::types::list::Fill::new(sh.config.list_max_listpack_size);
         let mut list = crate::types::List::new();
         for r in &rows {
-            list.push(crate::types::list::End::Tail, r.as_deref().unwrap_or(b""), fill);
+            list.push(
+                crate::types::list::End::Tail,
+                r.as_deref().unwrap_or(b""),
+                fill,
+            );
         }
         db.insert(dest, Entry::new(Value::List(list)));
         sh.stats.dirty += n as u64;
@@ -396,18 +472,36 @@ mod tests {
     fn numeric_alpha_limit_desc() {
         let mut t = TestShard::new();
         run(&mut t, "RPUSH l 3 1 2 10");
-        assert_eq!(run(&mut t, "SORT l"), "*4\r\n$1\r\n1\r\n$1\r\n2\r\n$1\r\n3\r\n$2\r\n10\r\n");
-        assert_eq!(run(&mut t, "SORT l ALPHA"), "*4\r\n$1\r\n1\r\n$2\r\n10\r\n$1\r\n2\r\n$1\r\n3\r\n");
-        assert_eq!(run(&mut t, "SORT l DESC LIMIT 1 2"), "*2\r\n$1\r\n3\r\n$1\r\n2\r\n");
+        assert_eq!(
+            run(&mut t, "SORT l"),
+            "*4\r\n$1\r\n1\r\n$1\r\n2\r\n$1\r\n3\r\n$2\r\n10\r\n"
+        );
+        assert_eq!(
+            run(&mut t, "SORT l ALPHA"),
+            "*4\r\n$1\r\n1\r\n$2\r\n10\r\n$1\r\n2\r\n$1\r\n3\r\n"
+        );
+        assert_eq!(
+            run(&mut t, "SORT l DESC LIMIT 1 2"),
+            "*2\r\n$1\r\n3\r\n$1\r\n2\r\n"
+        );
         assert_eq!(run(&mut t, "SORT l LIMIT 10 2"), "*0\r\n");
-        assert_eq!(run(&mut t, "SORT l LIMIT x 2"), "-ERR value is not an integer or out of range\r\n");
+        assert_eq!(
+            run(&mut t, "SORT l LIMIT x 2"),
+            "-ERR value is not an integer or out of range\r\n"
+        );
         run(&mut t, "RPUSH w a");
-        assert_eq!(run(&mut t, "SORT w"), "-ERR One or more scores can't be converted into double\r\n");
+        assert_eq!(
+            run(&mut t, "SORT w"),
+            "-ERR One or more scores can't be converted into double\r\n"
+        );
         assert_eq!(run(&mut t, "SORT l BOGUS"), "-ERR syntax error\r\n");
         assert_eq!(run(&mut t, "SORT_RO l STORE d"), "-ERR syntax error\r\n");
         assert_eq!(run(&mut t, "SORT missing"), "*0\r\n");
         run(&mut t, "SET s x");
-        assert_eq!(run(&mut t, "SORT s"), "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n");
+        assert_eq!(
+            run(&mut t, "SORT s"),
+            "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
+        );
     }
 
     #[test]
@@ -415,18 +509,36 @@ mod tests {
         let mut t = TestShard::new();
         run(&mut t, "RPUSH l a b c");
         run(&mut t, "MSET w_a 3 w_b 1 w_c 2 v_a A v_c C");
-        assert_eq!(run(&mut t, "SORT l BY w_*"), "*3\r\n$1\r\nb\r\n$1\r\nc\r\n$1\r\na\r\n");
-        assert_eq!(run(&mut t, "SORT l BY w_* GET v_* GET #"), "*6\r\n$-1\r\n$1\r\nb\r\n$1\r\nC\r\n$1\r\nc\r\n$1\r\nA\r\n$1\r\na\r\n");
-        assert_eq!(run(&mut t, "SORT l BY nosort"), "*3\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n");
+        assert_eq!(
+            run(&mut t, "SORT l BY w_*"),
+            "*3\r\n$1\r\nb\r\n$1\r\nc\r\n$1\r\na\r\n"
+        );
+        assert_eq!(
+            run(&mut t, "SORT l BY w_* GET v_* GET #"),
+            "*6\r\n$-1\r\n$1\r\nb\r\n$1\r\nC\r\n$1\r\nc\r\n$1\r\nA\r\n$1\r\na\r\n"
+        );
+        assert_eq!(
+            run(&mut t, "SORT l BY nosort"),
+            "*3\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n"
+        );
         assert_eq!(run(&mut t, "SORT l BY w_* STORE dst"), ":3\r\n");
-        assert_eq!(run(&mut t, "LRANGE dst 0 -1"), "*3\r\n$1\r\nb\r\n$1\r\nc\r\n$1\r\na\r\n");
+        assert_eq!(
+            run(&mut t, "LRANGE dst 0 -1"),
+            "*3\r\n$1\r\nb\r\n$1\r\nc\r\n$1\r\na\r\n"
+        );
         assert_eq!(run(&mut t, "SORT l BY w_* GET v_* STORE dst"), ":3\r\n");
-        assert_eq!(run(&mut t, "LRANGE dst 0 -1"), "*3\r\n$0\r\n\r\n$1\r\nC\r\n$1\r\nA\r\n");
+        assert_eq!(
+            run(&mut t, "LRANGE dst 0 -1"),
+            "*3\r\n$0\r\n\r\n$1\r\nC\r\n$1\r\nA\r\n"
+        );
         assert_eq!(run(&mut t, "SORT missing STORE dst"), ":0\r\n");
         assert_eq!(run(&mut t, "EXISTS dst"), ":0\r\n");
         run(&mut t, "HSET h_a f 9");
         run(&mut t, "HSET h_b f 1");
-        assert_eq!(run(&mut t, "SORT l BY h_*->f GET h_*->f"), "*3\r\n$-1\r\n$1\r\n1\r\n$1\r\n9\r\n");
+        assert_eq!(
+            run(&mut t, "SORT l BY h_*->f GET h_*->f"),
+            "*3\r\n$-1\r\n$1\r\n1\r\n$1\r\n9\r\n"
+        );
     }
 
     #[test]
@@ -435,9 +547,14 @@ mod tests {
             super::pattern_key(b"obj_*->name", b"7"),
             Some((b"obj_7".to_vec(), Some(b"name".to_vec())))
         );
-        assert_eq!(super::pattern_key(b"w_*->", b"7"), Some((b"w_7->".to_vec(), None)));
+        assert_eq!(
+            super::pattern_key(b"w_*->", b"7"),
+            Some((b"w_7->".to_vec(), None))
+        );
         assert_eq!(super::pattern_key(b"fixed", b"7"), None);
-        let argv: Vec<&[u8]> = vec![b"SORT", b"l", b"LIMIT", b"0", b"1", b"STORE", b"d", b"GET", b"x"];
+        let argv: Vec<&[u8]> = vec![
+            b"SORT", b"l", b"LIMIT", b"0", b"1", b"STORE", b"d", b"GET", b"x",
+        ];
         let mut out = Vec::new();
         super::sort_keys(&argv, &mut out);
         assert_eq!(out, vec![1, 6]);
