@@ -1,19 +1,26 @@
 //! One logical database of one shard: keys, values and expiry times.
 //!
-//! Keys live in an insertion-ordered hash map so that a random key is an O(1) pick (RANDOMKEY,
-//! active expiry sampling) and a SCAN cursor is a plain index. SCAN walks indexes downwards:
-//! deleting swaps the last entry into the hole, and the last entry is always one the walk has
-//! already passed, so a key present for the whole scan is returned at least once.
+//! Layout, for memory and cache misses: every key and its entry live in one fixed slot of a
+//! chunked slab (chunks of `CHUNK` slots, so growth never copies or over-reserves more than one
+//! chunk), and a hash table of 4-byte slot ids finds them. A key's slot id never changes while it
+//! lives, which gives SCAN its guarantee for free: the cursor is a slot id walked downwards, and a
+//! key present for the whole scan sits at one id the walk reaches. Freed slots are reused. A
+//! random key (RANDOMKEY, eviction sampling) is a random slot id, retried when it is empty.
 //!
-//! Expiry is lazy (every lookup checks the deadline) plus an active cycle that samples the keys
-//! with a TTL (kept in their own set) and deletes the expired ones.
+//! Expiry is lazy (every lookup checks the deadline) plus an active cycle that samples the slot
+//! ids of keys with a TTL (kept in their own set) and deletes the expired ones.
 
 use crate::limits::EXPIRE_SAMPLE;
 use crate::rng::Rng;
 use crate::types::Value;
-use indexmap::{IndexMap, IndexSet};
+use hashbrown::HashTable;
+use indexmap::IndexSet;
+use std::hash::BuildHasher;
 
 type Hasher = ahash::RandomState;
+
+/// Slots per slab chunk.
+const CHUNK: usize = 1024;
 
 /// A stored key's name (inline when short).
 pub type Key = crate::types::SmallBytes;
@@ -38,23 +45,47 @@ impl Entry {
     }
 }
 
+/// A key and its entry, in their slab slot.
+#[derive(Debug)]
+struct Slot {
+    key: Key,
+    entry: Entry,
+}
+
+type Chunks = Vec<Box<[Option<Slot>]>>;
+
+fn slot_of(chunks: &Chunks, id: u32) -> Option<&Slot> {
+    chunks
+        .get(id as usize / CHUNK)?
+        .get(id as usize % CHUNK)?
+        .as_ref()
+}
+
 /// A logical database (one of the 16 that SELECT chooses), as held by one shard.
 #[derive(Debug, Default)]
 pub struct Db {
-    map: IndexMap<Key, Entry, Hasher>,
-    /// The keys that have an expiry deadline.
-    volatile: IndexSet<Key, Hasher>,
+    /// Slot ids, hashed by their key.
+    index: HashTable<u32>,
+    hasher: Hasher,
+    chunks: Chunks,
+    /// Freed slot ids, reused first.
+    free: Vec<u32>,
+    /// Slot ids handed out so far (the high-water mark).
+    next: u32,
+    len: usize,
+    /// The slot ids of keys that have an expiry deadline.
+    volatile: IndexSet<u32, Hasher>,
     /// Keys deleted because they had expired (INFO's `expired_keys`).
     pub expired_count: u64,
 }
 
 impl Db {
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len == 0
     }
 
     /// Number of keys with an expiry deadline (INFO keyspace's `expires`).
@@ -62,55 +93,126 @@ impl Db {
         self.volatile.len()
     }
 
-    /// Drops `key` if its deadline has passed. Returns whether it was dropped.
-    fn expire_if_needed(&mut self, key: &[u8], now_ms: u64) -> bool {
-        match self.map.get_index_of(key) {
-            Some(i) => self.expire_index(i, now_ms),
-            None => false,
-        }
+    fn find(&self, key: &[u8]) -> Option<u32> {
+        let h = self.hasher.hash_one(key);
+        let chunks = &self.chunks;
+        self.index
+            .find(h, |&id| {
+                slot_of(chunks, id).is_some_and(|s| s.key.as_slice() == key)
+            })
+            .copied()
     }
 
-    /// Drops the entry at `i` if its deadline has passed. Returns whether it was dropped.
-    fn expire_index(&mut self, i: usize, now_ms: u64) -> bool {
-        let expired = self
-            .map
-            .get_index(i)
-            .is_some_and(|(_, e)| e.expired(now_ms));
-        if expired {
-            if let Some((k, _)) = self.map.swap_remove_index(i) {
-                self.volatile.swap_remove(&k);
+    fn slot(&self, id: u32) -> Option<&Slot> {
+        slot_of(&self.chunks, id)
+    }
+
+    fn slot_mut(&mut self, id: u32) -> Option<&mut Slot> {
+        self.chunks
+            .get_mut(id as usize / CHUNK)?
+            .get_mut(id as usize % CHUNK)?
+            .as_mut()
+    }
+
+    /// Stores a new key in a free slot and indexes it.
+    fn add(&mut self, key: &[u8], entry: Entry) -> u32 {
+        let volatile = entry.expire_at_ms.is_some();
+        let slot = Slot {
+            key: key.into(),
+            entry,
+        };
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => {
+                if self.next as usize == self.chunks.len() * CHUNK {
+                    self.chunks.push((0..CHUNK).map(|_| None).collect());
+                }
+                self.next += 1;
+                self.next - 1
             }
+        };
+        if let Some(cell) = self
+            .chunks
+            .get_mut(id as usize / CHUNK)
+            .and_then(|c| c.get_mut(id as usize % CHUNK))
+        {
+            *cell = Some(slot);
+        }
+        let Db {
+            index,
+            chunks,
+            hasher,
+            ..
+        } = self;
+        let h = hasher.hash_one(key);
+        index.insert_unique(h, id, |&x| {
+            slot_of(chunks, x).map_or(0, |s| hasher.hash_one(s.key.as_slice()))
+        });
+        if volatile {
+            self.volatile.insert(id);
+        }
+        self.len += 1;
+        id
+    }
+
+    /// Deletes the key in slot `id`.
+    fn remove_id(&mut self, id: u32) -> Option<Entry> {
+        let cell = self
+            .chunks
+            .get_mut(id as usize / CHUNK)?
+            .get_mut(id as usize % CHUNK)?;
+        let slot = cell.take()?;
+        let h = self.hasher.hash_one(slot.key.as_slice());
+        if let Ok(e) = self.index.find_entry(h, |&x| x == id) {
+            e.remove();
+        }
+        if slot.entry.expire_at_ms.is_some() {
+            self.volatile.swap_remove(&id);
+        }
+        self.free.push(id);
+        self.len -= 1;
+        Some(slot.entry)
+    }
+
+    /// Deletes the key in slot `id` if its deadline has passed. Returns whether it did.
+    fn expire_id(&mut self, id: u32, now_ms: u64) -> bool {
+        let expired = self.slot(id).is_some_and(|s| s.entry.expired(now_ms));
+        if expired {
+            self.remove_id(id);
             self.expired_count += 1;
         }
         expired
     }
 
-    /// The index of the live entry under `key` (one hash lookup, expiring it if due).
-    fn live_index(&mut self, key: &[u8], now_ms: u64) -> Option<usize> {
-        let i = self.map.get_index_of(key)?;
-        if self.expire_index(i, now_ms) {
+    /// The slot id of the live key `key` (one hash lookup, expiring it if due).
+    fn live_id(&mut self, key: &[u8], now_ms: u64) -> Option<u32> {
+        let id = self.find(key)?;
+        if self.expire_id(id, now_ms) {
             return None;
         }
-        Some(i)
+        Some(id)
     }
 
     /// The live entry under `key`.
     pub fn get(&mut self, key: &[u8], now_ms: u64) -> Option<&Entry> {
-        let i = self.live_index(key, now_ms)?;
-        self.map.get_index(i).map(|(_, e)| e)
+        let id = self.live_id(key, now_ms)?;
+        self.slot(id).map(|s| &s.entry)
     }
 
     /// The live entry under `key`, for modification. Changing `expire_at_ms` through this
     /// reference is not allowed: use [`Db::set_expire`].
     pub fn get_mut(&mut self, key: &[u8], now_ms: u64) -> Option<&mut Entry> {
-        let i = self.live_index(key, now_ms)?;
-        self.map.get_index_mut(i).map(|(_, e)| e)
+        let id = self.live_id(key, now_ms)?;
+        self.slot_mut(id).map(|s| &mut s.entry)
     }
 
     /// The live entry under `key`, without expiring it: for holding several entries at once
     /// (look each up with [`Db::get`] first, so an expired one is deleted and counted).
     pub fn peek(&self, key: &[u8], now_ms: u64) -> Option<&Entry> {
-        self.map.get(key).filter(|e| !e.expired(now_ms))
+        let id = self.find(key)?;
+        self.slot(id)
+            .map(|s| &s.entry)
+            .filter(|e| !e.expired(now_ms))
     }
 
     /// Whether a live key exists.
@@ -120,89 +222,93 @@ impl Db {
 
     /// Stores `entry` under `key`, replacing any value and deadline.
     pub fn insert(&mut self, key: &[u8], entry: Entry) {
-        if entry.expire_at_ms.is_some() {
-            if !self.volatile.contains(key) {
-                self.volatile.insert(key.into());
-            }
-        } else if !self.volatile.is_empty() {
-            self.volatile.swap_remove(key);
+        let Some(id) = self.find(key) else {
+            self.add(key, entry);
+            return;
+        };
+        let volatile = entry.expire_at_ms.is_some();
+        if let Some(s) = self.slot_mut(id) {
+            s.entry = entry;
         }
-        match self.map.get_mut(key) {
-            Some(slot) => *slot = entry,
-            None => {
-                self.map.insert(key.into(), entry);
-            }
+        if volatile {
+            self.volatile.insert(id);
+        } else if !self.volatile.is_empty() {
+            self.volatile.swap_remove(&id);
         }
     }
 
     /// Replaces the value under an existing `key`, keeping its deadline; or inserts it without
     /// one.
     pub fn set_value_keep_ttl(&mut self, key: &[u8], value: Value) {
-        match self.map.get_mut(key) {
-            Some(e) => e.value = value,
+        match self.find(key).and_then(|id| self.slot_mut(id)) {
+            Some(s) => s.entry.value = value,
             None => {
-                self.map.insert(key.into(), Entry::new(value));
+                self.add(key, Entry::new(value));
             }
         }
     }
 
     /// Removes `key` (expired or not). Returns the entry it held.
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
-        let e = self.map.swap_remove(key)?;
-        if e.expire_at_ms.is_some() {
-            self.volatile.swap_remove(key);
-        }
-        Some(e)
+        let id = self.find(key)?;
+        self.remove_id(id)
     }
 
     /// Sets or clears the deadline of an existing key. Returns false if the key is absent.
     pub fn set_expire(&mut self, key: &[u8], at_ms: Option<u64>) -> bool {
-        let Some(e) = self.map.get_mut(key) else {
+        let Some(id) = self.find(key) else {
             return false;
         };
-        e.expire_at_ms = at_ms;
+        if let Some(s) = self.slot_mut(id) {
+            s.entry.expire_at_ms = at_ms;
+        }
         if at_ms.is_some() {
-            if !self.volatile.contains(key) {
-                self.volatile.insert(key.into());
-            }
+            self.volatile.insert(id);
         } else {
-            self.volatile.swap_remove(key);
+            self.volatile.swap_remove(&id);
         }
         true
     }
 
     /// Removes every key.
     pub fn clear(&mut self) {
-        self.map = IndexMap::default();
-        self.volatile = IndexSet::default();
+        let expired_count = self.expired_count;
+        *self = Db::default();
+        self.expired_count = expired_count;
     }
 
     /// A random live key.
     pub fn random_key(&mut self, rng: &mut Rng, now_ms: u64) -> Option<Key> {
-        // Bounded: when every sampled key has expired, give up like Redis does after many tries
-        // only if all keys are volatile; expired keys are deleted as they are met, so the loop
-        // also makes progress.
+        // Random slot ids hit a live key with the probability the slab is full; after a bounded
+        // number of misses, walk from a random id instead.
         for _ in 0..100 {
-            if self.map.is_empty() {
+            if self.len == 0 {
                 return None;
             }
-            let i = rng.below(self.map.len());
-            let (k, e) = self.map.get_index(i)?;
-            if e.expired(now_ms) {
-                let k = k.clone();
-                self.expire_if_needed(&k, now_ms);
+            let id = rng.below(self.next as usize) as u32;
+            if self.expire_id(id, now_ms) {
                 continue;
             }
-            return Some(k.clone());
+            if let Some(s) = self.slot(id) {
+                return Some(s.key.clone());
+            }
         }
-        self.map
-            .get_index(rng.below(self.map.len().max(1)))
-            .map(|(k, _)| k.clone())
+        if self.len == 0 {
+            return None;
+        }
+        let start = rng.below(self.next as usize);
+        (0..self.next as usize)
+            .map(|i| ((start + i) % self.next as usize) as u32)
+            .find_map(|id| {
+                self.slot(id)
+                    .filter(|s| !s.entry.expired(now_ms))
+                    .map(|s| s.key.clone())
+            })
     }
 
-    /// One step of SCAN. `cursor` is the number of index positions still to visit (positions
-    /// `cursor-1` down to 0); pass `u64::MAX`-like large values to start. Visits about `count`
-    /// positions, calls `f` for each live key, and returns the next cursor (0 when done).
+    /// One step of SCAN. `cursor` is the number of slot ids still to visit (ids `cursor-1` down
+    /// to 0); pass a large value to start. Visits about `count` ids, calls `f` for each live
+    /// key, and returns the next cursor (0 when done).
     pub fn scan(
         &mut self,
         cursor: u64,
@@ -210,26 +316,27 @@ impl Db {
         now_ms: u64,
         mut f: impl FnMut(&[u8], &Entry),
     ) -> u64 {
-        let mut pos = (cursor as usize).min(self.map.len());
-        let mut visited = 0;
-        while pos > 0 && visited < count.max(1) {
+        let mut pos = cursor.min(self.next as u64);
+        let (mut visited, mut steps) = (0, 0);
+        // Like Redis, bound the empty slots one call walks past as well as the keys it returns.
+        while pos > 0 && visited < count.max(1) && steps < count.max(1).saturating_mul(10) {
             pos -= 1;
-            visited += 1;
-            let Some((k, e)) = self.map.get_index(pos) else {
-                continue;
-            };
-            if !e.expired(now_ms) {
-                f(k, e);
+            steps += 1;
+            if let Some(s) = self.slot(pos as u32) {
+                visited += 1;
+                if !s.entry.expired(now_ms) {
+                    f(&s.key, &s.entry);
+                }
             }
         }
-        pos as u64
+        pos
     }
 
     /// Calls `f` for every live key.
     pub fn for_each_key(&self, now_ms: u64, mut f: impl FnMut(&[u8], &Entry)) {
-        for (k, e) in &self.map {
-            if !e.expired(now_ms) {
-                f(k, e);
+        for s in self.chunks.iter().flat_map(|c| c.iter()).flatten() {
+            if !s.entry.expired(now_ms) {
+                f(&s.key, &s.entry);
             }
         }
     }
@@ -250,10 +357,10 @@ impl Db {
                     break;
                 }
                 let i = rng.below(self.volatile.len());
-                let Some(k) = self.volatile.get_index(i).cloned() else {
+                let Some(&id) = self.volatile.get_index(i) else {
                     break;
                 };
-                if self.expire_if_needed(&k, now_ms) {
+                if self.expire_id(id, now_ms) {
                     expired_in_round += 1;
                 }
             }
