@@ -15,7 +15,6 @@ use crate::rng::Rng;
 use crate::types::Value;
 use hashbrown::HashTable;
 use indexmap::IndexSet;
-use std::hash::BuildHasher;
 
 type Hasher = ahash::RandomState;
 
