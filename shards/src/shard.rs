@@ -292,6 +292,12 @@ pub mod testing {
         pub proto: Proto,
     }
 
+    impl Default for TestShard {
+        fn default() -> Self {
+            TestShard::new()
+        }
+    }
+
     impl TestShard {
         pub fn new() -> TestShard {
             TestShard {
