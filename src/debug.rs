@@ -39,7 +39,7 @@ fn entry_digest(db: usize, key: &[u8], e: &Entry) -> [u8; 20] {
                 ("hash", hash.len(), acc).hash(&mut h)
             }
         }
-        e.expire_at_ms.hash(&mut h);
+        e.expire_at().hash(&mut h);
         let v = h.finish().to_be_bytes();
         chunk.copy_from_slice(&v[..chunk.len()]);
     }

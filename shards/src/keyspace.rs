@@ -15,6 +15,7 @@ use crate::rng::Rng;
 use crate::types::Value;
 use hashbrown::HashTable;
 use indexmap::IndexSet;
+use std::num::NonZeroU64;
 
 type Hasher = ahash::RandomState;
 
@@ -22,25 +23,42 @@ type Hasher = ahash::RandomState;
 const CHUNK: usize = 1024;
 
 /// A stored key's name (inline when short).
-pub type Key = crate::types::SmallBytes;
+pub type Key = crate::types::SmallKey;
 
-/// A value and its expiry deadline (Unix milliseconds).
+/// A value and its expiry deadline (Unix milliseconds; never 0, so it costs 8 bytes).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     pub value: Value,
-    pub expire_at_ms: Option<u64>,
+    expire: Option<NonZeroU64>,
 }
 
 impl Entry {
     pub fn new(value: Value) -> Entry {
         Entry {
             value,
-            expire_at_ms: None,
+            expire: None,
         }
     }
 
+    /// An entry with an optional deadline (a deadline of 0 counts as 1 ms: long past either way).
+    pub fn with_expiry(value: Value, expire_at_ms: Option<u64>) -> Entry {
+        Entry {
+            value,
+            expire: expire_at_ms.map(|t| NonZeroU64::new(t.max(1)).unwrap_or(NonZeroU64::MIN)),
+        }
+    }
+
+    /// The deadline, Unix milliseconds.
+    pub fn expire_at(&self) -> Option<u64> {
+        self.expire.map(NonZeroU64::get)
+    }
+
+    fn set_expire_at(&mut self, at_ms: Option<u64>) {
+        self.expire = at_ms.map(|t| NonZeroU64::new(t.max(1)).unwrap_or(NonZeroU64::MIN));
+    }
+
     fn expired(&self, now_ms: u64) -> bool {
-        matches!(self.expire_at_ms, Some(t) if t <= now_ms)
+        matches!(self.expire, Some(t) if t.get() <= now_ms)
     }
 }
 
@@ -115,7 +133,7 @@ impl Db {
 
     /// Stores a new key in a free slot and indexes it.
     fn add(&mut self, key: &[u8], entry: Entry) -> u32 {
-        let volatile = entry.expire_at_ms.is_some();
+        let volatile = entry.expire.is_some();
         let slot = Slot {
             key: key.into(),
             entry,
@@ -165,7 +183,7 @@ impl Db {
         if let Ok(e) = self.index.find_entry(h, |&x| x == id) {
             e.remove();
         }
-        if slot.entry.expire_at_ms.is_some() {
+        if slot.entry.expire.is_some() {
             self.volatile.swap_remove(&id);
         }
         self.free.push(id);
@@ -225,7 +243,7 @@ impl Db {
             self.add(key, entry);
             return;
         };
-        let volatile = entry.expire_at_ms.is_some();
+        let volatile = entry.expire.is_some();
         if let Some(s) = self.slot_mut(id) {
             s.entry = entry;
         }
@@ -259,7 +277,7 @@ impl Db {
             return false;
         };
         if let Some(s) = self.slot_mut(id) {
-            s.entry.expire_at_ms = at_ms;
+            s.entry.set_expire_at(at_ms);
         }
         if at_ms.is_some() {
             self.volatile.insert(id);
@@ -389,10 +407,7 @@ mod tests {
         for i in 0..100 {
             db.insert(
                 format!("k{i}").as_bytes(),
-                Entry {
-                    value: val("v"),
-                    expire_at_ms: Some(1000),
-                },
+                Entry::with_expiry(val("v"), Some(1000)),
             );
         }
         db.insert(b"p", Entry::new(val("v")));
@@ -432,5 +447,15 @@ mod tests {
         for i in (0..1000).step_by(2) {
             assert!(seen.contains(format!("k{i}").as_bytes()), "missing k{i}");
         }
+    }
+}
+
+#[cfg(test)]
+mod layout {
+    /// Every key costs one slot: keep it small (memory per key is a product goal).
+    #[test]
+    fn slot_stays_small() {
+        assert!(std::mem::size_of::<Option<super::Slot>>() <= 72);
+        assert!(std::mem::size_of::<super::Entry>() <= 48);
     }
 }

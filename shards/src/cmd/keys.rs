@@ -504,7 +504,7 @@ fn expire_generic(
         c.out.int(0);
         return Ok(());
     };
-    if !cond.allows(entry.expire_at_ms.map(ms_i64), when) {
+    if !cond.allows(entry.expire_at().map(ms_i64), when) {
         c.out.int(0);
         return Ok(());
     }
@@ -547,7 +547,7 @@ fn ttl_generic(sh: &mut Shard, c: &mut Call, in_ms: bool, absolute: bool) -> Res
         c.out.int(-2);
         return Ok(());
     };
-    let Some(at_ms) = entry.expire_at_ms else {
+    let Some(at_ms) = entry.expire_at() else {
         c.out.int(-1);
         return Ok(());
     };
@@ -592,7 +592,7 @@ fn persist(sh: &mut Shard, c: &mut Call) -> Result<()> {
     let db = &mut sh.dbs[c.db];
     let had_deadline = db
         .get(key, c.now_ms)
-        .is_some_and(|e| e.expire_at_ms.is_some());
+        .is_some_and(|e| e.expire_at().is_some());
     if had_deadline {
         db.set_expire(key, None);
         sh.stats.dirty += 1;

@@ -400,10 +400,7 @@ fn reply_str(out: &mut Reply, s: &Str) {
 fn store(sh: &mut Shard, db: usize, key: &[u8], data: &[u8], expire_at_ms: Option<u64>) {
     sh.dbs[db].insert(
         key,
-        Entry {
-            value: Value::Str(Str::from_bytes(data)),
-            expire_at_ms,
-        },
+        Entry::with_expiry(Value::Str(Str::from_bytes(data)), expire_at_ms),
     );
     sh.stats.dirty += 1;
 }
@@ -642,7 +639,7 @@ fn getex(sh: &mut Shard, c: &mut Call) -> Result<()> {
         None if o.persist
             && db
                 .get(key, c.now_ms)
-                .is_some_and(|e| e.expire_at_ms.is_some()) =>
+                .is_some_and(|e| e.expire_at().is_some()) =>
         {
             db.set_expire(key, None);
             sh.stats.dirty += 1;

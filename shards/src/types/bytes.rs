@@ -108,6 +108,81 @@ impl std::fmt::Debug for SmallBytes {
     }
 }
 
+/// Bytes of a key kept inline.
+pub const KEY_INLINE_MAX: usize = 22;
+
+/// An immutable byte string for key names: inline up to 22 bytes, otherwise one exact-size heap
+/// allocation; 24 bytes either way (a key never grows, so it needs no spare capacity).
+#[derive(Clone)]
+pub enum SmallKey {
+    Inline { len: u8, buf: [u8; KEY_INLINE_MAX] },
+    Heap(Box<[u8]>),
+}
+
+impl SmallKey {
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            SmallKey::Inline { len, buf } => &buf[..*len as usize],
+            SmallKey::Heap(b) => b,
+        }
+    }
+}
+
+impl Deref for SmallKey {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl AsRef<[u8]> for SmallKey {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl Borrow<[u8]> for SmallKey {
+    fn borrow(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl From<&[u8]> for SmallKey {
+    fn from(s: &[u8]) -> Self {
+        if s.len() <= KEY_INLINE_MAX {
+            let mut buf = [0u8; KEY_INLINE_MAX];
+            buf[..s.len()].copy_from_slice(s);
+            SmallKey::Inline {
+                len: s.len() as u8,
+                buf,
+            }
+        } else {
+            SmallKey::Heap(s.into())
+        }
+    }
+}
+
+impl Hash for SmallKey {
+    /// Hashes exactly as `[u8]` does, so lookups by `&[u8]` find it.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_slice().hash(state)
+    }
+}
+
+impl PartialEq for SmallKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for SmallKey {}
+
+impl std::fmt::Debug for SmallKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.as_slice()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,5 +209,12 @@ mod tests {
         assert_eq!(&*m, b"hello world");
         assert_eq!(m, SmallBytes::from(&b"hello world"[..]));
         assert_eq!(SmallBytes::from(&b""[..]).into_vec(), b"");
+        assert_eq!(std::mem::size_of::<SmallKey>(), 24);
+        let k = SmallKey::from(&[9u8; 22][..]);
+        assert!(matches!(k, SmallKey::Inline { .. }));
+        let k2 = SmallKey::from(&[9u8; 23][..]);
+        assert!(matches!(k2, SmallKey::Heap(_)));
+        assert_eq!(k2.len(), 23);
+        assert_eq!(h(&k), h(&[9u8; 22][..]));
     }
 }

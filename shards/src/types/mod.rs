@@ -7,7 +7,7 @@ pub mod listpack;
 pub mod set;
 pub mod string;
 
-pub use bytes::SmallBytes;
+pub use bytes::{SmallBytes, SmallKey};
 pub use hash::Hash;
 pub use list::List;
 pub use set::Set;
