@@ -130,8 +130,14 @@ impl Conn {
             .unwrap_or_default();
         let qbuf = self.rbuf.len() - self.rpos;
         let events = if self.want_write { "rw" } else { "r" };
+        // `b`: blocked in a blocking command, as Redis shows it.
+        let flags = if matches!(self.wait, Wait::Blocked { .. } | Wait::Retry) {
+            "b"
+        } else {
+            "N"
+        };
         format!(
-            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags=N db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp=0 obl=0 oll=0 omem={} tot-mem={} events={} cmd={} user=default redir=-1 resp={}\n",
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp=0 obl=0 oll=0 omem={} tot-mem={} events={} cmd={} user=default redir=-1 resp={}\n",
             self.id,
             self.addr,
             self.laddr,
@@ -139,6 +145,7 @@ impl Conn {
             name,
             now_ms.saturating_sub(self.created_ms) / 1000,
             now_ms.saturating_sub(self.last_ms) / 1000,
+            flags,
             self.db,
             qbuf,
             self.rbuf.capacity() - self.rbuf.len(),

@@ -43,6 +43,11 @@ fn push_from_another_shard_wakes_blpop() {
         waiter.send(&common::encode(&["BLPOP", &key, "0"]));
         let mut ctl = server.raw();
         wait_blocked(&mut ctl, "blpop", 1);
+        let list = String::from_utf8_lossy(&ctl.cmd(&["CLIENT", "LIST"])).into_owned();
+        assert!(
+            list.contains("flags=b "),
+            "blocked client not flagged: {list}"
+        );
         // The blocked client does not block its shard: other work goes on.
         assert_eq!(
             ctl.cmd(&["SET", &key_on(waiter_key_shard, "other"), "v"]),
