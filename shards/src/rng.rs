@@ -40,4 +40,31 @@ impl Rng {
         debug_assert!(n > 0);
         ((self.next_u64() as u128 * n as u128) >> 64) as usize
     }
+
+    /// `n` distinct positions below `len`, in random order (all of them, in order, when
+    /// `n >= len`): a partial shuffle when most positions are wanted, rejection sampling when
+    /// few are. Memory is bounded by `len` (the collection's own size), never by `n`.
+    pub fn distinct_positions(&mut self, len: usize, n: usize) -> Vec<usize> {
+        if n >= len {
+            return (0..len).collect();
+        }
+        if n.saturating_mul(3) > len {
+            let mut all: Vec<usize> = (0..len).collect();
+            for i in 0..n {
+                let j = i + self.below(len - i);
+                all.swap(i, j);
+            }
+            all.truncate(n);
+            return all;
+        }
+        let mut seen = std::collections::HashSet::with_capacity(n);
+        let mut picks = Vec::with_capacity(n);
+        while picks.len() < n {
+            let i = self.below(len);
+            if seen.insert(i) {
+                picks.push(i);
+            }
+        }
+        picks
+    }
 }

@@ -596,7 +596,7 @@ fn hrandfield_count(sh: &mut Shard, c: &mut Call, count: i64, withvalues: bool) 
         return Ok(());
     }
     let n = usize::try_from(n).unwrap_or(usize::MAX).min(ix.len());
-    let picks = distinct_positions(rng, ix.len(), n);
+    let picks = rng.distinct_positions(ix.len(), n);
     c.out.array(if withvalues && !nested { 2 * n } else { n });
     for i in picks {
         if let Some((f, v)) = ix.get(i) {
@@ -604,34 +604,6 @@ fn hrandfield_count(sh: &mut Shard, c: &mut Call, count: i64, withvalues: bool) 
         }
     }
     Ok(())
-}
-
-/// `n` distinct positions out of `0..len` (`n <= len`), in random order; all of them, in
-/// order, when `n == len`. Memory is bounded by `len`, the hash's own size.
-fn distinct_positions(rng: &mut Rng, len: usize, n: usize) -> Vec<usize> {
-    if n >= len {
-        return (0..len).collect();
-    }
-    if n * 3 > len {
-        // Many of them: shuffle the first `n` places (a partial Fisher-Yates).
-        let mut all: Vec<usize> = (0..len).collect();
-        for i in 0..n {
-            let j = i + rng.below(len - i);
-            all.swap(i, j);
-        }
-        all.truncate(n);
-        return all;
-    }
-    // Few of them: draw until `n` are distinct (fewer than 1.5 draws each on average).
-    let mut seen = std::collections::HashSet::with_capacity(n);
-    let mut picks = Vec::with_capacity(n);
-    while picks.len() < n {
-        let i = rng.below(len);
-        if seen.insert(i) {
-            picks.push(i);
-        }
-    }
-    picks
 }
 
 // ---------------------------------------------------------------------------------------------

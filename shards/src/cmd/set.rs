@@ -15,7 +15,6 @@ use super::spec::{
 use super::Call;
 use crate::keyspace::{Db, Entry};
 use crate::resp::Reply;
-use crate::rng::Rng;
 use crate::shard::Stats;
 use crate::types::set::{Member, Set};
 use crate::types::Value;
@@ -554,36 +553,13 @@ fn srandmember_count(sh: &mut Shard, c: &mut Call) -> Result<()> {
         set.iter().for_each(|m| reply_member(&mut c.out, m));
     } else {
         c.out.array(count);
-        for i in distinct_positions(set.len(), count, rng) {
+        for i in rng.distinct_positions(set.len(), count) {
             if let Some(m) = set.get(i) {
                 reply_member(&mut c.out, m);
             }
         }
     }
     Ok(())
-}
-
-/// `count` distinct positions below `size` (`count < size`), in random order: a partial
-/// shuffle when most positions are wanted, rejection sampling when few are.
-fn distinct_positions(size: usize, count: usize, rng: &mut Rng) -> Vec<usize> {
-    if count.saturating_mul(3) > size {
-        let mut all: Vec<usize> = (0..size).collect();
-        for i in 0..count {
-            let j = i + rng.below(size - i);
-            all.swap(i, j);
-        }
-        all.truncate(count);
-        return all;
-    }
-    let mut seen = std::collections::HashSet::with_capacity(count);
-    let mut picks = Vec::with_capacity(count);
-    while picks.len() < count {
-        let i = rng.below(size);
-        if seen.insert(i) {
-            picks.push(i);
-        }
-    }
-    picks
 }
 
 /// SMOVE source destination member
