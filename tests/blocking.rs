@@ -16,13 +16,16 @@ fn key_on(shard: usize, prefix: &str) -> String {
         .expect("a key on each shard")
 }
 
-/// Waits until `n` clients are blocked (INFO clients is not per-command, so poll CLIENT LIST
-/// for `cmd=<name>` of the blocked connections).
+/// Waits until `n` clients are blocked in `cmd` (polls CLIENT LIST for `flags=b` lines).
 fn wait_blocked(ctl: &mut RawConn, cmd: &str, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let list = String::from_utf8_lossy(&ctl.cmd(&["CLIENT", "LIST"])).into_owned();
-        let blocked = list.matches(&format!("cmd={cmd} ")).count();
+        // Blocked for real (flags=b: parked on the key's shard), in that command.
+        let blocked = list
+            .lines()
+            .filter(|l| l.contains(" flags=b ") && l.contains(&format!(" cmd={cmd} ")))
+            .count();
         if blocked >= n {
             return;
         }
