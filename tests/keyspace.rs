@@ -9,8 +9,8 @@
 
 mod common;
 
-use common::{escape, Server};
-use redis::{Connection, FromRedisValue, RedisResult, Value};
+use common::{escape, q, try_q, Server};
+use redis::{Connection, FromRedisValue, Value};
 use std::collections::{BTreeSet, HashSet};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -19,19 +19,6 @@ use std::time::{Duration, Instant};
 const ACTIVE_EXPIRE_DEADLINE: Duration = Duration::from_secs(10);
 /// The most SCAN calls one full iteration may take before the test calls it a loop.
 const SCAN_CALLS_MAX: usize = 100_000;
-
-/// Runs a command; panics with the command and the error.
-fn q<T: FromRedisValue>(con: &mut Connection, args: &[&str]) -> T {
-    try_q(con, args).unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
-
-fn try_q<T: FromRedisValue>(con: &mut Connection, args: &[&str]) -> RedisResult<T> {
-    let mut cmd = redis::cmd(args[0]);
-    for a in &args[1..] {
-        cmd.arg(*a);
-    }
-    cmd.query(con)
-}
 
 /// Runs a command with owned arguments (for generated key lists).
 fn q_owned<T: FromRedisValue>(con: &mut Connection, args: &[String]) -> T {

@@ -9,8 +9,8 @@
 
 mod common;
 
-use common::{encode, escape, parse_listening_port, use_redis_for_shardis, RawConn, Server};
-use redis::{Connection, FromRedisValue, RedisResult};
+use common::{encode, escape, parse_listening_port, q, use_redis_for_shardis, RawConn, Server};
+use redis::Connection;
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -24,18 +24,6 @@ const SETTLE_DEADLINE: Duration = Duration::from_secs(10);
 const EXIT_DEADLINE: Duration = Duration::from_secs(30);
 /// The most connections opened while looking for ones served by every shard.
 const CONNS_MAX: usize = 64;
-
-fn q<T: FromRedisValue>(con: &mut Connection, args: &[&str]) -> T {
-    try_q(con, args).unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
-
-fn try_q<T: FromRedisValue>(con: &mut Connection, args: &[&str]) -> RedisResult<T> {
-    let mut cmd = redis::cmd(args[0]);
-    for a in &args[1..] {
-        cmd.arg(*a);
-    }
-    cmd.query(con)
-}
 
 /// Compares raw replies, showing both escaped when they differ.
 macro_rules! assert_reply {

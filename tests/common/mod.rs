@@ -758,3 +758,20 @@ pub fn key_slot(key: &[u8]) -> u16 {
 pub fn shard_of(key: &[u8], shards: usize) -> usize {
     key_slot(key) as usize % shards
 }
+
+/// Runs a command through the `redis` crate; panics with the command and the error.
+pub fn q<T: redis::FromRedisValue>(con: &mut redis::Connection, args: &[&str]) -> T {
+    try_q(con, args).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+/// Runs a command through the `redis` crate.
+pub fn try_q<T: redis::FromRedisValue>(
+    con: &mut redis::Connection,
+    args: &[&str],
+) -> redis::RedisResult<T> {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query(con)
+}

@@ -252,22 +252,6 @@ fn limits(sh: &Shard) -> Limits {
     }
 }
 
-/// The hash a value holds, or `WRONGTYPE`.
-fn as_hash(v: &Value) -> Result<&Hash> {
-    match v {
-        Value::Hash(h) => Ok(h),
-        _ => Err(Error::WrongType),
-    }
-}
-
-/// The hash a value holds, for changing it, or `WRONGTYPE`.
-fn as_hash_mut(v: &mut Value) -> Result<&mut Hash> {
-    match v {
-        Value::Hash(h) => Ok(h),
-        _ => Err(Error::WrongType),
-    }
-}
-
 /// The hash under `key` for reading, counting a keyspace hit or miss as Redis's
 /// `lookupKeyRead` does (a key of another type is a hit, then `WRONGTYPE`). Also hands out
 /// the shard's random generator, for HRANDFIELD.
@@ -286,7 +270,7 @@ fn read_hash_rng<'s>(
     } else {
         stats.keyspace_misses += 1;
     }
-    let hash = found.map(|e| as_hash(&e.value)).transpose()?;
+    let hash = found.map(|e| e.value.as_hash()).transpose()?;
     Ok((hash, rng))
 }
 
@@ -309,7 +293,7 @@ fn write_hash<'s>(sh: &'s mut Shard, db: usize, key: &[u8], now_ms: u64) -> Resu
         d.insert(key, Entry::new(Value::Hash(Hash::new())));
     }
     match d.get_mut(key, now_ms) {
-        Some(e) => as_hash_mut(&mut e.value),
+        Some(e) => e.value.as_hash_mut(),
         None => Err(Error::err("hash vanished while being written")),
     }
 }
@@ -388,7 +372,7 @@ fn hdel(sh: &mut Shard, c: &mut Call) -> Result<()> {
         c.out.int(0);
         return Ok(());
     };
-    let h = as_hash_mut(&mut e.value)?;
+    let h = e.value.as_hash_mut()?;
     let mut deleted = 0;
     for field in &c.argv[2..] {
         if h.remove(field) {

@@ -394,20 +394,6 @@ pub const COMMANDS: &[CommandSpec] = &[
 // ---------------------------------------------------------------------------------------------
 // Lookups, type checks and argument parsing.
 
-fn as_list(v: &Value) -> Result<&List> {
-    match v {
-        Value::List(l) => Ok(l),
-        _ => Err(Error::WrongType),
-    }
-}
-
-fn as_list_mut(v: &mut Value) -> Result<&mut List> {
-    match v {
-        Value::List(l) => Ok(l),
-        _ => Err(Error::WrongType),
-    }
-}
-
 /// The list under `key` for reading, counting a keyspace hit or miss as Redis's
 /// `lookupKeyRead` does (a key of another type is a hit), or `WRONGTYPE`.
 fn read_list<'s>(
@@ -423,13 +409,13 @@ fn read_list<'s>(
     } else {
         stats.keyspace_misses += 1;
     }
-    found.map(|e| as_list(&e.value)).transpose()
+    found.map(|e| e.value.as_list()).transpose()
 }
 
 /// The list under `key` for changing it (no statistics, as `lookupKeyWrite`), or `WRONGTYPE`.
 fn write_list<'d>(db: &'d mut Db, key: &[u8], now_ms: u64) -> Result<Option<&'d mut List>> {
     db.get_mut(key, now_ms)
-        .map(|e| as_list_mut(&mut e.value))
+        .map(|e| e.value.as_list_mut())
         .transpose()
 }
 
@@ -994,7 +980,7 @@ fn move_element(sh: &mut Shard, c: &Call, from: End, to: End) -> Result<Option<V
         return Ok(Some(item));
     }
     if let Some(e) = db.get(dst, c.now_ms) {
-        as_list(&e.value)?;
+        e.value.as_list()?;
     }
     let Some(list) = write_list(db, src, c.now_ms)? else {
         return Ok(None);

@@ -280,22 +280,6 @@ pub const COMMANDS: &[CommandSpec] = &[
 // ---------------------------------------------------------------------------------------------
 // Lookups and type checks.
 
-/// The set a value holds, or `WRONGTYPE`.
-fn as_set(v: &Value) -> Result<&Set> {
-    match v {
-        Value::Set(s) => Ok(s),
-        _ => Err(Error::WrongType),
-    }
-}
-
-/// The set a value holds, for changing it, or `WRONGTYPE`.
-fn as_set_mut(v: &mut Value) -> Result<&mut Set> {
-    match v {
-        Value::Set(s) => Ok(s),
-        _ => Err(Error::WrongType),
-    }
-}
-
 /// The set under `key` for reading, counting a keyspace hit or miss as Redis's `lookupKeyRead`
 /// does (a key of another type is a hit, then `WRONGTYPE`).
 fn read_set<'s>(
@@ -310,13 +294,13 @@ fn read_set<'s>(
     } else {
         stats.keyspace_misses += 1;
     }
-    found.map(|e| as_set(&e.value)).transpose()
+    found.map(|e| e.value.as_set()).transpose()
 }
 
 /// The set under `key` for changing it (Redis's `lookupKeyWrite`: no statistics).
 fn write_set<'s>(db: &'s mut Db, key: &[u8], now_ms: u64) -> Result<Option<&'s mut Set>> {
     db.get_mut(key, now_ms)
-        .map(|e| as_set_mut(&mut e.value))
+        .map(|e| e.value.as_set_mut())
         .transpose()
 }
 
@@ -571,9 +555,9 @@ fn smove(sh: &mut Shard, c: &mut Call) -> Result<()> {
         c.out.int(0);
         return Ok(());
     };
-    let is_member = as_set(&entry.value)?.contains(member);
+    let is_member = entry.value.as_set()?.contains(member);
     if let Some(e) = db.get(dst, c.now_ms) {
-        as_set(&e.value)?;
+        e.value.as_set()?;
     }
     if src == dst || !is_member {
         c.out.int(is_member as i64);
@@ -608,7 +592,7 @@ fn lookup_sets(sh: &mut Shard, db: usize, keys: &[&[u8]], now_ms: u64) -> Result
 /// twice yields the same set twice, which the algorithms below recognise by address.
 fn peek_sets<'s>(db: &'s Db, keys: &[&[u8]], now_ms: u64) -> Vec<Option<&'s Set>> {
     keys.iter()
-        .map(|k| db.peek(k, now_ms).and_then(|e| as_set(&e.value).ok()))
+        .map(|k| db.peek(k, now_ms).and_then(|e| e.value.as_set().ok()))
         .collect()
 }
 

@@ -331,22 +331,6 @@ pub const COMMANDS: &[CommandSpec] = &[
 // ---------------------------------------------------------------------------------------------
 // Lookups and type checks.
 
-/// The string a value holds, or `WRONGTYPE`.
-fn as_str(v: &Value) -> Result<&Str> {
-    match v {
-        Value::Str(s) => Ok(s),
-        _ => Err(Error::WrongType),
-    }
-}
-
-/// The string a value holds, for changing it, or `WRONGTYPE`.
-fn as_str_mut(v: &mut Value) -> Result<&mut Str> {
-    match v {
-        Value::Str(s) => Ok(s),
-        _ => Err(Error::WrongType),
-    }
-}
-
 /// The value under `key` for reading, counting a keyspace hit or miss as Redis's
 /// `lookupKeyRead` does (a key of another type is a hit).
 fn lookup_read<'s>(sh: &'s mut Shard, db: usize, key: &[u8], now_ms: u64) -> Option<&'s Value> {
@@ -371,7 +355,9 @@ fn set_key_flags(argv: &[&[u8]]) -> u32 {
 
 /// The string under `key` for reading (counting a hit or miss), or `WRONGTYPE`.
 fn read_str<'s>(sh: &'s mut Shard, db: usize, key: &[u8], now_ms: u64) -> Result<Option<&'s Str>> {
-    lookup_read(sh, db, key, now_ms).map(as_str).transpose()
+    lookup_read(sh, db, key, now_ms)
+        .map(Value::as_str)
+        .transpose()
 }
 
 /// The string under `key`, or `WRONGTYPE` if the key holds another type. Counts no statistics
@@ -384,7 +370,7 @@ pub fn get_str<'s>(
 ) -> Result<Option<&'s Str>> {
     sh.dbs[db]
         .get(key, now_ms)
-        .map(|e| as_str(&e.value))
+        .map(|e| e.value.as_str())
         .transpose()
 }
 
@@ -658,7 +644,7 @@ fn mget(sh: &mut Shard, c: &mut Call) -> Result<()> {
     c.out.array(keys.len());
     for key in keys {
         // A key of another type reads as nil here, not as an error.
-        match lookup_read(sh, c.db, key, c.now_ms).map(as_str) {
+        match lookup_read(sh, c.db, key, c.now_ms).map(Value::as_str) {
             Some(Ok(s)) => reply_str(&mut c.out, s),
             _ => c.out.null(),
         }
@@ -724,7 +710,7 @@ fn append(sh: &mut Shard, c: &mut Call) -> Result<()> {
             len
         }
         Some(e) => {
-            let s = as_str_mut(&mut e.value)?;
+            let s = e.value.as_str_mut()?;
             let len = grown_len(s.len() as u64, tail.len() as u64)?;
             let mut data = std::mem::replace(s, Str::Int(0)).into_bytes();
             data.extend_from_slice(tail);
@@ -767,7 +753,7 @@ fn setrange(sh: &mut Shard, c: &mut Call) -> Result<()> {
             total
         }
         Some(e) => {
-            let s = as_str_mut(&mut e.value)?;
+            let s = e.value.as_str_mut()?;
             if patch.is_empty() {
                 c.out.int(s.len() as i64);
                 return Ok(());
@@ -853,7 +839,7 @@ fn incr_by(sh: &mut Shard, c: &mut Call, by: i64) -> Result<()> {
     let db = &mut sh.dbs[c.db];
     let value = match db.get_mut(key, c.now_ms) {
         Some(e) => {
-            let s = as_str_mut(&mut e.value)?;
+            let s = e.value.as_str_mut()?;
             let old = s.as_i64().ok_or(Error::NotInteger)?;
             let new = old.checked_add(by).ok_or(Error::Overflow)?;
             *s = Str::Int(new);
@@ -877,7 +863,7 @@ fn incrbyfloat(sh: &mut Shard, c: &mut Call) -> Result<()> {
     let key = c.argv[1];
     let db = &mut sh.dbs[c.db];
     let current = match db.get(key, c.now_ms) {
-        Some(e) => match as_str(&e.value)? {
+        Some(e) => match e.value.as_str()? {
             Str::Int(n) => LongDouble::from_i64(*n),
             Str::Bytes { data, .. } => LongDouble::parse(data).ok_or(Error::NotFloat)?,
         },
@@ -922,9 +908,9 @@ impl LcsMatch {
 fn lcs(sh: &mut Shard, c: &mut Call) -> Result<()> {
     // Both keys are looked up (and counted) before either is checked.
     let a = lookup_read(sh, c.db, c.argv[1], c.now_ms)
-        .map(|v| as_str(v).map(|s| s.as_bytes().into_owned()));
+        .map(|v| v.as_str().map(|s| s.as_bytes().into_owned()));
     let b = lookup_read(sh, c.db, c.argv[2], c.now_ms)
-        .map(|v| as_str(v).map(|s| s.as_bytes().into_owned()));
+        .map(|v| v.as_str().map(|s| s.as_bytes().into_owned()));
     let (Ok(a), Ok(b)) = (a.transpose(), b.transpose()) else {
         return Err(Error::err("The specified keys must contain string values"));
     };

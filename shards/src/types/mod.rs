@@ -23,6 +23,70 @@ pub enum Value {
 }
 
 impl Value {
+    /// The str this value holds, or `WRONGTYPE`.
+    pub fn as_str(&self) -> crate::Result<&Str> {
+        match self {
+            Value::Str(x) => Ok(x),
+            _ => Err(crate::Error::WrongType),
+        }
+    }
+
+    /// The str this value holds, for changing it, or `WRONGTYPE`.
+    pub fn as_str_mut(&mut self) -> crate::Result<&mut Str> {
+        match self {
+            Value::Str(x) => Ok(x),
+            _ => Err(crate::Error::WrongType),
+        }
+    }
+
+    /// The list this value holds, or `WRONGTYPE`.
+    pub fn as_list(&self) -> crate::Result<&List> {
+        match self {
+            Value::List(x) => Ok(x),
+            _ => Err(crate::Error::WrongType),
+        }
+    }
+
+    /// The list this value holds, for changing it, or `WRONGTYPE`.
+    pub fn as_list_mut(&mut self) -> crate::Result<&mut List> {
+        match self {
+            Value::List(x) => Ok(x),
+            _ => Err(crate::Error::WrongType),
+        }
+    }
+
+    /// The hash this value holds, or `WRONGTYPE`.
+    pub fn as_hash(&self) -> crate::Result<&hash::Hash> {
+        match self {
+            Value::Hash(x) => Ok(x),
+            _ => Err(crate::Error::WrongType),
+        }
+    }
+
+    /// The hash this value holds, for changing it, or `WRONGTYPE`.
+    pub fn as_hash_mut(&mut self) -> crate::Result<&mut hash::Hash> {
+        match self {
+            Value::Hash(x) => Ok(x),
+            _ => Err(crate::Error::WrongType),
+        }
+    }
+
+    /// The set this value holds, or `WRONGTYPE`.
+    pub fn as_set(&self) -> crate::Result<&Set> {
+        match self {
+            Value::Set(x) => Ok(x),
+            _ => Err(crate::Error::WrongType),
+        }
+    }
+
+    /// The set this value holds, for changing it, or `WRONGTYPE`.
+    pub fn as_set_mut(&mut self) -> crate::Result<&mut Set> {
+        match self {
+            Value::Set(x) => Ok(x),
+            _ => Err(crate::Error::WrongType),
+        }
+    }
+
     /// The name TYPE reports.
     pub fn type_name(&self) -> &'static str {
         match self {
