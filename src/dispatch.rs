@@ -565,7 +565,7 @@ fn start_sort_gather(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]])
             });
             let args: Vec<&[u8]> = owned.iter().map(|a| a.as_slice()).collect();
             let mut keys = gather_keys(l, &args, conn.db);
-            for k in shards::cmd::sort::pattern_keys(&args, entry.as_ref()) {
+            for k in shards::cmd::sort::pattern_keys(&args, entry.as_ref().map(|e| &e.value)) {
                 let k = (db, Key::from(k.as_slice()));
                 if !keys.contains(&k) {
                     keys.push(k);

@@ -232,7 +232,7 @@ impl Shard {
     pub fn export(&mut self, db: usize, keys: &[&[u8]], now_ms: u64) -> Vec<(Key, Option<Entry>)> {
         let d = &mut self.dbs[db];
         keys.iter()
-            .map(|k| (Key::from(*k), d.get(k, now_ms).cloned()))
+            .map(|k| (Key::from(*k), d.get_entry(k, now_ms)))
             .collect()
     }
 

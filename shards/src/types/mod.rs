@@ -4,6 +4,7 @@ pub mod bytes;
 pub mod hash;
 pub mod list;
 pub mod listpack;
+pub mod pairpack;
 pub mod set;
 pub mod string;
 
