@@ -425,7 +425,7 @@ impl Db {
                 } else {
                     self.expires.get(&id).map(|t| t.get())
                 };
-                if !expire.is_some_and(|t| t <= now_ms) {
+                if expire.is_none_or(|t| t > now_ms) {
                     f(&s.key, &s.item, expire);
                 }
             }
