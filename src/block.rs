@@ -6,6 +6,13 @@
 //! that decides a timeout, and no element is ever popped for a client that timed out.
 //!
 //! A blocked client never blocks its shard: the shard keeps serving everyone else.
+//!
+//! A blocking command whose keys live on several shards cannot park on any one of them: it runs
+//! where its connection lives, on copies gathered from the owners. When it finds nothing, each
+//! owner keeps a *watcher* for the connection on its keys (registered in the same message that
+//! exports them, so no write can slip in between); the first write to a watched key wakes the
+//! connection, which gathers and runs the command again. Watchers of one connection on one
+//! shard are replaced by each new registration and dropped when the command ends.
 
 use crate::msg::Token;
 use shards::keyspace::Key;
@@ -46,11 +53,79 @@ pub struct BlockTable {
     by_key: HashMap<(usize, Key), VecDeque<u64>>,
     by_conn: HashMap<(usize, u32, u32), u64>,
     deadlines: BTreeSet<(u64, u64)>,
+    /// Watchers (origin shard, connection, sequence number) per key, in arrival order.
+    watchers: HashMap<(usize, Key), Vec<Watcher>>,
+    /// The keys each connection watches here.
+    watched: HashMap<(usize, u32, u32), Vec<(usize, Key)>>,
+}
+
+/// A connection (on shard `origin`) waiting for a write to a key here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watcher {
+    pub origin: usize,
+    pub conn: Token,
+    pub seq: u32,
+}
+
+fn bump(waited: &mut Waited, key: &(usize, Key), up: bool) {
+    if up {
+        *waited.entry(key.clone()).or_default() += 1;
+    } else if let Some(n) = waited.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            waited.remove(key);
+        }
+    }
 }
 
 impl BlockTable {
     pub fn is_empty(&self) -> bool {
         self.waiters.is_empty()
+    }
+
+    /// Makes `w` watch `keys` here, replacing whatever its connection watched before.
+    pub fn watch(&mut self, w: Watcher, keys: Vec<(usize, Key)>, waited: &mut Waited) {
+        self.unwatch(w.origin, w.conn, waited);
+        for key in &keys {
+            self.watchers.entry(key.clone()).or_default().push(w);
+            bump(waited, key, true);
+        }
+        self.watched
+            .insert((w.origin, w.conn.index, w.conn.generation), keys);
+    }
+
+    /// Drops every watcher of a connection here.
+    pub fn unwatch(&mut self, origin: usize, conn: Token, waited: &mut Waited) {
+        let Some(keys) = self.watched.remove(&(origin, conn.index, conn.generation)) else {
+            return;
+        };
+        for key in keys {
+            if let Some(list) = self.watchers.get_mut(&key) {
+                list.retain(|x| !(x.origin == origin && x.conn == conn));
+                if list.is_empty() {
+                    self.watchers.remove(&key);
+                }
+            }
+            bump(waited, &key, false);
+        }
+    }
+
+    /// Takes the watchers of a key that was written (each connection's other watchers here go
+    /// too: one wake is enough).
+    pub fn take_watchers(&mut self, db: usize, key: &Key, waited: &mut Waited) -> Vec<Watcher> {
+        let Some(list) = self.watchers.get(&(db, key.clone())).cloned() else {
+            return Vec::new();
+        };
+        for w in &list {
+            self.unwatch(w.origin, w.conn, waited);
+        }
+        list
+    }
+
+    /// Number of watching connections.
+    #[cfg(test)]
+    pub fn watching(&self) -> usize {
+        self.watched.len()
     }
 
     /// Parks a waiter; `waited` is the engine's per-key waiter count.
@@ -85,12 +160,7 @@ impl BlockTable {
                     self.by_key.remove(&key);
                 }
             }
-            if let Some(n) = waited.get_mut(&key) {
-                *n -= 1;
-                if *n == 0 {
-                    waited.remove(&key);
-                }
-            }
+            bump(waited, &key, false);
         }
         if let Some(d) = w.deadline_ms {
             self.deadlines.remove(&(d, id));
@@ -139,4 +209,54 @@ pub fn timeout_reply(proto: Proto) -> Vec<u8> {
 /// The reply of CLIENT UNBLOCK … ERROR.
 pub fn unblocked_error() -> Vec<u8> {
     b"-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n".to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(index: u32) -> Token {
+        Token {
+            index,
+            generation: 1,
+        }
+    }
+
+    fn key(k: &str) -> (usize, Key) {
+        (0, Key::from(k.as_bytes()))
+    }
+
+    #[test]
+    fn watchers_wake_once_and_leave_nothing_behind() {
+        let mut t = BlockTable::default();
+        let mut waited = Waited::default();
+        let a = Watcher {
+            origin: 1,
+            conn: conn(7),
+            seq: 3,
+        };
+        let b = Watcher {
+            origin: 0,
+            conn: conn(8),
+            seq: 9,
+        };
+        t.watch(a, vec![key("x"), key("y")], &mut waited);
+        t.watch(b, vec![key("y")], &mut waited);
+        assert_eq!(waited.get(&key("y")), Some(&2));
+        // Re-registering replaces: the connection no longer watches x.
+        let a2 = Watcher { seq: 4, ..a };
+        t.watch(a2, vec![key("y")], &mut waited);
+        assert_eq!(waited.get(&key("x")), None);
+        assert_eq!(t.watching(), 2);
+        // A write to y wakes both, in arrival order, and drops all their watchers here.
+        assert_eq!(t.take_watchers(0, &key("y").1, &mut waited), vec![b, a2]);
+        assert!(waited.is_empty());
+        assert_eq!(t.watching(), 0);
+        assert!(t.take_watchers(0, &key("y").1, &mut waited).is_empty());
+        // Unwatch of a connection that watches nothing is harmless.
+        t.watch(a, vec![key("z")], &mut waited);
+        t.unwatch(1, conn(7), &mut waited);
+        t.unwatch(1, conn(7), &mut waited);
+        assert!(waited.is_empty() && t.watching() == 0);
+    }
 }

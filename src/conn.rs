@@ -19,7 +19,8 @@ pub enum Wait {
     Blocked {
         shard: usize,
     },
-    /// A blocking command over keys on several shards found nothing and polls again soon.
+    /// A blocking command over keys on several shards found nothing; the owners of its keys
+    /// watch them and wake it to run again.
     Retry,
     /// Several parts; `done` merges them.
     Multi {
@@ -51,8 +52,13 @@ pub struct Conn {
     /// Incremented per multi-shard operation, echoed in replies.
     pub seq: u32,
     pub close_after_reply: bool,
-    /// Deadline (Unix ms; u64::MAX = none) of a polling multi-shard blocking command.
+    /// Deadline (Unix ms; u64::MAX = none) of a waiting multi-shard blocking command.
     pub retry_deadline: Option<u64>,
+    /// The multi-shard blocking command being run, while its keys are watched.
+    pub retry_cmd: Option<(shards::cmd::Lookup, Vec<Vec<u8>>)>,
+    /// A watched key was written while that command's gather was in flight: its copies may be
+    /// stale, so if it finds nothing it runs again at once.
+    pub woken: bool,
     /// EPOLLOUT is registered (a write was partial).
     pub want_write: bool,
     /// EPOLLIN is not registered (too much unprocessed input while waiting).
@@ -86,6 +92,8 @@ impl Conn {
             seq: 0,
             close_after_reply: false,
             retry_deadline: None,
+            retry_cmd: None,
+            woken: false,
             want_write: false,
             read_paused: false,
             created_ms: now_ms,

@@ -29,6 +29,7 @@ mod msg;
 mod net;
 mod server_cmds;
 mod startup;
+mod txn;
 
 use std::sync::Arc;
 

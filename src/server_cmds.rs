@@ -505,7 +505,7 @@ pub fn serve_admin(ctx: &ShardCtx, body: &ReqBody) -> RepBody {
                 let polling = matches!(c.wait, crate::conn::Wait::Retry);
                 if polling {
                     c.wait = crate::conn::Wait::None;
-                    c.retry_deadline = None;
+                    ctx.end_watch(&mut c);
                     let reply = if *error {
                         crate::block::unblocked_error()
                     } else {
@@ -568,6 +568,17 @@ fn shard_stats(ctx: &ShardCtx) -> ShardStats {
         commands: e.stats.commands,
         cmd,
         connected_clients: ctx.conns.borrow().live,
+        blocked_clients: ctx
+            .conns
+            .borrow()
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c.wait,
+                    crate::conn::Wait::Blocked { .. } | crate::conn::Wait::Retry
+                )
+            })
+            .count(),
         connections_received: ctx.net.connections_received.get(),
         net_input_bytes: ctx.net.net_input_bytes.get(),
         net_output_bytes: ctx.net.net_output_bytes.get(),
