@@ -206,6 +206,19 @@ pub fn timeout_reply(proto: Proto) -> Vec<u8> {
     out
 }
 
+/// The reply of a blocking command that may not block (inside MULTI) and finds nothing: the
+/// commands that move one element answer a null bulk, the others a null array.
+pub fn cannot_block_reply(name: &str, proto: Proto) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut r = shards::resp::Reply::new(&mut out, proto);
+    if matches!(name, "blmove" | "brpoplpush") {
+        r.null();
+    } else {
+        r.null_array();
+    }
+    out
+}
+
 /// The reply of CLIENT UNBLOCK … ERROR.
 pub fn unblocked_error() -> Vec<u8> {
     b"-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n".to_vec()

@@ -59,6 +59,12 @@ pub struct Conn {
     /// A watched key was written while that command's gather was in flight: its copies may be
     /// stale, so if it finds nothing it runs again at once.
     pub woken: bool,
+    /// The block being queued between MULTI and EXEC.
+    pub multi: Option<crate::multi::Multi>,
+    /// Keys WATCHed for the next EXEC.
+    pub watching: Vec<crate::multi::Watched>,
+    /// Commands to run next, before the rest of the input (EXEC of a block run live).
+    pub inject: Vec<u8>,
     /// EPOLLOUT is registered (a write was partial).
     pub want_write: bool,
     /// EPOLLIN is not registered (too much unprocessed input while waiting).
@@ -94,6 +100,9 @@ impl Conn {
             retry_deadline: None,
             retry_cmd: None,
             woken: false,
+            multi: None,
+            watching: Vec::new(),
+            inject: Vec::new(),
             want_write: false,
             read_paused: false,
             created_ms: now_ms,

@@ -717,6 +717,7 @@ impl ShardCtx {
         }
         let mut conn = conn;
         self.end_watch(&mut conn);
+        crate::multi::unwatch_all(self, &mut conn);
         self.epoll.delete(conn.fd);
         net::close(conn.fd);
         self.conns.borrow_mut().release(conn.token);
@@ -845,6 +846,21 @@ impl ShardCtx {
                 RepBody::Ack
             }
             ReqBody::Tx { .. } => crate::txn::serve(self, from, p),
+            ReqBody::WatchKeys(keys) => crate::multi::serve_watch(self, keys),
+            ReqBody::UnwatchKeys(keys) => {
+                let mut engine = self.engine.borrow_mut();
+                for (db, k) in keys {
+                    engine.unwatch_key(*db as usize, k);
+                }
+                RepBody::Ack
+            }
+            ReqBody::CheckWatch(check) => {
+                if crate::multi::watch_holds(self, check) {
+                    RepBody::Ack
+                } else {
+                    RepBody::Conflict
+                }
+            }
             other => crate::server_cmds::serve_admin(self, other),
         }
     }

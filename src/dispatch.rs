@@ -55,6 +55,7 @@ pub fn process(ctx: &ShardCtx, conn: &mut Conn) {
     if conn.waiting() || conn.close_after_reply {
         return;
     }
+    inject(conn);
     let mut rbuf = std::mem::take(&mut conn.rbuf);
     let mut scratch = std::mem::take(&mut conn.scratch);
     let mut ranges = std::mem::take(&mut conn.ranges);
@@ -66,6 +67,10 @@ pub fn process(ctx: &ShardCtx, conn: &mut Conn) {
     loop {
         if conn.waiting() || conn.close_after_reply {
             break;
+        }
+        if !conn.inject.is_empty() {
+            let frames = std::mem::take(&mut conn.inject);
+            rbuf.splice(pos..pos, frames);
         }
         let (consumed, inline) =
             match parse_command(&rbuf[pos..], &mut ranges, &mut scratch, limits) {
@@ -90,6 +95,16 @@ pub fn process(ctx: &ShardCtx, conn: &mut Conn) {
             };
         let base: &[u8] = if inline { &scratch } else { &rbuf[pos..] };
         let argv: SmallVec<[&[u8]; 8]> = ranges.iter().map(|r| &base[r.clone()]).collect();
+        if conn.multi.is_some() {
+            // Queued replies must follow those of a run still out.
+            if run.is_some() {
+                break;
+            }
+            if crate::multi::queue(ctx, conn, &argv) {
+                pos += consumed;
+                continue;
+            }
+        }
         match route(ctx, conn, &argv) {
             Target::Remote(shard, l) => {
                 match &run {
@@ -139,6 +154,16 @@ pub fn process(ctx: &ShardCtx, conn: &mut Conn) {
     conn.rbuf = rbuf;
     conn.scratch = scratch;
     conn.ranges = ranges;
+}
+
+/// Puts commands a block run live feeds back (see [`crate::multi`]) before the unread input.
+fn inject(conn: &mut Conn) {
+    if conn.inject.is_empty() {
+        return;
+    }
+    let frames = std::mem::take(&mut conn.inject);
+    let at = conn.rpos.min(conn.rbuf.len());
+    conn.rbuf.splice(at..at, frames);
 }
 
 fn names(l: Lookup) -> (&'static str, Option<&'static str>) {
@@ -569,7 +594,7 @@ fn start_all(ctx: &ShardCtx, conn: &mut Conn, _l: Lookup, argv: &[&[u8]], merge:
 }
 
 /// The (db, key) pairs a gathered command touches.
-fn gather_keys(l: Lookup, argv: &[&[u8]], db: usize) -> Vec<(u8, Key)> {
+pub fn gather_keys(l: Lookup, argv: &[&[u8]], db: usize) -> Vec<(u8, Key)> {
     let mut pos = Vec::new();
     key_positions(l.spec, argv, &mut pos);
     let mut keys: Vec<(u8, Key)> = Vec::new();
@@ -602,7 +627,7 @@ pub fn start_gather(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) 
 }
 
 /// SORT/SORT_RO with BY or GET patterns: the keys they name derive from the sorted elements.
-fn is_sort_with_patterns(l: Lookup, argv: &[&[u8]]) -> bool {
+pub fn is_sort_with_patterns(l: Lookup, argv: &[&[u8]]) -> bool {
     matches!(l.spec.name, "sort" | "sort_ro")
         && shards::cmd::sort::pattern_args(argv)
             .iter()
@@ -664,7 +689,11 @@ fn gather_these(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]], keys
         .map(|(s, (keys, watch))| crate::txn::Step {
             shard: s,
             lock: keys.clone(),
-            op: crate::txn::TxOp::Export { keys, watch },
+            op: crate::txn::TxOp::Export {
+                keys,
+                watch,
+                check: Vec::new(),
+            },
             release: false,
         })
         .collect();
@@ -736,6 +765,23 @@ fn gather_run(
         conn.wbuf.extend_from_slice(&reply);
         return;
     }
+    write_back(ctx, conn, tx, held, before, &mut scratch, reply);
+}
+
+/// Ends a transaction that ran on copies in `scratch`: sends each changed entry back to its
+/// owner, which applies it and releases the transaction's locks (owners without changes just
+/// release), and answers `reply` once every change is in, so what the client sees next (on any
+/// connection) includes them.
+pub fn write_back(
+    ctx: &ShardCtx,
+    conn: &mut Conn,
+    tx: crate::txn::TxId,
+    held: Vec<usize>,
+    before: Vec<(u8, Key, Option<Entry>)>,
+    scratch: &mut Shard,
+    reply: Vec<u8>,
+) {
+    let now = now_us();
     let mut per_shard: Vec<Vec<(u8, Key, Option<Entry>)>> = vec![Vec::new(); ctx.n];
     for (kdb, k, old) in before {
         let new = scratch

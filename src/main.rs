@@ -26,6 +26,7 @@ mod dispatch;
 mod info;
 mod merge;
 mod msg;
+mod multi;
 mod net;
 mod server_cmds;
 mod startup;

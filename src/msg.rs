@@ -62,6 +62,12 @@ pub enum ReqBody {
     ClientUnblock { id: u64, error: bool },
     /// Stop watching keys for the connection (see [`crate::block`]).
     Unwatch,
+    /// WATCH: count these keys as watched and report their versions.
+    WatchKeys(Vec<(u8, Key)>),
+    /// UNWATCH (or the end of a block): these keys are watched once less.
+    UnwatchKeys(Vec<(u8, Key)>),
+    /// Whether these watched keys are unchanged (`Ack`) or not (`Conflict`).
+    CheckWatch(Vec<crate::multi::Watched>),
     /// A step of a transaction: lock these keys (waiting until all are free), run `op` under
     /// the locks, then release every lock of `tx` here if `release` (see [`crate::txn`]).
     Tx {
@@ -99,6 +105,10 @@ pub enum RepBody {
     Wake,
     /// No answer yet: the request waits for locked keys and is answered when it has run.
     Deferred,
+    /// The versions WATCH asked for.
+    Watched(Vec<crate::multi::Watched>),
+    /// A watched key changed: the EXEC fails.
+    Conflict,
 }
 
 /// What INFO needs from a shard.

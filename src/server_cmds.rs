@@ -46,6 +46,8 @@ pub fn handle(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]], cmd: C
             Ok(())
         }
         ConnCmd::Reset => {
+            conn.multi = None;
+            crate::multi::unwatch_all(ctx, conn);
             conn.db = 0;
             conn.proto = Proto::Resp2;
             conn.name = None;
@@ -63,6 +65,9 @@ pub fn handle(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]], cmd: C
         ConnCmd::Command => Err(Error::err("unsupported")),
         ConnCmd::Shutdown => shutdown(ctx, argv),
         ConnCmd::Debug => crate::server_cmds::debug(ctx, conn, argv),
+        ConnCmd::Multi | ConnCmd::Exec | ConnCmd::Discard | ConnCmd::Watch | ConnCmd::Unwatch => {
+            crate::multi::handle(ctx, conn, argv, cmd)
+        }
     };
     if let Err(e) = r {
         let text = e.text();

@@ -43,10 +43,12 @@ pub enum TxOp {
     /// Run these RESP frames (a split command's part, uncounted: the coordinator counts it).
     Part(Vec<u8>),
     /// Copy out these keys' entries; `watch` (for a blocking command) registers a watcher on its
-    /// keys for the coordinator's connection, in the same step.
+    /// keys for the coordinator's connection, in the same step; `check` (for EXEC) answers
+    /// `Conflict` instead if one of these WATCHed keys changed.
     Export {
         keys: Vec<(u8, Key)>,
         watch: Vec<(u8, Key)>,
+        check: crate::multi::WatchCheck,
     },
     /// Store (Some) or delete (None) these entries.
     Import(Vec<(u8, Key, Option<Entry>)>),
@@ -217,9 +219,10 @@ fn clone_op(op: &TxOp) -> TxOp {
     match op {
         TxOp::Nothing => TxOp::Nothing,
         TxOp::Part(f) => TxOp::Part(f.clone()),
-        TxOp::Export { keys, watch } => TxOp::Export {
+        TxOp::Export { keys, watch, check } => TxOp::Export {
             keys: keys.clone(),
             watch: watch.clone(),
+            check: check.clone(),
         },
         TxOp::Import(e) => TxOp::Import(e.clone()),
     }
@@ -248,11 +251,15 @@ fn run_op(
             ctx.engine.borrow_mut().counting = true;
             RepBody::Bytes(out)
         }
-        TxOp::Export { keys, watch } => {
+        TxOp::Export { keys, watch, check } => {
             if !watch.is_empty() {
                 ctx.watch(from, conn, seq, watch);
             }
-            ctx.export(keys)
+            if crate::multi::watch_holds(ctx, check) {
+                ctx.export(keys)
+            } else {
+                RepBody::Conflict
+            }
         }
         TxOp::Import(entries) => {
             ctx.import(entries);

@@ -8,6 +8,7 @@ pub mod hash;
 pub mod info;
 pub mod keys;
 pub mod list;
+pub mod multi;
 
 pub mod registry;
 pub mod server;
