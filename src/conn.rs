@@ -30,6 +30,12 @@ pub enum Wait {
     },
 }
 
+/// The sequence number after `seq`. 0 is never used: it marks requests sent for no operation
+/// (releases, unwatches), which get no answer.
+pub fn next_seq(seq: u32) -> u32 {
+    seq.wrapping_add(1).max(1)
+}
+
 pub struct Conn {
     pub fd: RawFd,
     pub token: Token,

@@ -776,9 +776,10 @@ impl ShardCtx {
             .parts
             .into_iter()
             .filter_map(|p| {
-                // A deferred part is answered later, on its own.
+                // A deferred part is answered later, on its own; one sent for no operation
+                // (sequence number 0) is not answered.
                 let body = self.serve_part(from, &p);
-                (!matches!(body, RepBody::Deferred)).then_some(RepPart {
+                (p.seq != 0 && !matches!(body, RepBody::Deferred)).then_some(RepPart {
                     conn: p.conn,
                     seq: p.seq,
                     body,

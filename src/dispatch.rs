@@ -132,7 +132,7 @@ pub fn process(ctx: &ShardCtx, conn: &mut Conn) {
         pos += consumed;
     }
     if let Some((shard, frames)) = run {
-        conn.seq = conn.seq.wrapping_add(1);
+        conn.seq = crate::conn::next_seq(conn.seq);
         let part = ReqPart {
             conn: conn.token,
             seq: conn.seq,
@@ -265,7 +265,7 @@ fn execute(ctx: &ShardCtx, conn: &mut Conn, target: Target, argv: &[&[u8]], now:
             let (db, proto) = (conn.db, conn.proto);
             if crate::txn::locked_out(ctx, l, argv, db) {
                 // Wait for the transaction: answered when the lock goes.
-                conn.seq = conn.seq.wrapping_add(1);
+                conn.seq = crate::conn::next_seq(conn.seq);
                 let mut frames = Vec::new();
                 encode_command(argv, &mut frames);
                 ctx.locks.borrow_mut().defer(crate::txn::Deferred {
@@ -465,7 +465,7 @@ pub fn fan_out(
     parts: Vec<(usize, ReqBody)>,
     done: crate::conn::Done,
 ) {
-    conn.seq = conn.seq.wrapping_add(1);
+    conn.seq = crate::conn::next_seq(conn.seq);
     let mut results = Vec::new();
     let mut outstanding = 0;
     for (shard, body) in parts {

@@ -91,6 +91,8 @@ pub struct Locks {
     released: bool,
     /// Keys written while locked that have blocked clients: they look again on release.
     stalled: Vec<(usize, Key)>,
+    /// Scratch for key positions (no allocation per command while locks are held).
+    pos: Vec<usize>,
 }
 
 impl Locks {
@@ -162,13 +164,15 @@ pub fn new_tx(ctx: &ShardCtx) -> TxId {
 
 /// Whether a command must wait for a lock: one of its keys is locked by another transaction.
 pub fn locked_out(ctx: &ShardCtx, l: Lookup, argv: &[&[u8]], db: usize) -> bool {
-    let locks = ctx.locks.borrow();
+    let mut locks = ctx.locks.borrow_mut();
     if locks.is_idle() {
         return false;
     }
-    let mut pos = Vec::new();
+    let mut pos = std::mem::take(&mut locks.pos);
     shards::cmd::key_positions(l.spec, argv, &mut pos);
-    pos.iter().any(|&p| locks.blocks(db, argv[p]))
+    let blocked = pos.iter().any(|&p| locks.blocks(db, argv[p]));
+    locks.pos = pos;
+    blocked
 }
 
 /// Serves a transaction step sent to this shard (by another shard or this one): locks, runs,
