@@ -8,11 +8,13 @@
 //! A blocked client never blocks its shard: the shard keeps serving everyone else.
 //!
 //! A blocking command whose keys live on several shards cannot park on any one of them: it runs
-//! where its connection lives, on copies gathered from the owners. When it finds nothing, each
-//! owner keeps a *watcher* for the connection on its keys (registered in the same message that
-//! exports them, so no write can slip in between); the first write to a watched key wakes the
-//! connection, which gathers and runs the command again. Watchers of one connection on one
-//! shard are replaced by each new registration and dropped when the command ends.
+//! where its connection lives, as a transaction on copies gathered from the owners. When it
+//! finds nothing, each owner keeps a *watcher* for the connection on its keys (registered in the
+//! same locked step that copies them, so no write can slip in between). A watcher queues with
+//! the parked waiters of its keys, in arrival order: when its turn comes after a write it is
+//! woken to gather and run again, and the waiters behind it wait until that run's transaction
+//! has released the key here (or the connection stopped watching). Watchers of one connection
+//! on one shard are replaced by each new registration and dropped when the command ends.
 
 use crate::msg::Token;
 use shards::keyspace::Key;
@@ -45,18 +47,28 @@ pub enum Unblock {
     Error,
 }
 
+/// A connection (origin shard, slab index, generation), as a map key.
+type ConnRef = (usize, u32, u32);
+
+fn conn_ref(origin: usize, conn: Token) -> ConnRef {
+    (origin, conn.index, conn.generation)
+}
+
 /// A shard's blocked commands.
 #[derive(Default)]
 pub struct BlockTable {
     next_id: u64,
     waiters: HashMap<u64, Waiter>,
+    /// The parked waiters and the watchers of each key, in arrival order (one id space).
     by_key: HashMap<(usize, Key), VecDeque<u64>>,
-    by_conn: HashMap<(usize, u32, u32), u64>,
+    by_conn: HashMap<ConnRef, u64>,
     deadlines: BTreeSet<(u64, u64)>,
-    /// Watchers (origin shard, connection, sequence number) per key, in arrival order.
-    watchers: HashMap<(usize, Key), Vec<Watcher>>,
-    /// The keys each connection watches here.
-    watched: HashMap<(usize, u32, u32), Vec<(usize, Key)>>,
+    watchers: HashMap<u64, Watcher>,
+    /// Each watching connection's watcher id and keys here.
+    watched: HashMap<ConnRef, (u64, Vec<(usize, Key)>)>,
+    /// Keys whose queue stopped at a woken watcher: they go on once that connection's next
+    /// transaction step here has released its locks (or it stops watching).
+    awaiting: HashMap<ConnRef, Vec<(usize, Key)>>,
 }
 
 /// A connection (on shard `origin`) waiting for a write to a key here.
@@ -83,43 +95,63 @@ impl BlockTable {
         self.waiters.is_empty()
     }
 
-    /// Makes `w` watch `keys` here, replacing whatever its connection watched before.
+    /// Makes `w` watch `keys` here, replacing whatever its connection watched before. It takes
+    /// its place in each key's queue like a parked waiter.
     pub fn watch(&mut self, w: Watcher, keys: Vec<(usize, Key)>, waited: &mut Waited) {
         self.unwatch(w.origin, w.conn, waited);
+        let id = self.next_id;
+        self.next_id += 1;
         for key in &keys {
-            self.watchers.entry(key.clone()).or_default().push(w);
+            self.by_key.entry(key.clone()).or_default().push_back(id);
             bump(waited, key, true);
         }
-        self.watched
-            .insert((w.origin, w.conn.index, w.conn.generation), keys);
+        self.watchers.insert(id, w);
+        self.watched.insert(conn_ref(w.origin, w.conn), (id, keys));
     }
 
     /// Drops every watcher of a connection here.
     pub fn unwatch(&mut self, origin: usize, conn: Token, waited: &mut Waited) {
-        let Some(keys) = self.watched.remove(&(origin, conn.index, conn.generation)) else {
+        let Some((id, keys)) = self.watched.remove(&conn_ref(origin, conn)) else {
             return;
         };
+        self.watchers.remove(&id);
         for key in keys {
-            if let Some(list) = self.watchers.get_mut(&key) {
-                list.retain(|x| !(x.origin == origin && x.conn == conn));
-                if list.is_empty() {
-                    self.watchers.remove(&key);
+            if let Some(q) = self.by_key.get_mut(&key) {
+                q.retain(|&x| x != id);
+                if q.is_empty() {
+                    self.by_key.remove(&key);
                 }
             }
             bump(waited, &key, false);
         }
     }
 
-    /// Takes the watchers of a key that was written (each connection's other watchers here go
-    /// too: one wake is enough).
-    pub fn take_watchers(&mut self, db: usize, key: &Key, waited: &mut Waited) -> Vec<Watcher> {
-        let Some(list) = self.watchers.get(&(db, key.clone())).cloned() else {
+    /// If `id` (met in the queue of `key`, which was written) is a watcher: drops all its
+    /// connection's watchers here, notes that `key`'s queue waits for that connection, and
+    /// returns it to be woken.
+    pub fn wake_watcher(
+        &mut self,
+        id: u64,
+        key: &(usize, Key),
+        waited: &mut Waited,
+    ) -> Option<Watcher> {
+        let w = *self.watchers.get(&id)?;
+        self.unwatch(w.origin, w.conn, waited);
+        self.awaiting
+            .entry(conn_ref(w.origin, w.conn))
+            .or_default()
+            .push(key.clone());
+        Some(w)
+    }
+
+    /// The keys whose queue waits for this connection (it has had its turn).
+    pub fn take_awaiting(&mut self, origin: usize, conn: Token) -> Vec<(usize, Key)> {
+        if self.awaiting.is_empty() {
             return Vec::new();
-        };
-        for w in &list {
-            self.unwatch(w.origin, w.conn, waited);
         }
-        list
+        self.awaiting
+            .remove(&conn_ref(origin, conn))
+            .unwrap_or_default()
     }
 
     /// Number of watching connections.
@@ -143,8 +175,7 @@ impl BlockTable {
         if let Some(d) = w.deadline_ms {
             self.deadlines.insert((d, id));
         }
-        self.by_conn
-            .insert((w.origin, w.conn.index, w.conn.generation), id);
+        self.by_conn.insert(conn_ref(w.origin, w.conn), id);
         self.waiters.insert(id, w);
         id
     }
@@ -165,16 +196,13 @@ impl BlockTable {
         if let Some(d) = w.deadline_ms {
             self.deadlines.remove(&(d, id));
         }
-        self.by_conn
-            .remove(&(w.origin, w.conn.index, w.conn.generation));
+        self.by_conn.remove(&conn_ref(w.origin, w.conn));
         Some(w)
     }
 
     /// The waiter of a connection, if it is blocked here.
     pub fn of_conn(&self, origin: usize, conn: Token) -> Option<u64> {
-        self.by_conn
-            .get(&(origin, conn.index, conn.generation))
-            .copied()
+        self.by_conn.get(&conn_ref(origin, conn)).copied()
     }
 
     /// The waiters of a key, in arrival order.
@@ -240,7 +268,7 @@ mod tests {
     }
 
     #[test]
-    fn watchers_wake_once_and_leave_nothing_behind() {
+    fn watchers_queue_with_waiters_and_leave_nothing_behind() {
         let mut t = BlockTable::default();
         let mut waited = Waited::default();
         let a = Watcher {
@@ -256,20 +284,23 @@ mod tests {
         t.watch(a, vec![key("x"), key("y")], &mut waited);
         t.watch(b, vec![key("y")], &mut waited);
         assert_eq!(waited.get(&key("y")), Some(&2));
-        // Re-registering replaces: the connection no longer watches x.
+        // Re-registering replaces (and goes to the back): the connection no longer watches x.
         let a2 = Watcher { seq: 4, ..a };
         t.watch(a2, vec![key("y")], &mut waited);
         assert_eq!(waited.get(&key("x")), None);
         assert_eq!(t.watching(), 2);
-        // A write to y wakes both, in arrival order, and drops all their watchers here.
-        assert_eq!(t.take_watchers(0, &key("y").1, &mut waited), vec![b, a2]);
-        assert!(waited.is_empty());
-        assert_eq!(t.watching(), 0);
-        assert!(t.take_watchers(0, &key("y").1, &mut waited).is_empty());
-        // Unwatch of a connection that watches nothing is harmless.
-        t.watch(a, vec![key("z")], &mut waited);
+        // The queue of y holds b, then a2.
+        let q = t.queue(0, &key("y").1);
+        assert_eq!(q.len(), 2);
+        assert_eq!(t.wake_watcher(q[0], &key("y"), &mut waited), Some(b));
+        assert_eq!(t.wake_watcher(q[0], &key("y"), &mut waited), None);
+        assert_eq!(t.watching(), 1);
+        // y's queue waits for b's connection, once.
+        assert_eq!(t.take_awaiting(0, conn(8)), vec![key("y")]);
+        assert!(t.take_awaiting(0, conn(8)).is_empty());
         t.unwatch(1, conn(7), &mut waited);
         t.unwatch(1, conn(7), &mut waited);
         assert!(waited.is_empty() && t.watching() == 0);
+        assert!(t.queue(0, &key("y").1).is_empty());
     }
 }

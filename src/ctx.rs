@@ -410,10 +410,13 @@ impl ShardCtx {
         owners.dedup();
         for shard in owners {
             if shard == self.id {
-                let mut engine = self.engine.borrow_mut();
-                self.blocked
-                    .borrow_mut()
-                    .unwatch(self.id, conn.token, &mut engine.waited);
+                {
+                    let mut engine = self.engine.borrow_mut();
+                    self.blocked
+                        .borrow_mut()
+                        .unwatch(self.id, conn.token, &mut engine.waited);
+                }
+                self.resume_awaiting(self.id, conn.token);
             } else {
                 // Sequence number 0: the acknowledgement is not for any operation.
                 self.send(
@@ -426,6 +429,20 @@ impl ShardCtx {
                         body: ReqBody::Unwatch,
                     },
                 );
+            }
+        }
+    }
+
+    /// The keys whose waiters stopped for this connection's turn go on.
+    pub fn resume_awaiting(&self, origin: usize, conn: Token) {
+        let keys = self.blocked.borrow_mut().take_awaiting(origin, conn);
+        if keys.is_empty() {
+            return;
+        }
+        let mut engine = self.engine.borrow_mut();
+        for k in keys {
+            if !engine.ready.contains(&k) {
+                engine.ready.push(k);
             }
         }
     }
@@ -471,18 +488,29 @@ impl ShardCtx {
                 }
                 let queue = self.blocked.borrow().queue(db, &key);
                 for id in queue {
+                    // A watcher (a blocking command over keys on several shards) has its turn
+                    // in the same order: it is woken to run again, and the queue waits for it.
+                    let woken = {
+                        let mut engine = self.engine.borrow_mut();
+                        let has_value = engine
+                            .dbs
+                            .get(db)
+                            .is_some_and(|d| d.peek(&key, now_us() / 1000).is_some());
+                        if !has_value {
+                            break;
+                        }
+                        let k = (db, key.clone());
+                        self.blocked
+                            .borrow_mut()
+                            .wake_watcher(id, &k, &mut engine.waited)
+                    };
+                    if let Some(w) = woken {
+                        self.wake(w);
+                        break;
+                    }
                     if !self.try_serve(id) {
                         break;
                     }
-                }
-                let watchers = {
-                    let mut engine = self.engine.borrow_mut();
-                    self.blocked
-                        .borrow_mut()
-                        .take_watchers(db, &key, &mut engine.waited)
-                };
-                for w in watchers {
-                    self.wake(w);
                 }
             }
         }
@@ -840,10 +868,13 @@ impl ShardCtx {
             }
             ReqBody::Export(keys) => self.export(keys),
             ReqBody::Unwatch => {
-                let mut engine = self.engine.borrow_mut();
-                self.blocked
-                    .borrow_mut()
-                    .unwatch(from, p.conn, &mut engine.waited);
+                {
+                    let mut engine = self.engine.borrow_mut();
+                    self.blocked
+                        .borrow_mut()
+                        .unwatch(from, p.conn, &mut engine.waited);
+                }
+                self.resume_awaiting(from, p.conn);
                 RepBody::Ack
             }
             ReqBody::Tx { .. } => crate::txn::serve(self, from, p),

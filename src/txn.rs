@@ -273,6 +273,8 @@ fn run_op(
     ctx.locks.borrow_mut().current = None;
     if release {
         release_here(ctx, tx);
+        // A woken cross-shard waiter has had its turn: the queues it held up go on.
+        ctx.resume_awaiting(from, conn);
     }
     body
 }
@@ -405,6 +407,7 @@ pub fn release_on(ctx: &ShardCtx, conn: &Conn, tx: TxId, shards: impl IntoIterat
     for s in shards {
         if s == ctx.id {
             release_here(ctx, tx);
+            ctx.resume_awaiting(ctx.id, conn.token);
         } else {
             // Sequence number 0: the acknowledgement is for no operation and is dropped.
             ctx.send(

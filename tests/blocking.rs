@@ -311,3 +311,34 @@ fn multi_shard_waiters_are_woken_not_polled() {
     assert_eq!(ctl.cmd(&["EXISTS", &a, &b]), b":0\r\n");
     wait_info_blocked(&mut ctl, 0);
 }
+
+/// Waiters parked on one key and a waiter over keys on both shards are served in the order
+/// they came, as Redis serves them.
+#[test]
+fn cross_shard_and_parked_waiters_keep_arrival_order() {
+    let server = Server::start(&[]);
+    let (a, b) = (key_on(0, "fifo"), key_on(1, "fifo"));
+    let mut ctl = server.raw();
+    let mut first = server.raw();
+    first.send(&common::encode(&["BLPOP", &a, &b, "5"]));
+    wait_info_blocked(&mut ctl, 1);
+    let mut second = server.raw();
+    second.send(&common::encode(&["BLPOP", &a, "5"]));
+    wait_info_blocked(&mut ctl, 2);
+    let mut third = server.raw();
+    third.send(&common::encode(&["BLPOP", &b, &a, "5"]));
+    wait_info_blocked(&mut ctl, 3);
+    for (i, who) in [&mut first, &mut second, &mut third]
+        .into_iter()
+        .enumerate()
+    {
+        let v = format!("x{i}");
+        ctl.cmd(&["RPUSH", &a, &v]);
+        let reply = String::from_utf8_lossy(&who.read_reply()).into_owned();
+        assert!(
+            reply.ends_with(&format!("${}\r\n{v}\r\n", v.len())),
+            "waiter {i}: {reply}"
+        );
+    }
+    wait_info_blocked(&mut ctl, 0);
+}
