@@ -243,6 +243,31 @@ impl Shard {
         }
     }
 
+    /// After SWAPDB of `a` and `b`: watched keys present in either database count as changed,
+    /// and waited-on keys that now hold a value are ready (as Redis does).
+    pub fn swapped(&mut self, a: usize, b: usize, now_ms: u64) {
+        let in_either = |dbs: &[Db], k: &(usize, Key)| {
+            (k.0 == a || k.0 == b)
+                && (dbs[a].peek(&k.1, now_ms).is_some() || dbs[b].peek(&k.1, now_ms).is_some())
+        };
+        for (k, (_, version)) in self.watched.iter_mut() {
+            if in_either(&self.dbs, k) {
+                *version += 1;
+            }
+        }
+        let ready: Vec<(usize, Key)> = self
+            .waited
+            .keys()
+            .filter(|k| (k.0 == a || k.0 == b) && self.dbs[k.0].peek(&k.1, now_ms).is_some())
+            .cloned()
+            .collect();
+        for k in ready {
+            if !self.ready.contains(&k) {
+                self.ready.push(k);
+            }
+        }
+    }
+
     /// WATCH: one more watcher of `key`; returns its version and whether it is live now.
     pub fn watch_key(&mut self, db: usize, key: &[u8], now_ms: u64) -> (u64, bool) {
         let live = self.dbs[db].peek(key, now_ms).is_some();

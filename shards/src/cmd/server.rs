@@ -297,6 +297,7 @@ fn swapdb(sh: &mut Shard, c: &mut Call) -> Result<()> {
     let a = db_index(c.argv[1], "first")?;
     let b = db_index(c.argv[2], "second")?;
     sh.dbs.swap(a, b);
+    sh.swapped(a, b, c.now_ms);
     sh.stats.dirty += 1;
     c.out.ok();
     Ok(())
