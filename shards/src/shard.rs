@@ -94,6 +94,8 @@ pub struct ShardConfig {
     /// `zset-max-listpack-entries` / `zset-max-listpack-value`.
     pub zset_max_listpack_entries: usize,
     pub zset_max_listpack_value: usize,
+    /// `hll-sparse-max-bytes`: a sparse HyperLogLog that would grow past this turns dense.
+    pub hll_sparse_max_bytes: usize,
 }
 
 impl Default for ShardConfig {
@@ -107,6 +109,7 @@ impl Default for ShardConfig {
             set_max_intset_entries: 512,
             zset_max_listpack_entries: 128,
             zset_max_listpack_value: 64,
+            hll_sparse_max_bytes: crate::types::hll::SPARSE_MAX_BYTES_DEFAULT,
         }
     }
 }

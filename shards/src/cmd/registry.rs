@@ -18,6 +18,8 @@ pub fn all() -> impl Iterator<Item = &'static CommandSpec> {
         super::info::COMMANDS,
         super::set::COMMANDS,
         super::sort::COMMANDS,
+        super::bitmap::COMMANDS,
+        super::hll::COMMANDS,
     ]
     .into_iter()
     .flat_map(|family| family.iter())
