@@ -287,6 +287,8 @@ const CORPUS: &[&str] = &[
     "sets.redis",
     "hash.redis",
     "sort.redis",
+    "bitmaps.redis",
+    "hll.redis",
 ];
 
 #[test]
@@ -341,4 +343,14 @@ fn hash() {
 #[test]
 fn sort() {
     check("sort.redis");
+}
+
+#[test]
+fn bitmaps() {
+    check("bitmaps.redis");
+}
+
+#[test]
+fn hll() {
+    check("hll.redis");
 }
