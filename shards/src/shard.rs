@@ -66,6 +66,18 @@ impl Stats {
         self.cmd_stat(cmd).rejected_calls += 1;
     }
 
+    /// Adds what a command run elsewhere for this shard's connection changed: keyspace hits
+    /// and misses, writes and error replies (a gathered command runs on a scratch shard, and
+    /// its call was already counted here).
+    pub fn absorb(&mut self, other: &Stats) {
+        self.keyspace_hits += other.keyspace_hits;
+        self.keyspace_misses += other.keyspace_misses;
+        self.dirty += other.dirty;
+        for (code, n) in &other.errors {
+            *self.errors.entry(code.clone()).or_insert(0) += n;
+        }
+    }
+
     /// (full name, counters) of every command called so far.
     pub fn cmd_stats(&self) -> Vec<(String, CmdStat)> {
         self.cmd

@@ -8,9 +8,7 @@
 //! different bit), as Redis 7.0 does. BITOP gathers its keys from every shard
 //! (`Split::Gather`), so everything here runs against one shard.
 
-use super::spec::{
-    acl, flag, kflag, Arg, ArgType, CommandSpec, Group, KeySpec, Route, Split,
-};
+use super::spec::{acl, flag, kflag, Arg, ArgType, CommandSpec, Group, KeySpec, Route, Split};
 use super::string::lookup_read;
 use super::Call;
 use crate::keyspace::{Db, Entry};
@@ -266,7 +264,9 @@ fn string_for_write<'s>(
 fn resolve_range(len: usize, start: i64, end: i64, bits: bool) -> Option<(u64, u64)> {
     let total = if bits { len as i64 * 8 } else { len as i64 };
     let start = if start < 0 { start + total } else { start }.max(0);
-    let end = if end < 0 { end + total } else { end }.max(0).min(total - 1);
+    let end = if end < 0 { end + total } else { end }
+        .max(0)
+        .min(total - 1);
     if start > end {
         return None;
     }
@@ -381,7 +381,11 @@ fn bitpos(sh: &mut Shard, c: &mut Call) -> Result<()> {
                 Some(e) => Some(parse_i64(e).ok_or(Error::NotInteger)?),
                 None => None,
             };
-            let last = if bits { len as i64 * 8 - 1 } else { len as i64 - 1 };
+            let last = if bits {
+                len as i64 * 8 - 1
+            } else {
+                len as i64 - 1
+            };
             (
                 resolve_range(len, start, end.unwrap_or(last), bits),
                 end.is_some(),
@@ -563,9 +567,7 @@ fn bitfield_generic(sh: &mut Shard, c: &mut Call, read_only: bool) -> Result<()>
         return Ok(());
     };
     if read_only {
-        return Err(Error::err(
-            "BITFIELD_RO only supports the GET subcommand",
-        ));
+        return Err(Error::err("BITFIELD_RO only supports the GET subcommand"));
     }
     let (bytes, grown) = string_for_write(&mut sh.dbs[c.db], c.argv[1], highest, c.now_ms)?;
     c.out.array(fields.len());
@@ -703,7 +705,11 @@ mod tests {
             (" 46 47 BIT", 1),
         ];
         for (args, want) in cases {
-            assert_eq!(t.run(&format!("BITCOUNT s{args}")), format!(":{want}\r\n"), "{args}");
+            assert_eq!(
+                t.run(&format!("BITCOUNT s{args}")),
+                format!(":{want}\r\n"),
+                "{args}"
+            );
         }
         assert_eq!(t.run("BITCOUNT s 0"), "-ERR syntax error\r\n");
         assert_eq!(t.run("BITCOUNT s 0 1 BIT x"), "-ERR syntax error\r\n");
@@ -742,7 +748,11 @@ mod tests {
             ("0 5 1", -1),
         ];
         for (args, want) in cases {
-            assert_eq!(t.run(&format!("BITPOS k {args}")), format!(":{want}\r\n"), "{args}");
+            assert_eq!(
+                t.run(&format!("BITPOS k {args}")),
+                format!(":{want}\r\n"),
+                "{args}"
+            );
         }
         t.run_args(&[b"SET", b"ones", b"\xff\xff"]);
         // Without an end the string counts as followed by zeros; with one, it does not.
@@ -906,10 +916,7 @@ mod tests {
             "-ERR BITFIELD_RO only supports the GET subcommand\r\n"
         );
         // Parse errors come first.
-        assert_eq!(
-            t.run("BITFIELD_RO k SET u8 0 x"),
-            NOT_INT
-        );
+        assert_eq!(t.run("BITFIELD_RO k SET u8 0 x"), NOT_INT);
         assert_eq!(t.run("BITFIELD_RO k OVERFLOW SAT"), "*0\r\n");
         assert_eq!(t.run("GET k"), bulk(b"foo"));
     }
@@ -946,8 +953,24 @@ mod tests {
         let ro = kflag::RO | kflag::ACCESS;
         let rw = kflag::RW | kflag::ACCESS | kflag::UPDATE;
         assert_eq!(f(&[b"bitfield", b"k", b"get", b"u8", b"0"]), ro);
-        assert_eq!(f(&[b"bitfield", b"k", b"overflow", b"sat", b"get", b"u8", b"0"]), ro);
-        assert_eq!(f(&[b"bitfield", b"k", b"get", b"u8", b"0", b"set", b"u8", b"0", b"1"]), rw);
+        assert_eq!(
+            f(&[b"bitfield", b"k", b"overflow", b"sat", b"get", b"u8", b"0"]),
+            ro
+        );
+        assert_eq!(
+            f(&[
+                b"bitfield",
+                b"k",
+                b"get",
+                b"u8",
+                b"0",
+                b"set",
+                b"u8",
+                b"0",
+                b"1"
+            ]),
+            rw
+        );
         assert_eq!(f(&[b"bitfield", b"k", b"foo"]), rw);
     }
 }

@@ -445,7 +445,11 @@ mod tests {
         assert_eq!(decoded, format!("${}\r\n{want}\r\n", want.len()));
         let regs = t.run("PFDEBUG GETREG h");
         assert!(regs.starts_with("*16384\r\n"));
-        let values: Vec<&str> = regs.split("\r\n").skip(1).filter(|s| !s.is_empty()).collect();
+        let values: Vec<&str> = regs
+            .split("\r\n")
+            .skip(1)
+            .filter(|s| !s.is_empty())
+            .collect();
         assert_eq!(values.len(), 16384);
         assert_eq!(values[index], format!(":{count}"));
         // GETREG turned it dense.

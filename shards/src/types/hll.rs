@@ -297,7 +297,12 @@ fn sparse_each(s: &[u8], mut f: impl FnMut(usize, Op)) -> usize {
 /// Raises register `index` of a sparse value to `count`, rewriting the opcode that covers it;
 /// turns the value dense when the register or the string would outgrow the sparse form.
 /// Returns whether the register changed.
-fn sparse_raise(s: &mut Vec<u8>, index: usize, count: u8, max_bytes: usize) -> Result<bool, Corrupt> {
+fn sparse_raise(
+    s: &mut Vec<u8>,
+    index: usize,
+    count: u8,
+    max_bytes: usize,
+) -> Result<bool, Corrupt> {
     if count > VAL_MAX {
         return promote(s, index, count);
     }
@@ -363,10 +368,8 @@ fn merge_vals(s: &mut Vec<u8>, mut at: usize) {
         }
         if let Some(&next) = s.get(at + 1) {
             if is_val(next) {
-                if let (
-                    (Op::Val { value: v1, run: r1 }, _),
-                    (Op::Val { value: v2, run: r2 }, _),
-                ) = (op_at(s, at), op_at(s, at + 1))
+                if let ((Op::Val { value: v1, run: r1 }, _), (Op::Val { value: v2, run: r2 }, _)) =
+                    (op_at(s, at), op_at(s, at + 1))
                 {
                     if v1 == v2 && r1 + r2 <= VAL_RUN_MAX {
                         s[at + 1] = val(v1, r1 + r2);
@@ -576,7 +579,11 @@ pub fn decode_sparse(s: &[u8]) -> String {
 /// and a dense value fed the same `elements` elements, which must agree, use the sparse form
 /// while small (under `sparse_max` bytes) and stay within six standard errors of the truth at
 /// every power of ten. Returns the first failure as PFSELFTEST reports it.
-pub fn self_test(rng: &mut crate::rng::Rng, elements: u64, sparse_max: usize) -> Result<(), String> {
+pub fn self_test(
+    rng: &mut crate::rng::Rng,
+    elements: u64,
+    sparse_max: usize,
+) -> Result<(), String> {
     let mut regs = vec![0u8; DENSE_LEN - HEADER_LEN];
     let mut model = vec![0u8; REGISTERS];
     for round in 0..8 {
@@ -585,7 +592,9 @@ pub fn self_test(rng: &mut crate::rng::Rng, elements: u64, sparse_max: usize) ->
             dense_put(&mut regs, i, *m);
         }
         if let Some(i) = (0..REGISTERS).find(|&i| dense_get(&regs, i) != model[i]) {
-            return Err(format!("TESTFAILED Register error: round {round}, register {i}"));
+            return Err(format!(
+                "TESTFAILED Register error: round {round}, register {i}"
+            ));
         }
     }
     let mut sparse = new_sparse();
@@ -596,9 +605,14 @@ pub fn self_test(rng: &mut crate::rng::Rng, elements: u64, sparse_max: usize) ->
     let mut checkpoint = 1u64;
     for n in 1..=elements {
         let el = (n ^ seed).to_le_bytes();
-        let (a, b) = (add(&mut sparse, &el, sparse_max), add(&mut dense, &el, sparse_max));
+        let (a, b) = (
+            add(&mut sparse, &el, sparse_max),
+            add(&mut dense, &el, sparse_max),
+        );
         if a.is_err() || a != b {
-            return Err(format!("TESTFAILED dense/sparse disagree adding element {n}"));
+            return Err(format!(
+                "TESTFAILED dense/sparse disagree adding element {n}"
+            ));
         }
         if n != checkpoint {
             continue;
@@ -615,7 +629,11 @@ pub fn self_test(rng: &mut crate::rng::Rng, elements: u64, sparse_max: usize) ->
             return Err("TESTFAILED dense/sparse disagree".into());
         }
         // Ten elements may collide in a register now and then: allow one off there.
-        let max_err = if n == 10 { 1 } else { (6.0 * std_err * n as f64).ceil() as u64 };
+        let max_err = if n == 10 {
+            1
+        } else {
+            (6.0 * std_err * n as f64).ceil() as u64
+        };
         if est.abs_diff(n) > max_err {
             return Err(format!(
                 "TESTFAILED Too big error. card:{n} abserr:{}",
@@ -725,10 +743,7 @@ mod tests {
         assert_eq!(sparse_raise(&mut s, 3, 33, 3000), Ok(true));
         assert_eq!(encoding_of(&s), Some(Encoding::Dense));
         let regs = regs_of(&s);
-        assert_eq!(
-            (regs[0], regs[3], regs[1001], regs[16300]),
-            (1, 33, 5, 7)
-        );
+        assert_eq!((regs[0], regs[3], regs[1001], regs[16300]), (1, 33, 5, 7));
     }
 
     #[test]
@@ -801,7 +816,11 @@ mod tests {
                 total_sq += err * err;
                 checks += 1;
                 // Small cardinalities are almost exact (linear counting region).
-                let bound = if n < 1000 { 0.01 + 2.0 / n as f64 } else { 4.0 * 0.0081 };
+                let bound = if n < 1000 {
+                    0.01 + 2.0 / n as f64
+                } else {
+                    4.0 * 0.0081
+                };
                 assert!(err.abs() <= bound, "n={n} est={est} err={err}");
             }
         }
@@ -813,7 +832,10 @@ mod tests {
     #[test]
     fn self_test_passes() {
         let mut rng = crate::rng::Rng::new(1);
-        assert_eq!(self_test(&mut rng, 20_000, SPARSE_MAX_BYTES_DEFAULT), Ok(()));
+        assert_eq!(
+            self_test(&mut rng, 20_000, SPARSE_MAX_BYTES_DEFAULT),
+            Ok(())
+        );
     }
 
     proptest! {
