@@ -227,13 +227,7 @@ fn pfmerge(sh: &mut Shard, c: &mut Call) -> Result<()> {
     if use_dense {
         hll::to_dense(s).map_err(corrupt)?;
     }
-    for (i, &m) in max.iter().enumerate() {
-        // As in Redis, a register the destination cannot take (a damaged sparse value) is
-        // skipped; the union read above has already checked every value.
-        if m != 0 {
-            let _ = hll::raise(s, i, m, config.hll_sparse_max_bytes);
-        }
-    }
+    hll::raise_all(s, &max, config.hll_sparse_max_bytes);
     hll::invalidate(s);
     stats.dirty += 1;
     c.out.ok();

@@ -203,15 +203,33 @@ fn dense_raise(s: &mut [u8], i: usize, v: u8) -> bool {
     }
 }
 
+/// The four registers packed in three bytes of a dense register array.
+fn unpack4(c: &[u8]) -> [u8; 4] {
+    let (b0, b1, b2) = (c[0], c[1], c[2]);
+    [
+        b0 & 0x3f,
+        (b0 >> 6 | b1 << 2) & 0x3f,
+        (b1 >> 4 | b2 << 4) & 0x3f,
+        b2 >> 2,
+    ]
+}
+
+/// Four registers (each below 64) packed into three bytes.
+fn pack4(r: [u8; 4]) -> [u8; 3] {
+    [
+        r[0] | r[1] << 6,
+        r[1] >> 2 | r[2] << 4,
+        r[2] >> 4 | r[3] << 2,
+    ]
+}
+
 /// Calls `f(index, value)` for every register of a dense register array, four registers (three
 /// bytes) at a time.
 fn dense_each(regs: &[u8], mut f: impl FnMut(usize, u8)) {
     for (n, c) in regs.chunks_exact(3).take(REGISTERS / 4).enumerate() {
-        let (b0, b1, b2) = (c[0], c[1], c[2]);
-        f(4 * n, b0 & 0x3f);
-        f(4 * n + 1, (b0 >> 6 | b1 << 2) & 0x3f);
-        f(4 * n + 2, (b1 >> 4 | b2 << 4) & 0x3f);
-        f(4 * n + 3, b2 >> 2);
+        for (k, v) in unpack4(c).into_iter().enumerate() {
+            f(4 * n + k, v);
+        }
     }
 }
 
@@ -398,8 +416,9 @@ pub fn to_dense(s: &mut Vec<u8>) -> Result<(), Corrupt> {
     if s.get(ENC_AT) != Some(&ENC_SPARSE) {
         return Ok(());
     }
+    let header = s.get(..HEADER_LEN).ok_or(Corrupt)?;
     let mut dense = vec![0u8; DENSE_LEN];
-    dense[..HEADER_LEN].copy_from_slice(&s[..HEADER_LEN]);
+    dense[..HEADER_LEN].copy_from_slice(header);
     dense[ENC_AT] = ENC_DENSE;
     let regs = &mut dense[HEADER_LEN..];
     let mut overflow = false;
@@ -428,6 +447,31 @@ pub fn raise(s: &mut Vec<u8>, index: usize, count: u8, max_bytes: usize) -> Resu
         Some(&ENC_DENSE) => Ok(dense_raise(s, index, count)),
         Some(&ENC_SPARSE) => sparse_raise(s, index, count, max_bytes),
         _ => Err(Corrupt),
+    }
+}
+
+/// Raises every register to at least `max[i]` (PFMERGE's write). A sparse value takes the
+/// registers one by one, in order, exactly as Redis writes them (so the bytes match); once it is
+/// dense, all remaining registers are raised four at a time. A register a damaged sparse value
+/// cannot take is skipped, as Redis does.
+pub fn raise_all(s: &mut Vec<u8>, max: &[u8; REGISTERS], max_bytes: usize) {
+    for (i, &m) in max.iter().enumerate() {
+        if s.get(ENC_AT) == Some(&ENC_DENSE) {
+            // Raising the registers already done again changes nothing.
+            if let Some(regs) = s.get_mut(HEADER_LEN..DENSE_LEN) {
+                for (c, m) in regs.chunks_exact_mut(3).zip(max.chunks_exact(4)) {
+                    let mut r = unpack4(c);
+                    for (r, &m) in r.iter_mut().zip(m) {
+                        *r = (*r).max(m & 0x3f);
+                    }
+                    c.copy_from_slice(&pack4(r));
+                }
+            }
+            return;
+        }
+        if m != 0 {
+            let _ = raise(s, i, m, max_bytes);
+        }
     }
 }
 
@@ -522,11 +566,13 @@ pub fn estimate(h: &Histogram) -> u64 {
 /// Raises `max[i]` to each register of `s` (a value of either encoding).
 pub fn merge_into(max: &mut [u8; REGISTERS], s: &[u8]) -> Result<(), Corrupt> {
     match encoding_of(s) {
-        Some(Encoding::Dense) => dense_each(&s[HEADER_LEN..], |i, v| {
-            if let Some(m) = max.get_mut(i) {
-                *m = (*m).max(v);
+        Some(Encoding::Dense) => {
+            for (c, m) in s[HEADER_LEN..].chunks_exact(3).zip(max.chunks_exact_mut(4)) {
+                for (m, v) in m.iter_mut().zip(unpack4(c)) {
+                    *m = (*m).max(v);
+                }
             }
-        }),
+        }
         Some(Encoding::Sparse) => {
             let mut overflow = false;
             let covered = sparse_each(s, |first, op| {
@@ -657,13 +703,20 @@ mod tests {
     }
 
     #[test]
-    fn murmur_matches_reference_values() {
-        // The reference implementation with seed 0: the empty string hashes to 0, and Redis's
-        // own seeded hash of "a" (computed with redis-server's PFADD/PFDEBUG GETREG: the
-        // element lands in register 11726 with a run of 2, see the interop test).
+    fn elements_land_where_redis_puts_them() {
+        // MurmurHash64A with seed 0 hashes the empty string to 0.
         assert_eq!(murmur64a(b"", 0), 0);
-        let (i, c) = locate(b"a");
-        assert!(i < REGISTERS && (1..=51).contains(&c));
+        // Register and run of a few elements, as redis-server 7.0's PFDEBUG DECODE shows them
+        // after a single PFADD (covering every tail length of the hash, and a whole block).
+        for (element, index, run) in [
+            (&b"a"[..], 12711, 2),
+            (b"hello", 9216, 1),
+            (b"", 5938, 2),
+            (b"12345678", 10579, 3),
+            (b"123456789", 9293, 2),
+        ] {
+            assert_eq!(locate(element), (index, run), "{element:?}");
+        }
     }
 
     #[test]
@@ -763,6 +816,38 @@ mod tests {
         let regs = regs_of(&s);
         assert!((0..=last).all(|i| regs[i * 100] == 1));
         assert_eq!(regs.iter().filter(|&&r| r != 0).count(), last + 1);
+    }
+
+    #[test]
+    fn raise_all_matches_one_by_one() {
+        let mut rng = crate::rng::Rng::new(9);
+        for limit in [3000, 200, usize::MAX] {
+            let mut max = [0u8; REGISTERS];
+            for _ in 0..300 {
+                let i = rng.below(REGISTERS);
+                max[i] = max[i].max(1 + rng.below(if limit == 200 { 40 } else { 20 }) as u8);
+            }
+            let mut base = new_sparse();
+            for e in 0..50u32 {
+                add(&mut base, &e.to_le_bytes(), limit).unwrap();
+            }
+            for start_dense in [false, true] {
+                let mut a = base.clone();
+                if start_dense {
+                    to_dense(&mut a).unwrap();
+                }
+                let mut b = a.clone();
+                raise_all(&mut a, &max, limit);
+                for (i, &m) in max.iter().enumerate() {
+                    if m != 0 {
+                        raise(&mut b, i, m, limit).unwrap();
+                    }
+                }
+                invalidate(&mut a);
+                invalidate(&mut b);
+                assert_eq!(a, b, "limit {limit}, dense {start_dense}");
+            }
+        }
     }
 
     #[test]
