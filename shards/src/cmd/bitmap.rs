@@ -946,6 +946,118 @@ mod tests {
         assert_eq!(t.shard.stats.dirty, d + 1);
     }
 
+    /// The integer reply of `line`.
+    fn int(t: &mut TestShard, line: &str) -> i64 {
+        let r = t.run(line);
+        r.strip_prefix(':')
+            .and_then(|n| n.trim_end().parse().ok())
+            .unwrap_or_else(|| panic!("{line}: {r}"))
+    }
+
+    /// A start/end argument pair resolved as Redis does against `len` units: the inclusive
+    /// range, or `None` when it is empty.
+    fn model_range(len: i64, start: i64, end: i64) -> Option<(i64, i64)> {
+        let fix = |i: i64| if i < 0 { (len + i).max(0) } else { i };
+        let (s, e) = (fix(start), fix(end).min(len - 1));
+        (s <= e).then_some((s, e))
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(96))]
+
+        /// SETBIT, GETBIT, BITCOUNT and BITPOS against a `Vec<bool>` of the bits.
+        #[test]
+        fn bits_match_a_bool_model(
+            writes in proptest::collection::vec((0u64..600, proptest::bool::ANY), 1..60),
+            ranges in proptest::collection::vec((-90i64..90, -90i64..90, proptest::bool::ANY), 1..20),
+        ) {
+            let mut t = TestShard::new();
+            let mut model: Vec<bool> = Vec::new();
+            for &(offset, on) in &writes {
+                let want_len = (offset as usize / 8 + 1) * 8;
+                if model.len() < want_len {
+                    model.resize(want_len, false);
+                }
+                let old = std::mem::replace(&mut model[offset as usize], on);
+                proptest::prop_assert_eq!(int(&mut t, &format!("SETBIT k {offset} {}", on as u8)), old as i64);
+            }
+            for i in 0..model.len() + 16 {
+                let want = model.get(i).copied().unwrap_or(false) as i64;
+                proptest::prop_assert_eq!(int(&mut t, &format!("GETBIT k {i}")), want);
+            }
+            let ones = model.iter().filter(|&&b| b).count() as i64;
+            proptest::prop_assert_eq!(int(&mut t, "BITCOUNT k"), ones);
+            let first = |bit: bool, from: i64, to: i64| (from..=to).find(|&i| model[i as usize] == bit);
+            for &(start, end, bits) in &ranges {
+                // In bits the range is over bits; in bytes over bytes, widened to their bits.
+                let (unit_len, scale) = if bits { (model.len() as i64, 1) } else { (model.len() as i64 / 8, 8) };
+                let range = model_range(unit_len, start, end).map(|(s, e)| (s * scale, e * scale + scale - 1));
+                let unit = if bits { "BIT" } else { "BYTE" };
+                let want = range.map_or(0, |(s, e)| (s..=e).filter(|&i| model[i as usize]).count() as i64);
+                let crossed = start < 0 && end < 0 && start > end;
+                proptest::prop_assert_eq!(
+                    int(&mut t, &format!("BITCOUNT k {start} {end} {unit}")),
+                    if crossed { 0 } else { want }
+                );
+                for bit in [false, true] {
+                    let want = range.and_then(|(s, e)| first(bit, s, e)).unwrap_or(-1);
+                    proptest::prop_assert_eq!(
+                        int(&mut t, &format!("BITPOS k {} {start} {end} {unit}", bit as u8)),
+                        want
+                    );
+                }
+                // Without an end, a missing zero is found just past the string.
+                let from = model_range(model.len() as i64 / 8, start, -1).map(|(s, _)| s * 8);
+                let want = match from {
+                    None => -1,
+                    Some(s) => first(false, s, model.len() as i64 - 1).unwrap_or(model.len() as i64),
+                };
+                proptest::prop_assert_eq!(int(&mut t, &format!("BITPOS k 0 {start}")), want);
+            }
+        }
+
+        /// A BITFIELD counter against plain integer arithmetic: wrap-around, saturation, or
+        /// refusal at the type's bounds.
+        #[test]
+        fn bitfield_counter_matches_integer_model(
+            signed in proptest::bool::ANY,
+            bits in 1u32..=63,
+            offset in 0u64..100,
+            steps in proptest::collection::vec((-300i64..300, 0usize..3, 0usize..4), 1..40),
+        ) {
+            let mut t = TestShard::new();
+            let ty = format!("{}{bits}", if signed { "i" } else { "u" });
+            let (min, max) = if signed {
+                (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1)
+            } else {
+                (0, (1i128 << bits) - 1)
+            };
+            let mut value: i128 = 0;
+            for &(by, policy, scale) in &steps {
+                let by = by as i128 * [1, 1_000, 1_000_000_000, 1_000_000_000_000_000][scale];
+                let sum = value + by;
+                let (name, next) = match policy {
+                    0 => ("WRAP", Some((sum - min).rem_euclid(max - min + 1) + min)),
+                    1 => ("SAT", Some(sum.clamp(min, max))),
+                    _ => ("FAIL", (min..=max).contains(&sum).then_some(sum)),
+                };
+                let reply = t.run(&format!("BITFIELD k OVERFLOW {name} INCRBY {ty} {offset} {by}"));
+                match next {
+                    Some(v) => {
+                        proptest::prop_assert_eq!(reply, format!("*1\r\n:{v}\r\n"));
+                        value = v;
+                    }
+                    None => proptest::prop_assert_eq!(reply, "*1\r\n$-1\r\n"),
+                }
+                let got = t.run(&format!("BITFIELD_RO k GET {ty} {offset}"));
+                proptest::prop_assert_eq!(got, format!("*1\r\n:{value}\r\n"));
+            }
+            // Nothing outside the field was touched.
+            let before = int(&mut t, &format!("BITCOUNT k 0 {} BIT", offset as i64 - 1));
+            proptest::prop_assert_eq!(if offset == 0 { 0 } else { before }, 0);
+        }
+    }
+
     #[test]
     fn key_flags() {
         use super::bitfield_key_flags as f;
