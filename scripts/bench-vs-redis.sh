@@ -3,8 +3,13 @@
 # redis-benchmark: requests per second and the server's CPU time per request, median over
 # ROUNDS rounds, with the shardis/redis ratios.
 #
-#   scripts/bench-vs-redis.sh            # ROUNDS=3 N=200000 CLIENTS=50
+#   scripts/bench-vs-redis.sh            # ROUNDS=3 N=200000 CLIENTS=50 TESTS="set get" PIPES="1 16"
 #   ROUNDS=5 N=500000 scripts/bench-vs-redis.sh
+#   TESTS="mset mget10" PIPES=1 scripts/bench-vs-redis.sh   # cross-shard MSET/MGET of 10 keys
+#
+# Tests: set, get (redis-benchmark's, one key), mset (its MSET of 10 keys, with -r 1000000 so
+# they are random keys spread over the shards), mget10 (MGET of 10 random keys). The table also
+# gives redis-benchmark's p99 latency.
 #
 # Each run is one redis-benchmark invocation for one test (SET or GET) at one pipeline depth
 # (P=1, P=16) against one server; servers alternate within a round so that drift in the
@@ -21,6 +26,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-3}
+TESTS=${TESTS:-set get}
+PIPES=${PIPES:-1 16}
 N=${N:-200000}
 CLIENTS=${CLIENTS:-50}
 BIN=${SHARDIS_BIN:-target/release/shardis}
@@ -130,20 +137,33 @@ done
 
 results="$work/results"
 : >"$results"
+# bench_args TEST: redis-benchmark's arguments for one test.
+bench_args() {
+    case "$1" in
+        set | get) echo "-t $1" ;;
+        mset) echo "-t mset -r 1000000" ;;
+        mget10) echo "-r 1000000 MGET$(printf ' key:__rand_int__%.0s' $(seq 10))" ;;
+        *) echo "unknown test $1" >&2; exit 1 ;;
+    esac
+}
+
 for round in $(seq "$ROUNDS"); do
-    for pipe in 1 16; do
-        for test in set get; do
+    for pipe in $PIPES; do
+        for test in $TESTS; do
             for name in redis s1 s2; do
                 pid_var="PID_$name"
                 port_var="PORT_$name"
+                redis-cli -p "${!port_var}" FLUSHALL >/dev/null
                 before=$(cpu_ticks "${!pid_var}")
-                line=$("${pin_client[@]}" redis-benchmark -p "${!port_var}" -c "$CLIENTS" -n "$N" -P "$pipe" -t "$test" --csv 2>/dev/null | grep -v '^"test"' | tail -n1)
+                # shellcheck disable=SC2046
+                line=$("${pin_client[@]}" redis-benchmark -p "${!port_var}" -c "$CLIENTS" -n "$N" -P "$pipe" --csv $(bench_args "$test") 2>/dev/null | grep -v '^"test"' | tail -n1)
                 after=$(cpu_ticks "${!pid_var}")
                 rps=$(echo "$line" | awk -F'"' '{print $4}')
+                p99=$(echo "$line" | awk -F'"' '{print $14}')
                 [ -n "$rps" ] || { echo "redis-benchmark gave no result for $name $test P=$pipe" >&2; exit 1; }
                 cpu_us=$(awk -v a="$after" -v b="$before" -v t="$TICKS" -v n="$N" 'BEGIN {printf "%.3f", (a - b) * 1e6 / t / n}')
-                echo "$name $pipe $test $rps $cpu_us" >>"$results"
-                echo "# round $round: $name P=$pipe $test: $rps rps, $cpu_us us CPU/request" >&2
+                echo "$name $pipe $test $rps $cpu_us ${p99:-0}" >>"$results"
+                echo "# round $round: $name P=$pipe $test: $rps rps, $cpu_us us CPU/request, p99 ${p99:-?} ms" >&2
             done
         done
     done
@@ -158,17 +178,19 @@ pick() { # pick NAME PIPE TEST COLUMN
 
 echo
 echo "redis-benchmark -c $CLIENTS -n $N, median of $ROUNDS rounds; cpu = server CPU microseconds per request"
-printf '%-4s %3s | %10s %10s %10s | %7s %7s %7s | %9s %9s | %9s %9s\n' \
-    test P "redis rps" "s1 rps" "s2 rps" "redis" "s1 cpu" "s2 cpu" "s1/r rps" "s2/r rps" "s1/r cpu" "s2/r cpu"
-for pipe in 1 16; do
-    for test in set get; do
+printf '%-6s %3s | %10s %10s %10s | %7s %7s %7s | %9s %9s | %9s %9s | %7s %7s %7s\n' \
+    test P "redis rps" "s1 rps" "s2 rps" "redis" "s1 cpu" "s2 cpu" "s1/r rps" "s2/r rps" "s1/r cpu" "s2/r cpu" "r p99" "s1 p99" "s2 p99"
+for pipe in $PIPES; do
+    for test in $TESTS; do
         r_rps=$(pick redis "$pipe" "$test" 4); a_rps=$(pick s1 "$pipe" "$test" 4); b_rps=$(pick s2 "$pipe" "$test" 4)
         r_cpu=$(pick redis "$pipe" "$test" 5); a_cpu=$(pick s1 "$pipe" "$test" 5); b_cpu=$(pick s2 "$pipe" "$test" 5)
-        awk -v t="$test" -v p="$pipe" -v rr="$r_rps" -v ar="$a_rps" -v br="$b_rps" -v rc="$r_cpu" -v ac="$a_cpu" -v bc="$b_cpu" '
+        r_p99=$(pick redis "$pipe" "$test" 6); a_p99=$(pick s1 "$pipe" "$test" 6); b_p99=$(pick s2 "$pipe" "$test" 6)
+        awk -v t="$test" -v p="$pipe" -v rr="$r_rps" -v ar="$a_rps" -v br="$b_rps" -v rc="$r_cpu" -v ac="$a_cpu" -v bc="$b_cpu" \
+            -v rp="$r_p99" -v ap="$a_p99" -v bp="$b_p99" '
             function ratio(x, y) { return y > 0 ? sprintf("%.2f", x / y) : "n/a" }
             BEGIN {
-                printf "%-4s %3s | %10.0f %10.0f %10.0f | %7.2f %7.2f %7.2f | %9s %9s | %9s %9s\n",
-                    t, p, rr, ar, br, rc, ac, bc, ratio(ar, rr), ratio(br, rr), ratio(ac, rc), ratio(bc, rc)
+                printf "%-6s %3s | %10.0f %10.0f %10.0f | %7.2f %7.2f %7.2f | %9s %9s | %9s %9s | %7.3f %7.3f %7.3f\n",
+                    t, p, rr, ar, br, rc, ac, bc, ratio(ar, rr), ratio(br, rr), ratio(ac, rc), ratio(bc, rc), rp, ap, bp
             }'
     done
 done

@@ -19,7 +19,8 @@ pub enum Wait {
     Blocked {
         shard: usize,
     },
-    /// A blocking command over keys on several shards found nothing and polls again soon.
+    /// A blocking command over keys on several shards found nothing; the owners of its keys
+    /// watch them and wake it to run again.
     Retry,
     /// Several parts; `done` merges them.
     Multi {
@@ -27,6 +28,12 @@ pub enum Wait {
         results: Vec<(usize, RepBody)>,
         done: Done,
     },
+}
+
+/// The sequence number after `seq`. 0 is never used: it marks requests sent for no operation
+/// (releases, unwatches), which get no answer.
+pub fn next_seq(seq: u32) -> u32 {
+    seq.wrapping_add(1).max(1)
 }
 
 pub struct Conn {
@@ -51,8 +58,19 @@ pub struct Conn {
     /// Incremented per multi-shard operation, echoed in replies.
     pub seq: u32,
     pub close_after_reply: bool,
-    /// Deadline (Unix ms; u64::MAX = none) of a polling multi-shard blocking command.
+    /// Deadline (Unix ms; u64::MAX = none) of a waiting multi-shard blocking command.
     pub retry_deadline: Option<u64>,
+    /// The multi-shard blocking command being run, while its keys are watched.
+    pub retry_cmd: Option<(shards::cmd::Lookup, Vec<Vec<u8>>)>,
+    /// A watched key was written while that command's gather was in flight: its copies may be
+    /// stale, so if it finds nothing it runs again at once.
+    pub woken: bool,
+    /// The block being queued between MULTI and EXEC.
+    pub multi: Option<crate::multi::Multi>,
+    /// Keys WATCHed for the next EXEC.
+    pub watching: Vec<crate::multi::Watched>,
+    /// Commands to run next, before the rest of the input (EXEC of a block run live).
+    pub inject: Vec<u8>,
     /// EPOLLOUT is registered (a write was partial).
     pub want_write: bool,
     /// EPOLLIN is not registered (too much unprocessed input while waiting).
@@ -86,6 +104,11 @@ impl Conn {
             seq: 0,
             close_after_reply: false,
             retry_deadline: None,
+            retry_cmd: None,
+            woken: false,
+            multi: None,
+            watching: Vec::new(),
+            inject: Vec::new(),
             want_write: false,
             read_paused: false,
             created_ms: now_ms,

@@ -2,13 +2,14 @@
 //! sockets, the tasks that serve requests from other shards and take in their responses, the
 //! senders that drain the outbox into the request mesh, and the active expiry timer.
 
-use crate::block::{BlockTable, Unblock, Waiter};
+use crate::block::{BlockTable, Unblock, Waiter, Watcher};
 use crate::config::Config;
 use crate::conn::{Conn, Slab, Wait};
 use crate::msg::{RepBody, RepPart, ReqBody, ReqPart, Request, Response, Token};
 use crate::net::{self, Epoll, EV_READ, EV_WRITE};
 use glommio::channels::channel_mesh::{Full, MeshBuilder};
 use glommio::channels::local_channel::{self, LocalSender};
+use shards::keyspace::{Entry, Key};
 use shards::resp::ParseLimits;
 use shards::Shard;
 use std::cell::{Cell, RefCell};
@@ -126,6 +127,10 @@ pub struct ShardCtx {
     resp_tx: Vec<Option<LocalSender<Response>>>,
     /// Clients blocked on this shard's keys.
     pub blocked: RefCell<BlockTable>,
+    /// Keys locked by cross-shard transactions, and the work waiting for them.
+    pub locks: RefCell<crate::txn::Locks>,
+    /// The last transaction id this shard handed out.
+    pub next_tx: Cell<u64>,
     /// This context itself, for spawning tasks that outlive a call.
     me: RefCell<std::rc::Weak<ShardCtx>>,
     pub net: NetStats,
@@ -191,6 +196,8 @@ impl ShardCtx {
             resp_outbox: RefCell::new((0..n).map(|_| Vec::new()).collect()),
             resp_tx,
             blocked: RefCell::new(BlockTable::default()),
+            locks: RefCell::new(crate::txn::Locks::default()),
+            next_tx: Cell::new(0),
             me: RefCell::new(std::rc::Weak::new()),
             net: NetStats::default(),
             cfg_gen: Cell::new(u64::MAX),
@@ -340,6 +347,7 @@ impl ShardCtx {
     /// After a batch of work: serve blocked clients whose keys were written, then send what
     /// was gathered for other shards.
     pub fn end_of_batch(&self) {
+        crate::txn::pump(self);
         self.serve_ready();
         self.flush_outbox();
         self.flush_responses();
@@ -362,32 +370,87 @@ impl ShardCtx {
         }
     }
 
-    /// Re-runs a polling multi-shard blocking command after a short pause.
-    pub fn schedule_retry(
-        &self,
-        token: Token,
-        seq: u32,
-        l: shards::cmd::Lookup,
-        argv: Vec<Vec<u8>>,
-    ) {
+    /// Times out a waiting multi-shard blocking command at its deadline (if it still waits
+    /// then: a run in flight at the deadline times itself out when it finds nothing).
+    pub fn schedule_deadline(&self, token: Token, deadline_ms: u64) {
         let Some(me) = self.me.borrow().upgrade() else {
             return;
         };
         glommio::spawn_local(async move {
-            glommio::timer::sleep(Duration::from_millis(10)).await;
+            let wait_ms = deadline_ms.saturating_sub(now_us() / 1000);
+            glommio::timer::sleep(Duration::from_millis(wait_ms)).await;
             let Some(mut conn) = me.conns.borrow_mut().take(token) else {
                 return;
             };
-            if conn.seq == seq && matches!(conn.wait, Wait::Retry) {
+            if matches!(conn.wait, Wait::Retry) && conn.retry_deadline == Some(deadline_ms) {
                 conn.wait = Wait::None;
-                let args: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
-                crate::dispatch::start_gather(&me, &mut conn, l, &args);
+                me.end_watch(&mut conn);
+                conn.wbuf
+                    .extend_from_slice(&crate::block::timeout_reply(conn.proto));
                 crate::dispatch::process(&me, &mut conn);
             }
             me.finish(conn);
             me.end_of_batch();
         })
         .detach();
+    }
+
+    /// Ends the wait of a multi-shard blocking command: the owners of its keys stop watching.
+    pub fn end_watch(&self, conn: &mut Conn) {
+        conn.retry_deadline = None;
+        conn.woken = false;
+        let Some((l, argv)) = conn.retry_cmd.take() else {
+            return;
+        };
+        let args: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
+        let mut owners: Vec<usize> = crate::dispatch::waited_keys(l, &args)
+            .iter()
+            .map(|k| crate::dispatch::shard_of(self, k))
+            .collect();
+        owners.sort_unstable();
+        owners.dedup();
+        for shard in owners {
+            if shard == self.id {
+                {
+                    let mut engine = self.engine.borrow_mut();
+                    self.blocked
+                        .borrow_mut()
+                        .unwatch(self.id, conn.token, &mut engine.waited);
+                }
+                self.resume_awaiting(self.id, conn.token);
+            } else {
+                // Sequence number 0: the acknowledgement is not for any operation.
+                self.send(
+                    shard,
+                    ReqPart {
+                        conn: conn.token,
+                        seq: 0,
+                        db: 0,
+                        proto: conn.proto,
+                        body: ReqBody::Unwatch,
+                    },
+                );
+            }
+        }
+    }
+
+    /// The keys whose waiters stopped for this connection's turn go on.
+    pub fn resume_awaiting(&self, origin: usize, conn: Token) {
+        let keys = self.blocked.borrow_mut().take_awaiting(origin, conn);
+        if keys.is_empty() {
+            return;
+        }
+        let mut engine = self.engine.borrow_mut();
+        for k in keys {
+            if !engine.ready.contains(&k) {
+                engine.ready.push(k);
+            }
+        }
+    }
+
+    /// Tells a watching connection that one of its keys was written.
+    fn wake(&self, w: Watcher) {
+        self.reply_to(w.origin, w.conn, w.seq, RepBody::Wake);
     }
 
     /// Parks a blocked command here.
@@ -419,8 +482,33 @@ impl ShardCtx {
                 return;
             }
             for (db, key) in ready {
+                if self.locks.borrow().blocks(db, &key) {
+                    // Written under a transaction's lock: look again when it is released.
+                    self.locks.borrow_mut().stall((db, key));
+                    continue;
+                }
                 let queue = self.blocked.borrow().queue(db, &key);
                 for id in queue {
+                    // A watcher (a blocking command over keys on several shards) has its turn
+                    // in the same order: it is woken to run again, and the queue waits for it.
+                    let woken = {
+                        let mut engine = self.engine.borrow_mut();
+                        let has_value = engine
+                            .dbs
+                            .get(db)
+                            .is_some_and(|d| d.peek(&key, now_us() / 1000).is_some());
+                        if !has_value {
+                            break;
+                        }
+                        let k = (db, key.clone());
+                        self.blocked
+                            .borrow_mut()
+                            .wake_watcher(id, &k, &mut engine.waited)
+                    };
+                    if let Some(w) = woken {
+                        self.wake(w);
+                        break;
+                    }
                     if !self.try_serve(id) {
                         break;
                     }
@@ -451,21 +539,60 @@ impl ShardCtx {
 
     /// Sends the final reply of a blocked command to its connection, wherever it lives.
     fn answer(&self, origin: usize, conn: Token, seq: u32, reply: Vec<u8>) {
+        self.reply_to(origin, conn, seq, RepBody::Bytes(reply));
+    }
+
+    /// Sends a late answer (of a blocked, deferred or queued request) to its connection,
+    /// wherever it lives. A wake goes through whatever the connection does meanwhile.
+    pub fn reply_to(&self, origin: usize, conn: Token, seq: u32, body: RepBody) {
         if origin == self.id {
             let Some(mut c) = self.conns.borrow_mut().take(conn) else {
                 return;
             };
-            if c.seq == seq {
-                self.deliver(&mut c, self.id, RepBody::Bytes(reply));
+            if c.seq == seq || matches!(body, RepBody::Wake) {
+                self.deliver(&mut c, self.id, body);
                 crate::dispatch::process(self, &mut c);
             }
             self.finish(c);
         } else {
-            self.resp_outbox.borrow_mut()[origin].push(RepPart {
-                conn,
-                seq,
-                body: RepBody::Bytes(reply),
-            });
+            self.resp_outbox.borrow_mut()[origin].push(RepPart { conn, seq, body });
+        }
+    }
+
+    /// Registers a watcher for a connection on `keys` here (see [`crate::block`]).
+    pub fn watch(&self, from: usize, conn: Token, seq: u32, keys: &[(u8, Key)]) {
+        let w = Watcher {
+            origin: from,
+            conn,
+            seq,
+        };
+        let keys = keys.iter().map(|(d, k)| (*d as usize, k.clone())).collect();
+        let mut engine = self.engine.borrow_mut();
+        self.blocked.borrow_mut().watch(w, keys, &mut engine.waited);
+    }
+
+    /// Copies out the live entries of `keys` (absent ones as None).
+    pub fn export(&self, keys: &[(u8, Key)]) -> RepBody {
+        let now_ms = now_us() / 1000;
+        let mut engine = self.engine.borrow_mut();
+        let entries = keys
+            .iter()
+            .map(|(db, k)| {
+                let e = engine
+                    .export(*db as usize, &[k], now_ms)
+                    .pop()
+                    .and_then(|(_, e)| e);
+                (*db, k.clone(), e)
+            })
+            .collect();
+        RepBody::Entries(entries)
+    }
+
+    /// Stores (Some) or deletes (None) entries.
+    pub fn import(&self, entries: &[(u8, Key, Option<Entry>)]) {
+        let mut engine = self.engine.borrow_mut();
+        for (db, k, e) in entries {
+            engine.import(*db as usize, vec![(k.clone(), e.clone())]);
         }
     }
 
@@ -617,6 +744,9 @@ impl ShardCtx {
         if let Wait::Blocked { shard } = conn.wait {
             self.cancel_block(shard, conn.token);
         }
+        let mut conn = conn;
+        self.end_watch(&mut conn);
+        crate::multi::unwatch_all(self, &mut conn);
         self.epoll.delete(conn.fd);
         net::close(conn.fd);
         self.conns.borrow_mut().release(conn.token);
@@ -674,15 +804,21 @@ impl ShardCtx {
         let parts = req
             .parts
             .into_iter()
-            .map(|p| {
+            .filter_map(|p| {
+                // A deferred part is answered later, on its own; one sent for no operation
+                // (sequence number 0) is not answered.
                 let body = self.serve_part(from, &p);
-                RepPart {
+                (p.seq != 0 && !matches!(body, RepBody::Deferred)).then_some(RepPart {
                     conn: p.conn,
                     seq: p.seq,
                     body,
-                }
+                })
             })
-            .collect();
+            .collect::<Vec<_>>();
+        if parts.is_empty() {
+            self.end_of_batch();
+            return;
+        }
         if let Some(Some(tx)) = self.resp_tx.get(from) {
             let _ = tx.try_send(Response {
                 from: self.id,
@@ -699,10 +835,20 @@ impl ShardCtx {
             ReqBody::Run(frames) => {
                 let mut out = Vec::new();
                 let origin = (from, p.conn, p.seq);
-                if crate::dispatch::run_frames(self, frames, db, p.proto, &mut out, Some(origin)) {
-                    RepBody::Partial(out)
-                } else {
-                    RepBody::Bytes(out)
+                match crate::dispatch::run_frames(self, frames, db, p.proto, &mut out, Some(origin))
+                {
+                    crate::dispatch::RunEnd::Done => RepBody::Bytes(out),
+                    crate::dispatch::RunEnd::Blocked => RepBody::Partial(out),
+                    crate::dispatch::RunEnd::Locked(at) => {
+                        self.locks.borrow_mut().defer(crate::txn::Deferred {
+                            origin,
+                            db,
+                            proto: p.proto,
+                            frames: frames[at..].to_vec(),
+                            out,
+                        });
+                        RepBody::Deferred
+                    }
                 }
             }
             ReqBody::Part(frames) => {
@@ -721,27 +867,32 @@ impl ShardCtx {
                     RepBody::Count(0)
                 }
             }
-            ReqBody::Export(keys) => {
-                let now_ms = now_us() / 1000;
-                let mut engine = self.engine.borrow_mut();
-                let entries = keys
-                    .iter()
-                    .map(|(db, k)| {
-                        let e = engine
-                            .export(*db as usize, &[k], now_ms)
-                            .pop()
-                            .and_then(|(_, e)| e);
-                        (*db, k.clone(), e)
-                    })
-                    .collect();
-                RepBody::Entries(entries)
+            ReqBody::Export(keys) => self.export(keys),
+            ReqBody::Unwatch => {
+                {
+                    let mut engine = self.engine.borrow_mut();
+                    self.blocked
+                        .borrow_mut()
+                        .unwatch(from, p.conn, &mut engine.waited);
+                }
+                self.resume_awaiting(from, p.conn);
+                RepBody::Ack
             }
-            ReqBody::Import(entries) => {
+            ReqBody::Tx { .. } => crate::txn::serve(self, from, p),
+            ReqBody::WatchKeys(keys) => crate::multi::serve_watch(self, keys),
+            ReqBody::UnwatchKeys(keys) => {
                 let mut engine = self.engine.borrow_mut();
-                for (db, k, e) in entries {
-                    engine.import(*db as usize, vec![(k.clone(), e.clone())]);
+                for (db, k) in keys {
+                    engine.unwatch_key(*db as usize, k);
                 }
                 RepBody::Ack
+            }
+            ReqBody::CheckWatch(check) => {
+                if crate::multi::watch_holds(self, check) {
+                    RepBody::Ack
+                } else {
+                    RepBody::Conflict
+                }
             }
             other => crate::server_cmds::serve_admin(self, other),
         }
@@ -754,7 +905,9 @@ impl ShardCtx {
             let Some(mut conn) = self.conns.borrow_mut().take(part.conn) else {
                 continue;
             };
-            if part.seq != conn.seq {
+            // A wake is for whatever the connection waits on now (its transaction steps have
+            // moved the sequence number on since the watch was registered).
+            if part.seq != conn.seq && !matches!(part.body, RepBody::Wake) {
                 self.conns.borrow_mut().put_back(conn);
                 continue;
             }
@@ -767,10 +920,20 @@ impl ShardCtx {
 
     /// Hands one part's answer to a waiting connection.
     pub fn deliver(&self, conn: &mut Conn, from: usize, body: RepBody) {
+        if matches!(body, RepBody::Wake) && !matches!(conn.wait, Wait::Retry) {
+            conn.woken = conn.retry_cmd.is_some();
+            return;
+        }
         match std::mem::replace(&mut conn.wait, Wait::None) {
             Wait::None => {}
-            // Answers never arrive for a polling command; keep polling.
-            Wait::Retry => conn.wait = Wait::Retry,
+            // A watched key was written: gather and run the command again.
+            Wait::Retry => match (body, conn.retry_cmd.clone()) {
+                (RepBody::Wake, Some((l, argv))) => {
+                    let args: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
+                    crate::dispatch::start_gather(self, conn, l, &args);
+                }
+                _ => conn.wait = Wait::Retry,
+            },
             Wait::Run | Wait::Blocked { .. } => match body {
                 RepBody::Bytes(b) => conn.wbuf.extend_from_slice(&b),
                 // The run's last command blocked on `from`: its answer comes later.

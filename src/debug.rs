@@ -3,19 +3,23 @@
 use crate::conn::Conn;
 use crate::ctx::ShardCtx;
 use crate::msg::{RepBody, ReqBody};
-use shards::keyspace::Entry;
 use shards::resp::Proto;
 use shards::util::{eq_ic, parse_f64};
 use shards::{Error, Shard};
 use std::hash::{Hash, Hasher};
 
 /// A 160-bit digest of one entry, the same for equal keys and values.
-fn entry_digest(db: usize, key: &[u8], e: &Entry) -> [u8; 20] {
+fn entry_digest(
+    db: usize,
+    key: &[u8],
+    value: &shards::types::Value,
+    expire: Option<u64>,
+) -> [u8; 20] {
     let mut out = [0u8; 20];
     for (i, chunk) in out.chunks_mut(8).enumerate() {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         (i as u8, db, key).hash(&mut h);
-        match &e.value {
+        match value {
             shards::types::Value::Str(s) => s.as_bytes().hash(&mut h),
             shards::types::Value::List(l) => {
                 ("list", l.len()).hash(&mut h);
@@ -39,7 +43,7 @@ fn entry_digest(db: usize, key: &[u8], e: &Entry) -> [u8; 20] {
                 ("hash", hash.len(), acc).hash(&mut h)
             }
         }
-        e.expire_at().hash(&mut h);
+        expire.hash(&mut h);
         let v = h.finish().to_be_bytes();
         chunk.copy_from_slice(&v[..chunk.len()]);
     }
@@ -56,7 +60,9 @@ fn xor(acc: &mut [u8; 20], d: &[u8; 20]) {
 pub fn digest(engine: &mut Shard, now_ms: u64) -> [u8; 20] {
     let mut acc = [0u8; 20];
     for (i, db) in engine.dbs.iter().enumerate() {
-        db.for_each_key(now_ms, |k, e| xor(&mut acc, &entry_digest(i, k, e)));
+        db.for_each_key(now_ms, |k, e, t| {
+            xor(&mut acc, &entry_digest(i, k, &e.value, t))
+        });
     }
     acc
 }
@@ -164,7 +170,7 @@ fn digest_value(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), E
                 if let RepBody::Entries(es) = b {
                     for (_, k, e) in es {
                         if let Some(e) = e {
-                            found.insert(k.to_vec(), entry_digest(db, &k, &e));
+                            found.insert(k.to_vec(), entry_digest(db, &k, &e.value, e.expire_at()));
                         }
                     }
                 }

@@ -7,8 +7,9 @@
 //!
 //! Multi-key commands whose keys live on several shards either split per key (DEL, MGET, MSET:
 //! each shard runs its share, replies merge) or gather (RENAME, COPY, MSETNX, LCS: the entries
-//! are copied here, the command runs against the copies, changed entries go back). Neither is
-//! isolated from concurrent writers yet; the transaction layer will lock the keys first.
+//! are copied here, the command runs against the copies, changed entries go back). Both run as
+//! transactions ([`crate::txn`]): their keys are locked on every shard first, so they are
+//! atomic and isolated. A command that meets a key locked by a transaction waits for it.
 
 use crate::block::Waiter;
 use crate::conn::{Conn, Wait};
@@ -54,6 +55,7 @@ pub fn process(ctx: &ShardCtx, conn: &mut Conn) {
     if conn.waiting() || conn.close_after_reply {
         return;
     }
+    inject(conn);
     let mut rbuf = std::mem::take(&mut conn.rbuf);
     let mut scratch = std::mem::take(&mut conn.scratch);
     let mut ranges = std::mem::take(&mut conn.ranges);
@@ -65,6 +67,10 @@ pub fn process(ctx: &ShardCtx, conn: &mut Conn) {
     loop {
         if conn.waiting() || conn.close_after_reply {
             break;
+        }
+        if !conn.inject.is_empty() {
+            let frames = std::mem::take(&mut conn.inject);
+            rbuf.splice(pos..pos, frames);
         }
         let (consumed, inline) =
             match parse_command(&rbuf[pos..], &mut ranges, &mut scratch, limits) {
@@ -89,6 +95,16 @@ pub fn process(ctx: &ShardCtx, conn: &mut Conn) {
             };
         let base: &[u8] = if inline { &scratch } else { &rbuf[pos..] };
         let argv: SmallVec<[&[u8]; 8]> = ranges.iter().map(|r| &base[r.clone()]).collect();
+        if conn.multi.is_some() {
+            // Queued replies must follow those of a run still out.
+            if run.is_some() {
+                break;
+            }
+            if crate::multi::queue(ctx, conn, &argv) {
+                pos += consumed;
+                continue;
+            }
+        }
         match route(ctx, conn, &argv) {
             Target::Remote(shard, l) => {
                 match &run {
@@ -116,7 +132,7 @@ pub fn process(ctx: &ShardCtx, conn: &mut Conn) {
         pos += consumed;
     }
     if let Some((shard, frames)) = run {
-        conn.seq = conn.seq.wrapping_add(1);
+        conn.seq = crate::conn::next_seq(conn.seq);
         let part = ReqPart {
             conn: conn.token,
             seq: conn.seq,
@@ -138,6 +154,16 @@ pub fn process(ctx: &ShardCtx, conn: &mut Conn) {
     conn.rbuf = rbuf;
     conn.scratch = scratch;
     conn.ranges = ranges;
+}
+
+/// Puts commands a block run live feeds back (see [`crate::multi`]) before the unread input.
+fn inject(conn: &mut Conn) {
+    if conn.inject.is_empty() {
+        return;
+    }
+    let frames = std::mem::take(&mut conn.inject);
+    let at = conn.rpos.min(conn.rbuf.len());
+    conn.rbuf.splice(at..at, frames);
 }
 
 fn names(l: Lookup) -> (&'static str, Option<&'static str>) {
@@ -237,6 +263,21 @@ fn execute(ctx: &ShardCtx, conn: &mut Conn, target: Target, argv: &[&[u8]], now:
         Target::Local(l) => {
             conn.last_cmd = names(l);
             let (db, proto) = (conn.db, conn.proto);
+            if crate::txn::locked_out(ctx, l, argv, db) {
+                // Wait for the transaction: answered when the lock goes.
+                conn.seq = crate::conn::next_seq(conn.seq);
+                let mut frames = Vec::new();
+                encode_command(argv, &mut frames);
+                ctx.locks.borrow_mut().defer(crate::txn::Deferred {
+                    origin: (ctx.id, conn.token, conn.seq),
+                    db,
+                    proto,
+                    frames,
+                    out: Vec::new(),
+                });
+                conn.wait = Wait::Run;
+                return;
+            }
             let blocked =
                 ctx.engine
                     .borrow_mut()
@@ -279,10 +320,21 @@ fn execute(ctx: &ShardCtx, conn: &mut Conn, target: Target, argv: &[&[u8]], now:
     }
 }
 
+/// How a run of frames ended.
+pub enum RunEnd {
+    /// Every frame ran.
+    Done,
+    /// The last frame blocked: it is parked, its answer comes later.
+    Blocked,
+    /// The frame at this byte offset touches a key locked by a transaction: it and the rest wait.
+    Locked(usize),
+}
+
 /// Executes forwarded frames against this shard's engine (no routing: the sender routed them).
 ///
-/// A command that blocks is parked here for `origin` (shard, connection, sequence number), and
-/// the function returns true: the frames before it have answered, its own answer comes later.
+/// A command that blocks is parked here for `origin` (shard, connection, sequence number): the
+/// frames before it have answered, its own answer comes later. A command that meets a locked
+/// key stops the run there (only runs with an `origin` can wait).
 pub fn run_frames(
     ctx: &ShardCtx,
     frames: &[u8],
@@ -290,7 +342,7 @@ pub fn run_frames(
     proto: Proto,
     out: &mut Vec<u8>,
     origin: Option<(usize, Token, u32)>,
-) -> bool {
+) -> RunEnd {
     let mut ranges = Vec::new();
     let mut scratch = Vec::new();
     let mut pos = 0;
@@ -310,6 +362,9 @@ pub fn run_frames(
             .collect();
         match lookup(&argv) {
             Ok(l) => {
+                if origin.is_some() && crate::txn::locked_out(ctx, l, &argv, db) {
+                    return RunEnd::Locked(pos);
+                }
                 let blocked = ctx
                     .engine
                     .borrow_mut()
@@ -325,14 +380,25 @@ pub fn run_frames(
                         ms,
                         now,
                     ));
-                    return true;
+                    return RunEnd::Blocked;
                 }
             }
             Err(e) => Reply::new(out, proto).error(&e.text()),
         }
         pos += consumed;
     }
-    false
+    RunEnd::Done
+}
+
+/// The keys a blocked command waits on: those of its first key spec (BLMOVE: the source).
+pub fn waited_keys(l: Lookup, argv: &[&[u8]]) -> Vec<Key> {
+    let first = CommandSpec {
+        keys: &l.spec.keys[..l.spec.keys.len().min(1)],
+        ..*l.spec
+    };
+    let mut pos = Vec::new();
+    key_positions(&first, argv, &mut pos);
+    pos.iter().map(|&p| Key::from(argv[p])).collect()
 }
 
 /// A waiter for a blocked command (`origin` is shard, connection, sequence number).
@@ -347,13 +413,6 @@ fn waiter(
     timeout_ms: u64,
     now_us: u64,
 ) -> Waiter {
-    // Blocked clients wait on the keys of the command's first key spec (BLMOVE: the source).
-    let first = CommandSpec {
-        keys: &l.spec.keys[..l.spec.keys.len().min(1)],
-        ..*l.spec
-    };
-    let mut pos = Vec::new();
-    key_positions(&first, argv, &mut pos);
     Waiter {
         origin: origin.0,
         conn: origin.1,
@@ -361,7 +420,7 @@ fn waiter(
         db,
         proto,
         frame: frame.to_vec(),
-        keys: pos.iter().map(|&p| Key::from(argv[p])).collect(),
+        keys: waited_keys(l, argv),
         deadline_ms: (timeout_ms > 0).then(|| now_us / 1000 + timeout_ms),
     }
 }
@@ -384,6 +443,8 @@ pub fn run_blocking_frame(
     };
     let argv: SmallVec<[&[u8]; 8]> = ranges.iter().map(|r| &frame[r.clone()]).collect();
     match lookup(&argv) {
+        // A key locked by a transaction: look again when it is released.
+        Ok(l) if crate::txn::locked_out(ctx, l, &argv, db) => true,
         Ok(l) => ctx
             .engine
             .borrow_mut()
@@ -404,7 +465,7 @@ pub fn fan_out(
     parts: Vec<(usize, ReqBody)>,
     done: crate::conn::Done,
 ) {
-    conn.seq = conn.seq.wrapping_add(1);
+    conn.seq = crate::conn::next_seq(conn.seq);
     let mut results = Vec::new();
     let mut outstanding = 0;
     for (shard, body) in parts {
@@ -416,7 +477,11 @@ pub fn fan_out(
             body,
         };
         if shard == ctx.id {
-            results.push((shard, crate::server_cmds::serve_local(ctx, conn, &part)));
+            match crate::server_cmds::serve_local(ctx, conn, &part) {
+                // Waits for a lock here: answered (through the local path) when granted.
+                RepBody::Deferred => outstanding += 1,
+                body => results.push((shard, body)),
+            }
         } else {
             ctx.send(shard, part);
             outstanding += 1;
@@ -454,27 +519,50 @@ fn start_split(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]], merge
     };
     let key_shards: Vec<usize> = pos.iter().map(|&p| shard_of(ctx, argv[p])).collect();
     let mut per_shard: Vec<Vec<&[u8]>> = vec![Vec::new(); ctx.n];
+    let mut locks: Vec<Vec<(u8, Key)>> = vec![Vec::new(); ctx.n];
     for (&p, &s) in pos.iter().zip(&key_shards) {
         if per_shard[s].is_empty() {
             per_shard[s].push(argv[0]);
         }
         per_shard[s].extend(argv[p..(p + step).min(argv.len())].iter().copied());
+        locks[s].push((conn.db as u8, Key::from(argv[p])));
     }
-    let parts = per_shard
+    // One transaction step per shard, in ascending shard order; the last releases its locks
+    // as it runs, the others are released once all have run.
+    let mut steps: std::collections::VecDeque<crate::txn::Step> = per_shard
         .into_iter()
+        .zip(locks)
         .enumerate()
-        .filter(|(_, a)| !a.is_empty())
-        .map(|(s, a)| {
+        .filter(|(_, (a, _))| !a.is_empty())
+        .map(|(s, (a, lock))| {
             let mut frame = Vec::new();
             encode_command(&a, &mut frame);
-            (s, ReqBody::Part(frame))
+            crate::txn::Step {
+                shard: s,
+                lock,
+                op: crate::txn::TxOp::Part(frame),
+                release: false,
+            }
         })
         .collect();
-    fan_out(
+    let held: Vec<usize> = steps.iter().map(|s| s.shard).collect();
+    if let Some(last) = steps.back_mut() {
+        last.release = true;
+    }
+    let tx = crate::txn::new_tx(ctx);
+    crate::txn::run_steps(
         ctx,
         conn,
-        parts,
-        Box::new(move |_, conn, results| {
+        tx,
+        steps,
+        Vec::new(),
+        Box::new(move |ctx, conn, results| {
+            crate::txn::release_on(
+                ctx,
+                conn,
+                tx,
+                held[..held.len().saturating_sub(1)].iter().copied(),
+            );
             let proto = conn.proto;
             crate::merge::merge(
                 merge,
@@ -506,7 +594,7 @@ fn start_all(ctx: &ShardCtx, conn: &mut Conn, _l: Lookup, argv: &[&[u8]], merge:
 }
 
 /// The (db, key) pairs a gathered command touches.
-fn gather_keys(l: Lookup, argv: &[&[u8]], db: usize) -> Vec<(u8, Key)> {
+pub fn gather_keys(l: Lookup, argv: &[&[u8]], db: usize) -> Vec<(u8, Key)> {
     let mut pos = Vec::new();
     key_positions(l.spec, argv, &mut pos);
     let mut keys: Vec<(u8, Key)> = Vec::new();
@@ -539,7 +627,7 @@ pub fn start_gather(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) 
 }
 
 /// SORT/SORT_RO with BY or GET patterns: the keys they name derive from the sorted elements.
-fn is_sort_with_patterns(l: Lookup, argv: &[&[u8]]) -> bool {
+pub fn is_sort_with_patterns(l: Lookup, argv: &[&[u8]]) -> bool {
     matches!(l.spec.name, "sort" | "sort_ro")
         && shards::cmd::sort::pattern_args(argv)
             .iter()
@@ -565,7 +653,7 @@ fn start_sort_gather(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]])
             });
             let args: Vec<&[u8]> = owned.iter().map(|a| a.as_slice()).collect();
             let mut keys = gather_keys(l, &args, conn.db);
-            for k in shards::cmd::sort::pattern_keys(&args, entry.as_ref()) {
+            for k in shards::cmd::sort::pattern_keys(&args, entry.as_ref().map(|e| &e.value)) {
                 let k = (db, Key::from(k.as_slice()));
                 if !keys.contains(&k) {
                     keys.push(k);
@@ -582,18 +670,42 @@ fn gather_these(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]], keys
     for (db, k) in &keys {
         per_shard[shard_of(ctx, k)].push((*db, k.clone()));
     }
-    let parts: Vec<(usize, ReqBody)> = per_shard
-        .into_iter()
-        .enumerate()
-        .filter(|(_, k)| !k.is_empty())
-        .map(|(s, k)| (s, ReqBody::Export(k)))
-        .collect();
     let owned: Vec<Vec<u8>> = argv.iter().map(|a| a.to_vec()).collect();
-    fan_out(
+    let mut watch: Vec<Vec<(u8, Key)>> = vec![Vec::new(); ctx.n];
+    if l.spec.flags & shards::cmd::flag::BLOCKING != 0 {
+        // Each owner watches the waited keys from the step that copies them, under their
+        // locks, so a write after the copy always wakes the command.
+        for k in waited_keys(l, argv) {
+            watch[shard_of(ctx, &k)].push((conn.db as u8, k));
+        }
+        conn.retry_cmd = Some((l, owned.clone()));
+    }
+    // Lock and copy shard by shard in ascending order; the locks stay until the changes are in.
+    let steps: std::collections::VecDeque<crate::txn::Step> = per_shard
+        .into_iter()
+        .zip(watch)
+        .enumerate()
+        .filter(|(_, (k, _))| !k.is_empty())
+        .map(|(s, (keys, watch))| crate::txn::Step {
+            shard: s,
+            lock: keys.clone(),
+            op: crate::txn::TxOp::Export {
+                keys,
+                watch,
+                check: Vec::new(),
+            },
+            release: false,
+        })
+        .collect();
+    let held: Vec<usize> = steps.iter().map(|s| s.shard).collect();
+    let tx = crate::txn::new_tx(ctx);
+    crate::txn::run_steps(
         ctx,
         conn,
-        parts,
-        Box::new(move |ctx, conn, results| gather_run(ctx, conn, l, owned, results)),
+        tx,
+        steps,
+        Vec::new(),
+        Box::new(move |ctx, conn, results| gather_run(ctx, conn, l, owned, (tx, held), results)),
     );
 }
 
@@ -602,6 +714,7 @@ fn gather_run(
     conn: &mut Conn,
     l: Lookup,
     argv: Vec<Vec<u8>>,
+    (tx, held): (crate::txn::TxId, Vec<usize>),
     results: Vec<(usize, RepBody)>,
 ) {
     let mut before: Vec<(u8, Key, Option<Entry>)> = Vec::new();
@@ -629,29 +742,55 @@ fn gather_run(
         }
     }
     if let Some(timeout_ms) = blocked {
-        // A blocking command over keys on several shards found nothing: poll until it is
-        // served or its deadline passes.
+        // A blocking command over keys on several shards found nothing: the owners watch its
+        // keys and wake it, until it is served or its deadline passes.
+        crate::txn::release_on(ctx, conn, tx, held);
         let now_ms = now / 1000;
+        let first = conn.retry_deadline.is_none();
         let deadline = *conn.retry_deadline.get_or_insert(if timeout_ms == 0 {
             u64::MAX
         } else {
             now_ms + timeout_ms
         });
         if now_ms >= deadline {
-            conn.retry_deadline = None;
+            ctx.end_watch(conn);
             conn.wbuf
                 .extend_from_slice(&crate::block::timeout_reply(proto));
         } else {
-            conn.wait = Wait::Retry;
-            ctx.schedule_retry(conn.token, conn.seq, l, argv);
+            if first && deadline != u64::MAX {
+                ctx.schedule_deadline(conn.token, deadline);
+            }
+            if std::mem::take(&mut conn.woken) {
+                start_gather(ctx, conn, l, &args);
+            } else {
+                conn.wait = Wait::Retry;
+            }
         }
         return;
     }
-    conn.retry_deadline = None;
+    ctx.end_watch(conn);
     if l.spec.flags & shards::cmd::flag::WRITE == 0 {
+        crate::txn::release_on(ctx, conn, tx, held);
         conn.wbuf.extend_from_slice(&reply);
         return;
     }
+    write_back(ctx, conn, tx, held, before, &mut scratch, reply);
+}
+
+/// Ends a transaction that ran on copies in `scratch`: sends each changed entry back to its
+/// owner, which applies it and releases the transaction's locks (owners without changes just
+/// release), and answers `reply` once every change is in, so what the client sees next (on any
+/// connection) includes them.
+pub fn write_back(
+    ctx: &ShardCtx,
+    conn: &mut Conn,
+    tx: crate::txn::TxId,
+    held: Vec<usize>,
+    before: Vec<(u8, Key, Option<Entry>)>,
+    scratch: &mut Shard,
+    reply: Vec<u8>,
+) {
+    let now = now_us();
     let mut per_shard: Vec<Vec<(u8, Key, Option<Entry>)>> = vec![Vec::new(); ctx.n];
     for (kdb, k, old) in before {
         let new = scratch
@@ -662,11 +801,26 @@ fn gather_run(
             per_shard[shard_of(ctx, &k)].push((kdb, k, new));
         }
     }
+    // Owners with changes apply them and release in one step; the others just release.
+    crate::txn::release_on(
+        ctx,
+        conn,
+        tx,
+        held.iter().copied().filter(|&s| per_shard[s].is_empty()),
+    );
     let parts: Vec<(usize, ReqBody)> = per_shard
         .into_iter()
         .enumerate()
         .filter(|(_, e)| !e.is_empty())
-        .map(|(s, e)| (s, ReqBody::Import(e)))
+        .map(|(s, e)| {
+            let body = ReqBody::Tx {
+                tx,
+                lock: Vec::new(),
+                op: crate::txn::TxOp::Import(e),
+                release: true,
+            };
+            (s, body)
+        })
         .collect();
     // The reply leaves once every owner has applied its part, so what the client sees next
     // (on any connection) includes the change.

@@ -158,7 +158,11 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
                 field(o, "maxclients", shared.config.get("maxclients"));
                 field(o, "client_recent_max_input_buffer", 0);
                 field(o, "client_recent_max_output_buffer", 0);
-                field(o, "blocked_clients", 0);
+                field(
+                    o,
+                    "blocked_clients",
+                    stats.iter().map(|(_, s)| s.blocked_clients).sum::<usize>(),
+                );
                 field(o, "tracking_clients", 0);
                 field(o, "clients_in_timeout_table", 0);
             }

@@ -26,9 +26,11 @@ mod dispatch;
 mod info;
 mod merge;
 mod msg;
+mod multi;
 mod net;
 mod server_cmds;
 mod startup;
+mod txn;
 
 use std::sync::Arc;
 

@@ -44,8 +44,6 @@ pub enum ReqBody {
     Part(Vec<u8>),
     /// Copy out the entries of these keys (absent keys as None).
     Export(Vec<(u8, Key)>),
-    /// Store (Some) or delete (None) these entries.
-    Import(Vec<(u8, Key, Option<Entry>)>),
     /// Report statistics for INFO.
     Stats,
     /// Describe this shard's client connections (CLIENT LIST lines), optionally only some ids.
@@ -62,6 +60,22 @@ pub enum ReqBody {
     Unblock(crate::block::Unblock),
     /// CLIENT UNBLOCK: unblock the connection with this id if it lives here.
     ClientUnblock { id: u64, error: bool },
+    /// Stop watching keys for the connection (see [`crate::block`]).
+    Unwatch,
+    /// WATCH: count these keys as watched and report their versions.
+    WatchKeys(Vec<(u8, Key)>),
+    /// UNWATCH (or the end of a block): these keys are watched once less.
+    UnwatchKeys(Vec<(u8, Key)>),
+    /// Whether these watched keys are unchanged (`Ack`) or not (`Conflict`).
+    CheckWatch(Vec<crate::multi::Watched>),
+    /// A step of a transaction: lock these keys (waiting until all are free), run `op` under
+    /// the locks, then release every lock of `tx` here if `release` (see [`crate::txn`]).
+    Tx {
+        tx: crate::txn::TxId,
+        lock: Vec<(u8, Key)>,
+        op: crate::txn::TxOp,
+        release: bool,
+    },
 }
 
 /// A batch of answers, one part per request part, in request order.
@@ -87,6 +101,14 @@ pub enum RepBody {
     Count(i64),
     Digest([u8; 20]),
     Ack,
+    /// A key the connection watches was written.
+    Wake,
+    /// No answer yet: the request waits for locked keys and is answered when it has run.
+    Deferred,
+    /// The versions WATCH asked for.
+    Watched(Vec<crate::multi::Watched>),
+    /// A watched key changed: the EXEC fails.
+    Conflict,
 }
 
 /// What INFO needs from a shard.
@@ -99,6 +121,8 @@ pub struct ShardStats {
     pub commands: u64,
     pub cmd: Vec<(String, shards::shard::CmdStat)>,
     pub connected_clients: usize,
+    /// Clients waiting in a blocking command (parked or watching).
+    pub blocked_clients: usize,
     pub connections_received: u64,
     pub net_input_bytes: u64,
     pub net_output_bytes: u64,

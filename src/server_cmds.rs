@@ -46,6 +46,8 @@ pub fn handle(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]], cmd: C
             Ok(())
         }
         ConnCmd::Reset => {
+            conn.multi = None;
+            crate::multi::unwatch_all(ctx, conn);
             conn.db = 0;
             conn.proto = Proto::Resp2;
             conn.name = None;
@@ -63,6 +65,9 @@ pub fn handle(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]], cmd: C
         ConnCmd::Command => Err(Error::err("unsupported")),
         ConnCmd::Shutdown => shutdown(ctx, argv),
         ConnCmd::Debug => crate::server_cmds::debug(ctx, conn, argv),
+        ConnCmd::Multi | ConnCmd::Exec | ConnCmd::Discard | ConnCmd::Watch | ConnCmd::Unwatch => {
+            crate::multi::handle(ctx, conn, argv, cmd)
+        }
     };
     if let Err(e) = r {
         let text = e.text();
@@ -505,7 +510,7 @@ pub fn serve_admin(ctx: &ShardCtx, body: &ReqBody) -> RepBody {
                 let polling = matches!(c.wait, crate::conn::Wait::Retry);
                 if polling {
                     c.wait = crate::conn::Wait::None;
-                    c.retry_deadline = None;
+                    ctx.end_watch(&mut c);
                     let reply = if *error {
                         crate::block::unblocked_error()
                     } else {
@@ -568,6 +573,17 @@ fn shard_stats(ctx: &ShardCtx) -> ShardStats {
         commands: e.stats.commands,
         cmd,
         connected_clients: ctx.conns.borrow().live,
+        blocked_clients: ctx
+            .conns
+            .borrow()
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c.wait,
+                    crate::conn::Wait::Blocked { .. } | crate::conn::Wait::Retry
+                )
+            })
+            .count(),
         connections_received: ctx.net.connections_received.get(),
         net_input_bytes: ctx.net.net_input_bytes.get(),
         net_output_bytes: ctx.net.net_output_bytes.get(),

@@ -204,3 +204,141 @@ fn keys_on_both_shards_and_blmove() {
     );
     assert_eq!(ctl.cmd(&["LLEN", &a]), b":0\r\n");
 }
+
+/// Waits until `n` clients report as blocked in INFO clients (parked or watching).
+fn wait_info_blocked(ctl: &mut RawConn, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = String::from_utf8_lossy(&ctl.cmd(&["INFO", "clients"])).into_owned();
+        let blocked: usize = info
+            .lines()
+            .find_map(|l| l.strip_prefix("blocked_clients:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        if blocked == n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "blocked_clients {blocked}, want {n}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A blocking pop over keys on both shards waits on watchers, not by polling: it is woken by
+/// a write to either key, times out on time, leaves no watcher when it goes away, and many of
+/// them racing with many pushes pop every element exactly once.
+#[test]
+fn multi_shard_waiters_are_woken_not_polled() {
+    let server = Server::start(&[]);
+    let (a, b) = (key_on(0, "w"), key_on(1, "w"));
+    let mut ctl = server.raw();
+
+    // Timeout: answered with a null array close to the deadline.
+    let mut w = server.raw();
+    let started = Instant::now();
+    assert_eq!(w.cmd(&["BLPOP", &a, &b, "0.3"]), b"*-1\r\n");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(290) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+
+    // A disconnected waiter leaves nothing behind: the element stays for the next reader.
+    let mut gone = server.raw();
+    gone.send(&common::encode(&["BLPOP", &a, &b, "0"]));
+    wait_info_blocked(&mut ctl, 1);
+    drop(gone);
+    wait_info_blocked(&mut ctl, 0);
+    ctl.cmd(&["RPUSH", &a, "kept"]);
+    ctl.cmd(&["RPUSH", &b, "kept"]);
+    thread::sleep(Duration::from_millis(50));
+    assert_eq!(ctl.cmd(&["LLEN", &a]), b":1\r\n");
+    assert_eq!(ctl.cmd(&["LLEN", &b]), b":1\r\n");
+    ctl.cmd(&["DEL", &a, &b]);
+
+    // CLIENT UNBLOCK reaches a watching client too.
+    let mut u = server.raw();
+    let id = String::from_utf8_lossy(&u.cmd(&["CLIENT", "ID"]))
+        .trim_start_matches(':')
+        .trim()
+        .to_string();
+    u.send(&common::encode(&["BLPOP", &a, &b, "0"]));
+    wait_info_blocked(&mut ctl, 1);
+    assert_eq!(ctl.cmd(&["CLIENT", "UNBLOCK", &id, "ERROR"]), b":1\r\n");
+    assert!(u.read_reply().starts_with(b"-UNBLOCKED"));
+    wait_info_blocked(&mut ctl, 0);
+
+    // Many waiters, many pushes on both shards: every element popped once, nobody stuck.
+    const WAITERS: usize = 6;
+    const PER_WAITER: usize = 20;
+    let addr = server.addr();
+    let (ka, kb) = (a.clone(), b.clone());
+    let handles: Vec<_> = (0..WAITERS)
+        .map(|_| {
+            let (ka, kb) = (ka.clone(), kb.clone());
+            thread::spawn(move || {
+                let mut c = RawConn::connect(addr);
+                let mut got = Vec::new();
+                for _ in 0..PER_WAITER {
+                    let r = c.cmd(&["BLPOP", &ka, &kb, "10"]);
+                    assert!(r.starts_with(b"*2\r\n"), "{}", String::from_utf8_lossy(&r));
+                    got.push(r);
+                }
+                got
+            })
+        })
+        .collect();
+    for i in 0..WAITERS * PER_WAITER {
+        let k = if i % 2 == 0 { &a } else { &b };
+        ctl.cmd(&["RPUSH", k, &format!("e{i}")]);
+        if i % 10 == 0 {
+            thread::sleep(Duration::from_millis(2));
+        }
+    }
+    let mut seen: Vec<String> = handles
+        .into_iter()
+        .flat_map(|h| h.join().expect("waiter thread"))
+        .map(|r| {
+            let s = String::from_utf8_lossy(&r).into_owned();
+            s.rsplit("\r\n").nth(1).unwrap_or_default().to_string()
+        })
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), WAITERS * PER_WAITER);
+    assert_eq!(ctl.cmd(&["EXISTS", &a, &b]), b":0\r\n");
+    wait_info_blocked(&mut ctl, 0);
+}
+
+/// Waiters parked on one key and a waiter over keys on both shards are served in the order
+/// they came, as Redis serves them.
+#[test]
+fn cross_shard_and_parked_waiters_keep_arrival_order() {
+    let server = Server::start(&[]);
+    let (a, b) = (key_on(0, "fifo"), key_on(1, "fifo"));
+    let mut ctl = server.raw();
+    let mut first = server.raw();
+    first.send(&common::encode(&["BLPOP", &a, &b, "5"]));
+    wait_info_blocked(&mut ctl, 1);
+    let mut second = server.raw();
+    second.send(&common::encode(&["BLPOP", &a, "5"]));
+    wait_info_blocked(&mut ctl, 2);
+    let mut third = server.raw();
+    third.send(&common::encode(&["BLPOP", &b, &a, "5"]));
+    wait_info_blocked(&mut ctl, 3);
+    for (i, who) in [&mut first, &mut second, &mut third]
+        .into_iter()
+        .enumerate()
+    {
+        let v = format!("x{i}");
+        ctl.cmd(&["RPUSH", &a, &v]);
+        let reply = String::from_utf8_lossy(&who.read_reply()).into_owned();
+        assert!(
+            reply.ends_with(&format!("${}\r\n{v}\r\n", v.len())),
+            "waiter {i}: {reply}"
+        );
+    }
+    wait_info_blocked(&mut ctl, 0);
+}

@@ -287,6 +287,7 @@ const CORPUS: &[&str] = &[
     "sets.redis",
     "hash.redis",
     "sort.redis",
+    "multi.redis",
     "bitmaps.redis",
     "hll.redis",
 ];
@@ -343,6 +344,11 @@ fn hash() {
 #[test]
 fn sort() {
     check("sort.redis");
+}
+
+#[test]
+fn multi() {
+    check("multi.redis");
 }
 
 #[test]

@@ -141,6 +141,8 @@ pub struct Shard {
     pub waited: Waited,
     /// Waited-on keys written since the server last looked (Redis's ready keys).
     pub ready: Vec<(usize, Key)>,
+    /// Keys clients WATCH: how many watch each, and a version every change bumps.
+    pub watched: HashMap<(usize, Key), (u32, u64), ahash::RandomState>,
     /// Whether calls are counted in the statistics (not for the per-shard parts of a command
     /// split over shards: the connection's shard counts the command once).
     pub counting: bool,
@@ -158,6 +160,7 @@ impl Shard {
             ticks: || 0,
             waited: HashMap::default(),
             ready: Vec::new(),
+            watched: HashMap::default(),
             counting: true,
         }
     }
@@ -213,9 +216,15 @@ impl Shard {
         proto: Proto,
         out: &mut Vec<u8>,
     ) -> Option<u64> {
+        let dirty = self.stats.dirty;
         match self.execute(cmd, argv, db, now_us, proto, out) {
             Ok(()) => {
-                if cmd.spec.flags & crate::cmd::flag::WRITE != 0 && !self.waited.is_empty() {
+                // Only a command that changed something touches its keys (as Redis signals
+                // modified keys): DEL of a missing key wakes no one and fails no WATCH.
+                if cmd.spec.flags & crate::cmd::flag::WRITE != 0
+                    && self.stats.dirty != dirty
+                    && !(self.waited.is_empty() && self.watched.is_empty())
+                {
                     self.signal_keys(cmd, argv, db);
                 }
                 None
@@ -235,11 +244,55 @@ impl Shard {
         let mut pos = Vec::new();
         crate::cmd::key_positions(cmd.spec, argv, &mut pos);
         for p in pos {
-            let k = (db, Key::from(argv[p]));
-            if self.waited.contains_key(&k) && !self.ready.contains(&k) {
-                self.ready.push(k);
+            self.touch((db, Key::from(argv[p])));
+        }
+    }
+
+    /// A key changed: its waiters look again, its watchers' EXEC fails.
+    fn touch(&mut self, k: (usize, Key)) {
+        if let Some((_, version)) = self.watched.get_mut(&k) {
+            *version += 1;
+        }
+        if self.waited.contains_key(&k) && !self.ready.contains(&k) {
+            self.ready.push(k);
+        }
+    }
+
+    /// WATCH: one more watcher of `key`; returns its version and whether it is live now.
+    pub fn watch_key(&mut self, db: usize, key: &[u8], now_ms: u64) -> (u64, bool) {
+        let live = self.dbs[db].peek(key, now_ms).is_some();
+        let e = self.watched.entry((db, Key::from(key))).or_insert((0, 0));
+        e.0 += 1;
+        (e.1, live)
+    }
+
+    /// One watcher of `key` less.
+    pub fn unwatch_key(&mut self, db: usize, key: &[u8]) {
+        let k = (db, Key::from(key));
+        if let Some(e) = self.watched.get_mut(&k) {
+            e.0 -= 1;
+            if e.0 == 0 {
+                self.watched.remove(&k);
             }
         }
+    }
+
+    /// Whether a key watched at `version` (live then or not) is untouched: not changed since,
+    /// and not expired or deleted if it was live (Redis fails EXEC for a watched key that
+    /// expired meanwhile, not for one already expired when watched).
+    pub fn watch_holds(
+        &self,
+        db: usize,
+        key: &[u8],
+        version: u64,
+        was_live: bool,
+        now_ms: u64,
+    ) -> bool {
+        let now_version = self
+            .watched
+            .get(&(db, Key::from(key)))
+            .map_or(u64::MAX, |e| e.1);
+        now_version == version && (!was_live || self.dbs[db].peek(key, now_ms).is_some())
     }
 
     /// Copies out the live entries of `keys` in `db` (for work that gathers keys from several
@@ -247,17 +300,14 @@ impl Shard {
     pub fn export(&mut self, db: usize, keys: &[&[u8]], now_ms: u64) -> Vec<(Key, Option<Entry>)> {
         let d = &mut self.dbs[db];
         keys.iter()
-            .map(|k| (Key::from(*k), d.get(k, now_ms).cloned()))
+            .map(|k| (Key::from(*k), d.get_entry(k, now_ms)))
             .collect()
     }
 
     /// Installs entries computed elsewhere: `Some` stores, `None` deletes.
     pub fn import(&mut self, db: usize, entries: Vec<(Key, Option<Entry>)>) {
         for (k, _) in &entries {
-            let k = (db, k.clone());
-            if self.waited.contains_key(&k) && !self.ready.contains(&k) {
-                self.ready.push(k);
-            }
+            self.touch((db, k.clone()));
         }
         let d = &mut self.dbs[db];
         for (k, e) in entries {

@@ -12,7 +12,7 @@ use super::spec::{
     acl, flag, kflag, Arg, ArgType, CommandSpec, Group, KeySpec, Merge, Route, Split,
 };
 use super::Call;
-use crate::keyspace::Entry;
+use crate::keyspace::Item;
 use crate::limits::DATABASES;
 use crate::resp::Reply;
 use crate::types::Value;
@@ -372,7 +372,7 @@ pub const COMMANDS: &[CommandSpec] = &[
 ];
 
 /// The live entry under `key`, counting a keyspace hit or miss as Redis's read lookups do.
-fn lookup_read<'s>(sh: &'s mut Shard, db: usize, key: &[u8], now_ms: u64) -> Option<&'s Entry> {
+fn lookup_read<'s>(sh: &'s mut Shard, db: usize, key: &[u8], now_ms: u64) -> Option<&'s Item> {
     let found = sh.dbs[db].get(key, now_ms);
     if found.is_some() {
         sh.stats.keyspace_hits += 1;
@@ -500,11 +500,11 @@ fn expire_generic(
     let when = expire_deadline(c.argv[2], unit_ms, if absolute { 0 } else { now_ms }, cmd)?;
     let key = c.argv[1];
     let db = &mut sh.dbs[c.db];
-    let Some(entry) = db.get(key, c.now_ms) else {
+    if db.get(key, c.now_ms).is_none() {
         c.out.int(0);
         return Ok(());
-    };
-    if !cond.allows(entry.expire_at().map(ms_i64), when) {
+    }
+    if !cond.allows(db.expire_at(key).map(ms_i64), when) {
         c.out.int(0);
         return Ok(());
     }
@@ -543,11 +543,11 @@ fn pexpireat(sh: &mut Shard, c: &mut Call) -> Result<()> {
 /// key without a deadline, else the time left (or the deadline), in ms or rounded to seconds.
 fn ttl_generic(sh: &mut Shard, c: &mut Call, in_ms: bool, absolute: bool) -> Result<()> {
     let now_ms = c.now_ms;
-    let Some(entry) = lookup_read(sh, c.db, c.argv[1], now_ms) else {
+    if lookup_read(sh, c.db, c.argv[1], now_ms).is_none() {
         c.out.int(-2);
         return Ok(());
-    };
-    let Some(at_ms) = entry.expire_at() else {
+    }
+    let Some(at_ms) = sh.dbs[c.db].expire_at(c.argv[1]) else {
         c.out.int(-1);
         return Ok(());
     };
@@ -590,9 +590,7 @@ fn pexpiretime(sh: &mut Shard, c: &mut Call) -> Result<()> {
 fn persist(sh: &mut Shard, c: &mut Call) -> Result<()> {
     let key = c.argv[1];
     let db = &mut sh.dbs[c.db];
-    let had_deadline = db
-        .get(key, c.now_ms)
-        .is_some_and(|e| e.expire_at().is_some());
+    let had_deadline = db.get(key, c.now_ms).is_some() && db.expire_at(key).is_some();
     if had_deadline {
         db.set_expire(key, None);
         sh.stats.dirty += 1;
@@ -669,7 +667,11 @@ fn copy(sh: &mut Shard, c: &mut Call) -> Result<()> {
     if dst_db == c.db && src == dst {
         return Err(Error::SameObject);
     }
-    let Some(entry) = lookup_read(sh, c.db, src, c.now_ms).cloned() else {
+    if lookup_read(sh, c.db, src, c.now_ms).is_none() {
+        c.out.int(0);
+        return Ok(());
+    }
+    let Some(entry) = sh.dbs[c.db].get_entry(src, c.now_ms) else {
         c.out.int(0);
         return Ok(());
     };
@@ -719,7 +721,7 @@ fn keys(sh: &mut Shard, c: &mut Call) -> Result<()> {
     let mut body = Vec::new();
     let mut out = Reply::new(&mut body, c.out.proto);
     let mut n = 0;
-    sh.dbs[c.db].for_each_key(c.now_ms, |k, _| {
+    sh.dbs[c.db].for_each_key(c.now_ms, |k, _, _| {
         if pattern_allows(pattern, k) {
             out.bulk(k);
             n += 1;

@@ -10,6 +10,7 @@ pub mod hll;
 pub mod info;
 pub mod keys;
 pub mod list;
+pub mod multi;
 
 pub mod registry;
 pub mod server;

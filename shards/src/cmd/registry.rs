@@ -18,6 +18,7 @@ pub fn all() -> impl Iterator<Item = &'static CommandSpec> {
         super::info::COMMANDS,
         super::set::COMMANDS,
         super::sort::COMMANDS,
+        super::multi::COMMANDS,
         super::bitmap::COMMANDS,
         super::hll::COMMANDS,
     ]

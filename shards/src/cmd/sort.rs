@@ -233,13 +233,13 @@ fn elements(value: &Value) -> Result<Vec<SmallBytes>> {
     }
 }
 
-/// The keys BY and GET patterns name for the elements of `entry` (the sorted key's entry), for
+/// The keys BY and GET patterns name for the elements of `value` (the sorted key's value), for
 /// the server to gather before running SORT across shards.
-pub fn pattern_keys(argv: &[&[u8]], entry: Option<&Entry>) -> Vec<Vec<u8>> {
-    let Some(entry) = entry else {
+pub fn pattern_keys(argv: &[&[u8]], value: Option<&Value>) -> Vec<Vec<u8>> {
+    let Some(value) = value else {
         return Vec::new();
     };
-    let Ok(elems) = elements(&entry.value) else {
+    let Ok(elems) = elements(value) else {
         return Vec::new();
     };
     let patterns: Vec<&[u8]> = pattern_args(argv);

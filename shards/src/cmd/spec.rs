@@ -457,6 +457,11 @@ pub enum ConnCmd {
     Command,
     Shutdown,
     Debug,
+    Multi,
+    Exec,
+    Discard,
+    Watch,
+    Unwatch,
 }
 
 /// A command's one declaration.

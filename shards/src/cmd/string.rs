@@ -645,11 +645,7 @@ fn getex(sh: &mut Shard, c: &mut Call) -> Result<()> {
             db.set_expire(key, Some(at));
             sh.stats.dirty += 1;
         }
-        None if o.persist
-            && db
-                .get(key, c.now_ms)
-                .is_some_and(|e| e.expire_at().is_some()) =>
-        {
+        None if o.persist && db.get(key, c.now_ms).is_some() && db.expire_at(key).is_some() => {
             db.set_expire(key, None);
             sh.stats.dirty += 1;
         }

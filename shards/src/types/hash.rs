@@ -1,7 +1,7 @@
 //! The hash type: a map from field to value, both byte strings, in one of Redis's two
 //! encodings.
 //!
-//! - `listpack`: one [`Listpack`] of alternating field, value; a lookup is a linear walk. It is
+//! - `listpack`: one [`Pairpack`] of (field, value) pairs; a lookup is a linear walk. It is
 //!   kept while the hash has at most `hash-max-listpack-entries` fields and every field and value
 //!   written to it is at most `hash-max-listpack-value` bytes long. Its buffer is kept at its
 //!   exact size ([`Hash::shrink`]), so a small hash costs one small allocation.
@@ -14,7 +14,7 @@
 //! [`Hash::set`] for a too-long field or value, or when the field count passes the limit
 //! (`hashTypeSet`).
 
-use super::listpack::Listpack;
+use super::pairpack::Pairpack;
 use super::SmallBytes;
 use indexmap::IndexMap;
 
@@ -37,7 +37,7 @@ pub struct Limits {
 #[derive(Debug, Clone)]
 pub enum Hash {
     /// Alternating field, value.
-    Listpack(Listpack),
+    Listpack(Pairpack),
     /// Boxed, so that a small hash keeps `Value` small.
     Table(Box<Table>),
 }
@@ -55,35 +55,16 @@ impl PartialEq for Hash {
     }
 }
 
-/// Walks a listpack's pairs: `(pair index, field, value)`.
-fn lp_pairs(lp: &Listpack) -> impl Iterator<Item = (usize, &[u8], &[u8])> {
-    let mut it = lp.iter();
-    let mut i = 0;
-    std::iter::from_fn(move || {
-        let field = it.next()?;
-        let value = it.next()?;
-        i += 1;
-        Some((i - 1, field, value))
-    })
-}
-
-/// The pair index and value of `field` in a listpack.
-fn lp_find<'a>(lp: &'a Listpack, field: &[u8]) -> Option<(usize, &'a [u8])> {
-    lp_pairs(lp)
-        .find(|&(_, f, _)| f == field)
-        .map(|(i, _, v)| (i, v))
-}
-
 impl Hash {
     /// An empty hash in the small encoding.
     pub fn new() -> Hash {
-        Hash::Listpack(Listpack::new())
+        Hash::Listpack(Pairpack::new())
     }
 
     /// Number of fields.
     pub fn len(&self) -> usize {
         match self {
-            Hash::Listpack(lp) => lp.len() / 2,
+            Hash::Listpack(lp) => lp.len(),
             Hash::Table(t) => t.len(),
         }
     }
@@ -103,7 +84,7 @@ impl Hash {
     /// The value of `field`.
     pub fn get(&self, field: &[u8]) -> Option<&[u8]> {
         match self {
-            Hash::Listpack(lp) => lp_find(lp, field).map(|(_, v)| v),
+            Hash::Listpack(lp) => lp.get(field),
             Hash::Table(t) => t.get(field).map(|v| &v[..]),
         }
     }
@@ -115,8 +96,8 @@ impl Hash {
     /// Converts to the big encoding (nothing if already there).
     pub fn convert(&mut self) {
         if let Hash::Listpack(lp) = self {
-            let mut t = Table::with_capacity_and_hasher(lp.len() / 2, Default::default());
-            for (_, f, v) in lp_pairs(lp) {
+            let mut t = Table::with_capacity_and_hasher(lp.len(), Default::default());
+            for (f, v) in lp.iter() {
                 t.insert(f.into(), v.into());
             }
             *self = Hash::Table(Box::new(t));
@@ -152,13 +133,10 @@ impl Hash {
         }
         match self {
             Hash::Listpack(lp) => {
-                if let Some((i, _)) = lp_find(lp, field) {
-                    lp.replace(2 * i + 1, value);
+                if !lp.set(field, value) {
                     return false;
                 }
-                lp.push_back(field);
-                lp.push_back(value);
-                if lp.len() / 2 > lim.max_entries {
+                if lp.len() > lim.max_entries {
                     self.convert();
                 }
                 true
@@ -179,14 +157,7 @@ impl Hash {
     /// Removes `field`. Returns whether it was there.
     pub fn remove(&mut self, field: &[u8]) -> bool {
         match self {
-            Hash::Listpack(lp) => match lp_find(lp, field) {
-                Some((i, _)) => {
-                    lp.remove(2 * i);
-                    lp.remove(2 * i);
-                    true
-                }
-                None => false,
-            },
+            Hash::Listpack(lp) => lp.remove(field),
             // swap_remove keeps removal O(1) and moves the last entry, one a downward scan has
             // already passed, into the hole.
             Hash::Table(t) => t.swap_remove(field).is_some(),
@@ -218,7 +189,7 @@ impl Hash {
     /// (a listpack's pairs are collected once).
     pub fn indexed(&self) -> Indexed<'_> {
         match self {
-            Hash::Listpack(lp) => Indexed::Pairs(lp_pairs(lp).map(|(_, f, v)| (f, v)).collect()),
+            Hash::Listpack(lp) => Indexed::Pairs(lp.iter().collect()),
             Hash::Table(t) => Indexed::Table(t),
         }
     }
@@ -230,7 +201,7 @@ impl Hash {
     pub fn scan(&self, cursor: u64, count: usize, mut f: impl FnMut(&[u8], &[u8])) -> u64 {
         match self {
             Hash::Listpack(lp) => {
-                for (_, k, v) in lp_pairs(lp) {
+                for (k, v) in lp.iter() {
                     f(k, v);
                 }
                 0
@@ -256,7 +227,7 @@ impl Hash {
 
 /// Iterator over a hash's (field, value) pairs.
 pub enum Iter<'a> {
-    Listpack(super::listpack::Iter<'a>),
+    Listpack(super::pairpack::Iter<'a>),
     Table(indexmap::map::Iter<'a, SmallBytes, SmallBytes>),
 }
 
@@ -265,11 +236,7 @@ impl<'a> Iterator for Iter<'a> {
 
     fn next(&mut self) -> Option<Self::Item> {
         match self {
-            Iter::Listpack(it) => {
-                let f = it.next()?;
-                let v = it.next()?;
-                Some((f, v))
-            }
+            Iter::Listpack(it) => it.next(),
             Iter::Table(it) => it.next().map(|(f, v)| (&f[..], &v[..])),
         }
     }
@@ -374,8 +341,8 @@ mod tests {
         }
         h.shrink();
         let Hash::Listpack(lp) = &h else { panic!() };
-        // 5 pairs of (1+2) + (1+1) bytes.
-        assert_eq!(lp.bytes(), 25);
+        // 5 pairs of 1 header byte + 2 + 1 bytes.
+        assert_eq!(lp.bytes(), 20);
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod hash;
 pub mod hll;
 pub mod list;
 pub mod listpack;
+pub mod pairpack;
 pub mod set;
 pub mod string;
 

@@ -1,0 +1,459 @@
+//! Transactions across shards: a command whose keys live on several shards (MSET, MGET, DEL …
+//! split per key; SMOVE, LMOVE, SINTERSTORE, RENAME … gathered; blocking pops over keys on
+//! several shards) runs as one isolated unit, coordinated by the connection's shard.
+//!
+//! ## The scheme
+//! The coordinator visits the involved shards one after another in **ascending shard order**.
+//! At each it sends one [`ReqBody::Tx`] message that locks that shard's keys for the transaction
+//! (all of them at once, or none: the request queues until every one is free) and then runs the
+//! step's operation (a split command's part, or a copy of the keys for a gathered command) under
+//! those locks. Only when every shard has granted does the coordinator finish (a gathered command
+//! computes on its copies and sends the changes back); the last message to each shard releases
+//! its locks. The last shard in the order releases as soon as its step has run: by then every lock
+//! of the transaction is held, so this is still two-phase locking.
+//!
+//! **Why it cannot deadlock:** a transaction only ever waits for a lock on shard `s` while holding
+//! locks on shards below `s`, never above. A cycle of transactions each waiting for the next would
+//! need one of them to wait on a shard below one it holds. Within a shard a request takes all its
+//! keys at once, and queued requests are granted in arrival order (a request never overtakes an
+//! older one that wants one of its keys), so none starves.
+//!
+//! **What a single-shard command pays:** nothing while no key of its shard is locked (one
+//! emptiness check). While some are, its keys are looked up in the lock table; a command that
+//! touches a locked key is deferred, with everything after it from the same connection, until the
+//! lock goes, so it sees the transaction whole or not at all. Commands on other keys never wait.
+//!
+//! Locks live only in the owning shard's memory: a lock table per shard, no global state.
+
+use crate::conn::Conn;
+use crate::ctx::ShardCtx;
+use crate::msg::{RepBody, ReqBody, ReqPart, Token};
+use shards::cmd::Lookup;
+use shards::keyspace::{Entry, Key};
+use shards::resp::Proto;
+use std::collections::{HashMap, VecDeque};
+
+/// A transaction's id: the coordinating shard in the high bits, a counter below.
+pub type TxId = u64;
+
+/// What a transaction step does on a shard, under that shard's locks.
+pub enum TxOp {
+    /// Only lock (or only release).
+    Nothing,
+    /// Run these RESP frames (a split command's part, uncounted: the coordinator counts it).
+    Part(Vec<u8>),
+    /// Copy out these keys' entries; `watch` (for a blocking command) registers a watcher on its
+    /// keys for the coordinator's connection, in the same step; `check` (for EXEC) answers
+    /// `Conflict` instead if one of these WATCHed keys changed.
+    Export {
+        keys: Vec<(u8, Key)>,
+        watch: Vec<(u8, Key)>,
+        check: crate::multi::WatchCheck,
+    },
+    /// Store (Some) or delete (None) these entries.
+    Import(Vec<(u8, Key, Option<Entry>)>),
+}
+
+/// A lock request that waits for keys held by another transaction.
+struct Pending {
+    from: usize,
+    conn: Token,
+    seq: u32,
+    db: usize,
+    proto: Proto,
+    tx: TxId,
+    keys: Vec<(usize, Key)>,
+    op: TxOp,
+    release: bool,
+}
+
+/// Commands that touched a locked key, with whatever their connection sent after them.
+pub struct Deferred {
+    /// Where the replies go: shard, connection, sequence number.
+    pub origin: (usize, Token, u32),
+    pub db: usize,
+    pub proto: Proto,
+    pub frames: Vec<u8>,
+    /// Replies of the frames that ran before the deferral.
+    pub out: Vec<u8>,
+}
+
+/// One shard's lock table.
+#[derive(Default)]
+pub struct Locks {
+    held: HashMap<(usize, Key), TxId, ahash::RandomState>,
+    by_tx: HashMap<TxId, Vec<(usize, Key)>, ahash::RandomState>,
+    pending: VecDeque<Pending>,
+    deferred: VecDeque<Deferred>,
+    /// The transaction whose step runs now: its own locks do not stop it.
+    current: Option<TxId>,
+    /// Locks were released since the queues were last looked at.
+    released: bool,
+    /// Keys written while locked that have blocked clients: they look again on release.
+    stalled: Vec<(usize, Key)>,
+    /// Scratch for key positions (no allocation per command while locks are held).
+    pos: Vec<usize>,
+}
+
+impl Locks {
+    /// Whether `key` is locked by a transaction other than the one running now.
+    pub fn blocks(&self, db: usize, key: &[u8]) -> bool {
+        if self.held.is_empty() {
+            return false;
+        }
+        self.held
+            .get(&(db, Key::from(key)))
+            .is_some_and(|&t| Some(t) != self.current)
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.held.is_empty()
+    }
+
+    fn conflicts(&self, tx: TxId, keys: &[(usize, Key)]) -> bool {
+        keys.iter()
+            .any(|k| self.held.get(k).is_some_and(|&t| t != tx))
+    }
+
+    /// Whether an older queued request of another transaction wants one of `keys`.
+    fn queued_before(&self, tx: TxId, keys: &[(usize, Key)]) -> bool {
+        self.pending
+            .iter()
+            .any(|p| p.tx != tx && p.keys.iter().any(|k| keys.contains(k)))
+    }
+
+    fn acquire(&mut self, tx: TxId, keys: &[(usize, Key)]) {
+        let mine = self.by_tx.entry(tx).or_default();
+        for k in keys {
+            if self.held.insert(k.clone(), tx).is_none() {
+                mine.push(k.clone());
+            }
+        }
+    }
+
+    /// Releases every lock of `tx` here; returns the keys.
+    fn release(&mut self, tx: TxId) -> Vec<(usize, Key)> {
+        let keys = self.by_tx.remove(&tx).unwrap_or_default();
+        for k in &keys {
+            self.held.remove(k);
+        }
+        if !keys.is_empty() {
+            self.released = true;
+        }
+        keys
+    }
+
+    pub fn defer(&mut self, d: Deferred) {
+        self.deferred.push_back(d);
+    }
+
+    /// Notes a key whose blocked clients could not run because it is locked.
+    pub fn stall(&mut self, key: (usize, Key)) {
+        if !self.stalled.contains(&key) {
+            self.stalled.push(key);
+        }
+    }
+}
+
+/// A new transaction id, unique across shards.
+pub fn new_tx(ctx: &ShardCtx) -> TxId {
+    let n = ctx.next_tx.get().wrapping_add(1);
+    ctx.next_tx.set(n);
+    ((ctx.id as u64) << 48) | (n & ((1 << 48) - 1))
+}
+
+/// Whether a command must wait for a lock: one of its keys is locked by another transaction.
+pub fn locked_out(ctx: &ShardCtx, l: Lookup, argv: &[&[u8]], db: usize) -> bool {
+    let mut locks = ctx.locks.borrow_mut();
+    if locks.is_idle() {
+        return false;
+    }
+    let mut pos = std::mem::take(&mut locks.pos);
+    shards::cmd::key_positions(l.spec, argv, &mut pos);
+    let blocked = pos.iter().any(|&p| locks.blocks(db, argv[p]));
+    locks.pos = pos;
+    blocked
+}
+
+/// Serves a transaction step sent to this shard (by another shard or this one): locks, runs,
+/// maybe releases. `RepBody::Deferred` means the keys are busy: the answer comes when granted.
+pub fn serve(ctx: &ShardCtx, from: usize, p: &ReqPart) -> RepBody {
+    let ReqBody::Tx {
+        tx,
+        lock,
+        op,
+        release,
+    } = &p.body
+    else {
+        return RepBody::Ack;
+    };
+    let keys: Vec<(usize, Key)> = lock.iter().map(|(d, k)| (*d as usize, k.clone())).collect();
+    {
+        let mut locks = ctx.locks.borrow_mut();
+        if locks.conflicts(*tx, &keys) || locks.queued_before(*tx, &keys) {
+            locks.pending.push_back(Pending {
+                from,
+                conn: p.conn,
+                seq: p.seq,
+                db: p.db as usize,
+                proto: p.proto,
+                tx: *tx,
+                keys,
+                op: clone_op(op),
+                release: *release,
+            });
+            return RepBody::Deferred;
+        }
+        locks.acquire(*tx, &keys);
+    }
+    run_op(
+        ctx,
+        from,
+        p.conn,
+        p.seq,
+        p.db as usize,
+        p.proto,
+        *tx,
+        op,
+        *release,
+    )
+}
+
+fn clone_op(op: &TxOp) -> TxOp {
+    match op {
+        TxOp::Nothing => TxOp::Nothing,
+        TxOp::Part(f) => TxOp::Part(f.clone()),
+        TxOp::Export { keys, watch, check } => TxOp::Export {
+            keys: keys.clone(),
+            watch: watch.clone(),
+            check: check.clone(),
+        },
+        TxOp::Import(e) => TxOp::Import(e.clone()),
+    }
+}
+
+/// Runs a step whose locks are held.
+#[allow(clippy::too_many_arguments)]
+fn run_op(
+    ctx: &ShardCtx,
+    from: usize,
+    conn: Token,
+    seq: u32,
+    db: usize,
+    proto: Proto,
+    tx: TxId,
+    op: &TxOp,
+    release: bool,
+) -> RepBody {
+    ctx.locks.borrow_mut().current = Some(tx);
+    let body = match op {
+        TxOp::Nothing => RepBody::Ack,
+        TxOp::Part(frames) => {
+            let mut out = Vec::new();
+            ctx.engine.borrow_mut().counting = false;
+            crate::dispatch::run_frames(ctx, frames, db, proto, &mut out, None);
+            ctx.engine.borrow_mut().counting = true;
+            RepBody::Bytes(out)
+        }
+        TxOp::Export { keys, watch, check } => {
+            if !watch.is_empty() {
+                ctx.watch(from, conn, seq, watch);
+            }
+            if crate::multi::watch_holds(ctx, check) {
+                ctx.export(keys)
+            } else {
+                RepBody::Conflict
+            }
+        }
+        TxOp::Import(entries) => {
+            ctx.import(entries);
+            RepBody::Ack
+        }
+    };
+    ctx.locks.borrow_mut().current = None;
+    if release {
+        release_here(ctx, tx);
+        // A woken cross-shard waiter has had its turn: the queues it held up go on.
+        ctx.resume_awaiting(from, conn);
+    }
+    body
+}
+
+/// Releases `tx`'s locks on this shard. Blocked clients that could not look at a written key
+/// because it was locked look now.
+pub fn release_here(ctx: &ShardCtx, tx: TxId) {
+    let mut locks = ctx.locks.borrow_mut();
+    locks.release(tx);
+    if locks.stalled.is_empty() {
+        return;
+    }
+    let stalled = std::mem::take(&mut locks.stalled);
+    let mut engine = ctx.engine.borrow_mut();
+    for k in stalled {
+        if locks.held.contains_key(&k) {
+            locks.stalled.push(k);
+        } else if !engine.ready.contains(&k) {
+            engine.ready.push(k);
+        }
+    }
+}
+
+/// After locks were released: runs deferred commands whose keys are free, and grants queued
+/// lock requests in arrival order. Called at the end of every batch of work.
+pub fn pump(ctx: &ShardCtx) {
+    loop {
+        {
+            let mut locks = ctx.locks.borrow_mut();
+            if !locks.released {
+                return;
+            }
+            locks.released = false;
+        }
+        let deferred = std::mem::take(&mut ctx.locks.borrow_mut().deferred);
+        for d in deferred {
+            resume(ctx, d);
+        }
+        let mut queue = std::mem::take(&mut ctx.locks.borrow_mut().pending);
+        let mut waiting: VecDeque<Pending> = VecDeque::new();
+        while let Some(p) = queue.pop_front() {
+            let grant = {
+                let mut locks = ctx.locks.borrow_mut();
+                let older_wants = waiting
+                    .iter()
+                    .any(|w| w.tx != p.tx && w.keys.iter().any(|k| p.keys.contains(k)));
+                let ok = !older_wants && !locks.conflicts(p.tx, &p.keys);
+                if ok {
+                    locks.acquire(p.tx, &p.keys);
+                }
+                ok
+            };
+            if grant {
+                let body = run_op(
+                    ctx, p.from, p.conn, p.seq, p.db, p.proto, p.tx, &p.op, p.release,
+                );
+                ctx.reply_to(p.from, p.conn, p.seq, body);
+            } else {
+                waiting.push_back(p);
+            }
+        }
+        // Requests queued meanwhile (by the steps just run) go after the older ones.
+        let mut locks = ctx.locks.borrow_mut();
+        waiting.extend(std::mem::take(&mut locks.pending));
+        locks.pending = waiting;
+    }
+}
+
+/// Runs a deferred command run again (it defers again if it meets another lock).
+fn resume(ctx: &ShardCtx, mut d: Deferred) {
+    let frames = std::mem::take(&mut d.frames);
+    let mut out = std::mem::take(&mut d.out);
+    let end = crate::dispatch::run_frames(ctx, &frames, d.db, d.proto, &mut out, Some(d.origin));
+    let (origin, conn, seq) = d.origin;
+    match end {
+        crate::dispatch::RunEnd::Locked(pos) => ctx.locks.borrow_mut().defer(Deferred {
+            frames: frames[pos..].to_vec(),
+            out,
+            ..d
+        }),
+        crate::dispatch::RunEnd::Blocked => {
+            ctx.reply_to(origin, conn, seq, RepBody::Partial(out));
+        }
+        crate::dispatch::RunEnd::Done => ctx.reply_to(origin, conn, seq, RepBody::Bytes(out)),
+    }
+}
+
+/// One step of a transaction, on one shard.
+pub struct Step {
+    pub shard: usize,
+    pub lock: Vec<(u8, Key)>,
+    pub op: TxOp,
+    pub release: bool,
+}
+
+/// What to do once every step has run: gets each step's (shard, result) in order.
+pub type TxDone = Box<dyn FnOnce(&ShardCtx, &mut Conn, Vec<(usize, RepBody)>)>;
+
+/// Runs `steps` (already in ascending shard order) one after another, then `done`.
+pub fn run_steps(
+    ctx: &ShardCtx,
+    conn: &mut Conn,
+    tx: TxId,
+    mut steps: VecDeque<Step>,
+    mut results: Vec<(usize, RepBody)>,
+    done: TxDone,
+) {
+    let Some(step) = steps.pop_front() else {
+        return done(ctx, conn, results);
+    };
+    let body = ReqBody::Tx {
+        tx,
+        lock: step.lock,
+        op: step.op,
+        release: step.release,
+    };
+    crate::dispatch::fan_out(
+        ctx,
+        conn,
+        vec![(step.shard, body)],
+        Box::new(move |ctx, conn, mut r| {
+            results.append(&mut r);
+            run_steps(ctx, conn, tx, steps, results, done);
+        }),
+    );
+}
+
+/// Releases `tx`'s locks on `shards` without waiting for acknowledgements.
+pub fn release_on(ctx: &ShardCtx, conn: &Conn, tx: TxId, shards: impl IntoIterator<Item = usize>) {
+    for s in shards {
+        if s == ctx.id {
+            release_here(ctx, tx);
+            ctx.resume_awaiting(ctx.id, conn.token);
+        } else {
+            // Sequence number 0: the acknowledgement is for no operation and is dropped.
+            ctx.send(
+                s,
+                ReqPart {
+                    conn: conn.token,
+                    seq: 0,
+                    db: 0,
+                    proto: conn.proto,
+                    body: ReqBody::Tx {
+                        tx,
+                        lock: Vec::new(),
+                        op: TxOp::Nothing,
+                        release: true,
+                    },
+                },
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn k(s: &str) -> (usize, Key) {
+        (0, Key::from(s.as_bytes()))
+    }
+
+    #[test]
+    fn locks_are_all_or_nothing_and_released_whole() {
+        let mut l = Locks::default();
+        assert!(!l.blocks(0, b"a"));
+        l.acquire(1, &[k("a"), k("b")]);
+        assert!(l.blocks(0, b"a") && l.blocks(0, b"b") && !l.blocks(0, b"c"));
+        assert!(l.conflicts(2, &[k("c"), k("b")]));
+        assert!(!l.conflicts(1, &[k("a"), k("c")]));
+        // The holder's own steps are not stopped by its locks.
+        l.current = Some(1);
+        assert!(!l.blocks(0, b"a"));
+        l.current = None;
+        l.acquire(1, &[k("a")]);
+        let mut released = l.release(1);
+        released.sort_by(|x, y| x.1.as_slice().cmp(y.1.as_slice()));
+        assert_eq!(released, vec![k("a"), k("b")]);
+        assert!(l.released && l.is_idle() && !l.blocks(0, b"a"));
+        assert!(l.release(1).is_empty());
+    }
+}
