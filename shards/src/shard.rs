@@ -220,8 +220,10 @@ impl Shard {
         match self.execute(cmd, argv, db, now_us, proto, out) {
             Ok(()) => {
                 // Only a command that changed something touches its keys (as Redis signals
-                // modified keys): DEL of a missing key wakes no one and fails no WATCH.
-                if cmd.spec.flags & crate::cmd::flag::WRITE != 0
+                // modified keys): DEL of a missing key wakes no one and fails no WATCH. A
+                // read that may write (PFCOUNT refreshing its cached count) counts too.
+                let may_write = crate::cmd::flag::WRITE | crate::cmd::flag::MAY_REPLICATE;
+                if cmd.spec.flags & may_write != 0
                     && self.stats.dirty != dirty
                     && !(self.waited.is_empty() && self.watched.is_empty())
                 {

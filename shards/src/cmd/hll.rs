@@ -464,6 +464,19 @@ mod tests {
     }
 
     #[test]
+    fn refreshing_the_cache_fails_a_watch() {
+        let mut t = TestShard::new();
+        t.run("PFADD h a b");
+        let (version, live) = t.shard.watch_key(0, b"h", t.now_ms);
+        t.run("PFCOUNT h"); // the cache was stale: the value changes
+        assert!(!t.shard.watch_holds(0, b"h", version, live, t.now_ms));
+        let (version, live) = t.shard.watch_key(0, b"h", t.now_ms);
+        t.run("PFCOUNT h"); // cached: nothing changes
+        t.run("PFADD h a"); // nothing new
+        assert!(t.shard.watch_holds(0, b"h", version, live, t.now_ms));
+    }
+
+    #[test]
     fn pfselftest() {
         let mut t = TestShard::new();
         assert_eq!(t.run("PFSELFTEST"), "+OK\r\n");
