@@ -1,6 +1,8 @@
 //! Engine micro-benchmark: commands executed against one shard directly (no network, no
 //! runtime), to see what the engine itself costs per command. `cargo bench --bench engine`.
-//! Prints ns/command for SET, GET, INCR, HSET, LPUSH over a keyspace of 100k keys.
+//! Prints ns/command for SET, GET, INCR, HSET, LPUSH over a keyspace of 100k keys, then for
+//! the bitmap and HyperLogLog commands (scans over 1 MiB strings, PFADD into sparse and dense
+//! values, cached and fresh PFCOUNT, unions and merges).
 
 use shards::cmd::lookup;
 use shards::resp::Proto;
@@ -66,5 +68,156 @@ fn main() {
             ]
         },
         N,
+    );
+    bits_and_hll(&mut shard);
+}
+
+fn bits_and_hll(shard: &mut Shard) {
+    const N: usize = 200_000;
+    let arg = |s: &str| s.as_bytes().to_vec();
+    let num = |n: usize| n.to_string().into_bytes();
+    // 100 bitmaps of 1 Mbit; offsets spread by a multiplicative hash.
+    run(
+        shard,
+        "SETBIT",
+        |i| {
+            vec![
+                arg("SETBIT"),
+                format!("bm:{}", i % 100).into_bytes(),
+                num((i * 2_654_435_761) % (1 << 20)),
+                arg("1"),
+            ]
+        },
+        N,
+    );
+    run(
+        shard,
+        "GETBIT",
+        |i| {
+            vec![
+                arg("GETBIT"),
+                format!("bm:{}", i % 100).into_bytes(),
+                num((i * 40_503) % (1 << 20)),
+            ]
+        },
+        N,
+    );
+    run(
+        shard,
+        "BITFIELD",
+        |i| {
+            vec![
+                arg("BITFIELD"),
+                format!("bm:{}", i % 100).into_bytes(),
+                arg("INCRBY"),
+                arg("u12"),
+                format!("#{}", i % 5000).into_bytes(),
+                arg("1"),
+            ]
+        },
+        N,
+    );
+    // Whole-string work on 1 MiB values: ns per command over 2^20 bytes.
+    let mib = vec![0x5au8; 1 << 20];
+    for k in ["big:a", "big:b"] {
+        let argv: Vec<&[u8]> = vec![b"SET", k.as_bytes(), &mib];
+        if let Ok(l) = lookup(&argv) {
+            shard.execute_reply(
+                l,
+                &argv,
+                0,
+                1_700_000_000_000_000,
+                Proto::Resp2,
+                &mut Vec::new(),
+            );
+        }
+    }
+    run(
+        shard,
+        "BITCOUNT 1MiB",
+        |_| vec![arg("BITCOUNT"), arg("big:a")],
+        2_000,
+    );
+    run(
+        shard,
+        "BITPOS 1MiB",
+        |_| vec![arg("BITPOS"), arg("big:a"), arg("1"), arg("1")],
+        2_000,
+    );
+    run(
+        shard,
+        "BITOP AND 2x1MiB",
+        |_| {
+            vec![
+                arg("BITOP"),
+                arg("AND"),
+                arg("big:d"),
+                arg("big:a"),
+                arg("big:b"),
+            ]
+        },
+        1_000,
+    );
+    // HyperLogLog: 1000 values that stay sparse (a few hundred elements), 10 that turn dense.
+    run(
+        shard,
+        "PFADD sparse",
+        |i| {
+            vec![
+                arg("PFADD"),
+                format!("hs:{}", i % 1000).into_bytes(),
+                format!("e{i}").into_bytes(),
+            ]
+        },
+        N,
+    );
+    run(
+        shard,
+        "PFADD dense",
+        |i| {
+            vec![
+                arg("PFADD"),
+                format!("hd:{}", i % 10).into_bytes(),
+                format!("e{i}").into_bytes(),
+            ]
+        },
+        N,
+    );
+    run(
+        shard,
+        "PFCOUNT cached",
+        |i| vec![arg("PFCOUNT"), format!("hd:{}", i % 10).into_bytes()],
+        N,
+    );
+    run(
+        shard,
+        "PFADD+PFCOUNT dense",
+        |i| {
+            if i % 2 == 0 {
+                vec![arg("PFADD"), arg("hd:0"), format!("x{i}").into_bytes()]
+            } else {
+                vec![arg("PFCOUNT"), arg("hd:0")]
+            }
+        },
+        20_000,
+    );
+    run(
+        shard,
+        "PFCOUNT 3 keys",
+        |_| vec![arg("PFCOUNT"), arg("hd:1"), arg("hd:2"), arg("hs:3")],
+        20_000,
+    );
+    run(
+        shard,
+        "PFMERGE",
+        |i| {
+            vec![
+                arg("PFMERGE"),
+                arg("hm"),
+                format!("hd:{}", i % 10).into_bytes(),
+                format!("hs:{}", i % 1000).into_bytes(),
+            ]
+        },
+        20_000,
     );
 }

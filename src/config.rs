@@ -301,6 +301,13 @@ pub const OPTIONS: &[OptDef] = &[
         "sorted sets with members up to this size stay compact",
     ),
     opt(
+        "hll-sparse-max-bytes",
+        "3000",
+        Kind::Memory { min: 0 },
+        true,
+        "a sparse HyperLogLog that would grow past this many bytes turns dense",
+    ),
+    opt(
         "maxmemory-policy",
         "noeviction",
         Kind::Enum(&[

@@ -288,6 +288,7 @@ impl ShardCtx {
             c.set_max_intset_entries = n("set-max-intset-entries");
             c.zset_max_listpack_entries = n("zset-max-listpack-entries");
             c.zset_max_listpack_value = n("zset-max-listpack-value");
+            c.hll_sparse_max_bytes = n("hll-sparse-max-bytes");
         }
         let pass = cfg.get("requirepass");
         *self.requirepass.borrow_mut() = if pass.is_empty() {

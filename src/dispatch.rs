@@ -732,7 +732,16 @@ fn gather_run(
     let now = now_us();
     let (db, proto) = (conn.db, conn.proto);
     let mut reply = Vec::new();
-    if let Some(timeout_ms) = scratch.execute_reply(l, &args, db, now, proto, &mut reply) {
+    let blocked = scratch.execute_reply(l, &args, db, now, proto, &mut reply);
+    {
+        // The scratch shard's counters belong to this shard (the call itself is counted).
+        let mut engine = ctx.engine.borrow_mut();
+        engine.stats.absorb(&scratch.stats);
+        if blocked.is_none() && reply.first() == Some(&b'-') {
+            engine.stats.cmd_stat(l).failed_calls += 1;
+        }
+    }
+    if let Some(timeout_ms) = blocked {
         // A blocking command over keys on several shards found nothing: the owners watch its
         // keys and wake it, until it is served or its deadline passes.
         crate::txn::release_on(ctx, conn, tx, held);

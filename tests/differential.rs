@@ -288,6 +288,8 @@ const CORPUS: &[&str] = &[
     "hash.redis",
     "sort.redis",
     "multi.redis",
+    "bitmaps.redis",
+    "hll.redis",
 ];
 
 #[test]
@@ -347,4 +349,14 @@ fn sort() {
 #[test]
 fn multi() {
     check("multi.redis");
+}
+
+#[test]
+fn bitmaps() {
+    check("bitmaps.redis");
+}
+
+#[test]
+fn hll() {
+    check("hll.redis");
 }

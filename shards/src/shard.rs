@@ -66,6 +66,18 @@ impl Stats {
         self.cmd_stat(cmd).rejected_calls += 1;
     }
 
+    /// Adds what a command run elsewhere for this shard's connection changed: keyspace hits
+    /// and misses, writes and error replies (a gathered command runs on a scratch shard, and
+    /// its call was already counted here).
+    pub fn absorb(&mut self, other: &Stats) {
+        self.keyspace_hits += other.keyspace_hits;
+        self.keyspace_misses += other.keyspace_misses;
+        self.dirty += other.dirty;
+        for (code, n) in &other.errors {
+            *self.errors.entry(code.clone()).or_insert(0) += n;
+        }
+    }
+
     /// (full name, counters) of every command called so far.
     pub fn cmd_stats(&self) -> Vec<(String, CmdStat)> {
         self.cmd
@@ -94,6 +106,8 @@ pub struct ShardConfig {
     /// `zset-max-listpack-entries` / `zset-max-listpack-value`.
     pub zset_max_listpack_entries: usize,
     pub zset_max_listpack_value: usize,
+    /// `hll-sparse-max-bytes`: a sparse HyperLogLog that would grow past this turns dense.
+    pub hll_sparse_max_bytes: usize,
 }
 
 impl Default for ShardConfig {
@@ -107,6 +121,7 @@ impl Default for ShardConfig {
             set_max_intset_entries: 512,
             zset_max_listpack_entries: 128,
             zset_max_listpack_value: 64,
+            hll_sparse_max_bytes: crate::types::hll::SPARSE_MAX_BYTES_DEFAULT,
         }
     }
 }
@@ -205,8 +220,10 @@ impl Shard {
         match self.execute(cmd, argv, db, now_us, proto, out) {
             Ok(()) => {
                 // Only a command that changed something touches its keys (as Redis signals
-                // modified keys): DEL of a missing key wakes no one and fails no WATCH.
-                if cmd.spec.flags & crate::cmd::flag::WRITE != 0
+                // modified keys): DEL of a missing key wakes no one and fails no WATCH. A
+                // read that may write (PFCOUNT refreshing its cached count) counts too.
+                let may_write = crate::cmd::flag::WRITE | crate::cmd::flag::MAY_REPLICATE;
+                if cmd.spec.flags & may_write != 0
                     && self.stats.dirty != dirty
                     && !(self.waited.is_empty() && self.watched.is_empty())
                 {

@@ -4,7 +4,9 @@
 //! their code.
 
 pub mod args;
+pub mod bitmap;
 pub mod hash;
+pub mod hll;
 pub mod info;
 pub mod keys;
 pub mod list;

@@ -19,6 +19,8 @@ pub fn all() -> impl Iterator<Item = &'static CommandSpec> {
         super::set::COMMANDS,
         super::sort::COMMANDS,
         super::multi::COMMANDS,
+        super::bitmap::COMMANDS,
+        super::hll::COMMANDS,
     ]
     .into_iter()
     .flat_map(|family| family.iter())

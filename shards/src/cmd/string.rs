@@ -333,7 +333,12 @@ pub const COMMANDS: &[CommandSpec] = &[
 
 /// The value under `key` for reading, counting a keyspace hit or miss as Redis's
 /// `lookupKeyRead` does (a key of another type is a hit).
-fn lookup_read<'s>(sh: &'s mut Shard, db: usize, key: &[u8], now_ms: u64) -> Option<&'s Value> {
+pub(crate) fn lookup_read<'s>(
+    sh: &'s mut Shard,
+    db: usize,
+    key: &[u8],
+    now_ms: u64,
+) -> Option<&'s Value> {
     let Shard { dbs, stats, .. } = sh;
     let found = dbs[db].get(key, now_ms);
     if found.is_some() {
@@ -342,6 +347,24 @@ fn lookup_read<'s>(sh: &'s mut Shard, db: usize, key: &[u8], now_ms: u64) -> Opt
         stats.keyspace_misses += 1;
     }
     found.map(|e| &e.value)
+}
+
+/// Like [`lookup_read`], for a read that may update the value in place (PFCOUNT refreshing
+/// its cached cardinality).
+pub(crate) fn lookup_read_mut<'s>(
+    sh: &'s mut Shard,
+    db: usize,
+    key: &[u8],
+    now_ms: u64,
+) -> Option<&'s mut Value> {
+    let Shard { dbs, stats, .. } = sh;
+    let found = dbs[db].get_mut(key, now_ms);
+    if found.is_some() {
+        stats.keyspace_hits += 1;
+    } else {
+        stats.keyspace_misses += 1;
+    }
+    found.map(|e| &mut e.value)
 }
 
 /// SET's key is only read when GET is given: without it the old value is overwritten.

@@ -1,7 +1,9 @@
 //! Value types. These modules hold data structures and know nothing of RESP or commands.
 
+pub mod bitmap;
 pub mod bytes;
 pub mod hash;
+pub mod hll;
 pub mod list;
 pub mod listpack;
 pub mod pairpack;

@@ -37,6 +37,25 @@ impl Str {
         }
     }
 
+    /// The bytes as a growable vector for changing them in place (SETBIT, BITFIELD, the
+    /// HyperLogLog commands); the string reports the `raw` encoding from now on, as Redis's
+    /// unshared copy does.
+    pub fn bytes_mut(&mut self) -> &mut Vec<u8> {
+        if let Str::Int(n) = *self {
+            *self = Str::Bytes {
+                data: SmallBytes::Heap(itoa::Buffer::new().format(n).as_bytes().to_vec()),
+                raw: true,
+            };
+        }
+        match self {
+            Str::Bytes { data, raw } => {
+                *raw = true;
+                data.make_vec()
+            }
+            Str::Int(_) => unreachable!("converted to bytes above"),
+        }
+    }
+
     /// The string's bytes.
     pub fn as_bytes(&self) -> Cow<'_, [u8]> {
         match self {
