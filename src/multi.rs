@@ -392,6 +392,12 @@ fn exec_on_copies(
                 }
             }
             let (reply, mut scratch) = run_block(ctx, conn, &queued, &before);
+            {
+                // The block's commands count here, as if they had run on this shard.
+                let mut engine = ctx.engine.borrow_mut();
+                engine.stats.absorb(&scratch.stats);
+                engine.stats.absorb_calls(&scratch.stats);
+            }
             crate::dispatch::write_back(ctx, conn, tx, held, before, &mut scratch, reply);
         }),
     );

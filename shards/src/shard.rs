@@ -78,6 +78,19 @@ impl Stats {
         }
     }
 
+    /// Adds the calls a scratch shard counted (the commands of an EXEC block run on copies):
+    /// per command calls, time and failures, and the command total.
+    pub fn absorb_calls(&mut self, other: &Stats) {
+        self.commands += other.commands;
+        for (l, s) in other.cmd.values() {
+            let mine = self.cmd_stat(*l);
+            mine.calls += s.calls;
+            mine.ticks += s.ticks;
+            mine.failed_calls += s.failed_calls;
+            mine.rejected_calls += s.rejected_calls;
+        }
+    }
+
     /// (full name, counters) of every command called so far.
     pub fn cmd_stats(&self) -> Vec<(String, CmdStat)> {
         self.cmd
