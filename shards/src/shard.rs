@@ -256,8 +256,25 @@ impl Shard {
 
     /// Notes the keys a write command touched that blocked clients wait for.
     fn signal_keys(&mut self, cmd: Lookup, argv: &[&[u8]], db: usize) {
+        use crate::cmd::spec::{kflag, CommandSpec};
         let mut pos = Vec::new();
-        crate::cmd::key_positions(cmd.spec, argv, &mut pos);
+        let spec = cmd.spec;
+        let read_only = |flags: u32| flags & kflag::RO != 0 && flags & kflag::RW == 0;
+        if spec.getkeys.is_none() && spec.keys.iter().any(|k| read_only(k.flags)) {
+            // Only the keys the command may write count as changed (SUNIONSTORE's destination,
+            // not its sources), as Redis signals them.
+            let mut one_pos = Vec::new();
+            for ks in spec.keys.iter().filter(|k| !read_only(k.flags)) {
+                let one = CommandSpec {
+                    keys: std::slice::from_ref(ks),
+                    ..*spec
+                };
+                crate::cmd::key_positions(&one, argv, &mut one_pos);
+                pos.extend_from_slice(&one_pos);
+            }
+        } else {
+            crate::cmd::key_positions(spec, argv, &mut pos);
+        }
         for p in pos {
             self.touch((db, Key::from(argv[p])));
         }
