@@ -535,7 +535,7 @@ fn start_split(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]], merge
         .enumerate()
         .filter(|(_, (a, _))| !a.is_empty())
         .map(|(s, (a, lock))| {
-            let mut frame = Vec::new();
+            let mut frame = Vec::with_capacity(16 + a.iter().map(|x| x.len() + 16).sum::<usize>());
             encode_command(&a, &mut frame);
             crate::txn::Step {
                 shard: s,
