@@ -30,6 +30,15 @@ pub enum Wait {
     },
 }
 
+/// A MULTI block run live (see `crate::multi`).
+pub struct LiveBlock {
+    pub tx: crate::txn::TxId,
+    /// Its commands not yet dispatched.
+    pub left: usize,
+    /// Its commands are in the input (counting starts there, not at EXEC).
+    pub fed: bool,
+}
+
 /// The sequence number after `seq`. 0 is never used: it marks requests sent for no operation
 /// (releases, unwatches), which get no answer.
 pub fn next_seq(seq: u32) -> u32 {
@@ -71,6 +80,8 @@ pub struct Conn {
     pub watching: Vec<crate::multi::Watched>,
     /// Commands to run next, before the rest of the input (EXEC of a block run live).
     pub inject: Vec<u8>,
+    /// The block being run live: its transaction holds every shard until its commands are done.
+    pub live: Option<LiveBlock>,
     /// EPOLLOUT is registered (a write was partial).
     pub want_write: bool,
     /// EPOLLIN is not registered (too much unprocessed input while waiting).
@@ -109,6 +120,7 @@ impl Conn {
             multi: None,
             watching: Vec::new(),
             inject: Vec::new(),
+            live: None,
             want_write: false,
             read_paused: false,
             created_ms: now_ms,
@@ -124,6 +136,11 @@ impl Conn {
             Wait::Blocked { shard } => Some(shard),
             _ => None,
         }
+    }
+
+    /// The transaction this connection's requests run in (0: none).
+    pub fn tx_id(&self) -> u64 {
+        self.live.as_ref().map_or(0, |b| b.tx)
     }
 
     pub fn waiting(&self) -> bool {

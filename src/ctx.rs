@@ -427,6 +427,7 @@ impl ShardCtx {
                         seq: 0,
                         db: 0,
                         proto: conn.proto,
+                        tx: 0,
                         body: ReqBody::Unwatch,
                     },
                 );
@@ -790,6 +791,7 @@ impl ShardCtx {
                     seq: 0,
                     db: 0,
                     proto: shards::resp::Proto::Resp2,
+                    tx: 0,
                     body: ReqBody::Unblock(Unblock::Drop),
                 },
             );
@@ -828,15 +830,31 @@ impl ShardCtx {
         self.end_of_batch();
     }
 
-    /// Serves one request part (from another shard or from this one's own connections).
+    /// Serves one request part (from another shard or from this one's own connections), in
+    /// the transaction it belongs to, if any.
     pub fn serve_part(&self, from: usize, p: &ReqPart) -> RepBody {
+        if p.tx == 0 {
+            return self.serve_part_now(from, p);
+        }
+        let outer = self.locks.borrow_mut().current.replace(p.tx);
+        let body = self.serve_part_now(from, p);
+        self.locks.borrow_mut().current = outer;
+        body
+    }
+
+    fn serve_part_now(&self, from: usize, p: &ReqPart) -> RepBody {
         let db = p.db as usize;
         match &p.body {
-            ReqBody::Run(frames) => {
+            ReqBody::Run(frames) | ReqBody::Part(frames) => {
+                // A split command's part is not counted: the connection's shard counts it once.
+                let counted = matches!(p.body, ReqBody::Run(_));
                 let mut out = Vec::new();
                 let origin = (from, p.conn, p.seq);
-                match crate::dispatch::run_frames(self, frames, db, p.proto, &mut out, Some(origin))
-                {
+                self.engine.borrow_mut().counting = counted;
+                let end =
+                    crate::dispatch::run_frames(self, frames, db, p.proto, &mut out, Some(origin));
+                self.engine.borrow_mut().counting = true;
+                match end {
                     crate::dispatch::RunEnd::Done => RepBody::Bytes(out),
                     crate::dispatch::RunEnd::Blocked => RepBody::Partial(out),
                     crate::dispatch::RunEnd::Locked(at) => {
@@ -846,17 +864,11 @@ impl ShardCtx {
                             proto: p.proto,
                             frames: frames[at..].to_vec(),
                             out,
+                            counted,
                         });
                         RepBody::Deferred
                     }
                 }
-            }
-            ReqBody::Part(frames) => {
-                let mut out = Vec::new();
-                self.engine.borrow_mut().counting = false;
-                crate::dispatch::run_frames(self, frames, db, p.proto, &mut out, None);
-                self.engine.borrow_mut().counting = true;
-                RepBody::Bytes(out)
             }
             ReqBody::Unblock(how) => {
                 let id = self.blocked.borrow().of_conn(from, p.conn);
@@ -886,13 +898,6 @@ impl ShardCtx {
                     engine.unwatch_key(*db as usize, k);
                 }
                 RepBody::Ack
-            }
-            ReqBody::CheckWatch(check) => {
-                if crate::multi::watch_holds(self, check) {
-                    RepBody::Ack
-                } else {
-                    RepBody::Conflict
-                }
             }
             other => crate::server_cmds::serve_admin(self, other),
         }

@@ -52,6 +52,29 @@ pub fn encode_command(argv: &[&[u8]], out: &mut Vec<u8>) {
 
 /// Parses and carries out as much of the connection's input as it can without waiting.
 pub fn process(ctx: &ShardCtx, conn: &mut Conn) {
+    let Some(tx) = conn.live.as_ref().map(|b| b.tx) else {
+        return process_input(ctx, conn);
+    };
+    // A block run live: its commands run in its transaction, which holds every shard; once
+    // the last one is done, the shards are released.
+    let outer = ctx.locks.borrow_mut().current.replace(tx);
+    process_input(ctx, conn);
+    ctx.locks.borrow_mut().current = outer;
+    if conn.live.as_ref().is_some_and(|b| b.left == 0) && !conn.waiting() {
+        conn.live = None;
+        crate::txn::release_on(ctx, conn, tx, 0..ctx.n);
+        process_input(ctx, conn);
+    }
+}
+
+/// One command of a block run live has been dispatched.
+fn live_step(conn: &mut Conn) {
+    if let Some(b) = conn.live.as_mut().filter(|b| b.fed) {
+        b.left = b.left.saturating_sub(1);
+    }
+}
+
+fn process_input(ctx: &ShardCtx, conn: &mut Conn) {
     if conn.waiting() || conn.close_after_reply {
         return;
     }
@@ -71,6 +94,9 @@ pub fn process(ctx: &ShardCtx, conn: &mut Conn) {
         if !conn.inject.is_empty() {
             let frames = std::mem::take(&mut conn.inject);
             rbuf.splice(pos..pos, frames);
+            if let Some(b) = conn.live.as_mut() {
+                b.fed = true;
+            }
         }
         let (consumed, inline) =
             match parse_command(&rbuf[pos..], &mut ranges, &mut scratch, limits) {
@@ -123,6 +149,7 @@ pub fn process(ctx: &ShardCtx, conn: &mut Conn) {
                 if l.spec.flags & shards::cmd::flag::BLOCKING != 0 {
                     // A blocking command ends the run: what follows must wait for its answer.
                     pos += consumed;
+                    live_step(conn);
                     break;
                 }
             }
@@ -130,6 +157,11 @@ pub fn process(ctx: &ShardCtx, conn: &mut Conn) {
             target => execute(ctx, conn, target, &argv, now),
         }
         pos += consumed;
+        live_step(conn);
+        // The last command of a block run live: nothing after it may join its run.
+        if conn.live.as_ref().is_some_and(|b| b.left == 0) {
+            break;
+        }
     }
     if let Some((shard, frames)) = run {
         conn.seq = crate::conn::next_seq(conn.seq);
@@ -138,6 +170,7 @@ pub fn process(ctx: &ShardCtx, conn: &mut Conn) {
             seq: conn.seq,
             db: conn.db as u8,
             proto: conn.proto,
+            tx: conn.tx_id(),
             body: ReqBody::Run(frames),
         };
         ctx.send(shard, part);
@@ -164,6 +197,9 @@ fn inject(conn: &mut Conn) {
     let frames = std::mem::take(&mut conn.inject);
     let at = conn.rpos.min(conn.rbuf.len());
     conn.rbuf.splice(at..at, frames);
+    if let Some(b) = conn.live.as_mut() {
+        b.fed = true;
+    }
 }
 
 fn names(l: Lookup) -> (&'static str, Option<&'static str>) {
@@ -274,6 +310,7 @@ fn execute(ctx: &ShardCtx, conn: &mut Conn, target: Target, argv: &[&[u8]], now:
                     proto,
                     frames,
                     out: Vec::new(),
+                    counted: true,
                 });
                 conn.wait = Wait::Run;
                 return;
@@ -282,7 +319,11 @@ fn execute(ctx: &ShardCtx, conn: &mut Conn, target: Target, argv: &[&[u8]], now:
                 ctx.engine
                     .borrow_mut()
                     .execute_reply(l, argv, db, now, proto, &mut conn.wbuf);
-            if let Some(ms) = blocked {
+            if blocked.is_some() && conn.live.is_some() {
+                // Inside a block a blocking command does not block.
+                conn.wbuf
+                    .extend_from_slice(&crate::block::cannot_block_reply(l.spec.name, proto));
+            } else if let Some(ms) = blocked {
                 let mut frame = Vec::new();
                 encode_command(argv, &mut frame);
                 let origin = (ctx.id, conn.token, conn.seq);
@@ -369,7 +410,10 @@ pub fn run_frames(
                     .engine
                     .borrow_mut()
                     .execute_reply(l, &argv, db, now, proto, out);
-                if let (Some(ms), Some((shard, conn, seq))) = (blocked, origin) {
+                if blocked.is_some() && ctx.locks.borrow().current.is_some() {
+                    // Part of a block run live: a blocking command does not block.
+                    out.extend_from_slice(&crate::block::cannot_block_reply(l.spec.name, proto));
+                } else if let (Some(ms), Some((shard, conn, seq))) = (blocked, origin) {
                     ctx.block(waiter(
                         l,
                         &argv,
@@ -474,6 +518,7 @@ pub fn fan_out(
             seq: conn.seq,
             db: conn.db as u8,
             proto: conn.proto,
+            tx: conn.tx_id(),
             body,
         };
         if shard == ctx.id {
@@ -540,16 +585,22 @@ fn start_split(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]], merge
             crate::txn::Step {
                 shard: s,
                 lock,
+                exclusive: false,
                 op: crate::txn::TxOp::Part(frame),
                 release: false,
             }
         })
         .collect();
     let held: Vec<usize> = steps.iter().map(|s| s.shard).collect();
+    // Inside a block run live the block's transaction already holds every shard.
+    let nested = conn.live.is_some();
     if let Some(last) = steps.back_mut() {
-        last.release = true;
+        last.release = !nested;
     }
-    let tx = crate::txn::new_tx(ctx);
+    let tx = match &conn.live {
+        Some(b) => b.tx,
+        None => crate::txn::new_tx(ctx),
+    };
     crate::txn::run_steps(
         ctx,
         conn,
@@ -688,6 +739,7 @@ fn gather_these(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]], keys
         .filter(|(_, (k, _))| !k.is_empty())
         .map(|(s, (keys, watch))| crate::txn::Step {
             shard: s,
+            exclusive: false,
             lock: keys.clone(),
             op: crate::txn::TxOp::Export {
                 keys,
@@ -698,7 +750,10 @@ fn gather_these(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]], keys
         })
         .collect();
     let held: Vec<usize> = steps.iter().map(|s| s.shard).collect();
-    let tx = crate::txn::new_tx(ctx);
+    let tx = match &conn.live {
+        Some(b) => b.tx,
+        None => crate::txn::new_tx(ctx),
+    };
     crate::txn::run_steps(
         ctx,
         conn,
@@ -741,7 +796,11 @@ fn gather_run(
             engine.stats.cmd_stat(l).failed_calls += 1;
         }
     }
-    if let Some(timeout_ms) = blocked {
+    if blocked.is_some() && conn.live.is_some() {
+        // Inside a block run live a blocking command does not block.
+        reply = crate::block::cannot_block_reply(l.spec.name, proto);
+    }
+    if let Some(timeout_ms) = blocked.filter(|_| conn.live.is_none()) {
         // A blocking command over keys on several shards found nothing: the owners watch its
         // keys and wake it, until it is served or its deadline passes.
         crate::txn::release_on(ctx, conn, tx, held);
@@ -791,6 +850,7 @@ pub fn write_back(
     reply: Vec<u8>,
 ) {
     let now = now_us();
+    let nested = conn.live.as_ref().is_some_and(|b| b.tx == tx);
     let mut per_shard: Vec<Vec<(u8, Key, Option<Entry>)>> = vec![Vec::new(); ctx.n];
     for (kdb, k, old) in before {
         let new = scratch
@@ -816,8 +876,9 @@ pub fn write_back(
             let body = ReqBody::Tx {
                 tx,
                 lock: Vec::new(),
+                exclusive: false,
                 op: crate::txn::TxOp::Import(e),
-                release: true,
+                release: !nested,
             };
             (s, body)
         })

@@ -32,6 +32,9 @@ pub struct ReqPart {
     pub seq: u32,
     pub db: u8,
     pub proto: Proto,
+    /// The transaction the request runs in (0: none): a block run live holds whole shards,
+    /// and its own requests pass its locks.
+    pub tx: u64,
     pub body: ReqBody,
 }
 
@@ -66,13 +69,13 @@ pub enum ReqBody {
     WatchKeys(Vec<(u8, Key)>),
     /// UNWATCH (or the end of a block): these keys are watched once less.
     UnwatchKeys(Vec<(u8, Key)>),
-    /// Whether these watched keys are unchanged (`Ack`) or not (`Conflict`).
-    CheckWatch(Vec<crate::multi::Watched>),
     /// A step of a transaction: lock these keys (waiting until all are free), run `op` under
     /// the locks, then release every lock of `tx` here if `release` (see [`crate::txn`]).
     Tx {
         tx: crate::txn::TxId,
         lock: Vec<(u8, Key)>,
+        /// Lock the whole shard (every key, and whole-keyspace commands) instead.
+        exclusive: bool,
         op: crate::txn::TxOp,
         release: bool,
     },

@@ -15,9 +15,12 @@
 //!
 //! A block that needs the whole keyspace (KEYS, SCAN, DBSIZE, FLUSHALL, RANDOMKEY, SWAPDB, SORT
 //! with BY/GET patterns) or a server command other than SELECT (CLIENT, CONFIG, INFO, …) cannot
-//! run on copies: it runs *live* instead, its commands fed back through the normal request path
-//! one after another behind EXEC's array header, with the right replies but without isolation
-//! from other clients (and a blocking command in it may block).
+//! run on copies: it runs *live* instead. Its transaction takes every shard whole (a lock that
+//! stops every other command that reads or writes data there, and every other transaction),
+//! then its commands are fed back through the normal request path behind EXEC's array header,
+//! carrying the transaction's id so that its locks do not stop them, and the shards are released
+//! after the last one. So this kind of block is atomic and isolated too, at the price of
+//! stopping the data commands of every shard while it runs.
 
 use crate::conn::Conn;
 use crate::ctx::{now_us, ShardCtx};
@@ -239,6 +242,7 @@ pub fn unwatch_all(ctx: &ShardCtx, conn: &mut Conn) {
                     seq: 0,
                     db: 0,
                     proto: conn.proto,
+                    tx: 0,
                     body: ReqBody::UnwatchKeys(keys),
                 },
             );
@@ -297,28 +301,42 @@ fn aborted(conn: &mut Conn) {
     conn.reply().null_array();
 }
 
-/// Runs the block through the normal request path: checks the watched keys, writes EXEC's
-/// array header, and feeds the commands back as if the client had sent them next.
+/// Runs the block through the normal request path, isolated by a transaction that holds
+/// every shard whole (ascending order; the owners check the watched keys in the same step):
+/// writes EXEC's array header and feeds the commands back as if the client had sent them
+/// next. The commands run in the block's transaction, so its locks do not stop them; the
+/// shards are released once the last one is done (see `dispatch::process`).
 fn exec_live(ctx: &ShardCtx, conn: &mut Conn, queued: Vec<Vec<Vec<u8>>>) {
-    let check = std::mem::take(&mut conn.watching);
     let mut per_shard: Vec<Vec<Watched>> = vec![Vec::new(); ctx.n];
-    for w in &check {
+    for w in &conn.watching {
         per_shard[shard_of(ctx, &w.key)].push(w.clone());
     }
-    conn.watching = check;
-    let parts: Vec<(usize, ReqBody)> = per_shard
+    let steps: VecDeque<Step> = per_shard
         .into_iter()
         .enumerate()
-        .filter(|(_, w)| !w.is_empty())
-        .map(|(s, w)| (s, ReqBody::CheckWatch(w)))
+        .map(|(s, check)| Step {
+            shard: s,
+            lock: Vec::new(),
+            exclusive: true,
+            op: TxOp::Export {
+                keys: Vec::new(),
+                watch: Vec::new(),
+                check,
+            },
+            release: false,
+        })
         .collect();
-    crate::dispatch::fan_out(
+    let tx = crate::txn::new_tx(ctx);
+    crate::txn::run_steps(
         ctx,
         conn,
-        parts,
+        tx,
+        steps,
+        Vec::new(),
         Box::new(move |ctx, conn, results| {
             unwatch_all(ctx, conn);
             if results.iter().any(|(_, b)| matches!(b, RepBody::Conflict)) {
+                crate::txn::release_on(ctx, conn, tx, 0..ctx.n);
                 return aborted(conn);
             }
             Reply::new(&mut conn.wbuf, conn.proto).array(queued.len());
@@ -328,6 +346,11 @@ fn exec_live(ctx: &ShardCtx, conn: &mut Conn, queued: Vec<Vec<Vec<u8>>>) {
                 encode_command(&argv, &mut frames);
             }
             conn.inject.extend_from_slice(&frames);
+            conn.live = Some(crate::conn::LiveBlock {
+                tx,
+                left: queued.len(),
+                fed: false,
+            });
         }),
     );
 }
@@ -362,6 +385,7 @@ fn exec_on_copies(
             Step {
                 shard: s,
                 lock,
+                exclusive: false,
                 op: TxOp::Export {
                     keys,
                     watch: Vec::new(),

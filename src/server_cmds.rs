@@ -538,6 +538,7 @@ pub fn serve_admin(ctx: &ShardCtx, body: &ReqBody) -> RepBody {
                             seq: 0,
                             db: 0,
                             proto: Proto::Resp2,
+                            tx: 0,
                             body: ReqBody::Unblock(how),
                         },
                     );

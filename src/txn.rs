@@ -56,6 +56,7 @@ pub enum TxOp {
 
 /// A lock request that waits for keys held by another transaction.
 struct Pending {
+    exclusive: bool,
     from: usize,
     conn: Token,
     seq: u32,
@@ -76,6 +77,8 @@ pub struct Deferred {
     pub frames: Vec<u8>,
     /// Replies of the frames that ran before the deferral.
     pub out: Vec<u8>,
+    /// Whether the calls count in the statistics (not for a split command's parts).
+    pub counted: bool,
 }
 
 /// One shard's lock table.
@@ -85,8 +88,10 @@ pub struct Locks {
     by_tx: HashMap<TxId, Vec<(usize, Key)>, ahash::RandomState>,
     pending: VecDeque<Pending>,
     deferred: VecDeque<Deferred>,
+    /// The transaction that holds the whole shard (a MULTI block run live), if any.
+    exclusive: Option<TxId>,
     /// The transaction whose step runs now: its own locks do not stop it.
-    current: Option<TxId>,
+    pub current: Option<TxId>,
     /// Locks were released since the queues were last looked at.
     released: bool,
     /// Keys written while locked that have blocked clients: they look again on release.
@@ -98,6 +103,9 @@ pub struct Locks {
 impl Locks {
     /// Whether `key` is locked by a transaction other than the one running now.
     pub fn blocks(&self, db: usize, key: &[u8]) -> bool {
+        if self.exclusive_other() {
+            return true;
+        }
         if self.held.is_empty() {
             return false;
         }
@@ -106,23 +114,37 @@ impl Locks {
             .is_some_and(|&t| Some(t) != self.current)
     }
 
-    pub fn is_idle(&self) -> bool {
-        self.held.is_empty()
+    /// Whether another transaction holds the whole shard.
+    pub fn exclusive_other(&self) -> bool {
+        self.exclusive.is_some_and(|t| Some(t) != self.current)
     }
 
-    fn conflicts(&self, tx: TxId, keys: &[(usize, Key)]) -> bool {
+    pub fn is_idle(&self) -> bool {
+        self.held.is_empty() && self.exclusive.is_none()
+    }
+
+    /// Whether `tx` must wait for `keys` (or, `exclusive`, for the whole shard).
+    fn conflicts(&self, tx: TxId, keys: &[(usize, Key)], exclusive: bool) -> bool {
+        if self.exclusive.is_some_and(|t| t != tx) && (exclusive || !keys.is_empty()) {
+            return true;
+        }
+        if exclusive {
+            return self.held.values().any(|&t| t != tx);
+        }
         keys.iter()
             .any(|k| self.held.get(k).is_some_and(|&t| t != tx))
     }
 
-    /// Whether an older queued request of another transaction wants one of `keys`.
-    fn queued_before(&self, tx: TxId, keys: &[(usize, Key)]) -> bool {
-        self.pending
-            .iter()
-            .any(|p| p.tx != tx && p.keys.iter().any(|k| keys.contains(k)))
+    /// Whether an older queued request of another transaction wants one of `keys` (a queued
+    /// whole-shard request wants them all).
+    fn queued_before(&self, tx: TxId, keys: &[(usize, Key)], exclusive: bool) -> bool {
+        wanted_before(self.pending.iter(), tx, keys, exclusive)
     }
 
-    fn acquire(&mut self, tx: TxId, keys: &[(usize, Key)]) {
+    fn acquire(&mut self, tx: TxId, keys: &[(usize, Key)], exclusive: bool) {
+        if exclusive {
+            self.exclusive = Some(tx);
+        }
         let mine = self.by_tx.entry(tx).or_default();
         for k in keys {
             if self.held.insert(k.clone(), tx).is_none() {
@@ -133,6 +155,10 @@ impl Locks {
 
     /// Releases every lock of `tx` here; returns the keys.
     fn release(&mut self, tx: TxId) -> Vec<(usize, Key)> {
+        if self.exclusive == Some(tx) {
+            self.exclusive = None;
+            self.released = true;
+        }
         let keys = self.by_tx.remove(&tx).unwrap_or_default();
         for k in &keys {
             self.held.remove(k);
@@ -155,6 +181,19 @@ impl Locks {
     }
 }
 
+/// Whether one of `older` (queued requests of other transactions) wants what a request of
+/// `tx` for `keys` (or the whole shard) wants.
+fn wanted_before<'a>(
+    older: impl Iterator<Item = &'a Pending>,
+    tx: TxId,
+    keys: &[(usize, Key)],
+    exclusive: bool,
+) -> bool {
+    older.filter(|p| p.tx != tx).any(|p| {
+        p.exclusive || (exclusive && !p.keys.is_empty()) || p.keys.iter().any(|k| keys.contains(k))
+    })
+}
+
 /// A new transaction id, unique across shards.
 pub fn new_tx(ctx: &ShardCtx) -> TxId {
     let n = ctx.next_tx.get().wrapping_add(1);
@@ -167,6 +206,12 @@ pub fn locked_out(ctx: &ShardCtx, l: Lookup, argv: &[&[u8]], db: usize) -> bool 
     let mut locks = ctx.locks.borrow_mut();
     if locks.is_idle() {
         return false;
+    }
+    if locks.exclusive_other() {
+        // The whole shard is taken: anything that reads or writes data waits.
+        return !matches!(l.spec.route, shards::cmd::Route::Server(_))
+            && (l.spec.flags & (shards::cmd::flag::WRITE | shards::cmd::flag::READONLY) != 0
+                || !matches!(l.spec.route, shards::cmd::Route::Keys(_)));
     }
     let mut pos = std::mem::take(&mut locks.pos);
     shards::cmd::key_positions(l.spec, argv, &mut pos);
@@ -181,6 +226,7 @@ pub fn serve(ctx: &ShardCtx, from: usize, p: &ReqPart) -> RepBody {
     let ReqBody::Tx {
         tx,
         lock,
+        exclusive,
         op,
         release,
     } = &p.body
@@ -190,8 +236,13 @@ pub fn serve(ctx: &ShardCtx, from: usize, p: &ReqPart) -> RepBody {
     let keys: Vec<(usize, Key)> = lock.iter().map(|(d, k)| (*d as usize, k.clone())).collect();
     {
         let mut locks = ctx.locks.borrow_mut();
-        if locks.conflicts(*tx, &keys) || locks.queued_before(*tx, &keys) {
+        let wants = *exclusive || !keys.is_empty();
+        if wants
+            && (locks.conflicts(*tx, &keys, *exclusive)
+                || locks.queued_before(*tx, &keys, *exclusive))
+        {
             locks.pending.push_back(Pending {
+                exclusive: *exclusive,
                 from,
                 conn: p.conn,
                 seq: p.seq,
@@ -204,7 +255,7 @@ pub fn serve(ctx: &ShardCtx, from: usize, p: &ReqPart) -> RepBody {
             });
             return RepBody::Deferred;
         }
-        locks.acquire(*tx, &keys);
+        locks.acquire(*tx, &keys, *exclusive);
     }
     run_op(
         ctx,
@@ -245,7 +296,7 @@ fn run_op(
     op: &TxOp,
     release: bool,
 ) -> RepBody {
-    ctx.locks.borrow_mut().current = Some(tx);
+    let outer = ctx.locks.borrow_mut().current.replace(tx);
     let body = match op {
         TxOp::Nothing => RepBody::Ack,
         TxOp::Part(frames) => {
@@ -270,7 +321,7 @@ fn run_op(
             RepBody::Ack
         }
     };
-    ctx.locks.borrow_mut().current = None;
+    ctx.locks.borrow_mut().current = outer;
     if release {
         release_here(ctx, tx);
         // A woken cross-shard waiter has had its turn: the queues it held up go on.
@@ -318,12 +369,10 @@ pub fn pump(ctx: &ShardCtx) {
         while let Some(p) = queue.pop_front() {
             let grant = {
                 let mut locks = ctx.locks.borrow_mut();
-                let older_wants = waiting
-                    .iter()
-                    .any(|w| w.tx != p.tx && w.keys.iter().any(|k| p.keys.contains(k)));
-                let ok = !older_wants && !locks.conflicts(p.tx, &p.keys);
+                let older_wants = wanted_before(waiting.iter(), p.tx, &p.keys, p.exclusive);
+                let ok = !older_wants && !locks.conflicts(p.tx, &p.keys, p.exclusive);
                 if ok {
-                    locks.acquire(p.tx, &p.keys);
+                    locks.acquire(p.tx, &p.keys, p.exclusive);
                 }
                 ok
             };
@@ -347,7 +396,9 @@ pub fn pump(ctx: &ShardCtx) {
 fn resume(ctx: &ShardCtx, mut d: Deferred) {
     let frames = std::mem::take(&mut d.frames);
     let mut out = std::mem::take(&mut d.out);
+    ctx.engine.borrow_mut().counting = d.counted;
     let end = crate::dispatch::run_frames(ctx, &frames, d.db, d.proto, &mut out, Some(d.origin));
+    ctx.engine.borrow_mut().counting = true;
     let (origin, conn, seq) = d.origin;
     match end {
         crate::dispatch::RunEnd::Locked(pos) => ctx.locks.borrow_mut().defer(Deferred {
@@ -366,6 +417,8 @@ fn resume(ctx: &ShardCtx, mut d: Deferred) {
 pub struct Step {
     pub shard: usize,
     pub lock: Vec<(u8, Key)>,
+    /// Lock the whole shard.
+    pub exclusive: bool,
     pub op: TxOp,
     pub release: bool,
 }
@@ -388,6 +441,7 @@ pub fn run_steps(
     let body = ReqBody::Tx {
         tx,
         lock: step.lock,
+        exclusive: step.exclusive,
         op: step.op,
         release: step.release,
     };
@@ -404,6 +458,10 @@ pub fn run_steps(
 
 /// Releases `tx`'s locks on `shards` without waiting for acknowledgements.
 pub fn release_on(ctx: &ShardCtx, conn: &Conn, tx: TxId, shards: impl IntoIterator<Item = usize>) {
+    if conn.live.as_ref().is_some_and(|b| b.tx == tx) {
+        // A command inside a block run live: the block releases when it is done.
+        return;
+    }
     for s in shards {
         if s == ctx.id {
             release_here(ctx, tx);
@@ -417,9 +475,11 @@ pub fn release_on(ctx: &ShardCtx, conn: &Conn, tx: TxId, shards: impl IntoIterat
                     seq: 0,
                     db: 0,
                     proto: conn.proto,
+                    tx: 0,
                     body: ReqBody::Tx {
                         tx,
                         lock: Vec::new(),
+                        exclusive: false,
                         op: TxOp::Nothing,
                         release: true,
                     },
@@ -441,15 +501,16 @@ mod tests {
     fn locks_are_all_or_nothing_and_released_whole() {
         let mut l = Locks::default();
         assert!(!l.blocks(0, b"a"));
-        l.acquire(1, &[k("a"), k("b")]);
+        l.acquire(1, &[k("a"), k("b")], false);
         assert!(l.blocks(0, b"a") && l.blocks(0, b"b") && !l.blocks(0, b"c"));
-        assert!(l.conflicts(2, &[k("c"), k("b")]));
-        assert!(!l.conflicts(1, &[k("a"), k("c")]));
+        assert!(l.conflicts(2, &[k("c"), k("b")], false));
+        assert!(!l.conflicts(1, &[k("a"), k("c")], false));
+        assert!(l.conflicts(2, &[], true) && !l.conflicts(1, &[], true));
         // The holder's own steps are not stopped by its locks.
         l.current = Some(1);
         assert!(!l.blocks(0, b"a"));
         l.current = None;
-        l.acquire(1, &[k("a")]);
+        l.acquire(1, &[k("a")], false);
         let mut released = l.release(1);
         released.sort_by(|x, y| x.1.as_slice().cmp(y.1.as_slice()));
         assert_eq!(released, vec![k("a"), k("b")]);
