@@ -287,6 +287,7 @@ const CORPUS: &[&str] = &[
     "sets.redis",
     "hash.redis",
     "sort.redis",
+    "zsets.redis",
 ];
 
 #[test]
@@ -341,4 +342,9 @@ fn hash() {
 #[test]
 fn sort() {
     check("sort.redis");
+}
+
+#[test]
+fn zsets() {
+    check("zsets.redis");
 }

@@ -18,6 +18,7 @@ pub fn all() -> impl Iterator<Item = &'static CommandSpec> {
         super::info::COMMANDS,
         super::set::COMMANDS,
         super::sort::COMMANDS,
+        super::zset::COMMANDS,
     ]
     .into_iter()
     .flat_map(|family| family.iter())
