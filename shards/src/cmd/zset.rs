@@ -2085,3 +2085,257 @@ fn zscan(sh: &mut Shard, c: &mut Call) -> Result<()> {
     c.out.raw(&body);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::resp::Proto;
+    use crate::shard::testing::TestShard;
+
+    fn bulk(s: &str) -> String {
+        format!("${}\r\n{s}\r\n", s.len())
+    }
+
+    /// An array reply of bulk strings.
+    fn bulks(items: &[&str]) -> String {
+        let mut out = format!("*{}\r\n", items.len());
+        items.iter().for_each(|s| out.push_str(&bulk(s)));
+        out
+    }
+
+    fn encoding(t: &mut TestShard, key: &str) -> &'static str {
+        t.shard.dbs[0]
+            .get(key.as_bytes(), t.now_ms)
+            .map_or("none", |e| e.value.encoding())
+    }
+
+    const WRONGTYPE: &str =
+        "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n";
+
+    #[test]
+    fn dirty_counts_follow_redis() {
+        // Each command with the change count Redis 7.0.15 reports for it
+        // (rdb_changes_since_last_save).
+        let mut t = TestShard::new();
+        for (cmd, dirty) in [
+            ("ZADD z 1 a 2 b", 2),
+            ("ZADD z 1 a 3 b 4 c", 2),
+            ("ZADD z NX INCR 1 a", 0),
+            ("ZINCRBY z 1 a", 1),
+            ("ZINCRBY z 0 a", 0),
+            ("ZREM z a x", 1),
+            ("ZADD z 1 a 5 d 6 e", 3),
+            ("ZREMRANGEBYRANK z 0 1", 2),
+            ("ZPOPMIN z 2", 2),
+            ("ZADD z 1 a 2 b 3 c", 3),
+            ("ZMPOP 1 z MAX COUNT 2", 2),
+            ("BZPOPMIN z 0", 1),
+            ("ZADD z 1 a 2 b", 1),
+            ("ZUNIONSTORE d 1 z", 1),
+            ("ZUNIONSTORE d 1 nosuch", 1),
+            ("ZUNIONSTORE d 1 nosuch", 0),
+            ("ZRANGESTORE d z 0 -1", 1),
+            ("ZRANGESTORE d z 5 6", 1),
+            ("ZRANGESTORE d z 5 6", 0),
+            ("ZADD z GT CH 0 a 9 b", 1),
+            ("ZPOPMIN z 0", 0),
+        ] {
+            let before = t.shard.stats.dirty;
+            t.run(cmd);
+            assert_eq!(t.shard.stats.dirty - before, dirty, "{cmd}");
+        }
+    }
+
+    #[test]
+    fn reads_count_hits_and_misses() {
+        let mut t = TestShard::new();
+        t.run("ZADD z 1 a");
+        for cmd in [
+            "ZCARD z",
+            "ZCOUNT z 0 1",
+            "ZLEXCOUNT z - +",
+            "ZSCORE z a",
+            "ZMSCORE z a",
+            "ZRANK z a",
+            "ZREVRANK z a",
+            "ZRANGE z 0 -1",
+            "ZRANGEBYSCORE z 0 1",
+            "ZRANDMEMBER z",
+            "ZSCAN z 0",
+        ] {
+            t.run(cmd);
+        }
+        assert_eq!(t.shard.stats.keyspace_hits, 11);
+        // Writes look keys up without counting; the STORE forms count their sources.
+        t.run("ZADD z 2 b");
+        t.run("ZREM z b");
+        t.run("ZPOPMIN nosuch");
+        t.run("ZREMRANGEBYRANK z 5 6");
+        assert_eq!(t.shard.stats.keyspace_hits, 11);
+        assert_eq!(t.shard.stats.keyspace_misses, 0);
+        t.run("ZUNIONSTORE d 2 z nosuch");
+        t.run("ZRANGESTORE d2 nosuch 0 -1");
+        t.run("ZINTERCARD 2 z z");
+        assert_eq!(t.shard.stats.keyspace_hits, 14);
+        assert_eq!(t.shard.stats.keyspace_misses, 2);
+        // Argument errors are found before the lookup.
+        t.run("ZCOUNT nosuch x 1");
+        assert_eq!(t.shard.stats.keyspace_misses, 2);
+    }
+
+    #[test]
+    fn wrong_type_everywhere() {
+        let mut t = TestShard::new();
+        t.run("SET s v");
+        for cmd in [
+            "ZADD s 1 a",
+            "ZINCRBY s 1 a",
+            "ZREM s a",
+            "ZCARD s",
+            "ZSCORE s a",
+            "ZRANGE s 0 -1",
+            "ZRANGESTORE d s 0 -1",
+            "ZPOPMIN s",
+            "BZPOPMAX s 0",
+            "ZMPOP 1 s MIN",
+            "ZRANDMEMBER s 3",
+            "ZUNION 1 s",
+            "ZSCAN s 0",
+        ] {
+            assert_eq!(t.run(cmd), WRONGTYPE, "{cmd}");
+        }
+        assert_eq!(t.run("TYPE s"), "+string\r\n");
+        t.run("ZADD z 1 a");
+        assert_eq!(t.run("TYPE z"), "+zset\r\n");
+    }
+
+    #[test]
+    fn blocking_pops_serve_or_block() {
+        let mut t = TestShard::new();
+        assert_eq!(t.run("BZPOPMIN a b 0"), "(blocked)");
+        assert_eq!(t.run("BZMPOP 1.5 2 a b MAX"), "(blocked)");
+        t.run("ZADD b 1 x 2 y");
+        assert_eq!(
+            t.run("BZPOPMAX a b 0"),
+            "*3\r\n$1\r\nb\r\n$1\r\ny\r\n$1\r\n2\r\n"
+        );
+        assert_eq!(
+            t.run("BZMPOP 0 2 a b MIN COUNT 5"),
+            "*2\r\n$1\r\nb\r\n*1\r\n*2\r\n$1\r\nx\r\n$1\r\n1\r\n"
+        );
+        assert_eq!(t.run("EXISTS b"), ":0\r\n");
+        assert_eq!(t.run("BZPOPMIN a -1"), "-ERR timeout is negative\r\n");
+        assert_eq!(
+            t.run("BZMPOP x 1 a MIN"),
+            "-ERR timeout is not a float or out of range\r\n"
+        );
+        // Arguments are checked before the timeout, as in Redis.
+        assert_eq!(
+            t.run("BZMPOP x 0 a MIN"),
+            "-ERR numkeys should be greater than 0\r\n"
+        );
+        t.run("SET s v");
+        assert_eq!(t.run("BZPOPMIN a s 0"), WRONGTYPE);
+    }
+
+    #[test]
+    fn encodings_convert_one_way() {
+        let mut t = TestShard::new();
+        t.shard.config.zset_max_listpack_entries = 3;
+        t.shard.config.zset_max_listpack_value = 5;
+        t.run("ZADD z 1 a 2 b 3 c");
+        assert_eq!(encoding(&mut t, "z"), "listpack");
+        t.run("ZADD z 4 d");
+        assert_eq!(encoding(&mut t, "z"), "skiplist");
+        t.run("ZREM z a b c");
+        assert_eq!(encoding(&mut t, "z"), "skiplist");
+        t.run("ZADD long 1 abcdef");
+        assert_eq!(encoding(&mut t, "long"), "skiplist");
+        t.run("ZADD short 1 abcde");
+        assert_eq!(encoding(&mut t, "short"), "listpack");
+        // A stored result picks its encoding from its size.
+        t.run("ZUNIONSTORE u 1 z");
+        assert_eq!(encoding(&mut t, "u"), "listpack");
+        t.shard.config.zset_max_listpack_entries = 0;
+        t.run("ZADD none 1 a");
+        assert_eq!(encoding(&mut t, "none"), "skiplist");
+        // SORT converts a listpack, as Redis does.
+        t.shard.config.zset_max_listpack_entries = 128;
+        t.run("ZADD s 1 2 3 4");
+        assert_eq!(encoding(&mut t, "s"), "listpack");
+        assert_eq!(t.run("SORT s"), bulks(&["2", "4"]));
+        assert_eq!(encoding(&mut t, "s"), "skiplist");
+    }
+
+    #[test]
+    fn zscan_walks_the_big_encoding() {
+        let mut t = TestShard::new();
+        let members: Vec<String> = (0..300).map(|i| format!("{i} m{i}")).collect();
+        t.run(&format!("ZADD z {}", members.join(" ")));
+        assert_eq!(encoding(&mut t, "z"), "skiplist");
+        let mut seen = std::collections::HashSet::new();
+        let mut cursor = "0".to_string();
+        for round in 0.. {
+            assert!(round < 200, "ZSCAN did not finish");
+            let reply = t.run(&format!("ZSCAN z {cursor} COUNT 7"));
+            let lines: Vec<&str> = reply.split("\r\n").collect();
+            cursor = lines[2].to_string();
+            // Members and scores alternate after the inner array header.
+            let items: Vec<&str> = lines[4..].iter().skip(1).step_by(2).copied().collect();
+            for pair in items.chunks(2) {
+                if let [m, s] = pair {
+                    assert_eq!(format!("m{s}"), *m);
+                    seen.insert(m.to_string());
+                }
+            }
+            if cursor == "0" {
+                break;
+            }
+        }
+        assert_eq!(seen.len(), 300);
+        let reply = t.run("ZSCAN z 0 MATCH m1?? COUNT 1000");
+        assert!(reply.starts_with("*2\r\n$1\r\n0\r\n*200\r\n"), "{reply}");
+    }
+
+    #[test]
+    fn resp3_shapes() {
+        let mut t = TestShard::new();
+        t.proto = Proto::Resp3;
+        t.run("ZADD z 1 a 2.5 b");
+        assert_eq!(
+            t.run("ZRANGE z 0 -1 WITHSCORES"),
+            "*2\r\n*2\r\n$1\r\na\r\n,1\r\n*2\r\n$1\r\nb\r\n,2.5\r\n"
+        );
+        assert_eq!(t.run("ZSCORE z b"), ",2.5\r\n");
+        assert_eq!(t.run("ZSCORE z x"), "_\r\n");
+        assert_eq!(t.run("ZPOPMIN z"), "*2\r\n$1\r\na\r\n,1\r\n");
+        assert_eq!(t.run("ZPOPMIN z 1"), "*1\r\n*2\r\n$1\r\nb\r\n,2.5\r\n");
+        assert_eq!(t.run("ZMPOP 1 z MIN"), "_\r\n");
+        assert_eq!(t.run("ZADD z NX INCR 1 a"), ",1\r\n");
+        assert_eq!(t.run("ZADD z NX INCR 1 a"), "_\r\n");
+    }
+
+    #[test]
+    fn scores_and_ranges_parse_as_redis() {
+        let mut t = TestShard::new();
+        assert_eq!(t.run("ZADD z 0x10 a"), ":1\r\n");
+        assert_eq!(t.run("ZSCORE z a"), bulk("16"));
+        assert_eq!(
+            t.run("ZADD z 1e400 b"),
+            "-ERR value is not a valid float\r\n"
+        );
+        assert_eq!(t.run("ZCOUNT z ( +inf"), ":1\r\n");
+        assert_eq!(t.run("ZCOUNT z [1 2"), "-ERR min or max is not a float\r\n");
+        assert_eq!(
+            t.run("ZLEXCOUNT z a +"),
+            "-ERR min or max not valid string range item\r\n"
+        );
+        assert_eq!(
+            t.run("ZADD z INCR -inf a"),
+            ",-inf\r\n".replace(",-inf", "$4\r\n-inf")
+        );
+        assert_eq!(
+            t.run("ZADD z INCR inf a"),
+            "-ERR resulting score is not a number (NaN)\r\n"
+        );
+    }
+}
