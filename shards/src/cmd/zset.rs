@@ -842,7 +842,7 @@ fn parse_add_flags(argv: &[&[u8]], mut f: AddFlags) -> Result<(AddFlags, usize)>
         i += 1;
     }
     let pairs = argv.len() - i;
-    if pairs == 0 || pairs % 2 != 0 {
+    if pairs == 0 || !pairs.is_multiple_of(2) {
         return Err(Error::Syntax);
     }
     if f.nx && f.xx {
@@ -850,7 +850,7 @@ fn parse_add_flags(argv: &[&[u8]], mut f: AddFlags) -> Result<(AddFlags, usize)>
             "XX and NX options at the same time are not compatible",
         ));
     }
-    if (f.gt && f.nx) || (f.lt && f.nx) || (f.gt && f.lt) {
+    if ((f.gt || f.lt) && f.nx) || (f.gt && f.lt) {
         return Err(Error::err(
             "GT, LT, and/or NX options at the same time are not compatible",
         ));

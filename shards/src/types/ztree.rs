@@ -922,7 +922,7 @@ mod tests {
 
     fn member(m: u16) -> Vec<u8> {
         // Some members longer than the inline size, to exercise heap members.
-        if m % 7 == 0 {
+        if m.is_multiple_of(7) {
             format!("a-long-member-name-over-22-bytes-{m}").into_bytes()
         } else {
             format!("m{m}").into_bytes()
