@@ -5,6 +5,11 @@
 #
 #   scripts/bench-vs-redis.sh            # ROUNDS=3 N=200000 CLIENTS=50
 #   ROUNDS=5 N=500000 scripts/bench-vs-redis.sh
+#   TESTS="zadd zrank zrange" scripts/bench-vs-redis.sh   # sorted sets
+#
+# Tests: set, get (redis-benchmark -t), and on one sorted set `myz` of up to 100,000 members
+# (preloaded with PRELOAD random ZADDs before the rounds): zadd (ZADD myz <rand> member:<rand>),
+# zrank (ZRANK myz member:<rand>) and zrange (ZRANGE myz <rand> +inf BYSCORE LIMIT 0 10).
 #
 # Each run is one redis-benchmark invocation for one test (SET or GET) at one pipeline depth
 # (P=1, P=16) against one server; servers alternate within a round so that drift in the
@@ -23,6 +28,8 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 N=${N:-200000}
 CLIENTS=${CLIENTS:-50}
+TESTS=${TESTS:-set get}
+PRELOAD=${PRELOAD:-300000}
 BIN=${SHARDIS_BIN:-target/release/shardis}
 TICKS=$(getconf CLK_TCK)
 NCPU=$(nproc)
@@ -128,16 +135,39 @@ for name in redis s1 s2; do
     echo "# $name: pid ${!pid_var} port ${!port_var}: $masks" >&2
 done
 
+# The redis-benchmark arguments of one test.
+bench_args() {
+    case "$1" in
+        set | get) echo "-t $1" ;;
+        zadd) echo "-r 100000 ZADD myz __rand_int__ member:__rand_int__" ;;
+        zrank) echo "-r 100000 ZRANK myz member:__rand_int__" ;;
+        zrange) echo "-r 100000 ZRANGE myz __rand_int__ +inf BYSCORE LIMIT 0 10" ;;
+        *) echo "unknown test $1" >&2; exit 1 ;;
+    esac
+}
+
+case " $TESTS " in
+    *" zadd "* | *" zrank "* | *" zrange "*)
+        for name in redis s1 s2; do
+            port_var="PORT_$name"
+            redis-benchmark -p "${!port_var}" -c "$CLIENTS" -n "$PRELOAD" -P 16 -r 100000 \
+                ZADD myz __rand_int__ member:__rand_int__ >/dev/null
+            echo "# $name: myz preloaded with $(redis-cli -p "${!port_var}" ZCARD myz) members" >&2
+        done
+        ;;
+esac
+
 results="$work/results"
 : >"$results"
 for round in $(seq "$ROUNDS"); do
     for pipe in 1 16; do
-        for test in set get; do
+        for test in $TESTS; do
             for name in redis s1 s2; do
                 pid_var="PID_$name"
                 port_var="PORT_$name"
                 before=$(cpu_ticks "${!pid_var}")
-                line=$("${pin_client[@]}" redis-benchmark -p "${!port_var}" -c "$CLIENTS" -n "$N" -P "$pipe" -t "$test" --csv 2>/dev/null | grep -v '^"test"' | tail -n1)
+                # shellcheck disable=SC2046 # the test's arguments split on purpose
+                line=$("${pin_client[@]}" redis-benchmark -p "${!port_var}" -c "$CLIENTS" -n "$N" -P "$pipe" --csv $(bench_args "$test") 2>/dev/null | grep -v '^"test"' | tail -n1)
                 after=$(cpu_ticks "${!pid_var}")
                 rps=$(echo "$line" | awk -F'"' '{print $4}')
                 [ -n "$rps" ] || { echo "redis-benchmark gave no result for $name $test P=$pipe" >&2; exit 1; }
@@ -158,16 +188,16 @@ pick() { # pick NAME PIPE TEST COLUMN
 
 echo
 echo "redis-benchmark -c $CLIENTS -n $N, median of $ROUNDS rounds; cpu = server CPU microseconds per request"
-printf '%-4s %3s | %10s %10s %10s | %7s %7s %7s | %9s %9s | %9s %9s\n' \
+printf '%-6s %3s | %10s %10s %10s | %7s %7s %7s | %9s %9s | %9s %9s\n' \
     test P "redis rps" "s1 rps" "s2 rps" "redis" "s1 cpu" "s2 cpu" "s1/r rps" "s2/r rps" "s1/r cpu" "s2/r cpu"
 for pipe in 1 16; do
-    for test in set get; do
+    for test in $TESTS; do
         r_rps=$(pick redis "$pipe" "$test" 4); a_rps=$(pick s1 "$pipe" "$test" 4); b_rps=$(pick s2 "$pipe" "$test" 4)
         r_cpu=$(pick redis "$pipe" "$test" 5); a_cpu=$(pick s1 "$pipe" "$test" 5); b_cpu=$(pick s2 "$pipe" "$test" 5)
         awk -v t="$test" -v p="$pipe" -v rr="$r_rps" -v ar="$a_rps" -v br="$b_rps" -v rc="$r_cpu" -v ac="$a_cpu" -v bc="$b_cpu" '
             function ratio(x, y) { return y > 0 ? sprintf("%.2f", x / y) : "n/a" }
             BEGIN {
-                printf "%-4s %3s | %10.0f %10.0f %10.0f | %7.2f %7.2f %7.2f | %9s %9s | %9s %9s\n",
+                printf "%-6s %3s | %10.0f %10.0f %10.0f | %7.2f %7.2f %7.2f | %9s %9s | %9s %9s\n",
                     t, p, rr, ar, br, rc, ac, bc, ratio(ar, rr), ratio(br, rr), ratio(ac, rc), ratio(bc, rc)
             }'
     done

@@ -419,7 +419,19 @@ impl ShardCtx {
             }
             for (db, key) in ready {
                 let queue = self.blocked.borrow().queue(db, &key);
+                let found = self
+                    .engine
+                    .borrow()
+                    .dbs
+                    .get(db)
+                    .and_then(|d| d.peek(&key, now_us() / 1000))
+                    .map(|e| e.value.type_name());
                 for id in queue {
+                    // A waiter for another type of value stays parked (BZPOPMIN on a key that
+                    // became a list); the others go on in arrival order.
+                    if !self.blocked.borrow().wants(id, found) {
+                        continue;
+                    }
                     if !self.try_serve(id) {
                         break;
                     }

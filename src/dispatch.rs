@@ -363,6 +363,11 @@ fn waiter(
         frame: frame.to_vec(),
         keys: pos.iter().map(|&p| Key::from(argv[p])).collect(),
         deadline_ms: (timeout_ms > 0).then(|| now_us / 1000 + timeout_ms),
+        pops: match l.spec.group {
+            shards::cmd::Group::List => Some("list"),
+            shards::cmd::Group::SortedSet => Some("zset"),
+            _ => None,
+        },
     }
 }
 

@@ -296,3 +296,20 @@ fn bzpop_over_keys_on_both_shards_and_woken_by_a_store() {
     assert!(reply.ends_with("$1\r\nx\r\n$1\r\n1\r\n"), "{reply}");
     assert_eq!(ctl.cmd(&["EXISTS", &a]), b":0\r\n");
 }
+
+#[test]
+fn a_value_of_another_type_does_not_wake_the_waiter() {
+    let server = Server::start(&[]);
+    let key = key_on(0, "ztype");
+    let mut w = server.raw();
+    w.send(&common::encode(&["BZPOPMIN", &key, "0"]));
+    let mut ctl = server.raw();
+    wait_blocked(&mut ctl, "bzpopmin", 1);
+    // A list under the key: the sorted-set waiter stays parked, as in Redis.
+    assert_eq!(ctl.cmd(&["RPUSH", &key, "x"]), b":1\r\n");
+    assert_eq!(ctl.cmd(&["DEL", &key]), b":1\r\n");
+    wait_blocked(&mut ctl, "bzpopmin", 1);
+    assert_eq!(ctl.cmd(&["ZADD", &key, "1", "m"]), b":1\r\n");
+    let reply = String::from_utf8_lossy(&w.read_reply()).into_owned();
+    assert!(reply.ends_with("$1\r\nm\r\n$1\r\n1\r\n"), "{reply}");
+}

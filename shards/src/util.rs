@@ -37,22 +37,30 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
 /// how many bytes it used, and whether it set `ERANGE`.
 fn c_strtod(s: &[u8]) -> (f64, usize, bool) {
     let text = s.split(|&b| b == 0).next().unwrap_or_default();
-    let Ok(cs) = std::ffi::CString::new(text) else {
-        return (0.0, 0, false);
+    // Arguments are NUL-terminated on the stack when short (nearly always), else on the heap.
+    let mut stack = [0u8; 64];
+    let heap: Vec<u8>;
+    let cstr: &[u8] = if text.len() < stack.len() {
+        stack[..text.len()].copy_from_slice(text);
+        &stack[..=text.len()]
+    } else {
+        heap = [text, &[0][..]].concat();
+        &heap
     };
+    let start = cstr.as_ptr() as *const libc::c_char;
     let mut end: *mut libc::c_char = std::ptr::null_mut();
-    // SAFETY: `cs` is a valid NUL-terminated string that outlives the call; `end` receives a
-    // pointer into it; errno is this thread's own.
+    // SAFETY: `cstr` is NUL-terminated (with no NUL before the end) and outlives the call;
+    // `end` receives a pointer into it; errno is this thread's own.
     let (value, erange) = unsafe {
         *libc::__errno_location() = 0;
-        let v = libc::strtod(cs.as_ptr(), &mut end);
+        let v = libc::strtod(start, &mut end);
         (v, *libc::__errno_location() == libc::ERANGE)
     };
     let used = if end.is_null() {
         0
     } else {
         // SAFETY: strtod sets `end` within the string it was given.
-        unsafe { end.offset_from(cs.as_ptr()) }.max(0) as usize
+        unsafe { end.offset_from(start) }.max(0) as usize
     };
     (value, used, erange)
 }
@@ -61,6 +69,10 @@ fn c_strtod(s: &[u8]) -> (f64, usize, bool) {
 /// (decimal, hex, `inf`) over the whole argument, no leading space, not NaN, and not out of
 /// range (overflow to infinity, or underflow to zero).
 pub fn parse_f64(s: &[u8]) -> Option<f64> {
+    // Plain integers (the common score) convert exactly without strtod.
+    if let Some(i) = parse_i64(s).filter(|i| i.unsigned_abs() <= 1 << 53) {
+        return Some(i as f64);
+    }
     if s.is_empty() || matches!(s[0], b' ' | b'\t'..=b'\r') {
         return None;
     }

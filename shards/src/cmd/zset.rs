@@ -906,43 +906,44 @@ fn zadd_generic(sh: &mut Shard, c: &mut Call, flags: AddFlags) -> Result<()> {
     Ok(())
 }
 
-/// Adds or updates one member under ZADD's rules (Redis's `zsetAdd`).
+/// Adds or updates one member under ZADD's rules (Redis's `zsetAdd`), with one lookup.
 fn add_one(
     z: &mut ZSet,
     member: &[u8],
-    mut score: f64,
+    score: f64,
     f: AddFlags,
     lim: Limits,
     counts: &mut AddCounts,
 ) -> Result<()> {
-    match z.score(member) {
-        Some(cur) => {
-            if f.nx {
-                return Ok(());
-            }
-            if f.incr {
-                score += cur;
-                if score.is_nan() {
-                    return Err(Error::err("resulting score is not a number (NaN)"));
-                }
-            }
-            if (f.lt && score >= cur) || (f.gt && score <= cur) {
-                return Ok(());
-            }
-            if z.add(member, score, lim) == Added::Updated {
-                counts.updated += 1;
+    let mut chosen = score;
+    let done = z.upsert(member, lim, |cur| {
+        let Some(cur) = cur else {
+            return Ok((!f.xx).then_some(score));
+        };
+        if f.nx {
+            return Ok(None);
+        }
+        let mut s = score;
+        if f.incr {
+            s += cur;
+            if s.is_nan() {
+                return Err(Error::err("resulting score is not a number (NaN)"));
             }
         }
-        None => {
-            if f.xx {
-                return Ok(());
-            }
-            z.add(member, score, lim);
-            counts.added += 1;
+        if (f.lt && s >= cur) || (f.gt && s <= cur) {
+            return Ok(None);
         }
+        chosen = s;
+        Ok(Some(s))
+    })?;
+    match done {
+        None => return Ok(()),
+        Some(Added::New) => counts.added += 1,
+        Some(Added::Updated) => counts.updated += 1,
+        Some(Added::Same) => {}
     }
     counts.processed += 1;
-    counts.last = score;
+    counts.last = chosen;
     Ok(())
 }
 

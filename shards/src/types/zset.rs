@@ -69,15 +69,65 @@ fn write_varint(out: &mut Vec<u8>, mut n: u64) {
     }
 }
 
-/// Appends one entry: the member's length and bytes, then the score — an even varint holding
-/// a zigzagged integer, or the byte 1 followed by the 8 bytes of the double.
+/// Powers of ten that a double holds exactly.
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// A score with few decimal digits as `m / 10^k` (1 ≤ k ≤ 22, |m| < 2^53), when that gives the
+/// same double back: its shortest decimal form has at most 15 or so digits, so both `m` and
+/// `10^k` are exact and the one rounding of the division lands on the score (the fast path of
+/// Clinger's algorithm). 0.1 is (1, 1), 123.45 is (12345, 2).
+fn decimal_parts(score: f64) -> Option<(i64, usize)> {
+    use std::io::Write;
+    let mut buf = [0u8; 40];
+    let mut w = &mut buf[..];
+    write!(w, "{score:e}").ok()?;
+    let len = 40 - w.len();
+    let text = std::str::from_utf8(&buf[..len]).ok()?;
+    let (digits, exp) = text.split_once('e')?;
+    let exp: i64 = exp.parse().ok()?;
+    let (neg, digits) = match digits.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, digits),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    if int.len() + frac.len() > 16 {
+        return None;
+    }
+    let m: i64 = format!("{int}{frac}").parse().ok()?;
+    let k = usize::try_from(frac.len() as i64 - exp).ok()?;
+    let m = if neg { -m } else { m };
+    let exact = (1..POW10.len()).contains(&k)
+        && m.unsigned_abs() < 1 << 53
+        && (m as f64 / POW10[k]).to_bits() == score.to_bits();
+    exact.then_some((m, k))
+}
+
+fn zigzag(i: i64) -> u64 {
+    ((i << 1) ^ (i >> 63)) as u64
+}
+
+fn unzigzag(z: u64) -> i64 {
+    (z >> 1) as i64 ^ -((z & 1) as i64)
+}
+
+/// Appends one entry: the member's length and bytes, then the score, led by a varint tag:
+/// - even: an integral score below 2^53, zigzagged, is the tag's upper bits;
+/// - odd, 3 and up: a decimal `m / 10^k` (see [`decimal_parts`]) with `k` the tag's upper bits,
+///   then `m` zigzagged in a varint;
+/// - 1: the 8 bytes of the double follow.
+///
+/// So `5` takes 1 byte, `1.5` 2, `123.45` 4, and other doubles 9.
 fn encode_entry(out: &mut Vec<u8>, member: &[u8], score: f64) {
     write_varint(out, member.len() as u64);
     out.extend_from_slice(member);
     if score.fract() == 0.0 && score.abs() < PACKED_INT_MAX {
-        let i = score as i64;
-        let zigzag = ((i << 1) ^ (i >> 63)) as u64;
-        write_varint(out, zigzag << 1);
+        write_varint(out, zigzag(score as i64) << 1);
+    } else if let Some((m, k)) = decimal_parts(score) {
+        write_varint(out, ((k as u64) << 1) | 1);
+        write_varint(out, zigzag(m));
     } else {
         out.push(1);
         out.extend_from_slice(&score.to_le_bytes());
@@ -104,13 +154,16 @@ fn decode_entry(buf: &[u8], pos: usize) -> Option<PackedEntry<'_>> {
     let m_end = m_start.checked_add(usize::try_from(len).ok()?)?;
     let member = buf.get(m_start..m_end)?;
     let (tag, used) = read_varint(buf, m_end);
-    let (score, end) = if tag & 1 == 1 {
-        let bytes: [u8; 8] = buf.get(m_end + used..m_end + used + 8)?.try_into().ok()?;
-        (f64::from_le_bytes(bytes), m_end + used + 8)
+    let at = m_end + used;
+    let (score, end) = if tag == 1 {
+        let bytes: [u8; 8] = buf.get(at..at + 8)?.try_into().ok()?;
+        (f64::from_le_bytes(bytes), at + 8)
+    } else if tag & 1 == 1 {
+        let pow = POW10.get(usize::try_from(tag >> 1).ok()?)?;
+        let (m, used) = read_varint(buf, at);
+        (unzigzag(m) as f64 / pow, at + used)
     } else {
-        let zigzag = tag >> 1;
-        let i = (zigzag >> 1) as i64 ^ -((zigzag & 1) as i64);
-        (i as f64, m_end + used)
+        (unzigzag(tag >> 1) as f64, at)
     };
     Some(PackedEntry {
         member,
@@ -418,44 +471,55 @@ impl ZSet {
     /// Sets the score of `member` (not NaN), adding the member if needed; converts to the big
     /// encoding first when a new member would pass a limit (Redis's `zsetAdd`).
     pub fn add(&mut self, member: &[u8], score: f64, lim: Limits) -> Added {
-        debug_assert!(!score.is_nan());
-        if let ZSet::Listpack(p) = self {
-            match p.find(member) {
-                Some((_, e)) => {
-                    if e.score == score {
-                        return Added::Same;
-                    }
-                    let (start, end) = (e.start, e.end);
-                    p.remove_range(start, end);
-                    p.insert(member, score);
-                    return Added::Updated;
-                }
-                None => {
-                    if p.len() < lim.max_entries
-                        && member.len() <= lim.max_value
-                        && p.buf.len() + member.len() <= LISTPACK_BYTES_MAX
-                    {
-                        p.insert(member, score);
-                        return Added::New;
-                    }
-                    self.convert();
-                }
-            }
+        let done = self.upsert(member, lim, |_| Ok::<_, std::convert::Infallible>(Some(score)));
+        match done {
+            Ok(Some(added)) => added,
+            _ => Added::Same,
         }
-        let ZSet::Tree(t) = self else {
-            unreachable!("converted above");
+    }
+
+    /// Looks `member` up once and lets `decide` pick its new score (not NaN) from its current
+    /// one (`None`: absent). `decide` answers `None` to leave the set unchanged (then so does
+    /// this), or fails. A new member that would pass a limit converts the set first.
+    pub fn upsert<E>(
+        &mut self,
+        member: &[u8],
+        lim: Limits,
+        decide: impl FnOnce(Option<f64>) -> Result<Option<f64>, E>,
+    ) -> Result<Option<Added>, E> {
+        let p = match self {
+            ZSet::Tree(t) => return upsert_tree(t, member, decide),
+            ZSet::Listpack(p) => p,
         };
-        match t.score(member) {
-            Some(old) if old == score => Added::Same,
-            Some(_) => {
-                t.set(member, score);
-                Added::Updated
+        if let Some((_, e)) = p.find(member) {
+            let (cur, start, end) = (e.score, e.start, e.end);
+            let Some(score) = decide(Some(cur))? else {
+                return Ok(None);
+            };
+            debug_assert!(!score.is_nan());
+            if score == cur {
+                return Ok(Some(Added::Same));
             }
-            None => {
+            p.remove_range(start, end);
+            p.insert(member, score);
+            return Ok(Some(Added::Updated));
+        }
+        let Some(score) = decide(None)? else {
+            return Ok(None);
+        };
+        debug_assert!(!score.is_nan());
+        if p.len() < lim.max_entries
+            && member.len() <= lim.max_value
+            && p.buf.len() + member.len() <= LISTPACK_BYTES_MAX
+        {
+            p.insert(member, score);
+        } else {
+            self.convert();
+            if let ZSet::Tree(t) = self {
                 t.insert_new(member, score);
-                Added::New
             }
         }
+        Ok(Some(Added::New))
     }
 
     /// Removes `member`; returns its score.
@@ -584,6 +648,34 @@ impl ZSet {
     }
 }
 
+/// [`ZSet::upsert`] for the big encoding.
+fn upsert_tree<E>(
+    t: &mut ScoreTree,
+    member: &[u8],
+    decide: impl FnOnce(Option<f64>) -> Result<Option<f64>, E>,
+) -> Result<Option<Added>, E> {
+    match t.find(member) {
+        Some(id) => {
+            let cur = t.score_at(id);
+            let Some(score) = decide(Some(cur))? else {
+                return Ok(None);
+            };
+            if score == cur {
+                return Ok(Some(Added::Same));
+            }
+            t.rescore(id, score);
+            Ok(Some(Added::Updated))
+        }
+        None => {
+            let Some(score) = decide(None)? else {
+                return Ok(None);
+            };
+            t.insert_new(member, score);
+            Ok(Some(Added::New))
+        }
+    }
+}
+
 /// Iterator over a sorted set's (member, score) pairs, lowest score first.
 pub enum Iter<'a> {
     Packed(PackedIter<'a>),
@@ -664,10 +756,13 @@ mod tests {
                 "sign of {s}"
             );
         }
-        // Small integers take one byte.
-        let mut p = Packed::default();
-        p.insert(b"a", 5.0);
-        assert_eq!(p.buf.len(), 3);
+        // Small integers take one byte, short decimals a few.
+        for (score, bytes) in [(5.0, 1), (1.5, 2), (-0.25, 2), (123.45, 4), (0.1, 2), (1e-300, 9)] {
+            let mut p = Packed::default();
+            p.insert(b"a", score);
+            assert_eq!(p.buf.len(), 2 + bytes, "{score}");
+            assert_eq!(p.iter().next().map(|e| e.1.to_bits()), Some(f64::to_bits(score)));
+        }
     }
 
     #[test]
@@ -762,6 +857,26 @@ mod tests {
             assert_eq!(z.pop(true), Some((SmallBytes::from(&b"e"[..]), 5.0)));
             assert_eq!(z.pop(false), Some((SmallBytes::from(&b"a"[..]), 1.0)));
             assert_eq!(z.len(), 3);
+        }
+    }
+
+    proptest! {
+        /// Every double (NaN aside) comes back bit for bit from the packed encoding.
+        #[test]
+        fn packed_scores_round_trip(bits in any::<u64>(), decimals in 0u32..8, m in any::<i32>()) {
+            let exotic = f64::from_bits(bits);
+            let short = m as f64 / 10f64.powi(decimals as i32);
+            for score in [exotic, short] {
+                if score.is_nan() {
+                    continue;
+                }
+                let mut buf = Vec::new();
+                encode_entry(&mut buf, b"m", score);
+                let e = decode_entry(&buf, 0);
+                let want = if score == 0.0 { 0.0 } else { score };
+                prop_assert_eq!(e.map(|e| (e.score + 0.0).to_bits()), Some((want + 0.0).to_bits()));
+                prop_assert_eq!(e.map(|e| e.end), Some(buf.len()));
+            }
         }
     }
 

@@ -479,7 +479,8 @@ impl ScoreTree {
         self.len() == 0
     }
 
-    fn find_id(&self, member: &[u8]) -> Option<u32> {
+    /// The slot id of `member`, for [`ScoreTree::score_at`] and [`ScoreTree::rescore`].
+    pub fn find(&self, member: &[u8]) -> Option<u32> {
         let h = self.hasher.hash_one(member);
         let slots = &self.slots;
         self.index
@@ -489,7 +490,19 @@ impl ScoreTree {
 
     /// The score of `member`.
     pub fn score(&self, member: &[u8]) -> Option<f64> {
-        self.find_id(member).map(|id| self.slots[id as usize].score)
+        self.find(member).map(|id| self.slots[id as usize].score)
+    }
+
+    /// The score of the member in slot `id` (from [`ScoreTree::find`]).
+    pub fn score_at(&self, id: u32) -> f64 {
+        self.slots[id as usize].score
+    }
+
+    /// Moves the member in slot `id` to `score`.
+    pub fn rescore(&mut self, id: u32, score: f64) {
+        self.tree_remove(id);
+        self.slots[id as usize].score = score;
+        self.tree_insert(id);
     }
 
     /// Adds `member` (which must be absent) with `score`.
@@ -552,12 +565,10 @@ impl ScoreTree {
 
     /// Sets the score of `member`, adding it if needed. Returns whether it was added.
     pub fn set(&mut self, member: &[u8], score: f64) -> bool {
-        match self.find_id(member) {
+        match self.find(member) {
             Some(id) => {
                 if self.slots[id as usize].score.to_bits() != score.to_bits() {
-                    self.tree_remove(id);
-                    self.slots[id as usize].score = score;
-                    self.tree_insert(id);
+                    self.rescore(id, score);
                 }
                 false
             }
@@ -570,7 +581,7 @@ impl ScoreTree {
 
     /// Removes `member`; returns its score.
     pub fn remove(&mut self, member: &[u8]) -> Option<f64> {
-        let id = self.find_id(member)?;
+        let id = self.find(member)?;
         self.tree_remove(id);
         let h = self.hasher.hash_one(member);
         if let Ok(e) = self.index.find_entry(h, |&x| x == id) {
@@ -609,7 +620,7 @@ impl ScoreTree {
 
     /// The 0-based rank of `member` from the lowest score, and its score.
     pub fn rank(&self, member: &[u8]) -> Option<(usize, f64)> {
-        let id = self.find_id(member)?;
+        let id = self.find(member)?;
         let slots = &self.slots;
         let score = slots[id as usize].score;
         let before = |s: f64, i: u32| cmp_key(slots, s, i, score, member) == Ordering::Less;
