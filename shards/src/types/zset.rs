@@ -235,6 +235,8 @@ impl Packed {
             .map_or(self.buf.len(), |e| e.start);
         let mut enc = Vec::with_capacity(member.len() + 11);
         encode_entry(&mut enc, member, score);
+        // Exact growth: a listpack is kept at its size (many small sets are the common case).
+        self.buf.reserve_exact(enc.len());
         self.buf.splice(at..at, enc);
         self.len += 1;
     }
@@ -471,7 +473,9 @@ impl ZSet {
     /// Sets the score of `member` (not NaN), adding the member if needed; converts to the big
     /// encoding first when a new member would pass a limit (Redis's `zsetAdd`).
     pub fn add(&mut self, member: &[u8], score: f64, lim: Limits) -> Added {
-        let done = self.upsert(member, lim, |_| Ok::<_, std::convert::Infallible>(Some(score)));
+        let done = self.upsert(member, lim, |_| {
+            Ok::<_, std::convert::Infallible>(Some(score))
+        });
         match done {
             Ok(Some(added)) => added,
             _ => Added::Same,
@@ -555,11 +559,7 @@ impl ZSet {
     pub fn iter(&self) -> Iter<'_> {
         match self {
             ZSet::Listpack(p) => Iter::Packed(p.iter()),
-            ZSet::Tree(t) => Iter::Tree {
-                tree: t,
-                next: 0,
-                end: t.len(),
-            },
+            ZSet::Tree(t) => Iter::Tree(t.iter()),
         }
     }
 
@@ -679,11 +679,7 @@ fn upsert_tree<E>(
 /// Iterator over a sorted set's (member, score) pairs, lowest score first.
 pub enum Iter<'a> {
     Packed(PackedIter<'a>),
-    Tree {
-        tree: &'a ScoreTree,
-        next: usize,
-        end: usize,
-    },
+    Tree(super::ztree::TreeIter<'a>),
 }
 
 impl<'a> Iterator for Iter<'a> {
@@ -692,13 +688,7 @@ impl<'a> Iterator for Iter<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         match self {
             Iter::Packed(it) => it.next(),
-            Iter::Tree { tree, next, end } => {
-                if *next >= *end {
-                    return None;
-                }
-                *next += 1;
-                tree.get(*next - 1)
-            }
+            Iter::Tree(it) => it.next(),
         }
     }
 }
@@ -757,11 +747,21 @@ mod tests {
             );
         }
         // Small integers take one byte, short decimals a few.
-        for (score, bytes) in [(5.0, 1), (1.5, 2), (-0.25, 2), (123.45, 4), (0.1, 2), (1e-300, 9)] {
+        for (score, bytes) in [
+            (5.0, 1),
+            (1.5, 2),
+            (-0.25, 2),
+            (123.45, 4),
+            (0.1, 2),
+            (1e-300, 9),
+        ] {
             let mut p = Packed::default();
             p.insert(b"a", score);
             assert_eq!(p.buf.len(), 2 + bytes, "{score}");
-            assert_eq!(p.iter().next().map(|e| e.1.to_bits()), Some(f64::to_bits(score)));
+            assert_eq!(
+                p.iter().next().map(|e| e.1.to_bits()),
+                Some(f64::to_bits(score))
+            );
         }
     }
 

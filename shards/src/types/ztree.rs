@@ -420,6 +420,61 @@ fn rebalance(children: &mut Vec<Child>, i: usize) {
     }
 }
 
+/// In-order iterator over a [`ScoreTree`]: the path to the current leaf, then the leaf.
+pub struct TreeIter<'a> {
+    slots: &'a [Slot],
+    /// Inner nodes on the path, with the index of the child being visited.
+    stack: Vec<(&'a [Child], usize)>,
+    leaf: Option<&'a Leaf>,
+    pos: usize,
+}
+
+impl<'a> TreeIter<'a> {
+    /// Goes down the leftmost path of `node`.
+    fn descend(&mut self, mut node: &'a Node) {
+        loop {
+            match node {
+                Node::Leaf(l) => {
+                    self.leaf = Some(l);
+                    self.pos = 0;
+                    return;
+                }
+                Node::Inner(ch) => {
+                    self.stack.push((ch, 0));
+                    match ch.first() {
+                        Some(c) => node = &c.node,
+                        None => return,
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<'a> Iterator for TreeIter<'a> {
+    type Item = (&'a [u8], f64);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(l) = self.leaf {
+                if self.pos < l.len() {
+                    let k = self.pos;
+                    self.pos += 1;
+                    let member = self.slots[l.ids[k] as usize].member.as_slice();
+                    return Some((member, l.scores[k]));
+                }
+                self.leaf = None;
+            }
+            // The next child of the deepest inner node that has one.
+            let (children, i) = self.stack.pop()?;
+            if i + 1 < children.len() {
+                self.stack.push((children, i + 1));
+                self.descend(&children[i + 1].node);
+            }
+        }
+    }
+}
+
 /// A member and its score, in the slab. A free slot has a NaN score (scores never are NaN).
 #[derive(Clone, Debug)]
 struct Slot {
@@ -655,6 +710,18 @@ impl ScoreTree {
         }
     }
 
+    /// Every (member, score) in order, lowest first.
+    pub fn iter(&self) -> TreeIter<'_> {
+        let mut it = TreeIter {
+            slots: &self.slots,
+            stack: Vec::new(),
+            leaf: None,
+            pos: 0,
+        };
+        it.descend(&self.root);
+        it
+    }
+
     /// One step of a scan over the slab: `cursor` is the number of slots still to visit (0
     /// starts a scan); about `count` slots are visited from there downwards, and the next
     /// cursor is returned (0 when done). Slots keep their members, so a member present for
@@ -807,6 +874,8 @@ mod tests {
             v.push((m.to_vec(), s));
             true
         });
+        let iterated: Vec<(Vec<u8>, f64)> = t.iter().map(|(m, s)| (m.to_vec(), s)).collect();
+        assert_eq!(iterated, v, "iter and walk agree");
         v
     }
 
