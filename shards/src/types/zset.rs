@@ -595,10 +595,18 @@ impl ZSet {
         }
     }
 
+    /// [`ZSet::partition_point`] for a predicate on scores alone.
+    pub fn partition_point_by_score(&self, before: impl Fn(f64) -> bool) -> usize {
+        match self {
+            ZSet::Listpack(p) => p.iter().take_while(|&(_, s)| before(s)).count(),
+            ZSet::Tree(t) => t.partition_point_by_score(before),
+        }
+    }
+
     /// The ranks `start..end` of the members whose scores fall in `range` (empty when none).
     pub fn score_range(&self, range: &ScoreRange) -> std::ops::Range<usize> {
-        let start = self.partition_point(|s, _| !range.above_min(s));
-        let end = self.partition_point(|s, _| range.below_max(s));
+        let start = self.partition_point_by_score(|s| !range.above_min(s));
+        let end = self.partition_point_by_score(|s| range.below_max(s));
         start..end.max(start)
     }
 

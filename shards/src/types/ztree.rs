@@ -682,6 +682,12 @@ impl ScoreTree {
         Some((self.root.partition_point(&before), score))
     }
 
+    /// [`ScoreTree::partition_point`] for a predicate on scores alone (members are not read,
+    /// which saves a slab access per comparison).
+    pub fn partition_point_by_score(&self, before: impl Fn(f64) -> bool) -> usize {
+        self.root.partition_point(&|s, _| before(s))
+    }
+
     /// The member and score at `rank`.
     pub fn get(&self, rank: usize) -> Option<(&[u8], f64)> {
         let (score, id) = self.root.get(rank)?;
