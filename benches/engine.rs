@@ -1,8 +1,10 @@
 //! Engine micro-benchmark: commands executed against one shard directly (no network, no
 //! runtime), to see what the engine itself costs per command. `cargo bench --bench engine`.
-//! Prints ns/command for SET, GET, INCR, HSET, LPUSH over a keyspace of 100k keys, then for
-//! the bitmap and HyperLogLog commands (scans over 1 MiB strings, PFADD into sparse and dense
-//! values, cached and fresh PFCOUNT, unions and merges).
+//! Prints ns/command for SET, GET, INCR, HSET, LPUSH over a keyspace of 100k keys; for ZADD
+//! into 100k small sorted sets (the listpack encoding) and ZADD, ZRANK and ZRANGE BYSCORE on one
+//! sorted set of 100k members (the tree); then for the bitmap and HyperLogLog commands (scans
+//! over 1 MiB strings, PFADD into sparse and dense values, cached and fresh PFCOUNT, unions and
+//! merges).
 
 use shards::cmd::lookup;
 use shards::resp::Proto;
@@ -65,6 +67,63 @@ fn main() {
                 b"LPUSH".to_vec(),
                 format!("l:{}", i % 1000).into_bytes(),
                 b"item".to_vec(),
+            ]
+        },
+        N,
+    );
+    // A spread of pseudo-random numbers below 100k.
+    let rand = |i: usize| (i.wrapping_mul(2_654_435_761) >> 7) % 100_000;
+    run(
+        &mut shard,
+        "ZADD-lp",
+        |i| {
+            vec![
+                b"ZADD".to_vec(),
+                format!("z:{}", i % KEYS).into_bytes(),
+                format!("{}", rand(i) % 1000).into_bytes(),
+                format!("m{}", i % 10).into_bytes(),
+            ]
+        },
+        N,
+    );
+    run(
+        &mut shard,
+        "ZADD",
+        |i| {
+            vec![
+                b"ZADD".to_vec(),
+                b"big".to_vec(),
+                format!("{}", rand(i)).into_bytes(),
+                format!("member:{}", rand(i + 1)).into_bytes(),
+            ]
+        },
+        N,
+    );
+    run(
+        &mut shard,
+        "ZRANK",
+        |i| {
+            vec![
+                b"ZRANK".to_vec(),
+                b"big".to_vec(),
+                format!("member:{}", rand(i)).into_bytes(),
+            ]
+        },
+        N,
+    );
+    run(
+        &mut shard,
+        "ZRANGE",
+        |i| {
+            vec![
+                b"ZRANGE".to_vec(),
+                b"big".to_vec(),
+                format!("{}", rand(i)).into_bytes(),
+                b"+inf".to_vec(),
+                b"BYSCORE".to_vec(),
+                b"LIMIT".to_vec(),
+                b"0".to_vec(),
+                b"10".to_vec(),
             ]
         },
         N,

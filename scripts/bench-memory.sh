@@ -2,12 +2,17 @@
 # Memory of shardis against redis-server 7, loaded the same way in the same run.
 #
 # Datasets (each loaded into a fresh server, through `redis-cli --pipe`):
-#   hashes: HASHES (default 1,000,000) hashes of 5 small fields
-#   lists:  LISTS (default 100,000) lists of 100 elements
+#   hashes:  HASHES (default 1,000,000) hashes of 5 small fields
+#   lists:   LISTS (default 100,000) lists of 100 elements
+#   zsets:   ZSETS (default 100,000) sorted sets of 100 members (`member:<j>`, scores with two
+#            decimals: the small, listpack encoding)
+#   bigzset: one sorted set of BIGZSET (default 1,000,000) members (`member:<i>`, random
+#            double scores: the big encoding), loaded 1,000 members per ZADD
 # Reports used_memory (allocator bytes, from INFO memory) and RSS (from /proc) after loading,
 # minus the empty server's, and the shardis/redis ratios.
 #
-# Usage: scripts/bench-memory.sh            (SHARDS=2 HASHES=… LISTS=… to change)
+# Usage: scripts/bench-memory.sh            (SHARDS=2 HASHES=… LISTS=… ZSETS=… BIGZSET=…,
+#        DATASETS="zsets bigzset" to run only some)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh >/dev/null
@@ -16,13 +21,17 @@ BIN=${BIN:-target/release/shardis}
 SHARDS=${SHARDS:-2}
 HASHES=${HASHES:-1000000}
 LISTS=${LISTS:-100000}
+ZSETS=${ZSETS:-100000}
+BIGZSET=${BIGZSET:-1000000}
+DATASETS=${DATASETS:-hashes lists zsets bigzset}
 TMP=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$TMP"' EXIT
 
 gen() { # dataset -> RESP on stdout
-  python3 - "$1" "$HASHES" "$LISTS" <<'PY'
-import sys
-kind, hashes, lists = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+  python3 - "$1" "$HASHES" "$LISTS" "$ZSETS" "$BIGZSET" <<'PY'
+import random, sys
+kind, hashes, lists, zsets, bigzset = sys.argv[1], *map(int, sys.argv[2:6])
+random.seed(1)
 out = sys.stdout.buffer
 def cmd(*args):
     parts = [b"*%d\r\n" % len(args)]
@@ -35,10 +44,24 @@ if kind == "hashes":
     for i in range(hashes):
         buf.append(cmd("HSET", f"user:{i}", "name", f"n{i}", "age", i % 90, "city", "paris", "score", i % 1000, "active", 1))
         if len(buf) >= 10000: out.write(b"".join(buf)); buf = []
-else:
+elif kind == "lists":
     for i in range(lists):
         buf.append(cmd("RPUSH", f"list:{i}", *[f"item:{j}" for j in range(100)]))
         if len(buf) >= 1000: out.write(b"".join(buf)); buf = []
+elif kind == "zsets":
+    for i in range(zsets):
+        pairs = []
+        for j in range(100):
+            pairs += ["%.2f" % (random.random() * 1000), f"member:{j}"]
+        buf.append(cmd("ZADD", f"zset:{i}", *pairs))
+        if len(buf) >= 1000: out.write(b"".join(buf)); buf = []
+else:
+    for start in range(0, bigzset, 1000):
+        pairs = []
+        for i in range(start, min(start + 1000, bigzset)):
+            pairs += [repr(random.random() * 1e6), f"member:{i}"]
+        buf.append(cmd("ZADD", "bigzset", *pairs))
+        if len(buf) >= 100: out.write(b"".join(buf)); buf = []
 out.write(b"".join(buf))
 PY
 }
@@ -66,7 +89,7 @@ measure() { # name dataset -> prints "used rss"
 }
 
 printf '%-8s %14s %14s %14s %14s %8s %8s\n' dataset redis_used shardis_used redis_rss shardis_rss used_x rss_x
-for data in hashes lists; do
+for data in $DATASETS; do
   gen "$data" > "$TMP/$data.resp"
   read -r ru rr rk < <(measure redis "$data")
   read -r su sr sk < <(measure shardis "$data")

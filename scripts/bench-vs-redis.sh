@@ -10,6 +10,11 @@
 # Tests: set, get (redis-benchmark's, one key), mset (its MSET of 10 keys, with -r 1000000 so
 # they are random keys spread over the shards), mget10 (MGET of 10 random keys). The table also
 # gives redis-benchmark's p99 latency.
+#   TESTS="zadd zrank zrange" scripts/bench-vs-redis.sh   # sorted sets
+#
+# Sorted-set tests, on one sorted set `myz` of up to 100,000 members
+# (preloaded with PRELOAD random ZADDs before the rounds): zadd (ZADD myz <rand> member:<rand>),
+# zrank (ZRANK myz member:<rand>) and zrange (ZRANGE myz <rand> +inf BYSCORE LIMIT 0 10).
 #
 # Each run is one redis-benchmark invocation for one test (SET or GET) at one pipeline depth
 # (P=1, P=16) against one server; servers alternate within a round so that drift in the
@@ -30,6 +35,8 @@ TESTS=${TESTS:-set get}
 PIPES=${PIPES:-1 16}
 N=${N:-200000}
 CLIENTS=${CLIENTS:-50}
+TESTS=${TESTS:-set get}
+PRELOAD=${PRELOAD:-300000}
 BIN=${SHARDIS_BIN:-target/release/shardis}
 TICKS=$(getconf CLK_TCK)
 NCPU=$(nproc)
@@ -135,17 +142,32 @@ for name in redis s1 s2; do
     echo "# $name: pid ${!pid_var} port ${!port_var}: $masks" >&2
 done
 
-results="$work/results"
-: >"$results"
-# bench_args TEST: redis-benchmark's arguments for one test.
+# The redis-benchmark arguments of one test.
 bench_args() {
     case "$1" in
         set | get) echo "-t $1" ;;
         mset) echo "-t mset -r 1000000" ;;
         mget10) echo "-r 1000000 MGET$(printf ' key:__rand_int__%.0s' $(seq 10))" ;;
+        zadd) echo "-r 100000 ZADD myz __rand_int__ member:__rand_int__" ;;
+        zrank) echo "-r 100000 ZRANK myz member:__rand_int__" ;;
+        zrange) echo "-r 100000 ZRANGE myz __rand_int__ +inf BYSCORE LIMIT 0 10" ;;
         *) echo "unknown test $1" >&2; exit 1 ;;
     esac
 }
+
+case " $TESTS " in
+    *" zadd "* | *" zrank "* | *" zrange "*)
+        for name in redis s1 s2; do
+            port_var="PORT_$name"
+            redis-benchmark -p "${!port_var}" -c "$CLIENTS" -n "$PRELOAD" -P 16 -r 100000 \
+                ZADD myz __rand_int__ member:__rand_int__ >/dev/null
+            echo "# $name: myz preloaded with $(redis-cli -p "${!port_var}" ZCARD myz) members" >&2
+        done
+        ;;
+esac
+
+results="$work/results"
+: >"$results"
 
 for round in $(seq "$ROUNDS"); do
     for pipe in $PIPES; do
@@ -153,7 +175,8 @@ for round in $(seq "$ROUNDS"); do
             for name in redis s1 s2; do
                 pid_var="PID_$name"
                 port_var="PORT_$name"
-                redis-cli -p "${!port_var}" FLUSHALL >/dev/null
+                # MSET's keys pile up otherwise (the sorted-set tests keep their preload).
+                case "$test" in mset | mget10) redis-cli -p "${!port_var}" FLUSHALL >/dev/null ;; esac
                 before=$(cpu_ticks "${!pid_var}")
                 # shellcheck disable=SC2046
                 line=$("${pin_client[@]}" redis-benchmark -p "${!port_var}" -c "$CLIENTS" -n "$N" -P "$pipe" --csv $(bench_args "$test") 2>/dev/null | grep -v '^"test"' | tail -n1)

@@ -34,6 +34,9 @@ pub struct Waiter {
     pub frame: Vec<u8>,
     pub keys: Vec<Key>,
     pub deadline_ms: Option<u64>,
+    /// The type of value the command pops (TYPE's name: "list", "zset"). As in Redis, a key
+    /// written with a value of another type does not wake the waiter.
+    pub pops: Option<&'static str>,
 }
 
 /// How a waiter leaves other than by being served.
@@ -203,6 +206,15 @@ impl BlockTable {
     /// The waiter of a connection, if it is blocked here.
     pub fn of_conn(&self, origin: usize, conn: Token) -> Option<u64> {
         self.by_conn.get(&conn_ref(origin, conn)).copied()
+    }
+
+    /// Whether waiter `id` may be served from a key now holding a value of type `found`
+    /// (`None`: no value; the re-run then finds nothing, as it should).
+    pub fn wants(&self, id: u64, found: Option<&str>) -> bool {
+        match (self.waiters.get(&id).and_then(|w| w.pops), found) {
+            (Some(wanted), Some(found)) => wanted == found,
+            _ => true,
+        }
     }
 
     /// The waiters of a key, in arrival order.

@@ -489,18 +489,21 @@ impl ShardCtx {
                     continue;
                 }
                 let queue = self.blocked.borrow().queue(db, &key);
+                let found = self
+                    .engine
+                    .borrow()
+                    .dbs
+                    .get(db)
+                    .and_then(|d| d.peek(&key, now_us() / 1000))
+                    .map(|e| e.value.type_name());
                 for id in queue {
+                    if found.is_none() {
+                        break;
+                    }
                     // A watcher (a blocking command over keys on several shards) has its turn
                     // in the same order: it is woken to run again, and the queue waits for it.
                     let woken = {
                         let mut engine = self.engine.borrow_mut();
-                        let has_value = engine
-                            .dbs
-                            .get(db)
-                            .is_some_and(|d| d.peek(&key, now_us() / 1000).is_some());
-                        if !has_value {
-                            break;
-                        }
                         let k = (db, key.clone());
                         self.blocked
                             .borrow_mut()
@@ -509,6 +512,11 @@ impl ShardCtx {
                     if let Some(w) = woken {
                         self.wake(w);
                         break;
+                    }
+                    // A waiter for another type of value stays parked (BZPOPMIN on a key that
+                    // became a list); the others go on in arrival order.
+                    if !self.blocked.borrow().wants(id, found) {
+                        continue;
                     }
                     if !self.try_serve(id) {
                         break;

@@ -42,6 +42,14 @@ fn entry_digest(
                 }
                 ("hash", hash.len(), acc).hash(&mut h)
             }
+            // In order: the same members and scores give the same digest in any encoding
+            // (a score of -0 counts as 0, as a listpack stores it).
+            shards::types::Value::ZSet(z) => {
+                ("zset", z.len()).hash(&mut h);
+                for (m, s) in z.iter() {
+                    (m, (s + 0.0).to_bits()).hash(&mut h);
+                }
+            }
         }
         expire.hash(&mut h);
         let v = h.finish().to_be_bytes();

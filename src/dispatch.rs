@@ -466,6 +466,11 @@ fn waiter(
         frame: frame.to_vec(),
         keys: waited_keys(l, argv),
         deadline_ms: (timeout_ms > 0).then(|| now_us / 1000 + timeout_ms),
+        pops: match l.spec.group {
+            shards::cmd::Group::List => Some("list"),
+            shards::cmd::Group::SortedSet => Some("zset"),
+            _ => None,
+        },
     }
 }
 

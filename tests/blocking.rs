@@ -1,6 +1,6 @@
-//! Blocking list pops through the real binary (2 shards): woken by pushes from other clients on
-//! either shard, served in arrival order, timed out by the owning shard, cancelled by a
-//! disconnect or CLIENT UNBLOCK, and never blocking anyone else.
+//! Blocking list and sorted-set pops through the real binary (2 shards): woken by pushes and
+//! adds from other clients on either shard, served in arrival order, timed out by the owning
+//! shard, cancelled by a disconnect or CLIENT UNBLOCK, and never blocking anyone else.
 
 mod common;
 
@@ -341,4 +341,113 @@ fn cross_shard_and_parked_waiters_keep_arrival_order() {
         );
     }
     wait_info_blocked(&mut ctl, 0);
+}
+
+#[test]
+fn zadd_from_another_shard_wakes_bzpopmin() {
+    let server = Server::start(&[]);
+    for (waiter_key_shard, adder) in [(0, 1), (1, 0)] {
+        let key = key_on(waiter_key_shard, &format!("zq{adder}-"));
+        let mut waiter = server.raw();
+        waiter.send(&common::encode(&["BZPOPMIN", &key, "0"]));
+        let mut ctl = server.raw();
+        wait_blocked(&mut ctl, "bzpopmin", 1);
+        assert_eq!(ctl.cmd(&["ZADD", &key, "2", "b", "1", "a"]), b":2\r\n");
+        let reply = String::from_utf8_lossy(&waiter.read_reply()).into_owned();
+        let expected = format!("*3\r\n${}\r\n{key}\r\n$1\r\na\r\n$1\r\n1\r\n", key.len());
+        assert_eq!(reply, expected);
+        assert_eq!(ctl.cmd(&["ZCARD", &key]), b":1\r\n");
+    }
+}
+
+#[test]
+fn bzpop_waiters_are_served_in_arrival_order() {
+    let server = Server::start(&[]);
+    let key = key_on(1, "zfifo");
+    let mut ctl = server.raw();
+    let mut waiters = Vec::new();
+    for i in 0..3 {
+        let mut w = server.raw();
+        w.send(&common::encode(&["BZPOPMAX", &key, "0"]));
+        wait_blocked(&mut ctl, "bzpopmax", i + 1);
+        waiters.push(w);
+    }
+    assert_eq!(
+        ctl.cmd(&["ZADD", &key, "1", "a", "2", "b", "3", "c"]),
+        b":3\r\n"
+    );
+    // BZPOPMAX pops the highest score: the first waiter gets "c", then "b", then "a".
+    for (w, want) in waiters.iter_mut().zip(["c", "b", "a"]) {
+        let reply = String::from_utf8_lossy(&w.read_reply()).into_owned();
+        assert!(reply.contains(&format!("$1\r\n{want}\r\n")), "{reply}");
+    }
+    assert_eq!(ctl.cmd(&["EXISTS", &key]), b":0\r\n");
+}
+
+#[test]
+fn bzmpop_takes_a_count_and_times_out_with_null() {
+    let server = Server::start(&[]);
+    let key = key_on(0, "zm");
+    let mut w = server.raw();
+    w.send(&common::encode(&[
+        "BZMPOP", "0", "1", &key, "MIN", "COUNT", "2",
+    ]));
+    let mut ctl = server.raw();
+    wait_blocked(&mut ctl, "bzmpop", 1);
+    ctl.cmd(&["ZADD", &key, "3", "c", "1", "a", "2", "b"]);
+    let want = format!(
+        "*2\r\n${}\r\n{key}\r\n*2\r\n*2\r\n$1\r\na\r\n$1\r\n1\r\n*2\r\n$1\r\nb\r\n$1\r\n2\r\n",
+        key.len()
+    );
+    assert_eq!(String::from_utf8_lossy(&w.read_reply()), want);
+    let empty = key_on(1, "zt");
+    let started = Instant::now();
+    assert_eq!(w.cmd(&["BZPOPMIN", &empty, "0.2"]), b"*-1\r\n");
+    eprintln!("BZPOPMIN 0.2 answered after {:?}", started.elapsed());
+    assert_eq!(w.cmd(&["HELLO", "3"])[0], b'%');
+    assert_eq!(w.cmd(&["BZMPOP", "0.05", "1", &empty, "MAX"]), b"_\r\n");
+    assert_eq!(w.cmd(&["BZPOPMAX", &empty, "0.05"]), b"_\r\n");
+}
+
+#[test]
+fn bzpop_over_keys_on_both_shards_and_woken_by_a_store() {
+    let server = Server::start(&[]);
+    let (a, b) = (key_on(0, "ztwo"), key_on(1, "ztwo"));
+    let mut w = server.raw();
+    w.send(&common::encode(&["BZPOPMIN", &a, &b, "5"]));
+    let mut ctl = server.raw();
+    wait_blocked(&mut ctl, "bzpopmin", 1);
+    ctl.cmd(&["ZADD", &b, "7", "from-b"]);
+    let reply = String::from_utf8_lossy(&w.read_reply()).into_owned();
+    assert!(
+        reply.contains(&b) && reply.contains("$6\r\nfrom-b\r\n"),
+        "{reply}"
+    );
+    // A ZUNIONSTORE whose destination is waited on serves the waiter (sources on the other
+    // shard, so the store is gathered and written back).
+    let src = key_on(1, "zsrc");
+    ctl.cmd(&["ZADD", &src, "1", "x"]);
+    w.send(&common::encode(&["BZPOPMAX", &a, "0"]));
+    wait_blocked(&mut ctl, "bzpopmax", 1);
+    assert_eq!(ctl.cmd(&["ZUNIONSTORE", &a, "1", &src]), b":1\r\n");
+    let reply = String::from_utf8_lossy(&w.read_reply()).into_owned();
+    assert!(reply.ends_with("$1\r\nx\r\n$1\r\n1\r\n"), "{reply}");
+    assert_eq!(ctl.cmd(&["EXISTS", &a]), b":0\r\n");
+}
+
+#[test]
+fn a_value_of_another_type_does_not_wake_the_waiter() {
+    let server = Server::start(&[]);
+    let key = key_on(0, "ztype");
+    let mut w = server.raw();
+    w.send(&common::encode(&["BZPOPMIN", &key, "0"]));
+    let mut ctl = server.raw();
+    wait_blocked(&mut ctl, "bzpopmin", 1);
+    // A list under the key: the sorted-set waiter stays parked, as in Redis.
+    assert_eq!(ctl.cmd(&["RPUSH", &key, "x"]), b":1\r\n");
+    assert_eq!(ctl.cmd(&["DEL", &key]), b":1\r\n");
+    wait_blocked(&mut ctl, "bzpopmin", 1);
+    assert_eq!(ctl.cmd(&["ZADD", &key, "1", "m"]), b":1\r\n");
+    let reply = String::from_utf8_lossy(&w.read_reply()).into_owned();
+    assert!(reply.ends_with("$1\r\nm\r\n$1\r\n1\r\n"), "{reply}");
 }

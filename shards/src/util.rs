@@ -33,36 +33,77 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
     }
 }
 
-/// Parses a float as Redis's `string2ld`/`string2d`: the whole string must be a number
-/// (`strtod` syntax, including `inf`), no leading space, not NaN.
-pub fn parse_f64(s: &[u8]) -> Option<f64> {
-    if s.is_empty() || s[0].is_ascii_whitespace() || s.len() > 5000 {
-        return None;
-    }
-    let text = std::str::from_utf8(s).ok()?;
-    let lower = text.to_ascii_lowercase();
-    let t = lower.strip_prefix(['+', '-']).unwrap_or(&lower);
-    let v = if t == "inf" || t == "infinity" {
-        if lower.starts_with('-') {
-            f64::NEG_INFINITY
-        } else {
-            f64::INFINITY
-        }
+/// C's `strtod` over `s` up to its first NUL byte (as Redis hands sds strings to it): the value,
+/// how many bytes it used, and whether it set `ERANGE`.
+fn c_strtod(s: &[u8]) -> (f64, usize, bool) {
+    let text = s.split(|&b| b == 0).next().unwrap_or_default();
+    // Arguments are NUL-terminated on the stack when short (nearly always), else on the heap.
+    let mut stack = [0u8; 64];
+    let heap: Vec<u8>;
+    let cstr: &[u8] = if text.len() < stack.len() {
+        stack[..text.len()].copy_from_slice(text);
+        &stack[..=text.len()]
     } else {
-        // Rust's parser accepts "nan"/"inf" spellings handled above and rejects hex floats,
-        // which strtod would take; Redis users do not send those.
-        if !t
-            .bytes()
-            .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'-' | b'+'))
-        {
-            return None;
-        }
-        text.parse::<f64>().ok()?
+        heap = [text, &[0][..]].concat();
+        &heap
     };
-    if v.is_nan() {
+    let start = cstr.as_ptr() as *const libc::c_char;
+    let mut end: *mut libc::c_char = std::ptr::null_mut();
+    // SAFETY: `cstr` is NUL-terminated (with no NUL before the end) and outlives the call;
+    // `end` receives a pointer into it; errno is this thread's own.
+    let (value, erange) = unsafe {
+        *libc::__errno_location() = 0;
+        let v = libc::strtod(start, &mut end);
+        (v, *libc::__errno_location() == libc::ERANGE)
+    };
+    let used = if end.is_null() {
+        0
+    } else {
+        // SAFETY: strtod sets `end` within the string it was given.
+        unsafe { end.offset_from(start) }.max(0) as usize
+    };
+    (value, used, erange)
+}
+
+/// Parses a float exactly as Redis's `string2d` (scores, increments, weights): `strtod` syntax
+/// (decimal, hex, `inf`) over the whole argument, no leading space, not NaN, and not out of
+/// range (overflow to infinity, or underflow to zero).
+pub fn parse_f64(s: &[u8]) -> Option<f64> {
+    // Plain integers (the common score) convert exactly without strtod.
+    if let Some(i) = parse_i64(s).filter(|i| i.unsigned_abs() <= 1 << 53) {
+        return Some(i as f64);
+    }
+    if s.is_empty() || matches!(s[0], b' ' | b'\t'..=b'\r') {
         return None;
     }
-    Some(v)
+    let (v, used, erange) = c_strtod(s);
+    let out_of_range = erange && (v.is_infinite() || v == 0.0);
+    (used == s.len() && !out_of_range && !v.is_nan()).then_some(v)
+}
+
+/// Parses a score range end as Redis's `zslParseRange` does: plain `strtod`, which skips
+/// leading space, stops at a NUL byte, reads an empty string as 0 and an overflow as an
+/// infinity; only NaN and trailing text are refused.
+pub fn parse_f64_lenient(s: &[u8]) -> Option<f64> {
+    let text = s.split(|&b| b == 0).next().unwrap_or_default();
+    let (v, used, _) = c_strtod(text);
+    (used == text.len() && !v.is_nan()).then_some(v)
+}
+
+/// Redis's `d2string`: `inf`/`-inf`, `0`/`-0`, an integer in plain digits when it is one and
+/// below 2^52, otherwise `%.17g`.
+pub fn fmt_d2string(d: f64) -> String {
+    if d.is_nan() {
+        "nan".into()
+    } else if d.is_infinite() {
+        if d > 0.0 { "inf" } else { "-inf" }.into()
+    } else if d == 0.0 {
+        if d.is_sign_negative() { "-0" } else { "0" }.into()
+    } else if d > -4_503_599_627_370_495.0 && d < 4_503_599_627_370_496.0 && d.fract() == 0.0 {
+        itoa::Buffer::new().format(d as i64).to_string()
+    } else {
+        fmt_g17(d)
+    }
 }
 
 /// Formats with C's `%.17g`, as Redis 7.0 does for double replies.
@@ -625,6 +666,27 @@ mod tests {
         assert_eq!(parse_f64(b"nan"), None);
         assert_eq!(parse_f64(b" 1"), None);
         assert_eq!(parse_f64(b"1x"), None);
+        assert_eq!(parse_f64(b"0x10"), Some(16.0));
+        assert_eq!(parse_f64(b"1e400"), None, "overflow");
+        assert_eq!(parse_f64(b"1e-400"), None, "underflow to zero");
+        assert_eq!(
+            parse_f64(b"4.9e-324"),
+            Some(4.9e-324),
+            "a subnormal is fine"
+        );
+        assert_eq!(parse_f64(b"1\x002"), None);
+        assert_eq!(parse_f64(b""), None);
+        assert_eq!(parse_f64_lenient(b""), Some(0.0));
+        assert_eq!(parse_f64_lenient(b" 1"), Some(1.0));
+        assert_eq!(parse_f64_lenient(b"1e400"), Some(f64::INFINITY));
+        assert_eq!(parse_f64_lenient(b"3\x00x"), Some(3.0));
+        assert_eq!(parse_f64_lenient(b"nan"), None);
+        assert_eq!(parse_f64_lenient(b"1 "), None);
+        assert_eq!(fmt_d2string(-0.0), "-0");
+        assert_eq!(fmt_d2string(1e17), "1e+17");
+        assert_eq!(fmt_d2string(4_503_599_627_370_495.0), "4503599627370495");
+        assert_eq!(fmt_d2string(2.5), "2.5");
+        assert_eq!(fmt_d2string(f64::NEG_INFINITY), "-inf");
         assert_eq!(fmt_g17(1.1), "1.1000000000000001");
         assert_eq!(fmt_g17(3.0), "3");
         assert_eq!(fmt_human(10.5 + 0.1), "10.6");

@@ -502,7 +502,7 @@ fn clip_range(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
 
 /// A blocking command's timeout in milliseconds from now (0: no limit), read as Redis's
 /// `getTimeoutFromObjectOrReply` reads seconds.
-fn parse_timeout(arg: &[u8]) -> Result<u64> {
+pub(crate) fn parse_timeout(arg: &[u8]) -> Result<u64> {
     let secs = LongDouble::parse(arg)
         .ok_or_else(|| Error::err("timeout is not a float or out of range"))?;
     u64::try_from(seconds_to_ms(secs)).map_err(|_| Error::err("timeout is negative"))

@@ -18,6 +18,7 @@ pub mod set;
 pub mod sort;
 pub mod spec;
 pub mod string;
+pub mod zset;
 
 pub use args::Args;
 pub use registry::{lookup, Lookup};

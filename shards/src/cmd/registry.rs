@@ -21,6 +21,7 @@ pub fn all() -> impl Iterator<Item = &'static CommandSpec> {
         super::multi::COMMANDS,
         super::bitmap::COMMANDS,
         super::hll::COMMANDS,
+        super::zset::COMMANDS,
     ]
     .into_iter()
     .flat_map(|family| family.iter())

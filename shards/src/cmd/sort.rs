@@ -229,6 +229,7 @@ fn elements(value: &Value) -> Result<Vec<SmallBytes>> {
     match value {
         Value::List(l) => Ok(l.iter().map(SmallBytes::from).collect()),
         Value::Set(s) => Ok(s.iter().map(|m| m.to_bytes()).collect()),
+        Value::ZSet(z) => Ok(z.iter().map(|(m, _)| SmallBytes::from(m)).collect()),
         _ => Err(Error::WrongType),
     }
 }
@@ -320,6 +321,13 @@ fn run_sort(sh: &mut Shard, c: &mut Call, readonly: bool) -> Result<()> {
         None => Vec::new(),
         Some(e) => elements(&e.value)?,
     };
+    // As Redis 7.0 does, SORT converts a listpack sorted set to the big encoding.
+    if let Some(Value::ZSet(z)) = sh.dbs[c.db]
+        .get_mut(c.argv[1], c.now_ms)
+        .map(|e| &mut e.value)
+    {
+        z.convert();
+    }
     let is_set = matches!(
         sh.dbs[c.db].get(c.argv[1], c.now_ms).map(|e| &e.value),
         Some(Value::Set(_))
@@ -330,10 +338,10 @@ fn run_sort(sh: &mut Shard, c: &mut Call, readonly: bool) -> Result<()> {
         o.alpha = true;
         o.by = None;
     }
-    // Unsorted lists keep their order, read from the tail with DESC.
+    // Unsorted lists and sorted sets keep their order, read from the tail with DESC.
     let is_list = matches!(
         sh.dbs[c.db].get(c.argv[1], c.now_ms).map(|e| &e.value),
-        Some(Value::List(_))
+        Some(Value::List(_) | Value::ZSet(_))
     );
     if o.dontsort && is_list && o.desc {
         elems.reverse();

@@ -9,12 +9,15 @@ pub mod listpack;
 pub mod pairpack;
 pub mod set;
 pub mod string;
+pub mod zset;
+pub mod ztree;
 
 pub use bytes::{SmallBytes, SmallKey};
 pub use hash::Hash;
 pub use list::List;
 pub use set::Set;
 pub use string::Str;
+pub use zset::ZSet;
 
 /// A value stored under a key.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +26,7 @@ pub enum Value {
     List(List),
     Set(Set),
     Hash(Hash),
+    ZSet(ZSet),
 }
 
 impl Value {
@@ -90,6 +94,22 @@ impl Value {
         }
     }
 
+    /// The sorted set this value holds, or `WRONGTYPE`.
+    pub fn as_zset(&self) -> crate::Result<&ZSet> {
+        match self {
+            Value::ZSet(x) => Ok(x),
+            _ => Err(crate::Error::WrongType),
+        }
+    }
+
+    /// The sorted set this value holds, for changing it, or `WRONGTYPE`.
+    pub fn as_zset_mut(&mut self) -> crate::Result<&mut ZSet> {
+        match self {
+            Value::ZSet(x) => Ok(x),
+            _ => Err(crate::Error::WrongType),
+        }
+    }
+
     /// The name TYPE reports.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -97,6 +117,7 @@ impl Value {
             Value::List(_) => "list",
             Value::Set(_) => "set",
             Value::Hash(_) => "hash",
+            Value::ZSet(_) => "zset",
         }
     }
 
@@ -107,6 +128,7 @@ impl Value {
             Value::List(l) => l.encoding(),
             Value::Set(s) => s.encoding(),
             Value::Hash(h) => h.encoding(),
+            Value::ZSet(z) => z.encoding(),
         }
     }
 }
