@@ -236,7 +236,9 @@ pub fn serve(ctx: &ShardCtx, from: usize, p: &ReqPart) -> RepBody {
     let keys: Vec<(usize, Key)> = lock.iter().map(|(d, k)| (*d as usize, k.clone())).collect();
     {
         let mut locks = ctx.locks.borrow_mut();
-        let wants = *exclusive || !keys.is_empty();
+        // A transaction that holds the whole shard (a block run live, whose commands start
+        // steps of their own) never waits here: it would wait for requests waiting for it.
+        let wants = (*exclusive || !keys.is_empty()) && locks.exclusive != Some(*tx);
         if wants
             && (locks.conflicts(*tx, &keys, *exclusive)
                 || locks.queued_before(*tx, &keys, *exclusive))
