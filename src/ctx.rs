@@ -420,17 +420,7 @@ impl ShardCtx {
                 self.resume_awaiting(self.id, conn.token);
             } else {
                 // Sequence number 0: the acknowledgement is not for any operation.
-                self.send(
-                    shard,
-                    ReqPart {
-                        conn: conn.token,
-                        seq: 0,
-                        db: 0,
-                        proto: conn.proto,
-                        tx: 0,
-                        body: ReqBody::Unwatch,
-                    },
-                );
+                self.send_unanswered(shard, conn.token, ReqBody::Unwatch);
             }
         }
     }
@@ -761,6 +751,20 @@ impl ShardCtx {
         self.conns.borrow_mut().release(conn.token);
     }
 
+    /// Queues a request for `shard` that is for no operation of the connection (releases,
+    /// unwatches, cancellations): sequence number 0, and no answer comes back.
+    pub fn send_unanswered(&self, shard: usize, conn: Token, body: ReqBody) {
+        let part = ReqPart {
+            conn,
+            seq: 0,
+            db: 0,
+            proto: shards::resp::Proto::Resp2,
+            tx: 0,
+            body,
+        };
+        self.send(shard, part);
+    }
+
     /// Queues a request part for `shard`; it leaves at the end of this loop iteration.
     pub fn send(&self, shard: usize, part: ReqPart) {
         self.net.hops_out.set(self.net.hops_out.get() + 1);
@@ -792,17 +796,7 @@ impl ShardCtx {
                 self.unblock(id, Unblock::Drop);
             }
         } else {
-            self.send(
-                shard,
-                ReqPart {
-                    conn,
-                    seq: 0,
-                    db: 0,
-                    proto: shards::resp::Proto::Resp2,
-                    tx: 0,
-                    body: ReqBody::Unblock(Unblock::Drop),
-                },
-            );
+            self.send_unanswered(shard, conn, ReqBody::Unblock(Unblock::Drop));
         }
     }
 

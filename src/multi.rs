@@ -25,7 +25,7 @@
 use crate::conn::Conn;
 use crate::ctx::{now_us, ShardCtx};
 use crate::dispatch::{encode_command, shard_of};
-use crate::msg::{RepBody, ReqBody, ReqPart};
+use crate::msg::{RepBody, ReqBody};
 use crate::txn::{Step, TxOp};
 use shards::cmd::{lookup, ConnCmd, Lookup, Route};
 use shards::keyspace::{Entry, Key};
@@ -235,17 +235,7 @@ pub fn unwatch_all(ctx: &ShardCtx, conn: &mut Conn) {
             }
         } else {
             // Sequence number 0: the acknowledgement is for no operation and is dropped.
-            ctx.send(
-                s,
-                ReqPart {
-                    conn: conn.token,
-                    seq: 0,
-                    db: 0,
-                    proto: conn.proto,
-                    tx: 0,
-                    body: ReqBody::UnwatchKeys(keys),
-                },
-            );
+            ctx.send_unanswered(s, conn.token, ReqBody::UnwatchKeys(keys));
         }
     }
 }
@@ -296,9 +286,22 @@ fn exec(ctx: &ShardCtx, conn: &mut Conn, queued: Vec<Vec<Vec<u8>>>) {
     }
 }
 
-/// The reply of an EXEC that a changed watched key aborted.
-fn aborted(conn: &mut Conn) {
+/// After EXEC's locking steps: the connection stops watching, and if an owner found a watched
+/// key changed, the locks on `held` go and EXEC answers a null array. Returns whether it did.
+fn aborted_by_watch(
+    ctx: &ShardCtx,
+    conn: &mut Conn,
+    tx: crate::txn::TxId,
+    held: impl IntoIterator<Item = usize>,
+    results: &[(usize, RepBody)],
+) -> bool {
+    unwatch_all(ctx, conn);
+    if !results.iter().any(|(_, b)| matches!(b, RepBody::Conflict)) {
+        return false;
+    }
+    crate::txn::release_on(ctx, conn, tx, held);
     conn.reply().null_array();
+    true
 }
 
 /// Runs the block through the normal request path, isolated by a transaction that holds
@@ -334,10 +337,8 @@ fn exec_live(ctx: &ShardCtx, conn: &mut Conn, queued: Vec<Vec<Vec<u8>>>) {
         steps,
         Vec::new(),
         Box::new(move |ctx, conn, results| {
-            unwatch_all(ctx, conn);
-            if results.iter().any(|(_, b)| matches!(b, RepBody::Conflict)) {
-                crate::txn::release_on(ctx, conn, tx, 0..ctx.n);
-                return aborted(conn);
+            if aborted_by_watch(ctx, conn, tx, 0..ctx.n, &results) {
+                return;
             }
             Reply::new(&mut conn.wbuf, conn.proto).array(queued.len());
             let mut frames = Vec::new();
@@ -404,10 +405,8 @@ fn exec_on_copies(
         steps,
         Vec::new(),
         Box::new(move |ctx, conn, results| {
-            unwatch_all(ctx, conn);
-            if results.iter().any(|(_, b)| matches!(b, RepBody::Conflict)) {
-                crate::txn::release_on(ctx, conn, tx, held);
-                return aborted(conn);
+            if aborted_by_watch(ctx, conn, tx, held.iter().copied(), &results) {
+                return;
             }
             let mut before: Vec<(u8, Key, Option<Entry>)> = Vec::new();
             for (_, body) in results {

@@ -531,17 +531,7 @@ pub fn serve_admin(ctx: &ShardCtx, body: &ReqBody) -> RepBody {
                     RepBody::Count(1)
                 }
                 Some((token, Some(shard))) => {
-                    ctx.send(
-                        shard,
-                        ReqPart {
-                            conn: token,
-                            seq: 0,
-                            db: 0,
-                            proto: Proto::Resp2,
-                            tx: 0,
-                            body: ReqBody::Unblock(how),
-                        },
-                    );
+                    ctx.send_unanswered(shard, token, ReqBody::Unblock(how));
                     RepBody::Count(1)
                 }
                 _ => RepBody::Count(0),

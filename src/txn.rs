@@ -470,21 +470,15 @@ pub fn release_on(ctx: &ShardCtx, conn: &Conn, tx: TxId, shards: impl IntoIterat
             ctx.resume_awaiting(ctx.id, conn.token);
         } else {
             // Sequence number 0: the acknowledgement is for no operation and is dropped.
-            ctx.send(
+            ctx.send_unanswered(
                 s,
-                ReqPart {
-                    conn: conn.token,
-                    seq: 0,
-                    db: 0,
-                    proto: conn.proto,
-                    tx: 0,
-                    body: ReqBody::Tx {
-                        tx,
-                        lock: Vec::new(),
-                        exclusive: false,
-                        op: TxOp::Nothing,
-                        release: true,
-                    },
+                conn.token,
+                ReqBody::Tx {
+                    tx,
+                    lock: Vec::new(),
+                    exclusive: false,
+                    op: TxOp::Nothing,
+                    release: true,
                 },
             );
         }
