@@ -783,11 +783,7 @@ fn gather_run(
             before.extend(e);
         }
     }
-    let mut scratch = Shard::new(ctx.id, 1, now_us());
-    scratch.config = ctx.engine.borrow().config.clone();
-    for (db, k, e) in &before {
-        scratch.import(*db as usize, vec![(k.clone(), e.clone())]);
-    }
+    let mut scratch = scratch_with(ctx, &before);
     let args: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
     let now = now_us();
     let (db, proto) = (conn.db, conn.proto);
@@ -839,6 +835,18 @@ fn gather_run(
         return;
     }
     write_back(ctx, conn, tx, held, before, &mut scratch, reply);
+}
+
+/// A scratch shard holding copies of gathered entries, with this shard's configuration and
+/// fresh statistics (what the command run on it counts is added here afterwards).
+pub fn scratch_with(ctx: &ShardCtx, entries: &[(u8, Key, Option<Entry>)]) -> Shard {
+    let mut scratch = Shard::new(ctx.id, 1, now_us());
+    scratch.config = ctx.engine.borrow().config.clone();
+    for (db, k, e) in entries {
+        scratch.import(*db as usize, vec![(k.clone(), e.clone())]);
+    }
+    scratch.stats = Default::default();
+    scratch
 }
 
 /// Ends a transaction that ran on copies in `scratch`: sends each changed entry back to its

@@ -434,12 +434,7 @@ fn run_block(
     queued: &[Vec<Vec<u8>>],
     before: &[(u8, Key, Option<Entry>)],
 ) -> (Vec<u8>, Shard) {
-    let mut scratch = Shard::new(ctx.id, 1, now_us());
-    scratch.config = ctx.engine.borrow().config.clone();
-    for (db, k, e) in before {
-        scratch.import(*db as usize, vec![(k.clone(), e.clone())]);
-    }
-    scratch.stats = Default::default();
+    let mut scratch = crate::dispatch::scratch_with(ctx, before);
     let proto = conn.proto;
     let mut out = Vec::new();
     Reply::new(&mut out, proto).array(queued.len());
