@@ -4,6 +4,7 @@
 //! their code.
 
 pub mod args;
+pub mod geo;
 pub mod hash;
 pub mod info;
 pub mod keys;

@@ -19,6 +19,7 @@ pub fn all() -> impl Iterator<Item = &'static CommandSpec> {
         super::set::COMMANDS,
         super::sort::COMMANDS,
         super::zset::COMMANDS,
+        super::geo::COMMANDS,
     ]
     .into_iter()
     .flat_map(|family| family.iter())

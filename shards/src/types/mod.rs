@@ -1,6 +1,7 @@
 //! Value types. These modules hold data structures and know nothing of RESP or commands.
 
 pub mod bytes;
+pub mod geo;
 pub mod hash;
 pub mod list;
 pub mod listpack;
