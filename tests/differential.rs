@@ -288,6 +288,7 @@ const CORPUS: &[&str] = &[
     "hash.redis",
     "sort.redis",
     "zsets.redis",
+    "geo.redis",
 ];
 
 #[test]
@@ -347,4 +348,9 @@ fn sort() {
 #[test]
 fn zsets() {
     check("zsets.redis");
+}
+
+#[test]
+fn geo() {
+    check("geo.redis");
 }

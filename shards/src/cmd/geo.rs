@@ -10,11 +10,10 @@
 //! Searches that store may write a key on another shard, so they run gathered
 //! (`Split::Gather`) and everything here is local.
 //!
-//! Where Redis leaves the order of results open (no ASC/DESC), the points come in the order
-//! Redis finds them: the centre's cell then its neighbours, each in score order. Sorting by
-//! distance is stable, as glibc's `qsort` (a merge sort) is for Redis; with COUNT below the
-//! number of matches Redis uses a partial quicksort instead, so members at exactly the same
-//! distance may then come (or be cut) in another order than Redis's.
+//! Results come in Redis's exact order, ties included: without ASC/DESC in the order Redis
+//! finds them (the centre's cell then its neighbours, each in score order); sorted by distance
+//! stably (as glibc's `qsort`, a merge sort, sorts for Redis), or, with COUNT below the number
+//! of matches, by Redis's own partial quicksort ([`crate::pqsort`]), which is not stable.
 
 use super::spec::{
     acl, flag, kflag, Arg, ArgType, BeginSearch, CommandSpec, FindKeys, Group, KeySpec, Route,
@@ -23,6 +22,7 @@ use super::spec::{
 use super::zset::{limits, read_zset, zadd};
 use super::Call;
 use crate::keyspace::Entry;
+use crate::pqsort::partial_sort_by;
 use crate::resp::Reply;
 use crate::types::geo::{
     self, c_double_to_i64, distance, geohash_text, position_of, valid_lon_lat, Extent, Found, Shape,
@@ -718,15 +718,29 @@ fn run_query(z: &ZSet, q: &Query) -> Vec<Found> {
     let limit = if q.any { q.count } else { 0 };
     let mut found = geo::search(z, &q.shape, limit);
     let order = q.order.or((q.count > 0 && !q.any).then_some(Order::Asc));
-    let by_dist = |a: &Found, b: &Found| a.dist_m.partial_cmp(&b.dist_m).unwrap_or(Ordering::Equal);
-    match order {
-        Some(Order::Asc) => found.sort_by(by_dist),
-        Some(Order::Desc) => found.sort_by(|a, b| by_dist(b, a)),
-        None => {}
+    let wanted = if q.count == 0 {
+        found.len()
+    } else {
+        q.count.min(found.len())
+    };
+    if let Some(order) = order {
+        let by_dist = move |a: &Found, b: &Found| {
+            let o = a.dist_m.partial_cmp(&b.dist_m).unwrap_or(Ordering::Equal);
+            if order == Order::Desc {
+                o.reverse()
+            } else {
+                o
+            }
+        };
+        // As Redis: a full sort is glibc's qsort, a stable merge sort; a partial one is its
+        // own pqsort, whose order among equal distances this reproduces.
+        if wanted == found.len() {
+            found.sort_by(by_dist);
+        } else if wanted > 0 {
+            partial_sort_by(&mut found, wanted - 1, by_dist);
+        }
     }
-    if q.count > 0 {
-        found.truncate(q.count);
-    }
+    found.truncate(wanted);
     for f in &mut found {
         f.dist_m /= q.shape.unit_m;
     }
