@@ -27,6 +27,7 @@ use crate::resp::Reply;
 use crate::types::geo::{
     self, c_double_to_i64, distance, geohash_text, position_of, valid_lon_lat, Extent, Found, Shape,
 };
+use crate::types::zset::Limits;
 use crate::types::{SmallBytes, Value, ZSet};
 use crate::util::{eq_ic, fmt_fixed, fmt_fixed_point, parse_f64, parse_i64, LongDouble};
 use crate::{Error, Result, Shard};
@@ -705,15 +706,17 @@ fn search_generic(sh: &mut Shard, c: &mut Call, v: Variant) -> Result<()> {
         (None, Some(found)) => reply_found(&mut c.out, &q, &found),
         (Some(dst), found) => {
             let n = found.as_ref().map_or(0, Vec::len);
-            store_found(sh, c.db, dst, q.storedist, found.unwrap_or_default(), lim);
+            let by_dist = q.storedist.then_some(q.shape.unit_m);
+            store_found(sh, c.db, dst, by_dist, found.unwrap_or_default(), lim);
             c.out.int(n as i64);
         }
     }
     Ok(())
 }
 
-/// Searches `z`, orders by distance if asked (COUNT without ANY implies ascending), keeps
-/// COUNT, and turns distances into the query's unit.
+/// Searches `z`, orders by distance if asked (COUNT without ANY implies ascending) and keeps
+/// COUNT. Distances stay in meters: Redis orders by those, and converts only what it shows or
+/// stores.
 fn run_query(z: &ZSet, q: &Query) -> Vec<Found> {
     let limit = if q.any { q.count } else { 0 };
     let mut found = geo::search(z, &q.shape, limit);
@@ -741,15 +744,13 @@ fn run_query(z: &ZSet, q: &Query) -> Vec<Found> {
         }
     }
     found.truncate(wanted);
-    for f in &mut found {
-        f.dist_m /= q.shape.unit_m;
-    }
     found
 }
 
 /// The search reply: members alone, or each with its distance (4 decimals, a string even in
 /// RESP3), hash (the score as an integer) and coordinates, in that order.
 fn reply_found(out: &mut Reply, q: &Query, found: &[Found]) {
+    let unit_m = q.shape.unit_m;
     let extras = usize::from(q.withdist) + usize::from(q.withhash) + usize::from(q.withcoord);
     out.array(found.len());
     for f in found {
@@ -758,7 +759,7 @@ fn reply_found(out: &mut Reply, q: &Query, found: &[Found]) {
         }
         out.bulk(&f.member);
         if q.withdist {
-            out.bulk(fmt_fixed_point(f.dist_m, 4).as_bytes());
+            out.bulk(fmt_fixed_point(f.dist_m / unit_m, 4).as_bytes());
         }
         if q.withhash {
             out.int(c_double_to_i64(f.score));
@@ -771,16 +772,16 @@ fn reply_found(out: &mut Reply, q: &Query, found: &[Found]) {
     }
 }
 
-/// Stores found points under `dst` (replacing any value and deadline), scored by geohash or
-/// (`by_dist`) by distance, in the encoding their number and sizes call for; with none,
-/// deletes `dst`.
+/// Stores found points under `dst` (replacing any value and deadline), scored by geohash or,
+/// with `by_dist` (the unit's size in meters), by distance in that unit, in the encoding their
+/// number and sizes call for; with none, deletes `dst`.
 fn store_found(
     sh: &mut Shard,
     db: usize,
     dst: &[u8],
-    by_dist: bool,
+    by_dist: Option<f64>,
     found: Vec<Found>,
-    lim: crate::types::zset::Limits,
+    lim: Limits,
 ) {
     let db = &mut sh.dbs[db];
     if found.is_empty() {
@@ -793,7 +794,7 @@ fn store_found(
     let mut pairs: Vec<(SmallBytes, f64)> = found
         .into_iter()
         .map(|f| {
-            let score = if by_dist { f.dist_m } else { f.score };
+            let score = by_dist.map_or(f.score, |unit_m| f.dist_m / unit_m);
             (f.member, score)
         })
         .collect();

@@ -104,17 +104,19 @@ fn squash(x: u64) -> u32 {
 /// 2^64, below -2^63 and infinities give the "indefinite" result of the conversion instruction.
 pub fn c_double_to_u64(d: f64) -> u64 {
     const TWO_63: f64 = 9_223_372_036_854_775_808.0;
-    if d < TWO_63 {
-        // Negative values wrap through the signed conversion, as the instruction does.
-        if d >= -TWO_63 {
-            d as i64 as u64
+    if d >= TWO_63 {
+        // Converted less 2^63, with the top bit put back (gone when that overflows too).
+        if d - TWO_63 < TWO_63 {
+            ((d - TWO_63) as i64 as u64) ^ (1 << 63)
         } else {
-            1 << 63
+            0
         }
-    } else if d - TWO_63 < TWO_63 {
-        ((d - TWO_63) as i64 as u64) ^ (1 << 63)
+    } else if d >= -TWO_63 {
+        // Negative values wrap through the signed conversion, as the instruction does.
+        d as i64 as u64
     } else {
-        0
+        // Below -2^63, -inf and NaN.
+        1 << 63
     }
 }
 
@@ -422,7 +424,7 @@ pub struct Found {
     pub score: f64,
     pub lon: f64,
     pub lat: f64,
-    /// From the shape's centre, in meters.
+    /// From the shape's centre, in meters (whatever the search's unit).
     pub dist_m: f64,
 }
 
