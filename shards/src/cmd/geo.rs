@@ -317,7 +317,7 @@ fn parse_unit(arg: &[u8]) -> Result<f64> {
     }
 }
 
-/// A non-negative number, or the error `what` names.
+/// A number, or the error that names `what`.
 fn parse_length(arg: &[u8], what: &str) -> Result<f64> {
     parse_f64(arg).ok_or_else(|| Error::err(format!("need numeric {what}")))
 }
@@ -397,6 +397,28 @@ struct Query<'a> {
     storedist: bool,
 }
 
+impl Default for Query<'_> {
+    /// No options yet; the shape is filled in by the arguments that give it.
+    fn default() -> Self {
+        Query {
+            shape: Shape {
+                lon: 0.0,
+                lat: 0.0,
+                extent: Extent::Radius(0.0),
+                unit_m: 1.0,
+            },
+            withdist: false,
+            withhash: false,
+            withcoord: false,
+            order: None,
+            count: 0,
+            any: false,
+            store: None,
+            storedist: false,
+        }
+    }
+}
+
 /// Which of GEOSEARCH's required choices the options made.
 #[derive(Default)]
 struct Chosen {
@@ -410,22 +432,7 @@ struct Chosen {
 /// Redis's): the fixed arguments, the options, then the rules between options. `z` is the
 /// searched set, already looked up; without it a member is not looked for.
 fn parse_query<'a>(argv: &'a [&'a [u8]], v: Variant, z: Option<&ZSet>) -> Result<Query<'a>> {
-    let mut q = Query {
-        shape: Shape {
-            lon: 0.0,
-            lat: 0.0,
-            extent: Extent::Radius(0.0),
-            unit_m: 1.0,
-        },
-        withdist: false,
-        withhash: false,
-        withcoord: false,
-        order: None,
-        count: 0,
-        any: false,
-        store: None,
-        storedist: false,
-    };
+    let mut q = Query::default();
     let arg = |i: usize| argv.get(i).copied().unwrap_or_default();
     let base = match v {
         Variant::Radius { .. } => {
