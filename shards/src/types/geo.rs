@@ -641,10 +641,13 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(200))]
+        #![proptest_config(ProptestConfig::with_cases(300))]
 
-        /// Every stored point inside the shape (by a scan of the whole set) is found, once,
-        /// with the same distance; nothing outside is.
+        /// What a search finds is inside the shape, once, at the distance a scan of the whole
+        /// set gives; and when the shape's bounds stay clear of the antimeridian and the
+        /// latitude limits, everything inside is found. (Across those edges Redis's 9 cells
+        /// can miss points, e.g. 280 km from (179.5, 84.75) in a 594 km radius; shardis misses
+        /// the same ones, which the comparison with redis-server in tests/geo.rs checks.)
         #[test]
         fn search_equals_a_full_scan(points in prop::collection::vec(point(), 0..60), shape in shape()) {
             let z = set_of(&points);
@@ -661,7 +664,13 @@ mod tests {
                 .collect();
             expect.sort_by(|a, b| a.0.cmp(&b.0));
             got.sort_by(|a, b| a.0.cmp(&b.0));
-            prop_assert_eq!(got, expect);
+            let (min_lon, min_lat, max_lon, max_lat) = shape.bounds();
+            if min_lon > LON_MIN && max_lon < LON_MAX && min_lat > LAT_MIN && max_lat < LAT_MAX {
+                prop_assert_eq!(got, expect);
+            } else {
+                prop_assert!(got.windows(2).all(|w| w[0].0 != w[1].0), "found twice");
+                prop_assert!(got.iter().all(|g| expect.contains(g)));
+            }
         }
 
         /// Encoding then decoding moves a point by at most half a cell.
