@@ -2,9 +2,10 @@
 //! runtime), to see what the engine itself costs per command. `cargo bench --bench engine`.
 //! Prints ns/command for SET, GET, INCR, HSET, LPUSH over a keyspace of 100k keys; for ZADD
 //! into 100k small sorted sets (the listpack encoding) and ZADD, ZRANK and ZRANGE BYSCORE on one
-//! sorted set of 100k members (the tree); then for the bitmap and HyperLogLog commands (scans
-//! over 1 MiB strings, PFADD into sparse and dense values, cached and fresh PFCOUNT, unions and
-//! merges).
+//! sorted set of 100k members (the tree); GEOADD, GEOPOS and GEOSEARCH (a 2 km radius, about 24
+//! matches, and the same with COUNT 3 ASC WITHDIST) over 100k points spread over 3° x 2° (about
+//! 240 km x 220 km); then for the bitmap and HyperLogLog commands (scans over 1 MiB strings,
+//! PFADD into sparse and dense values, cached and fresh PFCOUNT, unions and merges).
 
 use shards::cmd::lookup;
 use shards::resp::Proto;
@@ -127,6 +128,59 @@ fn main() {
             ]
         },
         N,
+    );
+    // Points on a 3 x 2 degree area around (10, 45): about 6 km apart on average.
+    let lon = |i: usize| 8.5 + (rand(i) as f64) * 3.0 / 100_000.0;
+    // An independent spread for latitudes (rand(i + k) would put the points on a few lines).
+    let rand2 =
+        |i: usize| ((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as usize % 100_000;
+    let lat = |i: usize| 44.0 + (rand2(i) as f64) * 2.0 / 100_000.0;
+    run(
+        &mut shard,
+        "GEOADD",
+        |i| {
+            vec![
+                b"GEOADD".to_vec(),
+                b"geo".to_vec(),
+                format!("{:.6}", lon(i)).into_bytes(),
+                format!("{:.6}", lat(i)).into_bytes(),
+                format!("p{}", i % 100_000).into_bytes(),
+            ]
+        },
+        N,
+    );
+    run(
+        &mut shard,
+        "GEOPOS",
+        |i| {
+            vec![
+                b"GEOPOS".to_vec(),
+                b"geo".to_vec(),
+                format!("p{}", rand(i)).into_bytes(),
+            ]
+        },
+        N,
+    );
+    let search = |i: usize, extra: &[&str]| {
+        let mut args = vec![
+            b"GEOSEARCH".to_vec(),
+            b"geo".to_vec(),
+            b"FROMLONLAT".to_vec(),
+            format!("{:.4}", 9.0 + (i % 200) as f64 / 100.0).into_bytes(),
+            format!("{:.4}", 44.5 + (i % 100) as f64 / 100.0).into_bytes(),
+            b"BYRADIUS".to_vec(),
+            b"2".to_vec(),
+            b"km".to_vec(),
+        ];
+        args.extend(extra.iter().map(|a| a.as_bytes().to_vec()));
+        args
+    };
+    run(&mut shard, "GEOSEARCH", |i| search(i, &[]), N / 10);
+    run(
+        &mut shard,
+        "GEOSRCH-3",
+        |i| search(i, &["COUNT", "3", "ASC", "WITHDIST"]),
+        N / 10,
     );
     bits_and_hll(&mut shard);
 }

@@ -291,6 +291,7 @@ const CORPUS: &[&str] = &[
     "bitmaps.redis",
     "hll.redis",
     "zsets.redis",
+    "geo.redis",
 ];
 
 #[test]
@@ -502,4 +503,9 @@ fn zsets_random() {
     }
     let _ = std::fs::remove_dir_all(&dir);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn geo() {
+    check("geo.redis");
 }

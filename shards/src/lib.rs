@@ -15,6 +15,7 @@ pub mod error;
 pub mod glob;
 pub mod keyspace;
 pub mod limits;
+pub mod pqsort;
 pub mod resp;
 pub mod rng;
 pub mod shard;

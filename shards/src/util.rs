@@ -90,6 +90,34 @@ pub fn parse_f64_lenient(s: &[u8]) -> Option<f64> {
     (used == text.len() && !v.is_nan()).then_some(v)
 }
 
+/// Redis's `fixedpoint_d2string` (its distance replies): `d` scaled by 10^decimals and
+/// rounded to an integer (nearest, ties to even, as `llrint` does), printed with that many
+/// decimals. The scaling rounds too, so this is not always `%.<decimals>f`: 7423118.81605000
+/// (a double just above the tie) prints as 7423118.8160 here, 7423118.8161 by `printf`.
+/// `decimals` is 1 to 17; the scaled value must fit an i64 (distances are far below).
+pub fn fmt_fixed_point(d: f64, decimals: u32) -> String {
+    let decimals = decimals.clamp(1, 17);
+    let scaled = (d * 10f64.powi(decimals as i32)).round_ties_even();
+    // llrint of an out-of-range value gives i64::MIN, as x86-64's conversion does.
+    let n = if (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&scaled) {
+        scaled as i64
+    } else {
+        i64::MIN
+    };
+    let unit = 10u64.pow(decimals);
+    let (sign, v) = if n < 0 {
+        ("-", n.unsigned_abs())
+    } else {
+        ("", n as u64)
+    };
+    format!(
+        "{sign}{}.{:0width$}",
+        v / unit,
+        v % unit,
+        width = decimals as usize
+    )
+}
+
 /// Redis's `d2string`: `inf`/`-inf`, `0`/`-0`, an integer in plain digits when it is one and
 /// below 2^52, otherwise `%.17g`.
 pub fn fmt_d2string(d: f64) -> String {
@@ -119,6 +147,26 @@ pub fn fmt_g17(d: f64) -> String {
         )
     };
     String::from_utf8_lossy(&buf[..(n.max(0) as usize).min(buf.len() - 1)]).into_owned()
+}
+
+/// Formats with C's `%.<decimals>f` (`%f` is `decimals = 6`): every integer digit, so up to
+/// 309 of them for the largest doubles, and ties rounded as glibc rounds them.
+pub fn fmt_fixed(d: f64, decimals: u8) -> String {
+    // The longest output: sign, 309 integer digits, point, decimals, NUL.
+    let mut buf = vec![0u8; 312 + usize::from(decimals)];
+    // SAFETY: `%.*f` takes an int precision then a double, as passed; the buffer holds the
+    // longest possible output, and snprintf NUL-terminates within `buf.len()`.
+    let n = unsafe {
+        libc::snprintf(
+            buf.as_mut_ptr() as *mut libc::c_char,
+            buf.len(),
+            c"%.*f".as_ptr(),
+            libc::c_int::from(decimals),
+            d,
+        )
+    };
+    buf.truncate((n.max(0) as usize).min(buf.len() - 1));
+    String::from_utf8_lossy(&buf).into_owned()
 }
 
 /// A double reply's text: `inf`/`-inf`, otherwise `%.17g`.
@@ -186,6 +234,27 @@ impl LongDouble {
     /// An integer, exactly (a 64-bit mantissa holds every i64).
     pub fn from_i64(n: i64) -> LongDouble {
         round_ld(n < 0, n.unsigned_abs() as u128, 0, false)
+    }
+
+    /// A double, exactly (as C widens a `double` to `long double`).
+    pub fn from_f64(d: f64) -> LongDouble {
+        if d.is_nan() {
+            return LongDouble::NaN;
+        }
+        let neg = d.is_sign_negative();
+        if d.is_infinite() {
+            return LongDouble::Inf { neg };
+        }
+        let bits = d.to_bits();
+        let exp_field = ((bits >> 52) & 0x7ff) as i64;
+        let frac = bits & ((1 << 52) - 1);
+        // Subnormals have no implicit bit and the exponent of the smallest normal.
+        let (mant, exp) = if exp_field == 0 {
+            (frac, -1074)
+        } else {
+            (frac | (1 << 52), exp_field - 1075)
+        };
+        round_ld(neg, u128::from(mant), exp, false)
     }
 
     /// Parses as Redis's `string2ld`: `strtold` syntax (decimal, hex, `inf`), the whole text,
@@ -691,6 +760,45 @@ mod tests {
         assert_eq!(fmt_g17(3.0), "3");
         assert_eq!(fmt_human(10.5 + 0.1), "10.6");
         assert_eq!(fmt_human(3.0e3), "3000");
+        assert_eq!(fmt_fixed(166274.15156960033, 4), "166274.1516");
+        assert_eq!(fmt_fixed_point(166274.15156960033, 4), "166274.1516");
+        assert_eq!(fmt_fixed_point(7423118.8160500005, 4), "7423118.8160");
+        assert_eq!(fmt_fixed(7423118.8160500005, 4), "7423118.8161");
+        assert_eq!(fmt_fixed_point(0.0, 4), "0.0000");
+        assert_eq!(fmt_fixed_point(-0.0, 4), "0.0000");
+        assert_eq!(fmt_fixed_point(0.00005, 4), "0.0000");
+        assert_eq!(
+            fmt_fixed_point(0.00015, 4),
+            "0.0001",
+            "0.00015 is a little below"
+        );
+        assert_eq!(fmt_fixed_point(0.00025, 4), "0.0002", "a tie goes to even");
+        assert_eq!(fmt_fixed_point(12.5, 4), "12.5000");
+        assert_eq!(fmt_fixed_point(-3.25, 1), "-3.2");
+        assert_eq!(fmt_fixed(0.0078125, 6), "0.007812");
+        assert_eq!(fmt_fixed(-0.0, 6), "-0.000000");
+        assert_eq!(fmt_fixed(f64::INFINITY, 6), "inf");
+        assert_eq!(fmt_fixed(1e300, 6).len(), 301 + 7);
+        assert_eq!(fmt_fixed(-f64::MAX, 6).len(), 1 + 309 + 7);
+    }
+
+    #[test]
+    fn long_double_from_double_prints_as_redis() {
+        // GEOPOS's coordinates: a double widened to long double, printed with `%.17Lf`.
+        for (d, text) in [
+            (13.361389338970184, "13.36138933897018433"),
+            (38.1155563954963, "38.11555639549629859"),
+            (-179.99999731779099, "-179.99999731779098511"),
+            (85.05112878, "85.0511287799999991"),
+            (180.0, "180"),
+            (2.682209014892578e-6, "0.00000268220901489"),
+            (-1e-20, "0"),
+            (0.5, "0.5"),
+        ] {
+            assert_eq!(LongDouble::from_f64(d).to_human(), text, "{d}");
+        }
+        assert_eq!(LongDouble::from_f64(4.9e-324).to_human(), "0");
+        assert_eq!(LongDouble::from_f64(f64::NEG_INFINITY).to_human(), "-inf");
     }
 
     /// `a + b` as INCRBYFLOAT stores it, or None where Redis rejects an operand.

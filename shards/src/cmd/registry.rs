@@ -22,6 +22,7 @@ pub fn all() -> impl Iterator<Item = &'static CommandSpec> {
         super::bitmap::COMMANDS,
         super::hll::COMMANDS,
         super::zset::COMMANDS,
+        super::geo::COMMANDS,
     ]
     .into_iter()
     .flat_map(|family| family.iter())

@@ -660,7 +660,7 @@ pub const COMMANDS: &[CommandSpec] = &[
 // ---------------------------------------------------------------------------------------------
 // Lookups, parsing and reply helpers.
 
-fn limits(sh: &Shard) -> Limits {
+pub(super) fn limits(sh: &Shard) -> Limits {
     Limits {
         max_entries: sh.config.zset_max_listpack_entries,
         max_value: sh.config.zset_max_listpack_value,
@@ -669,7 +669,7 @@ fn limits(sh: &Shard) -> Limits {
 
 /// The sorted set under `key` for reading, counting a keyspace hit or miss as Redis's
 /// `lookupKeyRead` does (a key of another type is a hit, then `WRONGTYPE`).
-fn read_zset<'s>(
+pub(super) fn read_zset<'s>(
     db: &'s mut Db,
     stats: &mut Stats,
     key: &[u8],
@@ -808,7 +808,7 @@ struct AddCounts {
 }
 
 /// ZADD key [NX|XX] [GT|LT] [CH] [INCR] score member [score member ...]
-fn zadd(sh: &mut Shard, c: &mut Call) -> Result<()> {
+pub(super) fn zadd(sh: &mut Shard, c: &mut Call) -> Result<()> {
     zadd_generic(sh, c, AddFlags::default())
 }
 

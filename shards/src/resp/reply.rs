@@ -117,7 +117,12 @@ impl<'a> Reply<'a> {
 
     /// A double: RESP3 `,` or, in RESP2, a bulk string, both formatted as Redis 7.0 does.
     pub fn double(&mut self, d: f64) {
-        let text = crate::util::fmt_double_reply(d);
+        self.double_text(&crate::util::fmt_double_reply(d));
+    }
+
+    /// A double already formatted (GEOPOS's long-double text, …): RESP3 `,`, RESP2 a bulk
+    /// string.
+    pub fn double_text(&mut self, text: &str) {
         match self.proto {
             Proto::Resp2 => self.bulk(text.as_bytes()),
             Proto::Resp3 => {

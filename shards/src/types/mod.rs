@@ -2,6 +2,7 @@
 
 pub mod bitmap;
 pub mod bytes;
+pub mod geo;
 pub mod hash;
 pub mod hll;
 pub mod list;
