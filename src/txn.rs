@@ -23,6 +23,13 @@
 //! touches a locked key is deferred, with everything after it from the same connection, until the
 //! lock goes, so it sees the transaction whole or not at all. Commands on other keys never wait.
 //!
+//! **Whole shards:** a MULTI block that needs the whole keyspace (see `crate::multi`) locks every
+//! shard *exclusively*, in the same ascending order: an exclusive request waits until no other
+//! transaction holds a key there, and while it is held every other transaction and every other
+//! command that reads or writes data on that shard waits. The block's own commands carry its
+//! transaction id (`ReqPart::tx`), pass its locks, and run their own steps under it without
+//! locking or releasing anything (a holder never queues behind the requests waiting for it).
+//!
 //! Locks live only in the owning shard's memory: a lock table per shard, no global state.
 
 use crate::conn::Conn;
