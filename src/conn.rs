@@ -82,6 +82,9 @@ pub struct Conn {
     pub inject: Vec<u8>,
     /// The block being run live: its transaction holds every shard until its commands are done.
     pub live: Option<LiveBlock>,
+    /// The last transaction this connection coordinated: if the connection goes away mid-way,
+    /// its locks are released everywhere.
+    pub tx_open: Option<crate::txn::TxId>,
     /// EPOLLOUT is registered (a write was partial).
     pub want_write: bool,
     /// EPOLLIN is not registered (too much unprocessed input while waiting).
@@ -121,6 +124,7 @@ impl Conn {
             watching: Vec::new(),
             inject: Vec::new(),
             live: None,
+            tx_open: None,
             want_write: false,
             read_paused: false,
             created_ms: now_ms,

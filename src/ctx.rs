@@ -746,6 +746,12 @@ impl ShardCtx {
         let mut conn = conn;
         self.end_watch(&mut conn);
         crate::multi::unwatch_all(self, &mut conn);
+        // A transaction it was coordinating must not keep its locks (releasing one that is
+        // over is harmless).
+        conn.live = None;
+        if let Some(tx) = conn.tx_open.take() {
+            crate::txn::release_on(self, &conn, tx, 0..self.n);
+        }
         self.epoll.delete(conn.fd);
         net::close(conn.fd);
         self.conns.borrow_mut().release(conn.token);

@@ -162,6 +162,10 @@ impl Locks {
 
     /// Releases every lock of `tx` here; returns the keys.
     fn release(&mut self, tx: TxId) -> Vec<(usize, Key)> {
+        // A request still queued (its coordinator went away) goes too.
+        if !self.pending.is_empty() {
+            self.pending.retain(|p| p.tx != tx);
+        }
         if self.exclusive == Some(tx) {
             self.exclusive = None;
             self.released = true;
@@ -447,6 +451,7 @@ pub fn run_steps(
     let Some(step) = steps.pop_front() else {
         return done(ctx, conn, results);
     };
+    conn.tx_open = Some(tx);
     let body = ReqBody::Tx {
         tx,
         lock: step.lock,

@@ -382,3 +382,55 @@ fn live_blocks_with_cross_shard_commands_make_progress() {
     }
     assert!(reader.join().expect("reader") > 5);
 }
+
+/// Clients that go away in the middle of cross-shard transactions (a pipelined burst of MSETs,
+/// MULTI blocks of both kinds, then an immediate close) leave no lock behind: the keys stay
+/// usable and the server answers everyone.
+#[test]
+fn vanished_coordinators_leave_no_locks() {
+    let server = Server::start(&[]);
+    let keys = spread_keys("gone", 4);
+    let mut burst = Vec::new();
+    for i in 0..100 {
+        let mut args = vec!["MSET".to_string()];
+        for k in &keys {
+            args.push(k.clone());
+            args.push(format!("v{i}"));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        burst.extend(common::encode(&args));
+        let block = [
+            vec!["MULTI"],
+            vec!["SET", keys[0].as_str(), "m"],
+            vec!["SET", keys[1].as_str(), "m"],
+            if i % 2 == 0 {
+                vec!["DBSIZE"]
+            } else {
+                vec!["GET", keys[2].as_str()]
+            },
+            vec!["EXEC"],
+        ];
+        for cmd in block {
+            burst.extend(common::encode(&cmd));
+        }
+    }
+    for _ in 0..20 {
+        let mut c = server.raw();
+        c.send(&burst);
+        drop(c);
+    }
+    let mut ctl = server.raw();
+    let mut args = vec!["MGET"];
+    args.extend(keys.iter().map(String::as_str));
+    assert!(ctl.cmd(&args).starts_with(b"*4\r\n"));
+    let mut args = vec!["MSET".to_string()];
+    for k in &keys {
+        args.push(k.clone());
+        args.push("after".to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert_eq!(ctl.cmd(&args), b"+OK\r\n");
+    assert_eq!(ctl.cmd(&["MULTI"]), b"+OK\r\n");
+    assert_eq!(ctl.cmd(&["DBSIZE"]), b"+QUEUED\r\n");
+    assert!(ctl.cmd(&["EXEC"]).starts_with(b"*1\r\n:"));
+}
