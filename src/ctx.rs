@@ -9,6 +9,7 @@ use crate::msg::{RepBody, RepPart, ReqBody, ReqPart, Request, Response, Token};
 use crate::net::{self, Epoll, EV_READ, EV_WRITE};
 use glommio::channels::channel_mesh::{Full, MeshBuilder};
 use glommio::channels::local_channel::{self, LocalSender};
+use glommio::{GlommioError, ResourceType};
 use shards::keyspace::{Entry, Key};
 use shards::resp::ParseLimits;
 use shards::Shard;
@@ -131,6 +132,8 @@ pub struct ShardCtx {
     pub locks: RefCell<crate::txn::Locks>,
     /// The last transaction id this shard handed out.
     pub next_tx: Cell<u64>,
+    /// A retry of messages a full mesh link refused is scheduled.
+    flush_armed: Cell<bool>,
     /// This context itself, for spawning tasks that outlive a call.
     me: RefCell<std::rc::Weak<ShardCtx>>,
     pub net: NetStats,
@@ -198,6 +201,7 @@ impl ShardCtx {
             blocked: RefCell::new(BlockTable::default()),
             locks: RefCell::new(crate::txn::Locks::default()),
             next_tx: Cell::new(0),
+            flush_armed: Cell::new(false),
             me: RefCell::new(std::rc::Weak::new()),
             net: NetStats::default(),
             cfg_gen: Cell::new(u64::MAX),
@@ -602,14 +606,38 @@ impl ShardCtx {
             if parts.is_empty() {
                 continue;
             }
-            let parts = std::mem::take(parts);
+            let batch = std::mem::take(parts);
             if let Some(Some(tx)) = self.resp_tx.get(shard) {
-                let _ = tx.try_send(Response {
+                let msg = Response {
                     from: self.id,
-                    parts,
-                });
+                    parts: batch,
+                };
+                if let Err(GlommioError::WouldBlock(ResourceType::Channel(msg))) = tx.try_send(msg)
+                {
+                    // The link is full: keep the batch, ahead of anything newer, and retry.
+                    let mut back = msg.parts;
+                    back.append(parts);
+                    *parts = back;
+                    self.retry_flush();
+                }
             }
         }
+    }
+
+    /// Flushes the outboxes again shortly (a mesh link was full: the peer is busy).
+    fn retry_flush(&self) {
+        if self.flush_armed.replace(true) {
+            return;
+        }
+        let Some(me) = self.me.borrow().upgrade() else {
+            return;
+        };
+        glommio::spawn_local(async move {
+            glommio::timer::sleep(Duration::from_micros(200)).await;
+            me.flush_armed.set(false);
+            me.end_of_batch();
+        })
+        .detach();
     }
 
     fn accept_all(&self) {
@@ -784,12 +812,20 @@ impl ShardCtx {
             if parts.is_empty() {
                 continue;
             }
-            let parts = std::mem::take(parts);
+            let batch = std::mem::take(parts);
             if let Some(Some(tx)) = self.out_tx.get(shard) {
-                let _ = tx.try_send(Request {
+                let msg = Request {
                     from: self.id,
-                    parts,
-                });
+                    parts: batch,
+                };
+                if let Err(GlommioError::WouldBlock(ResourceType::Channel(msg))) = tx.try_send(msg)
+                {
+                    // The link is full: keep the batch, ahead of anything newer, and retry.
+                    let mut back = msg.parts;
+                    back.append(parts);
+                    *parts = back;
+                    self.retry_flush();
+                }
             }
         }
     }
@@ -825,16 +861,9 @@ impl ShardCtx {
                 })
             })
             .collect::<Vec<_>>();
-        if parts.is_empty() {
-            self.end_of_batch();
-            return;
-        }
-        if let Some(Some(tx)) = self.resp_tx.get(from) {
-            let _ = tx.try_send(Response {
-                from: self.id,
-                parts,
-            });
-        }
+        // Answers leave with the others at the end of the batch (in order, and kept if the
+        // link back is full).
+        self.resp_outbox.borrow_mut()[from].extend(parts);
         self.end_of_batch();
     }
 
