@@ -5,8 +5,8 @@
 use shards::keyspace::{Entry, Key};
 use shards::resp::Proto;
 
-/// Messages a mesh link holds before a sender waits (back-pressure on the sending connection's
-/// shard, never on the executing one).
+/// Messages a mesh link holds; a sender whose link is full keeps its batch and retries shortly
+/// (back-pressure on the sending shard, never on the executing one, and nothing is dropped).
 pub const MESH_CAPACITY: usize = 256;
 
 /// Names a connection on its shard: slab index plus generation, so a reply for a connection

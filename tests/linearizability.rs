@@ -155,7 +155,12 @@ fn concurrent_history_is_linearizable() {
     let keys = Arc::new(keys);
     let mut ctl = server.raw();
     // Several short histories: the search cost grows with a history's length, not their number.
-    for _round in 0..ROUNDS {
+    // More in scripts/soak.sh (LIN_ROUNDS).
+    let rounds = std::env::var("LIN_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(ROUNDS);
+    for _round in 0..rounds {
         assert_eq!(ctl.cmd(&["FLUSHALL"]), b"+OK\r\n");
         let events = one_round(addr, &keys);
         assert_eq!(events.len(), CLIENTS * OPS_PER_CLIENT);
