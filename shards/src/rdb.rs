@@ -718,8 +718,10 @@ fn intset(data: &[u8]) -> Res<Vec<i64>> {
     Ok(out)
 }
 
-/// Reads one object (type byte and body) that must fill `data` exactly, and builds it in the
-/// encoding Redis would give it under `cfg`. Empty collections are corrupt, as Redis's loader
+/// Reads one object (type byte and body) from the start of `data`, and builds it in the
+/// encoding Redis would give it under `cfg`. Bytes after the object are ignored, as RESTORE
+/// reads the object from the whole payload, footer included (a string whose length runs into
+/// the footer loads in Redis, and so here). Empty collections are corrupt, as Redis's loader
 /// refuses them.
 pub fn decode(data: &[u8], cfg: &ShardConfig) -> Res<Value> {
     let mut r = Reader { buf: data, pos: 0 };
@@ -844,7 +846,7 @@ pub fn decode(data: &[u8], cfg: &ShardConfig) -> Res<Value> {
         }
         _ => return Err(Corrupt),
     };
-    if r.remaining() != 0 || collection_is_empty(&value) {
+    if collection_is_empty(&value) {
         return Err(Corrupt);
     }
     Ok(value)

@@ -119,9 +119,11 @@ fn restore(sh: &mut Shard, c: &mut Call) -> Result<()> {
     if ttl < 0 {
         return Err(Error::err("Invalid TTL value, must be >= 0"));
     }
-    let body = rdb::verify_payload(c.argv[3])
+    let payload = c.argv[3];
+    rdb::verify_payload(payload)
         .map_err(|_| Error::err("DUMP payload version or checksum are wrong"))?;
-    let value = rdb::decode(body, &sh.config).map_err(|_| Error::err("Bad data format"))?;
+    // Redis reads the object from the whole payload, footer included.
+    let value = rdb::decode(payload, &sh.config).map_err(|_| Error::err("Bad data format"))?;
     let db = &mut sh.dbs[c.db];
     let deleted = replace && db.contains(key, c.now_ms);
     // Redis adds the clock to a relative TTL in signed arithmetic; an overflow wraps negative

@@ -291,7 +291,6 @@ fn refuses_bad_objects() {
         vec![99],
         vec![kind::STRING],
         vec![kind::STRING, 5, b'a'],
-        vec![kind::STRING, 1, b'a', b'b'],    // trailing bytes
         vec![kind::SET, 0],                   // empty
         vec![kind::SET, 2, 1, b'a', 1, b'a'], // duplicate
         vec![kind::HASH, 1, 1, b'a'],
