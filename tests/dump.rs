@@ -331,3 +331,29 @@ fn stats_count_like_redis() {
         assert_eq!(stat(&mut r, name), stat(&mut s, name), "{name}");
     }
 }
+
+/// Lists whose big elements Redis keeps in PLAIN quicklist nodes (below a lowered packed
+/// threshold) restore into shardis with their contents.
+#[test]
+fn plain_list_nodes_restore() {
+    let redis = RedisServer::start();
+    let shardis = Server::start(&[]);
+    let mut r = redis.raw();
+    let mut s = shardis.raw();
+    let reply = r.cmd(&["DEBUG", "QUICKLIST-PACKED-THRESHOLD", "100"]);
+    assert_eq!(reply, b"+OK\r\n", "{}", escape(&reply));
+    let big = "p".repeat(300);
+    let noisy: String = (0..500u32)
+        .map(|i| char::from(b'0' + (i * 31 % 75) as u8))
+        .collect();
+    r.cmd(&["RPUSH", "pl", "a", &big, "b", &noisy, "c"]);
+    let payload = bulk(&r.cmd(&["DUMP", "pl"]));
+    // A quicklist-2 whose big elements sit in nodes of their own (PLAIN): 5 nodes.
+    assert_eq!(&payload[..3], &[18, 5, 2]);
+    let reply = s.cmd_bytes(&[b"RESTORE", b"pl", b"0", &payload]);
+    assert_eq!(reply, b"+OK\r\n", "{}", escape(&reply));
+    assert_eq!(
+        escape(&s.cmd(&["LRANGE", "pl", "0", "-1"])),
+        escape(&r.cmd(&["LRANGE", "pl", "0", "-1"]))
+    );
+}
