@@ -4,7 +4,8 @@
 //! 7.0 itself writes for each of our representations (strings with the integer encodings,
 //! lists as quicklist-2 of listpack nodes, intsets, listpack hashes and sorted sets, and the
 //! plain hashtable / skiplist forms). [`decode`] reads everything Redis 7.0 DUMPs for the types
-//! shardis has, plus the older plain list and sorted-set forms, and builds the value in the
+//! shardis has, plus the older forms Redis 7.0 still loads (plain lists, text-score sorted
+//! sets, ziplists and quicklists of ziplists), and builds the value in the
 //! encoding Redis would give it under the shard's current thresholds.
 //!
 //! Payload bytes come from clients: every read is bounds-checked, every length is checked
@@ -26,7 +27,11 @@ pub mod kind {
     pub const ZSET: u8 = 3;
     pub const HASH: u8 = 4;
     pub const ZSET_2: u8 = 5;
+    pub const LIST_ZIPLIST: u8 = 10;
     pub const SET_INTSET: u8 = 11;
+    pub const ZSET_ZIPLIST: u8 = 12;
+    pub const HASH_ZIPLIST: u8 = 13;
+    pub const LIST_QUICKLIST: u8 = 14;
     pub const HASH_LISTPACK: u8 = 16;
     pub const ZSET_LISTPACK: u8 = 17;
     pub const LIST_QUICKLIST_2: u8 = 18;
@@ -690,6 +695,75 @@ fn listpack(lp: &[u8]) -> Res<Vec<LpEntry<'_>>> {
     Ok(out)
 }
 
+/// Parses and validates a ziplist (the small encoding before Redis 7.0, still loaded by it):
+/// header sizes, each entry's previous-entry length, the tail offset, the end byte and the
+/// count (unless it is the "unknown" 65535).
+fn ziplist(zl: &[u8]) -> Res<Vec<LpEntry<'_>>> {
+    let mut r = Reader { buf: zl, pos: 0 };
+    let total = u32::from_le_bytes(r.array()?) as usize;
+    let tail = u32::from_le_bytes(r.array()?) as usize;
+    let count = u16::from_le_bytes(r.array()?) as usize;
+    if total != zl.len() {
+        return Err(Corrupt);
+    }
+    let mut out = Vec::new();
+    let (mut prev_len, mut last_start) = (0usize, r.pos);
+    loop {
+        let start = r.pos;
+        let first = r.byte()?;
+        if first == 0xff {
+            break;
+        }
+        let prev = if first < 254 {
+            first as usize
+        } else if first == 254 {
+            u32::from_le_bytes(r.array()?) as usize
+        } else {
+            return Err(Corrupt);
+        };
+        if prev != prev_len {
+            return Err(Corrupt);
+        }
+        let b = r.byte()?;
+        let entry = match b >> 6 {
+            0 => LpEntry::Str(r.take((b & 0x3f) as u64)?),
+            1 => {
+                let n = (((b & 0x3f) as u64) << 8) | r.byte()? as u64;
+                LpEntry::Str(r.take(n)?)
+            }
+            2 if b == 0x80 => {
+                let n = u32::from_be_bytes(r.array()?);
+                LpEntry::Str(r.take(n as u64)?)
+            }
+            2 => return Err(Corrupt),
+            _ => match b {
+                0xc0 => LpEntry::Int(i16::from_le_bytes(r.array()?) as i64),
+                0xd0 => LpEntry::Int(i32::from_le_bytes(r.array()?) as i64),
+                0xe0 => LpEntry::Int(i64::from_le_bytes(r.array()?)),
+                0xf0 => {
+                    let [x, y, z] = r.array()?;
+                    LpEntry::Int(sign_extend(u32::from_le_bytes([x, y, z, 0]) as u64, 24))
+                }
+                0xfe => LpEntry::Int(r.byte()? as i8 as i64),
+                0xf1..=0xfd => LpEntry::Int((b & 0x0f) as i64 - 1),
+                _ => return Err(Corrupt),
+            },
+        };
+        prev_len = r.pos - start;
+        last_start = start;
+        out.push(entry);
+    }
+    let tail_ok = if out.is_empty() {
+        tail == 10
+    } else {
+        tail == last_start
+    };
+    if r.pos != zl.len() || !tail_ok || (count != 65535 && count != out.len()) {
+        return Err(Corrupt);
+    }
+    Ok(out)
+}
+
 /// Parses and validates a Redis intset: width 2, 4 or 8, a length that matches the size, and
 /// strictly ascending members.
 fn intset(data: &[u8]) -> Res<Vec<i64>> {
@@ -734,6 +808,26 @@ pub fn decode(data: &[u8], cfg: &ShardConfig) -> Res<Value> {
             let mut l = List::new();
             for _ in 0..n {
                 l.push(End::Tail, &r.string()?, fill);
+            }
+            Value::List(l)
+        }
+        kind::LIST_ZIPLIST => {
+            let blob = r.string()?;
+            let fill = Fill::new(cfg.list_max_listpack_size);
+            let mut l = List::new();
+            for e in ziplist(&blob)? {
+                l.push(End::Tail, &e.to_bytes(), fill);
+            }
+            Value::List(l)
+        }
+        kind::LIST_QUICKLIST => {
+            let nodes = r.count()?;
+            let fill = Fill::new(cfg.list_max_listpack_size);
+            let mut l = List::new();
+            for _ in 0..nodes {
+                for e in ziplist(&r.string()?)? {
+                    l.push(End::Tail, &e.to_bytes(), fill);
+                }
             }
             Value::List(l)
         }
@@ -791,9 +885,13 @@ pub fn decode(data: &[u8], cfg: &ShardConfig) -> Res<Value> {
             }
             Value::Hash(h)
         }
-        kind::HASH_LISTPACK => {
+        kind::HASH_LISTPACK | kind::HASH_ZIPLIST => {
             let blob = r.string()?;
-            let entries = listpack(&blob)?;
+            let entries = if kind == kind::HASH_LISTPACK {
+                listpack(&blob)?
+            } else {
+                ziplist(&blob)?
+            };
             if entries.len() % 2 != 0 {
                 return Err(Corrupt);
             }
@@ -828,9 +926,13 @@ pub fn decode(data: &[u8], cfg: &ShardConfig) -> Res<Value> {
             }
             Value::ZSet(zset_from(pairs, cfg, false)?)
         }
-        kind::ZSET_LISTPACK => {
+        kind::ZSET_LISTPACK | kind::ZSET_ZIPLIST => {
             let blob = r.string()?;
-            let entries = listpack(&blob)?;
+            let entries = if kind == kind::ZSET_LISTPACK {
+                listpack(&blob)?
+            } else {
+                ziplist(&blob)?
+            };
             if entries.len() % 2 != 0 {
                 return Err(Corrupt);
             }
