@@ -420,40 +420,46 @@ pub fn lzf_decompress(input: &[u8], out_len: usize) -> Res<Vec<u8>> {
     Ok(out)
 }
 
-/// Compresses with LZF; `None` when the result would not be shorter than the input (minus a
-/// few bytes, as Redis requires of a compressed string).
+/// Compresses with LZF; `None` when the result would be longer than the input less 4 bytes
+/// (Redis stores a string compressed only then). The match finder works as liblzf's default
+/// build in Redis (a 2^16-slot table indexed by a rolling hash of the next three bytes, two
+/// positions re-indexed after each match), so payloads come out as Redis writes them.
 pub fn lzf_compress(input: &[u8]) -> Option<Vec<u8>> {
-    const HASH_BITS: u32 = 14;
     const MAX_OFF: usize = 1 << 13;
     const MAX_REF: usize = (1 << 8) + (1 << 3);
-    let limit = input.len().checked_sub(4).filter(|&l| l > 0)?;
-    let mut table = vec![usize::MAX; 1 << HASH_BITS];
-    let mut out: Vec<u8> = Vec::with_capacity(input.len());
-    let mut lit_start = out.len();
+    const MAX_LIT: usize = 32;
+    let n = input.len();
+    let limit = n.checked_sub(4).filter(|&l| l > 0)?;
+    if n < 3 {
+        return None;
+    }
+    let slot = |h: u32| ((h >> 8).wrapping_sub(h.wrapping_mul(5)) & 0xffff) as usize;
+    // Position 0 doubles as "empty": a match may never start at the first byte.
+    let mut table = vec![0usize; 1 << 16];
+    let mut out: Vec<u8> = Vec::with_capacity(n);
+    let mut lit_start = 0;
     out.push(0); // the first literal run's control byte
     let mut lit = 0usize;
-    let hash = |p: usize| -> usize {
-        let v = (input[p] as u32) << 16 | (input[p + 1] as u32) << 8 | input[p + 2] as u32;
-        (v.wrapping_mul(2_654_435_761) >> (32 - HASH_BITS)) as usize
-    };
+    let mut hval: u32 = (input[0] as u32) << 8 | input[1] as u32;
     let mut i = 0;
-    while i + 2 < input.len() {
-        let h = hash(i);
+    while i + 2 < n {
+        hval = hval << 8 | input[i + 2] as u32;
+        let h = slot(hval);
         let cand = table[h];
         table[h] = i;
-        // As liblzf, never refer back to the very first byte.
-        if cand != usize::MAX
-            && cand > 0
-            && i - cand <= MAX_OFF
-            && input[cand..cand + 3] == input[i..i + 3]
-        {
+        if cand > 0 && i - cand - 1 < MAX_OFF && input[cand..cand + 3] == input[i..i + 3] {
+            // Room for the reference, counted as liblzf counts it (so that a string close to
+            // the limit is compressed exactly when Redis compresses it).
+            if out.len() + 4 >= limit && out.len() - usize::from(lit == 0) + 4 >= limit {
+                return None;
+            }
             let off = i - cand - 1;
-            let max_len = (input.len() - i - 2).min(MAX_REF);
+            let max_len = (n - i - 2).min(MAX_REF);
             let mut len = 3;
             while len < max_len && input[cand + len] == input[i + len] {
                 len += 1;
             }
-            // Close the literal run.
+            // Close the literal run (or drop its unused control byte).
             if lit == 0 {
                 out.pop();
             } else {
@@ -467,37 +473,43 @@ pub fn lzf_compress(input: &[u8]) -> Option<Vec<u8>> {
                 out.push((l - 7) as u8);
             }
             out.push(off as u8);
-            i += len;
-            // Remember the last two positions the match covered.
-            for p in [i - 2, i - 1] {
-                if p + 2 < input.len() {
-                    table[hash(p)] = p;
-                }
-            }
             lit_start = out.len();
             out.push(0);
             lit = 0;
+            i += len;
+            if i + 2 >= n {
+                break;
+            }
+            // Index the last two positions the match covered.
+            let p = i - 2;
+            hval = (input[p] as u32) << 16 | (input[p + 1] as u32) << 8 | input[p + 2] as u32;
+            table[slot(hval)] = p;
+            hval = hval << 8 | input[p + 3] as u32;
+            table[slot(hval)] = p + 1;
         } else {
+            if out.len() >= limit {
+                return None;
+            }
             out.push(input[i]);
             lit += 1;
             i += 1;
-            if lit == 32 {
-                out[lit_start] = 31;
+            if lit == MAX_LIT {
+                out[lit_start] = (MAX_LIT - 1) as u8;
                 lit_start = out.len();
                 out.push(0);
                 lit = 0;
             }
         }
-        if out.len() >= limit {
-            return None;
-        }
     }
-    while i < input.len() {
+    if out.len() + 3 > limit {
+        return None;
+    }
+    while i < n {
         out.push(input[i]);
         lit += 1;
         i += 1;
-        if lit == 32 {
-            out[lit_start] = 31;
+        if lit == MAX_LIT {
+            out[lit_start] = (MAX_LIT - 1) as u8;
             lit_start = out.len();
             out.push(0);
             lit = 0;
@@ -508,7 +520,7 @@ pub fn lzf_compress(input: &[u8]) -> Option<Vec<u8>> {
     } else {
         out[lit_start] = (lit - 1) as u8;
     }
-    (out.len() < limit).then_some(out)
+    (out.len() <= limit).then_some(out)
 }
 
 // ---------------------------------------------------------------------------------------------
