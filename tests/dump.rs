@@ -107,6 +107,18 @@ fn cases() -> Vec<(&'static str, Vec<Vec<String>>)> {
             vec![many("RPUSH l:long", 5, |i| vec![format!("{i}{}", "x".repeat(10000))])],
         ),
         ("l:mid", vec![many("RPUSH l:mid", 3, |i| vec![format!("{i}{}", "y".repeat(5000))])]),
+        (
+            "l:history",
+            vec![
+                many("RPUSH l:history", 800, |i| vec![format!("right-{i}-yyyyyyyy")]),
+                many("LPUSH l:history", 800, |i| vec![format!("left-{i}")]),
+                words("LINSERT l:history BEFORE right-400-yyyyyyyy inserted"),
+                words("LREM l:history 0 left-10"),
+                words("LTRIM l:history 5 -5"),
+                words("LSET l:history 700 changed"),
+                many("LREM l:history", 1, |_| vec!["0".into(), "right-500-yyyyyyyy".into()]),
+            ],
+        ),
         ("set:int", vec![words("SADD set:int 1 2 3 -100 70000 9223372036854775807")]),
         ("set:bigint", vec![many("SADD set:bigint", 600, |i| vec![i.to_string()])]),
         ("set:str", vec![words("SADD set:str a b c 1")]),
@@ -175,9 +187,10 @@ fn payloads_restore_alike_on_both_servers() {
         let built_by_shardis = views(&mut s, key);
         assert_eq!(built_by_redis, built_by_shardis, "{key}: built alike");
         let ours = bulk(&s.cmd(&["DUMP", key]));
-        // Payloads are byte-identical to Redis's, except where a hash table's order shows.
+        // Payloads are byte-identical to Redis's, except where a hash table's order shows or
+        // a list's node boundaries depend on its history (shardis writes nodes afresh).
         let encoding = &built_by_redis[1].1[0];
-        if encoding != b"$9\r\nhashtable\r\n" {
+        if encoding != b"$9\r\nhashtable\r\n" && key != "l:history" {
             assert_eq!(escape(&ours), escape(&payload), "{key}: DUMP bytes");
         }
         restore_both(&mut r, &mut s, key, &ours, "shardis payload");
