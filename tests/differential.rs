@@ -292,6 +292,7 @@ const CORPUS: &[&str] = &[
     "hll.redis",
     "zsets.redis",
     "geo.redis",
+    "dump.redis",
 ];
 
 #[test]
@@ -321,6 +322,11 @@ fn strings() {
 #[test]
 fn keys() {
     check("keys.redis");
+}
+
+#[test]
+fn dump() {
+    check("dump.redis");
 }
 
 #[test]

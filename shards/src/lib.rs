@@ -16,6 +16,7 @@ pub mod glob;
 pub mod keyspace;
 pub mod limits;
 pub mod pqsort;
+pub mod rdb;
 pub mod resp;
 pub mod rng;
 pub mod shard;

@@ -438,6 +438,11 @@ pub mod testing {
 
         /// Runs a command given as arguments; returns the raw reply as text.
         pub fn run_args(&mut self, argv: &[&[u8]]) -> String {
+            String::from_utf8_lossy(&self.run_bytes(argv)).into_owned()
+        }
+
+        /// Runs a command given as arguments; returns the raw reply.
+        pub fn run_bytes(&mut self, argv: &[&[u8]]) -> Vec<u8> {
             let mut out = Vec::new();
             match lookup(argv) {
                 Ok(l) => {
@@ -456,7 +461,7 @@ pub mod testing {
                 }
                 Err(e) => Reply::new(&mut out, self.proto).error(&e.text()),
             }
-            String::from_utf8_lossy(&out).into_owned()
+            out
         }
     }
 }

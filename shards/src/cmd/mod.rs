@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod bitmap;
+pub mod dump;
 pub mod geo;
 pub mod hash;
 pub mod hll;

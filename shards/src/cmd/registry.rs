@@ -12,6 +12,7 @@ pub fn all() -> impl Iterator<Item = &'static CommandSpec> {
     [
         super::string::COMMANDS,
         super::keys::COMMANDS,
+        super::dump::COMMANDS,
         super::list::COMMANDS,
         super::hash::COMMANDS,
         super::server::COMMANDS,
