@@ -4,13 +4,16 @@
 //! a linear walk, which is what small collections (at most a few hundred elements, bounded by
 //! the `*-max-listpack-*` options) can afford.
 
-/// Reads a LEB128 length at `pos`; returns (length, bytes used).
-fn read_len(buf: &[u8], pos: usize) -> (usize, usize) {
-    let mut n = 0usize;
+/// Reads a LEB128 number at `pos` (bits past 64 are dropped); returns (number, bytes used).
+/// The packed encodings of lists, hashes and sorted sets share it.
+pub(crate) fn read_varint(buf: &[u8], pos: usize) -> (u64, usize) {
+    let mut n = 0u64;
     let mut shift = 0;
     let mut i = pos;
     while let Some(&b) = buf.get(i) {
-        n |= ((b & 0x7f) as usize) << shift;
+        if shift < 64 {
+            n |= u64::from(b & 0x7f) << shift;
+        }
         i += 1;
         if b & 0x80 == 0 {
             break;
@@ -20,7 +23,8 @@ fn read_len(buf: &[u8], pos: usize) -> (usize, usize) {
     (n, i - pos)
 }
 
-fn write_len(out: &mut Vec<u8>, mut n: usize) {
+/// Appends `n` in LEB128.
+pub(crate) fn write_varint(out: &mut Vec<u8>, mut n: u64) {
     loop {
         let b = (n & 0x7f) as u8;
         n >>= 7;
@@ -30,6 +34,16 @@ fn write_len(out: &mut Vec<u8>, mut n: usize) {
         }
         out.push(b | 0x80);
     }
+}
+
+/// Reads a LEB128 length at `pos`; returns (length, bytes used).
+fn read_len(buf: &[u8], pos: usize) -> (usize, usize) {
+    let (n, used) = read_varint(buf, pos);
+    (usize::try_from(n).unwrap_or(usize::MAX), used)
+}
+
+fn write_len(out: &mut Vec<u8>, n: usize) {
+    write_varint(out, n as u64);
 }
 
 fn encoded(item: &[u8]) -> Vec<u8> {

@@ -5,6 +5,8 @@
 //! would. For the typical small hash that is the difference between a 64- and a 48-byte
 //! allocation. Pairs are inserted and removed whole, so no edit ever re-encodes other pairs.
 
+use super::listpack::{read_varint, write_varint};
+
 /// Lengths below this fit their nibble.
 const NIBBLE_MAX: usize = 15;
 
@@ -15,16 +17,7 @@ fn nibble(len: usize) -> u8 {
 /// Appends the encoding of one string whose header nibble is already written.
 fn put(out: &mut Vec<u8>, item: &[u8]) {
     if item.len() >= NIBBLE_MAX {
-        let mut n = item.len() - NIBBLE_MAX;
-        loop {
-            let b = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(b);
-                break;
-            }
-            out.push(b | 0x80);
-        }
+        write_varint(out, (item.len() - NIBBLE_MAX) as u64);
     }
     out.extend_from_slice(item);
 }
@@ -39,17 +32,9 @@ fn encode(out: &mut Vec<u8>, field: &[u8], value: &[u8]) {
 fn take(buf: &[u8], mut pos: usize, nib: u8) -> (&[u8], usize) {
     let mut len = nib as usize;
     if len == NIBBLE_MAX {
-        let mut extra = 0usize;
-        let mut shift = 0;
-        while let Some(&b) = buf.get(pos) {
-            pos += 1;
-            extra |= ((b & 0x7f) as usize) << shift;
-            if b & 0x80 == 0 {
-                break;
-            }
-            shift += 7;
-        }
-        len += extra;
+        let (extra, used) = read_varint(buf, pos);
+        pos += used;
+        len = len.saturating_add(usize::try_from(extra).unwrap_or(usize::MAX));
     }
     let end = pos.saturating_add(len).min(buf.len());
     (&buf[pos.min(end)..end], end)

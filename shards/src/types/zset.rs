@@ -19,6 +19,7 @@
 //! remove, score and rank of a member, access by rank, the ranks a score or lex range covers,
 //! and walks in either direction.
 
+use super::listpack::{read_varint, write_varint};
 use super::ztree::ScoreTree;
 use super::SmallBytes;
 use std::cmp::Ordering;
@@ -39,35 +40,6 @@ pub struct Limits {
 
 // ---------------------------------------------------------------------------------------------
 // The listpack encoding.
-
-fn read_varint(buf: &[u8], pos: usize) -> (u64, usize) {
-    let mut n = 0u64;
-    let mut shift = 0;
-    let mut i = pos;
-    while let Some(&b) = buf.get(i) {
-        if shift < 64 {
-            n |= u64::from(b & 0x7f) << shift;
-        }
-        i += 1;
-        if b & 0x80 == 0 {
-            break;
-        }
-        shift += 7;
-    }
-    (n, i - pos)
-}
-
-fn write_varint(out: &mut Vec<u8>, mut n: u64) {
-    loop {
-        let b = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
-    }
-}
 
 /// Powers of ten that a double holds exactly.
 const POW10: [f64; 23] = [
