@@ -88,10 +88,51 @@ pub struct Deferred {
     pub counted: bool,
 }
 
+/// The locked keys of a shard, per database, so a lookup by a command's key bytes needs no key
+/// copy.
+#[derive(Default)]
+struct Held {
+    dbs: Vec<HashMap<Key, TxId, ahash::RandomState>>,
+    len: usize,
+}
+
+impl Held {
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn get(&self, db: usize, key: &[u8]) -> Option<TxId> {
+        self.dbs.get(db)?.get(key).copied()
+    }
+
+    /// Locks `k` for `tx`; true if it was not locked before.
+    fn insert(&mut self, k: &(usize, Key), tx: TxId) -> bool {
+        if self.dbs.len() <= k.0 {
+            self.dbs.resize_with(k.0 + 1, HashMap::default);
+        }
+        let new = self.dbs[k.0].insert(k.1.clone(), tx).is_none();
+        self.len += new as usize;
+        new
+    }
+
+    fn remove(&mut self, k: &(usize, Key)) {
+        if let Some(m) = self.dbs.get_mut(k.0) {
+            if m.remove(k.1.as_slice()).is_some() {
+                self.len -= 1;
+            }
+        }
+    }
+
+    /// Whether a transaction other than `tx` holds a key here.
+    fn any_other(&self, tx: TxId) -> bool {
+        self.len > 0 && self.dbs.iter().flat_map(|m| m.values()).any(|&t| t != tx)
+    }
+}
+
 /// One shard's lock table.
 #[derive(Default)]
 pub struct Locks {
-    held: HashMap<(usize, Key), TxId, ahash::RandomState>,
+    held: Held,
     by_tx: HashMap<TxId, Vec<(usize, Key)>, ahash::RandomState>,
     pending: VecDeque<Pending>,
     deferred: VecDeque<Deferred>,
@@ -117,8 +158,8 @@ impl Locks {
             return false;
         }
         self.held
-            .get(&(db, Key::from(key)))
-            .is_some_and(|&t| Some(t) != self.current)
+            .get(db, key)
+            .is_some_and(|t| Some(t) != self.current)
     }
 
     /// Whether another transaction holds the whole shard.
@@ -136,10 +177,10 @@ impl Locks {
             return true;
         }
         if exclusive {
-            return self.held.values().any(|&t| t != tx);
+            return self.held.any_other(tx);
         }
         keys.iter()
-            .any(|k| self.held.get(k).is_some_and(|&t| t != tx))
+            .any(|k| self.held.get(k.0, &k.1).is_some_and(|t| t != tx))
     }
 
     /// Whether an older queued request of another transaction wants one of `keys` (a queued
@@ -154,7 +195,7 @@ impl Locks {
         }
         let mine = self.by_tx.entry(tx).or_default();
         for k in keys {
-            if self.held.insert(k.clone(), tx).is_none() {
+            if self.held.insert(k, tx) {
                 mine.push(k.clone());
             }
         }
@@ -354,7 +395,7 @@ pub fn release_here(ctx: &ShardCtx, tx: TxId) {
     let stalled = std::mem::take(&mut locks.stalled);
     let mut engine = ctx.engine.borrow_mut();
     for k in stalled {
-        if locks.held.contains_key(&k) {
+        if locks.held.get(k.0, &k.1).is_some() {
             locks.stalled.push(k);
         } else if !engine.ready.contains(&k) {
             engine.ready.push(k);
