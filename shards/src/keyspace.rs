@@ -14,6 +14,7 @@
 //! active cycle that samples the map and deletes the expired keys.
 
 use crate::limits::EXPIRE_SAMPLE;
+use crate::rdb::file::Section;
 use crate::rng::Rng;
 use crate::types::Value;
 use hashbrown::HashTable;
@@ -80,6 +81,9 @@ struct Slot {
 
 type Chunks = Vec<Box<[Option<Slot>]>>;
 
+/// Deadlines by slot id.
+type Expires = IndexMap<u32, NonZeroU64, Hasher>;
+
 fn slot_of(chunks: &Chunks, id: u32) -> Option<&Slot> {
     chunks
         .get(id as usize / CHUNK)?
@@ -100,9 +104,11 @@ pub struct Db {
     next: u32,
     len: usize,
     /// The deadlines (Unix ms) of the keys that have one, by slot id.
-    expires: IndexMap<u32, NonZeroU64, Hasher>,
+    expires: Expires,
     /// Keys deleted because they had expired (INFO's `expired_keys`).
     pub expired_count: u64,
+    /// The snapshot in progress, if any (see [`Db::begin_snapshot`]).
+    snapshot: Option<Box<Snapshot>>,
 }
 
 impl Db {
@@ -142,7 +148,9 @@ impl Db {
         slot_of(&self.chunks, id)
     }
 
+    /// The slot `id`, for a change (so a snapshot saves its chunk first).
     fn slot_mut(&mut self, id: u32) -> Option<&mut Slot> {
+        self.before_write(id);
         self.chunks
             .get_mut(id as usize / CHUNK)?
             .get_mut(id as usize % CHUNK)?
@@ -170,6 +178,8 @@ impl Db {
                 self.next - 1
             }
         };
+        // A reused slot may sit in a chunk a snapshot has still to save without this key.
+        self.before_write(id);
         if let Some(cell) = self
             .chunks
             .get_mut(id as usize / CHUNK)
@@ -201,6 +211,7 @@ impl Db {
 
     /// Deletes the key in slot `id`.
     fn remove_id(&mut self, id: u32) -> Option<Entry> {
+        self.before_write(id);
         let cell = self
             .chunks
             .get_mut(id as usize / CHUNK)?
@@ -296,6 +307,7 @@ impl Db {
             return;
         };
         let id = marked & !VOLATILE;
+        self.before_write(id);
         if let Some(s) = self.slot_mut(id) {
             s.item.value = entry.value;
         }
@@ -337,6 +349,7 @@ impl Db {
             return false;
         };
         let id = marked & !VOLATILE;
+        self.before_write(id);
         match at_ms {
             Some(t) => {
                 self.expires.insert(id, deadline(t));
@@ -351,11 +364,21 @@ impl Db {
         true
     }
 
-    /// Removes every key.
+    /// Removes every key. A snapshot in progress keeps the old keys it has still to save (their
+    /// chunks move into it, nothing is copied) and carries on from them; the keys added after
+    /// this are not part of it.
     pub fn clear(&mut self) {
         let expired_count = self.expired_count;
+        let mut snapshot = self.snapshot.take();
+        if let Some(snap) = snapshot.as_deref_mut() {
+            if snap.frozen.is_none() {
+                let chunks = std::mem::take(&mut self.chunks);
+                snap.frozen = Some((chunks, std::mem::take(&mut self.expires)));
+            }
+        }
         *self = Db::default();
         self.expired_count = expired_count;
+        self.snapshot = snapshot;
     }
 
     /// A random live key.
@@ -461,6 +484,174 @@ impl Db {
             }
         }
         (deleted, true)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Copy-on-write snapshots.
+
+/// A snapshot of a database in progress: which of the chunks that existed when it began are
+/// serialised already, and the serialised key records not yet taken.
+#[derive(Debug)]
+struct Snapshot {
+    /// After [`Db::clear`]: the chunks and deadlines as they were, which the snapshot goes on
+    /// saving (the database's own are new and no concern of it).
+    frozen: Option<(Chunks, Expires)>,
+    progress: Progress,
+}
+
+#[derive(Debug)]
+struct Progress {
+    /// Chunks at the start; chunks from this index on hold only keys added since.
+    end: usize,
+    /// One bit per chunk below `end`: serialised already.
+    saved: Vec<u64>,
+    /// Every chunk below this one is saved.
+    cursor: usize,
+    /// Keys whose deadline had passed at the start are left out.
+    now_ms: u64,
+    section: Section,
+}
+
+impl Progress {
+    fn is_saved(&self, c: usize) -> bool {
+        self.saved[c / 64] & (1 << (c % 64)) != 0
+    }
+
+    /// Serialises chunk `c` as it is now, and marks it saved.
+    fn save_chunk(&mut self, c: usize, chunks: &Chunks, expires: &Expires) {
+        self.saved[c / 64] |= 1 << (c % 64);
+        let Some(chunk) = chunks.get(c) else { return };
+        for (i, s) in chunk.iter().enumerate() {
+            let Some(s) = s else { continue };
+            let expire = if expires.is_empty() {
+                None
+            } else {
+                expires.get(&((c * CHUNK + i) as u32)).map(|t| t.get())
+            };
+            if expire.is_none_or(|t| t > self.now_ms) {
+                self.section.entry(&s.key, &s.item.value, expire);
+            }
+        }
+    }
+}
+
+impl Db {
+    /// Starts a snapshot of this database as it is now, to be written as database `db_index`
+    /// of an RDB file; keys expired at `now_ms` are left out. Replaces any snapshot in
+    /// progress.
+    ///
+    /// Nothing is copied here. The snapshot serialises the slab a chunk at a time
+    /// ([`Db::snapshot_step`]); any change to a key in a chunk not yet serialised first
+    /// serialises that whole chunk as it was (copy-on-write at chunk granularity), and keys
+    /// added in chunks made since are not part of it. The bytes come out in pieces
+    /// ([`Db::snapshot_take`]) for [`crate::rdb::file::FileWriter::append`]; the records of
+    /// one chunk are contiguous, chunks come in the order they were saved.
+    pub fn begin_snapshot(&mut self, db_index: usize, now_ms: u64) {
+        let end = self.chunks.len();
+        self.snapshot = Some(Box::new(Snapshot {
+            frozen: None,
+            progress: Progress {
+                end,
+                saved: vec![0; end.div_ceil(64)],
+                cursor: 0,
+                now_ms,
+                section: Section::new(db_index, self.len, self.expires.len()),
+            },
+        }));
+    }
+
+    /// Whether a snapshot is in progress (begun, and not all taken yet).
+    pub fn snapshot_active(&self) -> bool {
+        self.snapshot.is_some()
+    }
+
+    /// Drops the snapshot in progress and what it has not handed out.
+    pub fn snapshot_abort(&mut self) {
+        self.snapshot = None;
+    }
+
+    /// Serialises up to `max_chunks` more chunks (in slab order, skipping those saved already).
+    /// Returns whether chunks remain to be saved.
+    pub fn snapshot_step(&mut self, max_chunks: usize) -> bool {
+        let Db {
+            snapshot,
+            chunks,
+            expires,
+            ..
+        } = self;
+        let Some(snap) = snapshot.as_deref_mut() else {
+            return false;
+        };
+        let Snapshot { frozen, progress } = snap;
+        let mut saved = 0;
+        while progress.cursor < progress.end && saved < max_chunks {
+            let c = progress.cursor;
+            progress.cursor += 1;
+            if progress.is_saved(c) {
+                continue;
+            }
+            saved += 1;
+            match frozen {
+                Some((old_chunks, old_expires)) => {
+                    progress.save_chunk(c, old_chunks, old_expires);
+                    // Free the old keys as they are written out.
+                    if let Some(chunk) = old_chunks.get_mut(c) {
+                        *chunk = Box::new([]);
+                    }
+                }
+                None => progress.save_chunk(c, chunks, expires),
+            }
+        }
+        progress.cursor < progress.end
+    }
+
+    /// Serialised bytes not yet taken.
+    pub fn snapshot_pending_len(&self) -> usize {
+        self.snapshot
+            .as_ref()
+            .map_or(0, |s| s.progress.section.pending_len())
+    }
+
+    /// The serialised bytes not yet taken: empty, or a piece of key records that starts with
+    /// `SELECTDB` (see [`crate::rdb::file::Section`]). Once every chunk is saved, the call that
+    /// takes the last bytes also ends the snapshot.
+    pub fn snapshot_take(&mut self) -> Vec<u8> {
+        let Some(snap) = self.snapshot.as_deref_mut() else {
+            return Vec::new();
+        };
+        let out = snap.progress.section.take();
+        if snap.progress.cursor >= snap.progress.end {
+            self.snapshot = None;
+        }
+        out
+    }
+
+    /// Before a change to slot `id`: lets a snapshot in progress save its chunk first. Costs
+    /// one branch when no snapshot runs.
+    #[inline]
+    fn before_write(&mut self, id: u32) {
+        if self.snapshot.is_some() {
+            self.save_before_write(id);
+        }
+    }
+
+    #[cold]
+    fn save_before_write(&mut self, id: u32) {
+        let Db {
+            snapshot,
+            chunks,
+            expires,
+            ..
+        } = self;
+        let Some(snap) = snapshot.as_deref_mut() else {
+            return;
+        };
+        let c = id as usize / CHUNK;
+        let p = &mut snap.progress;
+        if snap.frozen.is_none() && c < p.end && !p.is_saved(c) {
+            p.save_chunk(c, chunks, expires);
+        }
     }
 }
 
