@@ -756,3 +756,218 @@ mod layout {
         assert_eq!(std::mem::size_of::<Option<super::Slot>>(), 64);
     }
 }
+
+#[cfg(test)]
+mod snapshot_tests {
+    use super::*;
+    use crate::rdb::file::{Aux, FileReader, FileWriter};
+    use crate::shard::ShardConfig;
+    use crate::types::list::{End, Fill};
+    use crate::types::{List, Str};
+    use std::collections::BTreeMap;
+
+    type Model = BTreeMap<Vec<u8>, (Value, Option<u64>)>;
+
+    const NOW_MS: u64 = 1000;
+    const FILLED: usize = 12 * CHUNK;
+
+    fn key(i: usize) -> Vec<u8> {
+        format!("key{i:05}").into_bytes()
+    }
+
+    fn value(rng: &mut Rng) -> Value {
+        if rng.below(4) == 0 {
+            let mut l = List::new();
+            for i in 0..1 + rng.below(5) {
+                l.push(End::Tail, format!("e{i}").as_bytes(), Fill::default());
+            }
+            Value::List(l)
+        } else {
+            Value::Str(Str::from_bytes(format!("v{}", rng.below(1000)).as_bytes()))
+        }
+    }
+
+    fn model_of(db: &Db, now_ms: u64) -> Model {
+        let mut m = Model::new();
+        db.for_each_key(now_ms, |k, item, t| {
+            m.insert(k.to_vec(), (item.value.clone(), t));
+        });
+        m
+    }
+
+    /// Keys in `FILLED` slots (about twelve chunks), with free slots among them and deadlines
+    /// (some past at `NOW_MS`).
+    fn filled(rng: &mut Rng) -> Db {
+        let mut db = Db::default();
+        for i in 0..FILLED {
+            let t = match i % 7 {
+                0 => Some(500),
+                1 | 2 => Some(NOW_MS + rng.below(400) as u64),
+                _ => None,
+            };
+            db.insert(&key(i), Entry::with_expiry(value(rng), t));
+        }
+        for i in (0..FILLED).step_by(11) {
+            db.remove(&key(i));
+        }
+        db
+    }
+
+    /// One random write of any kind (or a read that may expire a key).
+    fn random_op(db: &mut Db, rng: &mut Rng, clock: &mut u64) {
+        let k = key(rng.below(FILLED * 5 / 4));
+        match rng.below(9) {
+            0 => {
+                let t = (rng.below(3) == 0).then(|| *clock + rng.below(300) as u64);
+                db.insert(&k, Entry::with_expiry(value(rng), t));
+            }
+            1 => {
+                db.remove(&k);
+            }
+            2 => {
+                if let Some(item) = db.get_mut(&k, *clock) {
+                    match &mut item.value {
+                        Value::List(l) => l.push(End::Head, b"pushed", Fill::default()),
+                        v => *v = Value::Str(Str::from_bytes(b"changed in place")),
+                    }
+                }
+            }
+            3 => {
+                let t = (rng.below(2) == 0).then(|| *clock + rng.below(300) as u64);
+                db.set_expire(&k, t);
+            }
+            4 => {
+                *clock += rng.below(20) as u64;
+                db.get(&k, *clock);
+            }
+            5 => {
+                db.active_expire(rng, *clock, 2);
+            }
+            6 => db.set_value_keep_ttl(&k, value(rng)),
+            7 => {
+                db.random_key(rng, *clock);
+            }
+            _ => {
+                for i in 0..20 {
+                    db.insert(
+                        format!("new{}-{i}", rng.below(1 << 20)).as_bytes(),
+                        Entry::new(value(rng)),
+                    );
+                }
+            }
+        }
+    }
+
+    fn read_file(file: &[u8], db_index: usize) -> Model {
+        let mut r = FileReader::new(file).unwrap();
+        let mut m = Model::new();
+        while let Some(e) = r.next_entry().unwrap() {
+            assert_eq!(e.db, db_index);
+            let v = e.decode(&ShardConfig::default()).unwrap();
+            assert!(
+                m.insert(e.key, (v, e.expire_ms)).is_none(),
+                "key written twice"
+            );
+        }
+        m
+    }
+
+    /// Runs a snapshot to the end with `ops` random writes between steps of one chunk; returns
+    /// the file and the largest piece taken.
+    fn run_snapshot(
+        db: &mut Db,
+        rng: &mut Rng,
+        ops: usize,
+        mut between: impl FnMut(&mut Db),
+    ) -> (Vec<u8>, usize) {
+        let mut w = FileWriter::new(&Aux::default());
+        let mut clock = NOW_MS;
+        let mut largest = 0;
+        db.begin_snapshot(3, NOW_MS);
+        loop {
+            for _ in 0..rng.below(ops + 1) {
+                random_op(db, rng, &mut clock);
+            }
+            between(db);
+            let more = db.snapshot_step(1);
+            let piece = db.snapshot_take();
+            largest = largest.max(piece.len());
+            w.append(&piece);
+            if !more {
+                break;
+            }
+        }
+        assert!(!db.snapshot_active());
+        w.finish();
+        (w.take_pending(), largest)
+    }
+
+    #[test]
+    fn snapshot_is_the_state_at_its_start() {
+        // Few writes per step leave chunks unsaved for long, so each kind of write in turn
+        // meets unsaved chunks; many writes per step save most chunks ahead of the steps.
+        for (seed, ops) in [1, 2, 3, 5, 10, 30, 400].into_iter().enumerate() {
+            let mut rng = Rng::new(seed as u64);
+            let mut db = filled(&mut rng);
+            let before = model_of(&db, NOW_MS);
+            let (file, _) = run_snapshot(&mut db, &mut rng, ops, |_| {});
+            assert_eq!(read_file(&file, 3), before, "seed {seed}");
+            // Once it is over, writes cost nothing and produce nothing.
+            db.insert(b"after", Entry::new(Value::Str(Str::from_bytes(b"x"))));
+            assert!(db.snapshot_take().is_empty());
+        }
+    }
+
+    #[test]
+    fn clear_during_a_snapshot_keeps_the_old_keys() {
+        let mut rng = Rng::new(42);
+        let mut db = filled(&mut rng);
+        let before = model_of(&db, NOW_MS);
+        let mut steps = 0;
+        let (file, _) = run_snapshot(&mut db, &mut rng, 50, |db| {
+            steps += 1;
+            if steps == 2 || steps == 4 {
+                db.clear();
+            }
+        });
+        assert_eq!(read_file(&file, 3), before);
+    }
+
+    #[test]
+    fn pending_output_stays_bounded() {
+        let mut rng = Rng::new(7);
+        let mut db = Db::default();
+        let v = Value::Str(Str::from_bytes(b"value-of-fixed-size"));
+        for i in 0..20 * CHUNK {
+            db.insert(&key(i), Entry::new(v.clone()));
+        }
+        let mut section = crate::rdb::file::Section::new(0, 0, 0);
+        section.entry(&key(0), &v, None);
+        let header_and_one = section.pending_len();
+        section.entry(&key(1), &v, None);
+        let record_len = section.pending_len() - header_and_one;
+        let mut pieces = 0;
+        let mut w = FileWriter::new(&Aux::default());
+        let mut largest = 0;
+        db.begin_snapshot(0, NOW_MS);
+        loop {
+            // Writes to random old keys, each of which may save a chunk ahead of the steps.
+            for _ in 0..3 {
+                db.set_value_keep_ttl(&key(rng.below(20 * CHUNK)), v.clone());
+            }
+            let more = db.snapshot_step(1);
+            let piece = db.snapshot_take();
+            pieces += usize::from(!piece.is_empty());
+            largest = largest.max(piece.len());
+            w.append(&piece);
+            if !more {
+                break;
+            }
+        }
+        // At most the step's chunk and three written-to chunks per piece, plus framing.
+        assert!(largest <= 4 * CHUNK * record_len + 16, "{largest}");
+        assert!(pieces >= 5, "{pieces}");
+        w.finish();
+        assert_eq!(read_file(&w.take_pending(), 0).len(), 20 * CHUNK);
+    }
+}
