@@ -103,6 +103,9 @@ pub struct Db {
     expires: IndexMap<u32, NonZeroU64, Hasher>,
     /// Keys deleted because they had expired (INFO's `expired_keys`).
     pub expired_count: u64,
+    /// While the shard logs its effects: the keys deleted because they had expired, not yet
+    /// logged (the shard drains them after every command and expiry cycle).
+    pub expired_log: Option<Vec<Key>>,
 }
 
 impl Db {
@@ -227,6 +230,11 @@ impl Db {
     fn expire_id(&mut self, id: u32, now_ms: u64) -> bool {
         let expired = self.expired(id, now_ms);
         if expired {
+            if let Some(log) = &mut self.expired_log {
+                if let Some(s) = slot_of(&self.chunks, id) {
+                    log.push(s.key.clone());
+                }
+            }
             self.remove_id(id);
             self.expired_count += 1;
         }
@@ -354,8 +362,10 @@ impl Db {
     /// Removes every key.
     pub fn clear(&mut self) {
         let expired_count = self.expired_count;
+        let expired_log = self.expired_log.take();
         *self = Db::default();
         self.expired_count = expired_count;
+        self.expired_log = expired_log;
     }
 
     /// A random live key.

@@ -10,12 +10,14 @@
 //! - **Client mistakes are replies.** Bad input becomes an [`Error`] whose text is Redis's; it never
 //!   panics and never logs.
 
+pub mod aof;
 pub mod cmd;
 pub mod error;
 pub mod glob;
 pub mod keyspace;
 pub mod limits;
 pub mod pqsort;
+pub mod prop;
 pub mod rdb;
 pub mod resp;
 pub mod rng;
