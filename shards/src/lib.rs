@@ -18,6 +18,8 @@ pub mod keyspace;
 pub mod limits;
 pub mod pqsort;
 pub mod prop;
+#[cfg(test)]
+mod prop_tests;
 pub mod rdb;
 pub mod resp;
 pub mod rng;
