@@ -374,6 +374,40 @@ impl ShardCtx {
         Ok(())
     }
 
+    /// Follows CONFIG SET of `appendfsync` and `appendonly`: turning the AOF on starts a
+    /// rewrite (its first base), turning it off writes out what is logged and stops.
+    pub fn aof_config(&self) {
+        let cfg = &self.shared.config;
+        let on = cfg.get("appendonly") == "yes";
+        let fsync = Fsync::parse(&cfg.get("appendfsync"));
+        let has = {
+            let mut guard = self.aof.borrow_mut();
+            if let Some(a) = guard.as_mut() {
+                a.fsync = fsync;
+            }
+            guard.is_some()
+        };
+        if on && !has && self.id == 0 {
+            self.shared
+                .persist
+                .rewrite_scheduled
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        if !on && has {
+            let Some(me) = self.me() else {
+                return;
+            };
+            glommio::spawn_local(async move {
+                me.aof_drain().await;
+                if me.shared.config.get("appendonly") != "yes" {
+                    me.engine.borrow_mut().prop = None;
+                    *me.aof.borrow_mut() = None;
+                }
+            })
+            .detach();
+        }
+    }
+
     /// Lets go of output held for positions up to `pos`.
     fn aof_release(&self, pos: u64) {
         let (conns, resp) = {

@@ -344,6 +344,7 @@ impl ShardCtx {
             c.zset_max_listpack_value = n("zset-max-listpack-value");
             c.hll_sparse_max_bytes = n("hll-sparse-max-bytes");
         }
+        self.aof_config();
         let pass = cfg.get("requirepass");
         *self.requirepass.borrow_mut() = if pass.is_empty() {
             None

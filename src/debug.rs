@@ -139,6 +139,28 @@ pub fn run(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error>
         );
         return Ok(());
     }
+    if eq_ic(sub, "reload") && argv[2..].iter().all(|a| eq_ic(a, "nosave") || eq_ic(a, "noflush") || eq_ic(a, "merge")) {
+        if ctx.shared.persist.bgsave_running() {
+            return Err(Error::err("Background save already in progress"));
+        }
+        crate::save::start_cut(ctx, conn, crate::save::SnapKind::Reload);
+        return Ok(());
+    }
+    if eq_ic(sub, "object") && argv.len() == 3 {
+        let key = shards::keyspace::Key::from(argv[2]);
+        let shard = crate::dispatch::shard_of(ctx, argv[2]);
+        let part = vec![(shard, ReqBody::DebugObject(conn.db as u8, key))];
+        crate::dispatch::fan_out(
+            ctx,
+            conn,
+            part,
+            Box::new(|_, conn, results| match results.into_iter().next() {
+                Some((_, RepBody::Lines(l))) => conn.reply().simple(&l),
+                _ => conn.reply().error("ERR no such key"),
+            }),
+        );
+        return Ok(());
+    }
     if eq_ic(sub, "digest-value") {
         return digest_value(ctx, conn, argv);
     }
@@ -153,6 +175,24 @@ pub fn run(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error>
         "unknown subcommand or wrong number of arguments for '{}'. Try DEBUG HELP.",
         String::from_utf8_lossy(sub)
     )))
+}
+
+/// DEBUG OBJECT's line for `key`, as Redis prints it (no such key: an empty answer).
+pub fn object(ctx: &ShardCtx, db: usize, key: &[u8], now_ms: u64) -> RepBody {
+    let mut e = ctx.engine.borrow_mut();
+    let Some(item) = e.db(db).get(key, now_ms) else {
+        return RepBody::Ack;
+    };
+    let value = &item.value;
+    // The object as an RDB file holds it: its DUMP payload less the type byte and the footer.
+    let serialized = shards::rdb::dump(value).len().saturating_sub(11);
+    let addr = value as *const _ as usize;
+    RepBody::Lines(format!(
+        "Value at:{addr:#x} refcount:{} encoding:{} serializedlength:{serialized} lru:0 \
+         lru_seconds_idle:0",
+        shards::cmd::keys::refcount(value),
+        value.encoding()
+    ))
 }
 
 fn digest_value(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {

@@ -189,12 +189,7 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
                 field(o, "mem_allocator", "jemalloc-5.3.0");
             }
             "persistence" => {
-                o.push_str("# Persistence\r\n");
-                field(o, "loading", 0);
-                field(o, "rdb_changes_since_last_save", 0);
-                field(o, "rdb_bgsave_in_progress", 0);
-                field(o, "aof_enabled", 0);
-                field(o, "aof_rewrite_in_progress", 0);
+                persistence(o, shared, stats);
             }
             "stats" => {
                 o.push_str("# Stats\r\n");
@@ -313,4 +308,71 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
         }
     }
     out
+}
+
+/// INFO persistence, Redis 7.0's fields (fork-related ones report no fork: there is none).
+fn persistence(o: &mut String, shared: &Shared, stats: &[(usize, ShardStats)]) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let st = &shared.persist;
+    let now_ms = crate::ctx::now_us() / 1000;
+    o.push_str("# Persistence\r\n");
+    field(o, "loading", 0);
+    field(o, "async_loading", 0);
+    field(o, "current_cow_peak", 0);
+    field(o, "current_cow_size", 0);
+    field(o, "current_cow_size_age", 0);
+    field(o, "current_fork_perc", "0.00");
+    field(o, "current_save_keys_processed", 0);
+    field(o, "current_save_keys_total", 0);
+    field(o, "rdb_changes_since_last_save", st.changes_since_save());
+    let bgsave = st.bgsave_running();
+    field(o, "rdb_bgsave_in_progress", bgsave as u8);
+    field(o, "rdb_last_save_time", st.lastsave.load(Relaxed));
+    let ok = |b: bool| if b { "ok" } else { "err" };
+    field(o, "rdb_last_bgsave_status", ok(st.last_bgsave_ok.load(Relaxed)));
+    field(o, "rdb_last_bgsave_time_sec", st.last_bgsave_secs.load(Relaxed));
+    let running_secs = |started: u64| (now_ms.saturating_sub(started) / 1000) as i64;
+    field(
+        o,
+        "rdb_current_bgsave_time_sec",
+        if bgsave {
+            running_secs(st.bgsave_started_ms.load(Relaxed))
+        } else {
+            -1
+        },
+    );
+    field(o, "rdb_saves", st.rdb_saves.load(Relaxed));
+    field(o, "rdb_last_cow_size", 0);
+    field(o, "rdb_last_load_keys_expired", 0);
+    field(o, "rdb_last_load_keys_loaded", 0);
+    let aofs: Vec<(u64, u64, u64, bool)> = stats.iter().filter_map(|(_, s)| s.aof).collect();
+    field(o, "aof_enabled", (!aofs.is_empty()) as u8);
+    let rewriting = st.rewrite_running();
+    field(o, "aof_rewrite_in_progress", rewriting as u8);
+    field(o, "aof_rewrite_scheduled", st.rewrite_scheduled.load(Relaxed) as u8);
+    field(o, "aof_last_rewrite_time_sec", st.last_rewrite_secs.load(Relaxed));
+    field(
+        o,
+        "aof_current_rewrite_time_sec",
+        if rewriting {
+            running_secs(st.rewrite_started_ms.load(Relaxed))
+        } else {
+            -1
+        },
+    );
+    field(o, "aof_last_bgrewrite_status", ok(st.last_rewrite_ok.load(Relaxed)));
+    field(o, "aof_rewrites", st.aof_rewrites.load(Relaxed));
+    field(o, "aof_rewrites_consecutive_failures", 0);
+    field(o, "aof_last_write_status", ok(aofs.iter().all(|a| a.3)));
+    field(o, "aof_last_cow_size", 0);
+    field(o, "module_fork_in_progress", 0);
+    field(o, "module_fork_last_cow_size", 0);
+    if !aofs.is_empty() {
+        field(o, "aof_current_size", aofs.iter().map(|a| a.0).sum::<u64>());
+        field(o, "aof_base_size", aofs.iter().map(|a| a.1).sum::<u64>());
+        field(o, "aof_pending_rewrite", 0);
+        field(o, "aof_buffer_length", aofs.iter().map(|a| a.2).sum::<u64>());
+        field(o, "aof_pending_bio_fsync", 0);
+        field(o, "aof_delayed_fsync", 0);
+    }
 }

@@ -57,6 +57,8 @@ pub enum ReqBody {
     SetActiveExpire(bool),
     /// DEBUG DIGEST: a digest of this shard's data.
     Digest,
+    /// DEBUG OBJECT: describe this key.
+    DebugObject(u8, Key),
     /// CONFIG RESETSTAT.
     ResetStat,
     /// Drop (or answer) the waiter of this connection, blocked on the receiving shard.
@@ -134,4 +136,7 @@ pub struct ShardStats {
     pub rejected_connections: u64,
     pub errorstats: Vec<(String, u64)>,
     pub hops_out: u64,
+    /// The AOF, if on: current size (base and incremental files), base size, bytes not yet
+    /// written, whether the last write succeeded.
+    pub aof: Option<(u64, u64, u64, bool)>,
 }

@@ -31,6 +31,8 @@ pub enum SnapKind {
     BgSave,
     /// BGREWRITEAOF: switch to a new incremental file and write a new base in the background.
     Rewrite,
+    /// DEBUG RELOAD: save, empty the databases and load the file back.
+    Reload,
 }
 
 /// Process-wide persistence status (INFO persistence, LASTSAVE).
@@ -47,6 +49,9 @@ pub struct Status {
     pub rdb_saves: AtomicU64,
     /// Per shard: writes since the last successful save (published by each shard's cron).
     pub dirty: Vec<AtomicU64>,
+    /// Per shard: the AOF's current size and its size after the last rewrite.
+    pub aof_size: Vec<AtomicU64>,
+    pub aof_base: Vec<AtomicU64>,
     pub rewrite_left: AtomicUsize,
     pub rewrite_failed: AtomicBool,
     pub last_rewrite_ok: AtomicBool,
@@ -77,6 +82,8 @@ impl Status {
             bgsave_scheduled: AtomicBool::new(false),
             rdb_saves: AtomicU64::new(0),
             dirty: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            aof_size: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            aof_base: (0..n).map(|_| AtomicU64::new(0)).collect(),
             rewrite_left: AtomicUsize::new(0),
             rewrite_failed: AtomicBool::new(false),
             last_rewrite_ok: AtomicBool::new(true),
@@ -177,7 +184,7 @@ pub fn start_cut(ctx: &ShardCtx, conn: &mut Conn, kind: SnapKind) {
             st.rewrite_started_ms
                 .store(now_us() / 1000, Ordering::Relaxed);
         }
-        SnapKind::Save => {}
+        SnapKind::Save | SnapKind::Reload => {}
     }
     let nested = conn.live.is_some();
     let steps: VecDeque<Step> = (0..ctx.n)
@@ -225,6 +232,16 @@ pub fn start_cut(ctx: &ShardCtx, conn: &mut Conn, kind: SnapKind) {
                         st.stop_saved.store(true, Ordering::Release);
                     }
                 }
+                SnapKind::Reload => {
+                    if errors.is_empty() {
+                        saved(ctx);
+                        crate::log!("DB reloaded by DEBUG RELOAD");
+                        conn.reply().ok();
+                    } else {
+                        conn.reply()
+                            .error(&format!("ERR Error trying to load the RDB dump: {}", errors.join("; ")));
+                    }
+                }
                 SnapKind::BgSave => {
                     crate::log!("Background saving started");
                     conn.reply().simple("Background saving started");
@@ -255,6 +272,7 @@ fn saved(ctx: &ShardCtx) {
 pub fn serve_snapshot(ctx: &ShardCtx, kind: SnapKind) -> RepBody {
     let res = match kind {
         SnapKind::Save => crate::snapshot::save_sync(ctx),
+        SnapKind::Reload => crate::snapshot::reload(ctx),
         SnapKind::BgSave => crate::snapshot::begin_bgsave(ctx),
         SnapKind::Rewrite => crate::snapshot::begin_rewrite(ctx),
     };
@@ -265,7 +283,7 @@ pub fn serve_snapshot(ctx: &ShardCtx, kind: SnapKind) -> RepBody {
             match kind {
                 SnapKind::BgSave => bgsave_done(ctx, false),
                 SnapKind::Rewrite => rewrite_done(ctx, false),
-                SnapKind::Save => {}
+                SnapKind::Save | SnapKind::Reload => {}
             }
             RepBody::Error(e)
         }
@@ -391,6 +409,10 @@ impl ShardCtx {
             e.stats.dirty.saturating_sub(self.dirty_saved.get())
         };
         st.dirty[self.id].store(dirty, Ordering::Relaxed);
+        if let Some(a) = self.aof.borrow().as_ref() {
+            st.aof_size[self.id].store(a.base_size + a.incr_size, Ordering::Relaxed);
+            st.aof_base[self.id].store(a.base_size, Ordering::Relaxed);
+        }
         if self.id != 0 || st.stopping.load(Ordering::Acquire) {
             return;
         }
@@ -405,6 +427,11 @@ impl ShardCtx {
             self.internal_command(&[b"BGSAVE"]);
             return;
         }
+        if self.aof_rewrite_due() {
+            crate::log!("Starting automatic rewriting of AOF");
+            self.internal_command(&[b"BGREWRITEAOF"]);
+            return;
+        }
         let now = now_us() / 1_000_000;
         let changes = st.changes_since_save();
         let last = st.lastsave.load(Ordering::Relaxed);
@@ -417,6 +444,21 @@ impl ShardCtx {
             crate::log!("{n} changes in {secs} seconds. Saving...");
             self.internal_command(&[b"BGSAVE"]);
         }
+    }
+
+    /// Whether the AOF grew enough since its last rewrite for an automatic one
+    /// (`auto-aof-rewrite-percentage` over `auto-aof-rewrite-min-size`, all shards together).
+    fn aof_rewrite_due(&self) -> bool {
+        let cfg = &self.shared.config;
+        let pct = cfg.get_i64("auto-aof-rewrite-percentage").max(0) as u64;
+        if pct == 0 || self.aof.borrow().is_none() {
+            return false;
+        }
+        let st = &self.shared.persist;
+        let size: u64 = st.aof_size.iter().map(|a| a.load(Ordering::Relaxed)).sum();
+        let base: u64 = st.aof_base.iter().map(|a| a.load(Ordering::Relaxed)).sum::<u64>().max(1);
+        size > cfg.get_i64("auto-aof-rewrite-min-size").max(0) as u64
+            && size.saturating_sub(base) * 100 / base >= pct
     }
 
     /// Runs a command on this shard's internal connection (if it is not busy with another).

@@ -488,6 +488,7 @@ pub fn serve_admin(ctx: &ShardCtx, body: &ReqBody) -> RepBody {
             ctx.engine.borrow_mut().config.active_expire = *on;
             RepBody::Ack
         }
+        ReqBody::DebugObject(db, key) => crate::debug::object(ctx, *db as usize, key, now_ms),
         ReqBody::Digest => {
             RepBody::Digest(crate::debug::digest(&mut ctx.engine.borrow_mut(), now_ms))
         }
@@ -587,6 +588,14 @@ fn shard_stats(ctx: &ShardCtx) -> ShardStats {
             .map(|(k, v)| (k.clone(), *v))
             .collect(),
         hops_out: ctx.net.hops_out.get(),
+        aof: ctx.aof.borrow().as_ref().map(|a| {
+            (
+                a.base_size + a.incr_size,
+                a.base_size,
+                a.queued - a.written,
+                a.last_error.is_none(),
+            )
+        }),
     }
 }
 

@@ -126,6 +126,11 @@ pub fn begin_rewrite(ctx: &ShardCtx) -> Result<(), String> {
     if ctx.snapshot.borrow().is_some() {
         return Err("a background snapshot is already running".into());
     }
+    if ctx.aof.borrow().is_none() && ctx.shared.config.get("appendonly") != "yes" {
+        // Nothing to rewrite: the AOF is off (it is made from scratch when turned on).
+        crate::save::rewrite_done(ctx, true);
+        return Ok(());
+    }
     let seq = ctx.aof_switch_incr()?;
     begin(ctx, Target::AofBase { seq })
 }

@@ -881,7 +881,7 @@ fn object_encoding(sh: &mut Shard, c: &mut Call) -> Result<()> {
 }
 
 /// The reference count Redis would report for a value: only strings are ever shared.
-fn refcount(value: &Value) -> i64 {
+pub fn refcount(value: &Value) -> i64 {
     #[allow(unreachable_patterns)]
     match value {
         Value::Str(s) => s.refcount(),
