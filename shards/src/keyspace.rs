@@ -109,6 +109,9 @@ pub struct Db {
     pub expired_count: u64,
     /// The snapshot in progress, if any (see [`Db::begin_snapshot`]).
     snapshot: Option<Box<Snapshot>>,
+    /// While the shard logs its effects: the keys deleted because they had expired, not yet
+    /// logged (the shard drains them after every command and expiry cycle).
+    pub expired_log: Option<Vec<Key>>,
 }
 
 impl Db {
@@ -238,6 +241,11 @@ impl Db {
     fn expire_id(&mut self, id: u32, now_ms: u64) -> bool {
         let expired = self.expired(id, now_ms);
         if expired {
+            if let Some(log) = &mut self.expired_log {
+                if let Some(s) = slot_of(&self.chunks, id) {
+                    log.push(s.key.clone());
+                }
+            }
             self.remove_id(id);
             self.expired_count += 1;
         }
@@ -376,9 +384,11 @@ impl Db {
                 snap.frozen = Some((chunks, std::mem::take(&mut self.expires)));
             }
         }
+        let expired_log = self.expired_log.take();
         *self = Db::default();
         self.expired_count = expired_count;
         self.snapshot = snapshot;
+        self.expired_log = expired_log;
     }
 
     /// A random live key.

@@ -10,12 +10,16 @@
 //! - **Client mistakes are replies.** Bad input becomes an [`Error`] whose text is Redis's; it never
 //!   panics and never logs.
 
+pub mod aof;
 pub mod cmd;
 pub mod error;
 pub mod glob;
 pub mod keyspace;
 pub mod limits;
 pub mod pqsort;
+pub mod prop;
+#[cfg(test)]
+mod prop_tests;
 pub mod rdb;
 pub mod resp;
 pub mod rng;

@@ -21,3 +21,6 @@ pub const EXPIRE_ROUNDS_MAX: usize = 16;
 pub const EMBSTR_LEN_MAX: usize = 44;
 /// Integers below this are Redis's shared integers (OBJECT REFCOUNT reports INT_MAX for them).
 pub const SHARED_INTEGERS: i64 = 10000;
+/// Most members one logged command carries when a command's effect is logged as many (SPOP
+/// with a count as SREMs, as Redis batches them).
+pub const PROPAGATE_BATCH_ARGS: usize = 1024;

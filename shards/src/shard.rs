@@ -4,6 +4,8 @@
 use crate::cmd::{Call, Lookup};
 use crate::keyspace::{Db, Entry, Key};
 use crate::limits::DATABASES;
+pub use crate::prop::Propagate;
+use crate::prop::Rewrites;
 use crate::resp::{Proto, Reply};
 use crate::rng::Rng;
 use crate::{Error, Result};
@@ -159,6 +161,13 @@ pub struct Shard {
     /// Whether calls are counted in the statistics (not for the per-shard parts of a command
     /// split over shards: the connection's shard counts the command once).
     pub counting: bool,
+    /// The propagation log (see [`crate::prop`]): `None` while logging is off.
+    pub prop: Option<Propagate>,
+    /// The effects the running command recorded in place of its arguments.
+    rewrites: Rewrites,
+    /// Whether the databases record their expired keys (follows `prop`, see
+    /// [`Shard::sync_expiry_log`]).
+    expiry_logging: bool,
 }
 
 impl Shard {
@@ -175,7 +184,88 @@ impl Shard {
             ready: Vec::new(),
             watched: HashMap::default(),
             counting: true,
+            prop: None,
+            rewrites: Rewrites::default(),
+            expiry_logging: false,
         }
+    }
+
+    /// Whether commands' effects are being logged: a command that rewrites its effect checks
+    /// this before building the rewrite.
+    pub fn propagating(&self) -> bool {
+        self.prop.is_some()
+    }
+
+    /// Appends one command to the propagation log, if logging is on.
+    pub fn propagate(&mut self, db: usize, argv: &[&[u8]]) {
+        if let Some(p) = &mut self.prop {
+            p.command(db, argv);
+        }
+    }
+
+    /// Records, during a command's run, one command of its effect for database `db`: the call
+    /// is then logged as the commands it recorded, in order, instead of its own arguments.
+    /// Does nothing while logging is off.
+    pub fn rewrite(&mut self, db: usize, argv: &[&[u8]]) {
+        if self.prop.is_some() {
+            self.rewrites.push(db, argv);
+        }
+    }
+
+    /// Declares, during a command's run, that its effect is what it recorded with
+    /// [`Shard::rewrite`] so far, even if that is nothing.
+    pub fn rewrite_none(&mut self) {
+        if self.prop.is_some() {
+            self.rewrites.replaced = true;
+        }
+    }
+
+    /// Makes the databases record the keys they expire exactly while logging is on. Costs one
+    /// comparison unless logging was just turned on or off.
+    fn sync_expiry_log(&mut self) {
+        let on = self.prop.is_some();
+        if on != self.expiry_logging {
+            for db in &mut self.dbs {
+                db.expired_log = on.then(Vec::new);
+            }
+            self.expiry_logging = on;
+        }
+    }
+
+    /// Logs `DEL key` for every key the databases deleted because it expired since the last
+    /// call (Redis propagates expired keys' deletions as DEL). The engine calls this after every
+    /// command and expiry cycle; the server calls it after working on the databases directly
+    /// (such as [`Shard::export`]).
+    pub fn flush_expired(&mut self) {
+        let Some(p) = &mut self.prop else {
+            self.sync_expiry_log();
+            return;
+        };
+        for (i, db) in self.dbs.iter_mut().enumerate() {
+            match &mut db.expired_log {
+                Some(keys) => crate::prop::expired_into(p, i, keys),
+                // A database replaced wholesale (by a load) starts logging again.
+                None => db.expired_log = Some(Vec::new()),
+            }
+        }
+        self.expiry_logging = true;
+    }
+
+    /// Logs what a call changed: the keys it found expired, then its effect (its rewrites, or
+    /// its own arguments) if it changed anything.
+    fn log_call(&mut self, argv: &[&[u8]], db: usize, changed: bool) {
+        self.flush_expired();
+        let Some(p) = &mut self.prop else {
+            return;
+        };
+        if changed {
+            if self.rewrites.replaced {
+                self.rewrites.drain_into(p);
+            } else {
+                p.command(db, argv);
+            }
+        }
+        self.rewrites.clear();
     }
 
     /// Database `i`; callers pass an index already checked against `DATABASES`.
@@ -230,7 +320,18 @@ impl Shard {
         out: &mut Vec<u8>,
     ) -> Option<u64> {
         let dirty = self.stats.dirty;
-        match self.execute(cmd, argv, db, now_us, proto, out) {
+        let logging = self.prop.is_some();
+        if logging != self.expiry_logging {
+            self.sync_expiry_log();
+        }
+        let r = self.execute(cmd, argv, db, now_us, proto, out);
+        if logging {
+            // A command that changed data is logged even if it then failed, as Redis does; a
+            // blocked one changed nothing and runs again when served.
+            let changed = self.stats.dirty != dirty && !matches!(r, Err(Error::Blocked(_)));
+            self.log_call(argv, db, changed);
+        }
+        match r {
             Ok(()) => {
                 // Only a command that changed something touches its keys (as Redis signals
                 // modified keys): DEL of a missing key wakes no one and fails no WATCH. A
@@ -356,9 +457,14 @@ impl Shard {
     /// shards). Absent keys give `None`.
     pub fn export(&mut self, db: usize, keys: &[&[u8]], now_ms: u64) -> Vec<(Key, Option<Entry>)> {
         let d = &mut self.dbs[db];
-        keys.iter()
+        let entries = keys
+            .iter()
             .map(|k| (Key::from(*k), d.get_entry(k, now_ms)))
-            .collect()
+            .collect();
+        if self.expiry_logging {
+            self.flush_expired();
+        }
+        entries
     }
 
     /// Installs entries computed elsewhere: `Some` stores, `None` deletes.
@@ -385,11 +491,15 @@ impl Shard {
         if !self.config.active_expire {
             return (0, false);
         }
+        self.sync_expiry_log();
         let (mut n, mut more) = (0, false);
         for db in &mut self.dbs {
             let (d, m) = db.active_expire(&mut self.rng, now_ms, crate::limits::EXPIRE_ROUNDS_MAX);
             n += d;
             more |= m;
+        }
+        if self.expiry_logging {
+            self.flush_expired();
         }
         (n, more)
     }

@@ -138,6 +138,7 @@ fn restore(sh: &mut Shard, c: &mut Call) -> Result<()> {
         if deleted {
             db.remove(key);
             sh.stats.dirty += 1;
+            sh.rewrite(c.db, &[b"DEL", key]);
         }
         c.out.ok();
         return Ok(());
@@ -145,6 +146,14 @@ fn restore(sh: &mut Shard, c: &mut Call) -> Result<()> {
     let expire = (when != 0).then_some(when.unsigned_abs());
     db.insert(key, Entry::with_expiry(value, expire));
     sh.stats.dirty += 1;
+    if ttl != 0 && !absttl && sh.propagating() {
+        // Logged with the deadline it got, as Redis does: the same arguments plus ABSTTL.
+        let mut at = itoa::Buffer::new();
+        let mut argv = c.argv.to_vec();
+        argv[2] = at.format(when).as_bytes();
+        argv.push(b"ABSTTL");
+        sh.rewrite(c.db, &argv);
+    }
     c.out.ok();
     Ok(())
 }

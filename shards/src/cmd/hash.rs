@@ -434,6 +434,8 @@ fn hincrbyfloat(sh: &mut Shard, c: &mut Call) -> Result<()> {
     h.set(field, text.as_bytes(), lim);
     h.shrink();
     sh.stats.dirty += 1;
+    // The result is logged, not the increment, as Redis does.
+    sh.rewrite(c.db, &[b"HSET", c.argv[1], field, text.as_bytes()]);
     c.out.bulk(text.as_bytes());
     Ok(())
 }

@@ -508,11 +508,18 @@ fn expire_generic(
         c.out.int(0);
         return Ok(());
     }
+    // The effect is logged as an absolute deadline, or as the deletion, whatever the form and
+    // condition of the command (Redis logs PEXPIREAT, or DEL for a deadline already past).
     if when <= now_ms {
         db.remove(key);
+        sh.rewrite(c.db, &[b"DEL", key]);
     } else {
         // `when` is above `now_ms`, which is not negative, so the conversion is exact.
         db.set_expire(key, Some(when.unsigned_abs()));
+        if sh.propagating() {
+            let mut at = itoa::Buffer::new();
+            sh.rewrite(c.db, &[b"PEXPIREAT", key, at.format(when).as_bytes()]);
+        }
     }
     sh.stats.dirty += 1;
     c.out.int(1);

@@ -458,6 +458,14 @@ fn after_pop(sh: &mut Shard, db: usize, key: &[u8], popped: usize, empty: bool) 
     sh.stats.dirty += popped as u64;
 }
 
+/// The command that pops at `end`.
+fn pop_name(end: End) -> &'static [u8] {
+    match end {
+        End::Head => b"LPOP",
+        End::Tail => b"RPOP",
+    }
+}
+
 /// LEFT or RIGHT.
 fn parse_end(arg: &[u8]) -> Result<End> {
     if eq_ic(arg, "left") {
@@ -701,6 +709,12 @@ fn mpop_serve(sh: &mut Shard, c: &mut Call, args: &MpopArgs) -> Result<bool> {
         let popped = pop_into(&mut c.out, list, args.end, args.count);
         let empty = list.is_empty();
         after_pop(sh, c.db, key, popped, empty);
+        // Logged as a pop of the one list served, as Redis does.
+        let mut n = itoa::Buffer::new();
+        sh.rewrite(
+            c.db,
+            &[pop_name(args.end), key, n.format(popped).as_bytes()],
+        );
         return Ok(true);
     }
     Ok(false)
@@ -1026,6 +1040,8 @@ fn bpop(sh: &mut Shard, c: &mut Call, end: End) -> Result<()> {
         c.out.bulk(key);
         c.out.bulk(&item);
         after_pop(sh, c.db, key, 1, empty);
+        // Served at once or after blocking, the effect is a plain pop (as Redis logs it).
+        sh.rewrite(c.db, &[pop_name(end), key]);
         return Ok(());
     }
     Err(Error::Blocked(timeout_ms))
@@ -1036,13 +1052,21 @@ fn blmove(sh: &mut Shard, c: &mut Call) -> Result<()> {
     let from = parse_end(c.argv[3])?;
     let to = parse_end(c.argv[4])?;
     let timeout_ms = parse_timeout(c.argv[5])?;
-    bmove(sh, c, from, to, timeout_ms)
+    bmove(sh, c, from, to, timeout_ms)?;
+    // Logged as the LMOVE it came to, as Redis does.
+    sh.rewrite(
+        c.db,
+        &[b"LMOVE", c.argv[1], c.argv[2], c.argv[3], c.argv[4]],
+    );
+    Ok(())
 }
 
 /// BRPOPLPUSH source destination timeout
 fn brpoplpush(sh: &mut Shard, c: &mut Call) -> Result<()> {
     let timeout_ms = parse_timeout(c.argv[3])?;
-    bmove(sh, c, End::Tail, End::Head, timeout_ms)
+    bmove(sh, c, End::Tail, End::Head, timeout_ms)?;
+    sh.rewrite(c.db, &[b"RPOPLPUSH", c.argv[1], c.argv[2]]);
+    Ok(())
 }
 
 /// Moves an element as LMOVE does, or blocks while the source is missing (whatever the

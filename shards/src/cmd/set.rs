@@ -17,7 +17,7 @@ use crate::keyspace::{Db, Entry};
 use crate::resp::Reply;
 use crate::shard::Stats;
 use crate::types::set::{Member, Set};
-use crate::types::Value;
+use crate::types::{SmallBytes, Value};
 use crate::util::{eq_ic, parse_i64};
 use crate::{Error, Result, Shard};
 
@@ -422,15 +422,30 @@ fn spop_one(sh: &mut Shard, c: &mut Call) -> Result<()> {
         c.out.null();
         return Ok(());
     };
-    match set.pop_random(rng) {
-        Some(m) => c.out.bulk(&m),
+    let popped = set.pop_random(rng);
+    match &popped {
+        Some(m) => c.out.bulk(m),
         None => c.out.null(),
     }
     if set.is_empty() {
         db.remove(key);
     }
     sh.stats.dirty += 1;
+    // The member drawn is logged, not the draw (Redis logs SREM).
+    if let Some(m) = popped {
+        sh.rewrite(c.db, &[b"SREM", key, &m]);
+    }
     Ok(())
+}
+
+/// Logs the members SPOP removed as SREMs of at most `PROPAGATE_BATCH_ARGS` members each.
+fn log_srem(sh: &mut Shard, db: usize, key: &[u8], members: &[SmallBytes]) {
+    for batch in members.chunks(crate::limits::PROPAGATE_BATCH_ARGS) {
+        let mut argv: Vec<&[u8]> = Vec::with_capacity(batch.len() + 2);
+        argv.extend_from_slice(&[b"SREM", key]);
+        argv.extend(batch.iter().map(|m| m.as_slice()));
+        sh.rewrite(db, &argv);
+    }
 }
 
 /// SPOP with a count. Like Redis, a count covering the whole set answers with the set (as
@@ -443,6 +458,7 @@ fn spop_count(sh: &mut Shard, c: &mut Call) -> Result<()> {
         .ok_or_else(|| Error::err("value is out of range, must be positive"))?;
     let key = c.argv[1];
     let max = sh.config.set_max_intset_entries;
+    let prop_on = sh.propagating();
     let Shard {
         dbs, rng, stats, ..
     } = sh;
@@ -461,14 +477,21 @@ fn spop_count(sh: &mut Shard, c: &mut Call) -> Result<()> {
         stats.keyspace_hits += 1;
         reply_set(&mut c.out, &union(&[Some(&*set)], max));
         db.remove(key);
+        // The whole set went: logged as its deletion, as Redis does.
+        sh.rewrite(c.db, &[b"DEL", key]);
         return Ok(());
     }
     c.out.set(count);
     let remaining = size - count;
+    // The members drawn, kept only while logging.
+    let mut popped: Option<Vec<SmallBytes>> = prop_on.then(Vec::new);
     if remaining * 5 > count {
         for _ in 0..count {
             if let Some(m) = set.pop_random(rng) {
                 c.out.bulk(&m);
+                if let Some(p) = &mut popped {
+                    p.push(m);
+                }
             }
         }
     } else {
@@ -479,9 +502,15 @@ fn spop_count(sh: &mut Shard, c: &mut Call) -> Result<()> {
             }
         }
         set.iter().for_each(|m| reply_member(&mut c.out, m));
+        if let Some(p) = &mut popped {
+            p.extend(set.iter().map(Member::to_bytes));
+        }
         if let Some(kept) = kept {
             *set = kept;
         }
+    }
+    if let Some(p) = popped {
+        log_srem(sh, c.db, key, &p);
     }
     Ok(())
 }

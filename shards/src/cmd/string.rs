@@ -563,10 +563,28 @@ fn set(sh: &mut Shard, c: &mut Call) -> Result<()> {
     } else {
         store(sh, c.db, key, c.argv[2], expire_at_ms);
     }
+    if c.argv.len() > 3 {
+        // The effect, without the conditions and GET that no longer matter, and with an
+        // absolute deadline (Redis logs `SET key value PXAT ms`).
+        log_set(sh, c.db, key, c.argv[2], expire_at_ms, o.keepttl);
+    }
     if !o.get {
         c.out.ok();
     }
     Ok(())
+}
+
+/// Logs the effect of a SET: `SET key value [PXAT ms | KEEPTTL]`.
+fn log_set(sh: &mut Shard, db: usize, key: &[u8], value: &[u8], at_ms: Option<u64>, keepttl: bool) {
+    if !sh.propagating() {
+        return;
+    }
+    let mut at = itoa::Buffer::new();
+    match at_ms {
+        Some(ms) => sh.rewrite(db, &[b"SET", key, value, b"PXAT", at.format(ms).as_bytes()]),
+        None if keepttl => sh.rewrite(db, &[b"SET", key, value, b"KEEPTTL"]),
+        None => sh.rewrite(db, &[b"SET", key, value]),
+    }
 }
 
 /// SETNX key value
@@ -593,6 +611,7 @@ fn psetex(sh: &mut Shard, c: &mut Call) -> Result<()> {
 fn set_with_ttl(sh: &mut Shard, c: &mut Call, unit: ExpireUnit, cmd: &str) -> Result<()> {
     let at = unit.deadline(c.argv[2], c.now_ms, cmd)?;
     store(sh, c.db, c.argv[1], c.argv[3], Some(at));
+    log_set(sh, c.db, c.argv[1], c.argv[3], Some(at), false);
     c.out.ok();
     Ok(())
 }
@@ -604,6 +623,8 @@ fn getset(sh: &mut Shard, c: &mut Call) -> Result<()> {
         None => c.out.null(),
     }
     store(sh, c.db, c.argv[1], c.argv[2], None);
+    // Logged as SET, as Redis does.
+    log_set(sh, c.db, c.argv[1], c.argv[2], None, false);
     Ok(())
 }
 
@@ -618,6 +639,8 @@ fn getdel(sh: &mut Shard, c: &mut Call) -> Result<()> {
     }
     sh.dbs[c.db].remove(c.argv[1]);
     sh.stats.dirty += 1;
+    // Logged as DEL, as Redis does.
+    sh.rewrite(c.db, &[b"DEL", c.argv[1]]);
     Ok(())
 }
 
@@ -640,14 +663,18 @@ fn getex(sh: &mut Shard, c: &mut Call) -> Result<()> {
         Some((unit, at)) if unit.absolute() && at <= c.now_ms => {
             db.remove(key);
             sh.stats.dirty += 1;
+            sh.rewrite(c.db, &[b"DEL", key]);
         }
         Some((_, at)) => {
             db.set_expire(key, Some(at));
             sh.stats.dirty += 1;
+            let mut num = itoa::Buffer::new();
+            sh.rewrite(c.db, &[b"PEXPIREAT", key, num.format(at).as_bytes()]);
         }
         None if o.persist && db.get(key, c.now_ms).is_some() && db.expire_at(key).is_some() => {
             db.set_expire(key, None);
             sh.stats.dirty += 1;
+            sh.rewrite(c.db, &[b"PERSIST", key]);
         }
         None => {}
     }
@@ -896,7 +923,10 @@ fn incrbyfloat(sh: &mut Shard, c: &mut Call) -> Result<()> {
     // Stored as text even when it looks like an integer, as Redis does.
     let text = sum.to_human().into_bytes();
     c.out.bulk(&text);
-    db.set_value_keep_ttl(
+    // The result is logged, not the increment (Redis logs `SET key result KEEPTTL`, so that
+    // no replica redoes floating-point arithmetic).
+    log_set(sh, c.db, key, &text, None, true);
+    sh.dbs[c.db].set_value_keep_ttl(
         key,
         Value::Str(Str::Bytes {
             data: text.into(),

@@ -1435,6 +1435,13 @@ fn pop_generic(
         db.remove(key);
     }
     sh.stats.dirty += n as u64;
+    // Whichever command popped (ZMPOP, or a blocking one served), the effect is a pop of the
+    // one sorted set served, as Redis logs it.
+    if n > 0 && sh.propagating() {
+        let name: &[u8] = if max { b"ZPOPMAX" } else { b"ZPOPMIN" };
+        let mut num = itoa::Buffer::new();
+        sh.rewrite(c.db, &[name, key, num.format(n).as_bytes()]);
+    }
     Ok(())
 }
 
