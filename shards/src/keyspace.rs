@@ -556,7 +556,11 @@ impl Db {
     /// serialises that whole chunk as it was (copy-on-write at chunk granularity), and keys
     /// added in chunks made since are not part of it. The bytes come out in pieces
     /// ([`Db::snapshot_take`]) for [`crate::rdb::file::FileWriter::append`]; the records of
-    /// one chunk are contiguous, chunks come in the order they were saved.
+    /// one chunk are contiguous, chunks come in the order they were saved. Take them after
+    /// every step and every batch of commands: each write may add up to one chunk's records.
+    ///
+    /// The snapshot belongs to the data, not to the database number: SWAPDB (which swaps the
+    /// `Db`s) carries it along, and it still writes as `db_index`.
     pub fn begin_snapshot(&mut self, db_index: usize, now_ms: u64) {
         let end = self.chunks.len();
         self.snapshot = Some(Box::new(Snapshot {

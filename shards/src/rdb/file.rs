@@ -310,7 +310,8 @@ impl RawEntry<'_> {
 /// Reads a file held in memory, key by key. Aux fields and function libraries met on the way
 /// are collected ([`FileReader::aux`], [`FileReader::functions`]). The checksum is checked
 /// when `EOF` is reached, so a caller must treat what it loaded as void unless
-/// [`FileReader::next_entry`] ends with `Ok(None)`.
+/// [`FileReader::next_entry`] ends with `Ok(None)`. Bytes after the checksum are ignored, as
+/// Redis ignores them.
 #[derive(Debug)]
 pub struct FileReader<'a> {
     r: Reader<'a>,
@@ -460,6 +461,7 @@ impl<'a> FileReader<'a> {
         expire_ms: Option<u64>,
     ) -> Result<RawEntry<'a>, RdbError> {
         match kind {
+            0..=5 | 10..=14 | 16..=18 => {}
             6 | 7 => return err(at, "unsupported: module value (modules are not supported)"),
             9 => {
                 return err(
@@ -467,10 +469,10 @@ impl<'a> FileReader<'a> {
                     "unsupported: zipmap-encoded hash (RDB before Redis 2.6)",
                 )
             }
-            15 | 19..=21 => {
+            15 | 19 => {
                 return err(at, "unsupported: stream value (shardis has no streams yet)");
             }
-            _ => {}
+            _ => return err(at, format!("unknown object type {kind}")),
         }
         let key = self.field(at, "key", |r| r.string())?;
         let body = self.r.pos;
@@ -478,7 +480,7 @@ impl<'a> FileReader<'a> {
             return err(
                 at,
                 format!(
-                    "unknown object type {kind} or truncated value for key {}",
+                    "truncated or malformed value of type {kind} for key {}",
                     String::from_utf8_lossy(&key)
                 ),
             );
@@ -767,7 +769,7 @@ mod tests {
         huge.extend_from_slice(&(u64::MAX / 2).to_be_bytes());
         assert!(error_of(&handmade("0010", &huge))
             .msg
-            .contains("truncated value"));
+            .contains("truncated or malformed value"));
         let mut huge = vec![opcode::AUX, 0x80];
         huge.extend_from_slice(&u32::MAX.to_be_bytes());
         assert!(error_of(&handmade("0010", &huge)).msg.contains("aux field"));
