@@ -129,6 +129,23 @@ impl ShardCtx {
         (pos > aof.synced || !aof.held_resp.is_empty()).then_some(pos)
     }
 
+    /// With `appendfsync always`: the position output produced now must wait for, and the
+    /// position synced so far.
+    pub fn aof_gate_synced(&self) -> Option<(u64, u64)> {
+        let aof = self.aof.borrow();
+        let aof = aof.as_ref()?;
+        if aof.fsync != Fsync::Always {
+            return None;
+        }
+        let in_engine = self
+            .engine
+            .borrow()
+            .prop
+            .as_ref()
+            .map_or(0, |p| p.buf.len() as u64);
+        Some((aof.queued + in_engine, aof.synced))
+    }
+
     /// Holds a connection's output until the log is synced to `pos`.
     pub fn aof_hold_conn(&self, token: Token) {
         if let Some(aof) = self.aof.borrow_mut().as_mut() {
@@ -401,7 +418,18 @@ impl ShardCtx {
                 me.aof_drain().await;
                 if me.shared.config.get("appendonly") != "yes" {
                     me.engine.borrow_mut().prop = None;
-                    *me.aof.borrow_mut() = None;
+                    let held = me.aof.borrow_mut().take();
+                    // Output held for a sync goes now (everything logged is synced).
+                    if let Some(mut a) = held {
+                        for (_, peer, parts) in a.held_resp.drain(..) {
+                            me.send_responses(peer, parts);
+                        }
+                        for t in a.held_conns.drain(..) {
+                            if let Some(conn) = me.conns.borrow_mut().take(t) {
+                                me.finish(conn);
+                            }
+                        }
+                    }
                 }
             })
             .detach();

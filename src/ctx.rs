@@ -837,10 +837,16 @@ impl ShardCtx {
         }
         let mut held = false;
         if conn.pending_output() > 0 {
-            if self.aof_gate().is_some() {
-                // `appendfsync always`: nothing leaves before the log covering it is synced.
-                self.aof_hold_conn(conn.token);
-                held = true;
+            // `appendfsync always`: no output leaves before the log that covers it is synced.
+            if let Some((pos, synced)) = self.aof_gate_synced() {
+                if conn.wbuf.len() != conn.held_len {
+                    conn.hold_until = pos;
+                    conn.held_len = conn.wbuf.len();
+                }
+                if conn.hold_until > synced {
+                    self.aof_hold_conn(conn.token);
+                    held = true;
+                }
             }
         }
         if conn.pending_output() > 0 && !held {
@@ -854,6 +860,7 @@ impl ShardCtx {
                         if conn.wpos == conn.wbuf.len() {
                             conn.wbuf.clear();
                             conn.wpos = 0;
+                            conn.held_len = 0;
                             if conn.wbuf.capacity() > 1 << 20 {
                                 conn.wbuf = Vec::new();
                             }
