@@ -92,14 +92,14 @@ pub const OPTIONS: &[OptDef] = &[
         "3600 1 300 100 60 10000",
         Kind::Str,
         true,
-        "snapshot points (persistence is not built yet)",
+        "snapshot points: pairs of <seconds> <changes> (empty: none)",
     ),
     opt(
         "appendonly",
         "no",
         Kind::Bool,
         true,
-        "append-only file (persistence is not built yet)",
+        "log every write to a per-shard append-only file",
     ),
     opt(
         "appendfsync",
@@ -108,7 +108,7 @@ pub const OPTIONS: &[OptDef] = &[
         true,
         "AOF fsync policy",
     ),
-    opt("dir", ".", Kind::Str, false, "directory for data files"),
+    opt("dir", ".", Kind::Str, true, "directory for data files"),
     opt("dbfilename", "dump.rdb", Kind::Str, true, "RDB file name"),
     opt(
         "appendfilename",
@@ -116,6 +116,51 @@ pub const OPTIONS: &[OptDef] = &[
         Kind::Str,
         false,
         "AOF base name",
+    ),
+    opt(
+        "appenddirname",
+        "appendonlydir",
+        Kind::Str,
+        false,
+        "directory (under dir) of the per-shard AOF directories",
+    ),
+    opt(
+        "aof-load-truncated",
+        "yes",
+        Kind::Bool,
+        true,
+        "load an AOF whose tail is torn, truncating it (no: refuse to start)",
+    ),
+    opt(
+        "auto-aof-rewrite-percentage",
+        "100",
+        Kind::Int {
+            min: 0,
+            max: i32::MAX as i64,
+        },
+        true,
+        "rewrite the AOF when it grew this much since the last rewrite (0: never)",
+    ),
+    opt(
+        "auto-aof-rewrite-min-size",
+        "64mb",
+        Kind::Memory { min: 0 },
+        true,
+        "no automatic AOF rewrite below this size",
+    ),
+    opt(
+        "rdbcompression",
+        "yes",
+        Kind::Bool,
+        true,
+        "compress strings in RDB files (always on)",
+    ),
+    opt(
+        "rdbchecksum",
+        "yes",
+        Kind::Bool,
+        true,
+        "end RDB files with a CRC64 (always written)",
     ),
     opt(
         "enable-debug-command",
@@ -383,6 +428,10 @@ pub fn normalise(def: &OptDef, value: &str) -> Result<String, String> {
             "no" => Ok("no".into()),
             _ => Err("argument must be 'yes' or 'no'".into()),
         },
+        Kind::Str if def.name == "save" => {
+            crate::save::check_save_points(value)?;
+            Ok(value.split_whitespace().collect::<Vec<_>>().join(" "))
+        }
         Kind::Str => Ok(value.to_string()),
         Kind::Enum(choices) => {
             let v = value.to_ascii_lowercase();

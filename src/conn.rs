@@ -262,12 +262,22 @@ impl Slab {
                 slot.1 = None;
                 slot.0 = slot.0.wrapping_add(1);
                 self.free.push(t.index);
-                self.live -= 1;
+                self.live = self.live.saturating_sub(1);
             }
         }
     }
 
+    /// The client connections (not the shard's internal one).
     pub fn iter(&self) -> impl Iterator<Item = &Conn> {
-        self.slots.iter().filter_map(|(_, c)| c.as_deref())
+        self.slots
+            .iter()
+            .filter_map(|(_, c)| c.as_deref())
+            .filter(|c| c.fd >= 0)
+    }
+
+    /// Stores the shard's internal connection (no socket; not counted as a client).
+    pub fn put_internal(&mut self, conn: Box<Conn>) {
+        self.put(conn);
+        self.live -= 1;
     }
 }

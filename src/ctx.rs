@@ -43,6 +43,8 @@ pub struct Shared {
     peak_memory: AtomicU64,
     /// Client connections open on all shards (maxclients is process-wide).
     pub clients: std::sync::atomic::AtomicUsize,
+    /// Persistence status (LASTSAVE, INFO persistence, save points).
+    pub persist: crate::save::Status,
 }
 
 impl Shared {
@@ -66,6 +68,7 @@ impl Shared {
             run_id,
             peak_memory: AtomicU64::new(0),
             clients: std::sync::atomic::AtomicUsize::new(0),
+            persist: crate::save::Status::new(nshards),
         }
     }
 
@@ -76,8 +79,8 @@ impl Shared {
             .max(used)
     }
 
-    /// Stops the process. Nothing needs flushing yet (persistence comes later).
-    pub fn shutdown(&self, code: i32) -> ! {
+    /// Stops the process now (after the shards' shutdown work, see `crate::save`).
+    pub fn exit(&self, code: i32) -> ! {
         crate::log!("shardis is now ready to exit, bye bye...");
         std::process::exit(code)
     }
@@ -143,6 +146,17 @@ pub struct ShardCtx {
     pub query_buf_max: Cell<usize>,
     pub maxclients: Cell<usize>,
     pub requirepass: RefCell<Option<Vec<u8>>>,
+    /// The append-only file's writer, when `appendonly` is on.
+    pub aof: RefCell<Option<crate::aof::Aof>>,
+    /// The engine's write counter as of the last successful save of this shard.
+    pub dirty_saved: Cell<u64>,
+    /// The shard's internal connection (server-initiated work: save points, shutdown).
+    pub internal: Cell<Option<Token>>,
+    /// A background snapshot of this shard is being written.
+    pub snapshot: RefCell<Option<crate::snapshot::Running>>,
+    /// Shutdown: this shard has done its part; shard 0 has started the final save.
+    pub stop_done: Cell<bool>,
+    pub stop_save_started: Cell<bool>,
 }
 
 impl ShardCtx {
@@ -154,6 +168,7 @@ impl ShardCtx {
         shared: Arc<Shared>,
         req_mesh: MeshBuilder<Request, Full>,
         rep_mesh: MeshBuilder<Response, Full>,
+        start: crate::load::Start,
     ) -> anyhow::Result<()> {
         let (req_tx, mut req_rx) = req_mesh
             .join()
@@ -187,9 +202,10 @@ impl ShardCtx {
             id,
             n,
             shared: shared.clone(),
-            engine: RefCell::new(Shard {
-                ticks: crate::clock::ticks,
-                ..Shard::new(id, n, seed)
+            engine: RefCell::new({
+                let mut e = Shard::new(id, n, seed);
+                e.ticks = crate::clock::ticks;
+                e
             }),
             conns: RefCell::new(Slab::default()),
             epoll,
@@ -209,9 +225,43 @@ impl ShardCtx {
             query_buf_max: Cell::new(1 << 30),
             maxclients: Cell::new(10000),
             requirepass: RefCell::new(None),
+            aof: RefCell::new(None),
+            dirty_saved: Cell::new(0),
+            internal: Cell::new(None),
+            snapshot: RefCell::new(None),
+            stop_done: Cell::new(false),
+            stop_save_started: Cell::new(false),
         });
         *ctx.me.borrow_mut() = Rc::downgrade(&ctx);
         ctx.refresh_config();
+        ctx.engine.borrow_mut().dbs = start.dbs;
+        if let Some(a) = start.aof {
+            let fsync = crate::aof::Fsync::parse(&shared.config.get("appendfsync"));
+            let mut aof = crate::aof::Aof::new(fsync, a.dir, a.manifest);
+            aof.base_size = a.base_size;
+            *ctx.aof.borrow_mut() = Some(aof);
+            ctx.engine.borrow_mut().prop = Some(Default::default());
+            ctx.aof_open(a.incr.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("opening {}: {e}", a.incr.display()))?;
+        }
+        {
+            // The shard's internal connection, for work the server starts by itself.
+            let mut conns = ctx.conns.borrow_mut();
+            let token = conns.vacant();
+            let mut c = Conn::new(
+                -1,
+                token,
+                0,
+                "internal".into(),
+                String::new(),
+                now_us() / 1000,
+            );
+            c.authenticated = true;
+            c.local_client = true;
+            conns.put_internal(Box::new(c));
+            ctx.internal.set(Some(token));
+        }
 
         let req_tx = Rc::new(req_tx);
         for (peer, rx) in out_rx {
@@ -302,12 +352,25 @@ impl ShardCtx {
         };
     }
 
-    /// Background work at `hz`: active expiry.
+    /// Background work at `hz`: active expiry, save points, the AOF's once-a-second sync,
+    /// shutdown work.
     async fn cron(&self) {
+        let mut last_sync = std::time::Instant::now();
         loop {
             let hz = self.shared.config.get_i64("hz").clamp(1, 500) as u64;
-            glommio::timer::sleep(Duration::from_millis(1000 / hz)).await;
+            let stopping = self.shared.persist.stopping.load(Ordering::Acquire);
+            let period = if stopping { 5 } else { 1000 / hz };
+            glommio::timer::sleep(Duration::from_millis(period)).await;
             self.refresh_config();
+            if stopping {
+                self.stop_cron().await;
+                continue;
+            }
+            self.persist_cron();
+            if last_sync.elapsed() >= Duration::from_secs(1) {
+                last_sync = std::time::Instant::now();
+                self.aof_sync_tick().await;
+            }
             // Like Redis, spend at most a quarter of each cron period expiring keys; yield
             // between steps so clients are served meanwhile.
             let budget = Duration::from_micros(250_000 / hz);
@@ -353,6 +416,7 @@ impl ShardCtx {
     pub fn end_of_batch(&self) {
         crate::txn::pump(self);
         self.serve_ready();
+        self.aof_collect();
         self.flush_outbox();
         self.flush_responses();
     }
@@ -591,37 +655,80 @@ impl ShardCtx {
         RepBody::Entries(entries)
     }
 
-    /// Stores (Some) or deletes (None) entries.
+    /// Stores (Some) or deletes (None) entries. The AOF logs each as `RESTORE … ABSTTL` or
+    /// `DEL`.
     pub fn import(&self, entries: &[(u8, Key, Option<Entry>)]) {
         let mut engine = self.engine.borrow_mut();
         for (db, k, e) in entries {
             engine.import(*db as usize, vec![(k.clone(), e.clone())]);
+            if engine.prop.is_none() {
+                continue;
+            }
+            match e {
+                Some(e) => {
+                    let payload = shards::rdb::dump(&e.value);
+                    let ttl = e.expire_at().unwrap_or(0).to_string();
+                    engine.propagate(
+                        *db as usize,
+                        &[
+                            b"RESTORE",
+                            k.as_slice(),
+                            ttl.as_bytes(),
+                            &payload,
+                            b"REPLACE",
+                            b"ABSTTL",
+                        ],
+                    );
+                }
+                None => engine.propagate(*db as usize, &[b"DEL", k.as_slice()]),
+            }
         }
     }
 
-    /// Sends answers gathered for other shards.
+    /// Sends answers gathered for other shards (or holds them until the AOF is synced, see
+    /// `crate::aof`).
     fn flush_responses(&self) {
-        let mut outbox = self.resp_outbox.borrow_mut();
-        for (shard, parts) in outbox.iter_mut().enumerate() {
-            if parts.is_empty() {
-                continue;
-            }
-            let batch = std::mem::take(parts);
-            if let Some(Some(tx)) = self.resp_tx.get(shard) {
-                let msg = Response {
-                    from: self.id,
-                    parts: batch,
-                };
-                if let Err(GlommioError::WouldBlock(ResourceType::Channel(msg))) = tx.try_send(msg)
-                {
-                    // The link is full: keep the batch, ahead of anything newer, and retry.
-                    let mut back = msg.parts;
-                    back.append(parts);
-                    *parts = back;
-                    self.retry_flush();
-                }
+        let gate = self.aof_gate();
+        let batches: Vec<(usize, Vec<RepPart>)> = {
+            let mut outbox = self.resp_outbox.borrow_mut();
+            outbox
+                .iter_mut()
+                .enumerate()
+                .filter(|(_, parts)| !parts.is_empty())
+                .map(|(shard, parts)| (shard, std::mem::take(parts)))
+                .collect()
+        };
+        for (shard, batch) in batches {
+            match gate {
+                Some(pos) => self.aof_hold_resp(pos, shard, batch),
+                None => self.send_responses(shard, batch),
             }
         }
+    }
+
+    /// Sends answers to `shard` now (kept ahead of newer ones if the link is full).
+    pub fn send_responses(&self, shard: usize, batch: Vec<RepPart>) {
+        if let Some(Some(tx)) = self.resp_tx.get(shard) {
+            let msg = Response {
+                from: self.id,
+                parts: batch,
+            };
+            if let Err(GlommioError::WouldBlock(ResourceType::Channel(msg))) = tx.try_send(msg) {
+                // The link is full: keep the batch, ahead of anything newer, and retry.
+                let mut outbox = self.resp_outbox.borrow_mut();
+                let parts = &mut outbox[shard];
+                let mut back = msg.parts;
+                back.append(parts);
+                *parts = back;
+                drop(outbox);
+                self.retry_flush();
+            }
+        }
+    }
+
+    /// This context, for tasks that outlive a call.
+    pub fn me(&self) -> Option<Rc<ShardCtx>> {
+        self.me.borrow().upgrade()
     }
 
     /// Flushes the outboxes again shortly (a mesh link was full: the peer is busy).
@@ -720,7 +827,22 @@ impl ShardCtx {
     /// After work on a connection: write what it has, adjust epoll interest, put it back (or
     /// close it).
     pub fn finish(&self, mut conn: Box<Conn>) {
+        if conn.fd < 0 {
+            // The shard's internal connection: its replies go nowhere.
+            conn.wbuf.clear();
+            conn.wpos = 0;
+            self.conns.borrow_mut().put_back(conn);
+            return;
+        }
+        let mut held = false;
         if conn.pending_output() > 0 {
+            if self.aof_gate().is_some() {
+                // `appendfsync always`: nothing leaves before the log covering it is synced.
+                self.aof_hold_conn(conn.token);
+                held = true;
+            }
+        }
+        if conn.pending_output() > 0 && !held {
             loop {
                 match net::write(conn.fd, &conn.wbuf[conn.wpos..]) {
                     Ok(n) => {
@@ -746,7 +868,7 @@ impl ShardCtx {
         if conn.close_after_reply && conn.pending_output() == 0 && !conn.waiting() {
             return self.close(conn);
         }
-        let want_write = conn.pending_output() > 0;
+        let want_write = conn.pending_output() > 0 && !held;
         let pause = conn.waiting() && conn.rbuf.len() - conn.rpos > PAUSE_READ_BYTES;
         if want_write != conn.want_write || pause != conn.read_paused {
             let mut ev = if pause { 0 } else { EV_READ };

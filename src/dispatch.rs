@@ -41,14 +41,7 @@ pub fn shard_of(ctx: &ShardCtx, key: &[u8]) -> usize {
     key_slot(key).0 as usize % ctx.n
 }
 
-/// Encodes a command as a RESP multibulk frame.
-pub fn encode_command(argv: &[&[u8]], out: &mut Vec<u8>) {
-    let mut r = Reply::new(out, Proto::Resp2);
-    r.array(argv.len());
-    for a in argv {
-        r.bulk(a);
-    }
-}
+pub use shards::resp::encode_command;
 
 /// Parses and carries out as much of the connection's input as it can without waiting.
 pub fn process(ctx: &ShardCtx, conn: &mut Conn) {
@@ -76,6 +69,16 @@ fn live_step(conn: &mut Conn) {
 
 fn process_input(ctx: &ShardCtx, conn: &mut Conn) {
     if conn.waiting() || conn.close_after_reply {
+        return;
+    }
+    // Stopping: clients are no longer served (the shard's own connection still is).
+    if conn.fd >= 0
+        && ctx
+            .shared
+            .persist
+            .stopping
+            .load(std::sync::atomic::Ordering::Acquire)
+    {
         return;
     }
     inject(conn);
@@ -577,6 +580,15 @@ fn start_split(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]], merge
         per_shard[s].extend(argv[p..(p + step).min(argv.len())].iter().copied());
         locks[s].push((conn.db as u8, Key::from(argv[p])));
     }
+    // A write's parts are logged with the list of shards that have one (see `crate::load`).
+    let peers: Vec<u16> = if l.spec.flags & shards::cmd::flag::WRITE != 0 {
+        (0..ctx.n)
+            .filter(|&s| !per_shard[s].is_empty())
+            .map(|s| s as u16)
+            .collect()
+    } else {
+        Vec::new()
+    };
     // One transaction step per shard, in ascending shard order; the last releases its locks
     // as it runs, the others are released once all have run.
     let mut steps: std::collections::VecDeque<crate::txn::Step> = per_shard
@@ -591,7 +603,10 @@ fn start_split(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]], merge
                 shard: s,
                 lock,
                 exclusive: false,
-                op: crate::txn::TxOp::Part(frame),
+                op: crate::txn::TxOp::Part {
+                    frames: frame,
+                    peers: peers.clone(),
+                },
                 release: false,
             }
         })
@@ -874,6 +889,10 @@ pub fn write_back(
             per_shard[shard_of(ctx, &k)].push((kdb, k, new));
         }
     }
+    let peers: Vec<u16> = (0..ctx.n)
+        .filter(|&s| !per_shard[s].is_empty())
+        .map(|s| s as u16)
+        .collect();
     // Owners with changes apply them and release in one step; the others just release.
     crate::txn::release_on(
         ctx,
@@ -890,7 +909,10 @@ pub fn write_back(
                 tx,
                 lock: Vec::new(),
                 exclusive: false,
-                op: crate::txn::TxOp::Import(e),
+                op: crate::txn::TxOp::Import {
+                    entries: e,
+                    peers: peers.clone(),
+                },
                 release: !nested,
             };
             (s, body)

@@ -48,7 +48,7 @@ fn human(bytes: u64) -> String {
 }
 
 /// Bytes allocated by the process, from jemalloc (refreshed on each call).
-fn allocated_bytes() -> u64 {
+pub fn allocated_bytes() -> u64 {
     let _ = tikv_jemalloc_ctl::epoch::advance();
     tikv_jemalloc_ctl::stats::allocated::read().unwrap_or(0) as u64
 }

@@ -16,6 +16,7 @@ macro_rules! log {
     }};
 }
 
+mod aof;
 mod block;
 mod clock;
 mod config;
@@ -24,11 +25,15 @@ mod ctx;
 mod debug;
 mod dispatch;
 mod info;
+mod load;
 mod merge;
 mod msg;
 mod multi;
 mod net;
+mod persist;
+mod save;
 mod server_cmds;
+mod snapshot;
 mod startup;
 mod txn;
 

@@ -112,6 +112,8 @@ pub enum RepBody {
     Watched(Vec<crate::multi::Watched>),
     /// A watched key changed: the EXEC fails.
     Conflict,
+    /// The operation failed on this shard.
+    Error(String),
 }
 
 /// What INFO needs from a shard.

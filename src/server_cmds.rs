@@ -65,6 +65,7 @@ pub fn handle(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]], cmd: C
         ConnCmd::Command => Err(Error::err("unsupported")),
         ConnCmd::Shutdown => shutdown(ctx, argv),
         ConnCmd::Debug => crate::server_cmds::debug(ctx, conn, argv),
+        ConnCmd::Persist => crate::save::handle(ctx, conn, argv),
         ConnCmd::Multi | ConnCmd::Exec | ConnCmd::Discard | ConnCmd::Watch | ConnCmd::Unwatch => {
             crate::multi::handle(ctx, conn, argv, cmd)
         }
@@ -667,20 +668,34 @@ fn config(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Result<
 }
 
 fn shutdown(ctx: &ShardCtx, argv: &[&[u8]]) -> Result<(), Error> {
-    let mut abort = false;
+    let (mut abort, mut save, mut nosave) = (false, false, false);
     for a in &argv[1..] {
         if eq_ic(a, "abort") {
             abort = true;
-        } else if !(eq_ic(a, "nosave") || eq_ic(a, "save") || eq_ic(a, "now") || eq_ic(a, "force"))
-        {
+        } else if eq_ic(a, "nosave") {
+            nosave = true;
+        } else if eq_ic(a, "save") {
+            save = true;
+        } else if !(eq_ic(a, "now") || eq_ic(a, "force")) {
             return Err(Error::Syntax);
         }
+    }
+    if (save && nosave) || (abort && argv.len() > 2) {
+        return Err(Error::Syntax);
     }
     if abort {
         return Err(Error::err("No shutdown in progress."));
     }
     crate::log!("User requested shutdown...");
-    ctx.shared.shutdown(0)
+    let how = if nosave {
+        Some(false)
+    } else if save {
+        Some(true)
+    } else {
+        None
+    };
+    crate::save::request_shutdown(&ctx.shared, 0, how);
+    Ok(())
 }
 
 /// DEBUG, allowed by `enable-debug-command`.

@@ -117,7 +117,7 @@ fn handle_signals(shared: Arc<Shared>) {
                 "SIGTERM"
             };
             crate::log!("Received {name} scheduled shutdown...");
-            shared.shutdown(0);
+            crate::save::request_shutdown(&shared, 0, None);
         });
     }
 }
@@ -136,6 +136,7 @@ pub fn run(config: Arc<Config>) -> anyhow::Result<()> {
     let (fds, port) = bind_listeners(&bind, port, n, config.get_i64("tcp-backlog") as i32)?;
     config.set_startup("port", port.to_string());
     config.set_startup("shards", n.to_string());
+    let starts = crate::load::load(&config, n)?;
     let shared = Arc::new(Shared::new(n, port, config.clone()));
     handle_signals(shared.clone());
 
@@ -143,14 +144,14 @@ pub fn run(config: Arc<Config>) -> anyhow::Result<()> {
     let rep_mesh = glommio::channels::channel_mesh::MeshBuilder::full(n, crate::msg::MESH_CAPACITY);
     let cores = usable_cores();
     let mut handles = Vec::with_capacity(n);
-    for (id, fd) in fds.into_iter().enumerate() {
+    for ((id, fd), start) in fds.into_iter().enumerate().zip(starts) {
         let (req_mesh, rep_mesh, shared) = (req_mesh.clone(), rep_mesh.clone(), shared.clone());
         let h = LocalExecutorBuilder::new(Placement::Fixed(id % cores))
             .name(&format!("shard-{id}"))
             .io_memory(io_memory as usize)
-            .spawn(
-                move || async move { ShardCtx::run(id, n, fd, shared, req_mesh, rep_mesh).await },
-            )
+            .spawn(move || async move {
+                ShardCtx::run(id, n, fd, shared, req_mesh, rep_mesh, start).await
+            })
             .map_err(|e| {
                 anyhow::anyhow!(
                     "starting shard {id}: {e} (io_uring or locked memory; see `ulimit -l`)"

@@ -48,7 +48,9 @@ pub enum TxOp {
     /// Only lock (or only release).
     Nothing,
     /// Run these RESP frames (a split command's part, uncounted: the coordinator counts it).
-    Part(Vec<u8>),
+    /// `peers`: the shards whose parts together make the write (empty for a read), logged
+    /// with it in the AOF (see `crate::load`).
+    Part { frames: Vec<u8>, peers: Vec<u16> },
     /// Copy out these keys' entries; `watch` (for a blocking command) registers a watcher on its
     /// keys for the coordinator's connection, in the same step; `check` (for EXEC) answers
     /// `Conflict` instead if one of these WATCHed keys changed.
@@ -57,8 +59,13 @@ pub enum TxOp {
         watch: Vec<(u8, Key)>,
         check: crate::multi::WatchCheck,
     },
-    /// Store (Some) or delete (None) these entries.
-    Import(Vec<(u8, Key, Option<Entry>)>),
+    /// Store (Some) or delete (None) these entries; `peers` as for `Part`.
+    Import {
+        entries: Vec<(u8, Key, Option<Entry>)>,
+        peers: Vec<u16>,
+    },
+    /// Start a snapshot (see `crate::save`); the step locks the whole shard.
+    Snapshot(crate::save::SnapKind),
 }
 
 /// A lock request that waits for keys held by another transaction.
@@ -327,13 +334,20 @@ pub fn serve(ctx: &ShardCtx, from: usize, p: &ReqPart) -> RepBody {
 fn clone_op(op: &TxOp) -> TxOp {
     match op {
         TxOp::Nothing => TxOp::Nothing,
-        TxOp::Part(f) => TxOp::Part(f.clone()),
+        TxOp::Part { frames, peers } => TxOp::Part {
+            frames: frames.clone(),
+            peers: peers.clone(),
+        },
         TxOp::Export { keys, watch, check } => TxOp::Export {
             keys: keys.clone(),
             watch: watch.clone(),
             check: check.clone(),
         },
-        TxOp::Import(e) => TxOp::Import(e.clone()),
+        TxOp::Import { entries, peers } => TxOp::Import {
+            entries: entries.clone(),
+            peers: peers.clone(),
+        },
+        TxOp::Snapshot(k) => TxOp::Snapshot(*k),
     }
 }
 
@@ -353,11 +367,13 @@ fn run_op(
     let outer = ctx.locks.borrow_mut().current.replace(tx);
     let body = match op {
         TxOp::Nothing => RepBody::Ack,
-        TxOp::Part(frames) => {
+        TxOp::Part { frames, peers } => {
             let mut out = Vec::new();
+            let outer_log = aof_begin(ctx);
             ctx.engine.borrow_mut().counting = false;
             crate::dispatch::run_frames(ctx, frames, db, proto, &mut out, None);
             ctx.engine.borrow_mut().counting = true;
+            aof_end(ctx, tx, peers, outer_log);
             RepBody::Bytes(out)
         }
         TxOp::Export { keys, watch, check } => {
@@ -370,10 +386,13 @@ fn run_op(
                 RepBody::Conflict
             }
         }
-        TxOp::Import(entries) => {
+        TxOp::Import { entries, peers } => {
+            let outer_log = aof_begin(ctx);
             ctx.import(entries);
+            aof_end(ctx, tx, peers, outer_log);
             RepBody::Ack
         }
+        TxOp::Snapshot(kind) => crate::save::serve_snapshot(ctx, *kind),
     };
     ctx.locks.borrow_mut().current = outer;
     if release {
@@ -382,6 +401,49 @@ fn run_op(
         ctx.resume_awaiting(from, conn);
     }
     body
+}
+
+/// Starts logging a transaction's part apart (when the AOF is on): returns the shard's log,
+/// with a fresh one in its place.
+fn aof_begin(ctx: &ShardCtx) -> Option<shards::shard::Propagate> {
+    let mut e = ctx.engine.borrow_mut();
+    let outer = e.prop.take()?;
+    e.prop = Some(shards::shard::Propagate::default());
+    Some(outer)
+}
+
+/// Ends a part begun with [`aof_begin`]: its commands go into the shard's log as one
+/// `MULTI … EXEC`, and a part of a write over several shards carries the transaction id and
+/// its participants on the `EXEC` (even when it changed nothing here), so that loading can
+/// tell a transaction every participant logged from one a crash cut short.
+fn aof_end(ctx: &ShardCtx, tx: TxId, peers: &[u16], outer: Option<shards::shard::Propagate>) {
+    let Some(mut outer) = outer else {
+        return;
+    };
+    let mut e = ctx.engine.borrow_mut();
+    let inner = e.prop.take().unwrap_or_default();
+    if !inner.buf.is_empty() || peers.len() > 1 {
+        shards::resp::encode_command(&[b"MULTI"], &mut outer.buf);
+        outer.buf.extend_from_slice(&inner.buf);
+        if inner.db.is_some() {
+            outer.db = inner.db;
+        }
+        if peers.len() > 1 {
+            let id = tx.to_string();
+            let list = peers
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(",");
+            shards::resp::encode_command(
+                &[b"EXEC", id.as_bytes(), list.as_bytes()],
+                &mut outer.buf,
+            );
+        } else {
+            shards::resp::encode_command(&[b"EXEC"], &mut outer.buf);
+        }
+    }
+    e.prop = Some(outer);
 }
 
 /// Releases `tx`'s locks on this shard. Blocked clients that could not look at a written key

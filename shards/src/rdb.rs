@@ -176,16 +176,32 @@ fn put_int_string(out: &mut Vec<u8>, n: i64) {
 
 /// Appends the type byte and body of `value`.
 pub fn encode(value: &Value, out: &mut Vec<u8>) {
+    out.push(object_kind(value));
+    encode_body(value, out);
+}
+
+/// The type byte [`encode`] writes for `value`.
+pub fn object_kind(value: &Value) -> u8 {
     match value {
-        Value::Str(s) => {
-            out.push(kind::STRING);
-            match s {
-                Str::Int(n) => put_int_string(out, *n),
-                Str::Bytes { data, .. } => put_string(out, data.as_slice()),
-            }
-        }
+        Value::Str(_) => kind::STRING,
+        Value::List(_) => kind::LIST_QUICKLIST_2,
+        Value::Set(Set::Intset(_)) => kind::SET_INTSET,
+        Value::Set(_) => kind::SET,
+        Value::Hash(Hash::Listpack(_)) => kind::HASH_LISTPACK,
+        Value::Hash(Hash::Table(_)) => kind::HASH,
+        Value::ZSet(ZSet::Listpack(_)) => kind::ZSET_LISTPACK,
+        Value::ZSet(ZSet::Tree(_)) => kind::ZSET_2,
+    }
+}
+
+/// Appends the body of `value` (what follows the type byte, and in a file the key).
+pub fn encode_body(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Str(s) => match s {
+            Str::Int(n) => put_int_string(out, *n),
+            Str::Bytes { data, .. } => put_string(out, data.as_slice()),
+        },
         Value::List(l) => {
-            out.push(kind::LIST_QUICKLIST_2);
             let mut nodes: Vec<Vec<u8>> = Vec::new();
             let mut pack = ListpackWriter::default();
             for item in l.iter() {
@@ -204,11 +220,9 @@ pub fn encode(value: &Value, out: &mut Vec<u8>) {
             }
         }
         Value::Set(Set::Intset(s)) => {
-            out.push(kind::SET_INTSET);
             put_string(out, &intset_bytes(&s.iter().collect::<Vec<_>>()));
         }
         Value::Set(s) => {
-            out.push(kind::SET);
             put_len(out, s.len() as u64);
             for m in s.iter() {
                 match m {
@@ -219,7 +233,6 @@ pub fn encode(value: &Value, out: &mut Vec<u8>) {
         }
         Value::Hash(h) => match h {
             Hash::Listpack(_) => {
-                out.push(kind::HASH_LISTPACK);
                 let mut pack = ListpackWriter::default();
                 for (f, v) in h.iter() {
                     pack.push(f);
@@ -228,7 +241,6 @@ pub fn encode(value: &Value, out: &mut Vec<u8>) {
                 put_string(out, &pack.finish());
             }
             Hash::Table(_) => {
-                out.push(kind::HASH);
                 put_len(out, h.len() as u64);
                 for (f, v) in h.iter() {
                     put_string(out, f);
@@ -238,7 +250,6 @@ pub fn encode(value: &Value, out: &mut Vec<u8>) {
         },
         Value::ZSet(z) => match z {
             ZSet::Listpack(_) => {
-                out.push(kind::ZSET_LISTPACK);
                 let mut pack = ListpackWriter::default();
                 for (m, s) in z.iter() {
                     pack.push(m);
@@ -247,7 +258,6 @@ pub fn encode(value: &Value, out: &mut Vec<u8>) {
                 put_string(out, &pack.finish());
             }
             ZSet::Tree(_) => {
-                out.push(kind::ZSET_2);
                 put_len(out, z.len() as u64);
                 // Highest first, as Redis writes them (so its loader appends at the head).
                 let items: Vec<(&[u8], f64)> = z.iter().collect();
@@ -526,6 +536,7 @@ pub fn lzf_compress(input: &[u8]) -> Option<Vec<u8>> {
 // ---------------------------------------------------------------------------------------------
 // Reading.
 
+#[derive(Debug)]
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -612,6 +623,23 @@ impl<'a> Reader<'a> {
                 Ok(itoa::Buffer::new().format(n).as_bytes().to_vec())
             }
         }
+    }
+
+    /// Steps over a string in any of its encodings without decompressing it.
+    fn skip_string(&mut self) -> Res<()> {
+        let n = match self.len_or_special()? {
+            Len::Plain(n) => n,
+            Len::Special(0) => 1,
+            Len::Special(1) => 2,
+            Len::Special(2) => 4,
+            Len::Special(3) => {
+                let packed = self.len()?;
+                self.len()?;
+                packed
+            }
+            Len::Special(_) => return Err(Corrupt),
+        };
+        self.take(n).map(|_| ())
     }
 
     fn binary_double(&mut self) -> Res<f64> {
@@ -810,8 +838,17 @@ fn intset(data: &[u8]) -> Res<Vec<i64>> {
 /// the footer loads in Redis, and so here). Empty collections are corrupt, as Redis's loader
 /// refuses them.
 pub fn decode(data: &[u8], cfg: &ShardConfig) -> Res<Value> {
-    let mut r = Reader { buf: data, pos: 0 };
+    decode_from(&mut Reader { buf: data, pos: 0 }, cfg)
+}
+
+/// Reads one object at `r`'s position, as [`decode`] does, leaving `r` just past it.
+fn decode_from(r: &mut Reader<'_>, cfg: &ShardConfig) -> Res<Value> {
     let kind = r.byte()?;
+    decode_body(kind, r, cfg)
+}
+
+/// Reads the body of an object of type `kind` at `r`'s position, leaving `r` just past it.
+fn decode_body(kind: u8, r: &mut Reader<'_>, cfg: &ShardConfig) -> Res<Value> {
     let value = match kind {
         kind::STRING => Value::Str(Str::from_bytes(&r.string()?)),
         kind::LIST => {
@@ -966,6 +1003,56 @@ pub fn decode(data: &[u8], cfg: &ShardConfig) -> Res<Value> {
     Ok(value)
 }
 
+/// Steps over the body of an object of type `kind` without building it (the extent only: the
+/// contents are checked when the object is decoded).
+fn skip_body(r: &mut Reader<'_>, kind: u8) -> Res<()> {
+    match kind {
+        kind::STRING
+        | kind::LIST_ZIPLIST
+        | kind::SET_INTSET
+        | kind::HASH_ZIPLIST
+        | kind::HASH_LISTPACK
+        | kind::ZSET_ZIPLIST
+        | kind::ZSET_LISTPACK => r.skip_string(),
+        kind::LIST | kind::SET | kind::LIST_QUICKLIST => {
+            for _ in 0..r.count()? {
+                r.skip_string()?;
+            }
+            Ok(())
+        }
+        kind::HASH => {
+            for _ in 0..r.count()? {
+                r.skip_string()?;
+                r.skip_string()?;
+            }
+            Ok(())
+        }
+        kind::ZSET | kind::ZSET_2 => {
+            for _ in 0..r.count()? {
+                r.skip_string()?;
+                if kind == kind::ZSET_2 {
+                    r.take(8)?;
+                } else {
+                    // A text score: a length byte (253..=255 stand for NaN and the infinities).
+                    let n = r.byte()?;
+                    if n < 253 {
+                        r.take(n as u64)?;
+                    }
+                }
+            }
+            Ok(())
+        }
+        kind::LIST_QUICKLIST_2 => {
+            for _ in 0..r.count()? {
+                r.len()?;
+                r.skip_string()?;
+            }
+            Ok(())
+        }
+        _ => Err(Corrupt),
+    }
+}
+
 fn collection_is_empty(v: &Value) -> bool {
     match v {
         Value::Str(_) => false,
@@ -1011,6 +1098,8 @@ fn zset_from(mut pairs: Vec<(SmallBytes, f64)>, cfg: &ShardConfig, packed: bool)
     };
     Ok(ZSet::from_sorted(&pairs, lim))
 }
+
+pub mod file;
 
 #[cfg(test)]
 mod tests;

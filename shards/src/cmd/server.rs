@@ -198,6 +198,50 @@ pub const COMMANDS: &[CommandSpec] = &[
         ..SERVER
     },
     CommandSpec {
+        name: "save",
+        arity: 1,
+        flags: flag::ADMIN | flag::NOSCRIPT | flag::NO_ASYNC_LOADING | flag::NO_MULTI,
+        route: Route::Server(ConnCmd::Persist),
+        summary: "Writes every shard's data to its RDB file, waiting until it is on disk.",
+        since: "1.0.0",
+        complexity: "O(N) where N is the total number of keys in all databases",
+        ..SERVER
+    },
+    CommandSpec {
+        name: "bgsave",
+        arity: -1,
+        flags: flag::ADMIN | flag::NOSCRIPT | flag::NO_ASYNC_LOADING,
+        route: Route::Server(ConnCmd::Persist),
+        summary: "Writes every shard's data to its RDB file in the background.",
+        since: "1.0.0",
+        complexity: "O(1)",
+        history: &[("3.2.2", "Added the `SCHEDULE` option.")],
+        args: &[Arg::token("schedule", "SCHEDULE").since("3.2.2").optional()],
+        ..SERVER
+    },
+    CommandSpec {
+        name: "lastsave",
+        arity: 1,
+        flags: flag::LOADING | flag::STALE | flag::FAST,
+        acl: acl::ADMIN | acl::DANGEROUS,
+        route: Route::Server(ConnCmd::Persist),
+        summary: "Reports the Unix time of the last successful save.",
+        since: "1.0.0",
+        complexity: "O(1)",
+        tips: &["nondeterministic_output"],
+        ..SERVER
+    },
+    CommandSpec {
+        name: "bgrewriteaof",
+        arity: 1,
+        flags: flag::ADMIN | flag::NOSCRIPT | flag::NO_ASYNC_LOADING,
+        route: Route::Server(ConnCmd::Persist),
+        summary: "Compacts every shard's append-only file in the background.",
+        since: "1.0.0",
+        complexity: "O(1)",
+        ..SERVER
+    },
+    CommandSpec {
         name: "client",
         arity: -2,
         route: Route::Server(ConnCmd::Client),

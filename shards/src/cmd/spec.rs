@@ -462,6 +462,8 @@ pub enum ConnCmd {
     Discard,
     Watch,
     Unwatch,
+    /// SAVE, BGSAVE, LASTSAVE, BGREWRITEAOF.
+    Persist,
 }
 
 /// A command's one declaration.

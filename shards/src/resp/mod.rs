@@ -6,3 +6,12 @@ mod reply;
 
 pub use parse::{parse_command, split_args, ParseLimits, Parsed, ProtocolError};
 pub use reply::{Proto, Reply};
+
+/// Encodes a command as a RESP multibulk frame.
+pub fn encode_command(argv: &[&[u8]], out: &mut Vec<u8>) {
+    let mut r = Reply::new(out, Proto::Resp2);
+    r.array(argv.len());
+    for a in argv {
+        r.bulk(a);
+    }
+}

@@ -1,0 +1,487 @@
+//! Loading at start-up, before the shards start: the AOF if `appendonly` is on and one exists
+//! (as Redis, it takes precedence), else the newest complete set of shard RDB files, else a
+//! single `dbfilename` (Redis's own `dump.rdb`). Keys go to the shard that owns their slot, so
+//! files written with another shard count, or by Redis, are re-spread. Shards load in parallel.
+//!
+//! **Cross-shard transactions in the AOF.** A transaction's part is logged on each participant
+//! as `MULTI … EXEC <txid> <participants>`. Every AOF rewrite starts all shards' new
+//! incremental files at one cut of the transaction order (`crate::save`), so a transaction is
+//! in the last incremental file of all its participants or of none. On load, a transaction
+//! found there is applied only if every participant's last incremental file holds it: one that
+//! a crash cut short was never acknowledged, and it is dropped everywhere.
+
+use crate::config::Config;
+use crate::persist::{self, Manifest};
+use anyhow::{bail, Context};
+use shards::keyspace::{Db, Entry};
+use shards::rdb::file::FileReader;
+use shards::shard::ShardConfig;
+use shards::slot::key_slot;
+use shards::Shard;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+/// What a shard starts with.
+pub struct Start {
+    pub dbs: Vec<Db>,
+    /// The AOF to append to (when `appendonly` is on).
+    pub aof: Option<AofStart>,
+}
+
+pub struct AofStart {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    pub incr: PathBuf,
+    pub base_size: u64,
+}
+
+/// The engine settings that decide encodings, from the configuration.
+pub fn shard_config(cfg: &Config) -> ShardConfig {
+    let n = |name: &str| cfg.get_i64(name).max(0) as usize;
+    ShardConfig {
+        list_max_listpack_size: cfg.get_i64("list-max-listpack-size"),
+        hash_max_listpack_entries: n("hash-max-listpack-entries"),
+        hash_max_listpack_value: n("hash-max-listpack-value"),
+        set_max_intset_entries: n("set-max-intset-entries"),
+        zset_max_listpack_entries: n("zset-max-listpack-entries"),
+        zset_max_listpack_value: n("zset-max-listpack-value"),
+        hll_sparse_max_bytes: n("hll-sparse-max-bytes"),
+        ..ShardConfig::default()
+    }
+}
+
+fn shard_of(key: &[u8], n: usize) -> usize {
+    key_slot(key).0 as usize % n
+}
+
+fn now_ms() -> u64 {
+    crate::ctx::now_us() / 1000
+}
+
+fn empty_dbs() -> Vec<Db> {
+    (0..shards::limits::DATABASES)
+        .map(|_| Db::default())
+        .collect()
+}
+
+/// Loads the data for `n` shards and prepares their AOFs.
+pub fn load(cfg: &Config, n: usize) -> anyhow::Result<Vec<Start>> {
+    let dir = PathBuf::from(cfg.get("dir"));
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    let appendonly = cfg.get("appendonly") == "yes";
+    let dirname = cfg.get("appenddirname");
+    let fname = cfg.get("appendfilename");
+    let scfg = shard_config(cfg);
+    let started = std::time::Instant::now();
+
+    let aof_sets = persist::aof_sets(&dir, &dirname, &fname);
+    let mut from_aof = false;
+    let dbs: Vec<Vec<Db>> = if appendonly && !aof_sets.is_empty() {
+        let m = if aof_sets.contains(&n) {
+            n
+        } else {
+            aof_sets[0]
+        };
+        from_aof = true;
+        let truncate_ok = cfg.get("aof-load-truncated") == "yes";
+        let loaded = load_aof_set(&dir, &dirname, &fname, m, &scfg, truncate_ok)?;
+        if m == n {
+            loaded
+        } else {
+            crate::log!("Re-spreading the AOF of {m} shard(s) over {n} shard(s)");
+            respread(loaded, n)
+        }
+    } else {
+        let sets = persist::rdb_sets(&dir, &cfg.get("dbfilename"));
+        let dbfilename = cfg.get("dbfilename");
+        let single = dir.join(&dbfilename);
+        if let Some(&m) = sets.first() {
+            let files: Vec<PathBuf> = (0..m)
+                .map(|i| dir.join(persist::shard_rdb_name(&dbfilename, i, m)))
+                .collect();
+            load_rdb_files(&files, n, m == n, &scfg)?
+        } else if single.exists() {
+            load_rdb_files(&[single], n, false, &scfg)?
+        } else {
+            (0..n).map(|_| empty_dbs()).collect()
+        }
+    };
+    let keys: usize = dbs.iter().flatten().map(|d| d.len()).sum();
+    if keys > 0 {
+        crate::log!(
+            "DB loaded from {}: {:.3} seconds ({keys} keys)",
+            if from_aof { "append only file" } else { "disk" },
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    // The AOF for this shard count: kept if it was loaded as is, else made from the data now.
+    let mut starts = Vec::with_capacity(n);
+    for (i, d) in dbs.into_iter().enumerate() {
+        let aof = if appendonly {
+            let sdir = persist::shard_aof_dir(&dir, &dirname, i, n);
+            let kept = from_aof && aof_sets.contains(&n);
+            Some(if kept {
+                open_existing(&sdir, &fname)?
+            } else {
+                create_aof(&sdir, &fname, &d)?
+            })
+        } else {
+            None
+        };
+        starts.push(Start { dbs: d, aof });
+    }
+    if appendonly {
+        // Sets of other shard counts are superseded by the one just made.
+        for m in persist::aof_sets(&dir, &dirname, &fname) {
+            if m != n {
+                let _ = std::fs::remove_dir_all(dir.join(&dirname).join(format!("shard-0-of-{m}")));
+                for i in 1..m {
+                    let _ = std::fs::remove_dir_all(persist::shard_aof_dir(&dir, &dirname, i, m));
+                }
+            }
+        }
+    }
+    Ok(starts)
+}
+
+/// Reads RDB files into `n` shards' databases. With `direct`, file `i` is shard `i`'s own;
+/// otherwise every shard reads every file and keeps the keys of its slots.
+fn load_rdb_files(
+    files: &[PathBuf],
+    n: usize,
+    direct: bool,
+    scfg: &ShardConfig,
+) -> anyhow::Result<Vec<Vec<Db>>> {
+    let now = now_ms();
+    let contents: Vec<Vec<u8>> = files
+        .iter()
+        .map(|f| std::fs::read(f).with_context(|| format!("reading {}", f.display())))
+        .collect::<anyhow::Result<_>>()?;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let contents = &contents;
+                s.spawn(move || -> anyhow::Result<Vec<Db>> {
+                    let mut dbs = empty_dbs();
+                    let mine: Vec<usize> = if direct {
+                        vec![i]
+                    } else {
+                        (0..contents.len()).collect()
+                    };
+                    for f in mine {
+                        read_rdb_into(&contents[f], &files[f], &mut dbs, scfg, now, |k| {
+                            direct || shard_of(k, n) == i
+                        })?;
+                    }
+                    Ok(dbs)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("a loading thread panicked"))?
+            })
+            .collect()
+    })
+}
+
+/// Adds the keys of one RDB file that `keep` accepts to `dbs` (expired ones are dropped).
+pub fn read_rdb_into(
+    data: &[u8],
+    path: &Path,
+    dbs: &mut [Db],
+    scfg: &ShardConfig,
+    now: u64,
+    keep: impl Fn(&[u8]) -> bool,
+) -> anyhow::Result<()> {
+    let name = path.display();
+    let mut r = FileReader::new(data).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    while let Some(e) = r.next_entry().map_err(|e| anyhow::anyhow!("{name}: {e}"))? {
+        if !keep(&e.key) || e.expire_ms.is_some_and(|t| t <= now) {
+            continue;
+        }
+        let Some(db) = dbs.get_mut(e.db) else {
+            bail!(
+                "{name}: key at offset {} is in database {}, beyond the {} databases",
+                e.offset,
+                e.db,
+                shards::limits::DATABASES
+            );
+        };
+        let value = e.decode(scfg).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        db.insert(&e.key, Entry::with_expiry(value, e.expire_ms));
+    }
+    Ok(())
+}
+
+/// Moves every key to the shard of its slot among `n`.
+fn respread(old: Vec<Vec<Db>>, n: usize) -> Vec<Vec<Db>> {
+    let mut new: Vec<Vec<Db>> = (0..n).map(|_| empty_dbs()).collect();
+    let now = now_ms();
+    for dbs in old {
+        for (i, db) in dbs.iter().enumerate() {
+            db.for_each_key(now, |k, item, t| {
+                new[shard_of(k, n)][i].insert(k, Entry::with_expiry(item.value.clone(), t));
+            });
+        }
+    }
+    new
+}
+
+/// One old shard's AOF files, read.
+struct AofFiles {
+    base: Option<(PathBuf, Vec<u8>)>,
+    incrs: Vec<(PathBuf, Vec<u8>)>,
+}
+
+fn read_aof_dir(dir: &Path, fname: &str) -> anyhow::Result<AofFiles> {
+    let mpath = dir.join(persist::manifest_name(fname));
+    let text = std::fs::read_to_string(&mpath)
+        .with_context(|| format!("reading the AOF manifest {}", mpath.display()))?;
+    let manifest =
+        Manifest::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", mpath.display()))?;
+    let read = |name: &str| -> anyhow::Result<(PathBuf, Vec<u8>)> {
+        let p = dir.join(name);
+        let data = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+        Ok((p, data))
+    };
+    let base = manifest.base.as_ref().map(|f| read(&f.name)).transpose()?;
+    let incrs = manifest
+        .incrs
+        .iter()
+        .map(|f| read(&f.name))
+        .collect::<anyhow::Result<_>>()?;
+    Ok(AofFiles { base, incrs })
+}
+
+/// The transactions (by id) whose `EXEC` record the bytes hold, with their participants.
+fn tx_records(bytes: &[u8]) -> Vec<(String, Vec<usize>)> {
+    let mut out = Vec::new();
+    for e in shards::aof::Reader::new(bytes) {
+        let Ok(shards::aof::Entry::Transaction { exec, .. }) = e else {
+            continue;
+        };
+        if let Some((id, parts)) = parse_exec(&exec.argv[1..]) {
+            out.push((id, parts));
+        }
+    }
+    out
+}
+
+/// `EXEC <txid> <participants>` arguments: the id and the participant shards.
+fn parse_exec(args: &[&[u8]]) -> Option<(String, Vec<usize>)> {
+    let [id, parts] = args else {
+        return None;
+    };
+    let id = String::from_utf8_lossy(id).into_owned();
+    let parts = std::str::from_utf8(parts)
+        .ok()?
+        .split(',')
+        .map(|p| p.parse().ok())
+        .collect::<Option<Vec<usize>>>()?;
+    Some((id, parts))
+}
+
+/// Loads the AOF set of `m` shards: (databases, writes replayed) per old shard.
+fn load_aof_set(
+    dir: &Path,
+    dirname: &str,
+    fname: &str,
+    m: usize,
+    scfg: &ShardConfig,
+    truncate_ok: bool,
+) -> anyhow::Result<Vec<Vec<Db>>> {
+    let files: Vec<AofFiles> = (0..m)
+        .map(|i| read_aof_dir(&persist::shard_aof_dir(dir, dirname, i, m), fname))
+        .collect::<anyhow::Result<_>>()?;
+    // Which transactions of the last incremental files are complete on every participant.
+    let mut seen: HashMap<String, (Vec<usize>, HashSet<usize>)> = HashMap::new();
+    for (i, f) in files.iter().enumerate() {
+        if let Some((_, last)) = f.incrs.last() {
+            for (id, parts) in tx_records(last) {
+                let e = seen.entry(id).or_insert_with(|| (parts, HashSet::new()));
+                e.1.insert(i);
+            }
+        }
+    }
+    let complete: HashSet<String> = seen
+        .into_iter()
+        .filter(|(_, (parts, have))| parts.iter().all(|p| have.contains(p) || *p >= m))
+        .map(|(id, _)| id)
+        .collect();
+    let now = now_ms();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = files
+            .iter()
+            .map(|f| {
+                let complete = &complete;
+                s.spawn(move || load_one_aof(f, scfg, now, complete, truncate_ok))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("a loading thread panicked"))?
+            })
+            .collect()
+    })
+}
+
+fn load_one_aof(
+    f: &AofFiles,
+    scfg: &ShardConfig,
+    now: u64,
+    complete: &HashSet<String>,
+    truncate_ok: bool,
+) -> anyhow::Result<Vec<Db>> {
+    let mut shard = Shard::new(0, 1, 0);
+    shard.config = scfg.clone();
+    if let Some((path, data)) = &f.base {
+        if data.starts_with(b"REDIS") {
+            read_rdb_into(data, path, &mut shard.dbs, scfg, now, |_| true)?;
+        } else {
+            replay_file(&mut shard, path, data, complete, false, truncate_ok)?;
+        }
+    }
+    let last = f.incrs.len().saturating_sub(1);
+    for (i, (path, data)) in f.incrs.iter().enumerate() {
+        replay_file(&mut shard, path, data, complete, i == last, truncate_ok)?;
+    }
+    Ok(shard.dbs)
+}
+
+/// Replays one AOF file; a torn tail of the last file is truncated (`aof-load-truncated`).
+fn replay_file(
+    shard: &mut Shard,
+    path: &Path,
+    data: &[u8],
+    complete: &HashSet<String>,
+    last: bool,
+    truncate_ok: bool,
+) -> anyhow::Result<u64> {
+    let name = path.display();
+    let r = shards::aof::replay(shard, data, |exec_args| {
+        // Only the last incremental file can hold an incomplete cross-shard transaction.
+        match parse_exec(exec_args) {
+            Some((id, _)) if last => complete.contains(&id),
+            _ => true,
+        }
+    })
+    .map_err(|e| anyhow::anyhow!("Bad file format reading the append only file {name}: {e}"))?;
+    if let Some(f) = r.failed.first() {
+        bail!(
+            "{name}: the command at offset {} failed while loading: {}",
+            f.offset,
+            f.error
+        );
+    }
+    if r.skipped > 0 {
+        crate::log!(
+            "{name}: {} cross-shard transaction(s) not logged on every participant were dropped",
+            r.skipped
+        );
+    }
+    if r.torn {
+        if !(last && truncate_ok) {
+            bail!(
+                "Unexpected end of file reading the append only file {name} at offset {}. \
+                 Use redis-check-aof --fix, or set aof-load-truncated yes",
+                r.end
+            );
+        }
+        crate::log!(
+            "!!! Warning: short read while loading the AOF file {name}!!! AOF loaded anyway \
+             because aof-load-truncated is enabled; truncating it to {} bytes",
+            r.end
+        );
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .with_context(|| format!("opening {name} to truncate it"))?;
+        file.set_len(r.end as u64)
+            .and_then(|_| file.sync_all())
+            .with_context(|| format!("truncating {name}"))?;
+    }
+    Ok(r.commands)
+}
+
+/// Continues an AOF loaded as is: appends go to its last incremental file.
+fn open_existing(sdir: &Path, fname: &str) -> anyhow::Result<AofStart> {
+    let mpath = sdir.join(persist::manifest_name(fname));
+    let text = std::fs::read_to_string(&mpath)?;
+    let mut manifest =
+        Manifest::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", mpath.display()))?;
+    if manifest.incrs.is_empty() {
+        let seq = manifest.next_incr_seq();
+        manifest.incrs.push(persist::ManifestFile {
+            name: persist::incr_name(fname, seq),
+            seq,
+            kind: 'i',
+        });
+        std::fs::File::create(sdir.join(persist::incr_name(fname, seq)))?;
+        persist::write_atomic(&mpath, manifest.render().as_bytes())?;
+    }
+    let incr = sdir.join(
+        &manifest
+            .incrs
+            .last()
+            .map(|f| f.name.clone())
+            .unwrap_or_default(),
+    );
+    let base_size = manifest
+        .base
+        .as_ref()
+        .and_then(|b| std::fs::metadata(sdir.join(&b.name)).ok())
+        .map_or(0, |m| m.len());
+    Ok(AofStart {
+        dir: sdir.to_path_buf(),
+        manifest,
+        incr,
+        base_size,
+    })
+}
+
+/// Starts a shard's AOF from its data: a base holding it, an empty incremental file, and
+/// the manifest naming them (written last, atomically).
+fn create_aof(sdir: &Path, fname: &str, dbs: &[Db]) -> anyhow::Result<AofStart> {
+    std::fs::create_dir_all(sdir).with_context(|| format!("creating {}", sdir.display()))?;
+    let base = persist::base_name(fname, 1);
+    let incr = persist::incr_name(fname, 1);
+    let aux = shards::rdb::file::Aux {
+        ctime_s: now_ms() / 1000,
+        used_mem: 0,
+        aof_base: true,
+    };
+    let bytes = shards::rdb::file::save(dbs, now_ms(), &aux);
+    persist::write_atomic(&sdir.join(&base), &bytes)
+        .with_context(|| format!("writing {}", sdir.join(&base).display()))?;
+    let f = std::fs::File::create(sdir.join(&incr))?;
+    f.sync_all()?;
+    let manifest = Manifest {
+        base: Some(persist::ManifestFile {
+            name: base,
+            seq: 1,
+            kind: 'b',
+        }),
+        incrs: vec![persist::ManifestFile {
+            name: incr.clone(),
+            seq: 1,
+            kind: 'i',
+        }],
+    };
+    persist::write_atomic(
+        &sdir.join(persist::manifest_name(fname)),
+        manifest.render().as_bytes(),
+    )?;
+    Ok(AofStart {
+        dir: sdir.to_path_buf(),
+        manifest,
+        incr: sdir.join(incr),
+        base_size: bytes.len() as u64,
+    })
+}
