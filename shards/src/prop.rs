@@ -38,33 +38,6 @@ impl Propagate {
         }
     }
 
-    /// A log for a group of commands (a transaction) to be appended to this one with
-    /// [`Propagate::commit_group`]: it starts in this log's database, so it selects only when
-    /// its commands apply to another.
-    pub fn begin_group(&self) -> Propagate {
-        Propagate {
-            buf: Vec::new(),
-            db: self.db,
-        }
-    }
-
-    /// Appends a group begun with [`Propagate::begin_group`] as `MULTI … EXEC exec_args…`
-    /// (nothing if it logged nothing, as Redis propagates no empty transaction). `exec_args`
-    /// follow `EXEC` (a cross-shard transaction's `<txid> <participants>`).
-    pub fn commit_group(&mut self, group: Propagate, exec_args: &[&[u8]]) {
-        if group.buf.is_empty() {
-            return;
-        }
-        encode(&mut self.buf, &[b"MULTI"]);
-        self.buf.extend_from_slice(&group.buf);
-        let mut exec: Vec<&[u8]> = Vec::with_capacity(exec_args.len() + 1);
-        exec.push(b"EXEC");
-        exec.extend_from_slice(exec_args);
-        encode(&mut self.buf, &exec);
-        // A reader applies the SELECTs of a block even when it skips the block's commands.
-        self.db = group.db;
-    }
-
     /// Appends one command already encoded in RESP, for database `db`.
     fn encoded(&mut self, db: usize, resp: &[u8]) {
         self.select(db);
@@ -145,25 +118,6 @@ mod tests {
             String::from_utf8_lossy(&p.buf),
             "*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n\
              *2\r\n$3\r\nDEL\r\n$1\r\nk\r\n*2\r\n$6\r\nSELECT\r\n$1\r\n3\r\n*2\r\n$3\r\nDEL\r\n$0\r\n\r\n"
-        );
-    }
-
-    #[test]
-    fn groups_become_transactions() {
-        let mut p = Propagate::default();
-        p.command(1, &[b"SET", b"a", b"1"]);
-        let empty = p.begin_group();
-        p.commit_group(empty, &[]);
-        let mut g = p.begin_group();
-        g.command(1, &[b"DEL", b"a"]);
-        g.command(2, &[b"DEL", b"b"]);
-        p.commit_group(g, &[b"7", b"0,1"]);
-        assert_eq!(p.db, Some(2));
-        let text = String::from_utf8_lossy(&p.buf).replace("\r\n", " ");
-        assert_eq!(
-            text,
-            "*2 $6 SELECT $1 1 *3 $3 SET $1 a $1 1 *1 $5 MULTI *2 $3 DEL $1 a \
-             *2 $6 SELECT $1 2 *2 $3 DEL $1 b *3 $4 EXEC $1 7 $3 0,1 "
         );
     }
 

@@ -591,30 +591,6 @@ fn logging_off_records_nothing() {
     );
 }
 
-/// Entries installed from elsewhere (a command gathered over shards) are logged as RESTOREs
-/// and DELs that rebuild them, deadlines included.
-#[test]
-fn imports_logged_as_restores_and_deletions() {
-    let mut src = Shard::new(0, 1, 5);
-    let (mut now, mut db) = (T0_MS, 2);
-    for line in ["SET k v EX 1000", "HSET h f v", "SET gone x"] {
-        run_line(&mut src, line, &mut now, &mut db, "import");
-    }
-    let entries = src.export(2, &[b"k", b"h", b"missing"], now);
-    let mut a = Shard::new(0, 1, 6);
-    a.prop = Some(Default::default());
-    run_line(&mut a, "SET gone y", &mut now, &mut db, "import");
-    let mut entries = entries;
-    entries.push((crate::keyspace::Key::from(b"gone".as_slice()), None));
-    a.import(2, entries);
-    let log = a.prop.take().unwrap().buf;
-    let mut b = Shard::new(0, 1, 7);
-    let r = aof::replay(&mut b, &log, |_| true).unwrap();
-    assert!(r.failed.is_empty(), "{r:?}");
-    assert_eq!(snapshot(&a), snapshot(&b));
-    assert_eq!(snapshot(&a).len(), 2);
-}
-
 /// Command templates for the randomized test: `K` is a random key, `V` a random value, `N` a
 /// small number, `D` a random database.
 const RANDOM_TEMPLATES: &[&str] = &[

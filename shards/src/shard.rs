@@ -471,15 +471,11 @@ impl Shard {
         entries
     }
 
-    /// Installs entries computed elsewhere: `Some` stores, `None` deletes. While logging, each
-    /// is logged as its effect: `RESTORE key <deadline or 0> <payload> REPLACE ABSTTL`, or
-    /// `DEL key`.
+    /// Installs entries computed elsewhere: `Some` stores, `None` deletes. Nothing is logged:
+    /// the server logs what it installs (as `RESTORE … REPLACE ABSTTL` or `DEL`).
     pub fn import(&mut self, db: usize, entries: Vec<(Key, Option<Entry>)>) {
         for (k, _) in &entries {
             self.touch((db, k.clone()));
-        }
-        if let Some(p) = &mut self.prop {
-            log_import(p, db, &entries);
         }
         let d = &mut self.dbs[db];
         for (k, e) in entries {
@@ -516,21 +512,6 @@ impl Shard {
     /// Total keys deleted because they expired.
     pub fn expired_keys(&self) -> u64 {
         self.dbs.iter().map(|d| d.expired_count).sum()
-    }
-}
-
-/// Logs the effect of installing `entries` in database `db`.
-fn log_import(p: &mut Propagate, db: usize, entries: &[(Key, Option<Entry>)]) {
-    let mut at = itoa::Buffer::new();
-    for (k, e) in entries {
-        match e {
-            Some(e) => {
-                let payload = crate::rdb::dump(&e.value);
-                let ttl = at.format(e.expire_at().unwrap_or(0)).as_bytes();
-                p.command(db, &[b"RESTORE", k, ttl, &payload, b"REPLACE", b"ABSTTL"]);
-            }
-            None => p.command(db, &[b"DEL", k]),
-        }
     }
 }
 
