@@ -371,12 +371,12 @@ fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prop::encode;
+    use crate::resp::encode_command;
 
     fn cmd(argv: &[&str]) -> Vec<u8> {
         let mut out = Vec::new();
         let argv: Vec<&[u8]> = argv.iter().map(|a| a.as_bytes()).collect();
-        encode(&mut out, &argv);
+        encode_command(&argv, &mut out);
         out
     }
 

@@ -702,3 +702,19 @@ fn run_random_line(sh: &mut Shard, line: &str, now_ms: &mut u64, db: &mut usize)
     let mut out = Vec::new();
     sh.execute_reply(l, &argv, *db, *now_ms * 1000, Proto::Resp2, &mut out);
 }
+
+/// Keys a server-side export finds expired are logged as DEL at once.
+#[test]
+fn export_logs_expired_keys() {
+    let mut a = Shard::new(0, 1, 1);
+    a.prop = Some(Default::default());
+    let (mut now, mut db) = (T0_MS, 1);
+    for line in ["SET k v PX 10", "@+20"] {
+        run_line(&mut a, line, &mut now, &mut db, "export");
+    }
+    let before = a.prop.as_ref().unwrap().buf.len();
+    let entries = a.export(1, &[b"k"], now);
+    assert!(entries[0].1.is_none());
+    let buf = &a.prop.as_ref().unwrap().buf;
+    assert_eq!(&buf[before..], b"*2\r\n$3\r\nDEL\r\n$1\r\nk\r\n");
+}

@@ -212,14 +212,6 @@ impl Shard {
         }
     }
 
-    /// Declares, during a command's run, that its effect is what it recorded with
-    /// [`Shard::rewrite`] so far, even if that is nothing.
-    pub fn rewrite_none(&mut self) {
-        if self.prop.is_some() {
-            self.rewrites.replaced = true;
-        }
-    }
-
     /// Makes the databases record the keys they expire exactly while logging is on. Costs one
     /// comparison unless logging was just turned on or off.
     fn sync_expiry_log(&mut self) {
@@ -259,7 +251,7 @@ impl Shard {
             return;
         };
         if changed {
-            if self.rewrites.replaced {
+            if !self.rewrites.is_empty() {
                 self.rewrites.drain_into(p);
             } else {
                 p.command(db, argv);
