@@ -718,3 +718,20 @@ fn export_logs_expired_keys() {
     let buf = &a.prop.as_ref().unwrap().buf;
     assert_eq!(&buf[before..], b"*2\r\n$3\r\nDEL\r\n$1\r\nk\r\n");
 }
+
+/// A database replaced wholesale while logging (as a load does) still logs its expired keys.
+#[test]
+fn replaced_database_logs_expired_keys() {
+    let mut a = Shard::new(0, 1, 1);
+    a.prop = Some(Default::default());
+    let (mut now, mut db) = (T0_MS, 2);
+    run_line(&mut a, "SET x 1", &mut now, &mut db, "replaced");
+    a.dbs[2] = crate::keyspace::Db::default();
+    let v = Value::Str(crate::types::Str::from_bytes(b"v"));
+    let e = crate::keyspace::Entry::with_expiry(v, Some(T0_MS + 10));
+    a.dbs[2].insert(b"k", e);
+    run_line(&mut a, "@+20", &mut now, &mut db, "replaced");
+    run_line(&mut a, "GET k", &mut now, &mut db, "replaced");
+    let buf = a.prop.take().unwrap().buf;
+    assert!(buf.ends_with(b"*2\r\n$3\r\nDEL\r\n$1\r\nk\r\n"), "{buf:?}");
+}

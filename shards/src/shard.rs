@@ -212,16 +212,23 @@ impl Shard {
         }
     }
 
-    /// Makes the databases record the keys they expire exactly while logging is on. Costs one
-    /// comparison unless logging was just turned on or off.
+    /// Makes the databases record the keys they expire exactly while logging is on (a
+    /// database replaced wholesale, by a load, starts recording too). Called before every
+    /// logged call; while logging stays off, callers skip it with one comparison.
     fn sync_expiry_log(&mut self) {
         let on = self.prop.is_some();
-        if on != self.expiry_logging {
+        if on {
             for db in &mut self.dbs {
-                db.expired_log = on.then(Vec::new);
+                if db.expired_log.is_none() {
+                    db.expired_log = Some(Vec::new());
+                }
             }
-            self.expiry_logging = on;
+        } else if self.expiry_logging {
+            for db in &mut self.dbs {
+                db.expired_log = None;
+            }
         }
+        self.expiry_logging = on;
     }
 
     /// Logs `DEL key` for every key the databases deleted because it expired since the last
@@ -236,7 +243,6 @@ impl Shard {
         for (i, db) in self.dbs.iter_mut().enumerate() {
             match &mut db.expired_log {
                 Some(keys) => crate::prop::expired_into(p, i, keys),
-                // A database replaced wholesale (by a load) starts logging again.
                 None => db.expired_log = Some(Vec::new()),
             }
         }
@@ -313,7 +319,7 @@ impl Shard {
     ) -> Option<u64> {
         let dirty = self.stats.dirty;
         let logging = self.prop.is_some();
-        if logging != self.expiry_logging {
+        if logging || self.expiry_logging {
             self.sync_expiry_log();
         }
         if logging {
