@@ -22,7 +22,7 @@ trap cleanup EXIT
 
 pin_server=()
 pin_client=()
-if [ "$NCPU" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
     pin_server=(taskset -c 0)
     pin_client=(taskset -c 1)
 fi
@@ -98,10 +98,11 @@ median() { # median of the numbers on stdin
 
 # rss_kb PID... : resident memory of these processes and their children, KiB.
 rss_kb() {
-    local total=0 p c
+    local total=0 p c v
     for p in "$@"; do
         for c in $p $(pgrep -P "$p" 2>/dev/null); do
-            total=$((total + $(awk '/^VmRSS/ {print $2}' "/proc/$c/status" 2>/dev/null || echo 0)))
+            v=$(awk '/^VmRSS/ {print $2}' "/proc/$c/status" 2>/dev/null || true)
+            total=$((total + ${v:-0}))
         done
     done
     echo "$total"

@@ -11,7 +11,7 @@
 #    p99 latency.
 #
 #   scripts/bench-persist.sh                       # ROUNDS=3 N=100000 KEYS=2000000 VALUE=100
-#   KEYS=16000000 VALUE=100 scripts/bench-persist.sh   # about 2 GB of data
+#   KEYS=16000000 VALUE=100 FSYNC_MODES=skip scripts/bench-persist.sh   # BGSAVE of about 2 GB only
 #
 # Pinning as in bench-vs-redis.sh: redis and 1-shard shardis on CPU 0, the client on CPU 1;
 # 2-shard shardis unpinned. Data files go to a temporary directory on the same disk as /tmp.
@@ -46,6 +46,7 @@ stop() { # stop PID
 echo "## SET with the AOF on: redis-benchmark -t set -c $CLIENTS -n $N, median of $ROUNDS rounds"
 printf '%-9s %3s | %10s %10s %10s | %8s %8s | %7s %7s %7s\n' fsync P "redis rps" "s1 rps" "s2 rps" "s1/r" "s2/r" "r p99" "s1 p99" "s2 p99"
 for mode in $FSYNC_MODES; do
+    [ "$mode" = skip ] && continue
     mkdir -p "$work/$mode/redis" "$work/$mode/s1" "$work/$mode/s2"
     REDIS_EXTRA=(--appendonly yes --appendfsync "$mode" --dir "$work/$mode/redis")
     start_redis redis "${pin_server[@]}"
