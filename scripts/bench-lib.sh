@@ -96,12 +96,13 @@ median() { # median of the numbers on stdin
     sort -g | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
 }
 
-# rss_kb PID... : resident memory of these processes and their children, KiB.
+# rss_kb PID... : memory of these processes and their children, KiB: the sum of their PSS
+# (proportional set size), so pages a fork child shares with its parent count once.
 rss_kb() {
     local total=0 p c v
     for p in "$@"; do
         for c in $p $(pgrep -P "$p" 2>/dev/null); do
-            v=$(awk '/^VmRSS/ {print $2}' "/proc/$c/status" 2>/dev/null || true)
+            v=$(awk '/^Pss:/ {print $2}' "/proc/$c/smaps_rollup" 2>/dev/null || true)
             total=$((total + ${v:-0}))
         done
     done

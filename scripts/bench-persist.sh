@@ -6,7 +6,7 @@
 #    against redis-server, 1-shard and 2-shard shardis with the same settings.
 # 2. BGSAVE under load (unless SKIP_BGSAVE=1): KEYS keys of VALUE bytes (DEBUG POPULATE), then
 #    a redis-benchmark SET/GET load on random keys of that keyspace while BGSAVE runs. Reports
-#    the BGSAVE's duration, the peak extra resident memory during it (shardis: its process;
+#    the BGSAVE's duration, the peak extra memory during it (PSS: shardis's process;
 #    redis: the server and its fork child together) as a share of the dataset, and the load's
 #    p99 latency.
 #
@@ -88,10 +88,10 @@ printf '%-7s | %9s %9s | %9s %11s %9s | %16s\n' server "data MiB" "base MiB" "sa
 for name in redis s2; do
     mkdir -p "$work/bg/$name"
     if [ "$name" = redis ]; then
-        REDIS_EXTRA=(--dir "$work/bg/$name")
+        REDIS_EXTRA=(--dir "$work/bg/$name" --enable-debug-command yes)
         start_redis redis "${pin_server[@]}"
     else
-        SHARDIS_EXTRA=(--dir "$work/bg/$name")
+        SHARDIS_EXTRA=(--dir "$work/bg/$name" --enable-debug-command yes)
         start_shardis s2 2
     fi
     pid_var="PID_$name"

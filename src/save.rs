@@ -377,7 +377,7 @@ pub fn save_points(spec: &str) -> Vec<(u64, u64)> {
 pub fn check_save_points(spec: &str) -> Result<(), String> {
     // Seconds at least 1, changes at least 0, as Redis checks them.
     let words: Vec<&str> = spec.split_whitespace().collect();
-    let valid = words.len() % 2 == 0
+    let valid = words.len().is_multiple_of(2)
         && words.iter().enumerate().all(|(i, w)| {
             w.parse::<i64>()
                 .is_ok_and(|v| v >= if i % 2 == 0 { 1 } else { 0 })
