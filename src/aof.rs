@@ -116,12 +116,7 @@ impl ShardCtx {
         if aof.fsync != Fsync::Always {
             return None;
         }
-        let in_engine = self
-            .engine
-            .borrow()
-            .prop
-            .as_ref()
-            .map_or(0, |p| p.buf.len() as u64);
+        let in_engine = self.aof_in_engine();
         let pos = aof.queued + in_engine;
         (pos > aof.synced || !aof.held_resp.is_empty()).then_some(pos)
     }
@@ -134,13 +129,21 @@ impl ShardCtx {
         if aof.fsync != Fsync::Always {
             return None;
         }
-        let in_engine = self
-            .engine
+        let in_engine = self.aof_in_engine();
+        Some((aof.queued + in_engine, aof.synced))
+    }
+
+    /// Bytes the engine logged and the writer has not taken. Not those of a block run live:
+    /// they are written when it ends, and its EXEC answers only after that (see `dispatch`).
+    fn aof_in_engine(&self) -> u64 {
+        if self.aof_live.borrow().is_some() {
+            return 0;
+        }
+        self.engine
             .borrow()
             .prop
             .as_ref()
-            .map_or(0, |p| p.buf.len() as u64);
-        Some((aof.queued + in_engine, aof.synced))
+            .map_or(0, |p| p.buf.len() as u64)
     }
 
     /// Holds a connection's output until the log is synced to `pos`.
@@ -161,6 +164,10 @@ impl ShardCtx {
 
     /// Moves what the engine logged into the writer's queue and starts the writer if idle.
     pub fn aof_collect(&self) {
+        if self.aof_live.borrow().is_some() {
+            // A block run live holds the shard: its record is written whole when it ends.
+            return;
+        }
         let mut guard = self.aof.borrow_mut();
         let Some(aof) = guard.as_mut() else {
             return;

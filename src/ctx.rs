@@ -157,6 +157,9 @@ pub struct ShardCtx {
     /// Shutdown: this shard has done its part; shard 0 has started the final save.
     pub stop_done: Cell<bool>,
     pub stop_save_started: Cell<bool>,
+    /// The AOF record of a MULTI block run live that holds this shard: its id and the shard's
+    /// log set aside meanwhile (see `txn::aof_live_open`).
+    pub aof_live: RefCell<Option<(crate::txn::TxId, shards::shard::Propagate)>>,
 }
 
 impl ShardCtx {
@@ -231,9 +234,9 @@ impl ShardCtx {
             snapshot: RefCell::new(None),
             stop_done: Cell::new(false),
             stop_save_started: Cell::new(false),
+            aof_live: RefCell::new(None),
         });
         *ctx.me.borrow_mut() = Rc::downgrade(&ctx);
-        ctx.refresh_config();
         ctx.engine.borrow_mut().dbs = start.dbs;
         if let Some(a) = start.aof {
             let fsync = crate::aof::Fsync::parse(&shared.config.get("appendfsync"));
@@ -245,6 +248,8 @@ impl ShardCtx {
                 .await
                 .map_err(|e| anyhow::anyhow!("opening {}: {e}", a.incr.display()))?;
         }
+        // After the AOF is set up: seeing `appendonly yes` without one would start a rewrite.
+        ctx.refresh_config();
         {
             // The shard's internal connection, for work the server starts by itself.
             let mut conns = ctx.conns.borrow_mut();
