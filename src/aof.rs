@@ -80,6 +80,17 @@ pub struct Aof {
 }
 
 impl Aof {
+    /// How far the log must be for a reply to leave: synced with `always`; written (in the
+    /// kernel's page cache, so a crash of the process loses nothing) otherwise, as Redis
+    /// writes its AOF buffer before it sends replies.
+    pub fn durable(&self) -> u64 {
+        if self.fsync == Fsync::Always {
+            self.synced
+        } else {
+            self.written
+        }
+    }
+
     pub fn new(fsync: Fsync, dir: PathBuf, manifest: crate::persist::Manifest) -> Aof {
         Aof {
             fsync,
@@ -113,24 +124,18 @@ impl ShardCtx {
     pub fn aof_gate(&self) -> Option<u64> {
         let aof = self.aof.borrow();
         let aof = aof.as_ref()?;
-        if aof.fsync != Fsync::Always {
-            return None;
-        }
         let in_engine = self.aof_in_engine();
         let pos = aof.queued + in_engine;
-        (pos > aof.synced || !aof.held_resp.is_empty()).then_some(pos)
+        (pos > aof.durable() || !aof.held_resp.is_empty()).then_some(pos)
     }
 
-    /// With `appendfsync always`: the position output produced now must wait for, and the
-    /// position synced so far.
+    /// The position output produced now must wait for, and the position durable so far
+    /// (None: no AOF).
     pub fn aof_gate_synced(&self) -> Option<(u64, u64)> {
         let aof = self.aof.borrow();
         let aof = aof.as_ref()?;
-        if aof.fsync != Fsync::Always {
-            return None;
-        }
         let in_engine = self.aof_in_engine();
-        Some((aof.queued + in_engine, aof.synced))
+        Some((aof.queued + in_engine, aof.durable()))
     }
 
     /// Bytes the engine logged and the writer has not taken. Not those of a block run live:
@@ -188,6 +193,30 @@ impl ShardCtx {
                 p.buf.clear();
             }
         }
+        // Without `always`, the write is a copy into the page cache: done here, at once, so
+        // the replies this loop iteration produced can leave now.
+        let inline = aof.fsync != Fsync::Always && !aof.busy && aof.switch.is_none();
+        if let (true, Some(file)) = (inline, aof.file.clone()) {
+            let buf = std::mem::take(&mut aof.pending);
+            match pwrite_fully(&file, &buf, aof.offset) {
+                Ok(()) => {
+                    aof.offset += buf.len() as u64;
+                    aof.incr_size += buf.len() as u64;
+                    aof.written = aof.queued;
+                    aof.last_error = None;
+                    let end = aof.written;
+                    drop(guard);
+                    self.aof_release(end);
+                    return;
+                }
+                Err(e) => {
+                    crate::log!("Can't write to the append only file: {e}");
+                    aof.last_error = Some(e);
+                    // Kept for the writer task to retry.
+                    aof.pending = buf;
+                }
+            }
+        }
         drop(guard);
         self.aof_kick();
     }
@@ -200,7 +229,9 @@ impl ShardCtx {
                 let Some(aof) = guard.as_mut() else {
                     return;
                 };
-                if aof.pending.is_empty() && aof.switch.is_none() {
+                // Nothing to write, and nothing written that `always` still has to sync.
+                let unsynced = aof.fsync == Fsync::Always && aof.synced < aof.written;
+                if aof.pending.is_empty() && aof.switch.is_none() && !unsynced {
                     aof.busy = false;
                     return;
                 }
@@ -220,7 +251,7 @@ impl ShardCtx {
                 }
             }
             let len = buf.len() as u64;
-            if result.is_ok() && !buf.is_empty() {
+            if result.is_ok() && (!buf.is_empty() || fsync == Fsync::Always) {
                 result = self.aof_write_piece(buf, fsync == Fsync::Always).await;
             }
             if let Err(e) = result {
@@ -246,9 +277,7 @@ impl ShardCtx {
                     }
                 }
             }
-            if fsync == Fsync::Always {
-                self.aof_release(end);
-            }
+            self.aof_release(end);
         }
     }
 
@@ -423,13 +452,19 @@ impl ShardCtx {
         let cfg = &self.shared.config;
         let on = cfg.get("appendonly") == "yes";
         let fsync = Fsync::parse(&cfg.get("appendfsync"));
-        let has = {
+        let (has, now_always) = {
             let mut guard = self.aof.borrow_mut();
+            let mut now_always = false;
             if let Some(a) = guard.as_mut() {
+                now_always = a.fsync != Fsync::Always && fsync == Fsync::Always;
                 a.fsync = fsync;
             }
-            guard.is_some()
+            (guard.is_some(), now_always)
         };
+        if now_always {
+            // What was written under `everysec` must be synced before replies go on.
+            self.aof_kick();
+        }
         if on && !has && self.id == 0 {
             self.shared
                 .persist
@@ -459,6 +494,28 @@ impl ShardCtx {
                 }
             })
             .detach();
+        }
+    }
+
+    /// Sends the held answers to other shards that the log now covers (in order: a held one
+    /// keeps the newer ones behind it).
+    pub fn aof_send_ready(&self) {
+        let ready: Vec<(u64, usize, Vec<RepPart>)> = {
+            let mut guard = self.aof.borrow_mut();
+            let Some(aof) = guard.as_mut() else {
+                return;
+            };
+            let durable = aof.durable();
+            let mut ready = Vec::new();
+            while aof.held_resp.front().is_some_and(|(p, _, _)| *p <= durable) {
+                if let Some(r) = aof.held_resp.pop_front() {
+                    ready.push(r);
+                }
+            }
+            ready
+        };
+        for (_, peer, parts) in ready {
+            self.send_responses(peer, parts);
         }
     }
 

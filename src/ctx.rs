@@ -694,6 +694,7 @@ impl ShardCtx {
     /// Sends answers gathered for other shards (or holds them until the AOF is synced, see
     /// `crate::aof`).
     fn flush_responses(&self) {
+        self.aof_send_ready();
         let gate = self.aof_gate();
         let batches: Vec<(usize, Vec<RepPart>)> = {
             let mut outbox = self.resp_outbox.borrow_mut();

@@ -409,7 +409,12 @@ fn run_op(
 /// Starts logging a transaction's part apart (when the AOF is on): returns the shard's log,
 /// with a fresh one in its place.
 fn aof_begin(ctx: &ShardCtx, tx: TxId) -> Option<shards::shard::Propagate> {
-    if ctx.aof_live.borrow().as_ref().is_some_and(|(t, _)| *t == tx) {
+    if ctx
+        .aof_live
+        .borrow()
+        .as_ref()
+        .is_some_and(|(t, _)| *t == tx)
+    {
         // Inside a block run live: the block's record holds this part.
         return None;
     }
