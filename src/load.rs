@@ -235,7 +235,8 @@ fn respread(old: Vec<Vec<Db>>, n: usize) -> Vec<Vec<Db>> {
 /// One old shard's AOF files, read.
 struct AofFiles {
     base: Option<(PathBuf, Vec<u8>)>,
-    incrs: Vec<(PathBuf, Vec<u8>)>,
+    /// (sequence number, path, contents).
+    incrs: Vec<(u64, PathBuf, Vec<u8>)>,
 }
 
 fn read_aof_dir(dir: &Path, fname: &str) -> anyhow::Result<AofFiles> {
@@ -253,7 +254,7 @@ fn read_aof_dir(dir: &Path, fname: &str) -> anyhow::Result<AofFiles> {
     let incrs = manifest
         .incrs
         .iter()
-        .map(|f| read(&f.name))
+        .map(|f| read(&f.name).map(|(p, d)| (f.seq, p, d)))
         .collect::<anyhow::Result<_>>()?;
     Ok(AofFiles { base, incrs })
 }
@@ -298,20 +299,34 @@ fn load_aof_set(
     let files: Vec<AofFiles> = (0..m)
         .map(|i| read_aof_dir(&persist::shard_aof_dir(dir, dirname, i, m), fname))
         .collect::<anyhow::Result<_>>()?;
-    // Which transactions of the last incremental files are complete on every participant.
-    let mut seen: HashMap<String, (Vec<usize>, HashSet<usize>)> = HashMap::new();
+    // Which transactions are complete on every participant. Rewrites start every shard's
+    // incremental file of one sequence number at the same cut, so a transaction logged in
+    // file k of one shard belongs in file k of each participant — unless that participant
+    // has compacted file k into its base already (a crash between the shards' ends of a
+    // rewrite), which then holds it.
+    let mut seen: HashMap<(u64, String), (Vec<usize>, HashSet<usize>)> = HashMap::new();
     for (i, f) in files.iter().enumerate() {
-        if let Some((_, last)) = f.incrs.last() {
-            for (id, parts) in tx_records(last) {
-                let e = seen.entry(id).or_insert_with(|| (parts, HashSet::new()));
+        for (seq, _, data) in &f.incrs {
+            for (id, parts) in tx_records(data) {
+                let e = seen
+                    .entry((*seq, id))
+                    .or_insert_with(|| (parts, HashSet::new()));
                 e.1.insert(i);
             }
         }
     }
-    let complete: HashSet<String> = seen
+    let first_seq: Vec<u64> = files
+        .iter()
+        .map(|f| f.incrs.first().map_or(u64::MAX, |(seq, _, _)| *seq))
+        .collect();
+    let complete: HashSet<(u64, String)> = seen
         .into_iter()
-        .filter(|(_, (parts, have))| parts.iter().all(|p| have.contains(p) || *p >= m))
-        .map(|(id, _)| id)
+        .filter(|((seq, _), (parts, have))| {
+            parts
+                .iter()
+                .all(|&p| p >= m || have.contains(&p) || *seq < first_seq[p])
+        })
+        .map(|(k, _)| k)
         .collect();
     let now = now_ms();
     std::thread::scope(|s| {
@@ -336,7 +351,7 @@ fn load_one_aof(
     f: &AofFiles,
     scfg: &ShardConfig,
     now: u64,
-    complete: &HashSet<String>,
+    complete: &HashSet<(u64, String)>,
     truncate_ok: bool,
 ) -> anyhow::Result<Vec<Db>> {
     let mut shard = Shard::new(0, 1, 0);
@@ -345,12 +360,12 @@ fn load_one_aof(
         if data.starts_with(b"REDIS") {
             read_rdb_into(data, path, &mut shard.dbs, scfg, now, |_| true)?;
         } else {
-            replay_file(&mut shard, path, data, complete, false, truncate_ok)?;
+            replay_file(&mut shard, path, data, None, false, truncate_ok)?;
         }
     }
     let last = f.incrs.len().saturating_sub(1);
-    for (i, (path, data)) in f.incrs.iter().enumerate() {
-        replay_file(&mut shard, path, data, complete, i == last, truncate_ok)?;
+    for (i, (seq, path, data)) in f.incrs.iter().enumerate() {
+        replay_file(&mut shard, path, data, Some((*seq, complete)), i == last, truncate_ok)?;
     }
     Ok(shard.dbs)
 }
@@ -360,15 +375,14 @@ fn replay_file(
     shard: &mut Shard,
     path: &Path,
     data: &[u8],
-    complete: &HashSet<String>,
+    complete: Option<(u64, &HashSet<(u64, String)>)>,
     last: bool,
     truncate_ok: bool,
 ) -> anyhow::Result<u64> {
     let name = path.display();
     let r = shards::aof::replay(shard, data, |exec_args| {
-        // Only the last incremental file can hold an incomplete cross-shard transaction.
-        match parse_exec(exec_args) {
-            Some((id, _)) if last => complete.contains(&id),
+        match (parse_exec(exec_args), complete) {
+            (Some((id, _)), Some((seq, complete))) => complete.contains(&(seq, id)),
             _ => true,
         }
     })

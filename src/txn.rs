@@ -473,7 +473,8 @@ fn aof_end(ctx: &ShardCtx, tx: TxId, peers: &[u16], outer: Option<shards::shard:
             outer.db = inner.db;
         }
         if peers.len() > 1 {
-            let id = tx.to_string();
+            // Ids restart with each run and a log spans runs: the run's id makes them unique.
+            let id = format!("{}:{tx}", &ctx.shared.run_id[..16]);
             let list = peers
                 .iter()
                 .map(|p| p.to_string())
