@@ -139,7 +139,11 @@ pub fn run(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error>
         );
         return Ok(());
     }
-    if eq_ic(sub, "reload") && argv[2..].iter().all(|a| eq_ic(a, "nosave") || eq_ic(a, "noflush") || eq_ic(a, "merge")) {
+    if eq_ic(sub, "reload")
+        && argv[2..]
+            .iter()
+            .all(|a| eq_ic(a, "nosave") || eq_ic(a, "noflush") || eq_ic(a, "merge"))
+    {
         if ctx.shared.persist.bgsave_running() {
             return Err(Error::err("Background save already in progress"));
         }

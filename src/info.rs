@@ -329,8 +329,16 @@ fn persistence(o: &mut String, shared: &Shared, stats: &[(usize, ShardStats)]) {
     field(o, "rdb_bgsave_in_progress", bgsave as u8);
     field(o, "rdb_last_save_time", st.lastsave.load(Relaxed));
     let ok = |b: bool| if b { "ok" } else { "err" };
-    field(o, "rdb_last_bgsave_status", ok(st.last_bgsave_ok.load(Relaxed)));
-    field(o, "rdb_last_bgsave_time_sec", st.last_bgsave_secs.load(Relaxed));
+    field(
+        o,
+        "rdb_last_bgsave_status",
+        ok(st.last_bgsave_ok.load(Relaxed)),
+    );
+    field(
+        o,
+        "rdb_last_bgsave_time_sec",
+        st.last_bgsave_secs.load(Relaxed),
+    );
     let running_secs = |started: u64| (now_ms.saturating_sub(started) / 1000) as i64;
     field(
         o,
@@ -349,8 +357,16 @@ fn persistence(o: &mut String, shared: &Shared, stats: &[(usize, ShardStats)]) {
     field(o, "aof_enabled", (!aofs.is_empty()) as u8);
     let rewriting = st.rewrite_running();
     field(o, "aof_rewrite_in_progress", rewriting as u8);
-    field(o, "aof_rewrite_scheduled", st.rewrite_scheduled.load(Relaxed) as u8);
-    field(o, "aof_last_rewrite_time_sec", st.last_rewrite_secs.load(Relaxed));
+    field(
+        o,
+        "aof_rewrite_scheduled",
+        st.rewrite_scheduled.load(Relaxed) as u8,
+    );
+    field(
+        o,
+        "aof_last_rewrite_time_sec",
+        st.last_rewrite_secs.load(Relaxed),
+    );
     field(
         o,
         "aof_current_rewrite_time_sec",
@@ -360,7 +376,11 @@ fn persistence(o: &mut String, shared: &Shared, stats: &[(usize, ShardStats)]) {
             -1
         },
     );
-    field(o, "aof_last_bgrewrite_status", ok(st.last_rewrite_ok.load(Relaxed)));
+    field(
+        o,
+        "aof_last_bgrewrite_status",
+        ok(st.last_rewrite_ok.load(Relaxed)),
+    );
     field(o, "aof_rewrites", st.aof_rewrites.load(Relaxed));
     field(o, "aof_rewrites_consecutive_failures", 0);
     field(o, "aof_last_write_status", ok(aofs.iter().all(|a| a.3)));
@@ -371,7 +391,11 @@ fn persistence(o: &mut String, shared: &Shared, stats: &[(usize, ShardStats)]) {
         field(o, "aof_current_size", aofs.iter().map(|a| a.0).sum::<u64>());
         field(o, "aof_base_size", aofs.iter().map(|a| a.1).sum::<u64>());
         field(o, "aof_pending_rewrite", 0);
-        field(o, "aof_buffer_length", aofs.iter().map(|a| a.2).sum::<u64>());
+        field(
+            o,
+            "aof_buffer_length",
+            aofs.iter().map(|a| a.2).sum::<u64>(),
+        );
         field(o, "aof_pending_bio_fsync", 0);
         field(o, "aof_delayed_fsync", 0);
     }

@@ -238,8 +238,10 @@ pub fn start_cut(ctx: &ShardCtx, conn: &mut Conn, kind: SnapKind) {
                         crate::log!("DB reloaded by DEBUG RELOAD");
                         conn.reply().ok();
                     } else {
-                        conn.reply()
-                            .error(&format!("ERR Error trying to load the RDB dump: {}", errors.join("; ")));
+                        conn.reply().error(&format!(
+                            "ERR Error trying to load the RDB dump: {}",
+                            errors.join("; ")
+                        ));
                     }
                 }
                 SnapKind::BgSave => {
@@ -456,7 +458,12 @@ impl ShardCtx {
         }
         let st = &self.shared.persist;
         let size: u64 = st.aof_size.iter().map(|a| a.load(Ordering::Relaxed)).sum();
-        let base: u64 = st.aof_base.iter().map(|a| a.load(Ordering::Relaxed)).sum::<u64>().max(1);
+        let base: u64 = st
+            .aof_base
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .sum::<u64>()
+            .max(1);
         size > cfg.get_i64("auto-aof-rewrite-min-size").max(0) as u64
             && size.saturating_sub(base) * 100 / base >= pct
     }

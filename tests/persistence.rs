@@ -1387,14 +1387,14 @@ fn bgrewriteaof_under_load_loses_nothing() {
     kill9(&mut server);
     let all: Vec<Writes> = writers.into_iter().map(|w| w.join().unwrap()).collect();
 
-    for i in 0..2 {
+    for (i, seq_before) in base_seq.iter().enumerate() {
         let sdir = aof_dir(&dir, i, 2);
         let m = manifest(&sdir);
         let bases: Vec<_> = m.iter().filter(|f| f.2 == 'b').collect();
         assert_eq!(bases.len(), 1, "shard {i}: manifest {m:?}");
         assert_eq!(
             bases[0].1,
-            base_seq[i] + 2,
+            seq_before + 2,
             "shard {i}: the base was not rewritten twice: {m:?}"
         );
         assert!(bases[0].0.ends_with(".base.rdb"), "{m:?}");
