@@ -47,90 +47,10 @@ if [ ! -x "$BIN" ]; then
     cargo build --release
 fi
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    sleep 0.5
-    for pid in "${pids[@]}"; do
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-pin_server=()
-pin_client=()
-if [ "$NCPU" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
-    pin_server=(taskset -c 0)
-    pin_client=(taskset -c 1)
-fi
-
-# A TCP port on 127.0.0.1 that nothing listens on now.
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null && return
-    local p
-    while :; do
-        p=$((20000 + RANDOM % 20000))
-        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-    done
-}
-
-# start_shardis NAME SHARDS PIN... : starts shardis on a kernel-chosen port; sets PORT_<NAME>, PID_<NAME>.
-start_shardis() {
-    local name=$1 shards=$2
-    shift 2
-    local log="$work/$name.log"
-    "$@" "$BIN" --port 0 --bind 127.0.0.1 --shards "$shards" --save "" --appendonly no >"$log" 2>&1 &
-    local pid=$!
-    pids+=("$pid")
-    local port=""
-    for _ in $(seq 300); do
-        port=$(sed -n 's/.*listening on [^ ]*:\([0-9][0-9]*\).*/\1/p' "$log" | head -n1)
-        [ -n "$port" ] && break
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if [ -z "$port" ]; then
-        echo "shardis ($name) did not start; log:" >&2
-        cat "$log" >&2
-        exit 1
-    fi
-    printf -v "PORT_$name" '%s' "$port"
-    printf -v "PID_$name" '%s' "$pid"
-}
-
-# start_redis NAME PIN... : starts redis-server on a free port and checks that it is ours.
-start_redis() {
-    local name=$1
-    shift
-    local port
-    port=$(free_port)
-    "$@" redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
-        --logfile "$work/$name.log" &
-    local pid=$!
-    pids+=("$pid")
-    for _ in $(seq 100); do
-        # The server answering on this port must be the process we started.
-        if [ "$(redis-cli -p "$port" INFO server 2>/dev/null | sed -n 's/^process_id:\([0-9]*\).*/\1/p')" = "$pid" ]; then
-            printf -v "PORT_$name" '%s' "$port"
-            printf -v "PID_$name" '%s' "$pid"
-            return
-        fi
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "redis-server ($name) did not start on port $port; log:" >&2
-    cat "$work/$name.log" >&2
-    exit 1
-}
-
-cpu_ticks() {
-    # Fields after the command name (which may contain spaces): utime is the 12th, stime the 13th.
-    sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
-}
+SHARDIS_EXTRA=()
+REDIS_EXTRA=()
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
 
 start_redis redis "${pin_server[@]}"
 start_shardis s1 1 "${pin_server[@]}"
@@ -192,9 +112,6 @@ for round in $(seq "$ROUNDS"); do
     done
 done
 
-median() { # median of the numbers on stdin
-    sort -g | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
-}
 pick() { # pick NAME PIPE TEST COLUMN
     awk -v s="$1" -v p="$2" -v t="$3" -v c="$4" '$1 == s && $2 == p && $3 == t {print $c}' "$results" | median
 }

@@ -20,6 +20,9 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::rc::Rc;
 
+/// Syncs expected to take less than this are done inline (see `aof_write_piece`).
+const INLINE_SYNC_US: u64 = 250;
+
 /// `appendfsync`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fsync {
@@ -63,8 +66,6 @@ pub struct Aof {
     pub base_size: u64,
     /// A rewrite is running (BGREWRITEAOF), and whether one is waiting to start.
     pub rewriting: bool,
-    pub rewrite_scheduled: bool,
-    pub last_rewrite_ok: bool,
     pub rewrites: u64,
     /// The manifest of the shard's files.
     pub manifest: crate::persist::Manifest,
@@ -74,9 +75,22 @@ pub struct Aof {
     switch: Option<(u64, PathBuf)>,
     /// The incremental file a running rewrite started.
     rewrite_incr: Option<crate::persist::ManifestFile>,
+    /// How long an fdatasync takes, microseconds (moving average).
+    sync_ewma_us: u64,
 }
 
 impl Aof {
+    /// How far the log must be for a reply to leave: synced with `always`; written (in the
+    /// kernel's page cache, so a crash of the process loses nothing) otherwise, as Redis
+    /// writes its AOF buffer before it sends replies.
+    pub fn durable(&self) -> u64 {
+        if self.fsync == Fsync::Always {
+            self.synced
+        } else {
+            self.written
+        }
+    }
+
     pub fn new(fsync: Fsync, dir: PathBuf, manifest: crate::persist::Manifest) -> Aof {
         Aof {
             fsync,
@@ -94,19 +108,13 @@ impl Aof {
             incr_size: 0,
             base_size: 0,
             rewriting: false,
-            rewrite_scheduled: false,
-            last_rewrite_ok: true,
             rewrites: 0,
             manifest,
             dir,
             switch: None,
             rewrite_incr: None,
+            sync_ewma_us: 0,
         }
-    }
-
-    /// Bytes queued but not yet synced (INFO's aof_pending_bio_fsync analogue).
-    pub fn unsynced(&self) -> u64 {
-        self.queued - self.synced
     }
 }
 
@@ -116,17 +124,31 @@ impl ShardCtx {
     pub fn aof_gate(&self) -> Option<u64> {
         let aof = self.aof.borrow();
         let aof = aof.as_ref()?;
-        if aof.fsync != Fsync::Always {
-            return None;
+        let in_engine = self.aof_in_engine();
+        let pos = aof.queued + in_engine;
+        (pos > aof.durable() || !aof.held_resp.is_empty()).then_some(pos)
+    }
+
+    /// The position output produced now must wait for, and the position durable so far
+    /// (None: no AOF).
+    pub fn aof_gate_synced(&self) -> Option<(u64, u64)> {
+        let aof = self.aof.borrow();
+        let aof = aof.as_ref()?;
+        let in_engine = self.aof_in_engine();
+        Some((aof.queued + in_engine, aof.durable()))
+    }
+
+    /// Bytes the engine logged and the writer has not taken. Not those of a block run live:
+    /// they are written when it ends, and its EXEC answers only after that (see `dispatch`).
+    fn aof_in_engine(&self) -> u64 {
+        if self.aof_live.borrow().is_some() {
+            return 0;
         }
-        let in_engine = self
-            .engine
+        self.engine
             .borrow()
             .prop
             .as_ref()
-            .map_or(0, |p| p.buf.len() as u64);
-        let pos = aof.queued + in_engine;
-        (pos > aof.synced || !aof.held_resp.is_empty()).then_some(pos)
+            .map_or(0, |p| p.buf.len() as u64)
     }
 
     /// Holds a connection's output until the log is synced to `pos`.
@@ -147,6 +169,10 @@ impl ShardCtx {
 
     /// Moves what the engine logged into the writer's queue and starts the writer if idle.
     pub fn aof_collect(&self) {
+        if self.aof_live.borrow().is_some() {
+            // A block run live holds the shard: its record is written whole when it ends.
+            return;
+        }
         let mut guard = self.aof.borrow_mut();
         let Some(aof) = guard.as_mut() else {
             return;
@@ -167,6 +193,30 @@ impl ShardCtx {
                 p.buf.clear();
             }
         }
+        // Without `always`, the write is a copy into the page cache: done here, at once, so
+        // the replies this loop iteration produced can leave now.
+        let inline = aof.fsync != Fsync::Always && !aof.busy && aof.switch.is_none();
+        if let (true, Some(file)) = (inline, aof.file.clone()) {
+            let buf = std::mem::take(&mut aof.pending);
+            match pwrite_fully(&file, &buf, aof.offset) {
+                Ok(()) => {
+                    aof.offset += buf.len() as u64;
+                    aof.incr_size += buf.len() as u64;
+                    aof.written = aof.queued;
+                    aof.last_error = None;
+                    let end = aof.written;
+                    drop(guard);
+                    self.aof_release(end);
+                    return;
+                }
+                Err(e) => {
+                    crate::log!("Can't write to the append only file: {e}");
+                    aof.last_error = Some(e);
+                    // Kept for the writer task to retry.
+                    aof.pending = buf;
+                }
+            }
+        }
         drop(guard);
         self.aof_kick();
     }
@@ -179,7 +229,9 @@ impl ShardCtx {
                 let Some(aof) = guard.as_mut() else {
                     return;
                 };
-                if aof.pending.is_empty() && aof.switch.is_none() {
+                // Nothing to write, and nothing written that `always` still has to sync.
+                let unsynced = aof.fsync == Fsync::Always && aof.synced < aof.written;
+                if aof.pending.is_empty() && aof.switch.is_none() && !unsynced {
                     aof.busy = false;
                     return;
                 }
@@ -199,7 +251,7 @@ impl ShardCtx {
                 }
             }
             let len = buf.len() as u64;
-            if result.is_ok() && !buf.is_empty() {
+            if result.is_ok() && (!buf.is_empty() || fsync == Fsync::Always) {
                 result = self.aof_write_piece(buf, fsync == Fsync::Always).await;
             }
             if let Err(e) = result {
@@ -225,9 +277,7 @@ impl ShardCtx {
                     }
                 }
             }
-            if fsync == Fsync::Always {
-                self.aof_release(end);
-            }
+            self.aof_release(end);
         }
     }
 
@@ -246,10 +296,32 @@ impl ShardCtx {
             (file, off)
         };
         if !buf.is_empty() {
-            write_fully(&file, buf, offset).await?;
+            pwrite_fully(&file, &buf, offset)?;
         }
         if sync {
-            file.fdatasync().await.map_err(|e| e.to_string())?;
+            // A device that syncs in a few microseconds (a battery-backed cache, a VM's disk) is
+            // synced inline, as Redis does: handing the sync to io_uring's worker thread and
+            // back costs more than the sync. A slower one is synced through io_uring, and the
+            // shard goes on executing commands (the next group) meanwhile.
+            let inline = self
+                .aof
+                .borrow()
+                .as_ref()
+                .is_some_and(|a| a.sync_ewma_us < INLINE_SYNC_US);
+            let t0 = std::time::Instant::now();
+            if inline {
+                use std::os::fd::AsRawFd;
+                // SAFETY: fdatasync on a valid fd we hold open.
+                if unsafe { libc::fdatasync(file.as_raw_fd()) } != 0 {
+                    return Err(std::io::Error::last_os_error().to_string());
+                }
+            } else {
+                file.fdatasync().await.map_err(|e| e.to_string())?;
+            }
+            let us = t0.elapsed().as_micros() as u64;
+            if let Some(a) = self.aof.borrow_mut().as_mut() {
+                a.sync_ewma_us = (a.sync_ewma_us * 7 + us) / 8;
+            }
         }
         Ok(())
     }
@@ -380,13 +452,19 @@ impl ShardCtx {
         let cfg = &self.shared.config;
         let on = cfg.get("appendonly") == "yes";
         let fsync = Fsync::parse(&cfg.get("appendfsync"));
-        let has = {
+        let (has, now_always) = {
             let mut guard = self.aof.borrow_mut();
+            let mut now_always = false;
             if let Some(a) = guard.as_mut() {
+                now_always = a.fsync != Fsync::Always && fsync == Fsync::Always;
                 a.fsync = fsync;
             }
-            guard.is_some()
+            (guard.is_some(), now_always)
         };
+        if now_always {
+            // What was written under `everysec` must be synced before replies go on.
+            self.aof_kick();
+        }
         if on && !has && self.id == 0 {
             self.shared
                 .persist
@@ -401,10 +479,43 @@ impl ShardCtx {
                 me.aof_drain().await;
                 if me.shared.config.get("appendonly") != "yes" {
                     me.engine.borrow_mut().prop = None;
-                    *me.aof.borrow_mut() = None;
+                    let held = me.aof.borrow_mut().take();
+                    // Output held for a sync goes now (everything logged is synced).
+                    if let Some(mut a) = held {
+                        for (_, peer, parts) in a.held_resp.drain(..) {
+                            me.send_responses(peer, parts);
+                        }
+                        for t in a.held_conns.drain(..) {
+                            if let Some(conn) = me.conns.borrow_mut().take(t) {
+                                me.finish(conn);
+                            }
+                        }
+                    }
                 }
             })
             .detach();
+        }
+    }
+
+    /// Sends the held answers to other shards that the log now covers (in order: a held one
+    /// keeps the newer ones behind it).
+    pub fn aof_send_ready(&self) {
+        let ready: Vec<(u64, usize, Vec<RepPart>)> = {
+            let mut guard = self.aof.borrow_mut();
+            let Some(aof) = guard.as_mut() else {
+                return;
+            };
+            let durable = aof.durable();
+            let mut ready = Vec::new();
+            while aof.held_resp.front().is_some_and(|(p, _, _)| *p <= durable) {
+                if let Some(r) = aof.held_resp.pop_front() {
+                    ready.push(r);
+                }
+            }
+            ready
+        };
+        for (_, peer, parts) in ready {
+            self.send_responses(peer, parts);
         }
     }
 
@@ -509,6 +620,39 @@ impl ShardCtx {
             aof.synced = aof.written;
         }
     }
+}
+
+/// Writes `buf` at `offset` with pwrite(2) on the shard's thread: a buffered write only copies
+/// into the page cache (the fdatasync is what waits for the disk, and it goes through
+/// io_uring), and doing it here saves an io_uring round trip per group commit.
+pub fn pwrite_fully(file: &BufferedFile, buf: &[u8], mut offset: u64) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    let mut done = 0;
+    while done < buf.len() {
+        // SAFETY: pwrite reads `buf[done..]`, which we own, from a valid fd we hold open.
+        let n = unsafe {
+            libc::pwrite(
+                fd,
+                buf[done..].as_ptr().cast(),
+                buf.len() - done,
+                offset as libc::off_t,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e.to_string());
+        }
+        if n == 0 {
+            return Err("short write (disk full?)".into());
+        }
+        done += n as usize;
+        offset += n as u64;
+    }
+    Ok(())
 }
 
 pub async fn write_fully(

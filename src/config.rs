@@ -118,6 +118,13 @@ pub const OPTIONS: &[OptDef] = &[
         "AOF base name",
     ),
     opt(
+        "export-rdb",
+        "",
+        Kind::Str,
+        false,
+        "load the data, write it all to this one Redis-loadable RDB file, and exit",
+    ),
+    opt(
         "appenddirname",
         "appendonlydir",
         Kind::Str,

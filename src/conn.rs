@@ -93,6 +93,10 @@ pub struct Conn {
     pub last_ms: u64,
     pub last_cmd: (&'static str, Option<&'static str>),
     pub local_client: bool,
+    /// `appendfsync always`: the output in `wbuf` waits until the AOF is synced up to
+    /// `hold_until`; `held_len` is how much output that position covers.
+    pub hold_until: u64,
+    pub held_len: usize,
 }
 
 impl Conn {
@@ -131,6 +135,8 @@ impl Conn {
             last_ms: now_ms,
             last_cmd: ("NULL", None),
             local_client,
+            hold_until: 0,
+            held_len: 0,
         }
     }
 

@@ -157,6 +157,9 @@ pub struct ShardCtx {
     /// Shutdown: this shard has done its part; shard 0 has started the final save.
     pub stop_done: Cell<bool>,
     pub stop_save_started: Cell<bool>,
+    /// The AOF record of a MULTI block run live that holds this shard: its id and the shard's
+    /// log set aside meanwhile (see `txn::aof_live_open`).
+    pub aof_live: RefCell<Option<(crate::txn::TxId, shards::shard::Propagate)>>,
 }
 
 impl ShardCtx {
@@ -231,9 +234,9 @@ impl ShardCtx {
             snapshot: RefCell::new(None),
             stop_done: Cell::new(false),
             stop_save_started: Cell::new(false),
+            aof_live: RefCell::new(None),
         });
         *ctx.me.borrow_mut() = Rc::downgrade(&ctx);
-        ctx.refresh_config();
         ctx.engine.borrow_mut().dbs = start.dbs;
         if let Some(a) = start.aof {
             let fsync = crate::aof::Fsync::parse(&shared.config.get("appendfsync"));
@@ -245,6 +248,8 @@ impl ShardCtx {
                 .await
                 .map_err(|e| anyhow::anyhow!("opening {}: {e}", a.incr.display()))?;
         }
+        // After the AOF is set up: seeing `appendonly yes` without one would start a rewrite.
+        ctx.refresh_config();
         {
             // The shard's internal connection, for work the server starts by itself.
             let mut conns = ctx.conns.borrow_mut();
@@ -689,6 +694,7 @@ impl ShardCtx {
     /// Sends answers gathered for other shards (or holds them until the AOF is synced, see
     /// `crate::aof`).
     fn flush_responses(&self) {
+        self.aof_send_ready();
         let gate = self.aof_gate();
         let batches: Vec<(usize, Vec<RepPart>)> = {
             let mut outbox = self.resp_outbox.borrow_mut();
@@ -837,10 +843,16 @@ impl ShardCtx {
         }
         let mut held = false;
         if conn.pending_output() > 0 {
-            if self.aof_gate().is_some() {
-                // `appendfsync always`: nothing leaves before the log covering it is synced.
-                self.aof_hold_conn(conn.token);
-                held = true;
+            // `appendfsync always`: no output leaves before the log that covers it is synced.
+            if let Some((pos, synced)) = self.aof_gate_synced() {
+                if conn.wbuf.len() != conn.held_len {
+                    conn.hold_until = pos;
+                    conn.held_len = conn.wbuf.len();
+                }
+                if conn.hold_until > synced {
+                    self.aof_hold_conn(conn.token);
+                    held = true;
+                }
             }
         }
         if conn.pending_output() > 0 && !held {
@@ -854,6 +866,7 @@ impl ShardCtx {
                         if conn.wpos == conn.wbuf.len() {
                             conn.wbuf.clear();
                             conn.wpos = 0;
+                            conn.held_len = 0;
                             if conn.wbuf.capacity() > 1 << 20 {
                                 conn.wbuf = Vec::new();
                             }

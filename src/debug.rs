@@ -150,6 +150,37 @@ pub fn run(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error>
         crate::save::start_cut(ctx, conn, crate::save::SnapKind::Reload);
         return Ok(());
     }
+    if eq_ic(sub, "populate") && (3..=5).contains(&argv.len()) {
+        let count = shards::util::parse_i64(argv[2])
+            .filter(|&n| n >= 0)
+            .ok_or_else(|| Error::err("count must be greater than or equal to 0"))?
+            as u64;
+        let prefix = argv.get(3).map_or(b"key".to_vec(), |p| p.to_vec());
+        let size = match argv.get(4) {
+            None => None,
+            Some(s) => Some(
+                shards::util::parse_i64(s)
+                    .filter(|&n| n >= 0)
+                    .ok_or_else(|| Error::err("value is out of range"))? as usize,
+            ),
+        };
+        let db = conn.db as u8;
+        let parts = (0..ctx.n)
+            .map(|s| {
+                (
+                    s,
+                    ReqBody::Populate {
+                        db,
+                        count,
+                        prefix: prefix.clone(),
+                        size,
+                    },
+                )
+            })
+            .collect();
+        crate::dispatch::fan_out(ctx, conn, parts, Box::new(|_, conn, _| conn.reply().ok()));
+        return Ok(());
+    }
     if eq_ic(sub, "object") && argv.len() == 3 {
         let key = shards::keyspace::Key::from(argv[2]);
         let shard = crate::dispatch::shard_of(ctx, argv[2]);
@@ -179,6 +210,42 @@ pub fn run(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error>
         "unknown subcommand or wrong number of arguments for '{}'. Try DEBUG HELP.",
         String::from_utf8_lossy(sub)
     )))
+}
+
+/// DEBUG POPULATE on one shard: the absent keys `<prefix>:<i>` it owns get `value:<i>`
+/// (cut or padded with zero bytes to `size`). Logged in the AOF like SETs.
+pub fn populate(
+    ctx: &ShardCtx,
+    db: usize,
+    count: u64,
+    prefix: &[u8],
+    size: Option<usize>,
+    now_ms: u64,
+) -> RepBody {
+    let mut e = ctx.engine.borrow_mut();
+    let mut key = prefix.to_vec();
+    key.push(b':');
+    let base = key.len();
+    for i in 0..count {
+        key.truncate(base);
+        key.extend_from_slice(i.to_string().as_bytes());
+        if crate::dispatch::shard_of(ctx, &key) != ctx.id || e.db(db).contains(&key, now_ms) {
+            continue;
+        }
+        let mut val = format!("value:{i}").into_bytes();
+        if let Some(n) = size {
+            val.resize(n, 0);
+        }
+        e.db(db).insert(
+            &key,
+            shards::keyspace::Entry::new(shards::types::Value::Str(
+                shards::types::Str::from_bytes(&val),
+            )),
+        );
+        e.stats.dirty += 1;
+        e.propagate(db, &[b"SET", &key, &val]);
+    }
+    RepBody::Ack
 }
 
 /// DEBUG OBJECT's line for `key`, as Redis prints it (no such key: an empty answer).

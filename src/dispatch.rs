@@ -55,8 +55,30 @@ pub fn process(ctx: &ShardCtx, conn: &mut Conn) {
     ctx.locks.borrow_mut().current = outer;
     if conn.live.as_ref().is_some_and(|b| b.left == 0) && !conn.waiting() {
         conn.live = None;
-        crate::txn::release_on(ctx, conn, tx, 0..ctx.n);
-        process_input(ctx, conn);
+        // Every shard releases and ends the block's AOF record; EXEC's reply is complete only
+        // once all have answered (with `appendfsync always`, once each record is synced).
+        let unsent = conn.wbuf.split_off(conn.wpos.min(conn.wbuf.len()));
+        let parts = (0..ctx.n)
+            .map(|s| {
+                let body = ReqBody::Tx {
+                    tx,
+                    lock: Vec::new(),
+                    exclusive: false,
+                    op: crate::txn::TxOp::Nothing,
+                    release: true,
+                };
+                (s, body)
+            })
+            .collect();
+        fan_out(
+            ctx,
+            conn,
+            parts,
+            Box::new(move |ctx, conn, _| {
+                conn.wbuf.extend_from_slice(&unsent);
+                process_input(ctx, conn);
+            }),
+        );
     }
 }
 

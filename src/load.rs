@@ -427,7 +427,7 @@ fn open_existing(sdir: &Path, fname: &str) -> anyhow::Result<AofStart> {
         persist::write_atomic(&mpath, manifest.render().as_bytes())?;
     }
     let incr = sdir.join(
-        &manifest
+        manifest
             .incrs
             .last()
             .map(|f| f.name.clone())

@@ -59,6 +59,13 @@ pub enum ReqBody {
     Digest,
     /// DEBUG OBJECT: describe this key.
     DebugObject(u8, Key),
+    /// DEBUG POPULATE: create the keys `<prefix>:<i>` (i < count) of this shard that are absent.
+    Populate {
+        db: u8,
+        count: u64,
+        prefix: Vec<u8>,
+        size: Option<usize>,
+    },
     /// CONFIG RESETSTAT.
     ResetStat,
     /// Drop (or answer) the waiter of this connection, blocked on the receiving shard.

@@ -53,7 +53,7 @@ pub fn rdb_sets(dir: &Path, dbfilename: &str) -> Vec<usize> {
         .filter(|(_, (have, _))| have.iter().all(|&h| h))
         .map(|(n, (_, t))| (n, t))
         .collect();
-    sets.sort_by(|a, b| b.1.cmp(&a.1));
+    sets.sort_by_key(|s| std::cmp::Reverse(s.1));
     sets.into_iter().map(|(n, _)| n).collect()
 }
 

@@ -375,11 +375,18 @@ pub fn save_points(spec: &str) -> Vec<(u64, u64)> {
 
 /// Checks a configuration value of `save`: pairs of non-negative integers, or empty.
 pub fn check_save_points(spec: &str) -> Result<(), String> {
+    // Seconds at least 1, changes at least 0, as Redis checks them.
     let words: Vec<&str> = spec.split_whitespace().collect();
-    if words.len() % 2 != 0 || words.iter().any(|w| w.parse::<u64>().is_err()) {
-        return Err("Invalid save parameters".into());
+    let valid = words.len().is_multiple_of(2)
+        && words.iter().enumerate().all(|(i, w)| {
+            w.parse::<i64>()
+                .is_ok_and(|v| v >= if i % 2 == 0 { 1 } else { 0 })
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err("Invalid save parameters".into())
     }
-    Ok(())
 }
 
 impl ShardCtx {

@@ -489,6 +489,12 @@ pub fn serve_admin(ctx: &ShardCtx, body: &ReqBody) -> RepBody {
             RepBody::Ack
         }
         ReqBody::DebugObject(db, key) => crate::debug::object(ctx, *db as usize, key, now_ms),
+        ReqBody::Populate {
+            db,
+            count,
+            prefix,
+            size,
+        } => crate::debug::populate(ctx, *db as usize, *count, prefix, *size, now_ms),
         ReqBody::Digest => {
             RepBody::Digest(crate::debug::digest(&mut ctx.engine.borrow_mut(), now_ms))
         }

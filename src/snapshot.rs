@@ -62,11 +62,24 @@ pub fn save_sync(ctx: &ShardCtx) -> Result<(), String> {
         }
     }
     let path = rdb_path(ctx);
-    let bytes = {
-        let e = ctx.engine.borrow();
-        shards::rdb::file::save(&e.dbs, now_us() / 1000, &aux(ctx, false))
-    };
-    persist::write_atomic(&path, &bytes).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    let tmp = tmp_path(&path);
+    // Streamed to the file (no copy of the serialised data in memory).
+    let written = (|| -> std::io::Result<()> {
+        let f = std::fs::File::create(&tmp)?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+        {
+            let e = ctx.engine.borrow();
+            shards::rdb::file::save_to(&mut w, &e.dbs, now_us() / 1000, &aux(ctx, false))?;
+        }
+        let f = w.into_inner().map_err(|e| e.into_error())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        persist::sync_dir(&path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!("writing {}: {e}", path.display()));
+    }
     let dirty = ctx.engine.borrow().stats.dirty;
     ctx.dirty_saved.set(dirty);
     Ok(())

@@ -122,12 +122,46 @@ fn handle_signals(shared: Arc<Shared>) {
     }
 }
 
+/// `--export-rdb`: loads the data as a start would, writes every shard's keys into one RDB file
+/// that Redis (or shardis) loads, and returns.
+fn export_rdb(config: &Config, n: usize, path: &str) -> anyhow::Result<()> {
+    let starts = crate::load::load(config, n)?;
+    let now_ms = crate::ctx::now_us() / 1000;
+    let aux = shards::rdb::file::Aux {
+        ctime_s: now_ms / 1000,
+        used_mem: crate::info::allocated_bytes(),
+        aof_base: false,
+    };
+    let mut file = shards::rdb::file::FileWriter::new(&aux);
+    let mut keys = 0;
+    let mut out = Vec::new();
+    for s in &starts {
+        for (i, db) in s.dbs.iter().enumerate() {
+            if !db.is_empty() {
+                keys += db.len();
+                file.write_db(db, i, now_ms);
+                out.extend_from_slice(&file.take_pending());
+            }
+        }
+    }
+    file.finish();
+    out.extend_from_slice(&file.take_pending());
+    crate::persist::write_atomic(std::path::Path::new(path), &out)
+        .with_context(|| format!("writing {path}"))?;
+    crate::log!("Exported {keys} keys of {n} shard(s) to {path}");
+    Ok(())
+}
+
 /// Starts the server and returns when it stops.
 pub fn run(config: Arc<Config>) -> anyhow::Result<()> {
     let n = match config.get_i64("shards") {
         0 => usable_cores(),
         n => n as usize,
     };
+    let export = config.get("export-rdb");
+    if !export.is_empty() {
+        return export_rdb(&config, n, &export);
+    }
     let io_memory = config.get_i64("io-memory").max(64 * 1024) as u64;
     check_io_uring()?;
     check_memlock(n, io_memory)?;

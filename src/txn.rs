@@ -318,6 +318,9 @@ pub fn serve(ctx: &ShardCtx, from: usize, p: &ReqPart) -> RepBody {
         }
         locks.acquire(*tx, &keys, *exclusive);
     }
+    if *exclusive && matches!(op, TxOp::Export { .. }) {
+        aof_live_open(ctx, *tx);
+    }
     run_op(
         ctx,
         from,
@@ -369,7 +372,7 @@ fn run_op(
         TxOp::Nothing => RepBody::Ack,
         TxOp::Part { frames, peers } => {
             let mut out = Vec::new();
-            let outer_log = aof_begin(ctx);
+            let outer_log = aof_begin(ctx, tx);
             ctx.engine.borrow_mut().counting = false;
             crate::dispatch::run_frames(ctx, frames, db, proto, &mut out, None);
             ctx.engine.borrow_mut().counting = true;
@@ -387,7 +390,7 @@ fn run_op(
             }
         }
         TxOp::Import { entries, peers } => {
-            let outer_log = aof_begin(ctx);
+            let outer_log = aof_begin(ctx, tx);
             ctx.import(entries);
             aof_end(ctx, tx, peers, outer_log);
             RepBody::Ack
@@ -405,11 +408,52 @@ fn run_op(
 
 /// Starts logging a transaction's part apart (when the AOF is on): returns the shard's log,
 /// with a fresh one in its place.
-fn aof_begin(ctx: &ShardCtx) -> Option<shards::shard::Propagate> {
+fn aof_begin(ctx: &ShardCtx, tx: TxId) -> Option<shards::shard::Propagate> {
+    if ctx
+        .aof_live
+        .borrow()
+        .as_ref()
+        .is_some_and(|(t, _)| *t == tx)
+    {
+        // Inside a block run live: the block's record holds this part.
+        return None;
+    }
     let mut e = ctx.engine.borrow_mut();
     let outer = e.prop.take()?;
     e.prop = Some(shards::shard::Propagate::default());
     Some(outer)
+}
+
+/// A MULTI block run live takes this shard whole: everything the shard logs until the block
+/// releases it is the block's, and goes into one record (see [`aof_live_close`]).
+pub fn aof_live_open(ctx: &ShardCtx, tx: TxId) {
+    let mut live = ctx.aof_live.borrow_mut();
+    if live.is_some() {
+        return;
+    }
+    let mut e = ctx.engine.borrow_mut();
+    if let Some(outer) = e.prop.take() {
+        e.prop = Some(shards::shard::Propagate::default());
+        *live = Some((tx, outer));
+    }
+}
+
+/// Ends the record of a block run live: `MULTI … EXEC <txid> <every shard>`, written on every
+/// shard (the block held them all) even where it changed nothing, so that loading keeps the
+/// block only if every shard logged it.
+fn aof_live_close(ctx: &ShardCtx, tx: TxId) {
+    let outer = {
+        let mut live = ctx.aof_live.borrow_mut();
+        match live.take() {
+            Some((t, outer)) if t == tx => outer,
+            other => {
+                *live = other;
+                return;
+            }
+        }
+    };
+    let peers: Vec<u16> = (0..ctx.n as u16).collect();
+    aof_end(ctx, tx, &peers, Some(outer));
 }
 
 /// Ends a part begun with [`aof_begin`]: its commands go into the shard's log as one
@@ -449,6 +493,7 @@ fn aof_end(ctx: &ShardCtx, tx: TxId, peers: &[u16], outer: Option<shards::shard:
 /// Releases `tx`'s locks on this shard. Blocked clients that could not look at a written key
 /// because it was locked look now.
 pub fn release_here(ctx: &ShardCtx, tx: TxId) {
+    aof_live_close(ctx, tx);
     let mut locks = ctx.locks.borrow_mut();
     locks.release(tx);
     if locks.stalled.is_empty() {
@@ -493,6 +538,9 @@ pub fn pump(ctx: &ShardCtx) {
                 ok
             };
             if grant {
+                if p.exclusive && matches!(p.op, TxOp::Export { .. }) {
+                    aof_live_open(ctx, p.tx);
+                }
                 let body = run_op(
                     ctx, p.from, p.conn, p.seq, p.db, p.proto, p.tx, &p.op, p.release,
                 );

@@ -293,6 +293,7 @@ const CORPUS: &[&str] = &[
     "zsets.redis",
     "geo.redis",
     "dump.redis",
+    "persistence.redis",
 ];
 
 #[test]
@@ -327,6 +328,11 @@ fn keys() {
 #[test]
 fn dump() {
     check("dump.redis");
+}
+
+#[test]
+fn persistence() {
+    check("persistence.redis");
 }
 
 #[test]

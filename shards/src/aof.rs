@@ -264,7 +264,7 @@ pub struct Replayed {
 
 /// Applies a log to `shard`, from database 0: every command through the engine, `SELECT`
 /// switching the database, a transaction only if its `EXEC` is present and `accept` takes the
-/// `EXEC`'s arguments (after the name). Nothing is expired and nothing is logged meanwhile
+/// `EXEC`'s arguments (after the name; the SELECTs of a refused block still apply). Nothing is expired and nothing is logged meanwhile
 /// (`shard.prop` is set aside), and no statistics are counted. A torn tail is reported, not an
 /// error; corruption is an error, with the commands before it applied (the caller discards the
 /// shard or truncates the file). A command the engine refuses does not stop the replay: it is
@@ -307,6 +307,11 @@ fn replay_entries(
             Entry::Command(cmd) => apply(shard, &cmd, r, &mut out)?,
             Entry::Transaction { commands, exec, .. } => {
                 if !accept(&exec.argv[1..]) {
+                    // Its commands are skipped, not its SELECTs: the commands after it were
+                    // logged in the database it left selected.
+                    for cmd in commands.iter().filter(|c| is(c, "select")) {
+                        apply(shard, cmd, r, &mut out)?;
+                    }
                     r.skipped += 1;
                     continue;
                 }
@@ -366,12 +371,12 @@ fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prop::encode;
+    use crate::resp::encode_command;
 
     fn cmd(argv: &[&str]) -> Vec<u8> {
         let mut out = Vec::new();
         let argv: Vec<&[u8]> = argv.iter().map(|a| a.as_bytes()).collect();
-        encode(&mut out, &argv);
+        encode_command(&argv, &mut out);
         out
     }
 
@@ -556,6 +561,7 @@ mod tests {
         let r = replay(&mut t, &bad, |_| false).unwrap();
         assert_eq!((r.commands, r.skipped), (3, 1));
         assert!(t.dbs[0].peek(b"l", 0).is_none());
+        assert!(t.dbs[0].peek(b"c", 0).is_some());
         assert_eq!(r.failed.len(), 2);
         assert_eq!(r.failed[0].offset, nosuch);
         assert!(r.failed[1].error.starts_with("WRONGTYPE"), "{:?}", r.failed);

@@ -9,15 +9,38 @@
 //! keys deleted because they expired are logged as `DEL key` before the command that found them.
 //!
 //! Logging costs one branch per command while it is off (`Shard::prop` is `None`).
+//!
+//! The rewrites, as Redis 7 propagates them:
+//!
+//! | command | logged as |
+//! |---|---|
+//! | EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT (any NX/XX/GT/LT) | `PEXPIREAT key ms`, or `DEL key` for a deadline already past |
+//! | SET with options, SETEX, PSETEX, GETSET | `SET key value [PXAT ms \| KEEPTTL]` (NX/XX/GET dropped) |
+//! | GETEX | `PEXPIREAT key ms`, `DEL key` (past EXAT/PXAT), `PERSIST key` |
+//! | GETDEL | `DEL key` |
+//! | INCRBYFLOAT / HINCRBYFLOAT | `SET key result KEEPTTL` / `HSET key field result` |
+//! | SPOP | `SREM key member…` (batches of `PROPAGATE_BATCH_ARGS`), `DEL key` when a count took all |
+//! | BLPOP, BRPOP | `LPOP key` / `RPOP key` |
+//! | LMPOP, BLMPOP | `LPOP key n` / `RPOP key n` (n: elements popped) |
+//! | BLMOVE, BRPOPLPUSH | `LMOVE …` / `RPOPLPUSH src dst` |
+//! | ZMPOP, BZMPOP, BZPOPMIN, BZPOPMAX, ZPOPMIN, ZPOPMAX | `ZPOPMIN key n` / `ZPOPMAX key n` |
+//! | RESTORE with a relative TTL | the same arguments with the deadline, plus `ABSTTL`; `DEL key` when a past deadline deleted the old key |
+//! | a key found expired (lazily, by RANDOMKEY, or by the active cycle) | `DEL key`, before the command that found it |
+//!
+//! Every other write is logged as its own arguments: its effect is a function of the data and
+//! its arguments (SORT … STORE sorts a set it stores; PFCOUNT, which writes only its cached
+//! count, is logged as itself as Redis does, and recomputes the same cache when replayed).
 
 use crate::keyspace::Key;
+use crate::resp::encode_command;
 
 /// The effects of write commands, in RESP, for the AOF (and later replicas).
 #[derive(Debug, Default)]
 pub struct Propagate {
     /// RESP commands, `SELECT`s included where the database changes.
     pub buf: Vec<u8>,
-    /// The database the commands in `buf` apply to so far (None: no SELECT written yet).
+    /// The database the commands in `buf` apply to so far (None: no SELECT written yet). A
+    /// consumer that starts a new file sets it to None, so the file starts with a SELECT.
     pub db: Option<usize>,
 }
 
@@ -26,14 +49,14 @@ impl Propagate {
     /// `self.db`).
     pub fn command(&mut self, db: usize, argv: &[&[u8]]) {
         self.select(db);
-        encode(&mut self.buf, argv);
+        encode_command(argv, &mut self.buf);
     }
 
     /// Writes `SELECT db` unless the commands so far already apply to `db`.
     fn select(&mut self, db: usize) {
         if self.db != Some(db) {
             let mut num = itoa::Buffer::new();
-            encode(&mut self.buf, &[b"SELECT", num.format(db).as_bytes()]);
+            encode_command(&[b"SELECT", num.format(db).as_bytes()], &mut self.buf);
             self.db = Some(db);
         }
     }
@@ -45,27 +68,10 @@ impl Propagate {
     }
 }
 
-/// Appends `argv` as a RESP array of bulk strings.
-pub fn encode(out: &mut Vec<u8>, argv: &[&[u8]]) {
-    let mut num = itoa::Buffer::new();
-    out.push(b'*');
-    out.extend_from_slice(num.format(argv.len()).as_bytes());
-    out.extend_from_slice(b"\r\n");
-    for a in argv {
-        out.push(b'$');
-        out.extend_from_slice(num.format(a.len()).as_bytes());
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-}
-
 /// The effects one call recorded itself, replacing its own arguments in the log (Redis's
 /// `rewriteClientCommandVector` and `alsoPropagate`). Emptied before every call.
 #[derive(Debug, Default)]
 pub(crate) struct Rewrites {
-    /// Whether the call recorded its effects (possibly none at all).
-    pub(crate) replaced: bool,
     /// The recorded commands, encoded back to back.
     bytes: Vec<u8>,
     /// For each recorded command: its database and where its encoding ends in `bytes`.
@@ -73,15 +79,18 @@ pub(crate) struct Rewrites {
 }
 
 impl Rewrites {
+    /// Whether the call recorded nothing (it is then logged as its own arguments).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.cmds.is_empty()
+    }
+
     pub(crate) fn clear(&mut self) {
-        self.replaced = false;
         self.bytes.clear();
         self.cmds.clear();
     }
 
     pub(crate) fn push(&mut self, db: usize, argv: &[&[u8]]) {
-        self.replaced = true;
-        encode(&mut self.bytes, argv);
+        encode_command(argv, &mut self.bytes);
         self.cmds.push((db, self.bytes.len()));
     }
 
@@ -131,7 +140,7 @@ mod tests {
             db: Some(1),
         };
         r.drain_into(&mut p);
-        assert!(!r.replaced);
+        assert!(r.is_empty());
         assert_eq!(
             String::from_utf8_lossy(&p.buf),
             "*1\r\n$1\r\nA\r\n*2\r\n$6\r\nSELECT\r\n$1\r\n2\r\n*1\r\n$1\r\nB\r\n"

@@ -398,7 +398,10 @@ fn dump(sh: &mut Shard, key: &str, now_ms: u64, db: usize) -> Vec<u8> {
         Proto::Resp2,
         &mut out,
     );
-    // A bulk reply: `$<len>\r\n<payload>\r\n`.
+    // A bulk reply: `$<len>\r\n<payload>\r\n`, or a null one (nothing) for a missing key.
+    if out.starts_with(b"$-1") {
+        return Vec::new();
+    }
     let start = out.iter().position(|&b| b == b'\n').unwrap() + 1;
     out[start..out.len() - 2].to_vec()
 }
@@ -586,4 +589,149 @@ fn logging_off_records_nothing() {
         a.prop.unwrap().buf,
         b"*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n*3\r\n$3\r\nSET\r\n$1\r\nx\r\n$1\r\n1\r\n"
     );
+}
+
+/// Command templates for the randomized test: `K` is a random key, `V` a random value, `N` a
+/// small number, `D` a random database.
+const RANDOM_TEMPLATES: &[&str] = &[
+    "SET K V",
+    "SET K V PX N",
+    "SET K V EX N NX",
+    "SET K V KEEPTTL GET",
+    "SETEX K N V",
+    "GETEX K PX N",
+    "GETEX K PERSIST",
+    "GETDEL K",
+    "APPEND K V",
+    "INCRBYFLOAT K 1.5",
+    "EXPIRE K N",
+    "PEXPIRE K N GT",
+    "PEXPIREAT K N",
+    "PERSIST K",
+    "DEL K K",
+    "RENAME K K",
+    "COPY K K DB D REPLACE",
+    "MOVE K D",
+    "GET K",
+    "EXISTS K",
+    "RANDOMKEY",
+    "RPUSH K V V",
+    "LPOP K N",
+    "BLMPOP 0 2 K K RIGHT COUNT N",
+    "BRPOPLPUSH K K 0",
+    "SADD K V V V V",
+    "SPOP K",
+    "SPOP K N",
+    "SMOVE K K V",
+    "HSET K V V",
+    "HINCRBYFLOAT K V 0.25",
+    "ZADD K N V N V",
+    "BZMPOP 0 2 K K MAX COUNT N",
+    "ZINCRBY K 1.5 V",
+    "SWAPDB D D",
+    "RESTORE K N $dump:K REPLACE",
+];
+
+/// Random scripts over a few keys, with the clock moving and expiry cycles between
+/// commands: the replayed log always rebuilds the same data.
+#[test]
+fn random_scripts_replay_to_the_same_data() {
+    let mut rng = crate::rng::Rng::new(2024);
+    for round in 0..200 {
+        let mut a = Shard::new(0, 1, round);
+        a.prop = Some(Default::default());
+        let (mut now_ms, mut db) = (T0_MS, 0);
+        let mut script = Vec::new();
+        for _ in 0..60 {
+            let line = match rng.below(10) {
+                0 => format!("@+{}", rng.below(3000)),
+                1 => "@active".to_string(),
+                2 => format!("@db {}", rng.below(3)),
+                _ => random_command(&mut rng),
+            };
+            script.push(line);
+        }
+        for line in &script {
+            run_random_line(&mut a, line, &mut now_ms, &mut db);
+        }
+        let log = a.prop.take().unwrap().buf;
+        let mut b = Shard::new(0, 1, round + 1000);
+        let r = aof::replay(&mut b, &log, |_| true).unwrap();
+        assert!(r.failed.is_empty() && !r.torn, "round {round}: {r:?}");
+        assert_eq!(snapshot(&a), snapshot(&b), "round {round}: {script:?}");
+    }
+}
+
+fn random_command(rng: &mut crate::rng::Rng) -> String {
+    let t = RANDOM_TEMPLATES[rng.below(RANDOM_TEMPLATES.len())];
+    t.split(' ')
+        .map(|w| match w {
+            "K" => format!("k{}", rng.below(4)),
+            "V" => ["a", "b", "c", "7", "2.5", "xyz"][rng.below(6)].to_string(),
+            "N" => (1 + rng.below(2500)).to_string(),
+            "D" => rng.below(3).to_string(),
+            "$dump:K" => format!("$dump:k{}", rng.below(4)),
+            w => w.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Like [`run_line`], for random commands: errors are allowed, blocking is allowed, and a
+/// RESTORE of a key that is missing is skipped.
+fn run_random_line(sh: &mut Shard, line: &str, now_ms: &mut u64, db: &mut usize) {
+    if line.starts_with('@') {
+        return run_line(sh, line, now_ms, db, "random");
+    }
+    let mut payload = None;
+    if let Some(k) = line.split(' ').find_map(|w| w.strip_prefix("$dump:")) {
+        let p = dump(sh, k, *now_ms, *db);
+        if p.is_empty() {
+            return;
+        }
+        payload = Some(p);
+    }
+    let argv: Vec<&[u8]> = line
+        .split(' ')
+        .map(|w| match w.starts_with("$dump:") {
+            true => payload.as_deref().unwrap_or_default(),
+            false => w.as_bytes(),
+        })
+        .collect();
+    let l = lookup(&argv).unwrap();
+    let mut out = Vec::new();
+    sh.execute_reply(l, &argv, *db, *now_ms * 1000, Proto::Resp2, &mut out);
+}
+
+/// Keys a server-side export finds expired are logged as DEL at once.
+#[test]
+fn export_logs_expired_keys() {
+    let mut a = Shard::new(0, 1, 1);
+    a.prop = Some(Default::default());
+    let (mut now, mut db) = (T0_MS, 1);
+    for line in ["SET k v PX 10", "@+20"] {
+        run_line(&mut a, line, &mut now, &mut db, "export");
+    }
+    let before = a.prop.as_ref().unwrap().buf.len();
+    let entries = a.export(1, &[b"k"], now);
+    assert!(entries[0].1.is_none());
+    let buf = &a.prop.as_ref().unwrap().buf;
+    assert_eq!(&buf[before..], b"*2\r\n$3\r\nDEL\r\n$1\r\nk\r\n");
+}
+
+/// A database replaced wholesale while logging (as a load does) still logs its expired keys.
+#[test]
+fn replaced_database_logs_expired_keys() {
+    let mut a = Shard::new(0, 1, 1);
+    a.prop = Some(Default::default());
+    let (mut now, mut db) = (T0_MS, 2);
+    run_line(&mut a, "SET x 1", &mut now, &mut db, "replaced");
+    a.dbs[2] = crate::keyspace::Db::default();
+    let v = Value::Str(crate::types::Str::from_bytes(b"v"));
+    let e = crate::keyspace::Entry::with_expiry(v, Some(T0_MS + 10));
+    a.dbs[2].insert(b"k", e);
+    run_line(&mut a, "@+20", &mut now, &mut db, "replaced");
+    run_line(&mut a, "GET k", &mut now, &mut db, "replaced");
+    let buf = a.prop.take().unwrap().buf;
+    assert!(buf.ends_with(b"*2\r\n$3\r\nDEL\r\n$1\r\nk\r\n"), "{buf:?}");
 }

@@ -435,17 +435,50 @@ pub fn lzf_decompress(input: &[u8], out_len: usize) -> Res<Vec<u8>> {
 /// build in Redis (a 2^16-slot table indexed by a rolling hash of the next three bytes, two
 /// positions re-indexed after each match), so payloads come out as Redis writes them.
 pub fn lzf_compress(input: &[u8]) -> Option<Vec<u8>> {
-    const MAX_OFF: usize = 1 << 13;
-    const MAX_REF: usize = (1 << 8) + (1 << 3);
-    const MAX_LIT: usize = 32;
     let n = input.len();
     let limit = n.checked_sub(4).filter(|&l| l > 0)?;
     if n < 3 {
         return None;
     }
+    LZF_TABLE.with(|t| {
+        let mut t = t.borrow_mut();
+        // A new epoch empties the table without touching its 512 KiB (a fresh zeroed table per
+        // call cost more than the compression itself).
+        t.epoch = t.epoch.wrapping_add(1);
+        if t.epoch == 0 {
+            t.slots.iter_mut().for_each(|e| *e = (0, 0));
+            t.epoch = 1;
+        }
+        let LzfTable { epoch, slots } = &mut *t;
+        lzf_compress_with(input, limit, *epoch, slots)
+    })
+}
+
+/// The hash table of [`lzf_compress`]: (epoch, position) per slot; an entry of another epoch
+/// is empty.
+struct LzfTable {
+    epoch: u32,
+    slots: Vec<(u32, u32)>,
+}
+
+thread_local! {
+    static LZF_TABLE: std::cell::RefCell<LzfTable> = std::cell::RefCell::new(LzfTable {
+        epoch: 0,
+        slots: vec![(0, 0); 1 << 16],
+    });
+}
+
+fn lzf_compress_with(
+    input: &[u8],
+    limit: usize,
+    epoch: u32,
+    slots: &mut [(u32, u32)],
+) -> Option<Vec<u8>> {
+    const MAX_OFF: usize = 1 << 13;
+    const MAX_REF: usize = (1 << 8) + (1 << 3);
+    const MAX_LIT: usize = 32;
+    let n = input.len();
     let slot = |h: u32| ((h >> 8).wrapping_sub(h.wrapping_mul(5)) & 0xffff) as usize;
-    // Position 0 doubles as "empty": a match may never start at the first byte.
-    let mut table = vec![0usize; 1 << 16];
     let mut out: Vec<u8> = Vec::with_capacity(n);
     let mut lit_start = 0;
     out.push(0); // the first literal run's control byte
@@ -455,8 +488,12 @@ pub fn lzf_compress(input: &[u8]) -> Option<Vec<u8>> {
     while i + 2 < n {
         hval = hval << 8 | input[i + 2] as u32;
         let h = slot(hval);
-        let cand = table[h];
-        table[h] = i;
+        // Position 0 doubles as "empty": a match may never start at the first byte.
+        let cand = match slots[h] {
+            (e, pos) if e == epoch => pos as usize,
+            _ => 0,
+        };
+        slots[h] = (epoch, i as u32);
         if cand > 0 && i - cand - 1 < MAX_OFF && input[cand..cand + 3] == input[i..i + 3] {
             // Room for the reference, counted as liblzf counts it (so that a string close to
             // the limit is compressed exactly when Redis compresses it).
@@ -493,9 +530,9 @@ pub fn lzf_compress(input: &[u8]) -> Option<Vec<u8>> {
             // Index the last two positions the match covered.
             let p = i - 2;
             hval = (input[p] as u32) << 16 | (input[p + 1] as u32) << 8 | input[p + 2] as u32;
-            table[slot(hval)] = p;
+            slots[slot(hval)] = (epoch, p as u32);
             hval = hval << 8 | input[p + 3] as u32;
-            table[slot(hval)] = p + 1;
+            slots[slot(hval)] = (epoch, p as u32 + 1);
         } else {
             if out.len() >= limit {
                 return None;

@@ -212,24 +212,23 @@ impl Shard {
         }
     }
 
-    /// Declares, during a command's run, that its effect is what it recorded with
-    /// [`Shard::rewrite`] so far, even if that is nothing.
-    pub fn rewrite_none(&mut self) {
-        if self.prop.is_some() {
-            self.rewrites.replaced = true;
-        }
-    }
-
-    /// Makes the databases record the keys they expire exactly while logging is on. Costs one
-    /// comparison unless logging was just turned on or off.
+    /// Makes the databases record the keys they expire exactly while logging is on (a
+    /// database replaced wholesale, by a load, starts recording too). Called before every
+    /// logged call; while logging stays off, callers skip it with one comparison.
     fn sync_expiry_log(&mut self) {
         let on = self.prop.is_some();
-        if on != self.expiry_logging {
+        if on {
             for db in &mut self.dbs {
-                db.expired_log = on.then(Vec::new);
+                if db.expired_log.is_none() {
+                    db.expired_log = Some(Vec::new());
+                }
             }
-            self.expiry_logging = on;
+        } else if self.expiry_logging {
+            for db in &mut self.dbs {
+                db.expired_log = None;
+            }
         }
+        self.expiry_logging = on;
     }
 
     /// Logs `DEL key` for every key the databases deleted because it expired since the last
@@ -244,7 +243,6 @@ impl Shard {
         for (i, db) in self.dbs.iter_mut().enumerate() {
             match &mut db.expired_log {
                 Some(keys) => crate::prop::expired_into(p, i, keys),
-                // A database replaced wholesale (by a load) starts logging again.
                 None => db.expired_log = Some(Vec::new()),
             }
         }
@@ -259,7 +257,7 @@ impl Shard {
             return;
         };
         if changed {
-            if self.rewrites.replaced {
+            if !self.rewrites.is_empty() {
                 self.rewrites.drain_into(p);
             } else {
                 p.command(db, argv);
@@ -321,8 +319,12 @@ impl Shard {
     ) -> Option<u64> {
         let dirty = self.stats.dirty;
         let logging = self.prop.is_some();
-        if logging != self.expiry_logging {
+        if logging || self.expiry_logging {
             self.sync_expiry_log();
+        }
+        if logging {
+            // Left over only if a command ran outside this path; never logged twice.
+            self.rewrites.clear();
         }
         let r = self.execute(cmd, argv, db, now_us, proto, out);
         if logging {
@@ -467,7 +469,8 @@ impl Shard {
         entries
     }
 
-    /// Installs entries computed elsewhere: `Some` stores, `None` deletes.
+    /// Installs entries computed elsewhere: `Some` stores, `None` deletes. Nothing is logged:
+    /// the server logs what it installs (as `RESTORE … REPLACE ABSTTL` or `DEL`).
     pub fn import(&mut self, db: usize, entries: Vec<(Key, Option<Entry>)>) {
         for (k, _) in &entries {
             self.touch((db, k.clone()));

@@ -72,6 +72,14 @@ impl Server {
             "--enable-debug-command",
             "yes",
         ];
+        // Data files go to a fresh directory unless the test names one: a dump.rdb lying in
+        // the working directory must not be loaded.
+        let own_dir;
+        if !extra_args.contains(&"--dir") {
+            own_dir = fresh_dir("shardis-test");
+            args.push("--dir");
+            args.push(own_dir.to_str().unwrap_or("."));
+        }
         args.extend_from_slice(extra_args);
         let mut child = Command::new(bin)
             .args(&args)
@@ -231,6 +239,16 @@ fn drain<R: Read + Send + 'static>(
     });
 }
 
+/// A new empty directory under the system's temporary directory.
+pub fn fresh_dir(what: &str) -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("{what}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+    dir
+}
+
 /// The port in a line containing `listening on <host>:<port>`.
 pub fn parse_listening_port(line: &str) -> Option<u16> {
     let rest = &line[line.find("listening on ")? + "listening on ".len()..];
@@ -295,6 +313,12 @@ impl RedisServer {
                 "--logfile",
                 "",
             ];
+            let own_dir = fresh_dir("redis-test");
+            let own_dir_s = own_dir.to_string_lossy().into_owned();
+            if !extra_args.contains(&"--dir") {
+                args.push("--dir");
+                args.push(&own_dir_s);
+            }
             args.extend_from_slice(extra_args);
             let mut child = match Command::new("redis-server")
                 .args(&args)
