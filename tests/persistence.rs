@@ -564,12 +564,16 @@ fn last_incr(sdir: &Path) -> PathBuf {
     sdir.join(name)
 }
 
-/// A fresh AOF starts with a background rewrite that writes its base: waits (up to 3 s) until
-/// it has finished, so that what a test writes next lands in the incremental file.
+/// A fresh AOF may start with a background rewrite that writes its base (servers before
+/// 4eeeb51 did, at every start): waits until none runs, and a moment for one to start, so that
+/// what a test writes next lands in the incremental file.
 fn wait_startup_rewrite(con: &mut RawConn) {
-    let end = Instant::now() + Duration::from_secs(3);
+    let started = Instant::now();
+    let end = started + Duration::from_secs(3);
     while Instant::now() < end {
-        if info_u64(con, "aof_rewrites") >= 1 && info(con, "aof_rewrite_in_progress") == "0" {
+        let idle = info(con, "aof_rewrite_in_progress") == "0";
+        let done = info_u64(con, "aof_rewrites") >= 1;
+        if idle && (done || started.elapsed() > Duration::from_millis(200)) {
             return;
         }
         thread::sleep(Duration::from_millis(20));
@@ -1341,8 +1345,8 @@ fn crash_with_appendfsync_everysec_keeps_all_but_the_last_seconds() {
 /// `appendfsync everysec`, as Redis does it: SIGKILL leaves the page cache, and Redis writes the
 /// log before it sends the replies, so a process crash loses nothing acknowledged.
 #[test]
-#[ignore = "server: with everysec a reply leaves before its AOF write(2); SIGKILL loses each \
-            connection's last acknowledged write or two"]
+#[ignore = "server bug: transaction ids repeat across runs, so a half-logged MSET can be \
+            completed by another run's record and load half applied (see the _after_a_restart test)"]
 fn crash_with_appendfsync_everysec_loses_nothing_acknowledged() {
     crash_rounds_with("everysec", 100..600, None);
 }
@@ -1704,8 +1708,6 @@ fn config_set_appendonly_at_run_time() {
 /// CONFIG SET appendfsync always on a running AOF (started with everysec): the next writes on
 /// both shards are answered, and survive SIGKILL.
 #[test]
-#[ignore = "server bug: after CONFIG SET appendfsync everysec -> always, a write (or the CONFIG \
-            SET itself) on one shard is never answered"]
 fn config_set_appendfsync_always_at_run_time() {
     let dir = TempDir::new("config-fsync");
     let mut server = start(&dir, &["--appendonly", "yes", "--appendfsync", "everysec"]);
@@ -1747,11 +1749,24 @@ fn config_set_appendfsync_always_at_run_time() {
     );
 }
 
+/// Cuts shard `s`'s last incremental file just before its part of the last transaction.
+fn cut_last_transaction(dir: &TempDir, s: usize) {
+    let incr = last_incr(&aof_dir(dir, s, 2));
+    let log = std::fs::read(&incr).unwrap();
+    let multi = b"*1\r\n$5\r\nmulti\r\n";
+    let cut = log
+        .to_ascii_lowercase()
+        .windows(multi.len())
+        .rposition(|w| w == multi)
+        .unwrap_or_else(|| panic!("no MULTI in shard {s}'s log: {}", escape(&log)));
+    std::fs::write(&incr, &log[..cut]).unwrap();
+}
+
 /// A cross-shard MSET whose part is missing from one participant's log (as a crash between
 /// the two shards' writes would leave it) is dropped on load from both, and the log says so;
-/// the writes around it stay.
-#[test]
-fn cross_shard_transaction_missing_on_one_shard_is_dropped() {
+/// the writes before it stay. With `restart_between`, the earlier MSET was made by an earlier
+/// run of the server appending to the same file (transaction ids must not repeat across runs).
+fn half_logged_transaction_is_dropped(restart_between: bool) {
     let dir = TempDir::new("half-tx");
     let args = ["--appendonly", "yes", "--appendfsync", "always"];
     let mut server = start(&dir, &args);
@@ -1759,26 +1774,24 @@ fn cross_shard_transaction_missing_on_one_shard_is_dropped() {
     wait_startup_rewrite(&mut con);
     let (a, b) = pair("tx:");
     let (s0, s1) = (shard_of(a.as_bytes(), 2), shard_of(b.as_bytes(), 2));
-    ok(&mut con, &["MSET", &a, "first", &b, "first"]);
+    // From several connections, so that the transactions come from every shard's coordinator
+    // (ids are numbered per coordinator).
+    let mut cons: Vec<RawConn> = (0..4).map(|_| server.raw()).collect();
+    for c in &mut cons {
+        ok(c, &["MSET", &a, "first", &b, "first"]);
+    }
+    drop(cons);
+    if restart_between {
+        kill9(&mut server);
+        server = start(&dir, &args);
+        con = server.raw();
+    }
     ok(&mut con, &["MSET", &a, "second", &b, "second"]);
     kill9(&mut server);
-
-    // Cut shard s1's log just before its part of the last transaction.
-    let incr = last_incr(&aof_dir(&dir, s1, 2));
-    let log = std::fs::read(&incr).unwrap();
-    let lower = log.to_ascii_lowercase();
-    let multi = b"*1\r\n$5\r\nmulti\r\n";
-    let cut = lower
-        .windows(multi.len())
-        .rposition(|w| w == multi)
-        .unwrap_or_else(|| panic!("no MULTI in shard {s1}'s log: {}", escape(&log)));
-    std::fs::write(&incr, &log[..cut]).unwrap();
-    let whole0 = std::fs::read(last_incr(&aof_dir(&dir, s0, 2))).unwrap();
+    cut_last_transaction(&dir, s1);
+    let log0 = std::fs::read(last_incr(&aof_dir(&dir, s0, 2))).unwrap();
     assert!(
-        whole0
-            .to_ascii_lowercase()
-            .windows(6)
-            .any(|w| w == b"second"),
+        log0.windows(6).any(|w| w == b"second"),
         "shard {s0}'s log lacks its part"
     );
 
@@ -1787,13 +1800,25 @@ fn cross_shard_transaction_missing_on_one_shard_is_dropped() {
     assert_eq!(
         mget(&mut con, &[a.clone(), b.clone()]),
         vec![Some(b"first".to_vec()), Some(b"first".to_vec())],
-        "the transaction missing on shard {s1} was not dropped on shard {s0}"
+        "the MSET missing on shard {s1} was not dropped on shard {s0} ({a}, {b})"
     );
     assert!(
         server.log().contains("dropped"),
         "the log does not say a transaction was dropped:\n{}",
         server.log()
     );
+}
+
+#[test]
+fn cross_shard_transaction_missing_on_one_shard_is_dropped() {
+    half_logged_transaction_is_dropped(false);
+}
+
+#[test]
+#[ignore = "server bug: transaction ids restart with every run, and the loader matches a \
+            shard's part to another run's record with the same id, so the MSET loads half applied"]
+fn cross_shard_transaction_missing_on_one_shard_is_dropped_after_a_restart() {
+    half_logged_transaction_is_dropped(true);
 }
 
 /// SIGKILL while a BGREWRITEAOF is in progress (the new incremental file started, the new base
