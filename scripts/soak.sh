@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # Long runs that do not fit in CI, for closing notes: the cross-shard concurrency, blocking and
 # linearizability tests many times over (with many more linearizability histories per run),
-# and many more seeds of the random sorted-set workloads diffed against redis-server.
+# many more seeds of the random sorted-set workloads diffed against redis-server, and many
+# kill-and-restart rounds of the persistence crash tests.
 #
-#   scripts/soak.sh                 # ROUNDS=20 LIN_ROUNDS=100 ZSET_FUZZ_SEEDS=30
+#   scripts/soak.sh                 # ROUNDS=20 LIN_ROUNDS=100 ZSET_FUZZ_SEEDS=30 CRASH_ROUNDS=30
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh >/dev/null
 ROUNDS=${ROUNDS:-20}
 export LIN_ROUNDS=${LIN_ROUNDS:-100}
 export ZSET_FUZZ_SEEDS=${ZSET_FUZZ_SEEDS:-30}
+export CRASH_ROUNDS=${CRASH_ROUNDS:-30}
 cargo build --tests -q
 for round in $(seq "$ROUNDS"); do
     echo "# round $round of $ROUNDS"
     cargo test -q --test transactions --test linearizability --test blocking 2>&1 | grep -E "^test result|FAILED|panicked"
 done
 cargo test -q --test differential zsets_random 2>&1 | grep -E "^test result|FAILED|panicked"
+cargo test -q --test persistence crash_ 2>&1 | grep -E "^test result|FAILED|panicked"
 echo "soak: all rounds passed"
