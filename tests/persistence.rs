@@ -1345,8 +1345,6 @@ fn crash_with_appendfsync_everysec_keeps_all_but_the_last_seconds() {
 /// `appendfsync everysec`, as Redis does it: SIGKILL leaves the page cache, and Redis writes the
 /// log before it sends the replies, so a process crash loses nothing acknowledged.
 #[test]
-#[ignore = "server bug: transaction ids repeat across runs, so a half-logged MSET can be \
-            completed by another run's record and load half applied (see the _after_a_restart test)"]
 fn crash_with_appendfsync_everysec_loses_nothing_acknowledged() {
     crash_rounds_with("everysec", 100..600, None);
 }
@@ -1815,8 +1813,6 @@ fn cross_shard_transaction_missing_on_one_shard_is_dropped() {
 }
 
 #[test]
-#[ignore = "server bug: transaction ids restart with every run, and the loader matches a \
-            shard's part to another run's record with the same id, so the MSET loads half applied"]
 fn cross_shard_transaction_missing_on_one_shard_is_dropped_after_a_restart() {
     half_logged_transaction_is_dropped(true);
 }
