@@ -639,10 +639,7 @@ fn start_split(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]], merge
     if let Some(last) = steps.back_mut() {
         last.release = !nested;
     }
-    let tx = match &conn.live {
-        Some(b) => b.tx,
-        None => crate::txn::new_tx(ctx),
-    };
+    let tx = crate::txn::tx_for(ctx, conn);
     crate::txn::run_steps(
         ctx,
         conn,
@@ -792,10 +789,7 @@ fn gather_these(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]], keys
         })
         .collect();
     let held: Vec<usize> = steps.iter().map(|s| s.shard).collect();
-    let tx = match &conn.live {
-        Some(b) => b.tx,
-        None => crate::txn::new_tx(ctx),
-    };
+    let tx = crate::txn::tx_for(ctx, conn);
     crate::txn::run_steps(
         ctx,
         conn,

@@ -332,19 +332,19 @@ fn persistence(o: &mut String, shared: &Shared, stats: &[(usize, ShardStats)]) {
     field(
         o,
         "rdb_last_bgsave_status",
-        ok(st.last_bgsave_ok.load(Relaxed)),
+        ok(st.bgsave.last_ok.load(Relaxed)),
     );
     field(
         o,
         "rdb_last_bgsave_time_sec",
-        st.last_bgsave_secs.load(Relaxed),
+        st.bgsave.last_secs.load(Relaxed),
     );
     let running_secs = |started: u64| (now_ms.saturating_sub(started) / 1000) as i64;
     field(
         o,
         "rdb_current_bgsave_time_sec",
         if bgsave {
-            running_secs(st.bgsave_started_ms.load(Relaxed))
+            running_secs(st.bgsave.started_ms.load(Relaxed))
         } else {
             -1
         },
@@ -365,13 +365,13 @@ fn persistence(o: &mut String, shared: &Shared, stats: &[(usize, ShardStats)]) {
     field(
         o,
         "aof_last_rewrite_time_sec",
-        st.last_rewrite_secs.load(Relaxed),
+        st.rewrite.last_secs.load(Relaxed),
     );
     field(
         o,
         "aof_current_rewrite_time_sec",
         if rewriting {
-            running_secs(st.rewrite_started_ms.load(Relaxed))
+            running_secs(st.rewrite.started_ms.load(Relaxed))
         } else {
             -1
         },
@@ -379,7 +379,7 @@ fn persistence(o: &mut String, shared: &Shared, stats: &[(usize, ShardStats)]) {
     field(
         o,
         "aof_last_bgrewrite_status",
-        ok(st.last_rewrite_ok.load(Relaxed)),
+        ok(st.rewrite.last_ok.load(Relaxed)),
     );
     field(o, "aof_rewrites", st.aof_rewrites.load(Relaxed));
     field(o, "aof_rewrites_consecutive_failures", 0);

@@ -77,6 +77,10 @@ pub fn load(cfg: &Config, n: usize) -> anyhow::Result<Vec<Start>> {
 
     let aof_sets = persist::aof_sets(&dir, &dirname, &fname);
     let mut from_aof = false;
+    // Transactions were dropped as incomplete: their parts stay in the files, so the AOF is
+    // made afresh from what was loaded (a later rewrite could otherwise compact a file on one
+    // shard and leave another shard's part looking complete).
+    let mut dropped = false;
     let dbs: Vec<Vec<Db>> = if appendonly && !aof_sets.is_empty() {
         let m = if aof_sets.contains(&n) {
             n
@@ -85,7 +89,8 @@ pub fn load(cfg: &Config, n: usize) -> anyhow::Result<Vec<Start>> {
         };
         from_aof = true;
         let truncate_ok = cfg.get("aof-load-truncated") == "yes";
-        let loaded = load_aof_set(&dir, &dirname, &fname, m, &scfg, truncate_ok)?;
+        let (loaded, was_dropped) = load_aof_set(&dir, &dirname, &fname, m, &scfg, truncate_ok)?;
+        dropped = was_dropped;
         if m == n {
             loaded
         } else {
@@ -118,19 +123,35 @@ pub fn load(cfg: &Config, n: usize) -> anyhow::Result<Vec<Start>> {
 
     // The AOF for this shard count: kept if it was loaded as is, else made from the data now.
     let mut starts = Vec::with_capacity(n);
-    for (i, d) in dbs.into_iter().enumerate() {
-        let aof = if appendonly {
+    // New files take sequence numbers above every shard's, the same on all shards (loading
+    // relies on incremental files of one number starting at one cut).
+    let seq = (0..n)
+        .filter_map(|i| {
             let sdir = persist::shard_aof_dir(&dir, &dirname, i, n);
-            let kept = from_aof && aof_sets.contains(&n);
-            Some(if kept {
-                open_existing(&sdir, &fname)?
+            std::fs::read_to_string(sdir.join(persist::manifest_name(&fname))).ok()
+        })
+        .filter_map(|t| Manifest::parse(&t).ok())
+        .map(|m| m.next_incr_seq().max(m.next_base_seq()))
+        .max()
+        .unwrap_or(1);
+    let mut made = Vec::new();
+    for (i, d) in dbs.into_iter().enumerate() {
+        let mut aof = None;
+        if appendonly {
+            let sdir = persist::shard_aof_dir(&dir, &dirname, i, n);
+            if from_aof && aof_sets.contains(&n) && !dropped {
+                aof = Some(open_existing(&sdir, &fname)?);
             } else {
-                create_aof(&sdir, &fname, &d)?
-            })
-        } else {
-            None
-        };
+                made.push(create_aof(&sdir, &fname, &d, seq)?);
+            }
+        }
         starts.push(Start { dbs: d, aof });
+    }
+    commit_aofs(&made, &fname)?;
+    if !made.is_empty() {
+        for (s, (a, _)) in starts.iter_mut().zip(made) {
+            s.aof = Some(a);
+        }
     }
     if appendonly {
         // Sets of other shard counts are superseded by the one just made.
@@ -159,26 +180,30 @@ fn load_rdb_files(
         .iter()
         .map(|f| std::fs::read(f).with_context(|| format!("reading {}", f.display())))
         .collect::<anyhow::Result<_>>()?;
+    in_parallel(n, |i| {
+        let mut dbs = empty_dbs();
+        let mine: Vec<usize> = if direct {
+            vec![i]
+        } else {
+            (0..contents.len()).collect()
+        };
+        for f in mine {
+            read_rdb_into(&contents[f], &files[f], &mut dbs, scfg, now, |k| {
+                direct || shard_of(k, n) == i
+            })?;
+        }
+        Ok(dbs)
+    })
+}
+
+/// Runs `job(i)` for every `i < n`, each on its own thread; the results in order.
+fn in_parallel<T: Send>(
+    n: usize,
+    job: impl Fn(usize) -> anyhow::Result<T> + Sync,
+) -> anyhow::Result<Vec<T>> {
     std::thread::scope(|s| {
-        let handles: Vec<_> = (0..n)
-            .map(|i| {
-                let contents = &contents;
-                s.spawn(move || -> anyhow::Result<Vec<Db>> {
-                    let mut dbs = empty_dbs();
-                    let mine: Vec<usize> = if direct {
-                        vec![i]
-                    } else {
-                        (0..contents.len()).collect()
-                    };
-                    for f in mine {
-                        read_rdb_into(&contents[f], &files[f], &mut dbs, scfg, now, |k| {
-                            direct || shard_of(k, n) == i
-                        })?;
-                    }
-                    Ok(dbs)
-                })
-            })
-            .collect();
+        let job = &job;
+        let handles: Vec<_> = (0..n).map(|i| s.spawn(move || job(i))).collect();
         handles
             .into_iter()
             .map(|h| {
@@ -295,7 +320,7 @@ fn load_aof_set(
     m: usize,
     scfg: &ShardConfig,
     truncate_ok: bool,
-) -> anyhow::Result<Vec<Vec<Db>>> {
+) -> anyhow::Result<(Vec<Vec<Db>>, bool)> {
     let files: Vec<AofFiles> = (0..m)
         .map(|i| read_aof_dir(&persist::shard_aof_dir(dir, dirname, i, m), fname))
         .collect::<anyhow::Result<_>>()?;
@@ -329,22 +354,11 @@ fn load_aof_set(
         .map(|(k, _)| k)
         .collect();
     let now = now_ms();
-    std::thread::scope(|s| {
-        let handles: Vec<_> = files
-            .iter()
-            .map(|f| {
-                let complete = &complete;
-                s.spawn(move || load_one_aof(f, scfg, now, complete, truncate_ok))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .map_err(|_| anyhow::anyhow!("a loading thread panicked"))?
-            })
-            .collect()
-    })
+    let loaded = in_parallel(files.len(), |i| {
+        load_one_aof(&files[i], scfg, now, &complete, truncate_ok)
+    })?;
+    let dropped = loaded.iter().any(|(_, d)| *d);
+    Ok((loaded.into_iter().map(|(dbs, _)| dbs).collect(), dropped))
 }
 
 fn load_one_aof(
@@ -353,7 +367,7 @@ fn load_one_aof(
     now: u64,
     complete: &HashSet<(u64, String)>,
     truncate_ok: bool,
-) -> anyhow::Result<Vec<Db>> {
+) -> anyhow::Result<(Vec<Db>, bool)> {
     let mut shard = Shard::new(0, 1, 0);
     shard.config = scfg.clone();
     if let Some((path, data)) = &f.base {
@@ -363,11 +377,20 @@ fn load_one_aof(
             replay_file(&mut shard, path, data, None, false, truncate_ok)?;
         }
     }
+    let mut dropped = false;
     let last = f.incrs.len().saturating_sub(1);
     for (i, (seq, path, data)) in f.incrs.iter().enumerate() {
-        replay_file(&mut shard, path, data, Some((*seq, complete)), i == last, truncate_ok)?;
+        let r = replay_file(
+            &mut shard,
+            path,
+            data,
+            Some((*seq, complete)),
+            i == last,
+            truncate_ok,
+        )?;
+        dropped |= r.skipped > 0;
     }
-    Ok(shard.dbs)
+    Ok((shard.dbs, dropped))
 }
 
 /// Replays one AOF file; a torn tail of the last file is truncated (`aof-load-truncated`).
@@ -378,7 +401,7 @@ fn replay_file(
     complete: Option<(u64, &HashSet<(u64, String)>)>,
     last: bool,
     truncate_ok: bool,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<shards::aof::Replayed> {
     let name = path.display();
     let r = shards::aof::replay(shard, data, |exec_args| {
         match (parse_exec(exec_args), complete) {
@@ -421,7 +444,7 @@ fn replay_file(
             .and_then(|_| file.sync_all())
             .with_context(|| format!("truncating {name}"))?;
     }
-    Ok(r.commands)
+    Ok(r)
 }
 
 /// Continues an AOF loaded as is: appends go to its last incremental file.
@@ -462,10 +485,21 @@ fn open_existing(sdir: &Path, fname: &str) -> anyhow::Result<AofStart> {
 
 /// Starts a shard's AOF from its data: a base holding it, an empty incremental file, and
 /// the manifest naming them (written last, atomically).
-fn create_aof(sdir: &Path, fname: &str, dbs: &[Db]) -> anyhow::Result<AofStart> {
+/// Starts a shard's AOF from its data: a base holding it and an empty incremental file, both
+/// numbered `seq`. The manifest naming them is written by [`commit_aofs`], once every shard's
+/// files are ready. Returns the shard's AOF and the manifest it replaces.
+fn create_aof(
+    sdir: &Path,
+    fname: &str,
+    dbs: &[Db],
+    seq: u64,
+) -> anyhow::Result<(AofStart, Option<Manifest>)> {
     std::fs::create_dir_all(sdir).with_context(|| format!("creating {}", sdir.display()))?;
-    let base = persist::base_name(fname, 1);
-    let incr = persist::incr_name(fname, 1);
+    let old = std::fs::read_to_string(sdir.join(persist::manifest_name(fname)))
+        .ok()
+        .and_then(|t| Manifest::parse(&t).ok());
+    let base = persist::base_name(fname, seq);
+    let incr = persist::incr_name(fname, seq);
     let aux = shards::rdb::file::Aux {
         ctime_s: now_ms() / 1000,
         used_mem: 0,
@@ -479,23 +513,45 @@ fn create_aof(sdir: &Path, fname: &str, dbs: &[Db]) -> anyhow::Result<AofStart> 
     let manifest = Manifest {
         base: Some(persist::ManifestFile {
             name: base,
-            seq: 1,
+            seq,
             kind: 'b',
         }),
         incrs: vec![persist::ManifestFile {
             name: incr.clone(),
-            seq: 1,
+            seq,
             kind: 'i',
         }],
     };
-    persist::write_atomic(
-        &sdir.join(persist::manifest_name(fname)),
-        manifest.render().as_bytes(),
-    )?;
-    Ok(AofStart {
+    let start = AofStart {
         dir: sdir.to_path_buf(),
         manifest,
         incr: sdir.join(incr),
         base_size: bytes.len() as u64,
-    })
+    };
+    Ok((start, old))
+}
+
+/// Writes the manifests of AOFs made by [`create_aof`] (one after another, as late as possible:
+/// until then the old files are what loads), then removes the files they replace.
+fn commit_aofs(made: &[(AofStart, Option<Manifest>)], fname: &str) -> anyhow::Result<()> {
+    for (a, _) in made {
+        let mpath = a.dir.join(persist::manifest_name(fname));
+        persist::write_atomic(&mpath, a.manifest.render().as_bytes())
+            .with_context(|| format!("writing {}", mpath.display()))?;
+    }
+    for (a, old) in made {
+        let current: Vec<&str> = a
+            .manifest
+            .base
+            .iter()
+            .chain(&a.manifest.incrs)
+            .map(|f| f.name.as_str())
+            .collect();
+        for f in old.iter().flat_map(|m| m.base.iter().chain(&m.incrs)) {
+            if !current.contains(&f.name.as_str()) {
+                let _ = std::fs::remove_file(a.dir.join(&f.name));
+            }
+        }
+    }
+    Ok(())
 }

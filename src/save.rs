@@ -39,12 +39,7 @@ pub enum SnapKind {
 pub struct Status {
     /// Unix seconds of the last successful save.
     pub lastsave: AtomicU64,
-    pub last_bgsave_ok: AtomicBool,
-    /// Shards still writing the running BGSAVE (0: none runs).
-    pub bgsave_left: AtomicUsize,
-    pub bgsave_failed: AtomicBool,
-    pub bgsave_started_ms: AtomicU64,
-    pub last_bgsave_secs: AtomicI64,
+    pub bgsave: Job,
     pub bgsave_scheduled: AtomicBool,
     pub rdb_saves: AtomicU64,
     /// Per shard: writes since the last successful save (published by each shard's cron).
@@ -52,11 +47,7 @@ pub struct Status {
     /// Per shard: the AOF's current size and its size after the last rewrite.
     pub aof_size: Vec<AtomicU64>,
     pub aof_base: Vec<AtomicU64>,
-    pub rewrite_left: AtomicUsize,
-    pub rewrite_failed: AtomicBool,
-    pub last_rewrite_ok: AtomicBool,
-    pub rewrite_started_ms: AtomicU64,
-    pub last_rewrite_secs: AtomicI64,
+    pub rewrite: Job,
     pub rewrite_scheduled: AtomicBool,
     pub aof_rewrites: AtomicU64,
     /// The last save point attempt failed at this Unix second (retry after 5 s, as Redis).
@@ -74,21 +65,13 @@ impl Status {
         let now = now_us() / 1_000_000;
         Status {
             lastsave: AtomicU64::new(now),
-            last_bgsave_ok: AtomicBool::new(true),
-            bgsave_left: AtomicUsize::new(0),
-            bgsave_failed: AtomicBool::new(false),
-            bgsave_started_ms: AtomicU64::new(0),
-            last_bgsave_secs: AtomicI64::new(-1),
+            bgsave: Job::default(),
             bgsave_scheduled: AtomicBool::new(false),
             rdb_saves: AtomicU64::new(0),
             dirty: (0..n).map(|_| AtomicU64::new(0)).collect(),
             aof_size: (0..n).map(|_| AtomicU64::new(0)).collect(),
             aof_base: (0..n).map(|_| AtomicU64::new(0)).collect(),
-            rewrite_left: AtomicUsize::new(0),
-            rewrite_failed: AtomicBool::new(false),
-            last_rewrite_ok: AtomicBool::new(true),
-            rewrite_started_ms: AtomicU64::new(0),
-            last_rewrite_secs: AtomicI64::new(-1),
+            rewrite: Job::default(),
             rewrite_scheduled: AtomicBool::new(false),
             aof_rewrites: AtomicU64::new(0),
             last_bgsave_try: AtomicU64::new(0),
@@ -100,15 +83,67 @@ impl Status {
     }
 
     pub fn bgsave_running(&self) -> bool {
-        self.bgsave_left.load(Ordering::Acquire) > 0
+        self.bgsave.running()
     }
 
     pub fn rewrite_running(&self) -> bool {
-        self.rewrite_left.load(Ordering::Acquire) > 0
+        self.rewrite.running()
     }
 
     pub fn changes_since_save(&self) -> u64 {
         self.dirty.iter().map(|d| d.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// A background job all shards do their part of (BGSAVE, an AOF rewrite).
+pub struct Job {
+    /// Shards still at it (0: not running).
+    left: AtomicUsize,
+    failed: AtomicBool,
+    pub started_ms: AtomicU64,
+    /// How long the last one took (-1: none yet), and whether it succeeded.
+    pub last_secs: AtomicI64,
+    pub last_ok: AtomicBool,
+}
+
+impl Default for Job {
+    fn default() -> Job {
+        Job {
+            left: AtomicUsize::new(0),
+            failed: AtomicBool::new(false),
+            started_ms: AtomicU64::new(0),
+            last_secs: AtomicI64::new(-1),
+            last_ok: AtomicBool::new(true),
+        }
+    }
+}
+
+impl Job {
+    pub fn running(&self) -> bool {
+        self.left.load(Ordering::Acquire) > 0
+    }
+
+    fn start(&self, shards: usize) {
+        self.left.store(shards, Ordering::Release);
+        self.failed.store(false, Ordering::Release);
+        self.started_ms.store(now_us() / 1000, Ordering::Relaxed);
+    }
+
+    /// One shard is done: when it is the last, records the outcome and returns whether every
+    /// shard succeeded.
+    fn finish_one(&self, ok: bool) -> Option<bool> {
+        if !ok {
+            self.failed.store(true, Ordering::Release);
+        }
+        if self.left.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return None;
+        }
+        let now_ms = now_us() / 1000;
+        let secs = now_ms.saturating_sub(self.started_ms.load(Ordering::Relaxed)) / 1000;
+        self.last_secs.store(secs as i64, Ordering::Relaxed);
+        let ok = !self.failed.load(Ordering::Acquire);
+        self.last_ok.store(ok, Ordering::Relaxed);
+        Some(ok)
     }
 }
 
@@ -172,18 +207,8 @@ pub fn handle(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Err
 pub fn start_cut(ctx: &ShardCtx, conn: &mut Conn, kind: SnapKind) {
     let st = &ctx.shared.persist;
     match kind {
-        SnapKind::BgSave => {
-            st.bgsave_left.store(ctx.n, Ordering::Release);
-            st.bgsave_failed.store(false, Ordering::Release);
-            st.bgsave_started_ms
-                .store(now_us() / 1000, Ordering::Relaxed);
-        }
-        SnapKind::Rewrite => {
-            st.rewrite_left.store(ctx.n, Ordering::Release);
-            st.rewrite_failed.store(false, Ordering::Release);
-            st.rewrite_started_ms
-                .store(now_us() / 1000, Ordering::Relaxed);
-        }
+        SnapKind::BgSave => st.bgsave.start(ctx.n),
+        SnapKind::Rewrite => st.rewrite.start(ctx.n),
         SnapKind::Save | SnapKind::Reload => {}
     }
     let nested = conn.live.is_some();
@@ -196,10 +221,7 @@ pub fn start_cut(ctx: &ShardCtx, conn: &mut Conn, kind: SnapKind) {
             release: s == ctx.n - 1 && !nested,
         })
         .collect();
-    let tx = match &conn.live {
-        Some(b) => b.tx,
-        None => crate::txn::new_tx(ctx),
-    };
+    let tx = crate::txn::tx_for(ctx, conn);
     crate::txn::run_steps(
         ctx,
         conn,
@@ -265,7 +287,8 @@ pub fn start_cut(ctx: &ShardCtx, conn: &mut Conn, kind: SnapKind) {
 fn saved(ctx: &ShardCtx) {
     let st = &ctx.shared.persist;
     st.lastsave.store(now_us() / 1_000_000, Ordering::Relaxed);
-    st.last_bgsave_ok.store(true, Ordering::Relaxed);
+    // As Redis, a successful save of any kind makes the last BGSAVE status ok.
+    st.bgsave.last_ok.store(true, Ordering::Relaxed);
     st.rdb_saves.fetch_add(1, Ordering::Relaxed);
     crate::snapshot::remove_other_sets(&ctx.shared);
 }
@@ -295,44 +318,30 @@ pub fn serve_snapshot(ctx: &ShardCtx, kind: SnapKind) -> RepBody {
 /// One shard finished (or failed) its part of a BGSAVE.
 pub fn bgsave_done(ctx: &ShardCtx, ok: bool) {
     let st = &ctx.shared.persist;
-    if !ok {
-        st.bgsave_failed.store(true, Ordering::Release);
-    }
-    if st.bgsave_left.fetch_sub(1, Ordering::AcqRel) != 1 {
-        return;
-    }
-    let now_ms = now_us() / 1000;
-    let secs = now_ms.saturating_sub(st.bgsave_started_ms.load(Ordering::Relaxed)) / 1000;
-    st.last_bgsave_secs.store(secs as i64, Ordering::Relaxed);
-    if st.bgsave_failed.load(Ordering::Acquire) {
-        st.last_bgsave_ok.store(false, Ordering::Relaxed);
-        st.last_bgsave_try.store(now_ms / 1000, Ordering::Relaxed);
-        crate::log!("Background saving error");
-    } else {
-        saved(ctx);
-        crate::log!("Background saving terminated with success");
+    match st.bgsave.finish_one(ok) {
+        None => {}
+        Some(true) => {
+            saved(ctx);
+            crate::log!("Background saving terminated with success");
+        }
+        Some(false) => {
+            st.last_bgsave_try
+                .store(now_us() / 1_000_000, Ordering::Relaxed);
+            crate::log!("Background saving error");
+        }
     }
 }
 
 /// One shard finished (or failed) its part of an AOF rewrite.
 pub fn rewrite_done(ctx: &ShardCtx, ok: bool) {
     let st = &ctx.shared.persist;
-    if !ok {
-        st.rewrite_failed.store(true, Ordering::Release);
-    }
-    if st.rewrite_left.fetch_sub(1, Ordering::AcqRel) != 1 {
-        return;
-    }
-    let now_ms = now_us() / 1000;
-    let secs = now_ms.saturating_sub(st.rewrite_started_ms.load(Ordering::Relaxed)) / 1000;
-    st.last_rewrite_secs.store(secs as i64, Ordering::Relaxed);
-    let failed = st.rewrite_failed.load(Ordering::Acquire);
-    st.last_rewrite_ok.store(!failed, Ordering::Relaxed);
-    if failed {
-        crate::log!("Background AOF rewrite failed");
-    } else {
-        st.aof_rewrites.fetch_add(1, Ordering::Relaxed);
-        crate::log!("Background AOF rewrite finished successfully");
+    match st.rewrite.finish_one(ok) {
+        None => {}
+        Some(true) => {
+            st.aof_rewrites.fetch_add(1, Ordering::Relaxed);
+            crate::log!("Background AOF rewrite finished successfully");
+        }
+        Some(false) => crate::log!("Background AOF rewrite failed"),
     }
 }
 
@@ -444,7 +453,7 @@ impl ShardCtx {
         let now = now_us() / 1_000_000;
         let changes = st.changes_since_save();
         let last = st.lastsave.load(Ordering::Relaxed);
-        let retry_ok = st.last_bgsave_ok.load(Ordering::Relaxed)
+        let retry_ok = st.bgsave.last_ok.load(Ordering::Relaxed)
             || now.saturating_sub(st.last_bgsave_try.load(Ordering::Relaxed)) >= 5;
         let due = save_points(&self.shared.config.get("save"))
             .into_iter()

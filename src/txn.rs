@@ -260,6 +260,15 @@ pub fn new_tx(ctx: &ShardCtx) -> TxId {
     ((ctx.id as u64) << 48) | (n & ((1 << 48) - 1))
 }
 
+/// The transaction a multi-shard operation of `conn` runs in: the block's, inside a MULTI
+/// block run live (it holds every shard already), else a new one.
+pub fn tx_for(ctx: &ShardCtx, conn: &Conn) -> TxId {
+    match &conn.live {
+        Some(b) => b.tx,
+        None => new_tx(ctx),
+    }
+}
+
 /// Whether a command must wait for a lock: one of its keys is locked by another transaction.
 pub fn locked_out(ctx: &ShardCtx, l: Lookup, argv: &[&[u8]], db: usize) -> bool {
     let mut locks = ctx.locks.borrow_mut();
