@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 /// Chunks of keys serialised per step of a background snapshot (a chunk is 1024 slots).
-const CHUNKS_PER_STEP: usize = 4;
+const CHUNKS_PER_STEP: usize = 1;
 
 /// What a background snapshot is for.
 #[derive(Debug, Clone)]
