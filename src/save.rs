@@ -7,7 +7,7 @@
 //! the shard files of one save never hold half of an MSET, and an AOF rewrite starts every
 //! shard's new incremental file at the same point (the loader relies on it, see
 //! `crate::load`). The locks are held only while the snapshots *start*: a background snapshot
-//! then serialises while its shard serves (`shards::keyspace` saves a chunk of keys before the
+//! then serialises while its shard serves (`shards::keyspace` saves a key before the
 //! first write to it).
 //!
 //! Work the server starts by itself (save points, SHUTDOWN's save) runs through each shard's

@@ -1,6 +1,6 @@
 //! Writing a shard's snapshot: SAVE (at once, blocking the shard), and BGSAVE or the base of an
-//! AOF rewrite in the background, a few chunks of keys at a time, while the shard serves (the
-//! databases save a chunk before its first write, see `shards::keyspace`). Files are written
+//! AOF rewrite in the background, a chunk of keys at a time, while the shard serves (the
+//! databases save a key before its first write, see `shards::keyspace`). Files are written
 //! under a temporary name, fsynced and renamed into place.
 
 use crate::ctx::{now_us, ShardCtx, Shared};

@@ -514,7 +514,8 @@ struct Snapshot {
 struct Progress {
     /// Chunks at the start; chunks from this index on hold only keys added since.
     end: usize,
-    /// One bit per chunk below `end`: serialised already.
+    /// One bit per slot of the chunks below `end`: serialised already (or, for a slot empty
+    /// then, nothing to serialise: a key added there since is not part of the snapshot).
     saved: Vec<u64>,
     /// Every chunk below this one is saved.
     cursor: usize,
@@ -524,23 +525,31 @@ struct Progress {
 }
 
 impl Progress {
-    fn is_saved(&self, c: usize) -> bool {
-        self.saved[c / 64] & (1 << (c % 64)) != 0
+    fn is_saved(&self, id: usize) -> bool {
+        self.saved[id / 64] & (1 << (id % 64)) != 0
     }
 
-    /// Serialises chunk `c` as it is now, and marks it saved.
+    /// Serialises slot `id` as it is now (if it holds a key), and marks it saved.
+    fn save_slot(&mut self, id: usize, chunks: &Chunks, expires: &Expires) {
+        self.saved[id / 64] |= 1 << (id % 64);
+        let Some(Some(s)) = chunks.get(id / CHUNK).and_then(|c| c.get(id % CHUNK)) else {
+            return;
+        };
+        let expire = if expires.is_empty() {
+            None
+        } else {
+            expires.get(&(id as u32)).map(|t| t.get())
+        };
+        if expire.is_none_or(|t| t > self.now_ms) {
+            self.section.entry(&s.key, &s.item.value, expire);
+        }
+    }
+
+    /// Serialises the slots of chunk `c` not saved yet, as they are now.
     fn save_chunk(&mut self, c: usize, chunks: &Chunks, expires: &Expires) {
-        self.saved[c / 64] |= 1 << (c % 64);
-        let Some(chunk) = chunks.get(c) else { return };
-        for (i, s) in chunk.iter().enumerate() {
-            let Some(s) = s else { continue };
-            let expire = if expires.is_empty() {
-                None
-            } else {
-                expires.get(&((c * CHUNK + i) as u32)).map(|t| t.get())
-            };
-            if expire.is_none_or(|t| t > self.now_ms) {
-                self.section.entry(&s.key, &s.item.value, expire);
+        for id in c * CHUNK..(c + 1) * CHUNK {
+            if !self.is_saved(id) {
+                self.save_slot(id, chunks, expires);
             }
         }
     }
@@ -552,12 +561,12 @@ impl Db {
     /// progress.
     ///
     /// Nothing is copied here. The snapshot serialises the slab a chunk at a time
-    /// ([`Db::snapshot_step`]); any change to a key in a chunk not yet serialised first
-    /// serialises that whole chunk as it was (copy-on-write at chunk granularity), and keys
-    /// added in chunks made since are not part of it. The bytes come out in pieces
-    /// ([`Db::snapshot_take`]) for [`crate::rdb::file::FileWriter::append`]; the records of
-    /// one chunk are contiguous, chunks come in the order they were saved. Take them after
-    /// every step and every batch of commands: each write may add up to one chunk's records.
+    /// ([`Db::snapshot_step`]); any change to a slot not yet serialised first serialises the
+    /// key it holds as it was (copy-on-write per key; a slot empty at the start is marked, so a
+    /// key added there later is not part of it), and keys added in chunks made since are not
+    /// part of it either. The bytes come out in pieces ([`Db::snapshot_take`]) for
+    /// [`crate::rdb::file::FileWriter::append`], keys in the order they were saved. Take them
+    /// after every step and every batch of commands.
     ///
     /// The snapshot belongs to the data, not to the database number: SWAPDB (which swaps the
     /// `Db`s) carries it along, and it still writes as `db_index`.
@@ -567,7 +576,7 @@ impl Db {
             frozen: None,
             progress: Progress {
                 end,
-                saved: vec![0; end.div_ceil(64)],
+                saved: vec![0; (end * CHUNK).div_ceil(64)],
                 cursor: 0,
                 now_ms,
                 section: Section::new(db_index, self.len, self.expires.len()),
@@ -602,9 +611,6 @@ impl Db {
         while progress.cursor < progress.end && saved < max_chunks {
             let c = progress.cursor;
             progress.cursor += 1;
-            if progress.is_saved(c) {
-                continue;
-            }
             saved += 1;
             match frozen {
                 Some((old_chunks, old_expires)) => {
@@ -661,10 +667,12 @@ impl Db {
         let Some(snap) = snapshot.as_deref_mut() else {
             return;
         };
-        let c = id as usize / CHUNK;
+        // Copy-on-write per key: the key in this slot (if any) is saved as it is before the
+        // change; the rest of its chunk waits for the snapshot's own pace.
+        let id = id as usize;
         let p = &mut snap.progress;
-        if snap.frozen.is_none() && c < p.end && !p.is_saved(c) {
-            p.save_chunk(c, chunks, expires);
+        if snap.frozen.is_none() && id < p.end * CHUNK && !p.is_saved(id) {
+            p.save_slot(id, chunks, expires);
         }
     }
 }
