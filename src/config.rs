@@ -118,6 +118,13 @@ pub const OPTIONS: &[OptDef] = &[
         "AOF base name",
     ),
     opt(
+        "client-output-buffer-limit",
+        "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60",
+        Kind::Str,
+        true,
+        "output limits per client class: <class> <hard> <soft> <soft seconds> (pubsub is enforced)",
+    ),
+    opt(
         "export-rdb",
         "",
         Kind::Str,

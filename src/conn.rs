@@ -97,6 +97,8 @@ pub struct Conn {
     /// `hold_until`; `held_len` is how much output that position covers.
     pub hold_until: u64,
     pub held_len: usize,
+    /// Pub/Sub subscriptions (None: never subscribed).
+    pub subs: Option<Box<crate::pubsub::ConnSubs>>,
 }
 
 impl Conn {
@@ -137,6 +139,7 @@ impl Conn {
             local_client,
             hold_until: 0,
             held_len: 0,
+            subs: None,
         }
     }
 

@@ -160,6 +160,10 @@ pub struct ShardCtx {
     /// The AOF record of a MULTI block run live that holds this shard: its id and the shard's
     /// log set aside meanwhile (see `txn::aof_live_open`).
     pub aof_live: RefCell<Option<(crate::txn::TxId, shards::shard::Propagate)>>,
+    /// The Pub/Sub subscriptions of this shard's connections.
+    pub subs: RefCell<crate::pubsub::Subs>,
+    /// `client-output-buffer-limit pubsub`: hard bytes, soft bytes, soft seconds.
+    pub pubsub_limits: Cell<(u64, u64, u64)>,
 }
 
 impl ShardCtx {
@@ -235,6 +239,8 @@ impl ShardCtx {
             stop_done: Cell::new(false),
             stop_save_started: Cell::new(false),
             aof_live: RefCell::new(None),
+            subs: RefCell::new(Default::default()),
+            pubsub_limits: Cell::new((32 << 20, 8 << 20, 60)),
         });
         *ctx.me.borrow_mut() = Rc::downgrade(&ctx);
         ctx.engine.borrow_mut().dbs = start.dbs;
@@ -350,6 +356,9 @@ impl ShardCtx {
             c.hll_sparse_max_bytes = n("hll-sparse-max-bytes");
         }
         self.aof_config();
+        self.pubsub_limits.set(crate::pubsub::output_limits(
+            &cfg.get("client-output-buffer-limit"),
+        ));
         let pass = cfg.get("requirepass");
         *self.requirepass.borrow_mut() = if pass.is_empty() {
             None
@@ -882,6 +891,14 @@ impl ShardCtx {
         if conn.close_after_reply && conn.pending_output() == 0 && !conn.waiting() {
             return self.close(conn);
         }
+        if conn.subs.is_some() && crate::pubsub::over_limit(self, &mut conn, now_us() / 1000) {
+            crate::log!(
+                "Client id={} addr={} closed for overcoming of output buffer limits.",
+                conn.id,
+                conn.addr
+            );
+            return self.close(conn);
+        }
         let want_write = conn.pending_output() > 0 && !held;
         let pause = conn.waiting() && conn.rbuf.len() - conn.rpos > PAUSE_READ_BYTES;
         if want_write != conn.want_write || pause != conn.read_paused {
@@ -908,6 +925,7 @@ impl ShardCtx {
             self.cancel_block(shard, conn.token);
         }
         let mut conn = conn;
+        crate::pubsub::unsubscribe_all(self, &mut conn);
         self.end_watch(&mut conn);
         crate::multi::unwatch_all(self, &mut conn);
         // A transaction it was coordinating must not keep its locks (releasing one that is

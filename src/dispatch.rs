@@ -250,6 +250,18 @@ fn route(ctx: &ShardCtx, conn: &Conn, argv: &[&[u8]]) -> Target {
         ctx.engine.borrow_mut().stats.count_rejected(l);
         return Target::Fail(Error::Other("NOAUTH Authentication required.".into()));
     }
+    if conn.proto == Proto::Resp2 && crate::pubsub::subscribed(conn) {
+        let name = l.parent.map_or(spec.name, |p| p.name);
+        if !crate::pubsub::allowed_when_subscribed(name) {
+            return Target::Fail(Error::err(format!(
+                "Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+                l.full_name()
+            )));
+        }
+        if name == "ping" {
+            return Target::Server(l, shards::cmd::ConnCmd::PubSub);
+        }
+    }
     match spec.route {
         Route::Server(c) => Target::Server(l, c),
         Route::AllShards(_) if ctx.n == 1 => Target::Local(l),

@@ -31,6 +31,7 @@ mod msg;
 mod multi;
 mod net;
 mod persist;
+mod pubsub;
 mod save;
 mod server_cmds;
 mod snapshot;

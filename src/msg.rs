@@ -11,7 +11,7 @@ pub const MESH_CAPACITY: usize = 256;
 
 /// Names a connection on its shard: slab index plus generation, so a reply for a connection
 /// that has gone (and whose slot was reused) is dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Token {
     pub index: u32,
     pub generation: u32,
@@ -59,6 +59,14 @@ pub enum ReqBody {
     Digest,
     /// DEBUG OBJECT: describe this key.
     DebugObject(u8, Key),
+    /// PUBLISH / SPUBLISH: deliver to this shard's subscribers; answer how many.
+    Publish {
+        shard: bool,
+        channel: Vec<u8>,
+        message: Vec<u8>,
+    },
+    /// A PUBSUB question about this shard's subscriptions.
+    Pubsub(crate::pubsub::PubsubQuery),
     /// DEBUG POPULATE: create the keys `<prefix>:<i>` (i < count) of this shard that are absent.
     Populate {
         db: u8,
@@ -123,6 +131,10 @@ pub enum RepBody {
     Conflict,
     /// The operation failed on this shard.
     Error(String),
+    /// Names (PUBSUB CHANNELS, the patterns for NUMPAT).
+    Names(Vec<Vec<u8>>),
+    /// Counts (PUBSUB NUMSUB).
+    Counts(Vec<i64>),
 }
 
 /// What INFO needs from a shard.

@@ -48,6 +48,7 @@ pub fn handle(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]], cmd: C
         ConnCmd::Reset => {
             conn.multi = None;
             crate::multi::unwatch_all(ctx, conn);
+            crate::pubsub::unsubscribe_all(ctx, conn);
             conn.db = 0;
             conn.proto = Proto::Resp2;
             conn.name = None;
@@ -66,6 +67,7 @@ pub fn handle(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]], cmd: C
         ConnCmd::Shutdown => shutdown(ctx, argv),
         ConnCmd::Debug => crate::server_cmds::debug(ctx, conn, argv),
         ConnCmd::Persist => crate::save::handle(ctx, conn, argv),
+        ConnCmd::PubSub => crate::pubsub::handle(ctx, conn, argv),
         ConnCmd::Multi | ConnCmd::Exec | ConnCmd::Discard | ConnCmd::Watch | ConnCmd::Unwatch => {
             crate::multi::handle(ctx, conn, argv, cmd)
         }
@@ -424,6 +426,18 @@ fn client_kill(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Er
 pub fn serve_local(ctx: &ShardCtx, conn: &mut Conn, part: &ReqPart) -> RepBody {
     let now_ms = now_us() / 1000;
     match &part.body {
+        // The publisher itself may be a subscriber (RESP3).
+        ReqBody::Publish {
+            shard,
+            channel,
+            message,
+        } => RepBody::Count(crate::pubsub::deliver(
+            ctx,
+            Some(conn),
+            *shard,
+            channel,
+            message,
+        )),
         ReqBody::ClientList(ids) => {
             let mut lines = String::new();
             let mut all: Vec<&Conn> = Vec::new();
@@ -489,6 +503,12 @@ pub fn serve_admin(ctx: &ShardCtx, body: &ReqBody) -> RepBody {
             RepBody::Ack
         }
         ReqBody::DebugObject(db, key) => crate::debug::object(ctx, *db as usize, key, now_ms),
+        ReqBody::Publish {
+            shard,
+            channel,
+            message,
+        } => RepBody::Count(crate::pubsub::deliver(ctx, None, *shard, channel, message)),
+        ReqBody::Pubsub(q) => crate::pubsub::serve_query(ctx, q),
         ReqBody::Populate {
             db,
             count,

@@ -13,6 +13,7 @@ pub mod info;
 pub mod keys;
 pub mod list;
 pub mod multi;
+pub mod pubsub;
 
 pub mod registry;
 pub mod server;

@@ -24,6 +24,7 @@ pub fn all() -> impl Iterator<Item = &'static CommandSpec> {
         super::hll::COMMANDS,
         super::zset::COMMANDS,
         super::geo::COMMANDS,
+        super::pubsub::COMMANDS,
     ]
     .into_iter()
     .flat_map(|family| family.iter())

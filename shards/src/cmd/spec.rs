@@ -464,6 +464,8 @@ pub enum ConnCmd {
     Unwatch,
     /// SAVE, BGSAVE, LASTSAVE, BGREWRITEAOF.
     Persist,
+    /// (P|S)SUBSCRIBE, (P|S)UNSUBSCRIBE, PUBLISH, SPUBLISH, PUBSUB.
+    PubSub,
 }
 
 /// A command's one declaration.

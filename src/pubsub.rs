@@ -1,0 +1,546 @@
+//! Pub/Sub across shards. A connection's subscriptions live with it, on the shard that accepted
+//! it: each shard keeps the channels, patterns and shard channels its own connections listen to.
+//! PUBLISH goes to every shard (one message per shard, in order on each link, so a publisher's
+//! messages arrive in the order it sent them); each delivers to its subscribers and answers how
+//! many it reached, and the publisher's shard adds the counts up. PUBSUB's questions are asked of
+//! every shard the same way.
+//!
+//! In RESP2 a connection with subscriptions may only (un)subscribe, PING, QUIT and RESET (checked
+//! in `dispatch::route`); in RESP3 messages are push replies and any command is allowed.
+//! A subscriber that does not read is closed once its pending output passes
+//! `client-output-buffer-limit pubsub` (hard at once, soft after its seconds).
+
+use crate::conn::Conn;
+use crate::ctx::ShardCtx;
+use crate::msg::{RepBody, ReqBody, Token};
+use indexmap::IndexSet;
+use shards::resp::{Proto, Reply};
+use shards::util::eq_ic;
+use shards::Error;
+use std::collections::HashMap;
+
+/// Which namespace a subscription is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Channel,
+    Pattern,
+    Shard,
+}
+
+impl Kind {
+    fn sub_name(self) -> &'static str {
+        match self {
+            Kind::Channel => "subscribe",
+            Kind::Pattern => "psubscribe",
+            Kind::Shard => "ssubscribe",
+        }
+    }
+
+    fn unsub_name(self) -> &'static str {
+        match self {
+            Kind::Channel => "unsubscribe",
+            Kind::Pattern => "punsubscribe",
+            Kind::Shard => "sunsubscribe",
+        }
+    }
+}
+
+/// A connection's subscriptions, in the order they were made.
+#[derive(Debug, Default)]
+pub struct ConnSubs {
+    channels: IndexSet<Vec<u8>>,
+    patterns: IndexSet<Vec<u8>>,
+    shard: IndexSet<Vec<u8>>,
+    /// Since when the pending output has been over the soft limit (Unix ms).
+    pub soft_since: Option<u64>,
+}
+
+impl ConnSubs {
+    fn set(&mut self, kind: Kind) -> &mut IndexSet<Vec<u8>> {
+        match kind {
+            Kind::Channel => &mut self.channels,
+            Kind::Pattern => &mut self.patterns,
+            Kind::Shard => &mut self.shard,
+        }
+    }
+
+    /// The count a (un)subscribe reply carries: channels and patterns together, shard
+    /// channels apart (as Redis 7.0 counts them).
+    fn count(&self, kind: Kind) -> usize {
+        match kind {
+            Kind::Shard => self.shard.len(),
+            _ => self.channels.len() + self.patterns.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.channels.is_empty() && self.patterns.is_empty() && self.shard.is_empty()
+    }
+}
+
+/// The subscriptions of one shard's connections.
+#[derive(Default)]
+pub struct Subs {
+    channels: HashMap<Vec<u8>, Vec<Token>, ahash::RandomState>,
+    patterns: HashMap<Vec<u8>, Vec<Token>, ahash::RandomState>,
+    shard: HashMap<Vec<u8>, Vec<Token>, ahash::RandomState>,
+}
+
+impl Subs {
+    fn table(&mut self, kind: Kind) -> &mut HashMap<Vec<u8>, Vec<Token>, ahash::RandomState> {
+        match kind {
+            Kind::Channel => &mut self.channels,
+            Kind::Pattern => &mut self.patterns,
+            Kind::Shard => &mut self.shard,
+        }
+    }
+
+    fn add(&mut self, kind: Kind, name: &[u8], t: Token) {
+        self.table(kind).entry(name.to_vec()).or_default().push(t);
+    }
+
+    fn remove(&mut self, kind: Kind, name: &[u8], t: Token) {
+        let table = self.table(kind);
+        if let Some(list) = table.get_mut(name) {
+            list.retain(|x| *x != t);
+            if list.is_empty() {
+                table.remove(name);
+            }
+        }
+    }
+}
+
+/// Whether a connection in RESP2 with subscriptions may run this command.
+pub fn allowed_when_subscribed(name: &str) -> bool {
+    matches!(
+        name,
+        "subscribe"
+            | "psubscribe"
+            | "ssubscribe"
+            | "unsubscribe"
+            | "punsubscribe"
+            | "sunsubscribe"
+            | "ping"
+            | "quit"
+            | "reset"
+    )
+}
+
+/// Whether the connection has any subscription.
+pub fn subscribed(conn: &Conn) -> bool {
+    conn.subs.as_ref().is_some_and(|s| !s.is_empty())
+}
+
+/// The Pub/Sub commands (and PING on a subscribed RESP2 connection).
+pub fn handle(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
+    let name = String::from_utf8_lossy(argv[0]).to_ascii_lowercase();
+    match name.as_str() {
+        "subscribe" => subscribe(ctx, conn, Kind::Channel, &argv[1..]),
+        "psubscribe" => subscribe(ctx, conn, Kind::Pattern, &argv[1..]),
+        "ssubscribe" => subscribe(ctx, conn, Kind::Shard, &argv[1..]),
+        "unsubscribe" => unsubscribe(ctx, conn, Kind::Channel, &argv[1..]),
+        "punsubscribe" => unsubscribe(ctx, conn, Kind::Pattern, &argv[1..]),
+        "sunsubscribe" => unsubscribe(ctx, conn, Kind::Shard, &argv[1..]),
+        "publish" | "spublish" => {
+            let shard = name == "spublish";
+            publish(ctx, conn, shard, argv[1], argv[2]);
+        }
+        "ping" => {
+            // RESP2 with subscriptions: PING answers as a message would come.
+            let mut r = conn.reply();
+            r.array(2);
+            r.bulk(b"pong");
+            r.bulk(argv.get(1).copied().unwrap_or(b""));
+        }
+        "pubsub" => return pubsub(ctx, conn, argv),
+        _ => return Err(Error::err("unknown command")),
+    }
+    Ok(())
+}
+
+/// The header of a subscription reply or message: a push in RESP3, an array in RESP2.
+fn header(r: &mut Reply<'_>, len: usize) {
+    if r.resp3() {
+        r.push(len);
+    } else {
+        r.array(len);
+    }
+}
+
+fn subscribe(ctx: &ShardCtx, conn: &mut Conn, kind: Kind, names: &[&[u8]]) {
+    let token = conn.token;
+    for name in names {
+        let subs = conn.subs.get_or_insert_with(Default::default);
+        if subs.set(kind).insert(name.to_vec()) {
+            ctx.subs.borrow_mut().add(kind, name, token);
+        }
+        let count = subs.count(kind);
+        let mut r = conn.reply();
+        header(&mut r, 3);
+        r.bulk(kind.sub_name().as_bytes());
+        r.bulk(name);
+        r.int(count as i64);
+    }
+}
+
+fn unsubscribe(ctx: &ShardCtx, conn: &mut Conn, kind: Kind, names: &[&[u8]]) {
+    let token = conn.token;
+    let names: Vec<Vec<u8>> = if names.is_empty() {
+        conn.subs
+            .as_mut()
+            .map(|s| s.set(kind).iter().cloned().collect())
+            .unwrap_or_default()
+    } else {
+        names.iter().map(|n| n.to_vec()).collect()
+    };
+    if names.is_empty() {
+        // Nothing to leave: one reply with a null channel.
+        let count = conn.subs.as_ref().map_or(0, |s| s.count(kind));
+        let mut r = conn.reply();
+        header(&mut r, 3);
+        r.bulk(kind.unsub_name().as_bytes());
+        r.null();
+        r.int(count as i64);
+        return;
+    }
+    for name in names {
+        let subs = conn.subs.get_or_insert_with(Default::default);
+        if subs.set(kind).shift_remove(name.as_slice()) {
+            ctx.subs.borrow_mut().remove(kind, &name, token);
+        }
+        let count = subs.count(kind);
+        let mut r = conn.reply();
+        header(&mut r, 3);
+        r.bulk(kind.unsub_name().as_bytes());
+        r.bulk(&name);
+        r.int(count as i64);
+    }
+}
+
+/// Drops every subscription of a connection (it is closing, or RESET).
+pub fn unsubscribe_all(ctx: &ShardCtx, conn: &mut Conn) {
+    let Some(subs) = conn.subs.take() else {
+        return;
+    };
+    let mut table = ctx.subs.borrow_mut();
+    for (kind, set) in [
+        (Kind::Channel, &subs.channels),
+        (Kind::Pattern, &subs.patterns),
+        (Kind::Shard, &subs.shard),
+    ] {
+        for name in set {
+            table.remove(kind, name, conn.token);
+        }
+    }
+}
+
+fn publish(ctx: &ShardCtx, conn: &mut Conn, shard: bool, channel: &[u8], message: &[u8]) {
+    let parts = (0..ctx.n)
+        .map(|s| {
+            (
+                s,
+                ReqBody::Publish {
+                    shard,
+                    channel: channel.to_vec(),
+                    message: message.to_vec(),
+                },
+            )
+        })
+        .collect();
+    crate::dispatch::fan_out(
+        ctx,
+        conn,
+        parts,
+        Box::new(|_, conn, results| {
+            let n: i64 = results
+                .iter()
+                .map(|(_, b)| match b {
+                    RepBody::Count(n) => *n,
+                    _ => 0,
+                })
+                .sum();
+            conn.reply().int(n);
+        }),
+    );
+}
+
+/// Delivers a message to this shard's subscribers; `me` is the connection being served now
+/// (taken out of the table), if any. Returns how many received it.
+pub fn deliver(
+    ctx: &ShardCtx,
+    mut me: Option<&mut Conn>,
+    shard: bool,
+    channel: &[u8],
+    message: &[u8],
+) -> i64 {
+    let (direct, matched): (Vec<Token>, Vec<(Vec<u8>, Vec<Token>)>) = {
+        let subs = ctx.subs.borrow();
+        let direct_table = if shard { &subs.shard } else { &subs.channels };
+        let direct = direct_table.get(channel).cloned().unwrap_or_default();
+        let matched = if shard {
+            Vec::new()
+        } else {
+            subs.patterns
+                .iter()
+                .filter(|(p, _)| shards::glob::matches(p, channel, false))
+                .map(|(p, t)| (p.clone(), t.clone()))
+                .collect()
+        };
+        (direct, matched)
+    };
+    let kind: &[u8] = if shard { b"smessage" } else { b"message" };
+    let mut n = 0;
+    let mut send = |t: Token, write: &dyn Fn(&mut Conn)| {
+        if let Some(c) = me.as_deref_mut().filter(|c| c.token == t) {
+            write(c);
+            n += 1;
+            return;
+        }
+        let Some(mut c) = ctx.conns.borrow_mut().take(t) else {
+            return;
+        };
+        write(&mut c);
+        n += 1;
+        ctx.finish(c);
+    };
+    for t in direct {
+        send(t, &|c: &mut Conn| {
+            let mut r = Reply::new(&mut c.wbuf, c.proto);
+            header(&mut r, 3);
+            r.bulk(kind);
+            r.bulk(channel);
+            r.bulk(message);
+        });
+    }
+    for (pattern, tokens) in matched {
+        for t in tokens {
+            send(t, &|c: &mut Conn| {
+                let mut r = Reply::new(&mut c.wbuf, c.proto);
+                header(&mut r, 4);
+                r.bulk(b"pmessage");
+                r.bulk(&pattern);
+                r.bulk(channel);
+                r.bulk(message);
+            });
+        }
+    }
+    n
+}
+
+/// Sends `message` on `channel` to every shard's subscribers, answering no one (keyspace
+/// notifications).
+pub fn broadcast(ctx: &ShardCtx, channel: Vec<u8>, message: Vec<u8>) {
+    deliver(ctx, None, false, &channel, &message);
+    for s in (0..ctx.n).filter(|&s| s != ctx.id) {
+        ctx.send_unanswered(
+            s,
+            Token::default(),
+            ReqBody::Publish {
+                shard: false,
+                channel: channel.clone(),
+                message: message.clone(),
+            },
+        );
+    }
+}
+
+/// What a shard answers to PUBSUB's questions.
+pub fn serve_query(ctx: &ShardCtx, q: &PubsubQuery) -> RepBody {
+    let subs = ctx.subs.borrow();
+    match q {
+        PubsubQuery::Names { kind, pattern } => {
+            let table = match kind {
+                Kind::Channel => &subs.channels,
+                Kind::Pattern => &subs.patterns,
+                Kind::Shard => &subs.shard,
+            };
+            RepBody::Names(
+                table
+                    .keys()
+                    .filter(|c| {
+                        pattern
+                            .as_ref()
+                            .is_none_or(|p| shards::glob::matches(p, c, false))
+                    })
+                    .cloned()
+                    .collect(),
+            )
+        }
+        PubsubQuery::Counts { kind, names } => {
+            let table = match kind {
+                Kind::Shard => &subs.shard,
+                _ => &subs.channels,
+            };
+            RepBody::Counts(
+                names
+                    .iter()
+                    .map(|n| table.get(n).map_or(0, |l| l.len() as i64))
+                    .collect(),
+            )
+        }
+    }
+}
+
+/// A PUBSUB question for every shard.
+#[derive(Debug, Clone)]
+pub enum PubsubQuery {
+    /// The channels (or patterns, or shard channels) with subscribers, matching a pattern.
+    Names {
+        kind: Kind,
+        pattern: Option<Vec<u8>>,
+    },
+    /// How many subscribers each of these channels has.
+    Counts { kind: Kind, names: Vec<Vec<u8>> },
+}
+
+fn pubsub(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
+    let sub = argv[1];
+    let ask = |q: PubsubQuery| (0..ctx.n).map(|s| (s, ReqBody::Pubsub(q.clone()))).collect();
+    if eq_ic(sub, "channels") || eq_ic(sub, "shardchannels") {
+        if argv.len() > 3 {
+            return Err(Error::WrongArity(format!(
+                "pubsub|{}",
+                String::from_utf8_lossy(sub).to_ascii_lowercase()
+            )));
+        }
+        let kind = if eq_ic(sub, "channels") {
+            Kind::Channel
+        } else {
+            Kind::Shard
+        };
+        let pattern = argv.get(2).map(|p| p.to_vec());
+        crate::dispatch::fan_out(
+            ctx,
+            conn,
+            ask(PubsubQuery::Names { kind, pattern }),
+            Box::new(|_, conn, results| {
+                let mut all: Vec<Vec<u8>> = names_of(results);
+                all.sort();
+                all.dedup();
+                conn.reply().bulks(all.iter());
+            }),
+        );
+    } else if eq_ic(sub, "numpat") {
+        if argv.len() != 2 {
+            return Err(Error::WrongArity("pubsub|numpat".into()));
+        }
+        crate::dispatch::fan_out(
+            ctx,
+            conn,
+            ask(PubsubQuery::Names {
+                kind: Kind::Pattern,
+                pattern: None,
+            }),
+            Box::new(|_, conn, results| {
+                let mut all = names_of(results);
+                all.sort();
+                all.dedup();
+                conn.reply().int(all.len() as i64);
+            }),
+        );
+    } else if eq_ic(sub, "numsub") || eq_ic(sub, "shardnumsub") {
+        let kind = if eq_ic(sub, "numsub") {
+            Kind::Channel
+        } else {
+            Kind::Shard
+        };
+        let names: Vec<Vec<u8>> = argv[2..].iter().map(|n| n.to_vec()).collect();
+        let asked = names.clone();
+        crate::dispatch::fan_out(
+            ctx,
+            conn,
+            ask(PubsubQuery::Counts { kind, names }),
+            Box::new(move |_, conn, results| {
+                let mut sums = vec![0i64; asked.len()];
+                for (_, b) in results {
+                    if let RepBody::Counts(c) = b {
+                        for (s, x) in sums.iter_mut().zip(c) {
+                            *s += x;
+                        }
+                    }
+                }
+                let proto = conn.proto;
+                let mut r = conn.reply();
+                if proto == Proto::Resp3 {
+                    r.map(asked.len());
+                } else {
+                    r.array(asked.len() * 2);
+                }
+                for (n, c) in asked.iter().zip(sums) {
+                    r.bulk(n);
+                    r.int(c);
+                }
+            }),
+        );
+    } else if eq_ic(sub, "help") && argv.len() == 2 {
+        let lines = [
+            "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "CHANNELS [<pattern>]",
+            "    Return the currently active channels matching a <pattern> (default: '*').",
+            "NUMPAT",
+            "    Return number of subscriptions to patterns.",
+            "NUMSUB [<channel> ...]",
+            "    Return the number of subscribers for the specified channels, excluding",
+            "    pattern subscriptions(default: no channels).",
+            "SHARDCHANNELS [<pattern>]",
+            "    Return the currently active shard level channels matching a <pattern> (default: '*').",
+            "SHARDNUMSUB [<shardchannel> ...]",
+            "    Return the number of subscribers for the specified shard level channel(s)",
+            "HELP",
+            "    Prints this help.",
+        ];
+        let mut r = conn.reply();
+        r.array(lines.len());
+        for l in lines {
+            r.simple(l);
+        }
+    } else {
+        return Err(Error::err(format!(
+            "unknown subcommand '{}'. Try PUBSUB HELP.",
+            String::from_utf8_lossy(sub)
+        )));
+    }
+    Ok(())
+}
+
+fn names_of(results: Vec<(usize, RepBody)>) -> Vec<Vec<u8>> {
+    results
+        .into_iter()
+        .flat_map(|(_, b)| match b {
+            RepBody::Names(n) => n,
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+/// `client-output-buffer-limit`'s pubsub class: (hard bytes, soft bytes, soft seconds).
+pub fn output_limits(spec: &str) -> (u64, u64, u64) {
+    let words: Vec<&str> = spec.split_whitespace().collect();
+    for c in words.chunks(4) {
+        if let [class, hard, soft, secs] = c {
+            if class.eq_ignore_ascii_case("pubsub") {
+                let m = |s: &str| crate::config::parse_memory(s).unwrap_or(0);
+                return (m(hard), m(soft), secs.parse().unwrap_or(0));
+            }
+        }
+    }
+    (32 << 20, 8 << 20, 60)
+}
+
+/// Whether a subscriber's pending output is over its limits (it is then closed).
+pub fn over_limit(ctx: &ShardCtx, conn: &mut Conn, now_ms: u64) -> bool {
+    let pending = conn.pending_output() as u64;
+    let Some(subs) = conn.subs.as_mut() else {
+        return false;
+    };
+    let (hard, soft, secs) = ctx.pubsub_limits.get();
+    if hard > 0 && pending > hard {
+        return true;
+    }
+    if soft > 0 && pending > soft {
+        let since = *subs.soft_since.get_or_insert(now_ms);
+        return now_ms.saturating_sub(since) >= secs * 1000;
+    }
+    subs.soft_since = None;
+    false
+}
