@@ -14,6 +14,7 @@ use super::spec::{
 use super::Call;
 use crate::keyspace::Item;
 use crate::limits::DATABASES;
+use crate::notify::class;
 use crate::resp::Reply;
 use crate::types::Value;
 use crate::util::{eq_ic, parse_i64};
@@ -396,6 +397,7 @@ fn del(sh: &mut Shard, c: &mut Call) -> Result<()> {
         if db.contains(key, c.now_ms) {
             db.remove(key);
             n += 1;
+            sh.notify(class::GENERIC, "del", c.db, key);
         }
     }
     sh.stats.dirty += n as u64;
@@ -512,10 +514,12 @@ fn expire_generic(
     // condition of the command (Redis logs PEXPIREAT, or DEL for a deadline already past).
     if when <= now_ms {
         db.remove(key);
+        sh.notify(class::GENERIC, "del", c.db, key);
         sh.rewrite(c.db, &[b"DEL", key]);
     } else {
         // `when` is above `now_ms`, which is not negative, so the conversion is exact.
         db.set_expire(key, Some(when.unsigned_abs()));
+        sh.notify(class::GENERIC, "expire", c.db, key);
         if sh.propagating() {
             let mut at = itoa::Buffer::new();
             sh.rewrite(c.db, &[b"PEXPIREAT", key, at.format(when).as_bytes()]);
@@ -601,6 +605,7 @@ fn persist(sh: &mut Shard, c: &mut Call) -> Result<()> {
     if had_deadline {
         db.set_expire(key, None);
         sh.stats.dirty += 1;
+        sh.notify(class::GENERIC, "persist", c.db, key);
     }
     c.out.int(had_deadline as i64);
     Ok(())
@@ -620,8 +625,12 @@ fn rename_generic(sh: &mut Shard, c: &mut Call, nx: bool) -> Result<()> {
         false
     } else {
         let entry = db.remove(src).ok_or(Error::NoSuchKey)?;
+        // The old destination goes first, so the key is created anew (Redis's dbAdd).
+        db.remove(dst);
         db.insert(dst, entry);
         sh.stats.dirty += 1;
+        sh.notify(class::GENERIC, "rename_from", c.db, src);
+        sh.notify(class::GENERIC, "rename_to", c.db, dst);
         true
     };
     if nx {
@@ -687,8 +696,10 @@ fn copy(sh: &mut Shard, c: &mut Call) -> Result<()> {
         c.out.int(0);
         return Ok(());
     }
+    target.remove(dst);
     target.insert(dst, entry);
     sh.stats.dirty += 1;
+    sh.notify(class::GENERIC, "copy_to", dst_db, dst);
     c.out.int(1);
     Ok(())
 }
@@ -712,6 +723,8 @@ fn move_key(sh: &mut Shard, c: &mut Call) -> Result<()> {
     };
     sh.dbs[dst_db].insert(key, entry);
     sh.stats.dirty += 1;
+    sh.notify(class::GENERIC, "move_from", c.db, key);
+    sh.notify(class::GENERIC, "move_to", dst_db, key);
     c.out.int(1);
     Ok(())
 }
