@@ -9,7 +9,7 @@
 use shards::cmd::{flag, lookup, registry};
 use shards::resp::Proto;
 use shards::shard::{parse_flags, Shard};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
