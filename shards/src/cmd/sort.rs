@@ -10,6 +10,7 @@
 use super::spec::{acl, flag, kflag, Arg, ArgType, CommandSpec, Group, KeySpec, Route, Split};
 use super::Call;
 use crate::keyspace::Entry;
+use crate::notify::class;
 use crate::types::{SmallBytes, Value};
 use crate::util::{eq_ic, parse_i64};
 use crate::{Error, Result, Shard};
@@ -450,6 +451,7 @@ fn output(sh: &mut Shard, c: &mut Call, o: &Opts, picked: &[Item]) -> Result<()>
     if n == 0 {
         if db.remove(dest).is_some() {
             sh.stats.dirty += 1;
+            sh.notify(class::GENERIC, "del", c.db, dest);
         }
     } else {
         let fill = crate::types::list::Fill::new(sh.config.list_max_listpack_size);
@@ -463,6 +465,7 @@ fn output(sh: &mut Shard, c: &mut Call, o: &Opts, picked: &[Item]) -> Result<()>
         }
         db.insert(dest, Entry::new(Value::List(list)));
         sh.stats.dirty += n as u64;
+        sh.notify(class::LIST, "sortstore", c.db, dest);
     }
     c.out.int(n as i64);
     Ok(())
