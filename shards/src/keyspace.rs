@@ -280,6 +280,29 @@ impl Db {
         self.slot(id).map(|s| &s.item)
     }
 
+    /// The live value under `key` for a read lookup (Redis's `lookupKeyRead`): a miss is noted
+    /// for the `keymiss` event while key notes are on.
+    pub fn get_read(&mut self, key: &[u8], now_ms: u64) -> Option<&Item> {
+        let id = self.read_id(key, now_ms)?;
+        self.slot(id).map(|s| &s.item)
+    }
+
+    /// [`Db::get_read`], for a read that may update the value in place.
+    pub fn get_read_mut(&mut self, key: &[u8], now_ms: u64) -> Option<&mut Item> {
+        let id = self.read_id(key, now_ms)?;
+        self.slot_mut(id).map(|s| &mut s.item)
+    }
+
+    fn read_id(&mut self, key: &[u8], now_ms: u64) -> Option<u32> {
+        let id = self.live_id(key, now_ms);
+        if id.is_none() {
+            if let Some(notes) = &mut self.key_notes {
+                notes.push((KeyNote::Miss, key.into()));
+            }
+        }
+        id
+    }
+
     /// The live value under `key`, for modification.
     pub fn get_mut(&mut self, key: &[u8], now_ms: u64) -> Option<&mut Item> {
         let id = self.live_id(key, now_ms)?;

@@ -112,6 +112,8 @@ pub enum KeyNote {
     New,
     /// The key was deleted because it expired.
     Expired,
+    /// A read lookup did not find the key.
+    Miss,
 }
 
 #[cfg(test)]

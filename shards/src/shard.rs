@@ -227,7 +227,7 @@ impl Shard {
         });
     }
 
-    /// Turns the databases' notes of new and expired keys into events.
+    /// Turns the databases' notes of new, expired and missed keys into events.
     pub fn flush_key_notes(&mut self) {
         let flags = self.notify_flags;
         for (i, db) in self.dbs.iter_mut().enumerate() {
@@ -238,6 +238,7 @@ impl Shard {
                 let (c, event) = match note {
                     KeyNote::New => (class::NEW, "new"),
                     KeyNote::Expired => (class::EXPIRED, "expired"),
+                    KeyNote::Miss => (class::KEY_MISS, "keymiss"),
                 };
                 if flags & c != 0 {
                     self.events.push(Event {
@@ -251,11 +252,11 @@ impl Shard {
         }
     }
 
-    /// Makes the databases note new and expired keys exactly while events for them are on
+    /// Makes the databases note new, expired and missed keys exactly while events for them are on
     /// (a database replaced wholesale starts noting too); notes left from work outside a
     /// command (a load, an import) are dropped. Called before every command.
     fn sync_key_notes(&mut self) {
-        let wanted = class::NEW | class::EXPIRED;
+        let wanted = class::NEW | class::EXPIRED | class::KEY_MISS;
         let on = self.notify_flags & wanted != 0
             && self.notify_flags & (class::KEYSPACE | class::KEYEVENT) != 0;
         for db in &mut self.dbs {

@@ -65,7 +65,7 @@ pub const COMMANDS: &[CommandSpec] = &[
 
 /// DUMP key
 fn dump(sh: &mut Shard, c: &mut Call) -> Result<()> {
-    let Some(item) = sh.dbs[c.db].get(c.argv[1], c.now_ms) else {
+    let Some(item) = sh.dbs[c.db].get_read(c.argv[1], c.now_ms) else {
         sh.stats.keyspace_misses += 1;
         c.out.null();
         return Ok(());

@@ -265,7 +265,7 @@ fn read_hash_rng<'s>(
     let Shard {
         dbs, stats, rng, ..
     } = sh;
-    let found = dbs[db].get(key, now_ms);
+    let found = dbs[db].get_read(key, now_ms);
     if found.is_some() {
         stats.keyspace_hits += 1;
     } else {

@@ -374,7 +374,7 @@ pub const COMMANDS: &[CommandSpec] = &[
 
 /// The live entry under `key`, counting a keyspace hit or miss as Redis's read lookups do.
 fn lookup_read<'s>(sh: &'s mut Shard, db: usize, key: &[u8], now_ms: u64) -> Option<&'s Item> {
-    let found = sh.dbs[db].get(key, now_ms);
+    let found = sh.dbs[db].get_read(key, now_ms);
     if found.is_some() {
         sh.stats.keyspace_hits += 1;
     } else {

@@ -289,7 +289,7 @@ fn read_set<'s>(
     key: &[u8],
     now_ms: u64,
 ) -> Result<Option<&'s Set>> {
-    let found = db.get(key, now_ms);
+    let found = db.get_read(key, now_ms);
     if found.is_some() {
         stats.keyspace_hits += 1;
     } else {

@@ -217,7 +217,7 @@ fn lookup_pattern(
         return Some(element.to_vec());
     }
     let (key, field) = pattern_key(pattern, element)?;
-    let entry = sh.dbs[db].get(&key, now_ms)?;
+    let entry = sh.dbs[db].get_read(&key, now_ms)?;
     match (&entry.value, field) {
         (Value::Str(s), None) => Some(s.as_bytes().into_owned()),
         (Value::Hash(h), Some(f)) => h.get(&f).map(|v| v.to_vec()),
@@ -318,7 +318,7 @@ fn sort_ro(sh: &mut Shard, c: &mut Call) -> Result<()> {
 
 fn run_sort(sh: &mut Shard, c: &mut Call, readonly: bool) -> Result<()> {
     let mut o = parse(c.argv, readonly)?;
-    let mut elems = match sh.dbs[c.db].get(c.argv[1], c.now_ms) {
+    let mut elems = match sh.dbs[c.db].get_read(c.argv[1], c.now_ms) {
         None => Vec::new(),
         Some(e) => elements(&e.value)?,
     };

@@ -676,7 +676,7 @@ pub(super) fn read_zset<'s>(
     key: &[u8],
     now_ms: u64,
 ) -> Result<Option<&'s ZSet>> {
-    let found = db.get(key, now_ms);
+    let found = db.get_read(key, now_ms);
     if found.is_some() {
         stats.keyspace_hits += 1;
     } else {
@@ -1873,7 +1873,7 @@ fn parse_op_options(rest: &[&[u8]], n: usize, op: SetOp, to: OpTo) -> Result<OpO
 /// `WRONGTYPE` at the first key that is neither a sorted set nor a set.
 fn lookup_sources(sh: &mut Shard, db: usize, keys: &[&[u8]], now_ms: u64) -> Result<()> {
     for key in keys {
-        let found = sh.dbs[db].get(key, now_ms);
+        let found = sh.dbs[db].get_read(key, now_ms);
         if found.is_some() {
             sh.stats.keyspace_hits += 1;
         } else {
