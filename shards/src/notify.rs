@@ -119,6 +119,7 @@ pub enum KeyNote {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shard::testing::TestShard;
 
     #[test]
     fn flags_round_trip_as_redis_shows_them() {
@@ -140,5 +141,66 @@ mod tests {
         }
         assert_eq!(parse_flags("KEq"), None);
         assert_eq!(parse_flags("A"), Some(ALL));
+    }
+
+    fn events(t: &mut TestShard) -> Vec<String> {
+        t.shard
+            .events
+            .drain(..)
+            .map(|e| format!("{}:{}:{}", e.db, e.event, String::from_utf8_lossy(&e.key)))
+            .collect()
+    }
+
+    #[test]
+    fn nothing_is_recorded_while_off() {
+        let mut t = TestShard::new();
+        t.run("SET k v PX 1");
+        t.now_ms += 10;
+        t.run("GET k");
+        assert!(t.shard.events.is_empty());
+        assert!(t.shard.dbs.iter().all(|d| d.key_notes.is_none()));
+        // Classes without K or E publish nothing, as in Redis.
+        t.shard.notify_flags = parse_flags("A").unwrap();
+        t.run("SET k v");
+        assert!(t.shard.events.is_empty());
+    }
+
+    #[test]
+    fn classes_filter_and_notes_keep_their_place() {
+        let mut t = TestShard::new();
+        t.shard.notify_flags = parse_flags("Eg$xnm").unwrap();
+        t.run("SET k v PX 1");
+        t.now_ms += 10;
+        t.run("APPEND k w");
+        t.run("LPUSH l a");
+        assert_eq!(
+            events(&mut t),
+            [
+                "0:new:k",
+                "0:set:k",
+                "0:expire:k",
+                "0:expired:k",
+                "0:new:k",
+                "0:append:k",
+                "0:new:l"
+            ]
+        );
+        t.run("GET nosuch");
+        assert_eq!(events(&mut t), ["0:keymiss:nosuch"]);
+        // Turned off, the databases stop noting.
+        t.shard.notify_flags = 0;
+        t.run("SET n v");
+        assert!(t.shard.events.is_empty());
+        assert!(t.shard.dbs.iter().all(|d| d.key_notes.is_none()));
+    }
+
+    #[test]
+    fn active_expiry_records_expired() {
+        let mut t = TestShard::new();
+        t.shard.notify_flags = parse_flags("Ex").unwrap();
+        t.db = 3;
+        t.run("SET k v PX 5");
+        t.shard.active_expire(t.now_ms + 10);
+        assert_eq!(events(&mut t), ["3:expired:k"]);
     }
 }

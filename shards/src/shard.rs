@@ -315,6 +315,10 @@ impl Shard {
     /// command and expiry cycle; the server calls it after working on the databases directly
     /// (such as [`Shard::export`]).
     pub fn flush_expired(&mut self) {
+        if self.notes_flags != 0 {
+            // Their `expired` events too, in the same order.
+            self.flush_key_notes();
+        }
         let Some(p) = &mut self.prop else {
             self.sync_expiry_log();
             return;
