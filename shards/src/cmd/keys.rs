@@ -383,6 +383,18 @@ fn lookup_read<'s>(sh: &'s mut Shard, db: usize, key: &[u8], now_ms: u64) -> Opt
     found
 }
 
+/// The live entry under `key` for OBJECT: counted like a read, but a miss fires no `keymiss`
+/// (Redis looks up with `LOOKUP_NONOTIFY` there).
+fn lookup_object<'s>(sh: &'s mut Shard, db: usize, key: &[u8], now_ms: u64) -> Option<&'s Item> {
+    let found = sh.dbs[db].get(key, now_ms);
+    if found.is_some() {
+        sh.stats.keyspace_hits += 1;
+    } else {
+        sh.stats.keyspace_misses += 1;
+    }
+    found
+}
+
 /// Unix milliseconds as a signed number, as Redis keeps them. Deadlines are stored only from
 /// non-negative `i64` values, and clocks are far below `i64::MAX`, so this never saturates.
 fn ms_i64(ms: u64) -> i64 {
@@ -886,7 +898,7 @@ fn randomkey(sh: &mut Shard, c: &mut Call) -> Result<()> {
 
 /// OBJECT ENCODING key
 fn object_encoding(sh: &mut Shard, c: &mut Call) -> Result<()> {
-    match lookup_read(sh, c.db, c.argv[2], c.now_ms) {
+    match lookup_object(sh, c.db, c.argv[2], c.now_ms) {
         Some(e) => c.out.bulk(e.value.encoding().as_bytes()),
         None => c.out.null(),
     }
@@ -904,7 +916,7 @@ pub fn refcount(value: &Value) -> i64 {
 
 /// OBJECT REFCOUNT key
 fn object_refcount(sh: &mut Shard, c: &mut Call) -> Result<()> {
-    match lookup_read(sh, c.db, c.argv[2], c.now_ms) {
+    match lookup_object(sh, c.db, c.argv[2], c.now_ms) {
         Some(e) => c.out.int(refcount(&e.value)),
         None => c.out.null(),
     }
@@ -914,7 +926,7 @@ fn object_refcount(sh: &mut Shard, c: &mut Call) -> Result<()> {
 /// OBJECT FREQ key — access frequency is tracked only under an LFU maxmemory policy, and this
 /// server runs as Redis does under its default, `noeviction`.
 fn object_freq(sh: &mut Shard, c: &mut Call) -> Result<()> {
-    if lookup_read(sh, c.db, c.argv[2], c.now_ms).is_none() {
+    if lookup_object(sh, c.db, c.argv[2], c.now_ms).is_none() {
         c.out.null();
         return Ok(());
     }
@@ -925,7 +937,7 @@ fn object_freq(sh: &mut Shard, c: &mut Call) -> Result<()> {
 
 /// OBJECT IDLETIME key — entries carry no access time, so every key reads as just used (0).
 fn object_idletime(sh: &mut Shard, c: &mut Call) -> Result<()> {
-    match lookup_read(sh, c.db, c.argv[2], c.now_ms) {
+    match lookup_object(sh, c.db, c.argv[2], c.now_ms) {
         Some(_) => c.out.int(0),
         None => c.out.null(),
     }
