@@ -1,4 +1,5 @@
-//! Keyspace notifications against the real thing: one script of write commands runs on
+//! Keyspace notifications against the real thing: one script of commands (every write command
+//! of the registry, and every read command with keys, for `keymiss`) runs on
 //! redis-server 7.0 (which publishes its events to a subscriber) and on a `Shard` (which
 //! records them in `Shard::events`), and the two event sequences must be equal, command by
 //! command. The script runs once per class setting, so the classes are checked too.
@@ -21,7 +22,7 @@ const PORT: u16 = 7396;
 /// Every write command of the registry has a case here (checked below).
 const SCRIPT: &str = include_str!("notify_script.txt");
 
-/// Write commands the script does not run, and why.
+/// Write commands the script does not run, and why (none so far: every one runs standalone).
 const NOT_IN_SCRIPT: &[(&str, &str)] = &[];
 
 #[derive(Debug, PartialEq)]
