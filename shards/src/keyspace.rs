@@ -14,6 +14,7 @@
 //! active cycle that samples the map and deletes the expired keys.
 
 use crate::limits::EXPIRE_SAMPLE;
+use crate::notify::KeyNote;
 use crate::rdb::file::Section;
 use crate::rng::Rng;
 use crate::types::Value;
@@ -112,6 +113,9 @@ pub struct Db {
     /// While the shard logs its effects: the keys deleted because they had expired, not yet
     /// logged (the shard drains them after every command and expiry cycle).
     pub expired_log: Option<Vec<Key>>,
+    /// While keyspace notifications for new or expired keys are on: the keys created and
+    /// expired, in order, not yet turned into events (see [`crate::Shard::notify`]).
+    pub key_notes: Option<Vec<(KeyNote, Key)>>,
 }
 
 impl Db {
@@ -209,6 +213,9 @@ impl Db {
             self.expires.insert(id, t);
         }
         self.len += 1;
+        if let Some(notes) = &mut self.key_notes {
+            notes.push((KeyNote::New, key.into()));
+        }
         id
     }
 
@@ -241,9 +248,14 @@ impl Db {
     fn expire_id(&mut self, id: u32, now_ms: u64) -> bool {
         let expired = self.expired(id, now_ms);
         if expired {
-            if let Some(log) = &mut self.expired_log {
+            if self.expired_log.is_some() || self.key_notes.is_some() {
                 if let Some(s) = slot_of(&self.chunks, id) {
-                    log.push(s.key.clone());
+                    if let Some(log) = &mut self.expired_log {
+                        log.push(s.key.clone());
+                    }
+                    if let Some(notes) = &mut self.key_notes {
+                        notes.push((KeyNote::Expired, s.key.clone()));
+                    }
                 }
             }
             self.remove_id(id);
@@ -266,6 +278,29 @@ impl Db {
     pub fn get(&mut self, key: &[u8], now_ms: u64) -> Option<&Item> {
         let id = self.live_id(key, now_ms)?;
         self.slot(id).map(|s| &s.item)
+    }
+
+    /// The live value under `key` for a read lookup (Redis's `lookupKeyRead`): a miss is noted
+    /// for the `keymiss` event while key notes are on.
+    pub fn get_read(&mut self, key: &[u8], now_ms: u64) -> Option<&Item> {
+        let id = self.read_id(key, now_ms)?;
+        self.slot(id).map(|s| &s.item)
+    }
+
+    /// [`Db::get_read`], for a read that may update the value in place.
+    pub fn get_read_mut(&mut self, key: &[u8], now_ms: u64) -> Option<&mut Item> {
+        let id = self.read_id(key, now_ms)?;
+        self.slot_mut(id).map(|s| &mut s.item)
+    }
+
+    fn read_id(&mut self, key: &[u8], now_ms: u64) -> Option<u32> {
+        let id = self.live_id(key, now_ms);
+        if id.is_none() {
+            if let Some(notes) = &mut self.key_notes {
+                notes.push((KeyNote::Miss, key.into()));
+            }
+        }
+        id
     }
 
     /// The live value under `key`, for modification.
@@ -385,7 +420,9 @@ impl Db {
             }
         }
         let expired_log = self.expired_log.take();
+        let key_notes = self.key_notes.take();
         *self = Db::default();
+        self.key_notes = key_notes;
         self.expired_count = expired_count;
         self.snapshot = snapshot;
         self.expired_log = expired_log;

@@ -16,6 +16,7 @@ pub mod error;
 pub mod glob;
 pub mod keyspace;
 pub mod limits;
+pub mod notify;
 pub mod pqsort;
 pub mod prop;
 #[cfg(test)]

@@ -4,6 +4,8 @@
 use crate::cmd::{Call, Lookup};
 use crate::keyspace::{Db, Entry, Key};
 use crate::limits::DATABASES;
+use crate::notify::KeyNote;
+pub use crate::notify::{class, flags_to_string, parse_flags, Event};
 pub use crate::prop::Propagate;
 use crate::prop::Rewrites;
 use crate::resp::{Proto, Reply};
@@ -168,6 +170,12 @@ pub struct Shard {
     /// Whether the databases record their expired keys (follows `prop`, see
     /// [`Shard::sync_expiry_log`]).
     expiry_logging: bool,
+    /// `notify-keyspace-events` as [`class`] flags (0 = off); set by the server.
+    pub notify_flags: u32,
+    /// The keyspace events recorded since the server last drained them, in order.
+    pub events: Vec<Event>,
+    /// The `notify_flags` the databases' key notes were last set up for.
+    notes_flags: u32,
 }
 
 impl Shard {
@@ -187,7 +195,78 @@ impl Shard {
             prop: None,
             rewrites: Rewrites::default(),
             expiry_logging: false,
+            notify_flags: 0,
+            events: Vec::new(),
+            notes_flags: 0,
         }
+    }
+
+    /// Records a keyspace event, if its class is on (Redis's `notifyKeyspaceEvent`). One
+    /// branch while notifications are off.
+    #[inline]
+    pub fn notify(&mut self, class: u32, event: &'static str, db: usize, key: &[u8]) {
+        if self.notify_flags & class == 0 {
+            return;
+        }
+        self.notify_slow(class, event, db, key);
+    }
+
+    #[cold]
+    fn notify_slow(&mut self, class: u32, event: &'static str, db: usize, key: &[u8]) {
+        if self.notify_flags & (class::KEYSPACE | class::KEYEVENT) == 0 {
+            return;
+        }
+        // Keys created or expired so far in this command come first, as Redis fires their
+        // events at the moment it adds or expires them.
+        self.flush_key_notes();
+        self.events.push(Event {
+            class,
+            event,
+            db,
+            key: key.to_vec(),
+        });
+    }
+
+    /// Turns the databases' notes of new, expired and missed keys into events.
+    pub fn flush_key_notes(&mut self) {
+        let flags = self.notify_flags;
+        for (i, db) in self.dbs.iter_mut().enumerate() {
+            let Some(notes) = &mut db.key_notes else {
+                continue;
+            };
+            for (note, key) in notes.drain(..) {
+                let (c, event) = match note {
+                    KeyNote::New => (class::NEW, "new"),
+                    KeyNote::Expired => (class::EXPIRED, "expired"),
+                    KeyNote::Miss => (class::KEY_MISS, "keymiss"),
+                };
+                if flags & c != 0 {
+                    self.events.push(Event {
+                        class: c,
+                        event,
+                        db: i,
+                        key: key.to_vec(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Makes the databases note new, expired and missed keys exactly while events for them are on
+    /// (a database replaced wholesale starts noting too); notes left from work outside a
+    /// command (a load, an import) are dropped. Called before every command.
+    fn sync_key_notes(&mut self) {
+        let wanted = class::NEW | class::EXPIRED | class::KEY_MISS;
+        let on = self.notify_flags & wanted != 0
+            && self.notify_flags & (class::KEYSPACE | class::KEYEVENT) != 0;
+        for db in &mut self.dbs {
+            match (&mut db.key_notes, on) {
+                (Some(notes), true) => notes.clear(),
+                (None, true) => db.key_notes = Some(Vec::new()),
+                (notes, false) => *notes = None,
+            }
+        }
+        self.notes_flags = self.notify_flags;
     }
 
     /// Whether commands' effects are being logged: a command that rewrites its effect checks
@@ -236,6 +315,10 @@ impl Shard {
     /// command and expiry cycle; the server calls it after working on the databases directly
     /// (such as [`Shard::export`]).
     pub fn flush_expired(&mut self) {
+        if self.notes_flags != 0 {
+            // Their `expired` events too, in the same order.
+            self.flush_key_notes();
+        }
         let Some(p) = &mut self.prop else {
             self.sync_expiry_log();
             return;
@@ -326,7 +409,13 @@ impl Shard {
             // Left over only if a command ran outside this path; never logged twice.
             self.rewrites.clear();
         }
+        if self.notify_flags | self.notes_flags != 0 {
+            self.sync_key_notes();
+        }
         let r = self.execute(cmd, argv, db, now_us, proto, out);
+        if self.notes_flags != 0 {
+            self.flush_key_notes();
+        }
         if logging {
             // A command that changed data is logged even if it then failed, as Redis does; a
             // blocked one changed nothing and runs again when served.
@@ -495,6 +584,9 @@ impl Shard {
             return (0, false);
         }
         self.sync_expiry_log();
+        if self.notify_flags | self.notes_flags != 0 {
+            self.sync_key_notes();
+        }
         let (mut n, mut more) = (0, false);
         for db in &mut self.dbs {
             let (d, m) = db.active_expire(&mut self.rng, now_ms, crate::limits::EXPIRE_ROUNDS_MAX);
@@ -503,6 +595,9 @@ impl Shard {
         }
         if self.expiry_logging {
             self.flush_expired();
+        }
+        if self.notes_flags != 0 {
+            self.flush_key_notes();
         }
         (n, more)
     }

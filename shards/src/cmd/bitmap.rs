@@ -13,6 +13,7 @@ use super::string::lookup_read;
 use super::Call;
 use crate::keyspace::{Db, Entry};
 use crate::limits::STRING_LEN_MAX;
+use crate::notify::class;
 use crate::types::bitmap::{self, BitOp, FieldType, Overflow};
 use crate::types::{SmallBytes, Str, Value};
 use crate::util::{eq_ic, parse_i64};
@@ -313,6 +314,7 @@ fn setbit(sh: &mut Shard, c: &mut Call) -> Result<()> {
     let old = bitmap::set_bit(bytes, offset, on);
     if changed || old != on {
         sh.stats.dirty += 1;
+        sh.notify(class::STRING, "setbit", c.db, c.argv[1]);
     }
     c.out.int(old as i64);
     Ok(())
@@ -450,8 +452,10 @@ fn bitop(sh: &mut Shard, c: &mut Call) -> Result<()> {
     if len > 0 {
         db.insert(dest, Entry::new(Value::Str(Str::raw(result))));
         sh.stats.dirty += 1;
+        sh.notify(class::STRING, "set", c.db, dest);
     } else if db.remove(dest).is_some() {
         sh.stats.dirty += 1;
+        sh.notify(class::GENERIC, "del", c.db, dest);
     }
     c.out.int(len as i64);
     Ok(())
@@ -597,6 +601,9 @@ fn bitfield_generic(sh: &mut Shard, c: &mut Call, read_only: bool) -> Result<()>
         }
     }
     sh.stats.dirty += changes;
+    if changes > 0 {
+        sh.notify(class::STRING, "setbit", c.db, c.argv[1]);
+    }
     Ok(())
 }
 

@@ -8,6 +8,7 @@
 use super::spec::{acl, flag, kflag, Arg, ArgType, CommandSpec, Group, KeySpec};
 use super::Call;
 use crate::keyspace::Entry;
+use crate::notify::class;
 use crate::util::{eq_ic, parse_i64};
 use crate::{rdb, Error, Result, Shard};
 
@@ -64,7 +65,7 @@ pub const COMMANDS: &[CommandSpec] = &[
 
 /// DUMP key
 fn dump(sh: &mut Shard, c: &mut Call) -> Result<()> {
-    let Some(item) = sh.dbs[c.db].get(c.argv[1], c.now_ms) else {
+    let Some(item) = sh.dbs[c.db].get_read(c.argv[1], c.now_ms) else {
         sh.stats.keyspace_misses += 1;
         c.out.null();
         return Ok(());
@@ -138,14 +139,18 @@ fn restore(sh: &mut Shard, c: &mut Call) -> Result<()> {
         if deleted {
             db.remove(key);
             sh.stats.dirty += 1;
+            sh.notify(class::GENERIC, "del", c.db, key);
             sh.rewrite(c.db, &[b"DEL", key]);
         }
         c.out.ok();
         return Ok(());
     }
     let expire = (when != 0).then_some(when.unsigned_abs());
+    // The old value goes first, so the key is created anew (Redis's dbAdd).
+    db.remove(key);
     db.insert(key, Entry::with_expiry(value, expire));
     sh.stats.dirty += 1;
+    sh.notify(class::GENERIC, "restore", c.db, key);
     if ttl != 0 && !absttl && sh.propagating() {
         // Logged with the deadline it got, as Redis does: the same arguments plus ABSTTL.
         let mut at = itoa::Buffer::new();

@@ -22,6 +22,7 @@ use super::spec::{
 use super::zset::{limits, read_zset, zadd};
 use super::Call;
 use crate::keyspace::Entry;
+use crate::notify::class;
 use crate::pqsort::partial_sort_by;
 use crate::resp::Reply;
 use crate::types::geo::{
@@ -714,7 +715,15 @@ fn search_generic(sh: &mut Shard, c: &mut Call, v: Variant) -> Result<()> {
         (Some(dst), found) => {
             let n = found.as_ref().map_or(0, Vec::len);
             let by_dist = q.storedist.then_some(q.shape.unit_m);
+            let event = if v == Variant::SearchStore {
+                "geosearchstore"
+            } else {
+                "georadiusstore"
+            };
             store_found(sh, c.db, dst, by_dist, found.unwrap_or_default(), lim);
+            if n > 0 {
+                sh.notify(class::ZSET, event, c.db, dst);
+            }
             c.out.int(n as i64);
         }
     }
@@ -790,10 +799,12 @@ fn store_found(
     found: Vec<Found>,
     lim: Limits,
 ) {
+    let db_index = db;
     let db = &mut sh.dbs[db];
     if found.is_empty() {
         if db.remove(dst).is_some() {
             sh.stats.dirty += 1;
+            sh.notify(class::GENERIC, "del", db_index, dst);
         }
         return;
     }

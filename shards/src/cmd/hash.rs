@@ -11,6 +11,7 @@ use super::spec::{acl, flag, kflag, Arg, ArgType, CommandSpec, Group, KeySpec};
 use super::Call;
 use crate::glob;
 use crate::keyspace::Entry;
+use crate::notify::class;
 use crate::resp::Reply;
 use crate::rng::Rng;
 use crate::types::hash::Limits;
@@ -264,7 +265,7 @@ fn read_hash_rng<'s>(
     let Shard {
         dbs, stats, rng, ..
     } = sh;
-    let found = dbs[db].get(key, now_ms);
+    let found = dbs[db].get_read(key, now_ms);
     if found.is_some() {
         stats.keyspace_hits += 1;
     } else {
@@ -343,6 +344,7 @@ fn set_pairs(sh: &mut Shard, c: &Call, cmd: &str) -> Result<usize> {
         .count();
     h.shrink();
     sh.stats.dirty += (pairs.len() / 2) as u64;
+    sh.notify(class::HASH, "hset", c.db, c.argv[1]);
     Ok(created)
 }
 
@@ -360,6 +362,7 @@ fn hsetnx(sh: &mut Shard, c: &mut Call) -> Result<()> {
     h.set(field, value, lim);
     h.shrink();
     sh.stats.dirty += 1;
+    sh.notify(class::HASH, "hset", c.db, c.argv[1]);
     c.out.int(1);
     Ok(())
 }
@@ -382,12 +385,19 @@ fn hdel(sh: &mut Shard, c: &mut Call) -> Result<()> {
             }
         }
     }
-    if h.is_empty() {
+    let empty = h.is_empty();
+    if empty {
         d.remove(key);
     } else {
         h.shrink();
     }
     sh.stats.dirty += deleted;
+    if deleted > 0 {
+        sh.notify(class::HASH, "hdel", c.db, key);
+        if empty {
+            sh.notify(class::GENERIC, "del", c.db, key);
+        }
+    }
     c.out.int(deleted as i64);
     Ok(())
 }
@@ -406,6 +416,7 @@ fn hincrby(sh: &mut Shard, c: &mut Call) -> Result<()> {
     h.set(field, itoa::Buffer::new().format(new).as_bytes(), lim);
     h.shrink();
     sh.stats.dirty += 1;
+    sh.notify(class::HASH, "hincrby", c.db, c.argv[1]);
     c.out.int(new);
     Ok(())
 }
@@ -434,6 +445,7 @@ fn hincrbyfloat(sh: &mut Shard, c: &mut Call) -> Result<()> {
     h.set(field, text.as_bytes(), lim);
     h.shrink();
     sh.stats.dirty += 1;
+    sh.notify(class::HASH, "hincrbyfloat", c.db, c.argv[1]);
     // The result is logged, not the increment, as Redis does.
     sh.rewrite(c.db, &[b"HSET", c.argv[1], field, text.as_bytes()]);
     c.out.bulk(text.as_bytes());

@@ -13,6 +13,7 @@ use super::spec::{acl, flag, kflag, Arg, ArgType, CommandSpec, Group, KeySpec, R
 use super::string::{lookup_read, lookup_read_mut};
 use super::Call;
 use crate::keyspace::Entry;
+use crate::notify::class;
 use crate::types::hll::{self, Encoding, REGISTERS};
 use crate::types::{Str, Value};
 use crate::util::eq_ic;
@@ -152,6 +153,7 @@ fn pfadd(sh: &mut Shard, c: &mut Call) -> Result<()> {
     if updated > 0 {
         hll::invalidate(s);
         stats.dirty += updated;
+        sh.notify(class::STRING, "pfadd", c.db, key);
     }
     c.out.int((updated > 0) as i64);
     Ok(())
@@ -230,6 +232,8 @@ fn pfmerge(sh: &mut Shard, c: &mut Call) -> Result<()> {
     hll::raise_all(s, &max, config.hll_sparse_max_bytes);
     hll::invalidate(s);
     stats.dirty += 1;
+    // Redis names a merge's event `pfadd` too.
+    sh.notify(class::STRING, "pfadd", c.db, dest);
     c.out.ok();
     Ok(())
 }

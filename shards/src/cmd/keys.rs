@@ -14,6 +14,7 @@ use super::spec::{
 use super::Call;
 use crate::keyspace::Item;
 use crate::limits::DATABASES;
+use crate::notify::class;
 use crate::resp::Reply;
 use crate::types::Value;
 use crate::util::{eq_ic, parse_i64};
@@ -373,6 +374,18 @@ pub const COMMANDS: &[CommandSpec] = &[
 
 /// The live entry under `key`, counting a keyspace hit or miss as Redis's read lookups do.
 fn lookup_read<'s>(sh: &'s mut Shard, db: usize, key: &[u8], now_ms: u64) -> Option<&'s Item> {
+    let found = sh.dbs[db].get_read(key, now_ms);
+    if found.is_some() {
+        sh.stats.keyspace_hits += 1;
+    } else {
+        sh.stats.keyspace_misses += 1;
+    }
+    found
+}
+
+/// The live entry under `key` for OBJECT: counted like a read, but a miss fires no `keymiss`
+/// (Redis looks up with `LOOKUP_NONOTIFY` there).
+fn lookup_object<'s>(sh: &'s mut Shard, db: usize, key: &[u8], now_ms: u64) -> Option<&'s Item> {
     let found = sh.dbs[db].get(key, now_ms);
     if found.is_some() {
         sh.stats.keyspace_hits += 1;
@@ -396,6 +409,7 @@ fn del(sh: &mut Shard, c: &mut Call) -> Result<()> {
         if db.contains(key, c.now_ms) {
             db.remove(key);
             n += 1;
+            sh.notify(class::GENERIC, "del", c.db, key);
         }
     }
     sh.stats.dirty += n as u64;
@@ -512,10 +526,12 @@ fn expire_generic(
     // condition of the command (Redis logs PEXPIREAT, or DEL for a deadline already past).
     if when <= now_ms {
         db.remove(key);
+        sh.notify(class::GENERIC, "del", c.db, key);
         sh.rewrite(c.db, &[b"DEL", key]);
     } else {
         // `when` is above `now_ms`, which is not negative, so the conversion is exact.
         db.set_expire(key, Some(when.unsigned_abs()));
+        sh.notify(class::GENERIC, "expire", c.db, key);
         if sh.propagating() {
             let mut at = itoa::Buffer::new();
             sh.rewrite(c.db, &[b"PEXPIREAT", key, at.format(when).as_bytes()]);
@@ -601,6 +617,7 @@ fn persist(sh: &mut Shard, c: &mut Call) -> Result<()> {
     if had_deadline {
         db.set_expire(key, None);
         sh.stats.dirty += 1;
+        sh.notify(class::GENERIC, "persist", c.db, key);
     }
     c.out.int(had_deadline as i64);
     Ok(())
@@ -620,8 +637,12 @@ fn rename_generic(sh: &mut Shard, c: &mut Call, nx: bool) -> Result<()> {
         false
     } else {
         let entry = db.remove(src).ok_or(Error::NoSuchKey)?;
+        // The old destination goes first, so the key is created anew (Redis's dbAdd).
+        db.remove(dst);
         db.insert(dst, entry);
         sh.stats.dirty += 1;
+        sh.notify(class::GENERIC, "rename_from", c.db, src);
+        sh.notify(class::GENERIC, "rename_to", c.db, dst);
         true
     };
     if nx {
@@ -687,8 +708,10 @@ fn copy(sh: &mut Shard, c: &mut Call) -> Result<()> {
         c.out.int(0);
         return Ok(());
     }
+    target.remove(dst);
     target.insert(dst, entry);
     sh.stats.dirty += 1;
+    sh.notify(class::GENERIC, "copy_to", dst_db, dst);
     c.out.int(1);
     Ok(())
 }
@@ -712,6 +735,8 @@ fn move_key(sh: &mut Shard, c: &mut Call) -> Result<()> {
     };
     sh.dbs[dst_db].insert(key, entry);
     sh.stats.dirty += 1;
+    sh.notify(class::GENERIC, "move_from", c.db, key);
+    sh.notify(class::GENERIC, "move_to", dst_db, key);
     c.out.int(1);
     Ok(())
 }
@@ -873,7 +898,7 @@ fn randomkey(sh: &mut Shard, c: &mut Call) -> Result<()> {
 
 /// OBJECT ENCODING key
 fn object_encoding(sh: &mut Shard, c: &mut Call) -> Result<()> {
-    match lookup_read(sh, c.db, c.argv[2], c.now_ms) {
+    match lookup_object(sh, c.db, c.argv[2], c.now_ms) {
         Some(e) => c.out.bulk(e.value.encoding().as_bytes()),
         None => c.out.null(),
     }
@@ -891,7 +916,7 @@ pub fn refcount(value: &Value) -> i64 {
 
 /// OBJECT REFCOUNT key
 fn object_refcount(sh: &mut Shard, c: &mut Call) -> Result<()> {
-    match lookup_read(sh, c.db, c.argv[2], c.now_ms) {
+    match lookup_object(sh, c.db, c.argv[2], c.now_ms) {
         Some(e) => c.out.int(refcount(&e.value)),
         None => c.out.null(),
     }
@@ -901,7 +926,7 @@ fn object_refcount(sh: &mut Shard, c: &mut Call) -> Result<()> {
 /// OBJECT FREQ key — access frequency is tracked only under an LFU maxmemory policy, and this
 /// server runs as Redis does under its default, `noeviction`.
 fn object_freq(sh: &mut Shard, c: &mut Call) -> Result<()> {
-    if lookup_read(sh, c.db, c.argv[2], c.now_ms).is_none() {
+    if lookup_object(sh, c.db, c.argv[2], c.now_ms).is_none() {
         c.out.null();
         return Ok(());
     }
@@ -912,7 +937,7 @@ fn object_freq(sh: &mut Shard, c: &mut Call) -> Result<()> {
 
 /// OBJECT IDLETIME key — entries carry no access time, so every key reads as just used (0).
 fn object_idletime(sh: &mut Shard, c: &mut Call) -> Result<()> {
-    match lookup_read(sh, c.db, c.argv[2], c.now_ms) {
+    match lookup_object(sh, c.db, c.argv[2], c.now_ms) {
         Some(_) => c.out.int(0),
         None => c.out.null(),
     }

@@ -18,6 +18,7 @@ use super::spec::{
 };
 use super::{Args, Call};
 use crate::keyspace::{Db, Entry};
+use crate::notify::class;
 use crate::resp::Reply;
 use crate::types::list::{End, Fill};
 use crate::types::{List, Value};
@@ -403,7 +404,7 @@ fn read_list<'s>(
     now_ms: u64,
 ) -> Result<Option<&'s List>> {
     let Shard { dbs, stats, .. } = sh;
-    let found = dbs[db].get(key, now_ms);
+    let found = dbs[db].get_read(key, now_ms);
     if found.is_some() {
         stats.keyspace_hits += 1;
     } else {
@@ -450,12 +451,40 @@ fn pop_into(out: &mut Reply, list: &mut List, end: End, count: usize) -> usize {
     list.pop_many(end, count, |e| out.bulk(e))
 }
 
-/// Accounts for `popped` elements taken from the list under `key`, deleting it when `empty`.
-fn after_pop(sh: &mut Shard, db: usize, key: &[u8], popped: usize, empty: bool) {
+/// Accounts for `popped` elements taken from the list under `key` (by the command that
+/// fires `event`, if any were), deleting it when `empty`.
+fn after_pop(
+    sh: &mut Shard,
+    db: usize,
+    key: &[u8],
+    popped: usize,
+    empty: bool,
+    event: &'static str,
+) {
+    if popped > 0 {
+        sh.notify(class::LIST, event, db, key);
+    }
     if empty {
         sh.dbs[db].remove(key);
+        sh.notify(class::GENERIC, "del", db, key);
     }
     sh.stats.dirty += popped as u64;
+}
+
+/// The event of a pop at `end`.
+fn pop_event(end: End) -> &'static str {
+    match end {
+        End::Head => "lpop",
+        End::Tail => "rpop",
+    }
+}
+
+/// The event of a push at `end`.
+fn push_event(end: End) -> &'static str {
+    match end {
+        End::Head => "lpush",
+        End::Tail => "rpush",
+    }
 }
 
 /// The command that pops at `end`.
@@ -590,6 +619,7 @@ fn push(sh: &mut Shard, c: &mut Call, end: End, only_existing: bool) -> Result<(
     }
     let len = push_or_create(db, key, end, items.iter().copied(), fill, c.now_ms)?;
     sh.stats.dirty += items.len() as u64;
+    sh.notify(class::LIST, push_event(end), c.db, key);
     c.out.int(len as i64);
     Ok(())
 }
@@ -643,7 +673,7 @@ fn pop(sh: &mut Shard, c: &mut Call, end: End, name: &str) -> Result<()> {
         ),
     };
     let empty = list.is_empty();
-    after_pop(sh, c.db, key, popped, empty);
+    after_pop(sh, c.db, key, popped, empty, pop_event(end));
     Ok(())
 }
 
@@ -708,7 +738,7 @@ fn mpop_serve(sh: &mut Shard, c: &mut Call, args: &MpopArgs) -> Result<bool> {
         c.out.bulk(key);
         let popped = pop_into(&mut c.out, list, args.end, args.count);
         let empty = list.is_empty();
-        after_pop(sh, c.db, key, popped, empty);
+        after_pop(sh, c.db, key, popped, empty, pop_event(args.end));
         // Logged as a pop of the one list served, as Redis does.
         let mut n = itoa::Buffer::new();
         sh.rewrite(
@@ -877,6 +907,7 @@ fn lset(sh: &mut Shard, c: &mut Call) -> Result<()> {
         return Err(Error::OutOfRange);
     }
     sh.stats.dirty += 1;
+    sh.notify(class::LIST, "lset", c.db, c.argv[1]);
     c.out.ok();
     Ok(())
 }
@@ -902,6 +933,7 @@ fn linsert(sh: &mut Shard, c: &mut Call) -> Result<()> {
     list.insert(pivot + usize::from(after), c.argv[4], fill);
     let len = list.len();
     sh.stats.dirty += 1;
+    sh.notify(class::LIST, "linsert", c.db, c.argv[1]);
     c.out.int(len as i64);
     Ok(())
 }
@@ -924,7 +956,7 @@ fn lrem(sh: &mut Shard, c: &mut Call) -> Result<()> {
     };
     let removed = list.remove_matching(c.argv[3], limit, from, fill);
     let empty = list.is_empty();
-    after_pop(sh, c.db, key, removed, empty);
+    after_pop(sh, c.db, key, removed, empty, "lrem");
     c.out.int(removed as i64);
     Ok(())
 }
@@ -945,7 +977,10 @@ fn ltrim(sh: &mut Shard, c: &mut Call) -> Result<()> {
     };
     list.trim(front, back);
     let empty = list.is_empty();
-    after_pop(sh, c.db, key, front + back, empty);
+    // Redis fires `ltrim` even when nothing was trimmed.
+    sh.notify(class::LIST, "ltrim", c.db, key);
+    after_pop(sh, c.db, key, 0, empty, "ltrim");
+    sh.stats.dirty += (front + back) as u64;
     c.out.ok();
     Ok(())
 }
@@ -991,6 +1026,8 @@ fn move_element(sh: &mut Shard, c: &Call, from: End, to: End) -> Result<Option<V
         };
         list.push(to, &item, fill);
         sh.stats.dirty += 1;
+        sh.notify(class::LIST, push_event(to), c.db, dst);
+        sh.notify(class::LIST, pop_event(from), c.db, src);
         return Ok(Some(item));
     }
     if let Some(e) = db.get(dst, c.now_ms) {
@@ -1002,11 +1039,18 @@ fn move_element(sh: &mut Shard, c: &Call, from: End, to: End) -> Result<Option<V
     let Some(item) = list.pop(from) else {
         return Ok(None);
     };
-    if list.is_empty() {
+    let empty = list.is_empty();
+    if empty {
         db.remove(src);
     }
     push_or_create(db, dst, to, [item.as_slice()], fill, c.now_ms)?;
     sh.stats.dirty += 1;
+    // Redis pushes first, then pops (and deletes an emptied source).
+    sh.notify(class::LIST, push_event(to), c.db, dst);
+    sh.notify(class::LIST, pop_event(from), c.db, src);
+    if empty {
+        sh.notify(class::GENERIC, "del", c.db, src);
+    }
     Ok(Some(item))
 }
 
@@ -1039,7 +1083,7 @@ fn bpop(sh: &mut Shard, c: &mut Call, end: End) -> Result<()> {
         c.out.array(2);
         c.out.bulk(key);
         c.out.bulk(&item);
-        after_pop(sh, c.db, key, 1, empty);
+        after_pop(sh, c.db, key, 1, empty, pop_event(end));
         // Served at once or after blocking, the effect is a plain pop (as Redis logs it).
         sh.rewrite(c.db, &[pop_name(end), key]);
         return Ok(());

@@ -14,6 +14,7 @@ use super::spec::{
 };
 use super::Call;
 use crate::keyspace::{Db, Entry};
+use crate::notify::class;
 use crate::resp::Reply;
 use crate::shard::Stats;
 use crate::types::set::{Member, Set};
@@ -288,7 +289,7 @@ fn read_set<'s>(
     key: &[u8],
     now_ms: u64,
 ) -> Result<Option<&'s Set>> {
-    let found = db.get(key, now_ms);
+    let found = db.get_read(key, now_ms);
     if found.is_some() {
         stats.keyspace_hits += 1;
     } else {
@@ -345,6 +346,9 @@ fn sadd(sh: &mut Shard, c: &mut Call) -> Result<()> {
     let set = write_or_create(&mut sh.dbs[c.db], key, members[0], c.now_ms)?;
     let added = members.iter().filter(|m| set.add(m, max)).count();
     sh.stats.dirty += added as u64;
+    if added > 0 {
+        sh.notify(class::SET, "sadd", c.db, key);
+    }
     c.out.int(added as i64);
     Ok(())
 }
@@ -366,10 +370,17 @@ fn srem(sh: &mut Shard, c: &mut Call) -> Result<()> {
             }
         }
     }
-    if set.is_empty() {
+    let empty = set.is_empty();
+    if empty {
         db.remove(key);
     }
     sh.stats.dirty += deleted;
+    if deleted > 0 {
+        sh.notify(class::SET, "srem", c.db, key);
+        if empty {
+            sh.notify(class::GENERIC, "del", c.db, key);
+        }
+    }
     c.out.int(deleted as i64);
     Ok(())
 }
@@ -427,10 +438,17 @@ fn spop_one(sh: &mut Shard, c: &mut Call) -> Result<()> {
         Some(m) => c.out.bulk(m),
         None => c.out.null(),
     }
-    if set.is_empty() {
+    let empty = set.is_empty();
+    if empty {
         db.remove(key);
     }
     sh.stats.dirty += 1;
+    if popped.is_some() {
+        sh.notify(class::SET, "spop", c.db, key);
+        if empty {
+            sh.notify(class::GENERIC, "del", c.db, key);
+        }
+    }
     // The member drawn is logged, not the draw (Redis logs SREM).
     if let Some(m) = popped {
         sh.rewrite(c.db, &[b"SREM", key, &m]);
@@ -477,6 +495,8 @@ fn spop_count(sh: &mut Shard, c: &mut Call) -> Result<()> {
         stats.keyspace_hits += 1;
         reply_set(&mut c.out, &union(&[Some(&*set)], max));
         db.remove(key);
+        sh.notify(class::SET, "spop", c.db, key);
+        sh.notify(class::GENERIC, "del", c.db, key);
         // The whole set went: logged as its deletion, as Redis does.
         sh.rewrite(c.db, &[b"DEL", key]);
         return Ok(());
@@ -509,6 +529,7 @@ fn spop_count(sh: &mut Shard, c: &mut Call) -> Result<()> {
             *set = kept;
         }
     }
+    sh.notify(class::SET, "spop", c.db, key);
     if let Some(p) = popped {
         log_srem(sh, c.db, key, &p);
     }
@@ -592,14 +613,23 @@ fn smove(sh: &mut Shard, c: &mut Call) -> Result<()> {
         c.out.int(is_member as i64);
         return Ok(());
     }
+    let mut emptied = false;
     if let Some(set) = write_set(db, src, c.now_ms)? {
         set.remove(member);
-        if set.is_empty() {
-            db.remove(src);
-        }
+        emptied = set.is_empty();
     }
-    let added = write_or_create(db, dst, member, c.now_ms)?.add(member, max);
+    if emptied {
+        db.remove(src);
+    }
+    sh.notify(class::SET, "srem", c.db, src);
+    if emptied {
+        sh.notify(class::GENERIC, "del", c.db, src);
+    }
+    let added = write_or_create(&mut sh.dbs[c.db], dst, member, c.now_ms)?.add(member, max);
     sh.stats.dirty += 1 + added as u64;
+    if added {
+        sh.notify(class::SET, "sadd", c.db, dst);
+    }
     c.out.int(1);
     Ok(())
 }
@@ -693,7 +723,7 @@ fn inter_generic(sh: &mut Shard, c: &mut Call, keys: &[&[u8]], to: InterTo) -> R
                 result.add_member(m, max);
                 true
             });
-            store(sh, c, dst, result);
+            store(sh, c, dst, result, "sinterstore");
         }
     }
     Ok(())
@@ -784,16 +814,19 @@ fn diff(sets: &[Option<&Set>], intset_max: usize) -> Set {
 
 /// Stores a computed set under `dst` (replacing any value and deadline), or deletes `dst` when
 /// the set is empty; answers with the set's size.
-fn store(sh: &mut Shard, c: &mut Call, dst: &[u8], result: Set) {
+/// `event` is the command's (Redis fires `del` instead when it deletes `dst`).
+fn store(sh: &mut Shard, c: &mut Call, dst: &[u8], result: Set, event: &'static str) {
     let db = &mut sh.dbs[c.db];
     let n = result.len();
     if n == 0 {
         if db.remove(dst).is_some() {
             sh.stats.dirty += 1;
+            sh.notify(class::GENERIC, "del", c.db, dst);
         }
     } else {
         db.insert(dst, Entry::new(Value::Set(result)));
         sh.stats.dirty += 1;
+        sh.notify(class::SET, event, c.db, dst);
     }
     c.out.int(n as i64);
 }
@@ -815,7 +848,10 @@ fn union_diff(
         union(&sets, max)
     };
     match dst {
-        Some(dst) => store(sh, c, dst, result),
+        Some(dst) => {
+            let event = if is_diff { "sdiffstore" } else { "sunionstore" };
+            store(sh, c, dst, result, event)
+        }
         None => reply_set(&mut c.out, &result),
     }
     Ok(())

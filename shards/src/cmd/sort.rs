@@ -10,6 +10,7 @@
 use super::spec::{acl, flag, kflag, Arg, ArgType, CommandSpec, Group, KeySpec, Route, Split};
 use super::Call;
 use crate::keyspace::Entry;
+use crate::notify::class;
 use crate::types::{SmallBytes, Value};
 use crate::util::{eq_ic, parse_i64};
 use crate::{Error, Result, Shard};
@@ -216,7 +217,7 @@ fn lookup_pattern(
         return Some(element.to_vec());
     }
     let (key, field) = pattern_key(pattern, element)?;
-    let entry = sh.dbs[db].get(&key, now_ms)?;
+    let entry = sh.dbs[db].get_read(&key, now_ms)?;
     match (&entry.value, field) {
         (Value::Str(s), None) => Some(s.as_bytes().into_owned()),
         (Value::Hash(h), Some(f)) => h.get(&f).map(|v| v.to_vec()),
@@ -317,7 +318,7 @@ fn sort_ro(sh: &mut Shard, c: &mut Call) -> Result<()> {
 
 fn run_sort(sh: &mut Shard, c: &mut Call, readonly: bool) -> Result<()> {
     let mut o = parse(c.argv, readonly)?;
-    let mut elems = match sh.dbs[c.db].get(c.argv[1], c.now_ms) {
+    let mut elems = match sh.dbs[c.db].get_read(c.argv[1], c.now_ms) {
         None => Vec::new(),
         Some(e) => elements(&e.value)?,
     };
@@ -450,6 +451,7 @@ fn output(sh: &mut Shard, c: &mut Call, o: &Opts, picked: &[Item]) -> Result<()>
     if n == 0 {
         if db.remove(dest).is_some() {
             sh.stats.dirty += 1;
+            sh.notify(class::GENERIC, "del", c.db, dest);
         }
     } else {
         let fill = crate::types::list::Fill::new(sh.config.list_max_listpack_size);
@@ -463,6 +465,7 @@ fn output(sh: &mut Shard, c: &mut Call, o: &Opts, picked: &[Item]) -> Result<()>
         }
         db.insert(dest, Entry::new(Value::List(list)));
         sh.stats.dirty += n as u64;
+        sh.notify(class::LIST, "sortstore", c.db, dest);
     }
     c.out.int(n as i64);
     Ok(())

@@ -12,6 +12,7 @@ use super::spec::{
 use super::Call;
 use crate::keyspace::Entry;
 use crate::limits::STRING_LEN_MAX;
+use crate::notify::class;
 use crate::resp::Reply;
 use crate::types::{Str, Value};
 use crate::util::{eq_ic, parse_i64, LongDouble};
@@ -340,7 +341,7 @@ pub(crate) fn lookup_read<'s>(
     now_ms: u64,
 ) -> Option<&'s Value> {
     let Shard { dbs, stats, .. } = sh;
-    let found = dbs[db].get(key, now_ms);
+    let found = dbs[db].get_read(key, now_ms);
     if found.is_some() {
         stats.keyspace_hits += 1;
     } else {
@@ -358,7 +359,7 @@ pub(crate) fn lookup_read_mut<'s>(
     now_ms: u64,
 ) -> Option<&'s mut Value> {
     let Shard { dbs, stats, .. } = sh;
-    let found = dbs[db].get_mut(key, now_ms);
+    let found = dbs[db].get_read_mut(key, now_ms);
     if found.is_some() {
         stats.keyspace_hits += 1;
     } else {
@@ -412,6 +413,10 @@ fn store(sh: &mut Shard, db: usize, key: &[u8], data: &[u8], expire_at_ms: Optio
         Entry::with_expiry(Value::Str(Str::from_bytes(data)), expire_at_ms),
     );
     sh.stats.dirty += 1;
+    sh.notify(class::STRING, "set", db, key);
+    if expire_at_ms.is_some() {
+        sh.notify(class::GENERIC, "expire", db, key);
+    }
 }
 
 /// The length of a string grown to `size + append` bytes, or Redis's error when that passes
@@ -560,6 +565,7 @@ fn set(sh: &mut Shard, c: &mut Call) -> Result<()> {
     if o.keepttl {
         sh.dbs[c.db].set_value_keep_ttl(key, Value::Str(Str::from_bytes(c.argv[2])));
         sh.stats.dirty += 1;
+        sh.notify(class::STRING, "set", c.db, key);
     } else {
         store(sh, c.db, key, c.argv[2], expire_at_ms);
     }
@@ -639,6 +645,7 @@ fn getdel(sh: &mut Shard, c: &mut Call) -> Result<()> {
     }
     sh.dbs[c.db].remove(c.argv[1]);
     sh.stats.dirty += 1;
+    sh.notify(class::GENERIC, "del", c.db, c.argv[1]);
     // Logged as DEL, as Redis does.
     sh.rewrite(c.db, &[b"DEL", c.argv[1]]);
     Ok(())
@@ -663,17 +670,20 @@ fn getex(sh: &mut Shard, c: &mut Call) -> Result<()> {
         Some((unit, at)) if unit.absolute() && at <= c.now_ms => {
             db.remove(key);
             sh.stats.dirty += 1;
+            sh.notify(class::GENERIC, "del", c.db, key);
             sh.rewrite(c.db, &[b"DEL", key]);
         }
         Some((_, at)) => {
             db.set_expire(key, Some(at));
             sh.stats.dirty += 1;
+            sh.notify(class::GENERIC, "expire", c.db, key);
             let mut num = itoa::Buffer::new();
             sh.rewrite(c.db, &[b"PEXPIREAT", key, num.format(at).as_bytes()]);
         }
         None if o.persist && db.get(key, c.now_ms).is_some() && db.expire_at(key).is_some() => {
             db.set_expire(key, None);
             sh.stats.dirty += 1;
+            sh.notify(class::GENERIC, "persist", c.db, key);
             sh.rewrite(c.db, &[b"PERSIST", key]);
         }
         None => {}
@@ -765,6 +775,7 @@ fn append(sh: &mut Shard, c: &mut Call) -> Result<()> {
         }
     };
     sh.stats.dirty += 1;
+    sh.notify(class::STRING, "append", c.db, key);
     c.out.int(len as i64);
     Ok(())
 }
@@ -818,6 +829,7 @@ fn setrange(sh: &mut Shard, c: &mut Call) -> Result<()> {
         }
     };
     sh.stats.dirty += 1;
+    sh.notify(class::STRING, "setrange", c.db, key);
     c.out.int(len as i64);
     Ok(())
 }
@@ -897,6 +909,7 @@ fn incr_by(sh: &mut Shard, c: &mut Call, by: i64) -> Result<()> {
         }
     };
     sh.stats.dirty += 1;
+    sh.notify(class::STRING, "incrby", c.db, key);
     c.out.int(value);
     Ok(())
 }
@@ -934,6 +947,7 @@ fn incrbyfloat(sh: &mut Shard, c: &mut Call) -> Result<()> {
         }),
     );
     sh.stats.dirty += 1;
+    sh.notify(class::STRING, "incrbyfloat", c.db, key);
     Ok(())
 }
 

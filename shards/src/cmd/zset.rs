@@ -21,6 +21,7 @@ use super::spec::{
 };
 use super::Call;
 use crate::keyspace::{Db, Entry};
+use crate::notify::class;
 use crate::resp::Reply;
 use crate::shard::Stats;
 use crate::types::set::{Member, Set};
@@ -675,7 +676,7 @@ pub(super) fn read_zset<'s>(
     key: &[u8],
     now_ms: u64,
 ) -> Result<Option<&'s ZSet>> {
-    let found = db.get(key, now_ms);
+    let found = db.get_read(key, now_ms);
     if found.is_some() {
         stats.keyspace_hits += 1;
     } else {
@@ -890,6 +891,10 @@ fn zadd_generic(sh: &mut Shard, c: &mut Call, flags: AddFlags) -> Result<()> {
         if z.is_empty() {
             db.remove(key);
         }
+        if counts.added + counts.updated > 0 {
+            let event = if f.incr { "zincr" } else { "zadd" };
+            sh.notify(class::ZSET, event, c.db, key);
+        }
         failed?;
     }
     sh.stats.dirty += counts.added + counts.updated;
@@ -967,10 +972,17 @@ fn zrem(sh: &mut Shard, c: &mut Call) -> Result<()> {
             }
         }
     }
-    if z.is_empty() {
+    let empty = z.is_empty();
+    if empty {
         db.remove(key);
     }
     sh.stats.dirty += deleted;
+    if deleted > 0 {
+        sh.notify(class::ZSET, "zrem", c.db, key);
+        if empty {
+            sh.notify(class::GENERIC, "del", c.db, key);
+        }
+    }
     c.out.int(deleted as i64);
     Ok(())
 }
@@ -1278,23 +1290,26 @@ fn zrangestore(sh: &mut Shard, c: &mut Call) -> Result<()> {
             out
         }
     };
-    store_result(sh, c, dst, result);
+    store_result(sh, c, dst, result, "zrangestore");
     Ok(())
 }
 
 /// Stores a computed sorted set under `dst` (replacing any value and deadline), or deletes
-/// `dst` when it is empty; answers with the set's size.
-fn store_result(sh: &mut Shard, c: &mut Call, dst: &[u8], mut result: ZSet) {
+/// `dst` when it is empty; answers with the set's size. `event` is the command's (Redis fires
+/// `del` instead when it deletes `dst`).
+fn store_result(sh: &mut Shard, c: &mut Call, dst: &[u8], mut result: ZSet, event: &'static str) {
     let db = &mut sh.dbs[c.db];
     let n = result.len();
     if n == 0 {
         if db.remove(dst).is_some() {
             sh.stats.dirty += 1;
+            sh.notify(class::GENERIC, "del", c.db, dst);
         }
     } else {
         result.shrink();
         db.insert(dst, Entry::new(Value::ZSet(result)));
         sh.stats.dirty += 1;
+        sh.notify(class::ZSET, event, c.db, dst);
     }
     c.out.int(n as i64);
 }
@@ -1305,7 +1320,7 @@ fn store_result(sh: &mut Shard, c: &mut Call, dst: &[u8], mut result: ZSet) {
 /// ZREMRANGEBYRANK key start stop
 fn zremrangebyrank(sh: &mut Shard, c: &mut Call) -> Result<()> {
     let (start, end) = (parse_int(c.argv[2])?, parse_int(c.argv[3])?);
-    remrange_generic(sh, c, |z| {
+    remrange_generic(sh, c, "zremrangebyrank", |z| {
         clip_ranks(start, end, z.len()).map_or(0..0, |(a, b)| a..b + 1)
     })
 }
@@ -1313,19 +1328,20 @@ fn zremrangebyrank(sh: &mut Shard, c: &mut Call) -> Result<()> {
 /// ZREMRANGEBYSCORE key min max
 fn zremrangebyscore(sh: &mut Shard, c: &mut Call) -> Result<()> {
     let range = parse_score_range(c.argv[2], c.argv[3])?;
-    remrange_generic(sh, c, |z| z.score_range(&range))
+    remrange_generic(sh, c, "zremrangebyscore", |z| z.score_range(&range))
 }
 
 /// ZREMRANGEBYLEX key min max
 fn zremrangebylex(sh: &mut Shard, c: &mut Call) -> Result<()> {
     let range = parse_lex_range(c.argv[2], c.argv[3])?;
-    remrange_generic(sh, c, |z| z.lex_range(&range))
+    remrange_generic(sh, c, "zremrangebylex", |z| z.lex_range(&range))
 }
 
 /// Removes the members at the ranks `ranks` picks; deletes the key when it empties.
 fn remrange_generic(
     sh: &mut Shard,
     c: &mut Call,
+    event: &'static str,
     ranks: impl FnOnce(&ZSet) -> std::ops::Range<usize>,
 ) -> Result<()> {
     let key = c.argv[1];
@@ -1348,10 +1364,17 @@ fn remrange_generic(
     for m in &doomed {
         z.remove(m);
     }
-    if z.is_empty() {
+    let empty = z.is_empty();
+    if empty {
         db.remove(key);
     }
     sh.stats.dirty += doomed.len() as u64;
+    if !doomed.is_empty() {
+        sh.notify(class::ZSET, event, c.db, key);
+        if empty {
+            sh.notify(class::GENERIC, "del", c.db, key);
+        }
+    }
     c.out.int(doomed.len() as i64);
     Ok(())
 }
@@ -1431,10 +1454,18 @@ fn pop_generic(
             out.double(s);
         }
     }
-    if z.is_empty() {
+    let empty = z.is_empty();
+    if empty {
         db.remove(key);
     }
     sh.stats.dirty += n as u64;
+    if n > 0 {
+        let event = if max { "zpopmax" } else { "zpopmin" };
+        sh.notify(class::ZSET, event, c.db, key);
+    }
+    if empty {
+        sh.notify(class::GENERIC, "del", c.db, key);
+    }
     // Whichever command popped (ZMPOP, or a blocking one served), the effect is a pop of the
     // one sorted set served, as Redis logs it.
     if n > 0 && sh.propagating() {
@@ -1842,7 +1873,7 @@ fn parse_op_options(rest: &[&[u8]], n: usize, op: SetOp, to: OpTo) -> Result<OpO
 /// `WRONGTYPE` at the first key that is neither a sorted set nor a set.
 fn lookup_sources(sh: &mut Shard, db: usize, keys: &[&[u8]], now_ms: u64) -> Result<()> {
     for key in keys {
-        let found = sh.dbs[db].get(key, now_ms);
+        let found = sh.dbs[db].get_read(key, now_ms);
         if found.is_some() {
             sh.stats.keyspace_hits += 1;
         } else {
@@ -1951,7 +1982,7 @@ fn setop_generic(
     at: usize,
     op: SetOp,
     to: OpTo,
-    name: &str,
+    name: &'static str,
 ) -> Result<()> {
     let argv = c.argv;
     let keys = parse_numkeys(argv, at, name)?;
@@ -1988,7 +2019,7 @@ fn setop_generic(
     };
     result.sort_by(|a, b| cmp_pair(a.1, &a.0, b.1, &b.0));
     match to {
-        OpTo::Store(dst) => store_result(sh, c, dst, ZSet::from_sorted(&result, lim)),
+        OpTo::Store(dst) => store_result(sh, c, dst, ZSet::from_sorted(&result, lim), name),
         _ => {
             let out = &mut c.out;
             begin_members(out, result.len(), o.withscores);
