@@ -118,6 +118,13 @@ pub const OPTIONS: &[OptDef] = &[
         "AOF base name",
     ),
     opt(
+        "notify-keyspace-events",
+        "",
+        Kind::Str,
+        true,
+        "keyspace notification classes (K, E, g, $, l, s, h, z, x, e, t, m, d, n, A)",
+    ),
+    opt(
         "client-output-buffer-limit",
         "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60",
         Kind::Str,
@@ -442,6 +449,12 @@ pub fn normalise(def: &OptDef, value: &str) -> Result<String, String> {
             "no" => Ok("no".into()),
             _ => Err("argument must be 'yes' or 'no'".into()),
         },
+        Kind::Str if def.name == "notify-keyspace-events" => {
+            let flags = shards::shard::parse_flags(value).ok_or_else(|| {
+                "Invalid event class character. Use 'Ag$lshzxeKEtmdn'.".to_string()
+            })?;
+            Ok(shards::shard::flags_to_string(flags))
+        }
         Kind::Str if def.name == "save" => {
             crate::save::check_save_points(value)?;
             Ok(value.split_whitespace().collect::<Vec<_>>().join(" "))

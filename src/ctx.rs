@@ -356,6 +356,8 @@ impl ShardCtx {
             c.hll_sparse_max_bytes = n("hll-sparse-max-bytes");
         }
         self.aof_config();
+        self.engine.borrow_mut().notify_flags =
+            shards::shard::parse_flags(&cfg.get("notify-keyspace-events")).unwrap_or(0);
         self.pubsub_limits.set(crate::pubsub::output_limits(
             &cfg.get("client-output-buffer-limit"),
         ));
@@ -432,6 +434,7 @@ impl ShardCtx {
         crate::txn::pump(self);
         self.serve_ready();
         self.aof_collect();
+        crate::pubsub::notify_events(self);
         self.flush_outbox();
         self.flush_responses();
     }

@@ -273,7 +273,8 @@ pub fn deliver(
     channel: &[u8],
     message: &[u8],
 ) -> i64 {
-    let (direct, matched): (Vec<Token>, Vec<(Vec<u8>, Vec<Token>)>) = {
+    type Matched = Vec<(Vec<u8>, Vec<Token>)>;
+    let (direct, matched): (Vec<Token>, Matched) = {
         let subs = ctx.subs.borrow();
         let direct_table = if shard { &subs.shard } else { &subs.channels };
         let direct = direct_table.get(channel).cloned().unwrap_or_default();
@@ -395,13 +396,14 @@ pub enum PubsubQuery {
 
 fn pubsub(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
     let sub = argv[1];
-    let ask = |q: PubsubQuery| (0..ctx.n).map(|s| (s, ReqBody::Pubsub(q.clone()))).collect();
+    let ask = |q: PubsubQuery| {
+        (0..ctx.n)
+            .map(|s| (s, ReqBody::Pubsub(q.clone())))
+            .collect()
+    };
     if eq_ic(sub, "channels") || eq_ic(sub, "shardchannels") {
         if argv.len() > 3 {
-            return Err(Error::WrongArity(format!(
-                "pubsub|{}",
-                String::from_utf8_lossy(sub).to_ascii_lowercase()
-            )));
+            return Err(unknown_sub(sub));
         }
         let kind = if eq_ic(sub, "channels") {
             Kind::Channel
@@ -422,7 +424,7 @@ fn pubsub(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> 
         );
     } else if eq_ic(sub, "numpat") {
         if argv.len() != 2 {
-            return Err(Error::WrongArity("pubsub|numpat".into()));
+            return Err(unknown_sub(sub));
         }
         crate::dispatch::fan_out(
             ctx,
@@ -495,12 +497,17 @@ fn pubsub(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> 
             r.simple(l);
         }
     } else {
-        return Err(Error::err(format!(
-            "unknown subcommand '{}'. Try PUBSUB HELP.",
-            String::from_utf8_lossy(sub)
-        )));
+        return Err(unknown_sub(sub));
     }
     Ok(())
+}
+
+/// Redis's reply to a PUBSUB subcommand it does not know or got the wrong arguments for.
+fn unknown_sub(sub: &[u8]) -> Error {
+    Error::err(format!(
+        "unknown subcommand or wrong number of arguments for '{}'. Try PUBSUB HELP.",
+        String::from_utf8_lossy(sub)
+    ))
 }
 
 fn names_of(results: Vec<(usize, RepBody)>) -> Vec<Vec<u8>> {
@@ -543,4 +550,29 @@ pub fn over_limit(ctx: &ShardCtx, conn: &mut Conn, now_ms: u64) -> bool {
     }
     subs.soft_since = None;
     false
+}
+
+/// Publishes the keyspace events the engine recorded (`notify-keyspace-events`):
+/// `__keyspace@<db>__:<key>` with the event, `__keyevent@<db>__:<event>` with the key.
+pub fn notify_events(ctx: &ShardCtx) {
+    let events = {
+        let mut e = ctx.engine.borrow_mut();
+        if e.events.is_empty() {
+            return;
+        }
+        std::mem::take(&mut e.events)
+    };
+    let flags = ctx.engine.borrow().notify_flags;
+    use shards::shard::class;
+    for ev in events {
+        if flags & class::KEYSPACE != 0 {
+            let mut ch = format!("__keyspace@{}__:", ev.db).into_bytes();
+            ch.extend_from_slice(&ev.key);
+            broadcast(ctx, ch, ev.event.as_bytes().to_vec());
+        }
+        if flags & class::KEYEVENT != 0 {
+            let ch = format!("__keyevent@{}__:{}", ev.db, ev.event).into_bytes();
+            broadcast(ctx, ch, ev.key.clone());
+        }
+    }
 }

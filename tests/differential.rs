@@ -294,6 +294,7 @@ const CORPUS: &[&str] = &[
     "geo.redis",
     "dump.redis",
     "persistence.redis",
+    "pubsub.redis",
 ];
 
 #[test]
@@ -328,6 +329,11 @@ fn keys() {
 #[test]
 fn dump() {
     check("dump.redis");
+}
+
+#[test]
+fn pubsub() {
+    check("pubsub.redis");
 }
 
 #[test]

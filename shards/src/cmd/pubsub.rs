@@ -169,4 +169,3 @@ const PUBSUB_SUBCOMMANDS: &[CommandSpec] = &[
         ..PUBSUB_SUB
     },
 ];
-
