@@ -99,6 +99,8 @@ pub struct Conn {
     pub held_len: usize,
     /// Pub/Sub subscriptions (None: never subscribed).
     pub subs: Option<Box<crate::pubsub::ConnSubs>>,
+    /// Pub/Sub messages were written to `wbuf` and the connection is queued to be flushed.
+    pub flush_queued: bool,
 }
 
 impl Conn {
@@ -140,6 +142,7 @@ impl Conn {
             hold_until: 0,
             held_len: 0,
             subs: None,
+            flush_queued: false,
         }
     }
 

@@ -164,6 +164,8 @@ pub struct ShardCtx {
     pub subs: RefCell<crate::pubsub::Subs>,
     /// `client-output-buffer-limit pubsub`: hard bytes, soft bytes, soft seconds.
     pub pubsub_limits: Cell<(u64, u64, u64)>,
+    /// Connections that got Pub/Sub messages this loop iteration, to write out at its end.
+    pub flush_later: RefCell<Vec<Token>>,
 }
 
 impl ShardCtx {
@@ -241,6 +243,7 @@ impl ShardCtx {
             aof_live: RefCell::new(None),
             subs: RefCell::new(Default::default()),
             pubsub_limits: Cell::new((32 << 20, 8 << 20, 60)),
+            flush_later: RefCell::new(Vec::new()),
         });
         *ctx.me.borrow_mut() = Rc::downgrade(&ctx);
         ctx.engine.borrow_mut().dbs = start.dbs;
@@ -435,6 +438,7 @@ impl ShardCtx {
         self.serve_ready();
         self.aof_collect();
         crate::pubsub::notify_events(self);
+        crate::pubsub::flush_delivered(self);
         self.flush_outbox();
         self.flush_responses();
     }

@@ -840,6 +840,7 @@ fn gather_run(
             engine.stats.cmd_stat(l).failed_calls += 1;
         }
     }
+    absorb_events(ctx, &mut scratch);
     if blocked.is_some() && conn.live.is_some() {
         // Inside a block run live a blocking command does not block.
         reply = crate::block::cannot_block_reply(l.spec.name, proto);
@@ -889,7 +890,18 @@ pub fn scratch_with(ctx: &ShardCtx, entries: &[(u8, Key, Option<Entry>)]) -> Sha
         scratch.import(*db as usize, vec![(k.clone(), e.clone())]);
     }
     scratch.stats = Default::default();
+    // The commands run on the copies raise their keyspace events here; they are published
+    // with this shard's own (see `absorb_events`).
+    scratch.notify_flags = ctx.engine.borrow().notify_flags;
     scratch
+}
+
+/// Takes the keyspace events a scratch shard recorded into this shard's, to be published.
+pub fn absorb_events(ctx: &ShardCtx, scratch: &mut Shard) {
+    if !scratch.events.is_empty() {
+        let events = std::mem::take(&mut scratch.events);
+        ctx.engine.borrow_mut().events.extend(events);
+    }
 }
 
 /// Ends a transaction that ran on copies in `scratch`: sends each changed entry back to its

@@ -421,6 +421,7 @@ fn exec_on_copies(
                 engine.stats.absorb(&scratch.stats);
                 engine.stats.absorb_calls(&scratch.stats);
             }
+            crate::dispatch::absorb_events(ctx, &mut scratch);
             crate::dispatch::write_back(ctx, conn, tx, held, before, &mut scratch, reply);
         }),
     );

@@ -297,12 +297,20 @@ pub fn deliver(
             n += 1;
             return;
         }
-        let Some(mut c) = ctx.conns.borrow_mut().take(t) else {
+        let mut conns = ctx.conns.borrow_mut();
+        let Some(mut c) = conns.take(t) else {
             return;
         };
         write(&mut c);
         n += 1;
-        ctx.finish(c);
+        // Written out at the end of the loop iteration, with whatever else it gets by then
+        // (one write for many messages, as Redis writes its clients' buffers before sleeping).
+        let first = c.pending_output() == 0 || !c.flush_queued;
+        c.flush_queued = true;
+        conns.put_back(c);
+        if first {
+            ctx.flush_later.borrow_mut().push(t);
+        }
     };
     for t in direct {
         send(t, &|c: &mut Conn| {
@@ -326,6 +334,21 @@ pub fn deliver(
         }
     }
     n
+}
+
+/// Writes out the connections that got messages during this loop iteration.
+pub fn flush_delivered(ctx: &ShardCtx) {
+    if ctx.flush_later.borrow().is_empty() {
+        return;
+    }
+    let tokens = std::mem::take(&mut *ctx.flush_later.borrow_mut());
+    for t in tokens {
+        let Some(mut c) = ctx.conns.borrow_mut().take(t) else {
+            continue;
+        };
+        c.flush_queued = false;
+        ctx.finish(c);
+    }
 }
 
 /// Sends `message` on `channel` to every shard's subscribers, answering no one (keyspace

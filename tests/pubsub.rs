@@ -250,6 +250,24 @@ fn keyspace_notifications_reach_subscribers() {
     }
     assert_eq!(space.read_reply(), message("__keyspace@0__:k2", "lpush"));
     assert_eq!(space.read_reply(), message("__keyspace@0__:k2", "del"));
+    // Commands that run on copies (an EXEC block, a RENAME gathered from another shard) raise
+    // their events too.
+    admin.cmd(&["MULTI"]);
+    admin.cmd(&["SET", "t1", "a"]);
+    admin.cmd(&["SET", "t2", "b"]);
+    admin.cmd(&["EXEC"]);
+    admin.cmd(&["RENAME", "t1", "t3"]);
+    let want = [
+        ("set", "t1"),
+        ("set", "t2"),
+        ("rename_from", "t1"),
+        ("rename_to", "t3"),
+    ];
+    let got: Vec<Vec<u8>> = (0..want.len()).map(|_| events.read_reply()).collect();
+    for (event, key) in want {
+        let m = pmessage("__keyevent@0__:*", &format!("__keyevent@0__:{event}"), key);
+        assert!(got.contains(&m), "missing {event} {key}");
+    }
     assert!(admin
         .cmd(&["CONFIG", "SET", "notify-keyspace-events", "Kq"])
         .starts_with(b"-ERR CONFIG SET failed"));
