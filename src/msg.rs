@@ -137,6 +137,16 @@ pub enum RepBody {
     Counts(Vec<i64>),
 }
 
+impl RepBody {
+    /// The sum of the counts among shards' answers (others count 0).
+    pub fn count_sum(results: &[(usize, RepBody)]) -> i64 {
+        results
+            .iter()
+            .map(|(_, b)| if let RepBody::Count(n) = b { *n } else { 0 })
+            .sum()
+    }
+}
+
 /// What INFO needs from a shard.
 #[derive(Default, Clone)]
 pub struct ShardStats {

@@ -252,13 +252,7 @@ fn publish(ctx: &ShardCtx, conn: &mut Conn, shard: bool, channel: &[u8], message
         conn,
         parts,
         Box::new(|_, conn, results| {
-            let n: i64 = results
-                .iter()
-                .map(|(_, b)| match b {
-                    RepBody::Count(n) => *n,
-                    _ => 0,
-                })
-                .sum();
+            let n = RepBody::count_sum(&results);
             conn.reply().int(n);
         }),
     );
@@ -499,7 +493,6 @@ fn pubsub(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> 
         );
     } else if eq_ic(sub, "help") && argv.len() == 2 {
         let lines = [
-            "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
             "CHANNELS [<pattern>]",
             "    Return the currently active channels matching a <pattern> (default: '*').",
             "NUMPAT",
@@ -511,14 +504,8 @@ fn pubsub(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> 
             "    Return the currently active shard level channels matching a <pattern> (default: '*').",
             "SHARDNUMSUB [<shardchannel> ...]",
             "    Return the number of subscribers for the specified shard level channel(s)",
-            "HELP",
-            "    Prints this help.",
         ];
-        let mut r = conn.reply();
-        r.array(lines.len());
-        for l in lines {
-            r.simple(l);
-        }
+        crate::server_cmds::help(conn, "PUBSUB", &lines);
     } else {
         return Err(unknown_sub(sub));
     }

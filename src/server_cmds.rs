@@ -250,7 +250,7 @@ fn client(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Result<
     Ok(())
 }
 
-fn help(conn: &mut Conn, cmd: &str, lines: &[&str]) {
+pub fn help(conn: &mut Conn, cmd: &str, lines: &[&str]) {
     let mut r = conn.reply();
     r.array(lines.len() + 3);
     r.simple(&format!(
@@ -343,10 +343,7 @@ fn client_unblock(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(),
         conn,
         parts,
         Box::new(|_, conn, results| {
-            let n: i64 = results
-                .iter()
-                .map(|(_, b)| if let RepBody::Count(n) = b { *n } else { 0 })
-                .sum();
+            let n = RepBody::count_sum(&results);
             conn.reply().int(n.min(1));
         }),
     );
