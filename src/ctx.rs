@@ -402,6 +402,9 @@ impl ShardCtx {
                 }
                 glommio::yield_if_needed().await;
             }
+            // What the expiry logged (AOF DELs, `expired` events) goes out now, not with the
+            // next client's request.
+            self.end_of_batch();
         }
     }
 
@@ -1090,6 +1093,17 @@ impl ShardCtx {
             }
             ReqBody::Tx { .. } => crate::txn::serve(self, from, p),
             ReqBody::WatchKeys(keys) => crate::multi::serve_watch(self, keys),
+            ReqBody::ShardSub { channels, add } => {
+                crate::pubsub::serve_shard_sub(self, from, p.conn, channels, *add)
+            }
+            ReqBody::ShardDeliver {
+                conns,
+                channel,
+                message,
+            } => {
+                crate::pubsub::deliver_to(self, None, conns, b"smessage", channel, message);
+                RepBody::Ack
+            }
             ReqBody::UnwatchKeys(keys) => {
                 let mut engine = self.engine.borrow_mut();
                 for (db, k) in keys {

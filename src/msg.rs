@@ -67,6 +67,14 @@ pub enum ReqBody {
     },
     /// A PUBSUB question about this shard's subscriptions.
     Pubsub(crate::pubsub::PubsubQuery),
+    /// SSUBSCRIBE / SUNSUBSCRIBE of the sending connection, to the owner of the channels' slots.
+    ShardSub { channels: Vec<Vec<u8>>, add: bool },
+    /// SPUBLISH's message, from the channel's owner, for these connections of this shard.
+    ShardDeliver {
+        conns: Vec<Token>,
+        channel: Vec<u8>,
+        message: Vec<u8>,
+    },
     /// DEBUG POPULATE: create the keys `<prefix>:<i>` (i < count) of this shard that are absent.
     Populate {
         db: u8,

@@ -78,20 +78,36 @@ impl ConnSubs {
     }
 }
 
-/// The subscriptions of one shard's connections.
+/// The subscriptions of one shard's connections to channels and patterns, and the subscribers
+/// (on any shard) of the shard channels whose slot this shard owns.
 #[derive(Default)]
 pub struct Subs {
     channels: HashMap<Vec<u8>, Vec<Token>, ahash::RandomState>,
     patterns: HashMap<Vec<u8>, Vec<Token>, ahash::RandomState>,
-    shard: HashMap<Vec<u8>, Vec<Token>, ahash::RandomState>,
+    /// Shard channel → (shard of the connection, connection).
+    owned: HashMap<Vec<u8>, Vec<(usize, Token)>, ahash::RandomState>,
 }
 
 impl Subs {
     fn table(&mut self, kind: Kind) -> &mut HashMap<Vec<u8>, Vec<Token>, ahash::RandomState> {
         match kind {
-            Kind::Channel => &mut self.channels,
             Kind::Pattern => &mut self.patterns,
-            Kind::Shard => &mut self.shard,
+            _ => &mut self.channels,
+        }
+    }
+
+    /// A subscriber of a shard channel this shard owns comes (`add`) or goes.
+    pub fn own(&mut self, channel: &[u8], who: (usize, Token), add: bool) {
+        if add {
+            let list = self.owned.entry(channel.to_vec()).or_default();
+            if !list.contains(&who) {
+                list.push(who);
+            }
+        } else if let Some(list) = self.owned.get_mut(channel) {
+            list.retain(|x| *x != who);
+            if list.is_empty() {
+                self.owned.remove(channel);
+            }
         }
     }
 
@@ -137,14 +153,12 @@ pub fn handle(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Err
     match name.as_str() {
         "subscribe" => subscribe(ctx, conn, Kind::Channel, &argv[1..]),
         "psubscribe" => subscribe(ctx, conn, Kind::Pattern, &argv[1..]),
-        "ssubscribe" => subscribe(ctx, conn, Kind::Shard, &argv[1..]),
+        "ssubscribe" => shard_subscribe(ctx, conn, &argv[1..], true),
         "unsubscribe" => unsubscribe(ctx, conn, Kind::Channel, &argv[1..]),
         "punsubscribe" => unsubscribe(ctx, conn, Kind::Pattern, &argv[1..]),
-        "sunsubscribe" => unsubscribe(ctx, conn, Kind::Shard, &argv[1..]),
-        "publish" | "spublish" => {
-            let shard = name == "spublish";
-            publish(ctx, conn, shard, argv[1], argv[2]);
-        }
+        "sunsubscribe" => shard_subscribe(ctx, conn, &argv[1..], false),
+        "publish" => publish(ctx, conn, argv[1], argv[2]),
+        "spublish" => shard_publish(ctx, conn, argv[1], argv[2]),
         "ping" => {
             // RESP2 with subscriptions: PING answers as a message would come.
             let mut r = conn.reply();
@@ -222,19 +236,221 @@ pub fn unsubscribe_all(ctx: &ShardCtx, conn: &mut Conn) {
     let Some(subs) = conn.subs.take() else {
         return;
     };
-    let mut table = ctx.subs.borrow_mut();
-    for (kind, set) in [
-        (Kind::Channel, &subs.channels),
-        (Kind::Pattern, &subs.patterns),
-        (Kind::Shard, &subs.shard),
-    ] {
-        for name in set {
-            table.remove(kind, name, conn.token);
+    {
+        let mut table = ctx.subs.borrow_mut();
+        for (kind, set) in [
+            (Kind::Channel, &subs.channels),
+            (Kind::Pattern, &subs.patterns),
+        ] {
+            for name in set {
+                table.remove(kind, name, conn.token);
+            }
+        }
+    }
+    // Shard channels are registered with the shards that own their slots.
+    let mut per_owner: Vec<Vec<Vec<u8>>> = vec![Vec::new(); ctx.n];
+    for name in &subs.shard {
+        per_owner[crate::dispatch::shard_of(ctx, name)].push(name.clone());
+    }
+    for (owner, channels) in per_owner.into_iter().enumerate() {
+        if channels.is_empty() {
+            continue;
+        }
+        if owner == ctx.id {
+            let mut table = ctx.subs.borrow_mut();
+            for c in &channels {
+                table.own(c, (ctx.id, conn.token), false);
+            }
+        } else {
+            ctx.send_unanswered(
+                owner,
+                conn.token,
+                ReqBody::ShardSub {
+                    channels,
+                    add: false,
+                },
+            );
         }
     }
 }
 
-fn publish(ctx: &ShardCtx, conn: &mut Conn, shard: bool, channel: &[u8], message: &[u8]) {
+/// SSUBSCRIBE / SUNSUBSCRIBE: each shard channel is registered with (or removed from) the shard
+/// that owns its slot, and the replies leave once every owner has it, so a message published
+/// right after the reply reaches this connection.
+fn shard_subscribe(ctx: &ShardCtx, conn: &mut Conn, names: &[&[u8]], add: bool) {
+    let kind = Kind::Shard;
+    let names: Vec<Vec<u8>> = if names.is_empty() && !add {
+        conn.subs
+            .as_mut()
+            .map(|s| s.set(kind).iter().cloned().collect())
+            .unwrap_or_default()
+    } else {
+        names.iter().map(|n| n.to_vec()).collect()
+    };
+    if names.is_empty() {
+        let count = conn.subs.as_ref().map_or(0, |s| s.count(kind));
+        let mut r = conn.reply();
+        header(&mut r, 3);
+        r.bulk(kind.unsub_name().as_bytes());
+        r.null();
+        r.int(count as i64);
+        return;
+    }
+    // The replies, with the counts after each, are known now; the registrations go out.
+    let mut replies = Vec::new();
+    let mut per_owner: Vec<Vec<Vec<u8>>> = vec![Vec::new(); ctx.n];
+    for name in &names {
+        let subs = conn.subs.get_or_insert_with(Default::default);
+        let changed = if add {
+            subs.set(kind).insert(name.clone())
+        } else {
+            subs.set(kind).shift_remove(name.as_slice())
+        };
+        if changed {
+            per_owner[crate::dispatch::shard_of(ctx, name)].push(name.clone());
+        }
+        let count = subs.count(kind);
+        let mut r = Reply::new(&mut replies, conn.proto);
+        header(&mut r, 3);
+        r.bulk(
+            if add {
+                kind.sub_name()
+            } else {
+                kind.unsub_name()
+            }
+            .as_bytes(),
+        );
+        r.bulk(name);
+        r.int(count as i64);
+    }
+    let parts: Vec<(usize, ReqBody)> = per_owner
+        .into_iter()
+        .enumerate()
+        .filter(|(_, c)| !c.is_empty())
+        .map(|(s, channels)| (s, ReqBody::ShardSub { channels, add }))
+        .collect();
+    crate::dispatch::fan_out(
+        ctx,
+        conn,
+        parts,
+        Box::new(move |_, conn, _| conn.wbuf.extend_from_slice(&replies)),
+    );
+}
+
+/// Serves a shard-channel (un)registration for connection `conn` of shard `from`.
+pub fn serve_shard_sub(
+    ctx: &ShardCtx,
+    from: usize,
+    conn: Token,
+    channels: &[Vec<u8>],
+    add: bool,
+) -> RepBody {
+    let mut table = ctx.subs.borrow_mut();
+    for c in channels {
+        table.own(c, (from, conn), add);
+    }
+    RepBody::Ack
+}
+
+/// SPUBLISH: to the shard that owns the channel's slot, which sends the message to each
+/// subscriber's shard.
+fn shard_publish(ctx: &ShardCtx, conn: &mut Conn, channel: &[u8], message: &[u8]) {
+    let owner = crate::dispatch::shard_of(ctx, channel);
+    let parts = vec![(
+        owner,
+        ReqBody::Publish {
+            shard: true,
+            channel: channel.to_vec(),
+            message: message.to_vec(),
+        },
+    )];
+    crate::dispatch::fan_out(
+        ctx,
+        conn,
+        parts,
+        Box::new(|_, conn, results| {
+            let n = RepBody::count_sum(&results);
+            conn.reply().int(n);
+        }),
+    );
+}
+
+/// At the owner of a shard channel: sends the message to every subscriber's shard (this one's
+/// directly); returns how many subscribers there are.
+fn deliver_owned(ctx: &ShardCtx, me: Option<&mut Conn>, channel: &[u8], message: &[u8]) -> i64 {
+    let subscribers = ctx
+        .subs
+        .borrow()
+        .owned
+        .get(channel)
+        .cloned()
+        .unwrap_or_default();
+    let mut per_shard: Vec<Vec<Token>> = vec![Vec::new(); ctx.n];
+    for (s, t) in &subscribers {
+        if let Some(list) = per_shard.get_mut(*s) {
+            list.push(*t);
+        }
+    }
+    for (s, tokens) in per_shard.iter().enumerate() {
+        if tokens.is_empty() || s == ctx.id {
+            continue;
+        }
+        ctx.send_unanswered(
+            s,
+            Token::default(),
+            ReqBody::ShardDeliver {
+                conns: tokens.clone(),
+                channel: channel.to_vec(),
+                message: message.to_vec(),
+            },
+        );
+    }
+    let local = std::mem::take(&mut per_shard[ctx.id]);
+    deliver_to(ctx, me, &local, b"smessage", channel, message);
+    subscribers.len() as i64
+}
+
+/// Writes a message to these connections of this shard (`me`: the one being served now).
+pub fn deliver_to(
+    ctx: &ShardCtx,
+    mut me: Option<&mut Conn>,
+    tokens: &[Token],
+    kind: &[u8],
+    channel: &[u8],
+    message: &[u8],
+) -> i64 {
+    let mut n = 0;
+    for &t in tokens {
+        let write = |c: &mut Conn| {
+            let mut r = Reply::new(&mut c.wbuf, c.proto);
+            header(&mut r, 3);
+            r.bulk(kind);
+            r.bulk(channel);
+            r.bulk(message);
+        };
+        if let Some(c) = me.as_deref_mut().filter(|c| c.token == t) {
+            write(c);
+            n += 1;
+            continue;
+        }
+        let mut conns = ctx.conns.borrow_mut();
+        let Some(mut c) = conns.take(t) else {
+            continue;
+        };
+        write(&mut c);
+        n += 1;
+        let first = !c.flush_queued;
+        c.flush_queued = true;
+        conns.put_back(c);
+        if first {
+            ctx.flush_later.borrow_mut().push(t);
+        }
+    }
+    n
+}
+
+fn publish(ctx: &ShardCtx, conn: &mut Conn, channel: &[u8], message: &[u8]) {
+    let shard = false;
     let parts = (0..ctx.n)
         .map(|s| {
             (
@@ -268,9 +484,12 @@ pub fn deliver(
     message: &[u8],
 ) -> i64 {
     type Matched = Vec<(Vec<u8>, Vec<Token>)>;
+    if shard {
+        return deliver_owned(ctx, me, channel, message);
+    }
     let (direct, matched): (Vec<Token>, Matched) = {
         let subs = ctx.subs.borrow();
-        let direct_table = if shard { &subs.shard } else { &subs.channels };
+        let direct_table = &subs.channels;
         let direct = direct_table.get(channel).cloned().unwrap_or_default();
         let matched = if shard {
             Vec::new()
@@ -367,14 +586,14 @@ pub fn serve_query(ctx: &ShardCtx, q: &PubsubQuery) -> RepBody {
     let subs = ctx.subs.borrow();
     match q {
         PubsubQuery::Names { kind, pattern } => {
-            let table = match kind {
-                Kind::Channel => &subs.channels,
-                Kind::Pattern => &subs.patterns,
-                Kind::Shard => &subs.shard,
+            let names: Vec<&Vec<u8>> = match kind {
+                Kind::Channel => subs.channels.keys().collect(),
+                Kind::Pattern => subs.patterns.keys().collect(),
+                Kind::Shard => subs.owned.keys().collect(),
             };
             RepBody::Names(
-                table
-                    .keys()
+                names
+                    .into_iter()
                     .filter(|c| {
                         pattern
                             .as_ref()
@@ -384,18 +603,15 @@ pub fn serve_query(ctx: &ShardCtx, q: &PubsubQuery) -> RepBody {
                     .collect(),
             )
         }
-        PubsubQuery::Counts { kind, names } => {
-            let table = match kind {
-                Kind::Shard => &subs.shard,
-                _ => &subs.channels,
-            };
-            RepBody::Counts(
-                names
-                    .iter()
-                    .map(|n| table.get(n).map_or(0, |l| l.len() as i64))
-                    .collect(),
-            )
-        }
+        PubsubQuery::Counts { kind, names } => RepBody::Counts(
+            names
+                .iter()
+                .map(|n| match kind {
+                    Kind::Shard => subs.owned.get(n).map_or(0, |l| l.len() as i64),
+                    _ => subs.channels.get(n).map_or(0, |l| l.len() as i64),
+                })
+                .collect(),
+        ),
     }
 }
 

@@ -272,3 +272,111 @@ fn keyspace_notifications_reach_subscribers() {
         .cmd(&["CONFIG", "SET", "notify-keyspace-events", "Kq"])
         .starts_with(b"-ERR CONFIG SET failed"));
 }
+
+#[test]
+fn shard_channels_go_through_their_slots_shard() {
+    let server = Server::start(&[]);
+    let smessage = |channel: &str, msg: &str| {
+        format!(
+            "*3\r\n$8\r\nsmessage\r\n${}\r\n{channel}\r\n${}\r\n{msg}\r\n",
+            channel.len(),
+            msg.len()
+        )
+        .into_bytes()
+    };
+    // Channels of both shards' slots, subscribers on both shards.
+    let channels = ["s1", "s2", "s3", "s4"];
+    let mut subs: Vec<RawConn> = (0..6)
+        .map(|_| {
+            let mut c = server.raw();
+            c.send(&encode(&["SSUBSCRIBE", "s1", "s2", "s3", "s4"]));
+            for (i, ch) in channels.iter().enumerate() {
+                assert_eq!(
+                    c.read_reply(),
+                    format!("*3\r\n$10\r\nssubscribe\r\n$2\r\n{ch}\r\n:{}\r\n", i + 1).into_bytes()
+                );
+            }
+            c
+        })
+        .collect();
+    let mut publisher = server.raw();
+    for ch in channels {
+        for i in 0..20 {
+            assert_eq!(
+                publisher.cmd(&["SPUBLISH", ch, &format!("m{i}")]),
+                b":6\r\n"
+            );
+        }
+    }
+    for s in &mut subs {
+        for ch in channels {
+            for i in 0..20 {
+                assert_eq!(s.read_reply(), smessage(ch, &format!("m{i}")));
+            }
+        }
+    }
+    assert_eq!(
+        publisher.cmd(&["PUBSUB", "SHARDNUMSUB", "s1", "s4", "x"]),
+        b"*6\r\n$2\r\ns1\r\n:6\r\n$2\r\ns4\r\n:6\r\n$1\r\nx\r\n:0\r\n"
+    );
+    let names = publisher.cmd(&["PUBSUB", "SHARDCHANNELS"]);
+    assert!(names.starts_with(b"*4\r\n"), "{}", escape(&names));
+    // SUNSUBSCRIBE of one channel, then the connections go: nothing is left anywhere.
+    assert_eq!(
+        subs[0].cmd(&["SUNSUBSCRIBE", "s2"]),
+        b"*3\r\n$12\r\nsunsubscribe\r\n$2\r\ns2\r\n:3\r\n"
+    );
+    assert_eq!(publisher.cmd(&["SPUBLISH", "s2", "x"]), b":5\r\n");
+    drop(subs);
+    eventually("the shard subscriptions to go", || {
+        publisher.cmd(&["PUBSUB", "SHARDNUMSUB", "s1", "s2", "s3", "s4"])
+            == b"*8\r\n$2\r\ns1\r\n:0\r\n$2\r\ns2\r\n:0\r\n$2\r\ns3\r\n:0\r\n$2\r\ns4\r\n:0\r\n"
+    });
+    assert_eq!(publisher.cmd(&["PUBSUB", "SHARDCHANNELS"]), b"*0\r\n");
+}
+
+#[test]
+fn a_subscriber_over_the_soft_limit_for_its_seconds_is_disconnected() {
+    let server = Server::start(&[
+        "--client-output-buffer-limit",
+        "normal 0 0 0 slave 268435456 67108864 60 pubsub 0 65536 1",
+    ]);
+    let mut slow = subscribe(&server, "SUBSCRIBE", "drip");
+    let mut publisher = server.raw();
+    let payload = "y".repeat(4096);
+    // Keep the slow subscriber over 64 KiB (past the socket buffers) for more than a second.
+    let end = Instant::now() + Duration::from_millis(2500);
+    while Instant::now() < end {
+        for _ in 0..200 {
+            publisher.send(&encode(&["PUBLISH", "drip", &payload]));
+        }
+        for _ in 0..200 {
+            publisher.read_reply();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eventually("the slow subscriber to be closed", || {
+        publisher.cmd(&["PUBSUB", "NUMSUB", "drip"]) == b"*2\r\n$4\r\ndrip\r\n:0\r\n"
+    });
+    slow.set_read_timeout(Duration::from_secs(10));
+    while slow.try_read_reply().is_ok() {}
+    assert!(
+        server.log().contains("output buffer limits"),
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
+fn active_expiry_publishes_expired_events() {
+    let server = Server::start(&["--notify-keyspace-events", "Ex"]);
+    let mut events = subscribe(&server, "SUBSCRIBE", "__keyevent@0__:expired");
+    let mut admin = server.raw();
+    admin.cmd(&["SET", "soon", "v", "PX", "50"]);
+    // Nobody touches the key: the active expiry cycle deletes it and the event goes out.
+    events.set_read_timeout(Duration::from_secs(5));
+    assert_eq!(
+        events.read_reply(),
+        message("__keyevent@0__:expired", "soon")
+    );
+}
