@@ -413,21 +413,33 @@ fn deliver_owned(ctx: &ShardCtx, me: Option<&mut Conn>, channel: &[u8], message:
 /// Writes a message to these connections of this shard (`me`: the one being served now).
 pub fn deliver_to(
     ctx: &ShardCtx,
-    mut me: Option<&mut Conn>,
+    me: Option<&mut Conn>,
     tokens: &[Token],
     kind: &[u8],
     channel: &[u8],
     message: &[u8],
 ) -> i64 {
+    write_to(ctx, me, tokens, &|c: &mut Conn| {
+        let mut r = Reply::new(&mut c.wbuf, c.proto);
+        header(&mut r, 3);
+        r.bulk(kind);
+        r.bulk(channel);
+        r.bulk(message);
+    })
+}
+
+/// Applies `write` to each of these connections of this shard and queues them to be written
+/// out at the end of the loop iteration, with whatever else they get by then (one write for
+/// many messages, as Redis writes its clients' buffers before it sleeps). Returns how many
+/// there were.
+fn write_to(
+    ctx: &ShardCtx,
+    mut me: Option<&mut Conn>,
+    tokens: &[Token],
+    write: &dyn Fn(&mut Conn),
+) -> i64 {
     let mut n = 0;
     for &t in tokens {
-        let write = |c: &mut Conn| {
-            let mut r = Reply::new(&mut c.wbuf, c.proto);
-            header(&mut r, 3);
-            r.bulk(kind);
-            r.bulk(channel);
-            r.bulk(message);
-        };
         if let Some(c) = me.as_deref_mut().filter(|c| c.token == t) {
             write(c);
             n += 1;
@@ -483,68 +495,38 @@ pub fn deliver(
     channel: &[u8],
     message: &[u8],
 ) -> i64 {
-    type Matched = Vec<(Vec<u8>, Vec<Token>)>;
     if shard {
         return deliver_owned(ctx, me, channel, message);
     }
+    type Matched = Vec<(Vec<u8>, Vec<Token>)>;
     let (direct, matched): (Vec<Token>, Matched) = {
         let subs = ctx.subs.borrow();
-        let direct_table = &subs.channels;
-        let direct = direct_table.get(channel).cloned().unwrap_or_default();
-        let matched = if shard {
-            Vec::new()
-        } else {
-            subs.patterns
-                .iter()
-                .filter(|(p, _)| shards::glob::matches(p, channel, false))
-                .map(|(p, t)| (p.clone(), t.clone()))
-                .collect()
-        };
+        let direct = subs.channels.get(channel).cloned().unwrap_or_default();
+        let matched = subs
+            .patterns
+            .iter()
+            .filter(|(p, _)| shards::glob::matches(p, channel, false))
+            .map(|(p, t)| (p.clone(), t.clone()))
+            .collect();
         (direct, matched)
     };
-    let kind: &[u8] = if shard { b"smessage" } else { b"message" };
-    let mut n = 0;
-    let mut send = |t: Token, write: &dyn Fn(&mut Conn)| {
-        if let Some(c) = me.as_deref_mut().filter(|c| c.token == t) {
-            write(c);
-            n += 1;
-            return;
-        }
-        let mut conns = ctx.conns.borrow_mut();
-        let Some(mut c) = conns.take(t) else {
-            return;
-        };
-        write(&mut c);
-        n += 1;
-        // Written out at the end of the loop iteration, with whatever else it gets by then
-        // (one write for many messages, as Redis writes its clients' buffers before sleeping).
-        let first = c.pending_output() == 0 || !c.flush_queued;
-        c.flush_queued = true;
-        conns.put_back(c);
-        if first {
-            ctx.flush_later.borrow_mut().push(t);
-        }
-    };
-    for t in direct {
-        send(t, &|c: &mut Conn| {
+    let mut n = deliver_to(
+        ctx,
+        me.as_deref_mut(),
+        &direct,
+        b"message",
+        channel,
+        message,
+    );
+    for (pattern, tokens) in matched {
+        n += write_to(ctx, me.as_deref_mut(), &tokens, &|c: &mut Conn| {
             let mut r = Reply::new(&mut c.wbuf, c.proto);
-            header(&mut r, 3);
-            r.bulk(kind);
+            header(&mut r, 4);
+            r.bulk(b"pmessage");
+            r.bulk(&pattern);
             r.bulk(channel);
             r.bulk(message);
         });
-    }
-    for (pattern, tokens) in matched {
-        for t in tokens {
-            send(t, &|c: &mut Conn| {
-                let mut r = Reply::new(&mut c.wbuf, c.proto);
-                header(&mut r, 4);
-                r.bulk(b"pmessage");
-                r.bulk(&pattern);
-                r.bulk(channel);
-                r.bulk(message);
-            });
-        }
     }
     n
 }
