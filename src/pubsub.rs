@@ -197,9 +197,11 @@ fn subscribe(ctx: &ShardCtx, conn: &mut Conn, kind: Kind, names: &[&[u8]]) {
     }
 }
 
-fn unsubscribe(ctx: &ShardCtx, conn: &mut Conn, kind: Kind, names: &[&[u8]]) {
-    let token = conn.token;
-    let names: Vec<Vec<u8>> = if names.is_empty() {
+/// The names an (un)subscribe applies to: those given, or for an unsubscribe without any,
+/// all the connection's. None (after answering with a null channel) when an unsubscribe has
+/// nothing to leave.
+fn targets(conn: &mut Conn, kind: Kind, names: &[&[u8]], add: bool) -> Option<Vec<Vec<u8>>> {
+    let names: Vec<Vec<u8>> = if names.is_empty() && !add {
         conn.subs
             .as_mut()
             .map(|s| s.set(kind).iter().cloned().collect())
@@ -208,15 +210,22 @@ fn unsubscribe(ctx: &ShardCtx, conn: &mut Conn, kind: Kind, names: &[&[u8]]) {
         names.iter().map(|n| n.to_vec()).collect()
     };
     if names.is_empty() {
-        // Nothing to leave: one reply with a null channel.
         let count = conn.subs.as_ref().map_or(0, |s| s.count(kind));
         let mut r = conn.reply();
         header(&mut r, 3);
         r.bulk(kind.unsub_name().as_bytes());
         r.null();
         r.int(count as i64);
-        return;
+        return None;
     }
+    Some(names)
+}
+
+fn unsubscribe(ctx: &ShardCtx, conn: &mut Conn, kind: Kind, names: &[&[u8]]) {
+    let token = conn.token;
+    let Some(names) = targets(conn, kind, names, false) else {
+        return;
+    };
     for name in names {
         let subs = conn.subs.get_or_insert_with(Default::default);
         if subs.set(kind).shift_remove(name.as_slice()) {
@@ -279,23 +288,9 @@ pub fn unsubscribe_all(ctx: &ShardCtx, conn: &mut Conn) {
 /// right after the reply reaches this connection.
 fn shard_subscribe(ctx: &ShardCtx, conn: &mut Conn, names: &[&[u8]], add: bool) {
     let kind = Kind::Shard;
-    let names: Vec<Vec<u8>> = if names.is_empty() && !add {
-        conn.subs
-            .as_mut()
-            .map(|s| s.set(kind).iter().cloned().collect())
-            .unwrap_or_default()
-    } else {
-        names.iter().map(|n| n.to_vec()).collect()
-    };
-    if names.is_empty() {
-        let count = conn.subs.as_ref().map_or(0, |s| s.count(kind));
-        let mut r = conn.reply();
-        header(&mut r, 3);
-        r.bulk(kind.unsub_name().as_bytes());
-        r.null();
-        r.int(count as i64);
+    let Some(names) = targets(conn, kind, names, add) else {
         return;
-    }
+    };
     // The replies, with the counts after each, are known now; the registrations go out.
     let mut replies = Vec::new();
     let mut per_owner: Vec<Vec<Vec<u8>>> = vec![Vec::new(); ctx.n];
