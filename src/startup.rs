@@ -75,13 +75,21 @@ fn bind_listeners(
     let ip: std::net::IpAddr = bind
         .parse()
         .with_context(|| format!("invalid bind address {bind:?}"))?;
-    let probe = StdListener::bind(SocketAddr::new(ip, port))
-        .with_context(|| format!("cannot listen on {bind}:{port} (is the port already in use?)"))?;
-    let port = probe.local_addr()?.port();
-    drop(probe);
-    let addr: socket2::SockAddr = SocketAddr::new(ip, port).into();
+    // A named port is probed with an exclusive bind first, so one another process holds (even
+    // another shardis, which would otherwise share it through SO_REUSEPORT) is refused. With
+    // port 0 the first listener itself takes the kernel's pick and holds it: a probe released
+    // before the listeners bind would leave a moment in which another process starting at the
+    // same time could be handed the same port and share it.
+    let mut port = port;
+    if port != 0 {
+        let probe = StdListener::bind(SocketAddr::new(ip, port)).with_context(|| {
+            format!("cannot listen on {bind}:{port} (is the port already in use?)")
+        })?;
+        drop(probe);
+    }
     let mut fds = Vec::with_capacity(n);
     for _ in 0..n {
+        let addr: socket2::SockAddr = SocketAddr::new(ip, port).into();
         let domain = if ip.is_ipv4() {
             socket2::Domain::IPV4
         } else {
@@ -94,6 +102,13 @@ fn bind_listeners(
         s.bind(&addr)
             .with_context(|| format!("cannot listen on {bind}:{port}"))?;
         s.listen(backlog)?;
+        if port == 0 {
+            port = s
+                .local_addr()?
+                .as_socket()
+                .map(|a| a.port())
+                .context("listener address")?;
+        }
         fds.push(s.into_raw_fd());
     }
     Ok((fds, port))
