@@ -348,15 +348,11 @@ impl ShardCtx {
             .set(cfg.get_i64("maxclients").max(1) as usize);
         {
             let mut e = self.engine.borrow_mut();
-            let c = &mut e.config;
-            let n = |name: &str| cfg.get_i64(name).max(0) as usize;
-            c.list_max_listpack_size = cfg.get_i64("list-max-listpack-size");
-            c.hash_max_listpack_entries = n("hash-max-listpack-entries");
-            c.hash_max_listpack_value = n("hash-max-listpack-value");
-            c.set_max_intset_entries = n("set-max-intset-entries");
-            c.zset_max_listpack_entries = n("zset-max-listpack-entries");
-            c.zset_max_listpack_value = n("zset-max-listpack-value");
-            c.hll_sparse_max_bytes = n("hll-sparse-max-bytes");
+            // The thresholds as loading reads them; DEBUG SET-ACTIVE-EXPIRE's switch stays.
+            e.config = shards::shard::ShardConfig {
+                active_expire: e.config.active_expire,
+                ..crate::load::shard_config(cfg)
+            };
         }
         self.aof_config();
         self.engine.borrow_mut().notify_flags =

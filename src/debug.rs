@@ -158,9 +158,10 @@ pub fn run(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error>
         let prefix = argv.get(3).map_or(b"key".to_vec(), |p| p.to_vec());
         let size = match argv.get(4) {
             None => None,
+            // Bounded as a client's bulk string is: the size is allocated for every key.
             Some(s) => Some(
                 shards::util::parse_i64(s)
-                    .filter(|&n| n >= 0)
+                    .filter(|&n| n >= 0 && n <= ctx.limits.get().bulk_len_max as i64)
                     .ok_or_else(|| Error::err("value is out of range"))? as usize,
             ),
         };

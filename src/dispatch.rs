@@ -21,7 +21,6 @@ use shards::cmd::{
 };
 use shards::keyspace::{Entry, Key};
 use shards::resp::{parse_command, Parsed, Proto, Reply};
-use shards::slot::key_slot;
 use shards::{Error, Shard};
 use smallvec::SmallVec;
 
@@ -38,7 +37,7 @@ enum Target {
 
 /// The shard that owns `key`.
 pub fn shard_of(ctx: &ShardCtx, key: &[u8]) -> usize {
-    key_slot(key).0 as usize % ctx.n
+    crate::load::shard_of(key, ctx.n)
 }
 
 pub use shards::resp::encode_command;

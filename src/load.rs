@@ -50,7 +50,9 @@ pub fn shard_config(cfg: &Config) -> ShardConfig {
     }
 }
 
-fn shard_of(key: &[u8], n: usize) -> usize {
+/// The shard of `key` among `n` (its slot mod `n`).
+#[inline]
+pub fn shard_of(key: &[u8], n: usize) -> usize {
     key_slot(key).0 as usize % n
 }
 

@@ -179,14 +179,18 @@ pub fn incr_name(appendfilename: &str, seq: u64) -> String {
     format!("{appendfilename}.{seq}.incr.aof")
 }
 
+/// The temporary name a file is written under before it is renamed to `path`.
+pub fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp-{}", std::process::id()));
+    path.with_file_name(name)
+}
+
 /// Writes `data` to `path` atomically: a temporary file beside it, fsynced, renamed over it,
 /// and the directory fsynced.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let tmp = path.with_extension(format!(
-        "tmp-{}",
-        std::process::id() as u64 ^ crate::ctx::now_us()
-    ));
+    let tmp = tmp_path(path);
     {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(data)?;

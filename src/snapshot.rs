@@ -47,12 +47,6 @@ pub fn rdb_path(ctx: &ShardCtx) -> PathBuf {
     ))
 }
 
-fn tmp_path(path: &std::path::Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp-{}", std::process::id()));
-    path.with_file_name(name)
-}
-
 /// SAVE on this shard: writes every key to its RDB file now.
 pub fn save_sync(ctx: &ShardCtx) -> Result<(), String> {
     if ctx.snapshot.borrow_mut().take().is_some() {
@@ -62,7 +56,7 @@ pub fn save_sync(ctx: &ShardCtx) -> Result<(), String> {
         }
     }
     let path = rdb_path(ctx);
-    let tmp = tmp_path(&path);
+    let tmp = persist::tmp_path(&path);
     // Streamed to the file (no copy of the serialised data in memory).
     let written = (|| -> std::io::Result<()> {
         let f = std::fs::File::create(&tmp)?;
@@ -215,7 +209,7 @@ impl ShardCtx {
     /// Serialises and writes the snapshot to a temporary file, then renames it to `path`.
     /// Returns the file's size.
     async fn write_snapshot(&self, path: &std::path::Path) -> Result<u64, String> {
-        let tmp = tmp_path(path);
+        let tmp = persist::tmp_path(path);
         let file = glommio::io::OpenOptions::new()
             .write(true)
             .create(true)
