@@ -50,6 +50,30 @@ fn entry_digest(
                     (m, (s + 0.0).to_bits()).hash(&mut h);
                 }
             }
+            // Entries in order, then the bookkeeping and the groups (in name order), without
+            // delivery and seen times (an AOF replay sets those to its own clock).
+            shards::types::Value::Stream(st) => {
+                ("stream", st.len()).hash(&mut h);
+                st.scan(
+                    shards::types::stream::StreamId::MIN,
+                    shards::types::stream::StreamId::MAX,
+                    false,
+                    &mut |id, fields| {
+                        (id, fields).hash(&mut h);
+                        true
+                    },
+                );
+                (st.last_id, st.first_id, st.max_deleted_id, st.entries_added).hash(&mut h);
+                for (name, g) in &st.groups {
+                    (name, g.last_id, g.entries_read, g.pel.len()).hash(&mut h);
+                    for (id, n) in &g.pel {
+                        (id, &n.consumer).hash(&mut h);
+                    }
+                    for (cname, c) in &g.consumers {
+                        (cname, c.pending.len()).hash(&mut h);
+                    }
+                }
+            }
         }
         expire.hash(&mut h);
         let v = h.finish().to_be_bytes();

@@ -35,6 +35,7 @@ pub mod kind {
     pub const HASH_LISTPACK: u8 = 16;
     pub const ZSET_LISTPACK: u8 = 17;
     pub const LIST_QUICKLIST_2: u8 = 18;
+    pub const STREAM_LISTPACKS_2: u8 = 19;
 }
 
 /// Malformed or unsupported serialized data.
@@ -191,12 +192,15 @@ pub fn object_kind(value: &Value) -> u8 {
         Value::Hash(Hash::Table(_)) => kind::HASH,
         Value::ZSet(ZSet::Listpack(_)) => kind::ZSET_LISTPACK,
         Value::ZSet(ZSet::Tree(_)) => kind::ZSET_2,
+        Value::Stream(_) => kind::STREAM_LISTPACKS_2,
     }
 }
 
 /// Appends the body of `value` (what follows the type byte, and in a file the key).
 pub fn encode_body(value: &Value, out: &mut Vec<u8>) {
     match value {
+        // Being written (issue 8): the stream encoding (RDB_TYPE_STREAM_LISTPACKS_2).
+        Value::Stream(_) => {}
         Value::Str(s) => match s {
             Str::Int(n) => put_int_string(out, *n),
             Str::Bytes { data, .. } => put_string(out, data.as_slice()),
@@ -1097,6 +1101,8 @@ fn collection_is_empty(v: &Value) -> bool {
         Value::Set(s) => s.is_empty(),
         Value::Hash(h) => h.is_empty(),
         Value::ZSet(z) => z.is_empty(),
+        // An empty stream is a valid value (XADD NOMKSTREAM aside, groups keep it alive).
+        Value::Stream(_) => false,
     }
 }
 

@@ -125,6 +125,8 @@ pub struct ShardConfig {
     pub zset_max_listpack_value: usize,
     /// `hll-sparse-max-bytes`: a sparse HyperLogLog that would grow past this turns dense.
     pub hll_sparse_max_bytes: usize,
+    /// `stream-node-max-bytes` / `stream-node-max-entries`.
+    pub stream: crate::types::stream::Limits,
 }
 
 impl Default for ShardConfig {
@@ -139,6 +141,7 @@ impl Default for ShardConfig {
             zset_max_listpack_entries: 128,
             zset_max_listpack_value: 64,
             hll_sparse_max_bytes: crate::types::hll::SPARSE_MAX_BYTES_DEFAULT,
+            stream: crate::types::stream::Limits::default(),
         }
     }
 }
@@ -176,6 +179,13 @@ pub struct Shard {
     pub events: Vec<Event>,
     /// The `notify_flags` the databases' key notes were last set up for.
     notes_flags: u32,
+    /// Set by a command that returns [`Error::Blocked`] when the command to run again once
+    /// its keys are written differs from the one sent: XREAD's `$` becomes the last id at the
+    /// time it blocked. The server takes it when it parks the client.
+    pub block_args: Option<Vec<Vec<u8>>>,
+    /// True while the server runs a parked command again (its keys were written). Streams
+    /// need it: a group or stream deleted under a blocked XREADGROUP is an error then.
+    pub rerun: bool,
 }
 
 impl Shard {
@@ -198,6 +208,8 @@ impl Shard {
             notify_flags: 0,
             events: Vec::new(),
             notes_flags: 0,
+            block_args: None,
+            rerun: false,
         }
     }
 

@@ -25,6 +25,8 @@ pub fn all() -> impl Iterator<Item = &'static CommandSpec> {
         super::zset::COMMANDS,
         super::geo::COMMANDS,
         super::pubsub::COMMANDS,
+        super::stream::COMMANDS,
+        super::stream::group::COMMANDS,
     ]
     .into_iter()
     .flat_map(|family| family.iter())

@@ -9,6 +9,7 @@ pub mod list;
 pub mod listpack;
 pub mod pairpack;
 pub mod set;
+pub mod stream;
 pub mod string;
 pub mod zset;
 pub mod ztree;
@@ -17,6 +18,7 @@ pub use bytes::{SmallBytes, SmallKey};
 pub use hash::Hash;
 pub use list::List;
 pub use set::Set;
+pub use stream::Stream;
 pub use string::Str;
 pub use zset::ZSet;
 
@@ -28,6 +30,7 @@ pub enum Value {
     Set(Set),
     Hash(Hash),
     ZSet(ZSet),
+    Stream(Box<Stream>),
 }
 
 impl Value {
@@ -111,6 +114,22 @@ impl Value {
         }
     }
 
+    /// The stream this value holds, or `WRONGTYPE`.
+    pub fn as_stream(&self) -> crate::Result<&Stream> {
+        match self {
+            Value::Stream(x) => Ok(x),
+            _ => Err(crate::Error::WrongType),
+        }
+    }
+
+    /// The stream this value holds, for changing it, or `WRONGTYPE`.
+    pub fn as_stream_mut(&mut self) -> crate::Result<&mut Stream> {
+        match self {
+            Value::Stream(x) => Ok(x),
+            _ => Err(crate::Error::WrongType),
+        }
+    }
+
     /// The name TYPE reports.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -119,6 +138,7 @@ impl Value {
             Value::Set(_) => "set",
             Value::Hash(_) => "hash",
             Value::ZSet(_) => "zset",
+            Value::Stream(_) => "stream",
         }
     }
 
@@ -130,6 +150,7 @@ impl Value {
             Value::Set(s) => s.encoding(),
             Value::Hash(h) => h.encoding(),
             Value::ZSet(z) => z.encoding(),
+            Value::Stream(_) => "stream",
         }
     }
 }
