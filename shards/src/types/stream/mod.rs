@@ -127,13 +127,16 @@ pub struct Trim {
     pub limit: u64,
 }
 
+/// An entry's flat field, value, … list (reference storage).
+type Fields = Box<[Box<[u8]>]>;
+
 /// A stream.
 ///
 /// Storage (first version): a `BTreeMap` from id to the entry's flat `[field, value, …]` list.
 /// It is the reference the compact representation is tested against.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Stream {
-    entries: BTreeMap<StreamId, Box<[Box<[u8]>]>>,
+    entries: BTreeMap<StreamId, Fields>,
     /// The id of the last entry added (kept when that entry is deleted).
     pub last_id: StreamId,
     /// The id of the first entry (0-0 when empty).
@@ -164,7 +167,7 @@ impl Stream {
     /// `id` must be greater than `last_id`.
     pub fn append(&mut self, id: StreamId, fields: &[&[u8]], _lim: Limits) {
         assert!(id > self.last_id || (self.entries_added == 0 && id > StreamId::MIN));
-        assert!(!fields.is_empty() && fields.len() % 2 == 0);
+        assert!(!fields.is_empty() && fields.len().is_multiple_of(2));
         self.entries
             .insert(id, fields.iter().map(|f| Box::<[u8]>::from(*f)).collect());
         if self.entries.len() == 1 {
@@ -188,7 +191,7 @@ impl Stream {
         }
         let mut flat: Vec<&[u8]> = Vec::new();
         let range = self.entries.range(start..=end);
-        let iter: Box<dyn Iterator<Item = (&StreamId, &Box<[Box<[u8]>]>)>> = if rev {
+        let iter: Box<dyn Iterator<Item = (&StreamId, &Fields)>> = if rev {
             Box::new(range.rev())
         } else {
             Box::new(range)
