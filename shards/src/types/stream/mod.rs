@@ -232,10 +232,7 @@ impl Stream {
     /// Trims as Redis's `streamTrim` does; returns how many entries were removed.
     pub fn trim(&mut self, t: Trim, _lim: Limits) -> u64 {
         let mut removed = 0;
-        loop {
-            let Some(&first) = self.entries.keys().next() else {
-                break;
-            };
+        while let Some(&first) = self.entries.keys().next() {
             let go = match t.by {
                 TrimBy::MaxLen(n) => self.len() > n,
                 TrimBy::MinId(min) => first < min,
