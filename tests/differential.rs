@@ -295,6 +295,8 @@ const CORPUS: &[&str] = &[
     "dump.redis",
     "persistence.redis",
     "pubsub.redis",
+    "streams.redis",
+    "streams_readgroup.redis",
 ];
 
 #[test]
@@ -329,6 +331,16 @@ fn keys() {
 #[test]
 fn dump() {
     check("dump.redis");
+}
+
+#[test]
+fn streams() {
+    check("streams.redis");
+}
+
+#[test]
+fn streams_readgroup() {
+    check("streams_readgroup.redis");
 }
 
 #[test]
