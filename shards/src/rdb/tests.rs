@@ -1,4 +1,5 @@
 use super::*;
+use crate::types::redis_listpack::backlen;
 use proptest::prelude::*;
 
 /// Reads redis-cli's quoted form of a reply (`\xHH`, `\n`, `\b` and the like) back to bytes.
