@@ -3,10 +3,11 @@
 //! An object is a type byte followed by the type's body. [`encode`] writes the encodings Redis
 //! 7.0 itself writes for each of our representations (strings with the integer encodings,
 //! lists as quicklist-2 of listpack nodes, intsets, listpack hashes and sorted sets, and the
-//! plain hashtable / skiplist forms). [`decode`] reads everything Redis 7.0 DUMPs for the types
-//! shardis has, plus the older forms Redis 7.0 still loads (plain lists, text-score sorted
-//! sets, ziplists and quicklists of ziplists), and builds the value in the
-//! encoding Redis would give it under the shard's current thresholds.
+//! plain hashtable / skiplist forms, streams as their listpack nodes with the stream's and its
+//! groups' bookkeeping). [`decode`] reads everything Redis 7.0 DUMPs for the types shardis has,
+//! plus the older forms Redis 7.0 still loads (plain lists, text-score sorted sets, ziplists
+//! and quicklists of ziplists, Redis 5/6 streams) and Redis 7.2's streams, and builds the value
+//! in the encoding Redis would give it under the shard's current thresholds.
 //!
 //! Payload bytes come from clients: every read is bounds-checked, every length is checked
 //! against what is left, and anything malformed is a [`Corrupt`] error, never a panic.

@@ -485,7 +485,7 @@ fn trim(by: TrimBy, approx: bool, limit: u64) -> Op {
 }
 
 /// The stream scripts: key → steps.
-fn stream_scripts() -> Vec<(&'static str, Vec<Op>)> {
+fn stream_scripts() -> Vec<(&'static str, Limits, Vec<Op>)> {
     let lim = Limits::default();
     let approx_default = 100 * lim.node_max_entries as u64;
     let mut v = Vec::new();
@@ -538,6 +538,41 @@ fn stream_scripts() -> Vec<(&'static str, Vec<Op>)> {
     ops.push(Op::Add(sid(1_700_000_000_001, u64::MAX), mixed(1)));
     ops.push(Op::Add(sid(u64::MAX, 0), same(2)));
     v.push(("x:wide", std::mem::take(&mut ops)));
+    // Deleted entries still count toward a node's entries.
+    adds(&mut ops, 1000, 60, mixed);
+    for i in (5..60).step_by(4) {
+        ops.push(Op::Del(sid(1000 + i, i % 3)));
+    }
+    ops.push(Op::Del(sid(1059, 2)));
+    adds(&mut ops, 2000, 90, same);
+    v.push(("x:del-then-add", std::mem::take(&mut ops)));
+    v.into_iter().map(|(k, ops)| (k, lim, ops)).collect()
+}
+
+/// Scripts run under small node limits (`stream-node-max-entries`, `-max-bytes`).
+fn small_node_scripts() -> Vec<(&'static str, Limits, Vec<Op>)> {
+    let mut v = Vec::new();
+    for (key, entries, bytes) in [
+        ("x:lim-e7", 7, 0),
+        ("x:lim-b300", 0, 300),
+        ("x:lim-both", 5, 200),
+    ] {
+        let lim = Limits {
+            node_max_entries: entries,
+            node_max_bytes: bytes,
+        };
+        let mut ops = Vec::new();
+        adds(&mut ops, 1000, 80, mixed);
+        for i in (3..80).step_by(5) {
+            ops.push(Op::Del(sid(1000 + i, i % 3)));
+        }
+        ops.push(trim(TrimBy::MaxLen(50), true, 0));
+        ops.push(trim(TrimBy::MaxLen(45), false, 0));
+        ops.push(trim(TrimBy::MinId(sid(1042, 0)), true, 20));
+        ops.push(trim(TrimBy::MinId(sid(1047, 0)), false, 0));
+        adds(&mut ops, 3000, 20, big);
+        v.push((key, lim, ops));
+    }
     v
 }
 
@@ -576,8 +611,7 @@ fn run_op(s: &mut Server, key: &str, op: &Op) {
 }
 
 /// Runs `op` on our stream, as the commands will.
-fn apply_op(st: &mut Stream, op: &Op) {
-    let lim = Limits::default();
+fn apply_op(st: &mut Stream, op: &Op, lim: Limits) {
     match op {
         Op::Add(id, fields) => {
             let f: Vec<&[u8]> = fields.iter().map(|x| x.as_bytes()).collect();
@@ -677,11 +711,19 @@ fn stream_dumps_match_redis() {
     let dir = temp_dir("streams");
     let mut s = Server::start_on(&dir, "dump.rdb", STREAM_PORT);
     let cfg = ShardConfig::default();
-    for (key, ops) in stream_scripts() {
+    for (key, lim, ops) in stream_scripts().into_iter().chain(small_node_scripts()) {
+        s.ok(&args(
+            "config set stream-node-max-entries",
+            [lim.node_max_entries.to_string()],
+        ));
+        s.ok(&args(
+            "config set stream-node-max-bytes",
+            [lim.node_max_bytes.to_string()],
+        ));
         let mut ours = Stream::new();
         for op in &ops {
             run_op(&mut s, key, op);
-            apply_op(&mut ours, op);
+            apply_op(&mut ours, op, lim);
         }
         let body = s.object(0, key.as_bytes());
         let decoded = decode(&body, &cfg).unwrap_or_else(|_| panic!("{key} decodes"));
