@@ -779,4 +779,78 @@ fn check_groups(s: &mut Server) {
     assert_eq!(st.groups[&b"g2"[..]].entries_read, None);
     assert_eq!(st.groups[&b"g1"[..]].entries_read, Some(8));
     corrupt_all(&body, 42);
+    check_lags(s);
+}
+
+/// XINFO GROUPS's entries-read and lag for each group: name → (entries-read, lag).
+fn xinfo_groups(s: &mut Server, key: &str) -> BTreeMap<Vec<u8>, (Option<i64>, Option<i64>)> {
+    let Reply::Array(groups) = s.cmd(&["xinfo", "groups", key]) else {
+        panic!("xinfo groups {key}");
+    };
+    let num = |r: &Reply| match r {
+        Reply::Int(n) => Some(*n),
+        _ => None,
+    };
+    groups
+        .into_iter()
+        .map(|g| {
+            let Reply::Array(kv) = g else { panic!() };
+            let field = |name: &str| {
+                let at = kv
+                    .iter()
+                    .position(|r| *r == Reply::Bulk(Some(name.into())))
+                    .unwrap();
+                &kv[at + 1]
+            };
+            let Reply::Bulk(Some(name)) = field("name") else {
+                panic!()
+            };
+            (
+                name.to_vec(),
+                (num(field("entries-read")), num(field("lag"))),
+            )
+        })
+        .collect()
+}
+
+/// Our lag (and counters) against XINFO's, through deletions, trims and reads that make the
+/// counters exact, estimated or unknown.
+fn check_lags(s: &mut Server) {
+    let key = "x:lag";
+    for i in 1..=40 {
+        s.ok(&args(&format!("xadd {key} {i}-0 f v"), []));
+    }
+    let steps = [
+        "xgroup create x:lag a 0",
+        "xgroup create x:lag b 10-0",
+        "xgroup create x:lag c $",
+        "xreadgroup group a r count 5 streams x:lag >",
+        "xtrim x:lag maxlen 35",
+        "xgroup create x:lag d 5-0",
+        "xgroup create x:lag e 6-0",
+        "xdel x:lag 20-0",
+        "xgroup create x:lag f 30-0",
+        "xreadgroup group b r count 30 streams x:lag >",
+        "xdel x:lag 6-0",
+        "xadd x:lag 50-0 f v",
+        "xgroup setid x:lag c 50-0",
+    ];
+    for step in steps {
+        s.ok(&args(step, []));
+        let body = s.object(0, key.as_bytes());
+        let Ok(Value::Stream(st)) = decode(&body, &ShardConfig::default()) else {
+            panic!("{key} decodes");
+        };
+        for (name, (read, lag)) in xinfo_groups(s, key) {
+            let g = &st.groups[&name[..]];
+            let ours_read = g.entries_read.map(|n| n as i64);
+            let ours_lag = st.group_lag(g).map(|n| n as i64);
+            let name = String::from_utf8_lossy(&name);
+            assert_eq!(
+                (ours_read, ours_lag),
+                (read, lag),
+                "group {name} after {step}"
+            );
+        }
+    }
 }
