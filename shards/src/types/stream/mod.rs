@@ -878,8 +878,91 @@ mod tests {
         s
     }
 
+    /// A node whose listpack is well formed but whose stream layout may not be: `from_nodes`
+    /// refuses it, or everything the commands do with it works.
+    fn mutated_node(muts: &[(prop::sample::Index, i64)], cut: Option<prop::sample::Index>) {
+        let lim = Limits {
+            node_max_bytes: 0,
+            node_max_entries: 6,
+        };
+        let mut s = Stream::new();
+        for i in 1..=9u64 {
+            let f = fields_of((i % 6) as u8, i);
+            let f: Vec<&[u8]> = f.iter().map(|x| &x[..]).collect();
+            s.append(StreamId::new(i, 0), &f, lim);
+        }
+        s.delete(StreamId::new(3, 0));
+        let mut nodes: Vec<(StreamId, Vec<u8>)> = s.nodes().map(|(k, n)| (k, n.to_vec())).collect();
+        let mut items: Vec<Vec<u8>> = lp::parse(&nodes[0].1)
+            .unwrap()
+            .iter()
+            .map(|e| e.to_bytes().as_slice().to_vec())
+            .collect();
+        for (at, v) in muts {
+            let i = at.index(items.len());
+            items[i] = v.to_string().into_bytes();
+        }
+        if let Some(at) = cut {
+            items.remove(at.index(items.len()));
+        }
+        let mut w = lp::Writer::default();
+        items.iter().for_each(|x| w.push(x));
+        nodes[0].1 = w.finish();
+        let Some(mut t) = Stream::from_nodes(nodes) else {
+            return;
+        };
+        t.last_id = StreamId::new(9, 0);
+        let mut seen = Vec::new();
+        t.scan(StreamId::MIN, StreamId::MAX, true, &mut |id, _| {
+            seen.push(id);
+            true
+        });
+        assert_eq!(seen.len() as u64, t.len());
+        for id in seen.iter().rev() {
+            assert!(t.contains(*id));
+        }
+        if let Some(&id) = seen.get(1) {
+            assert!(t.delete(id));
+        }
+        let minid = TrimBy::MinId(StreamId::new(4, 0));
+        t.trim(
+            Trim {
+                by: minid,
+                approx: true,
+                limit: 0,
+            },
+            lim,
+        );
+        t.trim(
+            Trim {
+                by: minid,
+                approx: false,
+                limit: 0,
+            },
+            lim,
+        );
+        t.append(StreamId::new(10, 0), &[b"a", b"1"], lim);
+        t.trim(
+            Trim {
+                by: TrimBy::MaxLen(1),
+                approx: false,
+                limit: 0,
+            },
+            lim,
+        );
+        assert_eq!(t.len(), 1);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(200))]
+
+        #[test]
+        fn mutated_nodes_are_refused_or_work(
+            muts in proptest::collection::vec((any::<prop::sample::Index>(), -3i64..300), 0..3),
+            cut in proptest::option::of(any::<prop::sample::Index>()),
+        ) {
+            mutated_node(&muts, cut);
+        }
 
         #[test]
         fn matches_the_model(
