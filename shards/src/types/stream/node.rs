@@ -228,7 +228,6 @@ pub(super) struct Summary {
     pub live: u64,
     /// The last entry's id, deleted or not.
     pub last_any: StreamId,
-    pub first_live: Option<StreamId>,
     pub last_live: Option<StreamId>,
 }
 
@@ -251,7 +250,6 @@ pub(super) fn check(master_id: StreamId, node: &[u8]) -> Option<Summary> {
     let mut sum = Summary {
         live: 0,
         last_any: master_id,
-        first_live: None,
         last_live: None,
     };
     let mut dead = 0;
@@ -268,7 +266,6 @@ pub(super) fn check(master_id: StreamId, node: &[u8]) -> Option<Summary> {
         if sum.last_live.is_some_and(|l| l >= id) {
             return None;
         }
-        sum.first_live.get_or_insert(id);
         sum.last_live = Some(id);
         sum.live += 1;
     }
