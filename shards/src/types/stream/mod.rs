@@ -131,7 +131,9 @@ pub struct Trim {
     pub by: TrimBy,
     /// `~`: only whole nodes are removed (Redis's approximate trimming).
     pub approx: bool,
-    /// LIMIT: the most entries removed (0: no limit). Only meaningful with `approx`.
+    /// LIMIT: the most entries removed (0: no limit). The commands accept it only with
+    /// `approx` (and give `~` without LIMIT Redis's default, 100 × node max entries);
+    /// [`Stream::trim`] honours it either way, as `streamTrim` does.
     pub limit: u64,
 }
 
