@@ -968,6 +968,10 @@ fn xclaim(sh: &mut Shard, c: &mut Call) -> Result<()> {
     let o = parse_claim_opts(c.argv, 5 + ids.len(), now)?;
     let delivery_ms = match o.delivery_ms {
         Some(t) if (0..=ms_i64(now)).contains(&t) => t as u64,
+        // A replay of the log runs without a clock (at 0): the logged absolute time stands.
+        Some(t) if now == 0 && t > 0 => t as u64,
+        // Redis's guard against clients' clock skew: a time in the future (or before the
+        // epoch) is now.
         _ => now,
     };
     let exists: Vec<bool> = ids.iter().map(|&(id, _)| s.contains(id)).collect();
@@ -1704,5 +1708,61 @@ mod tests {
             .run("XINFO STREAM e")
             .ends_with("$11\r\nfirst-entry\r\n_\r\n$10\r\nlast-entry\r\n_\r\n"));
         assert!(t.run("XINFO HELP").starts_with("*9\r\n+XINFO <subcommand>"));
+    }
+
+    /// The groups of stream `key`, without the consumers' seen times (a replay runs later).
+    fn groups_of(sh: &mut crate::Shard, key: &str) -> String {
+        let Some(e) = sh.dbs[0].get(key.as_bytes(), 0) else {
+            return "none".into();
+        };
+        let s = e.value.as_stream().unwrap();
+        let mut out = String::new();
+        for (name, g) in &s.groups {
+            let consumers: Vec<_> = g.consumers.iter().map(|(n, c)| (n, &c.pending)).collect();
+            out += &format!(
+                "{name:?} {} {:?} {:?} {consumers:?}\n",
+                g.last_id, g.entries_read, g.pel
+            );
+        }
+        out
+    }
+
+    #[test]
+    fn claims_replay_to_the_same_groups() {
+        let mut t = TestShard::new();
+        let script = [
+            "XGROUP CREATE s g 0",
+            "XCLAIM s g a 0 1 2 3 4 5 FORCE TIME 1000",
+            "XCLAIM s g b 100 1-0 2 RETRYCOUNT 9",
+            "XCLAIM s g b 0 3 IDLE 50 JUSTID LASTID 4",
+            "XCLAIM s g c 0 9 LASTID 6",
+            "@del 2",
+            "XAUTOCLAIM s g d 10 0 COUNT 2",
+            "@del 5",
+            "XCLAIM s g e 0 5 4",
+            "XACK s g 1",
+            "XAUTOCLAIM s g d 0 0 JUSTID",
+            "XGROUP CREATECONSUMER s g f",
+            "XGROUP DELCONSUMER s g b",
+        ];
+        stream(&mut t, "s", &[1, 2, 3, 4, 5, 6]);
+        t.shard.prop = Some(Propagate::default());
+        for line in script {
+            t.now_ms += 7;
+            match line.strip_prefix("@del ") {
+                Some(ms) => {
+                    get(&mut t, "s").delete(StreamId::new(ms.parse().unwrap(), 0));
+                }
+                None => assert!(!t.run(line).starts_with('-'), "{line}"),
+            }
+        }
+        let log = t.shard.prop.take().unwrap().buf;
+        let mut r = TestShard::new();
+        stream(&mut r, "s", &[1, 3, 4, 6]);
+        r.now_ms += 1_000_000;
+        let replay = crate::aof::replay(&mut r.shard, &log, |_| true).unwrap();
+        assert!(replay.failed.is_empty(), "{replay:?}");
+        assert_eq!(groups_of(&mut r.shard, "s"), groups_of(&mut t.shard, "s"));
+        assert!(get(&mut t, "s").groups[&b"g"[..]].consistent());
     }
 }
