@@ -1038,6 +1038,12 @@ fn xclaim(sh: &mut Shard, c: &mut Call) -> Result<()> {
 /// ten times the count, fits a signed 64-bit integer with room to spare).
 const AUTOCLAIM_COUNT_MAX: i64 = i64::MAX / 16;
 
+/// The largest COUNT XAUTOCLAIM serves. Redis allocates 16 bytes per COUNT up front for the
+/// ids of deleted entries and answers "Insufficient memory" when that allocation fails, which
+/// on 64-bit Linux happens beyond the 128 TiB of user address space; we allocate nothing by
+/// COUNT but draw the same line, so the same call gets the same answer.
+const AUTOCLAIM_COUNT_SERVED_MAX: u64 = (1 << 47) / 16;
+
 /// How many pending entries XAUTOCLAIM looks at per entry it may claim.
 const AUTOCLAIM_ATTEMPTS_FACTOR: u64 = 10;
 
@@ -1109,6 +1115,11 @@ fn xautoclaim(sh: &mut Shard, c: &mut Call) -> Result<()> {
     else {
         return Err(no_key_or_group(key, name));
     };
+    if count > AUTOCLAIM_COUNT_SERVED_MAX {
+        return Err(Error::err(
+            "Insufficient memory, failed allocating transient memory, COUNT too high.",
+        ));
+    }
     let (steps, cursor) = match s.groups.get(name) {
         Some(g) => autoclaim_plan(s, g, start, min_idle, count, now),
         None => (Vec::new(), StreamId::MIN),
