@@ -846,93 +846,122 @@ fn parse_claim_opts(argv: &[&[u8]], from: usize, now_ms: u64) -> Result<ClaimOpt
     Ok(o)
 }
 
-/// The shared part of claiming: moves `id`'s pending entry to `consumer` with this delivery
-/// time and count, creating the consumer (and refreshing its seen time) on the first claim.
-/// Returns the number of consumers created (0 or 1), for `dirty` and the event.
-fn claim_one(
-    g: &mut Group,
-    id: StreamId,
-    consumer: &[u8],
-    delivery_ms: u64,
-    count: u64,
+/// What one XCLAIM or XAUTOCLAIM did, gathered while the stream is borrowed and handed to
+/// the shard (dirty count, event, log) afterwards.
+struct Claims<'a> {
+    key: &'a [u8],
+    group: &'a [u8],
+    consumer: &'a [u8],
     now_ms: u64,
-    looked_up: &mut bool,
-) -> u64 {
-    let mut created = 0;
-    if !*looked_up {
-        let (c, new) = g.consumer(consumer, now_ms);
-        c.seen_time_ms = now_ms;
-        created = u64::from(new);
-        *looked_up = true;
+    /// The commands to log, in order.
+    log: Vec<Vec<Vec<u8>>>,
+    dirty: u64,
+    /// Whether the consumer has been looked up (it is, once, on the first claim).
+    looked_up: bool,
+    consumer_created: bool,
+    /// The ids claimed and the ids dropped (deleted from the stream), in order.
+    claimed: Vec<StreamId>,
+    dropped: Vec<StreamId>,
+}
+
+impl<'a> Claims<'a> {
+    fn new(c: &Call<'a>) -> Claims<'a> {
+        Claims {
+            key: c.argv[1],
+            group: c.argv[2],
+            consumer: c.argv[3],
+            now_ms: c.now_ms,
+            log: Vec::new(),
+            dirty: 0,
+            looked_up: false,
+            consumer_created: false,
+            claimed: Vec::new(),
+            dropped: Vec::new(),
+        }
     }
-    g.assign(id, consumer, delivery_ms, count, now_ms);
-    created
-}
 
-/// Records `XCLAIM key group <owner> 0 <id> TIME <ms> RETRYCOUNT <n> FORCE JUSTID LASTID
-/// <last id>` (Redis's `streamPropagateXCLAIM`) for the pending entry `id` as it is now, or
-/// as it was just before it was dropped.
-fn propagate_claim(
-    log: &mut Vec<Vec<Vec<u8>>>,
-    c: &Call,
-    g: &Group,
-    id_arg: &[u8],
-    owner: &[u8],
-    delivery_ms: u64,
-    count: u64,
-) {
-    log.push(vec![
-        b"XCLAIM".to_vec(),
-        c.argv[1].to_vec(),
-        c.argv[2].to_vec(),
-        owner.to_vec(),
-        b"0".to_vec(),
-        id_arg.to_vec(),
-        b"TIME".to_vec(),
-        num(ms_i64(delivery_ms)),
-        b"RETRYCOUNT".to_vec(),
-        num(ms_i64(count)),
-        b"FORCE".to_vec(),
-        b"JUSTID".to_vec(),
-        b"LASTID".to_vec(),
-        id_bytes(g.last_id),
-    ]);
-}
-
-/// Drops the pending entry `id` of an entry no longer in the stream, logging it (with its
-/// old owner) so a replay drops it too. True if there was one.
-fn drop_deleted(
-    log: &mut Vec<Vec<Vec<u8>>>,
-    c: &Call,
-    g: &mut Group,
-    id: StreamId,
-    id_arg: &[u8],
-) -> bool {
-    let Some(nack) = g.pel.get(&id).cloned() else {
-        return false;
-    };
-    propagate_claim(
-        log,
-        c,
-        g,
-        id_arg,
-        &nack.consumer,
-        nack.delivery_time_ms,
-        nack.delivery_count,
-    );
-    g.ack(id);
-    true
-}
-
-/// Sends the log records a claim produced, counts its changes and fires its event.
-fn finish_claim(sh: &mut Shard, c: &Call, log: &[Vec<Vec<u8>>], dirty: u64, created: u64) {
-    sh.stats.dirty += dirty;
-    if created > 0 {
-        sh.notify(class::STREAM, "xgroup-createconsumer", c.db, c.argv[1]);
+    /// Moves `id`'s pending entry (made pending if it was not) to the consumer with this
+    /// delivery time and count. The first claim looks the consumer up, creating it and
+    /// refreshing its seen time, as Redis 7.0 does.
+    fn claim(&mut self, g: &mut Group, id: StreamId, id_arg: &[u8], time_ms: u64, count: u64) {
+        if !self.looked_up {
+            let (consumer, created) = g.consumer(self.consumer, self.now_ms);
+            consumer.seen_time_ms = self.now_ms;
+            self.consumer_created = created;
+            self.dirty += u64::from(created);
+            self.looked_up = true;
+        }
+        g.assign(id, self.consumer, time_ms, count, self.now_ms);
+        self.log_claim(g, id_arg, self.consumer, time_ms, count);
+        self.claimed.push(id);
     }
-    for cmd in log {
-        let argv: Vec<&[u8]> = cmd.iter().map(Vec::as_slice).collect();
-        sh.rewrite(c.db, &argv);
+
+    /// Drops the pending entry `id` of an entry no longer in the stream, logging it (with its
+    /// old owner) so that a replay drops it too. False if it was not pending.
+    fn drop_deleted(&mut self, g: &mut Group, id: StreamId, id_arg: &[u8]) -> bool {
+        let Some(nack) = g.pel.get(&id).cloned() else {
+            return false;
+        };
+        self.log_claim(
+            g,
+            id_arg,
+            &nack.consumer,
+            nack.delivery_time_ms,
+            nack.delivery_count,
+        );
+        g.ack(id);
+        self.dropped.push(id);
+        true
+    }
+
+    /// Logs `XCLAIM key group <owner> 0 <id> TIME <ms> RETRYCOUNT <n> FORCE JUSTID LASTID
+    /// <last id>` (Redis's `streamPropagateXCLAIM`): replayed, it recreates the pending entry
+    /// exactly (or, for an entry gone from the stream, drops it).
+    fn log_claim(&mut self, g: &Group, id_arg: &[u8], owner: &[u8], time_ms: u64, count: u64) {
+        self.log.push(vec![
+            b"XCLAIM".to_vec(),
+            self.key.to_vec(),
+            self.group.to_vec(),
+            owner.to_vec(),
+            b"0".to_vec(),
+            id_arg.to_vec(),
+            b"TIME".to_vec(),
+            num(ms_i64(time_ms)),
+            b"RETRYCOUNT".to_vec(),
+            num(ms_i64(count)),
+            b"FORCE".to_vec(),
+            b"JUSTID".to_vec(),
+            b"LASTID".to_vec(),
+            id_bytes(g.last_id),
+        ]);
+        self.dirty += 1;
+    }
+
+    /// Logs `XGROUP SETID key group <last id> ENTRIESREAD <n>` (Redis's
+    /// `streamPropagateGroupID`), for a LASTID that no logged claim carries.
+    fn log_group_id(&mut self, g: &Group) {
+        self.log.push(vec![
+            b"XGROUP".to_vec(),
+            b"SETID".to_vec(),
+            self.key.to_vec(),
+            self.group.to_vec(),
+            id_bytes(g.last_id),
+            b"ENTRIESREAD".to_vec(),
+            num(g.entries_read.map_or(-1, ms_i64)),
+        ]);
+        self.dirty += 1;
+    }
+
+    /// Counts the changes, fires the consumer's creation event and logs the effect.
+    fn finish(self, sh: &mut Shard, db: usize) {
+        sh.stats.dirty += self.dirty;
+        if self.consumer_created {
+            sh.notify(class::STREAM, "xgroup-createconsumer", db, self.key);
+        }
+        for cmd in &self.log {
+            let argv: Vec<&[u8]> = cmd.iter().map(Vec::as_slice).collect();
+            sh.rewrite(db, &argv);
+        }
     }
 }
 
@@ -948,10 +977,22 @@ fn reply_claimed(out: &mut Reply, s: &Stream, ids: &[StreamId], justid: bool) {
     }
 }
 
+/// The delivery time XCLAIM sets: IDLE's or TIME's, or now.
+fn claim_time(given: Option<i64>, now_ms: u64) -> u64 {
+    match given {
+        Some(t) if (0..=ms_i64(now_ms)).contains(&t) => t as u64,
+        // A replay of the log runs without a clock (at 0): the logged absolute time stands.
+        Some(t) if now_ms == 0 && t > 0 => t as u64,
+        // Redis's guard against clients' clock skew: a time in the future (or before the
+        // epoch) is now.
+        _ => now_ms,
+    }
+}
+
 /// XCLAIM key group consumer min-idle-time id [id ...] [IDLE ms] [TIME ms] [RETRYCOUNT count]
 /// [FORCE] [JUSTID] [LASTID id]
 fn xclaim(sh: &mut Shard, c: &mut Call) -> Result<()> {
-    let (key, name, consumer) = (c.argv[1], c.argv[2], c.argv[3]);
+    let (key, name) = (c.argv[1], c.argv[2]);
     let now = c.now_ms;
     let Some(s) = lookup_read_mut(sh, c.db, key, now)?.filter(|s| s.groups.contains_key(name))
     else {
@@ -966,71 +1007,43 @@ fn xclaim(sh: &mut Shard, c: &mut Call) -> Result<()> {
         .map_while(|a| parse_id(a).ok().map(|id| (id, *a)))
         .collect();
     let o = parse_claim_opts(c.argv, 5 + ids.len(), now)?;
-    let delivery_ms = match o.delivery_ms {
-        Some(t) if (0..=ms_i64(now)).contains(&t) => t as u64,
-        // A replay of the log runs without a clock (at 0): the logged absolute time stands.
-        Some(t) if now == 0 && t > 0 => t as u64,
-        // Redis's guard against clients' clock skew: a time in the future (or before the
-        // epoch) is now.
-        _ => now,
-    };
+    let time_ms = claim_time(o.delivery_ms, now);
     let exists: Vec<bool> = ids.iter().map(|&(id, _)| s.contains(id)).collect();
     let Some(g) = s.groups.get_mut(name) else {
         return Err(no_key_or_group(key, name));
     };
-    let mut log_last_id = false;
-    if o.last_id > g.last_id {
+    let moved_last_id = o.last_id > g.last_id;
+    if moved_last_id {
         g.last_id = o.last_id;
-        log_last_id = true;
     }
-    let (mut log, mut dirty, mut created, mut looked_up) = (Vec::new(), 0, 0, false);
-    let mut claimed = Vec::new();
+    let mut claims = Claims::new(c);
     for (&(id, id_arg), &live) in ids.iter().zip(&exists) {
         if !live {
-            if drop_deleted(&mut log, c, g, id, id_arg) {
-                dirty += 1;
-            }
+            claims.drop_deleted(g, id, id_arg);
             continue;
         }
         let old_count = match g.pel.get(&id) {
-            Some(nack) => {
-                if min_idle != 0 && idle_ms(now, nack.delivery_time_ms) < min_idle {
-                    continue;
-                }
-                nack.delivery_count
+            Some(nack) if min_idle != 0 && idle_ms(now, nack.delivery_time_ms) < min_idle => {
+                continue
             }
+            Some(nack) => nack.delivery_count,
             // FORCE makes an entry pending that was not (whatever its idle time); Redis
             // starts its count at 1.
             None if o.force => 1,
             None => continue,
         };
-        let count = if o.retry_count >= 0 {
-            o.retry_count as u64
-        } else if o.justid {
-            old_count
-        } else {
-            old_count.saturating_add(1)
+        let count = match o.retry_count {
+            n if n >= 0 => n as u64,
+            _ if o.justid => old_count,
+            _ => old_count.saturating_add(1),
         };
-        created += claim_one(g, id, consumer, delivery_ms, count, now, &mut looked_up);
-        propagate_claim(&mut log, c, g, id_arg, consumer, delivery_ms, count);
-        dirty += 1;
-        claimed.push(id);
+        claims.claim(g, id, id_arg, time_ms, count);
     }
-    if log_last_id && log.is_empty() {
-        let read = g.entries_read.map_or(-1, ms_i64);
-        log.push(vec![
-            b"XGROUP".to_vec(),
-            b"SETID".to_vec(),
-            key.to_vec(),
-            name.to_vec(),
-            id_bytes(g.last_id),
-            b"ENTRIESREAD".to_vec(),
-            num(read),
-        ]);
-        dirty += 1;
+    if moved_last_id && claims.log.is_empty() {
+        claims.log_group_id(g);
     }
-    reply_claimed(&mut c.out, s, &claimed, o.justid);
-    finish_claim(sh, c, &log, dirty + created, created);
+    reply_claimed(&mut c.out, s, &claims.claimed, o.justid);
+    claims.finish(sh, c.db);
     Ok(())
 }
 
@@ -1090,7 +1103,7 @@ fn autoclaim_plan(
 
 /// XAUTOCLAIM key group consumer min-idle-time start [COUNT count] [JUSTID]
 fn xautoclaim(sh: &mut Shard, c: &mut Call) -> Result<()> {
-    let (key, name, consumer) = (c.argv[1], c.argv[2], c.argv[3]);
+    let (key, name) = (c.argv[1], c.argv[2]);
     let now = c.now_ms;
     let min_idle = parse_i64(c.argv[4])
         .ok_or_else(|| Error::err("Invalid min-idle-time argument for XAUTOCLAIM"))?
@@ -1127,32 +1140,27 @@ fn xautoclaim(sh: &mut Shard, c: &mut Call) -> Result<()> {
     let Some(g) = s.groups.get_mut(name) else {
         return Err(no_key_or_group(key, name));
     };
-    let (mut log, mut dirty, mut created, mut looked_up) = (Vec::new(), 0, 0, false);
-    let (mut claimed, mut dropped) = (Vec::new(), Vec::new());
+    let mut claims = Claims::new(c);
     for step in steps {
         match step {
             AutoStep::Drop(id) => {
-                drop_deleted(&mut log, c, g, id, &id_bytes(id));
-                dropped.push(id);
+                claims.drop_deleted(g, id, &id_bytes(id));
             }
             AutoStep::Claim(id) => {
                 let old = g.pel.get(&id).map_or(0, |n| n.delivery_count);
-                let n = if justid { old } else { old.saturating_add(1) };
-                created += claim_one(g, id, consumer, now, n, now, &mut looked_up);
-                propagate_claim(&mut log, c, g, &id_bytes(id), consumer, now, n);
-                claimed.push(id);
+                let count = if justid { old } else { old.saturating_add(1) };
+                claims.claim(g, id, &id_bytes(id), now, count);
             }
         }
-        dirty += 1;
     }
     c.out.array(3);
     reply_id(&mut c.out, cursor);
-    reply_claimed(&mut c.out, s, &claimed, justid);
-    c.out.array(dropped.len());
-    for id in dropped {
+    reply_claimed(&mut c.out, s, &claims.claimed, justid);
+    c.out.array(claims.dropped.len());
+    for &id in &claims.dropped {
         reply_id(&mut c.out, id);
     }
-    finish_claim(sh, c, &log, dirty + created, created);
+    claims.finish(sh, c.db);
     Ok(())
 }
 
