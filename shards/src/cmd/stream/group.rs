@@ -435,17 +435,46 @@ fn reply_entries_read(out: &mut Reply, g: &Group) {
     }
 }
 
-/// Redis's `radix-tree-keys` and `radix-tree-nodes` for a stream stored as Redis stores it:
-/// nodes of at most `node_max_entries` entries, one radix-tree key each; a tree of k keys
-/// (16-byte ids sharing their prefix) has k + 1 nodes, and an empty tree one. Exact for
-/// streams that fit one node, an estimate beyond.
+/// Redis's `radix-tree-keys` and `radix-tree-nodes`: the number of listpack nodes and of
+/// nodes of the radix tree that indexes them by their first (master) ids.
+///
+/// The storage does not expose its nodes yet, so the nodes are taken to be runs of
+/// `node_max_entries` live entries (Redis also starts a node when one reaches
+/// `stream-node-max-bytes`, and keeps a node's master id after its first entry is deleted):
+/// exact for streams of up to one node, an estimate beyond. The tree's size is then exact
+/// for those keys ([`rax_node_count`]).
 fn radix_tree_sizes(s: &Stream, node_max_entries: usize) -> (u64, u64) {
-    if s.is_empty() {
-        return (0, 1);
+    let per_node = node_max_entries.max(1);
+    let mut masters = Vec::new();
+    let mut n = 0usize;
+    s.scan(StreamId::MIN, StreamId::MAX, false, &mut |id, _| {
+        if n.is_multiple_of(per_node) {
+            masters.push(id.to_be_bytes());
+        }
+        n += 1;
+        true
+    });
+    (masters.len() as u64, rax_node_count(&masters))
+}
+
+/// The number of nodes of a Redis radix tree (rax) holding `keys` (sorted, distinct, all 16
+/// bytes long, so none is a prefix of another). A rax node starts at the root, at every key,
+/// at every prefix where keys branch, and at each child of such a branching; single-child
+/// runs between them are compressed into the node above.
+fn rax_node_count(keys: &[[u8; 16]]) -> u64 {
+    let mut starts: std::collections::BTreeSet<&[u8]> = std::collections::BTreeSet::new();
+    starts.insert(&[]);
+    for k in keys {
+        starts.insert(k);
     }
-    let per_node = node_max_entries.max(1) as u64;
-    let keys = s.len().div_ceil(per_node);
-    (keys, keys + 1)
+    for pair in keys.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        let common = a.iter().zip(b).take_while(|(x, y)| x == y).count().min(15);
+        starts.insert(&a[..common]);
+        starts.insert(&a[..=common]);
+        starts.insert(&b[..=common]);
+    }
+    starts.len() as u64
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1783,5 +1812,60 @@ mod tests {
         assert!(replay.failed.is_empty(), "{replay:?}");
         assert_eq!(groups_of(&mut r.shard, "s"), groups_of(&mut t.shard, "s"));
         assert!(get(&mut t, "s").groups[&b"g"[..]].consistent());
+    }
+
+    #[test]
+    fn rax_node_counts_match_redis() {
+        use super::rax_node_count;
+        let keys = |ms: &[u64]| -> Vec<[u8; 16]> {
+            ms.iter()
+                .map(|&m| StreamId::new(m, 0).to_be_bytes())
+                .collect()
+        };
+        // Figures from redis-server 7.0.15: 1 key, 250 and 1000 entries of 100 per node.
+        assert_eq!(rax_node_count(&[]), 1);
+        assert_eq!(rax_node_count(&keys(&[1])), 2);
+        assert_eq!(rax_node_count(&keys(&[1, 101, 201])), 8);
+        let thousand: Vec<u64> = (0..10).map(|i| 1 + 100 * i).collect();
+        assert_eq!(rax_node_count(&keys(&thousand)), 26);
+    }
+
+    #[test]
+    fn keyspace_statistics_and_claim_events() {
+        let mut t = TestShard::new();
+        stream(&mut t, "s", &[1, 2]);
+        t.run("XGROUP CREATE s g 0");
+        t.run("XGROUP CREATE nokey g 0");
+        let (hits, misses) = (t.shard.stats.keyspace_hits, t.shard.stats.keyspace_misses);
+        assert_eq!((hits, misses), (0, 0), "XGROUP looks up for writing");
+        for cmd in [
+            "XINFO STREAM s",
+            "XINFO STREAM nokey",
+            "XACK nokey g 1",
+            "XPENDING s g",
+        ] {
+            t.run(cmd);
+        }
+        t.run("XCLAIM s g c 0 1");
+        t.run("XAUTOCLAIM nokey g c 0 0");
+        t.run("XINFO HELP");
+        assert_eq!(t.shard.stats.keyspace_hits, 3);
+        assert_eq!(t.shard.stats.keyspace_misses, 3);
+        t.shard.notify_flags = crate::notify::class::ALL | crate::notify::class::KEYEVENT;
+        t.run("XCLAIM s g alice 0 1 2 FORCE JUSTID");
+        t.run("XAUTOCLAIM s g bob 0 0");
+        t.run("XAUTOCLAIM s g bob 0 0");
+        let events: Vec<&str> = t.shard.events.iter().map(|e| e.event).collect();
+        assert_eq!(events, ["xgroup-createconsumer", "xgroup-createconsumer"]);
+        // Seen time: set by a claim, left alone by XPENDING and XINFO.
+        t.now_ms += 100;
+        t.run("XPENDING s g - + 10 bob");
+        t.run("XINFO CONSUMERS s g");
+        let seen =
+            |t: &mut TestShard, c: &[u8]| get(t, "s").groups[&b"g"[..]].consumers[c].seen_time_ms;
+        assert_eq!(seen(&mut t, b"bob"), t.now_ms - 100);
+        t.run("XAUTOCLAIM s g bob 0 0 JUSTID");
+        assert_eq!(seen(&mut t, b"bob"), t.now_ms);
+        assert_eq!(seen(&mut t, b"alice"), t.now_ms - 100);
     }
 }
