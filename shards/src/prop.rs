@@ -76,17 +76,26 @@ pub(crate) struct Rewrites {
     bytes: Vec<u8>,
     /// For each recorded command: its database and where its encoding ends in `bytes`.
     cmds: Vec<(usize, usize)>,
+    /// The call is never logged as its own arguments, only as what it recorded (Redis's
+    /// `preventCommandPropagation`: XREADGROUP logs only its XCLAIMs and XGROUPs).
+    suppressed: bool,
 }
 
 impl Rewrites {
     /// Whether the call recorded nothing (it is then logged as its own arguments).
     pub(crate) fn is_empty(&self) -> bool {
-        self.cmds.is_empty()
+        self.cmds.is_empty() && !self.suppressed
     }
 
     pub(crate) fn clear(&mut self) {
         self.bytes.clear();
         self.cmds.clear();
+        self.suppressed = false;
+    }
+
+    /// Logs the call as what it records, possibly nothing, never as its own arguments.
+    pub(crate) fn suppress(&mut self) {
+        self.suppressed = true;
     }
 
     pub(crate) fn push(&mut self, db: usize, argv: &[&[u8]]) {
