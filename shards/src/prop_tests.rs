@@ -325,6 +325,27 @@ const CASES: &[Case] = &[
             "XAUTOCLAIM sg g alice 0 0",
         ],
     },
+    Case {
+        // Claims of entries, some deleted since: each is logged as an absolute XCLAIM.
+        name: "stream claims",
+        script: &[
+            "XADD sc 1-0 f 1",
+            "XADD sc 2-0 f 2",
+            "XADD sc 3-0 f 3",
+            "XADD sc 4-0 f 4",
+            "XGROUP CREATE sc g 0",
+            "XCLAIM sc g alice 0 1-0 2 3 4 FORCE TIME 1000",
+            "@+100",
+            "XCLAIM sc g bob 50 1-0 2-0 RETRYCOUNT 5",
+            "XCLAIM sc g bob 0 3 IDLE 10 JUSTID LASTID 3-0",
+            "XDEL sc 2-0",
+            "XAUTOCLAIM sc g carol 10 0 COUNT 2",
+            "XACK sc g 1-0",
+            "XDEL sc 4-0",
+            "XCLAIM sc g dave 0 4-0 3-0",
+            "XAUTOCLAIM sc g erin 0 0 JUSTID",
+        ],
+    },
 ];
 
 /// A key's value in a form that ignores encodings and member order where the type has none.
