@@ -981,8 +981,10 @@ impl<'a> Claims<'a> {
         self.dirty += 1;
     }
 
-    /// Counts the changes, fires the consumer's creation event and logs the effect.
+    /// Counts the changes, fires the consumer's creation event and logs the effect: only
+    /// the recorded commands, never the call itself (its IDLE is relative), as Redis does.
     fn finish(self, sh: &mut Shard, db: usize) {
+        sh.prevent_propagation();
         sh.stats.dirty += self.dirty;
         if self.consumer_created {
             sh.notify(class::STREAM, "xgroup-createconsumer", db, self.key);
