@@ -25,6 +25,7 @@
 //! | BLMOVE, BRPOPLPUSH | `LMOVE …` / `RPOPLPUSH src dst` |
 //! | ZMPOP, BZMPOP, BZPOPMIN, BZPOPMAX, ZPOPMIN, ZPOPMAX | `ZPOPMIN key n` / `ZPOPMAX key n` |
 //! | RESTORE with a relative TTL | the same arguments with the deadline, plus `ABSTTL`; `DEL key` when a past deadline deleted the old key |
+//! | XCLAIM, XAUTOCLAIM | per pending entry claimed, or dropped because its entry was deleted: `XCLAIM key group owner 0 id TIME ms RETRYCOUNT n FORCE JUSTID LASTID last-id` (absolute time; replayed at clock 0, TIME stands); an XCLAIM whose LASTID alone moved the group: `XGROUP SETID key group id ENTRIESREAD n` |
 //! | a key found expired (lazily, by RANDOMKEY, or by the active cycle) | `DEL key`, before the command that found it |
 //!
 //! Every other write is logged as its own arguments: its effect is a function of the data and
@@ -76,17 +77,26 @@ pub(crate) struct Rewrites {
     bytes: Vec<u8>,
     /// For each recorded command: its database and where its encoding ends in `bytes`.
     cmds: Vec<(usize, usize)>,
+    /// The call is never logged as its own arguments, only as what it recorded (Redis's
+    /// `preventCommandPropagation`: XREADGROUP logs only its XCLAIMs and XGROUPs).
+    suppressed: bool,
 }
 
 impl Rewrites {
     /// Whether the call recorded nothing (it is then logged as its own arguments).
     pub(crate) fn is_empty(&self) -> bool {
-        self.cmds.is_empty()
+        self.cmds.is_empty() && !self.suppressed
     }
 
     pub(crate) fn clear(&mut self) {
         self.bytes.clear();
         self.cmds.clear();
+        self.suppressed = false;
+    }
+
+    /// Logs the call as what it records, possibly nothing, never as its own arguments.
+    pub(crate) fn suppress(&mut self) {
+        self.suppressed = true;
     }
 
     pub(crate) fn push(&mut self, db: usize, argv: &[&[u8]]) {

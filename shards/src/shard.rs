@@ -303,6 +303,15 @@ impl Shard {
         }
     }
 
+    /// Makes the running call log only what it records with [`Shard::rewrite`], possibly
+    /// nothing, never its own arguments (Redis's `preventCommandPropagation`). Does nothing
+    /// while logging is off.
+    pub fn prevent_propagation(&mut self) {
+        if self.prop.is_some() {
+            self.rewrites.suppress();
+        }
+    }
+
     /// Makes the databases record the keys they expire exactly while logging is on (a
     /// database replaced wholesale, by a load, starts recording too). Called before every
     /// logged call; while logging stays off, callers skip it with one comparison.
