@@ -374,6 +374,23 @@ pub const OPTIONS: &[OptDef] = &[
         "a sparse HyperLogLog that would grow past this many bytes turns dense",
     ),
     opt(
+        "stream-node-max-bytes",
+        "4096",
+        Kind::Memory { min: 0 },
+        true,
+        "a stream node (listpack) holds at most this many bytes (0: no limit)",
+    ),
+    opt(
+        "stream-node-max-entries",
+        "100",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+        true,
+        "a stream node holds at most this many entries (0: no limit)",
+    ),
+    opt(
         "maxmemory-policy",
         "noeviction",
         Kind::Enum(&[

@@ -357,13 +357,13 @@ fn execute(ctx: &ShardCtx, conn: &mut Conn, target: Target, argv: &[&[u8]], now:
                     .execute_reply(l, argv, db, now, proto, &mut conn.wbuf);
             if blocked.is_some() && conn.live.is_some() {
                 // Inside a block a blocking command does not block.
+                ctx.engine.borrow_mut().block_args = None;
                 conn.wbuf
                     .extend_from_slice(&crate::block::cannot_block_reply(l.spec.name, proto));
             } else if let Some(ms) = blocked {
-                let mut frame = Vec::new();
-                encode_command(argv, &mut frame);
+                let frame = parked_frame(ctx, argv, None);
                 let origin = (ctx.id, conn.token, conn.seq);
-                ctx.block(waiter(l, argv, &frame, origin, db, proto, ms, now));
+                ctx.block(waiter(l, argv, frame, origin, db, proto, ms, now));
                 conn.wait = Wait::Blocked { shard: ctx.id };
             }
         }
@@ -448,12 +448,13 @@ pub fn run_frames(
                     .execute_reply(l, &argv, db, now, proto, out);
                 if blocked.is_some() && ctx.locks.borrow().current.is_some() {
                     // Part of a block run live: a blocking command does not block.
+                    ctx.engine.borrow_mut().block_args = None;
                     out.extend_from_slice(&crate::block::cannot_block_reply(l.spec.name, proto));
                 } else if let (Some(ms), Some((shard, conn, seq))) = (blocked, origin) {
                     ctx.block(waiter(
                         l,
                         &argv,
-                        frame,
+                        parked_frame(ctx, &argv, Some(frame)),
                         (shard, conn, seq),
                         db,
                         proto,
@@ -481,12 +482,27 @@ pub fn waited_keys(l: Lookup, argv: &[&[u8]]) -> Vec<Key> {
     pos.iter().map(|&p| Key::from(argv[p])).collect()
 }
 
+/// The command a parked client runs again once its keys are written: the one it sent, or
+/// the one the engine asked for instead (XREAD's `$` resolved, see `Shard::block_args`).
+fn parked_frame(ctx: &ShardCtx, argv: &[&[u8]], sent: Option<&[u8]>) -> Vec<u8> {
+    let mut frame = Vec::new();
+    match (ctx.engine.borrow_mut().block_args.take(), sent) {
+        (Some(args), _) => {
+            let args: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
+            encode_command(&args, &mut frame);
+        }
+        (None, Some(sent)) => frame.extend_from_slice(sent),
+        (None, None) => encode_command(argv, &mut frame),
+    }
+    frame
+}
+
 /// A waiter for a blocked command (`origin` is shard, connection, sequence number).
 #[allow(clippy::too_many_arguments)]
 fn waiter(
     l: Lookup,
     argv: &[&[u8]],
-    frame: &[u8],
+    frame: Vec<u8>,
     origin: (usize, Token, u32),
     db: usize,
     proto: Proto,
@@ -499,12 +515,14 @@ fn waiter(
         seq: origin.2,
         db,
         proto,
-        frame: frame.to_vec(),
+        frame,
         keys: waited_keys(l, argv),
         deadline_ms: (timeout_ms > 0).then(|| now_us / 1000 + timeout_ms),
         pops: match l.spec.group {
             shards::cmd::Group::List => Some("list"),
             shards::cmd::Group::SortedSet => Some("zset"),
+            // Stream readers look at every write: a deleted stream or group is news to a
+            // blocked XREADGROUP (an error), and XREAD decides itself to go on waiting.
             _ => None,
         },
     }
@@ -530,11 +548,15 @@ pub fn run_blocking_frame(
     match lookup(&argv) {
         // A key locked by a transaction: look again when it is released.
         Ok(l) if crate::txn::locked_out(ctx, l, &argv, db) => true,
-        Ok(l) => ctx
-            .engine
-            .borrow_mut()
-            .execute_reply(l, &argv, db, now_us(), proto, out)
-            .is_some(),
+        Ok(l) => {
+            let mut engine = ctx.engine.borrow_mut();
+            engine.rerun = true;
+            let blocked = engine.execute_reply(l, &argv, db, now_us(), proto, out);
+            engine.rerun = false;
+            // Parked already with its rewritten command: a rewrite asked for again is the same.
+            engine.block_args = None;
+            blocked.is_some()
+        }
         Err(e) => {
             Reply::new(out, proto).error(&e.text());
             false
@@ -830,7 +852,13 @@ fn gather_run(
     let now = now_us();
     let (db, proto) = (conn.db, conn.proto);
     let mut reply = Vec::new();
+    // A blocking command gathered again after a write is a re-run (see `Shard::rerun`).
+    scratch.rerun = conn.retry_deadline.is_some();
     let blocked = scratch.execute_reply(l, &args, db, now, proto, &mut reply);
+    if let Some(rewritten) = scratch.block_args.take().filter(|_| blocked.is_some()) {
+        // Runs again as the engine asked (XREAD's `$` resolved at its first run).
+        conn.retry_cmd = Some((l, rewritten));
+    }
     {
         // The scratch shard's counters belong to this shard (the call itself is counted).
         let mut engine = ctx.engine.borrow_mut();
@@ -864,7 +892,9 @@ fn gather_run(
                 ctx.schedule_deadline(conn.token, deadline);
             }
             if std::mem::take(&mut conn.woken) {
-                start_gather(ctx, conn, l, &args);
+                let again = conn.retry_cmd.clone().map_or(argv.clone(), |(_, a)| a);
+                let again: Vec<&[u8]> = again.iter().map(|a| a.as_slice()).collect();
+                start_gather(ctx, conn, l, &again);
             } else {
                 conn.wait = Wait::Retry;
             }

@@ -46,6 +46,10 @@ pub fn shard_config(cfg: &Config) -> ShardConfig {
         zset_max_listpack_entries: n("zset-max-listpack-entries"),
         zset_max_listpack_value: n("zset-max-listpack-value"),
         hll_sparse_max_bytes: n("hll-sparse-max-bytes"),
+        stream: shards::types::stream::Limits {
+            node_max_bytes: n("stream-node-max-bytes"),
+            node_max_entries: n("stream-node-max-entries"),
+        },
         ..ShardConfig::default()
     }
 }

@@ -295,6 +295,7 @@ const CORPUS: &[&str] = &[
     "dump.redis",
     "persistence.redis",
     "pubsub.redis",
+    "stream_groups.redis",
     "streams.redis",
     "streams_readgroup.redis",
 ];
@@ -316,6 +317,11 @@ fn every_corpus_file_has_a_test() {
     for f in CORPUS {
         parse_script(&corpus_dir().join(f));
     }
+}
+
+#[test]
+fn stream_groups() {
+    check("stream_groups.redis");
 }
 
 #[test]

@@ -327,6 +327,30 @@ fn every_type() -> Vec<Vec<String>> {
             (later_ms / 1000).to_string(),
         ],
         words("SETEX ttl:setex 9000 v"),
+        // Streams: shared and own field names, several nodes, deletions, groups with pending
+        // entries and consumers, an emptied stream.
+        words("XADD stream:small 1-1 a 1 b 2"),
+        words("XADD stream:small 1-2 a 3 b 4"),
+        words("XADD stream:small 2-0 c x"),
+        many("XADD stream:big", 250, |i| {
+            vec![
+                format!("{}-{}", 1000 + i / 3, i % 3),
+                "field".into(),
+                format!("value-{i}"),
+                "n".into(),
+                i.to_string(),
+            ]
+        }),
+        words("XDEL stream:big 1001-1 1040-0 1080-2"),
+        words("XGROUP CREATE stream:big g1 0"),
+        words("XREADGROUP GROUP g1 alice COUNT 10 STREAMS stream:big >"),
+        words("XREADGROUP GROUP g1 bob COUNT 5 STREAMS stream:big >"),
+        words("XACK stream:big g1 1000-0 1000-2 1003-1"),
+        words("XGROUP CREATE stream:big g2 $"),
+        words("XGROUP CREATECONSUMER stream:big g2 carol"),
+        words("XADD stream:empty 5-5 f v"),
+        words("XDEL stream:empty 5-5"),
+        words("EXPIRE stream:small 9000"),
         // Other databases.
         words("SELECT 1"),
         words("SET str:plain db1"),
@@ -375,6 +399,17 @@ fn effects() -> Vec<Vec<String>> {
         words("HSET hash:float f 1.5"),
         words("HINCRBYFLOAT hash:float f 0.125"),
         words("GETEX str:plain PX 6000000"),
+        // Stream writes whose effects differ from their arguments: generated ids, `~`
+        // trimming, group reads and claims.
+        many("XADD stream:auto", 120, |i| {
+            vec!["*".into(), "f".into(), i.to_string()]
+        }),
+        words("XADD stream:auto MAXLEN ~ 50 * f last"),
+        words("XGROUP CREATE stream:auto grp 0"),
+        words("XREADGROUP GROUP grp c1 COUNT 7 STREAMS stream:auto >"),
+        words("XREADGROUP GROUP grp c2 COUNT 3 NOACK STREAMS stream:auto >"),
+        words("XAUTOCLAIM stream:auto grp c3 0 0 COUNT 2"),
+        words("XTRIM stream:auto MINID ~ 0"),
     ]
 }
 
@@ -440,6 +475,21 @@ fn view(con: &mut RawConn, key: &[u8]) -> Option<View> {
             pairs
         }
         "zset" => elems(con.cmd_bytes(&[b"ZRANGE", key, b"0", b"-1", b"WITHSCORES"])),
+        // Entries, bookkeeping and groups as raw replies (without times: a replayed AOF
+        // holds the delivery times but sets consumers' seen times anew).
+        "stream" => {
+            let mut parts = vec![
+                con.cmd_bytes(&[b"XRANGE", key, b"-", b"+"]),
+                con.cmd_bytes(&[b"XINFO", b"STREAM", key]),
+                con.cmd_bytes(&[b"XINFO", b"GROUPS", key]),
+            ];
+            let groups = con.cmd_bytes(&[b"XINFO", b"GROUPS", key]);
+            for g in stream_group_names(&groups) {
+                parts.push(con.cmd_bytes(&[b"XPENDING", key, &g]));
+                parts.push(con.cmd_bytes(&[b"XPENDING", key, &g, b"-", b"+", b"1000"]));
+            }
+            parts
+        }
         other => panic!("unexpected type {other}"),
     };
     let deadline_ms = int(&con.cmd_bytes(&[b"PEXPIRETIME", key]));
@@ -448,6 +498,19 @@ fn view(con: &mut RawConn, key: &[u8]) -> Option<View> {
         contents,
         deadline_ms,
     })
+}
+
+/// The group names in an XINFO GROUPS reply (RESP2: each group a flat field/value array
+/// starting with `name`).
+fn stream_group_names(reply: &[u8]) -> Vec<Vec<u8>> {
+    let (_, groups) = split_aggregate(reply);
+    groups
+        .iter()
+        .filter_map(|g| {
+            let (_, fields) = split_aggregate(g);
+            fields.get(1).and_then(|f| bulk(f))
+        })
+        .collect()
 }
 
 /// Panics with the first differences when `got` is not `want`.

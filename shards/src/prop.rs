@@ -25,6 +25,7 @@
 //! | BLMOVE, BRPOPLPUSH | `LMOVE …` / `RPOPLPUSH src dst` |
 //! | ZMPOP, BZMPOP, BZPOPMIN, BZPOPMAX, ZPOPMIN, ZPOPMAX | `ZPOPMIN key n` / `ZPOPMAX key n` |
 //! | RESTORE with a relative TTL | the same arguments with the deadline, plus `ABSTTL`; `DEL key` when a past deadline deleted the old key |
+//! | XCLAIM, XAUTOCLAIM | per pending entry claimed, or dropped because its entry was deleted: `XCLAIM key group owner 0 id TIME ms RETRYCOUNT n FORCE JUSTID LASTID last-id` (absolute time; replayed at clock 0, TIME stands); an XCLAIM whose LASTID alone moved the group: `XGROUP SETID key group id ENTRIESREAD n` |
 //! | a key found expired (lazily, by RANDOMKEY, or by the active cycle) | `DEL key`, before the command that found it |
 //!
 //! Every other write is logged as its own arguments: its effect is a function of the data and

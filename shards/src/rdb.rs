@@ -3,17 +3,24 @@
 //! An object is a type byte followed by the type's body. [`encode`] writes the encodings Redis
 //! 7.0 itself writes for each of our representations (strings with the integer encodings,
 //! lists as quicklist-2 of listpack nodes, intsets, listpack hashes and sorted sets, and the
-//! plain hashtable / skiplist forms). [`decode`] reads everything Redis 7.0 DUMPs for the types
-//! shardis has, plus the older forms Redis 7.0 still loads (plain lists, text-score sorted
-//! sets, ziplists and quicklists of ziplists), and builds the value in the
-//! encoding Redis would give it under the shard's current thresholds.
+//! plain hashtable / skiplist forms, streams as their listpack nodes with the stream's and its
+//! groups' bookkeeping). [`decode`] reads everything Redis 7.0 DUMPs for the types shardis has,
+//! plus the older forms Redis 7.0 still loads (plain lists, text-score sorted sets, ziplists
+//! and quicklists of ziplists, Redis 5/6 streams) and Redis 7.2's streams, and builds the value
+//! in the encoding Redis would give it under the shard's current thresholds.
 //!
 //! Payload bytes come from clients: every read is bounds-checked, every length is checked
 //! against what is left, and anything malformed is a [`Corrupt`] error, never a panic.
 
 use crate::shard::ShardConfig;
 use crate::types::list::{End, Fill};
-use crate::types::{hash, set::Member, zset, Hash, List, Set, SmallBytes, Str, Value, ZSet};
+use crate::types::redis_listpack::{
+    self as lp, sign_extend, Entry as LpEntry, Writer as ListpackWriter,
+};
+use crate::types::stream::{Consumer, Group, Nack, StreamId};
+use crate::types::{
+    hash, set::Member, zset, Hash, List, Set, SmallBytes, Str, Stream, Value, ZSet,
+};
 use crate::util::{fmt_d2string, parse_f64_lenient, parse_i64};
 
 /// The RDB version this codec writes (Redis 7.0).
@@ -32,10 +39,12 @@ pub mod kind {
     pub const ZSET_ZIPLIST: u8 = 12;
     pub const HASH_ZIPLIST: u8 = 13;
     pub const LIST_QUICKLIST: u8 = 14;
+    pub const STREAM_LISTPACKS: u8 = 15;
     pub const HASH_LISTPACK: u8 = 16;
     pub const ZSET_LISTPACK: u8 = 17;
     pub const LIST_QUICKLIST_2: u8 = 18;
     pub const STREAM_LISTPACKS_2: u8 = 19;
+    pub const STREAM_LISTPACKS_3: u8 = 21;
 }
 
 /// Malformed or unsupported serialized data.
@@ -199,8 +208,7 @@ pub fn object_kind(value: &Value) -> u8 {
 /// Appends the body of `value` (what follows the type byte, and in a file the key).
 pub fn encode_body(value: &Value, out: &mut Vec<u8>) {
     match value {
-        // Being written (issue 8): the stream encoding (RDB_TYPE_STREAM_LISTPACKS_2).
-        Value::Stream(_) => {}
+        Value::Stream(s) => encode_stream(s, out),
         Value::Str(s) => match s {
             Str::Int(n) => put_int_string(out, *n),
             Str::Bytes { data, .. } => put_string(out, data.as_slice()),
@@ -209,12 +217,12 @@ pub fn encode_body(value: &Value, out: &mut Vec<u8>) {
             let mut nodes: Vec<Vec<u8>> = Vec::new();
             let mut pack = ListpackWriter::default();
             for item in l.iter() {
-                if pack.count > 0 && pack.would_exceed(item.len(), LIST_NODE_BYTES) {
+                if pack.count() > 0 && pack.would_exceed(item.len(), LIST_NODE_BYTES) {
                     nodes.push(std::mem::take(&mut pack).finish());
                 }
                 pack.push(item);
             }
-            if pack.count > 0 {
+            if pack.count() > 0 {
                 nodes.push(pack.finish());
             }
             put_len(out, nodes.len() as u64);
@@ -274,6 +282,46 @@ pub fn encode_body(value: &Value, out: &mut Vec<u8>) {
     }
 }
 
+/// Appends a stream's body as Redis 7.0 writes it (`RDB_TYPE_STREAM_LISTPACKS_2`): the nodes
+/// (master id as a 16-byte big-endian string, listpack as it is), the length, the last, first
+/// and greatest deleted ids, the count of entries ever added, then the groups.
+fn encode_stream(s: &Stream, out: &mut Vec<u8>) {
+    put_len(out, s.nodes().len() as u64);
+    for (master_id, node) in s.nodes() {
+        put_string(out, &master_id.to_be_bytes());
+        put_string(out, node);
+    }
+    put_len(out, s.len());
+    for id in [s.last_id, s.first_id, s.max_deleted_id] {
+        put_len(out, id.ms);
+        put_len(out, id.seq);
+    }
+    put_len(out, s.entries_added);
+    put_len(out, s.groups.len() as u64);
+    for (name, g) in &s.groups {
+        put_string(out, name);
+        put_len(out, g.last_id.ms);
+        put_len(out, g.last_id.seq);
+        // Redis's invalid counter, -1, goes through its unsigned length writer.
+        put_len(out, g.entries_read.unwrap_or(u64::MAX));
+        put_len(out, g.pel.len() as u64);
+        for (id, nack) in &g.pel {
+            out.extend_from_slice(&id.to_be_bytes());
+            out.extend_from_slice(&nack.delivery_time_ms.to_le_bytes());
+            put_len(out, nack.delivery_count);
+        }
+        put_len(out, g.consumers.len() as u64);
+        for (cname, c) in &g.consumers {
+            put_string(out, cname);
+            out.extend_from_slice(&c.seen_time_ms.to_le_bytes());
+            put_len(out, c.pending.len() as u64);
+            for id in &c.pending {
+                out.extend_from_slice(&id.to_be_bytes());
+            }
+        }
+    }
+}
+
 /// The most bytes a list node gets when written (Redis's default 8 KiB node size).
 const LIST_NODE_BYTES: usize = 8192;
 
@@ -299,95 +347,6 @@ fn intset_bytes(items: &[i64]) -> Vec<u8> {
         out.extend_from_slice(&n.to_le_bytes()[..width]);
     }
     out
-}
-
-/// Builds a Redis listpack.
-#[derive(Default)]
-struct ListpackWriter {
-    body: Vec<u8>,
-    count: usize,
-}
-
-impl ListpackWriter {
-    fn would_exceed(&self, item_len: usize, max: usize) -> bool {
-        7 + self.body.len() + item_len + 10 > max
-    }
-
-    fn push(&mut self, item: &[u8]) {
-        let start = self.body.len();
-        let b = &mut self.body;
-        match parse_i64(item) {
-            Some(n @ 0..=127) => b.push(n as u8),
-            Some(n @ -4096..=4095) => {
-                let u = (n as u64) & 0x1fff;
-                b.push(0xc0 | (u >> 8) as u8);
-                b.push(u as u8);
-            }
-            Some(n) if i16::try_from(n).is_ok() => {
-                b.push(0xf1);
-                b.extend_from_slice(&(n as i16).to_le_bytes());
-            }
-            Some(n @ -8_388_608..=8_388_607) => {
-                b.push(0xf2);
-                b.extend_from_slice(&(n as i32).to_le_bytes()[..3]);
-            }
-            Some(n) if i32::try_from(n).is_ok() => {
-                b.push(0xf3);
-                b.extend_from_slice(&(n as i32).to_le_bytes());
-            }
-            Some(n) => {
-                b.push(0xf4);
-                b.extend_from_slice(&n.to_le_bytes());
-            }
-            None => {
-                let len = item.len();
-                if len < 64 {
-                    b.push(0x80 | len as u8);
-                } else if len < 4096 {
-                    b.push(0xe0 | (len >> 8) as u8);
-                    b.push(len as u8);
-                } else {
-                    b.push(0xf0);
-                    b.extend_from_slice(&(len as u32).to_le_bytes());
-                }
-                b.extend_from_slice(item);
-            }
-        }
-        let entry_len = self.body.len() - start;
-        let mut back = [0u8; 5];
-        let n = backlen(entry_len as u64, &mut back);
-        self.body.extend_from_slice(&back[..n]);
-        self.count += 1;
-    }
-
-    fn finish(self) -> Vec<u8> {
-        let total = 6 + self.body.len() + 1;
-        let mut out = Vec::with_capacity(total);
-        out.extend_from_slice(&(total as u32).to_le_bytes());
-        out.extend_from_slice(&(self.count.min(65535) as u16).to_le_bytes());
-        out.extend_from_slice(&self.body);
-        out.push(0xff);
-        out
-    }
-}
-
-/// Writes the backward length of an entry of `len` bytes (encoding and data) into `buf`;
-/// returns how many bytes it takes. Read right to left, each byte holds 7 bits, and a set
-/// high bit says another byte follows.
-fn backlen(len: u64, buf: &mut [u8; 5]) -> usize {
-    let n = match len {
-        0..=127 => 1,
-        128..=16382 => 2,
-        16383..=2_097_150 => 3,
-        2_097_151..=268_435_454 => 4,
-        _ => 5,
-    };
-    for (i, slot) in buf.iter_mut().take(n).enumerate() {
-        let shift = 7 * (n - 1 - i);
-        let bits = ((len >> shift) & 127) as u8;
-        *slot = if i == 0 { bits } else { bits | 128 };
-    }
-    n
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -701,79 +660,9 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// One listpack entry.
-enum LpEntry<'a> {
-    Int(i64),
-    Str(&'a [u8]),
-}
-
-impl LpEntry<'_> {
-    fn to_bytes(&self) -> SmallBytes {
-        match self {
-            LpEntry::Int(n) => SmallBytes::from(itoa::Buffer::new().format(*n).as_bytes()),
-            LpEntry::Str(s) => SmallBytes::from(*s),
-        }
-    }
-}
-
-fn sign_extend(v: u64, bits: u32) -> i64 {
-    let shift = 64 - bits;
-    ((v << shift) as i64) >> shift
-}
-
-/// Parses and validates a Redis listpack: header size, entries with their back lengths, the
-/// end byte, and the header count (unless it is the "unknown" 65535).
-fn listpack(lp: &[u8]) -> Res<Vec<LpEntry<'_>>> {
-    let mut r = Reader { buf: lp, pos: 0 };
-    let total = u32::from_le_bytes(r.array()?) as usize;
-    let count = u16::from_le_bytes(r.array()?) as usize;
-    if total != lp.len() {
-        return Err(Corrupt);
-    }
-    let mut out = Vec::new();
-    loop {
-        let start = r.pos;
-        let b = r.byte()?;
-        if b == 0xff {
-            break;
-        }
-        let entry = if b & 0x80 == 0 {
-            LpEntry::Int((b & 0x7f) as i64)
-        } else if b & 0xc0 == 0x80 {
-            LpEntry::Str(r.take((b & 0x3f) as u64)?)
-        } else if b & 0xe0 == 0xc0 {
-            let v = (((b & 0x1f) as u64) << 8) | r.byte()? as u64;
-            LpEntry::Int(sign_extend(v, 13))
-        } else if b & 0xf0 == 0xe0 {
-            let n = (((b & 0x0f) as u64) << 8) | r.byte()? as u64;
-            LpEntry::Str(r.take(n)?)
-        } else {
-            match b {
-                0xf0 => {
-                    let n = u32::from_le_bytes(r.array()?);
-                    LpEntry::Str(r.take(n as u64)?)
-                }
-                0xf1 => LpEntry::Int(i16::from_le_bytes(r.array()?) as i64),
-                0xf2 => {
-                    let [x, y, z] = r.array()?;
-                    LpEntry::Int(sign_extend(u32::from_le_bytes([x, y, z, 0]) as u64, 24))
-                }
-                0xf3 => LpEntry::Int(i32::from_le_bytes(r.array()?) as i64),
-                0xf4 => LpEntry::Int(i64::from_le_bytes(r.array()?)),
-                _ => return Err(Corrupt),
-            }
-        };
-        let mut back = [0u8; 5];
-        let n = backlen((r.pos - start) as u64, &mut back);
-        if r.take(n as u64)? != &back[..n] {
-            return Err(Corrupt);
-        }
-        out.push(entry);
-    }
-    if r.pos != lp.len() || (count != 65535 && count != out.len()) {
-        return Err(Corrupt);
-    }
-    Ok(out)
+/// Parses and validates a Redis listpack (see [`lp::parse`]).
+fn listpack(data: &[u8]) -> Res<Vec<LpEntry<'_>>> {
+    lp::parse(data).ok_or(Corrupt)
 }
 
 /// Parses and validates a ziplist (the small encoding before Redis 7.0, still loaded by it):
@@ -1036,6 +925,9 @@ fn decode_body(kind: u8, r: &mut Reader<'_>, cfg: &ShardConfig) -> Res<Value> {
             }
             Value::ZSet(zset_from(pairs, cfg, true)?)
         }
+        kind::STREAM_LISTPACKS | kind::STREAM_LISTPACKS_2 | kind::STREAM_LISTPACKS_3 => {
+            Value::Stream(Box::new(decode_stream(kind, r)?))
+        }
         _ => return Err(Corrupt),
     };
     if collection_is_empty(&value) {
@@ -1090,8 +982,148 @@ fn skip_body(r: &mut Reader<'_>, kind: u8) -> Res<()> {
             }
             Ok(())
         }
+        kind::STREAM_LISTPACKS | kind::STREAM_LISTPACKS_2 | kind::STREAM_LISTPACKS_3 => {
+            skip_stream(r, kind)
+        }
         _ => Err(Corrupt),
     }
+}
+
+/// Reads a stream id written as two RDB lengths (ms, seq).
+fn stream_id(r: &mut Reader<'_>) -> Res<StreamId> {
+    Ok(StreamId::new(r.len()?, r.len()?))
+}
+
+/// Reads a stream id written raw (16 bytes, big-endian).
+fn raw_stream_id(r: &mut Reader<'_>) -> Res<StreamId> {
+    Ok(StreamId::from_be_bytes(r.array()?))
+}
+
+/// Reads a stream body of type `kind` (15: Redis 5/6, 19: 7.0, 21: 7.2). Every node is
+/// checked entry by entry ([`Stream::from_nodes`]); the stored length must match the live
+/// entries, no live entry may pass the last id, entries-added may not be below the length,
+/// and each group's PEL and its consumers' lists must name the same ids, each exactly once.
+fn decode_stream(kind: u8, r: &mut Reader<'_>) -> Res<Stream> {
+    let count = r.count()?;
+    let mut nodes = Vec::with_capacity(count.min(1024));
+    for _ in 0..count {
+        let key = r.string()?;
+        let key: [u8; 16] = key.as_slice().try_into().map_err(|_| Corrupt)?;
+        nodes.push((StreamId::from_be_bytes(key), r.string()?));
+    }
+    let mut s = Stream::from_nodes(nodes).ok_or(Corrupt)?;
+    let length = r.len()?;
+    s.last_id = stream_id(r)?;
+    if kind == kind::STREAM_LISTPACKS {
+        // Redis 5/6 kept none of these; Redis 7 derives them so on load.
+        s.first_id = s.edge_id(false).unwrap_or(StreamId::MIN);
+        s.entries_added = length;
+    } else {
+        s.first_id = stream_id(r)?;
+        s.max_deleted_id = stream_id(r)?;
+        s.entries_added = r.len()?;
+    }
+    let past_last = s.edge_id(true).is_some_and(|id| id > s.last_id);
+    if length != s.len() || s.entries_added < length || past_last {
+        return Err(Corrupt);
+    }
+    for _ in 0..r.count()? {
+        let name = r.string()?;
+        let g = decode_group(kind, r, &s)?;
+        if s.groups.insert(name.into(), g).is_some() {
+            return Err(Corrupt);
+        }
+    }
+    Ok(s)
+}
+
+/// Reads one consumer group (after its name).
+fn decode_group(kind: u8, r: &mut Reader<'_>, s: &Stream) -> Res<Group> {
+    let last_id = stream_id(r)?;
+    let entries_read = if kind == kind::STREAM_LISTPACKS {
+        s.estimate_entries_read(last_id)
+    } else {
+        // Redis writes its invalid counter (-1) as the largest length.
+        Some(r.len()?).filter(|&n| n != u64::MAX)
+    };
+    let mut g = Group::new(last_id, entries_read);
+    for _ in 0..r.count()? {
+        let id = raw_stream_id(r)?;
+        let nack = Nack {
+            delivery_time_ms: u64::from_le_bytes(r.array()?),
+            delivery_count: r.len()?,
+            consumer: Box::default(),
+        };
+        if g.pel.insert(id, nack).is_some() {
+            return Err(Corrupt);
+        }
+    }
+    let mut owned = 0;
+    for _ in 0..r.count()? {
+        let name: Box<[u8]> = r.string()?.into();
+        let mut c = Consumer {
+            seen_time_ms: u64::from_le_bytes(r.array()?),
+            ..Consumer::default()
+        };
+        if kind == kind::STREAM_LISTPACKS_3 {
+            // Redis 7.2's active time: shardis keeps only the seen time.
+            r.array::<8>()?;
+        }
+        for _ in 0..r.count()? {
+            let id = raw_stream_id(r)?;
+            let nack = g.pel.get_mut(&id).ok_or(Corrupt)?;
+            if !c.pending.insert(id) || !nack.consumer.is_empty() {
+                return Err(Corrupt);
+            }
+            nack.consumer = name.clone();
+            owned += 1;
+        }
+        if g.consumers.insert(name, c).is_some() {
+            return Err(Corrupt);
+        }
+    }
+    // Every PEL entry has an owner (an empty consumer name aside, checked by count).
+    if owned != g.pel.len() || !g.consistent() {
+        return Err(Corrupt);
+    }
+    Ok(g)
+}
+
+/// Steps over a stream body of type `kind` (see [`decode_stream`]).
+fn skip_stream(r: &mut Reader<'_>, kind: u8) -> Res<()> {
+    for _ in 0..r.count()? {
+        r.skip_string()?;
+        r.skip_string()?;
+    }
+    // Length and last id; then first id, greatest deleted id and entries added.
+    let lens = if kind == kind::STREAM_LISTPACKS { 3 } else { 8 };
+    for _ in 0..lens {
+        r.len()?;
+    }
+    for _ in 0..r.count()? {
+        r.skip_string()?;
+        let group_lens = if kind == kind::STREAM_LISTPACKS { 2 } else { 3 };
+        for _ in 0..group_lens {
+            r.len()?;
+        }
+        for _ in 0..r.count()? {
+            r.take(16 + 8)?;
+            r.len()?;
+        }
+        let times = if kind == kind::STREAM_LISTPACKS_3 {
+            16
+        } else {
+            8
+        };
+        for _ in 0..r.count()? {
+            r.skip_string()?;
+            r.take(times)?;
+            for _ in 0..r.count()? {
+                r.take(16)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn collection_is_empty(v: &Value) -> bool {

@@ -461,16 +461,13 @@ impl<'a> FileReader<'a> {
         expire_ms: Option<u64>,
     ) -> Result<RawEntry<'a>, RdbError> {
         match kind {
-            0..=5 | 10..=14 | 16..=18 => {}
+            0..=5 | 10..=19 | 21 => {}
             6 | 7 => return err(at, "unsupported: module value (modules are not supported)"),
             9 => {
                 return err(
                     at,
                     "unsupported: zipmap-encoded hash (RDB before Redis 2.6)",
                 )
-            }
-            15 | 19 => {
-                return err(at, "unsupported: stream value (shardis has no streams yet)");
             }
             _ => return err(at, format!("unknown object type {kind}")),
         }
@@ -743,7 +740,7 @@ mod tests {
         assert_eq!(e.offset, 9);
         assert!(e.msg.contains("unknown object type 42"), "{e}");
         let e = error_of(&handmade("0010", &[19, 1, b'k', 0]));
-        assert!(e.to_string().contains("stream"), "{e}");
+        assert!(e.to_string().contains("type 19"), "{e}");
         let e = error_of(&handmade("0010", &[opcode::SELECTDB, 0, 7]));
         assert!(e.msg.contains("module"), "{e}");
         let e = error_of(&handmade("0010", &[opcode::MODULE_AUX]));

@@ -1,4 +1,5 @@
 use super::*;
+use crate::types::redis_listpack::backlen;
 use proptest::prelude::*;
 
 /// Reads redis-cli's quoted form of a reply (`\xHH`, `\n`, `\b` and the like) back to bytes.
@@ -496,4 +497,199 @@ fn reads_ziplists() {
     let mut bad = zhash.to_vec();
     bad[15] ^= 1; // the second entry's previous length
     assert!(decode(&bad, &cfg()).is_err());
+}
+
+/// A stream with two nodes, a deleted entry, a trim, and a group with two consumers.
+fn sample_stream() -> Stream {
+    use crate::types::stream::{Limits, Trim, TrimBy};
+    let lim = Limits {
+        node_max_bytes: 0,
+        node_max_entries: 4,
+    };
+    let mut s = Stream::new();
+    for i in 1..=10u64 {
+        let v = (i * 1000).to_string();
+        s.append(
+            StreamId::new(i, 0),
+            &[b"f", v.as_bytes(), b"name", b"x"],
+            lim,
+        );
+    }
+    assert!(s.delete(StreamId::new(6, 0)));
+    s.max_deleted_id = StreamId::new(6, 0);
+    let t = Trim {
+        by: TrimBy::MaxLen(7),
+        approx: false,
+        limit: 0,
+    };
+    s.trim(t, lim);
+    let mut g = Group::new(StreamId::new(5, 0), Some(5));
+    g.assign(StreamId::new(4, 0), b"alice", 1_700_000_000_000, 2, 1);
+    g.assign(StreamId::new(5, 0), b"bob", 1_700_000_000_001, 1, 1);
+    g.consumer(b"carol", 77);
+    s.groups.insert(Box::from(&b"g"[..]), g);
+    s
+}
+
+/// `s` as an older (15: Redis 5/6) or newer (21: Redis 7.2) stream type writes it.
+fn stream_body_as(kind: u8, s: &Stream) -> Vec<u8> {
+    let mut out = vec![kind];
+    put_len(&mut out, s.nodes().len() as u64);
+    for (id, node) in s.nodes() {
+        put_string(&mut out, &id.to_be_bytes());
+        put_string(&mut out, node);
+    }
+    put_len(&mut out, s.len());
+    let mut ids = vec![s.last_id];
+    if kind != kind::STREAM_LISTPACKS {
+        ids.extend([s.first_id, s.max_deleted_id]);
+    }
+    for id in ids {
+        put_len(&mut out, id.ms);
+        put_len(&mut out, id.seq);
+    }
+    if kind != kind::STREAM_LISTPACKS {
+        put_len(&mut out, s.entries_added);
+    }
+    put_len(&mut out, s.groups.len() as u64);
+    for (name, g) in &s.groups {
+        put_string(&mut out, name);
+        put_len(&mut out, g.last_id.ms);
+        put_len(&mut out, g.last_id.seq);
+        if kind != kind::STREAM_LISTPACKS {
+            put_len(&mut out, g.entries_read.unwrap_or(u64::MAX));
+        }
+        put_len(&mut out, g.pel.len() as u64);
+        for (id, n) in &g.pel {
+            out.extend_from_slice(&id.to_be_bytes());
+            out.extend_from_slice(&n.delivery_time_ms.to_le_bytes());
+            put_len(&mut out, n.delivery_count);
+        }
+        put_len(&mut out, g.consumers.len() as u64);
+        for (cname, c) in &g.consumers {
+            put_string(&mut out, cname);
+            out.extend_from_slice(&c.seen_time_ms.to_le_bytes());
+            if kind == kind::STREAM_LISTPACKS_3 {
+                out.extend_from_slice(&12345u64.to_le_bytes());
+            }
+            put_len(&mut out, c.pending.len() as u64);
+            for id in &c.pending {
+                out.extend_from_slice(&id.to_be_bytes());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn streams_of_every_rdb_type() {
+    let s = sample_stream();
+    let v = Value::Stream(Box::new(s.clone()));
+    let body = dump_body(&v);
+    assert_eq!(body[0], kind::STREAM_LISTPACKS_2);
+    assert_eq!(decode(&body, &cfg()).unwrap(), v);
+    assert_eq!(
+        decode(&stream_body_as(kind::STREAM_LISTPACKS_2, &s), &cfg()),
+        Ok(v.clone())
+    );
+    assert_eq!(
+        decode(&stream_body_as(kind::STREAM_LISTPACKS_3, &s), &cfg()),
+        Ok(v)
+    );
+    // Redis 5/6 kept no first id, tombstone or counters: they are derived as Redis 7 does.
+    let Ok(Value::Stream(old)) = decode(&stream_body_as(kind::STREAM_LISTPACKS, &s), &cfg()) else {
+        panic!("type 15 decodes");
+    };
+    assert_eq!(old.first_id, s.edge_id(false).unwrap());
+    assert_eq!(old.max_deleted_id, StreamId::MIN);
+    assert_eq!(old.entries_added, s.len());
+    assert_eq!(old.groups[&b"g"[..]].entries_read, None);
+    assert_eq!(old.groups[&b"g"[..]].pel, s.groups[&b"g"[..]].pel);
+    // Every kind steps over the same extent it decodes.
+    for k in [15, 19, 21] {
+        let body = stream_body_as(k, &s);
+        let mut r = Reader {
+            buf: &body[1..],
+            pos: 0,
+        };
+        skip_body(&mut r, k).unwrap();
+        assert_eq!(r.pos, body.len() - 1);
+    }
+}
+
+#[test]
+fn refuses_inconsistent_streams() {
+    let s = sample_stream();
+    let mut bad = s.clone();
+    bad.last_id = StreamId::new(3, 0); // below the last entry
+    assert!(decode(&dump_body(&Value::Stream(Box::new(bad))), &cfg()).is_err());
+    let mut bad = s.clone();
+    bad.entries_added = 2; // below the length
+    assert!(decode(&dump_body(&Value::Stream(Box::new(bad))), &cfg()).is_err());
+    // A consumer naming an id the group's PEL lacks, and a PEL entry nobody owns.
+    let mut bad = s.clone();
+    let g = bad.groups.get_mut(&b"g"[..]).unwrap();
+    g.consumers
+        .get_mut(&b"carol"[..])
+        .unwrap()
+        .pending
+        .insert(StreamId::new(9, 0));
+    assert!(decode(&dump_body(&Value::Stream(Box::new(bad))), &cfg()).is_err());
+    let mut bad = s.clone();
+    let g = bad.groups.get_mut(&b"g"[..]).unwrap();
+    g.consumers.get_mut(&b"bob"[..]).unwrap().pending.clear();
+    assert!(decode(&dump_body(&Value::Stream(Box::new(bad))), &cfg()).is_err());
+    // Every truncation fails.
+    let body = dump_body(&Value::Stream(Box::new(s)));
+    for cut in 0..body.len() {
+        assert!(decode(&body[..cut], &cfg()).is_err(), "cut {cut}");
+    }
+}
+
+/// Uses a decoded stream the way commands do: none of it may panic.
+fn exercise(s: &mut Stream) {
+    use crate::types::stream::{Limits, Trim, TrimBy};
+    let lim = Limits::default();
+    let mut n = 0;
+    for rev in [false, true] {
+        s.scan(StreamId::MIN, StreamId::MAX, rev, &mut |_, f| {
+            n += f.len();
+            true
+        });
+    }
+    let first = s.edge_id(false);
+    let _ = s.edge_id(true);
+    if let Some(id) = first {
+        assert!(s.contains(id));
+        assert!(s.delete(id));
+    }
+    for g in s.groups.values() {
+        let _ = s.group_lag(g);
+    }
+    if let Some(id) = s.last_id.next() {
+        s.append(id, &[b"f", b"v"], lim);
+    }
+    let t = Trim {
+        by: TrimBy::MaxLen(1),
+        approx: false,
+        limit: 0,
+    };
+    s.trim(t, lim);
+    let _ = s.mem_bytes();
+}
+
+proptest! {
+    #[test]
+    fn corrupt_stream_payloads_never_panic(
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), 1..=255u8), 1..4),
+    ) {
+        let body = dump_body(&Value::Stream(Box::new(sample_stream())));
+        let mut b = body.clone();
+        for (at, x) in flips {
+            b[at.index(body.len())] ^= x;
+        }
+        if let Ok(Value::Stream(mut s)) = decode(&b, &cfg()) {
+            exercise(&mut s);
+        }
+    }
 }

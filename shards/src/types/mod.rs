@@ -8,6 +8,7 @@ pub mod hll;
 pub mod list;
 pub mod listpack;
 pub mod pairpack;
+pub mod redis_listpack;
 pub mod set;
 pub mod stream;
 pub mod string;

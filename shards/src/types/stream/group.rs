@@ -121,3 +121,134 @@ impl Group {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    /// One step of a random PEL history (ids and consumers drawn from small ranges so steps
+    /// collide often).
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// A delivery or claim: `assign`.
+        Assign {
+            id: u64,
+            consumer: u8,
+            time: u64,
+            count: u64,
+        },
+        Ack(u64),
+        DeleteConsumer(u8),
+        /// XGROUP CREATECONSUMER: `consumer`.
+        Create(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..20u64, 0..4u8, 0..1000u64, 0..5u64)
+                .prop_map(|(id, consumer, time, count)| Op::Assign { id, consumer, time, count }),
+            2 => (0..20u64).prop_map(Op::Ack),
+            1 => (0..4u8).prop_map(Op::DeleteConsumer),
+            1 => (0..4u8).prop_map(Op::Create),
+        ]
+    }
+
+    fn name(c: u8) -> Box<[u8]> {
+        Box::from(format!("c{c}").as_bytes())
+    }
+
+    /// The model: pending ids with (owner, time, count), and the consumers that exist.
+    #[derive(Default)]
+    struct Model {
+        pel: BTreeMap<u64, (u8, u64, u64)>,
+        consumers: BTreeSet<u8>,
+    }
+
+    impl Model {
+        /// Applies `op`; returns what the group's method should answer (if it answers).
+        fn apply(&mut self, op: &Op) -> Option<i64> {
+            match *op {
+                Op::Assign {
+                    id,
+                    consumer,
+                    time,
+                    count,
+                } => {
+                    self.consumers.insert(consumer);
+                    self.pel.insert(id, (consumer, time, count));
+                    None
+                }
+                Op::Ack(id) => Some(i64::from(self.pel.remove(&id).is_some())),
+                Op::DeleteConsumer(c) => {
+                    if !self.consumers.remove(&c) {
+                        return Some(-1);
+                    }
+                    let before = self.pel.len();
+                    self.pel.retain(|_, (owner, _, _)| *owner != c);
+                    Some((before - self.pel.len()) as i64)
+                }
+                Op::Create(c) => Some(i64::from(self.consumers.insert(c))),
+            }
+        }
+    }
+
+    fn run(g: &mut Group, op: &Op) -> Option<i64> {
+        match *op {
+            Op::Assign {
+                id,
+                consumer,
+                time,
+                count,
+            } => {
+                g.assign(StreamId::new(id, 0), &name(consumer), time, count, 7);
+                None
+            }
+            Op::Ack(id) => Some(i64::from(g.ack(StreamId::new(id, 0)))),
+            Op::DeleteConsumer(c) => Some(g.delete_consumer(&name(c)).map_or(-1, |n| n as i64)),
+            Op::Create(c) => Some(i64::from(g.consumer(&name(c), 7).1)),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Random deliveries, claims, acknowledgements and consumer deletions keep the PEL and
+        /// the consumers' views in step, and match the model.
+        #[test]
+        fn pel_bookkeeping_matches_a_model(ops in prop::collection::vec(op(), 1..120)) {
+            let mut g = Group::new(StreamId::MIN, None);
+            let mut m = Model::default();
+            for op in &ops {
+                prop_assert_eq!(run(&mut g, op), m.apply(op), "{:?}", op);
+                prop_assert!(g.consistent(), "{:?}", op);
+            }
+            let pel: BTreeMap<u64, (Box<[u8]>, u64, u64)> = g
+                .pel
+                .iter()
+                .map(|(id, n)| (id.ms, (n.consumer.clone(), n.delivery_time_ms, n.delivery_count)))
+                .collect();
+            let want: BTreeMap<u64, (Box<[u8]>, u64, u64)> = m
+                .pel
+                .iter()
+                .map(|(&id, &(c, t, n))| (id, (name(c), t, n)))
+                .collect();
+            prop_assert_eq!(pel, want);
+            let consumers: Vec<Box<[u8]>> = g.consumers.keys().cloned().collect();
+            let want: Vec<Box<[u8]>> = m.consumers.iter().map(|&c| name(c)).collect();
+            prop_assert_eq!(consumers, want);
+        }
+    }
+
+    #[test]
+    fn consistent_catches_a_stray_pending_id() {
+        let mut g = Group::new(StreamId::MIN, None);
+        g.assign(StreamId::new(1, 0), b"a", 5, 1, 5);
+        g.assign(StreamId::new(1, 0), b"b", 6, 2, 6);
+        assert!(g.consistent());
+        assert!(g.consumers[&b"a"[..]].pending.is_empty());
+        g.consumer(b"a", 0).0.pending.insert(StreamId::new(1, 0));
+        assert!(!g.consistent());
+    }
+}
