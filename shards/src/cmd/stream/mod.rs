@@ -846,11 +846,6 @@ fn xsetid(sh: &mut Shard, c: &mut Call) -> Result<()> {
     }
     let key = c.argv[1];
     let s = write_stream(sh, c.db, key, c.now_ms)?.ok_or(Error::NoSuchKey)?;
-    if id < s.max_deleted_id {
-        return Err(Error::err(
-            "The ID specified in XSETID is smaller than current max_deleted_entry_id",
-        ));
-    }
     if let Some(top) = s.edge_id(true) {
         if id < top {
             return Err(Error::err(
@@ -934,9 +929,8 @@ impl<'a> ReadArgs<'a> {
             } else if eq_ic(o, "streams") && more > 0 {
                 r.streams_at = i + 1;
                 if more % 2 != 0 {
-                    // Redis names the command as the client spelled it.
-                    let symbol = if xreadgroup { '>' } else { '$' };
-                    return Err(Error::err(format!("Unbalanced {} list of streams: for each stream key an ID or '{symbol}' must be specified.", error_text(argv[0]))));
+                    // Redis 7.0 says XREAD and `$` for XREADGROUP too.
+                    return Err(Error::err("Unbalanced XREAD list of streams: for each stream key an ID or '$' must be specified."));
                 }
                 r.n = more / 2;
                 break;
@@ -1616,10 +1610,6 @@ mod tests {
             t.run("XSETID s 3"),
             err("ERR The ID specified in XSETID is smaller than the target stream top item")
         );
-        assert_eq!(
-            t.run("XSETID s 2-5"),
-            err("ERR The ID specified in XSETID is smaller than current max_deleted_entry_id")
-        );
         assert_eq!(t.run("XSETID s 9 ENTRIESADDED 1"), err("ERR The entries_added specified in XSETID is smaller than the target stream length"));
         assert_eq!(
             t.run("XSETID s 9 ENTRIESADDED -1"),
@@ -1639,10 +1629,14 @@ mod tests {
             t.run("XADD s 9 a b"),
             err("ERR The ID specified in XADD is equal or smaller than the target stream top item")
         );
+        // Redis 7.0 lets the last id fall below the greatest deleted one.
+        assert_eq!(t.run("XSETID s 9 MAXDELETEDID 9"), "+OK\r\n");
+        assert_eq!(t.run("XSETID s 8"), "+OK\r\n");
+        assert_eq!(t.run("XSETID s 9"), "+OK\r\n");
         let s = read_stream(&mut t.shard, 0, b"s", 0).unwrap().unwrap();
         assert_eq!(
             (s.last_id, s.entries_added, s.max_deleted_id),
-            (StreamId::new(9, 0), 10, StreamId::new(8, 0))
+            (StreamId::new(9, 0), 10, StreamId::new(9, 0))
         );
         t.run("SET str x");
         assert_eq!(t.run("XDEL str x"), WRONGTYPE);
@@ -1857,7 +1851,7 @@ mod tests {
         let mut t = with_group();
         t.run("SET str x");
         let errs = [
-            ("XREADGROUP GROUP g c COUNT 1 STREAMS s", "ERR Unbalanced XREADGROUP list of streams: for each stream key an ID or '>' must be specified."),
+            ("XREADGROUP GROUP g c COUNT 1 STREAMS s", "ERR Unbalanced XREAD list of streams: for each stream key an ID or '$' must be specified."),
             ("XREADGROUP COUNT 1 NOACK STREAMS s >", "ERR Missing GROUP option for XREADGROUP"),
             ("XREADGROUP GROUP g c STREAMS s $", "ERR The $ ID is meaningless in the context of XREADGROUP: you want to read the history of this consumer by specifying a proper ID, or use the > ID to get new messages. The $ ID would just return an empty result set."),
             ("XREADGROUP GROUP nog c STREAMS s >", "NOGROUP No such key 's' or consumer group 'nog' in XREADGROUP with GROUP option"),
