@@ -11,9 +11,14 @@
 //! |---|---|
 //! | XADD with `*` or `ms-*` | the same arguments with the generated id |
 //! | XADD / XTRIM with `~` | `=` and the exact outcome: the length left (MAXLEN) or the first id left (MINID; `18446744073709551615-18446744073709551615` when empty); LIMIT dropped |
-//! | XREADGROUP delivering entries | `XCLAIM key group consumer 0 id TIME ms RETRYCOUNT n FORCE JUSTID LASTID id` per entry |
+//! | XREADGROUP delivering entries | `XCLAIM key group consumer 0 id TIME ms RETRYCOUNT n FORCE JUSTID LASTID id` per entry, then `XGROUP SETID key group id ENTRIESREAD n` |
 //! | XREADGROUP … NOACK | `XGROUP CREATECONSUMER key group consumer` for a new consumer, `XGROUP SETID key group id ENTRIESREAD n` when the group moved |
-//! | XREADGROUP reading history | nothing (as Redis, which changes only delivery counts and times) |
+//! | XREADGROUP reading history | `XGROUP CREATECONSUMER …` for a new consumer, an XCLAIM (count and time of the new delivery) per entry still there |
+//!
+//! Redis 7.0 propagates a history read as nothing and, without NOACK, not the group's
+//! entries-read counter, so its replicas lose delivery counts, consumers and the counter;
+//! the last two rows keep this log's rule that a replay rebuilds the same data (Redis 7.2
+//! propagates the group's position after every read too).
 //!
 //! XREAD and XREADGROUP with BLOCK return [`Error::Blocked`] when nothing can be served; XREAD
 //! with `$` leaves the command to run again in [`Shard::block_args`] (`$` replaced by the last
@@ -1105,8 +1110,11 @@ fn xread(sh: &mut Shard, c: &mut Call) -> Result<()> {
 struct Delivered {
     /// The consumer was created.
     created: bool,
-    /// Entries newly made pending, each with the group's last id right after it.
-    claimed: Vec<(StreamId, StreamId)>,
+    /// The consumer's history was read (no new entries).
+    history: bool,
+    /// Entries (newly or again) delivered to the consumer: each with its delivery count and
+    /// the group's last id right after it.
+    claimed: Vec<(StreamId, u64, StreamId)>,
     /// The group's last id and entries-read counter, if they moved.
     moved: Option<(StreamId, Option<u64>)>,
 }
@@ -1147,7 +1155,7 @@ fn deliver_new(
         }
         if !noack {
             g.assign(id, consumer, now_ms, 1, now_ms);
-            d.claimed.push((id, g.last_id));
+            d.claimed.push((id, 1, g.last_id));
         }
     }
     out.array(ids.len());
@@ -1163,7 +1171,9 @@ fn deliver_history(
     consumer: &[u8],
     start: StreamId,
     (count, now_ms): (usize, u64),
+    d: &mut Delivered,
 ) {
+    d.history = true;
     let take = if count == 0 { usize::MAX } else { count };
     let ids: Vec<StreamId> = g
         .consumers
@@ -1185,6 +1195,7 @@ fn deliver_history(
         } else if let Some(nack) = g.pel.get_mut(&id) {
             nack.delivery_time_ms = now_ms;
             nack.delivery_count += 1;
+            d.claimed.push((id, nack.delivery_count, g.last_id));
         }
     }
 }
@@ -1218,7 +1229,7 @@ fn serve_group(
         if history {
             // The start is past the id given; the greatest id stands for `>`, so it has a next.
             let start = gt.next().unwrap_or(StreamId::MAX);
-            deliver_history(out, s, &mut g, cname, start, (count, c.now_ms));
+            deliver_history(out, s, &mut g, cname, start, (count, c.now_ms), &mut d);
         } else {
             let start = g.last_id.next().unwrap_or(StreamId::MAX);
             deliver_new(
@@ -1237,15 +1248,19 @@ fn serve_group(
 }
 
 /// Accounts for one stream served to a group: `dirty`, the consumer's creation event, and
-/// the log form (Redis's `streamPropagateXCLAIM`, `streamPropagateGroupID` and, for NOACK,
-/// `streamPropagateConsumerCreation`).
+/// the log form: Redis's `streamPropagateXCLAIM` per entry delivered, `streamPropagateGroupID`
+/// when the group moved and `streamPropagateConsumerCreation` for a consumer no XCLAIM
+/// creates. Redis 7.0 logs neither a history read's deliveries nor, without NOACK, the
+/// group's counter, so its replicas lose them; they are logged here so that a replay
+/// rebuilds the same group (Redis 7.2 logs the group's position the same way).
 fn after_group_serve(sh: &mut Shard, c: &Call, r: &ReadArgs, key: &[u8], d: &Delivered) {
     let (gname, cname) = r.group.unwrap_or_default();
     sh.stats.dirty += 1;
     if d.created {
         sh.stats.dirty += 1;
         sh.notify(class::STREAM, "xgroup-createconsumer", c.db, key);
-        if r.noack {
+        // A new consumer's history is empty, so nothing else would create it on replay.
+        if r.noack || d.history {
             sh.rewrite(c.db, &[b"XGROUP", b"CREATECONSUMER", key, gname, cname]);
         }
     }
@@ -1254,8 +1269,9 @@ fn after_group_serve(sh: &mut Shard, c: &Call, r: &ReadArgs, key: &[u8], d: &Del
     }
     let mut n = itoa::Buffer::new();
     let now = n.format(c.now_ms).as_bytes().to_vec();
-    for &(id, last) in &d.claimed {
+    for &(id, times, last) in &d.claimed {
         let (id, last) = (id.to_bytes(), last.to_bytes());
+        let mut t = itoa::Buffer::new();
         sh.rewrite(
             c.db,
             &[
@@ -1268,7 +1284,7 @@ fn after_group_serve(sh: &mut Shard, c: &Call, r: &ReadArgs, key: &[u8], d: &Del
                 b"TIME",
                 &now,
                 b"RETRYCOUNT",
-                b"1",
+                t.format(times).as_bytes(),
                 b"FORCE",
                 b"JUSTID",
                 b"LASTID",
@@ -1276,8 +1292,8 @@ fn after_group_serve(sh: &mut Shard, c: &Call, r: &ReadArgs, key: &[u8], d: &Del
             ],
         );
     }
-    // Without NOACK the XCLAIMs carry the last id.
-    if let Some((last, read)) = d.moved.filter(|_| r.noack) {
+    // The XCLAIMs carry the last id but not the entries-read counter.
+    if let Some((last, read)) = d.moved {
         let read = read.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
         let mut b = itoa::Buffer::new();
         sh.rewrite(
@@ -1772,6 +1788,7 @@ mod tests {
             [
                 format!("XCLAIM s g alice 0 1-0 TIME {now} RETRYCOUNT 1 FORCE JUSTID LASTID 1-0"),
                 format!("XCLAIM s g alice 0 2-0 TIME {now} RETRYCOUNT 1 FORCE JUSTID LASTID 2-0"),
+                "XGROUP SETID s g 2-0 ENTRIESREAD 2".to_string(),
             ]
         );
         let g = group(&mut t);
@@ -1780,7 +1797,8 @@ mod tests {
             (StreamId::new(2, 0), Some(2), 2)
         );
         assert!(g.consistent());
-        // History: the consumer's own PEL; a deleted entry is [id, nil]; nothing logged.
+        // History: the consumer's own PEL; a deleted entry is [id, nil]; the entries still
+        // there are delivered again (logged as claims).
         t.run("XDEL s 1");
         logged(&mut t);
         t.now_ms += 10;
@@ -1793,7 +1811,13 @@ mod tests {
                 entry("2-0", &["f", "2"])
             )
         );
-        assert_eq!(logged(&mut t), Vec::<String>::new());
+        assert_eq!(
+            logged(&mut t),
+            [format!(
+                "XCLAIM s g alice 0 2-0 TIME {} RETRYCOUNT 2 FORCE JUSTID LASTID 2-0",
+                now + 10
+            )]
+        );
         let g = group(&mut t);
         let nack = g.pel.get(&StreamId::new(2, 0)).unwrap();
         assert_eq!((nack.delivery_count, nack.delivery_time_ms), (2, now + 10));
@@ -1805,6 +1829,12 @@ mod tests {
             format!("*1\r\n*2\r\n{}*0\r\n", bulk("s"))
         );
         assert_eq!(t.shard.stats.dirty, dirty + 2);
+        assert_eq!(logged(&mut t), ["XGROUP CREATECONSUMER s g bob"]);
+        // A history read with nothing to deliver again logs nothing.
+        assert_eq!(
+            t.run("XREADGROUP GROUP g bob STREAMS s 0"),
+            format!("*1\r\n*2\r\n{}*0\r\n", bulk("s"))
+        );
         assert_eq!(logged(&mut t), Vec::<String>::new());
         // NOACK: no PEL, the group's position logged; a new consumer logged too.
         assert_eq!(
