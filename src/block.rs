@@ -217,6 +217,12 @@ impl BlockTable {
         }
     }
 
+    /// Whether waiter `id` runs again when its key is deleted: a parked stream reader
+    /// (its command decides what a deletion means), not a pop nor a watcher.
+    pub fn sees_deletion(&self, id: u64) -> bool {
+        self.waiters.get(&id).is_some_and(|w| w.pops.is_none())
+    }
+
     /// The waiters of a key, in arrival order.
     pub fn queue(&self, db: usize, key: &Key) -> Vec<u64> {
         self.by_key

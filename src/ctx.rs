@@ -576,8 +576,10 @@ impl ShardCtx {
                     .and_then(|d| d.peek(&key, now_us() / 1000))
                     .map(|e| e.value.type_name());
                 for id in queue {
-                    if found.is_none() {
-                        break;
+                    // A deleted key serves no pop; stream readers still look (a blocked
+                    // XREADGROUP answers that its stream is gone).
+                    if found.is_none() && !self.blocked.borrow().sees_deletion(id) {
+                        continue;
                     }
                     // A watcher (a blocking command over keys on several shards) has its turn
                     // in the same order: it is woken to run again, and the queue waits for it.

@@ -409,6 +409,8 @@ fn replay_file(
     truncate_ok: bool,
 ) -> anyhow::Result<shards::aof::Replayed> {
     let name = path.display();
+    // What replayed commands record as the time in values (seen times of consumers).
+    shard.load_clock_ms = now_ms();
     let r = shards::aof::replay(shard, data, |exec_args| {
         match (parse_exec(exec_args), complete) {
             (Some((id, _)), Some((seq, complete))) => complete.contains(&(seq, id)),

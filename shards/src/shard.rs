@@ -183,6 +183,12 @@ pub struct Shard {
     /// its keys are written differs from the one sent: XREAD's `$` becomes the last id at the
     /// time it blocked. The server takes it when it parks the client.
     pub block_args: Option<Vec<Vec<u8>>>,
+    /// The wall clock when a log replay (which runs at time 0, so that nothing expires on
+    /// the way) started: what the replayed commands record as the time in values. See
+    /// [`Shard::stamp_ms`].
+    pub load_clock_ms: u64,
+    /// Set by [`Shard::keep_watches`] for the running command.
+    keep_watch: bool,
     /// True while the server runs a parked command again (its keys were written). Streams
     /// need it: a group or stream deleted under a blocked XREADGROUP is an error then.
     pub rerun: bool,
@@ -209,7 +215,9 @@ impl Shard {
             events: Vec::new(),
             notes_flags: 0,
             block_args: None,
+            load_clock_ms: 0,
             rerun: false,
+            keep_watch: false,
         }
     }
 
@@ -434,6 +442,7 @@ impl Shard {
             self.sync_key_notes();
         }
         let r = self.execute(cmd, argv, db, now_us, proto, out);
+        let keep_watch = std::mem::take(&mut self.keep_watch);
         if self.notes_flags != 0 {
             self.flush_key_notes();
         }
@@ -453,7 +462,7 @@ impl Shard {
                     && self.stats.dirty != dirty
                     && !(self.waited.is_empty() && self.watched.is_empty())
                 {
-                    self.signal_keys(cmd, argv, db);
+                    self.signal_keys(cmd, argv, db, keep_watch);
                 }
                 None
             }
@@ -467,8 +476,20 @@ impl Shard {
         }
     }
 
+    /// The time a command records in values (stream consumers' seen times, delivery times):
+    /// `now_ms`, or during a replay of the log (run at time 0) the time the replay started,
+    /// as Redis records its load time.
+    pub fn stamp_ms(&self, now_ms: u64) -> u64 {
+        if now_ms == 0 {
+            self.load_clock_ms
+        } else {
+            now_ms
+        }
+    }
+
     /// Notes the keys a write command touched that blocked clients wait for.
-    fn signal_keys(&mut self, cmd: Lookup, argv: &[&[u8]], db: usize) {
+    /// With `keep_watch` the watchers' EXEC still succeeds (see [`Shard::keep_watches`]).
+    fn signal_keys(&mut self, cmd: Lookup, argv: &[&[u8]], db: usize, keep_watch: bool) {
         use crate::cmd::spec::{kflag, CommandSpec};
         let mut pos = Vec::new();
         let spec = cmd.spec;
@@ -489,7 +510,26 @@ impl Shard {
             crate::cmd::key_positions(spec, argv, &mut pos);
         }
         for p in pos {
-            self.touch((db, Key::from(argv[p])));
+            let k = (db, Key::from(argv[p]));
+            if keep_watch {
+                self.make_ready(k);
+            } else {
+                self.touch(k);
+            }
+        }
+    }
+
+    /// Called by a command whose change Redis does not count as modifying the key for
+    /// WATCH (a consumer group's bookkeeping: XACK, XCLAIM, XREADGROUP, most of XGROUP):
+    /// blocked clients still look again, but EXEC of a client watching the key succeeds.
+    pub fn keep_watches(&mut self) {
+        self.keep_watch = true;
+    }
+
+    /// A key's waiters look again.
+    fn make_ready(&mut self, k: (usize, Key)) {
+        if self.waited.contains_key(&k) && !self.ready.contains(&k) {
+            self.ready.push(k);
         }
     }
 
@@ -498,9 +538,7 @@ impl Shard {
         if let Some((_, version)) = self.watched.get_mut(&k) {
             *version += 1;
         }
-        if self.waited.contains_key(&k) && !self.ready.contains(&k) {
-            self.ready.push(k);
-        }
+        self.make_ready(k);
     }
 
     /// After SWAPDB of `a` and `b`: watched keys present in either database count as changed,

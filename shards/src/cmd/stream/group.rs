@@ -436,24 +436,10 @@ fn reply_entries_read(out: &mut Reply, g: &Group) {
 }
 
 /// Redis's `radix-tree-keys` and `radix-tree-nodes`: the number of listpack nodes and of
-/// nodes of the radix tree that indexes them by their first (master) ids.
-///
-/// The storage does not expose its nodes yet, so the nodes are taken to be runs of
-/// `node_max_entries` live entries (Redis also starts a node when one reaches
-/// `stream-node-max-bytes`, and keeps a node's master id after its first entry is deleted):
-/// exact for streams of up to one node, an estimate beyond. The tree's size is then exact
-/// for those keys ([`rax_node_count`]).
-fn radix_tree_sizes(s: &Stream, node_max_entries: usize) -> (u64, u64) {
-    let per_node = node_max_entries.max(1);
-    let mut masters = Vec::new();
-    let mut n = 0usize;
-    s.scan(StreamId::MIN, StreamId::MAX, false, &mut |id, _| {
-        if n.is_multiple_of(per_node) {
-            masters.push(id.to_be_bytes());
-        }
-        n += 1;
-        true
-    });
+/// nodes of the radix tree that indexes them by their master ids (the storage keeps the same
+/// nodes Redis does, so both are exact).
+fn radix_tree_sizes(s: &Stream) -> (u64, u64) {
+    let masters: Vec<[u8; 16]> = s.nodes().map(|(id, _)| id.to_be_bytes()).collect();
     (masters.len() as u64, rax_node_count(&masters))
 }
 
@@ -546,7 +532,10 @@ fn xgroup_create(sh: &mut Shard, c: &mut Call) -> Result<()> {
     let (key, name) = (c.argv[2], c.argv[3]);
     let existing = super::write_stream(sh, c.db, key, c.now_ms)?;
     let id = group_start_id(c.argv[4], existing.as_deref(), true)?;
-    if existing.is_none() {
+    if existing.is_some() {
+        // Only a stream made by MKSTREAM counts as a modification for WATCH, as in Redis.
+        sh.keep_watches();
+    } else {
         // MKSTREAM (the prelude let a missing key through only with it): every argument has
         // been checked, so the new key cannot stay behind empty because of an error.
         sh.dbs[c.db].insert(key, Entry::new(super::new_stream()));
@@ -569,6 +558,8 @@ fn xgroup_create(sh: &mut Shard, c: &mut Call) -> Result<()> {
 
 /// XGROUP SETID key group <id | $> [ENTRIESREAD entries_read]
 fn xgroup_setid(sh: &mut Shard, c: &mut Call) -> Result<()> {
+    // Group bookkeeping: not a modification of the key for WATCH, as in Redis.
+    sh.keep_watches();
     let call = xgroup_prelude(sh, c, "setid")?;
     if c.argv.len() != 5 && c.argv.len() != 7 {
         return Err(subcommand_syntax(c, "XGROUP"));
@@ -589,6 +580,8 @@ fn xgroup_setid(sh: &mut Shard, c: &mut Call) -> Result<()> {
 
 /// XGROUP DESTROY key group
 fn xgroup_destroy(sh: &mut Shard, c: &mut Call) -> Result<()> {
+    // Group bookkeeping: not a modification of the key for WATCH, as in Redis.
+    sh.keep_watches();
     xgroup_prelude(sh, c, "destroy")?;
     let (key, name) = (c.argv[2], c.argv[3]);
     let s = super::write_stream(sh, c.db, key, c.now_ms)?;
@@ -605,13 +598,16 @@ fn xgroup_destroy(sh: &mut Shard, c: &mut Call) -> Result<()> {
 
 /// XGROUP CREATECONSUMER key group consumer
 fn xgroup_createconsumer(sh: &mut Shard, c: &mut Call) -> Result<()> {
+    // Group bookkeeping: not a modification of the key for WATCH, as in Redis.
+    sh.keep_watches();
     xgroup_prelude(sh, c, "createconsumer")?;
     let (key, name) = (c.argv[2], c.argv[3]);
+    let stamp = sh.stamp_ms(c.now_ms);
     let s = super::write_stream(sh, c.db, key, c.now_ms)?;
     let Some(g) = s.and_then(|s| s.groups.get_mut(name)) else {
         return Err(no_group(key, name));
     };
-    let created = g.consumer(c.argv[4], c.now_ms).1;
+    let created = g.consumer(c.argv[4], stamp).1;
     if created {
         sh.stats.dirty += 1;
         sh.notify(class::STREAM, "xgroup-createconsumer", c.db, key);
@@ -623,6 +619,8 @@ fn xgroup_createconsumer(sh: &mut Shard, c: &mut Call) -> Result<()> {
 /// XGROUP DELCONSUMER key group consumer — answers how many entries it had pending (they
 /// leave the group's PEL with it).
 fn xgroup_delconsumer(sh: &mut Shard, c: &mut Call) -> Result<()> {
+    // Group bookkeeping: not a modification of the key for WATCH, as in Redis.
+    sh.keep_watches();
     xgroup_prelude(sh, c, "delconsumer")?;
     let (key, name) = (c.argv[2], c.argv[3]);
     let s = super::write_stream(sh, c.db, key, c.now_ms)?;
@@ -678,6 +676,8 @@ fn xgroup_help(_: &mut Shard, c: &mut Call) -> Result<()> {
 
 /// XACK key group id [id ...]
 fn xack(sh: &mut Shard, c: &mut Call) -> Result<()> {
+    // Group bookkeeping: not a modification of the key for WATCH, as in Redis.
+    sh.keep_watches();
     let (key, name) = (c.argv[1], c.argv[2]);
     let Some(g) = lookup_read_mut(sh, c.db, key, c.now_ms)?.and_then(|s| s.groups.get_mut(name))
     else {
@@ -894,12 +894,13 @@ struct Claims<'a> {
 }
 
 impl<'a> Claims<'a> {
-    fn new(c: &Call<'a>) -> Claims<'a> {
+    /// `now_ms`: the time recorded as seen and delivery time ([`Shard::stamp_ms`]).
+    fn new(c: &Call<'a>, now_ms: u64) -> Claims<'a> {
         Claims {
             key: c.argv[1],
             group: c.argv[2],
             consumer: c.argv[3],
-            now_ms: c.now_ms,
+            now_ms,
             log: Vec::new(),
             dirty: 0,
             looked_up: false,
@@ -1023,8 +1024,11 @@ fn claim_time(given: Option<i64>, now_ms: u64) -> u64 {
 /// XCLAIM key group consumer min-idle-time id [id ...] [IDLE ms] [TIME ms] [RETRYCOUNT count]
 /// [FORCE] [JUSTID] [LASTID id]
 fn xclaim(sh: &mut Shard, c: &mut Call) -> Result<()> {
+    // Group bookkeeping: not a modification of the key for WATCH, as in Redis.
+    sh.keep_watches();
     let (key, name) = (c.argv[1], c.argv[2]);
     let now = c.now_ms;
+    let stamp = sh.stamp_ms(now);
     let Some(s) = lookup_read_mut(sh, c.db, key, now)?.filter(|s| s.groups.contains_key(name))
     else {
         return Err(no_key_or_group(key, name));
@@ -1037,8 +1041,8 @@ fn xclaim(sh: &mut Shard, c: &mut Call) -> Result<()> {
         .iter()
         .map_while(|a| parse_id(a).ok().map(|id| (id, *a)))
         .collect();
-    let o = parse_claim_opts(c.argv, 5 + ids.len(), now)?;
-    let time_ms = claim_time(o.delivery_ms, now);
+    let o = parse_claim_opts(c.argv, 5 + ids.len(), stamp)?;
+    let time_ms = claim_time(o.delivery_ms, stamp);
     let exists: Vec<bool> = ids.iter().map(|&(id, _)| s.contains(id)).collect();
     let Some(g) = s.groups.get_mut(name) else {
         return Err(no_key_or_group(key, name));
@@ -1047,7 +1051,7 @@ fn xclaim(sh: &mut Shard, c: &mut Call) -> Result<()> {
     if moved_last_id {
         g.last_id = o.last_id;
     }
-    let mut claims = Claims::new(c);
+    let mut claims = Claims::new(c, stamp);
     for (&(id, id_arg), &live) in ids.iter().zip(&exists) {
         if !live {
             claims.drop_deleted(g, id, id_arg);
@@ -1134,8 +1138,11 @@ fn autoclaim_plan(
 
 /// XAUTOCLAIM key group consumer min-idle-time start [COUNT count] [JUSTID]
 fn xautoclaim(sh: &mut Shard, c: &mut Call) -> Result<()> {
+    // Group bookkeeping: not a modification of the key for WATCH, as in Redis.
+    sh.keep_watches();
     let (key, name) = (c.argv[1], c.argv[2]);
     let now = c.now_ms;
+    let stamp = sh.stamp_ms(now);
     let min_idle = parse_i64(c.argv[4])
         .ok_or_else(|| Error::err("Invalid min-idle-time argument for XAUTOCLAIM"))?
         .max(0);
@@ -1171,7 +1178,7 @@ fn xautoclaim(sh: &mut Shard, c: &mut Call) -> Result<()> {
     let Some(g) = s.groups.get_mut(name) else {
         return Err(no_key_or_group(key, name));
     };
-    let mut claims = Claims::new(c);
+    let mut claims = Claims::new(c, stamp);
     for step in steps {
         match step {
             AutoStep::Drop(id) => {
@@ -1274,7 +1281,6 @@ fn xinfo_help(_: &mut Shard, c: &mut Call) -> Result<()> {
 /// XINFO STREAM key [FULL [COUNT count]] — COUNT (default 10, 0 for all) bounds the entries
 /// and each PEL listed.
 fn xinfo_stream(sh: &mut Shard, c: &mut Call) -> Result<()> {
-    let node_max_entries = sh.config.stream.node_max_entries;
     let s = xinfo_stream_of(sh, c)?;
     let full = match c.argv.len() {
         3 => None,
@@ -1286,7 +1292,7 @@ fn xinfo_stream(sh: &mut Shard, c: &mut Call) -> Result<()> {
         }
         _ => return Err(subcommand_syntax(c, "XINFO")),
     };
-    let (keys, nodes) = radix_tree_sizes(s, node_max_entries);
+    let (keys, nodes) = radix_tree_sizes(s);
     let out = &mut c.out;
     out.map(if full.is_some() { 9 } else { 10 });
     out.bulk(b"length");
