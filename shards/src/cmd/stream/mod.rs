@@ -1212,6 +1212,8 @@ fn serve_group(
 ) -> Result<Option<Delivered>> {
     let (key, (gname, cname)) = (r.key(c.argv, i), r.group.unwrap_or_default());
     let count = r.count_now(sh.rerun);
+    // The time recorded as seen and delivery time (a log replay records its load time).
+    let now_ms = sh.stamp_ms(c.now_ms);
     let Some(s) = write_stream(sh, c.db, key, c.now_ms)? else {
         return Ok(None);
     };
@@ -1222,14 +1224,14 @@ fn serve_group(
     let fresh = s.edge_id(true).is_some_and(|top| top > g.last_id);
     let mut d = Delivered::default();
     if history || fresh {
-        let (consumer, created) = g.consumer(cname, c.now_ms);
-        consumer.seen_time_ms = c.now_ms;
+        let (consumer, created) = g.consumer(cname, now_ms);
+        consumer.seen_time_ms = now_ms;
         d.created = created;
         stream_head(out, key);
         if history {
             // The start is past the id given; the greatest id stands for `>`, so it has a next.
             let start = gt.next().unwrap_or(StreamId::MAX);
-            deliver_history(out, s, &mut g, cname, start, (count, c.now_ms), &mut d);
+            deliver_history(out, s, &mut g, cname, start, (count, now_ms), &mut d);
         } else {
             let start = g.last_id.next().unwrap_or(StreamId::MAX);
             deliver_new(
@@ -1238,7 +1240,7 @@ fn serve_group(
                 &mut g,
                 cname,
                 start,
-                (count, r.noack, c.now_ms),
+                (count, r.noack, now_ms),
                 &mut d,
             );
         }
@@ -1268,7 +1270,7 @@ fn after_group_serve(sh: &mut Shard, c: &Call, r: &ReadArgs, key: &[u8], d: &Del
         return;
     }
     let mut n = itoa::Buffer::new();
-    let now = n.format(c.now_ms).as_bytes().to_vec();
+    let now = n.format(sh.stamp_ms(c.now_ms)).as_bytes().to_vec();
     for &(id, times, last) in &d.claimed {
         let (id, last) = (id.to_bytes(), last.to_bytes());
         let mut t = itoa::Buffer::new();
@@ -1317,8 +1319,10 @@ fn xreadgroup(sh: &mut Shard, c: &mut Call) -> Result<()> {
     let r = ReadArgs::parse(c.argv, true)?;
     let after = resolve_ids(sh, c, &r)?;
     // Only the effects recorded below are logged, never the command itself (Redis's
-    // `preventCommandPropagation`): a history read changes nothing worth replaying.
+    // `preventCommandPropagation`).
     sh.prevent_propagation();
+    // Group bookkeeping: not a modification of the key for WATCH, as in Redis.
+    sh.keep_watches();
     let mut body = Vec::new();
     let mut served = 0;
     for (i, &gt) in after.iter().enumerate() {
