@@ -1964,6 +1964,22 @@ mod tests {
         let last = got.pop().unwrap();
         assert_eq!(got, want);
         assert!(last.starts_with("XTRIM s MINID = "), "{last}");
+        // Small nodes: `~` removes whole ones; an emptied stream's first id is the greatest.
+        t.shard.config.stream.node_max_entries = 3;
+        for i in 1..=10 {
+            t.run(&format!("XADD m {i} f {i}"));
+        }
+        logged(&mut t);
+        assert_eq!(t.run("XTRIM m MAXLEN ~ 5 LIMIT 100"), ":3\r\n");
+        assert_eq!(t.run("XTRIM m MAXLEN ~ 0 LIMIT 1"), ":0\r\n");
+        assert_eq!(t.run("XTRIM m MINID ~ 100"), ":7\r\n");
+        assert_eq!(
+            logged(&mut t),
+            [
+                "XTRIM m MAXLEN = 7",
+                "XTRIM m MINID = 18446744073709551615-18446744073709551615"
+            ]
+        );
     }
 
     #[test]
