@@ -10,7 +10,7 @@
 //! | command | logged as |
 //! |---|---|
 //! | XADD with `*` or `ms-*` | the same arguments with the generated id |
-//! | XADD / XTRIM with `~` | `=` and the exact outcome: the length left (MAXLEN) or the first id left (MINID; `18446744073709551615-18446744073709551615` when empty); LIMIT dropped |
+//! | XADD / XTRIM with `~` | `=` and the exact outcome: the length left (MAXLEN) or the first id left (MINID; `18446744073709551615-18446744073709551615` when empty); a LIMIT stays (a replay ignores it, as Redis's AOF client does) |
 //! | XREADGROUP delivering entries | `XCLAIM key group consumer 0 id TIME ms RETRYCOUNT n FORCE JUSTID LASTID id` per entry, then `XGROUP SETID key group id ENTRIESREAD n` |
 //! | XREADGROUP … NOACK | `XGROUP CREATECONSUMER key group consumer` for a new consumer, `XGROUP SETID key group id ENTRIESREAD n` when the group moved |
 //! | XREADGROUP reading history | `XGROUP CREATECONSUMER …` for a new consumer, an XCLAIM (count and time of the new delivery) per entry still there |
@@ -479,6 +479,12 @@ struct AddTrim {
     id_at: usize,
 }
 
+/// Whether the call replays the log (the replay runs at time 0): like Redis's AOF client
+/// (`mustObeyClient`), it may carry a LIMIT after `=`, which it ignores.
+fn replaying(c: &Call) -> bool {
+    c.now_ms == 0
+}
+
 /// The LIMIT `~` trimming gets when none is given: 100 nodes, at most 10000 entries.
 fn default_trim_limit(node_max_entries: usize) -> u64 {
     match (node_max_entries as u64).checked_mul(100) {
@@ -514,7 +520,12 @@ fn parse_non_negative(arg: &[u8], what: &str) -> Result<u64> {
 impl AddTrim {
     /// Parses from argument 2 on as Redis's `streamParseAddOrTrimArgsOrReply` does, with its
     /// errors in its order. For XADD, parsing stops at the id.
-    fn parse(argv: &[&[u8]], xadd: bool, node_max_entries: usize) -> Result<AddTrim> {
+    fn parse(
+        argv: &[&[u8]],
+        xadd: bool,
+        node_max_entries: usize,
+        replaying: bool,
+    ) -> Result<AddTrim> {
         let mut a = AddTrim {
             trim: None,
             threshold_at: 0,
@@ -570,13 +581,13 @@ impl AddTrim {
             }
             i += 1;
         }
-        a.finish(xadd, approx, limit, node_max_entries)
+        a.finish((xadd, replaying), approx, limit, node_max_entries)
     }
 
     /// The checks after the options are read, and the LIMIT `~` trimming gets.
     fn finish(
         mut self,
-        xadd: bool,
+        (xadd, replaying): (bool, bool),
         approx: bool,
         limit: u64,
         node_max_entries: usize,
@@ -591,14 +602,15 @@ impl AddTrim {
                 "syntax error, XTRIM must be called with a trimming strategy",
             ));
         }
-        if self.limit_at.is_some() && !approx {
+        if self.limit_at.is_some() && !approx && !replaying {
             return Err(Error::err(
                 "syntax error, LIMIT cannot be used without the special ~ option",
             ));
         }
         if let Some(t) = &mut self.trim {
-            // Exact trimming is never limited.
-            t.limit = match (approx, self.limit_at) {
+            // Exact trimming is never limited, nor is a replayed one (its threshold is the
+            // outcome, as Redis logs it with the LIMIT left in).
+            t.limit = match (approx && !replaying, self.limit_at) {
                 (false, _) => 0,
                 (true, Some(_)) => limit,
                 (true, None) => default_trim_limit(node_max_entries),
@@ -608,8 +620,9 @@ impl AddTrim {
     }
 
     /// The command as logged: the generated id in place of `*`/`ms-*` and, after `~`
-    /// trimming, the exact outcome (`=`, the length or first id left; LIMIT dropped, as it
-    /// means nothing to an exact trim). `None` when the arguments themselves are the effect.
+    /// trimming, the exact outcome (`=`, the length or first id left; LIMIT stays, as Redis
+    /// logs it, and is ignored on replay). `None` when the arguments themselves are the
+    /// effect.
     fn rewrite(&self, argv: &[&[u8]], s: &Stream, id: Option<StreamId>) -> Option<Vec<Vec<u8>>> {
         let approx = self.trim.is_some_and(|t| t.approx);
         let new_id = id.filter(|_| !matches!(self.id, AddId::Explicit(_)));
@@ -618,10 +631,6 @@ impl AddTrim {
         }
         let mut out = Vec::with_capacity(argv.len());
         for (i, &arg) in argv.iter().enumerate() {
-            let in_limit = self.limit_at.is_some_and(|l| i == l || i == l + 1);
-            if approx && in_limit {
-                continue;
-            }
             let rewritten = if approx && Some(i) == self.operator_at {
                 b"=".to_vec()
             } else if approx && i == self.threshold_at {
@@ -682,7 +691,7 @@ fn next_add_id(id: AddId, last: StreamId, now_ms: u64) -> Result<StreamId> {
 /// [field value ...]
 fn xadd(sh: &mut Shard, c: &mut Call) -> Result<()> {
     let lim = sh.config.stream;
-    let a = AddTrim::parse(c.argv, true, lim.node_max_entries)?;
+    let a = AddTrim::parse(c.argv, true, lim.node_max_entries, replaying(c))?;
     let fields = c.argv.get(a.id_at + 1..).unwrap_or(&[]);
     if fields.len() < 2 || fields.len() % 2 == 1 {
         return Err(Error::WrongArity("xadd".into()));
@@ -726,7 +735,7 @@ fn xadd(sh: &mut Shard, c: &mut Call) -> Result<()> {
 /// XTRIM key MAXLEN|MINID [=|~] threshold [LIMIT count]
 fn xtrim(sh: &mut Shard, c: &mut Call) -> Result<()> {
     let lim = sh.config.stream;
-    let a = AddTrim::parse(c.argv, false, lim.node_max_entries)?;
+    let a = AddTrim::parse(c.argv, false, lim.node_max_entries, replaying(c))?;
     let key = c.argv[1];
     let Some(s) = write_stream(sh, c.db, key, c.now_ms)? else {
         c.out.int(0);
@@ -1957,7 +1966,7 @@ mod tests {
             "XADD s 5-0 a 1".to_string(),
             "XADD s 7 a 3".to_string(),
             format!("XADD s {now}-0 a 2"),
-            format!("XADD s MAXLEN = {len} {now}-1 a 4"),
+            format!("XADD s MAXLEN = {len} LIMIT 50 {now}-1 a 4"),
             format!("XADD s MINID 6 {now}-2 a 5"),
         ];
         let mut got = logged(&mut t);
@@ -1976,10 +1985,17 @@ mod tests {
         assert_eq!(
             logged(&mut t),
             [
-                "XTRIM m MAXLEN = 7",
+                "XTRIM m MAXLEN = 7 LIMIT 100",
                 "XTRIM m MINID = 18446744073709551615-18446744073709551615"
             ]
         );
+        // A replay (at time 0) takes Redis's log form, LIMIT after `=` included.
+        t.run("XADD m 11 f 11");
+        t.run("XADD m 12 f 12");
+        t.now_ms = 0;
+        assert_eq!(t.run("XTRIM m MAXLEN = 1 LIMIT 10"), ":1\r\n");
+        assert_eq!(t.run("XADD m MAXLEN = 0 LIMIT 1 13 f 13"), bulk("13-0"));
+        assert_eq!(t.run("XLEN m"), ":0\r\n");
     }
 
     #[test]
