@@ -258,6 +258,47 @@ fn many(head: &str, n: usize, f: impl Fn(usize) -> Vec<String>) -> Vec<String> {
 /// Commands that build every type in its small and large encodings, keys with deadlines, and
 /// keys in several databases. Deadlines are absolute and far away, so a restart keeps them.
 fn every_type() -> Vec<Vec<String>> {
+    let mut out = streams();
+    out.extend(other_types());
+    out
+}
+
+/// Streams: shared and own field names, several nodes, deletions, groups with pending entries
+/// and consumers, an emptied stream, a deadline.
+fn streams() -> Vec<Vec<String>> {
+    let mut out = vec![
+        words("XADD stream:small 1-1 a 1 b 2"),
+        words("XADD stream:small 1-2 a 3 b 4"),
+        words("XADD stream:small 2-0 c x"),
+    ];
+    for i in 0..250 {
+        out.push(vec![
+            "XADD".into(),
+            "stream:big".into(),
+            format!("{}-{}", 1000 + i / 3, i % 3),
+            "field".into(),
+            format!("value-{i}"),
+            "n".into(),
+            i.to_string(),
+        ]);
+    }
+    out.extend([
+        words("XDEL stream:big 1001-1 1040-0 1080-2"),
+        words("XGROUP CREATE stream:big g1 0"),
+        words("XREADGROUP GROUP g1 alice COUNT 10 STREAMS stream:big >"),
+        words("XREADGROUP GROUP g1 bob COUNT 5 STREAMS stream:big >"),
+        words("XACK stream:big g1 1000-0 1000-2 1003-1"),
+        words("XGROUP CREATE stream:big g2 $"),
+        words("XGROUP CREATECONSUMER stream:big g2 carol"),
+        words("XADD stream:empty 5-5 f v"),
+        words("XDEL stream:empty 5-5"),
+        words("EXPIRE stream:small 9000"),
+    ]);
+    out
+}
+
+/// Every type but streams (see `every_type`).
+fn other_types() -> Vec<Vec<String>> {
     let later_ms = now_ms() + 3_600_000;
     let noise: String = (0..3000u32)
         .map(|i| char::from(b'!' + ((i * 7919 + i / 3) % 90) as u8))
@@ -327,30 +368,6 @@ fn every_type() -> Vec<Vec<String>> {
             (later_ms / 1000).to_string(),
         ],
         words("SETEX ttl:setex 9000 v"),
-        // Streams: shared and own field names, several nodes, deletions, groups with pending
-        // entries and consumers, an emptied stream.
-        words("XADD stream:small 1-1 a 1 b 2"),
-        words("XADD stream:small 1-2 a 3 b 4"),
-        words("XADD stream:small 2-0 c x"),
-        many("XADD stream:big", 250, |i| {
-            vec![
-                format!("{}-{}", 1000 + i / 3, i % 3),
-                "field".into(),
-                format!("value-{i}"),
-                "n".into(),
-                i.to_string(),
-            ]
-        }),
-        words("XDEL stream:big 1001-1 1040-0 1080-2"),
-        words("XGROUP CREATE stream:big g1 0"),
-        words("XREADGROUP GROUP g1 alice COUNT 10 STREAMS stream:big >"),
-        words("XREADGROUP GROUP g1 bob COUNT 5 STREAMS stream:big >"),
-        words("XACK stream:big g1 1000-0 1000-2 1003-1"),
-        words("XGROUP CREATE stream:big g2 $"),
-        words("XGROUP CREATECONSUMER stream:big g2 carol"),
-        words("XADD stream:empty 5-5 f v"),
-        words("XDEL stream:empty 5-5"),
-        words("EXPIRE stream:small 9000"),
         // Other databases.
         words("SELECT 1"),
         words("SET str:plain db1"),
@@ -399,18 +416,32 @@ fn effects() -> Vec<Vec<String>> {
         words("HSET hash:float f 1.5"),
         words("HINCRBYFLOAT hash:float f 0.125"),
         words("GETEX str:plain PX 6000000"),
-        // Stream writes whose effects differ from their arguments: generated ids, `~`
-        // trimming, group reads and claims.
-        many("XADD stream:auto", 120, |i| {
-            vec!["*".into(), "f".into(), i.to_string()]
-        }),
+    ]
+    .into_iter()
+    .chain(stream_effects())
+    .collect()
+}
+
+/// Stream writes whose effects differ from their arguments: generated ids, `~` trimming,
+/// group reads and claims.
+fn stream_effects() -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = (0..120)
+        .map(|i| {
+            let n = i.to_string();
+            ["XADD", "stream:auto", "*", "f", &n]
+                .map(String::from)
+                .to_vec()
+        })
+        .collect();
+    out.extend([
         words("XADD stream:auto MAXLEN ~ 50 * f last"),
         words("XGROUP CREATE stream:auto grp 0"),
         words("XREADGROUP GROUP grp c1 COUNT 7 STREAMS stream:auto >"),
         words("XREADGROUP GROUP grp c2 COUNT 3 NOACK STREAMS stream:auto >"),
         words("XAUTOCLAIM stream:auto grp c3 0 0 COUNT 2"),
         words("XTRIM stream:auto MINID ~ 0"),
-    ]
+    ]);
+    out
 }
 
 /// What one key holds: its type, contents (in a canonical order) and `PEXPIRETIME`.
@@ -486,7 +517,14 @@ fn view(con: &mut RawConn, key: &[u8]) -> Option<View> {
             let groups = con.cmd_bytes(&[b"XINFO", b"GROUPS", key]);
             for g in stream_group_names(&groups) {
                 parts.push(con.cmd_bytes(&[b"XPENDING", key, &g]));
-                parts.push(con.cmd_bytes(&[b"XPENDING", key, &g, b"-", b"+", b"1000"]));
+                // Each pending entry's id, owner and delivery count (not its idle time).
+                let (_, entries) =
+                    split_aggregate(&con.cmd_bytes(&[b"XPENDING", key, &g, b"-", b"+", b"1000"]));
+                for e in entries {
+                    let (_, mut fields) = split_aggregate(&e);
+                    fields.remove(2);
+                    parts.push(fields.concat());
+                }
             }
             parts
         }
