@@ -258,11 +258,52 @@ fn many(head: &str, n: usize, f: impl Fn(usize) -> Vec<String>) -> Vec<String> {
 /// Commands that build every type in its small and large encodings, keys with deadlines, and
 /// keys in several databases. Deadlines are absolute and far away, so a restart keeps them.
 fn every_type() -> Vec<Vec<String>> {
+    let mut out = streams();
+    out.extend(other_types());
+    out
+}
+
+/// Streams: shared and own field names, several nodes, deletions, groups with pending entries
+/// and consumers, an emptied stream, a deadline.
+fn streams() -> Vec<Vec<String>> {
+    let mut out = vec![
+        words("XADD stream:small 1-1 a 1 b 2"),
+        words("XADD stream:small 1-2 a 3 b 4"),
+        words("XADD stream:small 2-0 c x"),
+    ];
+    for i in 0..250 {
+        out.push(vec![
+            "XADD".into(),
+            "stream:big".into(),
+            format!("{}-{}", 1000 + i / 3, i % 3),
+            "field".into(),
+            format!("value-{i}"),
+            "n".into(),
+            i.to_string(),
+        ]);
+    }
+    out.extend([
+        words("XDEL stream:big 1001-1 1040-0 1080-2"),
+        words("XGROUP CREATE stream:big g1 0"),
+        words("XREADGROUP GROUP g1 alice COUNT 10 STREAMS stream:big >"),
+        words("XREADGROUP GROUP g1 bob COUNT 5 STREAMS stream:big >"),
+        words("XACK stream:big g1 1000-0 1000-2 1003-1"),
+        words("XGROUP CREATE stream:big g2 $"),
+        words("XGROUP CREATECONSUMER stream:big g2 carol"),
+        words("XADD stream:empty 5-5 f v"),
+        words("XDEL stream:empty 5-5"),
+        words("EXPIRE stream:small 9000"),
+    ]);
+    out
+}
+
+/// Every type but streams (see `every_type`).
+fn other_types() -> Vec<Vec<String>> {
     let later_ms = now_ms() + 3_600_000;
     let noise: String = (0..3000u32)
         .map(|i| char::from(b'!' + ((i * 7919 + i / 3) % 90) as u8))
         .collect();
-    let mut cmds = vec![
+    vec![
         words("SET str:plain hello"),
         words("SET str:int 12345"),
         words("SET str:neg -9223372036854775808"),
@@ -327,23 +368,6 @@ fn every_type() -> Vec<Vec<String>> {
             (later_ms / 1000).to_string(),
         ],
         words("SETEX ttl:setex 9000 v"),
-        // Streams: shared and own field names, several nodes, deletions, groups with pending
-        // entries and consumers, an emptied stream.
-        words("XADD stream:small 1-1 a 1 b 2"),
-        words("XADD stream:small 1-2 a 3 b 4"),
-        words("XADD stream:small 2-0 c x"),
-        // Several nodes: 250 entries, three to a millisecond (more follow, see below).
-        many("XADD stream:big", 1, big_entry),
-        words("XDEL stream:big 1001-1 1040-0 1080-2"),
-        words("XGROUP CREATE stream:big g1 0"),
-        words("XREADGROUP GROUP g1 alice COUNT 10 STREAMS stream:big >"),
-        words("XREADGROUP GROUP g1 bob COUNT 5 STREAMS stream:big >"),
-        words("XACK stream:big g1 1000-0 1000-2 1003-1"),
-        words("XGROUP CREATE stream:big g2 $"),
-        words("XGROUP CREATECONSUMER stream:big g2 carol"),
-        words("XADD stream:empty 5-5 f v"),
-        words("XDEL stream:empty 5-5"),
-        words("EXPIRE stream:small 9000"),
         // Other databases.
         words("SELECT 1"),
         words("SET str:plain db1"),
@@ -354,31 +378,7 @@ fn every_type() -> Vec<Vec<String>> {
         words("SELECT 15"),
         many("HSET h15", 200, |i| vec![format!("f{i}"), "v".into()]),
         words("SELECT 0"),
-    ];
-    spread(&mut cmds, "XADD stream:big", 250, big_entry);
-    cmds
-}
-
-/// Entry `i` of stream:big.
-fn big_entry(i: usize) -> Vec<String> {
-    vec![
-        format!("{}-{}", 1000 + i / 3, i % 3),
-        "field".into(),
-        format!("value-{i}"),
-        "n".into(),
-        i.to_string(),
     ]
-}
-
-/// Inserts the commands `head` + `f(i)` for `i` in `1..n` right after `head` + `f(0)` (for
-/// commands that take one item, such as XADD's one entry).
-fn spread(cmds: &mut Vec<Vec<String>>, head: &str, n: usize, f: impl Fn(usize) -> Vec<String>) {
-    let first = many(head, 1, &f);
-    let at = cmds
-        .iter()
-        .position(|c| *c == first)
-        .map_or(cmds.len(), |p| p + 1);
-    cmds.splice(at..at, (1..n).map(|i| many(head, 1, |_| f(i))));
 }
 
 /// Writes whose log records must be their effects (a random pop, a relative deadline, a float
@@ -386,7 +386,7 @@ fn spread(cmds: &mut Vec<Vec<String>>, head: &str, n: usize, f: impl Fn(usize) -
 fn effects() -> Vec<Vec<String>> {
     let (a, b) = pair("x:");
     let (c, d) = pair("y:");
-    let mut cmds = vec![
+    vec![
         many("SADD set:spop", 60, |i| vec![format!("s{i}")]),
         words("SPOP set:spop 7"),
         words("SET float 1.5 EX 6000"),
@@ -416,23 +416,32 @@ fn effects() -> Vec<Vec<String>> {
         words("HSET hash:float f 1.5"),
         words("HINCRBYFLOAT hash:float f 0.125"),
         words("GETEX str:plain PX 6000000"),
-        // Stream writes whose effects differ from their arguments: generated ids, `~`
-        // trimming, group reads and claims.
-        many("XADD stream:auto", 1, auto_entry),
+    ]
+    .into_iter()
+    .chain(stream_effects())
+    .collect()
+}
+
+/// Stream writes whose effects differ from their arguments: generated ids, `~` trimming,
+/// group reads and claims.
+fn stream_effects() -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = (0..120)
+        .map(|i| {
+            let n = i.to_string();
+            ["XADD", "stream:auto", "*", "f", &n]
+                .map(String::from)
+                .to_vec()
+        })
+        .collect();
+    out.extend([
         words("XADD stream:auto MAXLEN ~ 50 * f last"),
         words("XGROUP CREATE stream:auto grp 0"),
         words("XREADGROUP GROUP grp c1 COUNT 7 STREAMS stream:auto >"),
         words("XREADGROUP GROUP grp c2 COUNT 3 NOACK STREAMS stream:auto >"),
         words("XAUTOCLAIM stream:auto grp c3 0 0 COUNT 2"),
         words("XTRIM stream:auto MINID ~ 0"),
-    ];
-    spread(&mut cmds, "XADD stream:auto", 120, auto_entry);
-    cmds
-}
-
-/// Entry `i` of stream:auto (a generated id).
-fn auto_entry(i: usize) -> Vec<String> {
-    vec!["*".into(), "f".into(), i.to_string()]
+    ]);
+    out
 }
 
 /// What one key holds: its type, contents (in a canonical order) and `PEXPIRETIME`.
@@ -508,12 +517,13 @@ fn view(con: &mut RawConn, key: &[u8]) -> Option<View> {
             let groups = con.cmd_bytes(&[b"XINFO", b"GROUPS", key]);
             for g in stream_group_names(&groups) {
                 parts.push(con.cmd_bytes(&[b"XPENDING", key, &g]));
-                // Each pending entry's id, owner and count: its idle time grows with the
-                // clock, across a restart too.
-                let ext = con.cmd_bytes(&[b"XPENDING", key, &g, b"-", b"+", b"1000"]);
-                for e in split_aggregate(&ext).1 {
-                    let f = split_aggregate(&e).1;
-                    parts.extend([0, 1, 3].iter().filter_map(|&i| f.get(i).cloned()));
+                // Each pending entry's id, owner and delivery count (not its idle time).
+                let (_, entries) =
+                    split_aggregate(&con.cmd_bytes(&[b"XPENDING", key, &g, b"-", b"+", b"1000"]));
+                for e in entries {
+                    let (_, mut fields) = split_aggregate(&e);
+                    fields.remove(2);
+                    parts.push(fields.concat());
                 }
             }
             parts
