@@ -217,8 +217,11 @@ impl BlockTable {
         }
     }
 
-    /// Whether waiter `id` runs again when its key is deleted: a parked stream reader
-    /// (its command decides what a deletion means), not a pop nor a watcher.
+    /// Whether waiter `id` runs again when its key is deleted: a parked stream reader (its
+    /// command decides what a deletion means), not a parked pop. Nor a watcher: waking one
+    /// makes the key's queue wait for its run, which a deletion (a pop emptying a list
+    /// while others wait) would do all the time; so a blocked XREADGROUP over several shards
+    /// learns that a stream was deleted only at its next wake or its timeout.
     pub fn sees_deletion(&self, id: u64) -> bool {
         self.waiters.get(&id).is_some_and(|w| w.pops.is_none())
     }

@@ -241,6 +241,48 @@ fn xreadgroup_block_is_served_or_told_the_stream_or_group_is_gone() {
     assert_eq!(worker.cmd(&["PING"]), b"+PONG\r\n");
 }
 
+/// XREADGROUP BLOCK over streams on both shards: served by an XADD to either, the entry then
+/// pending for the consumer.
+#[test]
+fn xreadgroup_block_over_streams_on_both_shards() {
+    let server = Server::start(&[]);
+    let a = key_on(0, "ga");
+    let b = key_on(1, "gb");
+    let mut ctl = server.raw();
+    for k in [&a, &b] {
+        assert_eq!(
+            ctl.cmd(&["XGROUP", "CREATE", k, "g", "$", "MKSTREAM"]),
+            b"+OK\r\n"
+        );
+    }
+    let mut worker = server.raw();
+    let read = [
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "w",
+        "BLOCK",
+        "0",
+        "STREAMS",
+        &a,
+        &b,
+        ">",
+        ">",
+    ];
+    worker.send(&encode(&read));
+    thread::sleep(Duration::from_millis(200));
+    ctl.cmd(&["XADD", &b, "4-0", "f", "v"]);
+    assert_eq!(
+        read_ids(&worker.read_reply()),
+        BTreeMap::from([(b.clone(), vec!["4-0".to_string()])])
+    );
+    let pending = text(&ctl.cmd(&["XPENDING", &b, "g", "-", "+", "10", "w"]));
+    assert!(
+        pending.starts_with("*1\r\n*4\r\n$3\r\n4-0\r\n$1\r\nw\r\n"),
+        "{pending}"
+    );
+}
+
 /// A blocked reader that disconnects leaves nothing behind: the next entry goes to the next
 /// reader, and the gone consumer got nothing.
 #[test]
