@@ -38,6 +38,17 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Counts a lookup as Redis's `lookupKeyRead` does, a hit when the key exists (whatever
+    /// its type) and a miss otherwise, and hands the lookup's result back.
+    pub fn count_lookup<T>(&mut self, found: Option<T>) -> Option<T> {
+        if found.is_some() {
+            self.keyspace_hits += 1;
+        } else {
+            self.keyspace_misses += 1;
+        }
+        found
+    }
+
     /// The counters of one command.
     pub fn cmd_stat(&mut self, cmd: Lookup) -> &mut CmdStat {
         &mut self

@@ -265,12 +265,7 @@ fn read_hash_rng<'s>(
     let Shard {
         dbs, stats, rng, ..
     } = sh;
-    let found = dbs[db].get_read(key, now_ms);
-    if found.is_some() {
-        stats.keyspace_hits += 1;
-    } else {
-        stats.keyspace_misses += 1;
-    }
+    let found = stats.count_lookup(dbs[db].get_read(key, now_ms));
     let hash = found.map(|e| e.value.as_hash()).transpose()?;
     Ok((hash, rng))
 }

@@ -374,24 +374,14 @@ pub const COMMANDS: &[CommandSpec] = &[
 
 /// The live entry under `key`, counting a keyspace hit or miss as Redis's read lookups do.
 fn lookup_read<'s>(sh: &'s mut Shard, db: usize, key: &[u8], now_ms: u64) -> Option<&'s Item> {
-    let found = sh.dbs[db].get_read(key, now_ms);
-    if found.is_some() {
-        sh.stats.keyspace_hits += 1;
-    } else {
-        sh.stats.keyspace_misses += 1;
-    }
+    let found = sh.stats.count_lookup(sh.dbs[db].get_read(key, now_ms));
     found
 }
 
 /// The live entry under `key` for OBJECT: counted like a read, but a miss fires no `keymiss`
 /// (Redis looks up with `LOOKUP_NONOTIFY` there).
 fn lookup_object<'s>(sh: &'s mut Shard, db: usize, key: &[u8], now_ms: u64) -> Option<&'s Item> {
-    let found = sh.dbs[db].get(key, now_ms);
-    if found.is_some() {
-        sh.stats.keyspace_hits += 1;
-    } else {
-        sh.stats.keyspace_misses += 1;
-    }
+    let found = sh.stats.count_lookup(sh.dbs[db].get(key, now_ms));
     found
 }
 

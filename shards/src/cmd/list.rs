@@ -404,12 +404,7 @@ fn read_list<'s>(
     now_ms: u64,
 ) -> Result<Option<&'s List>> {
     let Shard { dbs, stats, .. } = sh;
-    let found = dbs[db].get_read(key, now_ms);
-    if found.is_some() {
-        stats.keyspace_hits += 1;
-    } else {
-        stats.keyspace_misses += 1;
-    }
+    let found = stats.count_lookup(dbs[db].get_read(key, now_ms));
     found.map(|e| e.value.as_list()).transpose()
 }
 

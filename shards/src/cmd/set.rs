@@ -289,12 +289,7 @@ fn read_set<'s>(
     key: &[u8],
     now_ms: u64,
 ) -> Result<Option<&'s Set>> {
-    let found = db.get_read(key, now_ms);
-    if found.is_some() {
-        stats.keyspace_hits += 1;
-    } else {
-        stats.keyspace_misses += 1;
-    }
+    let found = stats.count_lookup(db.get_read(key, now_ms));
     found.map(|e| e.value.as_set()).transpose()
 }
 

@@ -341,12 +341,7 @@ pub(crate) fn lookup_read<'s>(
     now_ms: u64,
 ) -> Option<&'s Value> {
     let Shard { dbs, stats, .. } = sh;
-    let found = dbs[db].get_read(key, now_ms);
-    if found.is_some() {
-        stats.keyspace_hits += 1;
-    } else {
-        stats.keyspace_misses += 1;
-    }
+    let found = stats.count_lookup(dbs[db].get_read(key, now_ms));
     found.map(|e| &e.value)
 }
 
@@ -359,12 +354,7 @@ pub(crate) fn lookup_read_mut<'s>(
     now_ms: u64,
 ) -> Option<&'s mut Value> {
     let Shard { dbs, stats, .. } = sh;
-    let found = dbs[db].get_read_mut(key, now_ms);
-    if found.is_some() {
-        stats.keyspace_hits += 1;
-    } else {
-        stats.keyspace_misses += 1;
-    }
+    let found = stats.count_lookup(dbs[db].get_read_mut(key, now_ms));
     found.map(|e| &mut e.value)
 }
 

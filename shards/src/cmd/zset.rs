@@ -676,12 +676,7 @@ pub(super) fn read_zset<'s>(
     key: &[u8],
     now_ms: u64,
 ) -> Result<Option<&'s ZSet>> {
-    let found = db.get_read(key, now_ms);
-    if found.is_some() {
-        stats.keyspace_hits += 1;
-    } else {
-        stats.keyspace_misses += 1;
-    }
+    let found = stats.count_lookup(db.get_read(key, now_ms));
     found.map(|e| e.value.as_zset()).transpose()
 }
 
@@ -1873,12 +1868,7 @@ fn parse_op_options(rest: &[&[u8]], n: usize, op: SetOp, to: OpTo) -> Result<OpO
 /// `WRONGTYPE` at the first key that is neither a sorted set nor a set.
 fn lookup_sources(sh: &mut Shard, db: usize, keys: &[&[u8]], now_ms: u64) -> Result<()> {
     for key in keys {
-        let found = sh.dbs[db].get_read(key, now_ms);
-        if found.is_some() {
-            sh.stats.keyspace_hits += 1;
-        } else {
-            sh.stats.keyspace_misses += 1;
-        }
+        let found = sh.stats.count_lookup(sh.dbs[db].get_read(key, now_ms));
         if let Some(e) = found {
             if !matches!(e.value, Value::ZSet(_) | Value::Set(_)) {
                 return Err(Error::WrongType);

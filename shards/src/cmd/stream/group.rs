@@ -344,12 +344,7 @@ fn lookup_read_mut<'s>(
     now_ms: u64,
 ) -> Result<Option<&'s mut Stream>> {
     let Shard { dbs, stats, .. } = sh;
-    let found = dbs[db].get_read_mut(key, now_ms);
-    if found.is_some() {
-        stats.keyspace_hits += 1;
-    } else {
-        stats.keyspace_misses += 1;
-    }
+    let found = stats.count_lookup(dbs[db].get_read_mut(key, now_ms));
     found.map(|e| e.value.as_stream_mut()).transpose()
 }
 
@@ -361,12 +356,7 @@ fn lookup_read<'s>(
     now_ms: u64,
 ) -> Result<Option<&'s Stream>> {
     let Shard { dbs, stats, .. } = sh;
-    let found = dbs[db].get_read(key, now_ms);
-    if found.is_some() {
-        stats.keyspace_hits += 1;
-    } else {
-        stats.keyspace_misses += 1;
-    }
+    let found = stats.count_lookup(dbs[db].get_read(key, now_ms));
     found.map(|e| e.value.as_stream()).transpose()
 }
 

@@ -419,16 +419,10 @@ pub fn read_stream<'s>(
     now_ms: u64,
 ) -> Result<Option<&'s Stream>> {
     let Shard { dbs, stats, .. } = sh;
-    match dbs[db].get_read(key, now_ms) {
-        Some(e) => {
-            stats.keyspace_hits += 1;
-            e.value.as_stream().map(Some)
-        }
-        None => {
-            stats.keyspace_misses += 1;
-            Ok(None)
-        }
-    }
+    stats
+        .count_lookup(dbs[db].get_read(key, now_ms))
+        .map(|e| e.value.as_stream())
+        .transpose()
 }
 
 /// The stream at `key` for changing it (a missing key is `None`, another type `WRONGTYPE`).
