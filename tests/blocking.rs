@@ -4,38 +4,9 @@
 
 mod common;
 
-use common::{shard_of, RawConn, Server};
+use common::{key_on, wait_blocked, RawConn, Server};
 use std::thread;
 use std::time::{Duration, Instant};
-
-/// A key whose slot lives on `shard` (of 2), named from `prefix`.
-fn key_on(shard: usize, prefix: &str) -> String {
-    (0..1000)
-        .map(|i| format!("{prefix}{i}"))
-        .find(|k| shard_of(k.as_bytes(), 2) == shard)
-        .expect("a key on each shard")
-}
-
-/// Waits until `n` clients are blocked in `cmd` (polls CLIENT LIST for `flags=b` lines).
-fn wait_blocked(ctl: &mut RawConn, cmd: &str, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let list = String::from_utf8_lossy(&ctl.cmd(&["CLIENT", "LIST"])).into_owned();
-        // Blocked for real (flags=b: parked on the key's shard), in that command.
-        let blocked = list
-            .lines()
-            .filter(|l| l.contains(" flags=b ") && l.contains(&format!(" cmd={cmd} ")))
-            .count();
-        if blocked >= n {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {blocked} of {n} clients blocked: {list}"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-}
 
 #[test]
 fn push_from_another_shard_wakes_blpop() {

@@ -217,33 +217,6 @@ fn random_searches_equal_redis() {
     );
 }
 
-/// A key whose slot lives on `shard` (of 2), named from `prefix`.
-fn key_on(shard: usize, prefix: &str) -> String {
-    (0..1000)
-        .map(|i| format!("{prefix}{i}"))
-        .find(|k| common::shard_of(k.as_bytes(), 2) == shard)
-        .expect("a key on each shard")
-}
-
-/// Waits until a client is blocked in `cmd` (CLIENT LIST shows `flags=b`).
-fn wait_blocked(ctl: &mut RawConn, cmd: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let list = String::from_utf8_lossy(&ctl.cmd(&["CLIENT", "LIST"])).into_owned();
-        let blocked = list
-            .lines()
-            .any(|l| l.contains(" flags=b ") && l.contains(&format!(" cmd={cmd} ")));
-        if blocked {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never blocked: {list}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
 /// GEOADD, and a stored search written back to another shard, serve a BZPOPMIN waiting on
 /// the key they write.
 #[test]
@@ -251,10 +224,10 @@ fn geo_writes_wake_sorted_set_waiters() {
     let server = Server::start(&[]);
     let mut ctl = server.raw();
     for (waiter_shard, source_shard) in [(0, 1), (1, 0)] {
-        let key = key_on(waiter_shard, "gq");
+        let key = common::key_on(waiter_shard, "gq");
         let mut w = server.raw();
         w.send(&common::encode(&["BZPOPMIN", &key, "0"]));
-        wait_blocked(&mut ctl, "bzpopmin");
+        common::wait_blocked(&mut ctl, "bzpopmin", 1);
         assert_eq!(ctl.cmd(&["GEOADD", &key, "0", "0", "origin"]), b":1\r\n");
         let want = format!(
             "*3\r\n${}\r\n{key}\r\n$6\r\norigin\r\n$16\r\n3377699720527872\r\n",
@@ -262,10 +235,10 @@ fn geo_writes_wake_sorted_set_waiters() {
         );
         assert_eq!(String::from_utf8_lossy(&w.read_reply()), want);
 
-        let src = key_on(source_shard, "gsrc");
+        let src = common::key_on(source_shard, "gsrc");
         ctl.cmd(&["GEOADD", &src, "13.361389", "38.115556", "Palermo"]);
         w.send(&common::encode(&["BZPOPMIN", &key, "0"]));
-        wait_blocked(&mut ctl, "bzpopmin");
+        common::wait_blocked(&mut ctl, "bzpopmin", 1);
         let store = [
             "GEOSEARCHSTORE",
             &key,

@@ -8,40 +8,11 @@
 
 mod common;
 
-use common::{encode, shard_of, split_aggregate, RawConn, RedisServer, Server};
+use common::{encode, key_on, split_aggregate, wait_blocked, RawConn, RedisServer, Server};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
-
-/// A key whose slot lives on `shard` (of 2), named from `prefix`.
-fn key_on(shard: usize, prefix: &str) -> String {
-    (0..1000)
-        .map(|i| format!("{prefix}{i}"))
-        .find(|k| shard_of(k.as_bytes(), 2) == shard)
-        .expect("a key on each shard")
-}
-
-/// Waits until `n` clients are blocked in `cmd` (CLIENT LIST `flags=b`, or a multi-shard
-/// wait which shows as the command still running).
-fn wait_blocked(ctl: &mut RawConn, cmd: &str, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let list = String::from_utf8_lossy(&ctl.cmd(&["CLIENT", "LIST"])).into_owned();
-        let blocked = list
-            .lines()
-            .filter(|l| l.contains(" flags=b ") && l.contains(&format!(" cmd={cmd} ")))
-            .count();
-        if blocked >= n {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {blocked} of {n} clients blocked: {list}"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn text(reply: &[u8]) -> String {
     String::from_utf8_lossy(reply).into_owned()

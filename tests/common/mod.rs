@@ -799,3 +799,32 @@ pub fn try_q<T: redis::FromRedisValue>(
     }
     cmd.query(con)
 }
+
+/// A key named `prefix<n>` whose slot lives on `shard` of a 2-shard server.
+pub fn key_on(shard: usize, prefix: &str) -> String {
+    (0..1000)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|k| shard_of(k.as_bytes(), 2) == shard)
+        .expect("a key on each shard")
+}
+
+/// Waits until `n` clients are blocked in `cmd` (polls CLIENT LIST for `flags=b` lines: parked
+/// on the key's shard, in that command); panics after 10 s.
+pub fn wait_blocked(ctl: &mut RawConn, cmd: &str, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = String::from_utf8_lossy(&ctl.cmd(&["CLIENT", "LIST"])).into_owned();
+        let blocked = list
+            .lines()
+            .filter(|l| l.contains(" flags=b ") && l.contains(&format!(" cmd={cmd} ")))
+            .count();
+        if blocked >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {blocked} of {n} clients blocked: {list}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
