@@ -53,6 +53,9 @@ pub enum Unblock {
 /// A connection (origin shard, slab index, generation), as a map key.
 type ConnRef = (usize, u32, u32);
 
+/// A key in a database.
+pub type DbKey = (usize, Key);
+
 fn conn_ref(origin: usize, conn: Token) -> ConnRef {
     (origin, conn.index, conn.generation)
 }
@@ -70,8 +73,14 @@ pub struct BlockTable {
     /// Each watching connection's watcher id and keys here.
     watched: HashMap<ConnRef, (u64, Vec<(usize, Key)>)>,
     /// Keys whose queue stopped at a woken watcher: they go on once that connection's next
-    /// transaction step here has released its locks (or it stops watching).
-    awaiting: HashMap<ConnRef, Vec<(usize, Key)>>,
+    /// transaction step here has released its locks (or it stops watching). With each, the
+    /// bound of the write that woke it (see `resumed`).
+    awaiting: HashMap<ConnRef, Vec<(DbKey, u64)>>,
+    /// Keys whose queue goes on after a watcher's turn, for the same write: only the waiters
+    /// and watchers with ids below the bound (there when the write was seen) get a turn. The
+    /// watcher that ran and found nothing watches again with a new id, so it is not woken
+    /// again for the same write (nor is anyone else that already had a turn for it).
+    resumed: Vec<(DbKey, u64)>,
 }
 
 /// A connection (on shard `origin`) waiting for a write to a key here.
@@ -130,12 +139,13 @@ impl BlockTable {
     }
 
     /// If `id` (met in the queue of `key`, which was written) is a watcher: drops all its
-    /// connection's watchers here, notes that `key`'s queue waits for that connection, and
-    /// returns it to be woken.
+    /// connection's watchers here, notes that `key`'s queue waits for that connection (to go
+    /// on for the write with this `bound`), and returns it to be woken.
     pub fn wake_watcher(
         &mut self,
         id: u64,
         key: &(usize, Key),
+        bound: u64,
         waited: &mut Waited,
     ) -> Option<Watcher> {
         let w = *self.watchers.get(&id)?;
@@ -143,18 +153,31 @@ impl BlockTable {
         self.awaiting
             .entry(conn_ref(w.origin, w.conn))
             .or_default()
-            .push(key.clone());
+            .push((key.clone(), bound));
         Some(w)
     }
 
-    /// The keys whose queue waits for this connection (it has had its turn).
-    pub fn take_awaiting(&mut self, origin: usize, conn: Token) -> Vec<(usize, Key)> {
+    /// The keys whose queue waited for this connection (it has had its turn) go on, for the
+    /// next look at ready keys.
+    pub fn resume_awaiting(&mut self, origin: usize, conn: Token) {
         if self.awaiting.is_empty() {
-            return Vec::new();
+            return;
         }
-        self.awaiting
+        let keys = self
+            .awaiting
             .remove(&conn_ref(origin, conn))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        self.resumed.extend(keys);
+    }
+
+    /// The keys to look at again after watchers' turns, each with its write's bound.
+    pub fn take_resumed(&mut self) -> Vec<(DbKey, u64)> {
+        std::mem::take(&mut self.resumed)
+    }
+
+    /// The bound of a write seen now: every waiter and watcher there now has a smaller id.
+    pub fn bound_now(&self) -> u64 {
+        self.next_id
     }
 
     /// Number of watching connections.
@@ -218,12 +241,13 @@ impl BlockTable {
     }
 
     /// Whether waiter `id` runs again when its key is deleted: a parked stream reader (its
-    /// command decides what a deletion means), not a parked pop. Nor a watcher: waking one
-    /// makes the key's queue wait for its run, which a deletion (a pop emptying a list
-    /// while others wait) would do all the time; so a blocked XREADGROUP over several shards
-    /// learns that a stream was deleted only at its next wake or its timeout.
+    /// command decides what a deletion means) or a watcher (its command runs again on fresh
+    /// copies and decides the same), not a parked pop.
     pub fn sees_deletion(&self, id: u64) -> bool {
-        self.waiters.get(&id).is_some_and(|w| w.pops.is_none())
+        match self.waiters.get(&id) {
+            Some(w) => w.pops.is_none(),
+            None => self.watchers.contains_key(&id),
+        }
     }
 
     /// The waiters of a key, in arrival order.
@@ -313,12 +337,15 @@ mod tests {
         // The queue of y holds b, then a2.
         let q = t.queue(0, &key("y").1);
         assert_eq!(q.len(), 2);
-        assert_eq!(t.wake_watcher(q[0], &key("y"), &mut waited), Some(b));
-        assert_eq!(t.wake_watcher(q[0], &key("y"), &mut waited), None);
+        let bound = t.bound_now();
+        assert_eq!(t.wake_watcher(q[0], &key("y"), bound, &mut waited), Some(b));
+        assert_eq!(t.wake_watcher(q[0], &key("y"), bound, &mut waited), None);
         assert_eq!(t.watching(), 1);
-        // y's queue waits for b's connection, once.
-        assert_eq!(t.take_awaiting(0, conn(8)), vec![key("y")]);
-        assert!(t.take_awaiting(0, conn(8)).is_empty());
+        // y's queue waits for b's connection, once; it goes on for the same write.
+        t.resume_awaiting(0, conn(8));
+        assert_eq!(t.take_resumed(), vec![(key("y"), bound)]);
+        t.resume_awaiting(0, conn(8));
+        assert!(t.take_resumed().is_empty());
         t.unwatch(1, conn(7), &mut waited);
         t.unwatch(1, conn(7), &mut waited);
         assert!(waited.is_empty() && t.watching() == 0);

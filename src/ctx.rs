@@ -516,16 +516,7 @@ impl ShardCtx {
 
     /// The keys whose waiters stopped for this connection's turn go on.
     pub fn resume_awaiting(&self, origin: usize, conn: Token) {
-        let keys = self.blocked.borrow_mut().take_awaiting(origin, conn);
-        if keys.is_empty() {
-            return;
-        }
-        let mut engine = self.engine.borrow_mut();
-        for k in keys {
-            if !engine.ready.contains(&k) {
-                engine.ready.push(k);
-            }
-        }
+        self.blocked.borrow_mut().resume_awaiting(origin, conn);
     }
 
     /// Tells a watching connection that one of its keys was written.
@@ -558,10 +549,22 @@ impl ShardCtx {
     fn serve_ready(&self) {
         loop {
             let ready = std::mem::take(&mut self.engine.borrow_mut().ready);
-            if ready.is_empty() {
+            let resumed = self.blocked.borrow_mut().take_resumed();
+            if ready.is_empty() && resumed.is_empty() {
                 return;
             }
-            for (db, key) in ready {
+            // Written keys (everyone waiting now gets a turn), then keys going on after a
+            // watcher's turn for an earlier write (unless written again since): only those
+            // that had no turn for that write yet.
+            let now_bound = self.blocked.borrow().bound_now();
+            let mut keys: Vec<((usize, Key), u64)> =
+                ready.iter().map(|k| (k.clone(), now_bound)).collect();
+            for (k, bound) in resumed {
+                if !keys.iter().any(|(x, _)| *x == k) {
+                    keys.push((k, bound));
+                }
+            }
+            for ((db, key), bound) in keys {
                 if self.locks.borrow().blocks(db, &key) {
                     // Written under a transaction's lock: look again when it is released.
                     self.locks.borrow_mut().stall((db, key));
@@ -576,6 +579,9 @@ impl ShardCtx {
                     .and_then(|d| d.peek(&key, now_us() / 1000))
                     .map(|e| e.value.type_name());
                 for id in queue {
+                    if id >= bound {
+                        continue;
+                    }
                     // A deleted key serves no pop; stream readers still look (a blocked
                     // XREADGROUP answers that its stream is gone).
                     if found.is_none() && !self.blocked.borrow().sees_deletion(id) {
@@ -588,7 +594,7 @@ impl ShardCtx {
                         let k = (db, key.clone());
                         self.blocked
                             .borrow_mut()
-                            .wake_watcher(id, &k, &mut engine.waited)
+                            .wake_watcher(id, &k, bound, &mut engine.waited)
                     };
                     if let Some(w) = woken {
                         self.wake(w);

@@ -254,6 +254,84 @@ fn xreadgroup_block_over_streams_on_both_shards() {
     );
 }
 
+/// A blocked reader over streams on both shards: a write to one of its keys that serves it
+/// nothing (another type, a group, a deadline) leaves it waiting without spinning, and the
+/// next XADD serves it at once; a deleted stream answers a blocked XREADGROUP.
+#[test]
+fn writes_that_serve_nothing_leave_cross_shard_readers_waiting() {
+    let server = Server::start(&[]);
+    let a = key_on(0, "wa");
+    let b = key_on(1, "wb");
+    let mut ctl = server.raw();
+    ctl.cmd(&["XADD", &a, "1-0", "f", "v"]);
+    let mut reader = server.raw();
+    reader.send(&encode(&[
+        "XREAD", "BLOCK", "0", "STREAMS", &a, &b, "$", "$",
+    ]));
+    thread::sleep(Duration::from_millis(200));
+    ctl.cmd(&["SET", &b, "x"]);
+    ctl.cmd(&["XGROUP", "CREATE", &a, "g", "$"]);
+    ctl.cmd(&["EXPIRE", &a, "1000"]);
+    thread::sleep(Duration::from_millis(200));
+    // The server is not busy re-running the reader: commands answer at once.
+    let start = Instant::now();
+    for _ in 0..20 {
+        assert_eq!(ctl.cmd(&["XLEN", &a]), b":1\r\n");
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    ctl.cmd(&["XADD", &a, "2-0", "f", "w"]);
+    assert_eq!(
+        read_ids(&reader.read_reply()),
+        BTreeMap::from([(a.clone(), vec!["2-0".to_string()])])
+    );
+
+    ctl.cmd(&["DEL", &b]);
+    ctl.cmd(&["XGROUP", "CREATE", &a, "g3", "$"]);
+    ctl.cmd(&["XGROUP", "CREATE", &b, "g3", "$", "MKSTREAM"]);
+    reader.send(&encode(&[
+        "XREADGROUP",
+        "GROUP",
+        "g3",
+        "c",
+        "BLOCK",
+        "0",
+        "STREAMS",
+        &a,
+        &b,
+        ">",
+        ">",
+    ]));
+    thread::sleep(Duration::from_millis(200));
+    ctl.cmd(&["DEL", &b]);
+    assert_eq!(
+        text(&reader.read_reply()),
+        "-UNBLOCKED the stream key no longer exists\r\n"
+    );
+    // FLUSHALL wakes a blocked XREADGROUP too.
+    ctl.cmd(&["XGROUP", "CREATE", &a, "g2", "$", "MKSTREAM"]);
+    reader.send(&encode(&[
+        "XREADGROUP",
+        "GROUP",
+        "g2",
+        "c",
+        "BLOCK",
+        "0",
+        "STREAMS",
+        &a,
+        ">",
+    ]));
+    wait_blocked(&mut ctl, "xreadgroup", 1);
+    ctl.cmd(&["FLUSHALL"]);
+    assert_eq!(
+        text(&reader.read_reply()),
+        "-UNBLOCKED the stream key no longer exists\r\n"
+    );
+}
+
 /// A blocked reader that disconnects leaves nothing behind: the next entry goes to the next
 /// reader, and the gone consumer got nothing.
 #[test]
@@ -532,4 +610,43 @@ fn bulk_bytes(reply: &[u8]) -> Vec<u8> {
         .parse()
         .unwrap();
     reply[nl + 1..nl + 1 + len].to_vec()
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// RESTORE payloads crafted at the edges (found by review): a node whose entry flags are
+/// stored as strings is refused; counters at the top of their range wrap as Redis's do
+/// instead of stopping the server.
+#[test]
+fn crafted_restore_payloads_are_refused_or_served() {
+    let server = Server::start(&[]);
+    let mut con = server.raw();
+    // Flags stored as the string "2": refused (a trim edits flags in place).
+    let flags_as_text = "13011000000000000000010000000000000000393900000014000301000101018166020001813202000100018276300304018132020101000182763103040181320202010001827632030401ff0303000100000003000a0088408a637c1a2d61";
+    let r = con.cmd_bytes(&[b"RESTORE", b"p1", b"0", &unhex(flags_as_text)]);
+    assert_eq!(text(&r), "-ERR Bad data format\r\n");
+    // A delivery count of 2^64-1, re-delivered.
+    let count_at_top = "130110000000000000000100000000000000001e1e0000000a000101000101018166020001020100010001827630030401ff01010001000000010101670100010100000000000000010000000000000000e80300000000000081ffffffffffffffff010163e80300000000000001000000000000000100000000000000000a0079c7800b9df0fe04";
+    let r = con.cmd_bytes(&[b"RESTORE", b"p2", b"0", &unhex(count_at_top)]);
+    assert_eq!(r, b"+OK\r\n");
+    let r = con.cmd(&["XREADGROUP", "GROUP", "g", "c", "STREAMS", "p2", "0"]);
+    assert!(r.starts_with(b"*1\r\n"), "{}", text(&r));
+    // A group's entries-read at 2^64-2, read on.
+    let read_at_top = "13011000000000000000010000000000000000363600000014000301000101018166020001020100010001827630030401020101010001827631030401020102010001827632030401ff0303000100000003010167000081fffffffffffffffe00000a00cc35ee65602a98e5";
+    let r = con.cmd_bytes(&[b"RESTORE", b"p3", b"0", &unhex(read_at_top)]);
+    assert_eq!(r, b"+OK\r\n");
+    let r = con.cmd(&["XREADGROUP", "GROUP", "g", "c", "STREAMS", "p3", ">"]);
+    assert!(r.starts_with(b"*1\r\n"), "{}", text(&r));
+    // Entries-added at 2^64-1, added to.
+    let added_at_top = "13011000000000000000010000000000000000363600000014000301000101018166020001020100010001827630030401020101010001827631030401020102010001827632030401ff0303000100000081ffffffffffffffff000a006194f945806ca4d4";
+    let r = con.cmd_bytes(&[b"RESTORE", b"p4", b"0", &unhex(added_at_top)]);
+    assert_eq!(r, b"+OK\r\n");
+    assert_eq!(con.cmd(&["XADD", "p4", "9-0", "a", "b"]), b"$3\r\n9-0\r\n");
+    assert_eq!(con.cmd(&["XLEN", "p4"]), b":4\r\n");
+    assert_eq!(con.cmd(&["PING"]), b"+PONG\r\n");
 }

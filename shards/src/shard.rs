@@ -577,6 +577,20 @@ impl Shard {
         }
     }
 
+    /// After FLUSHDB (`Some(db)`) or FLUSHALL: the waited-on keys of the flushed databases are
+    /// ready, as Redis signals deleted keys (a blocked XREADGROUP learns its stream is gone).
+    pub fn flushed(&mut self, db: Option<usize>) {
+        let ready: Vec<(usize, Key)> = self
+            .waited
+            .keys()
+            .filter(|k| db.is_none_or(|d| k.0 == d))
+            .cloned()
+            .collect();
+        for k in ready {
+            self.make_ready(k);
+        }
+    }
+
     /// WATCH: one more watcher of `key`; returns its version and whether it is live now.
     pub fn watch_key(&mut self, db: usize, key: &[u8], now_ms: u64) -> (u64, bool) {
         let live = self.dbs[db].peek(key, now_ms).is_some();

@@ -313,6 +313,7 @@ fn flushdb(sh: &mut Shard, c: &mut Call) -> Result<()> {
     let db = sh.db(c.db);
     sh.stats.dirty += db.len() as u64;
     sh.dbs[c.db].clear();
+    sh.flushed(Some(c.db));
     c.out.ok();
     Ok(())
 }
@@ -323,6 +324,7 @@ fn flushall(sh: &mut Shard, c: &mut Call) -> Result<()> {
         sh.stats.dirty += db.len() as u64;
         db.clear();
     }
+    sh.flushed(None);
     sh.stats.dirty += 1;
     c.out.ok();
     Ok(())

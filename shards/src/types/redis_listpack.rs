@@ -45,6 +45,15 @@ impl Entry<'_> {
         }
     }
 
+    /// The element as an integer only when it is stored as one (what Redis writes for the
+    /// integers of a stream node; the in-place edits of a node rely on it).
+    pub(crate) fn stored_int(self) -> Option<i64> {
+        match self {
+            Entry::Int(n) => Some(n),
+            Entry::Str(_) => None,
+        }
+    }
+
     /// Appends the element's bytes (integers in decimal) to `out`.
     pub(crate) fn write(self, out: &mut Vec<u8>) {
         match self {

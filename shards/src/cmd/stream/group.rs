@@ -360,9 +360,11 @@ fn lookup_read<'s>(
     found.map(|e| e.value.as_stream()).transpose()
 }
 
-/// A millisecond time or duration as Redis's signed `mstime_t`.
+/// A 64-bit counter or time as Redis replies with it: cast to a signed integer (so a value
+/// past `i64::MAX`, reachable through XSETID, RETRYCOUNT or RESTORE, shows negative there
+/// too).
 fn ms_i64(ms: u64) -> i64 {
-    i64::try_from(ms).unwrap_or(i64::MAX)
+    ms as i64
 }
 
 /// How long ago `delivery_ms` was, in Redis's signed arithmetic (negative for a future time).

@@ -1149,7 +1149,8 @@ fn deliver_new(
         if id > g.last_id {
             g.entries_read = match g.entries_read {
                 // A valid counter with no deletions ahead simply counts on.
-                Some(n) if !s.range_has_tombstones(id, StreamId::MAX) => Some(n + 1),
+                // Redis's counters wrap (a RESTOREd value may sit at the top).
+                Some(n) if !s.range_has_tombstones(id, StreamId::MAX) => Some(n.wrapping_add(1)),
                 _ if s.entries_added > 0 => s.estimate_entries_read(id),
                 kept => kept,
             };
@@ -1197,7 +1198,7 @@ fn deliver_history(
             out.null_array();
         } else if let Some(nack) = g.pel.get_mut(&id) {
             nack.delivery_time_ms = now_ms;
-            nack.delivery_count += 1;
+            nack.delivery_count = nack.delivery_count.wrapping_add(1);
             d.claimed.push((id, nack.delivery_count, g.last_id));
         }
     }

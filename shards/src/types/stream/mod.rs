@@ -286,7 +286,8 @@ impl Stream {
             }
         }
         self.length += 1;
-        self.entries_added += 1;
+        // Wraps as Redis's counter does (XSETID or a RESTOREd value may set it at the top).
+        self.entries_added = self.entries_added.wrapping_add(1);
         self.last_id = id;
         if self.length == 1 {
             self.first_id = id;

@@ -46,7 +46,7 @@ impl Model {
             self.first_id = id;
         }
         self.last_id = id;
-        self.entries_added += 1;
+        self.entries_added = self.entries_added.wrapping_add(1);
     }
 
     /// Calls `f(id, fields)` for the entries with ids in `start..=end`, ascending (or

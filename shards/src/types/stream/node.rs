@@ -233,10 +233,11 @@ pub(super) struct Summary {
 
 /// Checks a node from a client or a file: a valid listpack in the layout above, counts that
 /// match the flags, every `lp-count` right, entries at or after `master_id` and live entries
-/// strictly ascending. `None` when anything is off.
+/// strictly ascending, and every integer of the layout stored as an integer (as Redis writes
+/// them; the in-place edits rely on their sizes). `None` when anything is off.
 pub(super) fn check(master_id: StreamId, node: &[u8]) -> Option<Summary> {
     let items = lp::parse(node)?;
-    let mut it = items.iter().map(|e| e.int());
+    let mut it = items.iter().map(|e| e.stored_int());
     let live = it.next()??;
     let deleted = it.next()??;
     let num_fields = it.next()??;
@@ -244,7 +245,7 @@ pub(super) fn check(master_id: StreamId, node: &[u8]) -> Option<Summary> {
         return None;
     }
     let mut rest = items.get(3 + num_fields as usize..)?.iter();
-    if rest.next()?.int()? != 0 {
+    if rest.next()?.stored_int()? != 0 {
         return None;
     }
     let mut sum = Summary {
@@ -254,7 +255,7 @@ pub(super) fn check(master_id: StreamId, node: &[u8]) -> Option<Summary> {
     };
     let mut dead = 0;
     while let Some(flags) = rest.next() {
-        let (id, is_deleted) = check_entry(flags.int()?, &mut rest, master_id, num_fields)?;
+        let (id, is_deleted) = check_entry(flags.stored_int()?, &mut rest, master_id, num_fields)?;
         if id < master_id {
             return None;
         }
@@ -283,12 +284,12 @@ fn check_entry<'a>(
     if !(0..=DELETED | SAMEFIELDS).contains(&flags) {
         return None;
     }
-    let ms = rest.next()?.int()?;
-    let seq = rest.next()?.int()?;
+    let ms = rest.next()?.stored_int()?;
+    let seq = rest.next()?.stored_int()?;
     let (num_fields, elements, extra) = if flags & SAMEFIELDS != 0 {
         (master_fields, master_fields, 3)
     } else {
-        let n = rest.next()?.int()?;
+        let n = rest.next()?.stored_int()?;
         if !(0..=i64::MAX / 4).contains(&n) {
             return None;
         }
@@ -297,7 +298,7 @@ fn check_entry<'a>(
     for _ in 0..elements {
         rest.next()?;
     }
-    if rest.next()?.int()? != num_fields + extra {
+    if rest.next()?.stored_int()? != num_fields + extra {
         return None;
     }
     Some((with_diff(master_id, ms, seq), flags & DELETED != 0))
