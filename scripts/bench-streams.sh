@@ -4,7 +4,8 @@
 # 1. Memory: ENTRIES entries with 3 fields (`sensor`, `temp`, `seq` with a random value) added
 #    to one stream with XADD `*` (redis-benchmark, pipelined); the memory each server's
 #    process gained (PSS), per entry, and the ratio.
-# 2. Throughput, redis-benchmark -c CLIENTS -n N at each depth in PIPES, median of ROUNDS:
+# 2. Throughput and server CPU per request, redis-benchmark -c CLIENTS -n N at each depth in
+#    PIPES, median of ROUNDS:
 #    XADD (`*`, 3 fields), XRANGE - + COUNT 10 over that stream, and XREADGROUP COUNT 10 `>`
 #    (each call delivers 10 new entries and adds them to the group's pending list).
 #    Against redis-server, 1-shard and 2-shard shardis.
@@ -65,12 +66,19 @@ for s in "${servers[@]}"; do
     printf '%-6s | %12s %14s | %8s\n' "$s" "${gain[$s]}" "${per_entry[$s]}" "$ratio"
 done
 
-# bench PORT PIPE ARGS... : requests per second of one redis-benchmark run.
+TICKS=$(getconf CLK_TCK)
+# bench NAME PIPE ARGS... : "rps cpu_us" of one redis-benchmark run against server NAME:
+# requests per second, and the server's CPU microseconds per request.
 bench() {
-    local port=$1 pipe=$2
+    local name=$1 pipe=$2 port pid before after rps
     shift 2
-    "${pin_client[@]}" redis-benchmark -p "$port" -n "$N" -c "$CLIENTS" -P "$pipe" -r 1000000 \
-        --csv "$@" | tail -n1 | awk -F'","' '{gsub(/"/, "", $2); print $2}'
+    port=$(port_of "$name")
+    pid=$(pid_of "$name")
+    before=$(cpu_ticks "$pid")
+    rps=$("${pin_client[@]}" redis-benchmark -p "$port" -n "$N" -c "$CLIENTS" -P "$pipe" -r 1000000 \
+        --csv "$@" | tail -n1 | awk -F'","' '{gsub(/"/, "", $2); print $2}')
+    after=$(cpu_ticks "$pid")
+    echo "$rps $(awk -v a="$after" -v b="$before" -v t="$TICKS" -v n="$N" 'BEGIN {printf "%.3f", (a - b) * 1e6 / t / n}')"
 }
 
 echo
@@ -83,27 +91,33 @@ for round in $(seq "$ROUNDS"); do
         key="bench:$round"
         redis-cli -p "$port" DEL "$key" >/dev/null
         for pipe in $PIPES; do
-            echo "xadd $pipe $s $(bench "$port" "$pipe" XADD "$key" '*' sensor sensor-42 temp 21.5 seq __rand_int__)" >>"$results"
-            echo "xrange $pipe $s $(bench "$port" "$pipe" XRANGE "$key" - + COUNT 10)" >>"$results"
+            echo "xadd $pipe $s $(bench "$s" "$pipe" XADD "$key" '*' sensor sensor-42 temp 21.5 seq __rand_int__)" >>"$results"
+            echo "xrange $pipe $s $(bench "$s" "$pipe" XRANGE "$key" - + COUNT 10)" >>"$results"
         done
         # Enough entries for every XREADGROUP to deliver 10 new ones.
         for pipe in $PIPES; do
             xadd_load "$port" "$key:g$pipe" $((N * 10 + 1000))
             redis-cli -p "$port" XGROUP CREATE "$key:g$pipe" grp 0 >/dev/null
-            echo "xreadgroup $pipe $s $(bench "$port" "$pipe" XREADGROUP GROUP grp c1 COUNT 10 STREAMS "$key:g$pipe" '>')" >>"$results"
+            echo "xreadgroup $pipe $s $(bench "$s" "$pipe" XREADGROUP GROUP grp c1 COUNT 10 STREAMS "$key:g$pipe" '>')" >>"$results"
             redis-cli -p "$port" DEL "$key:g$pipe" >/dev/null
         done
         redis-cli -p "$port" DEL "$key" >/dev/null
     done
 done
-printf '%-11s %3s | %10s %10s %10s | %6s %6s\n' command P "redis" "s1" "s2" "s1/r" "s2/r"
+printf '%-11s %3s | %9s %9s %9s | %5s %5s | %8s %8s %8s | %5s %5s\n' command P "redis rps" "s1 rps" "s2 rps" "s1/r" "s2/r" "redis us" "s1 us" "s2 us" "s1/r" "s2/r"
 for cmd in xadd xrange xreadgroup; do
     for pipe in $PIPES; do
-        m() { awk -v c="$cmd" -v p="$pipe" -v s="$1" '$1 == c && $2 == p && $3 == s {print $4}' "$results" | median; }
-        r=$(m redis)
-        a=$(m s1)
-        b=$(m s2)
-        printf '%-11s %3s | %10.0f %10.0f %10.0f | %6.2f %6.2f\n' "$cmd" "$pipe" "$r" "$a" "$b" \
-            "$(awk -v x="$a" -v y="$r" 'BEGIN {print x / y}')" "$(awk -v x="$b" -v y="$r" 'BEGIN {print x / y}')"
+        m() { awk -v c="$cmd" -v p="$pipe" -v s="$1" -v col="$2" '$1 == c && $2 == p && $3 == s {print $col}' "$results" | median; }
+        r=$(m redis 4)
+        a=$(m s1 4)
+        b=$(m s2 4)
+        rc=$(m redis 5)
+        ac=$(m s1 5)
+        bc=$(m s2 5)
+        printf '%-11s %3s | %9.0f %9.0f %9.0f | %5.2f %5.2f | %8.2f %8.2f %8.2f | %5.2f %5.2f\n' "$cmd" "$pipe" "$r" "$a" "$b" \
+            "$(awk -v x="$a" -v y="$r" 'BEGIN {print x / y}')" "$(awk -v x="$b" -v y="$r" 'BEGIN {print x / y}')" \
+            "$rc" "$ac" "$bc" \
+            "$(awk -v x="$ac" -v y="$rc" 'BEGIN {print x / y}')" "$(awk -v x="$bc" -v y="$rc" 'BEGIN {print x / y}')"
     done
 done
+echo "(us: server CPU microseconds per request; s2's is both shards' together)"
