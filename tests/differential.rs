@@ -820,8 +820,10 @@ impl StreamGen {
     /// A trimming clause: MAXLEN or MINID, exact or `~`, sometimes LIMIT (an error when exact).
     fn trim(&mut self, key: usize) -> String {
         let how = self.pick(&["", "=", "~", "~"]);
+        // Lengths up to 12 keep a stream within a few nodes; up to 60, over many.
+        let len_max = [12, 60][self.int(0..=1) as usize];
         let threshold = if self.chance(0.5) {
-            format!("MAXLEN {how} {}", self.int(0..=12))
+            format!("MAXLEN {how} {}", self.int(0..=len_max))
         } else {
             format!("MINID {how} {}", self.known_id(key))
         };
