@@ -179,6 +179,50 @@ fn mask_clock(args: &[Vec<u8>], reply: &[u8]) -> Vec<u8> {
     }
 }
 
+#[test]
+fn clock_mask_hides_only_clock_times() {
+    let args = |line: &str| split_args(line).unwrap();
+    let full = |t: u64, count: u64| {
+        format!(
+            "%2\r\n$6\r\nlength\r\n:1\r\n$6\r\ngroups\r\n*1\r\n%3\r\n$4\r\nname\r\n$1\r\ng\r\n\
+             $7\r\npending\r\n*1\r\n*4\r\n$3\r\n1-0\r\n$2\r\nc0\r\n:{t}\r\n:{count}\r\n\
+             $9\r\nconsumers\r\n*1\r\n%3\r\n$4\r\nname\r\n$2\r\nc0\r\n$9\r\nseen-time\r\n:{t}\r\n\
+             $7\r\npending\r\n*1\r\n*3\r\n$3\r\n1-0\r\n:{t}\r\n:{count}\r\n"
+        )
+        .into_bytes()
+    };
+    let xinfo = args("XINFO STREAM k FULL");
+    assert!(same(Mode::Clock, &xinfo, &full(100, 1), &full(200, 1)));
+    assert!(!same(Mode::Clock, &xinfo, &full(100, 1), &full(100, 2)));
+    let consumers = |idle: u64, pending: u64| {
+        format!("*1\r\n*6\r\n$4\r\nname\r\n$2\r\nc0\r\n$7\r\npending\r\n:{pending}\r\n$4\r\nidle\r\n:{idle}\r\n").into_bytes()
+    };
+    let xinfo = args("XINFO CONSUMERS k g");
+    assert!(same(
+        Mode::Clock,
+        &xinfo,
+        &consumers(5, 1),
+        &consumers(9, 1)
+    ));
+    assert!(!same(
+        Mode::Clock,
+        &xinfo,
+        &consumers(5, 1),
+        &consumers(5, 2)
+    ));
+    let pending = |idle: u64, count: u64| {
+        format!("*1\r\n*4\r\n$3\r\n1-0\r\n$2\r\nc0\r\n:{idle}\r\n:{count}\r\n").into_bytes()
+    };
+    let xpending = args("XPENDING k g - + 10");
+    assert!(same(Mode::Clock, &xpending, &pending(5, 1), &pending(9, 1)));
+    assert!(!same(
+        Mode::Clock,
+        &xpending,
+        &pending(5, 1),
+        &pending(5, 2)
+    ));
+}
+
 /// An aggregate rebuilt with `f` applied to each element; anything else unchanged.
 fn map_elems(reply: &[u8], f: impl Fn(&[u8]) -> Vec<u8>) -> Vec<u8> {
     if !matches!(reply.first(), Some(b'*' | b'%' | b'~')) {
