@@ -38,6 +38,22 @@ fn read_ids(reply: &[u8]) -> BTreeMap<String, Vec<String>> {
     out
 }
 
+/// `XREADGROUP GROUP group consumer BLOCK 0 STREAMS key… >…`, encoded.
+fn readgroup_block(group: &str, consumer: &str, keys: &[&str]) -> Vec<u8> {
+    let mut args = vec![
+        "XREADGROUP",
+        "GROUP",
+        group,
+        consumer,
+        "BLOCK",
+        "0",
+        "STREAMS",
+    ];
+    args.extend_from_slice(keys);
+    args.extend(keys.iter().map(|_| ">"));
+    encode(&args)
+}
+
 fn bulk_text(frame: &[u8]) -> String {
     let s = text(frame);
     s.split("\r\n").nth(1).unwrap_or("").to_string()
@@ -149,17 +165,7 @@ fn xreadgroup_block_is_served_or_told_the_stream_or_group_is_gone() {
         b"+OK\r\n"
     );
     let mut worker = server.raw();
-    worker.send(&encode(&[
-        "XREADGROUP",
-        "GROUP",
-        "g",
-        "w1",
-        "BLOCK",
-        "0",
-        "STREAMS",
-        &key,
-        ">",
-    ]));
+    worker.send(&readgroup_block("g", "w1", &[&key]));
     wait_blocked(&mut ctl, "xreadgroup", 1);
     ctl.cmd(&["XADD", &key, "3-0", "job", "1"]);
     assert_eq!(
@@ -171,17 +177,7 @@ fn xreadgroup_block_is_served_or_told_the_stream_or_group_is_gone() {
     assert!(pending.starts_with("*4\r\n:1\r\n"), "{pending}");
 
     // The stream deleted under a blocked reader.
-    worker.send(&encode(&[
-        "XREADGROUP",
-        "GROUP",
-        "g",
-        "w1",
-        "BLOCK",
-        "0",
-        "STREAMS",
-        &key,
-        ">",
-    ]));
+    worker.send(&readgroup_block("g", "w1", &[&key]));
     wait_blocked(&mut ctl, "xreadgroup", 1);
     ctl.cmd(&["DEL", &key]);
     assert_eq!(
@@ -191,17 +187,7 @@ fn xreadgroup_block_is_served_or_told_the_stream_or_group_is_gone() {
 
     // The group destroyed under a blocked reader.
     ctl.cmd(&["XGROUP", "CREATE", &key, "g", "$", "MKSTREAM"]);
-    worker.send(&encode(&[
-        "XREADGROUP",
-        "GROUP",
-        "g",
-        "w1",
-        "BLOCK",
-        "0",
-        "STREAMS",
-        &key,
-        ">",
-    ]));
+    worker.send(&readgroup_block("g", "w1", &[&key]));
     wait_blocked(&mut ctl, "xreadgroup", 1);
     assert_eq!(ctl.cmd(&["XGROUP", "DESTROY", &key, "g"]), b":1\r\n");
     assert_eq!(
@@ -292,19 +278,7 @@ fn writes_that_serve_nothing_leave_cross_shard_readers_waiting() {
     ctl.cmd(&["DEL", &b]);
     ctl.cmd(&["XGROUP", "CREATE", &a, "g3", "$"]);
     ctl.cmd(&["XGROUP", "CREATE", &b, "g3", "$", "MKSTREAM"]);
-    reader.send(&encode(&[
-        "XREADGROUP",
-        "GROUP",
-        "g3",
-        "c",
-        "BLOCK",
-        "0",
-        "STREAMS",
-        &a,
-        &b,
-        ">",
-        ">",
-    ]));
+    reader.send(&readgroup_block("g3", "c", &[&a, &b]));
     thread::sleep(Duration::from_millis(200));
     ctl.cmd(&["DEL", &b]);
     assert_eq!(
@@ -313,17 +287,7 @@ fn writes_that_serve_nothing_leave_cross_shard_readers_waiting() {
     );
     // FLUSHALL wakes a blocked XREADGROUP too.
     ctl.cmd(&["XGROUP", "CREATE", &a, "g2", "$", "MKSTREAM"]);
-    reader.send(&encode(&[
-        "XREADGROUP",
-        "GROUP",
-        "g2",
-        "c",
-        "BLOCK",
-        "0",
-        "STREAMS",
-        &a,
-        ">",
-    ]));
+    reader.send(&readgroup_block("g2", "c", &[&a]));
     wait_blocked(&mut ctl, "xreadgroup", 1);
     ctl.cmd(&["FLUSHALL"]);
     assert_eq!(
@@ -342,17 +306,7 @@ fn a_disconnected_reader_leaves_nothing_behind() {
     ctl.cmd(&["XGROUP", "CREATE", &key, "g", "$", "MKSTREAM"]);
     {
         let mut gone = server.raw();
-        gone.send(&encode(&[
-            "XREADGROUP",
-            "GROUP",
-            "g",
-            "gone",
-            "BLOCK",
-            "0",
-            "STREAMS",
-            &key,
-            ">",
-        ]));
+        gone.send(&readgroup_block("g", "gone", &[&key]));
         wait_blocked(&mut ctl, "xreadgroup", 1);
     }
     // Wait until the server has seen the disconnect.
@@ -362,17 +316,7 @@ fn a_disconnected_reader_leaves_nothing_behind() {
         thread::sleep(Duration::from_millis(20));
     }
     let mut next = server.raw();
-    next.send(&encode(&[
-        "XREADGROUP",
-        "GROUP",
-        "g",
-        "next",
-        "BLOCK",
-        "0",
-        "STREAMS",
-        &key,
-        ">",
-    ]));
+    next.send(&readgroup_block("g", "next", &[&key]));
     wait_blocked(&mut ctl, "xreadgroup", 1);
     ctl.cmd(&["XADD", &key, "1-0", "f", "v"]);
     assert_eq!(read_ids(&next.read_reply())[&key], vec!["1-0".to_string()]);

@@ -590,42 +590,48 @@ fn xgroup_destroy(sh: &mut Shard, c: &mut Call) -> Result<()> {
 
 /// XGROUP CREATECONSUMER key group consumer
 fn xgroup_createconsumer(sh: &mut Shard, c: &mut Call) -> Result<()> {
-    // Group bookkeeping: not a modification of the key for WATCH, as in Redis.
-    sh.keep_watches();
-    xgroup_prelude(sh, c, "createconsumer")?;
-    let (key, name) = (c.argv[2], c.argv[3]);
     let stamp = sh.stamp_ms(c.now_ms);
-    let s = super::write_stream(sh, c.db, key, c.now_ms)?;
-    let Some(g) = s.and_then(|s| s.groups.get_mut(name)) else {
-        return Err(no_group(key, name));
-    };
-    let created = g.consumer(c.argv[4], stamp).1;
-    if created {
-        sh.stats.dirty += 1;
-        sh.notify(class::STREAM, "xgroup-createconsumer", c.db, key);
-    }
-    c.out.int(i64::from(created));
+    let created = consumer_change(
+        sh,
+        c,
+        ("createconsumer", "xgroup-createconsumer"),
+        |g, name| g.consumer(name, stamp).1.then_some(0),
+    )?;
+    c.out.int(i64::from(created.is_some()));
     Ok(())
 }
 
 /// XGROUP DELCONSUMER key group consumer — answers how many entries it had pending (they
 /// leave the group's PEL with it).
 fn xgroup_delconsumer(sh: &mut Shard, c: &mut Call) -> Result<()> {
+    let sub = ("delconsumer", "xgroup-delconsumer");
+    let pending = consumer_change(sh, c, sub, |g, name| g.delete_consumer(name))?;
+    c.out.int(pending.map_or(0, |n| n as i64));
+    Ok(())
+}
+
+/// What CREATECONSUMER and DELCONSUMER share: the checks, the group, and when `change` did
+/// something (`Some`), the dirty count and the event (`sub`: the subcommand and its event).
+fn consumer_change(
+    sh: &mut Shard,
+    c: &Call,
+    (sub, event): (&str, &'static str),
+    change: impl FnOnce(&mut Group, &[u8]) -> Option<usize>,
+) -> Result<Option<usize>> {
     // Group bookkeeping: not a modification of the key for WATCH, as in Redis.
     sh.keep_watches();
-    xgroup_prelude(sh, c, "delconsumer")?;
+    xgroup_prelude(sh, c, sub)?;
     let (key, name) = (c.argv[2], c.argv[3]);
     let s = super::write_stream(sh, c.db, key, c.now_ms)?;
     let Some(g) = s.and_then(|s| s.groups.get_mut(name)) else {
         return Err(no_group(key, name));
     };
-    let pending = g.delete_consumer(c.argv[4]);
-    if pending.is_some() {
+    let done = change(g, c.argv[4]);
+    if done.is_some() {
         sh.stats.dirty += 1;
-        sh.notify(class::STREAM, "xgroup-delconsumer", c.db, key);
+        sh.notify(class::STREAM, event, c.db, key);
     }
-    c.out.int(pending.map_or(0, |n| n as i64));
-    Ok(())
+    Ok(done)
 }
 
 /// Writes a help text as Redis's `addReplyHelp` does.
