@@ -7,9 +7,10 @@
 
 mod common;
 
-use common::{RawConn, Server};
+use common::{free_port, fresh_dir, RawConn, Server};
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// Every command the generator knows, for mixed workloads.
 const FULL_MIX: &str = "get:4,set:3,incr:1,hset:1,hget:1,lpush:1,rpop:1,zadd:1,zrange:1,\
@@ -146,6 +147,13 @@ fn verified_mixed_workload_against_shardis() {
         .concat(),
     );
     assert_clean(&out, None, FULL_MIX);
+    // --cluster against a server without cluster mode uses the one address.
+    assert_eq!(
+        RawConn::connect(server.addr()).cmd(&["FLUSHALL"]),
+        b"+OK\r\n"
+    );
+    let out = bench(&[&common_args[..], &["--cluster", "-c", "4", "-n", "2000"]].concat());
+    assert_clean(&out, Some(2000), FULL_MIX);
 }
 
 #[test]
@@ -209,4 +217,223 @@ fn bad_options_are_refused() {
         let out = bench(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
     }
+}
+
+/// How long the cluster may take to form.
+const CLUSTER_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A 3-node redis-server cluster (no replicas) on free ports, stopped on drop.
+struct RedisCluster {
+    nodes: Vec<Child>,
+    ports: Vec<u16>,
+    dir: PathBuf,
+}
+
+impl RedisCluster {
+    fn start() -> RedisCluster {
+        let dir = fresh_dir("loadgen-cluster");
+        let mut cluster = RedisCluster {
+            nodes: Vec::new(),
+            ports: Vec::new(),
+            dir,
+        };
+        for _ in 0..3 {
+            let (port, bus) = (free_port(), free_port());
+            let conf = cluster.dir.join(format!("nodes-{port}.conf"));
+            let child = Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--cluster-port",
+                    &bus.to_string(),
+                ])
+                .args(["--cluster-enabled", "yes", "--cluster-config-file"])
+                .arg(&conf)
+                .args([
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--bind",
+                    "127.0.0.1",
+                    "--dir",
+                ])
+                .arg(&cluster.dir)
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("redis-server (install it with scripts/install-deps.sh)");
+            cluster.nodes.push(child);
+            cluster.ports.push(port);
+        }
+        for &port in &cluster.ports {
+            cluster.wait_for(port, &["PING"], "PONG");
+        }
+        let addrs: Vec<String> = cluster
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli");
+        assert!(
+            out.status.success(),
+            "cluster create: {}",
+            text(&out.stdout)
+        );
+        for &port in &cluster.ports {
+            cluster.wait_for(port, &["CLUSTER", "INFO"], "cluster_state:ok");
+        }
+        cluster
+    }
+
+    /// Waits until `args` sent to `port` gets a reply containing `want`.
+    fn wait_for(&self, port: u16, args: &[&str], want: &str) {
+        let deadline = Instant::now() + CLUSTER_DEADLINE;
+        loop {
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            // RawConn panics when it cannot connect: try a plain connection first.
+            let reply = std::net::TcpStream::connect(addr)
+                .ok()
+                .map(|_| text(&RawConn::connect(addr).cmd(args)));
+            if reply.as_deref().is_some_and(|r| r.contains(want)) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{port}: {args:?} never gave {want}: {reply:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn cmd(&self, node: usize, args: &[&str]) -> String {
+        let addr = format!("127.0.0.1:{}", self.ports[node]).parse().unwrap();
+        text(&RawConn::connect(addr).cmd(args))
+    }
+
+    fn port(&self, node: usize) -> String {
+        self.ports[node].to_string()
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for child in &mut self.nodes {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn cluster_mode_sends_each_command_to_its_node() {
+    let cluster = RedisCluster::start();
+    let port = cluster.port(1);
+    let out = bench(&[
+        "-p",
+        &port,
+        "--cluster",
+        "--verify",
+        "--mix",
+        FULL_MIX,
+        "--json",
+        "-",
+        "-c",
+        "6",
+        "--threads",
+        "2",
+        "-P",
+        "8",
+        "-n",
+        "20000",
+        "--keyspace",
+        "300",
+    ]);
+    let json = assert_clean(&out, Some(20_000), FULL_MIX);
+    // The map read at the start was right: nothing was redirected.
+    assert!(
+        json.contains("\"redirections\": {\"moved\": 0, \"ask\": 0}"),
+        "{json}"
+    );
+    for node in 0..3 {
+        let keys = cluster.cmd(node, &["DBSIZE"]);
+        assert!(
+            keys.trim_start_matches(':').trim() != "0",
+            "node {node} got no keys"
+        );
+    }
+}
+
+#[test]
+fn cluster_mode_follows_moved_and_ask_while_slots_move() {
+    let cluster = RedisCluster::start();
+    let from = cluster.cmd(0, &["CLUSTER", "MYID"]);
+    let to = cluster.cmd(1, &["CLUSTER", "MYID"]);
+    let id = |reply: &str| reply.lines().nth(1).unwrap_or_default().to_string();
+    let (from, to) = (id(&from), id(&to));
+    // Single-key commands only: a multi-key command in a half-moved slot gets -TRYAGAIN.
+    let mix = "get:3,set:2,incr:1,hset:1,hget:1,lpush:1,rpop:1";
+    let port = cluster.port(0);
+    let args = [
+        "-q",
+        "--seed",
+        "3",
+        "-p",
+        &port,
+        "--cluster",
+        "--verify",
+        "--mix",
+        mix,
+        "--json",
+        "-",
+        "-c",
+        "6",
+        "--threads",
+        "2",
+        "-P",
+        "4",
+        "--duration",
+        "3",
+        "--keyspace",
+        "2000",
+    ];
+    let run = Command::new(bench_bin())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("shardis-bench");
+    std::thread::sleep(Duration::from_millis(500));
+    // Moves 300 slots, key by key, while the load runs: clients meet -ASK during each slot's
+    // migration and -MOVED after it.
+    let out = Command::new("redis-cli")
+        .args(["--cluster", "reshard", &format!("127.0.0.1:{port}")])
+        .args([
+            "--cluster-from",
+            &from,
+            "--cluster-to",
+            &to,
+            "--cluster-slots",
+            "300",
+        ])
+        .arg("--cluster-yes")
+        .output()
+        .expect("redis-cli");
+    assert!(out.status.success(), "reshard: {}", text(&out.stdout));
+    let out = run.wait_with_output().expect("shardis-bench");
+    let json = assert_clean(&out, None, mix);
+    let redirections = json_line_starting(&json, "\"redirections\"");
+    assert!(number(redirections, "moved") > 0.0, "{json}");
+}
+
+/// The line of `json` starting with `prefix`.
+fn json_line_starting<'a>(json: &'a str, prefix: &str) -> &'a str {
+    json.lines()
+        .find(|l| l.trim_start().starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix} in:\n{json}"))
 }
