@@ -6,7 +6,7 @@
 //! In cluster mode a client holds one connection per node it has talked to and sends each
 //! request to the node owning its key's slot; `-MOVED` updates the thread's slot map (then the
 //! whole map is read again) and resends the request, `-ASK` resends it after ASKING, both at
-//! most `REDIRECTS_MAX` times. A client whose connection fails stops; the failure is reported.
+//! most `REDIRECTS_MAX` times; `-TRYAGAIN` sends it again a little later. A client whose connection fails stops; the failure is reported.
 
 use crate::cluster::SlotMap;
 use crate::keys::key_slot;
@@ -22,10 +22,16 @@ use std::time::{Duration, Instant};
 
 /// How often a request may be redirected before its reply counts as an error.
 const REDIRECTS_MAX: u8 = 5;
+/// How often a request that got `-TRYAGAIN` (a multi-key command in a slot being migrated,
+/// its keys split between the nodes) is sent again, and how long after.
+const TRYAGAIN_MAX: u8 = 100;
+const TRYAGAIN_DELAY: Duration = Duration::from_millis(10);
 /// How long a pipeline may wait for its replies before its client gives up.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long one poll(2) waits, so deadlines are noticed without traffic.
+/// How long one poll(2) waits, so deadlines are noticed without traffic; shorter while a
+/// `-TRYAGAIN` retry is due.
 const POLL_TIMEOUT_MS: i32 = 100;
+const POLL_TIMEOUT_RETRY_MS: i32 = 2;
 /// How much one read takes from a socket.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -71,6 +77,7 @@ struct Conn {
 struct InFlight {
     request: Request,
     redirects: u8,
+    retries: u8,
 }
 
 struct Client {
@@ -80,6 +87,8 @@ struct Client {
     conns: Vec<Option<Conn>>,
     pipeline: Vec<InFlight>,
     outstanding: usize,
+    /// Requests of the pipeline to send again (after `-TRYAGAIN`) at the given time.
+    delayed: Vec<(Instant, usize)>,
     started: Instant,
     measured: bool,
     /// Measured requests sent so far.
@@ -92,6 +101,16 @@ struct Redirect {
     request: usize,
     node: String,
     asking: bool,
+}
+
+/// A cluster error reply that asks for the request to be sent again.
+enum Redirection {
+    /// `-MOVED <slot> <node>`: the slot lives there now.
+    Moved(u16, String),
+    /// `-ASK <slot> <node>`: this once, ask there (after ASKING).
+    Ask(String),
+    /// `-TRYAGAIN`: the keys are split by a migration; try again shortly.
+    TryAgain,
 }
 
 /// Runs `clients` (id and generator) to the end of the plan and returns what they measured.
@@ -107,6 +126,7 @@ pub fn run(plan: &Plan, clients: Vec<(usize, Generator)>, progress: &Progress) -
             conns: Vec::new(),
             pipeline: Vec::new(),
             outstanding: 0,
+            delayed: Vec::new(),
             started: Instant::now(),
             measured: false,
             issued: 0,
@@ -144,7 +164,7 @@ fn step(plan: &Plan, map: &SlotMap, c: &mut Client, now: Instant) -> Result<(), 
                 c.id
             ));
         }
-        return Ok(());
+        return resend_due(map, c, now);
     }
     let measured = now >= plan.warmup_end;
     let mut size = plan.pipeline as u64;
@@ -174,10 +194,34 @@ fn step(plan: &Plan, map: &SlotMap, c: &mut Client, now: Instant) -> Result<(), 
         c.pipeline.push(InFlight {
             request,
             redirects: 0,
+            retries: 0,
         });
     }
     c.outstanding = c.pipeline.len();
     for conn in c.conns.iter_mut().flatten() {
+        flush(conn)?;
+    }
+    Ok(())
+}
+
+/// Sends again the client's `-TRYAGAIN` requests whose time has come, routed by the map.
+fn resend_due(map: &SlotMap, c: &mut Client, now: Instant) -> Result<(), String> {
+    if c.delayed.iter().all(|&(at, _)| at > now) {
+        return Ok(());
+    }
+    let due: Vec<usize> = c
+        .delayed
+        .iter()
+        .filter(|&&(at, _)| at <= now)
+        .map(|&(_, i)| i)
+        .collect();
+    c.delayed.retain(|&(at, _)| at > now);
+    for i in due {
+        let bytes = c.pipeline[i].request.bytes.clone();
+        let node = map.node_of(key_slot(&c.pipeline[i].request.route_key));
+        let conn = conn(map, c, node)?;
+        conn.out.extend_from_slice(&bytes);
+        conn.pending.push_back(Pending::Request(i));
         flush(conn)?;
     }
     Ok(())
@@ -226,6 +270,7 @@ fn fail(c: &mut Client, stats: &mut Stats, error: String) {
     stats.connection_errors.push(error);
     c.finished = true;
     c.outstanding = 0;
+    c.delayed.clear();
     c.conns.clear();
 }
 
@@ -239,7 +284,11 @@ fn wait(
 ) -> Result<(), String> {
     let mut fds = Vec::new();
     let mut owners = Vec::new();
+    let mut timeout_ms = POLL_TIMEOUT_MS;
     for (ci, c) in clients.iter().enumerate() {
+        if !c.delayed.is_empty() {
+            timeout_ms = POLL_TIMEOUT_RETRY_MS;
+        }
         for (ni, conn) in c.conns.iter().enumerate() {
             let Some(conn) = conn else { continue };
             let mut events = 0;
@@ -260,11 +309,12 @@ fn wait(
         }
     }
     if fds.is_empty() {
+        // Only retries are waiting.
         std::thread::sleep(Duration::from_millis(1));
         return Ok(());
     }
     // SAFETY: `fds` is a live, correctly sized array of pollfd for the duration of the call.
-    let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, POLL_TIMEOUT_MS) };
+    let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
     if ready < 0 {
         let e = std::io::Error::last_os_error();
         if e.kind() == ErrorKind::Interrupted {
@@ -333,24 +383,37 @@ fn service(
                     stats.problem(format!("ASKING: {}", String::from_utf8_lossy(e)));
                 }
             }
-            Some(Pending::Request(i)) => match redirect(plan, &reply) {
-                Some((slot, node, asking)) if c.pipeline[i].redirects < REDIRECTS_MAX => {
-                    c.pipeline[i].redirects += 1;
-                    if asking {
-                        stats.ask += 1;
-                    } else {
+            Some(Pending::Request(i)) => {
+                let flight = &mut c.pipeline[i];
+                match redirection(plan, &reply) {
+                    Some(Redirection::TryAgain) if flight.retries < TRYAGAIN_MAX => {
+                        flight.retries += 1;
+                        stats.tryagain += 1;
+                        c.delayed.push((now + TRYAGAIN_DELAY, i));
+                    }
+                    Some(Redirection::Moved(slot, node)) if flight.redirects < REDIRECTS_MAX => {
+                        flight.redirects += 1;
                         stats.moved += 1;
                         map.set(slot, &node);
                         *refresh = true;
+                        redirects.push(Redirect {
+                            request: i,
+                            node,
+                            asking: false,
+                        });
                     }
-                    redirects.push(Redirect {
-                        request: i,
-                        node,
-                        asking,
-                    });
+                    Some(Redirection::Ask(node)) if flight.redirects < REDIRECTS_MAX => {
+                        flight.redirects += 1;
+                        stats.ask += 1;
+                        redirects.push(Redirect {
+                            request: i,
+                            node,
+                            asking: true,
+                        });
+                    }
+                    _ => answered.push((i, reply)),
                 }
-                _ => answered.push((i, reply)),
-            },
+            }
         }
     }
     link.input.drain(..pos);
@@ -373,9 +436,8 @@ fn service(
     Ok(())
 }
 
-/// `-MOVED <slot> <host:port>` or `-ASK <slot> <host:port>`, in cluster mode: the slot, the
-/// node and whether it was ASK.
-fn redirect(plan: &Plan, reply: &Reply) -> Option<(u16, String, bool)> {
+/// `-MOVED <slot> <host:port>`, `-ASK <slot> <host:port>` or `-TRYAGAIN …`, in cluster mode.
+fn redirection(plan: &Plan, reply: &Reply) -> Option<Redirection> {
     if !plan.cluster {
         return None;
     }
@@ -384,6 +446,7 @@ fn redirect(plan: &Plan, reply: &Reply) -> Option<(u16, String, bool)> {
     let asking = match words.next()? {
         "MOVED" => false,
         "ASK" => true,
+        "TRYAGAIN" => return Some(Redirection::TryAgain),
         _ => return None,
     };
     let slot = words.next()?.parse().ok()?;
@@ -394,7 +457,11 @@ fn redirect(plan: &Plan, reply: &Reply) -> Option<(u16, String, bool)> {
     } else {
         node.to_string()
     };
-    Some((slot, node, asking))
+    Some(if asking {
+        Redirection::Ask(node)
+    } else {
+        Redirection::Moved(slot, node)
+    })
 }
 
 /// Records the final reply to request `i` of the client's pipeline.

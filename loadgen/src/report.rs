@@ -66,6 +66,8 @@ pub struct Stats {
     /// `-MOVED` and `-ASK` redirections followed.
     pub moved: u64,
     pub ask: u64,
+    /// `-TRYAGAIN` replies retried.
+    pub tryagain: u64,
     /// Connections that failed (each ends its client).
     pub connection_errors: Vec<String>,
     /// The first mismatches and errors, described.
@@ -78,6 +80,7 @@ impl Stats {
             commands: names.iter().cloned().map(CommandStats::new).collect(),
             moved: 0,
             ask: 0,
+            tryagain: 0,
             connection_errors: Vec::new(),
             problems: Vec::new(),
         }
@@ -89,6 +92,7 @@ impl Stats {
         }
         self.moved += other.moved;
         self.ask += other.ask;
+        self.tryagain += other.tryagain;
         self.connection_errors
             .extend(other.connection_errors.iter().cloned());
         for p in &other.problems {
@@ -155,11 +159,11 @@ pub fn text(stats: &Stats, elapsed: Duration) -> String {
         }
         let _ = writeln!(out, " {:>9.3}", ms(h.max()));
     }
-    if stats.moved + stats.ask > 0 {
+    if stats.moved + stats.ask + stats.tryagain > 0 {
         let _ = writeln!(
             out,
-            "redirections followed: {} MOVED, {} ASK",
-            stats.moved, stats.ask
+            "redirections followed: {} MOVED, {} ASK, {} TRYAGAIN",
+            stats.moved, stats.ask, stats.tryagain
         );
     }
     out
@@ -204,8 +208,8 @@ pub fn json(stats: &Stats, elapsed: Duration, settings_json: &str) -> String {
     let _ = writeln!(out, "  }},");
     let _ = writeln!(
         out,
-        "  \"redirections\": {{\"moved\": {}, \"ask\": {}}},",
-        stats.moved, stats.ask
+        "  \"redirections\": {{\"moved\": {}, \"ask\": {}, \"tryagain\": {}}},",
+        stats.moved, stats.ask, stats.tryagain
     );
     let list = |items: &[String]| {
         let quoted: Vec<String> = items.iter().map(|s| json_string(s)).collect();
