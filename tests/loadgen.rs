@@ -183,6 +183,23 @@ fn verify_reports_a_wrong_value() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("5 mismatches"), "{stderr}");
     assert!(stderr.contains("got \"bogus\", expected (nil)"), "{stderr}");
+    // The warm-up is checked too, though not measured.
+    let out = bench(&[
+        "-p",
+        &port,
+        "-c",
+        "1",
+        "--keyspace",
+        "1",
+        "--mix",
+        "get:1",
+        "--verify",
+        "--warmup",
+        "0.3",
+        "--duration",
+        "0.1",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     // An error reply (INCR on a string) fails a verified run too.
     assert_eq!(conn.cmd(&["SET", "counter:0:c0", "x"]), b"+OK\r\n");
     let out = bench(&[

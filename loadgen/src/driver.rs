@@ -13,6 +13,7 @@ use crate::keys::key_slot;
 use crate::report::Stats;
 use crate::resp::{self, Reply};
 use crate::workload::{Expect, Generator, Request, Settings};
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -360,16 +361,7 @@ fn service(
         return Ok(());
     };
     flush(link)?;
-    let mut chunk = vec![0u8; READ_CHUNK];
-    loop {
-        match link.stream.read(&mut chunk) {
-            Ok(0) => return Err("connection closed by the server".into()),
-            Ok(n) => link.input.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("read: {e}")),
-        }
-    }
+    read_available(link)?;
     let now = Instant::now();
     let mut pos = 0;
     let mut redirects = Vec::new();
@@ -436,6 +428,23 @@ fn service(
     Ok(())
 }
 
+/// Appends everything the socket has to the connection's input.
+fn read_available(link: &mut Conn) -> Result<(), String> {
+    thread_local! {
+        // One read buffer per thread, not one allocation per readiness event.
+        static CHUNK: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_CHUNK]);
+    }
+    CHUNK.with_borrow_mut(|chunk| loop {
+        match link.stream.read(chunk) {
+            Ok(0) => return Err("connection closed by the server".into()),
+            Ok(n) => link.input.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    })
+}
+
 /// `-MOVED <slot> <host:port>`, `-ASK <slot> <host:port>` or `-TRYAGAIN …`, in cluster mode.
 fn redirection(plan: &Plan, reply: &Reply) -> Option<Redirection> {
     if !plan.cluster {
@@ -464,7 +473,8 @@ fn redirection(plan: &Plan, reply: &Reply) -> Option<Redirection> {
     })
 }
 
-/// Records the final reply to request `i` of the client's pipeline.
+/// Records the final reply to request `i` of the client's pipeline: its latency when the
+/// pipeline is measured, and any error or mismatch always (the warm-up is checked too).
 fn complete(
     c: &mut Client,
     i: usize,
@@ -477,10 +487,9 @@ fn complete(
     let command = &mut stats.commands[request.command];
     c.outstanding -= 1;
     progress.replies.fetch_add(1, Ordering::Relaxed);
-    if !c.measured {
-        return;
+    if c.measured {
+        command.record(now.duration_since(c.started));
     }
-    command.record(now.duration_since(c.started));
     let problem = if let Some(e) = reply.error() {
         command.errors += 1;
         progress.errors.fetch_add(1, Ordering::Relaxed);

@@ -22,9 +22,9 @@ const PERCENTILES: [(&str, f64); 5] = [
 #[derive(Clone)]
 pub struct CommandStats {
     pub name: String,
-    /// Requests answered (errors and mismatches included).
+    /// Requests answered after the warm-up (errors and mismatches included).
     pub count: u64,
-    /// Error replies.
+    /// Error replies (during the warm-up too).
     pub errors: u64,
     /// Replies that were not what `--verify` expected (error replies not included).
     pub mismatches: u64,
