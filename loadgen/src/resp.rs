@@ -57,13 +57,32 @@ pub struct ProtocolError(pub String);
 
 /// Appends `args` as one RESP command (an array of bulk strings) to `out`.
 pub fn encode<A: AsRef<[u8]>>(args: &[A], out: &mut Vec<u8>) {
-    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    out.push(b'*');
+    push_decimal(out, args.len() as u64);
+    out.extend_from_slice(b"\r\n");
     for arg in args {
         let arg = arg.as_ref();
-        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.push(b'$');
+        push_decimal(out, arg.len() as u64);
+        out.extend_from_slice(b"\r\n");
         out.extend_from_slice(arg);
         out.extend_from_slice(b"\r\n");
     }
+}
+
+/// Appends `n` in decimal, without the formatting machinery (this is on every request's path).
+pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// Parses one reply from the start of `buf`: the reply and the bytes it took, `None` when the
@@ -194,5 +213,11 @@ mod tests {
         let mut out = Vec::new();
         encode(&["SET", "k", ""], &mut out);
         assert_eq!(out, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n");
+        let mut out = Vec::new();
+        for n in [0, 7, 10, 12345, u64::MAX] {
+            push_decimal(&mut out, n);
+            out.push(b' ');
+        }
+        assert_eq!(out, format!("0 7 10 12345 {} ", u64::MAX).as_bytes());
     }
 }

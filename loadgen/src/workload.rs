@@ -9,7 +9,7 @@
 //! request is built.
 
 use crate::keys::{KeyGen, Pattern};
-use crate::resp::{encode, Reply};
+use crate::resp::{encode, push_decimal, Reply};
 use rand::rngs::StdRng;
 use rand::Rng;
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -200,11 +200,15 @@ impl Generator {
 
     /// The key named `prefix:<index>`, with the client's id in `--verify` mode.
     fn key(&self, s: &Settings, prefix: &str, index: u64) -> Vec<u8> {
+        let mut key = Vec::with_capacity(prefix.len() + 24);
+        key.extend_from_slice(prefix.as_bytes());
+        key.push(b':');
+        push_decimal(&mut key, index);
         if s.verify {
-            format!("{prefix}:{index}:c{}", self.client).into_bytes()
-        } else {
-            format!("{prefix}:{index}").into_bytes()
+            key.extend_from_slice(b":c");
+            push_decimal(&mut key, self.client as u64);
         }
+        key
     }
 
     /// A value this client can recognise: `<client>:<sequence>:` padded with `x` to a size
@@ -217,7 +221,11 @@ impl Generator {
         } else {
             self.rng.gen_range(lo..=hi)
         };
-        let mut v = format!("{}:{}:", self.client, self.seq).into_bytes();
+        let mut v = Vec::with_capacity(size.max(24));
+        push_decimal(&mut v, self.client as u64);
+        v.push(b':');
+        push_decimal(&mut v, self.seq);
+        v.push(b':');
         v.resize(size.max(v.len()), b'x');
         v
     }
@@ -236,7 +244,7 @@ impl Generator {
         let cmd = s.mix.0[command].0;
         let index = self.keys.next(&s.pattern, &mut self.rng);
         let (args, route_key, expect) = self.build(s, cmd, index);
-        let mut bytes = Vec::new();
+        let mut bytes = Vec::with_capacity(args.iter().map(|a| a.len() + 16).sum::<usize>() + 16);
         encode(&args, &mut bytes);
         Request {
             command,
