@@ -412,20 +412,24 @@ fn service(
     for (i, reply) in answered {
         complete(c, i, &reply, now, stats, progress);
     }
-    for r in redirects {
-        let node = map.node_index(&r.node);
-        // Redirections are rare: copying the request keeps the borrows simple.
-        let bytes = c.pipeline[r.request].request.bytes.clone();
-        let conn = conn(map, c, node)?;
-        if r.asking {
-            resp::encode(&["ASKING"], &mut conn.out);
-            conn.pending.push_back(Pending::Asking);
-        }
-        conn.out.extend_from_slice(&bytes);
-        conn.pending.push_back(Pending::Request(r.request));
-        flush(conn)?;
+    redirects
+        .into_iter()
+        .try_for_each(|r| send_redirected(map, c, r))
+}
+
+/// Sends a redirected request to its new node (after ASKING for `-ASK`).
+fn send_redirected(map: &mut SlotMap, c: &mut Client, r: Redirect) -> Result<(), String> {
+    let node = map.node_index(&r.node);
+    // Redirections are rare: copying the request keeps the borrows simple.
+    let bytes = c.pipeline[r.request].request.bytes.clone();
+    let conn = conn(map, c, node)?;
+    if r.asking {
+        resp::encode(&["ASKING"], &mut conn.out);
+        conn.pending.push_back(Pending::Asking);
     }
-    Ok(())
+    conn.out.extend_from_slice(&bytes);
+    conn.pending.push_back(Pending::Request(r.request));
+    flush(conn)
 }
 
 /// Appends everything the socket has to the connection's input.

@@ -203,10 +203,6 @@ fn run(o: &Options) -> Result<bool, String> {
     } else {
         SlotMap::single(&seed_addr)
     };
-    let zipf = match o.key_pattern {
-        Pattern::Zipf(s) => Some(keys::zipf_cdf(o.keyspace, s)),
-        _ => None,
-    };
     let settings = Settings {
         mix: o.mix.clone(),
         pattern: o.key_pattern.clone(),
@@ -231,16 +227,7 @@ fn run(o: &Options) -> Result<bool, String> {
         seed: seed_addr,
         map,
     };
-    let mut per_thread: Vec<Vec<(usize, Generator)>> = (0..o.threads).map(|_| Vec::new()).collect();
-    for id in 0..o.clients {
-        let keys = KeyGen::new(
-            o.keyspace,
-            zipf.clone(),
-            id as u64 * o.keyspace / o.clients as u64,
-        );
-        let rng = StdRng::seed_from_u64(seed ^ (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        per_thread[id % o.threads].push((id, Generator::new(&plan.settings, id, keys, rng)));
-    }
+    let per_thread = generators(o, &plan.settings, seed);
     let progress = Progress::default();
     let names: Vec<String> = o.mix.0.iter().map(|(c, _)| c.name()).collect();
     let mut stats = Stats::new(&names);
@@ -271,6 +258,24 @@ fn run(o: &Options) -> Result<bool, String> {
     }
     let _ = std::io::stdout().flush();
     Ok(judge(o, &stats))
+}
+
+/// Each client's request generator, dealt to the threads round-robin. Client `i` draws from
+/// its own random stream (the seed mixed with `i`), so a run is reproducible for a given seed
+/// and client count; sequential clients start at evenly spaced keys.
+fn generators(o: &Options, settings: &Settings, seed: u64) -> Vec<Vec<(usize, Generator)>> {
+    let zipf = match o.key_pattern {
+        Pattern::Zipf(s) => Some(keys::zipf_cdf(o.keyspace, s)),
+        _ => None,
+    };
+    let mut per_thread: Vec<Vec<_>> = (0..o.threads).map(|_| Vec::new()).collect();
+    for id in 0..o.clients {
+        let start = id as u64 * o.keyspace / o.clients as u64;
+        let keys = KeyGen::new(o.keyspace, zipf.clone(), start);
+        let rng = StdRng::seed_from_u64(seed ^ (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        per_thread[id % o.threads].push((id, Generator::new(settings, id, keys, rng)));
+    }
+    per_thread
 }
 
 /// Prints the progress line once a second on standard error until every thread is done.

@@ -156,6 +156,9 @@ pub struct Request {
     pub expect: Expect,
 }
 
+/// A request before encoding: its arguments, its routing key and the reply it must get.
+type Built = (Vec<Vec<u8>>, Vec<u8>, Expect);
+
 /// Options shared by every client's generator.
 pub struct Settings {
     pub mix: Mix,
@@ -255,7 +258,7 @@ impl Generator {
     }
 
     /// The arguments, routing key and expected reply of `cmd` on key index `i`.
-    fn build(&mut self, s: &Settings, cmd: Command, i: u64) -> (Vec<Vec<u8>>, Vec<u8>, Expect) {
+    fn build(&mut self, s: &Settings, cmd: Command, i: u64) -> Built {
         let b = |x: &str| x.as_bytes().to_vec();
         match cmd {
             Command::Get => {
@@ -282,58 +285,9 @@ impl Generator {
                 };
                 (vec![b("INCR"), key.clone()], key, want)
             }
-            Command::Hset | Command::Hget => {
-                let key = self.key(s, "hash", i);
-                let field = self.rng.gen_range(0..HASH_FIELDS);
-                let fname = format!("f{field}").into_bytes();
-                if cmd == Command::Hget {
-                    let want = self.hashes.get(&(i, field)).cloned();
-                    return (vec![b("HGET"), key.clone(), fname], key, Expect::Bulk(want));
-                }
-                let value = self.value(s);
-                let added = s.verify && self.hashes.insert((i, field), value.clone()).is_none();
-                let args = vec![b("HSET"), key.clone(), fname, value];
-                (args, key, Expect::Int(added as i64))
-            }
-            Command::Lpush => {
-                let key = self.key(s, "list", i);
-                let value = self.value(s);
-                let want = if s.verify {
-                    let list = self.lists.entry(i).or_default();
-                    list.push_front(value.clone());
-                    Expect::Int(list.len() as i64)
-                } else {
-                    Expect::NoError
-                };
-                (vec![b("LPUSH"), key.clone(), value], key, want)
-            }
-            Command::Rpop => {
-                let key = self.key(s, "list", i);
-                let want = self.lists.get_mut(&i).and_then(|l| l.pop_back());
-                (vec![b("RPOP"), key.clone()], key, Expect::Bulk(want))
-            }
-            Command::Zadd => {
-                let key = self.key(s, "zset", i);
-                let member = self.rng.gen_range(0..1000u64);
-                let added = s.verify && self.zsets.entry(i).or_default().insert(member);
-                let args = vec![
-                    b("ZADD"),
-                    key.clone(),
-                    member.to_string().into_bytes(),
-                    format!("m{member}").into_bytes(),
-                ];
-                (args, key, Expect::Int(added as i64))
-            }
-            Command::Zrange => {
-                let key = self.key(s, "zset", i);
-                let want = self.zsets.get(&i).map_or(Vec::new(), |members| {
-                    let first = members.iter().take(ZRANGE_COUNT);
-                    first.map(|m| Some(format!("m{m}").into_bytes())).collect()
-                });
-                let stop = (ZRANGE_COUNT - 1).to_string().into_bytes();
-                let args = vec![b("ZRANGE"), key.clone(), b("0"), stop];
-                (args, key, Expect::Bulks(want))
-            }
+            Command::Hset | Command::Hget => self.build_hash(s, cmd, i),
+            Command::Lpush | Command::Rpop => self.build_list(s, cmd, i),
+            Command::Zadd | Command::Zrange => self.build_zset(s, cmd, i),
             Command::Mget(k) | Command::Mset(k) => self.build_multi(s, cmd, i, k),
             Command::Publish => {
                 // The channel routes it: any node accepts PUBLISH, and this spreads them.
@@ -345,15 +299,68 @@ impl Generator {
         }
     }
 
+    /// HSET or HGET of one of `HASH_FIELDS` fields of hash `i`.
+    fn build_hash(&mut self, s: &Settings, cmd: Command, i: u64) -> Built {
+        let b = |x: &str| x.as_bytes().to_vec();
+        let key = self.key(s, "hash", i);
+        let field = self.rng.gen_range(0..HASH_FIELDS);
+        let fname = format!("f{field}").into_bytes();
+        if cmd == Command::Hget {
+            let want = self.hashes.get(&(i, field)).cloned();
+            return (vec![b("HGET"), key.clone(), fname], key, Expect::Bulk(want));
+        }
+        let value = self.value(s);
+        let added = s.verify && self.hashes.insert((i, field), value.clone()).is_none();
+        let args = vec![b("HSET"), key.clone(), fname, value];
+        (args, key, Expect::Int(added as i64))
+    }
+
+    /// LPUSH or RPOP on list `i`: a queue, so RPOP returns the oldest push.
+    fn build_list(&mut self, s: &Settings, cmd: Command, i: u64) -> Built {
+        let b = |x: &str| x.as_bytes().to_vec();
+        let key = self.key(s, "list", i);
+        if cmd == Command::Rpop {
+            let want = self.lists.get_mut(&i).and_then(|l| l.pop_back());
+            return (vec![b("RPOP"), key.clone()], key, Expect::Bulk(want));
+        }
+        let value = self.value(s);
+        let want = if s.verify {
+            let list = self.lists.entry(i).or_default();
+            list.push_front(value.clone());
+            Expect::Int(list.len() as i64)
+        } else {
+            Expect::NoError
+        };
+        (vec![b("LPUSH"), key.clone(), value], key, want)
+    }
+
+    /// ZADD of a member `m<n>` with score `n`, or ZRANGE of the first `ZRANGE_COUNT`.
+    fn build_zset(&mut self, s: &Settings, cmd: Command, i: u64) -> Built {
+        let b = |x: &str| x.as_bytes().to_vec();
+        let key = self.key(s, "zset", i);
+        if cmd == Command::Zrange {
+            let want = self.zsets.get(&i).map_or(Vec::new(), |members| {
+                let first = members.iter().take(ZRANGE_COUNT);
+                first.map(|m| Some(format!("m{m}").into_bytes())).collect()
+            });
+            let stop = (ZRANGE_COUNT - 1).to_string().into_bytes();
+            let args = vec![b("ZRANGE"), key.clone(), b("0"), stop];
+            return (args, key, Expect::Bulks(want));
+        }
+        let member = self.rng.gen_range(0..1000u64);
+        let added = s.verify && self.zsets.entry(i).or_default().insert(member);
+        let args = vec![
+            b("ZADD"),
+            key.clone(),
+            member.to_string().into_bytes(),
+            format!("m{member}").into_bytes(),
+        ];
+        (args, key, Expect::Int(added as i64))
+    }
+
     /// MGET or MSET of `k` string keys starting from index `first`. In cluster mode the keys
     /// are `key:{<first>}:<i>` (hashtag = the first index), so one request names one slot.
-    fn build_multi(
-        &mut self,
-        s: &Settings,
-        cmd: Command,
-        first: u64,
-        k: usize,
-    ) -> (Vec<Vec<u8>>, Vec<u8>, Expect) {
+    fn build_multi(&mut self, s: &Settings, cmd: Command, first: u64, k: usize) -> Built {
         let mut indices = vec![first];
         while indices.len() < k {
             indices.push(self.keys.next(&s.pattern, &mut self.rng));
