@@ -158,6 +158,46 @@ fn verified_mixed_workload_against_shardis() {
 }
 
 #[test]
+fn progress_line_and_json_file() {
+    let server = Server::start(&[]);
+    let port = server.port().to_string();
+    let path = fresh_dir("loadgen-json").join("report.json");
+    let out = Command::new(bench_bin())
+        .args([
+            "-p",
+            &port,
+            "-c",
+            "2",
+            "--duration",
+            "1.5",
+            "--mix",
+            "get:1,set:1",
+        ])
+        .arg("--json")
+        .arg(&path)
+        .output()
+        .expect("shardis-bench");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Once a second on standard error; the chosen seed is printed to rerun the same requests.
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("1s: ") && stderr.contains(" req/s, 0 errors"),
+        "{stderr}"
+    );
+    assert!(stderr.starts_with("seed "), "{stderr}");
+    let json = std::fs::read_to_string(&path).expect("the JSON report");
+    let total = json_line(&json, "total");
+    assert!(number(total, "requests") > 0.0, "{json}");
+    assert!(json.trim_end().ends_with('}'));
+    // The table went to standard output.
+    assert!(
+        text(&out.stdout).starts_with("command "),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
 fn verify_reports_a_wrong_value() {
     let server = Server::start(&[]);
     let port = server.port().to_string();
