@@ -136,3 +136,44 @@ pub fn command(addr: &str, args: &[&str]) -> Result<Reply, String> {
         buf.extend_from_slice(&chunk[..n]);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Reply {
+        Reply::Bulk(Some(s.as_bytes().to_vec()))
+    }
+
+    fn range(start: i64, end: i64, host: &str, port: i64) -> Reply {
+        let node = Reply::Array(Some(vec![bulk(host), Reply::Int(port), bulk("id")]));
+        Reply::Array(Some(vec![Reply::Int(start), Reply::Int(end), node]))
+    }
+
+    #[test]
+    fn ranges_parse_and_refuse_nonsense() {
+        assert_eq!(
+            parse_range(&range(0, 5460, "127.0.0.1", 7000)),
+            Some((0, 5460, "127.0.0.1:7000".into()))
+        );
+        assert_eq!(
+            parse_range(&range(5, 5, "", 7001)),
+            Some((5, 5, "127.0.0.1:7001".into()))
+        );
+        assert_eq!(parse_range(&range(5, 4, "h", 1)), None);
+        assert_eq!(parse_range(&range(0, 16384, "h", 1)), None);
+        assert_eq!(parse_range(&Reply::Int(3)), None);
+    }
+
+    #[test]
+    fn merging_keeps_node_indices() {
+        let mut map = SlotMap::single("a:1");
+        map.set(7, "b:2");
+        let mut fresh = SlotMap::single("c:3");
+        fresh.set(7, "a:1");
+        map.merge(&fresh);
+        assert_eq!(map.nodes, ["a:1", "b:2", "c:3"]);
+        assert_eq!(map.node_of(7), 0);
+        assert_eq!(map.node_of(8), 2);
+    }
+}

@@ -105,6 +105,7 @@ struct Redirect {
 }
 
 /// A cluster error reply that asks for the request to be sent again.
+#[derive(Debug, PartialEq)]
 enum Redirection {
     /// `-MOVED <slot> <node>`: the slot lives there now.
     Moved(u16, String),
@@ -377,7 +378,7 @@ fn service(
             }
             Some(Pending::Request(i)) => {
                 let flight = &mut c.pipeline[i];
-                match redirection(plan, &reply) {
+                match redirection(plan.cluster, &reply) {
                     Some(Redirection::TryAgain) if flight.retries < TRYAGAIN_MAX => {
                         flight.retries += 1;
                         stats.tryagain += 1;
@@ -450,8 +451,8 @@ fn read_available(link: &mut Conn) -> Result<(), String> {
 }
 
 /// `-MOVED <slot> <host:port>`, `-ASK <slot> <host:port>` or `-TRYAGAIN …`, in cluster mode.
-fn redirection(plan: &Plan, reply: &Reply) -> Option<Redirection> {
-    if !plan.cluster {
+fn redirection(cluster: bool, reply: &Reply) -> Option<Redirection> {
+    if !cluster {
         return None;
     }
     let text = std::str::from_utf8(reply.error()?).ok()?;
@@ -515,5 +516,38 @@ fn describe(expect: &Expect) -> String {
         Expect::Bulk(Some(v)) => format!("{:?}", String::from_utf8_lossy(v)),
         Expect::Bulk(None) => "(nil)".into(),
         other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> Reply {
+        Reply::Error(text.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn redirections_are_read_in_cluster_mode_only() {
+        let moved = err("MOVED 3999 127.0.0.1:6381");
+        assert_eq!(
+            redirection(true, &moved),
+            Some(Redirection::Moved(3999, "127.0.0.1:6381".into()))
+        );
+        assert_eq!(redirection(false, &moved), None);
+        assert_eq!(
+            redirection(true, &err("ASK 12 :7001")),
+            Some(Redirection::Ask("127.0.0.1:7001".into()))
+        );
+        assert_eq!(
+            redirection(
+                true,
+                &err("TRYAGAIN Multiple keys request during rehashing of slot")
+            ),
+            Some(Redirection::TryAgain)
+        );
+        assert_eq!(redirection(true, &err("MOVED x 1:2")), None);
+        assert_eq!(redirection(true, &err("ERR MOVED")), None);
+        assert_eq!(redirection(true, &Reply::Int(1)), None);
     }
 }
