@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
-cargo build
+# --workspace: tests/loadgen.rs drives the load generator's binary too.
+cargo build --workspace
 # --no-fail-fast: run every test binary and report all failures, still exiting non-zero.
 cargo test --workspace --no-fail-fast
