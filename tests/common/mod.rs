@@ -753,29 +753,9 @@ pub fn split_args(line: &str) -> Result<Vec<Vec<u8>>, String> {
     }
 }
 
-/// Redis Cluster's CRC16 (XMODEM), as `CLUSTER KEYSLOT` uses it.
-fn crc16(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &b in data {
-        crc ^= (b as u16) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
-}
-
-/// The hash slot of a key, honouring a non-empty `{hashtag}`.
+/// The hash slot of a key, honouring a non-empty `{hashtag}` (the engine's own rule).
 pub fn key_slot(key: &[u8]) -> u16 {
-    let tagged = key.iter().position(|&b| b == b'{').and_then(|open| {
-        let len = key[open + 1..].iter().position(|&b| b == b'}')?;
-        (len > 0).then(|| &key[open + 1..open + 1 + len])
-    });
-    crc16(tagged.unwrap_or(key)) % 16384
+    shards::slot::key_slot(key).0
 }
 
 /// The shard that owns `key` in a shardis with `shards` shards (`slot mod shards`).
