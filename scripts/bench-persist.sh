@@ -27,11 +27,6 @@ KEYS=${KEYS:-2000000}
 VALUE=${VALUE:-100}
 BIN=${SHARDIS_BIN:-target/release/shardis}
 
-scripts/install-deps.sh >/dev/null
-if [ ! -x "$BIN" ]; then
-    echo "building $BIN (cargo build --release)" >&2
-    cargo build --release
-fi
 SHARDIS_EXTRA=()
 REDIS_EXTRA=()
 # shellcheck source=scripts/bench-lib.sh

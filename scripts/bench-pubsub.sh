@@ -14,11 +14,6 @@ N=${N:-20000}
 CLIENTS=${CLIENTS:-10}
 BIN=${SHARDIS_BIN:-target/release/shardis}
 
-scripts/install-deps.sh >/dev/null
-if [ ! -x "$BIN" ]; then
-    echo "building $BIN (cargo build --release)" >&2
-    cargo build --release
-fi
 SHARDIS_EXTRA=()
 REDIS_EXTRA=()
 # shellcheck source=scripts/bench-lib.sh

@@ -24,11 +24,6 @@ CLIENTS=${CLIENTS:-50}
 PIPES=${PIPES:-1 16}
 BIN=${SHARDIS_BIN:-target/release/shardis}
 
-scripts/install-deps.sh >/dev/null
-if [ ! -x "$BIN" ]; then
-    echo "building $BIN (cargo build --release)" >&2
-    cargo build --release
-fi
 SHARDIS_EXTRA=()
 REDIS_EXTRA=()
 # shellcheck source=scripts/bench-lib.sh

@@ -41,11 +41,6 @@ BIN=${SHARDIS_BIN:-target/release/shardis}
 TICKS=$(getconf CLK_TCK)
 NCPU=$(nproc)
 
-scripts/install-deps.sh >/dev/null
-if [ ! -x "$BIN" ]; then
-    echo "building $BIN (cargo build --release)" >&2
-    cargo build --release
-fi
 
 SHARDIS_EXTRA=()
 REDIS_EXTRA=()

@@ -33,11 +33,6 @@ LOADGEN=${LOADGEN:-target/release/shardis-bench}
 OUT=${OUT:-}
 TICKS=$(getconf CLK_TCK)
 
-scripts/install-deps.sh >/dev/null
-if [ ! -x "$BIN" ] || [ ! -x "$LOADGEN" ]; then
-    echo "building (cargo build --release --workspace)" >&2
-    cargo build --release --workspace
-fi
 SHARDIS_EXTRA=()
 REDIS_EXTRA=()
 # shellcheck source=scripts/bench-lib.sh
