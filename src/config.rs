@@ -374,6 +374,16 @@ pub const OPTIONS: &[OptDef] = &[
         "a sparse HyperLogLog that would grow past this many bytes turns dense",
     ),
     opt(
+        "busy-reply-threshold",
+        "5000",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+        true,
+        "a script running longer (ms) makes its shard answer BUSY and can be killed; alias lua-time-limit",
+    ),
+    opt(
         "stream-node-max-bytes",
         "4096",
         Kind::Memory { min: 0 },
@@ -427,7 +437,14 @@ pub fn parse_memory(s: &str) -> Option<u64> {
     n.checked_mul(mul)
 }
 
+/// Old names Redis still accepts for an option, as (alias, option).
+const ALIASES: &[(&str, &str)] = &[("lua-time-limit", "busy-reply-threshold")];
+
 fn find(name: &str) -> Option<&'static OptDef> {
+    let name = ALIASES
+        .iter()
+        .find(|(alias, _)| alias.eq_ignore_ascii_case(name))
+        .map_or(name, |(_, target)| target);
     OPTIONS.iter().find(|o| o.name.eq_ignore_ascii_case(name))
 }
 
@@ -582,15 +599,25 @@ impl Config {
             Ok(v) => v,
             Err(_) => return Vec::new(),
         };
-        values
+        let wanted = |name: &str| {
+            patterns
+                .iter()
+                .any(|p| shards::glob::matches(p, name.as_bytes(), true))
+        };
+        let mut out: Vec<(String, String)> = values
             .iter()
-            .filter(|(k, _)| {
-                patterns
-                    .iter()
-                    .any(|p| shards::glob::matches(p, k.as_bytes(), true))
-            })
+            .filter(|(k, _)| wanted(k))
             .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect()
+            .collect();
+        for (alias, target) in ALIASES {
+            if wanted(alias) {
+                out.push((
+                    alias.to_string(),
+                    values.get(target).cloned().unwrap_or_default(),
+                ));
+            }
+        }
+        out
     }
 
     /// CONFIG SET of several pairs at once: all are checked first, then all applied.

@@ -45,6 +45,8 @@ pub struct Shared {
     pub clients: std::sync::atomic::AtomicUsize,
     /// Persistence status (LASTSAVE, INFO persistence, save points).
     pub persist: crate::save::Status,
+    /// Script bodies and each shard's running-script state (see `shards::script`).
+    pub scripts: Arc<shards::script::Store>,
 }
 
 impl Shared {
@@ -69,6 +71,7 @@ impl Shared {
             peak_memory: AtomicU64::new(0),
             clients: std::sync::atomic::AtomicUsize::new(0),
             persist: crate::save::Status::new(nshards),
+            scripts: Arc::new(shards::script::Store::new(nshards)),
         }
     }
 
@@ -214,6 +217,8 @@ impl ShardCtx {
             engine: RefCell::new({
                 let mut e = Shard::new(id, n, seed);
                 e.ticks = crate::clock::ticks;
+                e.scripts = shared.scripts.clone();
+                e.clock_ms = || now_us() / 1000;
                 e
             }),
             conns: RefCell::new(Slab::default()),

@@ -309,6 +309,10 @@ fn route(ctx: &ShardCtx, conn: &Conn, argv: &[&[u8]]) -> Target {
             if pos[1..].iter().all(|&p| shard_of(ctx, argv[p]) == shard) {
                 return if shard == ctx.id {
                     Target::Local(l)
+                } else if l.spec.group == shards::cmd::Group::Scripting {
+                    // A script runs where it can be rerouted if it reaches undeclared keys:
+                    // here, on copies of its keys (see `shards::script`).
+                    Target::Gather(l)
                 } else {
                     Target::Remote(shard, l)
                 };
@@ -335,6 +339,14 @@ fn execute(ctx: &ShardCtx, conn: &mut Conn, target: Target, argv: &[&[u8]], now:
         Target::Local(l) => {
             conn.last_cmd = names(l);
             let (db, proto) = (conn.db, conn.proto);
+            if l.spec.group == shards::cmd::Group::Scripting
+                && l.spec.run.is_some()
+                && !ctx.locks.borrow().is_idle()
+            {
+                // A script could reach keys a transaction holds here: it takes locks instead.
+                start_gather(ctx, conn, l, argv);
+                return;
+            }
             if crate::txn::locked_out(ctx, l, argv, db) {
                 // Wait for the transaction: answered when the lock goes.
                 conn.seq = crate::conn::next_seq(conn.seq);
@@ -355,6 +367,14 @@ fn execute(ctx: &ShardCtx, conn: &mut Conn, target: Target, argv: &[&[u8]], now:
                 ctx.engine
                     .borrow_mut()
                     .execute_reply(l, argv, db, now, proto, &mut conn.wbuf);
+            let reroute = ctx.engine.borrow_mut().reroute.take();
+            if let Some(keys) = reroute {
+                // A script reached keys on other shards before finishing: it runs again over
+                // them, as a transaction on copies.
+                let keys = keys.into_iter().map(|(d, k)| (d as u8, k)).collect();
+                gather_these(ctx, conn, l, argv, keys);
+                return;
+            }
             if blocked.is_some() && conn.live.is_some() {
                 // Inside a block a blocking command does not block.
                 ctx.engine.borrow_mut().block_args = None;
@@ -446,6 +466,11 @@ pub fn run_frames(
                     .engine
                     .borrow_mut()
                     .execute_reply(l, &argv, db, now, proto, out);
+                if ctx.engine.borrow_mut().reroute.take().is_some() {
+                    // Scripts are never forwarded (see `target`); one arriving here anyway
+                    // cannot be rerouted.
+                    Reply::new(out, proto).error(UNDECLARED_IN_BLOCK);
+                }
                 if blocked.is_some() && ctx.locks.borrow().current.is_some() {
                     // Part of a block run live: a blocking command does not block.
                     ctx.engine.borrow_mut().block_args = None;
@@ -716,6 +741,12 @@ fn start_all(ctx: &ShardCtx, conn: &mut Conn, _l: Lookup, argv: &[&[u8]], merge:
     );
 }
 
+/// The error of a script that reaches an undeclared key on another shard where it cannot be
+/// run again over it (inside MULTI).
+pub const UNDECLARED_IN_BLOCK: &str =
+    "ERR Script attempted to access a key on another shard that it did not declare in KEYS \
+     (inside MULTI every key a script uses must be declared)";
+
 /// The (db, key) pairs a gathered command touches.
 pub fn gather_keys(l: Lookup, argv: &[&[u8]], db: usize) -> Vec<(u8, Key)> {
     let mut pos = Vec::new();
@@ -855,6 +886,19 @@ fn gather_run(
     // A blocking command gathered again after a write is a re-run (see `Shard::rerun`).
     scratch.rerun = conn.retry_deadline.is_some();
     let blocked = scratch.execute_reply(l, &args, db, now, proto, &mut reply);
+    if let Some(more) = scratch.reroute.take() {
+        // The script reached keys it did not declare: gather those too and run it again.
+        crate::txn::release_on(ctx, conn, tx, held);
+        let mut keys: Vec<(u8, Key)> = before.into_iter().map(|(d, k, _)| (d, k)).collect();
+        for (d, k) in more {
+            let k = (d as u8, k);
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+        gather_these(ctx, conn, l, &args, keys);
+        return;
+    }
     if let Some(rewritten) = scratch.block_args.take().filter(|_| blocked.is_some()) {
         // Runs again as the engine asked (XREAD's `$` resolved at its first run).
         conn.retry_cmd = Some((l, rewritten));
@@ -902,7 +946,7 @@ fn gather_run(
         return;
     }
     ctx.end_watch(conn);
-    if l.spec.flags & shards::cmd::flag::WRITE == 0 {
+    if l.spec.flags & (shards::cmd::flag::WRITE | shards::cmd::flag::MAY_REPLICATE) == 0 {
         crate::txn::release_on(ctx, conn, tx, held);
         conn.wbuf.extend_from_slice(&reply);
         return;
@@ -915,6 +959,15 @@ fn gather_run(
 pub fn scratch_with(ctx: &ShardCtx, entries: &[(u8, Key, Option<Entry>)]) -> Shard {
     let mut scratch = Shard::new(ctx.id, 1, now_us());
     scratch.config = ctx.engine.borrow().config.clone();
+    scratch.scripts = ctx.engine.borrow().scripts.clone();
+    scratch.clock_ms = ctx.engine.borrow().clock_ms;
+    // A script on the copies may touch only them (see `shards::script`).
+    scratch.script_keys = Some(
+        entries
+            .iter()
+            .map(|(d, k, _)| (*d as usize, k.clone()))
+            .collect(),
+    );
     for (db, k, e) in entries {
         scratch.import(*db as usize, vec![(k.clone(), e.clone())]);
     }

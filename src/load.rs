@@ -50,6 +50,7 @@ pub fn shard_config(cfg: &Config) -> ShardConfig {
             node_max_bytes: n("stream-node-max-bytes"),
             node_max_entries: n("stream-node-max-entries"),
         },
+        busy_reply_threshold_ms: cfg.get_i64("busy-reply-threshold").max(0) as u64,
         ..ShardConfig::default()
     }
 }

@@ -468,6 +468,10 @@ fn run_block(
         {
             out.extend_from_slice(&crate::block::cannot_block_reply(l.spec.name, proto));
         }
+        if scratch.reroute.take().is_some() {
+            // The block's copies hold only the keys its commands declare.
+            Reply::new(&mut out, proto).error(crate::dispatch::UNDECLARED_IN_BLOCK);
+        }
     }
     (out, scratch)
 }

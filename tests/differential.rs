@@ -481,6 +481,7 @@ const CORPUS: &[&str] = &[
     "stream_groups.redis",
     "streams.redis",
     "streams_readgroup.redis",
+    "scripting.redis",
 ];
 
 #[test]
@@ -500,6 +501,11 @@ fn every_corpus_file_has_a_test() {
     for f in CORPUS {
         parse_script(&corpus_dir().join(f));
     }
+}
+
+#[test]
+fn scripting() {
+    check("scripting.redis");
 }
 
 #[test]

@@ -23,6 +23,10 @@ pub enum Error {
     /// should park the client for this many milliseconds (0 = forever). Outside a blocking
     /// context the server answers as Redis does for a timed-out call.
     Blocked(u64),
+    /// Not an error for the client: a script reached keys it may not touch on this shard
+    /// before finishing; the data is as it was, and the server runs it again as a transaction
+    /// over the keys in `Shard::reroute` (see `crate::script`).
+    Reroute,
 }
 
 /// The engine's result type.
@@ -55,6 +59,7 @@ impl Error {
             Error::UnknownCommand(text) => text.clone(),
             Error::Other(text) => text.clone(),
             Error::Blocked(_) => "ERR blocked".into(),
+            Error::Reroute => "ERR script needs keys on other shards".into(),
         }
     }
 }

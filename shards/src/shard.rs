@@ -138,6 +138,9 @@ pub struct ShardConfig {
     pub hll_sparse_max_bytes: usize,
     /// `stream-node-max-bytes` / `stream-node-max-entries`.
     pub stream: crate::types::stream::Limits,
+    /// `busy-reply-threshold` (`lua-time-limit`), ms: a script running longer makes its
+    /// shard answer BUSY and can be stopped by SCRIPT KILL.
+    pub busy_reply_threshold_ms: u64,
 }
 
 impl Default for ShardConfig {
@@ -153,6 +156,7 @@ impl Default for ShardConfig {
             zset_max_listpack_value: 64,
             hll_sparse_max_bytes: crate::types::hll::SPARSE_MAX_BYTES_DEFAULT,
             stream: crate::types::stream::Limits::default(),
+            busy_reply_threshold_ms: 5000,
         }
     }
 }
@@ -203,6 +207,15 @@ pub struct Shard {
     /// True while the server runs a parked command again (its keys were written). Streams
     /// need it: a group or stream deleted under a blocked XREADGROUP is an error then.
     pub rerun: bool,
+    /// Script bodies and per-shard script state, shared by every shard of the process.
+    pub scripts: std::sync::Arc<crate::script::Store>,
+    /// The keys a script may touch here: `None`, every key this shard owns; `Some`, exactly
+    /// these (a scratch shard holding a transaction's copies). See [`crate::script`].
+    pub script_keys: Option<std::collections::HashSet<(usize, Key)>>,
+    /// Set with [`Error::Reroute`]: the keys the script must run over, elsewhere.
+    pub reroute: Option<Vec<(usize, Key)>>,
+    /// The wall clock in Unix ms, for script time limits (the server sets it; 0 = none).
+    pub clock_ms: fn() -> u64,
 }
 
 impl Shard {
@@ -229,6 +242,10 @@ impl Shard {
             load_clock_ms: 0,
             rerun: false,
             keep_watch: false,
+            scripts: std::sync::Arc::new(crate::script::Store::new(nshards)),
+            script_keys: None,
+            reroute: None,
+            clock_ms: || 0,
         }
     }
 
@@ -460,7 +477,8 @@ impl Shard {
         if logging {
             // A command that changed data is logged even if it then failed, as Redis does; a
             // blocked one changed nothing and runs again when served.
-            let changed = self.stats.dirty != dirty && !matches!(r, Err(Error::Blocked(_)));
+            let changed = self.stats.dirty != dirty
+                && !matches!(r, Err(Error::Blocked(_)) | Err(Error::Reroute));
             self.log_call(argv, db, changed);
         }
         match r {
@@ -478,6 +496,8 @@ impl Shard {
                 None
             }
             Err(Error::Blocked(timeout_ms)) => Some(timeout_ms),
+            // No reply: the server runs the script again elsewhere (see `Shard::reroute`).
+            Err(Error::Reroute) => None,
             Err(e) => {
                 let text = e.text();
                 self.stats.record_error(&text);

@@ -27,6 +27,7 @@ pub fn all() -> impl Iterator<Item = &'static CommandSpec> {
         super::pubsub::COMMANDS,
         super::stream::COMMANDS,
         super::stream::group::COMMANDS,
+        super::script::COMMANDS,
     ]
     .into_iter()
     .flat_map(|family| family.iter())

@@ -1,0 +1,326 @@
+//! The `redis.*` functions that can fail, as Lua C functions.
+//!
+//! They are C functions, not Rust closures or Lua wrappers, for two reasons Redis scripts can
+//! tell: the error they raise is a plain Lua value (a `{err = …}` table for a command's error,
+//! a string otherwise; an mlua callback would raise a userdata), and a C function called in
+//! tail position (`return redis.call(…)`) keeps the script's frame, so the error handler still
+//! finds the script line.
+//!
+//! Each function does its work in a Rust helper that has returned (dropping everything it
+//! owned) before `lua_error` unwinds the Lua stack with `longjmp`.
+
+use super::{run_command, set_resp3, sha1_hex};
+use mlua::ffi::{self, lua_State};
+use std::os::raw::c_int;
+
+/// What a helper leaves on the Lua stack: a value to return, or an error to raise.
+enum Outcome {
+    Return(c_int),
+    Raise,
+}
+
+unsafe fn finish(l: *mut lua_State, o: Outcome) -> c_int {
+    match o {
+        Outcome::Return(n) => n,
+        Outcome::Raise => ffi::lua_error(l),
+    }
+}
+
+unsafe fn push_bytes(l: *mut lua_State, b: &[u8]) {
+    ffi::lua_pushlstring(l, b.as_ptr().cast(), b.len());
+}
+
+/// Pushes `{err = text}`.
+unsafe fn push_err_table(l: *mut lua_State, text: &str) {
+    ffi::lua_createtable(l, 0, 1);
+    push_bytes(l, b"err");
+    push_bytes(l, text.as_bytes());
+    ffi::lua_rawset(l, -3);
+}
+
+/// The arguments as Redis passes them to a command: strings as they are, numbers as `%.17g`.
+unsafe fn args(l: *mut lua_State) -> Option<Vec<Vec<u8>>> {
+    let n = ffi::lua_gettop(l);
+    let mut out = Vec::with_capacity(n.max(0) as usize);
+    for i in 1..=n {
+        match ffi::lua_type(l, i) {
+            ffi::LUA_TSTRING => {
+                let mut len = 0usize;
+                let p = ffi::lua_tolstring(l, i, &mut len);
+                out.push(std::slice::from_raw_parts(p.cast::<u8>(), len).to_vec());
+            }
+            ffi::LUA_TNUMBER => {
+                out.push(crate::util::fmt_g17(ffi::lua_tonumber(l, i)).into_bytes());
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+unsafe fn call_helper(l: *mut lua_State, raise: bool) -> Outcome {
+    let Some(owned) = args(l) else {
+        push_err_table(
+            l,
+            "ERR Lua redis lib command arguments must be strings or integers",
+        );
+        return if raise {
+            Outcome::Raise
+        } else {
+            Outcome::Return(1)
+        };
+    };
+    if owned.is_empty() {
+        push_err_table(
+            l,
+            "ERR Please specify at least one argument for this redis lib call",
+        );
+        return if raise {
+            Outcome::Raise
+        } else {
+            Outcome::Return(1)
+        };
+    }
+    let argv: Vec<&[u8]> = owned.iter().map(|a| a.as_slice()).collect();
+    match run_command(&argv) {
+        Ok((reply, _)) => {
+            let mut pos = 0;
+            let failed = reply.first() == Some(&b'-');
+            push_resp(l, &reply, &mut pos, 0);
+            if failed && raise {
+                Outcome::Raise
+            } else {
+                Outcome::Return(1)
+            }
+        }
+        Err(text) => {
+            push_err_table(l, &text);
+            if raise {
+                Outcome::Raise
+            } else {
+                Outcome::Return(1)
+            }
+        }
+    }
+}
+
+/// `redis.call`.
+pub unsafe extern "C-unwind" fn redis_call(l: *mut lua_State) -> c_int {
+    let o = call_helper(l, true);
+    finish(l, o)
+}
+
+/// `redis.pcall`.
+pub unsafe extern "C-unwind" fn redis_pcall(l: *mut lua_State) -> c_int {
+    let o = call_helper(l, false);
+    finish(l, o)
+}
+
+/// Pushes an error message string to be raised.
+unsafe fn raise_str(l: *mut lua_State, msg: &str) -> Outcome {
+    push_bytes(l, msg.as_bytes());
+    Outcome::Raise
+}
+
+unsafe fn number_arg(l: *mut lua_State, i: c_int) -> Option<f64> {
+    (ffi::lua_type(l, i) == ffi::LUA_TNUMBER).then(|| ffi::lua_tonumber(l, i))
+}
+
+unsafe fn sha1hex_helper(l: *mut lua_State) -> Outcome {
+    if ffi::lua_gettop(l) != 1 {
+        return raise_str(l, "wrong number of arguments");
+    }
+    let mut len = 0usize;
+    let p = ffi::lua_tolstring(l, 1, &mut len);
+    let bytes = if p.is_null() {
+        &[][..]
+    } else {
+        std::slice::from_raw_parts(p.cast::<u8>(), len)
+    };
+    let sha = sha1_hex(bytes);
+    push_bytes(l, &sha);
+    Outcome::Return(1)
+}
+
+/// `redis.sha1hex`.
+pub unsafe extern "C-unwind" fn sha1hex(l: *mut lua_State) -> c_int {
+    let o = sha1hex_helper(l);
+    finish(l, o)
+}
+
+unsafe fn log_helper(l: *mut lua_State) -> Outcome {
+    if ffi::lua_gettop(l) < 2 {
+        return raise_str(l, "redis.log() requires two arguments or more.");
+    }
+    let Some(level) = number_arg(l, 1) else {
+        return raise_str(l, "First argument must be a number (log level).");
+    };
+    if !(0.0..=3.0).contains(&level) {
+        return raise_str(l, "Invalid debug level.");
+    }
+    // The engine keeps no log; the message is dropped, as a level filter would drop it.
+    Outcome::Return(0)
+}
+
+/// `redis.log`.
+pub unsafe extern "C-unwind" fn log(l: *mut lua_State) -> c_int {
+    let o = log_helper(l);
+    finish(l, o)
+}
+
+unsafe fn setresp_helper(l: *mut lua_State) -> Outcome {
+    if ffi::lua_gettop(l) != 1 {
+        return raise_str(l, "redis.setresp() requires one argument.");
+    }
+    match number_arg(l, 1).map(|n| n as i64) {
+        Some(2) => set_resp3(false),
+        Some(3) => set_resp3(true),
+        _ => return raise_str(l, "RESP version must be 2 or 3."),
+    }
+    Outcome::Return(0)
+}
+
+/// `redis.setresp`.
+pub unsafe extern "C-unwind" fn setresp(l: *mut lua_State) -> c_int {
+    let o = setresp_helper(l);
+    finish(l, o)
+}
+
+unsafe fn set_repl_helper(l: *mut lua_State) -> Outcome {
+    if ffi::lua_gettop(l) != 1 {
+        return raise_str(l, "redis.set_repl() requires one argument.");
+    }
+    match number_arg(l, 1).map(|n| n as i64) {
+        // Effects always go to the AOF and replicas whole: the flags are accepted, not used.
+        Some(0..=3) => Outcome::Return(0),
+        _ => raise_str(
+            l,
+            "Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.",
+        ),
+    }
+}
+
+/// `redis.set_repl`.
+pub unsafe extern "C-unwind" fn set_repl(l: *mut lua_State) -> c_int {
+    let o = set_repl_helper(l);
+    finish(l, o)
+}
+
+/// Deeper replies are cut (Lua's C stack would overflow first).
+const DEPTH_MAX: usize = 1000;
+
+/// Pushes one RESP reply (as the engine writes it) from `buf` at `*pos`, converted as the
+/// table in `super::convert` says.
+unsafe fn push_resp(l: *mut lua_State, buf: &[u8], pos: &mut usize, depth: usize) {
+    if ffi::lua_checkstack(l, 4) == 0 || depth > DEPTH_MAX {
+        ffi::lua_pushnil(l);
+        return;
+    }
+    let Some(&kind) = buf.get(*pos) else {
+        ffi::lua_pushnil(l);
+        return;
+    };
+    let line = read_line(buf, pos);
+    let text = &line[1..];
+    let num = || crate::util::parse_i64(text).unwrap_or(0);
+    match kind {
+        b'+' => tagged(l, b"ok", |l| push_bytes(l, text)),
+        b'-' => tagged(l, b"err", |l| push_bytes(l, text)),
+        b':' => ffi::lua_pushnumber(l, num() as f64),
+        b'$' => match usize::try_from(num()) {
+            Ok(n) => push_bytes(l, bulk(buf, pos, n)),
+            Err(_) => ffi::lua_pushboolean(l, 0),
+        },
+        b'*' | b'>' => match usize::try_from(num()) {
+            Ok(n) => {
+                ffi::lua_createtable(l, n.min(1 << 16) as c_int, 0);
+                for i in 1..=n {
+                    push_resp(l, buf, pos, depth + 1);
+                    ffi::lua_rawseti(l, -2, i as ffi::lua_Integer);
+                }
+            }
+            Err(_) => ffi::lua_pushboolean(l, 0),
+        },
+        b'_' => ffi::lua_pushnil(l),
+        b'#' => ffi::lua_pushboolean(l, (text == b"t") as c_int),
+        b',' => {
+            let d = crate::util::parse_f64_lenient(text).unwrap_or(0.0);
+            tagged(l, b"double", |l| ffi::lua_pushnumber(l, d));
+        }
+        b'(' => tagged(l, b"big_number", |l| push_bytes(l, text)),
+        b'%' | b'~' => {
+            let n = num().max(0);
+            let field: &[u8] = if kind == b'%' { b"map" } else { b"set" };
+            tagged(l, field, |l| {
+                ffi::lua_createtable(l, 0, n.min(1 << 16) as c_int);
+                for _ in 0..n {
+                    push_resp(l, buf, pos, depth + 1);
+                    if kind == b'%' {
+                        push_resp(l, buf, pos, depth + 1);
+                    } else {
+                        ffi::lua_pushboolean(l, 1);
+                    }
+                    if ffi::lua_type(l, -2) == ffi::LUA_TNIL {
+                        ffi::lua_pop(l, 2);
+                    } else {
+                        ffi::lua_rawset(l, -3);
+                    }
+                }
+            });
+        }
+        b'=' => {
+            let n = usize::try_from(num()).unwrap_or(0);
+            let s = bulk(buf, pos, n);
+            let (format, string) = if s.len() >= 4 && s[3] == b':' {
+                (&s[..3], &s[4..])
+            } else {
+                (&b"txt"[..], s)
+            };
+            tagged(l, b"verbatim_string", |l| {
+                ffi::lua_createtable(l, 0, 2);
+                push_bytes(l, b"format");
+                push_bytes(l, format);
+                ffi::lua_rawset(l, -3);
+                push_bytes(l, b"string");
+                push_bytes(l, string);
+                ffi::lua_rawset(l, -3);
+            });
+        }
+        b'|' => {
+            // Attributes are skipped: the value follows them.
+            for _ in 0..2 * num().max(0) {
+                push_resp(l, buf, pos, depth + 1);
+                ffi::lua_pop(l, 1);
+            }
+            push_resp(l, buf, pos, depth + 1);
+        }
+        _ => ffi::lua_pushnil(l),
+    }
+}
+
+/// Pushes `{field = <what push_value pushes>}`.
+unsafe fn tagged(l: *mut lua_State, field: &[u8], push_value: impl FnOnce(*mut lua_State)) {
+    ffi::lua_createtable(l, 0, 1);
+    push_bytes(l, field);
+    push_value(l);
+    ffi::lua_rawset(l, -3);
+}
+
+/// The line at `*pos` without its CRLF; `*pos` moves past it.
+fn read_line<'a>(buf: &'a [u8], pos: &mut usize) -> &'a [u8] {
+    let start = *pos;
+    let end = buf[start..]
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .map_or(buf.len(), |i| start + i);
+    *pos = (end + 2).min(buf.len());
+    &buf[start..end]
+}
+
+/// `n` bytes of a bulk payload at `*pos`, and its CRLF.
+fn bulk<'a>(buf: &'a [u8], pos: &mut usize, n: usize) -> &'a [u8] {
+    let start = (*pos).min(buf.len());
+    let end = start.saturating_add(n).min(buf.len());
+    *pos = (end + 2).min(buf.len());
+    &buf[start..end]
+}

@@ -1,0 +1,1127 @@
+//! Lua scripting (Redis's `eval.c` and `script_lua.c`): EVAL, EVALSHA and their read-only
+//! forms run Lua 5.1 scripts against one shard's data.
+//!
+//! ## One VM per thread, one cache per process
+//! Each shard thread owns one Lua state ([`Vm`], thread-local), created on first use, holding
+//! the sandbox (see `prelude.lua`) and the functions compiled on this thread. Script bodies live
+//! in the process-wide [`Store`] (shared by every shard, behind a mutex taken only on a miss of
+//! the thread's compiled cache): SCRIPT LOAD on one connection makes EVALSHA work on all.
+//! SCRIPT FLUSH empties the store and bumps its generation; each thread drops its compiled
+//! functions when it sees a new generation (one atomic load per call).
+//!
+//! ## What a script may touch, and the reroute
+//! The server runs a script on a shard that holds its declared keys ([`Shard::script_keys`]
+//! `None`: every key this shard owns), or on a scratch shard holding copies of the keys a
+//! cross-shard transaction gathered (`Some(set)`: exactly those). `redis.call` checks the keys
+//! of every command against that; a key the script may not touch here (undeclared, on another
+//! shard) makes the run **abort**: every later `redis.call` fails too, the result is dropped,
+//! the data is put back as it was, and the call ends with [`Error::Reroute`] leaving in
+//! [`Shard::reroute`] the keys reached so far. The server then runs the script again as a
+//! transaction over those keys plus the declared ones, on copies (where aborting costs
+//! nothing), repeating until the keys it reaches are all gathered.
+//!
+//! Putting the data back after writes needs a journal of each written key's prior entry. On
+//! a real shard the first run of each script body on a thread keeps one; a script that ran
+//! once without reaching foreign keys runs unjournaled afterwards (copying big values before
+//! every write would cost more than the script). Such a script that later reaches a foreign
+//! key after writing fails with an error, as Redis Cluster fails it, and is journaled again.
+//!
+//! ## Effects, not scripts, are logged
+//! Each write a script makes is logged by the engine as that command's effect (see
+//! [`crate::prop`]); the EVAL itself never is, and a script that logged more than one command
+//! is wrapped in `MULTI`/`EXEC` so that a replay applies it whole.
+//!
+//! ## Long scripts
+//! A count hook looks at the clock every [`HOOK_EVERY`] instructions: once the script has run
+//! longer than `busy-reply-threshold` its shard is marked busy ([`Busy`]) so other shards can
+//! answer `-BUSY` for it, and a SCRIPT KILL (any shard sets [`Busy::kill`]) stops a script
+//! that has not written.
+
+pub mod convert;
+mod ffi;
+
+use crate::cmd::{key_positions, Call, Lookup};
+use crate::keyspace::{Entry, Key};
+use crate::resp::{Proto, Reply};
+use crate::{Error, Result, Shard};
+use mlua::{Function, Lua, LuaOptions, MultiValue, StdLib, Table, Value};
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// How many Lua instructions run between two looks at the clock and the kill flag.
+pub const HOOK_EVERY: u32 = 100_000;
+
+/// The version scripts see in `redis.REDIS_VERSION`.
+pub const REDIS_VERSION: &str = "7.0.15";
+const REDIS_VERSION_NUM: u32 = 0x07_00_0f;
+
+/// A script's lowercase hex SHA1, the name EVALSHA uses.
+pub type Sha = [u8; 40];
+
+/// The hex SHA1 of `body`.
+pub fn sha1_hex(body: &[u8]) -> Sha {
+    let digest = sha1_smol::Sha1::from(body).digest().bytes();
+    let mut out = [0u8; 40];
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in digest.iter().enumerate() {
+        out[2 * i] = HEX[(b >> 4) as usize];
+        out[2 * i + 1] = HEX[(b & 15) as usize];
+    }
+    out
+}
+
+/// Every script body loaded (by EVAL or SCRIPT LOAD), shared by all shards of the process.
+pub struct Store {
+    bodies: Mutex<HashMap<Sha, Arc<[u8]>>>,
+    generation: AtomicU64,
+    /// Per shard: what its running script is doing, for BUSY and SCRIPT KILL.
+    pub busy: Box<[Busy]>,
+}
+
+/// A shard's running script, seen from other threads.
+#[derive(Default)]
+pub struct Busy {
+    /// Unix ms when the running script started; 0 while none runs.
+    pub since_ms: AtomicU64,
+    /// Set once the script has run longer than `busy-reply-threshold`.
+    pub busy: AtomicBool,
+    /// SCRIPT KILL asked to stop it.
+    pub kill: AtomicBool,
+    /// It has written: it cannot be killed any more.
+    pub wrote: AtomicBool,
+}
+
+impl Store {
+    pub fn new(shards: usize) -> Store {
+        Store {
+            bodies: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+            busy: (0..shards.max(1)).map(|_| Busy::default()).collect(),
+        }
+    }
+
+    /// Caches a body; returns its SHA.
+    pub fn load(&self, body: &[u8]) -> Sha {
+        let sha = sha1_hex(body);
+        if let Ok(mut bodies) = self.bodies.lock() {
+            bodies.entry(sha).or_insert_with(|| Arc::from(body));
+        }
+        sha
+    }
+
+    pub fn get(&self, sha: &Sha) -> Option<Arc<[u8]>> {
+        self.bodies.lock().ok()?.get(sha).cloned()
+    }
+
+    pub fn exists(&self, sha: &[u8]) -> bool {
+        let Some(sha) = parse_sha(sha) else {
+            return false;
+        };
+        self.bodies.lock().is_ok_and(|b| b.contains_key(&sha))
+    }
+
+    /// SCRIPT FLUSH.
+    pub fn flush(&self) {
+        if let Ok(mut bodies) = self.bodies.lock() {
+            bodies.clear();
+        }
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// How many scripts are cached, and their bodies' total size.
+    pub fn stats(&self) -> (usize, usize) {
+        self.bodies
+            .lock()
+            .map(|b| (b.len(), b.values().map(|v| v.len()).sum()))
+            .unwrap_or((0, 0))
+    }
+
+    /// The busy state of shard `id` (the first one if `id` is out of range).
+    pub fn busy_of(&self, id: usize) -> &Busy {
+        &self.busy[id.min(self.busy.len() - 1)]
+    }
+}
+
+/// A 40-digit hex SHA, lowercased; None if it is not one.
+pub fn parse_sha(s: &[u8]) -> Option<Sha> {
+    if s.len() != 40 {
+        return None;
+    }
+    let mut out = [0u8; 40];
+    for (o, c) in out.iter_mut().zip(s) {
+        *o = c.to_ascii_lowercase();
+    }
+    Some(out)
+}
+
+/// The flags a script declares in its `#!lua flags=…` line.
+pub mod sflag {
+    pub const NO_WRITES: u32 = 1;
+    pub const ALLOW_OOM: u32 = 2;
+    pub const ALLOW_STALE: u32 = 4;
+    pub const NO_CLUSTER: u32 = 8;
+    pub const ALLOW_CROSS_SLOT: u32 = 16;
+    pub const NAMES: &[(&str, u32)] = &[
+        ("no-writes", NO_WRITES),
+        ("allow-oom", ALLOW_OOM),
+        ("allow-stale", ALLOW_STALE),
+        ("no-cluster", NO_CLUSTER),
+        ("allow-cross-slot-keys", ALLOW_CROSS_SLOT),
+    ];
+}
+
+/// A compiled script.
+#[derive(Clone)]
+struct Compiled {
+    func: Function,
+    /// Flags from its shebang; `None`: no shebang (Redis's legacy script semantics).
+    flags: Option<u32>,
+    /// It ran once without reaching a key it may not touch: no journal needed.
+    trusted: bool,
+}
+
+/// Splits a body's `#!lua …` line into its flags, and the source Lua compiles (the shebang
+/// line turned into a comment, so line numbers stay).
+pub fn parse_shebang(body: &[u8]) -> Result<(Option<u32>, std::borrow::Cow<'_, [u8]>)> {
+    if !body.starts_with(b"#!") {
+        return Ok((None, std::borrow::Cow::Borrowed(body)));
+    }
+    let end = body.iter().position(|&b| b == b'\n').unwrap_or(body.len());
+    let line = String::from_utf8_lossy(&body[2..end]);
+    let mut parts = line.split(' ').filter(|p| !p.is_empty());
+    let engine = parts.next().unwrap_or("");
+    if engine != "lua" {
+        return Err(Error::err(format!(
+            "Unexpected engine in script shebang: #!{engine}"
+        )));
+    }
+    let mut flags = 0;
+    for part in parts {
+        let Some(list) = part.strip_prefix("flags=") else {
+            return Err(Error::err(format!("Unknown lua shebang option: {part}")));
+        };
+        for f in list.split(',').filter(|f| !f.is_empty()) {
+            match sflag::NAMES.iter().find(|(n, _)| *n == f) {
+                Some((_, bit)) => flags |= bit,
+                None => {
+                    return Err(Error::err(format!(
+                        "Unexpected flag in script shebang: {f}"
+                    )))
+                }
+            }
+        }
+    }
+    let mut src = b"--".to_vec();
+    src.extend_from_slice(body);
+    Ok((Some(flags), std::borrow::Cow::Owned(src)))
+}
+
+/// This thread's Lua state.
+struct Vm {
+    lua: Lua,
+    /// The globals table behind the sandbox (KEYS and ARGV are set here).
+    globals: Table,
+    env: Table,
+    /// `xpcall(f, handler)` from the prelude.
+    run: Function,
+    compiled: HashMap<Sha, Compiled>,
+    generation: u64,
+}
+
+thread_local! {
+    static VM: RefCell<Option<Vm>> = const { RefCell::new(None) };
+    static RUNNING: RefCell<Option<Running>> = const { RefCell::new(None) };
+}
+
+/// The script running on this thread, as `redis.call` sees it.
+struct Running {
+    /// The shard the script runs against. Valid for the whole run: [`eval`] holds the only
+    /// reference and does not use it until the script returns.
+    shard: *mut Shard,
+    db: usize,
+    now_us: u64,
+    /// `redis.setresp(3)` was called.
+    resp3: bool,
+    read_only: bool,
+    /// `stats.dirty` when the script started: it has written once this moved.
+    dirty0: u64,
+    /// Prior entries of the keys written, for putting the data back (None: unjournaled).
+    journal: Option<Vec<(usize, Key, Option<Entry>)>>,
+    journaled: HashSet<(usize, Key)>,
+    /// The run reached keys it may not touch here: it must run again elsewhere.
+    aborted: bool,
+    /// It reached a foreign key after writing, unjournaled.
+    stranded: bool,
+    /// Keys the script reached that this run may not touch.
+    foreign: Vec<(usize, Key)>,
+    /// Unix ms at the start, and the busy threshold (0: none).
+    started_ms: u64,
+    busy_ms: u64,
+    killed: bool,
+}
+
+/// What the server tells a script run.
+pub struct EvalCtx {
+    pub read_only_command: bool,
+}
+
+fn lua_err(e: mlua::Error) -> Error {
+    Error::err(format!("Lua error: {e}"))
+}
+
+impl Vm {
+    fn new() -> mlua::Result<Vm> {
+        // SAFETY: the debug library is needed by the error handler only; scripts never see it
+        // (their globals are the sandbox's, see prelude.lua).
+        let lua =
+            unsafe { Lua::unsafe_new_with(StdLib::ALL_SAFE | StdLib::DEBUG, LuaOptions::new()) };
+        let rust = lua.create_table()?;
+        rust.raw_set("error_reply", lua.create_function(api_error_reply)?)?;
+        rust.raw_set("status_reply", lua.create_function(api_status_reply)?)?;
+        rust.raw_set("random", lua.create_function(api_random)?)?;
+        rust.raw_set("randomseed", lua.create_function(api_randomseed)?)?;
+        rust.raw_set(
+            "register_function",
+            lua.create_function(|_, _: MultiValue| {
+                Ok((
+                    false,
+                    "redis.register_function can only be called on FUNCTION LOAD command",
+                ))
+            })?,
+        )?;
+        // SAFETY: C functions following the Lua C API contract (see `ffi`).
+        unsafe {
+            rust.raw_set("call", lua.create_c_function(ffi::redis_call)?)?;
+            rust.raw_set("pcall", lua.create_c_function(ffi::redis_pcall)?)?;
+            rust.raw_set("sha1hex", lua.create_c_function(ffi::sha1hex)?)?;
+            rust.raw_set("log", lua.create_c_function(ffi::log)?)?;
+            rust.raw_set("setresp", lua.create_c_function(ffi::setresp)?)?;
+            rust.raw_set("set_repl", lua.create_c_function(ffi::set_repl)?)?;
+        }
+        rust.raw_set("version", REDIS_VERSION)?;
+        rust.raw_set("version_num", REDIS_VERSION_NUM)?;
+        let (env, globals, run): (Table, Table, Function) = lua
+            .load(include_str!("prelude.lua"))
+            .set_name("=redis")
+            .call(rust)?;
+        lua.set_hook(
+            mlua::HookTriggers::new().every_nth_instruction(HOOK_EVERY),
+            |_, _| hook(),
+        );
+        Ok(Vm {
+            lua,
+            globals,
+            env,
+            run,
+            compiled: HashMap::new(),
+            generation: 0,
+        })
+    }
+
+    /// The compiled function for a body (EVAL) or a SHA (EVALSHA).
+    fn function(&mut self, store: &Store, script: &[u8], by_sha: bool) -> Result<(Sha, Compiled)> {
+        let generation = store.generation.load(Ordering::Acquire);
+        if generation != self.generation {
+            self.compiled.clear();
+            self.generation = generation;
+        }
+        let sha = if by_sha {
+            parse_sha(script).ok_or_else(no_script)?
+        } else {
+            sha1_hex(script)
+        };
+        if let Some(c) = self.compiled.get(&sha) {
+            return Ok((sha, c.clone()));
+        }
+        let body: Arc<[u8]> = if by_sha {
+            store.get(&sha).ok_or_else(no_script)?
+        } else {
+            Arc::from(script)
+        };
+        let c = self.compile(&body)?;
+        if !by_sha {
+            store.load(&body);
+        }
+        self.compiled.insert(sha, c.clone());
+        Ok((sha, c))
+    }
+
+    fn compile(&self, body: &[u8]) -> Result<Compiled> {
+        let (flags, src) = parse_shebang(body)?;
+        let func = self
+            .lua
+            .load(&*src)
+            .set_name("@user_script")
+            .set_environment(self.env.clone())
+            .into_function()
+            .map_err(|e| {
+                let msg = match e {
+                    mlua::Error::SyntaxError { message, .. } => message,
+                    other => other.to_string(),
+                };
+                Error::err(format!("Error compiling script (new function): {msg}"))
+            })?;
+        Ok(Compiled {
+            func,
+            flags,
+            trusted: false,
+        })
+    }
+}
+
+fn no_script() -> Error {
+    Error::Other("NOSCRIPT No matching script. Please use EVAL.".into())
+}
+
+/// Compiles a body without running it (SCRIPT LOAD): its SHA, or the compile error.
+pub fn load(shard: &mut Shard, body: &[u8]) -> Result<Sha> {
+    with_vm(|vm| {
+        let c = vm.compile(body)?;
+        let sha = shard.scripts.load(body);
+        vm.compiled.insert(sha, c);
+        Ok(sha)
+    })
+}
+
+fn with_vm<T>(f: impl FnOnce(&mut Vm) -> Result<T>) -> Result<T> {
+    VM.with(|cell| {
+        let mut slot = cell
+            .try_borrow_mut()
+            .map_err(|_| Error::err("script VM busy"))?;
+        if slot.is_none() {
+            *slot = Some(Vm::new().map_err(lua_err)?);
+        }
+        match slot.as_mut() {
+            Some(vm) => f(vm),
+            None => Err(Error::err("script VM unavailable")),
+        }
+    })
+}
+
+/// Parses EVAL's numkeys against the arguments after it.
+pub fn numkeys(argv: &[&[u8]]) -> Result<usize> {
+    let n = crate::util::parse_i64(argv[2]).ok_or(Error::NotInteger)?;
+    if n < 0 {
+        return Err(Error::err("Number of keys can't be negative"));
+    }
+    if n as usize > argv.len() - 3 {
+        return Err(Error::err(
+            "Number of keys can't be greater than number of args",
+        ));
+    }
+    Ok(n as usize)
+}
+
+/// EVAL, EVALSHA, EVAL_RO, EVALSHA_RO.
+pub fn eval(shard: &mut Shard, call: &mut Call<'_>, by_sha: bool, ro_command: bool) -> Result<()> {
+    let argv = call.argv;
+    let n = numkeys(argv)?;
+    let (keys, args) = argv[3..].split_at(n);
+    with_vm(|vm| {
+        let (sha, compiled) = vm.function(&shard.scripts, argv[1], by_sha)?;
+        let flags = compiled.flags.unwrap_or(0);
+        if ro_command && compiled.flags.is_some() && flags & sflag::NO_WRITES == 0 {
+            return Err(Error::err(
+                "Can not execute a script with write flag using *_ro command.",
+            ));
+        }
+        let name = String::from_utf8_lossy(&sha).into_owned();
+        let run = Run {
+            func: &compiled.func,
+            name: &name,
+            keys,
+            args,
+            read_only: ro_command || flags & sflag::NO_WRITES != 0,
+            journal: !compiled.trusted,
+        };
+        let clean = execute(vm, shard, call, run)?;
+        if clean && !compiled.trusted {
+            if let Some(c) = vm.compiled.get_mut(&sha) {
+                c.trusted = true;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// One script run's inputs.
+struct Run<'a> {
+    func: &'a Function,
+    /// The name errors give (`script: <name>`): the SHA, or a function's name.
+    name: &'a str,
+    keys: &'a [&'a [u8]],
+    args: &'a [&'a [u8]],
+    read_only: bool,
+    journal: bool,
+}
+
+/// Runs a compiled script; writes its reply. Ok(true): it ran without reaching a key it may not
+/// touch here.
+fn execute(vm: &mut Vm, shard: &mut Shard, call: &mut Call<'_>, run: Run<'_>) -> Result<bool> {
+    let lua = &vm.lua;
+    let to_table = |items: &[&[u8]]| -> mlua::Result<Table> {
+        let t = lua.create_table_with_capacity(items.len(), 0)?;
+        for (i, a) in items.iter().enumerate() {
+            t.raw_set(i + 1, lua.create_string(a)?)?;
+        }
+        Ok(t)
+    };
+    vm.globals
+        .raw_set("KEYS", to_table(run.keys).map_err(lua_err)?)
+        .map_err(lua_err)?;
+    vm.globals
+        .raw_set("ARGV", to_table(run.args).map_err(lua_err)?)
+        .map_err(lua_err)?;
+    let prop_mark = shard.prop.as_ref().map(|p| (p.buf.len(), p.db));
+    let events_mark = shard.events.len();
+    let started_ms = (shard.clock_ms)();
+    let busy = shard.scripts.busy_of(shard.id);
+    busy.kill.store(false, Ordering::Relaxed);
+    busy.wrote.store(false, Ordering::Relaxed);
+    busy.busy.store(false, Ordering::Relaxed);
+    busy.since_ms.store(started_ms.max(1), Ordering::Release);
+    let running = Running {
+        shard: shard as *mut Shard,
+        db: call.db,
+        now_us: call.now_us,
+        resp3: false,
+        read_only: run.read_only,
+        dirty0: shard.stats.dirty,
+        journal: run.journal.then(Vec::new),
+        journaled: HashSet::new(),
+        aborted: false,
+        stranded: false,
+        foreign: Vec::new(),
+        started_ms,
+        busy_ms: shard.config.busy_reply_threshold_ms,
+        killed: false,
+    };
+    RUNNING.with(|r| *r.borrow_mut() = Some(running));
+    let result: mlua::Result<MultiValue> = vm.run.call(run.func.clone());
+    let Some(state) = RUNNING.with(|r| r.borrow_mut().take()) else {
+        return Err(Error::err("script state lost"));
+    };
+    let busy = shard.scripts.busy_of(shard.id);
+    busy.since_ms.store(0, Ordering::Release);
+    busy.busy.store(false, Ordering::Relaxed);
+    // Drop the KEYS/ARGV strings now rather than at the next collection.
+    let _ = vm.globals.raw_set("KEYS", Value::Nil);
+    let _ = vm.globals.raw_set("ARGV", Value::Nil);
+    if state.aborted {
+        if let Some(journal) = state.journal {
+            for (db, key, entry) in journal.into_iter().rev() {
+                shard.import(db, vec![(key, entry)]);
+            }
+            if let (Some(p), Some((len, db))) = (shard.prop.as_mut(), prop_mark) {
+                p.buf.truncate(len);
+                p.db = db;
+            }
+            shard.events.truncate(events_mark);
+        }
+        if !state.stranded {
+            let mut keys: Vec<(usize, Key)> =
+                run.keys.iter().map(|k| (call.db, Key::from(*k))).collect();
+            for k in state.foreign {
+                if !keys.contains(&k) {
+                    keys.push(k);
+                }
+            }
+            shard.reroute = Some(keys);
+            return Err(Error::Reroute);
+        }
+    }
+    if state.stranded {
+        wrap_effects(shard, prop_mark);
+        return Err(Error::Other(format!(
+            "ERR Script attempted to access a key on another shard after writing: \
+             declare every key the script uses in KEYS script: {}",
+            run.name
+        )));
+    }
+    if state.dirty0 != shard.stats.dirty {
+        wrap_effects(shard, prop_mark);
+    }
+    shard.prevent_propagation();
+    if state.killed {
+        return Err(Error::Other(
+            "ERR Script killed by user with SCRIPT KILL...".into(),
+        ));
+    }
+    let values = result.map_err(lua_err)?;
+    let mut it = values.into_iter();
+    let ok = matches!(it.next(), Some(Value::Boolean(true)));
+    let value = it.next().unwrap_or(Value::Nil);
+    if ok {
+        convert::lua_to_resp(&value, &mut call.out, state.resp3, 0);
+        return Ok(true);
+    }
+    Err(Error::Other(error_text(&value, run.name)))
+}
+
+/// A failed script's error reply: the error, the script's name and where it failed.
+fn error_text(err: &Value, name: &str) -> String {
+    let Value::Table(t) = err else {
+        return format!("ERR {err:?} script: {name}");
+    };
+    let text = match t.raw_get::<Value>("err") {
+        Ok(Value::String(s)) => s.to_string_lossy(),
+        Ok(v) => format!("ERR {}", lua_tostring(&v)),
+        Err(_) => "ERR".into(),
+    };
+    let source = match t.raw_get::<Value>("source") {
+        Ok(Value::String(s)) => s.to_string_lossy(),
+        _ => "?".into(),
+    };
+    let line = match t.raw_get::<Value>("line") {
+        Ok(Value::Number(n)) => format!("{}", n as i64),
+        Ok(Value::Integer(n)) => format!("{n}"),
+        _ => "?".into(),
+    };
+    format!("{text} script: {name}, on {source}:{line}.")
+}
+
+fn lua_tostring(v: &Value) -> String {
+    match v {
+        Value::Nil => "nil".into(),
+        Value::Boolean(b) => b.to_string(),
+        Value::Number(n) => crate::util::fmt_g17(*n),
+        Value::String(s) => s.to_string_lossy(),
+        other => format!("{}: {:p}", other.type_name(), other.to_pointer()),
+    }
+}
+
+/// Wraps what a script logged in `MULTI`/`EXEC` when it is more than one command.
+fn wrap_effects(shard: &mut Shard, mark: Option<(usize, Option<usize>)>) {
+    let (Some(p), Some((start, _))) = (shard.prop.as_mut(), mark) else {
+        return;
+    };
+    let logged = &p.buf[start..];
+    if count_commands(logged) < 2 {
+        return;
+    }
+    let mut wrapped = Vec::with_capacity(logged.len() + 32);
+    crate::resp::encode_command(&[b"MULTI"], &mut wrapped);
+    wrapped.extend_from_slice(logged);
+    crate::resp::encode_command(&[b"EXEC"], &mut wrapped);
+    p.buf.truncate(start);
+    p.buf.extend_from_slice(&wrapped);
+}
+
+/// How many RESP commands (arrays of bulk strings, as the log holds) `buf` holds.
+fn count_commands(buf: &[u8]) -> usize {
+    let mut pos = 0;
+    let mut n = 0;
+    while pos < buf.len() {
+        let mut p = pos;
+        let line = |p: &mut usize| -> Option<i64> {
+            let start = *p + 1;
+            let end = start + buf.get(start..)?.windows(2).position(|w| w == b"\r\n")?;
+            *p = end + 2;
+            crate::util::parse_i64(&buf[start..end])
+        };
+        let Some(items) = line(&mut p) else {
+            break;
+        };
+        for _ in 0..items.max(0) {
+            let Some(len) = line(&mut p) else {
+                return n;
+            };
+            p += len.max(0) as usize + 2;
+        }
+        pos = p;
+        n += 1;
+    }
+    n
+}
+
+/// The count hook: the busy mark, SCRIPT KILL.
+fn hook() -> mlua::Result<mlua::VmState> {
+    RUNNING.with(|r| {
+        let mut r = r.borrow_mut();
+        let Some(run) = r.as_mut() else {
+            return Ok(mlua::VmState::Continue);
+        };
+        // SAFETY: see `Running::shard`.
+        let shard = unsafe { &*run.shard };
+        let busy = shard.scripts.busy_of(shard.id);
+        if run.busy_ms > 0 {
+            let now = (shard.clock_ms)();
+            if now.saturating_sub(run.started_ms) >= run.busy_ms {
+                busy.busy.store(true, Ordering::Relaxed);
+            }
+        }
+        if busy.kill.load(Ordering::Relaxed) && shard.stats.dirty == run.dirty0 {
+            run.killed = true;
+            return Err(mlua::Error::runtime(
+                "Script killed by user with SCRIPT KILL...",
+            ));
+        }
+        if run.killed || run.aborted {
+            // A script caught its abort with pcall and went on: stop it.
+            return Err(mlua::Error::runtime("script aborted"));
+        }
+        Ok(mlua::VmState::Continue)
+    })
+}
+
+/// Runs one command for `redis.call`/`redis.pcall`: the reply (in the protocol the script
+/// chose) and whether it is an error reply, or the text of an error found before running it.
+fn run_command(argv: &[&[u8]]) -> std::result::Result<(Vec<u8>, Proto), String> {
+    RUNNING.with(|cell| {
+        let mut guard = cell.borrow_mut();
+        let Some(run) = guard.as_mut() else {
+            return Err("ERR redis.call outside a script".into());
+        };
+        if run.aborted || run.killed {
+            return Err("ERR script aborted".into());
+        }
+        // SAFETY: see `Running::shard`.
+        let shard = unsafe { &mut *run.shard };
+        let Some(l) = crate::cmd::registry::find_unchecked(argv) else {
+            return Err("ERR Unknown Redis command called from script".into());
+        };
+        if !l.spec.arity_ok(argv.len()) {
+            return Err("ERR Wrong number of args calling Redis command from script".into());
+        }
+        if l.spec.flags & crate::cmd::flag::NOSCRIPT != 0 {
+            return Err("ERR This Redis command is not allowed from script".into());
+        }
+        allowed_here(shard, l, argv)?;
+        let proto = if run.resp3 {
+            Proto::Resp3
+        } else {
+            Proto::Resp2
+        };
+        if l.spec.name == "select" {
+            let db = select_db(argv[1]).map_err(|e| e.text())?;
+            run.db = db;
+            return Ok((b"+OK\r\n".to_vec(), proto));
+        }
+        let write = l.spec.flags & crate::cmd::flag::WRITE != 0;
+        if write && run.read_only {
+            return Err("ERR Write commands are not allowed from read-only scripts.".into());
+        }
+        // Every key must be one this run may touch.
+        let mut pos = Vec::new();
+        key_positions(l.spec, argv, &mut pos);
+        let mut denied = false;
+        for &p in &pos {
+            if !may_touch(shard, run.db, argv[p]) {
+                denied = true;
+                let k = (run.db, Key::from(argv[p]));
+                if !run.foreign.contains(&k) {
+                    run.foreign.push(k);
+                }
+            }
+        }
+        if denied {
+            run.aborted = true;
+            if shard.stats.dirty != run.dirty0 && run.journal.is_none() {
+                run.stranded = true;
+            }
+            return Err("ERR script aborted".into());
+        }
+        if write {
+            if let Some(journal) = run.journal.as_mut() {
+                for &p in &pos {
+                    let k = (run.db, Key::from(argv[p]));
+                    if run.journaled.insert(k.clone()) {
+                        let prior = shard
+                            .export(run.db, &[argv[p]], run.now_us / 1000)
+                            .pop()
+                            .and_then(|(_, e)| e);
+                        journal.push((k.0, k.1, prior));
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        let blocked = shard.execute_reply(l, argv, run.db, run.now_us, proto, &mut out);
+        if blocked.is_some() {
+            // A blocking command never blocks a script: it answers as if it timed out.
+            shard.block_args = None;
+            out.clear();
+            Reply::new(&mut out, proto).null_array();
+        }
+        if shard.stats.dirty != run.dirty0 {
+            shard
+                .scripts
+                .busy_of(shard.id)
+                .wrote
+                .store(true, Ordering::Relaxed);
+        }
+        Ok((out, proto))
+    })
+}
+
+/// `redis.setresp`: the protocol the script's commands answer in.
+fn set_resp3(on: bool) {
+    RUNNING.with(|r| {
+        if let Some(run) = r.borrow_mut().as_mut() {
+            run.resp3 = on;
+        }
+    });
+}
+
+/// Commands a script may not run here, with the error it gets.
+fn allowed_here(shard: &Shard, l: Lookup, argv: &[&[u8]]) -> std::result::Result<(), String> {
+    use crate::cmd::Route;
+    let name = l.spec.name;
+    if matches!(name, "xread" | "xreadgroup")
+        && argv.iter().any(|a| a.eq_ignore_ascii_case(b"block"))
+    {
+        return Err(format!(
+            "ERR {name} command is not allowed with BLOCK option from scripts"
+        ));
+    }
+    match l.spec.route {
+        Route::Server(crate::cmd::ConnCmd::Select) => Ok(()),
+        Route::Server(_) | Route::Keys(_) if l.spec.run.is_none() => {
+            Err("ERR This command is not supported in scripts by shardis yet".into())
+        }
+        Route::AllShards(_) | Route::ScanCursor => {
+            if shard.nshards == 1 && shard.script_keys.is_none() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "ERR '{name}' needs the whole keyspace, which a script cannot use while \
+                     the server runs more than one shard"
+                ))
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether the running script may touch `key` of database `db` on this shard.
+fn may_touch(shard: &Shard, db: usize, key: &[u8]) -> bool {
+    match &shard.script_keys {
+        Some(set) => set.contains(&(db, Key::from(key))),
+        None => shard.nshards <= 1 || shard_of(key, shard.nshards) == shard.id,
+    }
+}
+
+/// The shard owning `key` when the process runs `n` shards (the slot, modulo `n`).
+pub fn shard_of(key: &[u8], n: usize) -> usize {
+    crate::slot::key_slot(key).0 as usize % n.max(1)
+}
+
+fn select_db(arg: &[u8]) -> Result<usize> {
+    let n = crate::util::parse_i64(arg).ok_or(Error::InvalidDbIndex)?;
+    if n < 0 || n >= crate::limits::DATABASES as i64 {
+        return Err(Error::DbIndexOutOfRange);
+    }
+    Ok(n as usize)
+}
+
+fn reply_table(lua: &Lua, field: &str, args: &MultiValue) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    let text = match args.front() {
+        Some(Value::String(s)) if args.len() == 1 => Some(s.clone()),
+        _ => None,
+    };
+    match text {
+        Some(s) => {
+            if field == "err" {
+                let b = s.as_bytes();
+                // A leading '-' is dropped and an error code added when there is none.
+                let msg: Vec<u8> = match b.strip_prefix(b"-") {
+                    Some(rest) => rest.to_vec(),
+                    None => b.to_vec(),
+                };
+                let coded = has_code(&msg);
+                let mut full = if coded { Vec::new() } else { b"ERR ".to_vec() };
+                full.extend_from_slice(&msg);
+                t.raw_set("err", lua.create_string(&full)?)?;
+            } else {
+                t.raw_set(field, s)?;
+            }
+        }
+        None => t.raw_set("err", "ERR wrong number or type of arguments")?,
+    }
+    Ok(t)
+}
+
+/// Whether an error message starts with what Redis takes for an error code: a first word
+/// followed by a space.
+fn has_code(msg: &[u8]) -> bool {
+    msg.contains(&b' ')
+}
+
+fn api_error_reply(lua: &Lua, args: MultiValue) -> mlua::Result<Table> {
+    reply_table(lua, "err", &args)
+}
+
+fn api_status_reply(lua: &Lua, args: MultiValue) -> mlua::Result<Table> {
+    reply_table(lua, "ok", &args)
+}
+
+thread_local! {
+    static RAND: std::cell::Cell<u64> = const { std::cell::Cell::new(0x2545_F491_4F6C_DD1D) };
+}
+
+fn next_random() -> f64 {
+    RAND.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    })
+}
+
+fn api_random(_: &Lua, args: MultiValue) -> mlua::Result<f64> {
+    let r = next_random();
+    let num = |v: &Value| match v {
+        Value::Number(n) => Ok(n.floor()),
+        Value::Integer(n) => Ok(*n as f64),
+        _ => Err(mlua::Error::runtime(
+            "bad argument to 'random' (number expected)",
+        )),
+    };
+    match args.len() {
+        0 => Ok(r),
+        1 => {
+            let m = num(&args[0])?;
+            if m < 1.0 {
+                return Err(mlua::Error::runtime(
+                    "bad argument #1 to 'random' (interval is empty)",
+                ));
+            }
+            Ok((r * m).floor() + 1.0)
+        }
+        2 => {
+            let (lo, hi) = (num(&args[0])?, num(&args[1])?);
+            if lo > hi {
+                return Err(mlua::Error::runtime(
+                    "bad argument #2 to 'random' (interval is empty)",
+                ));
+            }
+            Ok((r * (hi - lo + 1.0)).floor() + lo)
+        }
+        _ => Err(mlua::Error::runtime("wrong number of arguments")),
+    }
+}
+
+fn api_randomseed(_: &Lua, args: MultiValue) -> mlua::Result<()> {
+    let seed = match args.front() {
+        Some(Value::Number(n)) => *n as i64 as u64,
+        Some(Value::Integer(n)) => *n as u64,
+        _ => 0,
+    };
+    RAND.with(|s| s.set(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::shard::testing::TestShard;
+
+    fn eval(sh: &mut TestShard, script: &str, rest: &[&str]) -> String {
+        let mut argv: Vec<&[u8]> = vec![b"EVAL", script.as_bytes()];
+        argv.extend(rest.iter().map(|a| a.as_bytes()));
+        sh.run_args(&argv)
+    }
+
+    #[test]
+    fn scripts_call_commands_and_convert_replies() {
+        let mut sh = TestShard::new();
+        assert_eq!(
+            eval(
+                &mut sh,
+                "return redis.call('set', KEYS[1], ARGV[1])",
+                &["1", "k", "v"]
+            ),
+            "+OK\r\n"
+        );
+        assert_eq!(
+            eval(&mut sh, "return redis.call('get', KEYS[1])", &["1", "k"]),
+            "$1\r\nv\r\n"
+        );
+        assert_eq!(
+            eval(&mut sh, "return redis.call('get', 'nokey')", &["0"]),
+            "$-1\r\n"
+        );
+        assert_eq!(
+            eval(&mut sh, "return {1, 'a', false, {ok='s'}}", &["0"]),
+            "*4\r\n:1\r\n$1\r\na\r\n$-1\r\n+s\r\n"
+        );
+        assert_eq!(eval(&mut sh, "return 3.99", &["0"]), ":3\r\n");
+        assert_eq!(
+            eval(
+                &mut sh,
+                "redis.call('set','n',3.1) return redis.call('get','n')",
+                &["0"]
+            ),
+            "$18\r\n3.1000000000000001\r\n"
+        );
+        assert_eq!(
+            eval(&mut sh, "return #KEYS .. #ARGV", &["2", "a", "b", "c"]),
+            "$2\r\n21\r\n"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_script_and_line() {
+        let mut sh = TestShard::new();
+        let r = eval(&mut sh, "return redis.call('nosuch')", &["0"]);
+        assert!(
+            r.starts_with("-ERR Unknown Redis command called from script script: "),
+            "{r}"
+        );
+        assert!(r.ends_with(", on @user_script:1.\r\n"), "{r}");
+        let r = eval(&mut sh, "\n\nerror('boom')", &["0"]);
+        assert!(r.starts_with("-ERR user_script:3: boom script: "), "{r}");
+        assert!(r.ends_with("on @user_script:3.\r\n"), "{r}");
+        let r = eval(&mut sh, "return x", &["0"]);
+        assert!(r.starts_with("-ERR user_script:1: Script attempted to access nonexistent global variable 'x' script:"), "{r}");
+        let r = eval(&mut sh, "x = 1", &["0"]);
+        assert!(
+            r.starts_with("-ERR user_script:1: Attempt to modify a readonly table script:"),
+            "{r}"
+        );
+        assert_eq!(
+            eval(&mut sh, "return redis.pcall('incr', 'a', 'b')", &["0"]),
+            "-ERR Wrong number of args calling Redis command from script\r\n"
+        );
+        assert_eq!(
+            eval(
+                &mut sh,
+                "local ok, e = pcall(redis.call, 'nosuch') return e",
+                &["0"]
+            ),
+            "$44\r\nERR Unknown Redis command called from script\r\n"
+        );
+        assert_eq!(
+            eval(&mut sh, "return redis.error_reply('x')", &["0"]),
+            "-ERR x\r\n"
+        );
+        assert_eq!(
+            eval(&mut sh, "return redis.error_reply('MY x')", &["0"]),
+            "-MY x\r\n"
+        );
+        let r = eval(&mut sh, "retur", &["0"]);
+        assert_eq!(r, "-ERR Error compiling script (new function): user_script:1: '=' expected near '<eof>'\r\n");
+        assert_eq!(
+            eval(&mut sh, "return 1", &["-1"]),
+            "-ERR Number of keys can't be negative\r\n"
+        );
+        assert_eq!(
+            eval(&mut sh, "return 1", &["2", "a"]),
+            "-ERR Number of keys can't be greater than number of args\r\n"
+        );
+    }
+
+    #[test]
+    fn the_sandbox_hides_the_unsafe_globals() {
+        let mut sh = TestShard::new();
+        for g in [
+            "os", "io", "debug", "print", "loadfile", "dofile", "require", "setfenv", "getfenv",
+        ] {
+            let r = eval(&mut sh, &format!("return type({g})"), &["0"]);
+            assert!(r.contains("nonexistent global variable"), "{g}: {r}");
+        }
+        let r = eval(&mut sh, "return loadstring('return type(os)')()", &["0"]);
+        assert!(r.contains("nonexistent global variable 'os'"), "{r}");
+        let r = eval(&mut sh, "string.x = 1", &["0"]);
+        assert!(r.contains("Attempt to modify a readonly table"), "{r}");
+        let r = eval(&mut sh, "rawset(_G, 'y', 1)", &["0"]);
+        assert!(
+            r.starts_with("-ERR Attempt to modify a readonly table script"),
+            "{r}"
+        );
+        assert_eq!(
+            eval(&mut sh, "return type(redis.call)", &["0"]),
+            "$8\r\nfunction\r\n"
+        );
+    }
+
+    #[test]
+    fn evalsha_and_script_load_share_the_cache() {
+        let mut sh = TestShard::new();
+        let r = sh.run("SCRIPT LOAD retur");
+        assert!(r.starts_with("-ERR Error compiling script"), "{r}");
+        let r = sh.run_args(&[&b"SCRIPT"[..], b"LOAD", b"return 'hi'"]);
+        let sha = r.lines().nth(1).unwrap_or("").to_string();
+        assert_eq!(
+            sha,
+            super::sha1_hex(b"return 'hi'")
+                .iter()
+                .map(|&b| b as char)
+                .collect::<String>()
+        );
+        assert_eq!(sh.run(&format!("EVALSHA {sha} 0")), "$2\r\nhi\r\n");
+        assert_eq!(
+            sh.run(&format!("EVALSHA {} 0", sha.to_uppercase())),
+            "$2\r\nhi\r\n"
+        );
+        assert_eq!(
+            sh.run(&format!("SCRIPT EXISTS {sha} ffff")),
+            "*2\r\n:1\r\n:0\r\n"
+        );
+        assert_eq!(sh.run("SCRIPT FLUSH"), "+OK\r\n");
+        assert_eq!(
+            sh.run(&format!("EVALSHA {sha} 0")),
+            "-NOSCRIPT No matching script. Please use EVAL.\r\n"
+        );
+    }
+
+    #[test]
+    fn read_only_scripts_cannot_write() {
+        let mut sh = TestShard::new();
+        let r = sh.run_args(&[&b"EVAL_RO"[..], b"return redis.call('set','a','b')", b"0"]);
+        assert!(
+            r.starts_with("-ERR Write commands are not allowed from read-only scripts. script:"),
+            "{r}"
+        );
+        let r = eval(
+            &mut sh,
+            "#!lua flags=no-writes\nreturn redis.call('set','a','b')",
+            &["0"],
+        );
+        assert!(
+            r.starts_with("-ERR Write commands are not allowed from read-only scripts."),
+            "{r}"
+        );
+        let r = eval(&mut sh, "#!lua flags=bogus\nreturn 1", &["0"]);
+        assert_eq!(r, "-ERR Unexpected flag in script shebang: bogus\r\n");
+        assert_eq!(eval(&mut sh, "#!lua\nreturn 1", &["0"]), ":1\r\n");
+    }
+
+    #[test]
+    fn resp3_conversions_follow_setresp() {
+        let mut sh = TestShard::new();
+        sh.run("HSET h a 1");
+        assert_eq!(
+            eval(
+                &mut sh,
+                "redis.setresp(3) return redis.call('hgetall','h')",
+                &["0"]
+            ),
+            "*2\r\n$1\r\na\r\n$1\r\n1\r\n"
+        );
+        assert_eq!(
+            eval(
+                &mut sh,
+                "redis.setresp(3) return redis.call('hgetall','h').map.a",
+                &["0"]
+            ),
+            "$1\r\n1\r\n"
+        );
+        assert_eq!(
+            eval(
+                &mut sh,
+                "redis.setresp(3) return redis.call('get','nokey') == nil",
+                &["0"]
+            ),
+            ":1\r\n"
+        );
+        assert_eq!(
+            eval(&mut sh, "return {double=3.5}", &["0"]),
+            "$3\r\n3.5\r\n"
+        );
+    }
+}

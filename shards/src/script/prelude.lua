@@ -1,0 +1,191 @@
+-- The scripting sandbox, run once per Lua state (chunk name "=redis": frames from this chunk
+-- are skipped when an error's script line is looked up).
+--
+-- Scripts run with `env` as their environment: an empty table that reads through to `G` (the
+-- globals scripts may use) and refuses every write, as Redis 7's read-only globals do. `G`
+-- raises on a read of a missing global. KEYS and ARGV are set in `G` by the host before each
+-- call. Library tables are read-only proxies of the real ones.
+local rust = ...
+local dbg = debug
+local real_pcall, real_error, real_type, real_tostring = pcall, error, type, tostring
+local real_setmetatable, real_getmetatable, real_rawset = setmetatable, getmetatable, rawset
+local real_loadstring, real_load, real_setfenv = loadstring, load, setfenv
+
+local protected = real_setmetatable({}, { __mode = "k" })
+
+local function readonly()
+  real_error("Attempt to modify a readonly table", 2)
+end
+
+local function protect(t)
+  local proxy = {}
+  protected[proxy] = true
+  return real_setmetatable(proxy, { __index = t, __newindex = readonly })
+end
+
+local G = {}
+local env = {}
+protected[env] = true
+real_setmetatable(G, {
+  __index = function(_, k)
+    real_error("Script attempted to access nonexistent global variable '" .. real_tostring(k) .. "'", 2)
+  end,
+})
+real_setmetatable(env, { __index = G, __newindex = readonly })
+
+for _, name in ipairs({
+  "assert", "collectgarbage", "error", "gcinfo", "ipairs", "next", "pairs", "rawequal",
+  "rawget", "select", "tonumber", "tostring", "type", "unpack", "xpcall", "_VERSION",
+}) do
+  G[name] = _G[name]
+end
+
+-- Errors raised as tables ({err = …}, as redis.call raises them) reach a script's pcall as
+-- their message, as in Redis 7.
+local function unwrap(ok, ...)
+  if ok then
+    return ok, ...
+  end
+  local e = ...
+  if real_type(e) == "table" and real_type(rawget(e, "err")) == "string" then
+    return false, rawget(e, "err")
+  end
+  return false, e
+end
+G.pcall = function(f, ...)
+  return unwrap(real_pcall(f, ...))
+end
+
+G.rawset = function(t, k, v)
+  if protected[t] then
+    real_error("Attempt to modify a readonly table", 0)
+  end
+  return real_rawset(t, k, v)
+end
+G.setmetatable = function(t, mt)
+  if protected[t] then
+    real_error("Attempt to modify a readonly table", 0)
+  end
+  return real_setmetatable(t, mt)
+end
+local string_mt = real_getmetatable("")
+local string_mt_proxy = protect(string_mt)
+G.getmetatable = function(v)
+  local mt = real_getmetatable(v)
+  if mt == string_mt then
+    return string_mt_proxy
+  end
+  return mt
+end
+
+-- Chunks a script loads run in the sandbox too; bytecode is refused (it can crash Lua 5.1).
+local function sandboxed(f, err)
+  if f then
+    real_setfenv(f, env)
+  end
+  return f, err
+end
+G.loadstring = function(s, name)
+  if real_type(s) == "string" and s:byte(1) == 27 then
+    return nil, "binary chunks are not allowed"
+  end
+  return sandboxed(real_loadstring(s, name))
+end
+G.load = function(f, name)
+  local first = true
+  local function reader()
+    local piece = f()
+    if first and real_type(piece) == "string" and piece:byte(1) == 27 then
+      real_error("binary chunks are not allowed", 0)
+    end
+    first = false
+    return piece
+  end
+  return sandboxed(real_load(reader, name))
+end
+
+local math_copy = {}
+for k, v in pairs(math) do
+  math_copy[k] = v
+end
+math_copy.random = rust.random
+math_copy.randomseed = rust.randomseed
+G.math = protect(math_copy)
+G.string = protect(string)
+G.table = protect(table)
+G.coroutine = protect(coroutine)
+
+-- The host's functions answer (true, value) or (false, error): the error is raised here, so
+-- that it is a plain Lua value.
+local function raising(f)
+  return function(...)
+    local ok, v = f(...)
+    if ok then
+      return v
+    end
+    real_error(v, 0)
+  end
+end
+
+local redis = {
+  call = rust.call,
+  pcall = rust.pcall,
+  sha1hex = rust.sha1hex,
+  error_reply = rust.error_reply,
+  status_reply = rust.status_reply,
+  log = rust.log,
+  setresp = rust.setresp,
+  set_repl = rust.set_repl,
+  replicate_commands = function()
+    return true
+  end,
+  breakpoint = function()
+    return false
+  end,
+  debug = function() end,
+  register_function = raising(rust.register_function),
+  REDIS_VERSION = rust.version,
+  REDIS_VERSION_NUM = rust.version_num,
+  LOG_DEBUG = 0,
+  LOG_VERBOSE = 1,
+  LOG_NOTICE = 2,
+  LOG_WARNING = 3,
+  REPL_NONE = 0,
+  REPL_AOF = 1,
+  REPL_SLAVE = 2,
+  REPL_REPLICA = 2,
+  REPL_ALL = 3,
+}
+G.redis = protect(redis)
+for _, name in ipairs({ "cjson", "cmsgpack", "bit", "struct" }) do
+  local lib = rawget(_G, name)
+  if lib then
+    G[name] = protect(lib)
+  end
+end
+G._G = env
+
+-- The error handler: any error becomes {err = …, source = …, line = …}, where source and line
+-- are the script's (the first frame that is neither C nor this chunk).
+local function handler(err)
+  local level = 2
+  local info = dbg.getinfo(level, "Sl")
+  while info and (info.what == "C" or info.source == "=redis") do
+    level = level + 1
+    info = dbg.getinfo(level, "Sl")
+  end
+  if real_type(err) ~= "table" then
+    err = { err = "ERR " .. real_tostring(err) }
+  end
+  if info then
+    rawset(err, "source", info.source)
+    rawset(err, "line", info.currentline)
+  end
+  return err
+end
+
+local function run(f)
+  return xpcall(f, handler)
+end
+
+return env, G, run
