@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite and the benchmarks need beyond the Rust toolchain: redis-server
-# (the reference server for differential tests), redis-cli and redis-benchmark, from Debian's
-# packages. Idempotent: does nothing when all three are on PATH. Runs apt-get update only when
+# (the reference server for differential tests), redis-cli and redis-benchmark, and redis-py
+# (python3-redis: the scripting test runs its Lock and Script helpers), from Debian's
+# packages. Idempotent: does nothing when all are present. Runs apt-get update only when
 # the package lists do not know the packages yet. Works as root without sudo.
 set -euo pipefail
 
@@ -11,8 +12,11 @@ if ! command -v redis-cli >/dev/null 2>&1 || ! command -v redis-benchmark >/dev/
     missing+=(redis-tools)
 fi
 
+# Debian's own python3 (a pyenv or venv python3 earlier on PATH does not see python3-redis).
+/usr/bin/python3 -c 'import redis' >/dev/null 2>&1 || missing+=(python3-redis)
+
 if [ ${#missing[@]} -eq 0 ]; then
-    echo "install-deps: redis-server, redis-cli and redis-benchmark are present ($(redis-server --version | awk '{print $3}'))"
+    echo "install-deps: redis-server, redis-cli, redis-benchmark and redis-py are present ($(redis-server --version | awk '{print $3}'))"
     exit 0
 fi
 

@@ -155,7 +155,7 @@ fn process_input(ctx: &ShardCtx, conn: &mut Conn) {
                 continue;
             }
         }
-        match route(ctx, conn, &argv) {
+        match busy_check(ctx, route(ctx, conn, &argv)) {
             Target::Remote(shard, l) => {
                 match &run {
                     Some((s, _)) if *s != shard => break,
@@ -739,6 +739,28 @@ fn start_all(ctx: &ShardCtx, conn: &mut Conn, _l: Lookup, argv: &[&[u8]], merge:
             crate::merge::merge(merge, &bytes_of(results), &[], proto, &mut conn.wbuf);
         }),
     );
+}
+
+/// A command for a shard whose script has run past `busy-reply-threshold` gets `-BUSY` (the
+/// shard's own loop is inside the script; see `shards::script`).
+fn busy_check(ctx: &ShardCtx, target: Target) -> Target {
+    if let Target::Remote(shard, l) = target {
+        if l.spec.flags & shards::cmd::flag::ALLOW_BUSY == 0
+            && ctx
+                .engine
+                .borrow()
+                .scripts
+                .busy_of(shard)
+                .busy
+                .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Target::Fail(shards::Error::Other(
+                "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+                    .into(),
+            ));
+        }
+    }
+    target
 }
 
 /// The error of a script that reaches an undeclared key on another shard where it cannot be

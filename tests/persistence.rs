@@ -419,7 +419,38 @@ fn effects() -> Vec<Vec<String>> {
     ]
     .into_iter()
     .chain(stream_effects())
+    .chain(script_effects())
     .collect()
+}
+
+/// Scripts: logged by their effects (never as EVAL), on one shard, across shards, and over
+/// keys they did not declare; a script of several writes as one MULTI block.
+fn script_effects() -> Vec<Vec<String>> {
+    let (a, b) = pair("lua:");
+    let eval = |body: &str, keys: &[&str], args: &[&str]| {
+        let mut v = vec!["EVAL".to_string(), body.to_string(), keys.len().to_string()];
+        v.extend(keys.iter().map(|k| k.to_string()));
+        v.extend(args.iter().map(|a| a.to_string()));
+        v
+    };
+    vec![
+        eval(
+            "redis.call('set', KEYS[1], ARGV[1]) redis.call('expire', KEYS[1], 7000) return redis.call('incr', KEYS[2])",
+            &[&a, &format!("{{{a}}}n")],
+            &["10"],
+        ),
+        eval(
+            "redis.call('incrby', KEYS[1], 5) return redis.call('rpush', KEYS[2], 'x', 'y')",
+            &[&format!("{{{a}}}n"), &b],
+            &[],
+        ),
+        eval(
+            &format!("redis.call('hset', 'lua:undeclared', 'f', 'v') return redis.call('sadd', '{b}:s', 'm')"),
+            &[],
+            &[],
+        ),
+        words("EVAL return 1 0"),
+    ]
 }
 
 /// Stream writes whose effects differ from their arguments: generated ids, `~` trimming,
@@ -764,6 +795,7 @@ fn aof_restart_keeps_every_type() {
         "no PEXPIREAT in the log"
     );
     for cmd in [
+        "eval",
         "expire",
         "spop",
         "incrbyfloat",

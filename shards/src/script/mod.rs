@@ -178,8 +178,11 @@ struct Compiled {
     func: Function,
     /// Flags from its shebang; `None`: no shebang (Redis's legacy script semantics).
     flags: Option<u32>,
-    /// It ran once without reaching a key it may not touch: no journal needed.
+    /// It ran once on a real shard without reaching a key it may not touch: no journal
+    /// needed.
     trusted: bool,
+    /// It once reached keys it may not touch: always journaled.
+    rerouted: bool,
 }
 
 /// Splits a body's `#!lua …` line into its flags, and the source Lua compiles (the shebang
@@ -367,6 +370,7 @@ impl Vm {
             func,
             flags,
             trusted: false,
+            rerouted: false,
         })
     }
 }
@@ -436,13 +440,16 @@ pub fn eval(shard: &mut Shard, call: &mut Call<'_>, by_sha: bool, ro_command: bo
             read_only: ro_command || flags & sflag::NO_WRITES != 0,
             journal: !compiled.trusted,
         };
-        let clean = execute(vm, shard, call, run)?;
-        if clean && !compiled.trusted {
-            if let Some(c) = vm.compiled.get_mut(&sha) {
-                c.trusted = true;
+        let direct = shard.script_keys.is_none();
+        let r = execute(vm, shard, call, run);
+        if let Some(c) = vm.compiled.get_mut(&sha) {
+            match r {
+                Err(Error::Reroute) => c.rerouted = true,
+                Ok(true) if direct && !c.rerouted => c.trusted = true,
+                _ => {}
             }
         }
-        Ok(())
+        r.map(|_| ())
     })
 }
 

@@ -1,0 +1,249 @@
+//! Lua scripting through the real binary (2 shards): atomicity of scripts over keys on both
+//! shards under concurrent clients, scripts that reach keys they did not declare, SCRIPT KILL
+//! and BUSY, and redis-py's `Lock` and `Script` helpers.
+
+mod common;
+
+use common::{key_on, RawConn, Server};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Moves ARGV[1] from KEYS[1] to KEYS[2], refusing to go negative.
+const TRANSFER: &str = "local a = tonumber(redis.call('get', KEYS[1]) or '0') \
+    local n = tonumber(ARGV[1]) \
+    if a < n then return 0 end \
+    redis.call('decrby', KEYS[1], n) redis.call('incrby', KEYS[2], n) return 1";
+
+/// The same transfer over keys it does not declare (named in ARGV).
+const TRANSFER_UNDECLARED: &str = "local a = tonumber(redis.call('get', ARGV[1]) or '0') \
+    local n = tonumber(ARGV[3]) \
+    if a < n then return 0 end \
+    redis.call('decrby', ARGV[1], n) redis.call('incrby', ARGV[2], n) return 1";
+
+const SUM: &str =
+    "return tonumber(redis.call('get', KEYS[1])) + tonumber(redis.call('get', KEYS[2]))";
+
+fn int(reply: &[u8]) -> i64 {
+    let text = String::from_utf8_lossy(reply);
+    text.trim_start_matches(':')
+        .trim_end()
+        .parse()
+        .unwrap_or_else(|_| panic!("not an integer reply: {text:?}"))
+}
+
+/// Transfers between two counters on different shards, from many clients at once, declared and
+/// undeclared, while readers check that the sum never changes.
+#[test]
+fn transfers_across_shards_keep_the_sum() {
+    let server = Server::start(&[]);
+    let (a, b) = (key_on(0, "acct:a"), key_on(1, "acct:b"));
+    let mut ctl = server.raw();
+    assert_eq!(ctl.cmd(&["MSET", &a, "500", &b, "500"]), b"+OK\r\n");
+    let sha_reply = ctl.cmd(&["SCRIPT", "LOAD", TRANSFER]);
+    let sha = String::from_utf8_lossy(&sha_reply)
+        .lines()
+        .nth(1)
+        .unwrap_or("")
+        .to_string();
+    assert_eq!(sha.len(), 40, "{sha_reply:?}");
+    let addr = server.addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for _ in 0..2 {
+        let (a, b, stop) = (a.clone(), b.clone(), stop.clone());
+        readers.push(thread::spawn(move || {
+            let mut c = RawConn::connect(addr);
+            let mut reads = 0;
+            while !stop.load(Ordering::Relaxed) {
+                assert_eq!(
+                    int(&c.cmd(&["EVAL", SUM, "2", &a, &b])),
+                    1000,
+                    "a script saw half a transfer"
+                );
+                let mget = c.cmd(&["MGET", &a, &b]);
+                let text = String::from_utf8_lossy(&mget).into_owned();
+                let nums: Vec<i64> = text.lines().filter_map(|l| l.parse().ok()).collect();
+                assert_eq!(
+                    nums.iter().sum::<i64>(),
+                    1000,
+                    "MGET saw half a transfer: {text:?}"
+                );
+                reads += 1;
+            }
+            reads
+        }));
+    }
+    let mut writers = Vec::new();
+    for w in 0..6 {
+        let (a, b, sha) = (a.clone(), b.clone(), sha.clone());
+        writers.push(thread::spawn(move || {
+            let mut c = RawConn::connect(addr);
+            let mut moved = 0;
+            for i in 0..150 {
+                let (from, to) = if (i + w) % 2 == 0 { (&a, &b) } else { (&b, &a) };
+                let n = (1 + (i * 7 + w) % 13).to_string();
+                let r = match w % 3 {
+                    0 => c.cmd(&["EVALSHA", &sha, "2", from, to, &n]),
+                    1 => c.cmd(&["EVAL", TRANSFER, "2", from, to, &n]),
+                    _ => c.cmd(&["EVAL", TRANSFER_UNDECLARED, "0", from, to, &n]),
+                };
+                moved += int(&r);
+            }
+            moved
+        }));
+    }
+    let moved: i64 = writers.into_iter().map(|w| w.join().expect("writer")).sum();
+    stop.store(true, Ordering::Relaxed);
+    let reads: usize = readers.into_iter().map(|r| r.join().expect("reader")).sum();
+    assert!(moved > 0, "no transfer happened");
+    let total = int(&ctl.cmd(&["EVAL", SUM, "2", &a, &b]));
+    assert_eq!(total, 1000);
+    eprintln!("{moved} transfers, {reads} consistent reads");
+}
+
+/// A script that writes a key, then reaches a key on another shard it did not declare, runs
+/// again over both: each write happens exactly once, whichever shard the connection is on.
+#[test]
+fn undeclared_keys_on_another_shard_are_written_once() {
+    let server = Server::start(&[]);
+    let (x, y) = (key_on(0, "und:x"), key_on(1, "und:y"));
+    let script =
+        "redis.call('incr', ARGV[1]) redis.call('incr', ARGV[2]) return redis.call('get', ARGV[1])";
+    let mut rounds = 0i64;
+    for c in 0..6 {
+        let mut con = server.raw();
+        for i in 0..5 {
+            let (first, second) = if (c + i) % 2 == 0 { (&x, &y) } else { (&y, &x) };
+            let r = con.cmd(&["EVAL", script, "0", first, second]);
+            rounds += 1;
+            assert!(r.starts_with(b"$"), "{}", String::from_utf8_lossy(&r));
+            assert_eq!(
+                int(&con
+                    .cmd(&["GET", &x])
+                    .split(|&b| b == b'\n')
+                    .nth(1)
+                    .unwrap_or(b"0")
+                    .to_vec()),
+                rounds
+            );
+            assert_eq!(
+                int(&con
+                    .cmd(&["GET", &y])
+                    .split(|&b| b == b'\n')
+                    .nth(1)
+                    .unwrap_or(b"0")
+                    .to_vec()),
+                rounds
+            );
+        }
+    }
+    // Declared keys on another shard, a key declared and one not.
+    let mut con = server.raw();
+    let r = con.cmd(&["EVAL", "redis.call('set', KEYS[1], 'k') redis.call('set', ARGV[1], 'a') return redis.call('mget', KEYS[1], ARGV[1])", "1", &x, &y]);
+    assert_eq!(r, b"*2\r\n$1\r\nk\r\n$1\r\na\r\n");
+}
+
+/// SCRIPT KILL stops a read-only script that runs forever; commands for its shard from other
+/// shards get -BUSY meanwhile; one that wrote cannot be killed.
+#[test]
+fn script_kill_and_busy() {
+    let server = Server::start(&["--busy-reply-threshold", "100"]);
+    let addr = server.addr();
+    let looping = thread::spawn(move || {
+        let mut c = RawConn::connect(addr);
+        c.set_read_timeout(Duration::from_secs(60));
+        c.cmd(&["EVAL", "while true do end", "0"])
+    });
+    // Connections land on either shard; the ones on the looping shard wait for the script, the
+    // others answer. Try until SCRIPT KILL is answered OK.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut killed = false;
+    let mut saw_busy = false;
+    while !killed && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(200));
+        let mut c = RawConn::connect(addr);
+        c.set_read_timeout(Duration::from_millis(500));
+        // A key on each shard: the one on the looping shard answers BUSY.
+        for s in 0..2 {
+            let k = key_on(s, "busy");
+            c.send(&common::encode(&["GET", &k]));
+            if let Ok(r) = c.try_read_reply() {
+                saw_busy |= r.starts_with(b"-BUSY Redis is busy running a script.");
+            }
+        }
+        c.send(&common::encode(&["SCRIPT", "KILL"]));
+        if let Ok(r) = c.try_read_reply() {
+            killed = r == b"+OK\r\n";
+        }
+    }
+    assert!(killed, "SCRIPT KILL never answered OK");
+    let reply = looping.join().expect("looping client");
+    assert!(
+        reply.starts_with(b"-ERR Script killed by user with SCRIPT KILL"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+    assert!(saw_busy, "no -BUSY while the script ran");
+    let mut c = server.raw();
+    assert_eq!(
+        c.cmd(&["SCRIPT", "KILL"]),
+        b"-NOTBUSY No scripts in execution right now.\r\n"
+    );
+    assert_eq!(c.cmd(&["PING"]), b"+PONG\r\n");
+}
+
+/// redis-py's `Lock` (SET NX PX plus Lua release and extend) and `Script` (EVALSHA falling back
+/// to SCRIPT LOAD) against shardis. Skipped, loudly, when no python3 with redis-py is found
+/// (scripts/install-deps.sh installs Debian's python3-redis).
+#[test]
+fn redis_py_lock_and_script() {
+    let Some(python) = ["/usr/bin/python3", "python3"].into_iter().find(|p| {
+        std::process::Command::new(p)
+            .args(["-c", "import redis"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }) else {
+        eprintln!("SKIPPED: no python3 with redis-py (run scripts/install-deps.sh)");
+        return;
+    };
+    let server = Server::start(&[]);
+    let program = r#"
+import sys, redis
+r = redis.Redis(host="127.0.0.1", port=int(sys.argv[1]))
+lock = r.lock("resource", timeout=10)
+assert lock.acquire(blocking=False)
+assert not r.lock("resource", timeout=10).acquire(blocking=False)
+assert lock.owned()
+lock.extend(5)
+assert r.pttl("resource") > 10000
+lock.reacquire()
+lock.release()
+assert r.get("resource") is None
+with r.lock("resource2", timeout=5):
+    assert r.exists("resource2")
+incr = r.register_script("return redis.call('incrby', KEYS[1], ARGV[1])")
+assert incr(keys=["counter"], args=[5]) == 5
+r.script_flush()
+assert incr(keys=["counter"], args=[2]) == 7
+swap = r.register_script("local a = redis.call('get', KEYS[1]) redis.call('set', KEYS[1], redis.call('get', KEYS[2])) redis.call('set', KEYS[2], a) return 'ok'")
+r.set("left", "L"); r.set("right", "R")
+assert swap(keys=["left", "right"]) == b"ok"
+assert r.mget("left", "right") == [b"R", b"L"]
+print("redis-py ok")
+"#;
+    let out = std::process::Command::new(python)
+        .args(["-c", program, &server.port().to_string()])
+        .output()
+        .expect("python3 runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("redis-py ok"),
+        "{text}"
+    );
+}
