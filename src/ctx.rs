@@ -50,7 +50,12 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(nshards: usize, port: u16, config: Arc<Config>) -> Shared {
+    pub fn new(
+        nshards: usize,
+        port: u16,
+        config: Arc<Config>,
+        scripts: Arc<shards::script::Store>,
+    ) -> Shared {
         let started = SystemTime::now();
         let seed = started
             .duration_since(UNIX_EPOCH)
@@ -71,7 +76,7 @@ impl Shared {
             peak_memory: AtomicU64::new(0),
             clients: std::sync::atomic::AtomicUsize::new(0),
             persist: crate::save::Status::new(nshards),
-            scripts: Arc::new(shards::script::Store::new(nshards)),
+            scripts,
         }
     }
 

@@ -15,11 +15,13 @@ use crate::persist::{self, Manifest};
 use anyhow::{bail, Context};
 use shards::keyspace::{Db, Entry};
 use shards::rdb::file::FileReader;
+use shards::script::Store;
 use shards::shard::ShardConfig;
 use shards::slot::key_slot;
 use shards::Shard;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// What a shard starts with.
 pub struct Start {
@@ -72,7 +74,8 @@ fn empty_dbs() -> Vec<Db> {
 }
 
 /// Loads the data for `n` shards and prepares their AOFs.
-pub fn load(cfg: &Config, n: usize) -> anyhow::Result<Vec<Start>> {
+/// `scripts` receives the function libraries the files hold.
+pub fn load(cfg: &Config, n: usize, scripts: &Arc<Store>) -> anyhow::Result<Vec<Start>> {
     let dir = PathBuf::from(cfg.get("dir"));
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
@@ -96,7 +99,8 @@ pub fn load(cfg: &Config, n: usize) -> anyhow::Result<Vec<Start>> {
         };
         from_aof = true;
         let truncate_ok = cfg.get("aof-load-truncated") == "yes";
-        let (loaded, was_dropped) = load_aof_set(&dir, &dirname, &fname, m, &scfg, truncate_ok)?;
+        let (loaded, was_dropped) =
+            load_aof_set(&dir, &dirname, &fname, m, &scfg, truncate_ok, scripts)?;
         dropped = was_dropped;
         if m == n {
             loaded
@@ -112,9 +116,9 @@ pub fn load(cfg: &Config, n: usize) -> anyhow::Result<Vec<Start>> {
             let files: Vec<PathBuf> = (0..m)
                 .map(|i| dir.join(persist::shard_rdb_name(&dbfilename, i, m)))
                 .collect();
-            load_rdb_files(&files, n, m == n, &scfg)?
+            load_rdb_files(&files, n, m == n, &scfg, scripts)?
         } else if single.exists() {
-            load_rdb_files(&[single], n, false, &scfg)?
+            load_rdb_files(&[single], n, false, &scfg, scripts)?
         } else {
             (0..n).map(|_| empty_dbs()).collect()
         }
@@ -149,7 +153,7 @@ pub fn load(cfg: &Config, n: usize) -> anyhow::Result<Vec<Start>> {
             if from_aof && aof_sets.contains(&n) && !dropped {
                 aof = Some(open_existing(&sdir, &fname)?);
             } else {
-                made.push(create_aof(&sdir, &fname, &d, seq)?);
+                made.push(create_aof(&sdir, &fname, &d, seq, scripts)?);
             }
         }
         starts.push(Start { dbs: d, aof });
@@ -181,6 +185,7 @@ fn load_rdb_files(
     n: usize,
     direct: bool,
     scfg: &ShardConfig,
+    scripts: &Arc<Store>,
 ) -> anyhow::Result<Vec<Vec<Db>>> {
     let now = now_ms();
     let contents: Vec<Vec<u8>> = files
@@ -195,9 +200,15 @@ fn load_rdb_files(
             (0..contents.len()).collect()
         };
         for f in mine {
-            read_rdb_into(&contents[f], &files[f], &mut dbs, scfg, now, |k| {
-                direct || shard_of(k, n) == i
-            })?;
+            read_rdb_into(
+                &contents[f],
+                &files[f],
+                &mut dbs,
+                scfg,
+                now,
+                Some(scripts),
+                |k| direct || shard_of(k, n) == i,
+            )?;
         }
         Ok(dbs)
     })
@@ -228,6 +239,7 @@ pub fn read_rdb_into(
     dbs: &mut [Db],
     scfg: &ShardConfig,
     now: u64,
+    scripts: Option<&Store>,
     keep: impl Fn(&[u8]) -> bool,
 ) -> anyhow::Result<()> {
     let name = path.display();
@@ -246,6 +258,10 @@ pub fn read_rdb_into(
         };
         let value = e.decode(scfg).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
         db.insert(&e.key, Entry::with_expiry(value, e.expire_ms));
+    }
+    if let Some(scripts) = scripts {
+        shards::script::function::load_from_rdb(scripts, r.functions())
+            .map_err(|e| anyhow::anyhow!("{name}: function library: {}", e.text()))?;
     }
     Ok(())
 }
@@ -327,6 +343,7 @@ fn load_aof_set(
     m: usize,
     scfg: &ShardConfig,
     truncate_ok: bool,
+    scripts: &Arc<Store>,
 ) -> anyhow::Result<(Vec<Vec<Db>>, bool)> {
     let files: Vec<AofFiles> = (0..m)
         .map(|i| read_aof_dir(&persist::shard_aof_dir(dir, dirname, i, m), fname))
@@ -362,7 +379,7 @@ fn load_aof_set(
         .collect();
     let now = now_ms();
     let loaded = in_parallel(files.len(), |i| {
-        load_one_aof(&files[i], scfg, now, &complete, truncate_ok)
+        load_one_aof(&files[i], scfg, now, &complete, truncate_ok, scripts)
     })?;
     let dropped = loaded.iter().any(|(_, d)| *d);
     Ok((loaded.into_iter().map(|(dbs, _)| dbs).collect(), dropped))
@@ -374,12 +391,17 @@ fn load_one_aof(
     now: u64,
     complete: &HashSet<(u64, String)>,
     truncate_ok: bool,
+    scripts: &Arc<Store>,
 ) -> anyhow::Result<(Vec<Db>, bool)> {
     let mut shard = Shard::new(0, 1, 0);
     shard.config = scfg.clone();
+    // FUNCTION commands in the log load into the process's libraries.
+    shard.scripts = scripts.clone();
     if let Some((path, data)) = &f.base {
         if data.starts_with(b"REDIS") {
-            read_rdb_into(data, path, &mut shard.dbs, scfg, now, |_| true)?;
+            read_rdb_into(data, path, &mut shard.dbs, scfg, now, Some(scripts), |_| {
+                true
+            })?;
         } else {
             replay_file(&mut shard, path, data, None, false, truncate_ok)?;
         }
@@ -502,6 +524,7 @@ fn create_aof(
     fname: &str,
     dbs: &[Db],
     seq: u64,
+    scripts: &Store,
 ) -> anyhow::Result<(AofStart, Option<Manifest>)> {
     std::fs::create_dir_all(sdir).with_context(|| format!("creating {}", sdir.display()))?;
     let old = std::fs::read_to_string(sdir.join(persist::manifest_name(fname)))
@@ -514,7 +537,8 @@ fn create_aof(
         used_mem: 0,
         aof_base: true,
     };
-    let bytes = shards::rdb::file::save(dbs, now_ms(), &aux);
+    let functions = shards::script::function::codes(scripts);
+    let bytes = shards::rdb::file::save(&functions, dbs, now_ms(), &aux);
     persist::write_atomic(&sdir.join(&base), &bytes)
         .with_context(|| format!("writing {}", sdir.join(&base).display()))?;
     let f = std::fs::File::create(sdir.join(&incr))?;

@@ -63,7 +63,14 @@ pub fn save_sync(ctx: &ShardCtx) -> Result<(), String> {
         let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
         {
             let e = ctx.engine.borrow();
-            shards::rdb::file::save_to(&mut w, &e.dbs, now_us() / 1000, &aux(ctx, false))?;
+            let functions = shards::script::function::codes(&e.scripts);
+            shards::rdb::file::save_to(
+                &mut w,
+                &functions,
+                &e.dbs,
+                now_us() / 1000,
+                &aux(ctx, false),
+            )?;
         }
         let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
@@ -89,8 +96,17 @@ pub fn reload(ctx: &ShardCtx) -> Result<(), String> {
     for db in e.dbs.iter_mut() {
         db.clear();
     }
-    crate::load::read_rdb_into(&data, &path, &mut e.dbs, &scfg, now_us() / 1000, |_| true)
-        .map_err(|e| e.to_string())
+    let scripts = e.scripts.clone();
+    crate::load::read_rdb_into(
+        &data,
+        &path,
+        &mut e.dbs,
+        &scfg,
+        now_us() / 1000,
+        Some(&scripts),
+        |_| true,
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// Starts a background snapshot of every database toward `target`.
@@ -109,9 +125,13 @@ fn begin(ctx: &ShardCtx, target: Target) -> Result<(), String> {
         e.stats.dirty
     };
     let aof_base = matches!(target, Target::AofBase { .. });
+    let mut writer = FileWriter::new(&aux(ctx, aof_base));
+    for code in shards::script::function::codes(&ctx.engine.borrow().scripts) {
+        writer.function(&code);
+    }
     *ctx.snapshot.borrow_mut() = Some(Running {
         target,
-        writer: FileWriter::new(&aux(ctx, aof_base)),
+        writer,
         dirty,
     });
     let Some(me) = ctx.me() else {

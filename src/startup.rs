@@ -140,7 +140,8 @@ fn handle_signals(shared: Arc<Shared>) {
 /// `--export-rdb`: loads the data as a start would, writes every shard's keys into one RDB file
 /// that Redis (or shardis) loads, and returns.
 fn export_rdb(config: &Config, n: usize, path: &str) -> anyhow::Result<()> {
-    let starts = crate::load::load(config, n)?;
+    let scripts = Arc::new(shards::script::Store::new(n));
+    let starts = crate::load::load(config, n, &scripts)?;
     let now_ms = crate::ctx::now_us() / 1000;
     let aux = shards::rdb::file::Aux {
         ctime_s: now_ms / 1000,
@@ -148,6 +149,9 @@ fn export_rdb(config: &Config, n: usize, path: &str) -> anyhow::Result<()> {
         aof_base: false,
     };
     let mut file = shards::rdb::file::FileWriter::new(&aux);
+    for code in shards::script::function::codes(&scripts) {
+        file.function(&code);
+    }
     let mut keys = 0;
     let mut out = Vec::new();
     for s in &starts {
@@ -185,8 +189,9 @@ pub fn run(config: Arc<Config>) -> anyhow::Result<()> {
     let (fds, port) = bind_listeners(&bind, port, n, config.get_i64("tcp-backlog") as i32)?;
     config.set_startup("port", port.to_string());
     config.set_startup("shards", n.to_string());
-    let starts = crate::load::load(&config, n)?;
-    let shared = Arc::new(Shared::new(n, port, config.clone()));
+    let scripts = Arc::new(shards::script::Store::new(n));
+    let starts = crate::load::load(&config, n, &scripts)?;
+    let shared = Arc::new(Shared::new(n, port, config.clone(), scripts));
     handle_signals(shared.clone());
 
     let req_mesh = glommio::channels::channel_mesh::MeshBuilder::full(n, crate::msg::MESH_CAPACITY);

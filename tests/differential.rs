@@ -482,6 +482,7 @@ const CORPUS: &[&str] = &[
     "streams.redis",
     "streams_readgroup.redis",
     "scripting.redis",
+    "functions.redis",
 ];
 
 #[test]
@@ -501,6 +502,11 @@ fn every_corpus_file_has_a_test() {
     for f in CORPUS {
         parse_script(&corpus_dir().join(f));
     }
+}
+
+#[test]
+fn functions() {
+    check("functions.redis");
 }
 
 #[test]

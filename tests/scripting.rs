@@ -247,3 +247,84 @@ print("redis-py ok")
         "{text}"
     );
 }
+
+/// SHUTDOWN and wait for the process to exit.
+fn stop(server: &mut Server, mode: &str) {
+    let mut c = server.raw();
+    c.send(&common::encode(&["SHUTDOWN", mode]));
+    assert!(
+        server.wait_exit(Duration::from_secs(20)).is_some(),
+        "the server did not exit"
+    );
+}
+
+const LIB: &str = "#!lua name=counters\n\
+    redis.register_function('bump', function(keys, args) return redis.call('incrby', keys[1], args[1]) end)\n\
+    redis.register_function{function_name='peek', callback=function(keys) return redis.call('get', keys[1]) end, flags={'no-writes'}}";
+
+/// Function libraries survive restarts through the AOF (FUNCTION LOAD logged) and through
+/// RDB files (FUNCTION2 records), and scripts' effects replay without Lua.
+#[test]
+fn functions_survive_restarts() {
+    let dir = common::fresh_dir("functions-restart");
+    let d = dir.to_str().unwrap().to_string();
+    // AOF: the library and the effects of FCALL come back.
+    let mut server = Server::start(&["--dir", &d, "--appendonly", "yes"]);
+    let mut c = server.raw();
+    assert_eq!(c.cmd(&["FUNCTION", "LOAD", LIB]), b"$8\r\ncounters\r\n");
+    let (a, b) = (key_on(0, "fn:a"), key_on(1, "fn:b"));
+    assert_eq!(c.cmd(&["FCALL", "bump", "1", &a, "5"]), b":5\r\n");
+    assert_eq!(c.cmd(&["FCALL", "bump", "1", &b, "7"]), b":7\r\n");
+    stop(&mut server, "NOSAVE");
+    let mut server = Server::start(&["--dir", &d, "--appendonly", "yes"]);
+    let mut c = server.raw();
+    assert_eq!(c.cmd(&["FCALL_RO", "peek", "1", &a]), b"$1\r\n5\r\n");
+    assert_eq!(c.cmd(&["FCALL", "bump", "1", &b, "1"]), b":8\r\n");
+    // RDB: saved with the data, loaded without the AOF.
+    assert_eq!(c.cmd(&["SAVE"]), b"+OK\r\n");
+    stop(&mut server, "NOSAVE");
+    let server = Server::start(&["--dir", &d, "--appendonly", "no"]);
+    let mut c = server.raw();
+    assert_eq!(c.cmd(&["FCALL_RO", "peek", "1", &b]), b"$1\r\n8\r\n");
+    let list = c.cmd(&["FUNCTION", "LIST"]);
+    assert!(
+        String::from_utf8_lossy(&list).contains("counters"),
+        "{}",
+        String::from_utf8_lossy(&list)
+    );
+}
+
+/// FUNCTION DUMP payloads move libraries between Redis and shardis both ways (Redis's payload
+/// compresses the code with LZF), and a dump.rdb made by Redis brings its libraries along.
+#[test]
+fn function_payloads_and_rdb_files_from_redis() {
+    let dir = common::fresh_dir("functions-redis-rdb");
+    let redis = common::RedisServer::start_with(&["--dir", dir.to_str().unwrap()]);
+    let mut r = redis.raw();
+    assert_eq!(r.cmd(&["FUNCTION", "LOAD", LIB]), b"$8\r\ncounters\r\n");
+    let payload = r.cmd(&["FUNCTION", "DUMP"]);
+    let body = &payload[payload.iter().position(|&b| b == b'\n').unwrap() + 1..payload.len() - 2];
+    let server = Server::start(&[]);
+    let mut c = server.raw();
+    assert_eq!(c.cmd_bytes(&[b"FUNCTION", b"RESTORE", body]), b"+OK\r\n");
+    assert_eq!(c.cmd(&["FCALL", "bump", "1", "x", "3"]), b":3\r\n");
+    assert_eq!(
+        c.cmd_bytes(&[b"FUNCTION", b"RESTORE", body]),
+        b"-ERR Library 'counters' already exists\r\n"
+    );
+    assert_eq!(
+        c.cmd_bytes(&[b"FUNCTION", b"RESTORE", body, b"REPLACE"]),
+        b"+OK\r\n"
+    );
+    let ours = c.cmd(&["FUNCTION", "DUMP"]);
+    let ours = &ours[ours.iter().position(|&b| b == b'\n').unwrap() + 1..ours.len() - 2];
+    assert_eq!(r.cmd(&["FUNCTION", "FLUSH"]), b"+OK\r\n");
+    assert_eq!(r.cmd_bytes(&[b"FUNCTION", b"RESTORE", ours]), b"+OK\r\n");
+    assert_eq!(r.cmd(&["FCALL", "bump", "1", "y", "2"]), b":2\r\n");
+
+    // Redis's dump.rdb, with the library, loads into shardis.
+    assert_eq!(r.cmd(&["SAVE"]), b"+OK\r\n");
+    let server = Server::start(&["--dir", dir.to_str().unwrap()]);
+    let mut c = server.raw();
+    assert_eq!(c.cmd(&["FCALL_RO", "peek", "1", "y"]), b"$1\r\n2\r\n");
+}

@@ -119,6 +119,34 @@ pub fn verify_payload(payload: &[u8]) -> Res<&[u8]> {
     Ok(body)
 }
 
+/// FUNCTION DUMP's payload: each library's code as a `FUNCTION2` record, then the version and
+/// checksum footer DUMP uses.
+pub fn dump_functions<'a>(codes: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for code in codes {
+        out.push(file::opcode::FUNCTION2);
+        put_string(&mut out, code);
+    }
+    out.extend_from_slice(&RDB_VERSION.to_le_bytes());
+    let crc = crc64(0, &out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// The library codes of a FUNCTION RESTORE payload (footer checked); None if it is malformed.
+pub fn parse_functions(payload: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let body = verify_payload(payload).ok()?;
+    let mut r = Reader { buf: body, pos: 0 };
+    let mut codes = Vec::new();
+    while r.remaining() > 0 {
+        if r.byte().ok()? != file::opcode::FUNCTION2 {
+            return None;
+        }
+        codes.push(r.string().ok()?);
+    }
+    Some(codes)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Writing.
 

@@ -8,7 +8,7 @@
 use super::spec::{acl, flag, kflag, Arg, ArgType, BeginSearch, CommandSpec, FindKeys, Group};
 use super::spec::{KeySpec, Route, Split};
 use super::Call;
-use crate::script::{self, Store};
+use crate::script::{self, function, Store};
 use crate::{Error, Result, Shard};
 use std::sync::atomic::Ordering;
 
@@ -62,6 +62,22 @@ const EVAL: CommandSpec = CommandSpec {
     ..SCRIPTING
 };
 
+const FCALL_ARGS: &[Arg] = &[
+    Arg::new("function", ArgType::String),
+    Arg::new("numkeys", ArgType::Integer),
+    Arg::key("key", 0).optional().multiple(),
+    Arg::new("arg", ArgType::String).optional().multiple(),
+];
+
+const ALL_SHARDS_ALL_SUCCEEDED: &[&str] =
+    &["request_policy:all_shards", "response_policy:all_succeeded"];
+
+const FUNCTION_SUB: CommandSpec = CommandSpec {
+    flags: flag::NOSCRIPT,
+    since: "7.0.0",
+    ..SCRIPTING
+};
+
 const SCRIPT_SUB: CommandSpec = CommandSpec {
     flags: flag::NOSCRIPT,
     ..SCRIPTING
@@ -104,6 +120,157 @@ pub static COMMANDS: &[CommandSpec] = &[
         since: "7.0.0",
         args: EVALSHA_ARGS,
         ..EVAL
+    },
+    CommandSpec {
+        name: "fcall",
+        run: Some(fcall),
+        summary: "Calls a function of a loaded library.",
+        since: "7.0.0",
+        args: FCALL_ARGS,
+        ..EVAL
+    },
+    CommandSpec {
+        name: "fcall_ro",
+        flags: flag::READONLY
+            | flag::NOSCRIPT
+            | flag::STALE
+            | flag::SKIP_MONITOR
+            | flag::NO_MANDATORY_KEYS,
+        keys: RO_KEYS,
+        run: Some(fcall_ro),
+        summary: "Calls a read-only function of a loaded library.",
+        since: "7.0.0",
+        args: FCALL_ARGS,
+        ..EVAL
+    },
+    CommandSpec {
+        name: "function",
+        arity: -2,
+        group: Group::Scripting,
+        summary: "Groups the subcommands that manage function libraries.",
+        since: "7.0.0",
+        complexity: "Depends on subcommand.",
+        subcommands: &[
+            CommandSpec {
+                name: "delete",
+                arity: 3,
+                flags: flag::WRITE | flag::NOSCRIPT,
+                run: Some(function::function_delete),
+                summary: "Deletes a library and its functions.",
+                complexity: "O(1)",
+                tips: ALL_SHARDS_ALL_SUCCEEDED,
+                args: &[Arg::new("library-name", ArgType::String)],
+                ..FUNCTION_SUB
+            },
+            CommandSpec {
+                name: "dump",
+                arity: 2,
+                run: Some(function::function_dump),
+                summary: "Serialises every library into a payload FUNCTION RESTORE takes.",
+                complexity: "O(N) where N is the number of functions",
+                ..FUNCTION_SUB
+            },
+            CommandSpec {
+                name: "flush",
+                arity: -2,
+                flags: flag::WRITE | flag::NOSCRIPT,
+                run: Some(function::function_flush),
+                summary: "Deletes every library.",
+                complexity: "O(N) where N is the number of functions deleted",
+                tips: ALL_SHARDS_ALL_SUCCEEDED,
+                args: &[Arg::oneof(
+                    "flush-type",
+                    &[Arg::token("async", "ASYNC"), Arg::token("sync", "SYNC")],
+                )
+                .optional()],
+                ..FUNCTION_SUB
+            },
+            CommandSpec {
+                name: "help",
+                arity: 2,
+                flags: flag::LOADING | flag::STALE,
+                run: Some(function_help),
+                summary: "Lists the FUNCTION subcommands.",
+                complexity: "O(1)",
+                ..FUNCTION_SUB
+            },
+            CommandSpec {
+                name: "kill",
+                arity: 2,
+                flags: flag::NOSCRIPT | flag::ALLOW_BUSY,
+                run: Some(script_kill),
+                summary: "Stops the running function, if it has not written.",
+                complexity: "O(1)",
+                tips: &["request_policy:all_shards", "response_policy:one_succeeded"],
+                ..FUNCTION_SUB
+            },
+            CommandSpec {
+                name: "list",
+                arity: -2,
+                run: Some(function::function_list),
+                summary: "Lists the libraries, their functions and optionally their code.",
+                complexity: "O(N) where N is the number of functions",
+                tips: &["nondeterministic_output_order"],
+                args: &[
+                    Arg::new("library-name-pattern", ArgType::String)
+                        .with_token("LIBRARYNAME")
+                        .optional(),
+                    Arg::token("withcode", "WITHCODE").optional(),
+                ],
+                ..FUNCTION_SUB
+            },
+            CommandSpec {
+                name: "load",
+                arity: -3,
+                flags: flag::WRITE | flag::DENYOOM | flag::NOSCRIPT,
+                run: Some(function::function_load),
+                summary: "Loads a library of functions.",
+                complexity: "O(1) (considering compilation time is redundant)",
+                tips: ALL_SHARDS_ALL_SUCCEEDED,
+                args: &[
+                    Arg::token("replace", "REPLACE").optional(),
+                    Arg::new("function-code", ArgType::String),
+                ],
+                ..FUNCTION_SUB
+            },
+            CommandSpec {
+                name: "restore",
+                arity: -3,
+                flags: flag::WRITE | flag::DENYOOM | flag::NOSCRIPT,
+                run: Some(function::function_restore),
+                summary: "Loads libraries from a FUNCTION DUMP payload.",
+                complexity: "O(N) where N is the number of functions on the payload",
+                tips: ALL_SHARDS_ALL_SUCCEEDED,
+                args: &[
+                    Arg::new("serialized-value", ArgType::String),
+                    Arg::oneof(
+                        "policy",
+                        &[
+                            Arg::token("flush", "FLUSH"),
+                            Arg::token("append", "APPEND"),
+                            Arg::token("replace", "REPLACE"),
+                        ],
+                    )
+                    .optional(),
+                ],
+                ..FUNCTION_SUB
+            },
+            CommandSpec {
+                name: "stats",
+                arity: 2,
+                flags: flag::NOSCRIPT | flag::ALLOW_BUSY,
+                run: Some(function::function_stats),
+                summary: "Reports the running function and how many libraries and functions exist.",
+                complexity: "O(1)",
+                tips: &[
+                    "nondeterministic_output",
+                    "request_policy:all_shards",
+                    "response_policy:special",
+                ],
+                ..FUNCTION_SUB
+            },
+        ],
+        ..CommandSpec::DEFAULT
     },
     CommandSpec {
         name: "script",
@@ -212,6 +379,64 @@ fn eval_ro(shard: &mut Shard, c: &mut Call) -> Result<()> {
 
 fn evalsha_ro(shard: &mut Shard, c: &mut Call) -> Result<()> {
     script::eval(shard, c, true, true)
+}
+
+fn fcall(shard: &mut Shard, c: &mut Call) -> Result<()> {
+    function::fcall(shard, c, false)
+}
+
+fn fcall_ro(shard: &mut Shard, c: &mut Call) -> Result<()> {
+    function::fcall(shard, c, true)
+}
+
+fn function_help(_: &mut Shard, c: &mut Call) -> Result<()> {
+    let lines = [
+        "FUNCTION <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "LOAD [REPLACE] <FUNCTION CODE>",
+        "    Create a new library with the given library name and code.",
+        "DELETE <LIBRARY NAME>",
+        "    Delete the given library.",
+        "LIST [LIBRARYNAME PATTERN] [WITHCODE]",
+        "    Return general information on all the libraries:",
+        "    * Library name",
+        "    * The engine used to run the Library",
+        "    * Library description",
+        "    * Functions list",
+        "    * Library code (if WITHCODE is given)",
+        "    It also possible to get only function that matches a pattern using LIBRARYNAME argument.",
+        "STATS",
+        "    Return information about the current function running:",
+        "    * Function name",
+        "    * Command used to run the function",
+        "    * Duration in MS that the function is running",
+        "    If no function is running, return nil",
+        "    In addition, returns a list of available engines.",
+        "KILL",
+        "    Kill the current running function.",
+        "FLUSH [ASYNC|SYNC]",
+        "    Delete all the libraries.",
+        "    When called without the optional mode argument, the behavior is determined by the",
+        "    lazyfree-lazy-user-flush configuration directive. Valid modes are:",
+        "    * ASYNC: Asynchronously flush the libraries.",
+        "    * SYNC: Synchronously flush the libraries.",
+        "DUMP",
+        "    Return a serialized payload representing the current libraries, can be restored using FUNCTION RESTORE command",
+        "RESTORE <PAYLOAD> [FLUSH|APPEND|REPLACE]",
+        "    Restore the libraries represented by the given payload, it is possible to give a restore policy to",
+        "    control how to handle existing libraries (default APPEND):",
+        "    * FLUSH: delete all existing libraries.",
+        "    * APPEND: appends the restored libraries to the existing libraries. On collision, abort.",
+        "    * REPLACE: appends the restored libraries to the existing libraries, On collision, replace the old",
+        "      libraries with the new libraries (notice that even on this option there is a chance of failure",
+        "      in case of functions name collision with another library).",
+        "HELP",
+        "    Prints this help.",
+    ];
+    c.out.array(lines.len());
+    for l in lines {
+        c.out.simple(l);
+    }
+    Ok(())
 }
 
 fn script_load(shard: &mut Shard, c: &mut Call) -> Result<()> {

@@ -194,6 +194,13 @@ impl FileWriter {
         }
     }
 
+    /// Appends a function library (its code), before any database piece, as Redis writes them
+    /// after the aux fields.
+    pub fn function(&mut self, code: &[u8]) {
+        self.pending.push(opcode::FUNCTION2);
+        put_string(&mut self.pending, code);
+    }
+
     /// Appends a piece from [`Section::take`] (or `Db::snapshot_take`).
     pub fn append(&mut self, piece: &[u8]) {
         assert!(!self.finished, "append after finish");
@@ -232,15 +239,20 @@ impl FileWriter {
     }
 }
 
-/// Writes a whole file holding `dbs` (database `i` is `dbs[i]`; empty ones are left out, and
-/// keys expired at `now_ms`) to `w`, a database at a time.
-pub fn save_to(
+/// Writes a whole file holding the function libraries `functions` (their code) and `dbs`
+/// (database `i` is `dbs[i]`; empty ones are left out, and keys expired at `now_ms`) to `w`, a
+/// database at a time.
+pub fn save_to<F: AsRef<[u8]>>(
     w: &mut impl std::io::Write,
+    functions: &[F],
     dbs: &[Db],
     now_ms: u64,
     aux: &Aux,
 ) -> std::io::Result<()> {
     let mut file = FileWriter::new(aux);
+    for code in functions {
+        file.function(code.as_ref());
+    }
     for (i, db) in dbs.iter().enumerate() {
         if db.is_empty() {
             continue;
@@ -253,10 +265,10 @@ pub fn save_to(
 }
 
 /// A whole file holding `dbs`, as [`save_to`] writes it.
-pub fn save(dbs: &[Db], now_ms: u64, aux: &Aux) -> Vec<u8> {
+pub fn save<F: AsRef<[u8]>>(functions: &[F], dbs: &[Db], now_ms: u64, aux: &Aux) -> Vec<u8> {
     let mut out = Vec::new();
     // Writing into a Vec cannot fail.
-    let _ = save_to(&mut out, dbs, now_ms, aux);
+    let _ = save_to(&mut out, functions, dbs, now_ms, aux);
     out
 }
 
@@ -611,7 +623,7 @@ mod tests {
             used_mem: 123_456,
             aof_base: true,
         };
-        let file = save(&dbs, 0, &aux);
+        let file = save::<&[u8]>(&[], &dbs, 0, &aux);
         assert_eq!(&file[..9], b"REDIS0010");
         assert_eq!(read_all(&file).unwrap(), model);
         let mut r = FileReader::new(&file).unwrap();
@@ -623,7 +635,7 @@ mod tests {
         assert_eq!(r.aux_get("aof-base"), Some(&b"1"[..]));
         assert_eq!(r.version(), 10);
         // Keys expired at save time are left out.
-        let later = save(&dbs, 10_005, &aux);
+        let later = save::<&[u8]>(&[], &dbs, 10_005, &aux);
         let n = model
             .values()
             .filter(|(_, t)| t.is_none_or(|t| t > 10_005))
@@ -782,7 +794,7 @@ mod tests {
             cut in any::<usize>(),
         ) {
             static FILE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-            let mut file = FILE.get_or_init(|| save(&sample_dbs().0[..4], 0, &Aux::default())).clone();
+            let mut file = FILE.get_or_init(|| save::<&[u8]>(&[], &sample_dbs().0[..4], 0, &Aux::default())).clone();
             for (at, x) in &flips {
                 let i = at % file.len();
                 file[i] ^= x.max(&1);

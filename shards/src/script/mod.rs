@@ -39,6 +39,7 @@
 
 pub mod convert;
 mod ffi;
+pub mod function;
 
 use crate::cmd::{key_positions, Call, Lookup};
 use crate::keyspace::{Entry, Key};
@@ -76,6 +77,10 @@ pub fn sha1_hex(body: &[u8]) -> Sha {
 pub struct Store {
     bodies: Mutex<HashMap<Sha, Arc<[u8]>>>,
     generation: AtomicU64,
+    /// Function libraries (FUNCTION LOAD), by name.
+    pub(crate) libraries: Mutex<std::collections::BTreeMap<String, function::Library>>,
+    /// Bumped by every change of `libraries`: threads reload their functions when it moves.
+    pub(crate) lib_generation: AtomicU64,
     /// Per shard: what its running script is doing, for BUSY and SCRIPT KILL.
     pub busy: Box<[Busy]>,
 }
@@ -98,6 +103,8 @@ impl Store {
         Store {
             bodies: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
+            libraries: Mutex::new(Default::default()),
+            lib_generation: AtomicU64::new(0),
             busy: (0..shards.max(1)).map(|_| Busy::default()).collect(),
         }
     }
@@ -222,15 +229,25 @@ pub fn parse_shebang(body: &[u8]) -> Result<(Option<u32>, std::borrow::Cow<'_, [
 }
 
 /// This thread's Lua state.
-struct Vm {
-    lua: Lua,
+pub(crate) struct Vm {
+    pub(crate) lua: Lua,
     /// The globals table behind the sandbox (KEYS and ARGV are set here).
     globals: Table,
     env: Table,
     /// `xpcall(f, handler)` from the prelude.
     run: Function,
+    /// `xpcall(function() return f(keys, args) end, handler)`.
+    run_with: Function,
+    /// A new function library's environment and registration list.
+    pub(crate) new_library: Function,
+    /// Runs a library's code with registration on.
+    pub(crate) load_library: Function,
     compiled: HashMap<Sha, Compiled>,
     generation: u64,
+    /// The functions of every library, as loaded on this thread.
+    pub(crate) functions: HashMap<String, function::Loaded>,
+    /// The store's library generation `functions` reflects (`u64::MAX`: none loaded yet).
+    pub(crate) lib_generation: u64,
 }
 
 thread_local! {
@@ -285,15 +302,6 @@ impl Vm {
         rust.raw_set("status_reply", lua.create_function(api_status_reply)?)?;
         rust.raw_set("random", lua.create_function(api_random)?)?;
         rust.raw_set("randomseed", lua.create_function(api_randomseed)?)?;
-        rust.raw_set(
-            "register_function",
-            lua.create_function(|_, _: MultiValue| {
-                Ok((
-                    false,
-                    "redis.register_function can only be called on FUNCTION LOAD command",
-                ))
-            })?,
-        )?;
         // SAFETY: C functions following the Lua C API contract (see `ffi`).
         unsafe {
             rust.raw_set("call", lua.create_c_function(ffi::redis_call)?)?;
@@ -305,7 +313,14 @@ impl Vm {
         }
         rust.raw_set("version", REDIS_VERSION)?;
         rust.raw_set("version_num", REDIS_VERSION_NUM)?;
-        let (env, globals, run): (Table, Table, Function) = lua
+        let (env, globals, run, run_with, new_library, load_library): (
+            Table,
+            Table,
+            Function,
+            Function,
+            Function,
+            Function,
+        ) = lua
             .load(include_str!("prelude.lua"))
             .set_name("=redis")
             .call(rust)?;
@@ -318,8 +333,13 @@ impl Vm {
             globals,
             env,
             run,
+            run_with,
+            new_library,
+            load_library,
             compiled: HashMap::new(),
             generation: 0,
+            functions: HashMap::new(),
+            lib_generation: u64::MAX,
         })
     }
 
@@ -389,7 +409,7 @@ pub fn load(shard: &mut Shard, body: &[u8]) -> Result<Sha> {
     })
 }
 
-fn with_vm<T>(f: impl FnOnce(&mut Vm) -> Result<T>) -> Result<T> {
+pub(crate) fn with_vm<T>(f: impl FnOnce(&mut Vm) -> Result<T>) -> Result<T> {
     VM.with(|cell| {
         let mut slot = cell
             .try_borrow_mut()
@@ -439,6 +459,7 @@ pub fn eval(shard: &mut Shard, call: &mut Call<'_>, by_sha: bool, ro_command: bo
             args,
             read_only: ro_command || flags & sflag::NO_WRITES != 0,
             journal: !compiled.trusted,
+            function: false,
         };
         let direct = shard.script_keys.is_none();
         let r = execute(vm, shard, call, run);
@@ -454,19 +475,26 @@ pub fn eval(shard: &mut Shard, call: &mut Call<'_>, by_sha: bool, ro_command: bo
 }
 
 /// One script run's inputs.
-struct Run<'a> {
-    func: &'a Function,
+pub(crate) struct Run<'a> {
+    pub(crate) func: &'a Function,
     /// The name errors give (`script: <name>`): the SHA, or a function's name.
-    name: &'a str,
-    keys: &'a [&'a [u8]],
-    args: &'a [&'a [u8]],
-    read_only: bool,
-    journal: bool,
+    pub(crate) name: &'a str,
+    pub(crate) keys: &'a [&'a [u8]],
+    pub(crate) args: &'a [&'a [u8]],
+    pub(crate) read_only: bool,
+    pub(crate) journal: bool,
+    /// A function (FCALL): it gets keys and args as parameters, not as KEYS and ARGV.
+    pub(crate) function: bool,
 }
 
 /// Runs a compiled script; writes its reply. Ok(true): it ran without reaching a key it may not
 /// touch here.
-fn execute(vm: &mut Vm, shard: &mut Shard, call: &mut Call<'_>, run: Run<'_>) -> Result<bool> {
+pub(crate) fn execute(
+    vm: &mut Vm,
+    shard: &mut Shard,
+    call: &mut Call<'_>,
+    run: Run<'_>,
+) -> Result<bool> {
     let lua = &vm.lua;
     let to_table = |items: &[&[u8]]| -> mlua::Result<Table> {
         let t = lua.create_table_with_capacity(items.len(), 0)?;
@@ -475,12 +503,12 @@ fn execute(vm: &mut Vm, shard: &mut Shard, call: &mut Call<'_>, run: Run<'_>) ->
         }
         Ok(t)
     };
-    vm.globals
-        .raw_set("KEYS", to_table(run.keys).map_err(lua_err)?)
-        .map_err(lua_err)?;
-    vm.globals
-        .raw_set("ARGV", to_table(run.args).map_err(lua_err)?)
-        .map_err(lua_err)?;
+    let keys = to_table(run.keys).map_err(lua_err)?;
+    let args = to_table(run.args).map_err(lua_err)?;
+    if !run.function {
+        vm.globals.raw_set("KEYS", keys.clone()).map_err(lua_err)?;
+        vm.globals.raw_set("ARGV", args.clone()).map_err(lua_err)?;
+    }
     let prop_mark = shard.prop.as_ref().map(|p| (p.buf.len(), p.db));
     let events_mark = shard.events.len();
     let started_ms = (shard.clock_ms)();
@@ -506,7 +534,11 @@ fn execute(vm: &mut Vm, shard: &mut Shard, call: &mut Call<'_>, run: Run<'_>) ->
         killed: false,
     };
     RUNNING.with(|r| *r.borrow_mut() = Some(running));
-    let result: mlua::Result<MultiValue> = vm.run.call(run.func.clone());
+    let result: mlua::Result<MultiValue> = if run.function {
+        vm.run_with.call((run.func.clone(), keys, args))
+    } else {
+        vm.run.call(run.func.clone())
+    };
     let Some(state) = RUNNING.with(|r| r.borrow_mut().take()) else {
         return Err(Error::err("script state lost"));
     };
@@ -568,7 +600,7 @@ fn execute(vm: &mut Vm, shard: &mut Shard, call: &mut Call<'_>, run: Run<'_>) ->
 }
 
 /// A failed script's error reply: the error, the script's name and where it failed.
-fn error_text(err: &Value, name: &str) -> String {
+pub(crate) fn error_text(err: &Value, name: &str) -> String {
     let Value::Table(t) = err else {
         return format!("ERR {err:?} script: {name}");
     };

@@ -115,17 +115,6 @@ G.string = protect(string)
 G.table = protect(table)
 G.coroutine = protect(coroutine)
 
--- The host's functions answer (true, value) or (false, error): the error is raised here, so
--- that it is a plain Lua value.
-local function raising(f)
-  return function(...)
-    local ok, v = f(...)
-    if ok then
-      return v
-    end
-    real_error(v, 0)
-  end
-end
 
 local redis = {
   call = rust.call,
@@ -143,7 +132,6 @@ local redis = {
     return false
   end,
   debug = function() end,
-  register_function = raising(rust.register_function),
   REDIS_VERSION = rust.version,
   REDIS_VERSION_NUM = rust.version_num,
   LOG_DEBUG = 0,
@@ -188,4 +176,162 @@ local function run(f)
   return xpcall(f, handler)
 end
 
-return env, G, run
+-- FCALL: the function gets the keys and the arguments as two tables.
+local function run_with(f, keys, args)
+  return xpcall(function()
+    return f(keys, args)
+  end, handler)
+end
+
+-- Function libraries (FUNCTION LOAD). While a library's code runs, its globals are only
+-- `redis` with register_function, log and the constants; the functions it registers run later
+-- with the same globals as EVAL scripts.
+local function missing(k)
+  real_error("Script attempted to access nonexistent global variable '" .. real_tostring(k) .. "'", 3)
+end
+local loading = false
+local current
+local flag_names = {
+  ["no-writes"] = true,
+  ["allow-oom"] = true,
+  ["allow-stale"] = true,
+  ["no-cluster"] = true,
+  ["allow-cross-slot-keys"] = true,
+}
+local function valid_name(name)
+  return real_type(name) == "string" and #name > 0 and not name:find("[^%w_]")
+end
+local function register(name, callback, flags, description)
+  if not valid_name(name) then
+    real_error("Library names can only contain letters, numbers, or underscores(_) and must be at least one character long", 0)
+  end
+  for _, f in ipairs(current) do
+    if f.name == name then
+      real_error("Function already exists in the library", 0)
+    end
+  end
+  current[#current + 1] = { name = name, callback = callback, flags = flags, description = description }
+end
+local function register_function(...)
+  if not loading then
+    real_error("redis.register_function can only be called on FUNCTION LOAD command", 0)
+  end
+  local n = select("#", ...)
+  if n == 1 then
+    local t = ...
+    if real_type(t) ~= "table" then
+      real_error("calling redis.register_function with a single argument is only applicable to Lua table (representing named arguments).", 0)
+    end
+    local name, callback, flags, description
+    for k, v in pairs(t) do
+      if real_type(v) == "number" and k ~= "callback" then
+        v = real_tostring(v)
+      end
+      if k == "function_name" then
+        if real_type(v) ~= "string" then
+          real_error("function_name argument given to redis.register_function must be a string", 0)
+        end
+        name = v
+      elseif k == "callback" then
+        if real_type(v) ~= "function" then
+          real_error("callback argument given to redis.register_function must be a function", 0)
+        end
+        callback = v
+      elseif k == "description" then
+        if real_type(v) ~= "string" then
+          real_error("description argument given to redis.register_function must be a string", 0)
+        end
+        description = v
+      elseif k == "flags" then
+        if real_type(v) ~= "table" then
+          real_error("flags argument to redis.register_function must be a table representing function flags", 0)
+        end
+        flags = {}
+        for _, f in ipairs(v) do
+          if real_type(f) ~= "string" or not flag_names[f] then
+            real_error("unknown flag given", 0)
+          end
+          flags[#flags + 1] = f
+        end
+      else
+        real_error("unknown argument given to redis.register_function", 0)
+      end
+    end
+    if name == nil then
+      real_error("redis.register_function must get a function name argument", 0)
+    end
+    if callback == nil then
+      real_error("redis.register_function must get a callback argument", 0)
+    end
+    register(name, callback, flags or {}, description)
+  elseif n == 2 then
+    local name, callback = ...
+    if real_type(name) == "number" then
+      name = real_tostring(name)
+    end
+    if real_type(name) ~= "string" then
+      real_error("first argument to redis.register_function must be a string", 0)
+    end
+    if real_type(callback) ~= "function" then
+      real_error("second argument to redis.register_function must be a function", 0)
+    end
+    register(name, callback, {}, nil)
+  else
+    real_error("wrong number of arguments to redis.register_function", 0)
+  end
+end
+
+local load_redis = {
+  register_function = register_function,
+  log = rust.log,
+  REDIS_VERSION = rust.version,
+  REDIS_VERSION_NUM = rust.version_num,
+  LOG_DEBUG = 0,
+  LOG_VERBOSE = 1,
+  LOG_NOTICE = 2,
+  LOG_WARNING = 3,
+}
+local load_redis_proxy = real_setmetatable({}, {
+  __index = function(_, k)
+    local v = load_redis[k]
+    if v == nil then
+      missing(k)
+    end
+    return v
+  end,
+  __newindex = readonly,
+})
+protected[load_redis_proxy] = true
+
+-- A new library's environment, and the list its code registers functions in.
+local function new_library()
+  local lib_env = {}
+  protected[lib_env] = true
+  real_setmetatable(lib_env, {
+    __index = function(_, k)
+      if loading then
+        if k == "redis" then
+          return load_redis_proxy
+        end
+        missing(k)
+      end
+      local v = rawget(G, k)
+      if v == nil then
+        missing(k)
+      end
+      return v
+    end,
+    __newindex = readonly,
+  })
+  return lib_env, {}
+end
+
+-- Runs a library's code with registration on; answers like `run`.
+local function load_library(f, registered)
+  loading, current = true, registered
+  local results = { xpcall(f, handler) }
+  loading, current = false, nil
+  return unpack(results)
+end
+
+return env, G, run, run_with, new_library, load_library
