@@ -2,13 +2,12 @@
 # starting shardis and redis-server on free ports (extra options in the SHARDIS_EXTRA and
 # REDIS_EXTRA arrays), CPU pinning for the 2-core machines, and small helpers.
 # Source it after setting BIN (and LOADGEN if the script uses shardis-bench); it installs the
-# reference tools, builds the release binaries if one is missing, and sets `work`, `pids`,
-# `pin_server`, `pin_client`.
+# reference tools, brings the release binaries up to date (a no-op when they are; a stale
+# binary would measure old code), and sets `work`, `pids`, `pin_server`, `pin_client`.
 
 scripts/install-deps.sh >/dev/null
-if [ ! -x "$BIN" ] || { [ -n "${LOADGEN:-}" ] && [ ! -x "$LOADGEN" ]; }; then
-    echo "building the release binaries (cargo build --release --workspace)" >&2
-    cargo build --release --workspace
+if [ -z "${SHARDIS_BIN:-}" ]; then
+    cargo build --release --workspace -q
 fi
 
 SHARDIS_EXTRA=("${SHARDIS_EXTRA[@]}")

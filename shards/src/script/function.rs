@@ -214,7 +214,7 @@ pub fn codes(store: &Store) -> Vec<Arc<[u8]>> {
 
 /// Makes this thread's functions match the store.
 fn refresh(vm: &mut Vm, store: &Store) -> Result<()> {
-    let generation = store.lib_generation.load(Ordering::Acquire);
+    let generation = (store.id(), store.lib_generation.load(Ordering::Acquire));
     if generation == vm.lib_generation {
         return Ok(());
     }
@@ -494,4 +494,74 @@ pub fn function_stats(shard: &mut Shard, call: &mut Call<'_>) -> Result<()> {
     out.bulk(b"functions_count");
     out.int(functions as i64);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::shard::testing::TestShard;
+
+    const LIB: &str = "#!lua name=lib\nredis.register_function('echo', function(keys, args) return {keys[1], args[1]} end)\nredis.register_function{function_name='ro', callback=function(keys) return redis.call('get', keys[1]) end, flags={'no-writes'}, description='reads'}";
+
+    #[test]
+    fn load_call_list_delete() {
+        let mut sh = TestShard::new();
+        assert_eq!(
+            sh.run_args(&[b"FUNCTION", b"LOAD", LIB.as_bytes()]),
+            "$3\r\nlib\r\n"
+        );
+        assert_eq!(sh.run("FCALL echo 1 k a"), "*2\r\n$1\r\nk\r\n$1\r\na\r\n");
+        sh.run("SET k v");
+        assert_eq!(sh.run("FCALL_RO ro 1 k"), "$1\r\nv\r\n");
+        assert_eq!(
+            sh.run("FCALL_RO echo 0"),
+            "-ERR Can not execute a script with write flag using *_ro command.\r\n"
+        );
+        let list = sh.run("FUNCTION LIST");
+        assert!(
+            list.contains("reads") && list.contains("no-writes"),
+            "{list}"
+        );
+        assert_eq!(
+            sh.run_args(&[b"FUNCTION", b"LOAD", LIB.as_bytes()]),
+            "-ERR Library 'lib' already exists\r\n"
+        );
+        assert_eq!(sh.run("FUNCTION DELETE lib"), "+OK\r\n");
+        assert_eq!(sh.run("FCALL echo 0"), "-ERR Function not found\r\n");
+    }
+
+    #[test]
+    fn dump_and_restore_round_trip() {
+        let mut sh = TestShard::new();
+        sh.run_args(&[b"FUNCTION", b"LOAD", LIB.as_bytes()]);
+        let dump = sh.run_bytes(&[b"FUNCTION", b"DUMP"]);
+        let start = dump.iter().position(|&b| b == b'\n').unwrap() + 1;
+        let payload = &dump[start..dump.len() - 2];
+        let codes = crate::rdb::parse_functions(payload).unwrap();
+        assert_eq!(codes, vec![LIB.as_bytes().to_vec()]);
+        assert_eq!(sh.run("FUNCTION FLUSH"), "+OK\r\n");
+        assert_eq!(sh.run_args(&[b"FUNCTION", b"RESTORE", payload]), "+OK\r\n");
+        assert_eq!(sh.run("FCALL echo 1 a b"), "*2\r\n$1\r\na\r\n$1\r\nb\r\n");
+        let mut bad = payload.to_vec();
+        bad[3] ^= 1;
+        assert_eq!(
+            sh.run_args(&[b"FUNCTION", b"RESTORE", &bad]),
+            "-ERR DUMP payload version or checksum are wrong\r\n"
+        );
+    }
+
+    #[test]
+    fn loading_sees_only_the_registration_api() {
+        let mut sh = TestShard::new();
+        let r = sh.run_args(&[b"FUNCTION", b"LOAD", b"#!lua name=x\nredis.call('ping')"]);
+        assert_eq!(r, "-ERR Error registering functions: ERR user_function:2: Script attempted to access nonexistent global variable 'call'\r\n");
+        let r = sh.run_args(&[b"FUNCTION", b"LOAD", b"#!lua name=x\nreturn 1"]);
+        assert_eq!(r, "-ERR No functions registered\r\n");
+        let r = sh.run_args(&[
+            b"FUNCTION",
+            b"LOAD",
+            b"#!lua name=x\nredis.register_function('f', function() return type(string) end)",
+        ]);
+        assert_eq!(r, "$1\r\nx\r\n");
+        assert_eq!(sh.run("FCALL f 0"), "$5\r\ntable\r\n");
+    }
 }

@@ -75,6 +75,8 @@ pub fn sha1_hex(body: &[u8]) -> Sha {
 
 /// Every script body loaded (by EVAL or SCRIPT LOAD), shared by all shards of the process.
 pub struct Store {
+    /// Unique per store, so that a thread's caches never mix two stores (tests make many).
+    id: u64,
     bodies: Mutex<HashMap<Sha, Arc<[u8]>>>,
     generation: AtomicU64,
     /// Function libraries (FUNCTION LOAD), by name.
@@ -100,7 +102,9 @@ pub struct Busy {
 
 impl Store {
     pub fn new(shards: usize) -> Store {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Store {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             bodies: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
             libraries: Mutex::new(Default::default()),
@@ -138,6 +142,10 @@ impl Store {
     }
 
     /// How many scripts are cached, and their bodies' total size.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
     pub fn stats(&self) -> (usize, usize) {
         self.bodies
             .lock()
@@ -243,11 +251,12 @@ pub(crate) struct Vm {
     /// Runs a library's code with registration on.
     pub(crate) load_library: Function,
     compiled: HashMap<Sha, Compiled>,
-    generation: u64,
+    /// The store and generation `compiled` belongs to.
+    generation: (u64, u64),
     /// The functions of every library, as loaded on this thread.
     pub(crate) functions: HashMap<String, function::Loaded>,
-    /// The store's library generation `functions` reflects (`u64::MAX`: none loaded yet).
-    pub(crate) lib_generation: u64,
+    /// The store and library generation `functions` reflects.
+    pub(crate) lib_generation: (u64, u64),
 }
 
 thread_local! {
@@ -337,15 +346,15 @@ impl Vm {
             new_library,
             load_library,
             compiled: HashMap::new(),
-            generation: 0,
+            generation: (u64::MAX, 0),
             functions: HashMap::new(),
-            lib_generation: u64::MAX,
+            lib_generation: (u64::MAX, 0),
         })
     }
 
     /// The compiled function for a body (EVAL) or a SHA (EVALSHA).
     fn function(&mut self, store: &Store, script: &[u8], by_sha: bool) -> Result<(Sha, Compiled)> {
-        let generation = store.generation.load(Ordering::Acquire);
+        let generation = (store.id, store.generation.load(Ordering::Acquire));
         if generation != self.generation {
             self.compiled.clear();
             self.generation = generation;
