@@ -24,6 +24,7 @@ mod prop_tests;
 pub mod rdb;
 pub mod resp;
 pub mod rng;
+pub mod script;
 pub mod shard;
 pub mod slot;
 pub mod types;
