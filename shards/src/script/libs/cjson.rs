@@ -22,7 +22,7 @@
 //! levels even when a script raises the configured maximum (Redis would instead run
 //! into Lua's C stack limit somewhere past 2600 levels, with the same message), and an
 //! encoding larger than 512 MiB (e.g. a 2^31-element sparse array with the sparse
-//! check disabled) fails with "Cannot serialise: output larger than 512 MB" where
+//! check disabled, or a table referencing the same subtables many times) fails with "Cannot serialise: output larger than 512 MB" where
 //! Redis would try to allocate it.
 
 use std::cell::RefCell;
@@ -451,6 +451,8 @@ impl Encoder<'_> {
                 Some(v) => self.scalar(v)?,
                 None => {}
             }
+            // Shared subtables can make the output exponential in the input.
+            self.check_size()?;
             let Some(open) = stack.last_mut() else {
                 return Ok(());
             };
@@ -467,7 +469,6 @@ impl Encoder<'_> {
                     let v: Value = t.raw_get(*next)?;
                     pending = Some(exact(t, Value::Number(*next as f64), v));
                     *next += 1;
-                    self.check_size()?;
                 }
                 Open::Object { t, key, first } => {
                     let (k, v): (Value, Value) = self.next.call((t.clone(), key.clone()))?;

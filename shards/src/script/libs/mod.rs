@@ -52,6 +52,9 @@ pub(crate) enum Fail {
     Msg(Vec<u8>),
     /// An argument error: raised through `luaL_argerror(narg, msg)`.
     Arg(usize, Vec<u8>),
+    /// A library error raised without the caller's position, as Lua's own runtime
+    /// errors inside a C function are ("table index is nil").
+    Raw(Vec<u8>),
     /// An error from mlua itself (memory, a failing metamethod): passed through.
     Lua(mlua::Error),
 }
@@ -130,9 +133,13 @@ unsafe extern "C-unwind" fn trampoline(state: *mut ffi::lua_State) -> c_int {
     let nres = ffi::lua_gettop(state);
     if nres >= 2 && ffi::lua_touserdata(state, 1) == error_tag_ptr() {
         if nres >= 3 {
-            let narg = ffi::lua_tointeger(state, 3) as c_int;
-            let msg = ffi::lua_tolstring(state, 2, std::ptr::null_mut());
-            return ffi::luaL_argerror(state, narg, msg);
+            if ffi::lua_type(state, 3) == ffi::LUA_TNUMBER {
+                let narg = ffi::lua_tointeger(state, 3) as c_int;
+                let msg = ffi::lua_tolstring(state, 2, std::ptr::null_mut());
+                return ffi::luaL_argerror(state, narg, msg);
+            }
+            ffi::lua_settop(state, 2);
+            ffi::lua_error(state);
         }
         ffi::luaL_where(state, 1);
         ffi::lua_pushvalue(state, 2);
@@ -170,6 +177,11 @@ where
                 tag,
                 Value::String(lua.create_string(m)?),
                 Value::Number(narg as f64),
+            ])),
+            Err(Fail::Raw(m)) => Ok(MultiValue::from_vec(vec![
+                tag,
+                Value::String(lua.create_string(m)?),
+                Value::Boolean(false),
             ])),
             Err(Fail::Lua(e)) => Err(e),
         }
@@ -369,7 +381,8 @@ pub(crate) fn fmt_g(n: f64, prec: i32) -> String {
 /// A C cast from double to a 64-bit integer as x86-64 performs it: truncation, and
 /// `i64::MIN` for NaN and out-of-range values.
 pub(crate) fn double_to_i64(n: f64) -> i64 {
-    if n.is_nan() || n >= 9_223_372_036_854_775_808.0 || n < -9_223_372_036_854_775_808.0 {
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    if n.is_nan() || !(-LIMIT..LIMIT).contains(&n) {
         i64::MIN
     } else {
         n as i64
@@ -418,17 +431,71 @@ pub(crate) mod testutil {
         String::from_utf8_lossy(&eval(lua, src)).into_owned()
     }
 
-    /// The error message `src` (one line) raises, as `pcall` sees it, without the
-    /// "user_script:1: " position prefix, which is checked.
-    pub fn err(lua: &Lua, src: &str) -> String {
+    /// The error message `src` (one line) raises, exactly as `pcall` sees it.
+    pub fn err_raw(lua: &Lua, src: &str) -> String {
         let wrapped = format!(
             "local ok, e = pcall(function() {src} end) \
              if ok then return 'NO ERROR' end return e"
         );
-        let msg = eval_str(lua, &wrapped);
+        eval_str(lua, &wrapped)
+    }
+
+    /// The error message `src` (one line) raises, as `pcall` sees it, without the
+    /// "user_script:1: " position prefix, which is checked.
+    pub fn err(lua: &Lua, src: &str) -> String {
+        let msg = err_raw(lua, src);
         match msg.strip_prefix("user_script:1: ") {
             Some(rest) => rest.to_string(),
             None => panic!("{src}: no position prefix in {msg:?}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::{eval_str, lua};
+
+    // Error positions and function names as redis-server 7.0.15 reports them: the
+    // caller's "chunk:line: " prefix, none when called straight from pcall, and the
+    // name the call site uses.
+    #[test]
+    fn error_positions_and_names() {
+        let lua = lua();
+        let cases = [
+            (
+                "local function f() return cjson.decode('[') end return select(2, pcall(f))",
+                "user_script:1: Expected value but found T_END at character 2",
+            ),
+            (
+                "return select(2, pcall(function()\nlocal x = 1\nlocal y = struct.pack('z')\nend))",
+                "user_script:3: bad argument #1 to 'pack' (invalid format option 'z')",
+            ),
+            (
+                "local b = bit.band return select(2, pcall(function() return b() end))",
+                "user_script:1: bad argument #1 to 'b' (number expected, got no value)",
+            ),
+            (
+                "return select(2, pcall(bit.band))",
+                "bad argument #1 to '?' (number expected, got no value)",
+            ),
+            (
+                "return select(2, pcall(cmsgpack.unpack, '\\193'))",
+                "Bad data format in input.",
+            ),
+        ];
+        for (src, want) in cases {
+            assert_eq!(eval_str(&lua, src), want, "{src}");
+        }
+    }
+
+    #[test]
+    fn globals_are_installed() {
+        let lua = lua();
+        let src = "local n = 0 \
+                   for _, lib in ipairs({cjson, cmsgpack, bit, struct}) do \
+                     for _, v in pairs(lib) do if type(v) == 'function' then n = n + 1 end end \
+                   end return n";
+        // cjson 10 (with new), cmsgpack 4, bit 12, struct 3.
+        assert_eq!(eval_str(&lua, src), "29");
     }
 }
