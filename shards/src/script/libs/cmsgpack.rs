@@ -489,6 +489,9 @@ fn unpack_full(
         cnt += 1;
     }
     if !decode_all {
+        if d.top + 1 > MAX_C_STACK {
+            return fail("stack overflow (in function mp_unpack_full)");
+        }
         let next = if d.left() == 0 { -1 } else { d.pos as i32 };
         results.raw_set(1, next)?;
     }
@@ -744,6 +747,10 @@ mod tests {
             (
                 "cmsgpack.unpack(string.rep('\\1', 8000))",
                 super::TOO_MANY_VALUES,
+            ),
+            (
+                "cmsgpack.unpack_limit(string.rep('\\1', 8000), 7999)",
+                "stack overflow (in function mp_unpack_full)",
             ),
             (
                 "cmsgpack.unpack(string.rep('\\1', 100) .. string.rep('\\145', 3950) .. '\\1')",
