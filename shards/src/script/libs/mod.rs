@@ -3,7 +3,7 @@
 //! (LuaBitOp 1.0.2) and `struct` (Roberto Ierusalimschy's struct 0.2, as patched by
 //! Redis). Each module documents where it matches Redis and the few places it does not.
 //!
-//! Two mlua details shape the glue shared by all four:
+//! Two mlua details shape the plumbing shared by all four:
 //!
 //! * A Rust callback that returns `Err` reaches Lua as an mlua error *object*, not as a
 //!   string, so a script doing `pcall(cjson.decode, s)` would not see the text Redis
@@ -24,10 +24,13 @@
 //! and a count to the trampoline, which spreads them on the Lua stack: the Rust side
 //! never holds thousands of Lua references at once (mlua's reference stack is bounded
 //! by Lua 5.1's 8000-slot C stack limit and panics when exhausted).
+//!
+//! Note for debug builds: the vendored Lua is compiled with `LUA_USE_APICHECK` when
+//! debug assertions are on, and Lua 5.1's own `pcall` then aborts the process when the
+//! called function returns more than about 20 values (`pcall(unpack, t)`); release
+//! builds, like Redis, are unaffected. This is independent of these libraries.
 
-use std::ffi::c_void;
-
-use std::ffi::c_int;
+use std::ffi::{c_int, c_void};
 
 use mlua::{ffi, Function, LightUserData, Lua, MultiValue, Table, Value};
 
@@ -211,7 +214,7 @@ pub(crate) fn many(lua: &Lua, t: Table, n: usize) -> LibResult<MultiValue> {
 
 /// The arguments of a function, whatever its shape.
 pub(crate) enum Args {
-    /// Packed by the Lua wrapper: `{n = count, ...}`.
+    /// Packed by the trampoline: `{n = count, ...}`.
     Packed(Table, usize),
     Plain(Vec<Value>),
 }
