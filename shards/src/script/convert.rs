@@ -92,22 +92,21 @@ fn table_to_resp(t: &Table, out: &mut Reply<'_>, resp3_types: bool, depth: usize
         return;
     }
     if let Value::Table(m) = field("map") {
-        let pairs: Vec<(Value, Value)> = m.pairs::<Value, Value>().filter_map(|p| p.ok()).collect();
-        out.map(pairs.len());
-        for (k, v) in &pairs {
-            lua_to_resp(k, out, resp3_types, depth + 1);
-            lua_to_resp(v, out, resp3_types, depth + 1);
+        // Two passes (count, then write), converting each pair as it is read: a Lua handle
+        // held per element would exhaust mlua's reference stack on big tables.
+        let n = m.pairs::<Value, Value>().filter(|p| p.is_ok()).count();
+        out.map(n);
+        for (k, v) in m.pairs::<Value, Value>().filter_map(|p| p.ok()).take(n) {
+            lua_to_resp(&k, out, resp3_types, depth + 1);
+            lua_to_resp(&v, out, resp3_types, depth + 1);
         }
         return;
     }
     if let Value::Table(s) = field("set") {
-        let keys: Vec<Value> = s
-            .pairs::<Value, Value>()
-            .filter_map(|p| p.ok().map(|(k, _)| k))
-            .collect();
-        out.set(keys.len());
-        for k in &keys {
-            lua_to_resp(k, out, resp3_types, depth + 1);
+        let n = s.pairs::<Value, Value>().filter(|p| p.is_ok()).count();
+        out.set(n);
+        for (k, _) in s.pairs::<Value, Value>().filter_map(|p| p.ok()).take(n) {
+            lua_to_resp(&k, out, resp3_types, depth + 1);
         }
         return;
     }
@@ -128,16 +127,16 @@ fn table_to_resp(t: &Table, out: &mut Reply<'_>, resp3_types: bool, depth: usize
             return;
         }
     }
-    let mut items = Vec::new();
-    for i in 1.. {
-        match t.raw_get::<Value>(i) {
-            Ok(Value::Nil) | Err(_) => break,
-            Ok(v) => items.push(v),
-        }
-    }
-    out.array(items.len());
-    for v in &items {
-        lua_to_resp(v, out, resp3_types, depth + 1);
+    // The elements up to the first nil, counted first, then written one at a time.
+    let element = |i: usize| match t.raw_get::<Value>(i) {
+        Ok(Value::Nil) | Err(_) => None,
+        Ok(v) => Some(v),
+    };
+    let n = (1..).take_while(|&i| element(i).is_some()).count();
+    out.array(n);
+    for i in 1..=n {
+        let v = element(i).unwrap_or(Value::Nil);
+        lua_to_resp(&v, out, resp3_types, depth + 1);
     }
 }
 
@@ -166,6 +165,16 @@ mod tests {
         let mut out = Vec::new();
         lua_to_resp(&v, &mut Reply::new(&mut out, Proto::Resp2), false, 0);
         assert_eq!(out, b"*4\r\n:1\r\n$1\r\na\r\n+s\r\n-e\r\n");
+        let v: Value = lua
+            .load("local t = {} for i = 1, 50000 do t[i] = 'x' .. i end return t")
+            .eval()
+            .unwrap();
+        let mut out = Vec::new();
+        lua_to_resp(&v, &mut Reply::new(&mut out, Proto::Resp2), false, 0);
+        assert!(
+            out.starts_with(b"*50000\r\n$2\r\nx1\r\n"),
+            "big arrays convert"
+        );
         let v: Value = lua.load("local t = {} t[1] = t return t").eval().unwrap();
         let mut out = Vec::new();
         lua_to_resp(&v, &mut Reply::new(&mut out, Proto::Resp2), false, 0);

@@ -40,6 +40,7 @@
 pub mod convert;
 mod ffi;
 pub mod function;
+pub mod libs;
 
 use crate::cmd::{key_positions, Call, Lookup};
 use crate::keyspace::{Entry, Key};
@@ -306,6 +307,7 @@ impl Vm {
         // (their globals are the sandbox's, see prelude.lua).
         let lua =
             unsafe { Lua::unsafe_new_with(StdLib::ALL_SAFE | StdLib::DEBUG, LuaOptions::new()) };
+        libs::open_all(&lua)?;
         let rust = lua.create_table()?;
         rust.raw_set("error_reply", lua.create_function(api_error_reply)?)?;
         rust.raw_set("status_reply", lua.create_function(api_status_reply)?)?;
@@ -1137,6 +1139,27 @@ mod tests {
         let r = eval(&mut sh, "#!lua flags=bogus\nreturn 1", &["0"]);
         assert_eq!(r, "-ERR Unexpected flag in script shebang: bogus\r\n");
         assert_eq!(eval(&mut sh, "#!lua\nreturn 1", &["0"]), ":1\r\n");
+    }
+
+    #[test]
+    fn big_results_and_many_values() {
+        let mut sh = TestShard::new();
+        // pcall returning many values (Lua's API checks, if compiled in, abort on this).
+        let r = eval(&mut sh, "local t = {} for i = 1, 200 do t[i] = i end local r = {pcall(function() return unpack(t) end)} return #r", &["0"]);
+        assert_eq!(r, ":201\r\n");
+        // Replies with many strings, both ways.
+        let mut argv: Vec<Vec<u8>> = vec![b"RPUSH".to_vec(), b"big".to_vec()];
+        argv.extend((0..20000).map(|i| format!("e{i}").into_bytes()));
+        let refs: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
+        assert_eq!(sh.run_args(&refs), ":20000\r\n");
+        let r = eval(&mut sh, "return redis.call('lrange', 'big', 0, -1)", &["0"]);
+        assert!(r.starts_with("*20000\r\n$2\r\ne0\r\n"), "{}", &r[..20]);
+        let r = eval(
+            &mut sh,
+            "local t = {} for i = 1, 30000 do t['k' .. i] = i end return {map = t}",
+            &["0"],
+        );
+        assert!(r.starts_with("*60000\r\n"), "{}", &r[..20]);
     }
 
     #[test]
