@@ -80,6 +80,9 @@ pub struct Conn {
     pub watching: Vec<crate::multi::Watched>,
     /// Commands to run next, before the rest of the input (EXEC of a block run live).
     pub inject: Vec<u8>,
+    /// The next command is a script a shard sent back: it runs as a transaction over these
+    /// keys (see `RepBody::Reroute`).
+    pub reroute_keys: Option<Vec<(u8, shards::keyspace::Key)>>,
     /// The block being run live: its transaction holds every shard until its commands are done.
     pub live: Option<LiveBlock>,
     /// The last transaction this connection coordinated: if the connection goes away mid-way,
@@ -131,6 +134,7 @@ impl Conn {
             multi: None,
             watching: Vec::new(),
             inject: Vec::new(),
+            reroute_keys: None,
             live: None,
             tx_open: None,
             want_write: false,

@@ -1083,6 +1083,11 @@ impl ShardCtx {
                         });
                         RepBody::Deferred
                     }
+                    crate::dispatch::RunEnd::Reroute(at, keys) => RepBody::Reroute {
+                        out,
+                        rest: frames[at..].to_vec(),
+                        keys,
+                    },
                 }
             }
             ReqBody::Unblock(how) => {
@@ -1171,6 +1176,15 @@ impl ShardCtx {
                 RepBody::Partial(b) => {
                     conn.wbuf.extend_from_slice(&b);
                     conn.wait = Wait::Blocked { shard: from };
+                }
+                // A script that must run as a transaction: it and what followed it are read
+                // again, the script gathering the keys the shard found it needs.
+                RepBody::Reroute { out, rest, keys } => {
+                    conn.wbuf.extend_from_slice(&out);
+                    let mut frames = rest;
+                    frames.extend_from_slice(&std::mem::take(&mut conn.inject));
+                    conn.inject = frames;
+                    conn.reroute_keys = Some(keys);
                 }
                 _ => {}
             },

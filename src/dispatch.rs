@@ -245,6 +245,10 @@ fn route(ctx: &ShardCtx, conn: &Conn, argv: &[&[u8]]) -> Target {
         }
     };
     let spec = l.spec;
+    if conn.reroute_keys.is_some() {
+        // A script a shard sent back (see `RepBody::Reroute`): a transaction this time.
+        return Target::Gather(l);
+    }
     if !conn.authenticated && spec.flags & shards::cmd::flag::NO_AUTH == 0 {
         ctx.engine.borrow_mut().stats.count_rejected(l);
         return Target::Fail(Error::Other("NOAUTH Authentication required.".into()));
@@ -309,10 +313,6 @@ fn route(ctx: &ShardCtx, conn: &Conn, argv: &[&[u8]]) -> Target {
             if pos[1..].iter().all(|&p| shard_of(ctx, argv[p]) == shard) {
                 return if shard == ctx.id {
                     Target::Local(l)
-                } else if l.spec.group == shards::cmd::Group::Scripting {
-                    // A script runs where it can be rerouted if it reaches undeclared keys:
-                    // here, on copies of its keys (see `shards::script`).
-                    Target::Gather(l)
                 } else {
                     Target::Remote(shard, l)
                 };
@@ -411,7 +411,11 @@ fn execute(ctx: &ShardCtx, conn: &mut Conn, target: Target, argv: &[&[u8]], now:
         Target::Gather(l) => {
             ctx.engine.borrow_mut().stats.count_call(l);
             conn.last_cmd = names(l);
-            start_gather(ctx, conn, l, argv);
+            match conn.reroute_keys.take() {
+                // A script a shard sent back, with the keys it reached there.
+                Some(keys) => gather_these(ctx, conn, l, argv, keys),
+                None => start_gather(ctx, conn, l, argv),
+            }
         }
         Target::Remote(..) => {}
     }
@@ -425,6 +429,9 @@ pub enum RunEnd {
     Blocked,
     /// The frame at this byte offset touches a key locked by a transaction: it and the rest wait.
     Locked(usize),
+    /// The frame at this byte offset is a script that must run as a transaction over these
+    /// keys (on the connection's shard); it and the rest go back to the connection.
+    Reroute(usize, Vec<(u8, Key)>),
 }
 
 /// Executes forwarded frames against this shard's engine (no routing: the sender routed them).
@@ -462,14 +469,24 @@ pub fn run_frames(
                 if origin.is_some() && crate::txn::locked_out(ctx, l, &argv, db) {
                     return RunEnd::Locked(pos);
                 }
+                let script = l.spec.group == shards::cmd::Group::Scripting && l.spec.run.is_some();
+                if origin.is_some() && script && !ctx.locks.borrow().is_idle() {
+                    // A script could reach keys a transaction holds here: it takes locks.
+                    return RunEnd::Reroute(pos, gather_keys(l, &argv, db));
+                }
                 let blocked = ctx
                     .engine
                     .borrow_mut()
                     .execute_reply(l, &argv, db, now, proto, out);
-                if ctx.engine.borrow_mut().reroute.take().is_some() {
-                    // Scripts are never forwarded (see `target`); one arriving here anyway
-                    // cannot be rerouted.
-                    Reply::new(out, proto).error(UNDECLARED_IN_BLOCK);
+                let reroute = ctx.engine.borrow_mut().reroute.take();
+                if let Some(keys) = reroute {
+                    if origin.is_none() {
+                        // Part of a block run live: it cannot run again elsewhere.
+                        Reply::new(out, proto).error(UNDECLARED_IN_BLOCK);
+                    } else {
+                        let keys = keys.into_iter().map(|(d, k)| (d as u8, k)).collect();
+                        return RunEnd::Reroute(pos, keys);
+                    }
                 }
                 if blocked.is_some() && ctx.locks.borrow().current.is_some() {
                     // Part of a block run live: a blocking command does not block.

@@ -143,6 +143,14 @@ pub enum RepBody {
     Names(Vec<Vec<u8>>),
     /// Counts (PUBSUB NUMSUB).
     Counts(Vec<i64>),
+    /// A forwarded run stopped at a script that must run as a transaction over `keys` (see
+    /// `shards::script`): `out` answers the commands before it, `rest` is the script's frame
+    /// and what followed it, for the connection to run again.
+    Reroute {
+        out: Vec<u8>,
+        rest: Vec<u8>,
+        keys: Vec<(u8, Key)>,
+    },
 }
 
 impl RepBody {

@@ -584,6 +584,10 @@ fn resume(ctx: &ShardCtx, mut d: Deferred) {
             ctx.reply_to(origin, conn, seq, RepBody::Partial(out));
         }
         crate::dispatch::RunEnd::Done => ctx.reply_to(origin, conn, seq, RepBody::Bytes(out)),
+        crate::dispatch::RunEnd::Reroute(at, keys) => {
+            let rest = frames[at..].to_vec();
+            ctx.reply_to(origin, conn, seq, RepBody::Reroute { out, rest, keys });
+        }
     }
 }
 

@@ -139,6 +139,37 @@ fn undeclared_keys_on_another_shard_are_written_once() {
             );
         }
     }
+    // Pipelined around a script whose declared key is on one shard and undeclared key on the
+    // other: a shard that runs it sends it back to run as a transaction, and the replies stay
+    // in order.
+    for c in 0..6 {
+        let mut con = server.raw();
+        let (first, second) = if c % 2 == 0 { (&x, &y) } else { (&y, &x) };
+        let mut batch = Vec::new();
+        batch.extend(common::encode(&["SET", first, "before"]));
+        batch.extend(common::encode(&[
+            "EVAL",
+            "redis.call('set', KEYS[1], 'mid') redis.call('set', ARGV[1], 'mid') return redis.call('get', ARGV[1])",
+            "1",
+            first,
+            second,
+        ]));
+        batch.extend(common::encode(&["GET", first]));
+        batch.extend(common::encode(&["SET", second, "after"]));
+        batch.extend(common::encode(&["GET", second]));
+        con.send(&batch);
+        let replies = con.read_replies(5);
+        assert_eq!(
+            replies,
+            vec![
+                b"+OK\r\n".to_vec(),
+                b"$3\r\nmid\r\n".to_vec(),
+                b"$3\r\nmid\r\n".to_vec(),
+                b"+OK\r\n".to_vec(),
+                b"$5\r\nafter\r\n".to_vec(),
+            ]
+        );
+    }
     // Declared keys on another shard, a key declared and one not.
     let mut con = server.raw();
     let r = con.cmd(&["EVAL", "redis.call('set', KEYS[1], 'k') redis.call('set', ARGV[1], 'a') return redis.call('mget', KEYS[1], ARGV[1])", "1", &x, &y]);
