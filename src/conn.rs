@@ -83,6 +83,8 @@ pub struct Conn {
     /// The next command is a script a shard sent back: it runs as a transaction over these
     /// keys (see `RepBody::Reroute`).
     pub reroute_keys: Option<Vec<(u8, shards::keyspace::Key)>>,
+    /// How many times the running script has been run again over more keys.
+    pub reroutes: u32,
     /// The block being run live: its transaction holds every shard until its commands are done.
     pub live: Option<LiveBlock>,
     /// The last transaction this connection coordinated: if the connection goes away mid-way,
@@ -135,6 +137,7 @@ impl Conn {
             watching: Vec::new(),
             inject: Vec::new(),
             reroute_keys: None,
+            reroutes: 0,
             live: None,
             tx_open: None,
             want_write: false,

@@ -155,7 +155,7 @@ fn process_input(ctx: &ShardCtx, conn: &mut Conn) {
                 continue;
             }
         }
-        match busy_check(ctx, route(ctx, conn, &argv)) {
+        match busy_check(ctx, route(ctx, conn, &argv), &argv) {
             Target::Remote(shard, l) => {
                 match &run {
                     Some((s, _)) if *s != shard => break,
@@ -760,25 +760,42 @@ fn start_all(ctx: &ShardCtx, conn: &mut Conn, _l: Lookup, argv: &[&[u8]], merge:
 
 /// A command for a shard whose script has run past `busy-reply-threshold` gets `-BUSY` (the
 /// shard's own loop is inside the script; see `shards::script`).
-fn busy_check(ctx: &ShardCtx, target: Target) -> Target {
-    if let Target::Remote(shard, l) = target {
-        if l.spec.flags & shards::cmd::flag::ALLOW_BUSY == 0
-            && ctx
-                .engine
-                .borrow()
-                .scripts
-                .busy_of(shard)
-                .busy
-                .load(std::sync::atomic::Ordering::Relaxed)
-        {
-            return Target::Fail(shards::Error::Other(
-                "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
-                    .into(),
-            ));
+fn busy_check(ctx: &ShardCtx, target: Target, argv: &[&[u8]]) -> Target {
+    let busy = |s: usize| {
+        ctx.engine
+            .borrow()
+            .scripts
+            .busy_of(s)
+            .busy
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let hit = match &target {
+        Target::Remote(shard, l) => {
+            l.spec.flags & shards::cmd::flag::ALLOW_BUSY == 0 && busy(*shard)
         }
+        Target::Gather(l) | Target::Split(l, _) => {
+            l.spec.flags & shards::cmd::flag::ALLOW_BUSY == 0 && {
+                let mut pos = Vec::new();
+                key_positions(l.spec, argv, &mut pos);
+                pos.iter().any(|&p| busy(shard_of(ctx, argv[p])))
+            }
+        }
+        Target::All(l, _) => {
+            l.spec.flags & shards::cmd::flag::ALLOW_BUSY == 0 && (0..ctx.n).any(busy)
+        }
+        _ => false,
+    };
+    if hit {
+        return Target::Fail(shards::Error::Other(
+            "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+                .into(),
+        ));
     }
     target
 }
+
+/// How many times a script that keeps reaching new undeclared keys is run again.
+const REROUTES_MAX: u32 = 8;
 
 /// The error of a script that reaches an undeclared key on another shard where it cannot be
 /// run again over it (inside MULTI).
@@ -925,9 +942,21 @@ fn gather_run(
     // A blocking command gathered again after a write is a re-run (see `Shard::rerun`).
     scratch.rerun = conn.retry_deadline.is_some();
     let blocked = scratch.execute_reply(l, &args, db, now, proto, &mut reply);
+    if scratch.reroute.is_none() {
+        conn.reroutes = 0;
+    }
     if let Some(more) = scratch.reroute.take() {
-        // The script reached keys it did not declare: gather those too and run it again.
+        // The script reached keys it did not declare: gather those too and run it again (a
+        // few times: keys that change from run to run never settle).
         crate::txn::release_on(ctx, conn, tx, held);
+        conn.reroutes += 1;
+        if conn.reroutes > REROUTES_MAX {
+            conn.reroutes = 0;
+            conn.error(
+                "ERR the keys this script reaches change from run to run: declare them in KEYS",
+            );
+            return;
+        }
         let mut keys: Vec<(u8, Key)> = before.into_iter().map(|(d, k, _)| (d, k)).collect();
         for (d, k) in more {
             let k = (d as u8, k);

@@ -363,6 +363,20 @@ pub fn request_shutdown(
     std::thread::spawn(move || {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while shared.persist.stopped.load(Ordering::Acquire) < shared.nshards {
+            // SHUTDOWN NOSAVE works while a script keeps a shard busy: that shard cannot stop
+            // on its own, and there is nothing to save.
+            if !save
+                && shared
+                    .scripts
+                    .busy
+                    .iter()
+                    .any(|b| b.busy.load(Ordering::Relaxed))
+            {
+                crate::log!(
+                    "A script keeps a shard busy: exiting without waiting for it (SHUTDOWN NOSAVE)"
+                );
+                break;
+            }
             if std::time::Instant::now() > deadline {
                 crate::log!("Shards did not finish their shutdown work in time; exiting anyway");
                 break;

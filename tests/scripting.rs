@@ -176,16 +176,15 @@ fn undeclared_keys_on_another_shard_are_written_once() {
     assert_eq!(r, b"*2\r\n$1\r\nk\r\n$1\r\na\r\n");
 }
 
-/// SCRIPT KILL stops a read-only script that runs forever; commands for its shard from other
-/// shards get -BUSY meanwhile; one that wrote cannot be killed.
-#[test]
-fn script_kill_and_busy() {
-    let server = Server::start(&["--busy-reply-threshold", "100"]);
+/// Runs `script` (which loops forever without writing) on one connection and SCRIPT KILL from
+/// others until it answers OK; checks the looping client's error and, when `busy_key` is set,
+/// that commands for the looping shard got -BUSY meanwhile.
+fn kill_looping(server: &Server, script: &'static str, check_busy: bool) {
     let addr = server.addr();
     let looping = thread::spawn(move || {
         let mut c = RawConn::connect(addr);
         c.set_read_timeout(Duration::from_secs(60));
-        c.cmd(&["EVAL", "while true do end", "0"])
+        c.cmd(&["EVAL", script, "0"])
     });
     // Connections land on either shard; the ones on the looping shard wait for the script, the
     // others answer. Try until SCRIPT KILL is answered OK.
@@ -196,7 +195,7 @@ fn script_kill_and_busy() {
         thread::sleep(Duration::from_millis(200));
         let mut c = RawConn::connect(addr);
         c.set_read_timeout(Duration::from_millis(500));
-        // A key on each shard: the one on the looping shard answers BUSY.
+        // A key on each shard, and both at once: the looping shard's answer BUSY.
         for s in 0..2 {
             let k = key_on(s, "busy");
             c.send(&common::encode(&["GET", &k]));
@@ -204,25 +203,110 @@ fn script_kill_and_busy() {
                 saw_busy |= r.starts_with(b"-BUSY Redis is busy running a script.");
             }
         }
+        c.send(&common::encode(&[
+            "MGET",
+            &key_on(0, "busy"),
+            &key_on(1, "busy"),
+        ]));
+        if let Ok(r) = c.try_read_reply() {
+            saw_busy |= r.starts_with(b"-BUSY Redis is busy running a script.");
+        }
         c.send(&common::encode(&["SCRIPT", "KILL"]));
         if let Ok(r) = c.try_read_reply() {
             killed = r == b"+OK\r\n";
         }
     }
-    assert!(killed, "SCRIPT KILL never answered OK");
+    assert!(killed, "SCRIPT KILL never answered OK for {script}");
     let reply = looping.join().expect("looping client");
     assert!(
         reply.starts_with(b"-ERR Script killed by user with SCRIPT KILL"),
-        "{}",
+        "{script}: {}",
         String::from_utf8_lossy(&reply)
     );
-    assert!(saw_busy, "no -BUSY while the script ran");
+    if check_busy {
+        assert!(saw_busy, "no -BUSY while {script} ran");
+    }
     let mut c = server.raw();
     assert_eq!(
         c.cmd(&["SCRIPT", "KILL"]),
         b"-NOTBUSY No scripts in execution right now.\r\n"
     );
     assert_eq!(c.cmd(&["PING"]), b"+PONG\r\n");
+}
+
+/// SCRIPT KILL stops a read-only script that runs forever, also one that loops inside a
+/// coroutine or keeps catching the kill with pcall; commands for its shard from other shards
+/// get -BUSY meanwhile.
+#[test]
+fn script_kill_and_busy() {
+    let server = Server::start(&["--busy-reply-threshold", "100"]);
+    kill_looping(&server, "while true do end", true);
+    kill_looping(
+        &server,
+        "local co = coroutine.wrap(function() while true do end end) co()",
+        false,
+    );
+    kill_looping(
+        &server,
+        "while true do pcall(function() while true do end end) end",
+        false,
+    );
+}
+
+/// Library code that never finishes is stopped after 500 ms, as Redis does; a script whose keys
+/// change on every run is not run again forever; MOVE in a script on copies moves the key.
+#[test]
+fn runaway_loads_and_reroutes_end() {
+    let server = Server::start(&[]);
+    let mut c = server.raw();
+    c.set_read_timeout(Duration::from_secs(20));
+    assert_eq!(
+        c.cmd(&["FUNCTION", "LOAD", "#!lua name=inf\nwhile true do end"]),
+        b"-ERR Error registering functions: ERR FUNCTION LOAD timeout\r\n".to_vec()
+    );
+    assert_eq!(c.cmd(&["PING"]), b"+PONG\r\n");
+    for _ in 0..4 {
+        let mut c = server.raw();
+        c.set_read_timeout(Duration::from_secs(20));
+        let r = c.cmd(&[
+            "EVAL",
+            "return redis.call('get', 'x' .. redis.call('time')[2])",
+            "0",
+        ]);
+        assert!(
+            r == b"$-1\r\n" || r.starts_with(b"-ERR the keys this script reaches change"),
+            "{}",
+            String::from_utf8_lossy(&r)
+        );
+    }
+    let (k0, k1) = (key_on(0, "mv"), key_on(1, "mv"));
+    for k in [&k0, &k1] {
+        for _ in 0..3 {
+            let mut c = server.raw();
+            assert_eq!(c.cmd(&["SET", k, "v"]), b"+OK\r\n");
+            assert_eq!(
+                c.cmd(&["EVAL", "return redis.call('move', KEYS[1], 1)", "1", k]),
+                b":1\r\n"
+            );
+            assert_eq!(c.cmd(&["EXISTS", k]), b":0\r\n");
+            assert_eq!(c.cmd(&["SELECT", "1"]), b"+OK\r\n");
+            assert_eq!(c.cmd(&["GET", k]), b"$1\r\nv\r\n");
+            assert_eq!(c.cmd(&["DEL", k]), b":1\r\n");
+        }
+    }
+    // A script that ran cleanly over its declared keys, then reaches an undeclared key on the
+    // other shard after writing: both writes happen.
+    let script = "redis.call('set', KEYS[1], 'x') redis.call('set', ARGV[1], 'y') return 1";
+    for c in 0..4 {
+        let mut con = server.raw();
+        let (a, b) = if c % 2 == 0 { (&k0, &k1) } else { (&k1, &k0) };
+        let same = key_on(if c % 2 == 0 { 0 } else { 1 }, "same");
+        assert_eq!(con.cmd(&["EVAL", script, "1", a, &same]), b":1\r\n");
+        assert_eq!(con.cmd(&["DEL", a, b]).len(), 4);
+        let r = con.cmd(&["EVAL", script, "1", a, b]);
+        assert_eq!(r, b":1\r\n", "{}", String::from_utf8_lossy(&r));
+        assert_eq!(con.cmd(&["MGET", a, b]), b"*2\r\n$1\r\nx\r\n$1\r\ny\r\n");
+    }
 }
 
 /// redis-py's `Lock` (SET NX PX plus Lua release and extend) and `Script` (EVALSHA falling back
@@ -358,4 +442,44 @@ fn function_payloads_and_rdb_files_from_redis() {
     let server = Server::start(&["--dir", dir.to_str().unwrap()]);
     let mut c = server.raw();
     assert_eq!(c.cmd(&["FCALL_RO", "peek", "1", "y"]), b"$1\r\n2\r\n");
+}
+
+/// A script that wrote cannot be killed (`UNKILLABLE`), and SHUTDOWN NOSAVE still stops the
+/// server while it runs.
+#[test]
+fn unkillable_script_and_shutdown_nosave() {
+    let mut server = Server::start(&["--busy-reply-threshold", "100"]);
+    let addr = server.addr();
+    thread::spawn(move || {
+        let mut c = RawConn::connect(addr);
+        c.set_read_timeout(Duration::from_secs(60));
+        c.send(&common::encode(&[
+            "EVAL",
+            "redis.call('set', KEYS[1], '1') while true do end",
+            "1",
+            "w",
+        ]));
+        // No answer comes: the server stops while the script runs.
+        let _ = c.try_read_reply();
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut unkillable = false;
+    while !unkillable && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(200));
+        let mut c = RawConn::connect(addr);
+        c.set_read_timeout(Duration::from_millis(500));
+        c.send(&common::encode(&["SCRIPT", "KILL"]));
+        if let Ok(r) = c.try_read_reply() {
+            unkillable =
+                r.starts_with(b"-UNKILLABLE Sorry the script already executed write commands");
+            if unkillable {
+                c.send(&common::encode(&["SHUTDOWN", "NOSAVE"]));
+            }
+        }
+    }
+    assert!(unkillable, "SCRIPT KILL never answered UNKILLABLE");
+    assert!(
+        server.wait_exit(Duration::from_secs(20)).is_some(),
+        "SHUTDOWN NOSAVE did not stop the server while a script ran"
+    );
 }

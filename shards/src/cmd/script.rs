@@ -483,7 +483,9 @@ fn script_kill(shard: &mut Shard, c: &mut Call) -> Result<()> {
 pub fn kill(store: &Store) -> Result<()> {
     let mut found = false;
     for b in store.busy.iter() {
-        if b.since_ms.load(Ordering::Acquire) == 0 {
+        // Only a script past busy-reply-threshold, as Redis (which cannot hear SCRIPT KILL
+        // before then).
+        if b.since_ms.load(Ordering::Acquire) == 0 || !b.busy.load(Ordering::Relaxed) {
             continue;
         }
         found = true;

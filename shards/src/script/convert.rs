@@ -26,9 +26,13 @@
 use crate::resp::{Proto, Reply};
 use mlua::{Table, Value};
 
-/// Deeper nesting than this is answered as a null (a script's own cyclic tables would recurse
-/// forever otherwise).
+/// Deeper nesting than this is answered with Redis's stack-limit error (a table that contains
+/// itself would recurse forever otherwise).
 const DEPTH_MAX: usize = 128;
+
+/// At most this many values are converted (tables sharing sub-tables can describe replies
+/// exponentially larger than themselves); the rest are nulls.
+pub const VALUES_MAX: usize = 64 << 20;
 
 /// A Lua number as Redis turns it into an integer reply (C's `(long long)` cast on x86-64:
 /// NaN and anything out of range give `i64::MIN`).
@@ -43,6 +47,16 @@ pub fn lua_number_to_i64(d: f64) -> i64 {
 /// Writes a script's result as the reply. `resp3_types`: the script called `redis.setresp(3)`,
 /// so booleans are RESP3 booleans rather than `:1` / null.
 pub fn lua_to_resp(v: &Value, out: &mut Reply<'_>, resp3_types: bool, depth: usize) {
+    let mut budget = VALUES_MAX;
+    convert(v, out, resp3_types, depth, &mut budget);
+}
+
+fn convert(v: &Value, out: &mut Reply<'_>, resp3_types: bool, depth: usize, budget: &mut usize) {
+    if *budget == 0 {
+        out.null();
+        return;
+    }
+    *budget -= 1;
     match v {
         Value::String(s) => out.bulk(&s.as_bytes()),
         Value::Boolean(b) => {
@@ -56,12 +70,19 @@ pub fn lua_to_resp(v: &Value, out: &mut Reply<'_>, resp3_types: bool, depth: usi
         }
         Value::Integer(n) => out.int(*n as i64),
         Value::Number(d) => out.int(lua_number_to_i64(*d)),
-        Value::Table(t) if depth < DEPTH_MAX => table_to_resp(t, out, resp3_types, depth),
+        Value::Table(_) if depth >= DEPTH_MAX => out.error("ERR reached lua stack limit"),
+        Value::Table(t) => table_to_resp(t, out, resp3_types, depth, budget),
         _ => out.null(),
     }
 }
 
-fn table_to_resp(t: &Table, out: &mut Reply<'_>, resp3_types: bool, depth: usize) {
+fn table_to_resp(
+    t: &Table,
+    out: &mut Reply<'_>,
+    resp3_types: bool,
+    depth: usize,
+    budget: &mut usize,
+) {
     let field = |name: &str| t.raw_get::<Value>(name).unwrap_or(Value::Nil);
     if let Value::String(e) = field("err") {
         let text = e.to_string_lossy();
@@ -97,8 +118,8 @@ fn table_to_resp(t: &Table, out: &mut Reply<'_>, resp3_types: bool, depth: usize
         let n = m.pairs::<Value, Value>().filter(|p| p.is_ok()).count();
         out.map(n);
         for (k, v) in m.pairs::<Value, Value>().filter_map(|p| p.ok()).take(n) {
-            lua_to_resp(&k, out, resp3_types, depth + 1);
-            lua_to_resp(&v, out, resp3_types, depth + 1);
+            convert(&k, out, resp3_types, depth + 1, budget);
+            convert(&v, out, resp3_types, depth + 1, budget);
         }
         return;
     }
@@ -106,7 +127,7 @@ fn table_to_resp(t: &Table, out: &mut Reply<'_>, resp3_types: bool, depth: usize
         let n = s.pairs::<Value, Value>().filter(|p| p.is_ok()).count();
         out.set(n);
         for (k, _) in s.pairs::<Value, Value>().filter_map(|p| p.ok()).take(n) {
-            lua_to_resp(&k, out, resp3_types, depth + 1);
+            convert(&k, out, resp3_types, depth + 1, budget);
         }
         return;
     }
@@ -136,7 +157,7 @@ fn table_to_resp(t: &Table, out: &mut Reply<'_>, resp3_types: bool, depth: usize
     out.array(n);
     for i in 1..=n {
         let v = element(i).unwrap_or(Value::Nil);
-        lua_to_resp(&v, out, resp3_types, depth + 1);
+        convert(&v, out, resp3_types, depth + 1, budget);
     }
 }
 
@@ -178,6 +199,9 @@ mod tests {
         let v: Value = lua.load("local t = {} t[1] = t return t").eval().unwrap();
         let mut out = Vec::new();
         lua_to_resp(&v, &mut Reply::new(&mut out, Proto::Resp2), false, 0);
-        assert!(out.ends_with(b"$-1\r\n"), "a cycle ends in a null");
+        assert!(
+            out.ends_with(b"-ERR reached lua stack limit\r\n"),
+            "a cycle ends in an error"
+        );
     }
 }

@@ -324,3 +324,89 @@ fn bulk<'a>(buf: &'a [u8], pos: &mut usize, n: usize) -> &'a [u8] {
     *pos = (end + 2).min(buf.len());
     &buf[start..end]
 }
+
+/// The count hook on every thread a script runs on (see `super::hook_check`). Once it raises,
+/// it is re-armed to fire at every instruction, so a script that catches the error with
+/// `pcall` is stopped again right after.
+unsafe extern "C-unwind" fn count_hook(l: *mut lua_State, _ar: *mut ffi::lua_Debug) {
+    let Some(msg) = super::hook_check() else {
+        return;
+    };
+    ffi::lua_sethook(l, Some(count_hook), ffi::LUA_MASKCOUNT, 1);
+    push_bytes(l, msg.as_bytes());
+    ffi::lua_error(l);
+}
+
+/// Installs the count hook on the running thread (called by the prelude before each run).
+pub unsafe extern "C-unwind" fn hook_here(l: *mut lua_State) -> c_int {
+    ffi::lua_sethook(
+        l,
+        Some(count_hook),
+        ffi::LUA_MASKCOUNT,
+        super::HOOK_EVERY as c_int,
+    );
+    0
+}
+
+/// Installs the count hook on a coroutine a script created (argument 1).
+pub unsafe extern "C-unwind" fn sethook(l: *mut lua_State) -> c_int {
+    let co = ffi::lua_tothread(l, 1);
+    if !co.is_null() {
+        ffi::lua_sethook(
+            co,
+            Some(count_hook),
+            ffi::LUA_MASKCOUNT,
+            super::HOOK_EVERY as c_int,
+        );
+    }
+    0
+}
+
+/// Pushes `msg` prefixed with the calling script's position, to be raised (as `luaL_error`).
+unsafe fn raise_where(l: *mut lua_State, msg: &str) -> Outcome {
+    ffi::luaL_where(l, 1);
+    push_bytes(l, msg.as_bytes());
+    ffi::lua_concat(l, 2);
+    Outcome::Raise
+}
+
+unsafe fn random_helper(l: *mut lua_State) -> Outcome {
+    let n = ffi::lua_gettop(l);
+    let arg = |i: c_int| -> Result<f64, String> {
+        if ffi::lua_type(l, i) == ffi::LUA_TNUMBER {
+            Ok(ffi::lua_tonumber(l, i).floor())
+        } else {
+            let kind = std::ffi::CStr::from_ptr(ffi::lua_typename(l, ffi::lua_type(l, i)))
+                .to_string_lossy()
+                .into_owned();
+            Err(format!(
+                "bad argument #{i} to 'random' (number expected, got {kind})"
+            ))
+        }
+    };
+    let r = super::next_random();
+    let v = match n {
+        0 => r,
+        1 => match arg(1) {
+            Ok(m) if m >= 1.0 => (r * m).floor() + 1.0,
+            Ok(_) => return raise_where(l, "bad argument #1 to 'random' (interval is empty)"),
+            Err(e) => return raise_where(l, &e),
+        },
+        2 => match (arg(1), arg(2)) {
+            (Ok(lo), Ok(hi)) if lo <= hi => (r * (hi - lo + 1.0)).floor() + lo,
+            (Ok(_), Ok(_)) => {
+                return raise_where(l, "bad argument #2 to 'random' (interval is empty)")
+            }
+            (Err(e), _) | (_, Err(e)) => return raise_where(l, &e),
+        },
+        _ => return raise_where(l, "wrong number of arguments"),
+    };
+    ffi::lua_pushnumber(l, v);
+    Outcome::Return(1)
+}
+
+/// `math.random`: Lua 5.1's argument rules and messages, Redis's own generator.
+pub unsafe extern "C-unwind" fn random(l: *mut lua_State) -> c_int {
+    let o = random_helper(l);
+    finish(l, o)
+}

@@ -90,10 +90,17 @@ fn run_library(vm: &Vm, code: &[u8]) -> Result<(String, Vec<(Meta, Function)>)> 
             };
             Error::err(format!("Error compiling function: {msg}"))
         })?;
-    let out: mlua::MultiValue = vm
-        .load_library
-        .call((chunk, registered.clone()))
-        .map_err(super::lua_err)?;
+    super::LOAD_TIMED_OUT.with(|t| t.set(false));
+    super::LOAD_DEADLINE.with(|d| d.set(Some(std::time::Instant::now() + super::LOAD_TIMEOUT)));
+    let out: mlua::Result<mlua::MultiValue> = vm.load_library.call((chunk, registered.clone()));
+    super::LOAD_DEADLINE.with(|d| d.set(None));
+    if super::LOAD_TIMED_OUT.with(|t| t.replace(false)) {
+        // The hook keeps raising once it has fired, so the error may escape the handler.
+        return Err(Error::err(
+            "Error registering functions: ERR FUNCTION LOAD timeout",
+        ));
+    }
+    let out = out.map_err(super::lua_err)?;
     let mut it = out.into_iter();
     if !matches!(it.next(), Some(Value::Boolean(true))) {
         let err = it.next().unwrap_or(Value::Nil);

@@ -251,7 +251,7 @@ pub(crate) struct Vm {
     pub(crate) new_library: Function,
     /// Runs a library's code with registration on.
     pub(crate) load_library: Function,
-    compiled: HashMap<Sha, Compiled>,
+    compiled: HashMap<Sha, Compiled, ahash::RandomState>,
     /// The store and generation `compiled` belongs to.
     generation: (u64, u64),
     /// The functions of every library, as loaded on this thread.
@@ -286,6 +286,12 @@ struct Running {
     stranded: bool,
     /// Keys the script reached that this run may not touch.
     foreign: Vec<(usize, Key)>,
+    /// The keys it declared, and the database it started in.
+    declared: Vec<Vec<u8>>,
+    db0: usize,
+    /// It touched a key it did not declare: it is never trusted to run unjournaled (whether
+    /// such a key is on this shard can change from run to run).
+    undeclared: bool,
     /// Unix ms at the start, and the busy threshold (0: none).
     started_ms: u64,
     busy_ms: u64,
@@ -311,7 +317,6 @@ impl Vm {
         let rust = lua.create_table()?;
         rust.raw_set("error_reply", lua.create_function(api_error_reply)?)?;
         rust.raw_set("status_reply", lua.create_function(api_status_reply)?)?;
-        rust.raw_set("random", lua.create_function(api_random)?)?;
         rust.raw_set("randomseed", lua.create_function(api_randomseed)?)?;
         // SAFETY: C functions following the Lua C API contract (see `ffi`).
         unsafe {
@@ -321,6 +326,9 @@ impl Vm {
             rust.raw_set("log", lua.create_c_function(ffi::log)?)?;
             rust.raw_set("setresp", lua.create_c_function(ffi::setresp)?)?;
             rust.raw_set("set_repl", lua.create_c_function(ffi::set_repl)?)?;
+            rust.raw_set("hook_here", lua.create_c_function(ffi::hook_here)?)?;
+            rust.raw_set("sethook", lua.create_c_function(ffi::sethook)?)?;
+            rust.raw_set("random", lua.create_c_function(ffi::random)?)?;
         }
         rust.raw_set("version", REDIS_VERSION)?;
         rust.raw_set("version_num", REDIS_VERSION_NUM)?;
@@ -335,10 +343,6 @@ impl Vm {
             .load(include_str!("prelude.lua"))
             .set_name("=redis")
             .call(rust)?;
-        lua.set_hook(
-            mlua::HookTriggers::new().every_nth_instruction(HOOK_EVERY),
-            |_, _| hook(),
-        );
         Ok(Vm {
             lua,
             globals,
@@ -347,7 +351,7 @@ impl Vm {
             run_with,
             new_library,
             load_library,
-            compiled: HashMap::new(),
+            compiled: HashMap::default(),
             generation: (u64::MAX, 0),
             functions: HashMap::new(),
             lib_generation: (u64::MAX, 0),
@@ -462,10 +466,9 @@ pub fn eval(shard: &mut Shard, call: &mut Call<'_>, by_sha: bool, ro_command: bo
                 "Can not execute a script with write flag using *_ro command.",
             ));
         }
-        let name = String::from_utf8_lossy(&sha).into_owned();
         let run = Run {
             func: &compiled.func,
-            name: &name,
+            name: std::str::from_utf8(&sha).unwrap_or("?"),
             keys,
             args,
             read_only: ro_command || flags & sflag::NO_WRITES != 0,
@@ -498,8 +501,8 @@ pub(crate) struct Run<'a> {
     pub(crate) function: bool,
 }
 
-/// Runs a compiled script; writes its reply. Ok(true): it ran without reaching a key it may not
-/// touch here.
+/// Runs a compiled script; writes its reply. Ok(true): it ran touching only the keys it
+/// declared (so it may run unjournaled next time).
 pub(crate) fn execute(
     vm: &mut Vm,
     shard: &mut Shard,
@@ -516,10 +519,14 @@ pub(crate) fn execute(
     };
     let keys = to_table(run.keys).map_err(lua_err)?;
     let args = to_table(run.args).map_err(lua_err)?;
-    if !run.function {
-        vm.globals.raw_set("KEYS", keys.clone()).map_err(lua_err)?;
-        vm.globals.raw_set("ARGV", args.clone()).map_err(lua_err)?;
-    }
+    // Functions get keys and args as parameters; KEYS and ARGV are EVAL's globals only.
+    let (k, a) = if run.function {
+        (Value::Nil, Value::Nil)
+    } else {
+        (Value::Table(keys.clone()), Value::Table(args.clone()))
+    };
+    vm.globals.raw_set("KEYS", k).map_err(lua_err)?;
+    vm.globals.raw_set("ARGV", a).map_err(lua_err)?;
     let prop_mark = shard.prop.as_ref().map(|p| (p.buf.len(), p.db));
     let events_mark = shard.events.len();
     let started_ms = (shard.clock_ms)();
@@ -540,6 +547,14 @@ pub(crate) fn execute(
         aborted: false,
         stranded: false,
         foreign: Vec::new(),
+        // Only a journaled run decides trust (see `undeclared`).
+        declared: if run.journal {
+            run.keys.iter().map(|k| k.to_vec()).collect()
+        } else {
+            Vec::new()
+        },
+        db0: call.db,
+        undeclared: false,
         started_ms,
         busy_ms: shard.config.busy_reply_threshold_ms,
         killed: false,
@@ -557,8 +572,6 @@ pub(crate) fn execute(
     busy.since_ms.store(0, Ordering::Release);
     busy.busy.store(false, Ordering::Relaxed);
     // Drop the KEYS/ARGV strings now rather than at the next collection.
-    let _ = vm.globals.raw_set("KEYS", Value::Nil);
-    let _ = vm.globals.raw_set("ARGV", Value::Nil);
     if state.aborted {
         if let Some(journal) = state.journal {
             for (db, key, entry) in journal.into_iter().rev() {
@@ -605,7 +618,7 @@ pub(crate) fn execute(
     let value = it.next().unwrap_or(Value::Nil);
     if ok {
         convert::lua_to_resp(&value, &mut call.out, state.resp3, 0);
-        return Ok(true);
+        return Ok(!state.undeclared);
     }
     Err(Error::Other(error_text(&value, run.name)))
 }
@@ -617,6 +630,8 @@ pub(crate) fn error_text(err: &Value, name: &str) -> String {
     };
     let text = match t.raw_get::<Value>("err") {
         Ok(Value::String(s)) => s.to_string_lossy(),
+        // A number is shown as it is (`error({err = 5})` answers `-5 …`).
+        Ok(v @ (Value::Number(_) | Value::Integer(_))) => lua_tostring(&v),
         Ok(v) => format!("ERR {}", lua_tostring(&v)),
         Err(_) => "ERR".into(),
     };
@@ -637,6 +652,7 @@ fn lua_tostring(v: &Value) -> String {
         Value::Nil => "nil".into(),
         Value::Boolean(b) => b.to_string(),
         Value::Number(n) => crate::util::fmt_g17(*n),
+        Value::Integer(n) => n.to_string(),
         Value::String(s) => s.to_string_lossy(),
         other => format!("{}: {:p}", other.type_name(), other.to_pointer()),
     }
@@ -686,13 +702,33 @@ fn count_commands(buf: &[u8]) -> usize {
     n
 }
 
-/// The count hook: the busy mark, SCRIPT KILL.
-fn hook() -> mlua::Result<mlua::VmState> {
+thread_local! {
+    /// While a library's code runs (FUNCTION LOAD, RESTORE, a load): when it must stop.
+    pub(crate) static LOAD_DEADLINE: std::cell::Cell<Option<std::time::Instant>> =
+        const { std::cell::Cell::new(None) };
+}
+
+thread_local! {
+    /// Set when the hook stopped a library load for its time.
+    pub(crate) static LOAD_TIMED_OUT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// How long a library's code may run while it loads, as Redis allows.
+pub(crate) const LOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The count hook's decision: continue (None), or raise this error. Marks the shard busy once
+/// the script has run past `busy-reply-threshold`; stops a killed script (one that has not
+/// written), a run that must be rerouted and a library load past its time.
+pub(crate) fn hook_check() -> Option<&'static str> {
+    if let Some(deadline) = LOAD_DEADLINE.with(|d| d.get()) {
+        if std::time::Instant::now() >= deadline {
+            LOAD_TIMED_OUT.with(|t| t.set(true));
+            return Some("FUNCTION LOAD timeout");
+        }
+    }
     RUNNING.with(|r| {
-        let mut r = r.borrow_mut();
-        let Some(run) = r.as_mut() else {
-            return Ok(mlua::VmState::Continue);
-        };
+        let mut r = r.try_borrow_mut().ok()?;
+        let run = r.as_mut()?;
         // SAFETY: see `Running::shard`.
         let shard = unsafe { &*run.shard };
         let busy = shard.scripts.busy_of(shard.id);
@@ -704,15 +740,12 @@ fn hook() -> mlua::Result<mlua::VmState> {
         }
         if busy.kill.load(Ordering::Relaxed) && shard.stats.dirty == run.dirty0 {
             run.killed = true;
-            return Err(mlua::Error::runtime(
-                "Script killed by user with SCRIPT KILL...",
-            ));
         }
-        if run.killed || run.aborted {
-            // A script caught its abort with pcall and went on: stop it.
-            return Err(mlua::Error::runtime("script aborted"));
+        if run.killed {
+            return Some("Script killed by user with SCRIPT KILL...");
         }
-        Ok(mlua::VmState::Continue)
+        // A script caught its abort with pcall and went on: stop it.
+        run.aborted.then_some("script aborted")
     })
 }
 
@@ -753,14 +786,20 @@ fn run_command(argv: &[&[u8]]) -> std::result::Result<(Vec<u8>, Proto), String> 
         if write && run.read_only {
             return Err("ERR Write commands are not allowed from read-only scripts.".into());
         }
-        // Every key must be one this run may touch.
+        // Every key must be one this run may touch: its keys in the script's database, and
+        // the key MOVE and COPY … DB write in another.
         let mut pos = Vec::new();
         key_positions(l.spec, argv, &mut pos);
+        let mut keys: Vec<(usize, &[u8])> = pos.iter().map(|&p| (run.db, argv[p])).collect();
+        keys.extend(other_db_key(l, argv));
         let mut denied = false;
-        for &p in &pos {
-            if !may_touch(shard, run.db, argv[p]) {
+        for &(db, key) in &keys {
+            if run.journal.is_some() && (db != run.db0 || !run.declared.iter().any(|d| *d == key)) {
+                run.undeclared = true;
+            }
+            if !may_touch(shard, db, key) {
                 denied = true;
-                let k = (run.db, Key::from(argv[p]));
+                let k = (db, Key::from(key));
                 if !run.foreign.contains(&k) {
                     run.foreign.push(k);
                 }
@@ -775,11 +814,11 @@ fn run_command(argv: &[&[u8]]) -> std::result::Result<(Vec<u8>, Proto), String> 
         }
         if write {
             if let Some(journal) = run.journal.as_mut() {
-                for &p in &pos {
-                    let k = (run.db, Key::from(argv[p]));
+                for &(db, key) in &keys {
+                    let k = (db, Key::from(key));
                     if run.journaled.insert(k.clone()) {
                         let prior = shard
-                            .export(run.db, &[argv[p]], run.now_us / 1000)
+                            .export(db, &[key], run.now_us / 1000)
                             .pop()
                             .and_then(|(_, e)| e);
                         journal.push((k.0, k.1, prior));
@@ -804,6 +843,23 @@ fn run_command(argv: &[&[u8]]) -> std::result::Result<(Vec<u8>, Proto), String> 
         }
         Ok((out, proto))
     })
+}
+
+/// The key MOVE and COPY … DB write in another database than the script's.
+fn other_db_key<'a>(l: Lookup, argv: &[&'a [u8]]) -> Option<(usize, &'a [u8])> {
+    let db_arg = |a: &[u8]| {
+        crate::util::parse_i64(a)
+            .filter(|n| (0..crate::limits::DATABASES as i64).contains(n))
+            .map(|n| n as usize)
+    };
+    match l.spec.name {
+        "move" => Some((db_arg(argv.get(2)?)?, argv[1])),
+        "copy" => {
+            let i = argv.iter().position(|a| a.eq_ignore_ascii_case(b"db"))?;
+            Some((db_arg(argv.get(i + 1)?)?, argv.get(2)?))
+        }
+        _ => None,
+    }
 }
 
 /// `redis.setresp`: the protocol the script's commands answer in.
@@ -912,7 +968,7 @@ thread_local! {
     static RAND: std::cell::Cell<u64> = const { std::cell::Cell::new(0x2545_F491_4F6C_DD1D) };
 }
 
-fn next_random() -> f64 {
+pub(crate) fn next_random() -> f64 {
     RAND.with(|s| {
         let mut x = s.get();
         x ^= x << 13;
@@ -921,39 +977,6 @@ fn next_random() -> f64 {
         s.set(x);
         (x >> 11) as f64 / (1u64 << 53) as f64
     })
-}
-
-fn api_random(_: &Lua, args: MultiValue) -> mlua::Result<f64> {
-    let r = next_random();
-    let num = |v: &Value| match v {
-        Value::Number(n) => Ok(n.floor()),
-        Value::Integer(n) => Ok(*n as f64),
-        _ => Err(mlua::Error::runtime(
-            "bad argument to 'random' (number expected)",
-        )),
-    };
-    match args.len() {
-        0 => Ok(r),
-        1 => {
-            let m = num(&args[0])?;
-            if m < 1.0 {
-                return Err(mlua::Error::runtime(
-                    "bad argument #1 to 'random' (interval is empty)",
-                ));
-            }
-            Ok((r * m).floor() + 1.0)
-        }
-        2 => {
-            let (lo, hi) = (num(&args[0])?, num(&args[1])?);
-            if lo > hi {
-                return Err(mlua::Error::runtime(
-                    "bad argument #2 to 'random' (interval is empty)",
-                ));
-            }
-            Ok((r * (hi - lo + 1.0)).floor() + lo)
-        }
-        _ => Err(mlua::Error::runtime("wrong number of arguments")),
-    }
 }
 
 fn api_randomseed(_: &Lua, args: MultiValue) -> mlua::Result<()> {

@@ -10,6 +10,8 @@ local dbg = debug
 local real_pcall, real_error, real_type, real_tostring = pcall, error, type, tostring
 local real_setmetatable, real_getmetatable, real_rawset = setmetatable, getmetatable, rawset
 local real_loadstring, real_load, real_setfenv = loadstring, load, setfenv
+local real_create, real_resume, real_status = coroutine.create, coroutine.resume, coroutine.status
+local sbyte, sfind, floor = string.byte, string.find, math.floor
 
 local protected = real_setmetatable({}, { __mode = "k" })
 
@@ -22,6 +24,15 @@ local function protect(t)
   protected[proxy] = true
   return real_setmetatable(proxy, { __index = t, __newindex = readonly })
 end
+
+-- What getmetatable shows for a protected table: nothing, except for the globals (Redis shows
+-- a table there); never the real metatable (its __index is the table behind the proxy).
+local globals_mt_stub = protect({
+  __index = function(_, k)
+    real_error("Script attempted to access nonexistent global variable '" .. real_tostring(k) .. "'", 2)
+  end,
+  __newindex = readonly,
+})
 
 local G = {}
 local env = {}
@@ -69,11 +80,17 @@ G.setmetatable = function(t, mt)
   return real_setmetatable(t, mt)
 end
 local string_mt = real_getmetatable("")
-local string_mt_proxy = protect(string_mt)
+local string_mt_stub
 G.getmetatable = function(v)
+  if protected[v] then
+    if v == env then
+      return globals_mt_stub
+    end
+    return nil
+  end
   local mt = real_getmetatable(v)
   if mt == string_mt then
-    return string_mt_proxy
+    return string_mt_stub
   end
   return mt
 end
@@ -86,7 +103,7 @@ local function sandboxed(f, err)
   return f, err
 end
 G.loadstring = function(s, name)
-  if real_type(s) == "string" and s:byte(1) == 27 then
+  if real_type(s) == "string" and sbyte(s, 1) == 27 then
     return nil, "binary chunks are not allowed"
   end
   return sandboxed(real_loadstring(s, name))
@@ -95,7 +112,7 @@ G.load = function(f, name)
   local first = true
   local function reader()
     local piece = f()
-    if first and real_type(piece) == "string" and piece:byte(1) == 27 then
+    if first and real_type(piece) == "string" and sbyte(piece, 1) == 27 then
       real_error("binary chunks are not allowed", 0)
     end
     first = false
@@ -113,7 +130,35 @@ math_copy.randomseed = rust.randomseed
 G.math = protect(math_copy)
 G.string = protect(string)
 G.table = protect(table)
-G.coroutine = protect(coroutine)
+string_mt_stub = protect({ __index = G.string })
+
+-- Coroutines a script creates get the count hook too (SCRIPT KILL, BUSY, timeouts).
+local sethook = rust.sethook
+local co_copy = {}
+for k, v in pairs(coroutine) do
+  co_copy[k] = v
+end
+co_copy.create = function(f)
+  local co = real_create(f)
+  sethook(co)
+  return co
+end
+co_copy.wrap = function(f)
+  local co = co_copy.create(f)
+  return function(...)
+    -- No tail calls here: the caller's frame must stay for error positions.
+    local results = { real_resume(co, ...) }
+    if results[1] then
+      return unpack(results, 2, table.maxn(results))
+    end
+    local e = results[2]
+    if real_type(e) == "string" then
+      real_error(e, 2)
+    end
+    real_error(e, 0)
+  end
+end
+G.coroutine = protect(co_copy)
 
 
 local redis = {
@@ -158,26 +203,33 @@ G._G = env
 local function handler(err)
   local level = 2
   local info = dbg.getinfo(level, "Sl")
-  while info and (info.what == "C" or info.source == "=redis") do
+  while info and (info.what == "C" or info.what == "tail" or info.source == "=redis") do
     level = level + 1
     info = dbg.getinfo(level, "Sl")
   end
-  if real_type(err) ~= "table" then
-    err = { err = "ERR " .. real_tostring(err) }
+  -- A new table: the raised one may be anything, a sandbox table included.
+  local out
+  if real_type(err) == "table" then
+    out = { err = rawget(err, "err") }
+  else
+    out = { err = "ERR " .. real_tostring(err) }
   end
   if info then
-    rawset(err, "source", info.source)
-    rawset(err, "line", info.currentline)
+    out.source = info.source
+    out.line = info.currentline
   end
-  return err
+  return out
 end
 
+local hook_here = rust.hook_here
 local function run(f)
+  hook_here()
   return xpcall(f, handler)
 end
 
 -- FCALL: the function gets the keys and the arguments as two tables.
 local function run_with(f, keys, args)
+  hook_here()
   return xpcall(function()
     return f(keys, args)
   end, handler)
@@ -199,7 +251,7 @@ local flag_names = {
   ["allow-cross-slot-keys"] = true,
 }
 local function valid_name(name)
-  return real_type(name) == "string" and #name > 0 and not name:find("[^%w_]")
+  return real_type(name) == "string" and #name > 0 and not sfind(name, "[^%w_]")
 end
 local function register(name, callback, flags, description)
   if not valid_name(name) then
@@ -328,6 +380,7 @@ end
 
 -- Runs a library's code with registration on; answers like `run`.
 local function load_library(f, registered)
+  hook_here()
   loading, current = true, registered
   local results = { xpcall(f, handler) }
   loading, current = false, nil
