@@ -224,6 +224,7 @@ impl ShardCtx {
                 e.ticks = crate::clock::ticks;
                 e.scripts = shared.scripts.clone();
                 e.clock_ms = || now_us() / 1000;
+                e.busy_poll = Some(busy_poll_current);
                 e
             }),
             conns: RefCell::new(Slab::default()),
@@ -256,6 +257,7 @@ impl ShardCtx {
             flush_later: RefCell::new(Vec::new()),
         });
         *ctx.me.borrow_mut() = Rc::downgrade(&ctx);
+        set_current(&ctx);
         ctx.engine.borrow_mut().dbs = start.dbs;
         if let Some(a) = start.aof {
             let fsync = crate::aof::Fsync::parse(&shared.config.get("appendfsync"));
@@ -1204,6 +1206,59 @@ impl ShardCtx {
                     done(self, conn, results);
                 }
             }
+        }
+    }
+}
+
+thread_local! {
+    /// This thread's shard, for the busy poll a script's hook calls.
+    static CURRENT: RefCell<std::rc::Weak<ShardCtx>> = const { RefCell::new(std::rc::Weak::new()) };
+}
+
+/// Records the shard this thread runs (see [`busy_poll_current`]).
+pub fn set_current(ctx: &Rc<ShardCtx>) {
+    CURRENT.with(|c| *c.borrow_mut() = Rc::downgrade(ctx));
+}
+
+/// Serves this thread's connections while a script keeps the shard busy (`Shard::busy_poll`).
+fn busy_poll_current() {
+    if let Some(ctx) = CURRENT.with(|c| c.borrow().upgrade()) {
+        ctx.busy_poll();
+    }
+}
+
+impl ShardCtx {
+    /// While a script runs past `busy-reply-threshold`: reads what clients sent and answers
+    /// each complete command at once, as Redis does while blocked in a script: SCRIPT KILL and
+    /// FUNCTION KILL act, SHUTDOWN NOSAVE stops the server, anything else gets `-BUSY`. New
+    /// connections, and connections waiting on another shard, wait for the script. Touches
+    /// no engine state (the engine is inside the script).
+    fn busy_poll(&self) {
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
+        let n = self.epoll.poll(&mut events);
+        for ev in &events[..n] {
+            if ev.u64 == LISTENER {
+                continue;
+            }
+            let Some(mut conn) = self.conns.borrow_mut().take(data_token(ev.u64)) else {
+                continue;
+            };
+            if conn.fd >= 0 && !conn.waiting() {
+                let _ = net::read_into(conn.fd, &mut conn.rbuf, READ_CHUNK);
+                crate::dispatch::answer_busy(self, &mut conn);
+                while conn.pending_output() > 0 {
+                    match net::write(conn.fd, &conn.wbuf[conn.wpos..]) {
+                        Ok(n) => conn.wpos += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(_) => break,
+                    }
+                }
+                if conn.pending_output() == 0 {
+                    conn.wbuf.clear();
+                    conn.wpos = 0;
+                }
+            }
+            self.conns.borrow_mut().put_back(conn);
         }
     }
 }

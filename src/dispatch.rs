@@ -1117,3 +1117,46 @@ pub fn write_back(
         Box::new(move |_, conn, _| conn.wbuf.extend_from_slice(&reply)),
     );
 }
+
+/// Answers a connection's complete commands while a script keeps this shard busy (see
+/// `ShardCtx::busy_poll`): SCRIPT KILL / FUNCTION KILL act, SHUTDOWN NOSAVE stops the server,
+/// everything else gets `-BUSY`.
+pub fn answer_busy(ctx: &ShardCtx, conn: &mut Conn) {
+    let mut ranges = Vec::new();
+    let mut scratch = Vec::new();
+    let limits = ctx.limits.get();
+    loop {
+        let pos = conn.rpos;
+        let (consumed, inline) =
+            match parse_command(&conn.rbuf[pos..], &mut ranges, &mut scratch, limits) {
+                Ok(Parsed::Command { consumed }) => (consumed, false),
+                Ok(Parsed::Inline { consumed }) => (consumed, true),
+                Ok(Parsed::Empty { consumed }) => {
+                    conn.rpos += consumed;
+                    continue;
+                }
+                // Incomplete or malformed: the normal loop deals with it after the script.
+                _ => return,
+            };
+        let base: &[u8] = if inline { &scratch } else { &conn.rbuf[pos..] };
+        let argv: Vec<Vec<u8>> = ranges.iter().map(|r| base[r.clone()].to_vec()).collect();
+        conn.rpos += consumed;
+        let is = |i: usize, word: &str| {
+            argv.get(i)
+                .is_some_and(|a| a.eq_ignore_ascii_case(word.as_bytes()))
+        };
+        let mut out = Reply::new(&mut conn.wbuf, conn.proto);
+        if (is(0, "script") || is(0, "function")) && is(1, "kill") && argv.len() == 2 {
+            match shards::cmd::script::kill(&ctx.shared.scripts) {
+                Ok(()) => out.ok(),
+                Err(e) => out.error(&e.text()),
+            }
+        } else if is(0, "shutdown") && is(1, "nosave") {
+            crate::save::request_shutdown(&ctx.shared, 0, Some(false));
+        } else {
+            out.error(
+                "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
+            );
+        }
+    }
+}

@@ -33,6 +33,15 @@ fn int(reply: &[u8]) -> i64 {
         .unwrap_or_else(|_| panic!("not an integer reply: {text:?}"))
 }
 
+/// The number in a bulk-string reply (GET of a counter).
+fn counter(reply: &[u8]) -> i64 {
+    let text = String::from_utf8_lossy(reply);
+    text.lines()
+        .nth(1)
+        .and_then(|l| l.parse().ok())
+        .unwrap_or_else(|| panic!("not a counter: {text:?}"))
+}
+
 /// Transfers between two counters on different shards, from many clients at once, declared and
 /// undeclared, while readers check that the sum never changes.
 #[test]
@@ -119,24 +128,8 @@ fn undeclared_keys_on_another_shard_are_written_once() {
             let r = con.cmd(&["EVAL", script, "0", first, second]);
             rounds += 1;
             assert!(r.starts_with(b"$"), "{}", String::from_utf8_lossy(&r));
-            assert_eq!(
-                int(&con
-                    .cmd(&["GET", &x])
-                    .split(|&b| b == b'\n')
-                    .nth(1)
-                    .unwrap_or(b"0")
-                    .to_vec()),
-                rounds
-            );
-            assert_eq!(
-                int(&con
-                    .cmd(&["GET", &y])
-                    .split(|&b| b == b'\n')
-                    .nth(1)
-                    .unwrap_or(b"0")
-                    .to_vec()),
-                rounds
-            );
+            assert_eq!(counter(&con.cmd(&["GET", &x])), rounds);
+            assert_eq!(counter(&con.cmd(&["GET", &y])), rounds);
         }
     }
     // Pipelined around a script whose declared key is on one shard and undeclared key on the
@@ -482,4 +475,40 @@ fn unkillable_script_and_shutdown_nosave() {
         server.wait_exit(Duration::from_secs(20)).is_some(),
         "SHUTDOWN NOSAVE did not stop the server while a script ran"
     );
+}
+
+/// With one shard every connection shares the busy script's thread: the hook serves them
+/// meanwhile (Redis's processEventsWhileBlocked): -BUSY for commands, and SCRIPT KILL works.
+#[test]
+fn the_busy_shard_keeps_serving_its_connections() {
+    let server = Server::start(&["--shards", "1", "--busy-reply-threshold", "100"]);
+    let addr = server.addr();
+    let looping = thread::spawn(move || {
+        let mut c = RawConn::connect(addr);
+        c.set_read_timeout(Duration::from_secs(60));
+        c.cmd(&["EVAL", "while true do end", "0"])
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut c = server.raw();
+    c.set_read_timeout(Duration::from_secs(20));
+    loop {
+        let r = c.cmd(&["GET", "k"]);
+        if r.starts_with(b"-BUSY Redis is busy running a script.") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never -BUSY: {}",
+            String::from_utf8_lossy(&r)
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(c.cmd(&["SCRIPT", "KILL"]), b"+OK\r\n");
+    let reply = looping.join().expect("looping client");
+    assert!(
+        reply.starts_with(b"-ERR Script killed by user with SCRIPT KILL"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+    assert_eq!(c.cmd(&["PING"]), b"+PONG\r\n");
 }

@@ -20,13 +20,44 @@ const NOT_APPLICABLE: &[&str] = &[];
 /// A scripted case. Lines are space-separated words, except:
 /// - `@+<ms>`: move the clock; `@active`: run the active expiry cycle; `@db <n>`: select;
 /// - a leading `!` expects an error reply, a leading `~` expects the command to block;
-/// - the word `$dump:<key>` is replaced by the DUMP payload of `<key>`.
+/// - the word `$dump:<key>` is replaced by the DUMP payload of `<key>`, `$fdump` by FUNCTION
+///   DUMP's payload; `\s` and `\n` in a word stand for a space and a newline.
 struct Case {
     name: &'static str,
     script: &'static [&'static str],
 }
 
+/// FUNCTION DUMP's payload.
+fn function_dump(sh: &mut Shard) -> Vec<u8> {
+    let argv: [&[u8]; 2] = [b"FUNCTION", b"DUMP"];
+    let mut out = Vec::new();
+    sh.execute_reply(lookup(&argv).unwrap(), &argv, 0, 0, Proto::Resp2, &mut out);
+    let start = out.iter().position(|&b| b == b'\n').unwrap() + 1;
+    out[start..out.len() - 2].to_vec()
+}
+
 const CASES: &[Case] = &[
+    Case {
+        // Scripts are logged as the effects of their commands (several in one MULTI block),
+        // never as EVAL; FUNCTION commands as themselves, so the libraries come back too.
+        name: "scripts",
+        script: &[
+            "EVAL redis.call('set',KEYS[1],ARGV[1]);redis.call('expire',KEYS[1],100);return(redis.call('incr','cnt')) 1 sk v",
+            "!EVAL return(redis.call('lpush',KEYS[1],'x')) 1 sk",
+            "EVAL redis.call('rpush',KEYS[1],'a','b','c');return(redis.call('lpop',KEYS[1])) 1 sl",
+            "SCRIPT LOAD return(redis.call('sadd',KEYS[1],ARGV[1]))",
+            "EVALSHA 3fb33545b1eb4507611d4b0690ef5ef329b15649 1 ss m",
+            "EVAL_RO return(redis.call('get',KEYS[1])) 1 sk",
+            "FUNCTION LOAD #!lua\\sname=plib\\nredis.register_function('pf',function(k,a)return(redis.call('hset',k[1],'f',a[1]))end)",
+            "FCALL pf 1 ph val",
+            "FUNCTION LOAD REPLACE #!lua\\sname=plib\\nredis.register_function{function_name='pr',callback=function(k)return(redis.call('hget',k[1],'f'))end,flags={'no-writes'}}",
+            "FCALL_RO pr 1 ph",
+            "FUNCTION RESTORE $fdump REPLACE",
+            "FUNCTION DELETE plib",
+            "FUNCTION RESTORE $fdump",
+            "FUNCTION FLUSH",
+        ],
+    },
     Case {
         name: "strings",
         script: &[
@@ -481,13 +512,15 @@ fn run_line(sh: &mut Shard, line: &str, now_ms: &mut u64, db: &mut usize, case: 
         }
     }
     let mut dumps = dumps.iter();
-    let argv: Vec<&[u8]> = line
+    let words: Vec<Vec<u8>> = line
         .split(' ')
-        .map(|w| match w.starts_with("$dump:") {
-            true => dumps.next().unwrap().as_slice(),
-            false => w.as_bytes(),
+        .map(|w| match w {
+            _ if w.starts_with("$dump:") => dumps.next().unwrap().clone(),
+            "$fdump" => function_dump(sh),
+            _ => w.replace("\\s", " ").replace("\\n", "\n").into_bytes(),
         })
         .collect();
+    let argv: Vec<&[u8]> = words.iter().map(|w| w.as_slice()).collect();
     let l = lookup(&argv).unwrap_or_else(|e| panic!("{case}: {line}: {}", e.text()));
     let mut out = Vec::new();
     let blocked = sh.execute_reply(l, &argv, *db, *now_ms * 1000, Proto::Resp2, &mut out);
@@ -596,10 +629,15 @@ fn log_holds_effects_only() {
     let mut seen = BTreeSet::new();
     for case in CASES {
         let log = check_case(case);
-        for e in aof::Reader::new(&log) {
-            let aof::Entry::Command(c) = e.unwrap() else {
-                panic!("{}: a transaction in a plain log", case.name)
-            };
+        // A script's effects come as one MULTI block; its commands follow the same rules.
+        let commands = aof::Reader::new(&log).flat_map(|e| match e.unwrap() {
+            aof::Entry::Command(c) => vec![c],
+            aof::Entry::Transaction { commands, .. } => {
+                assert_eq!(case.name, "scripts", "a transaction in a plain log");
+                commands
+            }
+        });
+        for c in commands {
             let name = String::from_utf8_lossy(c.argv[0]).to_ascii_uppercase();
             for w in &c.argv[1..] {
                 let w = String::from_utf8_lossy(w).to_ascii_uppercase();

@@ -216,6 +216,10 @@ pub struct Shard {
     pub reroute: Option<Vec<(usize, Key)>>,
     /// The wall clock in Unix ms, for script time limits (the server sets it; 0 = none).
     pub clock_ms: fn() -> u64,
+    /// Called from a script's count hook while the script runs past `busy-reply-threshold`:
+    /// the server serves its connections meanwhile (answering `-BUSY`, SCRIPT KILL, SHUTDOWN
+    /// NOSAVE), as Redis's `processEventsWhileBlocked` does.
+    pub busy_poll: Option<fn()>,
 }
 
 impl Shard {
@@ -246,6 +250,7 @@ impl Shard {
             script_keys: None,
             reroute: None,
             clock_ms: || 0,
+            busy_poll: None,
         }
     }
 

@@ -378,7 +378,7 @@ fn rdb_files_match_redis() {
         aof_base: false,
     };
     let mut f = std::fs::File::create(out.join("ours.rdb")).unwrap();
-    file::save_to(&mut f, &dbs, now_ms(), &aux).unwrap();
+    file::save_to::<&[u8]>(&mut f, &[], &dbs, now_ms(), &aux).unwrap();
     drop(f);
     check_rdb(&out.join("ours.rdb"), model.len());
     check_loads(&out, "ours.rdb", &model);

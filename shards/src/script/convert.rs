@@ -37,7 +37,8 @@ pub const VALUES_MAX: usize = 64 << 20;
 /// A Lua number as Redis turns it into an integer reply (C's `(long long)` cast on x86-64:
 /// NaN and anything out of range give `i64::MIN`).
 pub fn lua_number_to_i64(d: f64) -> i64 {
-    if d.is_nan() || d >= 9.223_372_036_854_775_808e18 || d < -9.223_372_036_854_775_808e18 {
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0; // 2^63
+    if d.is_nan() || !(-LIMIT..LIMIT).contains(&d) {
         i64::MIN
     } else {
         d as i64
@@ -68,7 +69,7 @@ fn convert(v: &Value, out: &mut Reply<'_>, resp3_types: bool, depth: usize, budg
                 out.null();
             }
         }
-        Value::Integer(n) => out.int(*n as i64),
+        Value::Integer(n) => out.int(*n),
         Value::Number(d) => out.int(lua_number_to_i64(*d)),
         Value::Table(_) if depth >= DEPTH_MAX => out.error("ERR reached lua stack limit"),
         Value::Table(t) => table_to_resp(t, out, resp3_types, depth, budget),

@@ -442,9 +442,9 @@ pub fn function_restore(shard: &mut Shard, call: &mut Call<'_>) -> Result<()> {
     } else if mode.eq_ignore_ascii_case(b"flush") {
         (Policy::Replace, true)
     } else {
-        return Err(Error::err(format!(
-            "Wrong restore policy given, value should be either FLUSH, APPEND or REPLACE."
-        )));
+        return Err(Error::err(
+            "Wrong restore policy given, value should be either FLUSH, APPEND or REPLACE.",
+        ));
     };
     let codes = crate::rdb::parse_functions(argv[2])
         .ok_or_else(|| Error::err("DUMP payload version or checksum are wrong"))?;

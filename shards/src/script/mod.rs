@@ -736,6 +736,9 @@ pub(crate) fn hook_check() -> Option<&'static str> {
             let now = (shard.clock_ms)();
             if now.saturating_sub(run.started_ms) >= run.busy_ms {
                 busy.busy.store(true, Ordering::Relaxed);
+                if let Some(poll) = shard.busy_poll {
+                    poll();
+                }
             }
         }
         if busy.kill.load(Ordering::Relaxed) && shard.stats.dirty == run.dirty0 {
