@@ -18,13 +18,14 @@
 //! the data is put back as it was, and the call ends with [`Error::Reroute`] leaving in
 //! [`Shard::reroute`] the keys reached so far. The server then runs the script again as a
 //! transaction over those keys plus the declared ones, on copies (where aborting costs
-//! nothing), repeating until the keys it reaches are all gathered.
+//! nothing), repeating until the keys it reaches are all gathered (a bounded number of times).
+//! A script forwarded to the shard of its keys is sent back to the connection's shard for this.
 //!
 //! Putting the data back after writes needs a journal of each written key's prior entry. On
-//! a real shard the first run of each script body on a thread keeps one; a script that ran
-//! once without reaching foreign keys runs unjournaled afterwards (copying big values before
-//! every write would cost more than the script). Such a script that later reaches a foreign
-//! key after writing fails with an error, as Redis Cluster fails it, and is journaled again.
+//! a real shard a script body keeps one until it has run once touching only the keys it
+//! declared (in their database); then it runs unjournaled (copying big values before every
+//! write would cost more than the script). Such a script that later reaches a foreign key after
+//! writing fails with an error, as Redis Cluster fails it, and is journaled from then on.
 //!
 //! ## Effects, not scripts, are logged
 //! Each write a script makes is logged by the engine as that command's effect (see
@@ -32,10 +33,13 @@
 //! is wrapped in `MULTI`/`EXEC` so that a replay applies it whole.
 //!
 //! ## Long scripts
-//! A count hook looks at the clock every [`HOOK_EVERY`] instructions: once the script has run
-//! longer than `busy-reply-threshold` its shard is marked busy ([`Busy`]) so other shards can
-//! answer `-BUSY` for it, and a SCRIPT KILL (any shard sets [`Busy::kill`]) stops a script
-//! that has not written.
+//! A count hook (a raw Lua hook, on every thread a script runs, its coroutines included) looks
+//! at the clock every [`HOOK_EVERY`] instructions: once the script has run longer than
+//! `busy-reply-threshold` its shard is marked busy ([`Busy`]) so other shards answer `-BUSY`
+//! for it, and the hook calls [`Shard::busy_poll`] so the server serves this shard's own
+//! connections meanwhile (`-BUSY`, SCRIPT KILL, SHUTDOWN NOSAVE). A SCRIPT KILL (from any shard,
+//! through [`Busy::kill`]) stops a script that has not written; once the hook has raised, it
+//! fires at every instruction, so `pcall` cannot keep a stopped script going.
 
 pub mod convert;
 mod ffi;
