@@ -115,3 +115,43 @@ rss_kb() {
     done
     echo "$total"
 }
+
+# The servers a script started with start_redis / start_shardis, by name.
+port_of() { local v="PORT_$1"; echo "${!v}"; }
+pid_of() { local v="PID_$1"; echo "${!v}"; }
+
+TICKS=$(getconf CLK_TCK)
+# rb_bench NAME PIPE ARGS... : "rps cpu_us" of one redis-benchmark run (-n $N -c $CLIENTS,
+# -r ${BENCH_RANGE:-1000000}) against server NAME: requests per second, and the server's CPU
+# microseconds per request.
+rb_bench() {
+    local name=$1 pipe=$2 port pid before after rps
+    shift 2
+    port=$(port_of "$name")
+    pid=$(pid_of "$name")
+    before=$(cpu_ticks "$pid")
+    rps=$("${pin_client[@]}" redis-benchmark -p "$port" -n "$N" -c "$CLIENTS" -P "$pipe" \
+        -r "${BENCH_RANGE:-1000000}" --csv "$@" | tail -n1 | awk -F'","' '{gsub(/"/, "", $2); print $2}')
+    after=$(cpu_ticks "$pid")
+    echo "$rps $(awk -v a="$after" -v b="$before" -v t="$TICKS" -v n="$N" 'BEGIN {printf "%.3f", (a - b) * 1e6 / t / n}')"
+}
+
+# ratio_header, then ratio_row RESULTS CMD PIPE: the medians of lines "CMD PIPE SERVER rps us"
+# in file RESULTS for servers redis, s1 and s2, and s1's and s2's ratios to redis.
+ratio_header() {
+    printf '%-11s %3s | %9s %9s %9s | %5s %5s | %8s %8s %8s | %5s %5s\n' command P "redis rps" "s1 rps" "s2 rps" "s1/r" "s2/r" "redis us" "s1 us" "s2 us" "s1/r" "s2/r"
+}
+ratio_row() {
+    local results=$1 cmd=$2 pipe=$3 r a b rc ac bc
+    m() { awk -v c="$cmd" -v p="$pipe" -v s="$1" -v col="$2" '$1 == c && $2 == p && $3 == s {print $col}' "$results" | median; }
+    r=$(m redis 4)
+    a=$(m s1 4)
+    b=$(m s2 4)
+    rc=$(m redis 5)
+    ac=$(m s1 5)
+    bc=$(m s2 5)
+    printf '%-11s %3s | %9.0f %9.0f %9.0f | %5.2f %5.2f | %8.2f %8.2f %8.2f | %5.2f %5.2f\n' "$cmd" "$pipe" "$r" "$a" "$b" \
+        "$(awk -v x="$a" -v y="$r" 'BEGIN {print x / y}')" "$(awk -v x="$b" -v y="$r" 'BEGIN {print x / y}')" \
+        "$rc" "$ac" "$bc" \
+        "$(awk -v x="$ac" -v y="$rc" 'BEGIN {print x / y}')" "$(awk -v x="$bc" -v y="$rc" 'BEGIN {print x / y}')"
+}

@@ -570,9 +570,6 @@ fn command_help(_: &mut Shard, c: &mut Call) -> Result<()> {
         "HELP",
         "    Prints this help.",
     ];
-    c.out.array(lines.len());
-    for l in lines {
-        c.out.simple(l);
-    }
+    c.out.simples(&lines);
     Ok(())
 }

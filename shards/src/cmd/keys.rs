@@ -953,10 +953,7 @@ fn object_help(_: &mut Shard, c: &mut Call) -> Result<()> {
         "HELP",
         "    Prints this help.",
     ];
-    c.out.array(lines.len());
-    for l in lines {
-        c.out.simple(l);
-    }
+    c.out.simples(&lines);
     Ok(())
 }
 

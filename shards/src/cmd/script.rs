@@ -432,10 +432,7 @@ fn function_help(_: &mut Shard, c: &mut Call) -> Result<()> {
         "HELP",
         "    Prints this help.",
     ];
-    c.out.array(lines.len());
-    for l in lines {
-        c.out.simple(l);
-    }
+    c.out.simples(&lines);
     Ok(())
 }
 
@@ -525,9 +522,6 @@ fn script_help(_: &mut Shard, c: &mut Call) -> Result<()> {
         "HELP",
         "    Prints this help.",
     ];
-    c.out.array(lines.len());
-    for l in lines {
-        c.out.simple(l);
-    }
+    c.out.simples(&lines);
     Ok(())
 }

@@ -180,6 +180,14 @@ impl<'a> Reply<'a> {
         }
     }
 
+    /// An array of simple strings (the HELP subcommands' replies).
+    pub fn simples(&mut self, lines: &[&str]) {
+        self.array(lines.len());
+        for l in lines {
+            self.simple(l);
+        }
+    }
+
     /// Raw, already encoded bytes.
     pub fn raw(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
