@@ -410,3 +410,242 @@ pub unsafe extern "C-unwind" fn random(l: *mut lua_State) -> c_int {
     let o = random_helper(l);
     finish(l, o)
 }
+
+/// A script's outcome as [`emit`] leaves it for the host.
+#[derive(Default)]
+pub(crate) struct Emitted {
+    /// The reply, encoded for the client.
+    pub(crate) out: Vec<u8>,
+    /// For a failed script: the error's text, and where it was raised (source, line).
+    pub(crate) error: Option<(String, Option<String>, Option<i64>)>,
+}
+
+thread_local! {
+    pub(crate) static EMITTED: std::cell::RefCell<Emitted> = std::cell::RefCell::new(Emitted::default());
+}
+
+/// Stack indexes of the field names the prelude passes after the result (constants there, so
+/// no string is hashed per call).
+const F_ERR: c_int = 3;
+const F_OK: c_int = 4;
+const F_DOUBLE: c_int = 5;
+const F_BIG: c_int = 6;
+const F_MAP: c_int = 7;
+const F_SET: c_int = 8;
+const F_VERBATIM: c_int = 9;
+const F_FORMAT: c_int = 10;
+const F_STRING: c_int = 11;
+
+unsafe fn string_at<'a>(l: *mut lua_State, idx: c_int) -> &'a [u8] {
+    let mut len = 0usize;
+    let p = ffi::lua_tolstring(l, idx, &mut len);
+    if p.is_null() {
+        &[]
+    } else {
+        std::slice::from_raw_parts(p.cast::<u8>(), len)
+    }
+}
+
+/// `emit(ok, value, <field names>)`: converts a script's result (or its error) straight from
+/// the Lua stack, as `super::convert` describes, into [`EMITTED`].
+pub unsafe extern "C-unwind" fn emit(l: *mut lua_State) -> c_int {
+    let (proto, resp3) = super::emit_protocol();
+    EMITTED.with(|e| {
+        let Ok(mut e) = e.try_borrow_mut() else {
+            return;
+        };
+        e.out.clear();
+        e.error = None;
+        if ffi::lua_toboolean(l, 1) != 0 {
+            let mut budget = super::convert::VALUES_MAX;
+            let mut out = crate::resp::Reply::new(&mut e.out, proto);
+            emit_value(l, 2, &mut out, resp3, 0, &mut budget);
+        } else {
+            e.error = Some(error_parts(l));
+        }
+    });
+    0
+}
+
+/// The handler's `{err, source, line}` table at index 2.
+unsafe fn error_parts(l: *mut lua_State) -> (String, Option<String>, Option<i64>) {
+    if ffi::lua_type(l, 2) != ffi::LUA_TTABLE {
+        return ("ERR unknown error".into(), None, None);
+    }
+    ffi::lua_pushvalue(l, F_ERR);
+    ffi::lua_rawget(l, 2);
+    let text = match ffi::lua_type(l, -1) {
+        ffi::LUA_TSTRING => String::from_utf8_lossy(string_at(l, -1)).into_owned(),
+        // A number shows as it is (`error({err = 5})` answers `-5 …`).
+        ffi::LUA_TNUMBER => crate::util::fmt_g17(ffi::lua_tonumber(l, -1)),
+        ffi::LUA_TNIL => "ERR nil".into(),
+        ffi::LUA_TBOOLEAN => format!("ERR {}", ffi::lua_toboolean(l, -1) != 0),
+        _ => "ERR unknown error".into(),
+    };
+    ffi::lua_pop(l, 1);
+    push_bytes(l, b"source");
+    ffi::lua_rawget(l, 2);
+    let source = (ffi::lua_type(l, -1) == ffi::LUA_TSTRING)
+        .then(|| String::from_utf8_lossy(string_at(l, -1)).into_owned());
+    ffi::lua_pop(l, 1);
+    push_bytes(l, b"line");
+    ffi::lua_rawget(l, 2);
+    let line = (ffi::lua_type(l, -1) == ffi::LUA_TNUMBER).then(|| ffi::lua_tonumber(l, -1) as i64);
+    ffi::lua_pop(l, 1);
+    (text, source, line)
+}
+
+/// Nesting deeper than this answers Redis's stack-limit error.
+const EMIT_DEPTH_MAX: usize = 128;
+
+unsafe fn emit_value(
+    l: *mut lua_State,
+    idx: c_int,
+    out: &mut crate::resp::Reply<'_>,
+    resp3: bool,
+    depth: usize,
+    budget: &mut usize,
+) {
+    if *budget == 0 {
+        out.null();
+        return;
+    }
+    *budget -= 1;
+    match ffi::lua_type(l, idx) {
+        ffi::LUA_TSTRING => out.bulk(string_at(l, idx)),
+        ffi::LUA_TBOOLEAN => {
+            let b = ffi::lua_toboolean(l, idx) != 0;
+            if resp3 {
+                out.boolean(b);
+            } else if b {
+                out.int(1);
+            } else {
+                out.null();
+            }
+        }
+        ffi::LUA_TNUMBER => out.int(super::convert::lua_number_to_i64(ffi::lua_tonumber(l, idx))),
+        ffi::LUA_TTABLE if depth >= EMIT_DEPTH_MAX || ffi::lua_checkstack(l, 8) == 0 => {
+            out.error("ERR reached lua stack limit")
+        }
+        ffi::LUA_TTABLE => emit_table(l, idx, out, resp3, depth, budget),
+        _ => out.null(),
+    }
+}
+
+/// Pushes `t[<field name at stack index f>]` (raw) and returns its type.
+unsafe fn field(l: *mut lua_State, t: c_int, f: c_int) -> c_int {
+    ffi::lua_pushvalue(l, f);
+    ffi::lua_rawget(l, t);
+    ffi::lua_type(l, -1)
+}
+
+unsafe fn emit_table(
+    l: *mut lua_State,
+    t: c_int,
+    out: &mut crate::resp::Reply<'_>,
+    resp3: bool,
+    depth: usize,
+    budget: &mut usize,
+) {
+    let strip = |b: &[u8]| -> String {
+        String::from_utf8_lossy(b)
+            .chars()
+            .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+            .collect()
+    };
+    if field(l, t, F_ERR) == ffi::LUA_TSTRING {
+        out.error(&String::from_utf8_lossy(string_at(l, -1)));
+        ffi::lua_pop(l, 1);
+        return;
+    }
+    ffi::lua_pop(l, 1);
+    if field(l, t, F_OK) == ffi::LUA_TSTRING {
+        out.simple(&strip(string_at(l, -1)));
+        ffi::lua_pop(l, 1);
+        return;
+    }
+    ffi::lua_pop(l, 1);
+    if field(l, t, F_DOUBLE) == ffi::LUA_TNUMBER {
+        out.double(ffi::lua_tonumber(l, -1));
+        ffi::lua_pop(l, 1);
+        return;
+    }
+    ffi::lua_pop(l, 1);
+    if field(l, t, F_BIG) == ffi::LUA_TSTRING {
+        out.big_number(&strip(string_at(l, -1)));
+        ffi::lua_pop(l, 1);
+        return;
+    }
+    ffi::lua_pop(l, 1);
+    for (f, is_map) in [(F_MAP, true), (F_SET, false)] {
+        if field(l, t, f) == ffi::LUA_TTABLE {
+            let m = ffi::lua_gettop(l);
+            let mut n = 0usize;
+            ffi::lua_pushnil(l);
+            while ffi::lua_next(l, m) != 0 {
+                n += 1;
+                ffi::lua_pop(l, 1);
+            }
+            if is_map {
+                out.map(n);
+            } else {
+                out.set(n);
+            }
+            ffi::lua_pushnil(l);
+            let mut left = n;
+            while left > 0 && ffi::lua_next(l, m) != 0 {
+                // Key at -2, value at -1.
+                let top = ffi::lua_gettop(l);
+                emit_value(l, top - 1, out, resp3, depth + 1, budget);
+                if is_map {
+                    emit_value(l, top, out, resp3, depth + 1, budget);
+                }
+                ffi::lua_pop(l, 1);
+                left -= 1;
+            }
+            ffi::lua_settop(l, m - 1);
+            return;
+        }
+        ffi::lua_pop(l, 1);
+    }
+    if field(l, t, F_VERBATIM) == ffi::LUA_TTABLE {
+        let v = ffi::lua_gettop(l);
+        let ft = field(l, v, F_FORMAT);
+        let st = field(l, v, F_STRING);
+        if ft == ffi::LUA_TSTRING && st == ffi::LUA_TSTRING {
+            let (f, s) = (string_at(l, -2), string_at(l, -1));
+            if out.proto == crate::resp::Proto::Resp3 && f.len() == 3 {
+                out.raw(format!("={}\r\n", s.len() + 4).as_bytes());
+                out.raw(f);
+                out.raw(b":");
+                out.raw(s);
+                out.raw(b"\r\n");
+            } else {
+                out.bulk(s);
+            }
+            ffi::lua_settop(l, v - 1);
+            return;
+        }
+        ffi::lua_settop(l, v - 1);
+    } else {
+        ffi::lua_pop(l, 1);
+    }
+    // The elements up to the first nil.
+    let mut n = 0;
+    loop {
+        ffi::lua_rawgeti(l, t, n as ffi::lua_Integer + 1);
+        let nil = ffi::lua_type(l, -1) == ffi::LUA_TNIL;
+        ffi::lua_pop(l, 1);
+        if nil {
+            break;
+        }
+        n += 1;
+    }
+    out.array(n);
+    for i in 1..=n {
+        ffi::lua_rawgeti(l, t, i as ffi::lua_Integer);
+        let top = ffi::lua_gettop(l);
+        emit_value(l, top, out, resp3, depth + 1, budget);
+        ffi::lua_pop(l, 1);
+    }
+}

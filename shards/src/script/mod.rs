@@ -278,6 +278,8 @@ struct Running {
     now_us: u64,
     /// `redis.setresp(3)` was called.
     resp3: bool,
+    /// The client's protocol, for the script's reply.
+    client_proto: Proto,
     read_only: bool,
     /// `stats.dirty` when the script started: it has written once this moved.
     dirty0: u64,
@@ -333,6 +335,7 @@ impl Vm {
             rust.raw_set("hook_here", lua.create_c_function(ffi::hook_here)?)?;
             rust.raw_set("sethook", lua.create_c_function(ffi::sethook)?)?;
             rust.raw_set("random", lua.create_c_function(ffi::random)?)?;
+            rust.raw_set("emit", lua.create_c_function(ffi::emit)?)?;
         }
         rust.raw_set("version", REDIS_VERSION)?;
         rust.raw_set("version_num", REDIS_VERSION_NUM)?;
@@ -544,6 +547,7 @@ pub(crate) fn execute(
         db: call.db,
         now_us: call.now_us,
         resp3: false,
+        client_proto: call.out.proto,
         read_only: run.read_only,
         dirty0: shard.stats.dirty,
         journal: run.journal.then(Vec::new),
@@ -564,7 +568,8 @@ pub(crate) fn execute(
         killed: false,
     };
     RUNNING.with(|r| *r.borrow_mut() = Some(running));
-    let result: mlua::Result<MultiValue> = if run.function {
+    // The prelude's runner converts the result (or the error) itself (`ffi::emit`).
+    let result: mlua::Result<()> = if run.function {
         vm.run_with.call((run.func.clone(), keys, args))
     } else {
         vm.run.call(run.func.clone())
@@ -616,49 +621,25 @@ pub(crate) fn execute(
             "ERR Script killed by user with SCRIPT KILL...".into(),
         ));
     }
-    let values = result.map_err(lua_err)?;
-    let mut it = values.into_iter();
-    let ok = matches!(it.next(), Some(Value::Boolean(true)));
-    let value = it.next().unwrap_or(Value::Nil);
-    if ok {
-        convert::lua_to_resp(&value, &mut call.out, state.resp3, 0);
-        return Ok(!state.undeclared);
-    }
-    Err(Error::Other(error_text(&value, run.name)))
-}
-
-/// A failed script's error reply: the error, the script's name and where it failed.
-pub(crate) fn error_text(err: &Value, name: &str) -> String {
-    let Value::Table(t) = err else {
-        return format!("ERR {err:?} script: {name}");
-    };
-    let text = match t.raw_get::<Value>("err") {
-        Ok(Value::String(s)) => s.to_string_lossy(),
-        // A number is shown as it is (`error({err = 5})` answers `-5 …`).
-        Ok(v @ (Value::Number(_) | Value::Integer(_))) => lua_tostring(&v),
-        Ok(v) => format!("ERR {}", lua_tostring(&v)),
-        Err(_) => "ERR".into(),
-    };
-    let source = match t.raw_get::<Value>("source") {
-        Ok(Value::String(s)) => s.to_string_lossy(),
-        _ => "?".into(),
-    };
-    let line = match t.raw_get::<Value>("line") {
-        Ok(Value::Number(n)) => format!("{}", n as i64),
-        Ok(Value::Integer(n)) => format!("{n}"),
-        _ => "?".into(),
-    };
-    format!("{text} script: {name}, on {source}:{line}.")
-}
-
-fn lua_tostring(v: &Value) -> String {
-    match v {
-        Value::Nil => "nil".into(),
-        Value::Boolean(b) => b.to_string(),
-        Value::Number(n) => crate::util::fmt_g17(*n),
-        Value::Integer(n) => n.to_string(),
-        Value::String(s) => s.to_string_lossy(),
-        other => format!("{}: {:p}", other.type_name(), other.to_pointer()),
+    result.map_err(lua_err)?;
+    let outcome = ffi::EMITTED.with(|e| {
+        let mut e = e.borrow_mut();
+        match e.error.take() {
+            None => {
+                call.out.raw(&e.out);
+                Ok(())
+            }
+            Some((text, source, line)) => Err(format!(
+                "{text} script: {}, on {}:{}.",
+                run.name,
+                source.as_deref().unwrap_or("?"),
+                line.map_or("?".to_string(), |n| n.to_string())
+            )),
+        }
+    });
+    match outcome {
+        Ok(()) => Ok(!state.undeclared),
+        Err(text) => Err(Error::Other(text)),
     }
 }
 
@@ -867,6 +848,16 @@ fn other_db_key<'a>(l: Lookup, argv: &[&'a [u8]]) -> Option<(usize, &'a [u8])> {
         }
         _ => None,
     }
+}
+
+/// The client's protocol and whether the script chose RESP3 (booleans), for `ffi::emit`.
+fn emit_protocol() -> (Proto, bool) {
+    RUNNING.with(|r| {
+        r.try_borrow()
+            .ok()
+            .and_then(|r| r.as_ref().map(|run| (run.client_proto, run.resp3)))
+            .unwrap_or((Proto::Resp2, false))
+    })
 }
 
 /// `redis.setresp`: the protocol the script's commands answer in.
@@ -1169,6 +1160,47 @@ mod tests {
         let r = eval(&mut sh, "#!lua flags=bogus\nreturn 1", &["0"]);
         assert_eq!(r, "-ERR Unexpected flag in script shebang: bogus\r\n");
         assert_eq!(eval(&mut sh, "#!lua\nreturn 1", &["0"]), ":1\r\n");
+    }
+
+    #[test]
+    fn results_convert_as_redis_converts_them() {
+        let mut sh = TestShard::new();
+        let r = eval(
+            &mut sh,
+            "return {1, 'a', {ok='s'}, {err='e'}, nil, 4}",
+            &["0"],
+        );
+        assert_eq!(r, "*4\r\n:1\r\n$1\r\na\r\n+s\r\n-e\r\n");
+        let r = eval(&mut sh, "local t = {} t[1] = t return t", &["0"]);
+        assert!(
+            r.ends_with("-ERR reached lua stack limit\r\n"),
+            "a cycle ends in an error"
+        );
+        assert_eq!(
+            eval(&mut sh, "return {big_number='12'}", &["0"]),
+            "$2\r\n12\r\n"
+        );
+        assert_eq!(
+            eval(&mut sh, "return {set={a=true}}", &["0"]),
+            "*1\r\n$1\r\na\r\n"
+        );
+        assert_eq!(
+            eval(
+                &mut sh,
+                "return {verbatim_string={format='txt',string='hi'}}",
+                &["0"]
+            ),
+            "$2\r\nhi\r\n"
+        );
+        assert_eq!(eval(&mut sh, "return {ok='a\\r\\nb'}", &["0"]), "+a  b\r\n");
+        // Sub-tables shared many times describe a reply larger than any memory: it is cut.
+        let r = sh.run_bytes(&[
+            &b"EVAL"[..],
+            b"local t = {1} for i = 1, 40 do t = {t, t} end return t",
+            b"0",
+        ]);
+        assert!(r.len() < 64 << 20, "bounded: {} bytes", r.len());
+        assert!(r.ends_with(b"$-1\r\n"), "the rest are nulls");
     }
 
     #[test]

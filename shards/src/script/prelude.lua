@@ -222,17 +222,20 @@ local function handler(err)
 end
 
 local hook_here = rust.hook_here
+local emit = rust.emit
 local function run(f)
   hook_here()
-  return xpcall(f, handler)
+  local ok, v = xpcall(f, handler)
+  emit(ok, v, "err", "ok", "double", "big_number", "map", "set", "verbatim_string", "format", "string")
 end
 
 -- FCALL: the function gets the keys and the arguments as two tables.
 local function run_with(f, keys, args)
   hook_here()
-  return xpcall(function()
+  local ok, v = xpcall(function()
     return f(keys, args)
   end, handler)
+  emit(ok, v, "err", "ok", "double", "big_number", "map", "set", "verbatim_string", "format", "string")
 end
 
 -- Function libraries (FUNCTION LOAD). While a library's code runs, its globals are only
