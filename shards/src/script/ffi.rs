@@ -38,28 +38,27 @@ unsafe fn push_err_table(l: *mut lua_State, text: &str) {
     ffi::lua_rawset(l, -3);
 }
 
-/// The arguments as Redis passes them to a command: strings as they are, numbers as `%.17g`.
-unsafe fn args(l: *mut lua_State) -> Option<Vec<Vec<u8>>> {
+/// The arguments as Redis passes them to a command: strings as they are, numbers as `%.17g`
+/// (written back into their stack slots as strings, so every argument is borrowed from the Lua
+/// stack, where it stays for the whole call).
+unsafe fn args<'a>(l: *mut lua_State) -> Option<Vec<&'a [u8]>> {
     let n = ffi::lua_gettop(l);
-    let mut out = Vec::with_capacity(n.max(0) as usize);
     for i in 1..=n {
         match ffi::lua_type(l, i) {
-            ffi::LUA_TSTRING => {
-                let mut len = 0usize;
-                let p = ffi::lua_tolstring(l, i, &mut len);
-                out.push(std::slice::from_raw_parts(p.cast::<u8>(), len).to_vec());
-            }
+            ffi::LUA_TSTRING => {}
             ffi::LUA_TNUMBER => {
-                out.push(crate::util::fmt_g17(ffi::lua_tonumber(l, i)).into_bytes());
+                let text = crate::util::fmt_g17(ffi::lua_tonumber(l, i));
+                push_bytes(l, text.as_bytes());
+                ffi::lua_replace(l, i);
             }
             _ => return None,
         }
     }
-    Some(out)
+    Some((1..=n).map(|i| string_at(l, i)).collect())
 }
 
 unsafe fn call_helper(l: *mut lua_State, raise: bool) -> Outcome {
-    let Some(owned) = args(l) else {
+    let Some(argv) = args(l) else {
         push_err_table(
             l,
             "ERR Lua redis lib command arguments must be strings or integers",
@@ -70,7 +69,7 @@ unsafe fn call_helper(l: *mut lua_State, raise: bool) -> Outcome {
             Outcome::Return(1)
         };
     };
-    if owned.is_empty() {
+    if argv.is_empty() {
         push_err_table(
             l,
             "ERR Please specify at least one argument for this redis lib call",
@@ -81,7 +80,6 @@ unsafe fn call_helper(l: *mut lua_State, raise: bool) -> Outcome {
             Outcome::Return(1)
         };
     }
-    let argv: Vec<&[u8]> = owned.iter().map(|a| a.as_slice()).collect();
     match run_command(&argv) {
         Ok((reply, _)) => {
             let mut pos = 0;

@@ -251,7 +251,7 @@ pub fn fcall(shard: &mut Shard, call: &mut Call<'_>, ro_command: bool) -> Result
     let name = String::from_utf8_lossy(argv[1]).into_owned();
     with_vm(|vm| {
         refresh(vm, &shard.scripts)?;
-        let Some(f) = vm.functions.get(&name).cloned() else {
+        let Some(f) = vm.functions.get(&name) else {
             return Err(Error::err("Function not found"));
         };
         if crate::util::parse_i64(argv[2]).is_none() {

@@ -262,6 +262,8 @@ pub(crate) struct Vm {
     pub(crate) functions: HashMap<String, function::Loaded>,
     /// The store and library generation `functions` reflects.
     pub(crate) lib_generation: (u64, u64),
+    /// "KEYS" and "ARGV" as Lua strings, made once.
+    names: (mlua::String, mlua::String),
 }
 
 thread_local! {
@@ -350,6 +352,7 @@ impl Vm {
             .load(include_str!("prelude.lua"))
             .set_name("=redis")
             .call(rust)?;
+        let names = (lua.create_string("KEYS")?, lua.create_string("ARGV")?);
         Ok(Vm {
             lua,
             globals,
@@ -362,11 +365,12 @@ impl Vm {
             generation: (u64::MAX, 0),
             functions: HashMap::new(),
             lib_generation: (u64::MAX, 0),
+            names,
         })
     }
 
-    /// The compiled function for a body (EVAL) or a SHA (EVALSHA).
-    fn function(&mut self, store: &Store, script: &[u8], by_sha: bool) -> Result<(Sha, Compiled)> {
+    /// Makes sure the function for a body (EVAL) or a SHA (EVALSHA) is compiled; its SHA.
+    fn function(&mut self, store: &Store, script: &[u8], by_sha: bool) -> Result<Sha> {
         let generation = (store.id, store.generation.load(Ordering::Acquire));
         if generation != self.generation {
             self.compiled.clear();
@@ -377,8 +381,8 @@ impl Vm {
         } else {
             sha1_hex(script)
         };
-        if let Some(c) = self.compiled.get(&sha) {
-            return Ok((sha, c.clone()));
+        if self.compiled.contains_key(&sha) {
+            return Ok(sha);
         }
         let body: Arc<[u8]> = if by_sha {
             store.get(&sha).ok_or_else(no_script)?
@@ -389,8 +393,8 @@ impl Vm {
         if !by_sha {
             store.load(&body);
         }
-        self.compiled.insert(sha, c.clone());
-        Ok((sha, c))
+        self.compiled.insert(sha, c);
+        Ok(sha)
     }
 
     fn compile(&self, body: &[u8]) -> Result<Compiled> {
@@ -466,7 +470,10 @@ pub fn eval(shard: &mut Shard, call: &mut Call<'_>, by_sha: bool, ro_command: bo
     let n = numkeys(argv)?;
     let (keys, args) = argv[3..].split_at(n);
     with_vm(|vm| {
-        let (sha, compiled) = vm.function(&shard.scripts, argv[1], by_sha)?;
+        let sha = vm.function(&shard.scripts, argv[1], by_sha)?;
+        let Some(compiled) = vm.compiled.get(&sha) else {
+            return Err(no_script());
+        };
         let flags = compiled.flags.unwrap_or(0);
         if ro_command && compiled.flags.is_some() && flags & sflag::NO_WRITES == 0 {
             return Err(Error::err(
@@ -511,7 +518,7 @@ pub(crate) struct Run<'a> {
 /// Runs a compiled script; writes its reply. Ok(true): it ran touching only the keys it
 /// declared (so it may run unjournaled next time).
 pub(crate) fn execute(
-    vm: &mut Vm,
+    vm: &Vm,
     shard: &mut Shard,
     call: &mut Call<'_>,
     run: Run<'_>,
@@ -532,8 +539,8 @@ pub(crate) fn execute(
     } else {
         (Value::Table(keys.clone()), Value::Table(args.clone()))
     };
-    vm.globals.raw_set("KEYS", k).map_err(lua_err)?;
-    vm.globals.raw_set("ARGV", a).map_err(lua_err)?;
+    vm.globals.raw_set(&vm.names.0, k).map_err(lua_err)?;
+    vm.globals.raw_set(&vm.names.1, a).map_err(lua_err)?;
     let prop_mark = shard.prop.as_ref().map(|p| (p.buf.len(), p.db));
     let events_mark = shard.events.len();
     let started_ms = (shard.clock_ms)();
@@ -570,9 +577,9 @@ pub(crate) fn execute(
     RUNNING.with(|r| *r.borrow_mut() = Some(running));
     // The prelude's runner converts the result (or the error) itself (`ffi::emit`).
     let result: mlua::Result<()> = if run.function {
-        vm.run_with.call((run.func.clone(), keys, args))
+        vm.run_with.call((run.func, keys, args))
     } else {
-        vm.run.call(run.func.clone())
+        vm.run.call(run.func)
     };
     let Some(state) = RUNNING.with(|r| r.borrow_mut().take()) else {
         return Err(Error::err("script state lost"));
