@@ -267,6 +267,14 @@ local function register(name, callback, flags, description)
   end
   current[#current + 1] = { name = name, callback = callback, flags = flags, description = description }
 end
+-- `v`, if it has type `kind`; otherwise the registration fails with `msg`.
+local function expect(v, kind, msg)
+  if real_type(v) ~= kind then
+    real_error(msg, 0)
+  end
+  return v
+end
+
 local function register_function(...)
   if not loading then
     real_error("redis.register_function can only be called on FUNCTION LOAD command", 0)
@@ -283,20 +291,11 @@ local function register_function(...)
         v = real_tostring(v)
       end
       if k == "function_name" then
-        if real_type(v) ~= "string" then
-          real_error("function_name argument given to redis.register_function must be a string", 0)
-        end
-        name = v
+        name = expect(v, "string", "function_name argument given to redis.register_function must be a string")
       elseif k == "callback" then
-        if real_type(v) ~= "function" then
-          real_error("callback argument given to redis.register_function must be a function", 0)
-        end
-        callback = v
+        callback = expect(v, "function", "callback argument given to redis.register_function must be a function")
       elseif k == "description" then
-        if real_type(v) ~= "string" then
-          real_error("description argument given to redis.register_function must be a string", 0)
-        end
-        description = v
+        description = expect(v, "string", "description argument given to redis.register_function must be a string")
       elseif k == "flags" then
         if real_type(v) ~= "table" then
           real_error("flags argument to redis.register_function must be a table representing function flags", 0)
