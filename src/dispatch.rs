@@ -1151,6 +1151,8 @@ pub fn answer_busy(ctx: &ShardCtx, conn: &mut Conn) {
                 Ok(()) => out.ok(),
                 Err(e) => out.error(&e.text()),
             }
+        } else if is(0, "function") && is(1, "stats") && argv.len() == 2 {
+            shards::script::function::stats_reply(&ctx.shared.scripts, now_us() / 1000, &mut out);
         } else if is(0, "shutdown") && is(1, "nosave") {
             crate::save::request_shutdown(&ctx.shared, 0, Some(false));
         } else {

@@ -512,3 +512,42 @@ fn the_busy_shard_keeps_serving_its_connections() {
     );
     assert_eq!(c.cmd(&["PING"]), b"+PONG\r\n");
 }
+
+/// FUNCTION STATS shows a function running past the threshold (from the busy shard's own
+/// connections too), and FUNCTION KILL stops it.
+#[test]
+fn function_stats_and_kill_while_busy() {
+    let server = Server::start(&["--shards", "1", "--busy-reply-threshold", "100"]);
+    let mut c = server.raw();
+    c.set_read_timeout(Duration::from_secs(20));
+    let lib = "#!lua name=spin\nredis.register_function{function_name='spin', callback=function() while true do end end, flags={'no-writes'}}";
+    assert_eq!(c.cmd(&["FUNCTION", "LOAD", lib]), b"$4\r\nspin\r\n");
+    let addr = server.addr();
+    let looping = thread::spawn(move || {
+        let mut c = RawConn::connect(addr);
+        c.set_read_timeout(Duration::from_secs(60));
+        c.cmd(&["FCALL", "spin", "0", "arg"])
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = String::from_utf8_lossy(&c.cmd(&["FUNCTION", "STATS"])).into_owned();
+        if r.contains("$4\r\nspin\r\n$7\r\ncommand\r\n*4\r\n$5\r\nFCALL\r\n$4\r\nspin\r\n$1\r\n0\r\n$3\r\narg\r\n$11\r\nduration_ms\r\n:") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "FUNCTION STATS never showed the function: {r:?}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(c.cmd(&["FUNCTION", "KILL"]), b"+OK\r\n");
+    let reply = looping.join().expect("looping client");
+    assert!(
+        reply.starts_with(b"-ERR Script killed by user with SCRIPT KILL"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+    assert!(
+        String::from_utf8_lossy(&c.cmd(&["FUNCTION", "STATS"])).contains("running_script\r\n$-1")
+    );
+}

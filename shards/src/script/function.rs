@@ -477,8 +477,14 @@ pub fn function_restore(shard: &mut Shard, call: &mut Call<'_>) -> Result<()> {
 
 /// FUNCTION STATS.
 pub fn function_stats(shard: &mut Shard, call: &mut Call<'_>) -> Result<()> {
-    let (libraries, functions) = shard
-        .scripts
+    stats_reply(&shard.scripts, call.now_ms, &mut call.out);
+    Ok(())
+}
+
+/// FUNCTION STATS's reply: the function running past `busy-reply-threshold` on any shard (its
+/// name, command and how long it has run), and the library and function counts.
+pub fn stats_reply(store: &Store, now_ms: u64, out: &mut crate::resp::Reply<'_>) {
+    let (libraries, functions) = store
         .libraries
         .lock()
         .map(|l| {
@@ -488,10 +494,27 @@ pub fn function_stats(shard: &mut Shard, call: &mut Call<'_>) -> Result<()> {
             )
         })
         .unwrap_or((0, 0));
-    let out = &mut call.out;
+    let running = store.busy.iter().find_map(|b| {
+        let f = b.function.lock().ok()?.clone()?;
+        Some((f, b.since_ms.load(Ordering::Acquire)))
+    });
     out.map(2);
     out.bulk(b"running_script");
-    out.null();
+    match running {
+        Some(((name, command), since)) => {
+            out.map(3);
+            out.bulk(b"name");
+            out.bulk(name.as_bytes());
+            out.bulk(b"command");
+            out.array(command.len());
+            for a in &command {
+                out.bulk(a);
+            }
+            out.bulk(b"duration_ms");
+            out.int(now_ms.saturating_sub(since) as i64);
+        }
+        None => out.null(),
+    }
     out.bulk(b"engines");
     out.map(1);
     out.bulk(b"LUA");
@@ -500,7 +523,6 @@ pub fn function_stats(shard: &mut Shard, call: &mut Call<'_>) -> Result<()> {
     out.int(libraries as i64);
     out.bulk(b"functions_count");
     out.int(functions as i64);
-    Ok(())
 }
 
 #[cfg(test)]

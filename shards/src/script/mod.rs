@@ -103,6 +103,8 @@ pub struct Busy {
     pub kill: AtomicBool,
     /// It has written: it cannot be killed any more.
     pub wrote: AtomicBool,
+    /// The function running past the threshold (for FUNCTION STATS): its name and command.
+    pub function: Mutex<Option<(String, Vec<Vec<u8>>)>>,
 }
 
 impl Store {
@@ -276,6 +278,11 @@ struct Running {
     /// The shard the script runs against. Valid for the whole run: [`eval`] holds the only
     /// reference and does not use it until the script returns.
     shard: *mut Shard,
+    /// For a function (FCALL): its name and the command, for FUNCTION STATS once it runs past
+    /// the threshold. Valid for the whole run, like `shard`.
+    function: Option<(*const str, *const [&'static [u8]])>,
+    /// The function was reported in [`Busy::function`].
+    reported: bool,
     db: usize,
     now_us: u64,
     /// `redis.setresp(3)` was called.
@@ -553,6 +560,12 @@ pub(crate) fn execute(
         shard: shard as *mut Shard,
         db: call.db,
         now_us: call.now_us,
+        function: run.function.then(|| {
+            // SAFETY: only the lifetime is erased; see `Running::function`.
+            let argv: &[&'static [u8]] = unsafe { std::mem::transmute(call.argv) };
+            (run.name as *const str, argv as *const [&'static [u8]])
+        }),
+        reported: false,
         resp3: false,
         client_proto: call.out.proto,
         read_only: run.read_only,
@@ -587,7 +600,11 @@ pub(crate) fn execute(
     let busy = shard.scripts.busy_of(shard.id);
     busy.since_ms.store(0, Ordering::Release);
     busy.busy.store(false, Ordering::Relaxed);
-    // Drop the KEYS/ARGV strings now rather than at the next collection.
+    if state.reported {
+        if let Ok(mut f) = busy.function.lock() {
+            *f = None;
+        }
+    }
     if state.aborted {
         if let Some(journal) = state.journal {
             for (db, key, entry) in journal.into_iter().rev() {
@@ -728,6 +745,14 @@ pub(crate) fn hook_check() -> Option<&'static str> {
             let now = (shard.clock_ms)();
             if now.saturating_sub(run.started_ms) >= run.busy_ms {
                 busy.busy.store(true, Ordering::Relaxed);
+                if let (Some((name, argv)), false) = (run.function, run.reported) {
+                    run.reported = true;
+                    // SAFETY: see `Running::function`.
+                    let (name, argv) = unsafe { (&*name, &*argv) };
+                    if let Ok(mut f) = busy.function.lock() {
+                        *f = Some((name.to_string(), argv.iter().map(|a| a.to_vec()).collect()));
+                    }
+                }
                 if let Some(poll) = shard.busy_poll {
                     poll();
                 }
