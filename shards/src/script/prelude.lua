@@ -335,16 +335,10 @@ local function register_function(...)
   end
 end
 
-local load_redis = {
-  register_function = register_function,
-  log = rust.log,
-  REDIS_VERSION = rust.version,
-  REDIS_VERSION_NUM = rust.version_num,
-  LOG_DEBUG = 0,
-  LOG_VERBOSE = 1,
-  LOG_NOTICE = 2,
-  LOG_WARNING = 3,
-}
+local load_redis = { register_function = register_function }
+for _, k in ipairs({ "log", "REDIS_VERSION", "REDIS_VERSION_NUM", "LOG_DEBUG", "LOG_VERBOSE", "LOG_NOTICE", "LOG_WARNING" }) do
+  load_redis[k] = redis[k]
+end
 local load_redis_proxy = real_setmetatable({}, {
   __index = function(_, k)
     local v = load_redis[k]
