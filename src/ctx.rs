@@ -23,6 +23,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// The Redis version shardis reports (clients and test suites gate features on it).
 pub const REDIS_VERSION: &str = "7.0.15";
 
+/// What a client from outside the loopback interface is told in protected mode (Redis's text).
+const PROTECTED_DENIED: &str = "-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Setup a an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
+
+/// Whether a peer (`ip:port`) is the loopback address Redis trusts in protected mode: exactly
+/// 127.0.0.1 or ::1.
+fn is_loopback(addr: &str) -> bool {
+    addr.starts_with("127.0.0.1:") || addr.starts_with("[::1]:")
+}
+
 /// Bytes read from a socket per readiness event (Redis's PROTO_IOBUF_LEN).
 const READ_CHUNK: usize = 16 * 1024;
 /// Unprocessed input above which a waiting connection stops being read.
@@ -154,6 +163,8 @@ pub struct ShardCtx {
     pub query_buf_max: Cell<usize>,
     pub maxclients: Cell<usize>,
     pub requirepass: RefCell<Option<Vec<u8>>>,
+    /// `protected-mode yes`: without a password, only loopback clients are accepted.
+    protected: Cell<bool>,
     /// The append-only file's writer, when `appendonly` is on.
     pub aof: RefCell<Option<crate::aof::Aof>>,
     /// The engine's write counter as of the last successful save of this shard.
@@ -245,6 +256,7 @@ impl ShardCtx {
             query_buf_max: Cell::new(1 << 30),
             maxclients: Cell::new(10000),
             requirepass: RefCell::new(None),
+            protected: Cell::new(true),
             aof: RefCell::new(None),
             dirty_saved: Cell::new(0),
             internal: Cell::new(None),
@@ -372,6 +384,7 @@ impl ShardCtx {
         self.pubsub_limits.set(crate::pubsub::output_limits(
             &cfg.get("client-output-buffer-limit"),
         ));
+        self.protected.set(cfg.get("protected-mode") == "yes");
         let pass = cfg.get("requirepass");
         *self.requirepass.borrow_mut() = if pass.is_empty() {
             None
@@ -813,6 +826,16 @@ impl ShardCtx {
                 .rejected_connections
                 .set(self.net.rejected_connections.get() + 1);
             let _ = net::write(fd, b"-ERR max number of clients reached\r\n");
+            net::close(fd);
+            return;
+        }
+        if self.protected.get() && self.requirepass.borrow().is_none() && !is_loopback(&addr) {
+            // Protected mode, as Redis: told why, then closed.
+            self.shared.clients.fetch_sub(1, Ordering::AcqRel);
+            self.net
+                .rejected_connections
+                .set(self.net.rejected_connections.get() + 1);
+            let _ = net::write(fd, PROTECTED_DENIED.as_bytes());
             net::close(fd);
             return;
         }

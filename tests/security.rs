@@ -1,0 +1,62 @@
+//! Security through the real binary: protected mode (more of issue 11 comes here).
+
+mod common;
+
+use common::Server;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// Connects to `port` on `ip` from a socket bound to `from`, sends PING and returns all it
+/// reads until the server closes the connection or a reply has come and 300 ms passed.
+fn ping_from(from: &str, ip: &str, port: u16) -> Vec<u8> {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let local: SocketAddr = format!("{from}:0").parse().unwrap();
+    sock.bind(&local.into()).unwrap();
+    let remote: SocketAddr = format!("{ip}:{port}").parse().unwrap();
+    sock.connect(&remote.into()).unwrap();
+    let mut s: TcpStream = sock.into();
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let _ = s.write_all(b"*1\r\n$4\r\nPING\r\n");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    out
+}
+
+/// `protected-mode yes` (the default) without a password: clients from any address but
+/// 127.0.0.1 get Redis's -DENIED text and are disconnected; loopback clients are served; with
+/// a password, or protected mode off, outside clients connect.
+#[test]
+fn protected_mode_refuses_outside_clients_without_a_password() {
+    let server = Server::start(&["--bind", "0.0.0.0"]);
+    let port = server.port();
+    let denied = ping_from("127.0.0.2", "127.0.0.2", port);
+    assert!(
+        denied.starts_with(b"-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user.")
+            && denied.ends_with(b"to start accepting connections from the outside.\r\n"),
+        "{}",
+        String::from_utf8_lossy(&denied)
+    );
+    assert_eq!(ping_from("127.0.0.1", "127.0.0.1", port), b"+PONG\r\n");
+    // From 127.0.0.3 to the loopback address: still not 127.0.0.1, still refused.
+    assert!(ping_from("127.0.0.3", "127.0.0.1", port).starts_with(b"-DENIED"));
+    let mut c = server.raw();
+    assert!(String::from_utf8_lossy(&c.cmd(&["INFO", "stats"])).contains("rejected_connections:2"));
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "protected-mode", "no"]),
+        b"+OK\r\n"
+    );
+    assert_eq!(ping_from("127.0.0.2", "127.0.0.2", port), b"+PONG\r\n");
+    drop(server);
+
+    let server = Server::start(&["--bind", "0.0.0.0", "--requirepass", "secret"]);
+    let r = ping_from("127.0.0.2", "127.0.0.2", server.port());
+    assert!(r.starts_with(b"-NOAUTH"), "{}", String::from_utf8_lossy(&r));
+}
