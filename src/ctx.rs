@@ -410,6 +410,7 @@ impl ShardCtx {
             self.persist_cron();
             if last_sync.elapsed() >= Duration::from_secs(1) {
                 last_sync = std::time::Instant::now();
+                self.close_idle();
                 self.aof_sync_tick().await;
             }
             // Like Redis, spend at most a quarter of each cron period expiring keys; yield
@@ -426,6 +427,33 @@ impl ShardCtx {
             // What the expiry logged (AOF DELs, `expired` events) goes out now, not with the
             // next client's request.
             self.end_of_batch();
+        }
+    }
+
+    /// `timeout`: closes clients idle for longer, as Redis does (not subscribers, and not
+    /// clients blocked in a command).
+    fn close_idle(&self) {
+        let timeout_s = self.shared.config.get_i64("timeout");
+        if timeout_s <= 0 {
+            return;
+        }
+        let now_ms = now_us() / 1000;
+        let idle: Vec<Token> = self
+            .conns
+            .borrow()
+            .iter()
+            .filter(|c| {
+                c.subs.is_none()
+                    && matches!(c.wait, Wait::None)
+                    && now_ms.saturating_sub(c.last_ms) > timeout_s as u64 * 1000
+            })
+            .map(|c| c.token)
+            .collect();
+        for t in idle {
+            let conn = self.conns.borrow_mut().take(t);
+            if let Some(conn) = conn {
+                self.close(conn);
+            }
         }
     }
 

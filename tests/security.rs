@@ -60,3 +60,43 @@ fn protected_mode_refuses_outside_clients_without_a_password() {
     let r = ping_from("127.0.0.2", "127.0.0.2", server.port());
     assert!(r.starts_with(b"-NOAUTH"), "{}", String::from_utf8_lossy(&r));
 }
+
+/// `timeout`: a client idle for longer is disconnected; subscribers and clients blocked in a
+/// command are not, and an active client is served throughout.
+#[test]
+fn idle_clients_are_closed_after_timeout() {
+    let server = Server::start(&["--timeout", "1"]);
+    let mut idle = server.raw();
+    assert_eq!(idle.cmd(&["PING"]), b"+PONG\r\n");
+    let mut sub = server.raw();
+    sub.cmd(&["SUBSCRIBE", "ch"]);
+    let mut blocked = server.raw();
+    blocked.send(&common::encode(&["BLPOP", "idle:list", "0"]));
+    let mut active = server.raw();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    idle.set_read_timeout(Duration::from_millis(200));
+    loop {
+        assert_eq!(active.cmd(&["PING"]), b"+PONG\r\n");
+        // A closed connection reads end-of-file (an error here); an open one times out.
+        match idle.try_read_reply() {
+            Err(e) if e.contains("closed") => break,
+            _ => {}
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle client was not closed"
+        );
+    }
+    // The subscriber and the blocked client are still there.
+    let mut c = server.raw();
+    assert_eq!(c.cmd(&["PUBLISH", "ch", "m"]), b":1\r\n");
+    assert_eq!(
+        sub.read_reply(),
+        b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nm\r\n"
+    );
+    assert_eq!(c.cmd(&["RPUSH", "idle:list", "x"]), b":1\r\n");
+    assert_eq!(
+        blocked.read_reply(),
+        b"*2\r\n$9\r\nidle:list\r\n$1\r\nx\r\n"
+    );
+}
