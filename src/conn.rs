@@ -85,6 +85,8 @@ pub struct Conn {
     pub reroute_keys: Option<Vec<(u8, shards::keyspace::Key)>>,
     /// How many times the running script has been run again over more keys.
     pub reroutes: u32,
+    /// Since when the output has been over the normal class's soft limit.
+    pub out_soft_since: Option<u64>,
     /// The block being run live: its transaction holds every shard until its commands are done.
     pub live: Option<LiveBlock>,
     /// The last transaction this connection coordinated: if the connection goes away mid-way,
@@ -138,6 +140,7 @@ impl Conn {
             inject: Vec::new(),
             reroute_keys: None,
             reroutes: 0,
+            out_soft_since: None,
             live: None,
             tx_open: None,
             want_write: false,

@@ -183,6 +183,8 @@ pub struct ShardCtx {
     pub subs: RefCell<crate::pubsub::Subs>,
     /// `client-output-buffer-limit pubsub`: hard bytes, soft bytes, soft seconds.
     pub pubsub_limits: Cell<(u64, u64, u64)>,
+    /// The normal class of `client-output-buffer-limit` (0 0 0: none, Redis's default).
+    pub normal_limits: Cell<(u64, u64, u64)>,
     /// Connections that got Pub/Sub messages this loop iteration, to write out at its end.
     pub flush_later: RefCell<Vec<Token>>,
 }
@@ -266,6 +268,7 @@ impl ShardCtx {
             aof_live: RefCell::new(None),
             subs: RefCell::new(Default::default()),
             pubsub_limits: Cell::new((32 << 20, 8 << 20, 60)),
+            normal_limits: Cell::new((0, 0, 0)),
             flush_later: RefCell::new(Vec::new()),
         });
         *ctx.me.borrow_mut() = Rc::downgrade(&ctx);
@@ -381,9 +384,11 @@ impl ShardCtx {
         self.aof_config();
         self.engine.borrow_mut().notify_flags =
             shards::shard::parse_flags(&cfg.get("notify-keyspace-events")).unwrap_or(0);
-        self.pubsub_limits.set(crate::pubsub::output_limits(
-            &cfg.get("client-output-buffer-limit"),
-        ));
+        let limits = cfg.get("client-output-buffer-limit");
+        self.pubsub_limits
+            .set(crate::pubsub::output_limits(&limits, "pubsub"));
+        self.normal_limits
+            .set(crate::pubsub::output_limits(&limits, "normal"));
         self.protected.set(cfg.get("protected-mode") == "yes");
         let pass = cfg.get("requirepass");
         *self.requirepass.borrow_mut() = if pass.is_empty() {
@@ -968,7 +973,7 @@ impl ShardCtx {
         if conn.close_after_reply && conn.pending_output() == 0 && !conn.waiting() {
             return self.close(conn);
         }
-        if conn.subs.is_some() && crate::pubsub::over_limit(self, &mut conn, now_us() / 1000) {
+        if conn.fd >= 0 && crate::pubsub::over_limit(self, &mut conn, now_us() / 1000) {
             crate::log!(
                 "Client id={} addr={} closed for overcoming of output buffer limits.",
                 conn.id,

@@ -724,34 +724,40 @@ fn names_of(results: Vec<(usize, RepBody)>) -> Vec<Vec<u8>> {
 }
 
 /// `client-output-buffer-limit`'s pubsub class: (hard bytes, soft bytes, soft seconds).
-pub fn output_limits(spec: &str) -> (u64, u64, u64) {
+pub fn output_limits(spec: &str, which: &str) -> (u64, u64, u64) {
     let words: Vec<&str> = spec.split_whitespace().collect();
     for c in words.chunks(4) {
         if let [class, hard, soft, secs] = c {
-            if class.eq_ignore_ascii_case("pubsub") {
+            if class.eq_ignore_ascii_case(which) {
                 let m = |s: &str| crate::config::parse_memory(s).unwrap_or(0);
                 return (m(hard), m(soft), secs.parse().unwrap_or(0));
             }
         }
     }
-    (32 << 20, 8 << 20, 60)
+    if which == "pubsub" {
+        (32 << 20, 8 << 20, 60)
+    } else {
+        (0, 0, 0)
+    }
 }
 
 /// Whether a subscriber's pending output is over its limits (it is then closed).
 pub fn over_limit(ctx: &ShardCtx, conn: &mut Conn, now_ms: u64) -> bool {
     let pending = conn.pending_output() as u64;
-    let Some(subs) = conn.subs.as_mut() else {
-        return false;
+    // Subscribers have the pubsub class's limits, other clients the normal class's.
+    let (limits, soft_since) = match conn.subs.as_mut() {
+        Some(subs) => (ctx.pubsub_limits.get(), &mut subs.soft_since),
+        None => (ctx.normal_limits.get(), &mut conn.out_soft_since),
     };
-    let (hard, soft, secs) = ctx.pubsub_limits.get();
+    let (hard, soft, secs) = limits;
     if hard > 0 && pending > hard {
         return true;
     }
     if soft > 0 && pending > soft {
-        let since = *subs.soft_since.get_or_insert(now_ms);
+        let since = *soft_since.get_or_insert(now_ms);
         return now_ms.saturating_sub(since) >= secs * 1000;
     }
-    subs.soft_since = None;
+    *soft_since = None;
     false
 }
 

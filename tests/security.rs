@@ -100,3 +100,33 @@ fn idle_clients_are_closed_after_timeout() {
         b"*2\r\n$9\r\nidle:list\r\n$1\r\nx\r\n"
     );
 }
+
+/// `client-output-buffer-limit normal`: a client that sends requests without reading the
+/// replies is disconnected once its pending output passes the hard limit; others are served.
+#[test]
+fn a_client_that_does_not_read_is_cut_off_at_its_output_limit() {
+    let server = Server::start(&["--client-output-buffer-limit", "normal 1mb 0 0"]);
+    let mut c = server.raw();
+    let big = "x".repeat(100_000);
+    assert_eq!(c.cmd(&["SET", "big", &big]), b"+OK\r\n");
+    let mut hog = server.raw();
+    let mut batch = Vec::new();
+    for _ in 0..400 {
+        batch.extend(common::encode(&["GET", "big"]));
+    }
+    // The server stops reading this client's input once it is closed: the write may fail.
+    let _ = hog.send_checked(&batch);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let list = String::from_utf8_lossy(&c.cmd(&["CLIENT", "LIST"])).into_owned();
+        if list.lines().filter(|l| l.starts_with("id=")).count() == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the client was not cut off:\n{list}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(c.cmd(&["GET", "big"]).len(), 100_000 + 11);
+}
