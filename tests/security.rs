@@ -130,3 +130,28 @@ fn a_client_that_does_not_read_is_cut_off_at_its_output_limit() {
     }
     assert_eq!(c.cmd(&["GET", "big"]).len(), 100_000 + 11);
 }
+
+/// `client-query-buffer-limit`: a client whose unprocessed input passes it (here one huge
+/// argument that never ends) is disconnected; others are served.
+#[test]
+fn a_client_over_its_query_buffer_limit_is_closed() {
+    let server = Server::start(&["--client-query-buffer-limit", "1mb"]);
+    let mut c = server.raw();
+    let mut hog = server.raw();
+    let _ = hog.send_checked(b"*2\r\n$3\r\nGET\r\n$100000000\r\n");
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut closed = false;
+    // Written until the server closes the connection (a write then fails).
+    for _ in 0..400 {
+        if hog.send_checked(&chunk).is_err() {
+            closed = true;
+            break;
+        }
+    }
+    if !closed {
+        hog.set_read_timeout(Duration::from_secs(10));
+        let got = hog.read_until_closed();
+        assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
+    }
+    assert_eq!(c.cmd(&["PING"]), b"+PONG\r\n");
+}
