@@ -116,6 +116,15 @@ rss_kb() {
     echo "$total"
 }
 
+# The usual trio: redis-server and 1-shard shardis pinned to CPU 0 (the client runs on CPU 1),
+# 2-shard shardis unpinned; their names in `servers`.
+start_trio() {
+    start_redis redis "${pin_server[@]}"
+    start_shardis s1 1 "${pin_server[@]}"
+    start_shardis s2 2
+    servers=(redis s1 s2)
+}
+
 # The servers a script started with start_redis / start_shardis, by name.
 port_of() { local v="PORT_$1"; echo "${!v}"; }
 pid_of() { local v="PID_$1"; echo "${!v}"; }

@@ -24,10 +24,7 @@ REDIS_EXTRA=()
 # shellcheck source=scripts/bench-lib.sh
 source scripts/bench-lib.sh
 
-start_redis redis "${pin_server[@]}"
-start_shardis s1 1 "${pin_server[@]}"
-start_shardis s2 2
-servers=(redis s1 s2)
+start_trio
 
 SCRIPT="local v = redis.call('get', KEYS[1]) return {v, redis.call('incr', KEYS[1])}"
 

@@ -29,10 +29,7 @@ REDIS_EXTRA=()
 # shellcheck source=scripts/bench-lib.sh
 source scripts/bench-lib.sh
 
-start_redis redis "${pin_server[@]}"
-start_shardis s1 1 "${pin_server[@]}"
-start_shardis s2 2
-servers=(redis s1 s2)
+start_trio
 
 xadd_load() { # PORT KEY COUNT
     "${pin_client[@]}" redis-benchmark -p "$1" -n "$3" -c 20 -P 64 -r 1000000 -q \

@@ -367,7 +367,10 @@ fn execute(ctx: &ShardCtx, conn: &mut Conn, target: Target, argv: &[&[u8]], now:
                 ctx.engine
                     .borrow_mut()
                     .execute_reply(l, argv, db, now, proto, &mut conn.wbuf);
-            let reroute = ctx.engine.borrow_mut().reroute.take();
+            let reroute = match l.spec.group {
+                shards::cmd::Group::Scripting => ctx.engine.borrow_mut().reroute.take(),
+                _ => None,
+            };
             if let Some(keys) = reroute {
                 // A script reached keys on other shards before finishing: it runs again over
                 // them, as a transaction on copies.
@@ -478,7 +481,10 @@ pub fn run_frames(
                     .engine
                     .borrow_mut()
                     .execute_reply(l, &argv, db, now, proto, out);
-                let reroute = ctx.engine.borrow_mut().reroute.take();
+                let reroute = match script {
+                    true => ctx.engine.borrow_mut().reroute.take(),
+                    false => None,
+                };
                 if let Some(keys) = reroute {
                     if origin.is_none() {
                         // Part of a block run live: it cannot run again elsewhere.
@@ -761,14 +767,17 @@ fn start_all(ctx: &ShardCtx, conn: &mut Conn, _l: Lookup, argv: &[&[u8]], merge:
 /// A command for a shard whose script has run past `busy-reply-threshold` gets `-BUSY` (the
 /// shard's own loop is inside the script; see `shards::script`).
 fn busy_check(ctx: &ShardCtx, target: Target, argv: &[&[u8]]) -> Target {
+    let scripts = ctx.shared.scripts.as_ref();
     let busy = |s: usize| {
-        ctx.engine
-            .borrow()
-            .scripts
+        scripts
             .busy_of(s)
             .busy
             .load(std::sync::atomic::Ordering::Relaxed)
     };
+    // The common case, no script past its threshold anywhere: one load per shard, no key walk.
+    if !(0..ctx.n).any(busy) {
+        return target;
+    }
     let hit = match &target {
         Target::Remote(shard, l) => {
             l.spec.flags & shards::cmd::flag::ALLOW_BUSY == 0 && busy(*shard)

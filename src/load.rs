@@ -17,7 +17,6 @@ use shards::keyspace::{Db, Entry};
 use shards::rdb::file::FileReader;
 use shards::script::Store;
 use shards::shard::ShardConfig;
-use shards::slot::key_slot;
 use shards::Shard;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -57,11 +56,7 @@ pub fn shard_config(cfg: &Config) -> ShardConfig {
     }
 }
 
-/// The shard of `key` among `n` (its slot mod `n`).
-#[inline]
-pub fn shard_of(key: &[u8], n: usize) -> usize {
-    key_slot(key).0 as usize % n
-}
+pub use shards::slot::shard_of;
 
 fn now_ms() -> u64 {
     crate::ctx::now_us() / 1000

@@ -25,6 +25,12 @@ pub fn key_slot(key: &[u8]) -> Slot {
     Slot(crc % SLOTS as u16)
 }
 
+/// The shard owning `key` when a process runs `n` shards: its slot, modulo `n`.
+#[inline]
+pub fn shard_of(key: &[u8], n: usize) -> usize {
+    key_slot(key).0 as usize % n.max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -935,13 +935,8 @@ fn allowed_here(shard: &Shard, l: Lookup, argv: &[&[u8]]) -> std::result::Result
 fn may_touch(shard: &Shard, db: usize, key: &[u8]) -> bool {
     match &shard.script_keys {
         Some(set) => set.contains(&(db, Key::from(key))),
-        None => shard.nshards <= 1 || shard_of(key, shard.nshards) == shard.id,
+        None => shard.nshards <= 1 || crate::slot::shard_of(key, shard.nshards) == shard.id,
     }
-}
-
-/// The shard owning `key` when the process runs `n` shards (the slot, modulo `n`).
-pub fn shard_of(key: &[u8], n: usize) -> usize {
-    crate::slot::key_slot(key).0 as usize % n.max(1)
 }
 
 fn select_db(arg: &[u8]) -> Result<usize> {
