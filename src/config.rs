@@ -255,6 +255,30 @@ pub const OPTIONS: &[OptDef] = &[
         "background task frequency (active expiry)",
     ),
     opt(
+        "aclfile",
+        "",
+        Kind::Str,
+        false,
+        "file of ACL users (ACL LOAD / ACL SAVE)",
+    ),
+    opt(
+        "acllog-max-len",
+        "128",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+        true,
+        "entries kept in ACL LOG",
+    ),
+    opt(
+        "acl-pubsub-default",
+        "resetchannels",
+        Kind::Enum(&["allchannels", "resetchannels"]),
+        true,
+        "channel permissions of new ACL users",
+    ),
+    opt(
         "requirepass",
         "",
         Kind::Str,
@@ -514,6 +538,8 @@ pub struct Config {
     generation: AtomicU64,
     /// The config file given at start-up, if any.
     pub file: Option<String>,
+    /// `user <name> <rules…>` directives, in order (applied by `acl_cmds::init`).
+    pub users: Vec<Vec<Vec<u8>>>,
 }
 
 impl Config {
@@ -523,6 +549,7 @@ impl Config {
         for o in OPTIONS {
             values.insert(o.name, normalise(o, o.default).map_err(anyhow::Error::msg)?);
         }
+        let mut users = Vec::new();
         let mut set = |name: &str, value: &str, origin: &str| -> anyhow::Result<()> {
             let Some(def) = find(name) else {
                 bail!("{origin}: Bad directive or wrong number of arguments ('{name}')")
@@ -546,6 +573,21 @@ impl Config {
                 if !shards::resp::split_args(line.as_bytes(), &mut ranges, &mut scratch) {
                     bail!("{origin}: unbalanced quotes in configuration line");
                 }
+                if ranges
+                    .first()
+                    .is_some_and(|r| scratch[r.clone()].eq_ignore_ascii_case(b"user"))
+                {
+                    if ranges.len() < 2 {
+                        bail!("{origin}: Bad directive or wrong number of arguments ('user')");
+                    }
+                    users.push(
+                        ranges[1..]
+                            .iter()
+                            .map(|r| scratch[r.clone()].to_vec())
+                            .collect(),
+                    );
+                    continue;
+                }
                 let words: Vec<String> = ranges
                     .iter()
                     .map(|r| String::from_utf8_lossy(&scratch[r.clone()]).into_owned())
@@ -557,6 +599,16 @@ impl Config {
             }
         }
         for (name, value) in overrides {
+            if name.eq_ignore_ascii_case("user") {
+                users.push(
+                    value
+                        .split(' ')
+                        .filter(|w| !w.is_empty())
+                        .map(|w| w.as_bytes().to_vec())
+                        .collect(),
+                );
+                continue;
+            }
             set(name, value, "command line")?;
         }
         if values.get("daemonize").map(String::as_str) == Some("yes") {
@@ -566,6 +618,7 @@ impl Config {
             values: RwLock::new(values),
             generation: AtomicU64::new(0),
             file: file.map(str::to_string),
+            users,
         })
     }
 
