@@ -714,6 +714,16 @@ pub fn cli() -> clap::Command {
                 .help("a configuration file in redis.conf syntax")
                 .required(false),
         );
+    cmd = cmd.arg(
+        clap::Arg::new("user")
+            .long("user")
+            .help(
+                "an ACL user: `--user \"<name> <rules…>\"` (repeatable, like redis.conf's `user`)",
+            )
+            .num_args(1..)
+            .action(clap::ArgAction::Append)
+            .value_name("USER"),
+    );
     for o in OPTIONS {
         cmd = cmd.arg(
             clap::Arg::new(o.name)
@@ -753,6 +763,12 @@ pub fn from_args() -> anyhow::Result<Config> {
         } else if let Some(last) = occurrences.last() {
             // Like redis-server, a repeated option keeps its last value.
             overrides.push((o.name.to_string(), last.clone()));
+        }
+    }
+    if let Some(users) = m.get_occurrences::<String>("user") {
+        for vals in users {
+            let def = vals.map(String::as_str).collect::<Vec<_>>().join(" ");
+            overrides.push(("user".to_string(), def));
         }
     }
     Config::load(file.as_deref(), &overrides)
