@@ -133,6 +133,7 @@ pub fn check(
         return Ok(());
     }
     match user.check(l, argv) {
+        Ok(()) if matches!(l.spec.name, "sort" | "sort_ro") => sort_patterns(user, l, argv),
         Ok(()) => Ok(()),
         Err(d) => {
             log_denial(ctx, conn, d, l, argv, context);
@@ -142,6 +143,36 @@ pub fn check(
             }))
         }
     }
+}
+
+/// SORT's BY and GET patterns read keys no key spec names: only a user who may read every key
+/// may use them (as in Redis, an error of SORT's own, not logged).
+fn sort_patterns(user: &User, l: Lookup, argv: &[&[u8]]) -> Result<(), Error> {
+    let mut i = 2;
+    while i + 1 < argv.len() {
+        let (opt, arg) = (argv[i], argv[i + 1]);
+        let what = if eq_ic(opt, "by") && arg.contains(&b'*') {
+            "BY"
+        } else if eq_ic(opt, "get") {
+            "GET"
+        } else {
+            i += if eq_ic(opt, "limit") {
+                3
+            } else if eq_ic(opt, "store") || eq_ic(opt, "by") {
+                2
+            } else {
+                1
+            };
+            continue;
+        };
+        if !user.may_read_any_key(l, argv) {
+            return Err(Error::err(format!(
+                "{what} option of SORT denied due to insufficient ACL permissions."
+            )));
+        }
+        i += 2;
+    }
+    Ok(())
 }
 
 /// EXEC re-checks queued commands: Redis's text for a permission lost meanwhile.

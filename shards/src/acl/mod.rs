@@ -726,6 +726,21 @@ impl User {
         })
     }
 
+    /// Whether some selector both allows the command and may read every key (`allkeys`,
+    /// `~*` or `%R~*`): what SORT's BY and GET patterns need, since they name keys no key
+    /// spec shows (Redis's `ACLUserCheckCmdWithUnrestrictedKeyAccess`).
+    pub fn may_read_any_key(&self, l: Lookup, argv: &[&[u8]]) -> bool {
+        let Some(id) = index().id_of(l.spec) else {
+            return false;
+        };
+        let mut keys: smallvec::SmallVec<[(usize, u8); 4]> = smallvec::SmallVec::new();
+        keys_with_access(l.spec, argv, &mut keys);
+        self.selectors.iter().any(|s| {
+            s.check(id, l.spec, argv, &keys) == Verdict::Ok
+                && (s.allkeys || s.keys.iter().any(|(p, f)| p == b"*" && f & PERM_READ != 0))
+        })
+    }
+
     /// Whether the user may use this channel (or, `is_pattern`, this exact pattern).
     pub fn channel_ok(&self, channel: &[u8], is_pattern: bool) -> bool {
         self.selectors
