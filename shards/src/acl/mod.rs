@@ -798,23 +798,20 @@ pub fn keys_with_access(
         a
     };
     let mut pos = Vec::new();
-    if spec.getkeys.is_some() || spec.keys.is_empty() {
+    if spec.keys.is_empty() {
         key_positions(spec, argv, &mut pos);
-        let flags = match spec.key_flags {
-            Some(f) => f(argv),
-            None => spec.keys.iter().fold(0, |a, k| a | k.flags),
-        };
-        let need = if spec.keys.is_empty() {
-            PERM_ALL
-        } else {
-            access(flags)
-        };
-        out.extend(pos.iter().map(|&p| (p, need)));
+        out.extend(pos.iter().map(|&p| (p, PERM_ALL)));
         return;
     }
+    // Keys the specs locate take their spec's flags. A key count that is not a number makes
+    // the whole call keyless, as Redis's spec walk gives up (the command then fails itself).
     for ks in spec.keys {
         if ks.flags & kflag::NOT_KEY != 0 {
             continue;
+        }
+        if bad_keynum(ks, argv) {
+            out.clear();
+            return;
         }
         let one = CommandSpec {
             keys: std::slice::from_ref(ks),
@@ -826,6 +823,51 @@ pub fn keys_with_access(
         let need = access(flags);
         out.extend(pos.iter().map(|&p| (p, need)));
     }
+    if spec.getkeys.is_none() {
+        return;
+    }
+    // Keys only the command's own key finder knows (SORT … STORE, GEORADIUS … STORE): a key
+    // after STORE/STOREDIST takes the flags of the specs that write, any other those that
+    // do not.
+    let unknown: Vec<u32> = spec
+        .keys
+        .iter()
+        .filter(|k| {
+            matches!(k.begin, crate::cmd::BeginSearch::Unknown)
+                || matches!(k.find, crate::cmd::FindKeys::Unknown)
+        })
+        .map(|k| k.flags)
+        .collect();
+    let writes = |f: &u32| f & (kflag::RW | kflag::OW | kflag::RM) != 0;
+    key_positions(spec, argv, &mut pos);
+    for &p in &pos {
+        if out.iter().any(|&(q, _)| q == p) {
+            continue;
+        }
+        let store = p > 0
+            && (argv[p - 1].eq_ignore_ascii_case(b"store")
+                || argv[p - 1].eq_ignore_ascii_case(b"storedist"));
+        let mut flags: u32 = unknown
+            .iter()
+            .filter(|f| writes(f) == store)
+            .fold(0, |a, f| a | f);
+        if flags == 0 {
+            flags = spec.keys.iter().fold(0, |a, k| a | k.flags);
+        }
+        out.push((p, access(flags)));
+    }
+}
+
+/// Whether a key-count spec finds its count argument but cannot read it.
+fn bad_keynum(ks: &crate::cmd::KeySpec, argv: &[&[u8]]) -> bool {
+    let (crate::cmd::BeginSearch::Index(first), crate::cmd::FindKeys::Keynum { keynumidx, .. }) =
+        (ks.begin, ks.find)
+    else {
+        return false;
+    };
+    let at = first as usize + keynumidx as usize;
+    argv.get(at)
+        .is_some_and(|a| crate::util::parse_i64(a).is_none_or(|n| n < 0))
 }
 
 /// Who runs a script, for the checks of the commands it calls (`redis.call`): set on the shard

@@ -84,7 +84,7 @@ pub const COMMANDS: &[CommandSpec] = &[
             KeySpec::one(1, kflag::RO | kflag::ACCESS),
             KeySpec::unknown(kflag::RO | kflag::ACCESS, BY_GET_NOTES),
         ],
-        getkeys: Some(sort_keys),
+        getkeys: Some(sort_ro_keys),
         route: Route::Keys(Split::Gather),
         run: Some(sort_ro),
         summary: "Read-only SORT: orders the elements of a list, set or sorted set without storing them.",
@@ -111,6 +111,11 @@ const SORT_STORE_ARGS: &[Arg] = &[
 ];
 
 /// The sorted key and the STORE destination, as Redis's `sortGetKeys` finds them.
+/// SORT_RO's key: only the one it sorts (it has no STORE).
+fn sort_ro_keys(_: &[&[u8]], out: &mut Vec<usize>) {
+    out.push(1);
+}
+
 fn sort_keys(argv: &[&[u8]], out: &mut Vec<usize>) {
     out.push(1);
     let mut i = 2;
