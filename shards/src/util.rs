@@ -712,6 +712,23 @@ fn ld_fixed17(mant: u64, s: i64) -> String {
     format!("{int_part}.{}", digits.trim_end_matches('0'))
 }
 
+/// The C library's text for an I/O error (`No such file or directory`), as Redis prints it.
+pub fn strerror(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        // SAFETY: strerror returns a pointer to a NUL-terminated static (or thread-local)
+        // string, copied out at once.
+        Some(code) => unsafe {
+            let p = libc::strerror(code);
+            if p.is_null() {
+                e.to_string()
+            } else {
+                std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+            }
+        },
+        None => e.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -881,22 +898,5 @@ mod tests {
             "-9223372036854775808"
         );
         assert_eq!(LongDouble::from_i64(0).to_human(), "0");
-    }
-}
-
-/// The C library's text for an I/O error (`No such file or directory`), as Redis prints it.
-pub fn strerror(e: &std::io::Error) -> String {
-    match e.raw_os_error() {
-        // SAFETY: strerror returns a pointer to a NUL-terminated static (or thread-local)
-        // string, copied out at once.
-        Some(code) => unsafe {
-            let p = libc::strerror(code);
-            if p.is_null() {
-                e.to_string()
-            } else {
-                std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
-            }
-        },
-        None => e.to_string(),
     }
 }

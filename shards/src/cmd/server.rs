@@ -562,27 +562,6 @@ const CONFIG_SUBCOMMANDS: &[CommandSpec] = &[
     },
 ];
 
-#[cfg(test)]
-mod tests {
-    use crate::shard::testing::TestShard;
-
-    #[test]
-    fn basics() {
-        let mut t = TestShard::new();
-        assert_eq!(t.run("PING"), "+PONG\r\n");
-        assert_eq!(t.run("ping hi"), "$2\r\nhi\r\n");
-        assert_eq!(
-            t.run("ping a b"),
-            "-ERR wrong number of arguments for 'ping' command\r\n"
-        );
-        assert_eq!(t.run("dbsize"), ":0\r\n");
-        assert_eq!(t.run("flushall bogus"), "-ERR syntax error\r\n");
-        assert_eq!(t.run("swapdb 0 x"), "-ERR invalid second DB index\r\n");
-        assert_eq!(t.run("swapdb 0 16"), "-ERR DB index is out of range\r\n");
-        assert_eq!(t.run("swapdb 0 1"), "+OK\r\n");
-    }
-}
-
 const ACL_SUB: CommandSpec = CommandSpec {
     group: Group::Server,
     flags: flag::ADMIN | flag::NOSCRIPT | flag::LOADING | flag::STALE,
@@ -728,3 +707,24 @@ const ACL_SUBCOMMANDS: &[CommandSpec] = &[
         ..ACL_SUB
     },
 ];
+
+#[cfg(test)]
+mod tests {
+    use crate::shard::testing::TestShard;
+
+    #[test]
+    fn basics() {
+        let mut t = TestShard::new();
+        assert_eq!(t.run("PING"), "+PONG\r\n");
+        assert_eq!(t.run("ping hi"), "$2\r\nhi\r\n");
+        assert_eq!(
+            t.run("ping a b"),
+            "-ERR wrong number of arguments for 'ping' command\r\n"
+        );
+        assert_eq!(t.run("dbsize"), ":0\r\n");
+        assert_eq!(t.run("flushall bogus"), "-ERR syntax error\r\n");
+        assert_eq!(t.run("swapdb 0 x"), "-ERR invalid second DB index\r\n");
+        assert_eq!(t.run("swapdb 0 16"), "-ERR DB index is out of range\r\n");
+        assert_eq!(t.run("swapdb 0 1"), "+OK\r\n");
+    }
+}
