@@ -570,6 +570,17 @@ fn valid_hash(h: &[u8]) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
 }
 
+/// The hash a password rule names: `>pass`/`<pass` give the password, `#hash`/`!hash` the hash.
+fn rule_hash(op: &[u8]) -> Result<String, RuleError> {
+    if op[0] == b'>' || op[0] == b'<' {
+        return Ok(hash_password(&op[1..]));
+    }
+    if !valid_hash(&op[1..]) {
+        return Err(RuleError::BadHash);
+    }
+    Ok(String::from_utf8_lossy(&op[1..]).into_owned())
+}
+
 /// Compares without an early exit, so timing tells nothing about where hashes differ.
 fn same_hash(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
@@ -625,27 +636,13 @@ impl User {
             self.nopass = false;
             self.passwords.clear();
         } else if op[0] == b'>' || op[0] == b'#' {
-            let hash = if op[0] == b'>' {
-                hash_password(&op[1..])
-            } else {
-                if !valid_hash(&op[1..]) {
-                    return Err(RuleError::BadHash);
-                }
-                String::from_utf8_lossy(&op[1..]).into_owned()
-            };
+            let hash = rule_hash(op)?;
             if !self.passwords.contains(&hash) {
                 self.passwords.push(hash);
             }
             self.nopass = false;
         } else if op[0] == b'<' || op[0] == b'!' {
-            let hash = if op[0] == b'<' {
-                hash_password(&op[1..])
-            } else {
-                if !valid_hash(&op[1..]) {
-                    return Err(RuleError::BadHash);
-                }
-                String::from_utf8_lossy(&op[1..]).into_owned()
-            };
+            let hash = rule_hash(op)?;
             let at = self
                 .passwords
                 .iter()

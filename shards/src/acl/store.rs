@@ -135,6 +135,15 @@ impl Store {
         self.get(name).filter(|u| u.password_ok(pass))
     }
 
+    /// Applies rules in order; the error names the first bad one after `what`.
+    fn apply_all(&self, u: &mut User, ops: &[Vec<u8>], what: &str) -> Result<(), String> {
+        for op in ops {
+            u.apply(op, self.allchannels())
+                .map_err(|e| format!("{what} '{}': {}", String::from_utf8_lossy(op), e.text()))?;
+        }
+        Ok(())
+    }
+
     /// ACL SETUSER: all rules apply, or none (the error names the first bad one).
     pub fn setuser(&self, name: &[u8], rules: &[&[u8]]) -> Result<(), String> {
         if !valid_username(name) {
@@ -151,15 +160,7 @@ impl Store {
             Some(u) => User::clone(u),
             None => User::new(name, 0, self.allchannels()),
         };
-        for op in &merged {
-            u.apply(op, self.allchannels()).map_err(|e| {
-                format!(
-                    "ERR Error in ACL SETUSER modifier '{}': {}",
-                    String::from_utf8_lossy(op),
-                    e.text()
-                )
-            })?;
-        }
+        self.apply_all(&mut u, &merged, "ERR Error in ACL SETUSER modifier")?;
         if u.uid == 0 {
             u.uid = self.uid();
         }
@@ -228,15 +229,7 @@ impl Store {
                 }
                 None => User::new(name, self.uid(), self.allchannels()),
             };
-            for op in &merged {
-                u.apply(op, self.allchannels()).map_err(|e| {
-                    format!(
-                        "Error in user declaration '{}': {}",
-                        String::from_utf8_lossy(op),
-                        e.text()
-                    )
-                })?;
-            }
+            self.apply_all(&mut u, &merged, "Error in user declaration")?;
             users.insert(name.clone(), Arc::new(u));
             self.changed(&users);
         }
