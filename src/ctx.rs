@@ -38,8 +38,9 @@ const READ_CHUNK: usize = 16 * 1024;
 const PAUSE_READ_BYTES: usize = 1024 * 1024;
 /// Events taken per epoll_wait.
 const EVENTS_MAX: usize = 256;
-/// The listener's epoll token (connection tokens are slab indexes, far below).
+/// The listeners' epoll tokens (connection tokens are slab indexes, far below).
 const LISTENER: u64 = u64::MAX;
+const TLS_LISTENER: u64 = u64::MAX - 1;
 
 /// State every shard shares: read-mostly, atomics only.
 pub struct Shared {
@@ -139,7 +140,9 @@ pub struct ShardCtx {
     pub engine: RefCell<Shard>,
     pub conns: RefCell<Slab>,
     pub epoll: Epoll,
-    listener: RawFd,
+    listeners: net::Listeners,
+    /// The TLS server config new connections to the TLS port get (see `crate::tls`).
+    tls_config: RefCell<Option<Arc<rustls::ServerConfig>>>,
     /// Request parts per destination shard, gathered during one loop iteration.
     outbox: RefCell<Vec<Vec<ReqPart>>>,
     out_tx: Vec<Option<LocalSender<Request>>>,
@@ -194,7 +197,7 @@ impl ShardCtx {
     pub async fn run(
         id: usize,
         n: usize,
-        listener: RawFd,
+        listeners: net::Listeners,
         shared: Arc<Shared>,
         req_mesh: MeshBuilder<Request, Full>,
         rep_mesh: MeshBuilder<Response, Full>,
@@ -209,7 +212,12 @@ impl ShardCtx {
             .await
             .map_err(|_| anyhow::anyhow!("joining response mesh"))?;
         let epoll = Epoll::new()?;
-        epoll.add(listener, EV_READ, LISTENER)?;
+        if let Some(fd) = listeners.plain {
+            epoll.add(fd, EV_READ, LISTENER)?;
+        }
+        if let Some(fd) = listeners.tls {
+            epoll.add(fd, EV_READ, TLS_LISTENER)?;
+        }
         let seed = net_seed(id);
         let mut out_tx = Vec::with_capacity(n);
         let mut out_rx = Vec::new();
@@ -242,7 +250,8 @@ impl ShardCtx {
             }),
             conns: RefCell::new(Slab::default()),
             epoll,
-            listener,
+            listeners,
+            tls_config: RefCell::new(None),
             outbox: RefCell::new((0..n).map(|_| Vec::new()).collect()),
             out_tx,
             resp_outbox: RefCell::new((0..n).map(|_| Vec::new()).collect()),
@@ -390,6 +399,7 @@ impl ShardCtx {
         self.normal_limits
             .set(crate::pubsub::output_limits(&limits, "normal"));
         self.protected.set(cfg.get("protected-mode") == "yes");
+        *self.tls_config.borrow_mut() = cfg.tls.get();
         let pass = cfg.get("requirepass");
         *self.requirepass.borrow_mut() = if pass.is_empty() {
             None
@@ -475,8 +485,8 @@ impl ShardCtx {
             self.refresh_config();
             for ev in &events[..n] {
                 let (flags, data) = (ev.events, ev.u64);
-                if data == LISTENER {
-                    self.accept_all();
+                if data == LISTENER || data == TLS_LISTENER {
+                    self.accept_all(data == TLS_LISTENER);
                 } else {
                     self.on_event(data, flags);
                 }
@@ -835,17 +845,25 @@ impl ShardCtx {
         .detach();
     }
 
-    fn accept_all(&self) {
+    fn accept_all(&self, tls: bool) {
+        let listener = if tls {
+            self.listeners.tls
+        } else {
+            self.listeners.plain
+        };
+        let Some(listener) = listener else {
+            return;
+        };
         for _ in 0..64 {
-            match net::accept(self.listener) {
+            match net::accept(listener) {
                 None => return,
                 Some(Err(_)) => return,
-                Some(Ok((fd, addr))) => self.add_conn(fd, addr),
+                Some(Ok((fd, addr))) => self.add_conn(fd, addr, tls),
             }
         }
     }
 
-    fn add_conn(&self, fd: RawFd, addr: String) {
+    fn add_conn(&self, fd: RawFd, addr: String, tls: bool) {
         let now_ms = now_us() / 1000;
         self.net
             .connections_received
@@ -858,7 +876,9 @@ impl ShardCtx {
             self.net
                 .rejected_connections
                 .set(self.net.rejected_connections.get() + 1);
-            let _ = net::write(fd, b"-ERR max number of clients reached\r\n");
+            if !tls {
+                let _ = net::write(fd, b"-ERR max number of clients reached\r\n");
+            }
             net::close(fd);
             return;
         }
@@ -868,7 +888,9 @@ impl ShardCtx {
             self.net
                 .rejected_connections
                 .set(self.net.rejected_connections.get() + 1);
-            let _ = net::write(fd, PROTECTED_DENIED.as_bytes());
+            if !tls {
+                let _ = net::write(fd, PROTECTED_DENIED.as_bytes());
+            }
             net::close(fd);
             return;
         }
@@ -876,6 +898,22 @@ impl ShardCtx {
         let id = self.shared.next_client_id.fetch_add(1, Ordering::Relaxed);
         let mut conn = Box::new(Conn::new(fd, token, id, addr, net::local_addr(fd), now_ms));
         conn.authenticated = self.requirepass.borrow().is_none();
+        if tls {
+            let session = self
+                .tls_config
+                .borrow()
+                .clone()
+                .map(crate::tls::Session::new);
+            match session {
+                Some(Ok(s)) => conn.tls = Some(Box::new(s)),
+                _ => {
+                    net::close(fd);
+                    conns.release(token);
+                    self.shared.clients.fetch_sub(1, Ordering::AcqRel);
+                    return;
+                }
+            }
+        }
         if self.epoll.add(fd, EV_READ, token_data(token)).is_err() {
             net::close(fd);
             conns.release(token);
@@ -897,7 +935,7 @@ impl ShardCtx {
             return self.close(conn);
         }
         if flags & EV_READ != 0 || hangup {
-            match net::read_into(conn.fd, &mut conn.rbuf, READ_CHUNK) {
+            match conn.read_input(READ_CHUNK) {
                 Ok(0) => return self.close(conn),
                 Ok(n) => {
                     self.net
@@ -948,7 +986,7 @@ impl ShardCtx {
         }
         if conn.pending_output() > 0 && !held {
             loop {
-                match net::write(conn.fd, &conn.wbuf[conn.wpos..]) {
+                match conn.write_output() {
                     Ok(n) => {
                         conn.wpos += n;
                         self.net
@@ -970,7 +1008,15 @@ impl ShardCtx {
                 }
             }
         }
-        if conn.close_after_reply && conn.pending_output() == 0 && !conn.waiting() {
+        // A TLS connection may have ciphertext left (handshake bytes, the end of a reply).
+        let tls_left = match conn.tls.as_deref_mut() {
+            None => false,
+            Some(tls) => match tls.flush(conn.fd) {
+                Ok(left) => left,
+                Err(_) => return self.close(conn),
+            },
+        };
+        if conn.close_after_reply && conn.pending_output() == 0 && !tls_left && !conn.waiting() {
             return self.close(conn);
         }
         if conn.fd >= 0 && crate::pubsub::over_limit(self, &mut conn, now_us() / 1000) {
@@ -981,7 +1027,10 @@ impl ShardCtx {
             );
             return self.close(conn);
         }
-        let want_write = conn.pending_output() > 0 && !held;
+        let want_write = match conn.tls.as_deref() {
+            None => conn.pending_output() > 0 && !held,
+            Some(tls) => tls.want_write(conn.pending_output() > 0 && !held),
+        };
         let pause = conn.waiting() && conn.rbuf.len() - conn.rpos > PAUSE_READ_BYTES;
         if want_write != conn.want_write || pause != conn.read_paused {
             let mut ev = if pause { 0 } else { EV_READ };
@@ -1017,6 +1066,9 @@ impl ShardCtx {
             crate::txn::release_on(self, &conn, tx, 0..self.n);
         }
         self.epoll.delete(conn.fd);
+        if let Some(tls) = conn.tls.as_deref_mut() {
+            tls.close(conn.fd);
+        }
         net::close(conn.fd);
         self.conns.borrow_mut().release(conn.token);
     }
@@ -1293,21 +1345,24 @@ impl ShardCtx {
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
         let n = self.epoll.poll(&mut events);
         for ev in &events[..n] {
-            if ev.u64 == LISTENER {
+            if ev.u64 == LISTENER || ev.u64 == TLS_LISTENER {
                 continue;
             }
             let Some(mut conn) = self.conns.borrow_mut().take(data_token(ev.u64)) else {
                 continue;
             };
             if conn.fd >= 0 && !conn.waiting() {
-                let _ = net::read_into(conn.fd, &mut conn.rbuf, READ_CHUNK);
+                let _ = conn.read_input(READ_CHUNK);
                 crate::dispatch::answer_busy(self, &mut conn);
                 while conn.pending_output() > 0 {
-                    match net::write(conn.fd, &conn.wbuf[conn.wpos..]) {
+                    match conn.write_output() {
                         Ok(n) => conn.wpos += n,
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                         Err(_) => break,
                     }
+                }
+                if let Some(tls) = conn.tls.as_deref_mut() {
+                    let _ = tls.flush(conn.fd);
                 }
                 if conn.pending_output() == 0 {
                     conn.wbuf.clear();
