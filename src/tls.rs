@@ -271,7 +271,9 @@ fn cert_and_key(
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|e| format!("Failed to load certificate: {cert}: {e}"))?;
     if certs.is_empty() {
-        return Err(format!("Failed to load certificate: {cert}: no certificate"));
+        return Err(format!(
+            "Failed to load certificate: {cert}: no certificate"
+        ));
     }
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| format!("Failed to load private key: {key}: {e}"))?;
@@ -321,7 +323,10 @@ impl Session {
         let mut rest = &cipher[..n];
         let mut closed = false;
         while !rest.is_empty() && !closed {
-            self.tls.read_tls(&mut rest)?;
+            if self.tls.read_tls(&mut rest)? == 0 {
+                // Nothing more is taken (a close_notify came): the rest is ignored.
+                break;
+            }
             let state = match self.tls.process_new_packets() {
                 Ok(s) => s,
                 Err(e) => return Err(self.fail(fd, e)),
@@ -412,7 +417,11 @@ mod tests {
     fn cipher_lists_skip_what_rustls_lacks() {
         let s = pick_suites("TLS_AES_128_GCM_SHA256", TLS13_SUITES, "x").unwrap();
         assert_eq!(s.len(), 1);
-        let s = pick_suites("ECDHE-RSA-AES256-GCM-SHA384:AES256-SHA:!aNULL", TLS12_SUITES, "x");
+        let s = pick_suites(
+            "ECDHE-RSA-AES256-GCM-SHA384:AES256-SHA:!aNULL",
+            TLS12_SUITES,
+            "x",
+        );
         assert_eq!(s.unwrap().len(), 1);
         assert_eq!(
             pick_suites("HIGH:!MD5", TLS12_SUITES, "x").unwrap().len(),

@@ -227,7 +227,8 @@ impl TlsConn {
     }
 }
 
-const BOTH: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
+const BOTH: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
 
 /// redis-cli --tls: PING, SET and GET of keys on both shards, through a TLS-only server.
 #[test]
@@ -237,7 +238,11 @@ fn redis_cli_ping_set_get() {
     }
     let certs = Certs::new();
     let (server, port) = start(&certs, &["--tls-auth-clients", "no"]);
-    assert_eq!(server.port(), port, "port 0 with a TLS port serves only TLS");
+    assert_eq!(
+        server.port(),
+        port,
+        "port 0 with a TLS port serves only TLS"
+    );
     let (ok, out) = cli(&certs, port, false, &["PING"]);
     assert!(ok && out.trim() == "PONG", "{out}\n{}", server.log());
     for i in 0..8 {
@@ -279,9 +284,11 @@ fn plain_and_tls_ports_at_once() {
 fn client_certificates_yes_and_optional() {
     let certs = Certs::new();
     let (server, port) = start(&certs, &[]);
-    let refused = TlsConn::connect(&certs, port, false, BOTH)
-        .and_then(|mut c| c.cmd(&["PING"]));
-    assert!(refused.is_err(), "served without a certificate: {refused:?}");
+    let refused = TlsConn::connect(&certs, port, false, BOTH).and_then(|mut c| c.cmd(&["PING"]));
+    assert!(
+        refused.is_err(),
+        "served without a certificate: {refused:?}"
+    );
     let mut ok = TlsConn::connect(&certs, port, true, BOTH).unwrap();
     assert_eq!(ok.cmd(&["PING"]).unwrap(), b"+PONG\r\n");
     if have_redis_cli() {
@@ -312,7 +319,9 @@ fn pipelined_big_payload() {
     let certs = Certs::new();
     let (server, port) = start(&certs, &["--tls-auth-clients", "no"]);
     let mut c = TlsConn::connect(&certs, port, false, BOTH).unwrap();
-    let big: String = (0..1024 * 1024).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    let big: String = (0..1024 * 1024)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
     let mut batch = encode(&["SET", "big", &big]);
     let n = 5000;
     for i in 0..n {
@@ -401,7 +410,10 @@ fn config_set_rebuilds_or_keeps_the_tls_config() {
     let got = c.cmd(&["CONFIG", "GET", "tls-auth-clients"]).unwrap();
     assert_eq!(got, b"*2\r\n$16\r\ntls-auth-clients\r\n$8\r\noptional\r\n");
     let got = c.cmd(&["CONFIG", "GET", "tls-session-cache-size"]).unwrap();
-    assert_eq!(got, b"*2\r\n$22\r\ntls-session-cache-size\r\n$5\r\n20480\r\n");
+    assert_eq!(
+        got,
+        b"*2\r\n$22\r\ntls-session-cache-size\r\n$5\r\n20480\r\n"
+    );
 
     let got = c
         .cmd(&["CONFIG", "SET", "tls-cert-file", "/nonexistent/cert.pem"])
@@ -412,21 +424,40 @@ fn config_set_rebuilds_or_keeps_the_tls_config() {
     );
     let path = certs.path("server.crt");
     let got = c.cmd(&["CONFIG", "GET", "tls-cert-file"]).unwrap();
-    assert_eq!(got, encode_map("tls-cert-file", &path), "the old value stays");
+    assert_eq!(
+        got,
+        encode_map("tls-cert-file", &path),
+        "the old value stays"
+    );
     let mut fresh = TlsConn::connect(&certs, port, false, BOTH).unwrap();
     assert_eq!(fresh.cmd(&["PING"]).unwrap(), b"+PONG\r\n");
-    assert!(server.log().contains("Failed to load certificate"), "{}", server.log());
+    assert!(
+        server.log().contains("Failed to load certificate"),
+        "{}",
+        server.log()
+    );
 
     // A key that is not the certificate's: refused the same way.
     let got = c
         .cmd(&["CONFIG", "SET", "tls-key-file", &certs.path("server2.key")])
         .unwrap();
-    assert!(got.starts_with(b"-ERR CONFIG SET failed"), "{}", escape(&got));
+    assert!(
+        got.starts_with(b"-ERR CONFIG SET failed"),
+        "{}",
+        escape(&got)
+    );
 
     // Both files at once, in one CONFIG SET: taken.
     let (cert2, key2) = (certs.path("server2.crt"), certs.path("server2.key"));
     let got = c
-        .cmd(&["CONFIG", "SET", "tls-cert-file", &cert2, "tls-key-file", &key2])
+        .cmd(&[
+            "CONFIG",
+            "SET",
+            "tls-cert-file",
+            &cert2,
+            "tls-key-file",
+            &key2,
+        ])
         .unwrap();
     assert_eq!(got, b"+OK\r\n");
     let mut fresh = TlsConn::connect(&certs, port, false, BOTH).unwrap();
@@ -435,10 +466,26 @@ fn config_set_rebuilds_or_keeps_the_tls_config() {
     assert_eq!(c.cmd(&["PING"]).unwrap(), b"+PONG\r\n");
 
     for (name, value, why) in [
-        ("tls-auth-clients", "maybe", "argument(s) must be one of the following: no, yes, optional"),
-        ("tls-session-cache-size", "-1", "argument must be between 0 and 2147483647 inclusive"),
-        ("tls-session-cache-timeout", "abc", "argument couldn't be parsed into an integer"),
-        ("tls-prefer-server-ciphers", "maybe", "argument must be 'yes' or 'no'"),
+        (
+            "tls-auth-clients",
+            "maybe",
+            "argument(s) must be one of the following: no, yes, optional",
+        ),
+        (
+            "tls-session-cache-size",
+            "-1",
+            "argument must be between 0 and 2147483647 inclusive",
+        ),
+        (
+            "tls-session-cache-timeout",
+            "abc",
+            "argument couldn't be parsed into an integer",
+        ),
+        (
+            "tls-prefer-server-ciphers",
+            "maybe",
+            "argument must be 'yes' or 'no'",
+        ),
         ("tls-port", "6390", "can't set immutable config"),
     ] {
         let got = c.cmd(&["CONFIG", "SET", name, value]).unwrap();
@@ -457,8 +504,14 @@ fn config_set_rebuilds_or_keeps_the_tls_config() {
         assert_eq!(escape(&got), escape(expected.as_bytes()));
     }
     for (name, value) in [
-        ("tls-ciphers", "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES256-GCM-SHA384"),
-        ("tls-ciphersuites", "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"),
+        (
+            "tls-ciphers",
+            "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES256-GCM-SHA384",
+        ),
+        (
+            "tls-ciphersuites",
+            "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256",
+        ),
         ("tls-session-caching", "no"),
         ("tls-prefer-server-ciphers", "yes"),
     ] {
@@ -480,9 +533,13 @@ fn garbage_on_the_tls_port_is_closed() {
     let (server, port) = start(&certs, &["--tls-auth-clients", "no"]);
     let mut good = TlsConn::connect(&certs, port, false, BOTH).unwrap();
     assert_eq!(good.cmd(&["SET", "x", "1"]).unwrap(), b"+OK\r\n");
-    for garbage in [&b"*1\r\n$4\r\nPING\r\n"[..], &[0x16, 0x03, 0x01, 0xff, 0xff, 1, 2, 3][..]] {
+    for garbage in [
+        &b"*1\r\n$4\r\nPING\r\n"[..],
+        &[0x16, 0x03, 0x01, 0xff, 0xff, 1, 2, 3][..],
+    ] {
         let mut sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         sock.write_all(garbage).unwrap();
         let started = Instant::now();
         let mut buf = [0u8; 1024];
@@ -498,7 +555,12 @@ fn garbage_on_the_tls_port_is_closed() {
     }
     assert_eq!(good.cmd(&["GET", "x"]).unwrap(), b"$1\r\n1\r\n");
     let mut after = TlsConn::connect(&certs, port, false, BOTH).unwrap();
-    assert_eq!(after.cmd(&["INCR", "x"]).unwrap(), b":2\r\n", "{}", server.log());
+    assert_eq!(
+        after.cmd(&["INCR", "x"]).unwrap(),
+        b":2\r\n",
+        "{}",
+        server.log()
+    );
 }
 
 /// `tls-protocols TLSv1.2`: a client that offers only TLS 1.3 fails its handshake; one that
@@ -506,7 +568,10 @@ fn garbage_on_the_tls_port_is_closed() {
 #[test]
 fn tls_protocols_limit_versions() {
     let certs = Certs::new();
-    let (server, port) = start(&certs, &["--tls-protocols", "TLSv1.2", "--tls-auth-clients", "no"]);
+    let (server, port) = start(
+        &certs,
+        &["--tls-protocols", "TLSv1.2", "--tls-auth-clients", "no"],
+    );
     let only13 = TlsConn::connect(&certs, port, false, &[&rustls::version::TLS13]);
     assert!(only13.is_err(), "a TLS 1.3-only client was served");
     let mut c = TlsConn::connect(&certs, port, false, &[&rustls::version::TLS12]).unwrap();
@@ -517,11 +582,17 @@ fn tls_protocols_limit_versions() {
     );
     // CONFIG SET turns TLS 1.3 on for new connections.
     assert_eq!(
-        c.cmd(&["CONFIG", "SET", "tls-protocols", "TLSv1.3"]).unwrap(),
+        c.cmd(&["CONFIG", "SET", "tls-protocols", "TLSv1.3"])
+            .unwrap(),
         b"+OK\r\n"
     );
     let mut c13 = TlsConn::connect(&certs, port, false, &[&rustls::version::TLS13]).unwrap();
-    assert_eq!(c13.cmd(&["PING"]).unwrap(), b"+PONG\r\n", "{}", server.log());
+    assert_eq!(
+        c13.cmd(&["PING"]).unwrap(),
+        b"+PONG\r\n",
+        "{}",
+        server.log()
+    );
     assert!(TlsConn::connect(&certs, port, false, &[&rustls::version::TLS12]).is_err());
 }
 
@@ -537,7 +608,10 @@ fn bad_tls_config_stops_startup() {
             &["--tls-cert-file", "/nonexistent/cert.pem"],
             "Failed to load certificate: /nonexistent/cert.pem",
         ),
-        (&["--tls-ca-cert-file", ""], "tls-ca-cert-file or tls-ca-cert-dir"),
+        (
+            &["--tls-ca-cert-file", ""],
+            "tls-ca-cert-file or tls-ca-cert-dir",
+        ),
         (&["--tls-protocols", "TLSv1.1"], "tls-protocols"),
     ];
     for (extra, why) in cases {
@@ -574,5 +648,67 @@ fn run_to_exit(args: &[String], dir: &Path) -> (bool, String) {
             return (true, "still running".into());
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The tls-* options in a config file (redis.conf syntax), with `port 0`: only TLS is served.
+#[test]
+fn tls_options_from_a_config_file() {
+    let certs = Certs::new();
+    let dir = fresh_dir("shardis-tls-conf");
+    let tls_port = free_port();
+    let conf = dir.join("shardis.conf");
+    let text = format!(
+        "port 0\nshards 1\nsave \"\"\ndir {}\ntls-port {tls_port}\ntls-cert-file {}\n\
+         tls-key-file {}\ntls-auth-clients no\ntls-protocols \"TLSv1.2 TLSv1.3\"\n",
+        dir.display(),
+        certs.path("server.crt"),
+        certs.path("server.key"),
+    );
+    std::fs::write(&conf, text).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shardis"))
+        .arg(&conf)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("shardis starts");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut log = String::new();
+    let deadline = Instant::now() + common::START_DEADLINE;
+    let listening = loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) => {
+                log.push_str(&line);
+                log.push('\n');
+                if let Some(port) = common::parse_listening_port(&line) {
+                    break port;
+                }
+            }
+            Err(_) if Instant::now() > deadline => break 0,
+            Err(_) => {}
+        }
+    };
+    let result = std::panic::catch_unwind(|| {
+        assert_eq!(listening, tls_port, "{log}");
+        assert!(log.contains("(TLS)"), "{log}");
+        let mut c = TlsConn::connect(&certs, tls_port, false, BOTH).unwrap();
+        let got = c.cmd(&["CONFIG", "GET", "tls-protocols"]).unwrap();
+        assert_eq!(got, encode_map("tls-protocols", "TLSv1.2 TLSv1.3"));
+        assert_eq!(c.cmd(&["PING"]).unwrap(), b"+PONG\r\n");
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
     }
 }
