@@ -256,7 +256,7 @@ fn redis_cli_ping_set_get() {
     assert_eq!(out.trim(), "8");
 }
 
-/// The plain port and the TLS port at once, over the same keys.
+/// The plain port and the TLS port at once, over the same keys; Pub/Sub across them.
 #[test]
 fn plain_and_tls_ports_at_once() {
     let certs = Certs::new();
@@ -269,6 +269,12 @@ fn plain_and_tls_ports_at_once() {
     assert_eq!(raw.cmd(&["GET", "k"]), b"$8\r\nfrom-tls\r\n");
     assert_eq!(raw.cmd(&["SET", "k2", "from-plain"]), b"+OK\r\n");
     assert_eq!(tls.cmd(&["GET", "k2"]).unwrap(), b"$10\r\nfrom-plain\r\n");
+    // Pub/Sub messages reach a TLS subscriber (written outside a reply to its own command).
+    let sub = tls.cmd(&["SUBSCRIBE", "news"]).unwrap();
+    assert_eq!(sub, b"*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n");
+    assert_eq!(raw.cmd(&["PUBLISH", "news", "hello"]), b":1\r\n");
+    let msg = tls.read_reply().unwrap();
+    assert_eq!(msg, b"*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$5\r\nhello\r\n");
     let mut con = server.client();
     let port: Vec<String> = redis::cmd("CONFIG")
         .arg("GET")
