@@ -858,12 +858,20 @@ impl ShardCtx {
             match net::accept(listener) {
                 None => return,
                 Some(Err(_)) => return,
-                Some(Ok((fd, addr))) => self.add_conn(fd, addr, tls),
+                Some(Ok((fd, addr))) if !tls => self.add_conn(fd, addr, None),
+                Some(Ok((fd, addr))) => {
+                    let config = self.tls_config.borrow().clone();
+                    match config.map(crate::tls::Session::new) {
+                        Some(Ok(session)) => self.add_conn(fd, addr, Some(Box::new(session))),
+                        _ => net::close(fd),
+                    }
+                }
             }
         }
     }
 
-    fn add_conn(&self, fd: RawFd, addr: String, tls: bool) {
+    /// Takes in an accepted connection (`tls`: its TLS session, on the TLS port).
+    fn add_conn(&self, fd: RawFd, addr: String, tls: Option<Box<crate::tls::Session>>) {
         let now_ms = now_us() / 1000;
         self.net
             .connections_received
@@ -876,7 +884,7 @@ impl ShardCtx {
             self.net
                 .rejected_connections
                 .set(self.net.rejected_connections.get() + 1);
-            if !tls {
+            if tls.is_none() {
                 let _ = net::write(fd, b"-ERR max number of clients reached\r\n");
             }
             net::close(fd);
@@ -888,7 +896,7 @@ impl ShardCtx {
             self.net
                 .rejected_connections
                 .set(self.net.rejected_connections.get() + 1);
-            if !tls {
+            if tls.is_none() {
                 let _ = net::write(fd, PROTECTED_DENIED.as_bytes());
             }
             net::close(fd);
@@ -898,28 +906,13 @@ impl ShardCtx {
         let id = self.shared.next_client_id.fetch_add(1, Ordering::Relaxed);
         let mut conn = Box::new(Conn::new(fd, token, id, addr, net::local_addr(fd), now_ms));
         conn.authenticated = self.requirepass.borrow().is_none();
-        if tls {
-            let session = self
-                .tls_config
-                .borrow()
-                .clone()
-                .map(crate::tls::Session::new);
-            match session {
-                Some(Ok(s)) => conn.tls = Some(Box::new(s)),
-                _ => {
-                    net::close(fd);
-                    conns.release(token);
-                    self.shared.clients.fetch_sub(1, Ordering::AcqRel);
-                    return;
-                }
-            }
-        }
         if self.epoll.add(fd, EV_READ, token_data(token)).is_err() {
             net::close(fd);
             conns.release(token);
             self.shared.clients.fetch_sub(1, Ordering::AcqRel);
             return;
         }
+        conn.tls = tls;
         conns.put(conn);
     }
 

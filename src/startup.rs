@@ -198,18 +198,17 @@ pub fn run(config: Arc<Config>) -> anyhow::Result<()> {
         (Vec::new(), 0)
     } else {
         let (fds, port) = bind_listeners(&bind, port, n, backlog)?;
-        (fds.into_iter().map(Some).collect(), port)
+        (fds, port)
     };
     let tls = if tls_port != 0 {
-        let (fds, _) = bind_listeners(&bind, tls_port, n, backlog)?;
-        fds.into_iter().map(Some).collect()
+        bind_listeners(&bind, tls_port, n, backlog)?.0
     } else {
         Vec::new()
     };
     let listeners: Vec<crate::net::Listeners> = (0..n)
         .map(|i| crate::net::Listeners {
-            plain: plain.get(i).copied().flatten(),
-            tls: tls.get(i).copied().flatten(),
+            plain: plain.get(i).copied(),
+            tls: tls.get(i).copied(),
         })
         .collect();
     config.set_startup("port", port.to_string());
