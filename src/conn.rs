@@ -190,8 +190,9 @@ impl Conn {
         self.wbuf.len() - self.wpos
     }
 
-    /// Reads what the socket has into the query buffer (decrypted, on a TLS connection), at
-    /// most about `max` bytes. Ok(0): the peer closed.
+    /// Reads what the socket has into the query buffer, at most `max` bytes (on a TLS
+    /// connection: all that one read of at most 16 KiB of ciphertext decrypts to). Ok(0): the
+    /// peer closed.
     pub fn read_input(&mut self, max: usize) -> std::io::Result<usize> {
         match self.tls.as_deref_mut() {
             None => crate::net::read_into(self.fd, &mut self.rbuf, max),

@@ -718,3 +718,20 @@ fn tls_options_from_a_config_file() {
         std::panic::resume_unwind(e);
     }
 }
+
+/// `tls-ca-cert-dir` alone: the CA certificates are found among the directory's PEM files
+/// (other files, such as keys, are passed over), and a client certificate signed by the CA is
+/// accepted.
+#[test]
+fn ca_cert_dir() {
+    let certs = Certs::new();
+    let dir = certs.dir.to_string_lossy().into_owned();
+    let (server, port) = start(
+        &certs,
+        &["--tls-ca-cert-file", "", "--tls-ca-cert-dir", &dir],
+    );
+    let mut c = TlsConn::connect(&certs, port, true, BOTH).unwrap();
+    assert_eq!(c.cmd(&["PING"]).unwrap(), b"+PONG\r\n", "{}", server.log());
+    let refused = TlsConn::connect(&certs, port, false, BOTH).and_then(|mut c| c.cmd(&["PING"]));
+    assert!(refused.is_err(), "served without a certificate");
+}
