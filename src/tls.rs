@@ -87,6 +87,13 @@ const TLS12_SUITES: &[(&str, SupportedCipherSuite)] = &[
 /// OpenSSL cipher-string keywords that select every suite rustls has.
 const CIPHER_KEYWORDS: &[&str] = &["DEFAULT", "ALL", "HIGH", "ECDHE", "EECDH", "AESGCM"];
 
+thread_local! {
+    /// Ciphertext just read from a socket, until rustls has taken it: one buffer per shard
+    /// thread rather than one per connection.
+    static CIPHER: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0u8; CIPHER_CHUNK].into_boxed_slice());
+}
+
 /// The server config new TLS connections use (None while TLS is off).
 #[derive(Default)]
 pub struct Current(RwLock<Option<Arc<ServerConfig>>>);
@@ -314,13 +321,20 @@ impl Session {
     /// close_notify). WouldBlock also when only handshake bytes came. A protocol error (not
     /// TLS, a bad certificate) is logged, the alert sent, and returned as an error.
     pub fn read_into(&mut self, fd: RawFd, buf: &mut Vec<u8>) -> io::Result<usize> {
-        let mut cipher = [0u8; CIPHER_CHUNK];
-        let n = crate::net::read(fd, &mut cipher)?;
-        if n == 0 {
-            return Ok(0);
-        }
+        CIPHER.with(|cipher| {
+            let mut cipher = cipher.borrow_mut();
+            match crate::net::read(fd, &mut cipher)? {
+                0 => Ok(0),
+                n => self.absorb(fd, &cipher[..n], buf),
+            }
+        })
+    }
+
+    /// Feeds ciphertext to rustls and appends all the plaintext it yields to `buf` (see
+    /// [`Session::read_into`]).
+    fn absorb(&mut self, fd: RawFd, cipher: &[u8], buf: &mut Vec<u8>) -> io::Result<usize> {
         let before = buf.len();
-        let mut rest = &cipher[..n];
+        let mut rest = cipher;
         let mut closed = false;
         while !rest.is_empty() && !closed {
             if self.tls.read_tls(&mut rest)? == 0 {
