@@ -756,3 +756,34 @@ fn ca_cert_dir() {
     let refused = TlsConn::connect(&certs, port, false, BOTH).and_then(|mut c| c.cmd(&["PING"]));
     assert!(refused.is_err(), "served without a certificate");
 }
+
+/// redis-benchmark --tls: many TLS clients at once, pipelined, on both shards; every SET lands.
+#[test]
+fn redis_benchmark_over_tls() {
+    if !have_redis_cli() {
+        return;
+    }
+    let certs = Certs::new();
+    let (server, port) = start(&certs, &["--tls-auth-clients", "no"]);
+    let out = Command::new("redis-benchmark")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "--tls"])
+        .args(["--cacert", &certs.path("ca.crt")])
+        .args(["-n", "20000", "-c", "20", "-P", "16", "-r", "1000", "-q"])
+        .args(["-t", "set,get"])
+        .output()
+        .expect("redis-benchmark runs (scripts/install-deps.sh)");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("SET: ") && text.contains("GET: ") && !text.contains("rror"),
+        "{text}\n{}",
+        server.log()
+    );
+    let mut c = TlsConn::connect(&certs, port, false, BOTH).unwrap();
+    let size = c.cmd(&["DBSIZE"]).unwrap();
+    let n: usize = std::str::from_utf8(&size[1..size.len() - 2])
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((900..=1000).contains(&n), "DBSIZE {n}");
+}
