@@ -255,6 +255,30 @@ pub const OPTIONS: &[OptDef] = &[
         "background task frequency (active expiry)",
     ),
     opt(
+        "aclfile",
+        "",
+        Kind::Str,
+        false,
+        "file of ACL users (ACL LOAD / ACL SAVE)",
+    ),
+    opt(
+        "acllog-max-len",
+        "128",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+        true,
+        "entries kept in ACL LOG",
+    ),
+    opt(
+        "acl-pubsub-default",
+        "resetchannels",
+        Kind::Enum(&["allchannels", "resetchannels"]),
+        true,
+        "channel permissions of new ACL users",
+    ),
+    opt(
         "requirepass",
         "",
         Kind::Str,
@@ -662,6 +686,8 @@ pub struct Config {
     pub file: Option<String>,
     /// The TLS server config the `tls-*` values make (set at start-up when `tls-port` is).
     pub tls: crate::tls::Current,
+    /// `user <name> <rules…>` directives, in order (applied by `acl_cmds::init`).
+    pub users: Vec<Vec<Vec<u8>>>,
 }
 
 impl Config {
@@ -671,6 +697,7 @@ impl Config {
         for o in OPTIONS {
             values.insert(o.name, normalise(o, o.default).map_err(anyhow::Error::msg)?);
         }
+        let mut users = Vec::new();
         let mut set = |name: &str, value: &str, origin: &str| -> anyhow::Result<()> {
             let Some(def) = find(name) else {
                 bail!("{origin}: Bad directive or wrong number of arguments ('{name}')")
@@ -694,6 +721,21 @@ impl Config {
                 if !shards::resp::split_args(line.as_bytes(), &mut ranges, &mut scratch) {
                     bail!("{origin}: unbalanced quotes in configuration line");
                 }
+                if ranges
+                    .first()
+                    .is_some_and(|r| scratch[r.clone()].eq_ignore_ascii_case(b"user"))
+                {
+                    if ranges.len() < 2 {
+                        bail!("{origin}: Bad directive or wrong number of arguments ('user')");
+                    }
+                    users.push(
+                        ranges[1..]
+                            .iter()
+                            .map(|r| scratch[r.clone()].to_vec())
+                            .collect(),
+                    );
+                    continue;
+                }
                 let words: Vec<String> = ranges
                     .iter()
                     .map(|r| String::from_utf8_lossy(&scratch[r.clone()]).into_owned())
@@ -705,6 +747,16 @@ impl Config {
             }
         }
         for (name, value) in overrides {
+            if name.eq_ignore_ascii_case("user") {
+                users.push(
+                    value
+                        .split(' ')
+                        .filter(|w| !w.is_empty())
+                        .map(|w| w.as_bytes().to_vec())
+                        .collect(),
+                );
+                continue;
+            }
             set(name, value, "command line")?;
         }
         if values.get("daemonize").map(String::as_str) == Some("yes") {
@@ -715,6 +767,7 @@ impl Config {
             generation: AtomicU64::new(0),
             file: file.map(str::to_string),
             tls: Default::default(),
+            users,
         })
     }
 
@@ -845,6 +898,16 @@ pub fn cli() -> clap::Command {
                 .help("a configuration file in redis.conf syntax")
                 .required(false),
         );
+    cmd = cmd.arg(
+        clap::Arg::new("user")
+            .long("user")
+            .help(
+                "an ACL user: `--user \"<name> <rules…>\"` (repeatable, like redis.conf's `user`)",
+            )
+            .num_args(1..)
+            .action(clap::ArgAction::Append)
+            .value_name("USER"),
+    );
     for o in OPTIONS {
         cmd = cmd.arg(
             clap::Arg::new(o.name)
@@ -884,6 +947,12 @@ pub fn from_args() -> anyhow::Result<Config> {
         } else if let Some(last) = occurrences.last() {
             // Like redis-server, a repeated option keeps its last value.
             overrides.push((o.name.to_string(), last.clone()));
+        }
+    }
+    if let Some(users) = m.get_occurrences::<String>("user") {
+        for vals in users {
+            let def = vals.map(String::as_str).collect::<Vec<_>>().join(" ");
+            overrides.push(("user".to_string(), def));
         }
     }
     Config::load(file.as_deref(), &overrides)

@@ -55,6 +55,10 @@ pub struct Conn {
     pub db: usize,
     pub proto: Proto,
     pub authenticated: bool,
+    /// The ACL user (None: the shard's internal connection, which may run anything), and the
+    /// ACL generation it was read at (see `crate::acl_cmds::refresh`).
+    pub user: Option<std::sync::Arc<shards::acl::User>>,
+    pub acl_gen: u64,
     /// Query buffer and the position of the first unparsed byte.
     pub rbuf: Vec<u8>,
     pub rpos: usize,
@@ -125,6 +129,8 @@ impl Conn {
             db: 0,
             proto: Proto::Resp2,
             authenticated: false,
+            user: None,
+            acl_gen: 0,
             rbuf: Vec::with_capacity(16 * 1024),
             rpos: 0,
             ranges: Vec::new(),
@@ -225,7 +231,7 @@ impl Conn {
             "N"
         };
         format!(
-            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp=0 obl=0 oll=0 omem={} tot-mem={} events={} cmd={} user=default redir=-1 resp={}\n",
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp=0 obl=0 oll=0 omem={} tot-mem={} events={} cmd={} user={} redir=-1 resp={}\n",
             self.id,
             self.addr,
             self.laddr,
@@ -245,6 +251,9 @@ impl Conn {
                 (c, Some(sub)) => format!("{c}|{sub}"),
                 (c, None) => c.to_string(),
             },
+            self.user
+                .as_ref()
+                .map_or(std::borrow::Cow::Borrowed(""), |u| String::from_utf8_lossy(&u.name)),
             if self.proto == Proto::Resp3 { 3 } else { 2 },
         )
     }

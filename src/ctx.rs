@@ -57,6 +57,8 @@ pub struct Shared {
     pub persist: crate::save::Status,
     /// Script bodies and each shard's running-script state (see `shards::script`).
     pub scripts: Arc<shards::script::Store>,
+    /// ACL users and the ACL LOG (see `crate::acl_cmds`).
+    pub acl: Arc<shards::acl::Store>,
 }
 
 impl Shared {
@@ -87,6 +89,7 @@ impl Shared {
             clients: std::sync::atomic::AtomicUsize::new(0),
             persist: crate::save::Status::new(nshards),
             scripts,
+            acl: Arc::new(shards::acl::Store::new()),
         }
     }
 
@@ -165,7 +168,8 @@ pub struct ShardCtx {
     pub limits: Cell<ParseLimits>,
     pub query_buf_max: Cell<usize>,
     pub maxclients: Cell<usize>,
-    pub requirepass: RefCell<Option<Vec<u8>>>,
+    /// The ACL generation this shard's connections were last brought up to date with.
+    pub acl_seen: Cell<u64>,
     /// `protected-mode yes`: without a password, only loopback clients are accepted.
     protected: Cell<bool>,
     /// The append-only file's writer, when `appendonly` is on.
@@ -266,7 +270,7 @@ impl ShardCtx {
             limits: Cell::new(ParseLimits::default()),
             query_buf_max: Cell::new(1 << 30),
             maxclients: Cell::new(10000),
-            requirepass: RefCell::new(None),
+            acl_seen: Cell::new(0),
             protected: Cell::new(true),
             aof: RefCell::new(None),
             dirty_saved: Cell::new(0),
@@ -400,12 +404,6 @@ impl ShardCtx {
             .set(crate::pubsub::output_limits(&limits, "normal"));
         self.protected.set(cfg.get("protected-mode") == "yes");
         *self.tls_config.borrow_mut() = cfg.tls.get();
-        let pass = cfg.get("requirepass");
-        *self.requirepass.borrow_mut() = if pass.is_empty() {
-            None
-        } else {
-            Some(pass.into_bytes())
-        };
     }
 
     /// Background work at `hz`: active expiry, save points, the AOF's once-a-second sync,
@@ -423,6 +421,7 @@ impl ShardCtx {
                 continue;
             }
             self.persist_cron();
+            crate::acl_cmds::sweep(self);
             if last_sync.elapsed() >= Duration::from_secs(1) {
                 last_sync = std::time::Instant::now();
                 self.close_idle();
@@ -890,7 +889,7 @@ impl ShardCtx {
             net::close(fd);
             return;
         }
-        if self.protected.get() && self.requirepass.borrow().is_none() && !is_loopback(&addr) {
+        if self.protected.get() && self.shared.acl.default_user().nopass && !is_loopback(&addr) {
             // Protected mode, as Redis: told why, then closed.
             self.shared.clients.fetch_sub(1, Ordering::AcqRel);
             self.net
@@ -905,7 +904,7 @@ impl ShardCtx {
         let token = conns.vacant();
         let id = self.shared.next_client_id.fetch_add(1, Ordering::Relaxed);
         let mut conn = Box::new(Conn::new(fd, token, id, addr, net::local_addr(fd), now_ms));
-        conn.authenticated = self.requirepass.borrow().is_none();
+        crate::acl_cmds::attach_default(&self.shared.acl, &mut conn);
         if self.epoll.add(fd, EV_READ, token_data(token)).is_err() {
             net::close(fd);
             conns.release(token);
@@ -1076,6 +1075,7 @@ impl ShardCtx {
             proto: shards::resp::Proto::Resp2,
             tx: 0,
             body,
+            caller: None,
         };
         self.send(shard, part);
     }
@@ -1168,10 +1168,18 @@ impl ShardCtx {
                 let counted = matches!(p.body, ReqBody::Run(_));
                 let mut out = Vec::new();
                 let origin = (from, p.conn, p.seq);
-                self.engine.borrow_mut().counting = counted;
+                {
+                    let mut e = self.engine.borrow_mut();
+                    e.counting = counted;
+                    e.caller = p.caller.clone();
+                }
                 let end =
                     crate::dispatch::run_frames(self, frames, db, p.proto, &mut out, Some(origin));
-                self.engine.borrow_mut().counting = true;
+                {
+                    let mut e = self.engine.borrow_mut();
+                    e.counting = true;
+                    e.caller = None;
+                }
                 match end {
                     crate::dispatch::RunEnd::Done => RepBody::Bytes(out),
                     crate::dispatch::RunEnd::Blocked => RepBody::Partial(out),
@@ -1183,6 +1191,7 @@ impl ShardCtx {
                             frames: frames[at..].to_vec(),
                             out,
                             counted,
+                            caller: p.caller.clone(),
                         });
                         RepBody::Deferred
                     }

@@ -102,12 +102,18 @@ fn process_input(ctx: &ShardCtx, conn: &mut Conn) {
     {
         return;
     }
+    if !crate::acl_cmds::refresh(ctx, conn) {
+        // Its user was deleted (or lost a channel it listens to): closed, as Redis does.
+        conn.close_after_reply = true;
+        return;
+    }
     inject(conn);
     let mut rbuf = std::mem::take(&mut conn.rbuf);
     let mut scratch = std::mem::take(&mut conn.scratch);
     let mut ranges = std::mem::take(&mut conn.ranges);
     let mut pos = conn.rpos;
     let mut run: Option<(usize, Vec<u8>)> = None;
+    let mut run_caller = None;
     let limits = ctx.limits.get();
     // One clock reading per batch, as Redis reads it once per event-loop iteration.
     let now = now_us();
@@ -170,6 +176,9 @@ fn process_input(ctx: &ShardCtx, conn: &mut Conn) {
                     }
                 }
                 conn.last_cmd = names(l);
+                if l.spec.group == shards::cmd::Group::Scripting && run_caller.is_none() {
+                    run_caller = crate::acl_cmds::caller(ctx, conn);
+                }
                 if l.spec.flags & shards::cmd::flag::BLOCKING != 0 {
                     // A blocking command ends the run: what follows must wait for its answer.
                     pos += consumed;
@@ -196,6 +205,7 @@ fn process_input(ctx: &ShardCtx, conn: &mut Conn) {
             proto: conn.proto,
             tx: conn.tx_id(),
             body: ReqBody::Run(frames),
+            caller: run_caller,
         };
         ctx.send(shard, part);
         conn.wait = Wait::Run;
@@ -234,7 +244,7 @@ fn names(l: Lookup) -> (&'static str, Option<&'static str>) {
 }
 
 /// Decides where a command runs.
-fn route(ctx: &ShardCtx, conn: &Conn, argv: &[&[u8]]) -> Target {
+fn route(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Target {
     let l = match lookup(argv) {
         Ok(l) => l,
         Err(e) => {
@@ -249,9 +259,28 @@ fn route(ctx: &ShardCtx, conn: &Conn, argv: &[&[u8]]) -> Target {
         // A script a shard sent back (see `RepBody::Reroute`): a transaction this time.
         return Target::Gather(l);
     }
-    if !conn.authenticated && spec.flags & shards::cmd::flag::NO_AUTH == 0 {
+    if spec.flags & shards::cmd::flag::NO_AUTH == 0 && crate::acl_cmds::auth_required(ctx, conn) {
         ctx.engine.borrow_mut().stats.count_rejected(l);
         return Target::Fail(Error::Other("NOAUTH Authentication required.".into()));
+    }
+    let context = if conn.live.is_some() {
+        // A block run live: EXEC re-checks its commands.
+        shards::acl::LogContext::Multi
+    } else {
+        shards::acl::LogContext::Toplevel
+    };
+    if let Err(e) = crate::acl_cmds::check(ctx, conn, l, argv, context) {
+        ctx.engine.borrow_mut().stats.count_rejected(l);
+        if spec.name == "exec" {
+            // As Redis: an EXEC refused discards the transaction (and says so even outside one).
+            conn.multi = None;
+            crate::multi::unwatch_all(ctx, conn);
+            return Target::Fail(Error::Other(format!(
+                "EXECABORT Transaction discarded because of: {}",
+                e.text().trim_start_matches('-')
+            )));
+        }
+        return Target::Fail(e);
     }
     if conn.proto == Proto::Resp2 && crate::pubsub::subscribed(conn) {
         let name = l.parent.map_or(spec.name, |p| p.name);
@@ -359,14 +388,22 @@ fn execute(ctx: &ShardCtx, conn: &mut Conn, target: Target, argv: &[&[u8]], now:
                     frames,
                     out: Vec::new(),
                     counted: true,
+                    caller: crate::acl_cmds::caller(ctx, conn),
                 });
                 conn.wait = Wait::Run;
                 return;
+            }
+            let script = l.spec.group == shards::cmd::Group::Scripting;
+            if script {
+                ctx.engine.borrow_mut().caller = crate::acl_cmds::caller(ctx, conn);
             }
             let blocked =
                 ctx.engine
                     .borrow_mut()
                     .execute_reply(l, argv, db, now, proto, &mut conn.wbuf);
+            if script {
+                ctx.engine.borrow_mut().caller = None;
+            }
             let reroute = match l.spec.group {
                 shards::cmd::Group::Scripting => ctx.engine.borrow_mut().reroute.take(),
                 _ => None,
@@ -631,6 +668,7 @@ pub fn fan_out(
             proto: conn.proto,
             tx: conn.tx_id(),
             body,
+            caller: None,
         };
         if shard == ctx.id {
             match crate::server_cmds::serve_local(ctx, conn, &part) {
@@ -944,6 +982,7 @@ fn gather_run(
         }
     }
     let mut scratch = scratch_with(ctx, &before);
+    scratch.caller = crate::acl_cmds::caller(ctx, conn);
     let args: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
     let now = now_us();
     let (db, proto) = (conn.db, conn.proto);

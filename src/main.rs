@@ -16,6 +16,7 @@ macro_rules! log {
     }};
 }
 
+mod acl_cmds;
 mod aof;
 mod block;
 mod clock;

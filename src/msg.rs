@@ -36,6 +36,8 @@ pub struct ReqPart {
     /// and its own requests pass its locks.
     pub tx: u64,
     pub body: ReqBody,
+    /// Who runs the scripts in the request, when their calls need ACL checks.
+    pub caller: Option<std::sync::Arc<shards::acl::Caller>>,
 }
 
 /// What a shard is asked to do.

@@ -80,13 +80,16 @@ pub fn queue(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> bool {
             }
             Some(e)
         }
-        Ok(l) if !conn.authenticated && l.spec.flags & shards::cmd::flag::NO_AUTH == 0 => {
+        Ok(l)
+            if l.spec.flags & shards::cmd::flag::NO_AUTH == 0
+                && crate::acl_cmds::auth_required(ctx, conn) =>
+        {
             Some(Error::Other("NOAUTH Authentication required.".into()))
         }
         Ok(l) if l.spec.flags & shards::cmd::flag::NO_MULTI != 0 => {
             Some(Error::err("Command not allowed inside a transaction"))
         }
-        Ok(_) => None,
+        Ok(l) => crate::acl_cmds::check(ctx, conn, l, argv, shards::acl::LogContext::Multi).err(),
     };
     match rejected {
         Some(e) => {
@@ -436,6 +439,7 @@ fn run_block(
     before: &[(u8, Key, Option<Entry>)],
 ) -> (Vec<u8>, Shard) {
     let mut scratch = crate::dispatch::scratch_with(ctx, before);
+    scratch.caller = crate::acl_cmds::caller(ctx, conn);
     let proto = conn.proto;
     let mut out = Vec::new();
     Reply::new(&mut out, proto).array(queued.len());
@@ -449,6 +453,12 @@ fn run_block(
                 continue;
             }
         };
+        // Permissions may have changed since the command was queued.
+        if let Err(e) = crate::acl_cmds::check(ctx, conn, l, &argv, shards::acl::LogContext::Multi)
+        {
+            Reply::new(&mut out, proto).error(&e.text());
+            continue;
+        }
         if let Route::Server(ConnCmd::Select) = l.spec.route {
             match argv.get(1).and_then(|a| shards::util::parse_i64(a)) {
                 Some(n) if (0..shards::limits::DATABASES as i64).contains(&n) => {

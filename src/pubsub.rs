@@ -48,9 +48,9 @@ impl Kind {
 /// A connection's subscriptions, in the order they were made.
 #[derive(Debug, Default)]
 pub struct ConnSubs {
-    channels: IndexSet<Vec<u8>>,
-    patterns: IndexSet<Vec<u8>>,
-    shard: IndexSet<Vec<u8>>,
+    pub(crate) channels: IndexSet<Vec<u8>>,
+    pub(crate) patterns: IndexSet<Vec<u8>>,
+    pub(crate) shard: IndexSet<Vec<u8>>,
     /// Since when the pending output has been over the soft limit (Unix ms).
     pub soft_since: Option<u64>,
 }

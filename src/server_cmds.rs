@@ -29,7 +29,11 @@ impl KillFilter {
         self.id.is_none_or(|id| id == c.id)
             && self.addr.as_deref().is_none_or(|a| a == c.addr)
             && self.laddr.as_deref().is_none_or(|a| a == c.laddr)
-            && self.user.as_deref().is_none_or(|u| u == "default")
+            && self.user.as_deref().is_none_or(|u| {
+                c.user
+                    .as_ref()
+                    .is_some_and(|cu| cu.name.as_slice() == u.as_bytes())
+            })
             && self.kind.as_deref().is_none_or(|k| k == "normal")
             && self.skip != Some(c.id)
     }
@@ -52,11 +56,12 @@ pub fn handle(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]], cmd: C
             conn.db = 0;
             conn.proto = Proto::Resp2;
             conn.name = None;
-            conn.authenticated = ctx.requirepass.borrow().is_none();
+            crate::acl_cmds::attach_default(&ctx.shared.acl, conn);
             conn.reply().simple("RESET");
             Ok(())
         }
         ConnCmd::Auth => auth(ctx, conn, argv),
+        ConnCmd::Acl => crate::acl_cmds::handle(ctx, conn, l, argv),
         ConnCmd::Client => client(ctx, conn, l, argv),
         ConnCmd::Info => {
             info(ctx, conn, argv);
@@ -89,22 +94,12 @@ fn select(conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
     Ok(())
 }
 
-fn check_password(ctx: &ShardCtx, user: &[u8], pass: &[u8]) -> bool {
-    if user != b"default" {
-        return false;
-    }
-    match ctx.requirepass.borrow().as_deref() {
-        None => true,
-        Some(p) => p == pass,
-    }
-}
-
 const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
 
 fn auth(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
     let (user, pass): (&[u8], &[u8]) = match argv.len() {
         2 => {
-            if ctx.requirepass.borrow().is_none() {
+            if ctx.shared.acl.default_user().nopass {
                 return Err(Error::err(
                     "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
                 ));
@@ -114,10 +109,9 @@ fn auth(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
         3 => (argv[1], argv[2]),
         _ => return Err(Error::Syntax),
     };
-    if !check_password(ctx, user, pass) {
+    if !crate::acl_cmds::login(ctx, conn, user, pass, argv[0]) {
         return Err(Error::Other(WRONGPASS.into()));
     }
-    conn.authenticated = true;
     conn.reply().ok();
     Ok(())
 }
@@ -158,10 +152,9 @@ fn hello(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
         }
     }
     if let Some((u, p)) = creds {
-        if !check_password(ctx, u, p) {
+        if !crate::acl_cmds::login(ctx, conn, u, p, argv[0]) {
             return Err(Error::Other(WRONGPASS.into()));
         }
-        conn.authenticated = true;
     }
     if let Some(n) = name {
         if !valid_name(n) {
@@ -169,7 +162,7 @@ fn hello(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
         }
         conn.name = if n.is_empty() { None } else { Some(n.to_vec()) };
     }
-    if !conn.authenticated {
+    if crate::acl_cmds::auth_required(ctx, conn) {
         return Err(Error::Other("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time".into()));
     }
     if let Some(v) = ver {
@@ -669,6 +662,13 @@ fn config(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Result<
             }
             let pairs: Vec<(&[u8], &[u8])> = argv[2..].chunks(2).map(|p| (p[0], p[1])).collect();
             cfg.set_many(&pairs).map_err(Error::Other)?;
+            if pairs.iter().any(|(k, _)| eq_ic(k, "requirepass")) {
+                let pass = cfg.get("requirepass");
+                ctx.shared
+                    .acl
+                    .set_default_password((!pass.is_empty()).then_some(pass.as_bytes()));
+            }
+            crate::acl_cmds::apply_config(&ctx.shared);
             ctx.refresh_config();
             conn.reply().ok();
         }

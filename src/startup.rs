@@ -216,6 +216,7 @@ pub fn run(config: Arc<Config>) -> anyhow::Result<()> {
     let scripts = Arc::new(shards::script::Store::new(n));
     let starts = crate::load::load(&config, n, &scripts)?;
     let shared = Arc::new(Shared::new(n, port, config.clone(), scripts));
+    crate::acl_cmds::init(&shared)?;
     handle_signals(shared.clone());
 
     let req_mesh = glommio::channels::channel_mesh::MeshBuilder::full(n, crate::msg::MESH_CAPACITY);

@@ -93,6 +93,8 @@ pub struct Deferred {
     pub out: Vec<u8>,
     /// Whether the calls count in the statistics (not for a split command's parts).
     pub counted: bool,
+    /// Who runs the scripts among the frames (ACL checks of their calls).
+    pub caller: Option<std::sync::Arc<shards::acl::Caller>>,
 }
 
 /// The locked keys of a shard, per database, so a lookup by a command's key bytes needs no key
@@ -570,9 +572,17 @@ pub fn pump(ctx: &ShardCtx) {
 fn resume(ctx: &ShardCtx, mut d: Deferred) {
     let frames = std::mem::take(&mut d.frames);
     let mut out = std::mem::take(&mut d.out);
-    ctx.engine.borrow_mut().counting = d.counted;
+    {
+        let mut e = ctx.engine.borrow_mut();
+        e.counting = d.counted;
+        e.caller = d.caller.clone();
+    }
     let end = crate::dispatch::run_frames(ctx, &frames, d.db, d.proto, &mut out, Some(d.origin));
-    ctx.engine.borrow_mut().counting = true;
+    {
+        let mut e = ctx.engine.borrow_mut();
+        e.counting = true;
+        e.caller = None;
+    }
     let (origin, conn, seq) = d.origin;
     match end {
         crate::dispatch::RunEnd::Locked(pos) => ctx.locks.borrow_mut().defer(Deferred {

@@ -483,6 +483,7 @@ const CORPUS: &[&str] = &[
     "streams_readgroup.redis",
     "scripting.redis",
     "functions.redis",
+    "acl.redis",
 ];
 
 #[test]
@@ -502,6 +503,11 @@ fn every_corpus_file_has_a_test() {
     for f in CORPUS {
         parse_script(&corpus_dir().join(f));
     }
+}
+
+#[test]
+fn acl() {
+    check("acl.redis");
 }
 
 #[test]

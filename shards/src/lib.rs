@@ -10,6 +10,7 @@
 //! - **Client mistakes are replies.** Bad input becomes an [`Error`] whose text is Redis's; it never
 //!   panics and never logs.
 
+pub mod acl;
 pub mod aof;
 pub mod cmd;
 pub mod error;

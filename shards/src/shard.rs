@@ -220,6 +220,9 @@ pub struct Shard {
     /// the server serves its connections meanwhile (answering `-BUSY`, SCRIPT KILL, SHUTDOWN
     /// NOSAVE), as Redis's `processEventsWhileBlocked` does.
     pub busy_poll: Option<fn()>,
+    /// Who runs the current script, when its user's permissions must be checked for every
+    /// command it calls (see `acl::Caller`).
+    pub caller: Option<std::sync::Arc<crate::acl::Caller>>,
 }
 
 impl Shard {
@@ -251,6 +254,7 @@ impl Shard {
             reroute: None,
             clock_ms: || 0,
             busy_poll: None,
+            caller: None,
         }
     }
 

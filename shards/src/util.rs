@@ -883,3 +883,20 @@ mod tests {
         assert_eq!(LongDouble::from_i64(0).to_human(), "0");
     }
 }
+
+/// The C library's text for an I/O error (`No such file or directory`), as Redis prints it.
+pub fn strerror(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        // SAFETY: strerror returns a pointer to a NUL-terminated static (or thread-local)
+        // string, copied out at once.
+        Some(code) => unsafe {
+            let p = libc::strerror(code);
+            if p.is_null() {
+                e.to_string()
+            } else {
+                std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+            }
+        },
+        None => e.to_string(),
+    }
+}

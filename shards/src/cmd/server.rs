@@ -30,6 +30,7 @@ const FLUSH_ARGS: &[Arg] = &[Arg::oneof(
 .optional()];
 
 pub const COMMANDS: &[CommandSpec] = &[
+    ACL,
     CommandSpec {
         name: "ping",
         arity: -1,
@@ -249,6 +250,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         since: "2.4.0",
         complexity: "Depends on subcommand.",
         subcommands: CLIENT_SUBCOMMANDS,
+        // The container itself is only @slow, as in Redis; its subcommands are @connection.
+        acl: 0,
         ..CONN
     },
     CommandSpec {
@@ -579,3 +582,149 @@ mod tests {
         assert_eq!(t.run("swapdb 0 1"), "+OK\r\n");
     }
 }
+
+const ACL_SUB: CommandSpec = CommandSpec {
+    group: Group::Server,
+    flags: flag::ADMIN | flag::NOSCRIPT | flag::LOADING | flag::STALE,
+    route: Route::Server(ConnCmd::Acl),
+    complexity: "O(N). Where N is the number of configured users.",
+    since: "6.0.0",
+    ..CommandSpec::DEFAULT
+};
+
+/// ACL: the access control lists (carried out by the server layer, `acl_cmds`).
+pub const ACL: CommandSpec = CommandSpec {
+    name: "acl",
+    arity: -2,
+    route: Route::Server(ConnCmd::Acl),
+    summary: "A container for Access List Control commands ",
+    since: "6.0.0",
+    complexity: "Depends on subcommand.",
+    subcommands: ACL_SUBCOMMANDS,
+    ..SERVER
+};
+
+const ACL_SUBCOMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        name: "cat",
+        arity: -2,
+        flags: flag::NOSCRIPT | flag::LOADING | flag::STALE,
+        summary: "List the ACL categories or the commands inside a category",
+        complexity: "O(1) since the categories and commands are a fixed set.",
+        args: &[Arg::new("categoryname", ArgType::String).optional()],
+        ..ACL_SUB
+    },
+    CommandSpec {
+        name: "deluser",
+        arity: -3,
+        summary: "Remove the specified ACL users and the associated rules",
+        complexity: "O(1) amortized time considering the typical user.",
+        args: &[Arg::new("username", ArgType::String).multiple()],
+        ..ACL_SUB
+    },
+    CommandSpec {
+        name: "dryrun",
+        arity: -4,
+        summary:
+            "Returns whether the user can execute the given command without executing the command.",
+        since: "7.0.0",
+        complexity: "O(1).",
+        args: &[
+            Arg::new("username", ArgType::String),
+            Arg::new("command", ArgType::String),
+            Arg::new("arg", ArgType::String).optional().multiple(),
+        ],
+        ..ACL_SUB
+    },
+    CommandSpec {
+        name: "genpass",
+        arity: -2,
+        flags: flag::NOSCRIPT | flag::LOADING | flag::STALE,
+        summary: "Generate a pseudorandom secure password to use for ACL users",
+        complexity: "O(1)",
+        args: &[Arg::new("bits", ArgType::Integer).optional()],
+        ..ACL_SUB
+    },
+    CommandSpec {
+        name: "getuser",
+        arity: 3,
+        summary: "Get the rules for a specific ACL user",
+        complexity: "O(N). Where N is the number of password, command and pattern rules that the user has.",
+        history: &[
+            ("6.2.0", "Added Pub/Sub channel patterns."),
+            ("7.0.0", "Added selectors and changed the format of key and channel patterns from a list to their rule representation."),
+        ],
+        args: &[Arg::new("username", ArgType::String)],
+        ..ACL_SUB
+    },
+    CommandSpec {
+        name: "help",
+        arity: 2,
+        flags: flag::LOADING | flag::STALE,
+        summary: "Show helpful text about the different subcommands",
+        complexity: "O(1)",
+        ..ACL_SUB
+    },
+    CommandSpec {
+        name: "list",
+        arity: 2,
+        summary: "List the current ACL rules in ACL config file format",
+        ..ACL_SUB
+    },
+    CommandSpec {
+        name: "load",
+        arity: 2,
+        summary: "Reload the ACLs from the configured ACL file",
+        ..ACL_SUB
+    },
+    CommandSpec {
+        name: "log",
+        arity: -2,
+        summary: "List latest events denied because of ACLs in place",
+        complexity: "O(N) with N being the number of entries shown.",
+        args: &[Arg::oneof(
+            "operation",
+            &[
+                Arg::new("count", ArgType::Integer),
+                Arg::token("reset", "RESET"),
+            ],
+        )
+        .optional()],
+        ..ACL_SUB
+    },
+    CommandSpec {
+        name: "save",
+        arity: 2,
+        summary: "Save the current ACL rules in the configured ACL file",
+        ..ACL_SUB
+    },
+    CommandSpec {
+        name: "setuser",
+        arity: -3,
+        summary: "Modify or create the rules for a specific ACL user",
+        complexity: "O(N). Where N is the number of rules provided.",
+        history: &[
+            ("6.2.0", "Added Pub/Sub channel patterns."),
+            ("7.0.0", "Added selectors and key based permissions."),
+        ],
+        args: &[
+            Arg::new("username", ArgType::String),
+            Arg::new("rule", ArgType::String).optional().multiple(),
+        ],
+        ..ACL_SUB
+    },
+    CommandSpec {
+        name: "users",
+        arity: 2,
+        summary: "List the username of all the configured ACL rules",
+        ..ACL_SUB
+    },
+    CommandSpec {
+        name: "whoami",
+        arity: 2,
+        flags: flag::NOSCRIPT | flag::LOADING | flag::STALE,
+        summary: "Return the name of the user associated to the current connection",
+        complexity: "O(1)",
+        ..ACL_SUB
+    },
+];

@@ -466,6 +466,8 @@ pub enum ConnCmd {
     Persist,
     /// (P|S)SUBSCRIBE, (P|S)UNSUBSCRIBE, PUBLISH, SPUBLISH, PUBSUB.
     PubSub,
+    /// ACL and its subcommands.
+    Acl,
 }
 
 /// A command's one declaration.

@@ -791,6 +791,9 @@ fn run_command(argv: &[&[u8]]) -> std::result::Result<(Vec<u8>, Proto), String> 
         if l.spec.flags & crate::cmd::flag::NOSCRIPT != 0 {
             return Err("ERR This Redis command is not allowed from script".into());
         }
+        if let Some(c) = shard.caller.as_deref() {
+            c.check(l, argv, run.now_us / 1000)?;
+        }
         allowed_here(shard, l, argv)?;
         let proto = if run.resp3 {
             Proto::Resp3
