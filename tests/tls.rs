@@ -787,3 +787,22 @@ fn redis_benchmark_over_tls() {
         .unwrap();
     assert!((900..=1000).contains(&n), "DBSIZE {n}");
 }
+
+/// AUTH over TLS: with a password, a TLS client must authenticate like any other.
+#[test]
+fn auth_over_tls() {
+    let certs = Certs::new();
+    let (server, port) = start(
+        &certs,
+        &["--tls-auth-clients", "no", "--requirepass", "s3cret"],
+    );
+    let mut c = TlsConn::connect(&certs, port, false, BOTH).unwrap();
+    let got = c.cmd(&["PING"]).unwrap();
+    assert!(got.starts_with(b"-NOAUTH"), "{}", escape(&got));
+    assert!(c
+        .cmd(&["AUTH", "wrong"])
+        .unwrap()
+        .starts_with(b"-WRONGPASS"));
+    assert_eq!(c.cmd(&["AUTH", "s3cret"]).unwrap(), b"+OK\r\n");
+    assert_eq!(c.cmd(&["PING"]).unwrap(), b"+PONG\r\n", "{}", server.log());
+}
