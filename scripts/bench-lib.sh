@@ -49,6 +49,8 @@ start_shardis() {
     local name=$1 shards=$2
     shift 2
     local log="$work/$name.log"
+    # Made before the server starts: the wait below reads it at once (set -e, pipefail).
+    : >"$log"
     "$@" "$BIN" --port 0 --bind 127.0.0.1 --shards "$shards" --save "" --appendonly no "${SHARDIS_EXTRA[@]}" >"$log" 2>&1 &
     local pid=$!
     pids+=("$pid")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite and the benchmarks need beyond the Rust toolchain: redis-server
 # (the reference server for differential tests), redis-cli and redis-benchmark, and redis-py
-# (python3-redis: the scripting test runs its Lock and Script helpers), from Debian's
+# (python3-redis: the scripting test runs its Lock and Script helpers; tests/tls.rs uses it
+# over ssl), and openssl (scripts/bench-tls.sh makes its certificates with it), from Debian's
 # packages. Idempotent: does nothing when all are present. Runs apt-get update only when
 # the package lists do not know the packages yet. Works as root without sudo.
 set -euo pipefail
@@ -11,6 +12,8 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if ! command -v redis-cli >/dev/null 2>&1 || ! command -v redis-benchmark >/dev/null 2>&1; then
     missing+=(redis-tools)
 fi
+
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 
 # Debian's own python3 (a pyenv or venv python3 earlier on PATH does not see python3-redis).
 /usr/bin/python3 -c 'import redis' >/dev/null 2>&1 || missing+=(python3-redis)

@@ -440,6 +440,152 @@ pub const OPTIONS: &[OptDef] = &[
         true,
         "eviction policy",
     ),
+    opt(
+        "tls-port",
+        "0",
+        Kind::Int { min: 0, max: 65535 },
+        false,
+        "TLS port, served beside `port` (0: no TLS; with port 0, TLS only)",
+    ),
+    opt(
+        "tls-cert-file",
+        "",
+        Kind::Str,
+        true,
+        "server certificate chain (PEM)",
+    ),
+    opt(
+        "tls-key-file",
+        "",
+        Kind::Str,
+        true,
+        "server private key (PEM, unencrypted)",
+    ),
+    opt(
+        "tls-key-file-pass",
+        "",
+        Kind::Str,
+        true,
+        "accepted, not supported: the key file must be unencrypted",
+    ),
+    opt(
+        "tls-client-cert-file",
+        "",
+        Kind::Str,
+        true,
+        "accepted, not used (no outgoing TLS connections)",
+    ),
+    opt(
+        "tls-client-key-file",
+        "",
+        Kind::Str,
+        true,
+        "accepted, not used (no outgoing TLS connections)",
+    ),
+    opt(
+        "tls-client-key-file-pass",
+        "",
+        Kind::Str,
+        true,
+        "accepted, not used (no outgoing TLS connections)",
+    ),
+    opt(
+        "tls-dh-params-file",
+        "",
+        Kind::Str,
+        true,
+        "accepted, not used (rustls uses ECDHE only)",
+    ),
+    opt(
+        "tls-ca-cert-file",
+        "",
+        Kind::Str,
+        true,
+        "CA certificates (PEM) client certificates are verified against",
+    ),
+    opt(
+        "tls-ca-cert-dir",
+        "",
+        Kind::Str,
+        true,
+        "directory of CA certificate files (PEM)",
+    ),
+    opt(
+        "tls-auth-clients",
+        "yes",
+        Kind::Enum(&["no", "yes", "optional"]),
+        true,
+        "client certificates: required (yes), verified if sent (optional), or not asked (no)",
+    ),
+    opt(
+        "tls-protocols",
+        "",
+        Kind::Str,
+        true,
+        "TLS versions to accept: TLSv1.2 and/or TLSv1.3 (empty: both)",
+    ),
+    opt(
+        "tls-ciphers",
+        "",
+        Kind::Str,
+        true,
+        "TLS 1.2 cipher list, OpenSSL names (ECDHE-...-GCM / -CHACHA20-POLY1305 are available)",
+    ),
+    opt(
+        "tls-ciphersuites",
+        "",
+        Kind::Str,
+        true,
+        "TLS 1.3 cipher suites (TLS_AES_256_GCM_SHA384, TLS_AES_128_GCM_SHA256, TLS_CHACHA20_POLY1305_SHA256)",
+    ),
+    opt(
+        "tls-prefer-server-ciphers",
+        "no",
+        Kind::Bool,
+        true,
+        "choose the cipher by the server's order, not the client's",
+    ),
+    opt(
+        "tls-session-caching",
+        "yes",
+        Kind::Bool,
+        true,
+        "let clients resume TLS sessions",
+    ),
+    opt(
+        "tls-session-cache-size",
+        "20480",
+        Kind::Int {
+            min: 0,
+            max: i32::MAX as i64,
+        },
+        true,
+        "TLS sessions kept for resumption",
+    ),
+    opt(
+        "tls-session-cache-timeout",
+        "300",
+        Kind::Int {
+            min: 0,
+            max: i32::MAX as i64,
+        },
+        true,
+        "accepted, not applied (rustls's session cache has no timeout)",
+    ),
+    opt(
+        "tls-replication",
+        "no",
+        Kind::Bool,
+        true,
+        "accepted, not used (no replication yet)",
+    ),
+    opt(
+        "tls-cluster",
+        "no",
+        Kind::Bool,
+        true,
+        "accepted, not used (no cluster bus yet)",
+    ),
 ];
 
 /// Parses a memory size the way Redis's `memtoull` does.
@@ -538,6 +684,8 @@ pub struct Config {
     generation: AtomicU64,
     /// The config file given at start-up, if any.
     pub file: Option<String>,
+    /// The TLS server config the `tls-*` values make (set at start-up when `tls-port` is).
+    pub tls: crate::tls::Current,
     /// `user <name> <rules…>` directives, in order (applied by `acl_cmds::init`).
     pub users: Vec<Vec<Vec<u8>>>,
 }
@@ -618,6 +766,7 @@ impl Config {
             values: RwLock::new(values),
             generation: AtomicU64::new(0),
             file: file.map(str::to_string),
+            tls: Default::default(),
             users,
         })
     }
@@ -694,6 +843,7 @@ impl Config {
             })?;
             checked.push((def.name, v));
         }
+        self.rebuild_tls(&checked)?;
         if let Ok(mut values) = self.values.write() {
             for (k, v) in checked {
                 values.insert(k, v);
@@ -701,6 +851,40 @@ impl Config {
         }
         self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(())
+    }
+}
+
+impl Config {
+    /// CONFIG SET of a `tls-*` option while TLS is served: the server config is rebuilt with
+    /// the new values and replaces the old one only if that works (Redis's error otherwise).
+    fn rebuild_tls(&self, checked: &[(&'static str, String)]) -> Result<(), String> {
+        let Some((name, _)) = checked
+            .iter()
+            .find(|(k, _)| crate::tls::REBUILD_ON.contains(k))
+        else {
+            return Ok(());
+        };
+        if self.get_i64("tls-port") == 0 {
+            return Ok(());
+        }
+        let get = |key: &str| {
+            checked
+                .iter()
+                .rev()
+                .find(|(k, _)| *k == key)
+                .map_or_else(|| self.get(key), |(_, v)| v.clone())
+        };
+        match crate::tls::build(&get) {
+            Ok(tls) => {
+                self.tls.set(tls);
+                Ok(())
+            }
+            Err(e) => {
+                crate::log!("{e}");
+                crate::log!("Failed applying new configuration. Possibly related to new {name} setting. Restoring previous settings.");
+                Err(format!("ERR CONFIG SET failed (possibly related to argument '{name}') - Unable to update TLS configuration. Check server logs."))
+            }
+        }
     }
 }
 

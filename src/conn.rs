@@ -112,6 +112,8 @@ pub struct Conn {
     pub subs: Option<Box<crate::pubsub::ConnSubs>>,
     /// Pub/Sub messages were written to `wbuf` and the connection is queued to be flushed.
     pub flush_queued: bool,
+    /// The TLS session of a connection to the TLS port (see `crate::tls`).
+    pub tls: Option<Box<crate::tls::Session>>,
 }
 
 impl Conn {
@@ -159,6 +161,7 @@ impl Conn {
             held_len: 0,
             subs: None,
             flush_queued: false,
+            tls: None,
         }
     }
 
@@ -191,6 +194,25 @@ impl Conn {
     /// Bytes of output not yet written.
     pub fn pending_output(&self) -> usize {
         self.wbuf.len() - self.wpos
+    }
+
+    /// Reads what the socket has into the query buffer, at most `max` bytes (on a TLS
+    /// connection: all that one read of at most 16 KiB of ciphertext decrypts to). Ok(0): the
+    /// peer closed.
+    pub fn read_input(&mut self, max: usize) -> std::io::Result<usize> {
+        match self.tls.as_deref_mut() {
+            None => crate::net::read_into(self.fd, &mut self.rbuf, max),
+            Some(tls) => tls.read_into(self.fd, &mut self.rbuf),
+        }
+    }
+
+    /// Writes pending output (through TLS, on a TLS connection); how much of it was taken.
+    pub fn write_output(&mut self) -> std::io::Result<usize> {
+        let out = &self.wbuf[self.wpos..];
+        match self.tls.as_deref_mut() {
+            None => crate::net::write(self.fd, out),
+            Some(tls) => tls.write(self.fd, out),
+        }
     }
 
     /// The CLIENT LIST / CLIENT INFO line for this connection.

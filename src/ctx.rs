@@ -38,8 +38,9 @@ const READ_CHUNK: usize = 16 * 1024;
 const PAUSE_READ_BYTES: usize = 1024 * 1024;
 /// Events taken per epoll_wait.
 const EVENTS_MAX: usize = 256;
-/// The listener's epoll token (connection tokens are slab indexes, far below).
+/// The listeners' epoll tokens (connection tokens are slab indexes, far below).
 const LISTENER: u64 = u64::MAX;
+const TLS_LISTENER: u64 = u64::MAX - 1;
 
 /// State every shard shares: read-mostly, atomics only.
 pub struct Shared {
@@ -142,7 +143,9 @@ pub struct ShardCtx {
     pub engine: RefCell<Shard>,
     pub conns: RefCell<Slab>,
     pub epoll: Epoll,
-    listener: RawFd,
+    listeners: net::Listeners,
+    /// The TLS server config new connections to the TLS port get (see `crate::tls`).
+    tls_config: RefCell<Option<Arc<rustls::ServerConfig>>>,
     /// Request parts per destination shard, gathered during one loop iteration.
     outbox: RefCell<Vec<Vec<ReqPart>>>,
     out_tx: Vec<Option<LocalSender<Request>>>,
@@ -198,7 +201,7 @@ impl ShardCtx {
     pub async fn run(
         id: usize,
         n: usize,
-        listener: RawFd,
+        listeners: net::Listeners,
         shared: Arc<Shared>,
         req_mesh: MeshBuilder<Request, Full>,
         rep_mesh: MeshBuilder<Response, Full>,
@@ -213,7 +216,12 @@ impl ShardCtx {
             .await
             .map_err(|_| anyhow::anyhow!("joining response mesh"))?;
         let epoll = Epoll::new()?;
-        epoll.add(listener, EV_READ, LISTENER)?;
+        if let Some(fd) = listeners.plain {
+            epoll.add(fd, EV_READ, LISTENER)?;
+        }
+        if let Some(fd) = listeners.tls {
+            epoll.add(fd, EV_READ, TLS_LISTENER)?;
+        }
         let seed = net_seed(id);
         let mut out_tx = Vec::with_capacity(n);
         let mut out_rx = Vec::new();
@@ -246,7 +254,8 @@ impl ShardCtx {
             }),
             conns: RefCell::new(Slab::default()),
             epoll,
-            listener,
+            listeners,
+            tls_config: RefCell::new(None),
             outbox: RefCell::new((0..n).map(|_| Vec::new()).collect()),
             out_tx,
             resp_outbox: RefCell::new((0..n).map(|_| Vec::new()).collect()),
@@ -394,6 +403,7 @@ impl ShardCtx {
         self.normal_limits
             .set(crate::pubsub::output_limits(&limits, "normal"));
         self.protected.set(cfg.get("protected-mode") == "yes");
+        *self.tls_config.borrow_mut() = cfg.tls.get();
     }
 
     /// Background work at `hz`: active expiry, save points, the AOF's once-a-second sync,
@@ -474,8 +484,8 @@ impl ShardCtx {
             self.refresh_config();
             for ev in &events[..n] {
                 let (flags, data) = (ev.events, ev.u64);
-                if data == LISTENER {
-                    self.accept_all();
+                if data == LISTENER || data == TLS_LISTENER {
+                    self.accept_all(data == TLS_LISTENER);
                 } else {
                     self.on_event(data, flags);
                 }
@@ -834,17 +844,33 @@ impl ShardCtx {
         .detach();
     }
 
-    fn accept_all(&self) {
+    fn accept_all(&self, tls: bool) {
+        let listener = if tls {
+            self.listeners.tls
+        } else {
+            self.listeners.plain
+        };
+        let Some(listener) = listener else {
+            return;
+        };
         for _ in 0..64 {
-            match net::accept(self.listener) {
+            match net::accept(listener) {
                 None => return,
                 Some(Err(_)) => return,
-                Some(Ok((fd, addr))) => self.add_conn(fd, addr),
+                Some(Ok((fd, addr))) if !tls => self.add_conn(fd, addr, None),
+                Some(Ok((fd, addr))) => {
+                    let config = self.tls_config.borrow().clone();
+                    match config.map(crate::tls::Session::new) {
+                        Some(Ok(session)) => self.add_conn(fd, addr, Some(Box::new(session))),
+                        _ => net::close(fd),
+                    }
+                }
             }
         }
     }
 
-    fn add_conn(&self, fd: RawFd, addr: String) {
+    /// Takes in an accepted connection (`tls`: its TLS session, on the TLS port).
+    fn add_conn(&self, fd: RawFd, addr: String, tls: Option<Box<crate::tls::Session>>) {
         let now_ms = now_us() / 1000;
         self.net
             .connections_received
@@ -857,7 +883,9 @@ impl ShardCtx {
             self.net
                 .rejected_connections
                 .set(self.net.rejected_connections.get() + 1);
-            let _ = net::write(fd, b"-ERR max number of clients reached\r\n");
+            if tls.is_none() {
+                let _ = net::write(fd, b"-ERR max number of clients reached\r\n");
+            }
             net::close(fd);
             return;
         }
@@ -867,7 +895,9 @@ impl ShardCtx {
             self.net
                 .rejected_connections
                 .set(self.net.rejected_connections.get() + 1);
-            let _ = net::write(fd, PROTECTED_DENIED.as_bytes());
+            if tls.is_none() {
+                let _ = net::write(fd, PROTECTED_DENIED.as_bytes());
+            }
             net::close(fd);
             return;
         }
@@ -881,6 +911,7 @@ impl ShardCtx {
             self.shared.clients.fetch_sub(1, Ordering::AcqRel);
             return;
         }
+        conn.tls = tls;
         conns.put(conn);
     }
 
@@ -896,7 +927,7 @@ impl ShardCtx {
             return self.close(conn);
         }
         if flags & EV_READ != 0 || hangup {
-            match net::read_into(conn.fd, &mut conn.rbuf, READ_CHUNK) {
+            match conn.read_input(READ_CHUNK) {
                 Ok(0) => return self.close(conn),
                 Ok(n) => {
                     self.net
@@ -947,7 +978,7 @@ impl ShardCtx {
         }
         if conn.pending_output() > 0 && !held {
             loop {
-                match net::write(conn.fd, &conn.wbuf[conn.wpos..]) {
+                match conn.write_output() {
                     Ok(n) => {
                         conn.wpos += n;
                         self.net
@@ -969,7 +1000,15 @@ impl ShardCtx {
                 }
             }
         }
-        if conn.close_after_reply && conn.pending_output() == 0 && !conn.waiting() {
+        // A TLS connection may have ciphertext left (handshake bytes, the end of a reply).
+        let tls_left = match conn.tls.as_deref_mut() {
+            None => false,
+            Some(tls) => match tls.flush(conn.fd) {
+                Ok(left) => left,
+                Err(_) => return self.close(conn),
+            },
+        };
+        if conn.close_after_reply && conn.pending_output() == 0 && !tls_left && !conn.waiting() {
             return self.close(conn);
         }
         if conn.fd >= 0 && crate::pubsub::over_limit(self, &mut conn, now_us() / 1000) {
@@ -980,7 +1019,10 @@ impl ShardCtx {
             );
             return self.close(conn);
         }
-        let want_write = conn.pending_output() > 0 && !held;
+        let want_write = match conn.tls.as_deref() {
+            None => conn.pending_output() > 0 && !held,
+            Some(tls) => tls.want_write(conn.pending_output() > 0 && !held),
+        };
         let pause = conn.waiting() && conn.rbuf.len() - conn.rpos > PAUSE_READ_BYTES;
         if want_write != conn.want_write || pause != conn.read_paused {
             let mut ev = if pause { 0 } else { EV_READ };
@@ -1016,6 +1058,9 @@ impl ShardCtx {
             crate::txn::release_on(self, &conn, tx, 0..self.n);
         }
         self.epoll.delete(conn.fd);
+        if let Some(tls) = conn.tls.as_deref_mut() {
+            tls.close(conn.fd);
+        }
         net::close(conn.fd);
         self.conns.borrow_mut().release(conn.token);
     }
@@ -1302,21 +1347,24 @@ impl ShardCtx {
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
         let n = self.epoll.poll(&mut events);
         for ev in &events[..n] {
-            if ev.u64 == LISTENER {
+            if ev.u64 == LISTENER || ev.u64 == TLS_LISTENER {
                 continue;
             }
             let Some(mut conn) = self.conns.borrow_mut().take(data_token(ev.u64)) else {
                 continue;
             };
             if conn.fd >= 0 && !conn.waiting() {
-                let _ = net::read_into(conn.fd, &mut conn.rbuf, READ_CHUNK);
+                let _ = conn.read_input(READ_CHUNK);
                 crate::dispatch::answer_busy(self, &mut conn);
                 while conn.pending_output() > 0 {
-                    match net::write(conn.fd, &conn.wbuf[conn.wpos..]) {
+                    match conn.write_output() {
                         Ok(n) => conn.wpos += n,
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                         Err(_) => break,
                     }
+                }
+                if let Some(tls) = conn.tls.as_deref_mut() {
+                    let _ = tls.flush(conn.fd);
                 }
                 if conn.pending_output() == 0 {
                     conn.wbuf.clear();

@@ -37,6 +37,7 @@ mod save;
 mod server_cmds;
 mod snapshot;
 mod startup;
+mod tls;
 mod txn;
 
 use std::sync::Arc;

@@ -14,6 +14,14 @@ use std::os::fd::{FromRawFd, RawFd};
 pub const EV_READ: u32 = libc::EPOLLIN as u32;
 pub const EV_WRITE: u32 = libc::EPOLLOUT as u32;
 
+/// A shard's listening sockets: the plain port's and the TLS port's, either absent when that
+/// port is not served.
+#[derive(Clone, Copy)]
+pub struct Listeners {
+    pub plain: Option<RawFd>,
+    pub tls: Option<RawFd>,
+}
+
 /// An epoll instance owned by one shard.
 pub struct Epoll {
     pub fd: RawFd,
@@ -148,6 +156,27 @@ pub fn read_into(fd: RawFd, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> 
         return Err(io::Error::last_os_error());
     }
     unsafe { buf.set_len(buf.len() + n as usize) };
+    Ok(n as usize)
+}
+
+/// Reads what is available into `buf`. Ok(0) means the peer closed.
+pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: buf is a valid, writable slice.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// Writes as much of `bufs` as the socket takes, in one call.
+pub fn writev(fd: RawFd, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    let count = bufs.len().min(libc::UIO_MAXIOV as usize) as libc::c_int;
+    // SAFETY: IoSlice is ABI-compatible with iovec; count is within the slice.
+    let n = unsafe { libc::writev(fd, bufs.as_ptr() as *const libc::iovec, count) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
     Ok(n as usize)
 }
 

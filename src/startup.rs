@@ -185,8 +185,32 @@ pub fn run(config: Arc<Config>) -> anyhow::Result<()> {
     check_io_uring()?;
     check_memlock(n, io_memory)?;
     let port = config.get_i64("port") as u16;
+    let tls_port = config.get_i64("tls-port") as u16;
     let bind = config.get("bind");
-    let (fds, port) = bind_listeners(&bind, port, n, config.get_i64("tcp-backlog") as i32)?;
+    let backlog = config.get_i64("tcp-backlog") as i32;
+    if tls_port != 0 {
+        let tls = crate::tls::build(&|k| config.get(k))
+            .map_err(|e| anyhow::anyhow!("{e}; failed to configure TLS"))?;
+        config.tls.set(tls);
+    }
+    // As Redis: with a TLS port, port 0 means no plain port (without one, the kernel's pick).
+    let (plain, port) = if port == 0 && tls_port != 0 {
+        (Vec::new(), 0)
+    } else {
+        let (fds, port) = bind_listeners(&bind, port, n, backlog)?;
+        (fds, port)
+    };
+    let tls = if tls_port != 0 {
+        bind_listeners(&bind, tls_port, n, backlog)?.0
+    } else {
+        Vec::new()
+    };
+    let listeners: Vec<crate::net::Listeners> = (0..n)
+        .map(|i| crate::net::Listeners {
+            plain: plain.get(i).copied(),
+            tls: tls.get(i).copied(),
+        })
+        .collect();
     config.set_startup("port", port.to_string());
     config.set_startup("shards", n.to_string());
     let scripts = Arc::new(shards::script::Store::new(n));
@@ -199,7 +223,7 @@ pub fn run(config: Arc<Config>) -> anyhow::Result<()> {
     let rep_mesh = glommio::channels::channel_mesh::MeshBuilder::full(n, crate::msg::MESH_CAPACITY);
     let cores = usable_cores();
     let mut handles = Vec::with_capacity(n);
-    for ((id, fd), start) in fds.into_iter().enumerate().zip(starts) {
+    for ((id, fd), start) in listeners.into_iter().enumerate().zip(starts) {
         let (req_mesh, rep_mesh, shared) = (req_mesh.clone(), rep_mesh.clone(), shared.clone());
         let h = LocalExecutorBuilder::new(Placement::Fixed(id % cores))
             .name(&format!("shard-{id}"))
@@ -214,8 +238,15 @@ pub fn run(config: Arc<Config>) -> anyhow::Result<()> {
             })?;
         handles.push(h);
     }
+    // The first `listening on` address is the plain port's, or the TLS port's when it is the
+    // only one (tests and scripts read it).
+    let listening = match (port, tls_port) {
+        (p, 0) => format!("listening on {bind}:{p}"),
+        (0, t) => format!("listening on {bind}:{t} (TLS)"),
+        (p, t) => format!("listening on {bind}:{p}, TLS on {bind}:{t}"),
+    };
     crate::log!(
-        "shardis {} (redis_version {}) with {n} shard(s): listening on {bind}:{port}",
+        "shardis {} (redis_version {}) with {n} shard(s): {listening}",
         env!("CARGO_PKG_VERSION"),
         crate::ctx::REDIS_VERSION
     );
