@@ -255,6 +255,26 @@ pub const OPTIONS: &[OptDef] = &[
         "background task frequency (active expiry)",
     ),
     opt(
+        "slowlog-log-slower-than",
+        "10000",
+        Kind::Int {
+            min: -1,
+            max: i64::MAX,
+        },
+        true,
+        "microseconds a command must take to enter SLOWLOG (-1: never, 0: always)",
+    ),
+    opt(
+        "slowlog-max-len",
+        "128",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+        true,
+        "entries SLOWLOG keeps",
+    ),
+    opt(
         "aclfile",
         "",
         Kind::Str,

@@ -59,6 +59,9 @@ pub struct Shared {
     pub scripts: Arc<shards::script::Store>,
     /// ACL users and the ACL LOG (see `crate::acl_cmds`).
     pub acl: Arc<shards::acl::Store>,
+    /// Every client's address and name by id, for SLOWLOG entries made on whichever shard ran
+    /// the command (written on connect, rename and close only).
+    pub idents: std::sync::Mutex<std::collections::HashMap<u64, (String, String)>>,
 }
 
 impl Shared {
@@ -90,6 +93,7 @@ impl Shared {
             persist: crate::save::Status::new(nshards),
             scripts,
             acl: Arc::new(shards::acl::Store::new()),
+            idents: Default::default(),
         }
     }
 
@@ -250,6 +254,8 @@ impl ShardCtx {
                 e.scripts = shared.scripts.clone();
                 e.clock_ms = || now_us() / 1000;
                 e.busy_poll = Some(busy_poll_current);
+                e.client_ident = client_ident_current;
+                e.ticks_to_us = crate::clock::to_us;
                 e
             }),
             conns: RefCell::new(Slab::default()),
@@ -403,6 +409,17 @@ impl ShardCtx {
         self.normal_limits
             .set(crate::pubsub::output_limits(&limits, "normal"));
         self.protected.set(cfg.get("protected-mode") == "yes");
+        {
+            let mut e = self.engine.borrow_mut();
+            let slower = cfg.get_i64("slowlog-log-slower-than");
+            e.slowlog.threshold_ticks = if slower < 0 {
+                u64::MAX
+            } else {
+                crate::clock::from_us(slower as u64)
+            };
+            e.slowlog
+                .set_max_len(cfg.get_i64("slowlog-max-len").max(0) as usize);
+        }
         *self.tls_config.borrow_mut() = cfg.tls.get();
     }
 
@@ -912,6 +929,7 @@ impl ShardCtx {
             return;
         }
         conn.tls = tls;
+        self.shared.set_ident(&conn, true);
         conns.put(conn);
     }
 
@@ -1044,6 +1062,7 @@ impl ShardCtx {
 
     pub fn close(&self, conn: Box<Conn>) {
         self.shared.clients.fetch_sub(1, Ordering::AcqRel);
+        self.shared.set_ident(&conn, false);
         if let Wait::Blocked { shard } = conn.wait {
             self.cancel_block(shard, conn.token);
         }
@@ -1076,6 +1095,7 @@ impl ShardCtx {
             tx: 0,
             body,
             caller: None,
+            client: 0,
         };
         self.send(shard, part);
     }
@@ -1172,6 +1192,7 @@ impl ShardCtx {
                     let mut e = self.engine.borrow_mut();
                     e.counting = counted;
                     e.caller = p.caller.clone();
+                    e.client = p.client;
                 }
                 let end =
                     crate::dispatch::run_frames(self, frames, db, p.proto, &mut out, Some(origin));
@@ -1192,6 +1213,7 @@ impl ShardCtx {
                             out,
                             counted,
                             caller: p.caller.clone(),
+                            client: p.client,
                         });
                         RepBody::Deferred
                     }
@@ -1328,6 +1350,35 @@ thread_local! {
 /// Records the shard this thread runs (see [`busy_poll_current`]).
 pub fn set_current(ctx: &Rc<ShardCtx>) {
     CURRENT.with(|c| *c.borrow_mut() = Rc::downgrade(ctx));
+}
+
+/// A client's address and name, for a SLOWLOG entry (`Shard::client_ident`).
+fn client_ident_current(id: u64) -> (String, String) {
+    CURRENT
+        .with(|c| c.borrow().upgrade())
+        .and_then(|ctx| {
+            let idents = ctx.shared.idents.lock().ok()?;
+            idents.get(&id).cloned()
+        })
+        .unwrap_or_default()
+}
+
+impl Shared {
+    /// Records (or, with `None`, forgets) a client's address and name.
+    pub fn set_ident(&self, conn: &Conn, open: bool) {
+        if let Ok(mut m) = self.idents.lock() {
+            if open {
+                let name = conn
+                    .name
+                    .as_deref()
+                    .map(|n| String::from_utf8_lossy(n).into_owned())
+                    .unwrap_or_default();
+                m.insert(conn.id, (conn.addr.clone(), name));
+            } else {
+                m.remove(&conn.id);
+            }
+        }
+    }
 }
 
 /// Serves this thread's connections while a script keeps the shard busy (`Shard::busy_poll`).

@@ -206,6 +206,7 @@ fn process_input(ctx: &ShardCtx, conn: &mut Conn) {
             tx: conn.tx_id(),
             body: ReqBody::Run(frames),
             caller: run_caller,
+            client: conn.id,
         };
         ctx.send(shard, part);
         conn.wait = Wait::Run;
@@ -389,6 +390,7 @@ fn execute(ctx: &ShardCtx, conn: &mut Conn, target: Target, argv: &[&[u8]], now:
                     out: Vec::new(),
                     counted: true,
                     caller: crate::acl_cmds::caller(ctx, conn),
+                    client: conn.id,
                 });
                 conn.wait = Wait::Run;
                 return;
@@ -397,6 +399,7 @@ fn execute(ctx: &ShardCtx, conn: &mut Conn, target: Target, argv: &[&[u8]], now:
             if script {
                 ctx.engine.borrow_mut().caller = crate::acl_cmds::caller(ctx, conn);
             }
+            ctx.engine.borrow_mut().client = conn.id;
             let blocked =
                 ctx.engine
                     .borrow_mut()
@@ -669,6 +672,7 @@ pub fn fan_out(
             tx: conn.tx_id(),
             body,
             caller: None,
+            client: conn.id,
         };
         if shard == ctx.id {
             match crate::server_cmds::serve_local(ctx, conn, &part) {

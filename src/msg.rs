@@ -38,6 +38,8 @@ pub struct ReqPart {
     pub body: ReqBody,
     /// Who runs the scripts in the request, when their calls need ACL checks.
     pub caller: Option<std::sync::Arc<shards::acl::Caller>>,
+    /// The client's id (SLOWLOG names the client of a slow command).
+    pub client: u64,
 }
 
 /// What a shard is asked to do.
@@ -86,6 +88,8 @@ pub enum ReqBody {
     },
     /// CONFIG RESETSTAT.
     ResetStat,
+    /// SLOWLOG on this shard: the newest `Some(count)` entries, or (None) reset.
+    Slowlog(Option<usize>),
     /// Drop (or answer) the waiter of this connection, blocked on the receiving shard.
     Unblock(crate::block::Unblock),
     /// CLIENT UNBLOCK: unblock the connection with this id if it lives here.
@@ -145,6 +149,8 @@ pub enum RepBody {
     Names(Vec<Vec<u8>>),
     /// Counts (PUBSUB NUMSUB).
     Counts(Vec<i64>),
+    /// A shard's newest SLOWLOG entries and its log's length.
+    Slow(Vec<shards::slowlog::Entry>, usize),
     /// A forwarded run stopped at a script that must run as a transaction over `keys` (see
     /// `shards::script`): `out` answers the commands before it, `rest` is the script's frame
     /// and what followed it, for the connection to run again.

@@ -56,12 +56,14 @@ pub fn handle(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]], cmd: C
             conn.db = 0;
             conn.proto = Proto::Resp2;
             conn.name = None;
+            ctx.shared.set_ident(conn, true);
             crate::acl_cmds::attach_default(&ctx.shared.acl, conn);
             conn.reply().simple("RESET");
             Ok(())
         }
         ConnCmd::Auth => auth(ctx, conn, argv),
         ConnCmd::Acl => crate::acl_cmds::handle(ctx, conn, l, argv),
+        ConnCmd::Slowlog => slowlog(ctx, conn, l, argv),
         ConnCmd::Client => client(ctx, conn, l, argv),
         ConnCmd::Info => {
             info(ctx, conn, argv);
@@ -161,6 +163,7 @@ fn hello(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
             return Err(Error::Other(BAD_NAME.into()));
         }
         conn.name = if n.is_empty() { None } else { Some(n.to_vec()) };
+        ctx.shared.set_ident(conn, true);
     }
     if crate::acl_cmds::auth_required(ctx, conn) {
         return Err(Error::Other("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time".into()));
@@ -209,6 +212,7 @@ fn client(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Result<
             } else {
                 Some(argv[2].to_vec())
             };
+            ctx.shared.set_ident(conn, true);
             conn.reply().ok();
         }
         "info" => {
@@ -555,6 +559,16 @@ pub fn serve_admin(ctx: &ShardCtx, body: &ReqBody) -> RepBody {
                 _ => RepBody::Count(0),
             }
         }
+        ReqBody::Slowlog(count) => {
+            let mut e = ctx.engine.borrow_mut();
+            match count {
+                Some(n) => RepBody::Slow(e.slowlog.newest(*n), e.slowlog.len()),
+                None => {
+                    e.slowlog.reset();
+                    RepBody::Ack
+                }
+            }
+        }
         ReqBody::ResetStat => {
             ctx.engine.borrow_mut().stats = Default::default();
             ctx.net.reset();
@@ -642,6 +656,72 @@ fn info(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) {
             conn.reply().verbatim(text.as_bytes());
         }),
     );
+}
+
+/// SLOWLOG GET / LEN / RESET over every shard's log (ids are process-wide, so the merge is by
+/// id, newest first).
+fn slowlog(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Result<(), Error> {
+    let count = match l.spec.name {
+        "help" => {
+            help(
+                conn,
+                "SLOWLOG",
+                &[
+                    "GET [<count>]",
+                    "    Return top <count> entries from the slowlog (default: 10, -1 mean all).",
+                    "    Entries are made of:",
+                    "    id, timestamp, time in microseconds, arguments array, client IP and port,",
+                    "    client name",
+                    "LEN",
+                    "    Return the length of the slowlog.",
+                    "RESET",
+                    "    Reset the slowlog.",
+                ],
+            );
+            return Ok(());
+        }
+        "reset" => None,
+        "len" => Some(0),
+        _ => match argv.get(2) {
+            None => Some(10),
+            Some(a) => match parse_i64(a) {
+                Some(-1) => Some(usize::MAX),
+                Some(n) if n >= 0 => Some(n as usize),
+                _ => return Err(Error::err("count should be greater than or equal to -1")),
+            },
+        },
+    };
+    let len_only = l.spec.name == "len";
+    // Each shard keeps `slowlog-max-len`; together they show the newest that many.
+    let max_len = ctx.shared.config.get_i64("slowlog-max-len").max(0) as usize;
+    let parts = (0..ctx.n).map(|s| (s, ReqBody::Slowlog(count))).collect();
+    crate::dispatch::fan_out(
+        ctx,
+        conn,
+        parts,
+        Box::new(move |_, conn, results| {
+            let Some(count) = count else {
+                conn.reply().ok();
+                return;
+            };
+            let mut all = Vec::new();
+            let mut len = 0;
+            for (_, b) in results {
+                if let RepBody::Slow(e, n) = b {
+                    all.extend(e);
+                    len += n;
+                }
+            }
+            if len_only {
+                conn.reply().int(len.min(max_len) as i64);
+                return;
+            }
+            all.sort_by_key(|e| std::cmp::Reverse(e.id));
+            all.truncate(count.min(max_len));
+            shards::slowlog::reply(&all, &mut conn.reply());
+        }),
+    );
+    Ok(())
 }
 
 fn config(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Result<(), Error> {

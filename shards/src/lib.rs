@@ -28,6 +28,7 @@ pub mod rng;
 pub mod script;
 pub mod shard;
 pub mod slot;
+pub mod slowlog;
 pub mod types;
 pub mod util;
 

@@ -223,6 +223,13 @@ pub struct Shard {
     /// Who runs the current script, when its user's permissions must be checked for every
     /// command it calls (see `acl::Caller`).
     pub caller: Option<std::sync::Arc<crate::acl::Caller>>,
+    /// Commands slower than `slowlog-log-slower-than` (see `slowlog`).
+    pub slowlog: crate::slowlog::SlowLog,
+    /// The id of the client whose commands run now (0: none known), for SLOWLOG.
+    pub client: u64,
+    /// A client's address and name by id, and tick counts in microseconds (set by the server).
+    pub client_ident: fn(u64) -> (String, String),
+    pub ticks_to_us: fn(u64) -> u64,
 }
 
 impl Shard {
@@ -255,6 +262,10 @@ impl Shard {
             clock_ms: || 0,
             busy_poll: None,
             caller: None,
+            slowlog: crate::slowlog::SlowLog::default(),
+            client: 0,
+            client_ident: |_| (String::new(), String::new()),
+            ticks_to_us: |t| t / 1000,
         }
     }
 
@@ -453,7 +464,22 @@ impl Shard {
         if r.is_err() {
             stat.failed_calls += 1;
         }
+        if spent >= self.slowlog.threshold_ticks {
+            self.log_slow(cmd, argv, spent, now_us);
+        }
         r
+    }
+
+    /// Records a slow command (not one a script called, nor one flagged skip_slowlog).
+    #[cold]
+    fn log_slow(&mut self, cmd: Lookup, argv: &[&[u8]], spent: u64, now_us: u64) {
+        let skip = cmd.spec.flags | cmd.parent.map_or(0, |p| p.flags);
+        if skip & crate::cmd::flag::SKIP_SLOWLOG != 0 || crate::script::in_script() {
+            return;
+        }
+        let who = (self.client_ident)(self.client);
+        let us = (self.ticks_to_us)(spent);
+        self.slowlog.record(argv, us, now_us / 1_000_000, who);
     }
 
     /// Runs a command and encodes an error reply if it fails.

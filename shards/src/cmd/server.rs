@@ -31,6 +31,7 @@ const FLUSH_ARGS: &[Arg] = &[Arg::oneof(
 
 pub const COMMANDS: &[CommandSpec] = &[
     ACL,
+    SLOWLOG,
     CommandSpec {
         name: "ping",
         arity: -1,
@@ -707,6 +708,69 @@ const ACL_SUBCOMMANDS: &[CommandSpec] = &[
         ..ACL_SUB
     },
 ];
+
+const SLOWLOG_SUB: CommandSpec = CommandSpec {
+    group: Group::Server,
+    flags: flag::ADMIN | flag::LOADING | flag::STALE,
+    route: Route::Server(ConnCmd::Slowlog),
+    since: "2.2.12",
+    ..CommandSpec::DEFAULT
+};
+
+/// SLOWLOG: every shard's log of slow commands, merged (carried out by the server layer).
+pub const SLOWLOG: CommandSpec = CommandSpec {
+    name: "slowlog",
+    arity: -2,
+    route: Route::Server(ConnCmd::Slowlog),
+    summary: "A container for slow log commands",
+    since: "2.2.12",
+    complexity: "Depends on subcommand.",
+    subcommands: &[
+        CommandSpec {
+            name: "get",
+            arity: -2,
+            summary: "Get the slow log's entries",
+            complexity: "O(N) where N is the number of entries returned",
+            tips: &["request_policy:all_nodes", "nondeterministic_output"],
+            history: &[(
+                "4.0.0",
+                "Added client IP address, port and name to the reply.",
+            )],
+            args: &[Arg::new("count", ArgType::Integer).optional()],
+            ..SLOWLOG_SUB
+        },
+        CommandSpec {
+            name: "help",
+            arity: 2,
+            flags: flag::LOADING | flag::STALE,
+            summary: "Show helpful text about the different subcommands",
+            since: "6.2.0",
+            complexity: "O(1)",
+            ..SLOWLOG_SUB
+        },
+        CommandSpec {
+            name: "len",
+            arity: 2,
+            summary: "Get the slow log's length",
+            complexity: "O(1)",
+            tips: &[
+                "request_policy:all_nodes",
+                "response_policy:agg_sum",
+                "nondeterministic_output",
+            ],
+            ..SLOWLOG_SUB
+        },
+        CommandSpec {
+            name: "reset",
+            arity: 2,
+            summary: "Clear all entries from the slow log",
+            complexity: "O(N) where N is the number of entries in the slowlog",
+            tips: &["request_policy:all_nodes", "response_policy:all_succeeded"],
+            ..SLOWLOG_SUB
+        },
+    ],
+    ..SERVER
+};
 
 #[cfg(test)]
 mod tests {

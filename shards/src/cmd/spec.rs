@@ -468,6 +468,8 @@ pub enum ConnCmd {
     PubSub,
     /// ACL and its subcommands.
     Acl,
+    /// SLOWLOG and its subcommands.
+    Slowlog,
 }
 
 /// A command's one declaration.
