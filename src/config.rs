@@ -275,6 +275,30 @@ pub const OPTIONS: &[OptDef] = &[
         "entries SLOWLOG keeps",
     ),
     opt(
+        "latency-monitor-threshold",
+        "0",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+        true,
+        "milliseconds a command must take to be a latency event (0: monitor off)",
+    ),
+    opt(
+        "latency-tracking",
+        "yes",
+        Kind::Bool,
+        true,
+        "per-command latency histograms (INFO latencystats, LATENCY HISTOGRAM)",
+    ),
+    opt(
+        "latency-tracking-info-percentiles",
+        "50 99 99.9",
+        Kind::Str,
+        true,
+        "percentiles INFO latencystats reports",
+    ),
+    opt(
         "aclfile",
         "",
         Kind::Str,

@@ -419,6 +419,11 @@ impl ShardCtx {
             };
             e.slowlog
                 .set_max_len(cfg.get_i64("slowlog-max-len").max(0) as usize);
+            e.latency.tracking = cfg.get("latency-tracking") == "yes";
+            e.latency.monitor_ticks = match cfg.get_i64("latency-monitor-threshold") {
+                0 => u64::MAX,
+                ms => crate::clock::from_us(ms as u64 * 1000),
+            };
         }
         *self.tls_config.borrow_mut() = cfg.tls.get();
     }

@@ -29,10 +29,16 @@ const ALL: &[&str] = &[
     "modules",
     "commandstats",
     "errorstats",
+    "latencystats",
     "cluster",
     "keyspace",
     "shards",
 ];
+
+/// Whether the sections asked for include latencystats (whose histograms the shards then send).
+pub fn wants_latency(args: &[String]) -> bool {
+    selected(args).contains(&"latencystats")
+}
 
 fn human(bytes: u64) -> String {
     let b = bytes as f64;
@@ -239,6 +245,36 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
                 }
                 for (code, n) in all {
                     field(o, &format!("errorstat_{code}"), format!("count={n}"));
+                }
+            }
+            "latencystats" => {
+                o.push_str("# Latencystats\r\n");
+                let ps: Vec<f64> = shared
+                    .config
+                    .get("latency-tracking-info-percentiles")
+                    .split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect();
+                let mut all: std::collections::BTreeMap<&str, shards::latency::Histogram<u64>> =
+                    Default::default();
+                for (_, s) in stats {
+                    for (name, h) in &s.latency {
+                        match all.get_mut(name.as_str()) {
+                            Some(mine) => {
+                                let _ = mine.add(h);
+                            }
+                            None => {
+                                all.insert(name, h.clone());
+                            }
+                        }
+                    }
+                }
+                for (name, h) in all {
+                    field(
+                        o,
+                        &format!("latency_percentiles_usec_{name}"),
+                        shards::latency::percentiles(&h, &ps),
+                    );
                 }
             }
             "cluster" => {

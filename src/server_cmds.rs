@@ -64,6 +64,7 @@ pub fn handle(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]], cmd: C
         ConnCmd::Auth => auth(ctx, conn, argv),
         ConnCmd::Acl => crate::acl_cmds::handle(ctx, conn, l, argv),
         ConnCmd::Slowlog => slowlog(ctx, conn, l, argv),
+        ConnCmd::Latency => latency(ctx, conn, l, argv),
         ConnCmd::Client => client(ctx, conn, l, argv),
         ConnCmd::Info => {
             info(ctx, conn, argv);
@@ -479,7 +480,13 @@ fn kill_matching(ctx: &ShardCtx, f: &KillFilter) -> i64 {
 pub fn serve_admin(ctx: &ShardCtx, body: &ReqBody) -> RepBody {
     let now_ms = now_us() / 1000;
     match body {
-        ReqBody::Stats => RepBody::Stats(Box::new(shard_stats(ctx))),
+        ReqBody::Stats(latency) => {
+            let mut st = shard_stats(ctx);
+            if *latency {
+                st.latency = ctx.engine.borrow().latency.histograms();
+            }
+            RepBody::Stats(Box::new(st))
+        }
         ReqBody::ClientList(ids) => {
             let conns = ctx.conns.borrow();
             let mut all: Vec<&Conn> = conns.iter().collect();
@@ -569,8 +576,19 @@ pub fn serve_admin(ctx: &ShardCtx, body: &ReqBody) -> RepBody {
                 }
             }
         }
+        ReqBody::Latency(reset) => {
+            let mut e = ctx.engine.borrow_mut();
+            match reset {
+                Some(names) => RepBody::Count(e.latency.reset_events(names) as i64),
+                None => RepBody::Latency(crate::msg::LatencyData {
+                    hists: e.latency.histograms(),
+                    events: e.latency.events(),
+                }),
+            }
+        }
         ReqBody::ResetStat => {
             ctx.engine.borrow_mut().stats = Default::default();
+            ctx.engine.borrow_mut().latency.reset_histograms();
             ctx.net.reset();
             RepBody::Ack
         }
@@ -626,6 +644,7 @@ fn shard_stats(ctx: &ShardCtx) -> ShardStats {
                 a.last_error.is_none(),
             )
         }),
+        latency: Vec::new(),
     }
 }
 
@@ -634,7 +653,10 @@ fn info(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) {
         .iter()
         .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
         .collect();
-    let parts = (0..ctx.n).map(|s| (s, ReqBody::Stats)).collect();
+    let with_latency = crate::info::wants_latency(&sections);
+    let parts = (0..ctx.n)
+        .map(|s| (s, ReqBody::Stats(with_latency)))
+        .collect();
     let shared = ctx.shared.clone();
     crate::dispatch::fan_out(
         ctx,
@@ -656,6 +678,142 @@ fn info(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) {
             conn.reply().verbatim(text.as_bytes());
         }),
     );
+}
+
+/// Every shard's latency data, merged: histograms added per command, event series merged.
+pub fn merge_latency(
+    results: Vec<(usize, RepBody)>,
+) -> (
+    std::collections::BTreeMap<String, shards::latency::Histogram<u64>>,
+    std::collections::BTreeMap<String, shards::latency::Series>,
+) {
+    let mut hists: std::collections::BTreeMap<String, shards::latency::Histogram<u64>> =
+        Default::default();
+    let mut events: std::collections::BTreeMap<String, shards::latency::Series> =
+        Default::default();
+    for (_, b) in results {
+        if let RepBody::Latency(d) = b {
+            for (name, h) in d.hists {
+                match hists.get_mut(&name) {
+                    Some(mine) => {
+                        let _ = mine.add(&h);
+                    }
+                    None => {
+                        hists.insert(name, h);
+                    }
+                }
+            }
+            for (name, s) in d.events {
+                events.entry(name).or_default().merge(&s);
+            }
+        }
+    }
+    (hists, events)
+}
+
+/// LATENCY LATEST / HISTORY / RESET / HISTOGRAM / HELP over every shard.
+fn latency(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Result<(), Error> {
+    let sub = l.spec.name;
+    if sub == "help" {
+        help(
+            conn,
+            "LATENCY",
+            &[
+                "HISTORY <event>",
+                "    Return time-latency samples for the <event> class.",
+                "LATEST",
+                "    Return the latest latency samples for all events.",
+                "RESET [<event> ...]",
+                "    Reset latency data of one or more <event> classes.",
+                "    (default: reset all data for all event classes)",
+                "HISTOGRAM [COMMAND ...]",
+                "    Return a cumulative distribution of latencies in the format of a histogram for the specified command names.",
+                "    If no commands are specified then all histograms are replied.",
+            ],
+        );
+        return Ok(());
+    }
+    if sub == "reset" {
+        let names: Vec<Vec<u8>> = argv[2..].iter().map(|a| a.to_vec()).collect();
+        let parts = (0..ctx.n)
+            .map(|s| (s, ReqBody::Latency(Some(names.clone()))))
+            .collect();
+        crate::dispatch::fan_out(
+            ctx,
+            conn,
+            parts,
+            Box::new(|_, conn, results| {
+                // An event counts once however many shards had it: the most any shard reset.
+                let n = results
+                    .iter()
+                    .filter_map(|(_, b)| match b {
+                        RepBody::Count(n) => Some(*n),
+                        _ => None,
+                    })
+                    .max()
+                    .unwrap_or(0);
+                conn.reply().int(n);
+            }),
+        );
+        return Ok(());
+    }
+    let args: Vec<Vec<u8>> = argv[2..].iter().map(|a| a.to_ascii_lowercase()).collect();
+    let parts = (0..ctx.n).map(|s| (s, ReqBody::Latency(None))).collect();
+    crate::dispatch::fan_out(
+        ctx,
+        conn,
+        parts,
+        Box::new(move |_, conn, results| {
+            let (hists, events) = merge_latency(results);
+            let mut r = conn.reply();
+            match sub {
+                "latest" => {
+                    r.array(events.len());
+                    for (name, s) in &events {
+                        let (t, ms) = s.samples.back().copied().unwrap_or((0, 0));
+                        r.array(4);
+                        r.bulk(name.as_bytes());
+                        r.int(t as i64);
+                        r.int(ms as i64);
+                        r.int(s.max_ms as i64);
+                    }
+                }
+                "history" => {
+                    let name = String::from_utf8_lossy(&args[0]).into_owned();
+                    let samples = events
+                        .get(&name)
+                        .map(|s| s.samples.clone())
+                        .unwrap_or_default();
+                    r.array(samples.len());
+                    for (t, ms) in samples {
+                        r.array(2);
+                        r.int(t as i64);
+                        r.int(ms as i64);
+                    }
+                }
+                _ => {
+                    // HISTOGRAM [command …]: the named ones that have data (a container names
+                    // its subcommands), or all.
+                    let chosen: Vec<(&String, &shards::latency::Histogram<u64>)> = hists
+                        .iter()
+                        .filter(|(name, _)| {
+                            args.is_empty()
+                                || args.iter().any(|a| {
+                                    let a = String::from_utf8_lossy(a);
+                                    **name == a || name.starts_with(&format!("{a}|"))
+                                })
+                        })
+                        .collect();
+                    r.map(chosen.len());
+                    for (name, h) in chosen {
+                        r.bulk(name.as_bytes());
+                        shards::latency::cdf_reply(h, &mut r);
+                    }
+                }
+            }
+        }),
+    );
+    Ok(())
 }
 
 /// SLOWLOG GET / LEN / RESET over every shard's log (ids are process-wide, so the merge is by

@@ -96,3 +96,72 @@ fn slowlog_records_commands_of_both_shards_newest_first() {
     c.cmd(&["SET", "k1", "v"]);
     assert_eq!(admin.cmd(&["SLOWLOG", "LEN"]), b":0\r\n");
 }
+
+#[test]
+fn latency_histograms_and_events_cover_both_shards() {
+    let server = Server::start(&[]);
+    let mut c = server.raw();
+    for i in 0..20 {
+        c.cmd(&["SET", &format!("k{i}"), "v"]);
+        c.cmd(&["GET", &format!("k{i}")]);
+    }
+    // Histograms: calls from both shards added up.
+    let h = c.cmd(&["LATENCY", "HISTOGRAM", "set", "get", "nosuch"]);
+    let (head, parts) = split_aggregate(&h);
+    assert_eq!(text(&head), "*4\r\n", "{}", text(&h));
+    assert_eq!(text(&parts[0]), "$3\r\nget\r\n");
+    let (_, fields) = split_aggregate(&parts[1]);
+    assert_eq!(text(&fields[0]), "$5\r\ncalls\r\n");
+    assert_eq!(text(&fields[1]), ":20\r\n");
+    assert_eq!(text(&fields[2]), "$14\r\nhistogram_usec\r\n");
+    let (_, buckets) = split_aggregate(&fields[3]);
+    assert!(!buckets.is_empty() && buckets.len() % 2 == 0);
+    // Cumulative counts end at the number of calls.
+    assert_eq!(text(buckets.last().unwrap()), ":20\r\n");
+    let info = text(&c.cmd(&["INFO", "latencystats"]));
+    assert!(info.contains("# Latencystats\r\n"), "{info}");
+    let line = info
+        .lines()
+        .find(|l| l.starts_with("latency_percentiles_usec_set:"))
+        .unwrap_or_else(|| panic!("{info}"));
+    let v = line.split_once(':').unwrap().1;
+    let keys: Vec<&str> = v.split(',').map(|p| p.split('=').next().unwrap()).collect();
+    assert_eq!(keys, ["p50", "p99", "p99.9"]);
+    assert!(!text(&c.cmd(&["INFO"])).contains("Latencystats"));
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "latency-tracking-info-percentiles", "90"]),
+        b"+OK\r\n"
+    );
+    assert!(text(&c.cmd(&["INFO", "latencystats"])).contains("latency_percentiles_usec_get:p90="));
+
+    // The latency monitor: off by default; a slow script is a `command` event.
+    assert_eq!(c.cmd(&["LATENCY", "LATEST"]), b"*0\r\n");
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "latency-monitor-threshold", "1"]),
+        b"+OK\r\n"
+    );
+    for key in ["k1", "k2"] {
+        c.cmd(&[
+            "EVAL",
+            "local i = 0 while i < 2000000 do i = i + 1 end return 1",
+            "1",
+            key,
+        ]);
+    }
+    let latest = c.cmd(&["LATENCY", "LATEST"]);
+    let (_, evs) = split_aggregate(&latest);
+    assert_eq!(evs.len(), 1, "{}", text(&latest));
+    let (_, ev) = split_aggregate(&evs[0]);
+    assert_eq!(text(&ev[0]), "$7\r\ncommand\r\n");
+    let history = c.cmd(&["LATENCY", "HISTORY", "command"]);
+    assert!(!split_aggregate(&history).1.is_empty());
+    assert_eq!(c.cmd(&["LATENCY", "HISTORY", "nosuch"]), b"*0\r\n");
+    assert_eq!(c.cmd(&["LATENCY", "RESET", "nosuch"]), b":0\r\n");
+    assert_eq!(c.cmd(&["LATENCY", "RESET"]), b":1\r\n");
+    assert_eq!(c.cmd(&["LATENCY", "LATEST"]), b"*0\r\n");
+    // Tracking off: no new calls counted.
+    c.cmd(&["CONFIG", "SET", "latency-tracking", "no"]);
+    c.cmd(&["SET", "k1", "v"]);
+    let h = text(&c.cmd(&["LATENCY", "HISTOGRAM", "set"]));
+    assert!(h.contains("calls\r\n:20\r\n"), "{h}");
+}

@@ -16,6 +16,7 @@ pub mod cmd;
 pub mod error;
 pub mod glob;
 pub mod keyspace;
+pub mod latency;
 pub mod limits;
 pub mod notify;
 pub mod pqsort;

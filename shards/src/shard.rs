@@ -230,6 +230,8 @@ pub struct Shard {
     /// A client's address and name by id, and tick counts in microseconds (set by the server).
     pub client_ident: fn(u64) -> (String, String),
     pub ticks_to_us: fn(u64) -> u64,
+    /// Command latency histograms and latency events (see `latency`).
+    pub latency: crate::latency::Latency,
 }
 
 impl Shard {
@@ -266,6 +268,7 @@ impl Shard {
             client: 0,
             client_ident: |_| (String::new(), String::new()),
             ticks_to_us: |t| t / 1000,
+            latency: crate::latency::Latency::new(),
         }
     }
 
@@ -464,8 +467,21 @@ impl Shard {
         if r.is_err() {
             stat.failed_calls += 1;
         }
+        if self.latency.tracking {
+            let ns = (self.ticks_to_us)(spent.saturating_mul(1000));
+            self.latency.record(cmd, ns);
+        }
         if spent >= self.slowlog.threshold_ticks {
             self.log_slow(cmd, argv, spent, now_us);
+        }
+        if spent >= self.latency.monitor_ticks {
+            let ms = (self.ticks_to_us)(spent) / 1000;
+            let event = if cmd.spec.flags & crate::cmd::flag::FAST != 0 {
+                "fast-command"
+            } else {
+                "command"
+            };
+            self.latency.event(event, now_us / 1_000_000, ms);
         }
         r
     }

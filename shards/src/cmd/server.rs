@@ -32,6 +32,7 @@ const FLUSH_ARGS: &[Arg] = &[Arg::oneof(
 pub const COMMANDS: &[CommandSpec] = &[
     ACL,
     SLOWLOG,
+    LATENCY,
     CommandSpec {
         name: "ping",
         arity: -1,
@@ -767,6 +768,73 @@ pub const SLOWLOG: CommandSpec = CommandSpec {
             complexity: "O(N) where N is the number of entries in the slowlog",
             tips: &["request_policy:all_nodes", "response_policy:all_succeeded"],
             ..SLOWLOG_SUB
+        },
+    ],
+    ..SERVER
+};
+
+const LATENCY_SUB: CommandSpec = CommandSpec {
+    group: Group::Server,
+    flags: flag::ADMIN | flag::NOSCRIPT | flag::LOADING | flag::STALE,
+    route: Route::Server(ConnCmd::Latency),
+    since: "2.8.13",
+    tips: &[
+        "nondeterministic_output",
+        "request_policy:all_nodes",
+        "response_policy:special",
+    ],
+    ..CommandSpec::DEFAULT
+};
+
+/// LATENCY: latency events and command histograms of every shard, merged (server layer).
+/// DOCTOR and GRAPH are not implemented yet (README "Not yet").
+pub const LATENCY: CommandSpec = CommandSpec {
+    name: "latency",
+    arity: -2,
+    route: Route::Server(ConnCmd::Latency),
+    summary: "A container for latency diagnostics commands",
+    since: "2.8.13",
+    complexity: "Depends on subcommand.",
+    subcommands: &[
+        CommandSpec {
+            name: "help",
+            arity: 2,
+            flags: flag::LOADING | flag::STALE,
+            summary: "Show helpful text about the different subcommands.",
+            tips: &[],
+            ..LATENCY_SUB
+        },
+        CommandSpec {
+            name: "histogram",
+            arity: -2,
+            summary:
+                "Return the cumulative distribution of latencies of a subset of commands or all.",
+            since: "7.0.0",
+            complexity:
+                "O(N) where N is the number of commands with latency information being retrieved.",
+            args: &[Arg::new("command", ArgType::String).optional().multiple()],
+            ..LATENCY_SUB
+        },
+        CommandSpec {
+            name: "history",
+            arity: 3,
+            summary: "Return timestamp-latency samples for the event.",
+            args: &[Arg::new("event", ArgType::String)],
+            ..LATENCY_SUB
+        },
+        CommandSpec {
+            name: "latest",
+            arity: 2,
+            summary: "Return the latest latency samples for all events.",
+            ..LATENCY_SUB
+        },
+        CommandSpec {
+            name: "reset",
+            arity: -2,
+            summary: "Reset latency data for one or more events.",
+            tips: &["request_policy:all_nodes", "response_policy:all_succeeded"],
+            args: &[Arg::new("event", ArgType::String).optional().multiple()],
+            ..LATENCY_SUB
         },
     ],
     ..SERVER

@@ -470,6 +470,8 @@ pub enum ConnCmd {
     Acl,
     /// SLOWLOG and its subcommands.
     Slowlog,
+    /// LATENCY and its subcommands.
+    Latency,
 }
 
 /// A command's one declaration.
