@@ -114,6 +114,8 @@ pub struct Conn {
     pub flush_queued: bool,
     /// The TLS session of a connection to the TLS port (see `crate::tls`).
     pub tls: Option<Box<crate::tls::Session>>,
+    /// MONITOR: receives every command (see `crate::monitor`).
+    pub monitor: bool,
 }
 
 impl Conn {
@@ -161,6 +163,7 @@ impl Conn {
             held_len: 0,
             subs: None,
             flush_queued: false,
+            monitor: false,
             tls: None,
         }
     }

@@ -62,6 +62,9 @@ pub struct Shared {
     /// Every client's address and name by id, for SLOWLOG entries made on whichever shard ran
     /// the command (written on connect, rename and close only).
     pub idents: std::sync::Mutex<std::collections::HashMap<u64, (String, String)>>,
+    /// MONITOR clients per shard, and in all (see `crate::monitor`).
+    pub monitors: Vec<std::sync::atomic::AtomicUsize>,
+    pub monitoring: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -94,6 +97,10 @@ impl Shared {
             scripts,
             acl: Arc::new(shards::acl::Store::new()),
             idents: Default::default(),
+            monitors: (0..nshards)
+                .map(|_| std::sync::atomic::AtomicUsize::new(0))
+                .collect(),
+            monitoring: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -198,6 +205,8 @@ pub struct ShardCtx {
     pub normal_limits: Cell<(u64, u64, u64)>,
     /// Connections that got Pub/Sub messages this loop iteration, to write out at its end.
     pub flush_later: RefCell<Vec<Token>>,
+    /// This shard's MONITOR clients.
+    pub monitors: RefCell<Vec<Token>>,
 }
 
 impl ShardCtx {
@@ -289,6 +298,7 @@ impl ShardCtx {
             pubsub_limits: Cell::new((32 << 20, 8 << 20, 60)),
             normal_limits: Cell::new((0, 0, 0)),
             flush_later: RefCell::new(Vec::new()),
+            monitors: RefCell::new(Vec::new()),
         });
         *ctx.me.borrow_mut() = Rc::downgrade(&ctx);
         set_current(&ctx);
@@ -1068,6 +1078,8 @@ impl ShardCtx {
     pub fn close(&self, conn: Box<Conn>) {
         self.shared.clients.fetch_sub(1, Ordering::AcqRel);
         self.shared.set_ident(&conn, false);
+        let mut conn = conn;
+        crate::monitor::stop(self, &mut conn);
         if let Wait::Blocked { shard } = conn.wait {
             self.cancel_block(shard, conn.token);
         }

@@ -161,7 +161,9 @@ fn process_input(ctx: &ShardCtx, conn: &mut Conn) {
                 continue;
             }
         }
-        match busy_check(ctx, route(ctx, conn, &argv), &argv) {
+        let target = busy_check(ctx, route(ctx, conn, &argv), &argv);
+        let seen = target_lookup(&target);
+        match target {
             Target::Remote(shard, l) => {
                 match &run {
                     Some((s, _)) if *s != shard => break,
@@ -181,6 +183,7 @@ fn process_input(ctx: &ShardCtx, conn: &mut Conn) {
                 }
                 if l.spec.flags & shards::cmd::flag::BLOCKING != 0 {
                     // A blocking command ends the run: what follows must wait for its answer.
+                    crate::monitor::feed(ctx, conn, l, &argv);
                     pos += consumed;
                     live_step(conn);
                     break;
@@ -188,6 +191,9 @@ fn process_input(ctx: &ShardCtx, conn: &mut Conn) {
             }
             _ if run.is_some() => break,
             target => execute(ctx, conn, target, &argv, now),
+        }
+        if let Some(l) = seen {
+            crate::monitor::feed(ctx, conn, l, &argv);
         }
         pos += consumed;
         live_step(conn);
@@ -244,6 +250,19 @@ fn names(l: Lookup) -> (&'static str, Option<&'static str>) {
     }
 }
 
+/// The command a target runs (none for a refusal).
+fn target_lookup(t: &Target) -> Option<Lookup> {
+    match t {
+        Target::Fail(_) => None,
+        Target::Local(l)
+        | Target::Remote(_, l)
+        | Target::Server(l, _)
+        | Target::Split(l, _)
+        | Target::All(l, _)
+        | Target::Gather(l) => Some(*l),
+    }
+}
+
 /// Decides where a command runs.
 fn route(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Target {
     let l = match lookup(argv) {
@@ -282,6 +301,16 @@ fn route(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Target {
             )));
         }
         return Target::Fail(e);
+    }
+    if conn.monitor
+        && spec.flags
+            & (shards::cmd::flag::READONLY
+                | shards::cmd::flag::WRITE
+                | shards::cmd::flag::MAY_REPLICATE)
+            != 0
+    {
+        // A monitor is a replica to Redis: it may not touch the keyspace.
+        return Target::Fail(Error::err("Replica can't interact with the keyspace"));
     }
     if conn.proto == Proto::Resp2 && crate::pubsub::subscribed(conn) {
         let name = l.parent.map_or(spec.name, |p| p.name);

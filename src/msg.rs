@@ -89,6 +89,8 @@ pub enum ReqBody {
     },
     /// CONFIG RESETSTAT.
     ResetStat,
+    /// A MONITOR line for this shard's monitors (no answer).
+    Monitor(String),
     /// SLOWLOG on this shard: the newest `Some(count)` entries, or (None) reset.
     Slowlog(Option<usize>),
     /// LATENCY on this shard: `Some(events)` resets those events (all if empty); None asks

@@ -427,7 +427,7 @@ pub fn deliver_to(
 /// out at the end of the loop iteration, with whatever else they get by then (one write for
 /// many messages, as Redis writes its clients' buffers before it sleeps). Returns how many
 /// there were.
-fn write_to(
+pub(crate) fn write_to(
     ctx: &ShardCtx,
     mut me: Option<&mut Conn>,
     tokens: &[Token],

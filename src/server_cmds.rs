@@ -57,6 +57,7 @@ pub fn handle(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]], cmd: C
             conn.proto = Proto::Resp2;
             conn.name = None;
             ctx.shared.set_ident(conn, true);
+            crate::monitor::stop(ctx, conn);
             crate::acl_cmds::attach_default(&ctx.shared.acl, conn);
             conn.reply().simple("RESET");
             Ok(())
@@ -65,6 +66,10 @@ pub fn handle(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]], cmd: C
         ConnCmd::Acl => crate::acl_cmds::handle(ctx, conn, l, argv),
         ConnCmd::Slowlog => slowlog(ctx, conn, l, argv),
         ConnCmd::Latency => latency(ctx, conn, l, argv),
+        ConnCmd::Monitor => {
+            crate::monitor::start(ctx, conn);
+            Ok(())
+        }
         ConnCmd::Client => client(ctx, conn, l, argv),
         ConnCmd::Info => {
             info(ctx, conn, argv);
@@ -510,6 +515,10 @@ pub fn serve_admin(ctx: &ShardCtx, body: &ReqBody) -> RepBody {
             message,
         } => RepBody::Count(crate::pubsub::deliver(ctx, None, *shard, channel, message)),
         ReqBody::Pubsub(q) => crate::pubsub::serve_query(ctx, q),
+        ReqBody::Monitor(text) => {
+            crate::monitor::deliver(ctx, None, text);
+            RepBody::Ack
+        }
         ReqBody::Populate {
             db,
             count,

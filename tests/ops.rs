@@ -165,3 +165,89 @@ fn latency_histograms_and_events_cover_both_shards() {
     let h = text(&c.cmd(&["LATENCY", "HISTOGRAM", "set"]));
     assert!(h.contains("calls\r\n:20\r\n"), "{h}");
 }
+
+/// Reads monitor lines until one contains `needle` (or panics after a generous wait).
+fn monitor_until(m: &mut RawConn, needle: &str) -> Vec<String> {
+    m.set_read_timeout(std::time::Duration::from_secs(10));
+    let mut seen = Vec::new();
+    loop {
+        let r = m
+            .try_read_frame()
+            .unwrap_or_else(|e| panic!("{e}; saw {seen:?}"));
+        let line = text(&r);
+        let done = line.contains(needle);
+        seen.push(line);
+        if done {
+            return seen;
+        }
+    }
+}
+
+#[test]
+fn monitor_streams_every_shards_commands() {
+    let server = Server::start(&[]);
+    let mut monitors: Vec<RawConn> = (0..3).map(|_| server.raw()).collect();
+    for m in monitors.iter_mut() {
+        assert_eq!(m.cmd(&["MONITOR"]), b"+OK\r\n");
+    }
+    let mut c = server.raw();
+    c.cmd(&["SET", "a b", "x\"y\n"]);
+    for i in 0..6 {
+        c.cmd(&["SET", &format!("k{i}"), "v"]);
+    }
+    c.cmd(&["CONFIG", "GET", "hz"]);
+    c.cmd(&["AUTH", "nobody", "secret"]);
+    c.cmd(&["SELECT", "3"]);
+    c.cmd(&["PING"]);
+    for m in monitors.iter_mut() {
+        let lines = monitor_until(m, "\"PING\"");
+        let first = lines
+            .iter()
+            .find(|l| l.contains("\"SET\" \"a b\""))
+            .unwrap_or_else(|| panic!("{lines:?}"));
+        assert!(
+            first.starts_with('+') && first.contains(" [0 127.0.0.1:"),
+            "{first}"
+        );
+        assert!(
+            first.ends_with("\"SET\" \"a b\" \"x\\\"y\\n\"\r\n"),
+            "{first}"
+        );
+        for i in 0..6 {
+            let k = format!("\"SET\" \"k{i}\" \"v\"");
+            assert!(
+                lines.iter().any(|l| l.contains(&k)),
+                "{k} missing: {lines:?}"
+            );
+        }
+        assert!(!lines.iter().any(|l| l.contains("CONFIG")), "{lines:?}");
+        assert!(lines
+            .iter()
+            .any(|l| l.ends_with("\"AUTH\" \"(redacted)\" \"(redacted)\"\r\n")));
+        assert!(lines
+            .iter()
+            .any(|l| l.contains("[3 ") && l.contains("\"SELECT\" \"3\"")));
+    }
+    // A monitor may not touch the keyspace; RESET ends monitoring.
+    let m = &mut monitors[0];
+    assert_eq!(
+        text(&m.cmd(&["GET", "x"])),
+        "-ERR Replica can't interact with the keyspace\r\n"
+    );
+    assert_eq!(m.cmd(&["RESET"]), b"+RESET\r\n");
+    assert_eq!(m.cmd(&["GET", "k1"]), b"$1\r\nv\r\n");
+    // Closed monitors get nothing more; the others still do.
+    drop(monitors.remove(1));
+    c.cmd(&["ECHO", "after"]);
+    monitor_until(&mut monitors[1], "\"ECHO\" \"after\"");
+    m_quiet(&mut monitors[0]);
+}
+
+/// The connection that left MONITOR receives nothing unasked.
+fn m_quiet(m: &mut RawConn) {
+    m.set_read_timeout(std::time::Duration::from_millis(300));
+    assert!(
+        m.try_read_frame().is_err(),
+        "a former monitor still receives lines"
+    );
+}

@@ -33,6 +33,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     ACL,
     SLOWLOG,
     LATENCY,
+    MONITOR,
     CommandSpec {
         name: "ping",
         arity: -1,
@@ -837,6 +838,17 @@ pub const LATENCY: CommandSpec = CommandSpec {
             ..LATENCY_SUB
         },
     ],
+    ..SERVER
+};
+
+/// MONITOR (carried out by the server layer, `monitor`).
+pub const MONITOR: CommandSpec = CommandSpec {
+    name: "monitor",
+    arity: 1,
+    flags: flag::ADMIN | flag::NOSCRIPT | flag::LOADING | flag::STALE,
+    route: Route::Server(ConnCmd::Monitor),
+    summary: "Listen for all requests received by the server in real time",
+    since: "1.0.0",
     ..SERVER
 };
 

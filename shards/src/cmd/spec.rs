@@ -472,6 +472,8 @@ pub enum ConnCmd {
     Slowlog,
     /// LATENCY and its subcommands.
     Latency,
+    /// MONITOR.
+    Monitor,
 }
 
 /// A command's one declaration.
