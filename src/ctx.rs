@@ -65,6 +65,10 @@ pub struct Shared {
     /// MONITOR clients per shard, and in all (see `crate::monitor`).
     pub monitors: Vec<std::sync::atomic::AtomicUsize>,
     pub monitoring: std::sync::atomic::AtomicUsize,
+    /// CLIENT PAUSE: until when (Unix ms; 0 none), and whether every command waits (see
+    /// `crate::pause`).
+    pub pause_end_ms: AtomicU64,
+    pub pause_all: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -101,6 +105,8 @@ impl Shared {
                 .map(|_| std::sync::atomic::AtomicUsize::new(0))
                 .collect(),
             monitoring: std::sync::atomic::AtomicUsize::new(0),
+            pause_end_ms: AtomicU64::new(0),
+            pause_all: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -207,6 +213,8 @@ pub struct ShardCtx {
     pub flush_later: RefCell<Vec<Token>>,
     /// This shard's MONITOR clients.
     pub monitors: RefCell<Vec<Token>>,
+    /// Connections held by CLIENT PAUSE.
+    pub paused: RefCell<Vec<Token>>,
 }
 
 impl ShardCtx {
@@ -299,6 +307,7 @@ impl ShardCtx {
             normal_limits: Cell::new((0, 0, 0)),
             flush_later: RefCell::new(Vec::new()),
             monitors: RefCell::new(Vec::new()),
+            paused: RefCell::new(Vec::new()),
         });
         *ctx.me.borrow_mut() = Rc::downgrade(&ctx);
         set_current(&ctx);
@@ -454,6 +463,7 @@ impl ShardCtx {
             }
             self.persist_cron();
             crate::acl_cmds::sweep(self);
+            crate::pause::resume(self);
             if last_sync.elapsed() >= Duration::from_secs(1) {
                 last_sync = std::time::Instant::now();
                 self.close_idle();
@@ -1018,8 +1028,7 @@ impl ShardCtx {
                             .net_output_bytes
                             .set(self.net.net_output_bytes.get() + n as u64);
                         if conn.wpos == conn.wbuf.len() {
-                            conn.wbuf.clear();
-                            conn.wpos = 0;
+                            conn.output_written();
                             conn.held_len = 0;
                             if conn.wbuf.capacity() > 1 << 20 {
                                 conn.wbuf = Vec::new();
@@ -1435,8 +1444,7 @@ impl ShardCtx {
                     let _ = tls.flush(conn.fd);
                 }
                 if conn.pending_output() == 0 {
-                    conn.wbuf.clear();
-                    conn.wpos = 0;
+                    conn.output_written();
                 }
             }
             self.conns.borrow_mut().put_back(conn);

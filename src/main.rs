@@ -32,6 +32,7 @@ mod monitor;
 mod msg;
 mod multi;
 mod net;
+mod pause;
 mod persist;
 mod pubsub;
 mod save;

@@ -55,7 +55,7 @@ pub enum ReqBody {
     /// Statistics for INFO (with the latency histograms when true).
     Stats(bool),
     /// Describe this shard's client connections (CLIENT LIST lines), optionally only some ids.
-    ClientList(Option<Vec<u64>>),
+    ClientList(Option<Vec<u64>>, Option<String>),
     /// Close matching client connections; answer how many.
     ClientKill(crate::server_cmds::KillFilter),
     /// DEBUG SET-ACTIVE-EXPIRE.
@@ -91,6 +91,8 @@ pub enum ReqBody {
     ResetStat,
     /// A MONITOR line for this shard's monitors (no answer).
     Monitor(String),
+    /// CLIENT UNPAUSE: held connections go on (no answer).
+    Unpause,
     /// SLOWLOG on this shard: the newest `Some(count)` entries, or (None) reset.
     Slowlog(Option<usize>),
     /// LATENCY on this shard: `Some(events)` resets those events (all if empty); None asks

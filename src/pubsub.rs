@@ -427,6 +427,13 @@ pub fn deliver_to(
 /// out at the end of the loop iteration, with whatever else they get by then (one write for
 /// many messages, as Redis writes its clients' buffers before it sleeps). Returns how many
 /// there were.
+/// A connection's channel, pattern and shard-channel subscription counts.
+pub fn counts(conn: &Conn) -> (usize, usize, usize) {
+    conn.subs.as_deref().map_or((0, 0, 0), |s| {
+        (s.channels.len(), s.patterns.len(), s.shard.len())
+    })
+}
+
 pub(crate) fn write_to(
     ctx: &ShardCtx,
     mut me: Option<&mut Conn>,

@@ -34,7 +34,7 @@ impl KillFilter {
                     .as_ref()
                     .is_some_and(|cu| cu.name.as_slice() == u.as_bytes())
             })
-            && self.kind.as_deref().is_none_or(|k| k == "normal")
+            && self.kind.as_deref().is_none_or(|k| k == c.kind())
             && self.skip != Some(c.id)
     }
 }
@@ -209,6 +209,63 @@ fn client(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Result<
             Some(n) => conn.reply().bulk(&n),
             None => conn.reply().null(),
         },
+        "getredir" => conn.reply().int(-1),
+        "trackinginfo" => {
+            // No client-side caching yet: tracking is off.
+            let mut r = conn.reply();
+            r.map(3);
+            r.bulk(b"flags");
+            r.set(1);
+            r.bulk(b"off");
+            r.bulk(b"redirect");
+            r.int(-1);
+            r.bulk(b"prefixes");
+            r.array(0);
+        }
+        "no-evict" => {
+            conn.no_evict = match argv[2] {
+                a if eq_ic(a, "on") => true,
+                a if eq_ic(a, "off") => false,
+                _ => return Err(Error::Syntax),
+            };
+            conn.reply().ok();
+        }
+        "reply" => {
+            use crate::conn::ReplyMode;
+            conn.reply_mode = match argv[2] {
+                a if eq_ic(a, "on") => ReplyMode::On,
+                a if eq_ic(a, "off") => ReplyMode::Off,
+                a if eq_ic(a, "skip") => ReplyMode::Skip,
+                _ => return Err(Error::Syntax),
+            };
+            if conn.reply_mode == ReplyMode::On {
+                conn.reply().ok();
+            }
+        }
+        "pause" => {
+            let ms = parse_i64(argv[2])
+                .ok_or_else(|| Error::err("timeout is not an integer or out of range"))?;
+            if ms < 0 {
+                return Err(Error::err("timeout is negative"));
+            }
+            let all = match argv.get(3) {
+                None => true,
+                Some(a) if eq_ic(a, "all") => true,
+                Some(a) if eq_ic(a, "write") => false,
+                Some(_) => return Err(Error::err("CLIENT PAUSE mode must be WRITE or ALL")),
+            };
+            if argv.len() > 4 {
+                return Err(Error::err(
+                    "unknown subcommand or wrong number of arguments for 'PAUSE'. Try CLIENT HELP.",
+                ));
+            }
+            crate::pause::pause(&ctx.shared, now_ms.saturating_add(ms as u64), all);
+            conn.reply().ok();
+        }
+        "unpause" => {
+            crate::pause::unpause(ctx);
+            conn.reply().ok();
+        }
         "setname" => {
             if !valid_name(argv[2]) {
                 return Err(Error::Other(BAD_NAME.into()));
@@ -268,13 +325,15 @@ pub fn help(conn: &mut Conn, cmd: &str, lines: &[&str]) {
 
 fn client_list(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
     let mut ids: Option<Vec<u64>> = None;
+    let mut kind: Option<String> = None;
     let mut i = 2;
     while i < argv.len() {
         if eq_ic(argv[i], "type") && i + 1 < argv.len() {
             let t = String::from_utf8_lossy(argv[i + 1]).to_ascii_lowercase();
             match t.as_str() {
-                "normal" => {}
-                "master" | "replica" | "slave" | "pubsub" => ids = Some(Vec::new()),
+                "normal" | "pubsub" => kind = Some(t),
+                // No replication yet: no such clients.
+                "master" | "replica" | "slave" => ids = Some(Vec::new()),
                 _ => return Err(Error::err(format!("Unknown client type '{t}'"))),
             }
             i += 2;
@@ -293,7 +352,7 @@ fn client_list(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Er
         }
     }
     let parts = (0..ctx.n)
-        .map(|s| (s, ReqBody::ClientList(ids.clone())))
+        .map(|s| (s, ReqBody::ClientList(ids.clone(), kind.clone())))
         .collect();
     crate::dispatch::fan_out(
         ctx,
@@ -438,7 +497,7 @@ pub fn serve_local(ctx: &ShardCtx, conn: &mut Conn, part: &ReqPart) -> RepBody {
             channel,
             message,
         )),
-        ReqBody::ClientList(ids) => {
+        ReqBody::ClientList(ids, kind) => {
             let mut lines = String::new();
             let mut all: Vec<&Conn> = Vec::new();
             let conns = ctx.conns.borrow();
@@ -446,7 +505,9 @@ pub fn serve_local(ctx: &ShardCtx, conn: &mut Conn, part: &ReqPart) -> RepBody {
             all.push(conn);
             all.sort_by_key(|c| c.id);
             for c in all {
-                if ids.as_ref().is_none_or(|ids| ids.contains(&c.id)) {
+                if ids.as_ref().is_none_or(|ids| ids.contains(&c.id))
+                    && kind.as_deref().is_none_or(|k| k == c.kind())
+                {
                     lines.push_str(&c.info_line(now_ms));
                 }
             }
@@ -492,13 +553,14 @@ pub fn serve_admin(ctx: &ShardCtx, body: &ReqBody) -> RepBody {
             }
             RepBody::Stats(Box::new(st))
         }
-        ReqBody::ClientList(ids) => {
+        ReqBody::ClientList(ids, kind) => {
             let conns = ctx.conns.borrow();
             let mut all: Vec<&Conn> = conns.iter().collect();
             all.sort_by_key(|c| c.id);
             let lines = all
                 .into_iter()
                 .filter(|c| ids.as_ref().is_none_or(|ids| ids.contains(&c.id)))
+                .filter(|c| kind.as_deref().is_none_or(|k| k == c.kind()))
                 .map(|c| c.info_line(now_ms))
                 .collect();
             RepBody::Lines(lines)
@@ -517,6 +579,10 @@ pub fn serve_admin(ctx: &ShardCtx, body: &ReqBody) -> RepBody {
         ReqBody::Pubsub(q) => crate::pubsub::serve_query(ctx, q),
         ReqBody::Monitor(text) => {
             crate::monitor::deliver(ctx, None, text);
+            RepBody::Ack
+        }
+        ReqBody::Unpause => {
+            crate::pause::resume(ctx);
             RepBody::Ack
         }
         ReqBody::Populate {

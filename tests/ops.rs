@@ -251,3 +251,89 @@ fn m_quiet(m: &mut RawConn) {
         "a former monitor still receives lines"
     );
 }
+
+#[test]
+fn client_reply_pause_and_list_fields() {
+    let server = Server::start(&[]);
+    let mut c = server.raw();
+    // REPLY SKIP / OFF / ON, with commands for both shards pipelined behind them.
+    let mut pipeline = Vec::new();
+    for args in [
+        vec!["CLIENT", "REPLY", "SKIP"],
+        vec!["SET", "k1", "a"],
+        vec!["GET", "k1"],
+        vec!["CLIENT", "REPLY", "OFF"],
+        vec!["SET", "k2", "b"],
+        vec!["SET", "k3", "c"],
+        vec!["MGET", "k1", "k2", "k3"],
+        vec!["CLIENT", "REPLY", "ON"],
+        vec!["MGET", "k1", "k2", "k3", "k4"],
+    ] {
+        pipeline.extend(common::encode(&args));
+    }
+    c.send(&pipeline);
+    assert_eq!(text(&c.read_reply()), "$1\r\na\r\n");
+    assert_eq!(text(&c.read_reply()), "+OK\r\n");
+    assert_eq!(
+        text(&c.read_reply()),
+        "*4\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n$-1\r\n"
+    );
+
+    // CLIENT LIST fields: flags, subscriptions, MULTI, NO-EVICT; TYPE filters.
+    let mut s = server.raw();
+    s.cmd(&["CLIENT", "SETNAME", "sub"]);
+    s.cmd(&["SUBSCRIBE", "a", "b"]);
+    s.read_reply();
+    s.cmd(&["PSUBSCRIBE", "p*"]);
+    c.cmd(&["CLIENT", "NO-EVICT", "on"]);
+    c.cmd(&["MULTI"]);
+    c.cmd(&["PING"]);
+    let mut admin = server.raw();
+    let list = text(&admin.cmd(&["CLIENT", "LIST"]));
+    let sub_line = list
+        .lines()
+        .find(|l| l.contains("name=sub"))
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(
+        sub_line.contains(" flags=P ") && sub_line.contains(" sub=2 psub=1 ssub=0 "),
+        "{sub_line}"
+    );
+    let c_line = list
+        .lines()
+        .find(|l| l.contains(" multi=1 "))
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(c_line.contains(" flags=xe "), "{c_line}");
+    let pubsub = text(&admin.cmd(&["CLIENT", "LIST", "TYPE", "pubsub"]));
+    assert_eq!(pubsub.matches("id=").count(), 1, "{pubsub}");
+    let normal = text(&admin.cmd(&["CLIENT", "LIST", "TYPE", "normal"]));
+    assert!(!normal.contains("name=sub"), "{normal}");
+    c.cmd(&["DISCARD"]);
+
+    // PAUSE WRITE holds writes (on both shards) but not reads; UNPAUSE lets them go on.
+    assert_eq!(
+        admin.cmd(&["CLIENT", "PAUSE", "20000", "WRITE"]),
+        b"+OK\r\n"
+    );
+    let mut w = server.raw();
+    w.send(&common::encode(&["SET", "k1", "paused"]));
+    let mut w2 = server.raw();
+    w2.send(&common::encode(&["SET", "k2", "paused"]));
+    let mut r = server.raw();
+    assert_eq!(text(&r.cmd(&["GET", "k1"])), "$1\r\na\r\n");
+    w.set_read_timeout(std::time::Duration::from_millis(300));
+    assert!(
+        w.try_read_frame().is_err(),
+        "a write ran during CLIENT PAUSE WRITE"
+    );
+    assert_eq!(admin.cmd(&["CLIENT", "UNPAUSE"]), b"+OK\r\n");
+    w.set_read_timeout(std::time::Duration::from_secs(10));
+    assert_eq!(w.read_reply(), b"+OK\r\n");
+    w2.set_read_timeout(std::time::Duration::from_secs(10));
+    assert_eq!(w2.read_reply(), b"+OK\r\n");
+    assert_eq!(text(&r.cmd(&["GET", "k1"])), "$6\r\npaused\r\n");
+    // PAUSE ALL holds reads too, until it times out.
+    assert_eq!(admin.cmd(&["CLIENT", "PAUSE", "500"]), b"+OK\r\n");
+    let started = std::time::Instant::now();
+    assert_eq!(text(&r.cmd(&["GET", "k2"])), "$6\r\npaused\r\n");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+}

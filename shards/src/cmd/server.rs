@@ -364,6 +364,80 @@ const CLIENT_SUB: CommandSpec = CommandSpec {
 
 const CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
     CommandSpec {
+        name: "getredir",
+        arity: 2,
+        flags: flag::NOSCRIPT | flag::LOADING | flag::STALE,
+        summary: "Tells where tracking notifications go (-1: no tracking).",
+        since: "6.0.0",
+        ..CLIENT_SUB
+    },
+    CommandSpec {
+        name: "no-evict",
+        arity: 3,
+        flags: flag::ADMIN | flag::NOSCRIPT | flag::LOADING | flag::STALE,
+        summary: "Marks the connection as one client eviction must spare.",
+        since: "7.0.0",
+        args: &[Arg::oneof(
+            "enabled",
+            &[Arg::token("on", "ON"), Arg::token("off", "OFF")],
+        )],
+        ..CLIENT_SUB
+    },
+    CommandSpec {
+        name: "pause",
+        arity: -3,
+        flags: flag::ADMIN | flag::NOSCRIPT | flag::LOADING | flag::STALE,
+        summary: "Holds clients' commands (all, or those that write) for a while.",
+        since: "2.9.50",
+        history: &[(
+            "6.2.0",
+            "`CLIENT PAUSE WRITE` mode added along with the `mode` option.",
+        )],
+        args: &[
+            Arg::new("timeout", ArgType::Integer),
+            Arg::oneof(
+                "mode",
+                &[Arg::token("write", "WRITE"), Arg::token("all", "ALL")],
+            )
+            .since("6.2.0")
+            .optional(),
+        ],
+        ..CLIENT_SUB
+    },
+    CommandSpec {
+        name: "reply",
+        arity: 3,
+        flags: flag::NOSCRIPT | flag::LOADING | flag::STALE,
+        summary: "Turns replies to this connection on, off, or off for the next command.",
+        since: "3.2.0",
+        args: &[Arg::oneof(
+            "on_off_skip",
+            &[
+                Arg::token("on", "ON"),
+                Arg::token("off", "OFF"),
+                Arg::token("skip", "SKIP"),
+            ],
+        )],
+        ..CLIENT_SUB
+    },
+    CommandSpec {
+        name: "trackinginfo",
+        arity: 2,
+        flags: flag::NOSCRIPT | flag::LOADING | flag::STALE,
+        summary: "Describes the connection's client-side caching (tracking) state.",
+        since: "6.2.0",
+        ..CLIENT_SUB
+    },
+    CommandSpec {
+        name: "unpause",
+        arity: 2,
+        flags: flag::ADMIN | flag::NOSCRIPT | flag::LOADING | flag::STALE,
+        summary: "Ends a CLIENT PAUSE: held clients go on.",
+        since: "6.2.0",
+        complexity: "O(N) Where N is the number of paused clients",
+        ..CLIENT_SUB
+    },
+    CommandSpec {
         name: "getname",
         arity: 2,
         flags: flag::NOSCRIPT | flag::LOADING | flag::STALE,
