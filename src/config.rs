@@ -299,6 +299,16 @@ pub const OPTIONS: &[OptDef] = &[
         "percentiles INFO latencystats reports",
     ),
     opt(
+        "metrics-port",
+        "0",
+        Kind::Int {
+            min: 0,
+            max: 65535,
+        },
+        false,
+        "Prometheus endpoint (GET /metrics) on this port; 0 = off",
+    ),
+    opt(
         "aclfile",
         "",
         Kind::Str,

@@ -28,6 +28,7 @@ mod dispatch;
 mod info;
 mod load;
 mod merge;
+mod metrics;
 mod monitor;
 mod msg;
 mod multi;

@@ -217,6 +217,7 @@ pub fn run(config: Arc<Config>) -> anyhow::Result<()> {
     let starts = crate::load::load(&config, n, &scripts)?;
     let shared = Arc::new(Shared::new(n, port, config.clone(), scripts));
     crate::acl_cmds::init(&shared)?;
+    crate::metrics::start(config.clone(), port)?;
     handle_signals(shared.clone());
 
     let req_mesh = glommio::channels::channel_mesh::MeshBuilder::full(n, crate::msg::MESH_CAPACITY);

@@ -337,3 +337,61 @@ fn client_reply_pause_and_list_fields() {
     assert_eq!(text(&r.cmd(&["GET", "k2"])), "$6\r\npaused\r\n");
     assert!(started.elapsed() >= std::time::Duration::from_millis(300));
 }
+
+/// GET `path` over HTTP/1.1 from 127.0.0.1:`port`: (status line, body).
+fn http_get(port: u16, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut all = String::new();
+    s.read_to_string(&mut all).unwrap();
+    let (head, body) = all.split_once("\r\n\r\n").unwrap_or((&all, ""));
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
+}
+
+#[test]
+fn prometheus_endpoint_exposes_info_per_shard_and_command() {
+    let mport = common::free_port();
+    let server = Server::start(&["--metrics-port", &mport.to_string(), "--requirepass", "pw"]);
+    let mut c = server.raw();
+    c.cmd(&["AUTH", "pw"]);
+    for i in 0..10 {
+        c.cmd(&["SET", &format!("k{i}"), "v"]);
+    }
+    c.cmd(&["GET", "k1"]);
+    // The endpoint may take a moment to come up with the server.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (status, body) = loop {
+        let r = std::panic::catch_unwind(|| http_get(mport, "/metrics"));
+        match r {
+            Ok(r) => break r,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(100))
+            }
+            Err(e) => std::panic::resume_unwind(e),
+        }
+    };
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+    for want in [
+        "# TYPE shardis_connected_clients gauge",
+        "shardis_db_keys{db=\"0\"} 10\n",
+        "shardis_cmdstat_calls{cmd=\"set\"} 10\n",
+        "shardis_cmdstat_calls{cmd=\"get\"} 1\n",
+        "shardis_shard_keys{shard=\"0\"}",
+        "shardis_shard_keys{shard=\"1\"}",
+        "shardis_latency_percentiles_usec_p50{cmd=\"set\"}",
+    ] {
+        assert!(body.contains(want), "{want} missing:\n{body}");
+    }
+    // Every line is a comment or `name{labels} number`.
+    for line in body.lines().filter(|l| !l.starts_with('#')) {
+        let value = line.rsplit(' ').next().unwrap();
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+    }
+    assert_eq!(http_get(mport, "/other").0, "HTTP/1.1 404 Not Found");
+}
