@@ -354,6 +354,23 @@ pub const OPTIONS: &[OptDef] = &[
         "log file (empty: standard error)",
     ),
     opt(
+        "syslog-enabled",
+        "no",
+        Kind::Bool,
+        false,
+        "also log to syslog",
+    ),
+    opt("syslog-ident", "redis", Kind::Str, false, "syslog identity"),
+    opt(
+        "syslog-facility",
+        "local0",
+        Kind::Enum(&[
+            "user", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+        ]),
+        false,
+        "syslog facility",
+    ),
+    opt(
         "daemonize",
         "no",
         Kind::Bool,

@@ -428,6 +428,7 @@ impl ShardCtx {
         self.normal_limits
             .set(crate::pubsub::output_limits(&limits, "normal"));
         self.protected.set(cfg.get("protected-mode") == "yes");
+        crate::logging::set_level(&cfg.get("loglevel"));
         {
             let mut e = self.engine.borrow_mut();
             let slower = cfg.get_i64("slowlog-log-slower-than");
@@ -508,6 +509,7 @@ impl ShardCtx {
         for t in idle {
             let conn = self.conns.borrow_mut().take(t);
             if let Some(conn) = conn {
+                crate::logging::write(crate::logging::Level::Verbose, "Closing idle client");
                 self.close(conn);
             }
         }

@@ -247,9 +247,10 @@ pub fn run(config: Arc<Config>) -> anyhow::Result<()> {
         (p, t) => format!("listening on {bind}:{p}, TLS on {bind}:{t}"),
     };
     crate::log!(
-        "shardis {} (redis_version {}) with {n} shard(s): {listening}",
+        "shardis {} (redis_version {}) with {n} shard(s) on {} core(s): {listening}",
         env!("CARGO_PKG_VERSION"),
-        crate::ctx::REDIS_VERSION
+        crate::ctx::REDIS_VERSION,
+        usable_cores()
     );
     crate::log!("Ready to accept connections");
     for h in handles {

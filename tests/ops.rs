@@ -395,3 +395,45 @@ fn prometheus_endpoint_exposes_info_per_shard_and_command() {
     }
     assert_eq!(http_get(mport, "/other").0, "HTTP/1.1 404 Not Found");
 }
+
+#[test]
+fn the_log_uses_redis_line_format_and_logfile() {
+    let dir = common::fresh_dir("logfile");
+    let file = dir.join("shardis.log");
+    let server = Server::start(&[]);
+    // The start-up line, on standard error: `pid:M dd Mon yyyy hh:mm:ss.mmm * …`.
+    let log = server.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("listening on"))
+        .unwrap_or_else(|| panic!("{log}"));
+    let (pid, rest) = line.split_once(":M ").unwrap_or_else(|| panic!("{line}"));
+    assert_eq!(pid, server.pid().to_string());
+    assert!(
+        rest.contains(" * shardis ") && rest.contains(" shard(s) on "),
+        "{line}"
+    );
+    drop(server);
+    // With logfile set, lines go there.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardis"))
+        .args([
+            "--port",
+            "0",
+            "--shards",
+            "2",
+            "--save",
+            "",
+            "--logfile",
+            file.to_str().unwrap(),
+            "--aclfile",
+            "/nonexistent/acl",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        written.contains(" # shardis: Aborting Redis startup because of ACL errors"),
+        "{written}"
+    );
+}
