@@ -142,6 +142,44 @@ pub struct NetStats {
     pub hops_out: Cell<u64>,
 }
 
+/// Instantaneous rates (INFO's `instantaneous_*`): like Redis, the mean of the last 16
+/// samples taken at least 100 ms apart.
+#[derive(Default)]
+pub struct Rates {
+    last: Option<(std::time::Instant, u64, u64, u64)>,
+    samples: std::collections::VecDeque<(f64, f64, f64)>,
+}
+
+impl Rates {
+    /// Records the counters now: commands, bytes in, bytes out.
+    pub fn sample(&mut self, commands: u64, input: u64, output: u64) {
+        let now = std::time::Instant::now();
+        if let Some((t, c, i, o)) = self.last {
+            let dt = now.duration_since(t).as_secs_f64();
+            if dt < 0.1 {
+                return;
+            }
+            let per = |a: u64, b: u64| a.saturating_sub(b) as f64 / dt;
+            self.samples
+                .push_back((per(commands, c), per(input, i), per(output, o)));
+            if self.samples.len() > 16 {
+                self.samples.pop_front();
+            }
+        }
+        self.last = Some((now, commands, input, output));
+    }
+
+    /// Commands, input bytes and output bytes per second.
+    pub fn rates(&self) -> (f64, f64, f64) {
+        let n = self.samples.len().max(1) as f64;
+        let (a, b, c) = self
+            .samples
+            .iter()
+            .fold((0.0, 0.0, 0.0), |s, x| (s.0 + x.0, s.1 + x.1, s.2 + x.2));
+        (a / n, b / n, c / n)
+    }
+}
+
 impl NetStats {
     pub fn reset(&self) {
         self.connections_received.set(0);
@@ -215,6 +253,8 @@ pub struct ShardCtx {
     pub monitors: RefCell<Vec<Token>>,
     /// Connections held by CLIENT PAUSE.
     pub paused: RefCell<Vec<Token>>,
+    /// INFO's instantaneous rates.
+    pub rates: RefCell<Rates>,
 }
 
 impl ShardCtx {
@@ -308,6 +348,7 @@ impl ShardCtx {
             flush_later: RefCell::new(Vec::new()),
             monitors: RefCell::new(Vec::new()),
             paused: RefCell::new(Vec::new()),
+            rates: RefCell::new(Rates::default()),
         });
         *ctx.me.borrow_mut() = Rc::downgrade(&ctx);
         set_current(&ctx);
@@ -465,6 +506,11 @@ impl ShardCtx {
             self.persist_cron();
             crate::acl_cmds::sweep(self);
             crate::pause::resume(self);
+            self.rates.borrow_mut().sample(
+                self.engine.borrow().stats.commands,
+                self.net.net_input_bytes.get(),
+                self.net.net_output_bytes.get(),
+            );
             if last_sync.elapsed() >= Duration::from_secs(1) {
                 last_sync = std::time::Instant::now();
                 self.close_idle();

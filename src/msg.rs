@@ -208,6 +208,10 @@ pub struct ShardStats {
     /// The AOF, if on: current size (base and incremental files), base size, bytes not yet
     /// written, whether the last write succeeded.
     pub aof: Option<(u64, u64, u64, bool)>,
+    /// Instantaneous commands, input bytes and output bytes per second.
+    pub rates: (f64, f64, f64),
+    /// This shard's subscribed channels, patterns and shard channels.
+    pub pubsub: (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>),
     /// Command histograms, when INFO asked for latencystats.
     pub latency: Vec<(String, shards::latency::Histogram<u64>)>,
 }

@@ -89,6 +89,15 @@ pub struct Subs {
 }
 
 impl Subs {
+    /// The channels, patterns and shard channels subscribed here (INFO stats).
+    pub fn names(&self) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>) {
+        (
+            self.channels.keys().cloned().collect(),
+            self.patterns.keys().cloned().collect(),
+            self.owned.keys().cloned().collect(),
+        )
+    }
+
     fn table(&mut self, kind: Kind) -> &mut HashMap<Vec<u8>, Vec<Token>, ahash::RandomState> {
         match kind {
             Kind::Pattern => &mut self.patterns,

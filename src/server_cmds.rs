@@ -720,6 +720,8 @@ fn shard_stats(ctx: &ShardCtx) -> ShardStats {
             )
         }),
         latency: Vec::new(),
+        rates: ctx.rates.borrow().rates(),
+        pubsub: ctx.subs.borrow().names(),
     }
 }
 
