@@ -13,6 +13,7 @@
 pub mod aof;
 pub mod cmd;
 pub mod error;
+pub mod fuzz;
 pub mod glob;
 pub mod keyspace;
 pub mod limits;
