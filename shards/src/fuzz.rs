@@ -141,7 +141,7 @@ pub fn rdb_load(data: &[u8]) {
 }
 
 /// The most commands one `command_args` input runs.
-const COMMANDS_PER_INPUT_MAX: usize = 16;
+const COMMANDS_PER_INPUT_MAX: usize = 32;
 
 /// The largest count or offset that the commands which allocate in proportion to one
 /// (SETRANGE, SETBIT, BITFIELD, SRANDMEMBER and the like) are run with.
