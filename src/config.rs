@@ -309,6 +309,13 @@ pub const OPTIONS: &[OptDef] = &[
         "Prometheus endpoint (GET /metrics) on this port; 0 = off",
     ),
     opt(
+        "sanitize-dump-payload",
+        "no",
+        Kind::Enum(&["no", "yes", "clients"]),
+        true,
+        "accepted: RESTORE and RDB loading always check a payload's whole structure",
+    ),
+    opt(
         "aclfile",
         "",
         Kind::Str,

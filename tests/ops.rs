@@ -437,3 +437,51 @@ fn the_log_uses_redis_line_format_and_logfile() {
         "{written}"
     );
 }
+
+/// An INFO field's value.
+fn info_field(c: &mut RawConn, section: &str, name: &str) -> String {
+    let info = text(&c.cmd(&["INFO", section]));
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .unwrap_or_else(|| panic!("{name} not in INFO {section}:\n{info}"))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn info_rates_and_pubsub_counts_are_real() {
+    let server = Server::start(&[]);
+    let mut c = server.raw();
+    let mut s1 = server.raw();
+    s1.cmd(&["SUBSCRIBE", "a", "b"]);
+    s1.read_reply();
+    let mut s2 = server.raw();
+    s2.cmd(&["SUBSCRIBE", "a"]);
+    s2.cmd(&["PSUBSCRIBE", "p*"]);
+    assert_eq!(info_field(&mut c, "stats", "pubsub_channels"), "2");
+    assert_eq!(info_field(&mut c, "stats", "pubsub_patterns"), "1");
+    // Load for a while: the instantaneous rate follows (sampled every 100 ms or more).
+    let started = std::time::Instant::now();
+    let mut ops = 0u64;
+    while started.elapsed() < std::time::Duration::from_secs(2) {
+        let mut pipeline = Vec::new();
+        for i in 0..100 {
+            pipeline.extend(common::encode(&["SET", &format!("k{i}"), "v"]));
+        }
+        c.send(&pipeline);
+        c.read_replies(100);
+        ops = info_field(&mut c, "stats", "instantaneous_ops_per_sec")
+            .parse()
+            .unwrap();
+        if ops > 0 {
+            break;
+        }
+    }
+    assert!(ops > 0, "instantaneous_ops_per_sec stayed 0");
+    let kbps: f64 = info_field(&mut c, "stats", "instantaneous_input_kbps")
+        .parse()
+        .unwrap();
+    assert!(kbps > 0.0);
+    let shards = text(&c.cmd(&["INFO", "shards"]));
+    assert!(shards.contains("ops_per_sec="), "{shards}");
+}
