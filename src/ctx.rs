@@ -313,6 +313,7 @@ impl ShardCtx {
                 e.busy_poll = Some(busy_poll_current);
                 e.client_ident = client_ident_current;
                 e.ticks_to_us = crate::clock::to_us;
+                e.thread_allocated = crate::memory::thread_allocated;
                 e
             }),
             conns: RefCell::new(Slab::default()),

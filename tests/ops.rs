@@ -485,3 +485,63 @@ fn info_rates_and_pubsub_counts_are_real() {
     let shards = text(&c.cmd(&["INFO", "shards"]));
     assert!(shards.contains("ops_per_sec="), "{shards}");
 }
+
+#[test]
+fn memory_usage_stats_and_friends() {
+    let server = Server::start(&[]);
+    let mut c = server.raw();
+    let big = "x".repeat(10_000);
+    for key in ["k1", "k2", "k3"] {
+        c.cmd(&["SET", key, &big]);
+        c.cmd(&["SET", &format!("{key}small"), "v"]);
+    }
+    let mut items = vec!["RPUSH", "list"];
+    let vals: Vec<String> = (0..1000).map(|i| format!("item-{i}")).collect();
+    items.extend(vals.iter().map(|s| s.as_str()));
+    c.cmd(&items);
+    let usage = |c: &mut RawConn, args: &[&str]| -> i64 {
+        let r = text(&c.cmd(args));
+        r.trim_start_matches(':')
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{args:?}: {r}"))
+    };
+    for key in ["k1", "k2", "k3"] {
+        let big_n = usage(&mut c, &["MEMORY", "USAGE", key]);
+        let small_n = usage(&mut c, &["MEMORY", "USAGE", &format!("{key}small")]);
+        assert!((10_000..20_000).contains(&big_n), "{key}: {big_n}");
+        assert!(small_n < 200, "{key}small: {small_n}");
+    }
+    let list = usage(&mut c, &["MEMORY", "USAGE", "list", "SAMPLES", "0"]);
+    assert!((8_000..100_000).contains(&list), "list: {list}");
+    assert_eq!(c.cmd(&["MEMORY", "USAGE", "nosuch"]), b"$-1\r\n");
+    assert_eq!(
+        text(&c.cmd(&["MEMORY", "USAGE", "k1", "SAMPLES", "x"])),
+        "-ERR value is not an integer or out of range\r\n"
+    );
+    assert_eq!(
+        text(&c.cmd(&["MEMORY", "USAGE", "k1", "BOGUS"])),
+        "-ERR syntax error\r\n"
+    );
+    let stats = c.cmd(&["MEMORY", "STATS"]);
+    let (_, fields) = split_aggregate(&stats);
+    let names: Vec<String> = fields.iter().step_by(2).map(|f| text(f)).collect();
+    for want in [
+        "peak.allocated",
+        "total.allocated",
+        "keys.count",
+        "db.0",
+        "fragmentation",
+    ] {
+        assert!(
+            names.iter().any(|n| n.contains(want)),
+            "{want} missing: {names:?}"
+        );
+    }
+    let at = names.iter().position(|n| n.contains("keys.count")).unwrap();
+    assert_eq!(text(&fields[at * 2 + 1]), ":7\r\n");
+    let ms = text(&c.cmd(&["MEMORY", "MALLOC-STATS"]));
+    assert!(ms.contains("jemalloc"), "{}", &ms[..ms.len().min(300)]);
+    assert_eq!(c.cmd(&["MEMORY", "PURGE"]), b"+OK\r\n");
+    assert!(c.cmd(&["MEMORY", "DOCTOR"]).starts_with(b"$"));
+}

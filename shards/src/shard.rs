@@ -232,6 +232,9 @@ pub struct Shard {
     pub ticks_to_us: fn(u64) -> u64,
     /// Command latency histograms and latency events (see `latency`).
     pub latency: crate::latency::Latency,
+    /// Bytes this thread has allocated so far (the allocator's counter, set by the server;
+    /// MEMORY USAGE measures a value by what copying it allocates).
+    pub thread_allocated: fn() -> u64,
 }
 
 impl Shard {
@@ -269,6 +272,7 @@ impl Shard {
             client_ident: |_| (String::new(), String::new()),
             ticks_to_us: |t| t / 1000,
             latency: crate::latency::Latency::new(),
+            thread_allocated: || 0,
         }
     }
 

@@ -3,7 +3,9 @@
 //! (SELECT, HELLO, CLIENT, INFO, CONFIG, COMMAND, …) are declared here and carried out by the
 //! server layer (`Route::Server`).
 
-use super::spec::{acl, flag, Arg, ArgType, CommandSpec, ConnCmd, Group, Merge, Route};
+use super::spec::{
+    acl, flag, kflag, Arg, ArgType, CommandSpec, ConnCmd, Group, KeySpec, Merge, Route, Split,
+};
 use super::Call;
 use crate::limits::DATABASES;
 use crate::util::eq_ic;
@@ -34,6 +36,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     SLOWLOG,
     LATENCY,
     MONITOR,
+    MEMORY,
     CommandSpec {
         name: "ping",
         arity: -1,
@@ -925,6 +928,116 @@ pub const MONITOR: CommandSpec = CommandSpec {
     since: "1.0.0",
     ..SERVER
 };
+
+const MEMORY_SUB: CommandSpec = CommandSpec {
+    group: Group::Server,
+    arity: 2,
+    route: Route::Server(ConnCmd::Memory),
+    since: "4.0.0",
+    tips: &[
+        "nondeterministic_output",
+        "request_policy:all_shards",
+        "response_policy:special",
+    ],
+    ..CommandSpec::DEFAULT
+};
+
+/// MEMORY: USAGE runs on the key's shard; the rest in the server layer (`memory`).
+pub const MEMORY: CommandSpec = CommandSpec {
+    name: "memory",
+    arity: -2,
+    route: Route::Server(ConnCmd::Memory),
+    summary: "A container for memory diagnostics commands",
+    since: "4.0.0",
+    complexity: "Depends on subcommand.",
+    subcommands: &[
+        CommandSpec {
+            name: "doctor",
+            summary: "Outputs a memory problems report",
+            ..MEMORY_SUB
+        },
+        CommandSpec {
+            name: "help",
+            flags: flag::LOADING | flag::STALE,
+            summary: "Show helpful text about the different subcommands",
+            tips: &[],
+            ..MEMORY_SUB
+        },
+        CommandSpec {
+            name: "malloc-stats",
+            summary: "Show allocator internal stats",
+            complexity: "Depends on how much memory is allocated, could be slow",
+            ..MEMORY_SUB
+        },
+        CommandSpec {
+            name: "purge",
+            summary: "Ask the allocator to release memory",
+            complexity: "Depends on how much memory is allocated, could be slow",
+            tips: &["request_policy:all_shards", "response_policy:all_succeeded"],
+            ..MEMORY_SUB
+        },
+        CommandSpec {
+            name: "stats",
+            summary: "Show memory usage details",
+            ..MEMORY_SUB
+        },
+        CommandSpec {
+            name: "usage",
+            arity: -3,
+            flags: flag::READONLY,
+            group: Group::Server,
+            keys: &[KeySpec::one(2, kflag::RO)],
+            route: Route::Keys(Split::Never),
+            run: Some(memory_usage),
+            summary: "Estimate the memory usage of a key",
+            since: "4.0.0",
+            complexity: "O(N) where N is the number of samples.",
+            args: &[
+                Arg::key("key", 0),
+                Arg::new("count", ArgType::Integer)
+                    .with_token("SAMPLES")
+                    .optional(),
+            ],
+            ..CommandSpec::DEFAULT
+        },
+    ],
+    ..SERVER
+};
+
+/// Bytes a stored key costs besides its name and value: the keyspace's slot and entry.
+const KEY_OVERHEAD: usize = 48;
+
+/// MEMORY USAGE key [SAMPLES count]: the key's name, its entry and its value's heap bytes, the
+/// value measured exactly by what copying it allocates (SAMPLES is accepted; nothing is
+/// sampled).
+fn memory_usage(sh: &mut Shard, c: &mut Call) -> Result<()> {
+    let mut a = c.args(3);
+    if !a.is_empty() {
+        if !a.eat("samples") || a.remaining() != 1 {
+            return Err(Error::Syntax);
+        }
+        let n = a.next_i64()?;
+        if n < 0 {
+            return Err(Error::Syntax);
+        }
+    }
+    let Some(item) = sh.dbs[c.db].get(c.argv[2], c.now_ms) else {
+        c.out.null();
+        return Ok(());
+    };
+    let before = (sh.thread_allocated)();
+    let copy = item.value.clone();
+    let measured = (sh.thread_allocated)().saturating_sub(before) as usize;
+    drop(copy);
+    let value = if measured > 0 {
+        measured
+    } else {
+        // No allocator counter (unit tests): what the value serializes to.
+        crate::rdb::dump(&item.value).len()
+    };
+    c.out.int((c.argv[2].len() + KEY_OVERHEAD + value) as i64);
+    Ok(())
+}
 
 #[cfg(test)]
 mod tests {

@@ -474,6 +474,8 @@ pub enum ConnCmd {
     Latency,
     /// MONITOR.
     Monitor,
+    /// MEMORY STATS / DOCTOR / MALLOC-STATS / PURGE.
+    Memory,
 }
 
 /// A command's one declaration.
