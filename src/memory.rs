@@ -175,7 +175,7 @@ fn stats_reply(
     int(
         &mut r,
         "keys.bytes-per-key",
-        if keys > 0 { a.allocated / keys } else { 0 },
+        a.allocated.checked_div(keys).unwrap_or(0),
     );
     int(&mut r, "dataset.bytes", a.allocated);
     dbl(&mut r, "dataset.percentage", 100.0);

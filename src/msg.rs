@@ -211,7 +211,7 @@ pub struct ShardStats {
     /// Instantaneous commands, input bytes and output bytes per second.
     pub rates: (f64, f64, f64),
     /// This shard's subscribed channels, patterns and shard channels.
-    pub pubsub: (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>),
+    pub pubsub: crate::pubsub::SubNames,
     /// Command histograms, when INFO asked for latencystats.
     pub latency: Vec<(String, shards::latency::Histogram<u64>)>,
 }

@@ -78,6 +78,9 @@ impl ConnSubs {
     }
 }
 
+/// Subscribed channels, patterns and shard channels (INFO stats counts them).
+pub type SubNames = (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>);
+
 /// The subscriptions of one shard's connections to channels and patterns, and the subscribers
 /// (on any shard) of the shard channels whose slot this shard owns.
 #[derive(Default)]
@@ -90,7 +93,7 @@ pub struct Subs {
 
 impl Subs {
     /// The channels, patterns and shard channels subscribed here (INFO stats).
-    pub fn names(&self) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    pub fn names(&self) -> SubNames {
         (
             self.channels.keys().cloned().collect(),
             self.patterns.keys().cloned().collect(),
