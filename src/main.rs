@@ -27,6 +27,7 @@ mod debug;
 mod dispatch;
 mod info;
 mod load;
+mod memory;
 mod merge;
 mod msg;
 mod multi;

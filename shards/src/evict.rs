@@ -9,8 +9,8 @@
 //!
 //! The limit is checked against [`Shard::used_memory`], a function the server provides; the
 //! bytes one deletion freed come from [`Shard::freed_memory`] (the engine reads no allocator of
-//! its own). Eviction never deletes more than one shard's keys: each shard evicts from its own
-//! databases, sampling them as Redis samples its one keyspace.
+//! its own). Each shard evicts only from its own databases, sampling them as Redis samples its
+//! one keyspace, and frees its 1/nshards share of what the process is over the limit by.
 
 use crate::cmd::Lookup;
 use crate::keyspace::{Db, Key};
@@ -277,9 +277,9 @@ impl Clocks {
         self.lfu_decayed(self.get(id))
     }
 
-    /// OBJECT IDLETIME of slot `id`, ms (Redis's `estimateObjectIdleTime`).
-    pub fn idle_ms(&self, id: u32) -> u64 {
-        let now = lru_clock(self.now_ms);
+    /// OBJECT IDLETIME of slot `id` at `now_ms`, ms (Redis's `estimateObjectIdleTime`).
+    pub fn idle_ms(&self, id: u32, now_ms: u64) -> u64 {
+        let now = lru_clock(now_ms);
         let then = self.get(id) & LRU_CLOCK_MAX;
         let secs = if now >= then {
             now - then
@@ -311,7 +311,7 @@ impl Clocks {
     /// The eviction score of slot `id`: higher is evicted first (idle ms, or 255 - frequency).
     fn score(&self, id: u32) -> u64 {
         match self.kind {
-            ClockKind::Lru => self.idle_ms(id),
+            ClockKind::Lru => self.idle_ms(id, self.now_ms),
             ClockKind::Lfu => 255 - self.freq(id) as u64,
         }
     }
@@ -449,6 +449,13 @@ pub fn guarded(
     r
 }
 
+/// How long the shard has been over `maxmemory` without evicting its way back under, µs
+/// (INFO's `current_eviction_exceeded_time`).
+pub fn exceeded_now_us(sh: &Shard, now_us: u64) -> u64 {
+    sh.evict_over_since_us
+        .map_or(0, |since| now_us.saturating_sub(since))
+}
+
 /// Makes every database keep clocks of the kind the policy needs, or none. Cheap when nothing
 /// changed.
 pub fn sync_clocks(sh: &mut Shard, now_ms: u64) {
@@ -566,7 +573,9 @@ pub fn perform(sh: &mut Shard, now_ms: u64) -> Outcome {
     }
     let start_us = (sh.memory_probe.now_us)();
     let since = *sh.evict_over_since_us.get_or_insert(start_us);
-    let to_free = used - cfg.maxmemory;
+    // Every shard over the limit frees its share of the excess from its own keys: the limit is
+    // split evenly, and the shards together free what the process is over by.
+    let to_free = (used - cfg.maxmemory).div_ceil(sh.nshards.max(1) as u64);
     let volatile = cfg.policy.volatile();
     let random = matches!(cfg.policy, Policy::AllkeysRandom | Policy::VolatileRandom);
     let mut freed: u64 = 0;
@@ -585,7 +594,9 @@ pub fn perform(sh: &mut Shard, now_ms: u64) -> Outcome {
         };
         let before = (sh.memory_probe.freed)();
         evict_key(sh, db, key);
-        freed += (sh.memory_probe.freed)().saturating_sub(before);
+        // A wrapping difference: negative (more allocated than freed) counts as nothing.
+        let delta = (sh.memory_probe.freed)().wrapping_sub(before);
+        freed += u64::try_from(delta as i64).unwrap_or(0);
         keys += 1;
         // Check the clock every 16 keys, as Redis does.
         if keys % 16 == 0 {
@@ -685,13 +696,12 @@ mod tests {
         let cfg = MemoryConfig::default();
         let mut c = Clocks::new(&cfg, ClockKind::Lru, 5_000);
         c.touch(3, 5_000);
-        c.now_ms = 65_000;
-        assert_eq!(c.idle_ms(3), 60_000);
+        assert_eq!(c.idle_ms(3, 65_000), 60_000);
         c.set(4, LRU_CLOCK_MAX - 10);
+        assert_eq!(c.idle_ms(4, 20_000), 30_000);
         c.now_ms = 20_000;
-        assert_eq!(c.idle_ms(4), 30_000);
         c.set_restored(5, Some(100), None);
-        assert_eq!(c.idle_ms(5), 100_000);
+        assert_eq!(c.idle_ms(5, 20_000), 100_000);
     }
 
     #[test]

@@ -962,7 +962,7 @@ fn object_idletime(sh: &mut Shard, c: &mut Call) -> Result<()> {
         ));
     }
     let idle_ms = match sh.dbs[c.db].clock_of(c.argv[2]) {
-        Some((clocks, id)) => clocks.idle_ms(id),
+        Some((clocks, id)) => clocks.idle_ms(id, c.now_ms),
         None => 0,
     };
     c.out.int((idle_ms / 1000) as i64);
