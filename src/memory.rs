@@ -12,25 +12,25 @@
 //! process is about 1/nshards, keys being spread by hash slot) until it is back under.
 //!
 //! Reading `stats.allocated` means advancing jemalloc's statistics epoch, a global operation
-//! of some microseconds, so a shard reads it at most every [`REFRESH_US`] and adds its own
-//! thread's net allocations since (exact and free to read); other shards' changes show up at
-//! the next refresh. During one eviction run the bytes freed are read from the thread's own
-//! counters, so a run stops as soon as it has freed enough.
+//! of some microseconds, so a shard reads it at most every [`REFRESH_US`]; in between, the
+//! engine subtracts what its own evictions freed since the reading (measured exactly with the
+//! thread's allocation counters around each deletion), so a shard neither evicts twice for
+//! one excess nor, by adding its thread's other allocations, for bytes that another shard
+//! frees (a request forwarded to its owner is allocated here and freed there).
 
 use shards::evict::MemoryProbe;
 use std::cell::Cell;
 use tikv_jemalloc_ctl::thread::{allocatedp, deallocatedp, ThreadLocal};
 
 /// How stale the process-wide part of the figure may get, µs.
-const REFRESH_US: u64 = 10_000;
+const REFRESH_US: u64 = 5_000;
 
 thread_local! {
     /// This thread's allocated and deallocated byte counters (jemalloc keeps them per thread).
     static COUNTERS: Option<(ThreadLocal<u64>, ThreadLocal<u64>)> =
         allocatedp::read().ok().zip(deallocatedp::read().ok());
-    /// When the process-wide figure was last read, what it was, and this thread's net
-    /// allocations then.
-    static BASE: Cell<(u64, u64, u64)> = const { Cell::new((0, 0, 0)) };
+    /// When the process-wide figure was last read (the reading's id), and what it was.
+    static LAST: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
 }
 
 /// This thread's allocated bytes minus its freed bytes, wrapping (only differences matter).
@@ -38,21 +38,17 @@ fn thread_net() -> u64 {
     COUNTERS.with(|c| c.map_or(0, |(a, d)| a.get().wrapping_sub(d.get())))
 }
 
-/// The bytes in use, as `maxmemory` counts them (see the module's doc).
-pub fn used() -> u64 {
+/// The bytes in use as `maxmemory` counts them (see the module's doc), and the reading's id.
+pub fn used() -> (u64, u64) {
     let now = crate::ctx::now_us();
-    let net = thread_net();
-    BASE.with(|b| {
-        let (at, global, net0) = b.get();
-        if at == 0 || now.saturating_sub(at) >= REFRESH_US {
-            let g = crate::info::allocated_bytes();
-            b.set((now, g, net));
-            g
-        } else {
-            (global as i64)
-                .saturating_add(net.wrapping_sub(net0) as i64)
-                .max(0) as u64
+    LAST.with(|last| {
+        let (at, bytes) = last.get();
+        if at != 0 && now.saturating_sub(at) < REFRESH_US {
+            return (bytes, at);
         }
+        let bytes = crate::info::allocated_bytes();
+        last.set((now, bytes));
+        (bytes, now)
     })
 }
 

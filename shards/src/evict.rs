@@ -391,8 +391,9 @@ pub const OOM: &str = "OOM command not allowed when used memory > 'maxmemory'.";
 /// How a shard reads its memory use. The server measures; the engine reads no allocator.
 #[derive(Debug, Clone, Copy)]
 pub struct MemoryProbe {
-    /// The bytes in use that `maxmemory` limits.
-    pub used: fn() -> u64,
+    /// The bytes in use that `maxmemory` limits, as last read, and an id of that reading (it
+    /// changes whenever the figure is read afresh).
+    pub used: fn() -> (u64, u64),
     /// A running count of the bytes this shard's thread has freed: the difference across one
     /// deletion is what the deletion freed.
     pub freed: fn() -> u64,
@@ -404,7 +405,7 @@ impl Default for MemoryProbe {
     /// Measures nothing: never over any limit.
     fn default() -> Self {
         MemoryProbe {
-            used: || 0,
+            used: || (0, 0),
             freed: || 0,
             now_us: || 0,
         }
@@ -557,13 +558,24 @@ fn evict_key(sh: &mut Shard, db: usize, key: Key) {
     }
 }
 
+/// The memory in use less what this shard's evictions freed since the figure was read: the
+/// figure may be some milliseconds old, and a shard must not evict again for an excess it has
+/// freed already.
+fn used_now(sh: &mut Shard) -> u64 {
+    let (bytes, reading) = (sh.memory_probe.used)();
+    if sh.evict_credit.0 != reading {
+        sh.evict_credit = (reading, 0);
+    }
+    bytes.saturating_sub(sh.evict_credit.1)
+}
+
 /// Frees memory until the shard is under `maxmemory` (Redis's `performEvictions`).
 pub fn perform(sh: &mut Shard, now_ms: u64) -> Outcome {
     let cfg = sh.config.memory;
     if cfg.maxmemory == 0 {
         return Outcome::Ok;
     }
-    let used = (sh.memory_probe.used)();
+    let used = used_now(sh);
     if used <= cfg.maxmemory {
         sh.evict_over_since_us = None;
         return Outcome::Ok;
@@ -607,12 +619,13 @@ pub fn perform(sh: &mut Shard, now_ms: u64) -> Outcome {
             }
         }
     };
+    sh.evict_credit.1 += freed;
     let end_us = (sh.memory_probe.now_us)();
     if result == Outcome::Ok {
         sh.stats.eviction_exceeded_us += end_us.saturating_sub(since);
         sh.evict_over_since_us = None;
     }
-    if result == Outcome::Fail && keys > 0 && (sh.memory_probe.used)() <= cfg.maxmemory {
+    if result == Outcome::Fail && keys > 0 && used_now(sh) <= cfg.maxmemory {
         // Freed enough after all (the run's own estimate was short).
         return Outcome::Ok;
     }
@@ -846,14 +859,15 @@ mod tests {
         fill(&mut sh, 20, 2);
         // Every key costs 1 byte of "memory": each deletion frees one.
         USED.with(|u| u.set(20));
-        sh.memory_probe.used = || USED.with(|u| u.get());
+        sh.memory_probe.used = || (USED.with(|u| u.get()), 0);
         sh.memory_probe.freed = || {
             FREED.with(|f| f.set(f.get() + 1));
             FREED.with(|f| f.get())
         };
         assert_eq!(perform(&mut sh, 0), Outcome::Ok);
         assert_eq!(sh.dbs[0].len(), 10);
-        USED.with(|u| u.set(30));
+        // 10 freed already count until the figure is read afresh.
+        USED.with(|u| u.set(40));
         assert_eq!(perform(&mut sh, 0), Outcome::Fail);
         assert_eq!(sh.dbs[0].volatile_len(), 0);
         sh.config.memory.policy = Policy::NoEviction;

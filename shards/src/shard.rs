@@ -240,6 +240,9 @@ pub struct Shard {
     pub(crate) evict_next_db: usize,
     pub(crate) evict_over_since_us: Option<u64>,
     pub(crate) evict_depth: u32,
+    /// Bytes this shard's evictions freed since the memory figure of reading `.0` (see
+    /// `evict::used_now`).
+    pub(crate) evict_credit: (u64, u64),
     pub oom: bool,
 }
 
@@ -278,6 +281,7 @@ impl Shard {
             evict_next_db: 0,
             evict_over_since_us: None,
             evict_depth: 0,
+            evict_credit: (0, 0),
             oom: false,
         }
     }
