@@ -18,7 +18,7 @@ const VALUE_LEN: usize = 4000;
 /// Keys one pipelined batch writes.
 const BATCH: usize = 100;
 /// Keys a flood writes: about twice what fits under [`MAXMEMORY`].
-const FLOOD_KEYS: usize = 8_000;
+const FLOOD_KEYS: usize = 6_000;
 
 const OOM: &str = "OOM command not allowed when used memory > 'maxmemory'.";
 

@@ -112,8 +112,14 @@ impl Default for MemoryConfig {
 impl MemoryConfig {
     /// Whether a command needs the shard's memory hook at all: a limit is set, or clocks are
     /// kept. False under the defaults, so the hook costs one branch then.
+    #[inline]
     pub fn active(&self) -> bool {
-        self.maxmemory != 0 || self.policy.clock_kind().is_some()
+        // One test for both: a limit is set, or the policy keeps clocks.
+        let clocks = matches!(
+            self.policy,
+            Policy::AllkeysLru | Policy::VolatileLru | Policy::AllkeysLfu | Policy::VolatileLfu
+        );
+        self.maxmemory | clocks as u64 != 0
     }
 
     /// How long one eviction run may take, µs (Redis's `evictionTimeLimitUs`); `None`: no
@@ -611,7 +617,7 @@ pub fn perform(sh: &mut Shard, now_ms: u64) -> Outcome {
         freed += u64::try_from(delta as i64).unwrap_or(0);
         keys += 1;
         // Check the clock every 16 keys, as Redis does.
-        if keys % 16 == 0 {
+        if keys.is_multiple_of(16) {
             if let Some(limit) = cfg.time_limit_us() {
                 if (sh.memory_probe.now_us)().saturating_sub(start_us) > limit {
                     break Outcome::Running;
