@@ -879,4 +879,113 @@ mod tests {
         sh.config.memory.policy = Policy::NoEviction;
         assert_eq!(perform(&mut sh, 0), Outcome::Fail);
     }
+
+    thread_local! {
+        /// The "memory in use" of [`over_by_keys`]: keys in db 0, at 1 byte each.
+        static KEYS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+        static FREED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
+    /// A probe that reads the keys of db 0 as bytes (set by [`count_keys`]), and one byte
+    /// freed per deletion.
+    fn over_by_keys(sh: &mut Shard) {
+        sh.memory_probe.used = || (KEYS.with(|k| k.get()), FREED.with(|f| f.get()));
+        sh.memory_probe.freed = || {
+            FREED.with(|f| f.set(f.get() + 1));
+            FREED.with(|f| f.get())
+        };
+    }
+
+    fn count_keys(sh: &Shard) {
+        KEYS.with(|k| k.set(sh.dbs[0].len() as u64));
+    }
+
+    #[test]
+    fn evict_fires_events_logs_del_and_fails_watch() {
+        let mut t = crate::shard::testing::TestShard::new();
+        t.shard.config.memory.policy = Policy::AllkeysLru;
+        t.shard.config.memory.maxmemory = 3;
+        over_by_keys(&mut t.shard);
+        t.shard.notify_flags = crate::notify::parse_flags("Ee").unwrap();
+        t.shard.prop = Some(Default::default());
+        for k in ["a", "b", "c"] {
+            count_keys(&t.shard);
+            assert_eq!(t.run(&format!("SET {k} v")), "+OK\r\n");
+        }
+        let (version, _) = t.shard.watch_key(0, b"a", t.now_ms);
+        count_keys(&t.shard);
+        // 3 keys at a limit of 3 bytes: not over. One more key is.
+        assert_eq!(t.run("SET d v"), "+OK\r\n");
+        assert!(t.shard.events.is_empty());
+        count_keys(&t.shard);
+        t.shard.prop.as_mut().unwrap().buf.clear();
+        assert_eq!(t.run("GET d"), "$1\r\nv\r\n");
+        assert_eq!(t.shard.stats.evicted_keys, 1);
+        assert_eq!(t.shard.dbs[0].len(), 3);
+        let ev = &t.shard.events[0];
+        assert_eq!((ev.event, ev.class), ("evicted", class::EVICTED));
+        let gone = ev.key.clone();
+        let log = String::from_utf8_lossy(&t.shard.prop.as_ref().unwrap().buf).into_owned();
+        assert!(
+            log.ends_with(&format!("$3\r\nDEL\r\n$1\r\n{}\r\n", gone[0] as char)),
+            "{log:?}"
+        );
+        if gone == b"a" {
+            assert!(!t.shard.watch_holds(0, b"a", version, true, t.now_ms));
+        }
+    }
+
+    #[test]
+    fn evict_oom_refuses_denyoom_commands_only() {
+        let mut t = crate::shard::testing::TestShard::new();
+        t.shard.config.memory.maxmemory = 1;
+        over_by_keys(&mut t.shard);
+        t.run("SET a v");
+        t.run("SET b v");
+        count_keys(&t.shard);
+        let oom = format!("-{OOM}\r\n");
+        assert_eq!(t.run("SET c v"), oom);
+        assert_eq!(t.run("APPEND a x"), oom);
+        assert_eq!(t.run("GET a"), "$1\r\nv\r\n");
+        assert_eq!(t.run("EXPIRE a 100"), ":1\r\n");
+        assert_eq!(t.run("DEL b"), ":1\r\n");
+        assert_eq!(t.shard.stats.evicted_keys, 0);
+        // An LRU policy evicts instead.
+        t.shard.config.memory.policy = Policy::AllkeysLru;
+        assert_eq!(t.run("SET c v"), "+OK\r\n");
+        assert_eq!(t.shard.stats.evicted_keys, 1);
+    }
+
+    #[test]
+    fn evict_clocks_follow_lookups_but_not_notouch_commands() {
+        let mut t = crate::shard::testing::TestShard::new();
+        t.shard.config.memory.policy = Policy::AllkeysLru;
+        t.run("SET k v");
+        t.now_ms += 10_000;
+        for cmd in [
+            "TYPE k",
+            "EXISTS k",
+            "TTL k",
+            "OBJECT ENCODING k",
+            "OBJECT IDLETIME k",
+        ] {
+            t.run(cmd);
+        }
+        assert_eq!(t.run("OBJECT IDLETIME k"), ":10\r\n");
+        t.run("GET k");
+        assert_eq!(t.run("OBJECT IDLETIME k"), ":0\r\n");
+        t.now_ms += 5_000;
+        t.run("TOUCH k");
+        assert_eq!(t.run("OBJECT IDLETIME k"), ":0\r\n");
+        // Under LFU: a new key starts at 5, OBJECT FREQ does not count as an access.
+        t.shard.config.memory.policy = Policy::AllkeysLfu;
+        t.run("SET f v");
+        assert_eq!(t.run("OBJECT FREQ f"), ":5\r\n");
+        assert_eq!(t.run("OBJECT FREQ f"), ":5\r\n");
+        // Back to noeviction: the clocks go, and their memory with them.
+        t.shard.config.memory.policy = Policy::NoEviction;
+        sync_clocks(&mut t.shard, t.now_ms);
+        assert!(t.shard.dbs[0].clocks().is_none());
+        assert_eq!(t.run("OBJECT IDLETIME k"), ":0\r\n");
+    }
 }
