@@ -394,7 +394,7 @@ impl ShardCtx {
                 active_expire: e.config.active_expire,
                 ..crate::load::shard_config(cfg)
             };
-            shards::evict::sync_clocks(&mut e, now_us() / 1000);
+            shards::evict::configure(&mut e, now_us() / 1000);
         }
         self.aof_config();
         self.engine.borrow_mut().notify_flags =

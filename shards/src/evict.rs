@@ -438,7 +438,7 @@ pub fn guarded(
     }
     let kind = sh.config.memory.policy.clock_kind();
     if sh.dbs.get(db).map(|d| d.clocks().map(|c| c.kind)) != Some(kind) {
-        sync_clocks(sh, now_ms);
+        configure(sh, now_ms);
     }
     if let Some(c) = sh.dbs.get_mut(db).and_then(|d| d.clocks_mut()) {
         c.now_ms = now_ms;
@@ -463,10 +463,27 @@ pub fn exceeded_now_us(sh: &Shard, now_us: u64) -> u64 {
         .map_or(0, |since| now_us.saturating_sub(since))
 }
 
-/// Makes every database keep clocks of the kind the policy needs, or none. Cheap when nothing
-/// changed.
-pub fn sync_clocks(sh: &mut Shard, now_ms: u64) {
+/// Whether a script declaring its flags (a shebang script or a function) may start: one that
+/// may write and is not `allow-oom` is refused while over the limit, as Redis refuses it; an
+/// `allow-oom` one may then call deny-oom commands. Scripts without a shebang are checked
+/// command by command instead (see [`guarded`]).
+pub fn script_may_run(sh: &mut Shard, flags: u32) -> Result<()> {
+    use crate::script::sflag;
+    if flags & sflag::ALLOW_OOM != 0 {
+        sh.oom = false;
+    } else if sh.oom && flags & sflag::NO_WRITES == 0 {
+        return Err(Error::Other(OOM.into()));
+    }
+    Ok(())
+}
+
+/// Applies the memory settings: every database keeps clocks of the kind the policy needs, or
+/// none, and without a limit nothing is out of memory. Cheap when nothing changed.
+pub fn configure(sh: &mut Shard, now_ms: u64) {
     let cfg = sh.config.memory;
+    if cfg.maxmemory == 0 {
+        sh.oom = false;
+    }
     let kind = cfg.policy.clock_kind();
     for db in &mut sh.dbs {
         db.set_clocks(&cfg, kind, now_ms);
@@ -681,7 +698,7 @@ mod tests {
             policy,
             ..MemoryConfig::default()
         };
-        sync_clocks(&mut sh, 0);
+        configure(&mut sh, 0);
         sh
     }
 
@@ -984,7 +1001,7 @@ mod tests {
         assert_eq!(t.run("OBJECT FREQ f"), ":5\r\n");
         // Back to noeviction: the clocks go, and their memory with them.
         t.shard.config.memory.policy = Policy::NoEviction;
-        sync_clocks(&mut t.shard, t.now_ms);
+        configure(&mut t.shard, t.now_ms);
         assert!(t.shard.dbs[0].clocks().is_none());
         assert_eq!(t.run("OBJECT IDLETIME k"), ":0\r\n");
     }
