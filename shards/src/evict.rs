@@ -463,6 +463,16 @@ pub fn exceeded_now_us(sh: &Shard, now_us: u64) -> u64 {
         .map_or(0, |since| now_us.saturating_sub(since))
 }
 
+/// Whether the shard is over `maxmemory` with nothing left to evict, evicting first as before
+/// any command: for commands queued in MULTI, which Redis refuses then.
+pub fn out_of_memory(sh: &mut Shard, now_ms: u64) -> bool {
+    if sh.config.memory.maxmemory == 0 {
+        return false;
+    }
+    sh.oom = perform(sh, now_ms) == Outcome::Fail;
+    sh.oom
+}
+
 /// Whether a script declaring its flags (a shebang script or a function) may start: one that
 /// may write and is not `allow-oom` is refused while over the limit, as Redis refuses it; an
 /// `allow-oom` one may then call deny-oom commands. Scripts without a shebang are checked
