@@ -250,7 +250,7 @@ impl ShardCtx {
                 e.scripts = shared.scripts.clone();
                 e.clock_ms = || now_us() / 1000;
                 e.busy_poll = Some(busy_poll_current);
-                e.memory_probe = crate::memory::probe();
+                e.memory_probe = crate::maxmemory::probe();
                 e
             }),
             conns: RefCell::new(Slab::default()),

@@ -27,7 +27,7 @@ mod debug;
 mod dispatch;
 mod info;
 mod load;
-mod memory;
+mod maxmemory;
 mod merge;
 mod msg;
 mod multi;
