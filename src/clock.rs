@@ -37,6 +37,11 @@ pub fn calibrate() {
     let _ = START.get_or_init(Instant::now);
 }
 
+/// Converts microseconds to a tick count.
+pub fn from_us(us: u64) -> u64 {
+    (us as f64 * TICKS_PER_US.get().copied().unwrap_or(1000.0)) as u64
+}
+
 /// Converts a tick count to microseconds.
 pub fn to_us(ticks: u64) -> u64 {
     (ticks as f64 / TICKS_PER_US.get().copied().unwrap_or(1000.0)) as u64

@@ -255,6 +255,67 @@ pub const OPTIONS: &[OptDef] = &[
         "background task frequency (active expiry)",
     ),
     opt(
+        "slowlog-log-slower-than",
+        "10000",
+        Kind::Int {
+            min: -1,
+            max: i64::MAX,
+        },
+        true,
+        "microseconds a command must take to enter SLOWLOG (-1: never, 0: always)",
+    ),
+    opt(
+        "slowlog-max-len",
+        "128",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+        true,
+        "entries SLOWLOG keeps",
+    ),
+    opt(
+        "latency-monitor-threshold",
+        "0",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+        true,
+        "milliseconds a command must take to be a latency event (0: monitor off)",
+    ),
+    opt(
+        "latency-tracking",
+        "yes",
+        Kind::Bool,
+        true,
+        "per-command latency histograms (INFO latencystats, LATENCY HISTOGRAM)",
+    ),
+    opt(
+        "latency-tracking-info-percentiles",
+        "50 99 99.9",
+        Kind::Str,
+        true,
+        "percentiles INFO latencystats reports",
+    ),
+    opt(
+        "metrics-port",
+        "0",
+        Kind::Int {
+            min: 0,
+            max: 65535,
+        },
+        false,
+        "Prometheus endpoint (GET /metrics) on this port; 0 = off",
+    ),
+    opt(
+        "sanitize-dump-payload",
+        "no",
+        Kind::Enum(&["no", "yes", "clients"]),
+        true,
+        "accepted: RESTORE and RDB loading always check a payload's whole structure",
+    ),
+    opt(
         "aclfile",
         "",
         Kind::Str,
@@ -298,6 +359,23 @@ pub const OPTIONS: &[OptDef] = &[
         Kind::Str,
         false,
         "log file (empty: standard error)",
+    ),
+    opt(
+        "syslog-enabled",
+        "no",
+        Kind::Bool,
+        false,
+        "also log to syslog",
+    ),
+    opt("syslog-ident", "redis", Kind::Str, false, "syslog identity"),
+    opt(
+        "syslog-facility",
+        "local0",
+        Kind::Enum(&[
+            "user", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+        ]),
+        false,
+        "syslog facility",
     ),
     opt(
         "daemonize",

@@ -114,6 +114,26 @@ pub struct Conn {
     pub flush_queued: bool,
     /// The TLS session of a connection to the TLS port (see `crate::tls`).
     pub tls: Option<Box<crate::tls::Session>>,
+    /// MONITOR: receives every command (see `crate::monitor`).
+    pub monitor: bool,
+    /// CLIENT NO-EVICT.
+    pub no_evict: bool,
+    /// CLIENT REPLY: whether commands get replies.
+    pub reply_mode: ReplyMode,
+    /// Where the output of a command whose reply is suppressed began; cut back to it once the
+    /// command is done.
+    pub mute_mark: Option<usize>,
+    /// Held by CLIENT PAUSE (listed in the shard's `paused`).
+    pub paused: bool,
+}
+
+/// CLIENT REPLY's modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyMode {
+    On,
+    Off,
+    /// No reply for the next command only.
+    Skip,
 }
 
 impl Conn {
@@ -161,6 +181,11 @@ impl Conn {
             held_len: 0,
             subs: None,
             flush_queued: false,
+            monitor: false,
+            no_evict: false,
+            reply_mode: ReplyMode::On,
+            mute_mark: None,
+            paused: false,
             tls: None,
         }
     }
@@ -215,6 +240,26 @@ impl Conn {
         }
     }
 
+    /// All output has been written: the buffer starts over (and so does the output of a
+    /// command whose reply is suppressed).
+    pub fn output_written(&mut self) {
+        self.wbuf.clear();
+        self.wpos = 0;
+        if let Some(m) = self.mute_mark.as_mut() {
+            *m = 0;
+        }
+    }
+
+    /// Redis's client type: `pubsub` while subscribed, else `normal` (monitors included).
+    pub fn kind(&self) -> &'static str {
+        let (a, b, c) = crate::pubsub::counts(self);
+        if a + b + c > 0 {
+            "pubsub"
+        } else {
+            "normal"
+        }
+    }
+
     /// The CLIENT LIST / CLIENT INFO line for this connection.
     pub fn info_line(&self, now_ms: u64) -> String {
         let name = self
@@ -224,14 +269,33 @@ impl Conn {
             .unwrap_or_default();
         let qbuf = self.rbuf.len() - self.rpos;
         let events = if self.want_write { "rw" } else { "r" };
-        // `b`: blocked in a blocking command, as Redis shows it.
-        let flags = if matches!(self.wait, Wait::Blocked { .. } | Wait::Retry) {
-            "b"
-        } else {
-            "N"
-        };
+        // Redis's flag letters, in its order.
+        let (sub, psub, ssub) = crate::pubsub::counts(self);
+        let mut flags = String::new();
+        if self.monitor {
+            flags.push('O');
+        }
+        if sub + psub + ssub > 0 {
+            flags.push('P');
+        }
+        if self.multi.is_some() {
+            flags.push('x');
+        }
+        if matches!(self.wait, Wait::Blocked { .. } | Wait::Retry) {
+            flags.push('b');
+        }
+        if self.close_after_reply {
+            flags.push('c');
+        }
+        if self.no_evict {
+            flags.push('e');
+        }
+        if flags.is_empty() {
+            flags.push('N');
+        }
+        let multi = self.multi.as_ref().map_or(-1, |m| m.queued.len() as i64);
         format!(
-            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp=0 obl=0 oll=0 omem={} tot-mem={} events={} cmd={} user={} redir=-1 resp={}\n",
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp=0 obl=0 oll=0 omem={} tot-mem={} events={} cmd={} user={} redir=-1 resp={}\n",
             self.id,
             self.addr,
             self.laddr,
@@ -241,6 +305,10 @@ impl Conn {
             now_ms.saturating_sub(self.last_ms) / 1000,
             flags,
             self.db,
+            sub,
+            psub,
+            ssub,
+            multi,
             qbuf,
             self.rbuf.capacity() - self.rbuf.len(),
             self.rbuf.capacity(),

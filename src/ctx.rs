@@ -59,6 +59,16 @@ pub struct Shared {
     pub scripts: Arc<shards::script::Store>,
     /// ACL users and the ACL LOG (see `crate::acl_cmds`).
     pub acl: Arc<shards::acl::Store>,
+    /// Every client's address and name by id, for SLOWLOG entries made on whichever shard ran
+    /// the command (written on connect, rename and close only).
+    pub idents: std::sync::Mutex<std::collections::HashMap<u64, (String, String)>>,
+    /// MONITOR clients per shard, and in all (see `crate::monitor`).
+    pub monitors: Vec<std::sync::atomic::AtomicUsize>,
+    pub monitoring: std::sync::atomic::AtomicUsize,
+    /// CLIENT PAUSE: until when (Unix ms; 0 none), and whether every command waits (see
+    /// `crate::pause`).
+    pub pause_end_ms: AtomicU64,
+    pub pause_all: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -90,6 +100,13 @@ impl Shared {
             persist: crate::save::Status::new(nshards),
             scripts,
             acl: Arc::new(shards::acl::Store::new()),
+            idents: Default::default(),
+            monitors: (0..nshards)
+                .map(|_| std::sync::atomic::AtomicUsize::new(0))
+                .collect(),
+            monitoring: std::sync::atomic::AtomicUsize::new(0),
+            pause_end_ms: AtomicU64::new(0),
+            pause_all: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -123,6 +140,44 @@ pub struct NetStats {
     pub net_input_bytes: Cell<u64>,
     pub net_output_bytes: Cell<u64>,
     pub hops_out: Cell<u64>,
+}
+
+/// Instantaneous rates (INFO's `instantaneous_*`): like Redis, the mean of the last 16
+/// samples taken at least 100 ms apart.
+#[derive(Default)]
+pub struct Rates {
+    last: Option<(std::time::Instant, u64, u64, u64)>,
+    samples: std::collections::VecDeque<(f64, f64, f64)>,
+}
+
+impl Rates {
+    /// Records the counters now: commands, bytes in, bytes out.
+    pub fn sample(&mut self, commands: u64, input: u64, output: u64) {
+        let now = std::time::Instant::now();
+        if let Some((t, c, i, o)) = self.last {
+            let dt = now.duration_since(t).as_secs_f64();
+            if dt < 0.1 {
+                return;
+            }
+            let per = |a: u64, b: u64| a.saturating_sub(b) as f64 / dt;
+            self.samples
+                .push_back((per(commands, c), per(input, i), per(output, o)));
+            if self.samples.len() > 16 {
+                self.samples.pop_front();
+            }
+        }
+        self.last = Some((now, commands, input, output));
+    }
+
+    /// Commands, input bytes and output bytes per second.
+    pub fn rates(&self) -> (f64, f64, f64) {
+        let n = self.samples.len().max(1) as f64;
+        let (a, b, c) = self
+            .samples
+            .iter()
+            .fold((0.0, 0.0, 0.0), |s, x| (s.0 + x.0, s.1 + x.1, s.2 + x.2));
+        (a / n, b / n, c / n)
+    }
 }
 
 impl NetStats {
@@ -194,6 +249,12 @@ pub struct ShardCtx {
     pub normal_limits: Cell<(u64, u64, u64)>,
     /// Connections that got Pub/Sub messages this loop iteration, to write out at its end.
     pub flush_later: RefCell<Vec<Token>>,
+    /// This shard's MONITOR clients.
+    pub monitors: RefCell<Vec<Token>>,
+    /// Connections held by CLIENT PAUSE.
+    pub paused: RefCell<Vec<Token>>,
+    /// INFO's instantaneous rates.
+    pub rates: RefCell<Rates>,
 }
 
 impl ShardCtx {
@@ -251,6 +312,9 @@ impl ShardCtx {
                 e.clock_ms = || now_us() / 1000;
                 e.busy_poll = Some(busy_poll_current);
                 e.memory_probe = crate::maxmemory::probe();
+                e.client_ident = client_ident_current;
+                e.ticks_to_us = crate::clock::to_us;
+                e.thread_allocated = crate::memory::thread_allocated;
                 e
             }),
             conns: RefCell::new(Slab::default()),
@@ -284,6 +348,9 @@ impl ShardCtx {
             pubsub_limits: Cell::new((32 << 20, 8 << 20, 60)),
             normal_limits: Cell::new((0, 0, 0)),
             flush_later: RefCell::new(Vec::new()),
+            monitors: RefCell::new(Vec::new()),
+            paused: RefCell::new(Vec::new()),
+            rates: RefCell::new(Rates::default()),
         });
         *ctx.me.borrow_mut() = Rc::downgrade(&ctx);
         set_current(&ctx);
@@ -405,6 +472,23 @@ impl ShardCtx {
         self.normal_limits
             .set(crate::pubsub::output_limits(&limits, "normal"));
         self.protected.set(cfg.get("protected-mode") == "yes");
+        crate::logging::set_level(&cfg.get("loglevel"));
+        {
+            let mut e = self.engine.borrow_mut();
+            let slower = cfg.get_i64("slowlog-log-slower-than");
+            e.slowlog.threshold_ticks = if slower < 0 {
+                u64::MAX
+            } else {
+                crate::clock::from_us(slower as u64)
+            };
+            e.slowlog
+                .set_max_len(cfg.get_i64("slowlog-max-len").max(0) as usize);
+            e.latency.tracking = cfg.get("latency-tracking") == "yes";
+            e.latency.monitor_ticks = match cfg.get_i64("latency-monitor-threshold") {
+                0 => u64::MAX,
+                ms => crate::clock::from_us(ms as u64 * 1000),
+            };
+        }
         *self.tls_config.borrow_mut() = cfg.tls.get();
     }
 
@@ -424,6 +508,12 @@ impl ShardCtx {
             }
             self.persist_cron();
             crate::acl_cmds::sweep(self);
+            crate::pause::resume(self);
+            self.rates.borrow_mut().sample(
+                self.engine.borrow().stats.commands,
+                self.net.net_input_bytes.get(),
+                self.net.net_output_bytes.get(),
+            );
             if last_sync.elapsed() >= Duration::from_secs(1) {
                 last_sync = std::time::Instant::now();
                 self.close_idle();
@@ -472,6 +562,7 @@ impl ShardCtx {
         for t in idle {
             let conn = self.conns.borrow_mut().take(t);
             if let Some(conn) = conn {
+                crate::logging::write(crate::logging::Level::Verbose, "Closing idle client");
                 self.close(conn);
             }
         }
@@ -918,6 +1009,7 @@ impl ShardCtx {
             return;
         }
         conn.tls = tls;
+        self.shared.set_ident(&conn, true);
         conns.put(conn);
     }
 
@@ -991,8 +1083,7 @@ impl ShardCtx {
                             .net_output_bytes
                             .set(self.net.net_output_bytes.get() + n as u64);
                         if conn.wpos == conn.wbuf.len() {
-                            conn.wbuf.clear();
-                            conn.wpos = 0;
+                            conn.output_written();
                             conn.held_len = 0;
                             if conn.wbuf.capacity() > 1 << 20 {
                                 conn.wbuf = Vec::new();
@@ -1050,6 +1141,9 @@ impl ShardCtx {
 
     pub fn close(&self, conn: Box<Conn>) {
         self.shared.clients.fetch_sub(1, Ordering::AcqRel);
+        self.shared.set_ident(&conn, false);
+        let mut conn = conn;
+        crate::monitor::stop(self, &mut conn);
         if let Wait::Blocked { shard } = conn.wait {
             self.cancel_block(shard, conn.token);
         }
@@ -1082,6 +1176,7 @@ impl ShardCtx {
             tx: 0,
             body,
             caller: None,
+            client: 0,
         };
         self.send(shard, part);
     }
@@ -1178,6 +1273,7 @@ impl ShardCtx {
                     let mut e = self.engine.borrow_mut();
                     e.counting = counted;
                     e.caller = p.caller.clone();
+                    e.client = p.client;
                 }
                 let end =
                     crate::dispatch::run_frames(self, frames, db, p.proto, &mut out, Some(origin));
@@ -1198,6 +1294,7 @@ impl ShardCtx {
                             out,
                             counted,
                             caller: p.caller.clone(),
+                            client: p.client,
                         });
                         RepBody::Deferred
                     }
@@ -1336,6 +1433,35 @@ pub fn set_current(ctx: &Rc<ShardCtx>) {
     CURRENT.with(|c| *c.borrow_mut() = Rc::downgrade(ctx));
 }
 
+/// A client's address and name, for a SLOWLOG entry (`Shard::client_ident`).
+fn client_ident_current(id: u64) -> (String, String) {
+    CURRENT
+        .with(|c| c.borrow().upgrade())
+        .and_then(|ctx| {
+            let idents = ctx.shared.idents.lock().ok()?;
+            idents.get(&id).cloned()
+        })
+        .unwrap_or_default()
+}
+
+impl Shared {
+    /// Records (or, with `None`, forgets) a client's address and name.
+    pub fn set_ident(&self, conn: &Conn, open: bool) {
+        if let Ok(mut m) = self.idents.lock() {
+            if open {
+                let name = conn
+                    .name
+                    .as_deref()
+                    .map(|n| String::from_utf8_lossy(n).into_owned())
+                    .unwrap_or_default();
+                m.insert(conn.id, (conn.addr.clone(), name));
+            } else {
+                m.remove(&conn.id);
+            }
+        }
+    }
+}
+
 /// Serves this thread's connections while a script keeps the shard busy (`Shard::busy_poll`).
 fn busy_poll_current() {
     if let Some(ctx) = CURRENT.with(|c| c.borrow().upgrade()) {
@@ -1373,8 +1499,7 @@ impl ShardCtx {
                     let _ = tls.flush(conn.fd);
                 }
                 if conn.pending_output() == 0 {
-                    conn.wbuf.clear();
-                    conn.wpos = 0;
+                    conn.output_written();
                 }
             }
             self.conns.borrow_mut().put_back(conn);

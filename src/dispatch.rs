@@ -33,6 +33,8 @@ enum Target {
     Split(Lookup, Merge),
     All(Lookup, Merge),
     Gather(Lookup),
+    /// CLIENT PAUSE holds the command: the connection waits, its input unread.
+    Paused,
 }
 
 /// The shard that owns `key`.
@@ -121,6 +123,7 @@ fn process_input(ctx: &ShardCtx, conn: &mut Conn) {
         if conn.waiting() || conn.close_after_reply {
             break;
         }
+        settle_mute(conn);
         if !conn.inject.is_empty() {
             let frames = std::mem::take(&mut conn.inject);
             rbuf.splice(pos..pos, frames);
@@ -151,6 +154,17 @@ fn process_input(ctx: &ShardCtx, conn: &mut Conn) {
             };
         let base: &[u8] = if inline { &scratch } else { &rbuf[pos..] };
         let argv: SmallVec<[&[u8]; 8]> = ranges.iter().map(|r| &base[r.clone()]).collect();
+        if conn.reply_mode != crate::conn::ReplyMode::On && !is_client_reply(&argv) {
+            // CLIENT REPLY OFF/SKIP: this command's output is cut once it is done; it runs
+            // alone so that nothing else's output mixes with it.
+            if run.is_some() {
+                break;
+            }
+            if conn.reply_mode == crate::conn::ReplyMode::Skip {
+                conn.reply_mode = crate::conn::ReplyMode::On;
+            }
+            conn.mute_mark = Some(conn.wbuf.len());
+        }
         if conn.multi.is_some() {
             // Queued replies must follow those of a run still out.
             if run.is_some() {
@@ -161,7 +175,13 @@ fn process_input(ctx: &ShardCtx, conn: &mut Conn) {
                 continue;
             }
         }
-        match busy_check(ctx, route(ctx, conn, &argv), &argv) {
+        let target = busy_check(ctx, route(ctx, conn, &argv), &argv);
+        let seen = target_lookup(&target);
+        if matches!(target, Target::Paused) {
+            crate::pause::hold(ctx, conn);
+            break;
+        }
+        match target {
             Target::Remote(shard, l) => {
                 match &run {
                     Some((s, _)) if *s != shard => break,
@@ -181,6 +201,7 @@ fn process_input(ctx: &ShardCtx, conn: &mut Conn) {
                 }
                 if l.spec.flags & shards::cmd::flag::BLOCKING != 0 {
                     // A blocking command ends the run: what follows must wait for its answer.
+                    crate::monitor::feed(ctx, conn, l, &argv);
                     pos += consumed;
                     live_step(conn);
                     break;
@@ -189,12 +210,21 @@ fn process_input(ctx: &ShardCtx, conn: &mut Conn) {
             _ if run.is_some() => break,
             target => execute(ctx, conn, target, &argv, now),
         }
+        if let Some(l) = seen {
+            crate::monitor::feed(ctx, conn, l, &argv);
+        }
         pos += consumed;
         live_step(conn);
         // The last command of a block run live: nothing after it may join its run.
         if conn.live.as_ref().is_some_and(|b| b.left == 0) {
             break;
         }
+        if conn.mute_mark.is_some() && run.is_some() {
+            break;
+        }
+    }
+    if run.is_none() && !conn.waiting() {
+        settle_mute(conn);
     }
     if let Some((shard, frames)) = run {
         conn.seq = crate::conn::next_seq(conn.seq);
@@ -206,6 +236,7 @@ fn process_input(ctx: &ShardCtx, conn: &mut Conn) {
             tx: conn.tx_id(),
             body: ReqBody::Run(frames),
             caller: run_caller,
+            client: conn.id,
         };
         ctx.send(shard, part);
         conn.wait = Wait::Run;
@@ -240,6 +271,36 @@ fn names(l: Lookup) -> (&'static str, Option<&'static str>) {
     match l.parent {
         Some(p) => (p.name, Some(l.spec.name)),
         None => (l.spec.name, None),
+    }
+}
+
+/// Whether a command is CLIENT REPLY (which answers even while replies are off).
+fn is_client_reply(argv: &[&[u8]]) -> bool {
+    argv.len() >= 2
+        && argv[0].eq_ignore_ascii_case(b"client")
+        && argv[1].eq_ignore_ascii_case(b"reply")
+}
+
+/// Cuts the output of a command whose reply is suppressed, once it is complete.
+fn settle_mute(conn: &mut Conn) {
+    if let Some(mark) = conn.mute_mark {
+        if !conn.waiting() {
+            conn.wbuf.truncate(mark.max(conn.wpos));
+            conn.mute_mark = None;
+        }
+    }
+}
+
+/// The command a target runs (none for a refusal).
+fn target_lookup(t: &Target) -> Option<Lookup> {
+    match t {
+        Target::Fail(_) | Target::Paused => None,
+        Target::Local(l)
+        | Target::Remote(_, l)
+        | Target::Server(l, _)
+        | Target::Split(l, _)
+        | Target::All(l, _)
+        | Target::Gather(l) => Some(*l),
     }
 }
 
@@ -281,6 +342,19 @@ fn route(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Target {
             )));
         }
         return Target::Fail(e);
+    }
+    if conn.monitor
+        && spec.flags
+            & (shards::cmd::flag::READONLY
+                | shards::cmd::flag::WRITE
+                | shards::cmd::flag::MAY_REPLICATE)
+            != 0
+    {
+        // A monitor is a replica to Redis: it may not touch the keyspace.
+        return Target::Fail(Error::err("Replica can't interact with the keyspace"));
+    }
+    if crate::pause::holds(&ctx.shared, spec.flags | l.parent.map_or(0, |p| p.flags)) {
+        return Target::Paused;
     }
     if conn.proto == Proto::Resp2 && crate::pubsub::subscribed(conn) {
         let name = l.parent.map_or(spec.name, |p| p.name);
@@ -389,6 +463,7 @@ fn execute(ctx: &ShardCtx, conn: &mut Conn, target: Target, argv: &[&[u8]], now:
                     out: Vec::new(),
                     counted: true,
                     caller: crate::acl_cmds::caller(ctx, conn),
+                    client: conn.id,
                 });
                 conn.wait = Wait::Run;
                 return;
@@ -397,6 +472,7 @@ fn execute(ctx: &ShardCtx, conn: &mut Conn, target: Target, argv: &[&[u8]], now:
             if script {
                 ctx.engine.borrow_mut().caller = crate::acl_cmds::caller(ctx, conn);
             }
+            ctx.engine.borrow_mut().client = conn.id;
             let blocked =
                 ctx.engine
                     .borrow_mut()
@@ -427,6 +503,8 @@ fn execute(ctx: &ShardCtx, conn: &mut Conn, target: Target, argv: &[&[u8]], now:
                 conn.wait = Wait::Blocked { shard: ctx.id };
             }
         }
+        // Handled by the caller, which holds the connection instead.
+        Target::Paused => {}
         Target::Fail(e) => {
             let text = e.text();
             ctx.engine.borrow_mut().stats.record_error(&text);
@@ -669,6 +747,7 @@ pub fn fan_out(
             tx: conn.tx_id(),
             body,
             caller: None,
+            client: conn.id,
         };
         if shard == ctx.id {
             match crate::server_cmds::serve_local(ctx, conn, &part) {

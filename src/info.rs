@@ -29,10 +29,16 @@ const ALL: &[&str] = &[
     "modules",
     "commandstats",
     "errorstats",
+    "latencystats",
     "cluster",
     "keyspace",
     "shards",
 ];
+
+/// Whether the sections asked for include latencystats (whose histograms the shards then send).
+pub fn wants_latency(args: &[String]) -> bool {
+    selected(args).contains(&"latencystats")
+}
 
 fn human(bytes: u64) -> String {
     let b = bytes as f64;
@@ -53,7 +59,7 @@ pub fn allocated_bytes() -> u64 {
     tikv_jemalloc_ctl::stats::allocated::read().unwrap_or(0) as u64
 }
 
-fn rss_bytes() -> u64 {
+pub fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = statm
         .split_whitespace()
@@ -63,10 +69,10 @@ fn rss_bytes() -> u64 {
     pages * 4096
 }
 
-fn cpu_times() -> (f64, f64) {
+fn cpu_times(who: libc::c_int) -> (f64, f64) {
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage fills the struct we own.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    unsafe { libc::getrusage(who, &mut ru) };
     let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
     (t(ru.ru_stime), t(ru.ru_utime))
 }
@@ -120,6 +126,10 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
                 field(o, "arch_bits", 64);
                 field(o, "monotonic_clock", "POSIX clock_gettime");
                 field(o, "multiplexing_api", "epoll");
+                field(o, "atomicvar_api", "c11-builtin");
+                // Not built by gcc: the version of the C compiler Redis would name has no
+                // meaning here.
+                field(o, "gcc_version", "0.0.0");
                 field(o, "process_id", std::process::id());
                 field(o, "process_supervised", "no");
                 field(o, "run_id", &shared.run_id);
@@ -129,6 +139,8 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
                 field(o, "uptime_in_days", up / 86400);
                 field(o, "hz", shared.config.get("hz"));
                 field(o, "configured_hz", shared.config.get("hz"));
+                // Redis's LRU clock: seconds, 24 bits.
+                field(o, "lru_clock", now.as_secs() & ((1 << 24) - 1));
                 field(
                     o,
                     "executable",
@@ -200,9 +212,24 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
                     sum(|s| s.connections_received),
                 );
                 field(o, "total_commands_processed", sum(|s| s.commands));
-                field(o, "instantaneous_ops_per_sec", 0);
+                let rate = |f: fn(&ShardStats) -> f64| stats.iter().map(|(_, s)| f(s)).sum::<f64>();
+                field(o, "instantaneous_ops_per_sec", rate(|s| s.rates.0) as u64);
                 field(o, "total_net_input_bytes", sum(|s| s.net_input_bytes));
                 field(o, "total_net_output_bytes", sum(|s| s.net_output_bytes));
+                field(o, "total_net_repl_input_bytes", 0);
+                field(o, "total_net_repl_output_bytes", 0);
+                field(
+                    o,
+                    "instantaneous_input_kbps",
+                    format!("{:.2}", rate(|s| s.rates.1) / 1024.0),
+                );
+                field(
+                    o,
+                    "instantaneous_output_kbps",
+                    format!("{:.2}", rate(|s| s.rates.2) / 1024.0),
+                );
+                field(o, "instantaneous_input_repl_kbps", "0.00");
+                field(o, "instantaneous_output_repl_kbps", "0.00");
                 field(o, "rejected_connections", sum(|s| s.rejected_connections));
                 field(o, "expired_keys", sum(|s| s.expired_keys));
                 field(o, "evicted_keys", sum(|s| s.evicted_keys));
@@ -216,8 +243,50 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
                 field(o, "current_eviction_exceeded_time", current_us / 1000);
                 field(o, "keyspace_hits", sum(|s| s.keyspace_hits));
                 field(o, "keyspace_misses", sum(|s| s.keyspace_misses));
-                field(o, "pubsub_channels", 0);
-                field(o, "pubsub_patterns", 0);
+                let unique = |f: fn(&ShardStats) -> &Vec<Vec<u8>>| {
+                    stats
+                        .iter()
+                        .flat_map(|(_, s)| f(s).iter())
+                        .collect::<std::collections::HashSet<_>>()
+                        .len()
+                };
+                field(o, "pubsub_channels", unique(|s| &s.pubsub.0));
+                field(o, "pubsub_patterns", unique(|s| &s.pubsub.1));
+                field(o, "pubsubshard_channels", unique(|s| &s.pubsub.2));
+                for name in [
+                    "latest_fork_usec",
+                    "total_forks",
+                    "migrate_cached_sockets",
+                    "slave_expires_tracked_keys",
+                    "active_defrag_hits",
+                    "active_defrag_misses",
+                    "active_defrag_key_hits",
+                    "active_defrag_key_misses",
+                    "total_active_defrag_time",
+                    "current_active_defrag_time",
+                    "tracking_total_keys",
+                    "tracking_total_items",
+                    "tracking_total_prefixes",
+                    "unexpected_error_replies",
+                    "dump_payload_sanitizations",
+                    "io_threaded_reads_processed",
+                    "io_threaded_writes_processed",
+                    "sync_full",
+                    "sync_partial_ok",
+                    "sync_partial_err",
+                    "evicted_clients",
+                    "expired_time_cap_reached_count",
+                    "expire_cycle_cpu_milliseconds",
+                    "reply_buffer_shrinks",
+                    "reply_buffer_expands",
+                ] {
+                    // Features this build has not got (forks, defrag, replication, tracking,
+                    // io threads, client eviction) or does not count yet.
+                    field(o, name, 0);
+                }
+                field(o, "expired_stale_perc", "0.00");
+                field(o, "total_reads_processed", sum(|s| s.commands));
+                field(o, "total_writes_processed", sum(|s| s.commands));
                 let errors: u64 = stats
                     .iter()
                     .flat_map(|(_, s)| s.errorstats.iter().map(|e| e.1))
@@ -228,14 +297,28 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
                 o.push_str("# Replication\r\n");
                 field(o, "role", "master");
                 field(o, "connected_slaves", 0);
+                field(o, "master_failover_state", "no-failover");
                 field(o, "master_replid", &shared.run_id);
+                field(o, "master_replid2", "0".repeat(40));
                 field(o, "master_repl_offset", 0);
+                field(o, "second_repl_offset", -1);
+                field(o, "repl_backlog_active", 0);
+                field(o, "repl_backlog_size", 1048576);
+                field(o, "repl_backlog_first_byte_offset", 0);
+                field(o, "repl_backlog_histlen", 0);
             }
             "cpu" => {
                 o.push_str("# CPU\r\n");
-                let (sys, user) = cpu_times();
+                let (sys, user) = cpu_times(libc::RUSAGE_SELF);
                 field(o, "used_cpu_sys", format!("{sys:.6}"));
                 field(o, "used_cpu_user", format!("{user:.6}"));
+                let (sys, user) = cpu_times(libc::RUSAGE_CHILDREN);
+                field(o, "used_cpu_sys_children", format!("{sys:.6}"));
+                field(o, "used_cpu_user_children", format!("{user:.6}"));
+                // The thread answering (one shard's; every shard is a main thread here).
+                let (sys, user) = cpu_times(libc::RUSAGE_THREAD);
+                field(o, "used_cpu_sys_main_thread", format!("{sys:.6}"));
+                field(o, "used_cpu_user_main_thread", format!("{user:.6}"));
             }
             "modules" => o.push_str("# Modules\r\n"),
             "errorstats" => {
@@ -248,6 +331,36 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
                 }
                 for (code, n) in all {
                     field(o, &format!("errorstat_{code}"), format!("count={n}"));
+                }
+            }
+            "latencystats" => {
+                o.push_str("# Latencystats\r\n");
+                let ps: Vec<f64> = shared
+                    .config
+                    .get("latency-tracking-info-percentiles")
+                    .split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect();
+                let mut all: std::collections::BTreeMap<&str, shards::latency::Histogram<u64>> =
+                    Default::default();
+                for (_, s) in stats {
+                    for (name, h) in &s.latency {
+                        match all.get_mut(name.as_str()) {
+                            Some(mine) => {
+                                let _ = mine.add(h);
+                            }
+                            None => {
+                                all.insert(name, h.clone());
+                            }
+                        }
+                    }
+                }
+                for (name, h) in all {
+                    field(
+                        o,
+                        &format!("latency_percentiles_usec_{name}"),
+                        shards::latency::percentiles(&h, &ps),
+                    );
                 }
             }
             "cluster" => {
@@ -307,8 +420,8 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
                         o,
                         &format!("shard{id}"),
                         format!(
-                            "keys={keys},commands={},clients={},hops_out={}",
-                            s.commands, s.connected_clients, s.hops_out
+                            "keys={keys},commands={},ops_per_sec={},clients={},hops_out={}",
+                            s.commands, s.rates.0 as u64, s.connected_clients, s.hops_out
                         ),
                     );
                 }

@@ -9,10 +9,18 @@
 /// Writes a line to standard error, ignoring failures (a closed stderr must never stop the
 /// server: `eprintln!` would panic).
 #[macro_export]
+/// Logs a notice in Redis's line format (see `logging`).
 macro_rules! log {
     ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
+        $crate::logging::write($crate::logging::Level::Notice, &format!($($arg)*));
+    }};
+}
+
+/// Logs a warning (`#`).
+#[allow(unused_macros)]
+macro_rules! warn {
+    ($($arg:tt)*) => {{
+        $crate::logging::write($crate::logging::Level::Warning, &format!($($arg)*));
     }};
 }
 
@@ -27,11 +35,16 @@ mod debug;
 mod dispatch;
 mod info;
 mod load;
+mod logging;
 mod maxmemory;
+mod memory;
 mod merge;
+mod metrics;
+mod monitor;
 mod msg;
 mod multi;
 mod net;
+mod pause;
 mod persist;
 mod pubsub;
 mod save;
@@ -59,13 +72,17 @@ fn main() {
     let config = match config::from_args() {
         Ok(c) => c,
         Err(e) => {
-            log!("*** FATAL CONFIG ERROR *** {e:#}");
+            warn!("*** FATAL CONFIG ERROR *** {e:#}");
             std::process::exit(1);
         }
     };
+    if let Err(e) = logging::init(&config) {
+        warn!("{e:#}");
+        std::process::exit(1);
+    }
     clock::calibrate();
     if let Err(e) = startup::run(Arc::new(config)) {
-        log!("shardis: {e:#}");
+        warn!("shardis: {e:#}");
         std::process::exit(1);
     }
 }

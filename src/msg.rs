@@ -38,6 +38,8 @@ pub struct ReqPart {
     pub body: ReqBody,
     /// Who runs the scripts in the request, when their calls need ACL checks.
     pub caller: Option<std::sync::Arc<shards::acl::Caller>>,
+    /// The client's id (SLOWLOG names the client of a slow command).
+    pub client: u64,
 }
 
 /// What a shard is asked to do.
@@ -50,9 +52,10 @@ pub enum ReqBody {
     /// Copy out the entries of these keys (absent keys as None).
     Export(Vec<(u8, Key)>),
     /// Report statistics for INFO.
-    Stats,
+    /// Statistics for INFO (with the latency histograms when true).
+    Stats(bool),
     /// Describe this shard's client connections (CLIENT LIST lines), optionally only some ids.
-    ClientList(Option<Vec<u64>>),
+    ClientList(Option<Vec<u64>>, Option<String>),
     /// Close matching client connections; answer how many.
     ClientKill(crate::server_cmds::KillFilter),
     /// DEBUG SET-ACTIVE-EXPIRE.
@@ -86,6 +89,15 @@ pub enum ReqBody {
     },
     /// CONFIG RESETSTAT.
     ResetStat,
+    /// A MONITOR line for this shard's monitors (no answer).
+    Monitor(String),
+    /// CLIENT UNPAUSE: held connections go on (no answer).
+    Unpause,
+    /// SLOWLOG on this shard: the newest `Some(count)` entries, or (None) reset.
+    Slowlog(Option<usize>),
+    /// LATENCY on this shard: `Some(events)` resets those events (all if empty); None asks
+    /// for the histograms and event series.
+    Latency(Option<Vec<Vec<u8>>>),
     /// Drop (or answer) the waiter of this connection, blocked on the receiving shard.
     Unblock(crate::block::Unblock),
     /// CLIENT UNBLOCK: unblock the connection with this id if it lives here.
@@ -145,6 +157,10 @@ pub enum RepBody {
     Names(Vec<Vec<u8>>),
     /// Counts (PUBSUB NUMSUB).
     Counts(Vec<i64>),
+    /// A shard's newest SLOWLOG entries and its log's length.
+    Slow(Vec<shards::slowlog::Entry>, usize),
+    /// A shard's command histograms and latency event series.
+    Latency(LatencyData),
     /// A forwarded run stopped at a script that must run as a transaction over `keys` (see
     /// `shards::script`): `out` answers the commands before it, `rest` is the script's frame
     /// and what followed it, for the connection to run again.
@@ -167,6 +183,12 @@ impl RepBody {
 
 /// What INFO needs from a shard.
 #[derive(Default, Clone)]
+/// A shard's latency data (see `shards::latency`).
+pub struct LatencyData {
+    pub hists: Vec<(String, shards::latency::Histogram<u64>)>,
+    pub events: Vec<(String, shards::latency::Series)>,
+}
+
 pub struct ShardStats {
     pub keys: Vec<(usize, usize, u64)>,
     pub keyspace_hits: u64,
@@ -190,4 +212,10 @@ pub struct ShardStats {
     /// The AOF, if on: current size (base and incremental files), base size, bytes not yet
     /// written, whether the last write succeeded.
     pub aof: Option<(u64, u64, u64, bool)>,
+    /// Instantaneous commands, input bytes and output bytes per second.
+    pub rates: (f64, f64, f64),
+    /// This shard's subscribed channels, patterns and shard channels.
+    pub pubsub: crate::pubsub::SubNames,
+    /// Command histograms, when INFO asked for latencystats.
+    pub latency: Vec<(String, shards::latency::Histogram<u64>)>,
 }

@@ -78,6 +78,9 @@ impl ConnSubs {
     }
 }
 
+/// Subscribed channels, patterns and shard channels (INFO stats counts them).
+pub type SubNames = (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>);
+
 /// The subscriptions of one shard's connections to channels and patterns, and the subscribers
 /// (on any shard) of the shard channels whose slot this shard owns.
 #[derive(Default)]
@@ -89,6 +92,15 @@ pub struct Subs {
 }
 
 impl Subs {
+    /// The channels, patterns and shard channels subscribed here (INFO stats).
+    pub fn names(&self) -> SubNames {
+        (
+            self.channels.keys().cloned().collect(),
+            self.patterns.keys().cloned().collect(),
+            self.owned.keys().cloned().collect(),
+        )
+    }
+
     fn table(&mut self, kind: Kind) -> &mut HashMap<Vec<u8>, Vec<Token>, ahash::RandomState> {
         match kind {
             Kind::Pattern => &mut self.patterns,
@@ -427,7 +439,14 @@ pub fn deliver_to(
 /// out at the end of the loop iteration, with whatever else they get by then (one write for
 /// many messages, as Redis writes its clients' buffers before it sleeps). Returns how many
 /// there were.
-fn write_to(
+/// A connection's channel, pattern and shard-channel subscription counts.
+pub fn counts(conn: &Conn) -> (usize, usize, usize) {
+    conn.subs.as_deref().map_or((0, 0, 0), |s| {
+        (s.channels.len(), s.patterns.len(), s.shard.len())
+    })
+}
+
+pub(crate) fn write_to(
     ctx: &ShardCtx,
     mut me: Option<&mut Conn>,
     tokens: &[Token],

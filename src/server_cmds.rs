@@ -34,7 +34,7 @@ impl KillFilter {
                     .as_ref()
                     .is_some_and(|cu| cu.name.as_slice() == u.as_bytes())
             })
-            && self.kind.as_deref().is_none_or(|k| k == "normal")
+            && self.kind.as_deref().is_none_or(|k| k == c.kind())
             && self.skip != Some(c.id)
     }
 }
@@ -56,12 +56,21 @@ pub fn handle(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]], cmd: C
             conn.db = 0;
             conn.proto = Proto::Resp2;
             conn.name = None;
+            ctx.shared.set_ident(conn, true);
+            crate::monitor::stop(ctx, conn);
             crate::acl_cmds::attach_default(&ctx.shared.acl, conn);
             conn.reply().simple("RESET");
             Ok(())
         }
         ConnCmd::Auth => auth(ctx, conn, argv),
         ConnCmd::Acl => crate::acl_cmds::handle(ctx, conn, l, argv),
+        ConnCmd::Slowlog => slowlog(ctx, conn, l, argv),
+        ConnCmd::Latency => latency(ctx, conn, l, argv),
+        ConnCmd::Memory => crate::memory::handle(ctx, conn, l, argv),
+        ConnCmd::Monitor => {
+            crate::monitor::start(ctx, conn);
+            Ok(())
+        }
         ConnCmd::Client => client(ctx, conn, l, argv),
         ConnCmd::Info => {
             info(ctx, conn, argv);
@@ -161,6 +170,7 @@ fn hello(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
             return Err(Error::Other(BAD_NAME.into()));
         }
         conn.name = if n.is_empty() { None } else { Some(n.to_vec()) };
+        ctx.shared.set_ident(conn, true);
     }
     if crate::acl_cmds::auth_required(ctx, conn) {
         return Err(Error::Other("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time".into()));
@@ -200,6 +210,63 @@ fn client(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Result<
             Some(n) => conn.reply().bulk(&n),
             None => conn.reply().null(),
         },
+        "getredir" => conn.reply().int(-1),
+        "trackinginfo" => {
+            // No client-side caching yet: tracking is off.
+            let mut r = conn.reply();
+            r.map(3);
+            r.bulk(b"flags");
+            r.set(1);
+            r.bulk(b"off");
+            r.bulk(b"redirect");
+            r.int(-1);
+            r.bulk(b"prefixes");
+            r.array(0);
+        }
+        "no-evict" => {
+            conn.no_evict = match argv[2] {
+                a if eq_ic(a, "on") => true,
+                a if eq_ic(a, "off") => false,
+                _ => return Err(Error::Syntax),
+            };
+            conn.reply().ok();
+        }
+        "reply" => {
+            use crate::conn::ReplyMode;
+            conn.reply_mode = match argv[2] {
+                a if eq_ic(a, "on") => ReplyMode::On,
+                a if eq_ic(a, "off") => ReplyMode::Off,
+                a if eq_ic(a, "skip") => ReplyMode::Skip,
+                _ => return Err(Error::Syntax),
+            };
+            if conn.reply_mode == ReplyMode::On {
+                conn.reply().ok();
+            }
+        }
+        "pause" => {
+            let ms = parse_i64(argv[2])
+                .ok_or_else(|| Error::err("timeout is not an integer or out of range"))?;
+            if ms < 0 {
+                return Err(Error::err("timeout is negative"));
+            }
+            let all = match argv.get(3) {
+                None => true,
+                Some(a) if eq_ic(a, "all") => true,
+                Some(a) if eq_ic(a, "write") => false,
+                Some(_) => return Err(Error::err("CLIENT PAUSE mode must be WRITE or ALL")),
+            };
+            if argv.len() > 4 {
+                return Err(Error::err(
+                    "unknown subcommand or wrong number of arguments for 'PAUSE'. Try CLIENT HELP.",
+                ));
+            }
+            crate::pause::pause(&ctx.shared, now_ms.saturating_add(ms as u64), all);
+            conn.reply().ok();
+        }
+        "unpause" => {
+            crate::pause::unpause(ctx);
+            conn.reply().ok();
+        }
         "setname" => {
             if !valid_name(argv[2]) {
                 return Err(Error::Other(BAD_NAME.into()));
@@ -209,6 +276,7 @@ fn client(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Result<
             } else {
                 Some(argv[2].to_vec())
             };
+            ctx.shared.set_ident(conn, true);
             conn.reply().ok();
         }
         "info" => {
@@ -258,13 +326,15 @@ pub fn help(conn: &mut Conn, cmd: &str, lines: &[&str]) {
 
 fn client_list(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
     let mut ids: Option<Vec<u64>> = None;
+    let mut kind: Option<String> = None;
     let mut i = 2;
     while i < argv.len() {
         if eq_ic(argv[i], "type") && i + 1 < argv.len() {
             let t = String::from_utf8_lossy(argv[i + 1]).to_ascii_lowercase();
             match t.as_str() {
-                "normal" => {}
-                "master" | "replica" | "slave" | "pubsub" => ids = Some(Vec::new()),
+                "normal" | "pubsub" => kind = Some(t),
+                // No replication yet: no such clients.
+                "master" | "replica" | "slave" => ids = Some(Vec::new()),
                 _ => return Err(Error::err(format!("Unknown client type '{t}'"))),
             }
             i += 2;
@@ -283,7 +353,7 @@ fn client_list(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Er
         }
     }
     let parts = (0..ctx.n)
-        .map(|s| (s, ReqBody::ClientList(ids.clone())))
+        .map(|s| (s, ReqBody::ClientList(ids.clone(), kind.clone())))
         .collect();
     crate::dispatch::fan_out(
         ctx,
@@ -428,7 +498,7 @@ pub fn serve_local(ctx: &ShardCtx, conn: &mut Conn, part: &ReqPart) -> RepBody {
             channel,
             message,
         )),
-        ReqBody::ClientList(ids) => {
+        ReqBody::ClientList(ids, kind) => {
             let mut lines = String::new();
             let mut all: Vec<&Conn> = Vec::new();
             let conns = ctx.conns.borrow();
@@ -436,7 +506,9 @@ pub fn serve_local(ctx: &ShardCtx, conn: &mut Conn, part: &ReqPart) -> RepBody {
             all.push(conn);
             all.sort_by_key(|c| c.id);
             for c in all {
-                if ids.as_ref().is_none_or(|ids| ids.contains(&c.id)) {
+                if ids.as_ref().is_none_or(|ids| ids.contains(&c.id))
+                    && kind.as_deref().is_none_or(|k| k == c.kind())
+                {
                     lines.push_str(&c.info_line(now_ms));
                 }
             }
@@ -475,14 +547,21 @@ fn kill_matching(ctx: &ShardCtx, f: &KillFilter) -> i64 {
 pub fn serve_admin(ctx: &ShardCtx, body: &ReqBody) -> RepBody {
     let now_ms = now_us() / 1000;
     match body {
-        ReqBody::Stats => RepBody::Stats(Box::new(shard_stats(ctx))),
-        ReqBody::ClientList(ids) => {
+        ReqBody::Stats(latency) => {
+            let mut st = shard_stats(ctx);
+            if *latency {
+                st.latency = ctx.engine.borrow().latency.histograms();
+            }
+            RepBody::Stats(Box::new(st))
+        }
+        ReqBody::ClientList(ids, kind) => {
             let conns = ctx.conns.borrow();
             let mut all: Vec<&Conn> = conns.iter().collect();
             all.sort_by_key(|c| c.id);
             let lines = all
                 .into_iter()
                 .filter(|c| ids.as_ref().is_none_or(|ids| ids.contains(&c.id)))
+                .filter(|c| kind.as_deref().is_none_or(|k| k == c.kind()))
                 .map(|c| c.info_line(now_ms))
                 .collect();
             RepBody::Lines(lines)
@@ -499,6 +578,14 @@ pub fn serve_admin(ctx: &ShardCtx, body: &ReqBody) -> RepBody {
             message,
         } => RepBody::Count(crate::pubsub::deliver(ctx, None, *shard, channel, message)),
         ReqBody::Pubsub(q) => crate::pubsub::serve_query(ctx, q),
+        ReqBody::Monitor(text) => {
+            crate::monitor::deliver(ctx, None, text);
+            RepBody::Ack
+        }
+        ReqBody::Unpause => {
+            crate::pause::resume(ctx);
+            RepBody::Ack
+        }
         ReqBody::Populate {
             db,
             count,
@@ -555,8 +642,29 @@ pub fn serve_admin(ctx: &ShardCtx, body: &ReqBody) -> RepBody {
                 _ => RepBody::Count(0),
             }
         }
+        ReqBody::Slowlog(count) => {
+            let mut e = ctx.engine.borrow_mut();
+            match count {
+                Some(n) => RepBody::Slow(e.slowlog.newest(*n), e.slowlog.len()),
+                None => {
+                    e.slowlog.reset();
+                    RepBody::Ack
+                }
+            }
+        }
+        ReqBody::Latency(reset) => {
+            let mut e = ctx.engine.borrow_mut();
+            match reset {
+                Some(names) => RepBody::Count(e.latency.reset_events(names) as i64),
+                None => RepBody::Latency(crate::msg::LatencyData {
+                    hists: e.latency.histograms(),
+                    events: e.latency.events(),
+                }),
+            }
+        }
         ReqBody::ResetStat => {
             ctx.engine.borrow_mut().stats = Default::default();
+            ctx.engine.borrow_mut().latency.reset_histograms();
             ctx.net.reset();
             RepBody::Ack
         }
@@ -615,6 +723,9 @@ fn shard_stats(ctx: &ShardCtx) -> ShardStats {
                 a.last_error.is_none(),
             )
         }),
+        latency: Vec::new(),
+        rates: ctx.rates.borrow().rates(),
+        pubsub: ctx.subs.borrow().names(),
     }
 }
 
@@ -623,7 +734,10 @@ fn info(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) {
         .iter()
         .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
         .collect();
-    let parts = (0..ctx.n).map(|s| (s, ReqBody::Stats)).collect();
+    let with_latency = crate::info::wants_latency(&sections);
+    let parts = (0..ctx.n)
+        .map(|s| (s, ReqBody::Stats(with_latency)))
+        .collect();
     let shared = ctx.shared.clone();
     crate::dispatch::fan_out(
         ctx,
@@ -645,6 +759,208 @@ fn info(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) {
             conn.reply().verbatim(text.as_bytes());
         }),
     );
+}
+
+/// Every shard's latency data, merged: histograms added per command, event series merged.
+pub fn merge_latency(
+    results: Vec<(usize, RepBody)>,
+) -> (
+    std::collections::BTreeMap<String, shards::latency::Histogram<u64>>,
+    std::collections::BTreeMap<String, shards::latency::Series>,
+) {
+    let mut hists: std::collections::BTreeMap<String, shards::latency::Histogram<u64>> =
+        Default::default();
+    let mut events: std::collections::BTreeMap<String, shards::latency::Series> =
+        Default::default();
+    for (_, b) in results {
+        if let RepBody::Latency(d) = b {
+            for (name, h) in d.hists {
+                match hists.get_mut(&name) {
+                    Some(mine) => {
+                        let _ = mine.add(&h);
+                    }
+                    None => {
+                        hists.insert(name, h);
+                    }
+                }
+            }
+            for (name, s) in d.events {
+                events.entry(name).or_default().merge(&s);
+            }
+        }
+    }
+    (hists, events)
+}
+
+/// LATENCY LATEST / HISTORY / RESET / HISTOGRAM / HELP over every shard.
+fn latency(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Result<(), Error> {
+    let sub = l.spec.name;
+    if sub == "help" {
+        help(
+            conn,
+            "LATENCY",
+            &[
+                "HISTORY <event>",
+                "    Return time-latency samples for the <event> class.",
+                "LATEST",
+                "    Return the latest latency samples for all events.",
+                "RESET [<event> ...]",
+                "    Reset latency data of one or more <event> classes.",
+                "    (default: reset all data for all event classes)",
+                "HISTOGRAM [COMMAND ...]",
+                "    Return a cumulative distribution of latencies in the format of a histogram for the specified command names.",
+                "    If no commands are specified then all histograms are replied.",
+            ],
+        );
+        return Ok(());
+    }
+    if sub == "reset" {
+        let names: Vec<Vec<u8>> = argv[2..].iter().map(|a| a.to_vec()).collect();
+        let parts = (0..ctx.n)
+            .map(|s| (s, ReqBody::Latency(Some(names.clone()))))
+            .collect();
+        crate::dispatch::fan_out(
+            ctx,
+            conn,
+            parts,
+            Box::new(|_, conn, results| {
+                // An event counts once however many shards had it: the most any shard reset.
+                let n = results
+                    .iter()
+                    .filter_map(|(_, b)| match b {
+                        RepBody::Count(n) => Some(*n),
+                        _ => None,
+                    })
+                    .max()
+                    .unwrap_or(0);
+                conn.reply().int(n);
+            }),
+        );
+        return Ok(());
+    }
+    let args: Vec<Vec<u8>> = argv[2..].iter().map(|a| a.to_ascii_lowercase()).collect();
+    let parts = (0..ctx.n).map(|s| (s, ReqBody::Latency(None))).collect();
+    crate::dispatch::fan_out(
+        ctx,
+        conn,
+        parts,
+        Box::new(move |_, conn, results| {
+            let (hists, events) = merge_latency(results);
+            let mut r = conn.reply();
+            match sub {
+                "latest" => {
+                    r.array(events.len());
+                    for (name, s) in &events {
+                        let (t, ms) = s.samples.back().copied().unwrap_or((0, 0));
+                        r.array(4);
+                        r.bulk(name.as_bytes());
+                        r.int(t as i64);
+                        r.int(ms as i64);
+                        r.int(s.max_ms as i64);
+                    }
+                }
+                "history" => {
+                    let name = String::from_utf8_lossy(&args[0]).into_owned();
+                    let samples = events
+                        .get(&name)
+                        .map(|s| s.samples.clone())
+                        .unwrap_or_default();
+                    r.array(samples.len());
+                    for (t, ms) in samples {
+                        r.array(2);
+                        r.int(t as i64);
+                        r.int(ms as i64);
+                    }
+                }
+                _ => {
+                    // HISTOGRAM [command …]: the named ones that have data (a container names
+                    // its subcommands), or all.
+                    let chosen: Vec<(&String, &shards::latency::Histogram<u64>)> = hists
+                        .iter()
+                        .filter(|(name, _)| {
+                            args.is_empty()
+                                || args.iter().any(|a| {
+                                    let a = String::from_utf8_lossy(a);
+                                    **name == a || name.starts_with(&format!("{a}|"))
+                                })
+                        })
+                        .collect();
+                    r.map(chosen.len());
+                    for (name, h) in chosen {
+                        r.bulk(name.as_bytes());
+                        shards::latency::cdf_reply(h, &mut r);
+                    }
+                }
+            }
+        }),
+    );
+    Ok(())
+}
+
+/// SLOWLOG GET / LEN / RESET over every shard's log (ids are process-wide, so the merge is by
+/// id, newest first).
+fn slowlog(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Result<(), Error> {
+    let count = match l.spec.name {
+        "help" => {
+            help(
+                conn,
+                "SLOWLOG",
+                &[
+                    "GET [<count>]",
+                    "    Return top <count> entries from the slowlog (default: 10, -1 mean all).",
+                    "    Entries are made of:",
+                    "    id, timestamp, time in microseconds, arguments array, client IP and port,",
+                    "    client name",
+                    "LEN",
+                    "    Return the length of the slowlog.",
+                    "RESET",
+                    "    Reset the slowlog.",
+                ],
+            );
+            return Ok(());
+        }
+        "reset" => None,
+        "len" => Some(0),
+        _ => match argv.get(2) {
+            None => Some(10),
+            Some(a) => match parse_i64(a) {
+                Some(-1) => Some(usize::MAX),
+                Some(n) if n >= 0 => Some(n as usize),
+                _ => return Err(Error::err("count should be greater than or equal to -1")),
+            },
+        },
+    };
+    let len_only = l.spec.name == "len";
+    // Each shard keeps `slowlog-max-len`; together they show the newest that many.
+    let max_len = ctx.shared.config.get_i64("slowlog-max-len").max(0) as usize;
+    let parts = (0..ctx.n).map(|s| (s, ReqBody::Slowlog(count))).collect();
+    crate::dispatch::fan_out(
+        ctx,
+        conn,
+        parts,
+        Box::new(move |_, conn, results| {
+            let Some(count) = count else {
+                conn.reply().ok();
+                return;
+            };
+            let mut all = Vec::new();
+            let mut len = 0;
+            for (_, b) in results {
+                if let RepBody::Slow(e, n) = b {
+                    all.extend(e);
+                    len += n;
+                }
+            }
+            if len_only {
+                conn.reply().int(len.min(max_len) as i64);
+                return;
+            }
+            all.sort_by_key(|e| std::cmp::Reverse(e.id));
+            all.truncate(count.min(max_len));
+            shards::slowlog::reply(&all, &mut conn.reply());
+        }),
+    );
+    Ok(())
 }
 
 fn config(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Result<(), Error> {

@@ -217,6 +217,7 @@ pub fn run(config: Arc<Config>) -> anyhow::Result<()> {
     let starts = crate::load::load(&config, n, &scripts)?;
     let shared = Arc::new(Shared::new(n, port, config.clone(), scripts));
     crate::acl_cmds::init(&shared)?;
+    crate::metrics::start(config.clone(), port)?;
     handle_signals(shared.clone());
 
     let req_mesh = glommio::channels::channel_mesh::MeshBuilder::full(n, crate::msg::MESH_CAPACITY);
@@ -246,9 +247,10 @@ pub fn run(config: Arc<Config>) -> anyhow::Result<()> {
         (p, t) => format!("listening on {bind}:{p}, TLS on {bind}:{t}"),
     };
     crate::log!(
-        "shardis {} (redis_version {}) with {n} shard(s): {listening}",
+        "shardis {} (redis_version {}) with {n} shard(s) on {} core(s): {listening}",
         env!("CARGO_PKG_VERSION"),
-        crate::ctx::REDIS_VERSION
+        crate::ctx::REDIS_VERSION,
+        usable_cores()
     );
     crate::log!("Ready to accept connections");
     for h in handles {

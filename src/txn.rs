@@ -95,6 +95,8 @@ pub struct Deferred {
     pub counted: bool,
     /// Who runs the scripts among the frames (ACL checks of their calls).
     pub caller: Option<std::sync::Arc<shards::acl::Caller>>,
+    /// The client's id (SLOWLOG).
+    pub client: u64,
 }
 
 /// The locked keys of a shard, per database, so a lookup by a command's key bytes needs no key
@@ -576,6 +578,7 @@ fn resume(ctx: &ShardCtx, mut d: Deferred) {
         let mut e = ctx.engine.borrow_mut();
         e.counting = d.counted;
         e.caller = d.caller.clone();
+        e.client = d.client;
     }
     let end = crate::dispatch::run_frames(ctx, &frames, d.db, d.proto, &mut out, Some(d.origin));
     {

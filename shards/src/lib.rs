@@ -15,8 +15,10 @@ pub mod aof;
 pub mod cmd;
 pub mod error;
 pub mod evict;
+pub mod fuzz;
 pub mod glob;
 pub mod keyspace;
+pub mod latency;
 pub mod limits;
 pub mod notify;
 pub mod pqsort;
@@ -29,6 +31,7 @@ pub mod rng;
 pub mod script;
 pub mod shard;
 pub mod slot;
+pub mod slowlog;
 pub mod types;
 pub mod util;
 

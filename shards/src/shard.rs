@@ -244,6 +244,18 @@ pub struct Shard {
     /// `evict::used_now`).
     pub(crate) evict_credit: (u64, u64),
     pub oom: bool,
+    /// Commands slower than `slowlog-log-slower-than` (see `slowlog`).
+    pub slowlog: crate::slowlog::SlowLog,
+    /// The id of the client whose commands run now (0: none known), for SLOWLOG.
+    pub client: u64,
+    /// A client's address and name by id, and tick counts in microseconds (set by the server).
+    pub client_ident: fn(u64) -> (String, String),
+    pub ticks_to_us: fn(u64) -> u64,
+    /// Command latency histograms and latency events (see `latency`).
+    pub latency: crate::latency::Latency,
+    /// Bytes this thread has allocated so far (the allocator's counter, set by the server;
+    /// MEMORY USAGE measures a value by what copying it allocates).
+    pub thread_allocated: fn() -> u64,
 }
 
 impl Shard {
@@ -283,6 +295,12 @@ impl Shard {
             evict_depth: 0,
             evict_credit: (0, 0),
             oom: false,
+            slowlog: crate::slowlog::SlowLog::default(),
+            client: 0,
+            client_ident: |_| (String::new(), String::new()),
+            ticks_to_us: |t| t / 1000,
+            latency: crate::latency::Latency::new(),
+            thread_allocated: || 0,
         }
     }
 
@@ -481,7 +499,35 @@ impl Shard {
         if r.is_err() {
             stat.failed_calls += 1;
         }
+        if self.latency.tracking {
+            let ns = (self.ticks_to_us)(spent.saturating_mul(1000));
+            self.latency.record(cmd, ns);
+        }
+        if spent >= self.slowlog.threshold_ticks {
+            self.log_slow(cmd, argv, spent, now_us);
+        }
+        if spent >= self.latency.monitor_ticks {
+            let ms = (self.ticks_to_us)(spent) / 1000;
+            let event = if cmd.spec.flags & crate::cmd::flag::FAST != 0 {
+                "fast-command"
+            } else {
+                "command"
+            };
+            self.latency.event(event, now_us / 1_000_000, ms);
+        }
         r
+    }
+
+    /// Records a slow command (not one a script called, nor one flagged skip_slowlog).
+    #[cold]
+    fn log_slow(&mut self, cmd: Lookup, argv: &[&[u8]], spent: u64, now_us: u64) {
+        let skip = cmd.spec.flags | cmd.parent.map_or(0, |p| p.flags);
+        if skip & crate::cmd::flag::SKIP_SLOWLOG != 0 || crate::script::in_script() {
+            return;
+        }
+        let who = (self.client_ident)(self.client);
+        let us = (self.ticks_to_us)(spent);
+        self.slowlog.record(argv, us, now_us / 1_000_000, who);
     }
 
     /// Runs a command and encodes an error reply if it fails.

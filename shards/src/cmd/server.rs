@@ -3,7 +3,9 @@
 //! (SELECT, HELLO, CLIENT, INFO, CONFIG, COMMAND, …) are declared here and carried out by the
 //! server layer (`Route::Server`).
 
-use super::spec::{acl, flag, Arg, ArgType, CommandSpec, ConnCmd, Group, Merge, Route};
+use super::spec::{
+    acl, flag, kflag, Arg, ArgType, CommandSpec, ConnCmd, Group, KeySpec, Merge, Route, Split,
+};
 use super::Call;
 use crate::limits::DATABASES;
 use crate::util::eq_ic;
@@ -31,6 +33,10 @@ const FLUSH_ARGS: &[Arg] = &[Arg::oneof(
 
 pub const COMMANDS: &[CommandSpec] = &[
     ACL,
+    SLOWLOG,
+    LATENCY,
+    MONITOR,
+    MEMORY,
     CommandSpec {
         name: "ping",
         arity: -1,
@@ -360,6 +366,80 @@ const CLIENT_SUB: CommandSpec = CommandSpec {
 };
 
 const CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        name: "getredir",
+        arity: 2,
+        flags: flag::NOSCRIPT | flag::LOADING | flag::STALE,
+        summary: "Tells where tracking notifications go (-1: no tracking).",
+        since: "6.0.0",
+        ..CLIENT_SUB
+    },
+    CommandSpec {
+        name: "no-evict",
+        arity: 3,
+        flags: flag::ADMIN | flag::NOSCRIPT | flag::LOADING | flag::STALE,
+        summary: "Marks the connection as one client eviction must spare.",
+        since: "7.0.0",
+        args: &[Arg::oneof(
+            "enabled",
+            &[Arg::token("on", "ON"), Arg::token("off", "OFF")],
+        )],
+        ..CLIENT_SUB
+    },
+    CommandSpec {
+        name: "pause",
+        arity: -3,
+        flags: flag::ADMIN | flag::NOSCRIPT | flag::LOADING | flag::STALE,
+        summary: "Holds clients' commands (all, or those that write) for a while.",
+        since: "2.9.50",
+        history: &[(
+            "6.2.0",
+            "`CLIENT PAUSE WRITE` mode added along with the `mode` option.",
+        )],
+        args: &[
+            Arg::new("timeout", ArgType::Integer),
+            Arg::oneof(
+                "mode",
+                &[Arg::token("write", "WRITE"), Arg::token("all", "ALL")],
+            )
+            .since("6.2.0")
+            .optional(),
+        ],
+        ..CLIENT_SUB
+    },
+    CommandSpec {
+        name: "reply",
+        arity: 3,
+        flags: flag::NOSCRIPT | flag::LOADING | flag::STALE,
+        summary: "Turns replies to this connection on, off, or off for the next command.",
+        since: "3.2.0",
+        args: &[Arg::oneof(
+            "on_off_skip",
+            &[
+                Arg::token("on", "ON"),
+                Arg::token("off", "OFF"),
+                Arg::token("skip", "SKIP"),
+            ],
+        )],
+        ..CLIENT_SUB
+    },
+    CommandSpec {
+        name: "trackinginfo",
+        arity: 2,
+        flags: flag::NOSCRIPT | flag::LOADING | flag::STALE,
+        summary: "Describes the connection's client-side caching (tracking) state.",
+        since: "6.2.0",
+        ..CLIENT_SUB
+    },
+    CommandSpec {
+        name: "unpause",
+        arity: 2,
+        flags: flag::ADMIN | flag::NOSCRIPT | flag::LOADING | flag::STALE,
+        summary: "Ends a CLIENT PAUSE: held clients go on.",
+        since: "6.2.0",
+        complexity: "O(N) Where N is the number of paused clients",
+        ..CLIENT_SUB
+    },
     CommandSpec {
         name: "getname",
         arity: 2,
@@ -707,6 +787,257 @@ const ACL_SUBCOMMANDS: &[CommandSpec] = &[
         ..ACL_SUB
     },
 ];
+
+const SLOWLOG_SUB: CommandSpec = CommandSpec {
+    group: Group::Server,
+    flags: flag::ADMIN | flag::LOADING | flag::STALE,
+    route: Route::Server(ConnCmd::Slowlog),
+    since: "2.2.12",
+    ..CommandSpec::DEFAULT
+};
+
+/// SLOWLOG: every shard's log of slow commands, merged (carried out by the server layer).
+pub const SLOWLOG: CommandSpec = CommandSpec {
+    name: "slowlog",
+    arity: -2,
+    route: Route::Server(ConnCmd::Slowlog),
+    summary: "A container for slow log commands",
+    since: "2.2.12",
+    complexity: "Depends on subcommand.",
+    subcommands: &[
+        CommandSpec {
+            name: "get",
+            arity: -2,
+            summary: "Get the slow log's entries",
+            complexity: "O(N) where N is the number of entries returned",
+            tips: &["request_policy:all_nodes", "nondeterministic_output"],
+            history: &[(
+                "4.0.0",
+                "Added client IP address, port and name to the reply.",
+            )],
+            args: &[Arg::new("count", ArgType::Integer).optional()],
+            ..SLOWLOG_SUB
+        },
+        CommandSpec {
+            name: "help",
+            arity: 2,
+            flags: flag::LOADING | flag::STALE,
+            summary: "Show helpful text about the different subcommands",
+            since: "6.2.0",
+            complexity: "O(1)",
+            ..SLOWLOG_SUB
+        },
+        CommandSpec {
+            name: "len",
+            arity: 2,
+            summary: "Get the slow log's length",
+            complexity: "O(1)",
+            tips: &[
+                "request_policy:all_nodes",
+                "response_policy:agg_sum",
+                "nondeterministic_output",
+            ],
+            ..SLOWLOG_SUB
+        },
+        CommandSpec {
+            name: "reset",
+            arity: 2,
+            summary: "Clear all entries from the slow log",
+            complexity: "O(N) where N is the number of entries in the slowlog",
+            tips: &["request_policy:all_nodes", "response_policy:all_succeeded"],
+            ..SLOWLOG_SUB
+        },
+    ],
+    ..SERVER
+};
+
+const LATENCY_SUB: CommandSpec = CommandSpec {
+    group: Group::Server,
+    flags: flag::ADMIN | flag::NOSCRIPT | flag::LOADING | flag::STALE,
+    route: Route::Server(ConnCmd::Latency),
+    since: "2.8.13",
+    tips: &[
+        "nondeterministic_output",
+        "request_policy:all_nodes",
+        "response_policy:special",
+    ],
+    ..CommandSpec::DEFAULT
+};
+
+/// LATENCY: latency events and command histograms of every shard, merged (server layer).
+/// DOCTOR and GRAPH are not implemented yet (README "Not yet").
+pub const LATENCY: CommandSpec = CommandSpec {
+    name: "latency",
+    arity: -2,
+    route: Route::Server(ConnCmd::Latency),
+    summary: "A container for latency diagnostics commands",
+    since: "2.8.13",
+    complexity: "Depends on subcommand.",
+    subcommands: &[
+        CommandSpec {
+            name: "help",
+            arity: 2,
+            flags: flag::LOADING | flag::STALE,
+            summary: "Show helpful text about the different subcommands.",
+            tips: &[],
+            ..LATENCY_SUB
+        },
+        CommandSpec {
+            name: "histogram",
+            arity: -2,
+            summary:
+                "Return the cumulative distribution of latencies of a subset of commands or all.",
+            since: "7.0.0",
+            complexity:
+                "O(N) where N is the number of commands with latency information being retrieved.",
+            args: &[Arg::new("command", ArgType::String).optional().multiple()],
+            ..LATENCY_SUB
+        },
+        CommandSpec {
+            name: "history",
+            arity: 3,
+            summary: "Return timestamp-latency samples for the event.",
+            args: &[Arg::new("event", ArgType::String)],
+            ..LATENCY_SUB
+        },
+        CommandSpec {
+            name: "latest",
+            arity: 2,
+            summary: "Return the latest latency samples for all events.",
+            ..LATENCY_SUB
+        },
+        CommandSpec {
+            name: "reset",
+            arity: -2,
+            summary: "Reset latency data for one or more events.",
+            tips: &["request_policy:all_nodes", "response_policy:all_succeeded"],
+            args: &[Arg::new("event", ArgType::String).optional().multiple()],
+            ..LATENCY_SUB
+        },
+    ],
+    ..SERVER
+};
+
+/// MONITOR (carried out by the server layer, `monitor`).
+pub const MONITOR: CommandSpec = CommandSpec {
+    name: "monitor",
+    arity: 1,
+    flags: flag::ADMIN | flag::NOSCRIPT | flag::LOADING | flag::STALE,
+    route: Route::Server(ConnCmd::Monitor),
+    summary: "Listen for all requests received by the server in real time",
+    since: "1.0.0",
+    ..SERVER
+};
+
+const MEMORY_SUB: CommandSpec = CommandSpec {
+    group: Group::Server,
+    arity: 2,
+    route: Route::Server(ConnCmd::Memory),
+    since: "4.0.0",
+    tips: &[
+        "nondeterministic_output",
+        "request_policy:all_shards",
+        "response_policy:special",
+    ],
+    ..CommandSpec::DEFAULT
+};
+
+/// MEMORY: USAGE runs on the key's shard; the rest in the server layer (`memory`).
+pub const MEMORY: CommandSpec = CommandSpec {
+    name: "memory",
+    arity: -2,
+    route: Route::Server(ConnCmd::Memory),
+    summary: "A container for memory diagnostics commands",
+    since: "4.0.0",
+    complexity: "Depends on subcommand.",
+    subcommands: &[
+        CommandSpec {
+            name: "doctor",
+            summary: "Outputs a memory problems report",
+            ..MEMORY_SUB
+        },
+        CommandSpec {
+            name: "help",
+            flags: flag::LOADING | flag::STALE,
+            summary: "Show helpful text about the different subcommands",
+            tips: &[],
+            ..MEMORY_SUB
+        },
+        CommandSpec {
+            name: "malloc-stats",
+            summary: "Show allocator internal stats",
+            complexity: "Depends on how much memory is allocated, could be slow",
+            ..MEMORY_SUB
+        },
+        CommandSpec {
+            name: "purge",
+            summary: "Ask the allocator to release memory",
+            complexity: "Depends on how much memory is allocated, could be slow",
+            tips: &["request_policy:all_shards", "response_policy:all_succeeded"],
+            ..MEMORY_SUB
+        },
+        CommandSpec {
+            name: "stats",
+            summary: "Show memory usage details",
+            ..MEMORY_SUB
+        },
+        CommandSpec {
+            name: "usage",
+            arity: -3,
+            flags: flag::READONLY,
+            group: Group::Server,
+            keys: &[KeySpec::one(2, kflag::RO)],
+            route: Route::Keys(Split::Never),
+            run: Some(memory_usage),
+            summary: "Estimate the memory usage of a key",
+            since: "4.0.0",
+            complexity: "O(N) where N is the number of samples.",
+            args: &[
+                Arg::key("key", 0),
+                Arg::new("count", ArgType::Integer)
+                    .with_token("SAMPLES")
+                    .optional(),
+            ],
+            ..CommandSpec::DEFAULT
+        },
+    ],
+    ..SERVER
+};
+
+/// Bytes a stored key costs besides its name and value: the keyspace's slot and entry.
+const KEY_OVERHEAD: usize = 48;
+
+/// MEMORY USAGE key [SAMPLES count]: the key's name, its entry and its value's heap bytes, the
+/// value measured exactly by what copying it allocates (SAMPLES is accepted; nothing is
+/// sampled).
+fn memory_usage(sh: &mut Shard, c: &mut Call) -> Result<()> {
+    let mut a = c.args(3);
+    if !a.is_empty() {
+        if !a.eat("samples") || a.remaining() != 1 {
+            return Err(Error::Syntax);
+        }
+        let n = a.next_i64()?;
+        if n < 0 {
+            return Err(Error::Syntax);
+        }
+    }
+    let Some(item) = sh.dbs[c.db].get(c.argv[2], c.now_ms) else {
+        c.out.null();
+        return Ok(());
+    };
+    let before = (sh.thread_allocated)();
+    let copy = item.value.clone();
+    let measured = (sh.thread_allocated)().saturating_sub(before) as usize;
+    drop(copy);
+    let value = if measured > 0 {
+        measured
+    } else {
+        // No allocator counter (unit tests): what the value serializes to.
+        crate::rdb::dump(&item.value).len()
+    };
+    c.out.int((c.argv[2].len() + KEY_OVERHEAD + value) as i64);
+    Ok(())
+}
 
 #[cfg(test)]
 mod tests {

@@ -468,6 +468,14 @@ pub enum ConnCmd {
     PubSub,
     /// ACL and its subcommands.
     Acl,
+    /// SLOWLOG and its subcommands.
+    Slowlog,
+    /// LATENCY and its subcommands.
+    Latency,
+    /// MONITOR.
+    Monitor,
+    /// MEMORY STATS / DOCTOR / MALLOC-STATS / PURGE.
+    Memory,
 }
 
 /// A command's one declaration.

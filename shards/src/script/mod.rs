@@ -472,6 +472,11 @@ pub fn numkeys(argv: &[&[u8]]) -> Result<usize> {
 }
 
 /// EVAL, EVALSHA, EVAL_RO, EVALSHA_RO.
+/// Whether a script is running on this thread (its `redis.call`s are not timed on their own).
+pub fn in_script() -> bool {
+    RUNNING.with(|r| r.try_borrow().map_or(true, |g| g.is_some()))
+}
+
 pub fn eval(shard: &mut Shard, call: &mut Call<'_>, by_sha: bool, ro_command: bool) -> Result<()> {
     let argv = call.argv;
     let n = numkeys(argv)?;

@@ -1,0 +1,142 @@
+//! MONITOR: every command any client runs, as Redis prints it, streamed to the monitoring
+//! clients of every shard.
+//!
+//! A command is seen on its connection's shard, where every command passes (whichever shard
+//! then runs it): once it has been dispatched, its line goes to this shard's monitors directly
+//! and to every other shard that has monitors as one message. Nothing is formatted while no
+//! client monitors (one atomic load per command). Administrative commands are not shown, AUTH
+//! and HELLO's credentials are redacted, as in Redis.
+
+use crate::conn::Conn;
+use crate::ctx::{now_us, ShardCtx};
+use crate::msg::ReqBody;
+use shards::cmd::{flag, Lookup};
+use std::sync::atomic::Ordering;
+
+/// MONITOR: this connection receives every command from now on.
+pub fn start(ctx: &ShardCtx, conn: &mut Conn) {
+    if !conn.monitor {
+        conn.monitor = true;
+        ctx.monitors.borrow_mut().push(conn.token);
+        ctx.shared.monitors[ctx.id].fetch_add(1, Ordering::AcqRel);
+        ctx.shared.monitoring.fetch_add(1, Ordering::AcqRel);
+    }
+    conn.reply().ok();
+}
+
+/// The connection stops monitoring (RESET, or it closes).
+pub fn stop(ctx: &ShardCtx, conn: &mut Conn) {
+    if conn.monitor {
+        conn.monitor = false;
+        ctx.monitors.borrow_mut().retain(|t| *t != conn.token);
+        ctx.shared.monitors[ctx.id].fetch_sub(1, Ordering::AcqRel);
+        ctx.shared.monitoring.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Shows a dispatched command to every monitor, if there are any.
+pub fn feed(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) {
+    if ctx.shared.monitoring.load(Ordering::Acquire) == 0 {
+        return;
+    }
+    let flags = l.spec.flags | l.parent.map_or(0, |p| p.flags);
+    if flags & (flag::ADMIN | flag::SKIP_MONITOR) != 0 {
+        return;
+    }
+    let text = line(conn.db, &conn.addr, argv, now_us());
+    for s in 0..ctx.n {
+        if ctx.shared.monitors[s].load(Ordering::Acquire) == 0 {
+            continue;
+        }
+        if s == ctx.id {
+            deliver(ctx, Some(conn), &text);
+        } else {
+            ctx.send_unanswered(s, conn.token, ReqBody::Monitor(text.clone()));
+        }
+    }
+}
+
+/// Writes a monitor line to this shard's monitors (`me`: the connection being served now).
+pub fn deliver(ctx: &ShardCtx, me: Option<&mut Conn>, text: &str) {
+    let tokens = ctx.monitors.borrow().clone();
+    crate::pubsub::write_to(ctx, me, &tokens, &|c: &mut Conn| {
+        c.reply().simple(text);
+    });
+}
+
+/// `1339518083.107412 [0 127.0.0.1:60866] "keys" "*"`.
+fn line(db: usize, addr: &str, argv: &[&[u8]], now_us: u64) -> String {
+    let mut s = format!(
+        "{}.{:06} [{db} {addr}]",
+        now_us / 1_000_000,
+        now_us % 1_000_000
+    );
+    let hidden = redacted(argv);
+    for (i, a) in argv.iter().enumerate() {
+        s.push(' ');
+        if hidden.contains(&i) {
+            s.push_str("\"(redacted)\"");
+        } else {
+            quote(&mut s, a);
+        }
+    }
+    s
+}
+
+/// The arguments hidden from monitors: AUTH's, and the two after HELLO's AUTH.
+fn redacted(argv: &[&[u8]]) -> std::ops::Range<usize> {
+    let Some(name) = argv.first() else {
+        return 0..0;
+    };
+    if name.eq_ignore_ascii_case(b"auth") {
+        return 1..argv.len();
+    }
+    if name.eq_ignore_ascii_case(b"hello") {
+        if let Some(i) = argv
+            .iter()
+            .skip(2)
+            .position(|a| a.eq_ignore_ascii_case(b"auth"))
+        {
+            return i + 3..i + 5;
+        }
+    }
+    0..0
+}
+
+/// A quoted, escaped argument (Redis's `sdscatrepr`).
+fn quote(s: &mut String, a: &[u8]) {
+    s.push('"');
+    for &b in a {
+        match b {
+            b'\\' => s.push_str("\\\\"),
+            b'"' => s.push_str("\\\""),
+            b'\n' => s.push_str("\\n"),
+            b'\r' => s.push_str("\\r"),
+            b'\t' => s.push_str("\\t"),
+            7 => s.push_str("\\a"),
+            8 => s.push_str("\\b"),
+            0x20..=0x7e => s.push(b as char),
+            _ => s.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    s.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_read_as_redis_prints_them() {
+        let argv: Vec<&[u8]> = vec![b"set", b"a b", b"x\"y\n\x01"];
+        assert_eq!(
+            line(0, "127.0.0.1:5", &argv, 1_339_518_083_107_412),
+            "1339518083.107412 [0 127.0.0.1:5] \"set\" \"a b\" \"x\\\"y\\n\\x01\""
+        );
+        let auth: Vec<&[u8]> = vec![b"AUTH", b"u", b"p"];
+        assert!(line(3, "a", &auth, 5).ends_with("[3 a] \"AUTH\" \"(redacted)\" \"(redacted)\""));
+        let hello: Vec<&[u8]> = vec![b"hello", b"3", b"auth", b"u", b"p", b"setname", b"n"];
+        assert!(line(0, "a", &hello, 5)
+            .ends_with("\"hello\" \"3\" \"auth\" \"(redacted)\" \"(redacted)\" \"setname\" \"n\""));
+    }
+}

@@ -1,0 +1,547 @@
+//! Operating the server (issue 12) through the real binary, 2 shards: SLOWLOG.
+
+mod common;
+
+use common::{split_aggregate, RawConn, Server};
+
+fn text(r: &[u8]) -> String {
+    String::from_utf8_lossy(r).into_owned()
+}
+
+/// The entries of a SLOWLOG GET reply, each split into its six fields.
+fn entries(c: &mut RawConn, count: &str) -> Vec<Vec<Vec<u8>>> {
+    let r = c.cmd(&["SLOWLOG", "GET", count]);
+    let (_, es) = split_aggregate(&r);
+    es.iter().map(|e| split_aggregate(e).1).collect()
+}
+
+#[test]
+fn slowlog_records_commands_of_both_shards_newest_first() {
+    let server = Server::start(&[]);
+    let mut admin = server.raw();
+    assert_eq!(admin.cmd(&["SLOWLOG", "LEN"]), b":0\r\n");
+    assert_eq!(
+        admin.cmd(&["CONFIG", "SET", "slowlog-log-slower-than", "0"]),
+        b"+OK\r\n"
+    );
+    let mut c = server.raw();
+    assert_eq!(c.cmd(&["CLIENT", "SETNAME", "slowpoke"]), b"+OK\r\n");
+    // Keys on both shards (k1..k8 spread over two), one with a long value, one with many args.
+    for i in 1..=8 {
+        c.cmd(&["SET", &format!("k{i}"), "v"]);
+    }
+    let long = "x".repeat(300);
+    c.cmd(&["SET", "klong", &long]);
+    let mut many = vec!["RPUSH", "klist"];
+    let items: Vec<String> = (0..40).map(|i| i.to_string()).collect();
+    many.extend(items.iter().map(|s| s.as_str()));
+    c.cmd(&many);
+    // A script is one entry; the commands it calls are not logged on their own.
+    c.cmd(&[
+        "EVAL",
+        "redis.call('set', KEYS[1], 'w') return 1",
+        "1",
+        "k3",
+    ]);
+
+    let es = entries(&mut admin, "-1");
+    assert!(es.len() >= 11, "{} entries", es.len());
+    // Newest first, ids descending.
+    let ids: Vec<String> = es.iter().map(|e| text(&e[0])).collect();
+    let mut sorted = ids.clone();
+    sorted.sort_by_key(|s| {
+        std::cmp::Reverse(s.trim_start_matches(':').trim().parse::<i64>().unwrap_or(0))
+    });
+    assert_eq!(ids, sorted);
+    let eval = &es[0];
+    let (_, args) = split_aggregate(&eval[3]);
+    assert_eq!(text(&args[0]), "$4\r\nEVAL\r\n");
+    assert!(text(&eval[5]).contains("slowpoke"), "{}", text(&eval[5]));
+    assert!(text(&eval[4]).contains("127.0.0.1:"), "{}", text(&eval[4]));
+    let rpush = &es[1];
+    let (_, args) = split_aggregate(&rpush[3]);
+    assert_eq!(args.len(), 32);
+    assert_eq!(text(&args[31]), "$23\r\n... (11 more arguments)\r\n");
+    let setlong = &es[2];
+    let (_, args) = split_aggregate(&setlong[3]);
+    assert!(text(&args[2]).ends_with(&format!("{}... (172 more bytes)\r\n", "x".repeat(128))));
+    // Every SET of k1..k8 made it, whichever shard ran it.
+    let sets = es
+        .iter()
+        .filter(|e| text(&split_aggregate(&e[3]).1[0]) == "$3\r\nSET\r\n")
+        .count();
+    assert_eq!(sets, 9, "SETs logged");
+    // No entry for the SET the script called.
+    assert!(!es.iter().any(|e| text(&e[3]).contains("$1\r\nw\r\n")));
+
+    assert_eq!(entries(&mut admin, "2").len(), 2);
+    assert_eq!(entries(&mut admin, "0").len(), 0);
+    assert_eq!(
+        text(&admin.cmd(&["SLOWLOG", "GET", "-2"])),
+        "-ERR count should be greater than or equal to -1\r\n"
+    );
+    // slowlog-max-len bounds what is kept and shown.
+    assert_eq!(
+        admin.cmd(&["CONFIG", "SET", "slowlog-max-len", "3"]),
+        b"+OK\r\n"
+    );
+    assert_eq!(admin.cmd(&["SLOWLOG", "LEN"]), b":3\r\n");
+    assert_eq!(admin.cmd(&["SLOWLOG", "RESET"]), b"+OK\r\n");
+    // The RESET itself may be logged on this connection's shard only after it ran.
+    let left = text(&admin.cmd(&["SLOWLOG", "LEN"]));
+    assert!(left == ":0\r\n" || left == ":1\r\n", "{left}");
+    // -1 turns it off.
+    admin.cmd(&["CONFIG", "SET", "slowlog-log-slower-than", "-1"]);
+    admin.cmd(&["SLOWLOG", "RESET"]);
+    c.cmd(&["SET", "k1", "v"]);
+    assert_eq!(admin.cmd(&["SLOWLOG", "LEN"]), b":0\r\n");
+}
+
+#[test]
+fn latency_histograms_and_events_cover_both_shards() {
+    let server = Server::start(&[]);
+    let mut c = server.raw();
+    for i in 0..20 {
+        c.cmd(&["SET", &format!("k{i}"), "v"]);
+        c.cmd(&["GET", &format!("k{i}")]);
+    }
+    // Histograms: calls from both shards added up.
+    let h = c.cmd(&["LATENCY", "HISTOGRAM", "set", "get", "nosuch"]);
+    let (head, parts) = split_aggregate(&h);
+    assert_eq!(text(&head), "*4\r\n", "{}", text(&h));
+    assert_eq!(text(&parts[0]), "$3\r\nget\r\n");
+    let (_, fields) = split_aggregate(&parts[1]);
+    assert_eq!(text(&fields[0]), "$5\r\ncalls\r\n");
+    assert_eq!(text(&fields[1]), ":20\r\n");
+    assert_eq!(text(&fields[2]), "$14\r\nhistogram_usec\r\n");
+    let (_, buckets) = split_aggregate(&fields[3]);
+    assert!(!buckets.is_empty() && buckets.len() % 2 == 0);
+    // Cumulative counts end at the number of calls.
+    assert_eq!(text(buckets.last().unwrap()), ":20\r\n");
+    let info = text(&c.cmd(&["INFO", "latencystats"]));
+    assert!(info.contains("# Latencystats\r\n"), "{info}");
+    let line = info
+        .lines()
+        .find(|l| l.starts_with("latency_percentiles_usec_set:"))
+        .unwrap_or_else(|| panic!("{info}"));
+    let v = line.split_once(':').unwrap().1;
+    let keys: Vec<&str> = v.split(',').map(|p| p.split('=').next().unwrap()).collect();
+    assert_eq!(keys, ["p50", "p99", "p99.9"]);
+    assert!(!text(&c.cmd(&["INFO"])).contains("Latencystats"));
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "latency-tracking-info-percentiles", "90"]),
+        b"+OK\r\n"
+    );
+    assert!(text(&c.cmd(&["INFO", "latencystats"])).contains("latency_percentiles_usec_get:p90="));
+
+    // The latency monitor: off by default; a slow script is a `command` event.
+    assert_eq!(c.cmd(&["LATENCY", "LATEST"]), b"*0\r\n");
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "latency-monitor-threshold", "1"]),
+        b"+OK\r\n"
+    );
+    for key in ["k1", "k2"] {
+        c.cmd(&[
+            "EVAL",
+            "local i = 0 while i < 2000000 do i = i + 1 end return 1",
+            "1",
+            key,
+        ]);
+    }
+    let latest = c.cmd(&["LATENCY", "LATEST"]);
+    let (_, evs) = split_aggregate(&latest);
+    assert_eq!(evs.len(), 1, "{}", text(&latest));
+    let (_, ev) = split_aggregate(&evs[0]);
+    assert_eq!(text(&ev[0]), "$7\r\ncommand\r\n");
+    let history = c.cmd(&["LATENCY", "HISTORY", "command"]);
+    assert!(!split_aggregate(&history).1.is_empty());
+    assert_eq!(c.cmd(&["LATENCY", "HISTORY", "nosuch"]), b"*0\r\n");
+    assert_eq!(c.cmd(&["LATENCY", "RESET", "nosuch"]), b":0\r\n");
+    assert_eq!(c.cmd(&["LATENCY", "RESET"]), b":1\r\n");
+    assert_eq!(c.cmd(&["LATENCY", "LATEST"]), b"*0\r\n");
+    // Tracking off: no new calls counted.
+    c.cmd(&["CONFIG", "SET", "latency-tracking", "no"]);
+    c.cmd(&["SET", "k1", "v"]);
+    let h = text(&c.cmd(&["LATENCY", "HISTOGRAM", "set"]));
+    assert!(h.contains("calls\r\n:20\r\n"), "{h}");
+}
+
+/// Reads monitor lines until one contains `needle` (or panics after a generous wait).
+fn monitor_until(m: &mut RawConn, needle: &str) -> Vec<String> {
+    m.set_read_timeout(std::time::Duration::from_secs(10));
+    let mut seen = Vec::new();
+    loop {
+        let r = m
+            .try_read_frame()
+            .unwrap_or_else(|e| panic!("{e}; saw {seen:?}"));
+        let line = text(&r);
+        let done = line.contains(needle);
+        seen.push(line);
+        if done {
+            return seen;
+        }
+    }
+}
+
+#[test]
+fn monitor_streams_every_shards_commands() {
+    let server = Server::start(&[]);
+    let mut monitors: Vec<RawConn> = (0..3).map(|_| server.raw()).collect();
+    for m in monitors.iter_mut() {
+        assert_eq!(m.cmd(&["MONITOR"]), b"+OK\r\n");
+    }
+    let mut c = server.raw();
+    c.cmd(&["SET", "a b", "x\"y\n"]);
+    for i in 0..6 {
+        c.cmd(&["SET", &format!("k{i}"), "v"]);
+    }
+    c.cmd(&["CONFIG", "GET", "hz"]);
+    c.cmd(&["AUTH", "nobody", "secret"]);
+    c.cmd(&["SELECT", "3"]);
+    c.cmd(&["PING"]);
+    for m in monitors.iter_mut() {
+        let lines = monitor_until(m, "\"PING\"");
+        let first = lines
+            .iter()
+            .find(|l| l.contains("\"SET\" \"a b\""))
+            .unwrap_or_else(|| panic!("{lines:?}"));
+        assert!(
+            first.starts_with('+') && first.contains(" [0 127.0.0.1:"),
+            "{first}"
+        );
+        assert!(
+            first.ends_with("\"SET\" \"a b\" \"x\\\"y\\n\"\r\n"),
+            "{first}"
+        );
+        for i in 0..6 {
+            let k = format!("\"SET\" \"k{i}\" \"v\"");
+            assert!(
+                lines.iter().any(|l| l.contains(&k)),
+                "{k} missing: {lines:?}"
+            );
+        }
+        assert!(!lines.iter().any(|l| l.contains("CONFIG")), "{lines:?}");
+        assert!(lines
+            .iter()
+            .any(|l| l.ends_with("\"AUTH\" \"(redacted)\" \"(redacted)\"\r\n")));
+        assert!(lines
+            .iter()
+            .any(|l| l.contains("[3 ") && l.contains("\"SELECT\" \"3\"")));
+    }
+    // A monitor may not touch the keyspace; RESET ends monitoring.
+    let m = &mut monitors[0];
+    assert_eq!(
+        text(&m.cmd(&["GET", "x"])),
+        "-ERR Replica can't interact with the keyspace\r\n"
+    );
+    assert_eq!(m.cmd(&["RESET"]), b"+RESET\r\n");
+    assert_eq!(m.cmd(&["GET", "k1"]), b"$1\r\nv\r\n");
+    // Closed monitors get nothing more; the others still do.
+    drop(monitors.remove(1));
+    c.cmd(&["ECHO", "after"]);
+    monitor_until(&mut monitors[1], "\"ECHO\" \"after\"");
+    m_quiet(&mut monitors[0]);
+}
+
+/// The connection that left MONITOR receives nothing unasked.
+fn m_quiet(m: &mut RawConn) {
+    m.set_read_timeout(std::time::Duration::from_millis(300));
+    assert!(
+        m.try_read_frame().is_err(),
+        "a former monitor still receives lines"
+    );
+}
+
+#[test]
+fn client_reply_pause_and_list_fields() {
+    let server = Server::start(&[]);
+    let mut c = server.raw();
+    // REPLY SKIP / OFF / ON, with commands for both shards pipelined behind them.
+    let mut pipeline = Vec::new();
+    for args in [
+        vec!["CLIENT", "REPLY", "SKIP"],
+        vec!["SET", "k1", "a"],
+        vec!["GET", "k1"],
+        vec!["CLIENT", "REPLY", "OFF"],
+        vec!["SET", "k2", "b"],
+        vec!["SET", "k3", "c"],
+        vec!["MGET", "k1", "k2", "k3"],
+        vec!["CLIENT", "REPLY", "ON"],
+        vec!["MGET", "k1", "k2", "k3", "k4"],
+    ] {
+        pipeline.extend(common::encode(&args));
+    }
+    c.send(&pipeline);
+    assert_eq!(text(&c.read_reply()), "$1\r\na\r\n");
+    assert_eq!(text(&c.read_reply()), "+OK\r\n");
+    assert_eq!(
+        text(&c.read_reply()),
+        "*4\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n$-1\r\n"
+    );
+
+    // CLIENT LIST fields: flags, subscriptions, MULTI, NO-EVICT; TYPE filters.
+    let mut s = server.raw();
+    s.cmd(&["CLIENT", "SETNAME", "sub"]);
+    s.cmd(&["SUBSCRIBE", "a", "b"]);
+    s.read_reply();
+    s.cmd(&["PSUBSCRIBE", "p*"]);
+    c.cmd(&["CLIENT", "NO-EVICT", "on"]);
+    c.cmd(&["MULTI"]);
+    c.cmd(&["PING"]);
+    let mut admin = server.raw();
+    let list = text(&admin.cmd(&["CLIENT", "LIST"]));
+    let sub_line = list
+        .lines()
+        .find(|l| l.contains("name=sub"))
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(
+        sub_line.contains(" flags=P ") && sub_line.contains(" sub=2 psub=1 ssub=0 "),
+        "{sub_line}"
+    );
+    let c_line = list
+        .lines()
+        .find(|l| l.contains(" multi=1 "))
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(c_line.contains(" flags=xe "), "{c_line}");
+    let pubsub = text(&admin.cmd(&["CLIENT", "LIST", "TYPE", "pubsub"]));
+    assert_eq!(pubsub.matches("id=").count(), 1, "{pubsub}");
+    let normal = text(&admin.cmd(&["CLIENT", "LIST", "TYPE", "normal"]));
+    assert!(!normal.contains("name=sub"), "{normal}");
+    c.cmd(&["DISCARD"]);
+
+    // PAUSE WRITE holds writes (on both shards) but not reads; UNPAUSE lets them go on.
+    assert_eq!(
+        admin.cmd(&["CLIENT", "PAUSE", "20000", "WRITE"]),
+        b"+OK\r\n"
+    );
+    let mut w = server.raw();
+    w.send(&common::encode(&["SET", "k1", "paused"]));
+    let mut w2 = server.raw();
+    w2.send(&common::encode(&["SET", "k2", "paused"]));
+    let mut r = server.raw();
+    assert_eq!(text(&r.cmd(&["GET", "k1"])), "$1\r\na\r\n");
+    w.set_read_timeout(std::time::Duration::from_millis(300));
+    assert!(
+        w.try_read_frame().is_err(),
+        "a write ran during CLIENT PAUSE WRITE"
+    );
+    assert_eq!(admin.cmd(&["CLIENT", "UNPAUSE"]), b"+OK\r\n");
+    w.set_read_timeout(std::time::Duration::from_secs(10));
+    assert_eq!(w.read_reply(), b"+OK\r\n");
+    w2.set_read_timeout(std::time::Duration::from_secs(10));
+    assert_eq!(w2.read_reply(), b"+OK\r\n");
+    assert_eq!(text(&r.cmd(&["GET", "k1"])), "$6\r\npaused\r\n");
+    // PAUSE ALL holds reads too, until it times out.
+    assert_eq!(admin.cmd(&["CLIENT", "PAUSE", "500"]), b"+OK\r\n");
+    let started = std::time::Instant::now();
+    assert_eq!(text(&r.cmd(&["GET", "k2"])), "$6\r\npaused\r\n");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+}
+
+/// GET `path` over HTTP/1.1 from 127.0.0.1:`port`: (status line, body).
+fn http_get(port: u16, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut all = String::new();
+    s.read_to_string(&mut all).unwrap();
+    let (head, body) = all.split_once("\r\n\r\n").unwrap_or((&all, ""));
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
+}
+
+#[test]
+fn prometheus_endpoint_exposes_info_per_shard_and_command() {
+    let mport = common::free_port();
+    let server = Server::start(&["--metrics-port", &mport.to_string(), "--requirepass", "pw"]);
+    let mut c = server.raw();
+    c.cmd(&["AUTH", "pw"]);
+    for i in 0..10 {
+        c.cmd(&["SET", &format!("k{i}"), "v"]);
+    }
+    c.cmd(&["GET", "k1"]);
+    // The endpoint may take a moment to come up with the server.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (status, body) = loop {
+        let r = std::panic::catch_unwind(|| http_get(mport, "/metrics"));
+        match r {
+            Ok(r) => break r,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(100))
+            }
+            Err(e) => std::panic::resume_unwind(e),
+        }
+    };
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+    for want in [
+        "# TYPE shardis_connected_clients gauge",
+        "shardis_db_keys{db=\"0\"} 10\n",
+        "shardis_cmdstat_calls{cmd=\"set\"} 10\n",
+        "shardis_cmdstat_calls{cmd=\"get\"} 1\n",
+        "shardis_shard_keys{shard=\"0\"}",
+        "shardis_shard_keys{shard=\"1\"}",
+        "shardis_latency_percentiles_usec_p50{cmd=\"set\"}",
+    ] {
+        assert!(body.contains(want), "{want} missing:\n{body}");
+    }
+    // Every line is a comment or `name{labels} number`.
+    for line in body.lines().filter(|l| !l.starts_with('#')) {
+        let value = line.rsplit(' ').next().unwrap();
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+    }
+    assert_eq!(http_get(mport, "/other").0, "HTTP/1.1 404 Not Found");
+}
+
+#[test]
+fn the_log_uses_redis_line_format_and_logfile() {
+    let dir = common::fresh_dir("logfile");
+    let file = dir.join("shardis.log");
+    let server = Server::start(&[]);
+    // The start-up line, on standard error: `pid:M dd Mon yyyy hh:mm:ss.mmm * …`.
+    let log = server.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("listening on"))
+        .unwrap_or_else(|| panic!("{log}"));
+    let (pid, rest) = line.split_once(":M ").unwrap_or_else(|| panic!("{line}"));
+    assert_eq!(pid, server.pid().to_string());
+    assert!(
+        rest.contains(" * shardis ") && rest.contains(" shard(s) on "),
+        "{line}"
+    );
+    drop(server);
+    // With logfile set, lines go there.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardis"))
+        .args([
+            "--port",
+            "0",
+            "--shards",
+            "2",
+            "--save",
+            "",
+            "--logfile",
+            file.to_str().unwrap(),
+            "--aclfile",
+            "/nonexistent/acl",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        written.contains(" # shardis: Aborting Redis startup because of ACL errors"),
+        "{written}"
+    );
+}
+
+/// An INFO field's value.
+fn info_field(c: &mut RawConn, section: &str, name: &str) -> String {
+    let info = text(&c.cmd(&["INFO", section]));
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .unwrap_or_else(|| panic!("{name} not in INFO {section}:\n{info}"))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn info_rates_and_pubsub_counts_are_real() {
+    let server = Server::start(&[]);
+    let mut c = server.raw();
+    let mut s1 = server.raw();
+    s1.cmd(&["SUBSCRIBE", "a", "b"]);
+    s1.read_reply();
+    let mut s2 = server.raw();
+    s2.cmd(&["SUBSCRIBE", "a"]);
+    s2.cmd(&["PSUBSCRIBE", "p*"]);
+    assert_eq!(info_field(&mut c, "stats", "pubsub_channels"), "2");
+    assert_eq!(info_field(&mut c, "stats", "pubsub_patterns"), "1");
+    // Load for a while: the instantaneous rate follows (sampled every 100 ms or more).
+    let started = std::time::Instant::now();
+    let mut ops = 0u64;
+    while started.elapsed() < std::time::Duration::from_secs(2) {
+        let mut pipeline = Vec::new();
+        for i in 0..100 {
+            pipeline.extend(common::encode(&["SET", &format!("k{i}"), "v"]));
+        }
+        c.send(&pipeline);
+        c.read_replies(100);
+        ops = info_field(&mut c, "stats", "instantaneous_ops_per_sec")
+            .parse()
+            .unwrap();
+        if ops > 0 {
+            break;
+        }
+    }
+    assert!(ops > 0, "instantaneous_ops_per_sec stayed 0");
+    let kbps: f64 = info_field(&mut c, "stats", "instantaneous_input_kbps")
+        .parse()
+        .unwrap();
+    assert!(kbps > 0.0);
+    let shards = text(&c.cmd(&["INFO", "shards"]));
+    assert!(shards.contains("ops_per_sec="), "{shards}");
+}
+
+#[test]
+fn memory_usage_stats_and_friends() {
+    let server = Server::start(&[]);
+    let mut c = server.raw();
+    let big = "x".repeat(10_000);
+    for key in ["k1", "k2", "k3"] {
+        c.cmd(&["SET", key, &big]);
+        c.cmd(&["SET", &format!("{key}small"), "v"]);
+    }
+    let mut items = vec!["RPUSH", "list"];
+    let vals: Vec<String> = (0..1000).map(|i| format!("item-{i}")).collect();
+    items.extend(vals.iter().map(|s| s.as_str()));
+    c.cmd(&items);
+    let usage = |c: &mut RawConn, args: &[&str]| -> i64 {
+        let r = text(&c.cmd(args));
+        r.trim_start_matches(':')
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{args:?}: {r}"))
+    };
+    for key in ["k1", "k2", "k3"] {
+        let big_n = usage(&mut c, &["MEMORY", "USAGE", key]);
+        let small_n = usage(&mut c, &["MEMORY", "USAGE", &format!("{key}small")]);
+        assert!((10_000..20_000).contains(&big_n), "{key}: {big_n}");
+        assert!(small_n < 200, "{key}small: {small_n}");
+    }
+    let list = usage(&mut c, &["MEMORY", "USAGE", "list", "SAMPLES", "0"]);
+    assert!((8_000..100_000).contains(&list), "list: {list}");
+    assert_eq!(c.cmd(&["MEMORY", "USAGE", "nosuch"]), b"$-1\r\n");
+    assert_eq!(
+        text(&c.cmd(&["MEMORY", "USAGE", "k1", "SAMPLES", "x"])),
+        "-ERR value is not an integer or out of range\r\n"
+    );
+    assert_eq!(
+        text(&c.cmd(&["MEMORY", "USAGE", "k1", "BOGUS"])),
+        "-ERR syntax error\r\n"
+    );
+    let stats = c.cmd(&["MEMORY", "STATS"]);
+    let (_, fields) = split_aggregate(&stats);
+    let names: Vec<String> = fields.iter().step_by(2).map(|f| text(f)).collect();
+    for want in [
+        "peak.allocated",
+        "total.allocated",
+        "keys.count",
+        "db.0",
+        "fragmentation",
+    ] {
+        assert!(
+            names.iter().any(|n| n.contains(want)),
+            "{want} missing: {names:?}"
+        );
+    }
+    let at = names.iter().position(|n| n.contains("keys.count")).unwrap();
+    assert_eq!(text(&fields[at * 2 + 1]), ":7\r\n");
+    let ms = text(&c.cmd(&["MEMORY", "MALLOC-STATS"]));
+    assert!(ms.contains("jemalloc"), "{}", &ms[..ms.len().min(300)]);
+    assert_eq!(c.cmd(&["MEMORY", "PURGE"]), b"+OK\r\n");
+    assert!(c.cmd(&["MEMORY", "DOCTOR"]).starts_with(b"$"));
+}
