@@ -602,22 +602,40 @@ fn used_now(sh: &mut Shard) -> u64 {
     bytes.saturating_sub(sh.evict_credit.1)
 }
 
-/// Frees memory until the shard is under `maxmemory` (Redis's `performEvictions`).
+/// Frees memory until the shard is under `maxmemory` (Redis's `performEvictions`), and times
+/// the stretches in which it could not (ran out of time or of keys), as Redis does for INFO's
+/// `total_eviction_exceeded_time`.
 pub fn perform(sh: &mut Shard, now_ms: u64) -> Outcome {
+    let result = evict_until_under(sh, now_ms);
+    match result {
+        Outcome::Ok => {
+            if let Some(since) = sh.evict_over_since_us.take() {
+                let now_us = (sh.memory_probe.now_us)();
+                sh.stats.eviction_exceeded_us += now_us.saturating_sub(since);
+            }
+        }
+        Outcome::Running | Outcome::Fail => {
+            if sh.evict_over_since_us.is_none() {
+                sh.evict_over_since_us = Some((sh.memory_probe.now_us)());
+            }
+        }
+    }
+    result
+}
+
+fn evict_until_under(sh: &mut Shard, now_ms: u64) -> Outcome {
     let cfg = sh.config.memory;
     if cfg.maxmemory == 0 {
         return Outcome::Ok;
     }
     let used = used_now(sh);
     if used <= cfg.maxmemory {
-        sh.evict_over_since_us = None;
         return Outcome::Ok;
     }
     if cfg.policy == Policy::NoEviction {
         return Outcome::Fail;
     }
     let start_us = (sh.memory_probe.now_us)();
-    let since = *sh.evict_over_since_us.get_or_insert(start_us);
     // Every shard over the limit frees its share of the excess from its own keys: the limit is
     // split evenly, and the shards together free what the process is over by.
     let to_free = (used - cfg.maxmemory).div_ceil(sh.nshards.max(1) as u64);
@@ -653,11 +671,6 @@ pub fn perform(sh: &mut Shard, now_ms: u64) -> Outcome {
         }
     };
     sh.evict_credit.1 += freed;
-    let end_us = (sh.memory_probe.now_us)();
-    if result == Outcome::Ok {
-        sh.stats.eviction_exceeded_us += end_us.saturating_sub(since);
-        sh.evict_over_since_us = None;
-    }
     if result == Outcome::Fail && keys > 0 && used_now(sh) <= cfg.maxmemory {
         // Freed enough after all (the run's own estimate was short).
         return Outcome::Ok;

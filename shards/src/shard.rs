@@ -234,8 +234,8 @@ pub struct Shard {
     /// How the shard reads its memory use (set by the server; see [`crate::evict`]).
     pub memory_probe: crate::evict::MemoryProbe,
     /// Eviction state: the pool of candidates, the next database the random policies try,
-    /// when the shard went over `maxmemory`, and whether it was still over (no key left to
-    /// evict) before the running command.
+    /// since when evictions have not kept the shard under `maxmemory`, and whether it was
+    /// over with no key left to evict before the running command.
     pub(crate) evict_pool: crate::evict::Pool,
     pub(crate) evict_next_db: usize,
     pub(crate) evict_over_since_us: Option<u64>,
