@@ -396,7 +396,44 @@ pub const OPTIONS: &[OptDef] = &[
         "0",
         Kind::Memory { min: 0 },
         true,
-        "memory limit (eviction is not built yet)",
+        "memory limit, bytes, process-wide (0: none; see maxmemory-policy)",
+    ),
+    opt(
+        "maxmemory-samples",
+        "5",
+        Kind::Int {
+            min: 1,
+            max: i32::MAX as i64,
+        },
+        true,
+        "keys sampled per database when picking what to evict",
+    ),
+    opt(
+        "maxmemory-eviction-tenacity",
+        "10",
+        Kind::Int { min: 0, max: 100 },
+        true,
+        "how long one eviction run may take (0..100, 100: no limit)",
+    ),
+    opt(
+        "lfu-log-factor",
+        "10",
+        Kind::Int {
+            min: 0,
+            max: i32::MAX as i64,
+        },
+        true,
+        "how slowly the LFU access counter grows",
+    ),
+    opt(
+        "lfu-decay-time",
+        "1",
+        Kind::Int {
+            min: 0,
+            max: i32::MAX as i64,
+        },
+        true,
+        "minutes for the LFU access counter to lose one (0: never)",
     ),
     opt(
         "list-max-listpack-size",

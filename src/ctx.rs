@@ -311,6 +311,7 @@ impl ShardCtx {
                 e.scripts = shared.scripts.clone();
                 e.clock_ms = || now_us() / 1000;
                 e.busy_poll = Some(busy_poll_current);
+                e.memory_probe = crate::maxmemory::probe();
                 e.client_ident = client_ident_current;
                 e.ticks_to_us = crate::clock::to_us;
                 e.thread_allocated = crate::memory::thread_allocated;
@@ -460,6 +461,7 @@ impl ShardCtx {
                 active_expire: e.config.active_expire,
                 ..crate::load::shard_config(cfg)
             };
+            shards::evict::configure(&mut e, now_us() / 1000);
         }
         self.aof_config();
         self.engine.borrow_mut().notify_flags =
@@ -528,8 +530,12 @@ impl ShardCtx {
                 }
                 glommio::yield_if_needed().await;
             }
-            // What the expiry logged (AOF DELs, `expired` events) goes out now, not with the
-            // next client's request.
+            // An eviction run that ran out of time goes on here, as Redis's eviction timer does.
+            if self.engine.borrow().config.memory.maxmemory != 0 {
+                shards::evict::perform(&mut self.engine.borrow_mut(), now_us() / 1000);
+            }
+            // What the expiry and eviction logged (AOF DELs, `expired` and `evicted` events)
+            // goes out now, not with the next client's request.
             self.end_of_batch();
         }
     }

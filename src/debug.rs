@@ -276,7 +276,11 @@ pub fn populate(
 /// DEBUG OBJECT's line for `key`, as Redis prints it (no such key: an empty answer).
 pub fn object(ctx: &ShardCtx, db: usize, key: &[u8], now_ms: u64) -> RepBody {
     let mut e = ctx.engine.borrow_mut();
-    let Some(item) = e.db(db).get(key, now_ms) else {
+    // Redis's raw 24 bits (under LFU, minutes and counter) and the idle time they mean as LRU.
+    let (lru, idle_s) = e.db(db).clock_of(key).map_or((0, 0), |(clocks, id)| {
+        (clocks.get(id), clocks.idle_ms(id, now_ms) / 1000)
+    });
+    let Some(item) = e.db(db).get_untouched(key, now_ms, false) else {
         return RepBody::Ack;
     };
     let value = &item.value;
@@ -284,8 +288,8 @@ pub fn object(ctx: &ShardCtx, db: usize, key: &[u8], now_ms: u64) -> RepBody {
     let serialized = shards::rdb::dump(value).len().saturating_sub(11);
     let addr = value as *const _ as usize;
     RepBody::Lines(format!(
-        "Value at:{addr:#x} refcount:{} encoding:{} serializedlength:{serialized} lru:0 \
-         lru_seconds_idle:0",
+        "Value at:{addr:#x} refcount:{} encoding:{} serializedlength:{serialized} lru:{lru} \
+         lru_seconds_idle:{idle_s}",
         shards::cmd::keys::refcount(value),
         value.encoding()
     ))

@@ -192,6 +192,7 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
                 field(o, "maxmemory", maxmem);
                 field(o, "maxmemory_human", human(maxmem));
                 field(o, "maxmemory_policy", shared.config.get("maxmemory-policy"));
+                field(o, "mem_not_counted_for_evict", 0);
                 let frag = if used > 0 {
                     rss as f64 / used as f64
                 } else {
@@ -231,7 +232,15 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
                 field(o, "instantaneous_output_repl_kbps", "0.00");
                 field(o, "rejected_connections", sum(|s| s.rejected_connections));
                 field(o, "expired_keys", sum(|s| s.expired_keys));
-                field(o, "evicted_keys", 0);
+                field(o, "evicted_keys", sum(|s| s.evicted_keys));
+                let current_us = stats
+                    .iter()
+                    .map(|(_, s)| s.eviction_current_us)
+                    .max()
+                    .unwrap_or(0);
+                let total_us = sum(|s| s.eviction_exceeded_us) + current_us;
+                field(o, "total_eviction_exceeded_time", total_us / 1000);
+                field(o, "current_eviction_exceeded_time", current_us / 1000);
                 field(o, "keyspace_hits", sum(|s| s.keyspace_hits));
                 field(o, "keyspace_misses", sum(|s| s.keyspace_misses));
                 let unique = |f: fn(&ShardStats) -> &Vec<Vec<u8>>| {

@@ -52,6 +52,14 @@ pub fn shard_config(cfg: &Config) -> ShardConfig {
             node_max_entries: n("stream-node-max-entries"),
         },
         busy_reply_threshold_ms: cfg.get_i64("busy-reply-threshold").max(0) as u64,
+        memory: shards::evict::MemoryConfig {
+            maxmemory: cfg.get_i64("maxmemory").max(0) as u64,
+            policy: shards::evict::Policy::parse(&cfg.get("maxmemory-policy")).unwrap_or_default(),
+            samples: n("maxmemory-samples"),
+            tenacity: n("maxmemory-eviction-tenacity") as u32,
+            lfu_log_factor: n("lfu-log-factor").min(u32::MAX as usize) as u32,
+            lfu_decay_time: n("lfu-decay-time").min(u32::MAX as usize) as u32,
+        },
         ..ShardConfig::default()
     }
 }

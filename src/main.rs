@@ -36,6 +36,7 @@ mod dispatch;
 mod info;
 mod load;
 mod logging;
+mod maxmemory;
 mod memory;
 mod merge;
 mod metrics;

@@ -194,6 +194,10 @@ pub struct ShardStats {
     pub keyspace_hits: u64,
     pub keyspace_misses: u64,
     pub expired_keys: u64,
+    /// Keys evicted; µs spent over `maxmemory` in all, and in the current stretch over it.
+    pub evicted_keys: u64,
+    pub eviction_exceeded_us: u64,
+    pub eviction_current_us: u64,
     pub commands: u64,
     pub cmd: Vec<(String, shards::shard::CmdStat)>,
     pub connected_clients: usize,

@@ -89,7 +89,14 @@ pub fn queue(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> bool {
         Ok(l) if l.spec.flags & shards::cmd::flag::NO_MULTI != 0 => {
             Some(Error::err("Command not allowed inside a transaction"))
         }
-        Ok(l) => crate::acl_cmds::check(ctx, conn, l, argv, shards::acl::LogContext::Multi).err(),
+        Ok(l) => crate::acl_cmds::check(ctx, conn, l, argv, shards::acl::LogContext::Multi)
+            .err()
+            .or_else(|| {
+                // While over `maxmemory`, Redis queues nothing (queuing takes memory too).
+                let now_ms = crate::ctx::now_us() / 1000;
+                shards::evict::out_of_memory(&mut ctx.engine.borrow_mut(), now_ms)
+                    .then(|| Error::Other(shards::evict::OOM.into()))
+            }),
     };
     match rejected {
         Some(e) => {

@@ -484,6 +484,7 @@ const CORPUS: &[&str] = &[
     "scripting.redis",
     "functions.redis",
     "acl.redis",
+    "eviction.redis",
 ];
 
 #[test]
@@ -508,6 +509,11 @@ fn every_corpus_file_has_a_test() {
 #[test]
 fn acl() {
     check("acl.redis");
+}
+
+#[test]
+fn eviction() {
+    check("eviction.redis");
 }
 
 #[test]

@@ -13,6 +13,7 @@
 //! without one never touches the map. Expiry is lazy (every lookup checks the deadline) plus an
 //! active cycle that samples the map and deletes the expired keys.
 
+use crate::evict::Clocks;
 use crate::limits::EXPIRE_SAMPLE;
 use crate::notify::KeyNote;
 use crate::rdb::file::Section;
@@ -25,7 +26,7 @@ use std::num::NonZeroU64;
 type Hasher = ahash::RandomState;
 
 /// Slots per slab chunk.
-const CHUNK: usize = 1024;
+pub(crate) const CHUNK: usize = 1024;
 
 /// The index's mark on the ids of keys that have a deadline.
 const VOLATILE: u32 = 1 << 31;
@@ -116,6 +117,9 @@ pub struct Db {
     /// While keyspace notifications for new or expired keys are on: the keys created and
     /// expired, in order, not yet turned into events (see [`crate::Shard::notify`]).
     pub key_notes: Option<Vec<(KeyNote, Key)>>,
+    /// Per-key access clocks, kept only under an LRU or LFU `maxmemory-policy` (see
+    /// [`crate::evict`]): a key costs nothing for them otherwise.
+    pub(crate) clocks: Option<Box<Clocks>>,
 }
 
 impl Db {
@@ -212,6 +216,10 @@ impl Db {
         if let Some(t) = entry.expire {
             self.expires.insert(id, t);
         }
+        if let Some(c) = &mut self.clocks {
+            let fresh = c.fresh();
+            c.set(id, fresh);
+        }
         self.len += 1;
         if let Some(notes) = &mut self.key_notes {
             notes.push((KeyNote::New, key.into()));
@@ -264,14 +272,112 @@ impl Db {
         expired
     }
 
-    /// The slot id of the live key `key` (one hash lookup, expiring it if due).
+    /// The slot id of the live key `key` (one hash lookup, expiring it if due), recording the
+    /// access in its clock (Redis's `lookupKey`).
     fn live_id(&mut self, key: &[u8], now_ms: u64) -> Option<u32> {
+        let id = self.untouched_id(key, now_ms)?;
+        if let Some(c) = &mut self.clocks {
+            c.touch(id, now_ms);
+        }
+        Some(id)
+    }
+
+    /// [`Db::live_id`] without recording an access (Redis's `LOOKUP_NOTOUCH`).
+    fn untouched_id(&mut self, key: &[u8], now_ms: u64) -> Option<u32> {
         let marked = self.find(key)?;
         let id = marked & !VOLATILE;
         if marked & VOLATILE != 0 && self.expire_id(id, now_ms) {
             return None;
         }
         Some(id)
+    }
+
+    /// The live value under `key` without recording an access, as TYPE, EXISTS, the TTL family
+    /// and OBJECT look keys up (Redis's `LOOKUP_NOTOUCH`); a miss is noted for `keymiss` when
+    /// `note_miss`.
+    pub fn get_untouched(&mut self, key: &[u8], now_ms: u64, note_miss: bool) -> Option<&Item> {
+        let id = self.untouched_id(key, now_ms);
+        if id.is_none() && note_miss {
+            if let Some(notes) = &mut self.key_notes {
+                notes.push((KeyNote::Miss, key.into()));
+            }
+        }
+        self.slot(id?).map(|s| &s.item)
+    }
+
+    /// The access clock cell of the live key `key` with the clocks, without touching it
+    /// (OBJECT IDLETIME / FREQ, DEBUG OBJECT).
+    pub fn clock_of(&self, key: &[u8]) -> Option<(&Clocks, u32)> {
+        let c = self.clocks.as_deref()?;
+        let id = self.find(key)? & !VOLATILE;
+        Some((c, id))
+    }
+
+    /// Sets the clock of `key` as RESTORE's IDLETIME / FREQ ask.
+    pub fn set_restored_clock(&mut self, key: &[u8], idle_s: Option<i64>, freq: Option<i64>) {
+        let Some(id) = self.find(key) else { return };
+        if let Some(c) = &mut self.clocks {
+            c.set_restored(id & !VOLATILE, idle_s, freq);
+        }
+    }
+
+    /// Calls `f` for every occupied slot id.
+    pub(crate) fn for_each_id(&self, mut f: impl FnMut(u32)) {
+        for (c, chunk) in self.chunks.iter().enumerate() {
+            for (i, s) in chunk.iter().enumerate() {
+                if s.is_some() {
+                    f((c * CHUNK + i) as u32);
+                }
+            }
+        }
+    }
+
+    /// Up to `n` random keys for the eviction pool (`volatile`: only keys with a deadline),
+    /// each with its slot id, deadline and the clocks (Redis's `dictGetSomeKeys`: a sample,
+    /// possibly with repeats; expired keys are candidates too).
+    pub(crate) fn sample(
+        &self,
+        rng: &mut Rng,
+        volatile: bool,
+        n: usize,
+        mut f: impl FnMut(&[u8], u32, Option<u64>, Option<&Clocks>),
+    ) {
+        let clocks = self.clocks.as_deref();
+        if volatile {
+            for _ in 0..n.min(self.expires.len()) {
+                let i = rng.below(self.expires.len());
+                if let Some((&id, t)) = self.expires.get_index(i) {
+                    if let Some(s) = self.slot(id) {
+                        f(&s.key, id, Some(t.get()), clocks);
+                    }
+                }
+            }
+            return;
+        }
+        let (mut found, mut tries) = (0, 0);
+        // Random slot ids hit a key as often as the slab is full; bound the misses.
+        while found < n.min(self.len) && tries < n.saturating_mul(20) && self.next > 0 {
+            tries += 1;
+            let id = rng.below(self.next as usize) as u32;
+            if let Some(s) = self.slot(id) {
+                found += 1;
+                let t = if self.expires.is_empty() {
+                    None
+                } else {
+                    self.expires.get(&id).map(|t| t.get())
+                };
+                f(&s.key, id, t, clocks);
+            }
+        }
+    }
+
+    /// A random key with a deadline (expired or not).
+    pub fn random_volatile_key(&self, rng: &mut Rng) -> Option<Key> {
+        if self.expires.is_empty() {
+            return None;
+        }
+        let (&id, _) = self.expires.get_index(rng.below(self.expires.len()))?;
+        self.slot(id).map(|s| s.key.clone())
     }
 
     /// The live value under `key`.
@@ -354,6 +460,10 @@ impl Db {
         if let Some(s) = self.slot_mut(id) {
             s.item.value = entry.value;
         }
+        if let Some(c) = &mut self.clocks {
+            // An overwrite is an access (Redis looks the key up for writing first).
+            c.touch(id, c.now_ms);
+        }
         match entry.expire {
             Some(t) => {
                 self.expires.insert(id, t);
@@ -421,7 +531,9 @@ impl Db {
         }
         let expired_log = self.expired_log.take();
         let key_notes = self.key_notes.take();
+        let clocks = self.clocks.take().map(|c| Box::new(c.emptied()));
         *self = Db::default();
+        self.clocks = clocks;
         self.key_notes = key_notes;
         self.expired_count = expired_count;
         self.snapshot = snapshot;

@@ -14,6 +14,7 @@ pub mod acl;
 pub mod aof;
 pub mod cmd;
 pub mod error;
+pub mod evict;
 pub mod fuzz;
 pub mod glob;
 pub mod keyspace;

@@ -24,3 +24,7 @@ pub const SHARED_INTEGERS: i64 = 10000;
 /// Most members one logged command carries when a command's effect is logged as many (SPOP
 /// with a count as SREMs, as Redis batches them).
 pub const PROPAGATE_BATCH_ARGS: usize = 1024;
+/// Candidates the eviction pool keeps (Redis's EVPOOL_SIZE).
+pub const EVICTION_POOL_SIZE: usize = 16;
+/// Pool refreshes one eviction pick tries before it gives up (every sampled key gone).
+pub const EVICTION_TRIES_MAX: usize = 16;

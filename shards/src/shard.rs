@@ -35,6 +35,11 @@ pub struct Stats {
     pub errors: HashMap<String, u64>,
     /// Per command, keyed by the address of its declaration (cheap to hash on every call).
     pub cmd: HashMap<usize, (Lookup, CmdStat), ahash::RandomState>,
+    /// Keys deleted to stay under `maxmemory` (INFO's `evicted_keys`).
+    pub evicted_keys: u64,
+    /// µs spent over `maxmemory` until evictions brought the shard back under it (INFO's
+    /// `total_eviction_exceeded_time`, in ms there).
+    pub eviction_exceeded_us: u64,
 }
 
 impl Stats {
@@ -141,6 +146,8 @@ pub struct ShardConfig {
     /// `busy-reply-threshold` (`lua-time-limit`), ms: a script running longer makes its
     /// shard answer BUSY and can be stopped by SCRIPT KILL.
     pub busy_reply_threshold_ms: u64,
+    /// `maxmemory` and the eviction settings.
+    pub memory: crate::evict::MemoryConfig,
 }
 
 impl Default for ShardConfig {
@@ -157,6 +164,7 @@ impl Default for ShardConfig {
             hll_sparse_max_bytes: crate::types::hll::SPARSE_MAX_BYTES_DEFAULT,
             stream: crate::types::stream::Limits::default(),
             busy_reply_threshold_ms: 5000,
+            memory: crate::evict::MemoryConfig::default(),
         }
     }
 }
@@ -223,6 +231,19 @@ pub struct Shard {
     /// Who runs the current script, when its user's permissions must be checked for every
     /// command it calls (see `acl::Caller`).
     pub caller: Option<std::sync::Arc<crate::acl::Caller>>,
+    /// How the shard reads its memory use (set by the server; see [`crate::evict`]).
+    pub memory_probe: crate::evict::MemoryProbe,
+    /// Eviction state: the pool of candidates, the next database the random policies try,
+    /// since when evictions have not kept the shard under `maxmemory`, and whether it was
+    /// over with no key left to evict before the running command.
+    pub(crate) evict_pool: crate::evict::Pool,
+    pub(crate) evict_next_db: usize,
+    pub(crate) evict_over_since_us: Option<u64>,
+    pub(crate) evict_depth: u32,
+    /// Bytes this shard's evictions freed since the memory figure of reading `.0` (see
+    /// `evict::used_now`).
+    pub(crate) evict_credit: (u64, u64),
+    pub oom: bool,
     /// Commands slower than `slowlog-log-slower-than` (see `slowlog`).
     pub slowlog: crate::slowlog::SlowLog,
     /// The id of the client whose commands run now (0: none known), for SLOWLOG.
@@ -267,6 +288,13 @@ impl Shard {
             clock_ms: || 0,
             busy_poll: None,
             caller: None,
+            memory_probe: crate::evict::MemoryProbe::default(),
+            evict_pool: Default::default(),
+            evict_next_db: 0,
+            evict_over_since_us: None,
+            evict_depth: 0,
+            evict_credit: (0, 0),
+            oom: false,
             slowlog: crate::slowlog::SlowLog::default(),
             client: 0,
             client_ident: |_| (String::new(), String::new()),
@@ -524,7 +552,13 @@ impl Shard {
         if self.notify_flags | self.notes_flags != 0 {
             self.sync_key_notes();
         }
-        let r = self.execute(cmd, argv, db, now_us, proto, out);
+        let r = if self.config.memory.active() {
+            crate::evict::guarded(self, cmd, db, now_us / 1000, |sh| {
+                sh.execute(cmd, argv, db, now_us, proto, out)
+            })
+        } else {
+            self.execute(cmd, argv, db, now_us, proto, out)
+        };
         let keep_watch = std::mem::take(&mut self.keep_watch);
         if self.notes_flags != 0 {
             self.flush_key_notes();
@@ -600,7 +634,7 @@ impl Shard {
             if keep_watch {
                 self.make_ready(k);
             } else {
-                self.touch(k);
+                self.touch_key(k);
             }
         }
     }
@@ -620,7 +654,7 @@ impl Shard {
     }
 
     /// A key changed: its waiters look again, its watchers' EXEC fails.
-    fn touch(&mut self, k: (usize, Key)) {
+    pub(crate) fn touch_key(&mut self, k: (usize, Key)) {
         if let Some((_, version)) = self.watched.get_mut(&k) {
             *version += 1;
         }
@@ -721,7 +755,7 @@ impl Shard {
     /// the server logs what it installs (as `RESTORE … REPLACE ABSTTL` or `DEL`).
     pub fn import(&mut self, db: usize, entries: Vec<(Key, Option<Entry>)>) {
         for (k, _) in &entries {
-            self.touch((db, k.clone()));
+            self.touch_key((db, k.clone()));
         }
         let d = &mut self.dbs[db];
         for (k, e) in entries {

@@ -149,6 +149,9 @@ fn restore(sh: &mut Shard, c: &mut Call) -> Result<()> {
     // The old value goes first, so the key is created anew (Redis's dbAdd).
     db.remove(key);
     db.insert(key, Entry::with_expiry(value, expire));
+    if idle.is_some() || freq.is_some() {
+        db.set_restored_clock(key, idle, freq);
+    }
     sh.stats.dirty += 1;
     sh.notify(class::GENERIC, "restore", c.db, key);
     if ttl != 0 && !absttl && sh.propagating() {

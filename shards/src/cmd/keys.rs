@@ -378,10 +378,21 @@ fn lookup_read<'s>(sh: &'s mut Shard, db: usize, key: &[u8], now_ms: u64) -> Opt
     found
 }
 
+/// [`lookup_read`] without recording an access in the key's clock, as TYPE, EXISTS and the TTL
+/// family look keys up (Redis's `LOOKUP_NOTOUCH`).
+fn lookup_untouched<'s>(sh: &'s mut Shard, db: usize, key: &[u8], now_ms: u64) -> Option<&'s Item> {
+    let found = sh
+        .stats
+        .count_lookup(sh.dbs[db].get_untouched(key, now_ms, true));
+    found
+}
+
 /// The live entry under `key` for OBJECT: counted like a read, but a miss fires no `keymiss`
-/// (Redis looks up with `LOOKUP_NONOTIFY` there).
+/// (Redis looks up with `LOOKUP_NONOTIFY` there), and the access is not recorded.
 fn lookup_object<'s>(sh: &'s mut Shard, db: usize, key: &[u8], now_ms: u64) -> Option<&'s Item> {
-    let found = sh.stats.count_lookup(sh.dbs[db].get(key, now_ms));
+    let found = sh
+        .stats
+        .count_lookup(sh.dbs[db].get_untouched(key, now_ms, false));
     found
 }
 
@@ -408,11 +419,15 @@ fn del(sh: &mut Shard, c: &mut Call) -> Result<()> {
 }
 
 /// EXISTS key [key ...] and TOUCH key [key ...]: both count the live keys, a key named twice
-/// counting twice. TOUCH has nothing more to do, as no access time is kept (see OBJECT IDLETIME).
+/// counting twice. TOUCH records the access in the keys' clocks; EXISTS does not.
 fn exists(sh: &mut Shard, c: &mut Call) -> Result<()> {
+    let touch = eq_ic(c.argv[0], "touch");
     let n = c.argv[1..]
         .iter()
-        .filter(|k| lookup_read(sh, c.db, k, c.now_ms).is_some())
+        .filter(|k| match touch {
+            true => lookup_read(sh, c.db, k, c.now_ms).is_some(),
+            false => lookup_untouched(sh, c.db, k, c.now_ms).is_some(),
+        })
         .count();
     c.out.int(n as i64);
     Ok(())
@@ -420,7 +435,8 @@ fn exists(sh: &mut Shard, c: &mut Call) -> Result<()> {
 
 /// TYPE key
 fn type_of(sh: &mut Shard, c: &mut Call) -> Result<()> {
-    let name = lookup_read(sh, c.db, c.argv[1], c.now_ms).map_or("none", |e| e.value.type_name());
+    let name =
+        lookup_untouched(sh, c.db, c.argv[1], c.now_ms).map_or("none", |e| e.value.type_name());
     c.out.simple(name);
     Ok(())
 }
@@ -556,7 +572,7 @@ fn pexpireat(sh: &mut Shard, c: &mut Call) -> Result<()> {
 /// key without a deadline, else the time left (or the deadline), in ms or rounded to seconds.
 fn ttl_generic(sh: &mut Shard, c: &mut Call, in_ms: bool, absolute: bool) -> Result<()> {
     let now_ms = c.now_ms;
-    if lookup_read(sh, c.db, c.argv[1], now_ms).is_none() {
+    if lookup_untouched(sh, c.db, c.argv[1], now_ms).is_none() {
         c.out.int(-2);
         return Ok(());
     }
@@ -913,24 +929,43 @@ fn object_refcount(sh: &mut Shard, c: &mut Call) -> Result<()> {
     Ok(())
 }
 
-/// OBJECT FREQ key — access frequency is tracked only under an LFU maxmemory policy, and this
-/// server runs as Redis does under its default, `noeviction`.
+/// OBJECT FREQ key — the logarithmic access counter, tracked only under an LFU policy.
 fn object_freq(sh: &mut Shard, c: &mut Call) -> Result<()> {
     if lookup_object(sh, c.db, c.argv[2], c.now_ms).is_none() {
         c.out.null();
         return Ok(());
     }
-    Err(Error::err(
-        "An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
-    ))
+    if !sh.config.memory.policy.lfu() {
+        return Err(Error::err(
+            "An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
+        ));
+    }
+    let freq = match sh.dbs[c.db].clock_of(c.argv[2]) {
+        Some((clocks, id)) => clocks.freq(id),
+        None => crate::evict::LFU_INIT_VAL,
+    };
+    c.out.int(freq as i64);
+    Ok(())
 }
 
-/// OBJECT IDLETIME key — entries carry no access time, so every key reads as just used (0).
+/// OBJECT IDLETIME key — seconds since the key was last used. Tracked while an LRU policy is
+/// selected; under the others (which keep no clocks, see [`crate::evict`]) every key reads as
+/// just used (0). An error under LFU policies, as in Redis.
 fn object_idletime(sh: &mut Shard, c: &mut Call) -> Result<()> {
-    match lookup_object(sh, c.db, c.argv[2], c.now_ms) {
-        Some(_) => c.out.int(0),
-        None => c.out.null(),
+    if lookup_object(sh, c.db, c.argv[2], c.now_ms).is_none() {
+        c.out.null();
+        return Ok(());
     }
+    if sh.config.memory.policy.lfu() {
+        return Err(Error::err(
+            "An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
+        ));
+    }
+    let idle_ms = match sh.dbs[c.db].clock_of(c.argv[2]) {
+        Some((clocks, id)) => clocks.idle_ms(id, c.now_ms),
+        None => 0,
+    };
+    c.out.int((idle_ms / 1000) as i64);
     Ok(())
 }
 

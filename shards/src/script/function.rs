@@ -264,6 +264,7 @@ pub fn fcall(shard: &mut Shard, call: &mut Call<'_>, ro_command: bool) -> Result
                 "Can not execute a script with write flag using *_ro command.",
             ));
         }
+        crate::evict::script_may_run(shard, f.flags)?;
         let run = super::Run {
             func: &f.func,
             name: &name,

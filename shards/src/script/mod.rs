@@ -492,6 +492,9 @@ pub fn eval(shard: &mut Shard, call: &mut Call<'_>, by_sha: bool, ro_command: bo
                 "Can not execute a script with write flag using *_ro command.",
             ));
         }
+        if compiled.flags.is_some() {
+            crate::evict::script_may_run(shard, flags)?;
+        }
         let run = Run {
             func: &compiled.func,
             name: std::str::from_utf8(&sha).unwrap_or("?"),
