@@ -267,7 +267,8 @@ impl Conn {
             .as_deref()
             .map(String::from_utf8_lossy)
             .unwrap_or_default();
-        let qbuf = self.rbuf.len() - self.rpos;
+        // While its commands run, the connection's input is taken out (empty here).
+        let qbuf = self.rbuf.len().saturating_sub(self.rpos);
         let events = if self.want_write { "rw" } else { "r" };
         // Redis's flag letters, in its order.
         let (sub, psub, ssub) = crate::pubsub::counts(self);

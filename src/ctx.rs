@@ -1037,7 +1037,7 @@ impl ShardCtx {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(_) => return self.close(conn),
             }
-            if conn.rbuf.len() - conn.rpos > self.query_buf_max.get() {
+            if conn.rbuf.len().saturating_sub(conn.rpos) > self.query_buf_max.get() {
                 crate::log!(
                     "closing client {} ({}): query buffer limit reached",
                     conn.id,
@@ -1120,7 +1120,7 @@ impl ShardCtx {
             None => conn.pending_output() > 0 && !held,
             Some(tls) => tls.want_write(conn.pending_output() > 0 && !held),
         };
-        let pause = conn.waiting() && conn.rbuf.len() - conn.rpos > PAUSE_READ_BYTES;
+        let pause = conn.waiting() && conn.rbuf.len().saturating_sub(conn.rpos) > PAUSE_READ_BYTES;
         if want_write != conn.want_write || pause != conn.read_paused {
             let mut ev = if pause { 0 } else { EV_READ };
             if want_write {

@@ -34,6 +34,7 @@ fn excluded(name: &str, spec: &CommandSpec) -> bool {
                 | "client|kill"
                 | "client|pause"
                 | "client|reply"
+                | "monitor"
                 | "multi"
                 | "exec"
                 | "watch"
@@ -182,12 +183,19 @@ fn random_arguments_to_every_command() {
             argv.push(random_arg(&mut rng, &toks));
         }
         let refs: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
+        if std::env::var("HOSTILE_TRACE").is_ok() {
+            let shown: Vec<String> = argv.iter().map(|a| common::escape(a)).collect();
+            eprintln!("{i}: {shown:?}");
+        }
         c.send(&encode(&refs));
         match c.try_read_reply() {
             Ok(r) => errors += (r.first() == Some(&b'-')) as usize,
             Err(e) => {
                 let shown: Vec<String> = argv.iter().map(|a| common::escape(a)).collect();
-                panic!("seed {seed}, command {i}: {shown:?}: no well-formed reply: {e}")
+                panic!(
+                    "seed {seed}, command {i}: {shown:?}: no well-formed reply: {e}\nserver log:\n{}",
+                    server.log()
+                )
             }
         }
         if i % 500 == 499 {
