@@ -820,16 +820,18 @@ mod tests {
         }
         let gone = evict_n(&mut sh, 200, later);
         assert_eq!(gone.len(), 200);
-        let hot = gone
-            .iter()
-            .filter(|k| {
-                let n: usize = std::str::from_utf8(&k[1..]).unwrap().parse().unwrap();
-                n < 500
-            })
-            .count();
+        let hot = gone.iter().filter(|k| key_number(k) < 500).count();
         // Sampling 5 at a time with a pool of 16: a hot key wins only if no idle one is near.
         assert!(hot <= 5, "{hot} hot keys evicted");
         assert_eq!(sh.stats.evicted_keys, 200);
+    }
+
+    /// The number in a test key `k<n>`.
+    fn key_number(k: &[u8]) -> usize {
+        std::str::from_utf8(&k[1..])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(usize::MAX)
     }
 
     #[test]
@@ -842,16 +844,7 @@ mod tests {
             }
         }
         let gone = evict_n(&mut sh, 500, 0);
-        let hot = gone
-            .iter()
-            .filter(|k| {
-                std::str::from_utf8(&k[1..])
-                    .unwrap()
-                    .parse::<usize>()
-                    .unwrap()
-                    < 100
-            })
-            .count();
+        let hot = gone.iter().filter(|k| key_number(k) < 100).count();
         assert_eq!(hot, 0);
     }
 
@@ -862,16 +855,7 @@ mod tests {
         let gone = evict_n(&mut sh, 50, 0);
         assert_eq!(gone.len(), 50);
         // Deadlines grow with the key number: the evicted keys are among the earliest.
-        let late = gone
-            .iter()
-            .filter(|k| {
-                std::str::from_utf8(&k[1..])
-                    .unwrap()
-                    .parse::<usize>()
-                    .unwrap()
-                    > 500
-            })
-            .count();
+        let late = gone.iter().filter(|k| key_number(k) > 500).count();
         assert!(late <= 3, "{late}");
     }
 
