@@ -512,9 +512,15 @@ fn execute(ctx: &ShardCtx, conn: &mut Conn, target: Target, argv: &[&[u8]], now:
         }
         Target::Server(l, c) => {
             conn.last_cmd = names(l);
+            let t0 = crate::clock::ticks();
             crate::server_cmds::handle(ctx, conn, l, argv, c);
-            // Counted after it ran, as Redis does (INFO does not see its own call).
-            ctx.engine.borrow_mut().stats.count_call(l);
+            // Timed (what ran here, not the other shards' parts) and counted after it ran, as
+            // Redis does (INFO does not see its own call).
+            let spent = crate::clock::ticks().wrapping_sub(t0);
+            let mut e = ctx.engine.borrow_mut();
+            e.stats.count_call(l);
+            e.client = conn.id;
+            e.record_time(l, argv, spent, now);
         }
         Target::Split(l, m) => {
             ctx.engine.borrow_mut().stats.count_call(l);

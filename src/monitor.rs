@@ -71,7 +71,7 @@ fn line(db: usize, addr: &str, argv: &[&[u8]], now_us: u64) -> String {
         now_us / 1_000_000,
         now_us % 1_000_000
     );
-    let hidden = redacted(argv);
+    let hidden = shards::cmd::redacted(argv);
     for (i, a) in argv.iter().enumerate() {
         s.push(' ');
         if hidden.contains(&i) {
@@ -81,26 +81,6 @@ fn line(db: usize, addr: &str, argv: &[&[u8]], now_us: u64) -> String {
         }
     }
     s
-}
-
-/// The arguments hidden from monitors: AUTH's, and the two after HELLO's AUTH.
-fn redacted(argv: &[&[u8]]) -> std::ops::Range<usize> {
-    let Some(name) = argv.first() else {
-        return 0..0;
-    };
-    if name.eq_ignore_ascii_case(b"auth") {
-        return 1..argv.len();
-    }
-    if name.eq_ignore_ascii_case(b"hello") {
-        if let Some(i) = argv
-            .iter()
-            .skip(2)
-            .position(|a| a.eq_ignore_ascii_case(b"auth"))
-        {
-            return i + 3..i + 5;
-        }
-    }
-    0..0
 }
 
 /// A quoted, escaped argument (Redis's `sdscatrepr`).

@@ -545,3 +545,28 @@ fn memory_usage_stats_and_friends() {
     assert_eq!(c.cmd(&["MEMORY", "PURGE"]), b"+OK\r\n");
     assert!(c.cmd(&["MEMORY", "DOCTOR"]).starts_with(b"$"));
 }
+
+#[test]
+fn slowlog_and_commandstats_time_server_commands_with_credentials_hidden() {
+    let server = Server::start(&[]);
+    let mut c = server.raw();
+    c.cmd(&["CONFIG", "SET", "slowlog-log-slower-than", "0"]);
+    c.cmd(&["ACL", "SETUSER", "zz", "on", ">secretpw"]);
+    c.cmd(&["AUTH", "zz", "secretpw"]);
+    c.cmd(&["AUTH", "default", "whatever"]);
+    c.cmd(&["CONFIG", "SET", "requirepass", "topsecret", "hz", "11"]);
+    c.cmd(&["AUTH", "topsecret"]);
+    c.cmd(&["CONFIG", "SET", "requirepass", ""]);
+    c.cmd(&["INFO", "server"]);
+    let log = text(&c.cmd(&["SLOWLOG", "GET", "-1"]));
+    assert!(!log.contains("secret"), "{log}");
+    assert!(log.contains("$10\r\n(redacted)\r\n"), "{log}");
+    assert!(log.contains("$2\r\nhz\r\n$2\r\n11\r\n"), "{log}");
+    assert!(log.contains("$4\r\nINFO\r\n"), "{log}");
+    let stats = text(&c.cmd(&["INFO", "commandstats"]));
+    let info = stats
+        .lines()
+        .find(|l| l.starts_with("cmdstat_info:"))
+        .unwrap_or_else(|| panic!("{stats}"));
+    assert!(!info.contains("usec=0,"), "{info}");
+}

@@ -495,10 +495,17 @@ impl Shard {
         let spent = (self.ticks)().wrapping_sub(t0);
         let stat = self.stats.cmd_stat(cmd);
         stat.calls += 1;
-        stat.ticks += spent;
         if r.is_err() {
             stat.failed_calls += 1;
         }
+        self.record_time(cmd, argv, spent, now_us);
+        r
+    }
+
+    /// Accounts a command's execution time: commandstats, the latency histogram, SLOWLOG and
+    /// the latency monitor (also for commands the server layer carries out itself).
+    pub fn record_time(&mut self, cmd: Lookup, argv: &[&[u8]], spent: u64, now_us: u64) {
+        self.stats.cmd_stat(cmd).ticks += spent;
         if self.latency.tracking {
             let ns = (self.ticks_to_us)(spent.saturating_mul(1000));
             self.latency.record(cmd, ns);
@@ -515,7 +522,6 @@ impl Shard {
             };
             self.latency.event(event, now_us / 1_000_000, ms);
         }
-        r
     }
 
     /// Records a slow command (not one a script called, nor one flagged skip_slowlog).

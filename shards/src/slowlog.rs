@@ -45,10 +45,13 @@ impl Default for SlowLog {
 /// The arguments as the log keeps them.
 fn trimmed(argv: &[&[u8]]) -> Vec<Vec<u8>> {
     let n = argv.len().min(MAX_ARGS);
+    let hidden = crate::cmd::redacted(argv);
     let mut out = Vec::with_capacity(n);
     for (j, a) in argv.iter().take(n).enumerate() {
         if n != argv.len() && j == n - 1 {
             out.push(format!("... ({} more arguments)", argv.len() - n + 1).into_bytes());
+        } else if hidden.contains(&j) {
+            out.push(b"(redacted)".to_vec());
         } else if a.len() > MAX_STRING {
             let mut s = a[..MAX_STRING].to_vec();
             s.extend_from_slice(format!("... ({} more bytes)", a.len() - MAX_STRING).as_bytes());
@@ -140,6 +143,18 @@ mod tests {
         assert_eq!(t.len(), 32);
         assert_eq!(t[31], b"... (9 more arguments)");
         assert_eq!(t[30], b"a30");
+        let auth: Vec<&[u8]> = vec![b"AUTH", b"u", b"p"];
+        assert_eq!(
+            trimmed(&auth),
+            vec![
+                b"AUTH".to_vec(),
+                b"(redacted)".to_vec(),
+                b"(redacted)".to_vec()
+            ]
+        );
+        let cfg: Vec<&[u8]> = vec![b"config", b"set", b"hz", b"10", b"requirepass", b"x"];
+        assert_eq!(trimmed(&cfg)[3], b"10");
+        assert_eq!(trimmed(&cfg)[5], b"(redacted)");
     }
 
     #[test]

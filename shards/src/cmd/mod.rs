@@ -144,6 +144,37 @@ fn util_eq(arg: &[u8], word: &str) -> bool {
     arg.eq_ignore_ascii_case(word.as_bytes())
 }
 
+/// The arguments Redis hides from SLOWLOG and MONITOR (credentials): AUTH's, the two after
+/// HELLO's AUTH, ACL SETUSER's user and rules, and the values CONFIG SET gives to
+/// `requirepass` / `masterauth`.
+pub fn redacted(argv: &[&[u8]]) -> Vec<usize> {
+    let is = |i: usize, w: &str| {
+        argv.get(i)
+            .is_some_and(|a| a.eq_ignore_ascii_case(w.as_bytes()))
+    };
+    if is(0, "auth") {
+        return (1..argv.len()).collect();
+    }
+    if is(0, "hello") {
+        return match (2..argv.len()).find(|&i| is(i, "auth")) {
+            Some(i) => (i + 1..(i + 3).min(argv.len())).collect(),
+            None => Vec::new(),
+        };
+    }
+    if is(0, "acl") && is(1, "setuser") {
+        return (2..argv.len()).collect();
+    }
+    if is(0, "config") && is(1, "set") {
+        return (2..argv.len())
+            .step_by(2)
+            .filter(|&i| is(i, "requirepass") || is(i, "masterauth"))
+            .map(|i| i + 1)
+            .filter(|&i| i < argv.len())
+            .collect();
+    }
+    Vec::new()
+}
+
 /// The error reply for a command name that is not in the registry.
 pub fn unknown_command_error(argv: &[&[u8]]) -> crate::Error {
     let name = argv
