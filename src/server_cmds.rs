@@ -800,6 +800,10 @@ fn latency(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Result
             conn,
             "LATENCY",
             &[
+                "DOCTOR",
+                "    Return a human readable latency analysis report.",
+                "GRAPH <event>",
+                "    Return an ASCII latency graph for the <event> class.",
                 "HISTORY <event>",
                 "    Return time-latency samples for the <event> class.",
                 "LATEST",
@@ -839,6 +843,7 @@ fn latency(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Result
         return Ok(());
     }
     let args: Vec<Vec<u8>> = argv[2..].iter().map(|a| a.to_ascii_lowercase()).collect();
+    let ctx_threshold = ctx.shared.config.get_i64("latency-monitor-threshold");
     let parts = (0..ctx.n).map(|s| (s, ReqBody::Latency(None))).collect();
     crate::dispatch::fan_out(
         ctx,
@@ -848,6 +853,17 @@ fn latency(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Result
             let (hists, events) = merge_latency(results);
             let mut r = conn.reply();
             match sub {
+                "doctor" => {
+                    let threshold = ctx_threshold;
+                    r.verbatim(latency_report(&events, threshold).as_bytes());
+                }
+                "graph" => {
+                    let name = String::from_utf8_lossy(&args[0]).into_owned();
+                    match events.get(&name).filter(|s| !s.samples.is_empty()) {
+                        Some(s) => r.verbatim(latency_graph(&name, s).as_bytes()),
+                        None => r.error(&format!("ERR No samples available for event '{name}'")),
+                    }
+                }
                 "latest" => {
                     r.array(events.len());
                     for (name, s) in &events {
@@ -895,6 +911,64 @@ fn latency(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Result
         }),
     );
     Ok(())
+}
+
+/// LATENCY DOCTOR: a short report in our own words on each event's samples.
+fn latency_report(
+    events: &std::collections::BTreeMap<String, shards::latency::Series>,
+    threshold_ms: i64,
+) -> String {
+    let mut out = String::new();
+    if threshold_ms == 0 {
+        out.push_str("The latency monitor is off: CONFIG SET latency-monitor-threshold <milliseconds> turns it on.\n");
+    }
+    if events.is_empty() {
+        out.push_str("No latency events recorded.\n");
+        return out;
+    }
+    for (name, s) in events {
+        let n = s.samples.len().max(1) as f64;
+        let avg = s.samples.iter().map(|x| x.1 as f64).sum::<f64>() / n;
+        let first = s.samples.front().map_or(0, |x| x.0);
+        let last = s.samples.back().map_or(0, |x| x.0);
+        out.push_str(&format!(
+            "{name}: {} samples over {} s, average {avg:.1} ms, worst ever {} ms.\n",
+            s.samples.len(),
+            last.saturating_sub(first),
+            s.max_ms
+        ));
+    }
+    out
+}
+
+/// LATENCY GRAPH: the event's samples as columns of `#`, oldest first, scaled between the
+/// lowest and the highest sample, under a header naming both.
+fn latency_graph(name: &str, s: &shards::latency::Series) -> String {
+    const ROWS: u64 = 4;
+    let hi = s.samples.iter().map(|x| x.1).max().unwrap_or(0);
+    let lo = s.samples.iter().map(|x| x.1).min().unwrap_or(0);
+    let mut out = format!(
+        "{name} - high {hi} ms, low {lo} ms (all time high {} ms)\n{}\n",
+        s.max_ms,
+        "-".repeat(80)
+    );
+    let height = |ms: u64| {
+        if hi == lo {
+            ROWS
+        } else {
+            1 + (ms - lo) * (ROWS - 1) / (hi - lo)
+        }
+    };
+    for row in (1..=ROWS).rev() {
+        let line: String = s
+            .samples
+            .iter()
+            .map(|x| if height(x.1) >= row { '#' } else { ' ' })
+            .collect();
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// SLOWLOG GET / LEN / RESET over every shard's log (ids are process-wide, so the merge is by

@@ -156,6 +156,13 @@ fn latency_histograms_and_events_cover_both_shards() {
     let history = c.cmd(&["LATENCY", "HISTORY", "command"]);
     assert!(!split_aggregate(&history).1.is_empty());
     assert_eq!(c.cmd(&["LATENCY", "HISTORY", "nosuch"]), b"*0\r\n");
+    let graph = text(&c.cmd(&["LATENCY", "GRAPH", "command"]));
+    assert!(
+        graph.contains("command - high ") && graph.contains('#'),
+        "{graph}"
+    );
+    let doctor = text(&c.cmd(&["LATENCY", "DOCTOR"]));
+    assert!(doctor.contains("command: "), "{doctor}");
     assert_eq!(c.cmd(&["LATENCY", "RESET", "nosuch"]), b":0\r\n");
     assert_eq!(c.cmd(&["LATENCY", "RESET"]), b":1\r\n");
     assert_eq!(c.cmd(&["LATENCY", "LATEST"]), b"*0\r\n");

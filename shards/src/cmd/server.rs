@@ -865,7 +865,6 @@ const LATENCY_SUB: CommandSpec = CommandSpec {
 };
 
 /// LATENCY: latency events and command histograms of every shard, merged (server layer).
-/// DOCTOR and GRAPH are not implemented yet (README "Not yet").
 pub const LATENCY: CommandSpec = CommandSpec {
     name: "latency",
     arity: -2,
@@ -880,6 +879,19 @@ pub const LATENCY: CommandSpec = CommandSpec {
             flags: flag::LOADING | flag::STALE,
             summary: "Show helpful text about the different subcommands.",
             tips: &[],
+            ..LATENCY_SUB
+        },
+        CommandSpec {
+            name: "doctor",
+            arity: 2,
+            summary: "Return a human readable latency analysis report.",
+            ..LATENCY_SUB
+        },
+        CommandSpec {
+            name: "graph",
+            arity: 3,
+            summary: "Return a latency graph for the event.",
+            args: &[Arg::new("event", ArgType::String)],
             ..LATENCY_SUB
         },
         CommandSpec {
