@@ -469,17 +469,24 @@ fn execute(ctx: &ShardCtx, conn: &mut Conn, target: Target, argv: &[&[u8]], now:
                 return;
             }
             let script = l.spec.group == shards::cmd::Group::Scripting;
-            if script {
-                ctx.engine.borrow_mut().caller = crate::acl_cmds::caller(ctx, conn);
-            }
-            ctx.engine.borrow_mut().client = conn.id;
-            let blocked =
-                ctx.engine
-                    .borrow_mut()
-                    .execute_reply(l, argv, db, now, proto, &mut conn.wbuf);
-            if script {
-                ctx.engine.borrow_mut().caller = None;
-            }
+            let caller = if script {
+                crate::acl_cmds::caller(ctx, conn)
+            } else {
+                None
+            };
+            // One borrow for the common case: who runs it (SLOWLOG, script ACL checks), then run.
+            let blocked = {
+                let mut e = ctx.engine.borrow_mut();
+                e.client = conn.id;
+                if script {
+                    e.caller = caller;
+                }
+                let blocked = e.execute_reply(l, argv, db, now, proto, &mut conn.wbuf);
+                if script {
+                    e.caller = None;
+                }
+                blocked
+            };
             let reroute = match l.spec.group {
                 shards::cmd::Group::Scripting => ctx.engine.borrow_mut().reroute.take(),
                 _ => None,

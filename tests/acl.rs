@@ -202,21 +202,8 @@ fn acl_file_loads_saves_and_refuses_a_broken_file_whole() {
 
     // A broken ACL file stops start-up.
     std::fs::write(&file, "user x on +nosuchcmd\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardis"))
-        .args([
-            "--port",
-            "0",
-            "--shards",
-            "2",
-            "--save",
-            "",
-            "--aclfile",
-            &path,
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let log = text(&out.stdout) + &text(&out.stderr);
+    let (status, log) = common::run_to_exit(&["--aclfile", &path]);
+    assert!(!status.success());
     assert!(log.contains("nosuchcmd"), "{log}");
 }
 

@@ -422,22 +422,13 @@ fn the_log_uses_redis_line_format_and_logfile() {
     );
     drop(server);
     // With logfile set, lines go there.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardis"))
-        .args([
-            "--port",
-            "0",
-            "--shards",
-            "2",
-            "--save",
-            "",
-            "--logfile",
-            file.to_str().unwrap(),
-            "--aclfile",
-            "/nonexistent/acl",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    let (status, _) = common::run_to_exit(&[
+        "--logfile",
+        file.to_str().unwrap(),
+        "--aclfile",
+        "/nonexistent/acl",
+    ]);
+    assert!(!status.success());
     let written = std::fs::read_to_string(&file).unwrap();
     assert!(
         written.contains(" # shardis: Aborting Redis startup because of ACL errors"),

@@ -258,6 +258,19 @@ pub fn parse_listening_port(line: &str) -> Option<u16> {
     digits.parse().ok()
 }
 
+/// Runs shardis (2 shards, any port, no save points) with `extra` options, expecting it to stop
+/// by itself (a start-up error): its exit status and everything it printed.
+pub fn run_to_exit(extra: &[&str]) -> (std::process::ExitStatus, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardis"))
+        .args(["--port", "0", "--shards", "2", "--save", ""])
+        .args(extra)
+        .output()
+        .expect("running shardis");
+    let log =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status, log)
+}
+
 /// A port that was free a moment ago (bind 127.0.0.1:0, read the port, close).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
