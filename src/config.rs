@@ -299,6 +299,16 @@ pub const OPTIONS: &[OptDef] = &[
         "percentiles INFO latencystats reports",
     ),
     opt(
+        "tracking-table-max-keys",
+        "1000000",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+        true,
+        "keys client-side caching remembers (split over the shards; 0: no limit)",
+    ),
+    opt(
         "metrics-port",
         "0",
         Kind::Int {

@@ -118,6 +118,12 @@ pub struct Conn {
     pub monitor: bool,
     /// CLIENT NO-EVICT.
     pub no_evict: bool,
+    /// CLIENT TRACKING's state (None: off).
+    pub tracking: Option<Box<crate::tracking::State>>,
+    /// The reads of the command being dispatched are remembered for client-side caching.
+    pub track_now: bool,
+    /// Invalidation messages held until the reply on its way is written.
+    pub push_later: Vec<u8>,
     /// CLIENT REPLY: whether commands get replies.
     pub reply_mode: ReplyMode,
     /// Where the output of a command whose reply is suppressed began; cut back to it once the
@@ -183,6 +189,9 @@ impl Conn {
             flush_queued: false,
             monitor: false,
             no_evict: false,
+            tracking: None,
+            track_now: false,
+            push_later: Vec::new(),
             reply_mode: ReplyMode::On,
             mute_mark: None,
             paused: false,
@@ -285,6 +294,8 @@ impl Conn {
         if matches!(self.wait, Wait::Blocked { .. } | Wait::Retry) {
             flags.push('b');
         }
+        let (track_flags, redir) = crate::tracking::list_flags(self);
+        flags.push_str(track_flags);
         if self.close_after_reply {
             flags.push('c');
         }
@@ -296,7 +307,7 @@ impl Conn {
         }
         let multi = self.multi.as_ref().map_or(-1, |m| m.queued.len() as i64);
         format!(
-            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp=0 obl=0 oll=0 omem={} tot-mem={} events={} cmd={} user={} redir=-1 resp={}\n",
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp=0 obl=0 oll=0 omem={} tot-mem={} events={} cmd={} user={} redir={} resp={}\n",
             self.id,
             self.addr,
             self.laddr,
@@ -323,6 +334,7 @@ impl Conn {
             self.user
                 .as_ref()
                 .map_or(std::borrow::Cow::Borrowed(""), |u| String::from_utf8_lossy(&u.name)),
+            redir,
             if self.proto == Proto::Resp3 { 3 } else { 2 },
         )
     }

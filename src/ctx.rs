@@ -59,9 +59,12 @@ pub struct Shared {
     pub scripts: Arc<shards::script::Store>,
     /// ACL users and the ACL LOG (see `crate::acl_cmds`).
     pub acl: Arc<shards::acl::Store>,
-    /// Every client's address and name by id, for SLOWLOG entries made on whichever shard ran
-    /// the command (written on connect, rename and close only).
-    pub idents: std::sync::Mutex<std::collections::HashMap<u64, (String, String)>>,
+    /// Every client by id: where its connection is (tracking redirects and invalidations) and
+    /// its address and name (SLOWLOG entries made on whichever shard ran the command). Written
+    /// on connect, rename and close only.
+    pub idents: std::sync::Mutex<std::collections::HashMap<u64, Ident>>,
+    /// Connections with CLIENT TRACKING on (INFO's `tracking_clients`).
+    pub tracking_clients: std::sync::atomic::AtomicUsize,
     /// MONITOR clients per shard, and in all (see `crate::monitor`).
     pub monitors: Vec<std::sync::atomic::AtomicUsize>,
     pub monitoring: std::sync::atomic::AtomicUsize,
@@ -101,6 +104,7 @@ impl Shared {
             scripts,
             acl: Arc::new(shards::acl::Store::new()),
             idents: Default::default(),
+            tracking_clients: std::sync::atomic::AtomicUsize::new(0),
             monitors: (0..nshards)
                 .map(|_| std::sync::atomic::AtomicUsize::new(0))
                 .collect(),
@@ -484,6 +488,8 @@ impl ShardCtx {
             e.slowlog
                 .set_max_len(cfg.get_i64("slowlog-max-len").max(0) as usize);
             e.latency.tracking = cfg.get("latency-tracking") == "yes";
+            let max_keys = cfg.get_i64("tracking-table-max-keys").max(0) as usize;
+            e.tracking.max_keys = max_keys.div_ceil(self.n);
             e.latency.monitor_ticks = match cfg.get_i64("latency-monitor-threshold") {
                 0 => u64::MAX,
                 ms => crate::clock::from_us(ms as u64 * 1000),
@@ -600,6 +606,7 @@ impl ShardCtx {
         crate::txn::pump(self);
         self.serve_ready();
         self.aof_collect();
+        crate::tracking::drain(self, None, true);
         crate::pubsub::notify_events(self);
         crate::pubsub::flush_delivered(self);
         self.flush_outbox();
@@ -1009,7 +1016,7 @@ impl ShardCtx {
             return;
         }
         conn.tls = tls;
-        self.shared.set_ident(&conn, true);
+        self.shared.set_ident(self.id, &conn, true);
         conns.put(conn);
     }
 
@@ -1141,7 +1148,7 @@ impl ShardCtx {
 
     pub fn close(&self, conn: Box<Conn>) {
         self.shared.clients.fetch_sub(1, Ordering::AcqRel);
-        self.shared.set_ident(&conn, false);
+        self.shared.set_ident(self.id, &conn, false);
         let mut conn = conn;
         crate::monitor::stop(self, &mut conn);
         if let Wait::Blocked { shard } = conn.wait {
@@ -1149,6 +1156,7 @@ impl ShardCtx {
         }
         let mut conn = conn;
         crate::pubsub::unsubscribe_all(self, &mut conn);
+        crate::tracking::stop(self, &mut conn);
         self.end_watch(&mut conn);
         crate::multi::unwatch_all(self, &mut conn);
         // A transaction it was coordinating must not keep its locks (releasing one that is
@@ -1338,6 +1346,13 @@ impl ShardCtx {
                 crate::pubsub::deliver_to(self, None, conns, b"smessage", channel, message);
                 RepBody::Ack
             }
+            ReqBody::Tracking(notes) => {
+                crate::tracking::serve(self, None, notes);
+                RepBody::Ack
+            }
+            ReqBody::Follow { who, prefixes, add } => {
+                crate::tracking::serve_follow(self, *who, prefixes, *add)
+            }
             ReqBody::UnwatchKeys(keys) => {
                 let mut engine = self.engine.borrow_mut();
                 for (db, k) in keys {
@@ -1420,6 +1435,11 @@ impl ShardCtx {
                 }
             }
         }
+        if !conn.push_later.is_empty() && !matches!(conn.wait, Wait::Run | Wait::Multi { .. }) {
+            // Invalidations that came while the reply was on its way follow it.
+            let held = std::mem::take(&mut conn.push_later);
+            conn.wbuf.extend_from_slice(&held);
+        }
     }
 }
 
@@ -1439,14 +1459,23 @@ fn client_ident_current(id: u64) -> (String, String) {
         .with(|c| c.borrow().upgrade())
         .and_then(|ctx| {
             let idents = ctx.shared.idents.lock().ok()?;
-            idents.get(&id).cloned()
+            idents.get(&id).map(|c| (c.addr.clone(), c.name.clone()))
         })
         .unwrap_or_default()
 }
 
+/// A client in the process-wide registry.
+#[derive(Debug, Clone)]
+pub struct Ident {
+    pub shard: usize,
+    pub token: Token,
+    pub addr: String,
+    pub name: String,
+}
+
 impl Shared {
-    /// Records (or, with `None`, forgets) a client's address and name.
-    pub fn set_ident(&self, conn: &Conn, open: bool) {
+    /// Records (`open`) or forgets a client of shard `shard`, with its address and name.
+    pub fn set_ident(&self, shard: usize, conn: &Conn, open: bool) {
         if let Ok(mut m) = self.idents.lock() {
             if open {
                 let name = conn
@@ -1454,11 +1483,30 @@ impl Shared {
                     .as_deref()
                     .map(|n| String::from_utf8_lossy(n).into_owned())
                     .unwrap_or_default();
-                m.insert(conn.id, (conn.addr.clone(), name));
+                m.insert(
+                    conn.id,
+                    Ident {
+                        shard,
+                        token: conn.token,
+                        addr: conn.addr.clone(),
+                        name,
+                    },
+                );
             } else {
                 m.remove(&conn.id);
             }
         }
+    }
+
+    /// Where client `id`'s connection is: its shard and handle there.
+    pub fn client_at(&self, id: u64) -> Option<(usize, Token)> {
+        let m = self.idents.lock().ok()?;
+        m.get(&id).map(|c| (c.shard, c.token))
+    }
+
+    /// Whether a client with this id is connected.
+    pub fn client_exists(&self, id: u64) -> bool {
+        self.client_at(id).is_some()
     }
 }
 

@@ -116,6 +116,7 @@ fn process_input(ctx: &ShardCtx, conn: &mut Conn) {
     let mut pos = conn.rpos;
     let mut run: Option<(usize, Vec<u8>)> = None;
     let mut run_caller = None;
+    let mut run_track = false;
     let limits = ctx.limits.get();
     // One clock reading per batch, as Redis reads it once per event-loop iteration.
     let now = now_us();
@@ -175,6 +176,9 @@ fn process_input(ctx: &ShardCtx, conn: &mut Conn) {
                 continue;
             }
         }
+        if conn.tracking.is_some() {
+            conn.track_now = crate::tracking::reads_tracked(conn);
+        }
         let target = busy_check(ctx, route(ctx, conn, &argv), &argv);
         let seen = target_lookup(&target);
         if matches!(target, Target::Paused) {
@@ -184,9 +188,14 @@ fn process_input(ctx: &ShardCtx, conn: &mut Conn) {
         match target {
             Target::Remote(shard, l) => {
                 match &run {
-                    Some((s, _)) if *s != shard => break,
+                    // A run goes to one shard, its reads all remembered for client-side
+                    // caching or none.
+                    Some((s, _)) if *s != shard || run_track != conn.track_now => break,
                     Some(_) => {}
-                    None => run = Some((shard, Vec::new())),
+                    None => {
+                        run = Some((shard, Vec::new()));
+                        run_track = conn.track_now;
+                    }
                 }
                 if let Some((_, frames)) = &mut run {
                     if inline {
@@ -208,10 +217,19 @@ fn process_input(ctx: &ShardCtx, conn: &mut Conn) {
                 }
             }
             _ if run.is_some() => break,
-            target => execute(ctx, conn, target, &argv, now),
+            target => {
+                execute(ctx, conn, target, &argv, now);
+                if conn.tracking.is_some() {
+                    // Its own invalidations follow the reply, before the next command's.
+                    crate::tracking::drain(ctx, Some(conn), false);
+                }
+            }
         }
         if let Some(l) = seen {
             crate::monitor::feed(ctx, conn, l, &argv);
+        }
+        if conn.tracking.is_some() {
+            crate::tracking::after_command(conn, seen.map_or("", |l| names(l).0));
         }
         pos += consumed;
         live_step(conn);
@@ -236,7 +254,12 @@ fn process_input(ctx: &ShardCtx, conn: &mut Conn) {
             tx: conn.tx_id(),
             body: ReqBody::Run(frames),
             caller: run_caller,
-            client: conn.id,
+            client: conn.id
+                | if run_track {
+                    shards::tracking::READS_TRACKED
+                } else {
+                    0
+                },
         };
         ctx.send(shard, part);
         conn.wait = Wait::Run;
@@ -463,7 +486,7 @@ fn execute(ctx: &ShardCtx, conn: &mut Conn, target: Target, argv: &[&[u8]], now:
                     out: Vec::new(),
                     counted: true,
                     caller: crate::acl_cmds::caller(ctx, conn),
-                    client: conn.id,
+                    client: crate::tracking::client_tag(conn),
                 });
                 conn.wait = Wait::Run;
                 return;
@@ -477,7 +500,7 @@ fn execute(ctx: &ShardCtx, conn: &mut Conn, target: Target, argv: &[&[u8]], now:
             // One borrow for the common case: who runs it (SLOWLOG, script ACL checks), then run.
             let blocked = {
                 let mut e = ctx.engine.borrow_mut();
-                e.client = conn.id;
+                e.client = crate::tracking::client_tag(conn);
                 if script {
                     e.caller = caller;
                 }
@@ -760,7 +783,7 @@ pub fn fan_out(
             tx: conn.tx_id(),
             body,
             caller: None,
-            client: conn.id,
+            client: crate::tracking::client_tag(conn),
         };
         if shard == ctx.id {
             match crate::server_cmds::serve_local(ctx, conn, &part) {
@@ -1048,6 +1071,12 @@ fn gather_these(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]], keys
         })
         .collect();
     let held: Vec<usize> = steps.iter().map(|s| s.shard).collect();
+    if l.spec.flags & shards::cmd::flag::READONLY == 0
+        && l.spec.group != shards::cmd::Group::Scripting
+    {
+        // The copies are remembered as read for client-side caching only for a read.
+        conn.track_now = false;
+    }
     let tx = crate::txn::tx_for(ctx, conn);
     crate::txn::run_steps(
         ctx,

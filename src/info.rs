@@ -175,7 +175,11 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
                     "blocked_clients",
                     stats.iter().map(|(_, s)| s.blocked_clients).sum::<usize>(),
                 );
-                field(o, "tracking_clients", 0);
+                field(
+                    o,
+                    "tracking_clients",
+                    stats.iter().map(|(_, s)| s.tracking.0).sum::<usize>(),
+                );
                 field(o, "clients_in_timeout_table", 0);
             }
             "memory" => {
@@ -265,8 +269,6 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
                     "total_active_defrag_time",
                     "current_active_defrag_time",
                     "tracking_total_keys",
-                    "tracking_total_items",
-                    "tracking_total_prefixes",
                     "unexpected_error_replies",
                     "dump_payload_sanitizations",
                     "io_threaded_reads_processed",
@@ -280,8 +282,17 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
                     "reply_buffer_shrinks",
                     "reply_buffer_expands",
                 ] {
-                    // Features this build has not got (forks, defrag, replication, tracking,
-                    // io threads, client eviction) or does not count yet.
+                    // Features this build has not got (forks, defrag, replication, io
+                    // threads, client eviction) or does not count yet; tracking's totals come
+                    // in their place.
+                    if name == "tracking_total_keys" {
+                        field(o, name, sum(|s| s.tracking.1 as u64));
+                        field(o, "tracking_total_items", sum(|s| s.tracking.2 as u64));
+                        // Every shard holds every prefix.
+                        let prefixes = stats.iter().map(|(_, s)| s.tracking.3).max();
+                        field(o, "tracking_total_prefixes", prefixes.unwrap_or(0));
+                        continue;
+                    }
                     field(o, name, 0);
                 }
                 field(o, "expired_stale_perc", "0.00");

@@ -52,6 +52,7 @@ mod server_cmds;
 mod snapshot;
 mod startup;
 mod tls;
+mod tracking;
 mod txn;
 
 use std::sync::Arc;

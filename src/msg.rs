@@ -89,6 +89,14 @@ pub enum ReqBody {
     },
     /// CONFIG RESETSTAT.
     ResetStat,
+    /// A broadcasting tracking client follows these key prefixes (`add`), or none any more.
+    Follow {
+        who: u64,
+        prefixes: Vec<Vec<u8>>,
+        add: bool,
+    },
+    /// Invalidations for this shard's tracking connections (no answer; see `crate::tracking`).
+    Tracking(Vec<crate::tracking::Note>),
     /// A MONITOR line for this shard's monitors (no answer).
     Monitor(String),
     /// CLIENT UNPAUSE: held connections go on (no answer).
@@ -216,6 +224,8 @@ pub struct ShardStats {
     pub rates: (f64, f64, f64),
     /// This shard's subscribed channels, patterns and shard channels.
     pub pubsub: crate::pubsub::SubNames,
+    /// Tracking: this shard's connections with it on, and its table's keys, items, prefixes.
+    pub tracking: (usize, usize, usize, usize),
     /// Command histograms, when INFO asked for latencystats.
     pub latency: Vec<(String, shards::latency::Histogram<u64>)>,
 }

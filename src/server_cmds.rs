@@ -53,10 +53,11 @@ pub fn handle(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]], cmd: C
             conn.multi = None;
             crate::multi::unwatch_all(ctx, conn);
             crate::pubsub::unsubscribe_all(ctx, conn);
+            crate::tracking::stop(ctx, conn);
             conn.db = 0;
             conn.proto = Proto::Resp2;
             conn.name = None;
-            ctx.shared.set_ident(conn, true);
+            ctx.shared.set_ident(ctx.id, conn, true);
             crate::monitor::stop(ctx, conn);
             crate::acl_cmds::attach_default(&ctx.shared.acl, conn);
             conn.reply().simple("RESET");
@@ -170,7 +171,7 @@ fn hello(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
             return Err(Error::Other(BAD_NAME.into()));
         }
         conn.name = if n.is_empty() { None } else { Some(n.to_vec()) };
-        ctx.shared.set_ident(conn, true);
+        ctx.shared.set_ident(ctx.id, conn, true);
     }
     if crate::acl_cmds::auth_required(ctx, conn) {
         return Err(Error::Other("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time".into()));
@@ -210,18 +211,8 @@ fn client(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Result<
             Some(n) => conn.reply().bulk(&n),
             None => conn.reply().null(),
         },
-        "getredir" => conn.reply().int(-1),
-        "trackinginfo" => {
-            // No client-side caching yet: tracking is off.
-            let mut r = conn.reply();
-            r.map(3);
-            r.bulk(b"flags");
-            r.set(1);
-            r.bulk(b"off");
-            r.bulk(b"redirect");
-            r.int(-1);
-            r.bulk(b"prefixes");
-            r.array(0);
+        "getredir" | "trackinginfo" | "tracking" | "caching" => {
+            crate::tracking::command(ctx, conn, l.spec.name, argv)?
         }
         "no-evict" => {
             conn.no_evict = match argv[2] {
@@ -276,7 +267,7 @@ fn client(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Result<
             } else {
                 Some(argv[2].to_vec())
             };
-            ctx.shared.set_ident(conn, true);
+            ctx.shared.set_ident(ctx.id, conn, true);
             conn.reply().ok();
         }
         "info" => {
@@ -715,6 +706,16 @@ fn shard_stats(ctx: &ShardCtx) -> ShardStats {
             .map(|(k, v)| (k.clone(), *v))
             .collect(),
         hops_out: ctx.net.hops_out.get(),
+        tracking: {
+            let (keys, items, prefixes) = e.tracking.totals();
+            let conns = ctx
+                .conns
+                .borrow()
+                .iter()
+                .filter(|c| c.tracking.is_some())
+                .count();
+            (conns, keys, items, prefixes)
+        },
         aof: ctx.aof.borrow().as_ref().map(|a| {
             (
                 a.base_size + a.incr_size,

@@ -80,6 +80,8 @@ struct Pending {
     keys: Vec<(usize, Key)>,
     op: TxOp,
     release: bool,
+    /// The client's id (tagged when its reads are remembered for client-side caching).
+    client: u64,
 }
 
 /// Commands that touched a locked key, with whatever their connection sent after them.
@@ -326,6 +328,7 @@ pub fn serve(ctx: &ShardCtx, from: usize, p: &ReqPart) -> RepBody {
                 keys,
                 op: clone_op(op),
                 release: *release,
+                client: p.client,
             });
             return RepBody::Deferred;
         }
@@ -344,6 +347,7 @@ pub fn serve(ctx: &ShardCtx, from: usize, p: &ReqPart) -> RepBody {
         *tx,
         op,
         *release,
+        p.client,
     )
 }
 
@@ -379,6 +383,7 @@ fn run_op(
     tx: TxId,
     op: &TxOp,
     release: bool,
+    client: u64,
 ) -> RepBody {
     let outer = ctx.locks.borrow_mut().current.replace(tx);
     let body = match op {
@@ -386,7 +391,11 @@ fn run_op(
         TxOp::Part { frames, peers } => {
             let mut out = Vec::new();
             let outer_log = aof_begin(ctx, tx);
-            ctx.engine.borrow_mut().counting = false;
+            {
+                let mut e = ctx.engine.borrow_mut();
+                e.counting = false;
+                e.client = client;
+            }
             crate::dispatch::run_frames(ctx, frames, db, proto, &mut out, None);
             ctx.engine.borrow_mut().counting = true;
             aof_end(ctx, tx, peers, outer_log);
@@ -397,6 +406,7 @@ fn run_op(
                 ctx.watch(from, conn, seq, watch);
             }
             if crate::multi::watch_holds(ctx, check) {
+                crate::tracking::remember_exported(ctx, client, keys);
                 ctx.export(keys)
             } else {
                 RepBody::Conflict
@@ -556,7 +566,7 @@ pub fn pump(ctx: &ShardCtx) {
                     aof_live_open(ctx, p.tx);
                 }
                 let body = run_op(
-                    ctx, p.from, p.conn, p.seq, p.db, p.proto, p.tx, &p.op, p.release,
+                    ctx, p.from, p.conn, p.seq, p.db, p.proto, p.tx, &p.op, p.release, p.client,
                 );
                 ctx.reply_to(p.from, p.conn, p.seq, body);
             } else {

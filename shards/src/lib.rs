@@ -32,6 +32,7 @@ pub mod script;
 pub mod shard;
 pub mod slot;
 pub mod slowlog;
+pub mod tracking;
 pub mod types;
 pub mod util;
 

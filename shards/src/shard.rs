@@ -246,7 +246,8 @@ pub struct Shard {
     pub oom: bool,
     /// Commands slower than `slowlog-log-slower-than` (see `slowlog`).
     pub slowlog: crate::slowlog::SlowLog,
-    /// The id of the client whose commands run now (0: none known), for SLOWLOG.
+    /// The id of the client whose commands run now (0: none known), for SLOWLOG and NOLOOP,
+    /// with `tracking::READS_TRACKED` set when its reads are to be remembered.
     pub client: u64,
     /// A client's address and name by id, and tick counts in microseconds (set by the server).
     pub client_ident: fn(u64) -> (String, String),
@@ -256,6 +257,8 @@ pub struct Shard {
     /// Bytes this thread has allocated so far (the allocator's counter, set by the server;
     /// MEMORY USAGE measures a value by what copying it allocates).
     pub thread_allocated: fn() -> u64,
+    /// Client-side caching: who read which keys, who follows which prefixes.
+    pub tracking: crate::tracking::Tracking,
 }
 
 impl Shard {
@@ -301,6 +304,7 @@ impl Shard {
             ticks_to_us: |t| t / 1000,
             latency: crate::latency::Latency::new(),
             thread_allocated: || 0,
+            tracking: crate::tracking::Tracking::default(),
         }
     }
 
@@ -407,7 +411,7 @@ impl Shard {
     /// database replaced wholesale, by a load, starts recording too). Called before every
     /// logged call; while logging stays off, callers skip it with one comparison.
     fn sync_expiry_log(&mut self) {
-        let on = self.prop.is_some();
+        let on = self.prop.is_some() || self.tracking.active();
         if on {
             for db in &mut self.dbs {
                 if db.expired_log.is_none() {
@@ -431,7 +435,23 @@ impl Shard {
             // Their `expired` events too, in the same order.
             self.flush_key_notes();
         }
+        if self.tracking.active() {
+            // Clients that read them are told (Redis signals an expired key as modified).
+            for db in &self.dbs {
+                for k in db.expired_log.iter().flatten() {
+                    self.tracking.invalidate(k, 0);
+                }
+            }
+        }
         let Some(p) = &mut self.prop else {
+            if self.expiry_logging && self.tracking.active() {
+                for db in &mut self.dbs {
+                    if let Some(keys) = &mut db.expired_log {
+                        keys.clear();
+                    }
+                }
+                return;
+            }
             self.sync_expiry_log();
             return;
         };
@@ -531,7 +551,7 @@ impl Shard {
         if skip & crate::cmd::flag::SKIP_SLOWLOG != 0 || crate::script::in_script() {
             return;
         }
-        let who = (self.client_ident)(self.client);
+        let who = (self.client_ident)(self.client & !crate::tracking::READS_TRACKED);
         let us = (self.ticks_to_us)(spent);
         self.slowlog.record(argv, us, now_us / 1_000_000, who);
     }
@@ -548,7 +568,8 @@ impl Shard {
     ) -> Option<u64> {
         let dirty = self.stats.dirty;
         let logging = self.prop.is_some();
-        if logging || self.expiry_logging {
+        let tracking = self.tracking.active();
+        if logging || self.expiry_logging || tracking {
             self.sync_expiry_log();
         }
         if logging {
@@ -575,6 +596,13 @@ impl Shard {
             let changed = self.stats.dirty != dirty
                 && !matches!(r, Err(Error::Blocked(_)) | Err(Error::Reroute));
             self.log_call(argv, db, changed);
+        } else if self.expiry_logging {
+            self.flush_expired();
+        }
+        if self.client & crate::tracking::READS_TRACKED != 0
+            && !matches!(r, Err(Error::Blocked(_)) | Err(Error::Reroute))
+        {
+            self.remember_reads(cmd, argv);
         }
         match r {
             Ok(()) => {
@@ -584,7 +612,9 @@ impl Shard {
                 let may_write = crate::cmd::flag::WRITE | crate::cmd::flag::MAY_REPLICATE;
                 if cmd.spec.flags & may_write != 0
                     && self.stats.dirty != dirty
-                    && !(self.waited.is_empty() && self.watched.is_empty())
+                    && !(self.waited.is_empty()
+                        && self.watched.is_empty()
+                        && !self.tracking.active())
                 {
                     self.signal_keys(cmd, argv, db, keep_watch);
                 }
@@ -645,6 +675,36 @@ impl Shard {
         }
     }
 
+    /// Remembers the keys a tracking client's read-only command read (Redis's
+    /// `trackingRememberKeys`). A command a script calls does not remember its own keys: the
+    /// script's declared keys are remembered when it ends, if it read anything (as Redis 7.0
+    /// does; EVAL_RO and FCALL_RO themselves count only through what they call).
+    #[cold]
+    fn remember_reads(&mut self, cmd: Lookup, argv: &[&[u8]]) {
+        use crate::cmd::{flag, Group};
+        let reader = self.client & !crate::tracking::READS_TRACKED;
+        let read_only = cmd.spec.flags & flag::READONLY != 0;
+        let script = cmd.spec.group == Group::Scripting;
+        if crate::script::in_script() {
+            if read_only && !script {
+                self.tracking.script_read = true;
+            }
+            return;
+        }
+        if script {
+            if !std::mem::take(&mut self.tracking.script_read) {
+                return;
+            }
+        } else if !read_only {
+            return;
+        }
+        let mut pos = Vec::new();
+        crate::cmd::key_positions(cmd.spec, argv, &mut pos);
+        for p in pos {
+            self.tracking.remember(argv[p], reader);
+        }
+    }
+
     /// Called by a command whose change Redis does not count as modifying the key for
     /// WATCH (a consumer group's bookkeeping: XACK, XCLAIM, XREADGROUP, most of XGROUP):
     /// blocked clients still look again, but EXEC of a client watching the key succeeds.
@@ -663,6 +723,10 @@ impl Shard {
     pub(crate) fn touch_key(&mut self, k: (usize, Key)) {
         if let Some((_, version)) = self.watched.get_mut(&k) {
             *version += 1;
+        }
+        if self.tracking.active() {
+            self.tracking
+                .invalidate(&k.1, self.client & !crate::tracking::READS_TRACKED);
         }
         self.make_ready(k);
     }
@@ -695,6 +759,7 @@ impl Shard {
     /// After FLUSHDB (`Some(db)`) or FLUSHALL: the waited-on keys of the flushed databases are
     /// ready, as Redis signals deleted keys (a blocked XREADGROUP learns its stream is gone).
     pub fn flushed(&mut self, db: Option<usize>) {
+        self.tracking.flush_all();
         let ready: Vec<(usize, Key)> = self
             .waited
             .keys()

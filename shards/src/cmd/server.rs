@@ -367,6 +367,42 @@ const CLIENT_SUB: CommandSpec = CommandSpec {
 
 const CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
     CommandSpec {
+        name: "caching",
+        arity: 3,
+        flags: flag::NOSCRIPT | flag::LOADING | flag::STALE,
+        summary: "Says whether the next command's keys are tracked (OPTIN / OPTOUT tracking).",
+        since: "6.0.0",
+        args: &[Arg::oneof(
+            "mode",
+            &[Arg::token("yes", "YES"), Arg::token("no", "NO")],
+        )],
+        ..CLIENT_SUB
+    },
+    CommandSpec {
+        name: "tracking",
+        arity: -3,
+        flags: flag::NOSCRIPT | flag::LOADING | flag::STALE,
+        summary: "Turns client-side caching invalidation messages on or off for the connection.",
+        since: "6.0.0",
+        complexity: "O(1). Some options may introduce additional complexity.",
+        args: &[
+            Arg::oneof("status", &[Arg::token("on", "ON"), Arg::token("off", "OFF")]),
+            Arg::new("client-id", ArgType::Integer)
+                .with_token("REDIRECT")
+                .optional(),
+            Arg::new("prefix", ArgType::String)
+                .with_token("PREFIX")
+                .optional()
+                .multiple()
+                .multiple_token(),
+            Arg::token("bcast", "BCAST").optional(),
+            Arg::token("optin", "OPTIN").optional(),
+            Arg::token("optout", "OPTOUT").optional(),
+            Arg::token("noloop", "NOLOOP").optional(),
+        ],
+        ..CLIENT_SUB
+    },
+    CommandSpec {
         name: "getredir",
         arity: 2,
         flags: flag::NOSCRIPT | flag::LOADING | flag::STALE,
