@@ -607,6 +607,7 @@ impl ShardCtx {
         self.serve_ready();
         self.aof_collect();
         crate::tracking::drain(self, None, true);
+        crate::monitor::feed_script_calls(self, None);
         crate::pubsub::notify_events(self);
         crate::pubsub::flush_delivered(self);
         self.flush_outbox();

@@ -180,7 +180,12 @@ fn process_input(ctx: &ShardCtx, conn: &mut Conn) {
             conn.track_now = crate::tracking::reads_tracked(conn);
         }
         let target = busy_check(ctx, route(ctx, conn, &argv), &argv);
-        let seen = target_lookup(&target);
+        let mut seen = target_lookup(&target);
+        if let Some(l) = seen.filter(|l| crate::monitor::shown_before(*l)) {
+            // Monitors see a script before the commands it calls, as in Redis.
+            crate::monitor::feed(ctx, conn, l, &argv);
+            seen = None;
+        }
         if matches!(target, Target::Paused) {
             crate::pause::hold(ctx, conn);
             break;

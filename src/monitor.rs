@@ -20,6 +20,7 @@ pub fn start(ctx: &ShardCtx, conn: &mut Conn) {
         ctx.monitors.borrow_mut().push(conn.token);
         ctx.shared.monitors[ctx.id].fetch_add(1, Ordering::AcqRel);
         ctx.shared.monitoring.fetch_add(1, Ordering::AcqRel);
+        shards::script::MONITORS.fetch_add(1, Ordering::AcqRel);
     }
     conn.reply().ok();
 }
@@ -31,6 +32,7 @@ pub fn stop(ctx: &ShardCtx, conn: &mut Conn) {
         ctx.monitors.borrow_mut().retain(|t| *t != conn.token);
         ctx.shared.monitors[ctx.id].fetch_sub(1, Ordering::AcqRel);
         ctx.shared.monitoring.fetch_sub(1, Ordering::AcqRel);
+        shards::script::MONITORS.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -40,18 +42,49 @@ pub fn feed(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) {
         return;
     }
     let flags = l.spec.flags | l.parent.map_or(0, |p| p.flags);
-    if flags & (flag::ADMIN | flag::SKIP_MONITOR) != 0 {
+    if flags & (flag::ADMIN | flag::SKIP_MONITOR) != 0 && !shown_before(l) {
         return;
     }
+    feed_script_calls(ctx, Some(conn));
     let text = line(conn.db, &conn.addr, argv, now_us());
+    send(ctx, Some(conn), text);
+}
+
+/// Whether a command is shown when it is dispatched rather than once it ran: a script (EVAL,
+/// FCALL and their kin, which Redis shows itself before running them although they skip the
+/// usual feed), so that the commands it calls follow it.
+pub fn shown_before(l: Lookup) -> bool {
+    l.spec.group == shards::cmd::Group::Scripting && l.spec.run.is_some()
+}
+
+/// Shows the commands scripts run on this shard called, as Redis shows them (`[0 lua]`),
+/// before the script's own line when the script ran here.
+pub fn feed_script_calls(ctx: &ShardCtx, mut me: Option<&mut Conn>) {
+    let calls = {
+        let mut e = ctx.engine.borrow_mut();
+        if e.script_calls.is_empty() {
+            return;
+        }
+        std::mem::take(&mut e.script_calls)
+    };
+    let now = now_us();
+    for (db, args) in calls {
+        let argv: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
+        send(ctx, me.as_deref_mut(), line(db, "lua", &argv, now));
+    }
+}
+
+/// One line to the monitors of every shard.
+fn send(ctx: &ShardCtx, mut conn: Option<&mut Conn>, text: String) {
+    let token = conn.as_ref().map_or(crate::msg::Token::default(), |c| c.token);
     for s in 0..ctx.n {
         if ctx.shared.monitors[s].load(Ordering::Acquire) == 0 {
             continue;
         }
         if s == ctx.id {
-            deliver(ctx, Some(conn), &text);
+            deliver(ctx, conn.as_deref_mut(), &text);
         } else {
-            ctx.send_unanswered(s, conn.token, ReqBody::Monitor(text.clone()));
+            ctx.send_unanswered(s, token, ReqBody::Monitor(text.clone()));
         }
     }
 }

@@ -21,11 +21,14 @@ pub fn pause(shared: &Shared, end_ms: u64, all: bool) {
     };
     shared.pause_all.store(all, Ordering::Release);
     shared.pause_end_ms.store(end, Ordering::Release);
+    // Keys neither expire nor get evicted meanwhile (as Redis, for a failover's sake).
+    shards::keyspace::EXPIRY_PAUSED_UNTIL_MS.store(end, Ordering::Release);
 }
 
 /// Ends the pause; every shard's held clients go on.
 pub fn unpause(ctx: &ShardCtx) {
     ctx.shared.pause_end_ms.store(0, Ordering::Release);
+    shards::keyspace::EXPIRY_PAUSED_UNTIL_MS.store(0, Ordering::Release);
     for s in 0..ctx.n {
         if s == ctx.id {
             resume(ctx);

@@ -205,9 +205,30 @@ fn monitor_streams_every_shards_commands() {
     c.cmd(&["CONFIG", "GET", "hz"]);
     c.cmd(&["AUTH", "nobody", "secret"]);
     c.cmd(&["SELECT", "3"]);
+    // A script is shown before the commands it calls, which show as `[db lua]`; admin ones not.
+    for key in [common::key_on(0, "s"), common::key_on(1, "s")] {
+        c.cmd(&[
+            "EVAL",
+            "redis.call('set', KEYS[1], 'x') redis.pcall('config', 'get', 'hz') return redis.call('get', KEYS[1])",
+            "1",
+            &key,
+        ]);
+    }
     c.cmd(&["PING"]);
     for m in monitors.iter_mut() {
         let lines = monitor_until(m, "\"PING\"");
+        for key in [common::key_on(0, "s"), common::key_on(1, "s")] {
+            let at = |needle: &str| {
+                lines
+                    .iter()
+                    .position(|l| l.contains(needle))
+                    .unwrap_or_else(|| panic!("{needle} missing: {lines:?}"))
+            };
+            let eval = at(&format!("\"EVAL\" \"redis.call('set', KEYS[1], 'x')"));
+            let set = at(&format!("[3 lua] \"set\" \"{key}\" \"x\""));
+            let get = at(&format!("[3 lua] \"get\" \"{key}\""));
+            assert!(eval < set && set < get, "{lines:?}");
+        }
         let first = lines
             .iter()
             .find(|l| l.contains("\"SET\" \"a b\""))
@@ -227,7 +248,12 @@ fn monitor_streams_every_shards_commands() {
                 "{k} missing: {lines:?}"
             );
         }
-        assert!(!lines.iter().any(|l| l.contains("CONFIG")), "{lines:?}");
+        assert!(
+            !lines
+                .iter()
+                .any(|l| l.contains("CONFIG") || l.contains("\"config\"")),
+            "{lines:?}"
+        );
         assert!(lines
             .iter()
             .any(|l| l.ends_with("\"AUTH\" \"(redacted)\" \"(redacted)\"\r\n")));
@@ -343,6 +369,34 @@ fn client_reply_pause_and_list_fields() {
     let started = std::time::Instant::now();
     assert_eq!(text(&r.cmd(&["GET", "k2"])), "$6\r\npaused\r\n");
     assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+
+    // Nothing expires during a pause: keys past their deadline read as gone but stay until
+    // it ends (as in Redis), on both shards.
+    let keys = [common::key_on(0, "exp"), common::key_on(1, "exp")];
+    for k in &keys {
+        assert_eq!(r.cmd(&["SET", k, "v", "PX", "100"]), b"+OK\r\n");
+    }
+    assert_eq!(
+        admin.cmd(&["CLIENT", "PAUSE", "60000", "WRITE"]),
+        b"+OK\r\n"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    for k in &keys {
+        assert_eq!(r.cmd(&["GET", k]), b"$-1\r\n");
+        assert_eq!(r.cmd(&["EXISTS", k]), b":0\r\n");
+    }
+    let expired = |admin: &mut RawConn| info_field(admin, "stats", "expired_keys");
+    let before = expired(&mut admin);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(expired(&mut admin), before, "a key expired during the pause");
+    assert_eq!(admin.cmd(&["CLIENT", "UNPAUSE"]), b"+OK\r\n");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while expired(&mut admin).parse::<u64>().unwrap_or(0)
+        < before.parse::<u64>().unwrap_or(0) + 2
+    {
+        assert!(std::time::Instant::now() < deadline, "keys never expired");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 /// GET `path` over HTTP/1.1 from 127.0.0.1:`port`: (status line, body).

@@ -606,6 +606,10 @@ fn used_now(sh: &mut Shard) -> u64 {
 /// the stretches in which it could not (ran out of time or of keys), as Redis does for INFO's
 /// `total_eviction_exceeded_time`.
 pub fn perform(sh: &mut Shard, now_ms: u64) -> Outcome {
+    if crate::keyspace::expiry_paused(now_ms) {
+        // CLIENT PAUSE: nothing is evicted meanwhile (Redis's rule too).
+        return Outcome::Ok;
+    }
     let result = evict_until_under(sh, now_ms);
     match result {
         Outcome::Ok => {

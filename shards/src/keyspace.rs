@@ -34,6 +34,18 @@ const VOLATILE: u32 = 1 << 31;
 /// A stored key's name (inline when short).
 pub type Key = crate::types::SmallKey;
 
+/// Until when (Unix ms) expired keys are left in place: CLIENT PAUSE stops expiry and eviction
+/// as Redis does, so nothing changes the data while clients are held (readers see expired
+/// keys as absent). Process-wide, as a pause is; 0: not paused.
+pub static EXPIRY_PAUSED_UNTIL_MS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
+
+/// Whether expiry (and eviction) is paused at `now_ms`.
+#[inline]
+pub fn expiry_paused(now_ms: u64) -> bool {
+    now_ms < EXPIRY_PAUSED_UNTIL_MS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A value and its expiry deadline (Unix milliseconds; never 0, so it costs 8 bytes).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
@@ -252,9 +264,13 @@ impl Db {
         })
     }
 
-    /// Deletes the key in slot `id` if its deadline has passed. Returns whether it did.
+    /// Deletes the key in slot `id` if its deadline has passed. Returns whether it is expired
+    /// (while clients are paused it stays, logically expired; see [`expiry_paused`]).
     fn expire_id(&mut self, id: u32, now_ms: u64) -> bool {
         let expired = self.expired(id, now_ms);
+        if expired && expiry_paused(now_ms) {
+            return true;
+        }
         if expired {
             if self.expired_log.is_some() || self.key_notes.is_some() {
                 if let Some(s) = slot_of(&self.chunks, id) {

@@ -259,6 +259,8 @@ pub struct Shard {
     pub thread_allocated: fn() -> u64,
     /// Client-side caching: who read which keys, who follows which prefixes.
     pub tracking: crate::tracking::Tracking,
+    /// Commands scripts called (database, arguments), for MONITOR (see `script::MONITORS`).
+    pub script_calls: Vec<(usize, Vec<Vec<u8>>)>,
 }
 
 impl Shard {
@@ -305,6 +307,7 @@ impl Shard {
             latency: crate::latency::Latency::new(),
             thread_allocated: || 0,
             tracking: crate::tracking::Tracking::default(),
+            script_calls: Vec::new(),
         }
     }
 
@@ -844,7 +847,7 @@ impl Shard {
     /// rounds each). Returns the keys deleted and whether another step would find more; the
     /// caller repeats within its time budget, so the effort follows how many keys are expiring.
     pub fn active_expire(&mut self, now_ms: u64) -> (usize, bool) {
-        if !self.config.active_expire {
+        if !self.config.active_expire || crate::keyspace::expiry_paused(now_ms) {
             return (0, false);
         }
         self.sync_expiry_log();

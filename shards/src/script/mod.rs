@@ -473,6 +473,10 @@ pub fn numkeys(argv: &[&[u8]]) -> Result<usize> {
 
 /// EVAL, EVALSHA, EVAL_RO, EVALSHA_RO.
 /// Whether a script is running on this thread (its `redis.call`s are not timed on their own).
+/// MONITOR clients in the process: while there are any, the commands scripts call are kept
+/// in `Shard::script_calls` for them (one load per call otherwise).
+pub static MONITORS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 pub fn in_script() -> bool {
     RUNNING.with(|r| r.try_borrow().map_or(true, |g| g.is_some()))
 }
@@ -859,6 +863,13 @@ fn run_command(argv: &[&[u8]]) -> std::result::Result<(Vec<u8>, Proto), String> 
         }
         let mut out = Vec::new();
         let blocked = shard.execute_reply(l, argv, run.db, run.now_us, proto, &mut out);
+        if MONITORS.load(std::sync::atomic::Ordering::Relaxed) != 0 {
+            let flags = l.spec.flags | l.parent.map_or(0, |p| p.flags);
+            if flags & (crate::cmd::flag::ADMIN | crate::cmd::flag::SKIP_MONITOR) == 0 {
+                let args = argv.iter().map(|a| a.to_vec()).collect();
+                shard.script_calls.push((run.db, args));
+            }
+        }
         if blocked.is_some() {
             // A blocking command never blocks a script: it answers as if it timed out.
             shard.block_args = None;
