@@ -1115,7 +1115,11 @@ fn gather_run(
     let mut reply = Vec::new();
     // A blocking command gathered again after a write is a re-run (see `Shard::rerun`).
     scratch.rerun = conn.retry_deadline.is_some();
+    ctx.engine.borrow_mut().lend_timing(&mut scratch, conn.id);
     let blocked = scratch.execute_reply(l, &args, db, now, proto, &mut reply);
+    ctx.engine
+        .borrow_mut()
+        .take_back_timing(&mut scratch, false);
     if scratch.reroute.is_none() {
         conn.reroutes = 0;
     }

@@ -76,7 +76,9 @@ pub fn feed_script_calls(ctx: &ShardCtx, mut me: Option<&mut Conn>) {
 
 /// One line to the monitors of every shard.
 fn send(ctx: &ShardCtx, mut conn: Option<&mut Conn>, text: String) {
-    let token = conn.as_ref().map_or(crate::msg::Token::default(), |c| c.token);
+    let token = conn
+        .as_ref()
+        .map_or(crate::msg::Token::default(), |c| c.token);
     for s in 0..ctx.n {
         if ctx.shared.monitors[s].load(Ordering::Acquire) == 0 {
             continue;

@@ -429,7 +429,6 @@ fn exec_on_copies(
                 // The block's commands count here, as if they had run on this shard.
                 let mut engine = ctx.engine.borrow_mut();
                 engine.stats.absorb(&scratch.stats);
-                engine.stats.absorb_calls(&scratch.stats);
             }
             crate::dispatch::absorb_events(ctx, &mut scratch);
             crate::dispatch::write_back(ctx, conn, tx, held, before, &mut scratch, reply);
@@ -447,6 +446,7 @@ fn run_block(
 ) -> (Vec<u8>, Shard) {
     let mut scratch = crate::dispatch::scratch_with(ctx, before);
     scratch.caller = crate::acl_cmds::caller(ctx, conn);
+    ctx.engine.borrow_mut().lend_timing(&mut scratch, conn.id);
     let proto = conn.proto;
     let mut out = Vec::new();
     Reply::new(&mut out, proto).array(queued.len());
@@ -490,5 +490,6 @@ fn run_block(
             Reply::new(&mut out, proto).error(crate::dispatch::UNDECLARED_IN_BLOCK);
         }
     }
+    ctx.engine.borrow_mut().take_back_timing(&mut scratch, true);
     (out, scratch)
 }

@@ -388,12 +388,14 @@ fn client_reply_pause_and_list_fields() {
     let expired = |admin: &mut RawConn| info_field(admin, "stats", "expired_keys");
     let before = expired(&mut admin);
     std::thread::sleep(std::time::Duration::from_millis(300));
-    assert_eq!(expired(&mut admin), before, "a key expired during the pause");
+    assert_eq!(
+        expired(&mut admin),
+        before,
+        "a key expired during the pause"
+    );
     assert_eq!(admin.cmd(&["CLIENT", "UNPAUSE"]), b"+OK\r\n");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while expired(&mut admin).parse::<u64>().unwrap_or(0)
-        < before.parse::<u64>().unwrap_or(0) + 2
-    {
+    while expired(&mut admin).parse::<u64>().unwrap_or(0) < before.parse::<u64>().unwrap_or(0) + 2 {
         assert!(std::time::Instant::now() < deadline, "keys never expired");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
@@ -621,4 +623,55 @@ fn slowlog_and_commandstats_time_server_commands_with_credentials_hidden() {
         .find(|l| l.starts_with("cmdstat_info:"))
         .unwrap_or_else(|| panic!("{stats}"));
     assert!(!info.contains("usec=0,"), "{info}");
+}
+
+#[test]
+fn commands_split_gathered_or_run_on_copies_are_timed() {
+    let server = Server::start(&[]);
+    let mut c = server.raw();
+    let (a, b) = (common::key_on(0, "t"), common::key_on(1, "t"));
+    c.cmd(&["SADD", &a, "1", "2"]);
+    c.cmd(&["SADD", &b, "2", "3"]);
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "slowlog-log-slower-than", "0"]),
+        b"+OK\r\n"
+    );
+    // Split over both shards, gathered onto copies, and a transaction over both shards.
+    c.cmd(&["EXISTS", &a, &b]);
+    c.cmd(&["SUNION", &a, &b]);
+    c.cmd(&["MULTI"]);
+    c.cmd(&["SCARD", &a]);
+    c.cmd(&["SINTERSTORE", "dest{x}", &a, &b]);
+    let r = c.cmd(&["EXEC"]);
+    assert!(text(&r).starts_with("*2\r\n"), "{}", text(&r));
+    let logged: Vec<String> = entries(&mut c, "-1")
+        .iter()
+        .map(|e| {
+            let (_, args) = split_aggregate(&e[3]);
+            text(&args[0])
+        })
+        .collect();
+    for name in ["EXISTS", "SUNION", "SCARD", "SINTERSTORE"] {
+        assert!(
+            logged.iter().any(|l| l.contains(name)),
+            "{name} not in SLOWLOG: {logged:?}"
+        );
+    }
+    let stats = text(&c.cmd(&["INFO", "commandstats"]));
+    for name in ["exists", "sunion", "scard", "sinterstore"] {
+        let line = stats
+            .lines()
+            .find(|l| l.starts_with(&format!("cmdstat_{name}:")))
+            .unwrap_or_else(|| panic!("{name} in {stats}"));
+        assert!(line.contains("calls=1,"), "{line}");
+        let usec: u64 = line
+            .split("usec=")
+            .nth(1)
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        assert!(usec > 0, "{line}");
+    }
+    let hist = text(&c.cmd(&["LATENCY", "HISTOGRAM", "sunion", "scard"]));
+    assert!(hist.contains("sunion") && hist.contains("scard"), "{hist}");
 }

@@ -111,6 +111,13 @@ impl Stats {
         }
     }
 
+    /// Adds the time a scratch shard spent in commands whose calls were counted here.
+    pub fn absorb_ticks(&mut self, other: &Stats) {
+        for (l, s) in other.cmd.values() {
+            self.cmd_stat(*l).ticks += s.ticks;
+        }
+    }
+
     /// (full name, counters) of every command called so far.
     pub fn cmd_stats(&self) -> Vec<(String, CmdStat)> {
         self.cmd
@@ -308,6 +315,30 @@ impl Shard {
             thread_allocated: || 0,
             tracking: crate::tracking::Tracking::default(),
             script_calls: Vec::new(),
+        }
+    }
+
+    /// Lends this shard's SLOWLOG, latency records and clocks to `scratch` (a shard holding
+    /// copies, about to run commands for `client`), so what runs there is timed as if it ran
+    /// here; [`Shard::take_back_timing`] returns them.
+    pub fn lend_timing(&mut self, scratch: &mut Shard, client: u64) {
+        std::mem::swap(&mut self.slowlog, &mut scratch.slowlog);
+        std::mem::swap(&mut self.latency, &mut scratch.latency);
+        scratch.ticks = self.ticks;
+        scratch.ticks_to_us = self.ticks_to_us;
+        scratch.client_ident = self.client_ident;
+        scratch.client = client;
+    }
+
+    /// Takes back what [`Shard::lend_timing`] lent, with the time the scratch shard's commands
+    /// took (`calls`: their calls too, when they were not counted here).
+    pub fn take_back_timing(&mut self, scratch: &mut Shard, calls: bool) {
+        std::mem::swap(&mut self.slowlog, &mut scratch.slowlog);
+        std::mem::swap(&mut self.latency, &mut scratch.latency);
+        if calls {
+            self.stats.absorb_calls(&scratch.stats);
+        } else {
+            self.stats.absorb_ticks(&scratch.stats);
         }
     }
 
@@ -510,7 +541,16 @@ impl Shard {
             out: Reply::new(out, proto),
         };
         if !self.counting {
-            return run(self, &mut call);
+            // A part of a command split over shards (the connection's shard counts the call):
+            // its time still counts here, and a slow part is logged.
+            let t0 = (self.ticks)();
+            let r = run(self, &mut call);
+            let spent = (self.ticks)().wrapping_sub(t0);
+            self.stats.cmd_stat(cmd).ticks += spent;
+            if spent >= self.slowlog.threshold_ticks {
+                self.log_slow(cmd, argv, spent, now_us);
+            }
+            return r;
         }
         self.stats.commands += 1;
         let t0 = (self.ticks)();
