@@ -235,8 +235,16 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
                 field(o, "instantaneous_input_repl_kbps", "0.00");
                 field(o, "instantaneous_output_repl_kbps", "0.00");
                 field(o, "rejected_connections", sum(|s| s.rejected_connections));
+                // No replication yet.
+                field(o, "sync_full", 0);
+                field(o, "sync_partial_ok", 0);
+                field(o, "sync_partial_err", 0);
                 field(o, "expired_keys", sum(|s| s.expired_keys));
+                field(o, "expired_stale_perc", "0.00");
+                field(o, "expired_time_cap_reached_count", 0);
+                field(o, "expire_cycle_cpu_milliseconds", 0);
                 field(o, "evicted_keys", sum(|s| s.evicted_keys));
+                field(o, "evicted_clients", 0);
                 let current_us = stats
                     .iter()
                     .map(|(_, s)| s.eviction_current_us)
@@ -257,6 +265,8 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
                 field(o, "pubsub_channels", unique(|s| &s.pubsub.0));
                 field(o, "pubsub_patterns", unique(|s| &s.pubsub.1));
                 field(o, "pubsubshard_channels", unique(|s| &s.pubsub.2));
+                // Features this build has not got: forks (snapshots are taken in place),
+                // active defragmentation, MIGRATE.
                 for name in [
                     "latest_fork_usec",
                     "total_forks",
@@ -268,41 +278,27 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
                     "active_defrag_key_misses",
                     "total_active_defrag_time",
                     "current_active_defrag_time",
-                    "tracking_total_keys",
-                    "unexpected_error_replies",
-                    "dump_payload_sanitizations",
-                    "io_threaded_reads_processed",
-                    "io_threaded_writes_processed",
-                    "sync_full",
-                    "sync_partial_ok",
-                    "sync_partial_err",
-                    "evicted_clients",
-                    "expired_time_cap_reached_count",
-                    "expire_cycle_cpu_milliseconds",
-                    "reply_buffer_shrinks",
-                    "reply_buffer_expands",
                 ] {
-                    // Features this build has not got (forks, defrag, replication, io
-                    // threads, client eviction) or does not count yet; tracking's totals come
-                    // in their place.
-                    if name == "tracking_total_keys" {
-                        field(o, name, sum(|s| s.tracking.1 as u64));
-                        field(o, "tracking_total_items", sum(|s| s.tracking.2 as u64));
-                        // Every shard holds every prefix.
-                        let prefixes = stats.iter().map(|(_, s)| s.tracking.3).max();
-                        field(o, "tracking_total_prefixes", prefixes.unwrap_or(0));
-                        continue;
-                    }
                     field(o, name, 0);
                 }
-                field(o, "expired_stale_perc", "0.00");
-                field(o, "total_reads_processed", sum(|s| s.commands));
-                field(o, "total_writes_processed", sum(|s| s.commands));
+                field(o, "tracking_total_keys", sum(|s| s.tracking.1 as u64));
+                field(o, "tracking_total_items", sum(|s| s.tracking.2 as u64));
+                // Every shard holds every prefix.
+                let prefixes = stats.iter().map(|(_, s)| s.tracking.3).max();
+                field(o, "tracking_total_prefixes", prefixes.unwrap_or(0));
+                field(o, "unexpected_error_replies", 0);
                 let errors: u64 = stats
                     .iter()
                     .flat_map(|(_, s)| s.errorstats.iter().map(|e| e.1))
                     .sum();
                 field(o, "total_error_replies", errors);
+                field(o, "dump_payload_sanitizations", 0);
+                field(o, "total_reads_processed", sum(|s| s.commands));
+                field(o, "total_writes_processed", sum(|s| s.commands));
+                field(o, "io_threaded_reads_processed", 0);
+                field(o, "io_threaded_writes_processed", 0);
+                field(o, "reply_buffer_shrinks", 0);
+                field(o, "reply_buffer_expands", 0);
             }
             "replication" => {
                 o.push_str("# Replication\r\n");

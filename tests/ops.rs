@@ -675,3 +675,37 @@ fn commands_split_gathered_or_run_on_copies_are_timed() {
     let hist = text(&c.cmd(&["LATENCY", "HISTOGRAM", "sunion", "scard"]));
     assert!(hist.contains("sunion") && hist.contains("scard"), "{hist}");
 }
+
+/// The field names of an INFO section, in order.
+fn info_names(c: &mut RawConn, section: &str) -> Vec<String> {
+    text(&c.cmd(&["INFO", section]))
+        .lines()
+        .filter_map(|l| l.split_once(':').map(|(k, _)| k.to_string()))
+        .filter(|k| !k.starts_with('$') && !k.starts_with('='))
+        .collect()
+}
+
+#[test]
+fn info_sections_list_redis_fields_in_redis_order() {
+    let server = Server::start(&[]);
+    let redis = common::RedisServer::start();
+    let mut mine = server.raw();
+    let mut theirs = redis.raw();
+    for section in [
+        "server",
+        "clients",
+        "persistence",
+        "stats",
+        "replication",
+        "cpu",
+    ] {
+        let ours = info_names(&mut mine, section);
+        let want = info_names(&mut theirs, section);
+        // Our own additions (the version of shardis, the shard count) are allowed on top.
+        let ours: Vec<String> = ours
+            .into_iter()
+            .filter(|k| want.contains(k))
+            .collect();
+        assert_eq!(ours, want, "INFO {section}");
+    }
+}
