@@ -558,8 +558,21 @@ fn execute(ctx: &ShardCtx, conn: &mut Conn, target: Target, argv: &[&[u8]], now:
             e.record_time(l, argv, spent, now);
         }
         Target::Split(l, m) => {
-            ctx.engine.borrow_mut().stats.count_call(l);
             conn.last_cmd = names(l);
+            if l.spec.flags & shards::cmd::flag::DENYOOM != 0 {
+                // Refused whole or run whole: the parts do not check memory again (a part
+                // refused on one shard while the other applies its own would split the write).
+                let mut e = ctx.engine.borrow_mut();
+                if shards::evict::out_of_memory(&mut e, now / 1000) {
+                    e.stats.count_rejected(l);
+                    drop(e);
+                    let text = Error::Other(shards::evict::OOM.into()).text();
+                    ctx.engine.borrow_mut().stats.record_error(&text);
+                    conn.error(&text);
+                    return;
+                }
+            }
+            ctx.engine.borrow_mut().stats.count_call(l);
             start_split(ctx, conn, l, argv, m);
         }
         Target::All(l, m) => {
@@ -1218,6 +1231,13 @@ pub fn scratch_with(ctx: &ShardCtx, entries: &[(u8, Key, Option<Entry>)]) -> Sha
         scratch.import(*db as usize, vec![(k.clone(), e.clone())]);
     }
     scratch.stats = Default::default();
+    // Memory is this shard's: deny-oom commands are refused on the copies if it is over
+    // `maxmemory` with nothing left to evict, and the copies themselves are never evicted.
+    {
+        let mut e = ctx.engine.borrow_mut();
+        scratch.oom = shards::evict::out_of_memory(&mut e, now_us() / 1000);
+        scratch.evict_depth = 1;
+    }
     // The commands run on the copies raise their keyspace events here; they are published
     // with this shard's own (see `absorb_events`).
     scratch.notify_flags = ctx.engine.borrow().notify_flags;

@@ -154,11 +154,31 @@ pub fn handle(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]], cmd: ConnCmd) -> 
                     "EXECABORT Transaction discarded because of previous errors.".into(),
                 ));
             }
+            if denyoom_queued(&m.queued) {
+                // Over `maxmemory`, a block that may grow the data is refused whole, as Redis
+                // refuses such an EXEC (its commands are not checked one by one).
+                let now_ms = crate::ctx::now_us() / 1000;
+                if shards::evict::out_of_memory(&mut ctx.engine.borrow_mut(), now_ms) {
+                    unwatch_all(ctx, conn);
+                    return Err(Error::Other(format!(
+                        "EXECABORT Transaction discarded because of: {}",
+                        shards::evict::OOM
+                    )));
+                }
+            }
             exec(ctx, conn, m.queued);
         }
         _ => {}
     }
     Ok(())
+}
+
+/// Whether a queued command may grow the data (`denyoom`).
+fn denyoom_queued(queued: &[Vec<Vec<u8>>]) -> bool {
+    queued.iter().any(|cmd| {
+        let argv: Vec<&[u8]> = cmd.iter().map(|a| a.as_slice()).collect();
+        lookup(&argv).is_ok_and(|l| l.spec.flags & shards::cmd::flag::DENYOOM != 0)
+    })
 }
 
 /// WATCH: asks each owner for its keys' versions, then answers OK.

@@ -231,3 +231,30 @@ fn lru_keeps_hot_keys_as_well_as_redis() {
         "shardis kept {ours:.1}% of hot keys, redis {theirs:.1}%"
     );
 }
+
+/// Over `maxmemory`, an EXEC whose block may grow the data is refused whole (EXECABORT) and
+/// the block discarded, as Redis does, whichever shards its keys live on.
+#[test]
+fn exec_of_a_growing_block_is_refused_over_the_limit() {
+    let server = Server::start(&[]);
+    let mut a = server.raw();
+    let mut admin = server.raw();
+    let (k0, k1) = (common::key_on(0, "x"), common::key_on(1, "x"));
+    assert_eq!(a.cmd(&["MULTI"]), b"+OK\r\n");
+    assert_eq!(a.cmd(&["SET", &k0, "1"]), b"+QUEUED\r\n");
+    assert_eq!(a.cmd(&["SET", &k1, "1"]), b"+QUEUED\r\n");
+    assert_eq!(admin.cmd(&["CONFIG", "SET", "maxmemory", "1"]), b"+OK\r\n");
+    assert_eq!(
+        a.cmd(&["EXEC"]),
+        b"-EXECABORT Transaction discarded because of: OOM command not allowed when used memory > 'maxmemory'.\r\n"
+    );
+    assert_eq!(a.cmd(&["EXEC"]), b"-ERR EXEC without MULTI\r\n");
+    assert_eq!(a.cmd(&["EXISTS", &k0, &k1]), b":0\r\n");
+    // A block that only reads or deletes still runs.
+    assert_eq!(a.cmd(&["MULTI"]), b"+OK\r\n");
+    assert_eq!(admin.cmd(&["CONFIG", "SET", "maxmemory", "0"]), b"+OK\r\n");
+    assert_eq!(a.cmd(&["DEL", &k0]), b"+QUEUED\r\n");
+    assert_eq!(admin.cmd(&["CONFIG", "SET", "maxmemory", "1"]), b"+OK\r\n");
+    assert_eq!(a.cmd(&["EXEC"]), b"*1\r\n:0\r\n");
+    assert_eq!(admin.cmd(&["CONFIG", "SET", "maxmemory", "0"]), b"+OK\r\n");
+}

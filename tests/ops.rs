@@ -702,10 +702,7 @@ fn info_sections_list_redis_fields_in_redis_order() {
         let ours = info_names(&mut mine, section);
         let want = info_names(&mut theirs, section);
         // Our own additions (the version of shardis, the shard count) are allowed on top.
-        let ours: Vec<String> = ours
-            .into_iter()
-            .filter(|k| want.contains(k))
-            .collect();
+        let ours: Vec<String> = ours.into_iter().filter(|k| want.contains(k)).collect();
         assert_eq!(ours, want, "INFO {section}");
     }
 }

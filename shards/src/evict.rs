@@ -444,10 +444,9 @@ pub fn guarded(
         c.now_ms = now_ms;
     }
     sh.oom = sh.config.memory.maxmemory != 0 && perform(sh, now_ms) == Outcome::Fail;
-    if sh.oom && denyoom {
-        if sh.counting {
-            sh.stats.count_rejected(cmd);
-        }
+    // A part of a command split over shards was checked once, where the command came in.
+    if sh.oom && denyoom && sh.counting {
+        sh.stats.count_rejected(cmd);
         return Err(Error::Other(OOM.into()));
     }
     sh.evict_depth += 1;

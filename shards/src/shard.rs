@@ -246,7 +246,7 @@ pub struct Shard {
     pub(crate) evict_pool: crate::evict::Pool,
     pub(crate) evict_next_db: usize,
     pub(crate) evict_over_since_us: Option<u64>,
-    pub(crate) evict_depth: u32,
+    pub evict_depth: u32,
     /// Bytes this shard's evictions freed since the memory figure of reading `.0` (see
     /// `evict::used_now`).
     pub(crate) evict_credit: (u64, u64),
