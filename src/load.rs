@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::persist::{self, Manifest};
 use anyhow::{bail, Context};
 use shards::keyspace::{Db, Entry};
-use shards::rdb::file::FileReader;
+use shards::rdb::file::{FileReader, KeyClock};
 use shards::script::Store;
 use shards::shard::ShardConfig;
 use shards::Shard;
@@ -247,6 +247,18 @@ pub fn read_rdb_into(
 ) -> anyhow::Result<()> {
     let name = path.display();
     let mut r = FileReader::new(data).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    // Under an LRU or LFU policy the keys' clocks come from the file (Redis's IDLE / FREQ).
+    let kind = scfg.memory.policy.clock_kind();
+    if kind.is_some() {
+        for db in dbs.iter_mut() {
+            if db.clocks().map(|c| c.kind) != kind {
+                db.set_clocks(&scfg.memory, kind, now);
+            }
+            if let Some(c) = db.clocks_mut() {
+                c.now_ms = now;
+            }
+        }
+    }
     while let Some(e) = r.next_entry().map_err(|e| anyhow::anyhow!("{name}: {e}"))? {
         if !keep(&e.key) || e.expire_ms.is_some_and(|t| t <= now) {
             continue;
@@ -261,6 +273,13 @@ pub fn read_rdb_into(
         };
         let value = e.decode(scfg).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
         db.insert(&e.key, Entry::with_expiry(value, e.expire_ms));
+        match e.clock {
+            Some(KeyClock::Idle(secs)) => {
+                db.set_restored_clock(&e.key, Some(secs.min(i64::MAX as u64) as i64), None)
+            }
+            Some(KeyClock::Freq(f)) => db.set_restored_clock(&e.key, None, Some(f as i64)),
+            None => {}
+        }
     }
     if let Some(scripts) = scripts {
         shards::script::function::load_from_rdb(scripts, r.functions())

@@ -2020,3 +2020,105 @@ fn crash_during_bgrewriteaof() {
         crash_rounds()
     );
 }
+
+/// The integer reply of a command.
+fn int_of(con: &mut RawConn, args: &[&str]) -> i64 {
+    let r = con.cmd(args);
+    String::from_utf8_lossy(&r)
+        .trim_start_matches(':')
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{args:?}: {}", escape(&r)))
+}
+
+/// Under an LRU or LFU policy, files record each key's idle time or access counter (Redis's
+/// IDLE / FREQ opcodes): a reload keeps them, and they travel both ways with redis-server.
+#[test]
+fn lru_and_lfu_clocks_are_saved_and_loaded() {
+    const PAYLOAD: &str = "\x00\x05hello\x0a\x00cr\u{df}ve4\x20\x0a";
+    let payload: Vec<u8> = PAYLOAD.chars().map(|c| c as u32 as u8).collect();
+    let dir = TempDir::new("clocks");
+    let server = start(&dir, &["--maxmemory-policy", "allkeys-lru"]);
+    let mut con = server.raw();
+    let keys = [common::key_on(0, "idle"), common::key_on(1, "idle")];
+    for k in &keys {
+        let r = con.cmd_bytes(&[
+            b"RESTORE",
+            k.as_bytes(),
+            b"0",
+            &payload,
+            b"IDLETIME",
+            b"1000",
+        ]);
+        assert_eq!(r, b"+OK\r\n");
+    }
+    assert_eq!(con.cmd(&["DEBUG", "RELOAD"]), b"+OK\r\n");
+    for k in &keys {
+        let idle = int_of(&mut con, &["OBJECT", "IDLETIME", k]);
+        assert!((1000..1010).contains(&idle), "{k}: idle {idle}");
+    }
+    assert_eq!(
+        con.cmd(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lfu"]),
+        b"+OK\r\n"
+    );
+    for k in &keys {
+        let r = con.cmd_bytes(&[
+            b"RESTORE",
+            k.as_bytes(),
+            b"0",
+            &payload,
+            b"REPLACE",
+            b"FREQ",
+            b"100",
+        ]);
+        assert_eq!(r, b"+OK\r\n");
+    }
+    assert_eq!(con.cmd(&["DEBUG", "RELOAD"]), b"+OK\r\n");
+    for k in &keys {
+        assert_eq!(int_of(&mut con, &["OBJECT", "FREQ", k]), 100, "{k}");
+    }
+    // Each shard file loads into redis-server with the counters.
+    assert_eq!(con.cmd(&["SAVE"]), b"+OK\r\n");
+    drop(con);
+    drop(server);
+    for (i, k) in keys.iter().enumerate() {
+        let name = format!("dump-shard-{i}-of-2.rdb");
+        let redis = RedisServer::start_with(&[
+            "--dir",
+            dir.s(),
+            "--dbfilename",
+            &name,
+            "--maxmemory-policy",
+            "allkeys-lfu",
+        ]);
+        assert_eq!(int_of(&mut redis.raw(), &["OBJECT", "FREQ", k]), 100, "{k}");
+    }
+    // And a file redis-server wrote under LRU loads into shardis with the idle times.
+    let redis = RedisServer::start_with(&[
+        "--dir",
+        dir.s(),
+        "--dbfilename",
+        "dump.rdb",
+        "--maxmemory-policy",
+        "allkeys-lru",
+    ]);
+    let mut rc = redis.raw();
+    let r = rc.cmd_bytes(&[
+        b"RESTORE",
+        b"fromredis",
+        b"0",
+        &payload,
+        b"IDLETIME",
+        b"500",
+    ]);
+    assert_eq!(r, b"+OK\r\n");
+    assert_eq!(rc.cmd(&["SAVE"]), b"+OK\r\n");
+    drop(rc);
+    drop(redis);
+    for i in 0..2 {
+        let _ = std::fs::remove_file(dir.0.join(format!("dump-shard-{i}-of-2.rdb")));
+    }
+    let server = start(&dir, &["--maxmemory-policy", "allkeys-lru"]);
+    let idle = int_of(&mut server.raw(), &["OBJECT", "IDLETIME", "fromredis"]);
+    assert!((500..510).contains(&idle), "idle {idle}");
+}

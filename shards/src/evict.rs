@@ -295,6 +295,15 @@ impl Clocks {
         secs as u64 * 1000
     }
 
+    /// What an RDB file records of slot `id`'s clock at `now_ms`: its idle seconds under LRU,
+    /// its (decayed) counter under LFU, as Redis saves them.
+    pub fn rdb_clock(&self, id: u32, now_ms: u64) -> crate::rdb::file::KeyClock {
+        match self.kind {
+            ClockKind::Lru => crate::rdb::file::KeyClock::Idle(self.idle_ms(id, now_ms) / 1000),
+            ClockKind::Lfu => crate::rdb::file::KeyClock::Freq(self.freq(id)),
+        }
+    }
+
     /// Sets slot `id` as RESTORE's IDLETIME or FREQ asks (Redis's `objectSetLRUOrLFU`).
     pub fn set_restored(&mut self, id: u32, idle_s: Option<i64>, freq: Option<i64>) {
         match (self.kind, freq, idle_s) {

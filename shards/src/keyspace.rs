@@ -613,6 +613,30 @@ impl Db {
     }
 
     /// Calls `f` for every live key, with its value and deadline.
+    /// [`Db::for_each_key`] with what an RDB file records of each key's clock (under an
+    /// LRU or LFU policy).
+    pub fn for_each_key_clocked(
+        &self,
+        now_ms: u64,
+        mut f: impl FnMut(&[u8], &Item, Option<u64>, Option<crate::rdb::file::KeyClock>),
+    ) {
+        for (c, chunk) in self.chunks.iter().enumerate() {
+            for (i, s) in chunk.iter().enumerate() {
+                let Some(s) = s else { continue };
+                let id = (c * CHUNK + i) as u32;
+                let expire = if self.expires.is_empty() {
+                    None
+                } else {
+                    self.expires.get(&id).map(|t| t.get())
+                };
+                if expire.is_none_or(|t| t > now_ms) {
+                    let clock = self.clocks.as_deref().map(|k| k.rdb_clock(id, now_ms));
+                    f(&s.key, &s.item, expire, clock);
+                }
+            }
+        }
+    }
+
     pub fn for_each_key(&self, now_ms: u64, mut f: impl FnMut(&[u8], &Item, Option<u64>)) {
         for (c, chunk) in self.chunks.iter().enumerate() {
             for (i, s) in chunk.iter().enumerate() {
@@ -695,7 +719,13 @@ impl Progress {
     }
 
     /// Serialises slot `id` as it is now (if it holds a key), and marks it saved.
-    fn save_slot(&mut self, id: usize, chunks: &Chunks, expires: &Expires) {
+    fn save_slot(
+        &mut self,
+        id: usize,
+        chunks: &Chunks,
+        expires: &Expires,
+        clocks: Option<&Clocks>,
+    ) {
         self.saved[id / 64] |= 1 << (id % 64);
         let Some(Some(s)) = chunks.get(id / CHUNK).and_then(|c| c.get(id % CHUNK)) else {
             return;
@@ -706,15 +736,22 @@ impl Progress {
             expires.get(&(id as u32)).map(|t| t.get())
         };
         if expire.is_none_or(|t| t > self.now_ms) {
-            self.section.entry(&s.key, &s.item.value, expire);
+            let clock = clocks.map(|c| c.rdb_clock(id as u32, self.now_ms));
+            self.section.entry(&s.key, &s.item.value, expire, clock);
         }
     }
 
     /// Serialises the slots of chunk `c` not saved yet, as they are now.
-    fn save_chunk(&mut self, c: usize, chunks: &Chunks, expires: &Expires) {
+    fn save_chunk(
+        &mut self,
+        c: usize,
+        chunks: &Chunks,
+        expires: &Expires,
+        clocks: Option<&Clocks>,
+    ) {
         for id in c * CHUNK..(c + 1) * CHUNK {
             if !self.is_saved(id) {
-                self.save_slot(id, chunks, expires);
+                self.save_slot(id, chunks, expires, clocks);
             }
         }
     }
@@ -766,6 +803,7 @@ impl Db {
             snapshot,
             chunks,
             expires,
+            clocks,
             ..
         } = self;
         let Some(snap) = snapshot.as_deref_mut() else {
@@ -779,13 +817,14 @@ impl Db {
             saved += 1;
             match frozen {
                 Some((old_chunks, old_expires)) => {
-                    progress.save_chunk(c, old_chunks, old_expires);
+                    // The clocks follow the live slots, not frozen ones.
+                    progress.save_chunk(c, old_chunks, old_expires, None);
                     // Free the old keys as they are written out.
                     if let Some(chunk) = old_chunks.get_mut(c) {
                         *chunk = Box::new([]);
                     }
                 }
-                None => progress.save_chunk(c, chunks, expires),
+                None => progress.save_chunk(c, chunks, expires, clocks.as_deref()),
             }
         }
         progress.cursor < progress.end
@@ -827,6 +866,7 @@ impl Db {
             snapshot,
             chunks,
             expires,
+            clocks,
             ..
         } = self;
         let Some(snap) = snapshot.as_deref_mut() else {
@@ -837,7 +877,7 @@ impl Db {
         let id = id as usize;
         let p = &mut snap.progress;
         if snap.frozen.is_none() && id < p.end * CHUNK && !p.is_saved(id) {
-            p.save_slot(id, chunks, expires);
+            p.save_slot(id, chunks, expires, clocks.as_deref());
         }
     }
 }
@@ -1129,9 +1169,9 @@ mod snapshot_tests {
             db.insert(&key(i), Entry::new(v.clone()));
         }
         let mut section = crate::rdb::file::Section::new(0, 0, 0);
-        section.entry(&key(0), &v, None);
+        section.entry(&key(0), &v, None, None);
         let header_and_one = section.pending_len();
-        section.entry(&key(1), &v, None);
+        section.entry(&key(1), &v, None, None);
         let record_len = section.pending_len() - header_and_one;
         let mut pieces = 0;
         let mut w = FileWriter::new(&Aux::default());

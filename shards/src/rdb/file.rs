@@ -94,11 +94,34 @@ pub struct Aux {
     pub aof_base: bool,
 }
 
-/// Appends one key record: the deadline if any, the type byte, the key and the object body.
-fn put_entry(out: &mut Vec<u8>, key: &[u8], value: &Value, expire_ms: Option<u64>) {
+/// What a file records of a key's access clock, as Redis writes it under an LRU policy
+/// (`IDLE`, seconds) or an LFU one (`FREQ`, the logarithmic counter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyClock {
+    Idle(u64),
+    Freq(u8),
+}
+
+/// Appends one key record: the deadline if any, the clock if any, the type byte, the key and
+/// the object body.
+fn put_entry(
+    out: &mut Vec<u8>,
+    key: &[u8],
+    value: &Value,
+    expire_ms: Option<u64>,
+    clock: Option<KeyClock>,
+) {
     if let Some(t) = expire_ms {
         out.push(opcode::EXPIRETIME_MS);
         out.extend_from_slice(&t.to_le_bytes());
+    }
+    match clock {
+        Some(KeyClock::Idle(secs)) => {
+            out.push(opcode::IDLE);
+            put_len(out, secs);
+        }
+        Some(KeyClock::Freq(f)) => out.extend_from_slice(&[opcode::FREQ, f]),
+        None => {}
     }
     out.push(object_kind(value));
     put_string(out, key);
@@ -134,7 +157,13 @@ impl Section {
     }
 
     /// Adds the record of `key`.
-    pub fn entry(&mut self, key: &[u8], value: &Value, expire_ms: Option<u64>) {
+    pub fn entry(
+        &mut self,
+        key: &[u8],
+        value: &Value,
+        expire_ms: Option<u64>,
+        clock: Option<KeyClock>,
+    ) {
         if self.buf.is_empty() {
             self.buf.push(opcode::SELECTDB);
             put_len(&mut self.buf, self.db_index as u64);
@@ -145,7 +174,7 @@ impl Section {
                 self.resize_written = true;
             }
         }
-        put_entry(&mut self.buf, key, value, expire_ms);
+        put_entry(&mut self.buf, key, value, expire_ms, clock);
     }
 
     /// Bytes collected and not yet taken.
@@ -211,7 +240,9 @@ impl FileWriter {
     /// left out).
     pub fn write_db(&mut self, db: &Db, db_index: usize, now_ms: u64) {
         let mut section = Section::new(db_index, db.len(), db.volatile_len());
-        db.for_each_key(now_ms, |k, item, t| section.entry(k, &item.value, t));
+        db.for_each_key_clocked(now_ms, |k, item, t, clock| {
+            section.entry(k, &item.value, t, clock)
+        });
         self.append(&section.take());
     }
 
@@ -282,6 +313,8 @@ pub struct RawEntry<'a> {
     pub key: Vec<u8>,
     /// The deadline, Unix ms (already past, possibly: the caller decides).
     pub expire_ms: Option<u64>,
+    /// The access clock the file recorded (`IDLE` / `FREQ`), if any.
+    pub clock: Option<KeyClock>,
     /// Offset in the file of the record (its type byte).
     pub offset: usize,
     /// The object's type byte.
@@ -398,6 +431,7 @@ impl<'a> FileReader<'a> {
             return Ok(None);
         }
         let mut expire_ms = None;
+        let mut clock = None;
         loop {
             let at = self.r.pos;
             let Ok(op) = self.r.byte() else {
@@ -432,10 +466,10 @@ impl<'a> FileReader<'a> {
                     expire_ms = Some(u32::from_le_bytes(t) as u64 * 1000);
                 }
                 opcode::IDLE => {
-                    self.field(at, "IDLE", |r| r.len())?;
+                    clock = Some(KeyClock::Idle(self.field(at, "IDLE", |r| r.len())?));
                 }
                 opcode::FREQ => {
-                    self.field(at, "FREQ", |r| r.byte())?;
+                    clock = Some(KeyClock::Freq(self.field(at, "FREQ", |r| r.byte())?));
                 }
                 opcode::FUNCTION2 => {
                     let code = self.field(at, "function library", |r| r.string())?;
@@ -450,7 +484,7 @@ impl<'a> FileReader<'a> {
                         "unsupported: module aux data (modules are not supported)",
                     );
                 }
-                kind => return self.entry(at, kind, expire_ms).map(Some),
+                kind => return self.entry(at, kind, expire_ms, clock).map(Some),
             }
         }
     }
@@ -471,6 +505,7 @@ impl<'a> FileReader<'a> {
         at: usize,
         kind: u8,
         expire_ms: Option<u64>,
+        clock: Option<KeyClock>,
     ) -> Result<RawEntry<'a>, RdbError> {
         match kind {
             0..=5 | 10..=19 | 21 => {}
@@ -498,6 +533,7 @@ impl<'a> FileReader<'a> {
             db: self.db,
             key,
             expire_ms,
+            clock,
             offset: at,
             kind,
             body: &self.r.buf[body..self.r.pos],
@@ -658,13 +694,13 @@ mod tests {
         let mut a = Section::new(2, 3, 1);
         let mut b = Section::new(5, 1, 0);
         let mut w = FileWriter::new(&Aux::default());
-        a.entry(b"a1", &str_value(b"1"), Some(77));
+        a.entry(b"a1", &str_value(b"1"), Some(77), None);
         w.append(&a.take());
-        b.entry(b"b1", &str_value(b"2"), None);
+        b.entry(b"b1", &str_value(b"2"), None, None);
         w.append(&b.take());
         assert!(a.take().is_empty());
-        a.entry(b"a2", &str_value(b"3"), None);
-        a.entry(b"a3", &str_value(b"4"), None);
+        a.entry(b"a2", &str_value(b"3"), None, None);
+        a.entry(b"a3", &str_value(b"4"), None, None);
         w.append(&a.take());
         w.finish();
         let got = read_all(&w.take_pending()).unwrap();
