@@ -224,7 +224,7 @@ fn monitor_streams_every_shards_commands() {
                     .position(|l| l.contains(needle))
                     .unwrap_or_else(|| panic!("{needle} missing: {lines:?}"))
             };
-            let eval = at(&format!("\"EVAL\" \"redis.call('set', KEYS[1], 'x')"));
+            let eval = at("\"EVAL\" \"redis.call('set', KEYS[1], 'x')");
             let set = at(&format!("[3 lua] \"set\" \"{key}\" \"x\""));
             let get = at(&format!("[3 lua] \"get\" \"{key}\""));
             assert!(eval < set && set < get, "{lines:?}");
