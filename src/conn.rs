@@ -124,6 +124,9 @@ pub struct Conn {
     pub track_now: bool,
     /// Invalidation messages held until the reply on its way is written.
     pub push_later: Vec<u8>,
+    /// What a replica told with REPLCONF: its listening port, and `capa eof`.
+    pub repl_port: u16,
+    pub repl_eof: bool,
     /// CLIENT REPLY: whether commands get replies.
     pub reply_mode: ReplyMode,
     /// Where the output of a command whose reply is suppressed began; cut back to it once the
@@ -192,6 +195,8 @@ impl Conn {
             tracking: None,
             track_now: false,
             push_later: Vec::new(),
+            repl_port: 0,
+            repl_eof: false,
             reply_mode: ReplyMode::On,
             mute_mark: None,
             paused: false,

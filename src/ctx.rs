@@ -65,6 +65,8 @@ pub struct Shared {
     pub idents: std::sync::Mutex<std::collections::HashMap<u64, Ident>>,
     /// Connections with CLIENT TRACKING on (INFO's `tracking_clients`).
     pub tracking_clients: std::sync::atomic::AtomicUsize,
+    /// Replication (see `crate::repl`).
+    pub repl: crate::repl::ReplShared,
     /// MONITOR clients per shard, and in all (see `crate::monitor`).
     pub monitors: Vec<std::sync::atomic::AtomicUsize>,
     pub monitoring: std::sync::atomic::AtomicUsize,
@@ -91,6 +93,9 @@ impl Shared {
         let run_id: String = (0..40)
             .map(|_| char::from_digit(rng.below(16) as u32, 16).unwrap_or('0'))
             .collect();
+        let replid: String = (0..40)
+            .map(|_| char::from_digit(rng.below(16) as u32, 16).unwrap_or('0'))
+            .collect();
         Shared {
             nshards,
             port,
@@ -105,6 +110,7 @@ impl Shared {
             acl: Arc::new(shards::acl::Store::new()),
             idents: Default::default(),
             tracking_clients: std::sync::atomic::AtomicUsize::new(0),
+            repl: crate::repl::ReplShared::new(replid),
             monitors: (0..nshards)
                 .map(|_| std::sync::atomic::AtomicUsize::new(0))
                 .collect(),
@@ -605,6 +611,7 @@ impl ShardCtx {
     pub fn end_of_batch(&self) {
         crate::txn::pump(self);
         self.serve_ready();
+        crate::repl::feed(self);
         self.aof_collect();
         crate::tracking::drain(self, None, true);
         crate::monitor::feed_script_calls(self, None);

@@ -302,17 +302,7 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
             }
             "replication" => {
                 o.push_str("# Replication\r\n");
-                field(o, "role", "master");
-                field(o, "connected_slaves", 0);
-                field(o, "master_failover_state", "no-failover");
-                field(o, "master_replid", &shared.run_id);
-                field(o, "master_replid2", "0".repeat(40));
-                field(o, "master_repl_offset", 0);
-                field(o, "second_repl_offset", -1);
-                field(o, "repl_backlog_active", 0);
-                field(o, "repl_backlog_size", 1048576);
-                field(o, "repl_backlog_first_byte_offset", 0);
-                field(o, "repl_backlog_histlen", 0);
+                crate::repl::info(shared, o);
             }
             "cpu" => {
                 o.push_str("# CPU\r\n");

@@ -47,6 +47,7 @@ mod net;
 mod pause;
 mod persist;
 mod pubsub;
+mod repl;
 mod save;
 mod server_cmds;
 mod snapshot;

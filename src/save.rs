@@ -33,6 +33,9 @@ pub enum SnapKind {
     Rewrite,
     /// DEBUG RELOAD: save, empty the databases and load the file back.
     Reload,
+    /// A replica's full resynchronisation (its number, and whether it came by PSYNC): the
+    /// shard's log is marked and a snapshot streams to the replication hub.
+    Replica(u64, bool),
 }
 
 /// Process-wide persistence status (INFO persistence, LASTSAVE).
@@ -209,7 +212,7 @@ pub fn start_cut(ctx: &ShardCtx, conn: &mut Conn, kind: SnapKind) {
     match kind {
         SnapKind::BgSave => st.bgsave.start(ctx.n),
         SnapKind::Rewrite => st.rewrite.start(ctx.n),
-        SnapKind::Save | SnapKind::Reload => {}
+        SnapKind::Save | SnapKind::Reload | SnapKind::Replica(..) => {}
     }
     let nested = conn.live.is_some();
     let steps: VecDeque<Step> = (0..ctx.n)
@@ -266,6 +269,9 @@ pub fn start_cut(ctx: &ShardCtx, conn: &mut Conn, kind: SnapKind) {
                         ));
                     }
                 }
+                SnapKind::Replica(sync, psync) => {
+                    crate::repl::cut_done(ctx, conn, sync, psync, &errors);
+                }
                 SnapKind::BgSave => {
                     crate::log!("Background saving started");
                     conn.reply().simple("Background saving started");
@@ -300,6 +306,7 @@ pub fn serve_snapshot(ctx: &ShardCtx, kind: SnapKind) -> RepBody {
         SnapKind::Reload => crate::snapshot::reload(ctx),
         SnapKind::BgSave => crate::snapshot::begin_bgsave(ctx),
         SnapKind::Rewrite => crate::snapshot::begin_rewrite(ctx),
+        SnapKind::Replica(sync, _) => crate::repl::begin_sync(ctx, sync),
     };
     match res {
         Ok(()) => RepBody::Ack,
@@ -308,7 +315,7 @@ pub fn serve_snapshot(ctx: &ShardCtx, kind: SnapKind) -> RepBody {
             match kind {
                 SnapKind::BgSave => bgsave_done(ctx, false),
                 SnapKind::Rewrite => rewrite_done(ctx, false),
-                SnapKind::Save | SnapKind::Reload => {}
+                SnapKind::Save | SnapKind::Reload | SnapKind::Replica(..) => {}
             }
             RepBody::Error(e)
         }

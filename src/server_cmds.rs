@@ -68,6 +68,7 @@ pub fn handle(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]], cmd: C
         ConnCmd::Slowlog => slowlog(ctx, conn, l, argv),
         ConnCmd::Latency => latency(ctx, conn, l, argv),
         ConnCmd::Memory => crate::memory::handle(ctx, conn, l, argv),
+        ConnCmd::Repl => crate::repl::handle(ctx, conn, l, argv),
         ConnCmd::Monitor => {
             crate::monitor::start(ctx, conn);
             Ok(())

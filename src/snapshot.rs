@@ -19,6 +19,8 @@ pub enum Target {
     Rdb,
     /// An AOF rewrite: the new base (sequence number `seq`) of this shard's AOF.
     AofBase { seq: u64 },
+    /// A replica's full resynchronisation: the pieces go to the replication hub.
+    Replica { sync: u64 },
 }
 
 /// A background snapshot in progress on this shard.
@@ -141,6 +143,11 @@ fn begin(ctx: &ShardCtx, target: Target) -> Result<(), String> {
     Ok(())
 }
 
+/// The snapshot of a replica's full resynchronisation `sync` on this shard.
+pub fn begin_replica(ctx: &ShardCtx, sync: u64) -> Result<(), String> {
+    begin(ctx, Target::Replica { sync })
+}
+
 /// BGSAVE on this shard.
 pub fn begin_bgsave(ctx: &ShardCtx) -> Result<(), String> {
     begin(ctx, Target::Rdb)
@@ -183,7 +190,16 @@ impl ShardCtx {
             Some(r) => r.target.clone(),
             None => return,
         };
+        if let Target::Replica { sync } = target {
+            self.stream_snapshot(sync).await;
+            self.snapshot.borrow_mut().take();
+            for db in self.engine.borrow_mut().dbs.iter_mut() {
+                db.snapshot_abort();
+            }
+            return;
+        }
         let path = match &target {
+            Target::Replica { .. } => PathBuf::new(),
             Target::Rdb => rdb_path(&self),
             Target::AofBase { seq } => match self.aof.borrow().as_ref() {
                 Some(a) => a.dir.join(persist::base_name(
@@ -214,6 +230,7 @@ impl ShardCtx {
                         false
                     }
                 },
+                Target::Replica { .. } => true,
             },
             Err(e) => {
                 crate::log!("shard {}: writing {}: {e}", self.id, path.display());
@@ -223,6 +240,35 @@ impl ShardCtx {
         match target {
             Target::Rdb => crate::save::bgsave_done(&self, ok),
             Target::AofBase { .. } => crate::save::rewrite_done(&self, ok),
+            Target::Replica { .. } => {}
+        }
+    }
+
+    /// Serialises the snapshot of a replica's full resynchronisation and hands its pieces
+    /// (each starting with `SELECTDB`) to the replication hub, which builds the file.
+    async fn stream_snapshot(&self, sync: u64) {
+        loop {
+            let (pieces, done) = {
+                let mut e = self.engine.borrow_mut();
+                if let Some(db) = e.dbs.iter_mut().find(|d| d.snapshot_active()) {
+                    db.snapshot_step(CHUNKS_PER_STEP);
+                }
+                let pieces: Vec<Vec<u8>> = e
+                    .dbs
+                    .iter_mut()
+                    .map(|db| db.snapshot_take())
+                    .filter(|p| !p.is_empty())
+                    .collect();
+                (pieces, !e.dbs.iter().any(|d| d.snapshot_active()))
+            };
+            for piece in pieces {
+                crate::repl::send_piece(self, sync, piece, false);
+            }
+            if done {
+                crate::repl::send_piece(self, sync, Vec::new(), true);
+                return;
+            }
+            futures_lite::future::yield_now().await;
         }
     }
 

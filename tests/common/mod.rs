@@ -12,6 +12,8 @@
 
 #![allow(dead_code)]
 
+pub mod data;
+
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};

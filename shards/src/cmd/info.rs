@@ -326,7 +326,9 @@ fn arg_docs(out: &mut Reply, args: &[Arg]) {
 
 /// One command's COMMAND DOCS value (the map; the name is written by the caller).
 pub fn docs_entry(out: &mut Reply, spec: &CommandSpec, parent: Option<&CommandSpec>) {
-    let mut n = 4; // summary, since, group, complexity
+    // summary, since, group, and complexity where there is one (Redis's internal commands
+    // have none).
+    let mut n = 3 + !spec.complexity.is_empty() as usize;
     let doc_flags = spec.deprecated.is_some() as usize + spec.syscmd as usize;
     n += (doc_flags > 0) as usize;
     n += 2 * spec.deprecated.is_some() as usize;
@@ -340,8 +342,10 @@ pub fn docs_entry(out: &mut Reply, spec: &CommandSpec, parent: Option<&CommandSp
     out.bulk(spec.since.as_bytes());
     out.bulk(b"group");
     out.bulk(spec.group.name().as_bytes());
-    out.bulk(b"complexity");
-    out.bulk(spec.complexity.as_bytes());
+    if !spec.complexity.is_empty() {
+        out.bulk(b"complexity");
+        out.bulk(spec.complexity.as_bytes());
+    }
     if doc_flags > 0 {
         out.bulk(b"doc_flags");
         out.set(doc_flags);

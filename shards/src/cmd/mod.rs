@@ -16,6 +16,7 @@ pub mod multi;
 pub mod pubsub;
 
 pub mod registry;
+pub mod repl;
 pub mod script;
 pub mod server;
 pub mod set;

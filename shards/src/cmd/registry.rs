@@ -28,6 +28,7 @@ pub fn all() -> impl Iterator<Item = &'static CommandSpec> {
         super::stream::COMMANDS,
         super::stream::group::COMMANDS,
         super::script::COMMANDS,
+        super::repl::COMMANDS,
     ]
     .into_iter()
     .flat_map(|family| family.iter())

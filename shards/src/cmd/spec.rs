@@ -476,6 +476,8 @@ pub enum ConnCmd {
     Monitor,
     /// MEMORY STATS / DOCTOR / MALLOC-STATS / PURGE.
     Memory,
+    /// PSYNC, SYNC, REPLCONF, ROLE, REPLICAOF, SLAVEOF, WAIT.
+    Repl,
 }
 
 /// A command's one declaration.

@@ -1,0 +1,842 @@
+//! The replication hub: one thread that merges the shards' logs into the replication stream,
+//! keeps the backlog and feeds the replicas (see the module above for the design).
+
+use super::{Attach, MasterState, ReplicaInfo, Start, ToHub};
+use shards::rdb::file::{Aux, FileWriter};
+use shards::resp::{parse_command, ParseLimits, Parsed};
+use std::collections::{HashMap, VecDeque};
+use std::io::{Read, Write};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// `repl-backlog-size` (Redis's default).
+pub const BACKLOG_SIZE: u64 = 1024 * 1024;
+/// `repl-ping-replica-period`, seconds.
+const PING_PERIOD: Duration = Duration::from_secs(10);
+/// A replica whose unsent output passes this is dropped (`client-output-buffer-limit replica`'s
+/// hard limit).
+const OUTPUT_LIMIT: usize = 256 * 1024 * 1024;
+
+/// Starts the hub; returns its mailbox.
+pub fn start(
+    replid: String,
+    nshards: usize,
+    scripts: Arc<shards::script::Store>,
+    state: Arc<Mutex<MasterState>>,
+) -> Sender<ToHub> {
+    let (tx, rx) = channel();
+    std::thread::Builder::new()
+        .name("repl-hub".into())
+        .spawn(move || {
+            Hub::new(replid, nshards, scripts, state).run(rx);
+        })
+        .expect("spawning the replication hub");
+    tx
+}
+
+/// One record of a shard's log.
+enum Rec {
+    /// A command (RESP frame) for a database.
+    Cmd(usize, Vec<u8>),
+    /// A block of commands that ran on this shard alone: `MULTI … EXEC`.
+    Block(Vec<(usize, Vec<u8>)>),
+    /// This shard's part of a write over several shards.
+    Part {
+        id: Vec<u8>,
+        peers: Vec<usize>,
+        cmds: Vec<(usize, Vec<u8>)>,
+    },
+    /// The cut of a full resynchronisation.
+    Cut(u64),
+}
+
+/// One shard's log as the hub reads it.
+#[derive(Default)]
+struct Source {
+    /// Bytes not parsed yet.
+    buf: Vec<u8>,
+    /// The database of the commands read so far (its last SELECT).
+    db: usize,
+    /// A MULTI is open: the commands read since.
+    block: Option<Vec<(usize, Vec<u8>)>>,
+    recs: VecDeque<Rec>,
+}
+
+impl Source {
+    /// Parses what whole records `buf` holds.
+    fn parse(&mut self) {
+        let mut ranges = Vec::new();
+        let mut scratch = Vec::new();
+        let limits = ParseLimits {
+            bulk_len_max: usize::MAX,
+        };
+        let mut pos = 0;
+        while pos < self.buf.len() {
+            let consumed = match parse_command(&self.buf[pos..], &mut ranges, &mut scratch, limits)
+            {
+                Ok(Parsed::Command { consumed }) => consumed,
+                Ok(Parsed::Empty { consumed }) => {
+                    pos += consumed;
+                    continue;
+                }
+                // The shards write whole commands; anything else waits for more bytes.
+                _ => break,
+            };
+            let frame = &self.buf[pos..pos + consumed];
+            let args: Vec<&[u8]> = ranges.iter().map(|r| &frame[r.clone()]).collect();
+            let name = args
+                .first()
+                .map(|a| a.to_ascii_uppercase())
+                .unwrap_or_default();
+            match name.as_slice() {
+                b"SELECT" => {
+                    if let Some(db) = args
+                        .get(1)
+                        .and_then(|a| std::str::from_utf8(a).ok())
+                        .and_then(|s| s.parse().ok())
+                    {
+                        self.db = db;
+                    }
+                }
+                b"MULTI" if self.block.is_none() => self.block = Some(Vec::new()),
+                b"EXEC" if self.block.is_some() => {
+                    let cmds = self.block.take().unwrap_or_default();
+                    if args.len() == 3 {
+                        let peers = String::from_utf8_lossy(args[2])
+                            .split(',')
+                            .filter_map(|p| p.parse().ok())
+                            .collect();
+                        self.recs.push_back(Rec::Part {
+                            id: args[1].to_vec(),
+                            peers,
+                            cmds,
+                        });
+                    } else if !cmds.is_empty() {
+                        self.recs.push_back(Rec::Block(cmds));
+                    }
+                }
+                _ => match self.block.as_mut() {
+                    Some(b) => b.push((self.db, frame.to_vec())),
+                    None => self.recs.push_back(Rec::Cmd(self.db, frame.to_vec())),
+                },
+            }
+            pos += consumed;
+        }
+        self.buf.drain(..pos);
+    }
+}
+
+/// The keys (with their databases) commands touch; None when one of them touches no key
+/// (FLUSHALL, SWAPDB, FUNCTION …: it orders with everything).
+fn keys_of(cmds: &[(usize, Vec<u8>)]) -> Option<Vec<(usize, Vec<u8>)>> {
+    let mut out = Vec::new();
+    let mut ranges = Vec::new();
+    let mut scratch = Vec::new();
+    let limits = ParseLimits {
+        bulk_len_max: usize::MAX,
+    };
+    let mut pos = Vec::new();
+    for (db, frame) in cmds {
+        let Ok(Parsed::Command { .. }) = parse_command(frame, &mut ranges, &mut scratch, limits)
+        else {
+            return None;
+        };
+        let args: Vec<&[u8]> = ranges.iter().map(|r| &frame[r.clone()]).collect();
+        let l = shards::cmd::lookup(&args).ok()?;
+        shards::cmd::key_positions(l.spec, &args, &mut pos);
+        if pos.is_empty() {
+            return None;
+        }
+        out.extend(pos.iter().map(|&p| (*db, args[p].to_vec())));
+    }
+    Some(out)
+}
+
+/// The keys a record touches (None: it orders with everything, as a cut does).
+fn rec_keys(r: &Rec) -> Option<Vec<(usize, Vec<u8>)>> {
+    match r {
+        Rec::Cmd(db, frame) => keys_of(&[(*db, frame.clone())]),
+        Rec::Block(cmds) | Rec::Part { cmds, .. } => keys_of(cmds),
+        Rec::Cut(_) => None,
+    }
+}
+
+/// A replica being fed.
+struct Replica {
+    id: u64,
+    ip: String,
+    port: u16,
+    out: Sender<Vec<u8>>,
+    /// Bytes handed to the writer thread and not written yet.
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+    ack: Arc<Mutex<(u64, u64)>>,
+    /// An acknowledgement has come.
+    acked: Arc<std::sync::atomic::AtomicBool>,
+    alive: Arc<std::sync::atomic::AtomicBool>,
+    phase: Phase,
+    /// The stream held while the replica is in `WaitAck`.
+    pending: Vec<u8>,
+}
+
+enum Phase {
+    /// Waiting for its cut to pass and its snapshot to be sent.
+    Syncing {
+        sync: u64,
+    },
+    /// The payload went with an EOF mark: the stream waits for the replica's first
+    /// acknowledgement (a replica finds the mark only at the end of what it has read), as
+    /// Redis's masters wait.
+    WaitAck,
+    Online,
+}
+
+/// A full resynchronisation in progress.
+struct Sync {
+    writer: FileWriter,
+    /// Shards whose cut marker has been read (their later records wait for the others').
+    cut: Vec<bool>,
+    /// Shards whose last piece has come.
+    done: Vec<bool>,
+    /// The stream offset at the cut, once every shard's cut is in.
+    start: Option<u64>,
+    replica: Option<u64>,
+    psync: bool,
+    capa_eof: bool,
+    /// The line announcing the payload has gone out; the EOF mark.
+    header_sent: bool,
+    mark: [u8; 40],
+    /// Without `capa eof` the payload's length comes first: the whole file is gathered.
+    gathered: Vec<u8>,
+    /// The stream since the cut, held until the payload has gone.
+    held: Vec<u8>,
+}
+
+struct Hub {
+    replid: String,
+    n: usize,
+    scripts: Arc<shards::script::Store>,
+    published: Arc<Mutex<MasterState>>,
+    sources: Vec<Source>,
+    /// The database of the stream so far (None: a SELECT comes first).
+    db: Option<usize>,
+    offset: u64,
+    backlog: VecDeque<u8>,
+    replicas: Vec<Replica>,
+    syncs: HashMap<u64, Sync>,
+    /// Resynchronisations whose cut failed: their markers and pieces are ignored.
+    aborted: std::collections::HashSet<u64>,
+    last_ping: Instant,
+}
+
+impl Hub {
+    fn new(
+        replid: String,
+        n: usize,
+        scripts: Arc<shards::script::Store>,
+        published: Arc<Mutex<MasterState>>,
+    ) -> Hub {
+        Hub {
+            replid,
+            n,
+            scripts,
+            published,
+            sources: (0..n).map(|_| Source::default()).collect(),
+            db: None,
+            offset: 0,
+            backlog: VecDeque::new(),
+            replicas: Vec::new(),
+            syncs: HashMap::new(),
+            aborted: Default::default(),
+            last_ping: Instant::now(),
+        }
+    }
+
+    fn run(mut self, rx: Receiver<ToHub>) {
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(msg) => {
+                    self.take(msg);
+                    // Everything already waiting goes in before the stream moves on.
+                    while let Ok(msg) = rx.try_recv() {
+                        self.take(msg);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            self.merge();
+            if !self.replicas.is_empty() && self.last_ping.elapsed() >= PING_PERIOD {
+                self.last_ping = Instant::now();
+                self.emit_raw(b"*1\r\n$4\r\nPING\r\n");
+            }
+            self.progress_syncs();
+            self.reap();
+            self.publish();
+            if std::env::var_os("SHARDIS_REPL_TRACE").is_some() {
+                let heads: Vec<String> = self
+                    .sources
+                    .iter()
+                    .map(|s| {
+                        let h = match s.recs.front() {
+                            None => "-".to_string(),
+                            Some(Rec::Cmd(..)) => "cmd".into(),
+                            Some(Rec::Block(..)) => "block".into(),
+                            Some(Rec::Part { id, .. }) => {
+                                format!("part {}", String::from_utf8_lossy(id))
+                            }
+                            Some(Rec::Cut(c)) => format!("cut {c}"),
+                        };
+                        format!("{h} ({} recs, {} bytes)", s.recs.len(), s.buf.len())
+                    })
+                    .collect();
+                crate::log!(
+                    "repl hub: offset {} heads {:?} syncs {:?}",
+                    self.offset,
+                    heads,
+                    self.syncs.keys().collect::<Vec<_>>()
+                );
+            }
+        }
+    }
+
+    fn sync_entry(&mut self, sync: u64) -> &mut Sync {
+        let n = self.n;
+        let scripts = self.scripts.clone();
+        self.syncs.entry(sync).or_insert_with(|| {
+            let aux = Aux {
+                ctime_s: crate::ctx::now_us() / 1_000_000,
+                used_mem: crate::info::allocated_bytes(),
+                aof_base: false,
+            };
+            let mut writer = FileWriter::new(&aux);
+            for code in shards::script::function::codes(&scripts) {
+                writer.function(&code);
+            }
+            let mut mark = [0u8; 40];
+            let mut rng = shards::rng::Rng::new(crate::ctx::now_us() ^ sync);
+            for b in mark.iter_mut() {
+                *b = b"0123456789abcdef"[rng.below(16)];
+            }
+            Sync {
+                writer,
+                cut: vec![false; n],
+                done: vec![false; n],
+                start: None,
+                replica: None,
+                psync: true,
+                capa_eof: true,
+                header_sent: false,
+                mark,
+                gathered: Vec::new(),
+                held: Vec::new(),
+            }
+        })
+    }
+
+    fn take(&mut self, msg: ToHub) {
+        match msg {
+            ToHub::Feed { shard, bytes } => {
+                if let Some(s) = self.sources.get_mut(shard) {
+                    s.buf.extend_from_slice(&bytes);
+                    s.parse();
+                }
+            }
+            ToHub::Cut { shard, sync } => {
+                if let Some(s) = self.sources.get_mut(shard) {
+                    // Records before the cut are in `recs` already (the feed came first).
+                    s.parse();
+                    s.recs.push_back(Rec::Cut(sync));
+                }
+                if !self.aborted.contains(&sync) {
+                    self.sync_entry(sync);
+                }
+            }
+            ToHub::Rdb {
+                shard,
+                sync,
+                piece,
+                done,
+            } => {
+                if self.aborted.contains(&sync) {
+                    return;
+                }
+                let s = self.sync_entry(sync);
+                if !piece.is_empty() {
+                    s.writer.append(&piece);
+                }
+                if done {
+                    if let Some(d) = s.done.get_mut(shard) {
+                        *d = true;
+                    }
+                    if s.done.iter().all(|d| *d) {
+                        s.writer.finish();
+                    }
+                }
+            }
+            ToHub::Abort { sync } => {
+                self.syncs.remove(&sync);
+                self.aborted.insert(sync);
+            }
+            ToHub::Attach(a) => self.attach(*a),
+        }
+    }
+
+    /// Moves records from the sources to the stream while some can go.
+    fn merge(&mut self) {
+        loop {
+            let mut moved = false;
+            for i in 0..self.n {
+                moved |= self.step(i);
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    /// Emits the head record of source `i` if it may go now; returns whether it did.
+    fn step(&mut self, i: usize) -> bool {
+        match self.sources[i].recs.front() {
+            None => false,
+            Some(Rec::Cmd(..)) | Some(Rec::Block(..)) => {
+                match self.sources[i].recs.pop_front() {
+                    Some(Rec::Cmd(db, frame)) => self.emit_cmds(&[(db, frame)], false),
+                    Some(Rec::Block(cmds)) => self.emit_cmds(&cmds, true),
+                    _ => {}
+                }
+                true
+            }
+            Some(Rec::Part { id, peers, .. }) => {
+                let (id, peers) = (id.clone(), peers.clone());
+                // Each peer's part may sit behind records of its shard that touch other keys
+                // (transactions over disjoint keys commit in any order on each shard): it
+                // may go first there, as their effects commute. Anything else waits.
+                let mut at = Vec::with_capacity(peers.len());
+                for &p in &peers {
+                    if p == i {
+                        at.push(0);
+                        continue;
+                    }
+                    let Some(src) = self.sources.get(p) else {
+                        return false;
+                    };
+                    let Some(k) = src
+                        .recs
+                        .iter()
+                        .position(|r| matches!(r, Rec::Part { id: other, .. } if *other == id))
+                    else {
+                        return false;
+                    };
+                    if k > 0 {
+                        let Some(Rec::Part { cmds: theirs, .. }) = src.recs.get(k) else {
+                            return false;
+                        };
+                        let Some(mine) = keys_of(theirs) else {
+                            return false;
+                        };
+                        let commutes = src.recs.iter().take(k).all(|r| {
+                            rec_keys(r).is_some_and(|ks| ks.iter().all(|x| !mine.contains(x)))
+                        });
+                        if !commutes {
+                            return false;
+                        }
+                    }
+                    at.push(k);
+                }
+                let mut all = Vec::new();
+                for (&p, &k) in peers.iter().zip(&at) {
+                    if let Some(Rec::Part { cmds, .. }) = self.sources[p].recs.remove(k) {
+                        all.extend(cmds);
+                    }
+                }
+                if !all.is_empty() {
+                    self.emit_cmds(&all, true);
+                }
+                true
+            }
+            Some(Rec::Cut(sync)) => {
+                let sync = *sync;
+                let aborted = !self.syncs.contains_key(&sync);
+                let all_here = (0..self.n).all(
+                    |p| matches!(self.sources[p].recs.front(), Some(Rec::Cut(s)) if *s == sync),
+                );
+                if !aborted && !all_here {
+                    return false;
+                }
+                if aborted {
+                    self.sources[i].recs.pop_front();
+                    return true;
+                }
+                for p in 0..self.n {
+                    self.sources[p].recs.pop_front();
+                }
+                // The stream after a cut starts with a SELECT, as Redis's does after a sync.
+                self.db = None;
+                let offset = self.offset;
+                if let Some(s) = self.syncs.get_mut(&sync) {
+                    s.start = Some(offset);
+                    s.cut = vec![true; self.n];
+                }
+                true
+            }
+        }
+    }
+
+    /// Appends commands to the stream (wrapped in MULTI / EXEC when `block`), with SELECTs
+    /// where the database changes.
+    fn emit_cmds(&mut self, cmds: &[(usize, Vec<u8>)], block: bool) {
+        let mut out = Vec::new();
+        if block {
+            out.extend_from_slice(b"*1\r\n$5\r\nMULTI\r\n");
+        }
+        for (db, frame) in cmds {
+            if self.db != Some(*db) {
+                let n = db.to_string();
+                out.extend_from_slice(
+                    format!("*2\r\n$6\r\nSELECT\r\n${}\r\n{n}\r\n", n.len()).as_bytes(),
+                );
+                self.db = Some(*db);
+            }
+            out.extend_from_slice(frame);
+        }
+        if block {
+            out.extend_from_slice(b"*1\r\n$4\r\nEXEC\r\n");
+        }
+        self.emit_raw(&out);
+    }
+
+    /// Appends bytes to the stream: the backlog, and every replica (held for those syncing).
+    fn emit_raw(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.offset += bytes.len() as u64;
+        self.backlog.extend(bytes.iter().copied());
+        let excess = self.backlog.len().saturating_sub(BACKLOG_SIZE as usize);
+        if excess > 0 {
+            self.backlog.drain(..excess);
+        }
+        for r in self.replicas.iter_mut() {
+            match r.phase {
+                Phase::Online => send(r, bytes.to_vec()),
+                Phase::WaitAck => r.pending.extend_from_slice(bytes),
+                Phase::Syncing { .. } => {}
+            }
+        }
+        for s in self.syncs.values_mut() {
+            if s.start.is_some() {
+                s.held.extend_from_slice(bytes);
+            }
+        }
+    }
+
+    fn attach(&mut self, a: Attach) {
+        let Attach {
+            sock,
+            id,
+            addr,
+            listening_port,
+            capa_eof,
+            how,
+        } = a;
+        let Some(mut r) = spawn_replica(sock, id, addr, listening_port) else {
+            return;
+        };
+        match how {
+            Start::Continue { from } => {
+                let first = self.offset + 1 - self.backlog.len() as u64;
+                if from < first || from > self.offset + 1 {
+                    // The backlog moved on meanwhile: the replica will ask again.
+                    r.alive.store(false, std::sync::atomic::Ordering::Release);
+                    return;
+                }
+                let mut out = format!("+CONTINUE {}\r\n", self.replid).into_bytes();
+                let skip = (from - first) as usize;
+                out.extend(self.backlog.iter().skip(skip).copied());
+                send(&r, out);
+                r.phase = Phase::Online;
+                crate::log!(
+                    "Partial resynchronization request from {}:{} accepted, from offset {from}",
+                    r.ip,
+                    r.port
+                );
+            }
+            Start::Full { sync, psync } => {
+                if self.aborted.contains(&sync) {
+                    r.alive.store(false, std::sync::atomic::Ordering::Release);
+                    return;
+                }
+                let s = self.sync_entry(sync);
+                s.replica = Some(r.id);
+                s.psync = psync;
+                s.capa_eof = capa_eof && psync;
+                r.phase = Phase::Syncing { sync };
+            }
+        }
+        self.replicas.push(r);
+    }
+
+    /// Sends what the full resynchronisations have ready: the announcing line once the cut is
+    /// in, the payload as it is made, then the stream since the cut.
+    fn progress_syncs(&mut self) {
+        let ids: Vec<u64> = self.syncs.keys().copied().collect();
+        for sync in ids {
+            let Some(s) = self.syncs.get_mut(&sync) else {
+                continue;
+            };
+            let Some(rid) = s.replica else {
+                continue;
+            };
+            if s.held.len() > OUTPUT_LIMIT {
+                // The replica cannot keep up with the writes while it loads: it starts over.
+                if let Some(r) = self.replicas.iter().find(|r| r.id == rid) {
+                    r.alive.store(false, std::sync::atomic::Ordering::Release);
+                }
+                self.syncs.remove(&sync);
+                self.aborted.insert(sync);
+                continue;
+            }
+            let Some(r) = self.replicas.iter_mut().find(|r| r.id == rid) else {
+                self.syncs.remove(&sync);
+                continue;
+            };
+            let Some(start) = s.start else {
+                continue;
+            };
+            if !s.header_sent && s.capa_eof {
+                let mut line = Vec::new();
+                if s.psync {
+                    line.extend_from_slice(
+                        format!("+FULLRESYNC {} {start}\r\n", self.replid).as_bytes(),
+                    );
+                }
+                line.extend_from_slice(b"$EOF:");
+                line.extend_from_slice(&s.mark);
+                line.extend_from_slice(b"\r\n");
+                send(r, line);
+                s.header_sent = true;
+            }
+            let piece = s.writer.take_pending();
+            let finished = s.done.iter().all(|d| *d);
+            if s.capa_eof {
+                if !piece.is_empty() {
+                    send(r, piece);
+                }
+            } else {
+                s.gathered.extend_from_slice(&piece);
+            }
+            if !finished {
+                continue;
+            }
+            if s.capa_eof {
+                send(r, s.mark.to_vec());
+            } else {
+                let mut out = Vec::new();
+                if s.psync {
+                    out.extend_from_slice(
+                        format!("+FULLRESYNC {} {start}\r\n", self.replid).as_bytes(),
+                    );
+                }
+                out.extend_from_slice(format!("${}\r\n", s.gathered.len()).as_bytes());
+                out.extend_from_slice(&std::mem::take(&mut s.gathered));
+                send(r, out);
+            }
+            if s.capa_eof {
+                r.pending = std::mem::take(&mut s.held);
+                r.phase = Phase::WaitAck;
+            } else {
+                send(r, std::mem::take(&mut s.held));
+                r.phase = Phase::Online;
+            }
+            crate::log!("Synchronization with replica {}:{} succeeded", r.ip, r.port);
+            self.syncs.remove(&sync);
+        }
+    }
+
+    /// Drops replicas whose link broke or whose output grew past the limit; starts the stream
+    /// of those that acknowledged their payload.
+    fn reap(&mut self) {
+        for r in self.replicas.iter_mut() {
+            if matches!(r.phase, Phase::WaitAck)
+                && r.acked.load(std::sync::atomic::Ordering::Acquire)
+            {
+                let held = std::mem::take(&mut r.pending);
+                send(r, held);
+                r.phase = Phase::Online;
+            }
+        }
+        self.replicas.retain(|r| {
+            let alive = r.alive.load(std::sync::atomic::Ordering::Acquire)
+                && r.queued.load(std::sync::atomic::Ordering::Relaxed) + r.pending.len()
+                    <= OUTPUT_LIMIT;
+            if !alive {
+                r.alive.store(false, std::sync::atomic::Ordering::Release);
+                crate::log!("Connection with replica {}:{} lost.", r.ip, r.port);
+            }
+            alive
+        });
+    }
+
+    fn publish(&self) {
+        let replicas = self
+            .replicas
+            .iter()
+            .map(|r| {
+                let (ack_offset, ack_ms) = *r.ack.lock().unwrap_or_else(|e| e.into_inner());
+                ReplicaInfo {
+                    ip: r.ip.clone(),
+                    port: r.port,
+                    state: match &r.phase {
+                        Phase::Online | Phase::WaitAck => "online",
+                        Phase::Syncing { sync, .. } => {
+                            if self.syncs.get(sync).is_some_and(|s| s.header_sent) {
+                                "send_bulk"
+                            } else {
+                                "wait_bgsave"
+                            }
+                        }
+                    },
+                    ack_offset,
+                    ack_ms,
+                }
+            })
+            .collect();
+        let mut g = self.published.lock().unwrap_or_else(|e| e.into_inner());
+        *g = MasterState {
+            offset: self.offset,
+            backlog_first: self.offset + 1 - self.backlog.len() as u64,
+            backlog_len: self.backlog.len() as u64,
+            replicas,
+        };
+    }
+}
+
+fn send(r: &Replica, bytes: Vec<u8>) {
+    if bytes.is_empty() {
+        return;
+    }
+    r.queued
+        .fetch_add(bytes.len(), std::sync::atomic::Ordering::Relaxed);
+    let _ = r.out.send(bytes);
+}
+
+/// A replica's two threads: one writes what the hub queues, one reads its acknowledgements.
+fn spawn_replica(sock: std::net::TcpStream, id: u64, ip: String, port: u16) -> Option<Replica> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let reader = sock.try_clone().ok()?;
+    let _ = sock.set_nodelay(true);
+    let (tx, rx) = channel::<Vec<u8>>();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let alive = Arc::new(AtomicBool::new(true));
+    let ack = Arc::new(Mutex::new((0u64, crate::ctx::now_us() / 1000)));
+    let acked = Arc::new(AtomicBool::new(false));
+    {
+        let (queued, alive) = (queued.clone(), alive.clone());
+        let mut sock = sock;
+        std::thread::Builder::new()
+            .name(format!("repl-out-{id}"))
+            .spawn(move || {
+                while let Ok(bytes) = rx.recv() {
+                    if !alive.load(Ordering::Acquire) || sock.write_all(&bytes).is_err() {
+                        break;
+                    }
+                    queued.fetch_sub(bytes.len(), Ordering::Relaxed);
+                }
+                alive.store(false, Ordering::Release);
+                let _ = sock.shutdown(std::net::Shutdown::Both);
+            })
+            .ok()?;
+    }
+    {
+        let (alive, ack, acked) = (alive.clone(), ack.clone(), acked.clone());
+        std::thread::Builder::new()
+            .name(format!("repl-in-{id}"))
+            .spawn(move || read_acks(reader, &alive, &ack, &acked))
+            .ok()?;
+    }
+    Some(Replica {
+        id,
+        ip,
+        port,
+        out: tx,
+        queued,
+        ack,
+        acked,
+        alive,
+        phase: Phase::Online,
+        pending: Vec::new(),
+    })
+}
+
+/// Reads what a replica sends (REPLCONF ACK <offset>, and PINGs of old replicas) until the link
+/// breaks.
+fn read_acks(
+    mut sock: std::net::TcpStream,
+    alive: &std::sync::atomic::AtomicBool,
+    ack: &Mutex<(u64, u64)>,
+    acked: &std::sync::atomic::AtomicBool,
+) {
+    use std::sync::atomic::Ordering;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let mut ranges = Vec::new();
+    let mut scratch = Vec::new();
+    let limits = ParseLimits {
+        bulk_len_max: 64 * 1024,
+    };
+    let _ = sock.set_read_timeout(Some(Duration::from_millis(500)));
+    while alive.load(Ordering::Acquire) {
+        match sock.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
+            Err(_) => break,
+        }
+        let mut pos = 0;
+        loop {
+            match parse_command(&buf[pos..], &mut ranges, &mut scratch, limits) {
+                Ok(p @ (Parsed::Command { .. } | Parsed::Inline { .. })) => {
+                    let (consumed, inline) = match p {
+                        Parsed::Command { consumed } => (consumed, false),
+                        Parsed::Inline { consumed } => (consumed, true),
+                        _ => (0, false),
+                    };
+                    let base: &[u8] = if inline { &scratch } else { &buf[pos..] };
+                    let args: Vec<&[u8]> = ranges.iter().map(|r| &base[r.clone()]).collect();
+                    if args.len() >= 3
+                        && args[0].eq_ignore_ascii_case(b"REPLCONF")
+                        && args[1].eq_ignore_ascii_case(b"ACK")
+                    {
+                        if let Some(off) = std::str::from_utf8(args[2])
+                            .ok()
+                            .and_then(|s| s.parse::<u64>().ok())
+                        {
+                            let mut g = ack.lock().unwrap_or_else(|e| e.into_inner());
+                            *g = (off, crate::ctx::now_us() / 1000);
+                            acked.store(true, Ordering::Release);
+                        }
+                    }
+                    pos += consumed;
+                }
+                Ok(Parsed::Empty { consumed }) => pos += consumed,
+                Ok(Parsed::Incomplete) => break,
+                Err(_) => {
+                    alive.store(false, Ordering::Release);
+                    return;
+                }
+            }
+        }
+        buf.drain(..pos);
+    }
+    alive.store(false, Ordering::Release);
+}

@@ -1,0 +1,404 @@
+//! Replication, the master's side: replicas (redis-server or shardis) attach with Redis's own
+//! protocol (REPLCONF, PSYNC or SYNC) and receive one RDB stream and then one command stream
+//! for the whole process.
+//!
+//! Each shard logs the effects of its writes (`Shard::prop`, the same log the AOF writes). Once a
+//! replica has attached, every shard hands what it logged in a loop iteration to the replication
+//! hub (`hub`), a thread of its own, which merges the shards' logs into one stream: each shard's
+//! order is kept, a write over several shards (logged on each as `MULTI … EXEC <txid>
+//! <participants>`) comes out as one `MULTI … EXEC` once every participant's part is in, and
+//! `SELECT`s are written where the stream's database changes. The hub counts the replication
+//! offset, keeps the backlog and writes to the replicas, each through its own writer thread.
+//!
+//! A full resynchronisation takes a consistent cut of every shard (the exclusive step BGSAVE
+//! uses): in that step each shard hands over what it logged before, marks the cut in its log,
+//! and starts a copy-on-write snapshot whose pieces go to the hub. The hub lets no shard's
+//! writes after its cut into the stream before every shard's cut is in, so the offset after the
+//! cut names exactly the data the snapshot holds. The RDB the replica receives is assembled from
+//! the shards' pieces as they come (every piece starts with its database's `SELECTDB`).
+//!
+//! The replica's socket leaves the shard that accepted it: PSYNC hands a duplicate of it to the
+//! hub, and the connection closes without touching the socket. (So replicas cannot attach over
+//! TLS yet.)
+
+pub mod hub;
+
+use crate::conn::Conn;
+use crate::ctx::{now_us, ShardCtx};
+use shards::util::eq_ic;
+use shards::Error;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+
+/// What the shards and the commands tell the hub.
+pub enum ToHub {
+    /// What shard `shard` logged since its last message.
+    Feed { shard: usize, bytes: Vec<u8> },
+    /// Shard `shard`'s cut for full resynchronisation `sync`: what follows in its log is after
+    /// the snapshot.
+    Cut { shard: usize, sync: u64 },
+    /// A piece of shard `shard`'s snapshot for `sync` (`done`: its last).
+    Rdb {
+        shard: usize,
+        sync: u64,
+        piece: Vec<u8>,
+        done: bool,
+    },
+    /// The cut for `sync` failed: its markers and pieces are to be dropped.
+    Abort { sync: u64 },
+    /// A replica: its socket, and what it asked for.
+    Attach(Box<Attach>),
+}
+
+/// A replica handed to the hub.
+pub struct Attach {
+    pub sock: std::net::TcpStream,
+    pub id: u64,
+    pub addr: String,
+    pub listening_port: u16,
+    pub capa_eof: bool,
+    pub how: Start,
+}
+
+/// How a replica starts.
+pub enum Start {
+    /// `+CONTINUE`: the stream from this offset, out of the backlog.
+    Continue { from: u64 },
+    /// `+FULLRESYNC` (or, for SYNC, no line at all), the snapshot of cut `sync`, the stream.
+    Full { sync: u64, psync: bool },
+}
+
+/// A replica as INFO and ROLE show it.
+#[derive(Debug, Clone)]
+pub struct ReplicaInfo {
+    pub ip: String,
+    pub port: u16,
+    /// `wait_bgsave`, `send_bulk` or `online`.
+    pub state: &'static str,
+    pub ack_offset: u64,
+    pub ack_ms: u64,
+}
+
+/// What the hub publishes for INFO replication and ROLE.
+#[derive(Debug, Clone, Default)]
+pub struct MasterState {
+    pub offset: u64,
+    pub backlog_first: u64,
+    pub backlog_len: u64,
+    pub replicas: Vec<ReplicaInfo>,
+}
+
+/// Process-wide replication state.
+pub struct ReplShared {
+    /// This server's replication id.
+    pub replid: String,
+    /// The shards hand their logs to the hub (from the first replica's cut on).
+    pub feeding: AtomicBool,
+    hub: Mutex<Option<Sender<ToHub>>>,
+    next_sync: AtomicU64,
+    pub state: Arc<Mutex<MasterState>>,
+}
+
+impl ReplShared {
+    pub fn new(replid: String) -> ReplShared {
+        ReplShared {
+            replid,
+            feeding: AtomicBool::new(false),
+            hub: Mutex::new(None),
+            next_sync: AtomicU64::new(1),
+            state: Arc::new(Mutex::new(MasterState::default())),
+        }
+    }
+
+    /// The hub's mailbox, starting the hub on first use.
+    pub fn hub(&self, scripts: &Arc<shards::script::Store>, nshards: usize) -> Sender<ToHub> {
+        let mut g = self.hub.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = g.as_ref() {
+            return tx.clone();
+        }
+        let tx = hub::start(
+            self.replid.clone(),
+            nshards,
+            scripts.clone(),
+            self.state.clone(),
+        );
+        *g = Some(tx.clone());
+        tx
+    }
+
+    /// The hub's mailbox if it runs.
+    fn running_hub(&self) -> Option<Sender<ToHub>> {
+        self.hub
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .cloned()
+    }
+
+    pub fn snapshot(&self) -> MasterState {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// At the end of a loop iteration: what this shard logged goes to the hub, once replicas
+/// exist. A block run live is handed over whole when it ends (as the AOF writes it).
+pub fn feed(ctx: &ShardCtx) {
+    let repl = &ctx.shared.repl;
+    if !repl.feeding.load(Ordering::Acquire) || ctx.aof_live.borrow().is_some() {
+        return;
+    }
+    let bytes = {
+        let mut e = ctx.engine.borrow_mut();
+        let aof_on = ctx.aof.borrow().is_some();
+        let Some(p) = e.prop.as_mut() else {
+            return;
+        };
+        if p.buf.is_empty() {
+            return;
+        }
+        if aof_on {
+            // The AOF takes the same bytes right after.
+            p.buf.clone()
+        } else {
+            std::mem::take(&mut p.buf)
+        }
+    };
+    if let Some(tx) = repl.running_hub() {
+        let _ = tx.send(ToHub::Feed {
+            shard: ctx.id,
+            bytes,
+        });
+    }
+}
+
+/// The cut step of full resynchronisation `sync` on this shard (its exclusive lock is held):
+/// what was logged before goes to the hub, then the cut marker, then the snapshot's pieces as
+/// they are made.
+pub fn begin_sync(ctx: &ShardCtx, sync: u64) -> Result<(), String> {
+    let repl = &ctx.shared.repl;
+    let tx = repl.hub(&ctx.shared.scripts, ctx.n);
+    repl.feeding.store(true, Ordering::Release);
+    {
+        let mut e = ctx.engine.borrow_mut();
+        if e.prop.is_none() {
+            e.prop = Some(Default::default());
+        }
+    }
+    feed(ctx);
+    let _ = tx.send(ToHub::Cut {
+        shard: ctx.id,
+        sync,
+    });
+    crate::snapshot::begin_replica(ctx, sync)
+}
+
+/// A piece of this shard's snapshot for `sync`.
+pub fn send_piece(ctx: &ShardCtx, sync: u64, piece: Vec<u8>, done: bool) {
+    if let Some(tx) = ctx.shared.repl.running_hub() {
+        let _ = tx.send(ToHub::Rdb {
+            shard: ctx.id,
+            sync,
+            piece,
+            done,
+        });
+    }
+}
+
+/// PSYNC, SYNC, REPLCONF, ROLE, REPLICAOF / SLAVEOF.
+pub fn handle(
+    ctx: &ShardCtx,
+    conn: &mut Conn,
+    l: shards::cmd::Lookup,
+    argv: &[&[u8]],
+) -> Result<(), Error> {
+    match l.spec.name {
+        "replconf" => replconf(conn, argv),
+        "psync" | "sync" => attach(ctx, conn, argv),
+        "role" => {
+            role(ctx, conn);
+            Ok(())
+        }
+        _ => replicaof(conn, argv),
+    }
+}
+
+fn replconf(conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
+    if argv.len().is_multiple_of(2) {
+        return Err(Error::Syntax);
+    }
+    for pair in argv[1..].chunks(2) {
+        let (opt, val) = (pair[0], pair[1]);
+        if eq_ic(opt, "listening-port") {
+            let port = shards::util::parse_i64(val)
+                .filter(|p| (0..=65535).contains(p))
+                .ok_or(Error::NotInteger)?;
+            conn.repl_port = port as u16;
+        } else if eq_ic(opt, "capa") {
+            if eq_ic(val, "eof") {
+                conn.repl_eof = true;
+            }
+        } else if eq_ic(opt, "ip-address")
+            || eq_ic(opt, "rdb-only")
+            || eq_ic(opt, "rdb-filter-only")
+        {
+        } else if eq_ic(opt, "ack") || eq_ic(opt, "getack") {
+            // Only a replica's link sends these, and that link is the hub's: nothing to say.
+            return Ok(());
+        } else {
+            return Err(Error::err(format!(
+                "Unrecognized REPLCONF option: {}",
+                String::from_utf8_lossy(opt)
+            )));
+        }
+    }
+    conn.reply().ok();
+    Ok(())
+}
+
+/// PSYNC / SYNC: a partial resynchronisation out of the backlog when the replica's history is
+/// ours and still there, otherwise a full one from a new cut.
+fn attach(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
+    if conn.tls.is_some() {
+        return Err(Error::err("replication over TLS is not supported yet"));
+    }
+    if conn.fd < 0 {
+        return Err(Error::err("no socket to replicate to"));
+    }
+    let psync = argv.len() == 3;
+    let repl = &ctx.shared.repl;
+    if psync {
+        let state = repl.snapshot();
+        let asked = shards::util::parse_i64(argv[2]).unwrap_or(-1);
+        let ours = argv[1] == repl.replid.as_bytes();
+        if ours
+            && asked >= 0
+            && repl.feeding.load(Ordering::Acquire)
+            && (asked as u64) >= state.backlog_first
+            && (asked as u64) <= state.offset + 1
+        {
+            return hand_over(ctx, conn, Start::Continue { from: asked as u64 });
+        }
+    }
+    let sync = repl.next_sync.fetch_add(1, Ordering::Relaxed);
+    crate::log!(
+        "Replica {} asks for synchronization; starting a full resync (cut {sync})",
+        conn.addr
+    );
+    crate::save::start_cut(ctx, conn, crate::save::SnapKind::Replica(sync, psync));
+    Ok(())
+}
+
+/// After the cut of `sync` (`ok`: on every shard): the replica goes to the hub.
+pub fn cut_done(ctx: &ShardCtx, conn: &mut Conn, sync: u64, psync: bool, errors: &[String]) {
+    if !errors.is_empty() {
+        if let Some(tx) = ctx.shared.repl.running_hub() {
+            let _ = tx.send(ToHub::Abort { sync });
+        }
+        crate::log!("Full resync {sync} could not start: {}", errors.join("; "));
+        conn.error("ERR could not start a full resynchronization, try again");
+        return;
+    }
+    if let Err(e) = hand_over(ctx, conn, Start::Full { sync, psync }) {
+        conn.error(&e.text());
+    }
+}
+
+/// Gives a duplicate of the connection's socket to the hub and closes the connection.
+fn hand_over(ctx: &ShardCtx, conn: &mut Conn, how: Start) -> Result<(), Error> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: dup(2) of the connection's open socket; the new descriptor is owned below.
+    let fd = unsafe { libc::dup(conn.fd) };
+    if fd < 0 {
+        return Err(Error::err("could not hand the connection to replication"));
+    }
+    // SAFETY: `fd` is a fresh descriptor we own.
+    let sock = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+    let _ = sock.set_nonblocking(false);
+    let ip = conn
+        .addr
+        .rsplit_once(':')
+        .map_or("", |(h, _)| h)
+        .to_string();
+    let attach = Attach {
+        sock,
+        id: conn.id,
+        addr: ip,
+        listening_port: conn.repl_port,
+        capa_eof: conn.repl_eof,
+        how,
+    };
+    let tx = ctx.shared.repl.hub(&ctx.shared.scripts, ctx.n);
+    let _ = tx.send(ToHub::Attach(Box::new(attach)));
+    // The connection goes; the socket stays open through the duplicate.
+    conn.close_after_reply = true;
+    Ok(())
+}
+
+fn role(ctx: &ShardCtx, conn: &mut Conn) {
+    let state = ctx.shared.repl.snapshot();
+    let mut r = conn.reply();
+    r.array(3);
+    r.bulk(b"master");
+    r.int(state.offset as i64);
+    let online: Vec<&ReplicaInfo> = state
+        .replicas
+        .iter()
+        .filter(|r| r.state == "online")
+        .collect();
+    r.array(online.len());
+    for rep in online {
+        r.array(3);
+        r.bulk(rep.ip.as_bytes());
+        r.bulk(rep.port.to_string().as_bytes());
+        r.bulk(rep.ack_offset.to_string().as_bytes());
+    }
+}
+
+fn replicaof(conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
+    if eq_ic(argv[1], "no") && eq_ic(argv[2], "one") {
+        // Already a master.
+        conn.reply().ok();
+        return Ok(());
+    }
+    Err(Error::err(
+        "this server cannot be a replica yet (only a master)",
+    ))
+}
+
+/// INFO replication.
+pub fn info(shared: &crate::ctx::Shared, o: &mut String) {
+    let repl = &shared.repl;
+    let state = repl.snapshot();
+    let now_ms = now_us() / 1000;
+    let field = |o: &mut String, k: &str, v: &dyn std::fmt::Display| {
+        o.push_str(&format!("{k}:{v}\r\n"));
+    };
+    field(o, "role", &"master");
+    field(o, "connected_slaves", &state.replicas.len());
+    for (i, r) in state.replicas.iter().enumerate() {
+        let lag = now_ms.saturating_sub(r.ack_ms) / 1000;
+        o.push_str(&format!(
+            "slave{i}:ip={},port={},state={},offset={},lag={}\r\n",
+            r.ip, r.port, r.state, r.ack_offset, lag
+        ));
+    }
+    field(o, "master_failover_state", &"no-failover");
+    field(o, "master_replid", &repl.replid);
+    field(
+        o,
+        "master_replid2",
+        &"0000000000000000000000000000000000000000",
+    );
+    field(o, "master_repl_offset", &state.offset);
+    field(o, "second_repl_offset", &-1);
+    let active = repl.feeding.load(Ordering::Acquire);
+    field(o, "repl_backlog_active", &(active as u8));
+    field(o, "repl_backlog_size", &hub::BACKLOG_SIZE);
+    field(
+        o,
+        "repl_backlog_first_byte_offset",
+        &if active { state.backlog_first } else { 0 },
+    );
+    field(o, "repl_backlog_histlen", &state.backlog_len);
+}
