@@ -715,6 +715,8 @@ fn shard_stats(ctx: &ShardCtx) -> ShardStats {
             .map(|(k, v)| (k.clone(), *v))
             .collect(),
         hops_out: ctx.net.hops_out.get(),
+        memory: crate::memory::thread_live_bytes(),
+        lua_memory: shards::script::vm_memory() as u64,
         aof: ctx.aof.borrow().as_ref().map(|a| {
             (
                 a.base_size + a.incr_size,

@@ -1,4 +1,5 @@
-//! Operating the server (issue 12) through the real binary, 2 shards: SLOWLOG.
+//! Operating the server (issue 12) through the real binary, 2 shards: SLOWLOG, LATENCY, MONITOR,
+//! INFO, MEMORY, CONFIG.
 
 mod common;
 
@@ -567,4 +568,193 @@ fn slowlog_and_commandstats_time_server_commands_with_credentials_hidden() {
         .find(|l| l.starts_with("cmdstat_info:"))
         .unwrap_or_else(|| panic!("{stats}"));
     assert!(!info.contains("usec=0,"), "{info}");
+}
+
+/// INFO memory's field names, in order, as redis-server 7.0.15 prints them.
+const REDIS_MEMORY_FIELDS: &[&str] = &[
+    "used_memory",
+    "used_memory_human",
+    "used_memory_rss",
+    "used_memory_rss_human",
+    "used_memory_peak",
+    "used_memory_peak_human",
+    "used_memory_peak_perc",
+    "used_memory_overhead",
+    "used_memory_startup",
+    "used_memory_dataset",
+    "used_memory_dataset_perc",
+    "allocator_allocated",
+    "allocator_active",
+    "allocator_resident",
+    "total_system_memory",
+    "total_system_memory_human",
+    "used_memory_lua",
+    "used_memory_vm_eval",
+    "used_memory_lua_human",
+    "used_memory_scripts_eval",
+    "number_of_cached_scripts",
+    "number_of_functions",
+    "number_of_libraries",
+    "used_memory_vm_functions",
+    "used_memory_vm_total",
+    "used_memory_vm_total_human",
+    "used_memory_functions",
+    "used_memory_scripts",
+    "used_memory_scripts_human",
+    "maxmemory",
+    "maxmemory_human",
+    "maxmemory_policy",
+    "allocator_frag_ratio",
+    "allocator_frag_bytes",
+    "allocator_rss_ratio",
+    "allocator_rss_bytes",
+    "rss_overhead_ratio",
+    "rss_overhead_bytes",
+    "mem_fragmentation_ratio",
+    "mem_fragmentation_bytes",
+    "mem_not_counted_for_evict",
+    "mem_replication_backlog",
+    "mem_total_replication_buffers",
+    "mem_clients_slaves",
+    "mem_clients_normal",
+    "mem_cluster_links",
+    "mem_aof_buffer",
+    "mem_allocator",
+    "active_defrag_running",
+    "lazyfree_pending_objects",
+    "lazyfreed_objects",
+];
+
+fn info_num(c: &mut RawConn, section: &str, name: &str) -> u64 {
+    info_field(c, section, name)
+        .parse()
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+#[test]
+fn info_memory_has_redis_fields_in_order_with_real_figures() {
+    let server = Server::start(&[]);
+    let mut c = server.raw();
+    let info = text(&c.cmd(&["INFO", "memory"]));
+    let names: Vec<&str> = info
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':').map(|(k, _)| k))
+        .collect();
+    assert_eq!(names, REDIS_MEMORY_FIELDS);
+    // With the same oracle at hand, the names are Redis's own.
+    if std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        let redis = common::RedisServer::start();
+        let theirs = text(&redis.raw().cmd(&["INFO", "memory"]));
+        let theirs: Vec<&str> = theirs
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':').map(|(k, _)| k))
+            .collect();
+        assert_eq!(names, theirs);
+    }
+
+    let dataset0 = info_num(&mut c, "memory", "used_memory_dataset");
+    let startup = info_num(&mut c, "memory", "used_memory_startup");
+    assert!(startup > 0);
+    let big = "x".repeat(1 << 20);
+    for i in 0..8 {
+        c.cmd(&["SET", &format!("big{i}"), &big]);
+    }
+    let dataset1 = info_num(&mut c, "memory", "used_memory_dataset");
+    assert!(dataset1 >= dataset0 + (7 << 20), "{dataset0} -> {dataset1}");
+    let overhead = info_num(&mut c, "memory", "used_memory_overhead");
+    let used = info_num(&mut c, "memory", "used_memory");
+    assert!(overhead < used && overhead >= startup, "{overhead} of {used}");
+    assert!(info_num(&mut c, "memory", "total_system_memory") > 0);
+
+    // Scripts and functions are counted, and the Lua states' bytes appear once used.
+    c.cmd(&["SCRIPT", "LOAD", "return 1"]);
+    c.cmd(&["EVAL", "return 2", "0"]);
+    assert_eq!(info_num(&mut c, "memory", "number_of_cached_scripts"), 2);
+    assert!(info_num(&mut c, "memory", "used_memory_lua") > 0);
+    let lib = "#!lua name=mylib\nredis.register_function('f1', function() return 1 end)\nredis.register_function('f2', function() return 2 end)";
+    assert_eq!(text(&c.cmd(&["FUNCTION", "LOAD", lib])), "$5\r\nmylib\r\n");
+    assert_eq!(info_num(&mut c, "memory", "number_of_libraries"), 1);
+    assert_eq!(info_num(&mut c, "memory", "number_of_functions"), 2);
+    assert_eq!(
+        info_num(&mut c, "memory", "used_memory_functions"),
+        lib.len() as u64
+    );
+
+    // MEMORY STATS tells the same story.
+    let stats = c.cmd(&["MEMORY", "STATS"]);
+    let (_, fields) = split_aggregate(&stats);
+    let stat = |name: &str| -> u64 {
+        let at = fields.iter().position(|f| text(f).contains(name)).unwrap();
+        text(&fields[at + 1])
+            .trim_start_matches(':')
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(stat("startup.allocated"), startup);
+    assert_eq!(stat("functions.caches"), lib.len() as u64);
+    assert!(stat("overhead.total") >= startup);
+}
+
+#[test]
+fn info_shards_reports_memory_and_rates_per_shard() {
+    let server = Server::start(&[]);
+    let mut c = server.raw();
+    let shards = text(&c.cmd(&["INFO", "shards"]));
+    for shard in ["shard0:", "shard1:"] {
+        let line = shards
+            .lines()
+            .find(|l| l.starts_with(shard))
+            .unwrap_or_else(|| panic!("{shard} missing: {shards}"));
+        for part in ["keys=", "memory=", "ops_per_sec=", "hops_out="] {
+            assert!(line.contains(part), "{line}");
+        }
+        let memory: u64 = line
+            .split(',')
+            .find_map(|p| p.strip_prefix("memory="))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(memory > 0, "{line}");
+    }
+}
+
+/// MEMORY USAGE samples a big aggregate instead of copying it: a 200,000-field hash is
+/// measured at once, within a factor of two of what storing it took.
+#[test]
+fn memory_usage_of_a_big_value_is_quick_and_close() {
+    let server = Server::start(&[]);
+    let mut c = server.raw();
+    let before = info_num(&mut c, "memory", "used_memory");
+    let fields: Vec<String> = (0..200_000).map(|i| format!("field:{i:08}")).collect();
+    for chunk in fields.chunks(1000) {
+        let mut args = vec!["HSET", "big"];
+        for f in chunk {
+            args.push(f);
+            args.push("value");
+        }
+        c.cmd(&args);
+    }
+    let grew = info_num(&mut c, "memory", "used_memory").saturating_sub(before);
+    let started = std::time::Instant::now();
+    let r = text(&c.cmd(&["MEMORY", "USAGE", "big"]));
+    let took = started.elapsed();
+    let usage: u64 = r.trim_start_matches(':').trim().parse().unwrap();
+    assert!(took < std::time::Duration::from_millis(100), "{took:?}");
+    assert!(
+        (grew / 2..=grew * 2).contains(&usage),
+        "usage {usage}, memory grew {grew}"
+    );
+    let all: u64 = text(&c.cmd(&["MEMORY", "USAGE", "big", "SAMPLES", "0"]))
+        .trim_start_matches(':')
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(all.abs_diff(usage) < usage / 10, "{all} vs {usage}");
 }
