@@ -413,7 +413,12 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
 /// Bytes of physical memory the machine has.
 fn total_system_memory() -> u64 {
     // SAFETY: sysconf only reads system parameters.
-    let (pages, page) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    let (pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
     (pages.max(0) as u64).saturating_mul(page.max(0) as u64)
 }
 
@@ -464,9 +469,17 @@ fn memory(o: &mut String, shared: &Shared, stats: &[(usize, ShardStats)]) {
     field(o, "maxmemory_human", human(maxmem));
     field(o, "maxmemory_policy", shared.config.get("maxmemory-policy"));
     field(o, "allocator_frag_ratio", two(ratio(a.active, a.allocated)));
-    field(o, "allocator_frag_bytes", a.active.saturating_sub(a.allocated));
+    field(
+        o,
+        "allocator_frag_bytes",
+        a.active.saturating_sub(a.allocated),
+    );
     field(o, "allocator_rss_ratio", two(ratio(a.resident, a.active)));
-    field(o, "allocator_rss_bytes", a.resident.saturating_sub(a.active));
+    field(
+        o,
+        "allocator_rss_bytes",
+        a.resident.saturating_sub(a.active),
+    );
     field(o, "rss_overhead_ratio", two(ratio(m.rss, a.resident)));
     field(o, "rss_overhead_bytes", m.rss as i64 - a.resident as i64);
     field(o, "mem_fragmentation_ratio", two(ratio(m.rss, used)));

@@ -4,9 +4,9 @@
 use crate::conn::Conn;
 use crate::ctx::{ShardCtx, Shared};
 use crate::msg::{RepBody, ReqBody, ShardStats};
-use std::collections::BTreeMap;
 use shards::cmd::Lookup;
 use shards::Error;
+use std::collections::BTreeMap;
 
 /// Bytes this thread has allocated so far (`Shard::thread_allocated`).
 pub fn thread_allocated() -> u64 {
@@ -78,7 +78,9 @@ impl Breakdown {
             peak: shared.peak_memory(alloc.allocated),
             alloc,
             rss: crate::info::rss_bytes(),
-            startup: shared.startup_memory.load(std::sync::atomic::Ordering::Relaxed),
+            startup: shared
+                .startup_memory
+                .load(std::sync::atomic::Ordering::Relaxed),
             keys,
             per_db,
             aof_buffer: stats.iter().filter_map(|(_, s)| s.aof).map(|a| a.2).sum(),
@@ -251,10 +253,18 @@ fn stats_reply(conn: &mut Conn, m: &Breakdown) {
     int(&mut r, "overhead.total", m.overhead());
     int(&mut r, "keys.count", m.keys);
     let net = a.allocated.saturating_sub(m.startup);
-    int(&mut r, "keys.bytes-per-key", net.checked_div(m.keys).unwrap_or(0));
+    int(
+        &mut r,
+        "keys.bytes-per-key",
+        net.checked_div(m.keys).unwrap_or(0),
+    );
     int(&mut r, "dataset.bytes", m.dataset());
     dbl(&mut r, "dataset.percentage", m.dataset_percent());
-    dbl(&mut r, "peak.percentage", ratio(a.allocated, m.peak) * 100.0);
+    dbl(
+        &mut r,
+        "peak.percentage",
+        ratio(a.allocated, m.peak) * 100.0,
+    );
     int(&mut r, "allocator.allocated", a.allocated);
     int(&mut r, "allocator.active", a.active);
     int(&mut r, "allocator.resident", a.resident);
@@ -275,7 +285,11 @@ fn stats_reply(conn: &mut Conn, m: &Breakdown) {
         a.resident.saturating_sub(a.active),
     );
     dbl(&mut r, "rss-overhead.ratio", ratio(m.rss, a.resident));
-    int(&mut r, "rss-overhead.bytes", m.rss.saturating_sub(a.resident));
+    int(
+        &mut r,
+        "rss-overhead.bytes",
+        m.rss.saturating_sub(a.resident),
+    );
     dbl(&mut r, "fragmentation", ratio(m.rss, a.allocated));
     int(
         &mut r,

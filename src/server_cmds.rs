@@ -1057,7 +1057,8 @@ fn config(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Result<
                 return Err(Error::Syntax);
             }
             let pairs: Vec<(&[u8], &[u8])> = argv[2..].chunks(2).map(|p| (p[0], p[1])).collect();
-            cfg.set_many(&pairs, conn.local_client).map_err(Error::Other)?;
+            cfg.set_many(&pairs, conn.local_client)
+                .map_err(Error::Other)?;
             if pairs.iter().any(|(k, _)| eq_ic(k, "requirepass")) {
                 let pass = cfg.get("requirepass");
                 ctx.shared

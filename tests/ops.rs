@@ -669,7 +669,10 @@ fn info_memory_has_redis_fields_in_order_with_real_figures() {
     assert!(dataset1 >= dataset0 + (7 << 20), "{dataset0} -> {dataset1}");
     let overhead = info_num(&mut c, "memory", "used_memory_overhead");
     let used = info_num(&mut c, "memory", "used_memory");
-    assert!(overhead < used && overhead >= startup, "{overhead} of {used}");
+    assert!(
+        overhead < used && overhead >= startup,
+        "{overhead} of {used}"
+    );
     assert!(info_num(&mut c, "memory", "total_system_memory") > 0);
 
     // Scripts and functions are counted, and the Lua states' bytes appear once used.
@@ -868,7 +871,10 @@ fn comparable(file: &str) -> (Vec<String>, Vec<String>) {
     let (kept, added) = lines.split_at(at);
     let mut added = added.to_vec();
     // The appended block runs to the next blank line; what follows is kept text.
-    let end = added.iter().position(String::is_empty).unwrap_or(added.len());
+    let end = added
+        .iter()
+        .position(String::is_empty)
+        .unwrap_or(added.len());
     let rest = added.split_off(end);
     added.sort();
     let mut kept = kept.to_vec();
@@ -878,7 +884,10 @@ fn comparable(file: &str) -> (Vec<String>, Vec<String>) {
 
 #[test]
 fn config_rewrite_keeps_the_file_and_matches_redis() {
-    let ours = rewrite_scenario(env!("CARGO_BIN_EXE_shardis"), &["--save", "", "--shards", "2"]);
+    let ours = rewrite_scenario(
+        env!("CARGO_BIN_EXE_shardis"),
+        &["--save", "", "--shards", "2"],
+    );
     // What shardis writes, whatever the oracle: comments kept (trimmed), an option's first
     // line rewritten in place and its others blanked, runs of blank lines made one, settings
     // the file lacked appended once under Redis's signature, memory sizes in Redis's units.

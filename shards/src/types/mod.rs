@@ -154,7 +154,9 @@ impl Value {
             Value::Set(s) => s.heap_estimate(samples),
             Value::Hash(h) => h.heap_estimate(samples),
             Value::ZSet(z) => z.heap_estimate(samples),
-            Value::Stream(s) => mem::alloc_size(std::mem::size_of::<Stream>()) + s.heap_estimate(samples),
+            Value::Stream(s) => {
+                mem::alloc_size(std::mem::size_of::<Stream>()) + s.heap_estimate(samples)
+            }
         }
     }
 

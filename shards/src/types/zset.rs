@@ -628,7 +628,9 @@ impl ZSet {
         use super::mem::alloc_size;
         match self {
             ZSet::Listpack(p) => alloc_size(p.buf.capacity()),
-            ZSet::Tree(t) => alloc_size(std::mem::size_of::<ScoreTree>()) + t.heap_estimate(samples),
+            ZSet::Tree(t) => {
+                alloc_size(std::mem::size_of::<ScoreTree>()) + t.heap_estimate(samples)
+            }
         }
     }
 

@@ -438,7 +438,10 @@ impl Stream {
         const TREE_SLOT: usize = 48;
         const NACK: usize = 64;
         const CONSUMER: usize = 64;
-        let node_costs = self.nodes.values().map(|n| alloc_size(n.capacity()) + TREE_SLOT);
+        let node_costs = self
+            .nodes
+            .values()
+            .map(|n| alloc_size(n.capacity()) + TREE_SLOT);
         let nodes = extrapolate(node_costs, self.nodes.len(), samples);
         let groups: usize = self
             .groups
