@@ -424,7 +424,8 @@ fn total_system_memory() -> u64 {
 
 /// INFO memory: Redis 7.0's fields in its order. There is one Lua state per shard, serving
 /// both EVAL and functions, so its bytes are all reported under the eval VM; what has no
-/// counterpart here (replication buffers, cluster links, lazy freeing, active defrag) is 0.
+/// counterpart here (replica clients, replication buffers, cluster links, lazy freeing,
+/// active defrag) is 0.
 fn memory(o: &mut String, shared: &Shared, stats: &[(usize, ShardStats)]) {
     use crate::memory::{ratio, Breakdown};
     let m = Breakdown::measure(shared, stats);
@@ -488,7 +489,7 @@ fn memory(o: &mut String, shared: &Shared, stats: &[(usize, ShardStats)]) {
     field(o, "mem_replication_backlog", 0);
     field(o, "mem_total_replication_buffers", 0);
     field(o, "mem_clients_slaves", 0);
-    field(o, "mem_clients_normal", 0);
+    field(o, "mem_clients_normal", m.clients);
     field(o, "mem_cluster_links", 0);
     field(o, "mem_aof_buffer", m.aof_buffer);
     field(o, "mem_allocator", "jemalloc-5.3.0");

@@ -56,6 +56,8 @@ pub struct Breakdown {
     pub functions: (u64, u64, u64),
     /// The shards' Lua states.
     pub lua: u64,
+    /// Client connections' buffers and state.
+    pub clients: u64,
 }
 
 impl Breakdown {
@@ -87,14 +89,16 @@ impl Breakdown {
             scripts: (scripts as u64, script_bytes as u64),
             functions: (libs as u64, funcs as u64, lib_bytes as u64),
             lua: stats.iter().map(|(_, s)| s.lua_memory).sum(),
+            clients: stats.iter().map(|(_, s)| s.clients_memory).sum(),
         }
     }
 
-    /// Bytes of bookkeeping rather than data: what start-up allocated, the keyspace's
-    /// entries, the AOF buffer and the script caches (Redis's used_memory_overhead).
+    /// Bytes of bookkeeping rather than data: what start-up allocated, client connections,
+    /// the keyspace's entries, the AOF buffer and the script caches (Redis's
+    /// used_memory_overhead).
     pub fn overhead(&self) -> u64 {
         let dbs: u64 = self.per_db.values().map(|(k, e)| k + e).sum();
-        self.startup + dbs + self.aof_buffer + self.scripts.1 + self.functions.2
+        self.startup + self.clients + dbs + self.aof_buffer + self.scripts.1 + self.functions.2
     }
 
     /// The rest of what is allocated: keys and values (Redis's used_memory_dataset).
@@ -238,7 +242,7 @@ fn stats_reply(conn: &mut Conn, m: &Breakdown) {
     int(&mut r, "startup.allocated", m.startup);
     int(&mut r, "replication.backlog", 0);
     int(&mut r, "clients.slaves", 0);
-    int(&mut r, "clients.normal", 0);
+    int(&mut r, "clients.normal", m.clients);
     int(&mut r, "cluster.links", 0);
     int(&mut r, "aof.buffer", m.aof_buffer);
     int(&mut r, "lua.caches", m.scripts.1);

@@ -717,6 +717,13 @@ fn shard_stats(ctx: &ShardCtx) -> ShardStats {
         hops_out: ctx.net.hops_out.get(),
         memory: crate::memory::thread_live_bytes(),
         lua_memory: shards::script::vm_memory() as u64,
+        clients_memory: ctx
+            .conns
+            .borrow()
+            .iter()
+            .filter(|c| c.fd >= 0)
+            .map(|c| (c.rbuf.capacity() + c.wbuf.capacity() + std::mem::size_of::<Conn>()) as u64)
+            .sum(),
         aof: ctx.aof.borrow().as_ref().map(|a| {
             (
                 a.base_size + a.incr_size,

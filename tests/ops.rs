@@ -674,6 +674,12 @@ fn info_memory_has_redis_fields_in_order_with_real_figures() {
         "{overhead} of {used}"
     );
     assert!(info_num(&mut c, "memory", "total_system_memory") > 0);
+    // Other clients' connections (the one asking is busy running INFO, not counted).
+    let mut others: Vec<RawConn> = (0..4).map(|_| server.raw()).collect();
+    for o in &mut others {
+        assert_eq!(o.cmd(&["PING"]), b"+PONG\r\n");
+    }
+    assert!(info_num(&mut c, "memory", "mem_clients_normal") > 1024);
 
     // Scripts and functions are counted, and the Lua states' bytes appear once used.
     c.cmd(&["SCRIPT", "LOAD", "return 1"]);
@@ -701,6 +707,7 @@ fn info_memory_has_redis_fields_in_order_with_real_figures() {
             .unwrap()
     };
     assert_eq!(stat("startup.allocated"), startup);
+    assert!(stat("clients.normal") > 1024);
     assert_eq!(stat("functions.caches"), lib.len() as u64);
     assert!(stat("overhead.total") >= startup);
 }
