@@ -184,6 +184,13 @@ pub const OPTIONS: &[OptDef] = &[
         "end RDB files with a CRC64 (always written)",
     ),
     opt(
+        "enable-protected-configs",
+        "no",
+        Kind::Enum(&["no", "yes", "local"]),
+        false,
+        "allow CONFIG SET of dir and dbfilename (yes, no, or local connections only)",
+    ),
+    opt(
         "enable-debug-command",
         "no",
         Kind::Enum(&["no", "yes", "local"]),
@@ -209,7 +216,7 @@ pub const OPTIONS: &[OptDef] = &[
         "10000",
         Kind::Int {
             min: 1,
-            max: 1_000_000,
+            max: u32::MAX as i64,
         },
         true,
         "most simultaneous clients",
@@ -732,6 +739,10 @@ pub fn parse_memory(s: &str) -> Option<u64> {
     n.checked_mul(mul)
 }
 
+/// Options CONFIG SET may change only as `enable-protected-configs` allows (Redis 7.0's
+/// PROTECTED_CONFIG: where data files go).
+const PROTECTED: &[&str] = &["dir", "dbfilename"];
+
 /// Old names Redis still accepts for an option, as (alias, option).
 const ALIASES: &[(&str, &str)] = &[("lua-time-limit", "busy-reply-threshold")];
 
@@ -784,6 +795,24 @@ pub fn normalise(def: &OptDef, value: &str) -> Result<String, String> {
             })?;
             Ok(shards::shard::flags_to_string(flags))
         }
+        Kind::Str if def.name == "latency-tracking-info-percentiles" => {
+            let mut out = Vec::new();
+            for word in value.split_whitespace() {
+                let p: f64 = word
+                    .parse()
+                    .ok()
+                    .filter(|p: &f64| !p.is_nan())
+                    .ok_or("Invalid latency-tracking-info-percentiles parameters")?;
+                if !(0.0..=100.0).contains(&p) {
+                    return Err(
+                        "latency-tracking-info-percentiles parameters should sit between [0.0,100.0]"
+                            .into(),
+                    );
+                }
+                out.push(p.to_string());
+            }
+            Ok(out.join(" "))
+        }
         Kind::Str if def.name == "save" => {
             crate::save::check_save_points(value)?;
             Ok(value.split_whitespace().collect::<Vec<_>>().join(" "))
@@ -813,6 +842,10 @@ pub struct Config {
     pub tls: crate::tls::Current,
     /// `user <name> <rules…>` directives, in order (applied by `acl_cmds::init`).
     pub users: Vec<Vec<Vec<u8>>>,
+    /// The configured values of options that start-up then replaced with what it decided (a
+    /// port of 0, a shard count of 0): CONFIG REWRITE writes these, so the file keeps asking
+    /// for what the user asked for.
+    configured: RwLock<BTreeMap<&'static str, String>>,
 }
 
 impl Config {
@@ -893,6 +926,7 @@ impl Config {
             file: file.map(str::to_string),
             tls: Default::default(),
             users,
+            configured: Default::default(),
         })
     }
 
@@ -911,7 +945,11 @@ impl Config {
     /// Records a value decided at start-up (the port the kernel picked, the shard count).
     pub fn set_startup(&self, name: &'static str, value: String) {
         if let Ok(mut v) = self.values.write() {
-            v.insert(name, value);
+            if let Some(old) = v.insert(name, value) {
+                if let Ok(mut c) = self.configured.write() {
+                    c.entry(name).or_insert(old);
+                }
+            }
         }
     }
 
@@ -947,25 +985,37 @@ impl Config {
         out
     }
 
-    /// CONFIG SET of several pairs at once: all are checked first, then all applied.
-    pub fn set_many(&self, pairs: &[(&[u8], &[u8])]) -> Result<(), String> {
-        let mut checked = Vec::new();
-        for (i, (name, value)) in pairs.iter().enumerate() {
-            let name_s = String::from_utf8_lossy(name).to_string();
+    /// CONFIG SET of several pairs at once, all or nothing, checked in Redis's order: first
+    /// every name (the first that is unknown, immutable, protected or repeated fails the whole
+    /// command), then every value; only when all pass is any applied. `local`: the client is
+    /// on the loopback interface or a Unix socket (for `enable-protected-configs local`).
+    pub fn set_many(&self, pairs: &[(&[u8], &[u8])], local: bool) -> Result<(), String> {
+        let failed = |name: &str, why: &str| {
+            format!("ERR CONFIG SET failed (possibly related to argument '{name}') - {why}")
+        };
+        let mut defs: Vec<&'static OptDef> = Vec::with_capacity(pairs.len());
+        for (i, (name, _)) in pairs.iter().enumerate() {
+            let name_s = String::from_utf8_lossy(name);
             let Some(def) = find(&name_s) else {
                 return Err(format!(
                     "ERR Unknown option or number of arguments for CONFIG SET - '{name_s}'"
                 ));
             };
-            if pairs[..i].iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
-                return Err(format!("ERR CONFIG SET failed (possibly related to argument '{name_s}') - duplicate parameter"));
-            }
             if !def.mutable {
-                return Err(format!("ERR CONFIG SET failed (possibly related to argument '{name_s}') - can't set immutable config"));
+                return Err(failed(&name_s, "can't set immutable config"));
             }
-            let v = normalise(def, &String::from_utf8_lossy(value)).map_err(|e| {
-                format!("ERR CONFIG SET failed (possibly related to argument '{name_s}') - {e}")
-            })?;
+            if PROTECTED.contains(&def.name) && !self.protected_allowed(local) {
+                return Err(failed(&name_s, "can't set protected config"));
+            }
+            if pairs[..i].iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                return Err(failed(&name_s, "duplicate parameter"));
+            }
+            defs.push(def);
+        }
+        let mut checked = Vec::with_capacity(pairs.len());
+        for (def, (name, value)) in defs.iter().zip(pairs) {
+            let v = normalise(def, &String::from_utf8_lossy(value))
+                .map_err(|e| failed(&String::from_utf8_lossy(name), &e))?;
             checked.push((def.name, v));
         }
         self.rebuild_tls(&checked)?;
@@ -976,6 +1026,15 @@ impl Config {
         }
         self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// Whether `enable-protected-configs` lets this client change a protected option.
+    fn protected_allowed(&self, local: bool) -> bool {
+        match self.get("enable-protected-configs").as_str() {
+            "yes" => true,
+            "local" => local,
+            _ => false,
+        }
     }
 }
 
@@ -1083,55 +1142,203 @@ pub fn from_args() -> anyhow::Result<Config> {
     Config::load(file.as_deref(), &overrides)
 }
 
+/// The comment CONFIG REWRITE puts above the settings it appends (Redis's).
+const REWRITE_SIGNATURE: &str = "# Generated by CONFIG REWRITE";
+
+/// Directives a config file may hold that are not options (kept as they are by a rewrite).
+const DIRECTIVES: &[&str] = &[
+    "include",
+    "rename-command",
+    "user",
+    "loadmodule",
+    "sentinel",
+];
+
+/// Options a rewrite always writes, even at their defaults, as Redis's does.
+const ALWAYS_WRITTEN: &[&str] = &["dir", "save", "latency-tracking-info-percentiles"];
+
+/// A memory size as Redis's rewrite writes it: in gb, mb or kb when it divides evenly.
+fn format_memory(bytes: u64) -> String {
+    match bytes {
+        0 => "0".into(),
+        b if b % (1 << 30) == 0 => format!("{}gb", b >> 30),
+        b if b % (1 << 20) == 0 => format!("{}mb", b >> 20),
+        b if b % (1 << 10) == 0 => format!("{}kb", b >> 10),
+        b => b.to_string(),
+    }
+}
+
+/// A string in double quotes with Redis's escapes (its `sdscatrepr`).
+fn quote(v: &str) -> String {
+    let mut out = String::from("\"");
+    for b in v.bytes() {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            b'"' => out.push_str("\\\""),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            7 => out.push_str("\\a"),
+            8 => out.push_str("\\b"),
+            b if b.is_ascii_graphic() || b == b' ' => out.push(b as char),
+            b => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The lines a rewrite writes for an option holding `value`.
+fn rewrite_lines(def: &OptDef, value: &str) -> Vec<String> {
+    let name = def.name;
+    match def.kind {
+        Kind::Memory { .. } => vec![format!(
+            "{name} {}",
+            value.parse().map_or(value.to_string(), format_memory)
+        )],
+        Kind::Str if name == "save" => {
+            let words: Vec<&str> = value.split_whitespace().collect();
+            if words.is_empty() {
+                return vec!["save \"\"".into()];
+            }
+            words
+                .chunks(2)
+                .map(|p| format!("save {}", p.join(" ")))
+                .collect()
+        }
+        Kind::Str
+            if [
+                "bind",
+                "latency-tracking-info-percentiles",
+                "client-output-buffer-limit",
+            ]
+            .contains(&name)
+                && !value.is_empty() =>
+        {
+            vec![format!("{name} {value}")]
+        }
+        Kind::Str => vec![format!("{name} {}", quote(value))],
+        _ => vec![format!("{name} {value}")],
+    }
+}
+
 impl Config {
-    /// CONFIG REWRITE: rewrites the config file with the running values, keeping its comments
-    /// and order; options changed from their defaults that the file lacks are appended.
+    /// CONFIG REWRITE, as Redis 7.0 does it: every line of the file is kept (trimmed) in its
+    /// place, except an option's lines, which get its running value — its first line does,
+    /// and any further ones are blanked (a run of blank lines becomes one). An option the
+    /// file lacks is appended, below a `# Generated by CONFIG REWRITE` line (added once),
+    /// when its value differs from the default (`dir`, `save` and the latency percentiles
+    /// always are, as in Redis). A line naming no option is kept as a `# ??? ` comment.
     pub fn rewrite(&self) -> Result<(), String> {
         let Some(path) = &self.file else {
             return Err("ERR The server is running without a config file".into());
         };
         let text =
             std::fs::read_to_string(path).map_err(|e| format!("ERR Rewriting config file: {e}"))?;
-        let values = self
+        let mut values = self
             .values
             .read()
-            .map_err(|_| "ERR config lock poisoned".to_string())?;
-        let quote = |v: &str| {
-            if v.is_empty() || v.contains(' ') {
-                format!("\"{v}\"")
-            } else {
-                v.to_string()
-            }
+            .map_err(|_| "ERR config lock poisoned".to_string())?
+            .clone();
+        if let Ok(c) = self.configured.read() {
+            values.extend(c.iter().map(|(k, v)| (*k, v.clone())));
+        }
+        // As Redis writes its working directory: absolute, so the file means the same from
+        // wherever the server is started next.
+        if let Ok(dir) = std::fs::canonicalize(&values["dir"]) {
+            values.insert("dir", dir.to_string_lossy().into_owned());
+        }
+        let mut lines: Vec<String> = Vec::new();
+        let mut at: BTreeMap<&'static str, std::collections::VecDeque<usize>> = BTreeMap::new();
+        let mut signed = false;
+        let split: Vec<&str> = if text.is_empty() {
+            Vec::new()
+        } else {
+            text.split('\n').collect()
         };
-        let mut seen = std::collections::HashSet::new();
-        let mut out = String::new();
-        for line in text.lines() {
-            let name = line
-                .split_whitespace()
-                .next()
-                .unwrap_or("")
-                .to_ascii_lowercase();
-            match find(&name) {
-                Some(def) if !line.trim_start().starts_with('#') => {
-                    if seen.insert(def.name) {
-                        out.push_str(&format!("{} {}\n", def.name, quote(&values[def.name])));
-                    }
+        for raw in split {
+            let line = raw.trim_matches(|c| matches!(c, '\r' | '\n' | '\t' | ' '));
+            if line.is_empty() || line.starts_with('#') {
+                signed |= line == REWRITE_SIGNATURE;
+                lines.push(line.to_string());
+                continue;
+            }
+            let first = line.split_whitespace().next().unwrap_or("");
+            match find(first) {
+                Some(def) => {
+                    at.entry(def.name).or_default().push_back(lines.len());
+                    lines.push(line.to_string());
                 }
-                _ => {
-                    out.push_str(line);
-                    out.push('\n');
+                None if DIRECTIVES.iter().any(|d| d.eq_ignore_ascii_case(first)) => {
+                    lines.push(line.to_string())
                 }
+                None => lines.push(format!("# ??? {line}")),
             }
         }
         for def in OPTIONS {
+            let value = &values[def.name];
             let default = normalise(def, def.default).unwrap_or_default();
-            if !seen.contains(def.name) && values[def.name] != default {
-                out.push_str(&format!("{} {}\n", def.name, quote(&values[def.name])));
+            let force = value != &default || ALWAYS_WRITTEN.contains(&def.name);
+            let mut old = at.remove(def.name).unwrap_or_default();
+            if old.is_empty() && !force {
+                continue;
             }
+            for new in rewrite_lines(def, value) {
+                if let Some(i) = old.pop_front() {
+                    lines[i] = new;
+                } else {
+                    if !signed {
+                        lines.push(REWRITE_SIGNATURE.to_string());
+                        signed = true;
+                    }
+                    lines.push(new);
+                }
+            }
+            for i in old {
+                lines[i].clear();
+            }
+        }
+        let mut out = String::new();
+        let mut was_empty = false;
+        for line in &lines {
+            if line.is_empty() && std::mem::replace(&mut was_empty, true) {
+                continue;
+            }
+            was_empty = line.is_empty();
+            out.push_str(line);
+            out.push('\n');
         }
         let tmp = format!("{path}.tmp-shardis");
         std::fs::write(&tmp, out).map_err(|e| format!("ERR Rewriting config file: {e}"))?;
         std::fs::rename(&tmp, path).map_err(|e| format!("ERR Rewriting config file: {e}"))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewrite_formats_values_as_redis_does() {
+        assert_eq!(format_memory(0), "0");
+        assert_eq!(format_memory(3 << 10), "3kb");
+        assert_eq!(format_memory(10 << 20), "10mb");
+        assert_eq!(format_memory(1 << 30), "1gb");
+        assert_eq!(format_memory(1000), "1000");
+        assert_eq!(quote("a \"b\"\\\n\u{1}"), "\"a \\\"b\\\"\\\\\\n\\x01\"");
+        let save = find("save").unwrap();
+        assert_eq!(rewrite_lines(save, ""), ["save \"\""]);
+        assert_eq!(
+            rewrite_lines(save, "3600 1 300 100"),
+            ["save 3600 1", "save 300 100"]
+        );
+        let maxmemory = find("maxmemory").unwrap();
+        assert_eq!(rewrite_lines(maxmemory, "1048576"), ["maxmemory 1mb"]);
+        let dbfilename = find("dbfilename").unwrap();
+        assert_eq!(
+            rewrite_lines(dbfilename, "a b.rdb"),
+            ["dbfilename \"a b.rdb\""]
+        );
     }
 }

@@ -51,6 +51,10 @@ pub struct Shared {
     pub started: SystemTime,
     pub run_id: String,
     peak_memory: AtomicU64,
+    /// Bytes allocated once the server was set up, without the data it loaded (INFO's
+    /// used_memory_startup): the main thread's before loading, plus what each shard's thread
+    /// holds when it is ready (the loaded data was allocated by the main thread).
+    pub startup_memory: AtomicU64,
     /// Client connections open on all shards (maxclients is process-wide).
     pub clients: std::sync::atomic::AtomicUsize,
     /// Persistence status (LASTSAVE, INFO persistence, save points).
@@ -104,6 +108,7 @@ impl Shared {
             started,
             run_id,
             peak_memory: AtomicU64::new(0),
+            startup_memory: AtomicU64::new(0),
             clients: std::sync::atomic::AtomicUsize::new(0),
             persist: crate::save::Status::new(nshards),
             scripts,
@@ -377,6 +382,9 @@ impl ShardCtx {
         }
         // After the AOF is set up: seeing `appendonly yes` without one would start a rewrite.
         ctx.refresh_config();
+        shared
+            .startup_memory
+            .fetch_add(crate::memory::thread_live_bytes(), Ordering::Relaxed);
         {
             // The shard's internal connection, for work the server starts by itself.
             let mut conns = ctx.conns.borrow_mut();

@@ -182,29 +182,7 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
                 );
                 field(o, "clients_in_timeout_table", 0);
             }
-            "memory" => {
-                o.push_str("# Memory\r\n");
-                let rss = rss_bytes();
-                let used = allocated_bytes();
-                let maxmem: u64 = shared.config.get("maxmemory").parse().unwrap_or(0);
-                field(o, "used_memory", used);
-                field(o, "used_memory_human", human(used));
-                field(o, "used_memory_rss", rss);
-                field(o, "used_memory_rss_human", human(rss));
-                field(o, "used_memory_peak", used.max(shared.peak_memory(used)));
-                field(o, "used_memory_peak_human", human(shared.peak_memory(used)));
-                field(o, "maxmemory", maxmem);
-                field(o, "maxmemory_human", human(maxmem));
-                field(o, "maxmemory_policy", shared.config.get("maxmemory-policy"));
-                field(o, "mem_not_counted_for_evict", 0);
-                let frag = if used > 0 {
-                    rss as f64 / used as f64
-                } else {
-                    1.0
-                };
-                field(o, "mem_fragmentation_ratio", format!("{frag:.2}"));
-                field(o, "mem_allocator", "jemalloc-5.3.0");
-            }
+            "memory" => memory(o, shared, stats),
             "persistence" => {
                 persistence(o, shared, stats);
             }
@@ -417,8 +395,8 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
                         o,
                         &format!("shard{id}"),
                         format!(
-                            "keys={keys},commands={},ops_per_sec={},clients={},hops_out={}",
-                            s.commands, s.rates.0 as u64, s.connected_clients, s.hops_out
+                            "keys={keys},memory={},commands={},ops_per_sec={},clients={},hops_out={}",
+                            s.memory, s.commands, s.rates.0 as u64, s.connected_clients, s.hops_out
                         ),
                     );
                 }
@@ -427,6 +405,94 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
         }
     }
     out
+}
+
+/// Bytes of physical memory the machine has.
+fn total_system_memory() -> u64 {
+    // SAFETY: sysconf only reads system parameters.
+    let (pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    (pages.max(0) as u64).saturating_mul(page.max(0) as u64)
+}
+
+/// INFO memory: Redis 7.0's fields in its order. There is one Lua state per shard, serving
+/// both EVAL and functions, so its bytes are all reported under the eval VM; what has no
+/// counterpart here (replica clients, replication buffers, cluster links, lazy freeing,
+/// active defrag) is 0.
+fn memory(o: &mut String, shared: &Shared, stats: &[(usize, ShardStats)]) {
+    use crate::memory::{ratio, Breakdown};
+    let m = Breakdown::measure(shared, stats);
+    let a = &m.alloc;
+    let used = a.allocated;
+    let pct = |x: f64| format!("{x:.2}%");
+    let two = |x: f64| format!("{x:.2}");
+    o.push_str("# Memory\r\n");
+    field(o, "used_memory", used);
+    field(o, "used_memory_human", human(used));
+    field(o, "used_memory_rss", m.rss);
+    field(o, "used_memory_rss_human", human(m.rss));
+    field(o, "used_memory_peak", m.peak);
+    field(o, "used_memory_peak_human", human(m.peak));
+    field(o, "used_memory_peak_perc", pct(ratio(used, m.peak) * 100.0));
+    field(o, "used_memory_overhead", m.overhead());
+    field(o, "used_memory_startup", m.startup);
+    field(o, "used_memory_dataset", m.dataset());
+    field(o, "used_memory_dataset_perc", pct(m.dataset_percent()));
+    field(o, "allocator_allocated", a.allocated);
+    field(o, "allocator_active", a.active);
+    field(o, "allocator_resident", a.resident);
+    let total = total_system_memory();
+    field(o, "total_system_memory", total);
+    field(o, "total_system_memory_human", human(total));
+    field(o, "used_memory_lua", m.lua);
+    field(o, "used_memory_vm_eval", m.lua);
+    field(o, "used_memory_lua_human", human(m.lua));
+    field(o, "used_memory_scripts_eval", m.scripts.1);
+    field(o, "number_of_cached_scripts", m.scripts.0);
+    field(o, "number_of_functions", m.functions.1);
+    field(o, "number_of_libraries", m.functions.0);
+    field(o, "used_memory_vm_functions", 0);
+    field(o, "used_memory_vm_total", m.lua);
+    field(o, "used_memory_vm_total_human", human(m.lua));
+    field(o, "used_memory_functions", m.functions.2);
+    let scripts = m.scripts.1 + m.functions.2;
+    field(o, "used_memory_scripts", scripts);
+    field(o, "used_memory_scripts_human", human(scripts));
+    let maxmem: u64 = shared.config.get("maxmemory").parse().unwrap_or(0);
+    field(o, "maxmemory", maxmem);
+    field(o, "maxmemory_human", human(maxmem));
+    field(o, "maxmemory_policy", shared.config.get("maxmemory-policy"));
+    field(o, "allocator_frag_ratio", two(ratio(a.active, a.allocated)));
+    field(
+        o,
+        "allocator_frag_bytes",
+        a.active.saturating_sub(a.allocated),
+    );
+    field(o, "allocator_rss_ratio", two(ratio(a.resident, a.active)));
+    field(
+        o,
+        "allocator_rss_bytes",
+        a.resident.saturating_sub(a.active),
+    );
+    field(o, "rss_overhead_ratio", two(ratio(m.rss, a.resident)));
+    field(o, "rss_overhead_bytes", m.rss as i64 - a.resident as i64);
+    field(o, "mem_fragmentation_ratio", two(ratio(m.rss, used)));
+    field(o, "mem_fragmentation_bytes", m.rss as i64 - used as i64);
+    field(o, "mem_not_counted_for_evict", m.aof_buffer);
+    field(o, "mem_replication_backlog", 0);
+    field(o, "mem_total_replication_buffers", 0);
+    field(o, "mem_clients_slaves", 0);
+    field(o, "mem_clients_normal", m.clients);
+    field(o, "mem_cluster_links", 0);
+    field(o, "mem_aof_buffer", m.aof_buffer);
+    field(o, "mem_allocator", "jemalloc-5.3.0");
+    field(o, "active_defrag_running", 0);
+    field(o, "lazyfree_pending_objects", 0);
+    field(o, "lazyfreed_objects", 0);
 }
 
 /// INFO persistence, Redis 7.0's fields (fork-related ones report no fork: there is none).

@@ -217,6 +217,13 @@ pub struct ShardStats {
     pub rejected_connections: u64,
     pub errorstats: Vec<(String, u64)>,
     pub hops_out: u64,
+    /// Bytes this shard's thread holds (allocated and not yet freed by it), and its Lua
+    /// state's bytes.
+    pub memory: u64,
+    pub lua_memory: u64,
+    /// Bytes this shard's client connections hold (their buffers and state, as CLIENT
+    /// LIST's tot-mem counts them).
+    pub clients_memory: u64,
     /// The AOF, if on: current size (base and incremental files), base size, bytes not yet
     /// written, whether the last write succeeded.
     pub aof: Option<(u64, u64, u64, bool)>,

@@ -717,6 +717,15 @@ fn shard_stats(ctx: &ShardCtx) -> ShardStats {
                 .count();
             (conns, keys, items, prefixes)
         },
+        memory: crate::memory::thread_live_bytes(),
+        lua_memory: shards::script::vm_memory() as u64,
+        clients_memory: ctx
+            .conns
+            .borrow()
+            .iter()
+            .filter(|c| c.fd >= 0)
+            .map(|c| (c.rbuf.capacity() + c.wbuf.capacity() + std::mem::size_of::<Conn>()) as u64)
+            .sum(),
         aof: ctx.aof.borrow().as_ref().map(|a| {
             (
                 a.base_size + a.incr_size,
@@ -1052,11 +1061,13 @@ fn config(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Result<
             }
         }
         "set" => {
+            // Redis: an odd count of names and values (past the arity check) is a syntax error.
             if !argv.len().is_multiple_of(2) {
-                return Err(Error::WrongArity("config|set".into()));
+                return Err(Error::Syntax);
             }
             let pairs: Vec<(&[u8], &[u8])> = argv[2..].chunks(2).map(|p| (p[0], p[1])).collect();
-            cfg.set_many(&pairs).map_err(Error::Other)?;
+            cfg.set_many(&pairs, conn.local_client)
+                .map_err(Error::Other)?;
             if pairs.iter().any(|(k, _)| eq_ic(k, "requirepass")) {
                 let pass = cfg.get("requirepass");
                 ctx.shared

@@ -214,8 +214,12 @@ pub fn run(config: Arc<Config>) -> anyhow::Result<()> {
     config.set_startup("port", port.to_string());
     config.set_startup("shards", n.to_string());
     let scripts = Arc::new(shards::script::Store::new(n));
+    let startup_memory = crate::info::allocated_bytes();
     let starts = crate::load::load(&config, n, &scripts)?;
     let shared = Arc::new(Shared::new(n, port, config.clone(), scripts));
+    shared
+        .startup_memory
+        .fetch_add(startup_memory, std::sync::atomic::Ordering::Relaxed);
     crate::acl_cmds::init(&shared)?;
     crate::metrics::start(config.clone(), port)?;
     handle_signals(shared.clone());

@@ -1,4 +1,5 @@
-//! Operating the server (issue 12) through the real binary, 2 shards: SLOWLOG.
+//! Operating the server (issue 12) through the real binary, 2 shards: SLOWLOG, LATENCY, MONITOR,
+//! INFO, MEMORY, CONFIG.
 
 mod common;
 
@@ -705,4 +706,368 @@ fn info_sections_list_redis_fields_in_redis_order() {
         let ours: Vec<String> = ours.into_iter().filter(|k| want.contains(k)).collect();
         assert_eq!(ours, want, "INFO {section}");
     }
+}
+
+/// INFO memory's field names, in order, as redis-server 7.0.15 prints them.
+const REDIS_MEMORY_FIELDS: &[&str] = &[
+    "used_memory",
+    "used_memory_human",
+    "used_memory_rss",
+    "used_memory_rss_human",
+    "used_memory_peak",
+    "used_memory_peak_human",
+    "used_memory_peak_perc",
+    "used_memory_overhead",
+    "used_memory_startup",
+    "used_memory_dataset",
+    "used_memory_dataset_perc",
+    "allocator_allocated",
+    "allocator_active",
+    "allocator_resident",
+    "total_system_memory",
+    "total_system_memory_human",
+    "used_memory_lua",
+    "used_memory_vm_eval",
+    "used_memory_lua_human",
+    "used_memory_scripts_eval",
+    "number_of_cached_scripts",
+    "number_of_functions",
+    "number_of_libraries",
+    "used_memory_vm_functions",
+    "used_memory_vm_total",
+    "used_memory_vm_total_human",
+    "used_memory_functions",
+    "used_memory_scripts",
+    "used_memory_scripts_human",
+    "maxmemory",
+    "maxmemory_human",
+    "maxmemory_policy",
+    "allocator_frag_ratio",
+    "allocator_frag_bytes",
+    "allocator_rss_ratio",
+    "allocator_rss_bytes",
+    "rss_overhead_ratio",
+    "rss_overhead_bytes",
+    "mem_fragmentation_ratio",
+    "mem_fragmentation_bytes",
+    "mem_not_counted_for_evict",
+    "mem_replication_backlog",
+    "mem_total_replication_buffers",
+    "mem_clients_slaves",
+    "mem_clients_normal",
+    "mem_cluster_links",
+    "mem_aof_buffer",
+    "mem_allocator",
+    "active_defrag_running",
+    "lazyfree_pending_objects",
+    "lazyfreed_objects",
+];
+
+fn info_num(c: &mut RawConn, section: &str, name: &str) -> u64 {
+    info_field(c, section, name)
+        .parse()
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+#[test]
+fn info_memory_has_redis_fields_in_order_with_real_figures() {
+    let server = Server::start(&[]);
+    let mut c = server.raw();
+    let info = text(&c.cmd(&["INFO", "memory"]));
+    let names: Vec<&str> = info
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':').map(|(k, _)| k))
+        .collect();
+    assert_eq!(names, REDIS_MEMORY_FIELDS);
+    // With the same oracle at hand, the names are Redis's own.
+    if std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        let redis = common::RedisServer::start();
+        let theirs = text(&redis.raw().cmd(&["INFO", "memory"]));
+        let theirs: Vec<&str> = theirs
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':').map(|(k, _)| k))
+            .collect();
+        assert_eq!(names, theirs);
+    }
+
+    let dataset0 = info_num(&mut c, "memory", "used_memory_dataset");
+    let startup = info_num(&mut c, "memory", "used_memory_startup");
+    assert!(startup > 0);
+    let big = "x".repeat(1 << 20);
+    for i in 0..8 {
+        c.cmd(&["SET", &format!("big{i}"), &big]);
+    }
+    let dataset1 = info_num(&mut c, "memory", "used_memory_dataset");
+    assert!(dataset1 >= dataset0 + (7 << 20), "{dataset0} -> {dataset1}");
+    let overhead = info_num(&mut c, "memory", "used_memory_overhead");
+    let used = info_num(&mut c, "memory", "used_memory");
+    assert!(
+        overhead < used && overhead >= startup,
+        "{overhead} of {used}"
+    );
+    assert!(info_num(&mut c, "memory", "total_system_memory") > 0);
+    // Other clients' connections (the one asking is busy running INFO, not counted).
+    let mut others: Vec<RawConn> = (0..4).map(|_| server.raw()).collect();
+    for o in &mut others {
+        assert_eq!(o.cmd(&["PING"]), b"+PONG\r\n");
+    }
+    assert!(info_num(&mut c, "memory", "mem_clients_normal") > 1024);
+
+    // Scripts and functions are counted, and the Lua states' bytes appear once used.
+    c.cmd(&["SCRIPT", "LOAD", "return 1"]);
+    c.cmd(&["EVAL", "return 2", "0"]);
+    assert_eq!(info_num(&mut c, "memory", "number_of_cached_scripts"), 2);
+    assert!(info_num(&mut c, "memory", "used_memory_lua") > 0);
+    let lib = "#!lua name=mylib\nredis.register_function('f1', function() return 1 end)\nredis.register_function('f2', function() return 2 end)";
+    assert_eq!(text(&c.cmd(&["FUNCTION", "LOAD", lib])), "$5\r\nmylib\r\n");
+    assert_eq!(info_num(&mut c, "memory", "number_of_libraries"), 1);
+    assert_eq!(info_num(&mut c, "memory", "number_of_functions"), 2);
+    assert_eq!(
+        info_num(&mut c, "memory", "used_memory_functions"),
+        lib.len() as u64
+    );
+
+    // MEMORY STATS tells the same story.
+    let stats = c.cmd(&["MEMORY", "STATS"]);
+    let (_, fields) = split_aggregate(&stats);
+    let stat = |name: &str| -> u64 {
+        let at = fields.iter().position(|f| text(f).contains(name)).unwrap();
+        text(&fields[at + 1])
+            .trim_start_matches(':')
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(stat("startup.allocated"), startup);
+    assert!(stat("clients.normal") > 1024);
+    assert_eq!(stat("functions.caches"), lib.len() as u64);
+    assert!(stat("overhead.total") >= startup);
+}
+
+#[test]
+fn info_shards_reports_memory_and_rates_per_shard() {
+    let server = Server::start(&[]);
+    let mut c = server.raw();
+    let shards = text(&c.cmd(&["INFO", "shards"]));
+    for shard in ["shard0:", "shard1:"] {
+        let line = shards
+            .lines()
+            .find(|l| l.starts_with(shard))
+            .unwrap_or_else(|| panic!("{shard} missing: {shards}"));
+        for part in ["keys=", "memory=", "ops_per_sec=", "hops_out="] {
+            assert!(line.contains(part), "{line}");
+        }
+        let memory: u64 = line
+            .split(',')
+            .find_map(|p| p.strip_prefix("memory="))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(memory > 0, "{line}");
+    }
+}
+
+/// MEMORY USAGE samples a big aggregate instead of copying it: a 200,000-field hash is
+/// measured at once, within a factor of two of what storing it took.
+#[test]
+fn memory_usage_of_a_big_value_is_quick_and_close() {
+    let server = Server::start(&[]);
+    let mut c = server.raw();
+    let before = info_num(&mut c, "memory", "used_memory");
+    let fields: Vec<String> = (0..200_000).map(|i| format!("field:{i:08}")).collect();
+    for chunk in fields.chunks(1000) {
+        let mut args = vec!["HSET", "big"];
+        for f in chunk {
+            args.push(f);
+            args.push("value");
+        }
+        c.cmd(&args);
+    }
+    let grew = info_num(&mut c, "memory", "used_memory").saturating_sub(before);
+    let started = std::time::Instant::now();
+    let r = text(&c.cmd(&["MEMORY", "USAGE", "big"]));
+    let took = started.elapsed();
+    let usage: u64 = r.trim_start_matches(':').trim().parse().unwrap();
+    assert!(took < std::time::Duration::from_millis(100), "{took:?}");
+    assert!(
+        (grew / 2..=grew * 2).contains(&usage),
+        "usage {usage}, memory grew {grew}"
+    );
+    let all: u64 = text(&c.cmd(&["MEMORY", "USAGE", "big", "SAMPLES", "0"]))
+        .trim_start_matches(':')
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(all.abs_diff(usage) < usage / 10, "{all} vs {usage}");
+}
+
+/// A server started with a config file (its first argument) on `port`, stopped on drop.
+struct WithConf(std::process::Child);
+
+impl WithConf {
+    fn start(bin: &str, conf: &std::path::Path, port: u16, extra: &[&str]) -> WithConf {
+        let child = std::process::Command::new(bin)
+            .arg(conf)
+            .args(extra)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {bin}: {e}"));
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(std::time::Instant::now() < deadline, "{bin} did not listen");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        WithConf(child)
+    }
+}
+
+impl Drop for WithConf {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The config file the rewrite test starts from: comments (one indented), an option given
+/// twice, options at and off their defaults.
+const REWRITE_CONF: &str = "# top comment\nport PORT\n\n# memory\nmaxmemory 10mb\nhz 20\n   # indented comment\nmaxmemory-policy allkeys-lru\nhz 30\ndir DIR\n";
+
+/// Runs the rewrite scenario against one server: two CONFIG SET + CONFIG REWRITE rounds, the
+/// second after appending lines to the file by hand. Returns both files, with the port and
+/// directory put back as `PORT` and `DIR`.
+fn rewrite_scenario(bin: &str, extra: &[&str]) -> [String; 2] {
+    let dir = common::fresh_dir("rewrite");
+    let port = common::free_port();
+    let dir_s = dir.to_string_lossy().into_owned();
+    let conf = dir.join("test.conf");
+    let initial = REWRITE_CONF
+        .replace("PORT", &port.to_string())
+        .replace("DIR", &dir_s);
+    std::fs::write(&conf, initial).unwrap();
+    let _server = WithConf::start(bin, &conf, port, extra);
+    let mut c = RawConn::connect(([127, 0, 0, 1], port).into());
+    let read = || {
+        std::fs::read_to_string(&conf)
+            .unwrap()
+            .replace(&port.to_string(), "PORT")
+            .replace(&dir_s, "DIR")
+    };
+    let set = c.cmd(&[
+        "CONFIG",
+        "SET",
+        "maxmemory",
+        "0",
+        "slowlog-max-len",
+        "200",
+        "appendonly",
+        "no",
+        "timeout",
+        "5",
+        "notify-keyspace-events",
+        "KEA",
+        "latency-tracking-info-percentiles",
+        "50 99",
+        "maxmemory-policy",
+        "noeviction",
+    ]);
+    assert_eq!(text(&set), "+OK\r\n");
+    assert_eq!(text(&c.cmd(&["CONFIG", "REWRITE"])), "+OK\r\n");
+    let first = read();
+    let mut more = std::fs::read_to_string(&conf).unwrap();
+    more.push_str("hz 15\n\n\n\n# x\nsave 100 1\nsave 200 2\nsave 300 3\n");
+    std::fs::write(&conf, more).unwrap();
+    let set = c.cmd(&[
+        "CONFIG",
+        "SET",
+        "save",
+        "5 5",
+        "hz",
+        "11",
+        "maxmemory",
+        "3kb",
+    ]);
+    assert_eq!(text(&set), "+OK\r\n");
+    assert_eq!(text(&c.cmd(&["CONFIG", "REWRITE"])), "+OK\r\n");
+    [first, read()]
+}
+
+/// The file with the lines below `# Generated by CONFIG REWRITE` sorted (Redis appends them
+/// in its hash table's order), without the lines only one server writes: Redis's ACL `user`
+/// lines and shardis's `shards`.
+fn comparable(file: &str) -> (Vec<String>, Vec<String>) {
+    let lines: Vec<String> = file
+        .lines()
+        .filter(|l| !l.starts_with("user ") && !l.starts_with("shards "))
+        .map(str::to_string)
+        .collect();
+    let at = lines
+        .iter()
+        .position(|l| l == "# Generated by CONFIG REWRITE")
+        .unwrap_or(lines.len());
+    let (kept, added) = lines.split_at(at);
+    let mut added = added.to_vec();
+    // The appended block runs to the next blank line; what follows is kept text.
+    let end = added
+        .iter()
+        .position(String::is_empty)
+        .unwrap_or(added.len());
+    let rest = added.split_off(end);
+    added.sort();
+    let mut kept = kept.to_vec();
+    kept.extend(rest);
+    (kept, added)
+}
+
+#[test]
+fn config_rewrite_keeps_the_file_and_matches_redis() {
+    let ours = rewrite_scenario(
+        env!("CARGO_BIN_EXE_shardis"),
+        &["--save", "", "--shards", "2"],
+    );
+    // What shardis writes, whatever the oracle: comments kept (trimmed), an option's first
+    // line rewritten in place and its others blanked, runs of blank lines made one, settings
+    // the file lacked appended once under Redis's signature, memory sizes in Redis's units.
+    assert_eq!(
+        ours[1],
+        "# top comment\nport PORT\n\n# memory\nmaxmemory 3kb\nhz 11\n# indented comment\n\
+         maxmemory-policy noeviction\n\ndir \"DIR\"\n\n# Generated by CONFIG REWRITE\n\
+         shards 2\nsave 5 5\nnotify-keyspace-events \"AKE\"\ntimeout 5\nslowlog-max-len 200\n\
+         latency-tracking-info-percentiles 50 99\n\n# x\n\n"
+    );
+    let redis_here = std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if redis_here {
+        let theirs = rewrite_scenario("redis-server", &["--save", "", "--daemonize", "no"]);
+        for (o, t) in ours.iter().zip(&theirs) {
+            assert_eq!(comparable(o), comparable(t), "ours:\n{o}\nredis:\n{t}");
+        }
+    }
+}
+
+#[test]
+fn config_rewrite_without_a_file_and_resetstat() {
+    let server = Server::start(&[]);
+    let mut c = server.raw();
+    assert_eq!(
+        text(&c.cmd(&["CONFIG", "REWRITE"])),
+        "-ERR The server is running without a config file\r\n"
+    );
+    c.cmd(&["SET", "k", "v"]);
+    c.cmd(&["GET", "nosuch"]);
+    assert!(info_num(&mut c, "stats", "keyspace_misses") >= 1);
+    assert_eq!(text(&c.cmd(&["CONFIG", "RESETSTAT"])), "+OK\r\n");
+    assert_eq!(info_num(&mut c, "stats", "keyspace_misses"), 0);
+    // CONFIG RESETSTAT itself and the INFO just above.
+    assert_eq!(info_num(&mut c, "stats", "total_commands_processed"), 2);
 }

@@ -1055,34 +1055,30 @@ pub const MEMORY: CommandSpec = CommandSpec {
 /// Bytes a stored key costs besides its name and value: the keyspace's slot and entry.
 const KEY_OVERHEAD: usize = 48;
 
-/// MEMORY USAGE key [SAMPLES count]: the key's name, its entry and its value's heap bytes, the
-/// value measured exactly by what copying it allocates (SAMPLES is accepted; nothing is
-/// sampled).
+/// How many elements of an aggregate MEMORY USAGE looks at unless told (Redis's
+/// `OBJ_COMPUTE_SIZE_DEF_SAMPLES`).
+const USAGE_SAMPLES_DEFAULT: usize = 5;
+
+/// MEMORY USAGE key [SAMPLES count]: the key's name, its entry and an estimate of its value's
+/// heap bytes, found by walking the value without copying it; an aggregate's per-element
+/// costs are extrapolated from its first `count` elements (default 5, 0 for all of them).
+/// As in Redis, SAMPLES may repeat (the last one counts) and the options are checked before
+/// the key is looked up.
 fn memory_usage(sh: &mut Shard, c: &mut Call) -> Result<()> {
     let mut a = c.args(3);
-    if !a.is_empty() {
-        if !a.eat("samples") || a.remaining() != 1 {
+    let mut samples = USAGE_SAMPLES_DEFAULT;
+    while !a.is_empty() {
+        if !a.eat("samples") || a.is_empty() {
             return Err(Error::Syntax);
         }
         let n = a.next_i64()?;
-        if n < 0 {
-            return Err(Error::Syntax);
-        }
+        samples = usize::try_from(n).map_err(|_| Error::Syntax)?;
     }
     let Some(item) = sh.dbs[c.db].get(c.argv[2], c.now_ms) else {
         c.out.null();
         return Ok(());
     };
-    let before = (sh.thread_allocated)();
-    let copy = item.value.clone();
-    let measured = (sh.thread_allocated)().saturating_sub(before) as usize;
-    drop(copy);
-    let value = if measured > 0 {
-        measured
-    } else {
-        // No allocator counter (unit tests): what the value serializes to.
-        crate::rdb::dump(&item.value).len()
-    };
+    let value = item.value.heap_estimate(samples);
     c.out.int((c.argv[2].len() + KEY_OVERHEAD + value) as i64);
     Ok(())
 }

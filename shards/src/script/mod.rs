@@ -160,6 +160,19 @@ impl Store {
             .unwrap_or((0, 0))
     }
 
+    /// How many function libraries are loaded, how many functions they register, and their
+    /// code's total size.
+    pub fn library_stats(&self) -> (usize, usize, usize) {
+        self.libraries
+            .lock()
+            .map(|l| {
+                l.values().fold((0, 0, 0), |(n, f, b), lib| {
+                    (n + 1, f + lib.functions.len(), b + lib.code.len())
+                })
+            })
+            .unwrap_or((0, 0, 0))
+    }
+
     /// The busy state of shard `id` (the first one if `id` is out of range).
     pub fn busy_of(&self, id: usize) -> &Busy {
         &self.busy[id.min(self.busy.len() - 1)]
@@ -271,6 +284,16 @@ pub(crate) struct Vm {
 thread_local! {
     static VM: RefCell<Option<Vm>> = const { RefCell::new(None) };
     static RUNNING: RefCell<Option<Running>> = const { RefCell::new(None) };
+}
+
+/// Bytes this thread's Lua state uses (0 before its first script; INFO's used_memory_lua).
+pub fn vm_memory() -> usize {
+    VM.with(|vm| {
+        vm.try_borrow()
+            .ok()
+            .and_then(|vm| vm.as_ref().map(|vm| vm.lua.used_memory()))
+            .unwrap_or(0)
+    })
 }
 
 /// The script running on this thread, as `redis.call` sees it.

@@ -17,6 +17,14 @@ pub enum SmallBytes {
 }
 
 impl SmallBytes {
+    /// Bytes allocated outside the value itself (none when inline).
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            SmallBytes::Inline { .. } => 0,
+            SmallBytes::Heap(v) => super::mem::alloc_size(v.capacity()),
+        }
+    }
+
     pub fn as_slice(&self) -> &[u8] {
         match self {
             SmallBytes::Inline { len, buf } => &buf[..*len as usize],
@@ -120,6 +128,14 @@ pub enum SmallKey {
 }
 
 impl SmallKey {
+    /// Bytes allocated outside the key itself (none when inline).
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            SmallKey::Inline { .. } => 0,
+            SmallKey::Heap(b) => super::mem::alloc_size(b.len()),
+        }
+    }
+
     pub fn as_slice(&self) -> &[u8] {
         match self {
             SmallKey::Inline { len, buf } => &buf[..*len as usize],

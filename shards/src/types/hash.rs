@@ -93,6 +93,25 @@ impl Hash {
         self.get(field).is_some()
     }
 
+    /// Estimated heap bytes (MEMORY USAGE): the pair buffer of a small hash; for a table, its
+    /// entry array and index, and the fields' and values' own allocations extrapolated from
+    /// the first `samples` entries (all when 0).
+    pub fn heap_estimate(&self, samples: usize) -> usize {
+        use super::mem::{alloc_size, extrapolate, table_bytes, vec_bytes};
+        match self {
+            Hash::Listpack(lp) => alloc_size(lp.bytes()),
+            Hash::Table(t) => {
+                // IndexMap's entry: the field, the value and the cached hash.
+                type Entry = (SmallBytes, SmallBytes, u64);
+                let elements = t.iter().map(|(f, v)| f.heap_bytes() + v.heap_bytes());
+                alloc_size(std::mem::size_of::<Table>())
+                    + vec_bytes::<Entry>(t.capacity())
+                    + table_bytes::<usize>(t.capacity())
+                    + extrapolate(elements, t.len(), samples)
+            }
+        }
+    }
+
     /// Converts to the big encoding (nothing if already there).
     pub fn convert(&mut self) {
         if let Hash::Listpack(lp) = self {

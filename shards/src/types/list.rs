@@ -243,6 +243,21 @@ impl List {
         }
     }
 
+    /// Estimated heap bytes (MEMORY USAGE): the node deque, and the node buffers extrapolated
+    /// from the first `samples` nodes (all when 0), as Redis samples quicklist nodes.
+    pub fn heap_estimate(&self, samples: usize) -> usize {
+        use super::mem::{alloc_size, extrapolate, vec_bytes};
+        match &self.repr {
+            Repr::Packed(lp) => alloc_size(lp.bytes()),
+            Repr::Quick(q) => {
+                let nodes = q.nodes.iter().map(|n| alloc_size(n.bytes()));
+                alloc_size(std::mem::size_of::<Quicklist>())
+                    + vec_bytes::<Listpack>(q.nodes.capacity())
+                    + extrapolate(nodes, q.nodes.len(), samples)
+            }
+        }
+    }
+
     /// Turns a small list into a quicklist whose first node is its listpack.
     fn quick(&mut self) -> &mut Quicklist {
         if let Repr::Packed(lp) = &mut self.repr {

@@ -7,6 +7,7 @@ pub mod hash;
 pub mod hll;
 pub mod list;
 pub mod listpack;
+pub mod mem;
 pub mod pairpack;
 pub mod redis_listpack;
 pub mod set;
@@ -140,6 +141,22 @@ impl Value {
             Value::Hash(_) => "hash",
             Value::ZSet(_) => "zset",
             Value::Stream(_) => "stream",
+        }
+    }
+
+    /// Estimated bytes the value has allocated outside itself (MEMORY USAGE): its buffers
+    /// and tables, with the per-element costs of an aggregate extrapolated from its first
+    /// `samples` elements (all of them when `samples` is 0). Never copies the value.
+    pub fn heap_estimate(&self, samples: usize) -> usize {
+        match self {
+            Value::Str(s) => s.heap_bytes(),
+            Value::List(l) => l.heap_estimate(samples),
+            Value::Set(s) => s.heap_estimate(samples),
+            Value::Hash(h) => h.heap_estimate(samples),
+            Value::ZSet(z) => z.heap_estimate(samples),
+            Value::Stream(s) => {
+                mem::alloc_size(std::mem::size_of::<Stream>()) + s.heap_estimate(samples)
+            }
         }
     }
 

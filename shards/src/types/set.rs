@@ -212,6 +212,25 @@ impl Set {
         }
     }
 
+    /// Estimated heap bytes (MEMORY USAGE): an intset's array; for a table, its entry array
+    /// and index, and the members' own allocations extrapolated from the first `samples`
+    /// members (all when 0).
+    pub fn heap_estimate(&self, samples: usize) -> usize {
+        use super::mem::{alloc_size, extrapolate, table_bytes, vec_bytes};
+        match self {
+            Set::Intset(i) => alloc_size(i.data.capacity()),
+            Set::Hash(t) => {
+                // IndexSet's entry: the member and the cached hash.
+                type Entry = (SmallBytes, u64);
+                let members = t.iter().map(SmallBytes::heap_bytes);
+                alloc_size(std::mem::size_of::<MemberTable>())
+                    + vec_bytes::<Entry>(t.capacity())
+                    + table_bytes::<usize>(t.capacity())
+                    + extrapolate(members, t.len(), samples)
+            }
+        }
+    }
+
     pub fn len(&self) -> usize {
         match self {
             Set::Intset(s) => s.len(),

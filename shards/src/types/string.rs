@@ -99,6 +99,14 @@ impl Str {
         }
     }
 
+    /// Bytes allocated outside the value (none for an integer or an inline string).
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Str::Int(_) => 0,
+            Str::Bytes { data, .. } => data.heap_bytes(),
+        }
+    }
+
     /// OBJECT ENCODING's name.
     pub fn encoding(&self) -> &'static str {
         match self {

@@ -622,6 +622,18 @@ impl ZSet {
         }
     }
 
+    /// Estimated heap bytes (MEMORY USAGE): the packed buffer, or the tree with its members'
+    /// own allocations extrapolated from the first `samples` members (all when 0).
+    pub fn heap_estimate(&self, samples: usize) -> usize {
+        use super::mem::alloc_size;
+        match self {
+            ZSet::Listpack(p) => alloc_size(p.buf.capacity()),
+            ZSet::Tree(t) => {
+                alloc_size(std::mem::size_of::<ScoreTree>()) + t.heap_estimate(samples)
+            }
+        }
+    }
+
     /// Approximate bytes this value holds beyond its own size.
     pub fn heap_bytes(&self) -> usize {
         match self {

@@ -773,6 +773,30 @@ impl ScoreTree {
             + heap_members
     }
 
+    /// Estimated heap bytes (MEMORY USAGE): the slot array, free list, member index and tree
+    /// nodes, which cost the same whatever the members, and the members' own allocations
+    /// extrapolated from the first `samples` live members (all when 0). Visits the inner
+    /// nodes (one per `INNER_CAP` leaves), never the leaves' keys.
+    pub fn heap_estimate(&self, samples: usize) -> usize {
+        use super::mem::{alloc_size, extrapolate, table_bytes, vec_bytes};
+        fn node_bytes(n: &Node) -> usize {
+            match n {
+                Node::Leaf(_) => alloc_size(std::mem::size_of::<Leaf>()),
+                Node::Inner(ch) => {
+                    vec_bytes::<Child>(ch.capacity())
+                        + ch.iter().map(|c| node_bytes(&c.node)).sum::<usize>()
+                }
+            }
+        }
+        let live = self.slots.iter().filter(|s| !s.score.is_nan());
+        let members = live.map(|s| s.member.heap_bytes());
+        vec_bytes::<Slot>(self.slots.capacity())
+            + vec_bytes::<u32>(self.free.capacity())
+            + table_bytes::<u32>(self.index.capacity())
+            + node_bytes(&self.root)
+            + extrapolate(members, self.len(), samples)
+    }
+
     /// Checks every invariant (see the module docs); panics with what is wrong.
     #[cfg(test)]
     pub fn check(&self) {

@@ -430,6 +430,36 @@ impl Stream {
         nodes + groups
     }
 
+    /// Estimated heap bytes (MEMORY USAGE): the node buffers extrapolated from the first
+    /// `samples` nodes (all when 0) with a tree slot each, and each group's bookkeeping, its
+    /// PEL's entries by count (consumer names sampled the same way) and its consumers.
+    pub fn heap_estimate(&self, samples: usize) -> usize {
+        use crate::types::mem::{alloc_size, extrapolate};
+        const TREE_SLOT: usize = 48;
+        const NACK: usize = 64;
+        const CONSUMER: usize = 64;
+        let node_costs = self
+            .nodes
+            .values()
+            .map(|n| alloc_size(n.capacity()) + TREE_SLOT);
+        let nodes = extrapolate(node_costs, self.nodes.len(), samples);
+        let groups: usize = self
+            .groups
+            .iter()
+            .map(|(name, g)| {
+                let names = g.pel.values().map(|n| NACK + alloc_size(n.consumer.len()));
+                let pel = extrapolate(names, g.pel.len(), samples);
+                let consumers: usize = g
+                    .consumers
+                    .iter()
+                    .map(|(c, v)| CONSUMER + alloc_size(c.len()) + v.pending.len() * 32)
+                    .sum();
+                128 + alloc_size(name.len()) + pel + consumers
+            })
+            .sum();
+        nodes + groups
+    }
+
     /// The nodes, by master id, with their bytes (Redis's listpacks; the RDB codec writes
     /// them as they are).
     pub fn nodes(&self) -> impl ExactSizeIterator<Item = (StreamId, &[u8])> + '_ {
