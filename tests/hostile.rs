@@ -29,7 +29,13 @@ fn excluded(name: &str, spec: &CommandSpec) -> bool {
         )
         || matches!(
             name,
-            "config|set"
+            // PSYNC / SYNC hand the connection to replication (it receives a file and a
+            // stream, not replies); REPLICAOF changes the server's role.
+            "psync"
+                | "sync"
+                | "replicaof"
+                | "slaveof"
+                | "config|set"
                 | "config|rewrite"
                 | "client|kill"
                 | "client|pause"
