@@ -390,6 +390,20 @@ impl Slab {
         slot.1.take()
     }
 
+    /// Whether the connection of token `t` exists but is out of the table (being served).
+    pub fn is_taken(&self, t: Token) -> bool {
+        self.slots
+            .get(t.index as usize)
+            .is_some_and(|s| s.0 == t.generation && s.1.is_none())
+    }
+
+    /// Whether the connection of token `t` is in the table.
+    pub fn contains(&self, t: Token) -> bool {
+        self.slots
+            .get(t.index as usize)
+            .is_some_and(|s| s.0 == t.generation && s.1.is_some())
+    }
+
     pub fn put_back(&mut self, conn: Box<Conn>) {
         self.put(conn);
     }

@@ -1366,6 +1366,7 @@ impl ShardCtx {
                 crate::tracking::serve(self, None, notes);
                 RepBody::Ack
             }
+            ReqBody::ReplMark(wid) => crate::repl::mark(self, *wid),
             ReqBody::Follow { who, prefixes, add } => {
                 crate::tracking::serve_follow(self, *who, prefixes, *add)
             }
@@ -1398,6 +1399,25 @@ impl ShardCtx {
             self.finish(conn);
         }
         self.end_of_batch();
+    }
+
+    /// The answer of a WAIT to its connection (if it still waits), which then goes on.
+    /// Returns false when the connection is out of the table just now (being served).
+    pub fn answer_wait(&self, token: Token, n: i64) -> bool {
+        if !self.conns.borrow().contains(token) {
+            // Gone, or taken out by whoever serves it now.
+            return !self.conns.borrow().is_taken(token);
+        }
+        let Some(mut conn) = self.conns.borrow_mut().take(token) else {
+            return true;
+        };
+        if matches!(conn.wait, Wait::Multi { .. }) {
+            self.deliver(&mut conn, self.id, RepBody::Count(n));
+            crate::dispatch::process(self, &mut conn);
+        }
+        self.finish(conn);
+        self.end_of_batch();
+        true
     }
 
     /// Hands one part's answer to a waiting connection.

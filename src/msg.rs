@@ -97,6 +97,8 @@ pub enum ReqBody {
     },
     /// Invalidations for this shard's tracking connections (no answer; see `crate::tracking`).
     Tracking(Vec<crate::tracking::Note>),
+    /// WAIT: hand what this shard logged to the replication hub, then mark the point.
+    ReplMark(u64),
     /// A MONITOR line for this shard's monitors (no answer).
     Monitor(String),
     /// CLIENT UNPAUSE: held connections go on (no answer).

@@ -207,6 +207,19 @@ fn redis_server_replicates_from_shardis() {
         Some("1")
     );
 
+    // WAIT counts the replicas that acknowledged this connection's writes.
+    m.cmd(&["MSET", "{w}1", "1", "{x}2", "2", "{y}3", "3"]);
+    assert_eq!(m.cmd(&["WAIT", "1", "5000"]), b":1\r\n");
+    let t0 = Instant::now();
+    assert_eq!(m.cmd(&["WAIT", "2", "300"]), b":1\r\n");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!(m.cmd(&["WAIT", "0", "0"]), b":1\r\n");
+    assert_eq!(text(&r.cmd(&["GET", "{x}2"])), "$1\r\n2\r\n");
+
     // The link breaks; the replica comes back with PSYNC and continues from the backlog.
     assert!(text(&r.cmd(&["CLIENT", "KILL", "TYPE", "master"])).starts_with(':'));
     m.cmd(&["SET", "after-break", "1"]);

@@ -24,16 +24,22 @@ pub fn start(
     nshards: usize,
     scripts: Arc<shards::script::Store>,
     state: Arc<Mutex<MasterState>>,
+    waits: Waits,
 ) -> Sender<ToHub> {
     let (tx, rx) = channel();
     std::thread::Builder::new()
         .name("repl-hub".into())
         .spawn(move || {
-            Hub::new(replid, nshards, scripts, state).run(rx);
+            let mut hub = Hub::new(replid, nshards, scripts, state);
+            hub.waits = waits;
+            hub.run(rx);
         })
         .expect("spawning the replication hub");
     tx
 }
+
+/// The WAITs in progress and the offsets that cover them (see `ReplShared::wait_targets`).
+type Waits = Arc<Mutex<HashMap<u64, Option<u64>>>>;
 
 /// One record of a shard's log.
 enum Rec {
@@ -49,6 +55,8 @@ enum Rec {
     },
     /// The cut of a full resynchronisation.
     Cut(u64),
+    /// A WAIT's mark.
+    Mark(u64),
 }
 
 /// One shard's log as the hub reads it.
@@ -159,6 +167,7 @@ fn rec_keys(r: &Rec) -> Option<Vec<(usize, Vec<u8>)>> {
         Rec::Cmd(db, frame) => keys_of(&[(*db, frame.clone())]),
         Rec::Block(cmds) | Rec::Part { cmds, .. } => keys_of(cmds),
         Rec::Cut(_) => None,
+        Rec::Mark(_) => Some(Vec::new()),
     }
 }
 
@@ -227,6 +236,12 @@ struct Hub {
     /// Resynchronisations whose cut failed: their markers and pieces are ignored.
     aborted: std::collections::HashSet<u64>,
     last_ping: Instant,
+    waits: Waits,
+    /// Marks read per WAIT.
+    marks: HashMap<u64, usize>,
+    /// The offset after the last write in the stream (not counting PINGs and GETACKs, which
+    /// no WAIT needs acknowledged).
+    data_offset: u64,
 }
 
 impl Hub {
@@ -249,12 +264,22 @@ impl Hub {
             syncs: HashMap::new(),
             aborted: Default::default(),
             last_ping: Instant::now(),
+            waits: Default::default(),
+            marks: HashMap::new(),
+            data_offset: 0,
         }
     }
 
     fn run(mut self, rx: Receiver<ToHub>) {
         loop {
-            match rx.recv_timeout(Duration::from_millis(100)) {
+            // Acknowledgements are published at once while a WAIT is pending.
+            let waiting = !self
+                .waits
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty();
+            let tick = Duration::from_millis(if waiting { 2 } else { 100 });
+            match rx.recv_timeout(tick) {
                 Ok(msg) => {
                     self.take(msg);
                     // Everything already waiting goes in before the stream moves on.
@@ -286,6 +311,7 @@ impl Hub {
                                 format!("part {}", String::from_utf8_lossy(id))
                             }
                             Some(Rec::Cut(c)) => format!("cut {c}"),
+                            Some(Rec::Mark(w)) => format!("mark {w}"),
                         };
                         format!("{h} ({} recs, {} bytes)", s.recs.len(), s.buf.len())
                     })
@@ -379,6 +405,12 @@ impl Hub {
                 self.aborted.insert(sync);
             }
             ToHub::Attach(a) => self.attach(*a),
+            ToHub::Mark { shard, wid } => {
+                if let Some(s) = self.sources.get_mut(shard) {
+                    s.parse();
+                    s.recs.push_back(Rec::Mark(wid));
+                }
+            }
         }
     }
 
@@ -455,6 +487,30 @@ impl Hub {
                 }
                 true
             }
+            Some(Rec::Mark(wid)) => {
+                let wid = *wid;
+                self.sources[i].recs.pop_front();
+                let seen = self.marks.entry(wid).or_insert(0);
+                *seen += 1;
+                if *seen == self.n {
+                    self.marks.remove(&wid);
+                    // Everything before every mark is in the stream: this offset covers the
+                    // waiting connection's writes. The replicas are asked to acknowledge now.
+                    let target = self.data_offset;
+                    if let Some(t) = self
+                        .waits
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_mut(&wid)
+                    {
+                        *t = Some(target);
+                    }
+                    if !self.replicas.is_empty() {
+                        self.emit_raw(b"*3\r\n$8\r\nREPLCONF\r\n$6\r\nGETACK\r\n$1\r\n*\r\n");
+                    }
+                }
+                true
+            }
             Some(Rec::Cut(sync)) => {
                 let sync = *sync;
                 let aborted = !self.syncs.contains_key(&sync);
@@ -504,6 +560,7 @@ impl Hub {
             out.extend_from_slice(b"*1\r\n$4\r\nEXEC\r\n");
         }
         self.emit_raw(&out);
+        self.data_offset = self.offset;
     }
 
     /// Appends bytes to the stream: the backlog, and every replica (held for those syncing).

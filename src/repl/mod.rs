@@ -49,6 +49,8 @@ pub enum ToHub {
     Abort { sync: u64 },
     /// A replica: its socket, and what it asked for.
     Attach(Box<Attach>),
+    /// WAIT `wid`: everything shard `shard` logged before this mark counts.
+    Mark { shard: usize, wid: u64 },
 }
 
 /// A replica handed to the hub.
@@ -98,6 +100,8 @@ pub struct ReplShared {
     hub: Mutex<Option<Sender<ToHub>>>,
     next_sync: AtomicU64,
     pub state: Arc<Mutex<MasterState>>,
+    /// WAITs in progress: the stream offset that covers each one's writes, once known.
+    pub wait_targets: Arc<Mutex<std::collections::HashMap<u64, Option<u64>>>>,
 }
 
 impl ReplShared {
@@ -108,6 +112,7 @@ impl ReplShared {
             hub: Mutex::new(None),
             next_sync: AtomicU64::new(1),
             state: Arc::new(Mutex::new(MasterState::default())),
+            wait_targets: Default::default(),
         }
     }
 
@@ -122,6 +127,7 @@ impl ReplShared {
             nshards,
             scripts.clone(),
             self.state.clone(),
+            self.wait_targets.clone(),
         );
         *g = Some(tx.clone());
         tx
@@ -219,6 +225,7 @@ pub fn handle(
             role(ctx, conn);
             Ok(())
         }
+        "wait" => wait(ctx, conn, argv),
         _ => replicaof(conn, argv),
     }
 }
@@ -333,6 +340,117 @@ fn hand_over(ctx: &ShardCtx, conn: &mut Conn, how: Start) -> Result<(), Error> {
     // The connection goes; the socket stays open through the duplicate.
     conn.close_after_reply = true;
     Ok(())
+}
+
+/// How many replicas have acknowledged the stream up to `offset`.
+fn acked(repl: &ReplShared, offset: u64) -> i64 {
+    repl.snapshot()
+        .replicas
+        .iter()
+        .filter(|r| r.state == "online" && r.ack_offset >= offset)
+        .count() as i64
+}
+
+/// WAIT numreplicas timeout: every shard hands what it logged to the hub and marks the
+/// point; the hub names the stream offset past all the marks (which covers this connection's
+/// writes, all executed before) and asks the replicas for acknowledgements; the connection
+/// then waits until enough replicas acknowledge that offset, or the timeout.
+fn wait(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
+    let want = shards::util::parse_i64(argv[1]).ok_or(Error::NotInteger)?;
+    let timeout = shards::util::parse_i64(argv[2])
+        .ok_or_else(|| Error::err("timeout is not an integer or out of range"))?;
+    if timeout < 0 {
+        return Err(Error::err("timeout is negative"));
+    }
+    let repl = &ctx.shared.repl;
+    if !repl.feeding.load(Ordering::Acquire) || conn.live.is_some() {
+        // No replica ever attached (nothing was sent), or inside a transaction (which never
+        // waits): the count now.
+        let n = if repl.feeding.load(Ordering::Acquire) {
+            acked(repl, repl.snapshot().offset)
+        } else {
+            0
+        };
+        if n >= want || conn.live.is_some() {
+            conn.reply().int(n);
+            return Ok(());
+        }
+    }
+    let wid = repl.next_sync.fetch_add(1, Ordering::Relaxed);
+    repl.wait_targets
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(wid, None);
+    let deadline_ms = if timeout == 0 {
+        u64::MAX
+    } else {
+        now_us() / 1000 + timeout as u64
+    };
+    let parts = (0..ctx.n)
+        .map(|s| (s, crate::msg::ReqBody::ReplMark(wid)))
+        .collect();
+    crate::dispatch::fan_out(
+        ctx,
+        conn,
+        parts,
+        Box::new(move |ctx, conn, _| {
+            // Still waiting: the answer comes from the task below.
+            conn.wait = crate::conn::Wait::Multi {
+                outstanding: 1,
+                results: Vec::new(),
+                done: Box::new(|_, conn, results| {
+                    let n = crate::msg::RepBody::count_sum(&results);
+                    conn.reply().int(n);
+                }),
+            };
+            let token = conn.token;
+            if let Some(me) = ctx.me() {
+                glommio::spawn_local(async move {
+                    let n = wait_for_acks(&me, wid, want, deadline_ms).await;
+                    // The connection may be out of its table for a moment (being served).
+                    while !me.answer_wait(token, n) {
+                        glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+                    }
+                })
+                .detach();
+            }
+        }),
+    );
+    Ok(())
+}
+
+/// Polls until `want` replicas acknowledged the offset of WAIT `wid`, or the deadline.
+async fn wait_for_acks(ctx: &ShardCtx, wid: u64, want: i64, deadline_ms: u64) -> i64 {
+    let repl = &ctx.shared.repl;
+    let mut n;
+    loop {
+        let target = repl
+            .wait_targets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&wid)
+            .copied()
+            .flatten();
+        n = target.map_or(0, |t| acked(repl, t));
+        if (target.is_some() && n >= want) || now_us() / 1000 >= deadline_ms {
+            break;
+        }
+        glommio::timer::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    repl.wait_targets
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&wid);
+    n
+}
+
+/// The mark of WAIT `wid` on this shard: what it logged so far goes first.
+pub fn mark(ctx: &ShardCtx, wid: u64) -> crate::msg::RepBody {
+    feed(ctx);
+    if let Some(tx) = ctx.shared.repl.running_hub() {
+        let _ = tx.send(ToHub::Mark { shard: ctx.id, wid });
+    }
+    crate::msg::RepBody::Ack
 }
 
 fn role(ctx: &ShardCtx, conn: &mut Conn) {

@@ -1,5 +1,4 @@
-//! Replication's commands (Redis's `replication.c`): their declarations (WAIT comes with
-//! the acknowledgements it waits for). They change the
+//! Replication's commands (Redis's `replication.c`): their declarations. They change the
 //! server's role and hand connections to the replication machinery, so the server carries them
 //! out (`src/repl`).
 
@@ -90,6 +89,22 @@ pub static COMMANDS: &[CommandSpec] = &[
         complexity: "O(1)",
         deprecated: Some(("5.0.0", "`REPLICAOF`")),
         args: HOST_PORT_OR_NO_ONE,
+        ..REPL
+    },
+    CommandSpec {
+        name: "wait",
+        arity: 3,
+        flags: flag::NOSCRIPT,
+        acl: acl::CONNECTION,
+        group: Group::Generic,
+        summary: "Waits until this connection's writes so far reach this many replicas, or a timeout.",
+        since: "3.0.0",
+        complexity: "O(1)",
+        tips: &["request_policy:all_shards", "response_policy:agg_min"],
+        args: &[
+            Arg::new("numreplicas", ArgType::Integer),
+            Arg::new("timeout", ArgType::Integer),
+        ],
         ..REPL
     },
 ];
