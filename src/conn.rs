@@ -127,6 +127,8 @@ pub struct Conn {
     /// What a replica told with REPLCONF: its listening port, and `capa eof`.
     pub repl_port: u16,
     pub repl_eof: bool,
+    /// The connection a replica runs its master's stream on (see `crate::repl::replica`).
+    pub master_link: bool,
     /// CLIENT REPLY: whether commands get replies.
     pub reply_mode: ReplyMode,
     /// Where the output of a command whose reply is suppressed began; cut back to it once the
@@ -197,6 +199,7 @@ impl Conn {
             push_later: Vec::new(),
             repl_port: 0,
             repl_eof: false,
+            master_link: false,
             reply_mode: ReplyMode::On,
             mute_mark: None,
             paused: false,
@@ -395,6 +398,14 @@ impl Slab {
         self.slots
             .get(t.index as usize)
             .is_some_and(|s| s.0 == t.generation && s.1.is_none())
+    }
+
+    /// The connection of token `t`, if it is in the table.
+    pub fn peek(&self, t: Token) -> Option<&Conn> {
+        self.slots
+            .get(t.index as usize)
+            .filter(|s| s.0 == t.generation)
+            .and_then(|s| s.1.as_deref())
     }
 
     /// Whether the connection of token `t` is in the table.

@@ -381,6 +381,9 @@ fn route(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Target {
         // A monitor is a replica to Redis: it may not touch the keyspace.
         return Target::Fail(Error::err("Replica can't interact with the keyspace"));
     }
+    if crate::repl::read_only_refuses(ctx, conn, spec.flags) {
+        return Target::Fail(Error::Other(crate::repl::READONLY.into()));
+    }
     if crate::pause::holds(&ctx.shared, spec.flags | l.parent.map_or(0, |p| p.flags)) {
         return Target::Paused;
     }

@@ -89,6 +89,9 @@ pub fn queue(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> bool {
         Ok(l) if l.spec.flags & shards::cmd::flag::NO_MULTI != 0 => {
             Some(Error::err("Command not allowed inside a transaction"))
         }
+        Ok(l) if crate::repl::read_only_refuses(ctx, conn, l.spec.flags) => {
+            Some(Error::Other(crate::repl::READONLY.into()))
+        }
         Ok(l) => crate::acl_cmds::check(ctx, conn, l, argv, shards::acl::LogContext::Multi)
             .err()
             .or_else(|| {

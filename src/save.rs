@@ -36,6 +36,9 @@ pub enum SnapKind {
     /// A replica's full resynchronisation (its number, and whether it came by PSYNC): the
     /// shard's log is marked and a snapshot streams to the replication hub.
     Replica(u64, bool),
+    /// A replica loads its master's payload: every shard empties its databases and loads the
+    /// keys of its slots.
+    LoadReplica,
 }
 
 /// Process-wide persistence status (INFO persistence, LASTSAVE).
@@ -212,7 +215,7 @@ pub fn start_cut(ctx: &ShardCtx, conn: &mut Conn, kind: SnapKind) {
     match kind {
         SnapKind::BgSave => st.bgsave.start(ctx.n),
         SnapKind::Rewrite => st.rewrite.start(ctx.n),
-        SnapKind::Save | SnapKind::Reload | SnapKind::Replica(..) => {}
+        SnapKind::Save | SnapKind::Reload | SnapKind::Replica(..) | SnapKind::LoadReplica => {}
     }
     let nested = conn.live.is_some();
     let steps: VecDeque<Step> = (0..ctx.n)
@@ -272,6 +275,7 @@ pub fn start_cut(ctx: &ShardCtx, conn: &mut Conn, kind: SnapKind) {
                 SnapKind::Replica(sync, psync) => {
                     crate::repl::cut_done(ctx, conn, sync, psync, &errors);
                 }
+                SnapKind::LoadReplica => crate::repl::replica::loaded(ctx, &errors),
                 SnapKind::BgSave => {
                     crate::log!("Background saving started");
                     conn.reply().simple("Background saving started");
@@ -307,6 +311,7 @@ pub fn serve_snapshot(ctx: &ShardCtx, kind: SnapKind) -> RepBody {
         SnapKind::BgSave => crate::snapshot::begin_bgsave(ctx),
         SnapKind::Rewrite => crate::snapshot::begin_rewrite(ctx),
         SnapKind::Replica(sync, _) => crate::repl::begin_sync(ctx, sync),
+        SnapKind::LoadReplica => crate::repl::replica::load(ctx),
     };
     match res {
         Ok(()) => RepBody::Ack,
@@ -315,7 +320,10 @@ pub fn serve_snapshot(ctx: &ShardCtx, kind: SnapKind) -> RepBody {
             match kind {
                 SnapKind::BgSave => bgsave_done(ctx, false),
                 SnapKind::Rewrite => rewrite_done(ctx, false),
-                SnapKind::Save | SnapKind::Reload | SnapKind::Replica(..) => {}
+                SnapKind::Save
+                | SnapKind::Reload
+                | SnapKind::Replica(..)
+                | SnapKind::LoadReplica => {}
             }
             RepBody::Error(e)
         }

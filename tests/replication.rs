@@ -232,3 +232,121 @@ fn redis_server_replicates_from_shardis() {
     same_data(&mut m, &mut r, "after the partial resync");
     assert!(master.log().contains("Partial resynchronization request"));
 }
+
+/// Writes to `master` from two threads while `attach` runs, a while more, then stops.
+fn writes_during(master: std::net::SocketAddr, attach: impl FnOnce()) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..2)
+        .map(|t| {
+            let (stop, count) = (stop.clone(), count.clone());
+            std::thread::spawn(move || writer(master, 200 + t, stop, count))
+        })
+        .collect();
+    attach();
+    let during = count.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(600));
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert!(
+        count.load(Ordering::Relaxed) > during,
+        "no writes after the sync"
+    );
+}
+
+fn preload(c: &mut RawConn, n: u64) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let mut batch = Vec::new();
+    for i in 0..n {
+        batch.extend(encode(&random_write(&mut rng, i)));
+    }
+    c.send(&batch);
+    for _ in 0..n {
+        c.read_reply();
+    }
+}
+
+fn wait_link_up(r: &mut RawConn, what: &str, log: &dyn Fn() -> String) {
+    let end = Instant::now() + Duration::from_secs(30);
+    while info_field(r, "replication", "master_link_status").as_deref() != Some("up") {
+        assert!(
+            Instant::now() < end,
+            "{what}: link not up in 30 s\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn shardis_replicates_from_redis_server() {
+    let master = RedisServer::start_with(&["--repl-diskless-sync-delay", "0"]);
+    let mut m = master.raw();
+    preload(&mut m, 2000);
+    m.cmd(&["SELECT", "3"]);
+    m.cmd(&["SET", "in-db-3", "v"]);
+    m.cmd(&["SELECT", "0"]);
+    let mut replica = None;
+    writes_during(master.addr(), || {
+        let port = master.port().to_string();
+        let s = Server::start(&["--replicaof", &format!("127.0.0.1 {port}")]);
+        let mut r = s.raw();
+        wait_link_up(&mut r, "full sync", &|| s.log());
+        replica = Some(s);
+    });
+    let replica = replica.unwrap();
+    let mut r = replica.raw();
+    same_data(&mut m, &mut r, "after the full sync");
+    // A read-only replica refuses clients' writes (not its master's).
+    assert_eq!(
+        text(&r.cmd(&["SET", "x", "1"])),
+        "-READONLY You can't write against a read only replica.\r\n"
+    );
+    let role = text(&r.cmd(&["ROLE"]));
+    assert!(role.starts_with("*5\r\n$5\r\nslave\r\n"), "{role}");
+    assert!(role.contains("$9\r\nconnected\r\n"), "{role}");
+    // WAIT on the master counts shardis once it acknowledged.
+    m.cmd(&["SET", "acked", "1"]);
+    assert_eq!(m.cmd(&["WAIT", "1", "5000"]), b":1\r\n");
+
+    // The link breaks: shardis resumes with a partial resync.
+    assert!(text(&m.cmd(&["CLIENT", "KILL", "TYPE", "replica"])).starts_with(':'));
+    m.cmd(&["MSET", "after-break", "1", "{o}1", "2"]);
+    wait_for("the partial resync", Duration::from_secs(30), || {
+        replica
+            .log()
+            .contains("Successful partial resynchronization with master")
+    });
+    same_data(&mut m, &mut r, "after the partial resync");
+
+    // Promoted, it takes writes again.
+    assert_eq!(r.cmd(&["REPLICAOF", "NO", "ONE"]), b"+OK\r\n");
+    assert_eq!(r.cmd(&["SET", "x", "1"]), b"+OK\r\n");
+    assert!(text(&r.cmd(&["ROLE"])).starts_with("*3\r\n$6\r\nmaster\r\n"));
+}
+
+#[test]
+fn shardis_replicates_from_shardis() {
+    let master = Server::start(&[]);
+    let mut m = master.raw();
+    preload(&mut m, 2000);
+    let mut replica = None;
+    writes_during(master.addr(), || {
+        let s = Server::start(&[]);
+        let mut r = s.raw();
+        let port = master.port().to_string();
+        assert_eq!(r.cmd(&["REPLICAOF", "127.0.0.1", &port]), b"+OK\r\n");
+        assert_eq!(
+            r.cmd(&["REPLICAOF", "127.0.0.1", &port]),
+            b"+OK Already connected to specified master\r\n"
+        );
+        wait_link_up(&mut r, "full sync", &|| s.log());
+        replica = Some(s);
+    });
+    let replica = replica.unwrap();
+    let mut r = replica.raw();
+    same_data(&mut m, &mut r, "shardis from shardis");
+    assert_eq!(m.cmd(&["WAIT", "1", "5000"]), b":1\r\n");
+}

@@ -40,10 +40,15 @@ pub type Key = crate::types::SmallKey;
 pub static EXPIRY_PAUSED_UNTIL_MS: std::sync::atomic::AtomicU64 =
     std::sync::atomic::AtomicU64::new(0);
 
+/// The process is a replica: its master's DELs remove expired keys, not its own expiry (nor
+/// eviction), as in Redis.
+pub static REPLICA: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Whether expiry (and eviction) is paused at `now_ms`.
 #[inline]
 pub fn expiry_paused(now_ms: u64) -> bool {
     now_ms < EXPIRY_PAUSED_UNTIL_MS.load(std::sync::atomic::Ordering::Relaxed)
+        || REPLICA.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// A value and its expiry deadline (Unix milliseconds; never 0, so it costs 8 bytes).

@@ -22,6 +22,7 @@
 //! TLS yet.)
 
 pub mod hub;
+pub mod replica;
 
 use crate::conn::Conn;
 use crate::ctx::{now_us, ShardCtx};
@@ -102,6 +103,8 @@ pub struct ReplShared {
     pub state: Arc<Mutex<MasterState>>,
     /// WAITs in progress: the stream offset that covers each one's writes, once known.
     pub wait_targets: Arc<Mutex<std::collections::HashMap<u64, Option<u64>>>>,
+    /// The link to our master, while a replica.
+    pub link: Mutex<Option<Arc<replica::Link>>>,
 }
 
 impl ReplShared {
@@ -113,6 +116,7 @@ impl ReplShared {
             next_sync: AtomicU64::new(1),
             state: Arc::new(Mutex::new(MasterState::default())),
             wait_targets: Default::default(),
+            link: Mutex::new(None),
         }
     }
 
@@ -226,7 +230,7 @@ pub fn handle(
             Ok(())
         }
         "wait" => wait(ctx, conn, argv),
-        _ => replicaof(conn, argv),
+        _ => replicaof(ctx, conn, argv),
     }
 }
 
@@ -454,6 +458,23 @@ pub fn mark(ctx: &ShardCtx, wid: u64) -> crate::msg::RepBody {
 }
 
 fn role(ctx: &ShardCtx, conn: &mut Conn) {
+    let link = ctx
+        .shared
+        .repl
+        .link
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    if let Some(l) = link {
+        let mut r = conn.reply();
+        r.array(5);
+        r.bulk(b"slave");
+        r.bulk(l.host.as_bytes());
+        r.int(l.port as i64);
+        r.bulk(l.state().as_bytes());
+        r.int(l.offset.load(Ordering::Acquire) as i64);
+        return;
+    }
     let state = ctx.shared.repl.snapshot();
     let mut r = conn.reply();
     r.array(3);
@@ -473,16 +494,50 @@ fn role(ctx: &ShardCtx, conn: &mut Conn) {
     }
 }
 
-fn replicaof(conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
+fn replicaof(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
     if eq_ic(argv[1], "no") && eq_ic(argv[2], "one") {
-        // Already a master.
+        if replica::stop(ctx) {
+            crate::log!("MASTER MODE enabled (user request from '{}')", conn.addr);
+        }
         conn.reply().ok();
         return Ok(());
     }
-    Err(Error::err(
-        "this server cannot be a replica yet (only a master)",
-    ))
+    let port = shards::util::parse_i64(argv[2])
+        .filter(|p| (0..=65535).contains(p))
+        .ok_or_else(|| Error::err("Invalid master port"))?;
+    let host = String::from_utf8_lossy(argv[1]).into_owned();
+    let same = ctx
+        .shared
+        .repl
+        .link
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .is_some_and(|l| l.host == host && l.port == port as u16);
+    if same {
+        conn.reply()
+            .simple("OK Already connected to specified master");
+        return Ok(());
+    }
+    crate::log!(
+        "REPLICAOF {host}:{port} enabled (user request from '{}')",
+        conn.addr
+    );
+    replica::start(ctx, host, port as u16);
+    conn.reply().ok();
+    Ok(())
 }
+
+/// The error for a write from a client of a read-only replica, if this is one.
+pub fn read_only_refuses(ctx: &ShardCtx, conn: &Conn, flags: u32) -> bool {
+    flags & shards::cmd::flag::WRITE != 0
+        && shards::keyspace::REPLICA.load(Ordering::Relaxed)
+        && conn.fd >= 0
+        && !conn.master_link
+        && ctx.shared.config.get("replica-read-only") == "yes"
+}
+
+pub const READONLY: &str = "READONLY You can't write against a read only replica.";
 
 /// INFO replication.
 pub fn info(shared: &crate::ctx::Shared, o: &mut String) {
@@ -492,7 +547,40 @@ pub fn info(shared: &crate::ctx::Shared, o: &mut String) {
     let field = |o: &mut String, k: &str, v: &dyn std::fmt::Display| {
         o.push_str(&format!("{k}:{v}\r\n"));
     };
-    field(o, "role", &"master");
+    let link = repl.link.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut offset = state.offset;
+    match &link {
+        None => field(o, "role", &"master"),
+        Some(l) => {
+            field(o, "role", &"slave");
+            field(o, "master_host", &l.host);
+            field(o, "master_port", &l.port);
+            let up = l.state() == "connected";
+            field(o, "master_link_status", &if up { "up" } else { "down" });
+            let io = now_ms.saturating_sub(l.last_io_ms.load(Ordering::Acquire)) / 1000;
+            field(
+                o,
+                "master_last_io_seconds_ago",
+                &if up { io as i64 } else { -1 },
+            );
+            field(o, "master_sync_in_progress", &((l.state() == "sync") as u8));
+            field(
+                o,
+                "slave_read_repl_offset",
+                &l.read_offset.load(Ordering::Acquire),
+            );
+            offset = l.offset.load(Ordering::Acquire);
+            field(o, "slave_repl_offset", &offset);
+            if !up {
+                let since = now_ms.saturating_sub(l.down_since_ms.load(Ordering::Acquire));
+                field(o, "master_link_down_since_seconds", &(since / 1000));
+            }
+            field(o, "slave_priority", &100);
+            let ro = shared.config.get("replica-read-only") == "yes";
+            field(o, "slave_read_only", &(ro as u8));
+            field(o, "replica_announced", &1);
+        }
+    }
     field(o, "connected_slaves", &state.replicas.len());
     for (i, r) in state.replicas.iter().enumerate() {
         let lag = now_ms.saturating_sub(r.ack_ms) / 1000;
@@ -502,13 +590,21 @@ pub fn info(shared: &crate::ctx::Shared, o: &mut String) {
         ));
     }
     field(o, "master_failover_state", &"no-failover");
-    field(o, "master_replid", &repl.replid);
+    let replid = match &link {
+        Some(l) => l
+            .master_replid
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
+        None => repl.replid.clone(),
+    };
+    field(o, "master_replid", &replid);
     field(
         o,
         "master_replid2",
         &"0000000000000000000000000000000000000000",
     );
-    field(o, "master_repl_offset", &state.offset);
+    field(o, "master_repl_offset", &offset);
     field(o, "second_repl_offset", &-1);
     let active = repl.feeding.load(Ordering::Acquire);
     field(o, "repl_backlog_active", &(active as u8));

@@ -336,6 +336,11 @@ pub fn function_flush(shard: &mut Shard, call: &mut Call<'_>) -> Result<()> {
     Ok(())
 }
 
+/// Drops every library (a replica loading its master's copy).
+pub fn flush_libraries(store: &Store) {
+    flush(store);
+}
+
 fn flush(store: &Store) {
     if let Ok(mut l) = store.libraries.lock() {
         l.clear();

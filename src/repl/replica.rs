@@ -1,0 +1,550 @@
+//! Replication, the replica's side: REPLICAOF host port (or `replicaof` in the configuration)
+//! makes shardis copy a Redis master (redis-server or shardis) with Redis's protocol.
+//!
+//! A link thread talks to the master: the handshake (PING, AUTH with `masteruser` /
+//! `masterauth`, REPLCONF listening-port and capa eof psync2, PSYNC with the cached replication
+//! id and offset), the payload of a full resync (length-prefixed or EOF-marked), then the
+//! command stream. It answers REPLCONF GETACK and acknowledges once a second. What it receives
+//! goes to shard 0 (polled every millisecond): a payload is loaded into every shard at one cut
+//! (each shard keeps the keys of its slots, the databases emptied first), and the stream is fed
+//! to shard 0's master connection, a connection without a socket whose commands take the path
+//! every client's take (so writes over several shards stay atomic and in order) and whose
+//! replies go nowhere.
+//!
+//! While a replica, shardis refuses writes from clients (`replica-read-only`) and does not expire
+//! or evict keys itself: the master's DELs do (readers see expired keys as absent meanwhile).
+
+use crate::ctx::{now_us, ShardCtx};
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What the link hands to shard 0.
+pub enum ToShard {
+    /// Load the payload in `Link::payload` into every shard.
+    Load,
+    /// Commands of the stream, to run in order.
+    Stream(Vec<u8>),
+}
+
+/// One replication link to a master.
+pub struct Link {
+    pub host: String,
+    pub port: u16,
+    pub stop: AtomicBool,
+    /// `connect`, `connecting`, `sync` or `connected` (ROLE's words).
+    pub state: Mutex<&'static str>,
+    pub master_replid: Mutex<String>,
+    /// The stream offset of the last byte applied (Redis's `slave_repl_offset`).
+    pub offset: AtomicU64,
+    /// The stream offset of the last byte read.
+    pub read_offset: AtomicU64,
+    pub last_io_ms: AtomicU64,
+    pub inbox: Mutex<VecDeque<ToShard>>,
+    pub payload: Mutex<Option<Arc<Vec<u8>>>>,
+    /// A payload is being loaded.
+    pub loading: AtomicBool,
+    /// Bytes of the stream shard 0 has run, and the stream offset they started at.
+    pub applied: AtomicU64,
+    pub down_since_ms: AtomicU64,
+}
+
+impl Link {
+    fn new(host: String, port: u16) -> Link {
+        Link {
+            host,
+            port,
+            stop: AtomicBool::new(false),
+            state: Mutex::new("connect"),
+            master_replid: Mutex::new(String::new()),
+            offset: AtomicU64::new(0),
+            read_offset: AtomicU64::new(0),
+            last_io_ms: AtomicU64::new(0),
+            inbox: Mutex::new(VecDeque::new()),
+            payload: Mutex::new(None),
+            loading: AtomicBool::new(false),
+            applied: AtomicU64::new(0),
+            down_since_ms: AtomicU64::new(now_us() / 1000),
+        }
+    }
+
+    pub fn state(&self) -> &'static str {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_state(&self, s: &'static str) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = s;
+    }
+
+    fn push(&self, msg: ToShard) {
+        self.inbox
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(msg);
+    }
+}
+
+/// Keys neither expire nor get evicted on a replica: the master decides.
+/// REPLICAOF host port: (re)starts the link. Called on shard 0's thread or any: the link
+/// thread and shard 0's task find each other through `ReplShared::link`.
+pub fn start(ctx: &ShardCtx, host: String, port: u16) {
+    let repl = &ctx.shared.repl;
+    stop(ctx);
+    let link = Arc::new(Link::new(host, port));
+    // A replica continues from what it holds: its own history (a master turned replica)
+    // is the first thing it offers the new master.
+    {
+        let state = repl.snapshot();
+        *link.master_replid.lock().unwrap_or_else(|e| e.into_inner()) = repl.replid.clone();
+        link.offset.store(state.offset, Ordering::Release);
+    }
+    *repl.link.lock().unwrap_or_else(|e| e.into_inner()) = Some(link.clone());
+    shards::keyspace::REPLICA.store(true, Ordering::Release);
+    let cfg = ctx.shared.config.clone();
+    let our_port = ctx.shared.port;
+    let l = link.clone();
+    let _ = std::thread::Builder::new()
+        .name("repl-link".into())
+        .spawn(move || run_link(&l, &cfg, our_port));
+    crate::log!("Connecting to MASTER {}:{}", link.host, link.port);
+}
+
+/// REPLICAOF NO ONE: the link stops; the server is a master again.
+pub fn stop(ctx: &ShardCtx) -> bool {
+    let old = ctx
+        .shared
+        .repl
+        .link
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    shards::keyspace::REPLICA.store(false, Ordering::Release);
+    match old {
+        Some(l) => {
+            l.stop.store(true, Ordering::Release);
+            true
+        }
+        None => false,
+    }
+}
+
+/// The link thread: connects, synchronises, streams, and starts over when the link breaks.
+fn run_link(link: &Link, cfg: &crate::config::Config, our_port: u16) {
+    while !link.stop.load(Ordering::Acquire) {
+        link.set_state("connecting");
+        match session(link, cfg, our_port) {
+            Ok(()) => {}
+            Err(e) => {
+                if !link.stop.load(Ordering::Acquire) {
+                    crate::log!("MASTER {}:{}: {e}", link.host, link.port);
+                }
+            }
+        }
+        link.set_state("connect");
+        link.down_since_ms.store(now_us() / 1000, Ordering::Release);
+        for _ in 0..10 {
+            if link.stop.load(Ordering::Acquire) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Reads one reply line (without CRLF).
+fn read_line(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Result<String, String> {
+    loop {
+        // A master keeps the link alive with bare newlines while it prepares a payload.
+        let lf = buf.iter().take_while(|&&b| b == b'\n').count();
+        buf.drain(..lf);
+        if let Some(nl) = buf.windows(2).position(|w| w == b"\r\n") {
+            let line = String::from_utf8_lossy(&buf[..nl]).into_owned();
+            buf.drain(..nl + 2);
+            return Ok(line);
+        }
+        read_more(sock, buf)?;
+    }
+}
+
+fn read_more(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), String> {
+    let mut chunk = [0u8; 64 * 1024];
+    match sock.read(&mut chunk) {
+        Ok(0) => Err("connection closed by the master".into()),
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            Ok(())
+        }
+        Err(e) => Err(format!("reading: {e}")),
+    }
+}
+
+fn send(sock: &mut TcpStream, args: &[&str]) -> Result<(), String> {
+    let mut out = Vec::new();
+    crate::dispatch::encode_command(
+        &args.iter().map(|a| a.as_bytes()).collect::<Vec<_>>(),
+        &mut out,
+    );
+    sock.write_all(&out).map_err(|e| format!("writing: {e}"))
+}
+
+/// One connection to the master, until it breaks or the link stops.
+fn session(link: &Link, cfg: &crate::config::Config, our_port: u16) -> Result<(), String> {
+    let addr = format!("{}:{}", link.host, link.port);
+    let sock_addr = std::net::ToSocketAddrs::to_socket_addrs(&addr)
+        .map_err(|e| format!("resolving {addr}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("resolving {addr}: no address"))?;
+    let mut sock = TcpStream::connect_timeout(&sock_addr, Duration::from_secs(5))
+        .map_err(|e| format!("connecting: {e}"))?;
+    let _ = sock.set_nodelay(true);
+    sock.set_read_timeout(Some(Duration::from_secs(60)))
+        .map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    send(&mut sock, &["PING"])?;
+    let pong = read_line(&mut sock, &mut buf)?;
+    if pong.starts_with('-') && !pong.starts_with("-NOAUTH") {
+        return Err(format!("PING: {pong}"));
+    }
+    let pass = cfg.get("masterauth");
+    if !pass.is_empty() {
+        let user = cfg.get("masteruser");
+        if user.is_empty() {
+            send(&mut sock, &["AUTH", &pass])?;
+        } else {
+            send(&mut sock, &["AUTH", &user, &pass])?;
+        }
+        let r = read_line(&mut sock, &mut buf)?;
+        if r.starts_with('-') {
+            return Err(format!("AUTH: {r}"));
+        }
+    }
+    send(
+        &mut sock,
+        &["REPLCONF", "listening-port", &our_port.to_string()],
+    )?;
+    read_line(&mut sock, &mut buf)?;
+    send(&mut sock, &["REPLCONF", "capa", "eof", "capa", "psync2"])?;
+    read_line(&mut sock, &mut buf)?;
+    let (replid, offset) = {
+        let id = link
+            .master_replid
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        (id, link.offset.load(Ordering::Acquire))
+    };
+    if replid.is_empty() {
+        send(&mut sock, &["PSYNC", "?", "-1"])?;
+    } else {
+        send(&mut sock, &["PSYNC", &replid, &(offset + 1).to_string()])?;
+    }
+    let reply = read_line(&mut sock, &mut buf)?;
+    link.set_state("sync");
+    if let Some(rest) = reply.strip_prefix("+FULLRESYNC ") {
+        let mut parts = rest.split(' ');
+        let id = parts.next().unwrap_or("").to_string();
+        let off: u64 = parts.next().and_then(|o| o.parse().ok()).unwrap_or(0);
+        crate::log!("Full resync from master: {id}:{off}");
+        let payload = read_payload(&mut sock, &mut buf)?;
+        crate::log!(
+            "MASTER <-> REPLICA sync: {} bytes of payload received, loading",
+            payload.len()
+        );
+        *link.payload.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(payload));
+        link.loading.store(true, Ordering::Release);
+        link.push(ToShard::Load);
+        while link.loading.load(Ordering::Acquire) {
+            if link.stop.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        *link.master_replid.lock().unwrap_or_else(|e| e.into_inner()) = id;
+        link.offset.store(off, Ordering::Release);
+        link.read_offset.store(off, Ordering::Release);
+        link.applied.store(0, Ordering::Release);
+        crate::log!("MASTER <-> REPLICA sync: Finished with success");
+    } else if let Some(rest) = reply.strip_prefix("+CONTINUE") {
+        let id = rest.trim();
+        if !id.is_empty() {
+            *link.master_replid.lock().unwrap_or_else(|e| e.into_inner()) = id.to_string();
+        }
+        link.read_offset.store(offset, Ordering::Release);
+        link.applied.store(0, Ordering::Release);
+        crate::log!("Successful partial resynchronization with master.");
+    } else {
+        return Err(format!("PSYNC: {reply}"));
+    }
+    link.set_state("connected");
+    stream(link, sock, buf)
+}
+
+/// The payload of a full resync: `$<len>` or `$EOF:<40-byte mark>` … mark.
+fn read_payload(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Vec<u8>, String> {
+    let mut head = read_line(sock, buf)?;
+    // Masters send newlines while they prepare the payload.
+    while head.is_empty() {
+        head = read_line(sock, buf)?;
+    }
+    let Some(spec) = head.strip_prefix('$') else {
+        return Err(format!("bad payload header {head:?}"));
+    };
+    if let Some(mark) = spec.strip_prefix("EOF:") {
+        let mark = mark.as_bytes().to_vec();
+        if mark.len() != 40 {
+            return Err("bad EOF mark".into());
+        }
+        loop {
+            if buf.len() >= 40 && buf.ends_with(&mark) {
+                let len = buf.len() - 40;
+                let payload = buf[..len].to_vec();
+                buf.clear();
+                return Ok(payload);
+            }
+            read_more(sock, buf)?;
+        }
+    }
+    let len: usize = spec
+        .parse()
+        .map_err(|_| format!("bad payload length {spec:?}"))?;
+    while buf.len() < len {
+        read_more(sock, buf)?;
+    }
+    let payload = buf[..len].to_vec();
+    buf.drain(..len);
+    Ok(payload)
+}
+
+/// The command stream: commands go to shard 0; GETACKs are answered once everything before
+/// them has run; an acknowledgement goes out every second.
+fn stream(link: &Link, mut sock: TcpStream, mut buf: Vec<u8>) -> Result<(), String> {
+    use shards::resp::{parse_command, ParseLimits, Parsed};
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .map_err(|e| e.to_string())?;
+    let base = link.read_offset.load(Ordering::Acquire);
+    // Stream bytes read and parsed so far, those handed to shard 0, and those answered here.
+    let (mut parsed, mut handed, mut skipped) = (0u64, 0u64, 0u64);
+    let mut last_ack = Instant::now();
+    let mut ranges = Vec::new();
+    let mut scratch = Vec::new();
+    let limits = ParseLimits {
+        bulk_len_max: usize::MAX,
+    };
+    let ack = |sock: &mut TcpStream, handed: u64, skipped: u64| -> Result<(), String> {
+        let applied = link.applied.load(Ordering::Acquire).min(handed);
+        let offset = base + applied + skipped;
+        link.offset.store(offset, Ordering::Release);
+        send(sock, &["REPLCONF", "ACK", &offset.to_string()])
+    };
+    ack(&mut sock, handed, skipped)?;
+    loop {
+        if link.stop.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut chunk = [0u8; 64 * 1024];
+        match sock.read(&mut chunk) {
+            Ok(0) => return Err("connection closed by the master".into()),
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                link.last_io_ms.store(now_us() / 1000, Ordering::Release);
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(format!("reading: {e}")),
+        }
+        let mut pos = 0;
+        let mut out = Vec::new();
+        while pos < buf.len() {
+            let consumed = match parse_command(&buf[pos..], &mut ranges, &mut scratch, limits) {
+                Ok(Parsed::Command { consumed }) => consumed,
+                Ok(Parsed::Empty { consumed }) | Ok(Parsed::Inline { consumed }) => {
+                    // Newlines (keepalives) and inline commands are not part of the stream's
+                    // commands; Redis counts them all the same.
+                    skipped += consumed as u64;
+                    pos += consumed;
+                    continue;
+                }
+                Ok(Parsed::Incomplete) => break,
+                Err(e) => return Err(format!("bad stream: {}", e.reply_text())),
+            };
+            let frame = &buf[pos..pos + consumed];
+            let is_getack = ranges.len() >= 2
+                && frame[ranges[0].clone()].eq_ignore_ascii_case(b"REPLCONF")
+                && frame[ranges[1].clone()].eq_ignore_ascii_case(b"GETACK");
+            if is_getack {
+                // Everything before it runs first; then the acknowledgement counts it too.
+                if !out.is_empty() {
+                    handed += out.len() as u64;
+                    link.push(ToShard::Stream(std::mem::take(&mut out)));
+                }
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while link.applied.load(Ordering::Acquire) < handed && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                skipped += consumed as u64;
+                ack(&mut sock, handed, skipped)?;
+                last_ack = Instant::now();
+            } else {
+                out.extend_from_slice(frame);
+            }
+            parsed += consumed as u64;
+            pos += consumed;
+        }
+        buf.drain(..pos);
+        if !out.is_empty() {
+            handed += out.len() as u64;
+            link.push(ToShard::Stream(out));
+        }
+        link.read_offset
+            .store(base + parsed + skipped, Ordering::Release);
+        if last_ack.elapsed() >= Duration::from_secs(1) {
+            ack(&mut sock, handed, skipped)?;
+            last_ack = Instant::now();
+        }
+    }
+}
+
+/// Shard 0's side: runs what the link hands over, on the master connection.
+pub async fn serve(ctx: std::rc::Rc<ShardCtx>) {
+    let mut conn_token = None;
+    let mut fed = 0u64;
+    let mut idle = true;
+    loop {
+        // Every millisecond while a replica, rarely otherwise.
+        glommio::timer::sleep(Duration::from_millis(if idle { 100 } else { 1 })).await;
+        let link = ctx
+            .shared
+            .repl
+            .link
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        idle = link.is_none();
+        let Some(link) = link else {
+            continue;
+        };
+        let msgs: Vec<ToShard> = link
+            .inbox
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
+        let token = *conn_token.get_or_insert_with(|| master_conn(&ctx, &link));
+        for msg in msgs {
+            let Some(mut conn) = ctx.conns.borrow_mut().take(token) else {
+                continue;
+            };
+            match msg {
+                ToShard::Load => {
+                    // A new copy: what the connection had queued belongs to the old one.
+                    conn.rbuf.clear();
+                    conn.rpos = 0;
+                    conn.db = 0;
+                    fed = 0;
+                    crate::save::start_cut(&ctx, &mut conn, crate::save::SnapKind::LoadReplica);
+                }
+                ToShard::Stream(bytes) => {
+                    fed += bytes.len() as u64;
+                    conn.rbuf.extend_from_slice(&bytes);
+                    crate::dispatch::process(&ctx, &mut conn);
+                }
+            }
+            ctx.finish(conn);
+            ctx.end_of_batch();
+        }
+        let progress = ctx.conns.borrow().peek(token).map(|conn| {
+            let unread = conn.rbuf.len().saturating_sub(conn.rpos) as u64;
+            (unread, matches!(conn.wait, crate::conn::Wait::None))
+        });
+        if let Some((unread, idle)) = progress {
+            if idle {
+                link.applied.store(fed - unread.min(fed), Ordering::Release);
+            }
+        }
+    }
+}
+
+/// The connection the master's commands run on: no socket, may run anything.
+fn master_conn(ctx: &ShardCtx, link: &Link) -> crate::msg::Token {
+    let mut conns = ctx.conns.borrow_mut();
+    let token = conns.vacant();
+    let id = ctx.shared.next_client_id.fetch_add(1, Ordering::Relaxed);
+    let mut c = crate::conn::Conn::new(
+        -1,
+        token,
+        id,
+        format!("{}:{}", link.host, link.port),
+        String::new(),
+        now_us() / 1000,
+    );
+    c.authenticated = true;
+    c.master_link = true;
+    conns.put_internal(Box::new(c));
+    token
+}
+
+/// The cut step of loading a master's payload on this shard (its exclusive lock is held):
+/// the databases are emptied and the keys of this shard's slots loaded (shard 0 loads the
+/// function libraries too).
+pub fn load(ctx: &ShardCtx) -> Result<(), String> {
+    let link = ctx
+        .shared
+        .repl
+        .link
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .ok_or("no replication link")?;
+    let data = link
+        .payload
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .ok_or("no payload")?;
+    let mut e = ctx.engine.borrow_mut();
+    let scfg = e.config.clone();
+    for db in e.dbs.iter_mut() {
+        db.snapshot_abort();
+        db.clear();
+    }
+    e.flushed(None);
+    let scripts = e.scripts.clone();
+    if ctx.id == 0 {
+        shards::script::function::flush_libraries(&scripts);
+    }
+    let (id, n) = (ctx.id, ctx.n);
+    crate::load::read_rdb_into(
+        &data,
+        std::path::Path::new("(the master's payload)"),
+        &mut e.dbs,
+        &scfg,
+        now_us() / 1000,
+        (id == 0).then_some(&scripts),
+        |k| crate::load::shard_of(k, n) == id,
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// After the load (on every shard, or failed): the link goes on.
+pub fn loaded(ctx: &ShardCtx, errors: &[String]) {
+    if !errors.is_empty() {
+        crate::log!("Loading the master's payload failed: {}", errors.join("; "));
+    }
+    if let Some(l) = ctx
+        .shared
+        .repl
+        .link
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+    {
+        l.payload.lock().unwrap_or_else(|e| e.into_inner()).take();
+        l.loading.store(false, Ordering::Release);
+    }
+}
