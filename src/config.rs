@@ -378,6 +378,77 @@ pub const OPTIONS: &[OptDef] = &[
         "user a replica authenticates as with its master (with masterauth)",
     ),
     opt(
+        "replica-serve-stale-data",
+        "yes",
+        Kind::Bool,
+        true,
+        "a replica whose link is down still answers (no: -MASTERDOWN)",
+    ),
+    opt(
+        "repl-backlog-size",
+        "1mb",
+        Kind::Memory { min: 16 * 1024 },
+        true,
+        "the replication backlog (what a reconnecting replica can resume from)",
+    ),
+    opt(
+        "repl-ping-replica-period",
+        "10",
+        Kind::Int {
+            min: 1,
+            max: i64::MAX,
+        },
+        true,
+        "seconds between the PINGs a master sends its replicas",
+    ),
+    opt(
+        "repl-timeout",
+        "60",
+        Kind::Int {
+            min: 1,
+            max: i64::MAX,
+        },
+        true,
+        "seconds of silence after which a replication link is dropped",
+    ),
+    opt(
+        "repl-diskless-sync",
+        "yes",
+        Kind::Bool,
+        true,
+        "yes: the payload streams as it is made (EOF-marked); no: it is made whole first and sent length-prefixed",
+    ),
+    opt(
+        "repl-diskless-sync-delay",
+        "5",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+        true,
+        "accepted for compatibility (each replica gets its own cut at once: there is no fork to share)",
+    ),
+    opt(
+        "min-replicas-to-write",
+        "0",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+        true,
+        "writes are refused (-NOREPLICAS) with fewer replicas than this lagging at most min-replicas-max-lag",
+    ),
+    opt(
+        "min-replicas-max-lag",
+        "10",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+        true,
+        "seconds since a replica's last acknowledgement for it to count toward min-replicas-to-write",
+    ),
+    opt(
         "replica-read-only",
         "yes",
         Kind::Bool,

@@ -100,6 +100,7 @@ impl Shared {
         let replid: String = (0..40)
             .map(|_| char::from_digit(rng.below(16) as u32, 16).unwrap_or('0'))
             .collect();
+        let repl_config = config.clone();
         Shared {
             nshards,
             port,
@@ -115,7 +116,7 @@ impl Shared {
             acl: Arc::new(shards::acl::Store::new()),
             idents: Default::default(),
             tracking_clients: std::sync::atomic::AtomicUsize::new(0),
-            repl: crate::repl::ReplShared::new(replid),
+            repl: crate::repl::ReplShared::new(replid, repl_config),
             monitors: (0..nshards)
                 .map(|_| std::sync::atomic::AtomicUsize::new(0))
                 .collect(),
@@ -242,6 +243,8 @@ pub struct ShardCtx {
     pub acl_seen: Cell<u64>,
     /// `protected-mode yes`: without a password, only loopback clients are accepted.
     protected: Cell<bool>,
+    /// `min-replicas-to-write` and `min-replicas-max-lag`.
+    pub min_replicas: Cell<(i64, i64)>,
     /// The append-only file's writer, when `appendonly` is on.
     pub aof: RefCell<Option<crate::aof::Aof>>,
     /// The engine's write counter as of the last successful save of this shard.
@@ -352,6 +355,7 @@ impl ShardCtx {
             maxclients: Cell::new(10000),
             acl_seen: Cell::new(0),
             protected: Cell::new(true),
+            min_replicas: Cell::new((0, 10)),
             aof: RefCell::new(None),
             dirty_saved: Cell::new(0),
             internal: Cell::new(None),
@@ -504,6 +508,10 @@ impl ShardCtx {
         self.normal_limits
             .set(crate::pubsub::output_limits(&limits, "normal"));
         self.protected.set(cfg.get("protected-mode") == "yes");
+        self.min_replicas.set((
+            cfg.get_i64("min-replicas-to-write"),
+            cfg.get_i64("min-replicas-max-lag"),
+        ));
         crate::logging::set_level(&cfg.get("loglevel"));
         {
             let mut e = self.engine.borrow_mut();

@@ -384,6 +384,17 @@ fn route(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Target {
     if crate::repl::read_only_refuses(ctx, conn, spec.flags) {
         return Target::Fail(Error::Other(crate::repl::READONLY.into()));
     }
+    if crate::repl::stale_refused(ctx, spec.flags | l.parent.map_or(0, |p| p.flags)) {
+        return Target::Fail(Error::Other(
+            "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'."
+                .into(),
+        ));
+    }
+    if crate::repl::too_few_replicas(ctx, conn, spec.flags, ctx.min_replicas.get()) {
+        return Target::Fail(Error::Other(
+            "NOREPLICAS Not enough good replicas to write.".into(),
+        ));
+    }
     if crate::pause::holds(&ctx.shared, spec.flags | l.parent.map_or(0, |p| p.flags)) {
         return Target::Paused;
     }

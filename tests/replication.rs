@@ -350,3 +350,63 @@ fn shardis_replicates_from_shardis() {
     same_data(&mut m, &mut r, "shardis from shardis");
     assert_eq!(m.cmd(&["WAIT", "1", "5000"]), b":1\r\n");
 }
+
+#[test]
+fn replication_settings() {
+    // A master that wants one replica for writes, and sends its payload length-prefixed.
+    let master = Server::start(&[
+        "--min-replicas-to-write",
+        "1",
+        "--repl-diskless-sync",
+        "no",
+        "--repl-backlog-size",
+        "64kb",
+    ]);
+    let mut m = master.raw();
+    assert_eq!(
+        text(&m.cmd(&["SET", "k", "1"])),
+        "-NOREPLICAS Not enough good replicas to write.\r\n"
+    );
+    assert_eq!(text(&m.cmd(&["GET", "k"])), "$-1\r\n");
+    assert_eq!(
+        info_field(&mut m, "replication", "repl_backlog_size").as_deref(),
+        Some("65536")
+    );
+    let port = master.port().to_string();
+    let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]);
+    let mut r = replica.raw();
+    wait_link_up(&mut r, "length-prefixed sync", &|| replica.log());
+    assert!(
+        replica.log().contains("receiving") && !replica.log().contains("EOF"),
+        "{}",
+        replica.log()
+    );
+    wait_for("a good replica", Duration::from_secs(10), || {
+        m.cmd(&["SET", "k", "2"]) == b"+OK\r\n"
+    });
+    same_data(&mut m, &mut r, "after a length-prefixed sync");
+
+    // A replica whose master is unreachable: with replica-serve-stale-data no, only
+    // commands marked stale are answered.
+    let dead = common::free_port().to_string();
+    let stale = Server::start(&[
+        "--replicaof",
+        &format!("127.0.0.1 {dead}"),
+        "--replica-serve-stale-data",
+        "no",
+    ]);
+    let mut s = stale.raw();
+    assert_eq!(
+        text(&s.cmd(&["GET", "k"])),
+        "-MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.\r\n"
+    );
+    assert_eq!(
+        info_field(&mut s, "replication", "master_link_status").as_deref(),
+        Some("down")
+    );
+    assert_eq!(
+        s.cmd(&["CONFIG", "SET", "replica-serve-stale-data", "yes"]),
+        b"+OK\r\n"
+    );
+    assert_eq!(text(&s.cmd(&["GET", "k"])), "$-1\r\n");
+}

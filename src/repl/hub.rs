@@ -10,10 +10,6 @@ use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// `repl-backlog-size` (Redis's default).
-pub const BACKLOG_SIZE: u64 = 1024 * 1024;
-/// `repl-ping-replica-period`, seconds.
-const PING_PERIOD: Duration = Duration::from_secs(10);
 /// A replica whose unsent output passes this is dropped (`client-output-buffer-limit replica`'s
 /// hard limit).
 const OUTPUT_LIMIT: usize = 256 * 1024 * 1024;
@@ -25,6 +21,7 @@ pub fn start(
     scripts: Arc<shards::script::Store>,
     state: Arc<Mutex<MasterState>>,
     waits: Waits,
+    config: Arc<crate::config::Config>,
 ) -> Sender<ToHub> {
     let (tx, rx) = channel();
     std::thread::Builder::new()
@@ -32,6 +29,7 @@ pub fn start(
         .spawn(move || {
             let mut hub = Hub::new(replid, nshards, scripts, state);
             hub.waits = waits;
+            hub.config = Some(config);
             hub.run(rx);
         })
         .expect("spawning the replication hub");
@@ -242,6 +240,13 @@ struct Hub {
     /// The offset after the last write in the stream (not counting PINGs and GETACKs, which
     /// no WAIT needs acknowledged).
     data_offset: u64,
+    config: Option<Arc<crate::config::Config>>,
+    /// `repl-backlog-size`, `repl-ping-replica-period`, `repl-timeout` (s), `repl-diskless-sync`.
+    backlog_size: usize,
+    ping_period: Duration,
+    timeout_ms: u64,
+    diskless: bool,
+    config_gen: u64,
 }
 
 impl Hub {
@@ -267,11 +272,18 @@ impl Hub {
             waits: Default::default(),
             marks: HashMap::new(),
             data_offset: 0,
+            config: None,
+            backlog_size: 1024 * 1024,
+            ping_period: Duration::from_secs(10),
+            timeout_ms: 60_000,
+            diskless: true,
+            config_gen: u64::MAX,
         }
     }
 
     fn run(mut self, rx: Receiver<ToHub>) {
         loop {
+            self.read_config();
             // Acknowledgements are published at once while a WAIT is pending.
             let waiting = !self
                 .waits
@@ -291,7 +303,7 @@ impl Hub {
                 Err(RecvTimeoutError::Disconnected) => return,
             }
             self.merge();
-            if !self.replicas.is_empty() && self.last_ping.elapsed() >= PING_PERIOD {
+            if !self.replicas.is_empty() && self.last_ping.elapsed() >= self.ping_period {
                 self.last_ping = Instant::now();
                 self.emit_raw(b"*1\r\n$4\r\nPING\r\n");
             }
@@ -324,6 +336,25 @@ impl Hub {
                 );
             }
         }
+    }
+
+    /// Re-reads the replication settings when the configuration changed.
+    fn read_config(&mut self) {
+        let Some(cfg) = self.config.clone() else {
+            return;
+        };
+        let g = cfg.generation();
+        if g == self.config_gen {
+            return;
+        }
+        self.config_gen = g;
+        self.backlog_size = cfg.get_i64("repl-backlog-size").max(16 * 1024) as usize;
+        self.ping_period =
+            Duration::from_secs(cfg.get_i64("repl-ping-replica-period").max(1) as u64);
+        self.timeout_ms = cfg.get_i64("repl-timeout").max(1) as u64 * 1000;
+        self.diskless = cfg.get("repl-diskless-sync") == "yes";
+        let excess = self.backlog.len().saturating_sub(self.backlog_size);
+        self.backlog.drain(..excess);
     }
 
     fn sync_entry(&mut self, sync: u64) -> &mut Sync {
@@ -570,7 +601,7 @@ impl Hub {
         }
         self.offset += bytes.len() as u64;
         self.backlog.extend(bytes.iter().copied());
-        let excess = self.backlog.len().saturating_sub(BACKLOG_SIZE as usize);
+        let excess = self.backlog.len().saturating_sub(self.backlog_size);
         if excess > 0 {
             self.backlog.drain(..excess);
         }
@@ -624,10 +655,13 @@ impl Hub {
                     r.alive.store(false, std::sync::atomic::Ordering::Release);
                     return;
                 }
+                let diskless = self.diskless;
                 let s = self.sync_entry(sync);
                 s.replica = Some(r.id);
                 s.psync = psync;
-                s.capa_eof = capa_eof && psync;
+                // Without diskless sync the payload is made whole first and sent with its
+                // length (Redis writes it to disk first; it is kept in memory here).
+                s.capa_eof = capa_eof && psync && diskless;
                 r.phase = Phase::Syncing { sync };
             }
         }
@@ -714,6 +748,14 @@ impl Hub {
     /// Drops replicas whose link broke or whose output grew past the limit; starts the stream
     /// of those that acknowledged their payload.
     fn reap(&mut self) {
+        let now_ms = crate::ctx::now_us() / 1000;
+        for r in self.replicas.iter() {
+            let last = r.ack.lock().unwrap_or_else(|e| e.into_inner()).1;
+            if matches!(r.phase, Phase::Online) && now_ms.saturating_sub(last) > self.timeout_ms {
+                crate::log!("Disconnecting timedout replica: {}:{}", r.ip, r.port);
+                r.alive.store(false, std::sync::atomic::Ordering::Release);
+            }
+        }
         for r in self.replicas.iter_mut() {
             if matches!(r.phase, Phase::WaitAck)
                 && r.acked.load(std::sync::atomic::Ordering::Acquire)

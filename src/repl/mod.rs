@@ -105,10 +105,11 @@ pub struct ReplShared {
     pub wait_targets: Arc<Mutex<std::collections::HashMap<u64, Option<u64>>>>,
     /// The link to our master, while a replica.
     pub link: Mutex<Option<Arc<replica::Link>>>,
+    config: Arc<crate::config::Config>,
 }
 
 impl ReplShared {
-    pub fn new(replid: String) -> ReplShared {
+    pub fn new(replid: String, config: Arc<crate::config::Config>) -> ReplShared {
         ReplShared {
             replid,
             feeding: AtomicBool::new(false),
@@ -117,6 +118,7 @@ impl ReplShared {
             state: Arc::new(Mutex::new(MasterState::default())),
             wait_targets: Default::default(),
             link: Mutex::new(None),
+            config,
         }
     }
 
@@ -132,6 +134,7 @@ impl ReplShared {
             scripts.clone(),
             self.state.clone(),
             self.wait_targets.clone(),
+            self.config.clone(),
         );
         *g = Some(tx.clone());
         tx
@@ -539,6 +542,43 @@ pub fn read_only_refuses(ctx: &ShardCtx, conn: &Conn, flags: u32) -> bool {
 
 pub const READONLY: &str = "READONLY You can't write against a read only replica.";
 
+/// `min-replicas-to-write`: whether a client's write must be refused for want of replicas
+/// that acknowledged within `min-replicas-max-lag` seconds (`settings`: the two values, cached
+/// by the shard).
+pub fn too_few_replicas(ctx: &ShardCtx, conn: &Conn, flags: u32, settings: (i64, i64)) -> bool {
+    let (min, max_lag) = settings;
+    if min <= 0 || flags & shards::cmd::flag::WRITE == 0 || conn.fd < 0 || conn.master_link {
+        return false;
+    }
+    let now_ms = now_us() / 1000;
+    let good = ctx
+        .shared
+        .repl
+        .snapshot()
+        .replicas
+        .iter()
+        .filter(|r| r.state == "online" && now_ms.saturating_sub(r.ack_ms) <= max_lag as u64 * 1000)
+        .count() as i64;
+    good < min
+}
+
+/// `replica-serve-stale-data no`: whether a command must be refused while the link to the
+/// master is down.
+pub fn stale_refused(ctx: &ShardCtx, flags: u32) -> bool {
+    if flags & shards::cmd::flag::STALE != 0 || !shards::keyspace::REPLICA.load(Ordering::Relaxed) {
+        return false;
+    }
+    let down = ctx
+        .shared
+        .repl
+        .link
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .is_some_and(|l| l.state() != "connected");
+    down && ctx.shared.config.get("replica-serve-stale-data") == "no"
+}
+
 /// INFO replication.
 pub fn info(shared: &crate::ctx::Shared, o: &mut String) {
     let repl = &shared.repl;
@@ -608,7 +648,11 @@ pub fn info(shared: &crate::ctx::Shared, o: &mut String) {
     field(o, "second_repl_offset", &-1);
     let active = repl.feeding.load(Ordering::Acquire);
     field(o, "repl_backlog_active", &(active as u8));
-    field(o, "repl_backlog_size", &hub::BACKLOG_SIZE);
+    field(
+        o,
+        "repl_backlog_size",
+        &shared.config.get_i64("repl-backlog-size"),
+    );
     field(
         o,
         "repl_backlog_first_byte_offset",

@@ -279,7 +279,9 @@ fn session(link: &Link, cfg: &crate::config::Config, our_port: u16) -> Result<()
         return Err(format!("PSYNC: {reply}"));
     }
     link.set_state("connected");
-    stream(link, sock, buf)
+    link.last_io_ms.store(now_us() / 1000, Ordering::Release);
+    let timeout_ms = cfg.get_i64("repl-timeout").max(1) as u64 * 1000;
+    stream(link, sock, buf, timeout_ms)
 }
 
 /// The payload of a full resync: `$<len>` or `$EOF:<40-byte mark>` … mark.
@@ -320,7 +322,12 @@ fn read_payload(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Vec<u8>, Stri
 
 /// The command stream: commands go to shard 0; GETACKs are answered once everything before
 /// them has run; an acknowledgement goes out every second.
-fn stream(link: &Link, mut sock: TcpStream, mut buf: Vec<u8>) -> Result<(), String> {
+fn stream(
+    link: &Link,
+    mut sock: TcpStream,
+    mut buf: Vec<u8>,
+    timeout_ms: u64,
+) -> Result<(), String> {
     use shards::resp::{parse_command, ParseLimits, Parsed};
     sock.set_read_timeout(Some(Duration::from_millis(100)))
         .map_err(|e| e.to_string())?;
@@ -355,7 +362,14 @@ fn stream(link: &Link, mut sock: TcpStream, mut buf: Vec<u8>) -> Result<(), Stri
                 if matches!(
                     e.kind(),
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+                ) =>
+            {
+                let silent =
+                    now_us() / 1000 - link.last_io_ms.load(Ordering::Acquire).min(now_us() / 1000);
+                if silent > timeout_ms {
+                    return Err("timeout: no data nor PING from the master".into());
+                }
+            }
             Err(e) => return Err(format!("reading: {e}")),
         }
         let mut pos = 0;
