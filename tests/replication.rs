@@ -410,3 +410,98 @@ fn replication_settings() {
     );
     assert_eq!(text(&s.cmd(&["GET", "k"])), "$-1\r\n");
 }
+
+/// Reads a replication stream as a replica would, after the payload: the commands, as argument
+/// lists, until `count` of them came (PINGs and GETACKs left out).
+fn stream_commands(c: &mut RawConn, count: usize) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    while out.len() < count {
+        let f = c.read_reply();
+        let (_, args) = common::split_aggregate(&f);
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| {
+                let t = text(a);
+                t.split("\r\n").nth(1).unwrap_or("").to_string()
+            })
+            .collect();
+        if args.first().is_some_and(|a| a == "PING" || a == "REPLCONF") {
+            continue;
+        }
+        out.push(args);
+    }
+    out
+}
+
+#[test]
+fn writes_over_several_shards_reach_replicas_whole() {
+    let master = Server::start(&[]);
+    let mut m = master.raw();
+    // A raw replica: PSYNC, the payload, then the stream.
+    let mut rep = master.raw();
+    assert_eq!(rep.cmd(&["REPLCONF", "capa", "eof"]), b"+OK\r\n");
+    rep.send(&encode(&["PSYNC", "?", "-1"]));
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    use std::io::Read;
+    // +FULLRESYNC <id> <offset>\r\n$EOF:<mark>\r\n<payload><mark>
+    let mut lines = Vec::new();
+    while lines.len() < 2 {
+        rep.stream().read_exact(&mut byte).unwrap();
+        line.push(byte[0]);
+        if line.ends_with(b"\r\n") {
+            lines.push(text(&line[..line.len() - 2]));
+            line.clear();
+        }
+    }
+    assert!(lines[0].starts_with("+FULLRESYNC "), "{lines:?}");
+    let mark = lines[1]
+        .strip_prefix("$EOF:")
+        .expect("an EOF-marked payload")
+        .to_string();
+    let mut payload = Vec::new();
+    while !payload.ends_with(mark.as_bytes()) {
+        rep.stream().read_exact(&mut byte).unwrap();
+        payload.push(byte[0]);
+    }
+    assert!(payload.starts_with(b"REDIS0010"));
+    rep.send(&encode(&["REPLCONF", "ACK", "0"]));
+
+    let (a, b) = (common::key_on(0, "k"), common::key_on(1, "k"));
+    m.cmd(&["MSET", &a, "1", &b, "2"]);
+    m.cmd(&["MULTI"]);
+    m.cmd(&["INCR", &a]);
+    m.cmd(&["INCR", &b]);
+    m.cmd(&["EXEC"]);
+    m.cmd(&["SET", &a, "3"]);
+    // Up to the last write, whatever the number of SELECTs.
+    let mut cmds: Vec<Vec<String>> = Vec::new();
+    while cmds.last().is_none_or(|c| c[0] != "SET") {
+        cmds.extend(stream_commands(&mut rep, 1));
+    }
+    let names: Vec<&str> = cmds
+        .iter()
+        .map(|c| c[0].as_str())
+        .filter(|n| *n != "SELECT")
+        .collect();
+    // Each write over both shards is one MULTI … EXEC holding both shards' parts (a
+    // transaction run on copies is logged by its effect: the keys it wrote, restored).
+    assert_eq!(
+        names,
+        ["MULTI", "MSET", "MSET", "EXEC", "MULTI", "RESTORE", "RESTORE", "EXEC", "SET"],
+        "{cmds:?}"
+    );
+    let keys_in = |from: usize| -> Vec<String> {
+        cmds.iter()
+            .skip(from)
+            .take_while(|c| c[0] != "EXEC")
+            .filter(|c| c[0] != "MULTI" && c[0] != "SELECT")
+            .map(|c| c[1].clone())
+            .collect()
+    };
+    let mut first = keys_in(0);
+    first.sort();
+    let mut want = vec![a.clone(), b.clone()];
+    want.sort();
+    assert_eq!(first, want, "{cmds:?}");
+}
