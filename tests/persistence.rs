@@ -1834,16 +1834,21 @@ fn lru_and_lfu_clocks_are_saved_and_loaded() {
     let server = start(&dir, &["--maxmemory-policy", "allkeys-lru"]);
     let mut con = server.raw();
     let keys = [common::key_on(0, "idle"), common::key_on(1, "idle")];
-    for k in &keys {
-        let r = con.cmd_bytes(&[
+    // RESTORE <key> 0 <payload> REPLACE <option> <value>.
+    let restore = |con: &mut RawConn, k: &str, opt: &str, v: &str| {
+        let args: [&[u8]; 7] = [
             b"RESTORE",
             k.as_bytes(),
             b"0",
             &payload,
-            b"IDLETIME",
-            b"1000",
-        ]);
-        assert_eq!(r, b"+OK\r\n");
+            b"REPLACE",
+            opt.as_bytes(),
+            v.as_bytes(),
+        ];
+        assert_eq!(con.cmd_bytes(&args), b"+OK\r\n");
+    };
+    for k in &keys {
+        restore(&mut con, k, "IDLETIME", "1000");
     }
     assert_eq!(con.cmd(&["DEBUG", "RELOAD"]), b"+OK\r\n");
     for k in &keys {
@@ -1855,16 +1860,7 @@ fn lru_and_lfu_clocks_are_saved_and_loaded() {
         b"+OK\r\n"
     );
     for k in &keys {
-        let r = con.cmd_bytes(&[
-            b"RESTORE",
-            k.as_bytes(),
-            b"0",
-            &payload,
-            b"REPLACE",
-            b"FREQ",
-            b"100",
-        ]);
-        assert_eq!(r, b"+OK\r\n");
+        restore(&mut con, k, "FREQ", "100");
     }
     assert_eq!(con.cmd(&["DEBUG", "RELOAD"]), b"+OK\r\n");
     for k in &keys {
@@ -1896,15 +1892,7 @@ fn lru_and_lfu_clocks_are_saved_and_loaded() {
         "allkeys-lru",
     ]);
     let mut rc = redis.raw();
-    let r = rc.cmd_bytes(&[
-        b"RESTORE",
-        b"fromredis",
-        b"0",
-        &payload,
-        b"IDLETIME",
-        b"500",
-    ]);
-    assert_eq!(r, b"+OK\r\n");
+    restore(&mut rc, "fromredis", "IDLETIME", "500");
     assert_eq!(rc.cmd(&["SAVE"]), b"+OK\r\n");
     drop(rc);
     drop(redis);

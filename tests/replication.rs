@@ -141,52 +141,27 @@ fn redis_server_replicates_from_shardis() {
     let master = Server::start(&[]);
     let mut m = master.raw();
     // Data of every type before the replica comes.
-    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let mut batch = Vec::new();
-    for i in 0..3000 {
-        batch.extend(encode(&random_write(&mut rng, i)));
-    }
-    m.send(&batch);
-    for _ in 0..3000 {
-        m.read_reply();
-    }
+    preload(&mut m, 3000);
     m.cmd(&["SELECT", "5"]);
     m.cmd(&["SET", "in-db-5", "v"]);
     m.cmd(&["SELECT", "0"]);
 
     // Writes go on while the replica synchronises.
-    let stop = Arc::new(AtomicBool::new(false));
-    let count = Arc::new(AtomicU64::new(0));
-    let threads: Vec<_> = (0..2)
-        .map(|t| {
-            let (stop, count) = (stop.clone(), count.clone());
-            let addr = master.addr();
-            std::thread::spawn(move || writer(addr, 100 + t, stop, count))
-        })
-        .collect();
-    let port = master.port().to_string();
-    let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]);
+    let mut replica = None;
+    writes_during(master.addr(), || {
+        let port = master.port().to_string();
+        let s = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]);
+        wait_link_up(&mut s.raw(), "full sync", &|| {
+            format!(
+                "replica's log:\n{}\nmaster's log:\n{}",
+                s.log(),
+                master.log()
+            )
+        });
+        replica = Some(s);
+    });
+    let replica = replica.unwrap();
     let mut r = replica.raw();
-    let end = Instant::now() + Duration::from_secs(30);
-    while info_field(&mut r, "replication", "master_link_status").as_deref() != Some("up") {
-        assert!(
-            Instant::now() < end,
-            "no full sync in 30 s\nreplica's log:\n{}\nmaster's log:\n{}",
-            replica.log(),
-            master.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let during = count.load(Ordering::Relaxed);
-    std::thread::sleep(Duration::from_millis(800));
-    stop.store(true, Ordering::Relaxed);
-    for t in threads {
-        t.join().unwrap();
-    }
-    assert!(
-        count.load(Ordering::Relaxed) > during,
-        "no writes after the sync"
-    );
     same_data(&mut m, &mut r, "after the full sync");
     // ROLE and INFO on the master see the replica, acknowledged up to the master's offset.
     wait_for(

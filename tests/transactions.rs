@@ -230,13 +230,17 @@ fn exec_blocks_are_atomic_across_shards() {
             })
         })
         .collect();
+    let done_reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let readers: Vec<_> = (0..2)
         .map(|r| {
-            let (keys, stop) = (keys.clone(), stop.clone());
+            let (keys, stop, done_reads) = (keys.clone(), stop.clone(), done_reads.clone());
             thread::spawn(move || {
                 let mut c = RawConn::connect(addr);
                 let mut reads = 0;
                 while !stop.load(Ordering::Relaxed) {
+                    if reads == 21 {
+                        done_reads.fetch_add(1, Ordering::Relaxed);
+                    }
                     let vals = if r == 0 {
                         assert_eq!(c.cmd(&["MULTI"]), b"+OK\r\n");
                         for k in &keys {
@@ -256,7 +260,13 @@ fn exec_blocks_are_atomic_across_shards() {
             })
         })
         .collect();
+    // At least 1.2 s of contention, and until every reader has read more than 20 times (a
+    // busy machine may need longer; a starved reader never gets there).
     thread::sleep(Duration::from_millis(1200));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while done_reads.load(Ordering::Relaxed) < 2 && std::time::Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
     stop.store(true, Ordering::Relaxed);
     for h in writers {
         h.join().expect("writer");

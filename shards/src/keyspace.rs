@@ -617,7 +617,24 @@ impl Db {
         pos
     }
 
-    /// Calls `f` for every live key, with its value and deadline.
+    /// Calls `f` for every live key, with its slot id, slot and deadline.
+    fn for_each_live(&self, now_ms: u64, mut f: impl FnMut(u32, &Slot, Option<u64>)) {
+        for (c, chunk) in self.chunks.iter().enumerate() {
+            for (i, s) in chunk.iter().enumerate() {
+                let Some(s) = s else { continue };
+                let id = (c * CHUNK + i) as u32;
+                let expire = if self.expires.is_empty() {
+                    None
+                } else {
+                    self.expires.get(&id).map(|t| t.get())
+                };
+                if expire.is_none_or(|t| t > now_ms) {
+                    f(id, s, expire);
+                }
+            }
+        }
+    }
+
     /// [`Db::for_each_key`] with what an RDB file records of each key's clock (under an
     /// LRU or LFU policy).
     pub fn for_each_key_clocked(
@@ -625,38 +642,16 @@ impl Db {
         now_ms: u64,
         mut f: impl FnMut(&[u8], &Item, Option<u64>, Option<crate::rdb::file::KeyClock>),
     ) {
-        for (c, chunk) in self.chunks.iter().enumerate() {
-            for (i, s) in chunk.iter().enumerate() {
-                let Some(s) = s else { continue };
-                let id = (c * CHUNK + i) as u32;
-                let expire = if self.expires.is_empty() {
-                    None
-                } else {
-                    self.expires.get(&id).map(|t| t.get())
-                };
-                if expire.is_none_or(|t| t > now_ms) {
-                    let clock = self.clocks.as_deref().map(|k| k.rdb_clock(id, now_ms));
-                    f(&s.key, &s.item, expire, clock);
-                }
-            }
-        }
+        let clocks = self.clocks.as_deref();
+        self.for_each_live(now_ms, |id, s, expire| {
+            let clock = clocks.map(|k| k.rdb_clock(id, now_ms));
+            f(&s.key, &s.item, expire, clock);
+        });
     }
 
+    /// Calls `f` for every live key, with its value and deadline.
     pub fn for_each_key(&self, now_ms: u64, mut f: impl FnMut(&[u8], &Item, Option<u64>)) {
-        for (c, chunk) in self.chunks.iter().enumerate() {
-            for (i, s) in chunk.iter().enumerate() {
-                let Some(s) = s else { continue };
-                let id = (c * CHUNK + i) as u32;
-                let expire = if self.expires.is_empty() {
-                    None
-                } else {
-                    self.expires.get(&id).map(|t| t.get())
-                };
-                if expire.is_none_or(|t| t > now_ms) {
-                    f(&s.key, &s.item, expire);
-                }
-            }
-        }
+        self.for_each_live(now_ms, |_, s, expire| f(&s.key, &s.item, expire));
     }
 
     /// Up to `rounds` rounds of active expiry: each samples volatile keys and deletes the

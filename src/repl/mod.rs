@@ -149,6 +149,11 @@ impl ReplShared {
             .cloned()
     }
 
+    /// The link to our master, while a replica.
+    pub fn link(&self) -> Option<Arc<replica::Link>> {
+        self.link.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     pub fn snapshot(&self) -> MasterState {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -461,13 +466,7 @@ pub fn mark(ctx: &ShardCtx, wid: u64) -> crate::msg::RepBody {
 }
 
 fn role(ctx: &ShardCtx, conn: &mut Conn) {
-    let link = ctx
-        .shared
-        .repl
-        .link
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let link = ctx.shared.repl.link();
     if let Some(l) = link {
         let mut r = conn.reply();
         r.array(5);
@@ -512,10 +511,7 @@ fn replicaof(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Erro
     let same = ctx
         .shared
         .repl
-        .link
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_ref()
+        .link()
         .is_some_and(|l| l.host == host && l.port == port as u16);
     if same {
         conn.reply()
@@ -571,10 +567,7 @@ pub fn stale_refused(ctx: &ShardCtx, flags: u32) -> bool {
     let down = ctx
         .shared
         .repl
-        .link
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_ref()
+        .link()
         .is_some_and(|l| l.state() != "connected");
     down && ctx.shared.config.get("replica-serve-stale-data") == "no"
 }
@@ -587,7 +580,7 @@ pub fn info(shared: &crate::ctx::Shared, o: &mut String) {
     let field = |o: &mut String, k: &str, v: &dyn std::fmt::Display| {
         o.push_str(&format!("{k}:{v}\r\n"));
     };
-    let link = repl.link.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let link = repl.link();
     let mut offset = state.offset;
     match &link {
         None => field(o, "role", &"master"),

@@ -432,13 +432,7 @@ pub async fn serve(ctx: std::rc::Rc<ShardCtx>) {
     loop {
         // Every millisecond while a replica, rarely otherwise.
         glommio::timer::sleep(Duration::from_millis(if idle { 100 } else { 1 })).await;
-        let link = ctx
-            .shared
-            .repl
-            .link
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let link = ctx.shared.repl.link();
         idle = link.is_none();
         let Some(link) = link else {
             continue;
@@ -507,14 +501,7 @@ fn master_conn(ctx: &ShardCtx, link: &Link) -> crate::msg::Token {
 /// the databases are emptied and the keys of this shard's slots loaded (shard 0 loads the
 /// function libraries too).
 pub fn load(ctx: &ShardCtx) -> Result<(), String> {
-    let link = ctx
-        .shared
-        .repl
-        .link
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone()
-        .ok_or("no replication link")?;
+    let link = ctx.shared.repl.link().ok_or("no replication link")?;
     let data = link
         .payload
         .lock()
@@ -550,14 +537,7 @@ pub fn loaded(ctx: &ShardCtx, errors: &[String]) {
     if !errors.is_empty() {
         crate::log!("Loading the master's payload failed: {}", errors.join("; "));
     }
-    if let Some(l) = ctx
-        .shared
-        .repl
-        .link
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_ref()
-    {
+    if let Some(l) = ctx.shared.repl.link() {
         l.payload.lock().unwrap_or_else(|e| e.into_inner()).take();
         l.loading.store(false, Ordering::Release);
     }

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Replication benchmarks: a redis-server replica of shardis (2 shards, release build) against a
+# redis-server replica of redis-server, in the same run.
+#
+# 1. Full sync: KEYS keys of VALUE bytes (DEBUG POPULATE) on the master, then a replica
+#    attaches; reports the time until its link is up and the master's peak extra memory
+#    (PSS, the master and any fork child) during the sync, as a share of the dataset.
+# 2. Lag under load: redis-benchmark SETs (-P PIPE) against the master with the replica
+#    attached; the master's and replica's offsets are sampled every 50 ms; reports the median
+#    and largest difference in bytes, and the time the replica needs to catch up once the load
+#    stops.
+#
+#   scripts/bench-repl.sh                    # KEYS=1000000 VALUE=100 N=1000000 PIPE=16
+#   KEYS=20000000 VALUE=100 scripts/bench-repl.sh   # a full sync of about 2 GB
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+KEYS=${KEYS:-1000000}
+VALUE=${VALUE:-100}
+N=${N:-1000000}
+PIPE=${PIPE:-16}
+CLIENTS=${CLIENTS:-50}
+BIN=${SHARDIS_BIN:-target/release/shardis}
+
+SHARDIS_EXTRA=(--enable-debug-command yes)
+REDIS_EXTRA=(--enable-debug-command yes --repl-diskless-sync-delay 0)
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
+
+field() { # field PORT NAME: a field of INFO replication
+    redis-cli -p "$1" INFO replication | tr -d '\r' | sed -n "s/^$2://p"
+}
+
+ms() { date +%s%3N; }
+
+run() { # run MASTER_NAME
+    local m=$1 mport mpid r rport rpid base t0 t1 peak cur used
+    mport=$(port_of "$m")
+    mpid=$(pid_of "$m")
+    redis-cli -p "$mport" DEBUG POPULATE "$KEYS" key "$VALUE" >/dev/null
+    used=$(redis-cli -p "$mport" INFO memory | tr -d '\r' | sed -n 's/^used_memory://p')
+    base=$(rss_kb "$mpid")
+    r="rep_$m"
+    start_redis "$r"
+    rport=$(port_of "$r")
+    rpid=$(pid_of "$r")
+    t0=$(ms)
+    redis-cli -p "$rport" REPLICAOF 127.0.0.1 "$mport" >/dev/null
+    peak=$base
+    while [ "$(field "$rport" master_link_status)" != "up" ]; do
+        cur=$(rss_kb "$mpid")
+        [ "$cur" -gt "$peak" ] && peak=$cur
+        sleep 0.05
+    done
+    t1=$(ms)
+    local extra=$(((peak - base) * 1024))
+    printf '%-8s full sync of %s keys: %6d ms, master peak extra memory %5.1f%% of used_memory\n' \
+        "$m" "$KEYS" $((t1 - t0)) "$(echo "$extra * 100 / $used" | bc -l)"
+
+    # Lag under load.
+    local samples="$work/lag-$m"
+    : >"$samples"
+    "${pin_client[@]}" redis-benchmark -p "$mport" -t set -n "$N" -c "$CLIENTS" -P "$PIPE" \
+        -r 1000000 -d "$VALUE" -q >"$work/bench-$m" 2>&1 &
+    local bench=$!
+    while kill -0 "$bench" 2>/dev/null; do
+        local mo ro
+        mo=$(field "$mport" master_repl_offset)
+        ro=$(field "$rport" slave_repl_offset)
+        [ -n "$mo" ] && [ -n "$ro" ] && echo $((mo - ro)) >>"$samples"
+        sleep 0.05
+    done
+    local stop_ms caught
+    stop_ms=$(ms)
+    while [ "$(field "$mport" master_repl_offset)" != "$(field "$rport" slave_repl_offset)" ]; do
+        sleep 0.01
+    done
+    caught=$(($(ms) - stop_ms))
+    printf '%-8s lag under %s: median %8s bytes, max %9s bytes, caught up %4d ms after the load; %s\n' \
+        "$m" "SET -P $PIPE" "$(median <"$samples")" "$(sort -n "$samples" | tail -n1)" "$caught" \
+        "$(tr '\r' '\n' <"$work/bench-$m" | grep -o '[0-9.]* requests per second' | tail -n1)"
+}
+
+start_redis redis "${pin_server[@]}"
+start_shardis shardis 2
+run redis
+run shardis
