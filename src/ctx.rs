@@ -462,14 +462,6 @@ impl ShardCtx {
             let repl_ctx = ctx.clone();
             glommio::spawn_local(async move { crate::repl::replica::serve(repl_ctx).await })
                 .detach();
-            let of = ctx.shared.config.get("replicaof");
-            let mut words = of.split_whitespace();
-            if let (Some(host), Some(port)) = (words.next(), words.next()) {
-                match port.parse::<u16>() {
-                    Ok(port) => crate::repl::replica::start(&ctx, host.to_string(), port),
-                    Err(_) => crate::log!("replicaof {of:?}: bad port"),
-                }
-            }
         }
         ctx.event_loop().await;
         Ok(())

@@ -221,6 +221,15 @@ pub fn run(config: Arc<Config>) -> anyhow::Result<()> {
         .startup_memory
         .fetch_add(startup_memory, std::sync::atomic::Ordering::Relaxed);
     crate::acl_cmds::init(&shared)?;
+    // `replicaof`: a replica from the first client on (its link starts with the shards).
+    let of = config.get("replicaof");
+    let mut words = of.split_whitespace();
+    if let (Some(host), Some(master_port)) = (words.next(), words.next()) {
+        let master_port: u16 = master_port
+            .parse()
+            .with_context(|| format!("replicaof {of:?}: bad port"))?;
+        crate::repl::replica::start(&shared, host.to_string(), master_port);
+    }
     crate::metrics::start(config.clone(), port)?;
     handle_signals(shared.clone());
 

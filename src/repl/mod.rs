@@ -498,7 +498,7 @@ fn role(ctx: &ShardCtx, conn: &mut Conn) {
 
 fn replicaof(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
     if eq_ic(argv[1], "no") && eq_ic(argv[2], "one") {
-        if replica::stop(ctx) {
+        if replica::stop(&ctx.shared) {
             crate::log!("MASTER MODE enabled (user request from '{}')", conn.addr);
         }
         conn.reply().ok();
@@ -522,7 +522,7 @@ fn replicaof(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Erro
         "REPLICAOF {host}:{port} enabled (user request from '{}')",
         conn.addr
     );
-    replica::start(ctx, host, port as u16);
+    replica::start(&ctx.shared, host, port as u16);
     conn.reply().ok();
     Ok(())
 }

@@ -88,11 +88,11 @@ impl Link {
 }
 
 /// Keys neither expire nor get evicted on a replica: the master decides.
-/// REPLICAOF host port: (re)starts the link. Called on shard 0's thread or any: the link
-/// thread and shard 0's task find each other through `ReplShared::link`.
-pub fn start(ctx: &ShardCtx, host: String, port: u16) {
-    let repl = &ctx.shared.repl;
-    stop(ctx);
+/// REPLICAOF host port (or `replicaof` at start-up, before any client is served): (re)starts
+/// the link. The link thread and shard 0's task find each other through `ReplShared::link`.
+pub fn start(shared: &crate::ctx::Shared, host: String, port: u16) {
+    let repl = &shared.repl;
+    stop(shared);
     let link = Arc::new(Link::new(host, port));
     // A replica continues from what it holds: its own history (a master turned replica)
     // is the first thing it offers the new master.
@@ -103,8 +103,8 @@ pub fn start(ctx: &ShardCtx, host: String, port: u16) {
     }
     *repl.link.lock().unwrap_or_else(|e| e.into_inner()) = Some(link.clone());
     shards::keyspace::REPLICA.store(true, Ordering::Release);
-    let cfg = ctx.shared.config.clone();
-    let our_port = ctx.shared.port;
+    let cfg = shared.config.clone();
+    let our_port = shared.port;
     let l = link.clone();
     let _ = std::thread::Builder::new()
         .name("repl-link".into())
@@ -113,9 +113,8 @@ pub fn start(ctx: &ShardCtx, host: String, port: u16) {
 }
 
 /// REPLICAOF NO ONE: the link stops; the server is a master again.
-pub fn stop(ctx: &ShardCtx) -> bool {
-    let old = ctx
-        .shared
+pub fn stop(shared: &crate::ctx::Shared) -> bool {
+    let old = shared
         .repl
         .link
         .lock()
