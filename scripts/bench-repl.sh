@@ -23,7 +23,8 @@ CLIENTS=${CLIENTS:-50}
 BIN=${SHARDIS_BIN:-target/release/shardis}
 
 SHARDIS_EXTRA=(--enable-debug-command yes)
-REDIS_EXTRA=(--enable-debug-command yes --repl-diskless-sync-delay 0)
+# Replicas load straight from the socket (no dump.rdb left in the working directory).
+REDIS_EXTRA=(--enable-debug-command yes --repl-diskless-sync-delay 0 --repl-diskless-load swapdb)
 # shellcheck source=scripts/bench-lib.sh
 source scripts/bench-lib.sh
 
@@ -47,7 +48,9 @@ run() { # run MASTER_NAME
     t0=$(ms)
     redis-cli -p "$rport" REPLICAOF 127.0.0.1 "$mport" >/dev/null
     peak=$base
+    local limit=$(($(ms) + 300000))
     while [ "$(field "$rport" master_link_status)" != "up" ]; do
+        [ "$(ms)" -lt "$limit" ] || { echo "$m: no sync in 300 s" >&2; return 1; }
         cur=$(rss_kb "$mpid")
         [ "$cur" -gt "$peak" ] && peak=$cur
         sleep 0.05
@@ -65,14 +68,17 @@ run() { # run MASTER_NAME
     local bench=$!
     while kill -0 "$bench" 2>/dev/null; do
         local mo ro
-        mo=$(field "$mport" master_repl_offset)
+        # The replica first: read after it, the master's offset bounds the lag from above.
         ro=$(field "$rport" slave_repl_offset)
+        mo=$(field "$mport" master_repl_offset)
         [ -n "$mo" ] && [ -n "$ro" ] && echo $((mo - ro)) >>"$samples"
         sleep 0.05
     done
     local stop_ms caught
     stop_ms=$(ms)
-    while [ "$(field "$mport" master_repl_offset)" != "$(field "$rport" slave_repl_offset)" ]; do
+    limit=$(($(ms) + 60000))
+    while [ "$(field "$rport" slave_repl_offset)" != "$(field "$mport" master_repl_offset)" ]; do
+        [ "$(ms)" -lt "$limit" ] || { echo "$m: replica never caught up" >&2; return 1; }
         sleep 0.01
     done
     caught=$(($(ms) - stop_ms))
