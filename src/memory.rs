@@ -272,34 +272,31 @@ fn stats_reply(conn: &mut Conn, m: &Breakdown) {
     int(&mut r, "allocator.allocated", a.allocated);
     int(&mut r, "allocator.active", a.active);
     int(&mut r, "allocator.resident", a.resident);
-    dbl(
-        &mut r,
-        "allocator-fragmentation.ratio",
-        ratio(a.active, a.allocated),
-    );
-    int(
-        &mut r,
-        "allocator-fragmentation.bytes",
-        a.active.saturating_sub(a.allocated),
-    );
-    dbl(&mut r, "allocator-rss.ratio", ratio(a.resident, a.active));
-    int(
-        &mut r,
-        "allocator-rss.bytes",
-        a.resident.saturating_sub(a.active),
-    );
-    dbl(&mut r, "rss-overhead.ratio", ratio(m.rss, a.resident));
-    int(
-        &mut r,
-        "rss-overhead.bytes",
-        m.rss.saturating_sub(a.resident),
-    );
-    dbl(&mut r, "fragmentation", ratio(m.rss, a.allocated));
-    int(
-        &mut r,
-        "fragmentation.bytes",
-        m.rss.saturating_sub(a.allocated),
-    );
+    // Each of these is a ratio of two figures and the bytes between them.
+    for (ratio_name, bytes_name, num, den) in [
+        (
+            "allocator-fragmentation.ratio",
+            "allocator-fragmentation.bytes",
+            a.active,
+            a.allocated,
+        ),
+        (
+            "allocator-rss.ratio",
+            "allocator-rss.bytes",
+            a.resident,
+            a.active,
+        ),
+        (
+            "rss-overhead.ratio",
+            "rss-overhead.bytes",
+            m.rss,
+            a.resident,
+        ),
+        ("fragmentation", "fragmentation.bytes", m.rss, a.allocated),
+    ] {
+        dbl(&mut r, ratio_name, ratio(num, den));
+        int(&mut r, bytes_name, num.saturating_sub(den));
+    }
 }
 
 /// A short report in our own words: what looks wrong, or that nothing does.

@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 /// hard limit).
 const OUTPUT_LIMIT: usize = 256 * 1024 * 1024;
 
+/// Most a replica may send that does not make whole commands (its ACKs are a few dozen bytes).
+const READ_LIMIT: usize = 1024 * 1024;
+
 /// Starts the hub; returns its mailbox.
 pub fn start(
     replid: String,
@@ -135,7 +138,9 @@ impl Source {
 
 /// The keys (with their databases) commands touch; None when one of them touches no key
 /// (FLUSHALL, SWAPDB, FUNCTION …: it orders with everything).
-fn keys_of(cmds: &[(usize, Vec<u8>)]) -> Option<Vec<(usize, Vec<u8>)>> {
+fn keys_of<'a>(
+    cmds: impl IntoIterator<Item = (&'a usize, &'a Vec<u8>)>,
+) -> Option<Vec<(usize, Vec<u8>)>> {
     let mut out = Vec::new();
     let mut ranges = Vec::new();
     let mut scratch = Vec::new();
@@ -162,8 +167,8 @@ fn keys_of(cmds: &[(usize, Vec<u8>)]) -> Option<Vec<(usize, Vec<u8>)>> {
 /// The keys a record touches (None: it orders with everything, as a cut does).
 fn rec_keys(r: &Rec) -> Option<Vec<(usize, Vec<u8>)>> {
     match r {
-        Rec::Cmd(db, frame) => keys_of(&[(*db, frame.clone())]),
-        Rec::Block(cmds) | Rec::Part { cmds, .. } => keys_of(cmds),
+        Rec::Cmd(db, frame) => keys_of([(db, frame)]),
+        Rec::Block(cmds) | Rec::Part { cmds, .. } => keys_of(cmds.iter().map(|(d, f)| (d, f))),
         Rec::Cut(_) => None,
         Rec::Mark(_) => Some(Vec::new()),
     }
@@ -495,7 +500,7 @@ impl Hub {
                         let Some(Rec::Part { cmds: theirs, .. }) = src.recs.get(k) else {
                             return false;
                         };
-                        let Some(mine) = keys_of(theirs) else {
+                        let Some(mine) = keys_of(theirs.iter().map(|(d, f)| (d, f))) else {
                             return false;
                         };
                         let commutes = src.recs.iter().take(k).all(|r| {
@@ -888,7 +893,13 @@ fn read_acks(
     while alive.load(Ordering::Acquire) {
         match sock.read(&mut chunk) {
             Ok(0) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                // A replica sends short commands; one that never completes is dropped.
+                if buf.len() > READ_LIMIT {
+                    break;
+                }
+            }
             Err(e)
                 if matches!(
                     e.kind(),
