@@ -182,17 +182,7 @@ pub fn handle(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, _argv: &[&[u8]]) -> Re
             conn.reply().verbatim(&out);
         }
         "purge" => {
-            // SAFETY: mallctl with a constant NUL-terminated name and no values to read or
-            // write; 4096 is MALLCTL_ARENAS_ALL.
-            unsafe {
-                tikv_jemalloc_sys::mallctl(
-                    c"arena.4096.purge".as_ptr(),
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
-                    0,
-                );
-            }
+            purge();
             conn.reply().ok();
         }
         name => {
@@ -326,4 +316,19 @@ fn doctor_report(conn: &mut Conn, a: &Alloc, peak: u64, rss: u64, keys: u64) {
         format!("Memory report:\n\n{}\n", issues.join("\n"))
     };
     conn.reply().verbatim(text.as_bytes());
+}
+
+/// Returns every arena's unused dirty pages to the system (MEMORY PURGE).
+pub fn purge() {
+    // SAFETY: mallctl with a constant NUL-terminated name and no values to read or write;
+    // 4096 is MALLCTL_ARENAS_ALL.
+    unsafe {
+        tikv_jemalloc_sys::mallctl(
+            c"arena.4096.purge".as_ptr(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+        );
+    }
 }

@@ -248,6 +248,11 @@ impl ShardCtx {
     /// (each starting with `SELECTDB`) to the replication hub, which builds the file.
     async fn stream_snapshot(&self, sync: u64) {
         loop {
+            // The replicas' sockets set the pace: a full resync holds a bounded amount of
+            // payload beyond the data (the copy-on-write snapshot keeps the rest).
+            while self.shared.repl.payload.full() {
+                glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+            }
             let (pieces, done) = {
                 let mut e = self.engine.borrow_mut();
                 if let Some(db) = e.dbs.iter_mut().find(|d| d.snapshot_active()) {

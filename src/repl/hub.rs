@@ -17,6 +17,18 @@ const OUTPUT_LIMIT: usize = 256 * 1024 * 1024;
 /// Most a replica may send that does not make whole commands (its ACKs are a few dozen bytes).
 const READ_LIMIT: usize = 1024 * 1024;
 
+/// Payload bytes sent between purges of the allocator's freed pages during a full resync.
+/// The payload passes through buffers made on one thread and freed on another; jemalloc keeps
+/// such pages for seconds, which would show as the master's memory growing by a good part of
+/// the data while a sync runs.
+const PURGE_EVERY: usize = 16 * 1024 * 1024;
+
+/// Largest run of a shard's commands kept as one record (it grows while the merge waits).
+const RUN_MAX: usize = 64 * 1024;
+
+/// Most bytes a replica's writer thread gathers into one write.
+const WRITE_BATCH_MAX: usize = 256 * 1024;
+
 /// Starts the hub; returns its mailbox.
 pub fn start(
     replid: String,
@@ -24,6 +36,7 @@ pub fn start(
     scripts: Arc<shards::script::Store>,
     state: Arc<Mutex<MasterState>>,
     waits: Waits,
+    payload: Arc<super::PayloadQueue>,
     config: Arc<crate::config::Config>,
 ) -> Sender<ToHub> {
     let (tx, rx) = channel();
@@ -32,6 +45,7 @@ pub fn start(
         .spawn(move || {
             let mut hub = Hub::new(replid, nshards, scripts, state);
             hub.waits = waits;
+            hub.payload = payload;
             hub.config = Some(config);
             hub.run(rx);
         })
@@ -44,7 +58,7 @@ type Waits = Arc<Mutex<HashMap<u64, Option<u64>>>>;
 
 /// One record of a shard's log.
 enum Rec {
-    /// A command (RESP frame) for a database.
+    /// Commands (RESP frames, one after another) for a database.
     Cmd(usize, Vec<u8>),
     /// A block of commands that ran on this shard alone: `MULTI … EXEC`.
     Block(Vec<(usize, Vec<u8>)>),
@@ -93,42 +107,43 @@ impl Source {
                 _ => break,
             };
             let frame = &self.buf[pos..pos + consumed];
-            let args: Vec<&[u8]> = ranges.iter().map(|r| &frame[r.clone()]).collect();
-            let name = args
-                .first()
-                .map(|a| a.to_ascii_uppercase())
-                .unwrap_or_default();
-            match name.as_slice() {
-                b"SELECT" => {
-                    if let Some(db) = args
-                        .get(1)
-                        .and_then(|a| std::str::from_utf8(a).ok())
-                        .and_then(|s| s.parse().ok())
-                    {
-                        self.db = db;
-                    }
+            let arg = |i: usize| ranges.get(i).map(|r| &frame[r.clone()]);
+            let name = arg(0).unwrap_or_default();
+            if name.eq_ignore_ascii_case(b"SELECT") {
+                if let Some(db) = arg(1)
+                    .and_then(|a| std::str::from_utf8(a).ok())
+                    .and_then(|s| s.parse().ok())
+                {
+                    self.db = db;
                 }
-                b"MULTI" if self.block.is_none() => self.block = Some(Vec::new()),
-                b"EXEC" if self.block.is_some() => {
-                    let cmds = self.block.take().unwrap_or_default();
-                    if args.len() == 3 {
-                        let peers = String::from_utf8_lossy(args[2])
-                            .split(',')
-                            .filter_map(|p| p.parse().ok())
-                            .collect();
-                        self.recs.push_back(Rec::Part {
-                            id: args[1].to_vec(),
-                            peers,
-                            cmds,
-                        });
-                    } else if !cmds.is_empty() {
-                        self.recs.push_back(Rec::Block(cmds));
-                    }
+            } else if name.eq_ignore_ascii_case(b"MULTI") && self.block.is_none() {
+                self.block = Some(Vec::new());
+            } else if name.eq_ignore_ascii_case(b"EXEC") && self.block.is_some() {
+                let cmds = self.block.take().unwrap_or_default();
+                if let (Some(id), Some(peers), 3) = (arg(1), arg(2), ranges.len()) {
+                    let peers = String::from_utf8_lossy(peers)
+                        .split(',')
+                        .filter_map(|p| p.parse().ok())
+                        .collect();
+                    self.recs.push_back(Rec::Part {
+                        id: id.to_vec(),
+                        peers,
+                        cmds,
+                    });
+                } else if !cmds.is_empty() {
+                    self.recs.push_back(Rec::Block(cmds));
                 }
-                _ => match self.block.as_mut() {
-                    Some(b) => b.push((self.db, frame.to_vec())),
-                    None => self.recs.push_back(Rec::Cmd(self.db, frame.to_vec())),
-                },
+            } else if let Some(b) = self.block.as_mut() {
+                b.push((self.db, frame.to_vec()));
+            } else {
+                // Consecutive commands of one database travel as one run: the merge moves
+                // them, and the stream takes them, in one piece.
+                match self.recs.back_mut() {
+                    Some(Rec::Cmd(db, run)) if *db == self.db && run.len() < RUN_MAX => {
+                        run.extend_from_slice(frame)
+                    }
+                    _ => self.recs.push_back(Rec::Cmd(self.db, frame.to_vec())),
+                }
             }
             pos += consumed;
         }
@@ -136,7 +151,8 @@ impl Source {
     }
 }
 
-/// The keys (with their databases) commands touch; None when one of them touches no key
+/// The keys (with their databases) commands touch (each entry may hold several frames); None
+/// when one of them touches no key
 /// (FLUSHALL, SWAPDB, FUNCTION …: it orders with everything).
 fn keys_of<'a>(
     cmds: impl IntoIterator<Item = (&'a usize, &'a Vec<u8>)>,
@@ -148,18 +164,24 @@ fn keys_of<'a>(
         bulk_len_max: usize::MAX,
     };
     let mut pos = Vec::new();
-    for (db, frame) in cmds {
-        let Ok(Parsed::Command { .. }) = parse_command(frame, &mut ranges, &mut scratch, limits)
-        else {
-            return None;
-        };
-        let args: Vec<&[u8]> = ranges.iter().map(|r| &frame[r.clone()]).collect();
-        let l = shards::cmd::lookup(&args).ok()?;
-        shards::cmd::key_positions(l.spec, &args, &mut pos);
-        if pos.is_empty() {
-            return None;
+    for (db, frames) in cmds {
+        let mut at = 0;
+        while at < frames.len() {
+            let Ok(Parsed::Command { consumed }) =
+                parse_command(&frames[at..], &mut ranges, &mut scratch, limits)
+            else {
+                return None;
+            };
+            let frame = &frames[at..at + consumed];
+            let args: Vec<&[u8]> = ranges.iter().map(|r| &frame[r.clone()]).collect();
+            let l = shards::cmd::lookup(&args).ok()?;
+            shards::cmd::key_positions(l.spec, &args, &mut pos);
+            if pos.is_empty() {
+                return None;
+            }
+            out.extend(pos.iter().map(|&p| (*db, args[p].to_vec())));
+            at += consumed;
         }
-        out.extend(pos.iter().map(|&p| (*db, args[p].to_vec())));
     }
     Some(out)
 }
@@ -189,6 +211,9 @@ struct Replica {
     phase: Phase,
     /// The stream held while the replica is in `WaitAck`.
     pending: Vec<u8>,
+    /// What this pass of the hub has for the replica: handed to the writer thread in one
+    /// piece at the end of the pass (one write for many commands).
+    outbuf: Vec<u8>,
 }
 
 enum Phase {
@@ -252,6 +277,9 @@ struct Hub {
     timeout_ms: u64,
     diskless: bool,
     config_gen: u64,
+    payload: Arc<super::PayloadQueue>,
+    /// Payload bytes sent since the last purge.
+    since_purge: usize,
 }
 
 impl Hub {
@@ -283,6 +311,8 @@ impl Hub {
             timeout_ms: 60_000,
             diskless: true,
             config_gen: u64::MAX,
+            payload: Default::default(),
+            since_purge: 0,
         }
     }
 
@@ -295,7 +325,9 @@ impl Hub {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .is_empty();
-            let tick = Duration::from_millis(if waiting { 2 } else { 100 });
+            // So are the writers' progress while a payload streams (the snapshots wait on it).
+            let busy = waiting || !self.syncs.is_empty();
+            let tick = Duration::from_millis(if busy { 2 } else { 100 });
             match rx.recv_timeout(tick) {
                 Ok(msg) => {
                     self.take(msg);
@@ -314,6 +346,7 @@ impl Hub {
             }
             self.progress_syncs();
             self.reap();
+            self.flush();
             self.publish();
             if std::env::var_os("SHARDIS_REPL_TRACE").is_some() {
                 let heads: Vec<String> = self
@@ -420,6 +453,9 @@ impl Hub {
                 piece,
                 done,
             } => {
+                self.payload
+                    .unread
+                    .fetch_sub(piece.len(), std::sync::atomic::Ordering::Relaxed);
                 if self.aborted.contains(&sync) {
                     return;
                 }
@@ -612,7 +648,7 @@ impl Hub {
         }
         for r in self.replicas.iter_mut() {
             match r.phase {
-                Phase::Online => send(r, bytes.to_vec()),
+                Phase::Online => send(r, bytes),
                 Phase::WaitAck => r.pending.extend_from_slice(bytes),
                 Phase::Syncing { .. } => {}
             }
@@ -647,7 +683,7 @@ impl Hub {
                 let mut out = format!("+CONTINUE {}\r\n", self.replid).into_bytes();
                 let skip = (from - first) as usize;
                 out.extend(self.backlog.iter().skip(skip).copied());
-                send(&r, out);
+                send_owned(&mut r, out);
                 r.phase = Phase::Online;
                 crate::log!(
                     "Partial resynchronization request from {}:{} accepted, from offset {from}",
@@ -710,15 +746,18 @@ impl Hub {
                 line.extend_from_slice(b"$EOF:");
                 line.extend_from_slice(&s.mark);
                 line.extend_from_slice(b"\r\n");
-                send(r, line);
+                send_owned(r, line);
                 s.header_sent = true;
             }
             let piece = s.writer.take_pending();
             let finished = s.done.iter().all(|d| *d);
+            self.since_purge += piece.len();
+            if self.since_purge >= PURGE_EVERY || (finished && self.since_purge > 0) {
+                self.since_purge = 0;
+                crate::memory::purge();
+            }
             if s.capa_eof {
-                if !piece.is_empty() {
-                    send(r, piece);
-                }
+                send_owned(r, piece);
             } else {
                 s.gathered.extend_from_slice(&piece);
             }
@@ -726,7 +765,7 @@ impl Hub {
                 continue;
             }
             if s.capa_eof {
-                send(r, s.mark.to_vec());
+                send(r, &s.mark);
             } else {
                 let mut out = Vec::new();
                 if s.psync {
@@ -736,13 +775,13 @@ impl Hub {
                 }
                 out.extend_from_slice(format!("${}\r\n", s.gathered.len()).as_bytes());
                 out.extend_from_slice(&std::mem::take(&mut s.gathered));
-                send(r, out);
+                send_owned(r, out);
             }
             if s.capa_eof {
                 r.pending = std::mem::take(&mut s.held);
                 r.phase = Phase::WaitAck;
             } else {
-                send(r, std::mem::take(&mut s.held));
+                send_owned(r, std::mem::take(&mut s.held));
                 r.phase = Phase::Online;
             }
             crate::log!("Synchronization with replica {}:{} succeeded", r.ip, r.port);
@@ -766,13 +805,15 @@ impl Hub {
                 && r.acked.load(std::sync::atomic::Ordering::Acquire)
             {
                 let held = std::mem::take(&mut r.pending);
-                send(r, held);
+                send_owned(r, held);
                 r.phase = Phase::Online;
             }
         }
         self.replicas.retain(|r| {
             let alive = r.alive.load(std::sync::atomic::Ordering::Acquire)
-                && r.queued.load(std::sync::atomic::Ordering::Relaxed) + r.pending.len()
+                && r.queued.load(std::sync::atomic::Ordering::Relaxed)
+                    + r.pending.len()
+                    + r.outbuf.len()
                     <= OUTPUT_LIMIT;
             if !alive {
                 r.alive.store(false, std::sync::atomic::Ordering::Release);
@@ -780,6 +821,27 @@ impl Hub {
             }
             alive
         });
+    }
+
+    /// Hands each replica's output of this pass to its writer thread.
+    fn flush(&mut self) {
+        for r in self.replicas.iter_mut() {
+            if r.outbuf.is_empty() {
+                continue;
+            }
+            let bytes = std::mem::take(&mut r.outbuf);
+            r.queued
+                .fetch_add(bytes.len(), std::sync::atomic::Ordering::Relaxed);
+            let _ = r.out.send(bytes);
+        }
+        let unwritten = self
+            .replicas
+            .iter()
+            .map(|r| r.queued.load(std::sync::atomic::Ordering::Relaxed))
+            .sum();
+        self.payload
+            .unwritten
+            .store(unwritten, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn publish(&self) {
@@ -816,13 +878,18 @@ impl Hub {
     }
 }
 
-fn send(r: &Replica, bytes: Vec<u8>) {
-    if bytes.is_empty() {
-        return;
+/// Adds bytes to what the replica gets at the end of this pass.
+fn send(r: &mut Replica, bytes: &[u8]) {
+    r.outbuf.extend_from_slice(bytes);
+}
+
+/// `send`, taking the buffer itself when nothing is waiting (payload pieces are large).
+fn send_owned(r: &mut Replica, bytes: Vec<u8>) {
+    if r.outbuf.is_empty() {
+        r.outbuf = bytes;
+    } else {
+        r.outbuf.extend_from_slice(&bytes);
     }
-    r.queued
-        .fetch_add(bytes.len(), std::sync::atomic::Ordering::Relaxed);
-    let _ = r.out.send(bytes);
 }
 
 /// A replica's two threads: one writes what the hub queues, one reads its acknowledgements.
@@ -841,7 +908,14 @@ fn spawn_replica(sock: std::net::TcpStream, id: u64, ip: String, port: u16) -> O
         std::thread::Builder::new()
             .name(format!("repl-out-{id}"))
             .spawn(move || {
-                while let Ok(bytes) = rx.recv() {
+                while let Ok(mut bytes) = rx.recv() {
+                    // What queued up while the last write ran goes out in the same write.
+                    while bytes.len() < WRITE_BATCH_MAX {
+                        match rx.try_recv() {
+                            Ok(more) => bytes.extend_from_slice(&more),
+                            Err(_) => break,
+                        }
+                    }
                     if !alive.load(Ordering::Acquire) || sock.write_all(&bytes).is_err() {
                         break;
                     }
@@ -870,6 +944,7 @@ fn spawn_replica(sock: std::net::TcpStream, id: u64, ip: String, port: u16) -> O
         alive,
         phase: Phase::Online,
         pending: Vec::new(),
+        outbuf: Vec::new(),
     })
 }
 

@@ -105,7 +105,31 @@ pub struct ReplShared {
     pub wait_targets: Arc<Mutex<std::collections::HashMap<u64, Option<u64>>>>,
     /// The link to our master, while a replica.
     pub link: Mutex<Option<Arc<replica::Link>>>,
+    /// Payload bytes on their way to replicas: the shards' snapshots wait while it is over
+    /// `PAYLOAD_QUEUE_MAX`, so a full resync holds only so much beyond the data.
+    pub payload: Arc<PayloadQueue>,
     config: Arc<crate::config::Config>,
+}
+
+/// Most payload bytes queued between the shards' snapshots and the replicas' sockets.
+pub const PAYLOAD_QUEUE_MAX: usize = 2 * 1024 * 1024;
+
+/// Bytes between the snapshots and the sockets.
+#[derive(Default)]
+pub struct PayloadQueue {
+    /// Sent by the shards, not yet taken by the hub.
+    pub unread: std::sync::atomic::AtomicUsize,
+    /// Handed to the replicas' writer threads and not written yet (the hub's count of its
+    /// live replicas, refreshed every pass).
+    pub unwritten: std::sync::atomic::AtomicUsize,
+}
+
+impl PayloadQueue {
+    /// Whether a snapshot should wait before making more.
+    pub fn full(&self) -> bool {
+        self.unread.load(Ordering::Relaxed) + self.unwritten.load(Ordering::Relaxed)
+            > PAYLOAD_QUEUE_MAX
+    }
 }
 
 impl ReplShared {
@@ -118,6 +142,7 @@ impl ReplShared {
             state: Arc::new(Mutex::new(MasterState::default())),
             wait_targets: Default::default(),
             link: Mutex::new(None),
+            payload: Default::default(),
             config,
         }
     }
@@ -134,6 +159,7 @@ impl ReplShared {
             scripts.clone(),
             self.state.clone(),
             self.wait_targets.clone(),
+            self.payload.clone(),
             self.config.clone(),
         );
         *g = Some(tx.clone());
@@ -214,6 +240,11 @@ pub fn begin_sync(ctx: &ShardCtx, sync: u64) -> Result<(), String> {
 /// A piece of this shard's snapshot for `sync`.
 pub fn send_piece(ctx: &ShardCtx, sync: u64, piece: Vec<u8>, done: bool) {
     if let Some(tx) = ctx.shared.repl.running_hub() {
+        ctx.shared
+            .repl
+            .payload
+            .unread
+            .fetch_add(piece.len(), Ordering::Relaxed);
         let _ = tx.send(ToHub::Rdb {
             shard: ctx.id,
             sync,
