@@ -213,10 +213,12 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
                 field(o, "instantaneous_input_repl_kbps", "0.00");
                 field(o, "instantaneous_output_repl_kbps", "0.00");
                 field(o, "rejected_connections", sum(|s| s.rejected_connections));
-                // No replication yet.
-                field(o, "sync_full", 0);
-                field(o, "sync_partial_ok", 0);
-                field(o, "sync_partial_err", 0);
+                let repl = &shared.repl;
+                let count =
+                    |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+                field(o, "sync_full", count(&repl.sync_full));
+                field(o, "sync_partial_ok", count(&repl.sync_partial_ok));
+                field(o, "sync_partial_err", count(&repl.sync_partial_err));
                 field(o, "expired_keys", sum(|s| s.expired_keys));
                 field(o, "expired_stale_perc", "0.00");
                 field(o, "expired_time_cap_reached_count", 0);

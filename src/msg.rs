@@ -99,6 +99,8 @@ pub enum ReqBody {
     Tracking(Vec<crate::tracking::Note>),
     /// WAIT: hand what this shard logged to the replication hub, then mark the point.
     ReplMark(u64),
+    /// REPLICAOF NO ONE: log writes for the replication hub from now on.
+    ReplPromote,
     /// A MONITOR line for this shard's monitors (no answer).
     Monitor(String),
     /// CLIENT UNPAUSE: held connections go on (no answer).

@@ -115,11 +115,21 @@ fn writer(addr: std::net::SocketAddr, seed: u64, stop: Arc<AtomicBool>, count: A
 
 /// Waits until the replica has applied everything the master has sent.
 fn caught_up(master: &mut RawConn, replica: &mut RawConn) {
-    wait_for("the replica to catch up", Duration::from_secs(30), || {
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
         let m = info_field(master, "replication", "master_repl_offset");
         let r = info_field(replica, "replication", "slave_repl_offset");
-        m.is_some() && m == r
-    });
+        if m.is_some() && m == r {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "the replica did not catch up in 30 s: master at {m:?}, replica at {r:?}\n{}\n{}",
+            text(&master.cmd(&["INFO", "replication"])),
+            text(&replica.cmd(&["INFO", "replication"]))
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn same_data(master: &mut RawConn, replica: &mut RawConn, what: &str) {
@@ -479,4 +489,147 @@ fn writes_over_several_shards_reach_replicas_whole() {
     let mut want = vec![a.clone(), b.clone()];
     want.sort();
     assert_eq!(first, want, "{cmds:?}");
+}
+
+fn replid(c: &mut RawConn) -> String {
+    info_field(c, "replication", "master_replid").unwrap_or_default()
+}
+
+fn stat(c: &mut RawConn, name: &str) -> i64 {
+    info_field(c, "stats", name)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1)
+}
+
+/// Chained replicas: a shardis replica passes its master's stream on byte for byte, so a
+/// redis-server and a shardis below it hold the same data under the top master's replication
+/// id and offsets; both attach (full sync from the middle replica's snapshot) while writes go
+/// on at the top.
+#[test]
+fn chained_replicas_take_the_masters_stream() {
+    let master = Server::start(&[]);
+    let mut m = master.raw();
+    preload(&mut m, 1500);
+    let middle = Server::start(&[]);
+    let mut a = middle.raw();
+    let mport = master.port().to_string();
+    assert_eq!(a.cmd(&["REPLICAOF", "127.0.0.1", &mport]), b"+OK\r\n");
+    wait_link_up(&mut a, "middle replica", &|| middle.log());
+    let (mut below_redis, mut below_shardis) = (None, None);
+    writes_during(master.addr(), || {
+        let aport = middle.port().to_string();
+        let r = RedisServer::start();
+        let mut rc = r.0.raw();
+        assert_eq!(rc.cmd(&["REPLICAOF", "127.0.0.1", &aport]), b"+OK\r\n");
+        let s = Server::start(&[]);
+        let mut sc = s.raw();
+        assert_eq!(sc.cmd(&["REPLICAOF", "127.0.0.1", &aport]), b"+OK\r\n");
+        wait_link_up(&mut rc, "redis-server below a shardis replica", &|| {
+            middle.log()
+        });
+        wait_link_up(&mut sc, "shardis below a shardis replica", &|| s.log());
+        below_redis = Some(r);
+        below_shardis = Some(s);
+    });
+    let (r, s) = (below_redis.unwrap(), below_shardis.unwrap());
+    let (mut rc, mut sc) = (r.0.raw(), s.raw());
+    same_data(&mut m, &mut a, "the middle replica");
+    same_data(&mut a, &mut rc, "redis-server below the middle replica");
+    same_data(&mut a, &mut sc, "shardis below the middle replica");
+    // One history: the same id and offset everywhere.
+    let id = replid(&mut m);
+    for (c, what) in [
+        (&mut a, "middle"),
+        (&mut rc, "redis-server"),
+        (&mut sc, "shardis"),
+    ] {
+        assert_eq!(replid(c), id, "{what}: replication id");
+    }
+    let top = info_field(&mut m, "replication", "master_repl_offset");
+    assert_eq!(info_field(&mut rc, "replication", "slave_repl_offset"), top);
+    assert_eq!(info_field(&mut sc, "replication", "slave_repl_offset"), top);
+    assert_eq!(
+        a.cmd(&["WAIT", "1", "0"]),
+        b"-ERR WAIT cannot be used with replica instances. Please also note that since Redis 4.0 if a replica is configured to be writable (which is not the default) writes to replicas are just local and are not propagated.\r\n"
+    );
+}
+
+/// psync2 after a failover: the master goes; one shardis replica is promoted and keeps the old
+/// id as replid2; the other replicas (shardis and redis-server) follow it with a partial
+/// resync, and writes on the new master reach them.
+#[test]
+fn replicas_follow_a_promoted_replica_with_a_partial_resync() {
+    let master = Server::start(&[]);
+    let mut m = master.raw();
+    preload(&mut m, 1500);
+    let mport = master.port().to_string();
+    let a = Server::start(&[]);
+    let b = Server::start(&[]);
+    let r = RedisServer::start();
+    let (mut ac, mut bc, mut rc) = (a.raw(), b.raw(), r.0.raw());
+    for (c, what) in [(&mut ac, "a"), (&mut bc, "b"), (&mut rc, "redis-server")] {
+        assert_eq!(c.cmd(&["REPLICAOF", "127.0.0.1", &mport]), b"+OK\r\n");
+        wait_link_up(c, what, &|| master.log());
+    }
+    writes_during(master.addr(), || {});
+    assert_eq!(m.cmd(&["WAIT", "3", "10000"]), b":3\r\n");
+    let old_id = replid(&mut m);
+    let before = common::data::dataset(&mut m);
+    drop(master);
+    assert_eq!(ac.cmd(&["REPLICAOF", "NO", "ONE"]), b"+OK\r\n");
+    assert_eq!(
+        info_field(&mut ac, "replication", "role").as_deref(),
+        Some("master")
+    );
+    assert_eq!(
+        info_field(&mut ac, "replication", "master_replid2").as_deref(),
+        Some(old_id.as_str())
+    );
+    assert_ne!(replid(&mut ac), old_id);
+    // Writes are taken at once.
+    assert_eq!(ac.cmd(&["SET", "after", "promotion"]), b"+OK\r\n");
+    let aport = a.port().to_string();
+    for (c, what) in [(&mut bc, "b"), (&mut rc, "redis-server")] {
+        assert_eq!(c.cmd(&["REPLICAOF", "127.0.0.1", &aport]), b"+OK\r\n");
+        wait_link_up(c, what, &|| a.log());
+    }
+    assert_eq!(stat(&mut ac, "sync_partial_ok"), 2, "{}", a.log());
+    assert_eq!(stat(&mut ac, "sync_full"), 0, "{}", a.log());
+    assert_eq!(
+        info_field(&mut bc, "replication", "master_replid2").as_deref(),
+        Some(old_id.as_str())
+    );
+    writes_during(a.addr(), || {});
+    same_data(&mut ac, &mut bc, "shardis after the failover");
+    same_data(&mut ac, &mut rc, "redis-server after the failover");
+    let now = common::data::dataset(&mut ac);
+    assert!(now.len() >= before.len() / 2 && now.contains_key(&(0, b"after".to_vec())));
+    assert_eq!(ac.cmd(&["WAIT", "2", "5000"]), b":2\r\n");
+}
+
+/// The same failover among redis-servers with a shardis replica: promoted redis-server keeps
+/// the old id, and shardis continues from it with a partial resync.
+#[test]
+fn shardis_follows_a_promoted_redis_server_with_a_partial_resync() {
+    let master = RedisServer::start();
+    let mut m = master.0.raw();
+    preload(&mut m, 1000);
+    let mport = master.0.port().to_string();
+    let r = RedisServer::start();
+    let s = Server::start(&[]);
+    let (mut rc, mut sc) = (r.0.raw(), s.raw());
+    for (c, what) in [(&mut rc, "redis-server"), (&mut sc, "shardis")] {
+        assert_eq!(c.cmd(&["REPLICAOF", "127.0.0.1", &mport]), b"+OK\r\n");
+        wait_link_up(c, what, &|| s.log());
+    }
+    writes_during(master.0.addr(), || {});
+    assert_eq!(m.cmd(&["WAIT", "2", "10000"]), b":2\r\n");
+    drop(master);
+    assert_eq!(rc.cmd(&["REPLICAOF", "NO", "ONE"]), b"+OK\r\n");
+    let rport = r.0.port().to_string();
+    assert_eq!(sc.cmd(&["REPLICAOF", "127.0.0.1", &rport]), b"+OK\r\n");
+    wait_link_up(&mut sc, "shardis after the failover", &|| s.log());
+    assert_eq!(stat(&mut rc, "sync_partial_ok"), 1, "{}", s.log());
+    writes_during(r.0.addr(), || {});
+    same_data(&mut rc, &mut sc, "shardis after a redis-server failover");
 }

@@ -29,6 +29,9 @@ const RUN_MAX: usize = 64 * 1024;
 /// Most bytes a replica's writer thread gathers into one write.
 const WRITE_BATCH_MAX: usize = 256 * 1024;
 
+/// The replication id of no history.
+pub const NO_ID: &str = "0000000000000000000000000000000000000000";
+
 /// Starts the hub; returns its mailbox.
 pub fn start(
     replid: String,
@@ -251,6 +254,16 @@ struct Sync {
 
 struct Hub {
     replid: String,
+    /// The id before the last promotion, and the first offset it does not cover (psync2: a
+    /// replica of our former master continues from our backlog up to there).
+    replid2: String,
+    second_offset: i64,
+    /// While a replica: the stream is our master's, relayed byte for byte as shard 0 applies
+    /// it (`ToHub::Upstream`), so chained replicas share its ids and offsets; the shards'
+    /// own logs are not used.
+    relay: bool,
+    /// The link session whose relayed bytes count (older sessions' are dropped).
+    session: u64,
     n: usize,
     scripts: Arc<shards::script::Store>,
     published: Arc<Mutex<MasterState>>,
@@ -291,6 +304,10 @@ impl Hub {
     ) -> Hub {
         Hub {
             replid,
+            replid2: NO_ID.to_string(),
+            second_offset: -1,
+            relay: false,
+            session: 0,
             n,
             scripts,
             published,
@@ -340,7 +357,11 @@ impl Hub {
                 Err(RecvTimeoutError::Disconnected) => return,
             }
             self.merge();
-            if !self.replicas.is_empty() && self.last_ping.elapsed() >= self.ping_period {
+            // A relaying replica passes its master's PINGs on instead.
+            if !self.relay
+                && !self.replicas.is_empty()
+                && self.last_ping.elapsed() >= self.ping_period
+            {
                 self.last_ping = Instant::now();
                 self.emit_raw(b"*1\r\n$4\r\nPING\r\n");
             }
@@ -432,12 +453,22 @@ impl Hub {
     fn take(&mut self, msg: ToHub) {
         match msg {
             ToHub::Feed { shard, bytes } => {
+                if self.relay {
+                    return;
+                }
                 if let Some(s) = self.sources.get_mut(shard) {
                     s.buf.extend_from_slice(&bytes);
                     s.parse();
                 }
             }
             ToHub::Cut { shard, sync } => {
+                if self.relay {
+                    // The cut's offset comes from shard 0 (`RelayCut`).
+                    if !self.aborted.contains(&sync) {
+                        self.sync_entry(sync);
+                    }
+                    return;
+                }
                 if let Some(s) = self.sources.get_mut(shard) {
                     // Records before the cut are in `recs` already (the feed came first).
                     s.parse();
@@ -477,6 +508,30 @@ impl Hub {
                 self.aborted.insert(sync);
             }
             ToHub::Attach(a) => self.attach(*a),
+            ToHub::Relay {
+                session,
+                replid,
+                offset,
+                full,
+            } => self.relay_from(session, replid, offset, full),
+            ToHub::Upstream { session, bytes } => {
+                if self.relay && session == self.session {
+                    self.emit_raw(&bytes);
+                    self.data_offset = self.offset;
+                }
+            }
+            ToHub::RelayCut { sync } => {
+                if self.relay && !self.aborted.contains(&sync) {
+                    let (n, offset) = (self.n, self.offset);
+                    let s = self.sync_entry(sync);
+                    s.start = Some(offset);
+                    s.cut = vec![true; n];
+                }
+            }
+            ToHub::Promote { replid } => self.promote(replid),
+            ToHub::Ask(tx) => {
+                let _ = tx.send((self.replid.clone(), self.offset));
+            }
             ToHub::Mark { shard, wid } => {
                 if let Some(s) = self.sources.get_mut(shard) {
                     s.parse();
@@ -484,6 +539,61 @@ impl Hub {
                 }
             }
         }
+    }
+
+    /// A replica's link is in step with its master from `offset` on, under `replid`: the hub
+    /// relays its stream from now on. After a full resync the history starts there (the
+    /// backlog is emptied); a partial one under a new id keeps the old as `replid2`. Chained
+    /// replicas are disconnected either way, so they ask again with the ids now valid.
+    fn relay_from(&mut self, session: u64, replid: String, offset: u64, full: bool) {
+        if !self.relay {
+            // Our own writes logged before we became a replica go out first.
+            self.merge();
+        }
+        if full || offset != self.offset {
+            self.backlog.clear();
+            self.offset = offset;
+            self.replid2 = NO_ID.to_string();
+            self.second_offset = -1;
+        } else if replid != self.replid {
+            self.replid2 = std::mem::replace(&mut self.replid, replid.clone());
+            self.second_offset = self.offset as i64 + 1;
+        }
+        self.replid = replid;
+        self.relay = true;
+        self.session = session;
+        self.data_offset = self.offset;
+        self.forget_sources();
+        self.drop_replicas();
+    }
+
+    /// REPLICAOF NO ONE: the relayed history becomes ours under a new id (the old one stays
+    /// valid as `replid2` up to here), and the shards' logs make the stream from now on.
+    fn promote(&mut self, replid: String) {
+        self.replid2 = std::mem::replace(&mut self.replid, replid);
+        self.second_offset = self.offset as i64 + 1;
+        self.relay = false;
+        self.forget_sources();
+        self.drop_replicas();
+    }
+
+    /// Forgets what the shards logged so far (it was relayed, or is superseded).
+    fn forget_sources(&mut self) {
+        for s in self.sources.iter_mut() {
+            *s = Source::default();
+        }
+        // The next command in the stream says its database.
+        self.db = None;
+    }
+
+    fn drop_replicas(&mut self) {
+        for r in self.replicas.iter() {
+            r.alive.store(false, std::sync::atomic::Ordering::Release);
+        }
+        for sync in self.syncs.keys() {
+            self.aborted.insert(*sync);
+        }
+        self.syncs.clear();
     }
 
     /// Moves records from the sources to the stream while some can go.
@@ -870,6 +980,10 @@ impl Hub {
             .collect();
         let mut g = self.published.lock().unwrap_or_else(|e| e.into_inner());
         *g = MasterState {
+            replid: self.replid.clone(),
+            replid2: self.replid2.clone(),
+            second_offset: self.second_offset,
+            active: true,
             offset: self.offset,
             backlog_first: self.offset + 1 - self.backlog.len() as u64,
             backlog_len: self.backlog.len() as u64,

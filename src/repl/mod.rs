@@ -52,6 +52,22 @@ pub enum ToHub {
     Attach(Box<Attach>),
     /// WAIT `wid`: everything shard `shard` logged before this mark counts.
     Mark { shard: usize, wid: u64 },
+    /// A replica's link (session `session`) is in step with its master at `offset` under
+    /// `replid` (`full`: after loading a payload): the hub relays the master's stream.
+    Relay {
+        session: u64,
+        replid: String,
+        offset: u64,
+        full: bool,
+    },
+    /// Bytes of the master's stream shard 0 has applied, in order.
+    Upstream { session: u64, bytes: Vec<u8> },
+    /// A chained replica's full resync `sync`: its snapshot holds the relayed stream so far.
+    RelayCut { sync: u64 },
+    /// REPLICAOF NO ONE has taken effect: our history goes on under `replid`.
+    Promote { replid: String },
+    /// The hub's replication id and offset, once it has taken everything sent before.
+    Ask(Sender<(String, u64)>),
 }
 
 /// A replica handed to the hub.
@@ -86,6 +102,11 @@ pub struct ReplicaInfo {
 /// What the hub publishes for INFO replication and ROLE.
 #[derive(Debug, Clone, Default)]
 pub struct MasterState {
+    pub replid: String,
+    pub replid2: String,
+    pub second_offset: i64,
+    /// The hub runs (there is a backlog).
+    pub active: bool,
     pub offset: u64,
     pub backlog_first: u64,
     pub backlog_len: u64,
@@ -94,7 +115,7 @@ pub struct MasterState {
 
 /// Process-wide replication state.
 pub struct ReplShared {
-    /// This server's replication id.
+    /// The replication id this process started with (the hub's current ids are in `state`).
     pub replid: String,
     /// The shards hand their logs to the hub (from the first replica's cut on).
     pub feeding: AtomicBool,
@@ -108,6 +129,10 @@ pub struct ReplShared {
     /// Payload bytes on their way to replicas: the shards' snapshots wait while it is over
     /// `PAYLOAD_QUEUE_MAX`, so a full resync holds only so much beyond the data.
     pub payload: Arc<PayloadQueue>,
+    /// INFO stats: full resyncs served, partial ones accepted and refused.
+    pub sync_full: AtomicU64,
+    pub sync_partial_ok: AtomicU64,
+    pub sync_partial_err: AtomicU64,
     config: Arc<crate::config::Config>,
 }
 
@@ -135,14 +160,22 @@ impl PayloadQueue {
 impl ReplShared {
     pub fn new(replid: String, config: Arc<crate::config::Config>) -> ReplShared {
         ReplShared {
-            replid,
+            replid: replid.clone(),
             feeding: AtomicBool::new(false),
             hub: Mutex::new(None),
             next_sync: AtomicU64::new(1),
-            state: Arc::new(Mutex::new(MasterState::default())),
+            state: Arc::new(Mutex::new(MasterState {
+                replid: replid.clone(),
+                replid2: hub::NO_ID.to_string(),
+                second_offset: -1,
+                ..Default::default()
+            })),
             wait_targets: Default::default(),
             link: Mutex::new(None),
             payload: Default::default(),
+            sync_full: AtomicU64::new(0),
+            sync_partial_ok: AtomicU64::new(0),
+            sync_partial_err: AtomicU64::new(0),
             config,
         }
     }
@@ -201,11 +234,14 @@ pub fn feed(ctx: &ShardCtx) {
         if p.buf.is_empty() {
             return;
         }
+        let skip = ctx.feed_skip.replace(0).min(p.buf.len());
         if aof_on {
             // The AOF takes the same bytes right after.
-            p.buf.clone()
+            p.buf[skip..].to_vec()
         } else {
-            std::mem::take(&mut p.buf)
+            let mut b = std::mem::take(&mut p.buf);
+            b.drain(..skip);
+            b
         }
     };
     if let Some(tx) = repl.running_hub() {
@@ -222,6 +258,21 @@ pub fn feed(ctx: &ShardCtx) {
 pub fn begin_sync(ctx: &ShardCtx, sync: u64) -> Result<(), String> {
     let repl = &ctx.shared.repl;
     let tx = repl.hub(&ctx.shared.scripts, ctx.n);
+    if let Some(link) = repl.link() {
+        // A replica: the snapshot goes with the offset of the master's stream applied so
+        // far (shard 0 applies it, and has stopped for this cut).
+        let _ = tx.send(ToHub::Cut {
+            shard: ctx.id,
+            sync,
+        });
+        if ctx.id == 0 {
+            if !replica::relay_applied(ctx, &link) {
+                return Err("the master's stream is still being applied".into());
+            }
+            let _ = tx.send(ToHub::RelayCut { sync });
+        }
+        return crate::snapshot::begin_replica(ctx, sync);
+    }
     repl.feeding.store(true, Ordering::Release);
     {
         let mut e = ctx.engine.borrow_mut();
@@ -317,30 +368,51 @@ fn attach(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> 
     }
     let psync = argv.len() == 3;
     let repl = &ctx.shared.repl;
+    let link = repl.link();
+    if link.as_ref().is_some_and(|l| l.state() != "connected") {
+        return Err(Error::Other(
+            "NOMASTERLINK Can't SYNC while not connected with my master".into(),
+        ));
+    }
     if psync {
         let state = repl.snapshot();
         let asked = shards::util::parse_i64(argv[2]).unwrap_or(-1);
-        let ours = argv[1] == repl.replid.as_bytes();
+        // psync2: our history, or our former master's up to where ours forked from it.
+        let ours = argv[1] == state.replid.as_bytes()
+            || (argv[1] == state.replid2.as_bytes() && asked <= state.second_offset);
         if ours
             && asked >= 0
-            && repl.feeding.load(Ordering::Acquire)
+            && state.active
             && (asked as u64) >= state.backlog_first
             && (asked as u64) <= state.offset + 1
         {
+            repl.sync_partial_ok.fetch_add(1, Ordering::Relaxed);
             return hand_over(ctx, conn, Start::Continue { from: asked as u64 });
         }
+        if argv[1] != b"?" {
+            repl.sync_partial_err.fetch_add(1, Ordering::Relaxed);
+        }
     }
+    repl.sync_full.fetch_add(1, Ordering::Relaxed);
     let sync = repl.next_sync.fetch_add(1, Ordering::Relaxed);
     crate::log!(
         "Replica {} asks for synchronization; starting a full resync (cut {sync})",
         conn.addr
     );
-    crate::save::start_cut(ctx, conn, crate::save::SnapKind::Replica(sync, psync));
+    match link {
+        // A replica's snapshot must match an offset of its master's stream: shard 0 stops
+        // applying it until the cut is taken, which waits for the stream to be still.
+        Some(l) => replica::cut_when_still(ctx, conn, &l, sync, psync),
+        None => crate::save::start_cut(ctx, conn, crate::save::SnapKind::Replica(sync, psync)),
+    }
     Ok(())
 }
 
 /// After the cut of `sync` (`ok`: on every shard): the replica goes to the hub.
 pub fn cut_done(ctx: &ShardCtx, conn: &mut Conn, sync: u64, psync: bool, errors: &[String]) {
+    if let Some(l) = ctx.shared.repl.link() {
+        l.release_hold();
+    }
     if !errors.is_empty() {
         if let Some(tx) = ctx.shared.repl.running_hub() {
             let _ = tx.send(ToHub::Abort { sync });
@@ -406,6 +478,11 @@ fn wait(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
         return Err(Error::err("timeout is negative"));
     }
     let repl = &ctx.shared.repl;
+    if repl.link().is_some() {
+        return Err(Error::err(
+            "WAIT cannot be used with replica instances. Please also note that since Redis 4.0 if a replica is configured to be writable (which is not the default) writes to replicas are just local and are not propagated.",
+        ));
+    }
     if !repl.feeding.load(Ordering::Acquire) || conn.live.is_some() {
         // No replica ever attached (nothing was sent), or inside a transaction (which never
         // waits): the count now.
@@ -529,10 +606,12 @@ fn role(ctx: &ShardCtx, conn: &mut Conn) {
 
 fn replicaof(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
     if eq_ic(argv[1], "no") && eq_ic(argv[2], "one") {
-        if replica::stop(&ctx.shared) {
-            crate::log!("MASTER MODE enabled (user request from '{}')", conn.addr);
-        }
-        conn.reply().ok();
+        let Some(link) = ctx.shared.repl.link() else {
+            conn.reply().ok();
+            return Ok(());
+        };
+        crate::log!("MASTER MODE enabled (user request from '{}')", conn.addr);
+        replica::promote(ctx, conn, &link);
         return Ok(());
     }
     let port = shards::util::parse_i64(argv[2])
@@ -654,23 +733,11 @@ pub fn info(shared: &crate::ctx::Shared, o: &mut String) {
         ));
     }
     field(o, "master_failover_state", &"no-failover");
-    let replid = match &link {
-        Some(l) => l
-            .master_replid
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone(),
-        None => repl.replid.clone(),
-    };
-    field(o, "master_replid", &replid);
-    field(
-        o,
-        "master_replid2",
-        &"0000000000000000000000000000000000000000",
-    );
+    field(o, "master_replid", &state.replid);
+    field(o, "master_replid2", &state.replid2);
     field(o, "master_repl_offset", &offset);
-    field(o, "second_repl_offset", &-1);
-    let active = repl.feeding.load(Ordering::Acquire);
+    field(o, "second_repl_offset", &state.second_offset);
+    let active = state.active;
     field(o, "repl_backlog_active", &(active as u8));
     field(
         o,

@@ -26,8 +26,27 @@ use std::time::{Duration, Instant};
 pub enum ToShard {
     /// Load the payload in `Link::payload` into every shard.
     Load,
-    /// Commands of the stream, to run in order.
-    Stream(Vec<u8>),
+    /// Commands of the stream (`cmds`), to run in order, and the stream bytes they came in
+    /// (`raw`: with the master's GETACKs and newlines), relayed once applied.
+    Stream {
+        session: u64,
+        cmds: Vec<u8>,
+        raw: Vec<u8>,
+    },
+}
+
+/// Shard 0's account of the stream it applies, for relaying it byte for byte.
+#[derive(Default)]
+pub struct Relay {
+    /// The master connection.
+    token: Option<crate::msg::Token>,
+    /// The link session of the bytes counted here.
+    session: u64,
+    /// Command bytes given to the master connection in this session.
+    fed: u64,
+    /// Stream chunks not relayed yet, each with the count of command bytes `fed` reaches at
+    /// its end.
+    pending: VecDeque<(u64, Vec<u8>)>,
 }
 
 /// One replication link to a master.
@@ -37,7 +56,6 @@ pub struct Link {
     pub stop: AtomicBool,
     /// `connect`, `connecting`, `sync` or `connected` (ROLE's words).
     pub state: Mutex<&'static str>,
-    pub master_replid: Mutex<String>,
     /// The stream offset of the last byte applied (Redis's `slave_repl_offset`).
     pub offset: AtomicU64,
     /// The stream offset of the last byte read.
@@ -50,16 +68,39 @@ pub struct Link {
     /// Bytes of the stream shard 0 has run, and the stream offset they started at.
     pub applied: AtomicU64,
     pub down_since_ms: AtomicU64,
+    /// The replication hub (it relays what shard 0 applies).
+    hub: std::sync::mpsc::Sender<super::ToHub>,
+    /// Counts the link's synchronisations; stream chunks carry theirs.
+    session: AtomicU64,
+    /// Until then (ms), shard 0 applies no more of the stream: a chained replica's cut waits
+    /// for it to be still.
+    hold_until_ms: AtomicU64,
+    /// REPLICAOF NO ONE: shard 0 finishes what it was applying, relays it, and promotes.
+    promote: AtomicBool,
+    promoting: AtomicBool,
+    /// The promotion has taken effect.
+    promoted: AtomicBool,
+    /// Shard 0 applies nothing and has relayed everything it applied.
+    quiet: AtomicBool,
+    /// The link this one replaced, and whether shard 0 is done with this one (everything it
+    /// applied relayed): a new link asks the hub where to continue only after that.
+    prev: Option<Arc<Link>>,
+    retired: AtomicBool,
+    relay: Mutex<Relay>,
 }
 
 impl Link {
-    fn new(host: String, port: u16) -> Link {
+    fn new(
+        host: String,
+        port: u16,
+        hub: std::sync::mpsc::Sender<super::ToHub>,
+        prev: Option<Arc<Link>>,
+    ) -> Link {
         Link {
             host,
             port,
             stop: AtomicBool::new(false),
             state: Mutex::new("connect"),
-            master_replid: Mutex::new(String::new()),
             offset: AtomicU64::new(0),
             read_offset: AtomicU64::new(0),
             last_io_ms: AtomicU64::new(0),
@@ -68,7 +109,26 @@ impl Link {
             loading: AtomicBool::new(false),
             applied: AtomicU64::new(0),
             down_since_ms: AtomicU64::new(now_us() / 1000),
+            hub,
+            session: AtomicU64::new(0),
+            hold_until_ms: AtomicU64::new(0),
+            promote: AtomicBool::new(false),
+            promoting: AtomicBool::new(false),
+            promoted: AtomicBool::new(false),
+            quiet: AtomicBool::new(true),
+            prev,
+            retired: AtomicBool::new(false),
+            relay: Mutex::new(Relay::default()),
         }
+    }
+
+    /// A chained replica's cut has been taken (or failed): the stream goes on.
+    pub fn release_hold(&self) {
+        self.hold_until_ms.store(0, Ordering::Release);
+    }
+
+    fn held(&self) -> bool {
+        now_us() / 1000 < self.hold_until_ms.load(Ordering::Acquire)
     }
 
     pub fn state(&self) -> &'static str {
@@ -92,15 +152,13 @@ impl Link {
 /// the link. The link thread and shard 0's task find each other through `ReplShared::link`.
 pub fn start(shared: &crate::ctx::Shared, host: String, port: u16) {
     let repl = &shared.repl;
-    stop(shared);
-    let link = Arc::new(Link::new(host, port));
-    // A replica continues from what it holds: its own history (a master turned replica)
-    // is the first thing it offers the new master.
-    {
-        let state = repl.snapshot();
-        *link.master_replid.lock().unwrap_or_else(|e| e.into_inner()) = repl.replid.clone();
-        link.offset.store(state.offset, Ordering::Release);
-    }
+    let prev = stop(shared);
+    // The hub keeps the backlog of what we apply (for chained replicas, and for our own
+    // replicas after a promotion).
+    let hub = repl.hub(&shared.scripts, shared.nshards);
+    let link = Arc::new(Link::new(host, port, hub, prev));
+    // Our own writes are not part of our master's stream.
+    repl.feeding.store(false, Ordering::Release);
     *repl.link.lock().unwrap_or_else(|e| e.into_inner()) = Some(link.clone());
     shards::keyspace::REPLICA.store(true, Ordering::Release);
     let cfg = shared.config.clone();
@@ -112,21 +170,85 @@ pub fn start(shared: &crate::ctx::Shared, host: String, port: u16) {
     crate::log!("Connecting to MASTER {}:{}", link.host, link.port);
 }
 
-/// REPLICAOF NO ONE: the link stops; the server is a master again.
-pub fn stop(shared: &crate::ctx::Shared) -> bool {
+/// Stops the link (REPLICAOF to another master); returns it.
+fn stop(shared: &crate::ctx::Shared) -> Option<Arc<Link>> {
     let old = shared
         .repl
         .link
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .take();
-    shards::keyspace::REPLICA.store(false, Ordering::Release);
-    match old {
-        Some(l) => {
-            l.stop.store(true, Ordering::Release);
-            true
-        }
-        None => false,
+    if let Some(l) = &old {
+        l.stop.store(true, Ordering::Release);
+    }
+    old
+}
+
+/// REPLICAOF NO ONE: the link stops; shard 0 finishes applying what it started, relays it,
+/// and makes the server a master (see `serve`). Answers once that has happened, except
+/// inside a transaction (Sentinel's MULTI … EXEC), which never waits: there the promotion
+/// completes a moment after.
+pub fn promote(ctx: &ShardCtx, conn: &mut crate::conn::Conn, link: &Arc<Link>) {
+    link.stop.store(true, Ordering::Release);
+    link.promote.store(true, Ordering::Release);
+    if conn.live.is_some() || conn.fd < 0 {
+        conn.reply().ok();
+        return;
+    }
+    conn.wait = crate::conn::Wait::Multi {
+        outstanding: 1,
+        results: Vec::new(),
+        done: Box::new(|_, conn, _| {
+            conn.reply().ok();
+        }),
+    };
+    let (token, link) = (conn.token, link.clone());
+    if let Some(me) = ctx.me() {
+        glommio::spawn_local(async move {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !link.promoted.load(Ordering::Acquire) && Instant::now() < deadline {
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+            }
+            while !me.answer_wait(token, 0) {
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .detach();
+    }
+}
+
+/// A chained replica's full resync on a replica: shard 0 stops applying the stream, and the
+/// cut is taken once what it applied is relayed, so the snapshot matches an offset of the
+/// master's stream exactly.
+pub fn cut_when_still(
+    ctx: &ShardCtx,
+    conn: &mut crate::conn::Conn,
+    link: &Arc<Link>,
+    sync: u64,
+    psync: bool,
+) {
+    link.hold_until_ms
+        .store(now_us() / 1000 + 10_000, Ordering::Release);
+    link.quiet.store(false, Ordering::Release);
+    conn.wait = crate::conn::Wait::Multi {
+        outstanding: 1,
+        results: Vec::new(),
+        done: Box::new(move |ctx, conn, _| {
+            crate::save::start_cut(ctx, conn, crate::save::SnapKind::Replica(sync, psync));
+        }),
+    };
+    let (token, link) = (conn.token, link.clone());
+    if let Some(me) = ctx.me() {
+        glommio::spawn_local(async move {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !link.quiet.load(Ordering::Acquire) && Instant::now() < deadline {
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+            }
+            while !me.answer_wait(token, 0) {
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .detach();
     }
 }
 
@@ -227,21 +349,15 @@ fn session(link: &Link, cfg: &crate::config::Config, our_port: u16) -> Result<()
     read_line(&mut sock, &mut buf)?;
     send(&mut sock, &["REPLCONF", "capa", "eof", "capa", "psync2"])?;
     read_line(&mut sock, &mut buf)?;
-    let (replid, offset) = {
-        let id = link
-            .master_replid
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        (id, link.offset.load(Ordering::Acquire))
-    };
-    if replid.is_empty() {
+    let (replid, offset) = where_we_are(link)?;
+    if offset == 0 {
         send(&mut sock, &["PSYNC", "?", "-1"])?;
     } else {
         send(&mut sock, &["PSYNC", &replid, &(offset + 1).to_string()])?;
     }
     let reply = read_line(&mut sock, &mut buf)?;
     link.set_state("sync");
+    let session = link.session.fetch_add(1, Ordering::AcqRel) + 1;
     if let Some(rest) = reply.strip_prefix("+FULLRESYNC ") {
         let mut parts = rest.split(' ');
         let id = parts.next().unwrap_or("").to_string();
@@ -261,18 +377,32 @@ fn session(link: &Link, cfg: &crate::config::Config, our_port: u16) -> Result<()
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        *link.master_replid.lock().unwrap_or_else(|e| e.into_inner()) = id;
         link.offset.store(off, Ordering::Release);
         link.read_offset.store(off, Ordering::Release);
         link.applied.store(0, Ordering::Release);
+        let _ = link.hub.send(super::ToHub::Relay {
+            session,
+            replid: id,
+            offset: off,
+            full: true,
+        });
         crate::log!("MASTER <-> REPLICA sync: Finished with success");
     } else if let Some(rest) = reply.strip_prefix("+CONTINUE") {
         let id = rest.trim();
-        if !id.is_empty() {
-            *link.master_replid.lock().unwrap_or_else(|e| e.into_inner()) = id.to_string();
-        }
+        let id = if id.is_empty() {
+            replid
+        } else {
+            id.to_string()
+        };
+        link.offset.store(offset, Ordering::Release);
         link.read_offset.store(offset, Ordering::Release);
         link.applied.store(0, Ordering::Release);
+        let _ = link.hub.send(super::ToHub::Relay {
+            session,
+            replid: id,
+            offset,
+            full: false,
+        });
         crate::log!("Successful partial resynchronization with master.");
     } else {
         return Err(format!("PSYNC: {reply}"));
@@ -281,6 +411,21 @@ fn session(link: &Link, cfg: &crate::config::Config, our_port: u16) -> Result<()
     link.last_io_ms.store(now_us() / 1000, Ordering::Release);
     let timeout_ms = cfg.get_i64("repl-timeout").max(1) as u64 * 1000;
     stream(link, sock, buf, timeout_ms)
+}
+
+/// The replication id and offset to continue from: the hub's, once shard 0 has relayed all
+/// it applied of the link this one replaced.
+fn where_we_are(link: &Link) -> Result<(String, u64), String> {
+    if let Some(prev) = &link.prev {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !prev.retired.load(Ordering::Acquire) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _ = link.hub.send(super::ToHub::Ask(tx));
+    rx.recv_timeout(Duration::from_secs(5))
+        .map_err(|_| "the replication hub does not answer".to_string())
 }
 
 /// The payload of a full resync: `$<len>` or `$EOF:<40-byte mark>` … mark.
@@ -371,7 +516,8 @@ fn stream(
             }
             Err(e) => return Err(format!("reading: {e}")),
         }
-        let mut pos = 0;
+        let session = link.session.load(Ordering::Acquire);
+        let (mut pos, mut raw_from) = (0, 0);
         let mut out = Vec::new();
         while pos < buf.len() {
             let consumed = match parse_command(&buf[pos..], &mut ranges, &mut scratch, limits) {
@@ -392,10 +538,13 @@ fn stream(
                 && frame[ranges[1].clone()].eq_ignore_ascii_case(b"GETACK");
             if is_getack {
                 // Everything before it runs first; then the acknowledgement counts it too.
-                if !out.is_empty() {
-                    handed += out.len() as u64;
-                    link.push(ToShard::Stream(std::mem::take(&mut out)));
-                }
+                handed += out.len() as u64;
+                link.push(ToShard::Stream {
+                    session,
+                    cmds: std::mem::take(&mut out),
+                    raw: buf[raw_from..pos].to_vec(),
+                });
+                raw_from = pos;
                 let deadline = Instant::now() + Duration::from_secs(5);
                 while link.applied.load(Ordering::Acquire) < handed && Instant::now() < deadline {
                     std::thread::sleep(Duration::from_micros(200));
@@ -409,11 +558,15 @@ fn stream(
             parsed += consumed as u64;
             pos += consumed;
         }
-        buf.drain(..pos);
-        if !out.is_empty() {
+        if pos > raw_from {
             handed += out.len() as u64;
-            link.push(ToShard::Stream(out));
+            link.push(ToShard::Stream {
+                session,
+                cmds: out,
+                raw: buf[raw_from..pos].to_vec(),
+            });
         }
+        buf.drain(..pos);
         link.read_offset
             .store(base + parsed + skipped, Ordering::Release);
         if last_ack.elapsed() >= Duration::from_secs(1) {
@@ -423,58 +576,182 @@ fn stream(
     }
 }
 
-/// Shard 0's side: runs what the link hands over, on the master connection.
+/// Shard 0's side: runs what the link hands over, on the master connection, and relays what
+/// it has applied to the hub. A link that was replaced is finished first (what it handed
+/// over runs, and is relayed); a promotion waits for the stream to be still.
 pub async fn serve(ctx: std::rc::Rc<ShardCtx>) {
-    let mut conn_token = None;
-    let mut fed = 0u64;
+    let mut token = None;
+    let mut cur: Option<Arc<Link>> = None;
     let mut idle = true;
     loop {
         // Every millisecond while a replica, rarely otherwise.
         glommio::timer::sleep(Duration::from_millis(if idle { 100 } else { 1 })).await;
         let link = ctx.shared.repl.link();
+        if let Some(old) = cur.clone() {
+            if !link.as_ref().is_some_and(|l| Arc::ptr_eq(l, &old)) {
+                old.inbox.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                if !relay_applied(&ctx, &old) && !old.promoted.load(Ordering::Acquire) {
+                    idle = false;
+                    continue;
+                }
+                old.retired.store(true, Ordering::Release);
+                cur = None;
+            }
+        }
         idle = link.is_none();
         let Some(link) = link else {
             continue;
         };
-        let msgs: Vec<ToShard> = link
-            .inbox
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-            .collect();
-        let token = *conn_token.get_or_insert_with(|| master_conn(&ctx, &link));
-        for msg in msgs {
-            let Some(mut conn) = ctx.conns.borrow_mut().take(token) else {
-                continue;
-            };
-            match msg {
-                ToShard::Load => {
-                    // A new copy: what the connection had queued belongs to the old one.
-                    conn.rbuf.clear();
-                    conn.rpos = 0;
-                    conn.db = 0;
-                    fed = 0;
-                    crate::save::start_cut(&ctx, &mut conn, crate::save::SnapKind::LoadReplica);
-                }
-                ToShard::Stream(bytes) => {
-                    fed += bytes.len() as u64;
-                    conn.rbuf.extend_from_slice(&bytes);
-                    crate::dispatch::process(&ctx, &mut conn);
-                }
+        cur = Some(link.clone());
+        let t = *token.get_or_insert_with(|| master_conn(&ctx, &link));
+        link.relay.lock().unwrap_or_else(|e| e.into_inner()).token = Some(t);
+        if link.promote.load(Ordering::Acquire) {
+            // What was read and not applied is dropped: the promoted history ends where
+            // shard 0 stopped.
+            link.inbox.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            if relay_applied(&ctx, &link) && !link.promoting.swap(true, Ordering::AcqRel) {
+                start_promotion(&ctx, t, &link);
             }
-            ctx.finish(conn);
-            ctx.end_of_batch();
+            continue;
         }
-        let progress = ctx.conns.borrow().peek(token).map(|conn| {
-            let unread = conn.rbuf.len().saturating_sub(conn.rpos) as u64;
-            (unread, matches!(conn.wait, crate::conn::Wait::None))
-        });
-        if let Some((unread, idle)) = progress {
-            if idle {
-                link.applied.store(fed - unread.min(fed), Ordering::Release);
+        if !link.held() {
+            apply(&ctx, t, &link);
+        }
+        let quiet = relay_applied(&ctx, &link);
+        link.quiet.store(quiet && link.held(), Ordering::Release);
+    }
+}
+
+/// Runs what the link has handed over on the master connection.
+fn apply(ctx: &ShardCtx, token: crate::msg::Token, link: &Link) {
+    let msgs: Vec<ToShard> = link
+        .inbox
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .drain(..)
+        .collect();
+    for msg in msgs {
+        let Some(mut conn) = ctx.conns.borrow_mut().take(token) else {
+            continue;
+        };
+        match msg {
+            ToShard::Load => {
+                // A new copy: what the connection had queued belongs to the old one.
+                conn.rbuf.clear();
+                conn.rpos = 0;
+                conn.db = 0;
+                *link.relay.lock().unwrap_or_else(|e| e.into_inner()) = Relay {
+                    token: Some(token),
+                    ..Default::default()
+                };
+                crate::save::start_cut(ctx, &mut conn, crate::save::SnapKind::LoadReplica);
             }
+            ToShard::Stream { session, cmds, raw } => {
+                {
+                    let mut r = link.relay.lock().unwrap_or_else(|e| e.into_inner());
+                    if r.session != session {
+                        r.session = session;
+                        r.fed = 0;
+                        r.pending.clear();
+                    }
+                    r.fed += cmds.len() as u64;
+                    let end = r.fed;
+                    r.pending.push_back((end, raw));
+                }
+                conn.rbuf.extend_from_slice(&cmds);
+                crate::dispatch::process(ctx, &mut conn);
+            }
+        }
+        ctx.finish(conn);
+        ctx.end_of_batch();
+    }
+}
+
+/// On shard 0: relays the stream chunks the master connection has applied in full. Returns
+/// whether it is still (nothing being applied, everything relayed).
+pub fn relay_applied(ctx: &ShardCtx, link: &Link) -> bool {
+    let mut r = link.relay.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(token) = r.token else {
+        return true;
+    };
+    let Some((unread, idle)) = ctx.conns.borrow().peek(token).map(|conn| {
+        let unread = conn.rbuf.len().saturating_sub(conn.rpos) as u64;
+        (unread, matches!(conn.wait, crate::conn::Wait::None))
+    }) else {
+        return false;
+    };
+    if !idle {
+        return false;
+    }
+    let applied = r.fed - unread.min(r.fed);
+    if r.session == link.session.load(Ordering::Acquire) {
+        link.applied.store(applied, Ordering::Release);
+    }
+    while r.pending.front().is_some_and(|(end, _)| *end <= applied) {
+        if let Some((_, bytes)) = r.pending.pop_front() {
+            let _ = link.hub.send(super::ToHub::Upstream {
+                session: r.session,
+                bytes,
+            });
         }
     }
+    unread == 0 && r.pending.is_empty()
+}
+
+/// The stream is still: every shard starts logging its writes for the hub, and then the
+/// server is a master (see `promoted`).
+fn start_promotion(ctx: &ShardCtx, token: crate::msg::Token, link: &Arc<Link>) {
+    let Some(mut conn) = ctx.conns.borrow_mut().take(token) else {
+        link.promoting.store(false, Ordering::Release);
+        return;
+    };
+    let parts = (0..ctx.n)
+        .map(|s| (s, crate::msg::ReqBody::ReplPromote))
+        .collect();
+    let l = link.clone();
+    crate::dispatch::fan_out(
+        ctx,
+        &mut conn,
+        parts,
+        Box::new(move |ctx, _, _| promoted(ctx, &l)),
+    );
+    ctx.finish(conn);
+    ctx.end_of_batch();
+}
+
+/// On each shard, before a promotion: what it logs from now on goes to the hub (anything
+/// logged before, for the AOF, is left out: it came from the master).
+pub fn prepare_promotion(ctx: &ShardCtx) -> crate::msg::RepBody {
+    let mut e = ctx.engine.borrow_mut();
+    match e.prop.as_mut() {
+        None => e.prop = Some(Default::default()),
+        Some(p) => {
+            ctx.feed_skip.set(p.buf.len());
+            p.db = None;
+        }
+    }
+    crate::msg::RepBody::Ack
+}
+
+/// Every shard logs for the hub: the hub takes our history on under a new id, and the server
+/// takes writes.
+fn promoted(ctx: &ShardCtx, link: &Arc<Link>) {
+    let repl = &ctx.shared.repl;
+    repl.feeding.store(true, Ordering::Release);
+    let mut rng = shards::rng::Rng::new(now_us() ^ ((std::process::id() as u64) << 40));
+    let replid: String = (0..40)
+        .map(|_| char::from_digit(rng.below(16) as u32, 16).unwrap_or('0'))
+        .collect();
+    let _ = link.hub.send(super::ToHub::Promote { replid });
+    {
+        let mut g = repl.link.lock().unwrap_or_else(|e| e.into_inner());
+        if g.as_ref().is_some_and(|l| Arc::ptr_eq(l, link)) {
+            *g = None;
+            shards::keyspace::REPLICA.store(false, Ordering::Release);
+        }
+    }
+    link.promoted.store(true, Ordering::Release);
+    link.retired.store(true, Ordering::Release);
 }
 
 /// The connection the master's commands run on: no socket, may run anything.
