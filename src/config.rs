@@ -449,6 +449,50 @@ pub const OPTIONS: &[OptDef] = &[
         "seconds since a replica's last acknowledgement for it to count toward min-replicas-to-write",
     ),
     opt(
+        "replica-priority",
+        "100",
+        Kind::Int {
+            min: 0,
+            max: i32::MAX as i64,
+        },
+        true,
+        "Sentinel promotes the replica with the lowest priority first; 0: never",
+    ),
+    opt(
+        "replica-announce-ip",
+        "",
+        Kind::Str,
+        true,
+        "the address a replica gives its master to announce (REPLCONF ip-address)",
+    ),
+    opt(
+        "replica-announce-port",
+        "0",
+        Kind::Int {
+            min: 0,
+            max: 65535,
+        },
+        true,
+        "the port a replica gives its master to announce (0: its own port)",
+    ),
+    opt(
+        "replica-announced",
+        "yes",
+        Kind::Bool,
+        true,
+        "whether Sentinel lists this replica (INFO replica_announced)",
+    ),
+    opt(
+        "repl-backlog-ttl",
+        "3600",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+        true,
+        "seconds without replicas after which a master frees its backlog (0: never)",
+    ),
+    opt(
         "replica-read-only",
         "yes",
         Kind::Bool,
@@ -843,7 +887,18 @@ pub fn parse_memory(s: &str) -> Option<u64> {
 const PROTECTED: &[&str] = &["dir", "dbfilename"];
 
 /// Old names Redis still accepts for an option, as (alias, option).
-const ALIASES: &[(&str, &str)] = &[("lua-time-limit", "busy-reply-threshold")];
+const ALIASES: &[(&str, &str)] = &[
+    ("lua-time-limit", "busy-reply-threshold"),
+    ("slaveof", "replicaof"),
+    ("slave-serve-stale-data", "replica-serve-stale-data"),
+    ("slave-read-only", "replica-read-only"),
+    ("repl-ping-slave-period", "repl-ping-replica-period"),
+    ("slave-priority", "replica-priority"),
+    ("slave-announce-ip", "replica-announce-ip"),
+    ("slave-announce-port", "replica-announce-port"),
+    ("min-slaves-to-write", "min-replicas-to-write"),
+    ("min-slaves-max-lag", "min-replicas-max-lag"),
+];
 
 fn find(name: &str) -> Option<&'static OptDef> {
     let name = ALIASES
@@ -1195,6 +1250,12 @@ pub fn cli() -> clap::Command {
         cmd = cmd.arg(
             clap::Arg::new(o.name)
                 .long(o.name)
+                .aliases(
+                    ALIASES
+                        .iter()
+                        .filter(|(_, target)| *target == o.name)
+                        .map(|(alias, _)| *alias),
+                )
                 .help(format!(
                     "{} [default: {}]",
                     o.help,

@@ -126,6 +126,8 @@ pub struct Conn {
     pub push_later: Vec<u8>,
     /// What a replica told with REPLCONF: its listening port, and `capa eof`.
     pub repl_port: u16,
+    /// REPLCONF ip-address: the address the replica announces.
+    pub repl_ip: Option<String>,
     pub repl_eof: bool,
     /// The connection a replica runs its master's stream on (see `crate::repl::replica`).
     pub master_link: bool,
@@ -198,6 +200,7 @@ impl Conn {
             track_now: false,
             push_later: Vec::new(),
             repl_port: 0,
+            repl_ip: None,
             repl_eof: false,
             master_link: false,
             reply_mode: ReplyMode::On,

@@ -504,6 +504,10 @@ impl ShardCtx {
         self.normal_limits
             .set(crate::pubsub::output_limits(&limits, "normal"));
         self.protected.set(cfg.get("protected-mode") == "yes");
+        shards::keyspace::REPLICA_READ_ONLY.store(
+            cfg.get("replica-read-only") == "yes",
+            std::sync::atomic::Ordering::Relaxed,
+        );
         self.min_replicas.set((
             cfg.get_i64("min-replicas-to-write"),
             cfg.get_i64("min-replicas-max-lag"),

@@ -396,6 +396,60 @@ fn replication_settings() {
     assert_eq!(text(&s.cmd(&["GET", "k"])), "$-1\r\n");
 }
 
+/// What a replica announces (priority for Sentinel, address and port for its master's INFO),
+/// under the new names and the old `slave-` ones; a master alone for `repl-backlog-ttl`
+/// frees its backlog and takes a new id.
+#[test]
+fn replica_announcements_and_backlog_ttl() {
+    let master = Server::start(&["--repl-backlog-ttl", "1"]);
+    let mut m = master.raw();
+    let port = master.port().to_string();
+    let replica = Server::start(&[
+        "--slave-priority",
+        "7",
+        "--replica-announce-ip",
+        "10.9.8.7",
+        "--replica-announce-port",
+        "4242",
+        "--replica-announced",
+        "no",
+    ]);
+    let mut r = replica.raw();
+    assert_eq!(
+        text(&r.cmd(&["CONFIG", "GET", "replica-priority"])),
+        "*2\r\n$16\r\nreplica-priority\r\n$1\r\n7\r\n"
+    );
+    assert_eq!(r.cmd(&["REPLICAOF", "127.0.0.1", &port]), b"+OK\r\n");
+    wait_link_up(&mut r, "announcing replica", &|| replica.log());
+    assert_eq!(
+        info_field(&mut r, "replication", "slave_priority").as_deref(),
+        Some("7")
+    );
+    assert_eq!(
+        info_field(&mut r, "replication", "replica_announced").as_deref(),
+        Some("0")
+    );
+    wait_for(
+        "the master to list the replica",
+        Duration::from_secs(10),
+        || {
+            info_field(&mut m, "replication", "slave0")
+                .is_some_and(|l| l.starts_with("ip=10.9.8.7,port=4242,state=online"))
+        },
+    );
+    let id = replid(&mut m);
+    assert_eq!(
+        info_field(&mut m, "replication", "repl_backlog_active").as_deref(),
+        Some("1")
+    );
+    drop(r);
+    drop(replica);
+    wait_for("the backlog to be freed", Duration::from_secs(10), || {
+        info_field(&mut m, "replication", "repl_backlog_active").as_deref() == Some("0")
+    });
+    assert_ne!(replid(&mut m), id);
+}
+
 /// Reads a replication stream as a replica would, after the payload: the commands, as argument
 /// lists, until `count` of them came (PINGs and GETACKs left out).
 fn stream_commands(c: &mut RawConn, count: usize) -> Vec<Vec<String>> {
@@ -632,4 +686,48 @@ fn shardis_follows_a_promoted_redis_server_with_a_partial_resync() {
     assert_eq!(stat(&mut rc, "sync_partial_ok"), 1, "{}", s.log());
     writes_during(r.0.addr(), || {});
     same_data(&mut rc, &mut sc, "shardis after a redis-server failover");
+}
+
+/// Scripts on a read-only replica: a write inside one fails with Redis's READONLY error, a
+/// script that declares it may write does not start, and read-only ones run; the replies are
+/// redis-server's, byte for byte.
+#[test]
+fn scripts_on_a_read_only_replica_answer_as_redis() {
+    let calls: &[&[&str]] = &[
+        &["EVAL", "return redis.call('get','a')", "0"],
+        &["EVAL", "redis.call('set','a','1'); return 1", "0"],
+        &["EVAL", "#!lua\nredis.call('set','a','1'); return 1", "0"],
+        &[
+            "EVAL",
+            "#!lua flags=no-writes\nreturn redis.call('get','a')",
+            "0",
+        ],
+        &["EVAL", "return redis.pcall('set','a','1')", "0"],
+        &["EVAL_RO", "return redis.call('get','a')", "0"],
+        &["EVAL", "return redis.call('incr',KEYS[1])", "1", "{a}x"],
+        &["FCALL", "w", "0"],
+        &["FCALL", "r", "0"],
+        &["SET", "a", "1"],
+    ];
+    let lib = "#!lua name=l\nredis.register_function('w', function() return redis.call('set','a','2') end)\nredis.register_function{function_name='r', callback=function() return redis.call('get','a') end, flags={'no-writes'}}";
+    let mut replies = Vec::new();
+    for redis in [true, false] {
+        let (master, replica) = if redis {
+            (RedisServer::start().0, RedisServer::start().0)
+        } else {
+            (Server::start(&[]), Server::start(&[]))
+        };
+        let mut m = master.raw();
+        assert_eq!(m.cmd(&["SET", "a", "0"]), b"+OK\r\n");
+        assert_eq!(m.cmd(&["FUNCTION", "LOAD", lib]), b"$1\r\nl\r\n");
+        let mut r = replica.raw();
+        let port = master.port().to_string();
+        assert_eq!(r.cmd(&["REPLICAOF", "127.0.0.1", &port]), b"+OK\r\n");
+        wait_link_up(&mut r, "replica", &|| replica.log());
+        caught_up(&mut m, &mut r);
+        let got: Vec<String> = calls.iter().map(|c| text(&r.cmd(c))).collect();
+        assert_eq!(text(&r.cmd(&["GET", "a"])), "$1\r\n0\r\n");
+        replies.push(got);
+    }
+    assert_eq!(replies[1], replies[0]);
 }

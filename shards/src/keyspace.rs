@@ -44,6 +44,16 @@ pub static EXPIRY_PAUSED_UNTIL_MS: std::sync::atomic::AtomicU64 =
 /// eviction), as in Redis.
 pub static REPLICA: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// `replica-read-only`: a replica's clients may not write (scripts included).
+pub static REPLICA_READ_ONLY: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(true);
+
+/// Whether this process is a replica that refuses its clients' writes.
+pub fn read_only_replica() -> bool {
+    use std::sync::atomic::Ordering::Relaxed;
+    REPLICA.load(Relaxed) && REPLICA_READ_ONLY.load(Relaxed)
+}
+
 /// Whether expiry (and eviction) is paused at `now_ms`.
 #[inline]
 pub fn expiry_paused(now_ms: u64) -> bool {

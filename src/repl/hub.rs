@@ -264,6 +264,11 @@ struct Hub {
     relay: bool,
     /// The link session whose relayed bytes count (older sessions' are dropped).
     session: u64,
+    /// `repl-backlog-ttl` (s; 0: never), and since when a master has had no replicas.
+    backlog_ttl: u64,
+    alone_since: Option<Instant>,
+    /// The backlog was freed for want of replicas (it starts again with the next one).
+    backlog_freed: bool,
     n: usize,
     scripts: Arc<shards::script::Store>,
     published: Arc<Mutex<MasterState>>,
@@ -308,6 +313,9 @@ impl Hub {
             second_offset: -1,
             relay: false,
             session: 0,
+            backlog_ttl: 3600,
+            alone_since: None,
+            backlog_freed: false,
             n,
             scripts,
             published,
@@ -367,6 +375,7 @@ impl Hub {
             }
             self.progress_syncs();
             self.reap();
+            self.expire_backlog();
             self.flush();
             self.publish();
             if std::env::var_os("SHARDIS_REPL_TRACE").is_some() {
@@ -412,6 +421,7 @@ impl Hub {
             Duration::from_secs(cfg.get_i64("repl-ping-replica-period").max(1) as u64);
         self.timeout_ms = cfg.get_i64("repl-timeout").max(1) as u64 * 1000;
         self.diskless = cfg.get("repl-diskless-sync") == "yes";
+        self.backlog_ttl = cfg.get_i64("repl-backlog-ttl").max(0) as u64;
         let excess = self.backlog.len().saturating_sub(self.backlog_size);
         self.backlog.drain(..excess);
     }
@@ -933,6 +943,32 @@ impl Hub {
         });
     }
 
+    /// `repl-backlog-ttl`: a master without replicas that long frees its backlog, and takes
+    /// a new replication id (nobody can continue the old history from it any more).
+    fn expire_backlog(&mut self) {
+        if self.relay || !self.replicas.is_empty() {
+            self.alone_since = None;
+            self.backlog_freed = false;
+            return;
+        }
+        let since = *self.alone_since.get_or_insert_with(Instant::now);
+        if self.backlog_ttl == 0
+            || self.backlog_freed
+            || since.elapsed() < Duration::from_secs(self.backlog_ttl)
+        {
+            return;
+        }
+        crate::log!(
+            "Replication backlog freed after {} seconds without replicas.",
+            self.backlog_ttl
+        );
+        self.backlog = VecDeque::new();
+        self.backlog_freed = true;
+        self.replid = super::new_replid();
+        self.replid2 = NO_ID.to_string();
+        self.second_offset = -1;
+    }
+
     /// Hands each replica's output of this pass to its writer thread.
     fn flush(&mut self) {
         for r in self.replicas.iter_mut() {
@@ -983,7 +1019,7 @@ impl Hub {
             replid: self.replid.clone(),
             replid2: self.replid2.clone(),
             second_offset: self.second_offset,
-            active: true,
+            active: !self.backlog_freed,
             offset: self.offset,
             backlog_first: self.offset + 1 - self.backlog.len() as u64,
             backlog_len: self.backlog.len() as u64,

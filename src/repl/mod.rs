@@ -339,10 +339,9 @@ fn replconf(conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
             if eq_ic(val, "eof") {
                 conn.repl_eof = true;
             }
-        } else if eq_ic(opt, "ip-address")
-            || eq_ic(opt, "rdb-only")
-            || eq_ic(opt, "rdb-filter-only")
-        {
+        } else if eq_ic(opt, "ip-address") {
+            conn.repl_ip = Some(String::from_utf8_lossy(val).into_owned());
+        } else if eq_ic(opt, "rdb-only") || eq_ic(opt, "rdb-filter-only") {
         } else if eq_ic(opt, "ack") || eq_ic(opt, "getack") {
             // Only a replica's link sends these, and that link is the hub's: nothing to say.
             return Ok(());
@@ -437,11 +436,12 @@ fn hand_over(ctx: &ShardCtx, conn: &mut Conn, how: Start) -> Result<(), Error> {
     // SAFETY: `fd` is a fresh descriptor we own.
     let sock = unsafe { std::net::TcpStream::from_raw_fd(fd) };
     let _ = sock.set_nonblocking(false);
-    let ip = conn
-        .addr
-        .rsplit_once(':')
-        .map_or("", |(h, _)| h)
-        .to_string();
+    let ip = conn.repl_ip.clone().unwrap_or_else(|| {
+        conn.addr
+            .rsplit_once(':')
+            .map_or("", |(h, _)| h)
+            .to_string()
+    });
     let attach = Attach {
         sock,
         id: conn.id,
@@ -455,6 +455,14 @@ fn hand_over(ctx: &ShardCtx, conn: &mut Conn, how: Start) -> Result<(), Error> {
     // The connection goes; the socket stays open through the duplicate.
     conn.close_after_reply = true;
     Ok(())
+}
+
+/// A new replication id: 40 hex digits.
+pub fn new_replid() -> String {
+    let mut rng = shards::rng::Rng::new(now_us() ^ ((std::process::id() as u64) << 40));
+    (0..40)
+        .map(|_| char::from_digit(rng.below(16) as u32, 16).unwrap_or('0'))
+        .collect()
 }
 
 /// How many replicas have acknowledged the stream up to `offset`.
@@ -646,7 +654,7 @@ pub fn read_only_refuses(ctx: &ShardCtx, conn: &Conn, flags: u32) -> bool {
         && ctx.shared.config.get("replica-read-only") == "yes"
 }
 
-pub const READONLY: &str = "READONLY You can't write against a read only replica.";
+pub const READONLY: &str = shards::script::READONLY_REPLICA;
 
 /// `min-replicas-to-write`: whether a client's write must be refused for want of replicas
 /// that acknowledged within `min-replicas-max-lag` seconds (`settings`: the two values, cached
@@ -718,10 +726,15 @@ pub fn info(shared: &crate::ctx::Shared, o: &mut String) {
                 let since = now_ms.saturating_sub(l.down_since_ms.load(Ordering::Acquire));
                 field(o, "master_link_down_since_seconds", &(since / 1000));
             }
-            field(o, "slave_priority", &100);
+            field(
+                o,
+                "slave_priority",
+                &shared.config.get_i64("replica-priority"),
+            );
             let ro = shared.config.get("replica-read-only") == "yes";
             field(o, "slave_read_only", &(ro as u8));
-            field(o, "replica_announced", &1);
+            let announced = shared.config.get("replica-announced") == "yes";
+            field(o, "replica_announced", &(announced as u8));
         }
     }
     field(o, "connected_slaves", &state.replicas.len());

@@ -342,11 +342,20 @@ fn session(link: &Link, cfg: &crate::config::Config, our_port: u16) -> Result<()
             return Err(format!("AUTH: {r}"));
         }
     }
+    let port = match cfg.get_i64("replica-announce-port") {
+        0 => our_port as i64,
+        p => p,
+    };
     send(
         &mut sock,
-        &["REPLCONF", "listening-port", &our_port.to_string()],
+        &["REPLCONF", "listening-port", &port.to_string()],
     )?;
     read_line(&mut sock, &mut buf)?;
+    let ip = cfg.get("replica-announce-ip");
+    if !ip.is_empty() {
+        send(&mut sock, &["REPLCONF", "ip-address", &ip])?;
+        read_line(&mut sock, &mut buf)?;
+    }
     send(&mut sock, &["REPLCONF", "capa", "eof", "capa", "psync2"])?;
     read_line(&mut sock, &mut buf)?;
     let (replid, offset) = where_we_are(link)?;
@@ -738,11 +747,9 @@ pub fn prepare_promotion(ctx: &ShardCtx) -> crate::msg::RepBody {
 fn promoted(ctx: &ShardCtx, link: &Arc<Link>) {
     let repl = &ctx.shared.repl;
     repl.feeding.store(true, Ordering::Release);
-    let mut rng = shards::rng::Rng::new(now_us() ^ ((std::process::id() as u64) << 40));
-    let replid: String = (0..40)
-        .map(|_| char::from_digit(rng.below(16) as u32, 16).unwrap_or('0'))
-        .collect();
-    let _ = link.hub.send(super::ToHub::Promote { replid });
+    let _ = link.hub.send(super::ToHub::Promote {
+        replid: super::new_replid(),
+    });
     {
         let mut g = repl.link.lock().unwrap_or_else(|e| e.into_inner());
         if g.as_ref().is_some_and(|l| Arc::ptr_eq(l, link)) {

@@ -265,6 +265,9 @@ pub fn fcall(shard: &mut Shard, call: &mut Call<'_>, ro_command: bool) -> Result
             ));
         }
         crate::evict::script_may_run(shard, f.flags)?;
+        if f.flags & sflag::NO_WRITES == 0 && crate::keyspace::read_only_replica() {
+            return Err(Error::Other(super::READONLY_REPLICA.into()));
+        }
         let run = super::Run {
             func: &f.func,
             name: &name,

@@ -494,6 +494,9 @@ pub fn numkeys(argv: &[&[u8]]) -> Result<usize> {
     Ok(n as usize)
 }
 
+/// A write on a replica that refuses its clients' writes.
+pub const READONLY_REPLICA: &str = "READONLY You can't write against a read only replica.";
+
 /// EVAL, EVALSHA, EVAL_RO, EVALSHA_RO.
 /// Whether a script is running on this thread (its `redis.call`s are not timed on their own).
 /// MONITOR clients in the process: while there are any, the commands scripts call are kept
@@ -521,6 +524,10 @@ pub fn eval(shard: &mut Shard, call: &mut Call<'_>, by_sha: bool, ro_command: bo
         }
         if compiled.flags.is_some() {
             crate::evict::script_may_run(shard, flags)?;
+            // A script that declares it may write does not start on a read-only replica.
+            if flags & sflag::NO_WRITES == 0 && crate::keyspace::read_only_replica() {
+                return Err(Error::Other(READONLY_REPLICA.into()));
+            }
         }
         let run = Run {
             func: &compiled.func,
@@ -843,6 +850,10 @@ fn run_command(argv: &[&[u8]]) -> std::result::Result<(Vec<u8>, Proto), String> 
         let write = l.spec.flags & crate::cmd::flag::WRITE != 0;
         if write && run.read_only {
             return Err("ERR Write commands are not allowed from read-only scripts.".into());
+        }
+        // The master's stream carries effects, never scripts: a script here is a client's.
+        if write && crate::keyspace::read_only_replica() {
+            return Err(READONLY_REPLICA.into());
         }
         // Every key must be one this run may touch: its keys in the script's database, and
         // the key MOVE and COPY … DB write in another.
