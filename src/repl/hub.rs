@@ -204,7 +204,7 @@ struct Replica {
     id: u64,
     ip: String,
     port: u16,
-    out: Sender<Vec<u8>>,
+    out: Sender<Out>,
     /// Bytes handed to the writer thread and not written yet.
     queued: Arc<std::sync::atomic::AtomicUsize>,
     ack: Arc<Mutex<(u64, u64)>>,
@@ -246,10 +246,47 @@ struct Sync {
     /// The line announcing the payload has gone out; the EOF mark.
     header_sent: bool,
     mark: [u8; 40],
-    /// Without `capa eof` the payload's length comes first: the whole file is gathered.
-    gathered: Vec<u8>,
+    /// Without `capa eof` (or with `repl-diskless-sync no`) the payload's length comes first:
+    /// the file is written to disk whole, then sent (Redis's disk-based sync).
+    disk: Option<DiskPayload>,
     /// The stream since the cut, held until the payload has gone.
     held: Vec<u8>,
+}
+
+/// A payload written to a file in `dir` before it is sent.
+struct DiskPayload {
+    path: std::path::PathBuf,
+    file: std::fs::File,
+    len: u64,
+}
+
+impl DiskPayload {
+    fn create(dir: &str, sync: u64) -> std::io::Result<DiskPayload> {
+        let path =
+            std::path::Path::new(dir).join(format!("temp-repl-{}-{sync}.rdb", std::process::id()));
+        let file = std::fs::File::create(&path)?;
+        Ok(DiskPayload { path, file, len: 0 })
+    }
+
+    fn append(&mut self, piece: &[u8]) -> std::io::Result<()> {
+        self.file.write_all(piece)?;
+        self.len += piece.len() as u64;
+        Ok(())
+    }
+}
+
+impl Drop for DiskPayload {
+    fn drop(&mut self) {
+        // The writer thread has its own handle open once it sends the file.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// What a replica's writer thread sends.
+enum Out {
+    Bytes(Vec<u8>),
+    /// A payload file, whole (its length went before).
+    File(std::fs::File),
 }
 
 struct Hub {
@@ -454,7 +491,7 @@ impl Hub {
                 capa_eof: true,
                 header_sent: false,
                 mark,
-                gathered: Vec::new(),
+                disk: None,
                 held: Vec::new(),
             }
         })
@@ -879,23 +916,43 @@ impl Hub {
             if s.capa_eof {
                 send_owned(r, piece);
             } else {
-                s.gathered.extend_from_slice(&piece);
+                if s.disk.is_none() {
+                    let dir = self.config.as_ref().map_or(".".into(), |c| c.get("dir"));
+                    s.disk = DiskPayload::create(&dir, sync)
+                        .map_err(|e| crate::log!("Full resync {sync}: creating its file: {e}"))
+                        .ok();
+                }
+                let written = s.disk.as_mut().map(|d| d.append(&piece));
+                if !matches!(written, Some(Ok(()))) {
+                    crate::log!("Full resync {sync}: the payload file could not be written");
+                    r.alive.store(false, std::sync::atomic::Ordering::Release);
+                    self.syncs.remove(&sync);
+                    self.aborted.insert(sync);
+                    continue;
+                }
             }
             if !finished {
                 continue;
             }
             if s.capa_eof {
                 send(r, &s.mark);
-            } else {
+            } else if let Some(d) = s.disk.as_mut() {
                 let mut out = Vec::new();
                 if s.psync {
                     out.extend_from_slice(
                         format!("+FULLRESYNC {} {start}\r\n", self.replid).as_bytes(),
                     );
                 }
-                out.extend_from_slice(format!("${}\r\n", s.gathered.len()).as_bytes());
-                out.extend_from_slice(&std::mem::take(&mut s.gathered));
+                out.extend_from_slice(format!("${}\r\n", d.len).as_bytes());
                 send_owned(r, out);
+                let file = std::fs::File::open(&d.path);
+                flush_one(r);
+                match file {
+                    Ok(f) => {
+                        let _ = r.out.send(Out::File(f));
+                    }
+                    Err(_) => r.alive.store(false, std::sync::atomic::Ordering::Release),
+                }
             }
             if s.capa_eof {
                 r.pending = std::mem::take(&mut s.held);
@@ -972,13 +1029,7 @@ impl Hub {
     /// Hands each replica's output of this pass to its writer thread.
     fn flush(&mut self) {
         for r in self.replicas.iter_mut() {
-            if r.outbuf.is_empty() {
-                continue;
-            }
-            let bytes = std::mem::take(&mut r.outbuf);
-            r.queued
-                .fetch_add(bytes.len(), std::sync::atomic::Ordering::Relaxed);
-            let _ = r.out.send(bytes);
+            flush_one(r);
         }
         let unwritten = self
             .replicas
@@ -1028,6 +1079,17 @@ impl Hub {
     }
 }
 
+/// Hands the replica's output so far to its writer thread.
+fn flush_one(r: &mut Replica) {
+    if r.outbuf.is_empty() {
+        return;
+    }
+    let bytes = std::mem::take(&mut r.outbuf);
+    r.queued
+        .fetch_add(bytes.len(), std::sync::atomic::Ordering::Relaxed);
+    let _ = r.out.send(Out::Bytes(bytes));
+}
+
 /// Adds bytes to what the replica gets at the end of this pass.
 fn send(r: &mut Replica, bytes: &[u8]) {
     r.outbuf.extend_from_slice(bytes);
@@ -1047,7 +1109,7 @@ fn spawn_replica(sock: std::net::TcpStream, id: u64, ip: String, port: u16) -> O
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let reader = sock.try_clone().ok()?;
     let _ = sock.set_nodelay(true);
-    let (tx, rx) = channel::<Vec<u8>>();
+    let (tx, rx) = channel::<Out>();
     let queued = Arc::new(AtomicUsize::new(0));
     let alive = Arc::new(AtomicBool::new(true));
     let ack = Arc::new(Mutex::new((0u64, crate::ctx::now_us() / 1000)));
@@ -1058,15 +1120,32 @@ fn spawn_replica(sock: std::net::TcpStream, id: u64, ip: String, port: u16) -> O
         std::thread::Builder::new()
             .name(format!("repl-out-{id}"))
             .spawn(move || {
-                while let Ok(mut bytes) = rx.recv() {
+                let mut next = None;
+                while let Some(out) = next.take().or_else(|| rx.recv().ok()) {
+                    if !alive.load(Ordering::Acquire) {
+                        break;
+                    }
+                    let mut bytes = match out {
+                        Out::Bytes(b) => b,
+                        Out::File(mut f) => {
+                            if std::io::copy(&mut f, &mut sock).is_err() {
+                                break;
+                            }
+                            continue;
+                        }
+                    };
                     // What queued up while the last write ran goes out in the same write.
                     while bytes.len() < WRITE_BATCH_MAX {
                         match rx.try_recv() {
-                            Ok(more) => bytes.extend_from_slice(&more),
+                            Ok(Out::Bytes(more)) => bytes.extend_from_slice(&more),
+                            Ok(file) => {
+                                next = Some(file);
+                                break;
+                            }
                             Err(_) => break,
                         }
                     }
-                    if !alive.load(Ordering::Acquire) || sock.write_all(&bytes).is_err() {
+                    if sock.write_all(&bytes).is_err() {
                         break;
                     }
                     queued.fetch_sub(bytes.len(), Ordering::Relaxed);
