@@ -426,7 +426,7 @@ pub const OPTIONS: &[OptDef] = &[
             max: i64::MAX,
         },
         true,
-        "accepted for compatibility (each replica gets its own cut at once: there is no fork to share)",
+        "seconds the first replica asking for a full resync waits for others to share its payload",
     ),
     opt(
         "min-replicas-to-write",

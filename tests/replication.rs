@@ -267,7 +267,7 @@ fn wait_link_up(r: &mut RawConn, what: &str, log: &dyn Fn() -> String) {
 
 #[test]
 fn shardis_replicates_from_redis_server() {
-    let master = RedisServer::start_with(&["--repl-diskless-sync-delay", "0"]);
+    let master = RedisServer::start();
     let mut m = master.raw();
     preload(&mut m, 2000);
     m.cmd(&["SELECT", "3"]);
@@ -730,4 +730,60 @@ fn scripts_on_a_read_only_replica_answer_as_redis() {
         replies.push(got);
     }
     assert_eq!(replies[1], replies[0]);
+}
+
+/// `repl-diskless-sync-delay`: replicas that ask within it share one cut and one payload
+/// (streamed EOF-marked to a redis-server and a shardis, and length-prefixed from disk to
+/// an old-style SYNC), and all hold the master's data.
+#[test]
+fn replicas_within_the_sync_delay_share_one_payload() {
+    let master = Server::start(&["--repl-diskless-sync-delay", "1"]);
+    let mut m = master.raw();
+    preload(&mut m, 1000);
+    let port = master.port().to_string();
+    let r = RedisServer::start();
+    let s = Server::start(&[]);
+    let (mut rc, mut sc) = (r.0.raw(), s.raw());
+    let asked = Instant::now();
+    assert_eq!(rc.cmd(&["REPLICAOF", "127.0.0.1", &port]), b"+OK\r\n");
+    assert_eq!(sc.cmd(&["REPLICAOF", "127.0.0.1", &port]), b"+OK\r\n");
+    // An old-style replica (SYNC, no EOF capability) gets the same payload from disk,
+    // length-prefixed.
+    let mut old = master.raw();
+    old.send(&encode(&["SYNC"]));
+    wait_link_up(&mut rc, "redis-server", &|| master.log());
+    wait_link_up(&mut sc, "shardis", &|| master.log());
+    assert!(
+        asked.elapsed() >= Duration::from_millis(900),
+        "the delay was not waited"
+    );
+    let mut got = Vec::new();
+    let payload = loop {
+        let mut chunk = [0u8; 65536];
+        let n = std::io::Read::read(old.stream(), &mut chunk).unwrap();
+        assert!(n > 0, "the master closed an old-style replica's link");
+        got.extend_from_slice(&chunk[..n]);
+        if let Some(nl) = got.windows(2).position(|w| w == b"\r\n") {
+            let len: usize = text(&got[1..nl]).parse().unwrap();
+            if got.len() >= nl + 2 + len {
+                break got[nl + 2..nl + 2 + len].to_vec();
+            }
+        }
+    };
+    assert!(
+        payload.starts_with(b"REDIS") && got[0] == b'$',
+        "{:?}",
+        &got[..20]
+    );
+    let log = master.log();
+    assert_eq!(log.matches("waits").count(), 3, "{log}");
+    assert_eq!(stat(&mut m, "sync_full"), 3);
+    let cuts: std::collections::BTreeSet<&str> = log
+        .lines()
+        .filter(|l| l.contains("waits"))
+        .filter_map(|l| l.rsplit("(cut ").next())
+        .collect();
+    assert_eq!(cuts.len(), 1, "one cut for both: {log}");
+    same_data(&mut m, &mut rc, "redis-server after a shared payload");
+    same_data(&mut m, &mut sc, "shardis after a shared payload");
 }

@@ -17,6 +17,9 @@ const OUTPUT_LIMIT: usize = 256 * 1024 * 1024;
 /// Most a replica may send that does not make whole commands (its ACKs are a few dozen bytes).
 const READ_LIMIT: usize = 1024 * 1024;
 
+/// How long the replicas gathered for one payload are waited for once its cut is in.
+const GATHER_WAIT: Duration = Duration::from_secs(5);
+
 /// Payload bytes sent between purges of the allocator's freed pages during a full resync.
 /// The payload passes through buffers made on one thread and freed on another; jemalloc keeps
 /// such pages for seconds, which would show as the master's memory growing by a good part of
@@ -240,17 +243,28 @@ struct Sync {
     done: Vec<bool>,
     /// The stream offset at the cut, once every shard's cut is in.
     start: Option<u64>,
-    replica: Option<u64>,
-    psync: bool,
-    capa_eof: bool,
-    /// The line announcing the payload has gone out; the EOF mark.
-    header_sent: bool,
+    /// The replicas this payload is for (several when they came within
+    /// `repl-diskless-sync-delay` of each other), and how many are to come.
+    members: Vec<Member>,
+    expected: usize,
+    made: Instant,
+    /// The EOF mark.
     mark: [u8; 40],
     /// Without `capa eof` (or with `repl-diskless-sync no`) the payload's length comes first:
     /// the file is written to disk whole, then sent (Redis's disk-based sync).
     disk: Option<DiskPayload>,
     /// The stream since the cut, held until the payload has gone.
     held: Vec<u8>,
+}
+
+/// A replica a full resynchronisation is for.
+struct Member {
+    id: u64,
+    psync: bool,
+    /// The payload streams to it EOF-marked (else it goes length-prefixed, from disk).
+    capa_eof: bool,
+    /// The line announcing the payload has gone out.
+    header_sent: bool,
 }
 
 /// A payload written to a file in `dir` before it is sent.
@@ -486,10 +500,9 @@ impl Hub {
                 cut: vec![false; n],
                 done: vec![false; n],
                 start: None,
-                replica: None,
-                psync: true,
-                capa_eof: true,
-                header_sent: false,
+                members: Vec::new(),
+                expected: 1,
+                made: Instant::now(),
                 mark,
                 disk: None,
                 held: Vec::new(),
@@ -576,6 +589,11 @@ impl Hub {
                 }
             }
             ToHub::Promote { replid } => self.promote(replid),
+            ToHub::Expect { sync, replicas } => {
+                if !self.aborted.contains(&sync) {
+                    self.sync_entry(sync).expected = replicas;
+                }
+            }
             ToHub::Ask(tx) => {
                 let _ = tx.send((self.replid.clone(), self.offset));
             }
@@ -855,11 +873,12 @@ impl Hub {
                 }
                 let diskless = self.diskless;
                 let s = self.sync_entry(sync);
-                s.replica = Some(r.id);
-                s.psync = psync;
-                // Without diskless sync the payload is made whole first and sent with its
-                // length (Redis writes it to disk first; it is kept in memory here).
-                s.capa_eof = capa_eof && psync && diskless;
+                s.members.push(Member {
+                    id: r.id,
+                    psync,
+                    capa_eof: capa_eof && psync && diskless,
+                    header_sent: false,
+                });
                 r.phase = Phase::Syncing { sync };
             }
         }
@@ -867,103 +886,118 @@ impl Hub {
     }
 
     /// Sends what the full resynchronisations have ready: the announcing line once the cut is
-    /// in, the payload as it is made, then the stream since the cut.
+    /// in, the payload as it is made (streamed to EOF-capable replicas, written to disk for
+    /// the others), then the stream since the cut.
     fn progress_syncs(&mut self) {
         let ids: Vec<u64> = self.syncs.keys().copied().collect();
         for sync in ids {
             let Some(s) = self.syncs.get_mut(&sync) else {
                 continue;
             };
-            let Some(rid) = s.replica else {
+            let member_of = |r: &Replica| s.members.iter().any(|m| m.id == r.id);
+            let live = self.replicas.iter().filter(|r| member_of(r)).count();
+            // Replicas that gathered for one payload all attach before it starts going out
+            // (one that never comes is not waited for long).
+            let waiting = s.members.len() < s.expected && s.made.elapsed() < GATHER_WAIT;
+            if s.start.is_none() || waiting {
                 continue;
-            };
-            if s.held.len() > OUTPUT_LIMIT {
-                // The replica cannot keep up with the writes while it loads: it starts over.
-                if let Some(r) = self.replicas.iter().find(|r| r.id == rid) {
+            }
+            if live == 0 || s.held.len() > OUTPUT_LIMIT {
+                // Nobody to send to, or the replicas cannot keep up with the writes while
+                // they load: they start over.
+                for r in self.replicas.iter().filter(|r| member_of(r)) {
                     r.alive.store(false, std::sync::atomic::Ordering::Release);
                 }
                 self.syncs.remove(&sync);
                 self.aborted.insert(sync);
                 continue;
             }
-            let Some(r) = self.replicas.iter_mut().find(|r| r.id == rid) else {
+            if !self.sync_step(sync) {
                 self.syncs.remove(&sync);
+                self.aborted.insert(sync);
+            }
+        }
+    }
+
+    /// One pass of full resynchronisation `sync` (its cut is in). Returns false when it
+    /// failed for good.
+    fn sync_step(&mut self, sync: u64) -> bool {
+        let dir = self.config.as_ref().map_or(".".into(), |c| c.get("dir"));
+        let Some(s) = self.syncs.get_mut(&sync) else {
+            return false;
+        };
+        let start = s.start.unwrap_or(0);
+        let fullresync = format!("+FULLRESYNC {} {start}\r\n", self.replid);
+        let piece = s.writer.take_pending();
+        let finished = s.done.iter().all(|d| *d);
+        self.since_purge += piece.len();
+        if self.since_purge >= PURGE_EVERY || (finished && self.since_purge > 0) {
+            self.since_purge = 0;
+            crate::memory::purge();
+        }
+        if s.members.iter().any(|m| !m.capa_eof) {
+            if s.disk.is_none() {
+                s.disk = DiskPayload::create(&dir, sync)
+                    .map_err(|e| crate::log!("Full resync {sync}: creating its file: {e}"))
+                    .ok();
+            }
+            if !matches!(s.disk.as_mut().map(|d| d.append(&piece)), Some(Ok(()))) {
+                crate::log!("Full resync {sync}: the payload file could not be written");
+                return false;
+            }
+        }
+        for m in s.members.iter_mut().filter(|m| m.capa_eof) {
+            let Some(r) = self.replicas.iter_mut().find(|r| r.id == m.id) else {
                 continue;
             };
-            let Some(start) = s.start else {
-                continue;
-            };
-            if !s.header_sent && s.capa_eof {
+            if !m.header_sent {
                 let mut line = Vec::new();
-                if s.psync {
-                    line.extend_from_slice(
-                        format!("+FULLRESYNC {} {start}\r\n", self.replid).as_bytes(),
-                    );
+                if m.psync {
+                    line.extend_from_slice(fullresync.as_bytes());
                 }
                 line.extend_from_slice(b"$EOF:");
                 line.extend_from_slice(&s.mark);
                 line.extend_from_slice(b"\r\n");
                 send_owned(r, line);
-                s.header_sent = true;
+                m.header_sent = true;
             }
-            let piece = s.writer.take_pending();
-            let finished = s.done.iter().all(|d| *d);
-            self.since_purge += piece.len();
-            if self.since_purge >= PURGE_EVERY || (finished && self.since_purge > 0) {
-                self.since_purge = 0;
-                crate::memory::purge();
-            }
-            if s.capa_eof {
-                send_owned(r, piece);
-            } else {
-                if s.disk.is_none() {
-                    let dir = self.config.as_ref().map_or(".".into(), |c| c.get("dir"));
-                    s.disk = DiskPayload::create(&dir, sync)
-                        .map_err(|e| crate::log!("Full resync {sync}: creating its file: {e}"))
-                        .ok();
-                }
-                let written = s.disk.as_mut().map(|d| d.append(&piece));
-                if !matches!(written, Some(Ok(()))) {
-                    crate::log!("Full resync {sync}: the payload file could not be written");
-                    r.alive.store(false, std::sync::atomic::Ordering::Release);
-                    self.syncs.remove(&sync);
-                    self.aborted.insert(sync);
-                    continue;
-                }
-            }
-            if !finished {
-                continue;
-            }
-            if s.capa_eof {
+            send(r, &piece);
+            if finished {
                 send(r, &s.mark);
-            } else if let Some(d) = s.disk.as_mut() {
+            }
+        }
+        if !finished {
+            return true;
+        }
+        for m in s.members.iter() {
+            let Some(r) = self.replicas.iter_mut().find(|r| r.id == m.id) else {
+                continue;
+            };
+            if m.capa_eof {
+                // The stream waits for the replica's first acknowledgement.
+                r.pending = s.held.clone();
+                r.phase = Phase::WaitAck;
+            } else if let Some(d) = s.disk.as_ref() {
                 let mut out = Vec::new();
-                if s.psync {
-                    out.extend_from_slice(
-                        format!("+FULLRESYNC {} {start}\r\n", self.replid).as_bytes(),
-                    );
+                if m.psync {
+                    out.extend_from_slice(fullresync.as_bytes());
                 }
                 out.extend_from_slice(format!("${}\r\n", d.len).as_bytes());
                 send_owned(r, out);
-                let file = std::fs::File::open(&d.path);
                 flush_one(r);
-                match file {
+                match std::fs::File::open(&d.path) {
                     Ok(f) => {
                         let _ = r.out.send(Out::File(f));
                     }
                     Err(_) => r.alive.store(false, std::sync::atomic::Ordering::Release),
                 }
-            }
-            if s.capa_eof {
-                r.pending = std::mem::take(&mut s.held);
-                r.phase = Phase::WaitAck;
-            } else {
-                send_owned(r, std::mem::take(&mut s.held));
+                send(r, &s.held);
                 r.phase = Phase::Online;
             }
             crate::log!("Synchronization with replica {}:{} succeeded", r.ip, r.port);
-            self.syncs.remove(&sync);
         }
+        self.syncs.remove(&sync);
+        true
     }
 
     /// Drops replicas whose link broke or whose output grew past the limit; starts the stream
@@ -1053,7 +1087,9 @@ impl Hub {
                     state: match &r.phase {
                         Phase::Online | Phase::WaitAck => "online",
                         Phase::Syncing { sync, .. } => {
-                            if self.syncs.get(sync).is_some_and(|s| s.header_sent) {
+                            if self.syncs.get(sync).is_some_and(|s| {
+                                s.members.iter().any(|m| m.id == r.id && m.header_sent)
+                            }) {
                                 "send_bulk"
                             } else {
                                 "wait_bgsave"

@@ -66,6 +66,9 @@ pub enum ToHub {
     RelayCut { sync: u64 },
     /// REPLICAOF NO ONE has taken effect: our history goes on under `replid`.
     Promote { replid: String },
+    /// Full resynchronisation `sync` is for this many replicas (they gathered within
+    /// `repl-diskless-sync-delay`).
+    Expect { sync: u64, replicas: usize },
     /// The hub's replication id and offset, once it has taken everything sent before.
     Ask(Sender<(String, u64)>),
 }
@@ -129,11 +132,23 @@ pub struct ReplShared {
     /// Payload bytes on their way to replicas: the shards' snapshots wait while it is over
     /// `PAYLOAD_QUEUE_MAX`, so a full resync holds only so much beyond the data.
     pub payload: Arc<PayloadQueue>,
+    /// Replicas asking for a full resync within `repl-diskless-sync-delay` share one payload:
+    /// the one being gathered, and how each closed gathering's cut went (sync → its result
+    /// and how many replicas have still to read it).
+    gathering: Mutex<Option<Gathering>>,
+    gathered: Mutex<std::collections::HashMap<u64, (Option<bool>, usize)>>,
     /// INFO stats: full resyncs served, partial ones accepted and refused.
     pub sync_full: AtomicU64,
     pub sync_partial_ok: AtomicU64,
     pub sync_partial_err: AtomicU64,
     config: Arc<crate::config::Config>,
+}
+
+/// Replicas waiting out `repl-diskless-sync-delay` for one full resynchronisation.
+struct Gathering {
+    sync: u64,
+    due_ms: u64,
+    replicas: usize,
 }
 
 /// Most payload bytes queued between the shards' snapshots and the replicas' sockets.
@@ -173,6 +188,8 @@ impl ReplShared {
             wait_targets: Default::default(),
             link: Mutex::new(None),
             payload: Default::default(),
+            gathering: Mutex::new(None),
+            gathered: Default::default(),
             sync_full: AtomicU64::new(0),
             sync_partial_ok: AtomicU64::new(0),
             sync_partial_err: AtomicU64::new(0),
@@ -398,19 +415,138 @@ fn attach(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> 
         "Replica {} asks for synchronization; starting a full resync (cut {sync})",
         conn.addr
     );
+    let delay_ms = ctx.shared.config.get_i64("repl-diskless-sync-delay").max(0) as u64 * 1000;
     match link {
         // A replica's snapshot must match an offset of its master's stream: shard 0 stops
         // applying it until the cut is taken, which waits for the stream to be still.
         Some(l) => replica::cut_when_still(ctx, conn, &l, sync, psync),
+        None if delay_ms > 0 && ctx.shared.config.get("repl-diskless-sync") == "yes" => {
+            gather(ctx, conn, sync, psync, delay_ms)
+        }
         None => crate::save::start_cut(ctx, conn, crate::save::SnapKind::Replica(sync, psync)),
     }
     Ok(())
+}
+
+/// `repl-diskless-sync-delay`: the first replica to ask waits that long for others, then
+/// takes the cut; those that came meanwhile get the same payload once it is taken.
+fn gather(ctx: &ShardCtx, conn: &mut Conn, sync: u64, psync: bool, delay_ms: u64) {
+    let repl = &ctx.shared.repl;
+    let now_ms = now_us() / 1000;
+    let (sync, first, due_ms) = {
+        let mut g = repl.gathering.lock().unwrap_or_else(|e| e.into_inner());
+        match g.as_mut() {
+            Some(x) => {
+                x.replicas += 1;
+                (x.sync, false, x.due_ms)
+            }
+            None => {
+                let due_ms = now_ms + delay_ms;
+                *g = Some(Gathering {
+                    sync,
+                    due_ms,
+                    replicas: 1,
+                });
+                (sync, true, due_ms)
+            }
+        }
+    };
+    crate::log!(
+        "Replica {} waits {} ms for others to share its full resync (cut {sync})",
+        conn.addr,
+        due_ms.saturating_sub(now_ms)
+    );
+    conn.wait = crate::conn::Wait::Multi {
+        outstanding: 1,
+        results: Vec::new(),
+        done: Box::new(move |ctx, conn, results| {
+            let ok = crate::msg::RepBody::count_sum(&results) > 0;
+            if first {
+                crate::save::start_cut(ctx, conn, crate::save::SnapKind::Replica(sync, psync));
+            } else if !ok {
+                conn.error("ERR could not start a full resynchronization, try again");
+            } else if let Err(e) = hand_over(ctx, conn, Start::Full { sync, psync }) {
+                conn.error(&e.text());
+            }
+        }),
+    };
+    let token = conn.token;
+    let Some(me) = ctx.me() else {
+        return;
+    };
+    glommio::spawn_local(async move {
+        let repl = &me.shared.repl;
+        let mut ok = 1;
+        if first {
+            let wait = due_ms.saturating_sub(now_us() / 1000);
+            glommio::timer::sleep(std::time::Duration::from_millis(wait)).await;
+            let n = repl
+                .gathering
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .map_or(1, |g| g.replicas);
+            repl.gathered
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(sync, (None, n - 1));
+            let tx = repl.hub(&me.shared.scripts, me.n);
+            let _ = tx.send(ToHub::Expect { sync, replicas: n });
+        } else {
+            // The others wait for the first one's cut (and give up after a while).
+            let deadline = due_ms + 30_000;
+            loop {
+                let result = {
+                    let mut g = repl.gathered.lock().unwrap_or_else(|e| e.into_inner());
+                    let result = match g.get_mut(&sync) {
+                        Some((Some(cut), left)) => {
+                            *left = left.saturating_sub(1);
+                            Some((*cut, *left))
+                        }
+                        _ => None,
+                    };
+                    if result.is_some_and(|(_, left)| left == 0) {
+                        g.remove(&sync);
+                    }
+                    result
+                };
+                if let Some((cut, _)) = result {
+                    ok = cut as i64;
+                    break;
+                }
+                if now_us() / 1000 > deadline {
+                    ok = 0;
+                    break;
+                }
+                glommio::timer::sleep(std::time::Duration::from_millis(2)).await;
+            }
+        }
+        while !me.answer_wait(token, ok) {
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    })
+    .detach();
 }
 
 /// After the cut of `sync` (`ok`: on every shard): the replica goes to the hub.
 pub fn cut_done(ctx: &ShardCtx, conn: &mut Conn, sync: u64, psync: bool, errors: &[String]) {
     if let Some(l) = ctx.shared.repl.link() {
         l.release_hold();
+    }
+    {
+        // Replicas that gathered for this cut go on with it.
+        let mut g = ctx
+            .shared
+            .repl
+            .gathered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some((cut, left)) = g.get_mut(&sync) {
+            *cut = Some(errors.is_empty());
+            if *left == 0 {
+                g.remove(&sync);
+            }
+        }
     }
     if !errors.is_empty() {
         if let Some(tx) = ctx.shared.repl.running_hub() {

@@ -73,6 +73,9 @@ impl Server {
             "",
             "--enable-debug-command",
             "yes",
+            // A replica's full sync starts at once (Redis's default waits 5 s for others).
+            "--repl-diskless-sync-delay",
+            "0",
         ];
         // Data files go to a fresh directory unless the test names one: a dump.rdb lying in
         // the working directory must not be loaded.
@@ -327,6 +330,8 @@ impl RedisServer {
                 "no",
                 "--logfile",
                 "",
+                "--repl-diskless-sync-delay",
+                "0",
             ];
             let own_dir = fresh_dir("redis-test");
             let own_dir_s = own_dir.to_string_lossy().into_owned();
