@@ -10,6 +10,9 @@
 #    and largest difference in bytes, and the time the replica needs to catch up once the load
 #    stops.
 #
+# 3. The same with a shardis replica of the shardis master (same shard count), with the
+#    replica's CPU by thread (SHARDIS_REPLICA=0 leaves it out).
+#
 #   scripts/bench-repl.sh                    # KEYS=1000000 VALUE=100 N=1000000 PIPE=16
 #   KEYS=20000000 VALUE=100 scripts/bench-repl.sh   # a full sync of about 2 GB
 set -euo pipefail
@@ -22,7 +25,7 @@ PIPE=${PIPE:-16}
 CLIENTS=${CLIENTS:-50}
 BIN=${SHARDIS_BIN:-target/release/shardis}
 
-SHARDIS_EXTRA=(--enable-debug-command yes)
+SHARDIS_EXTRA=(--enable-debug-command yes --repl-diskless-sync-delay 0)
 # Replicas load straight from the socket (no dump.rdb left in the working directory).
 REDIS_EXTRA=(--enable-debug-command yes --repl-diskless-sync-delay 0 --repl-diskless-load swapdb)
 # shellcheck source=scripts/bench-lib.sh
@@ -34,15 +37,27 @@ field() { # field PORT NAME: a field of INFO replication
 
 ms() { date +%s%3N; }
 
-run() { # run MASTER_NAME
-    local m=$1 mport mpid r rport rpid base t0 t1 peak cur used
+# thread_cpu PID: "name ticks" for each of its threads.
+thread_cpu() {
+    local t
+    for t in /proc/"$1"/task/*; do
+        printf '%s %s\n' "$(cat "$t/comm" 2>/dev/null)" "$(sed 's/.*) //' "$t/stat" 2>/dev/null | awk '{print $12 + $13}')"
+    done
+}
+
+run() { # run MASTER_NAME [REPLICA_KIND: redis (default) or shardis]
+    local m=$1 kind=${2:-redis} mport mpid r rport rpid base t0 t1 peak cur used
     mport=$(port_of "$m")
     mpid=$(pid_of "$m")
     redis-cli -p "$mport" DEBUG POPULATE "$KEYS" key "$VALUE" >/dev/null
     used=$(redis-cli -p "$mport" INFO memory | tr -d '\r' | sed -n 's/^used_memory://p')
     base=$(rss_kb "$mpid")
-    r="rep_$m"
-    start_redis "$r"
+    r="rep_${m}_$kind"
+    if [ "$kind" = shardis ]; then
+        start_shardis "$r" 2
+    else
+        start_redis "$r"
+    fi
     rport=$(port_of "$r")
     rpid=$(pid_of "$r")
     t0=$(ms)
@@ -57,8 +72,10 @@ run() { # run MASTER_NAME
     done
     t1=$(ms)
     local extra=$(((peak - base) * 1024))
-    printf '%-8s full sync of %s keys: %6d ms, master peak extra memory %5.1f%% of used_memory\n' \
-        "$m" "$KEYS" $((t1 - t0)) "$(echo "$extra * 100 / $used" | bc -l)"
+    local label="$m->$kind"
+    printf '%-16s full sync of %s keys: %6d ms, master peak extra memory %5.1f%% of used_memory\n' \
+        "$label" "$KEYS" $((t1 - t0)) "$(echo "$extra * 100 / $used" | bc -l)"
+    thread_cpu "$rpid" >"$work/cpu0-$r"
 
     # Lag under load.
     local samples="$work/lag-$m"
@@ -82,12 +99,25 @@ run() { # run MASTER_NAME
         sleep 0.01
     done
     caught=$(($(ms) - stop_ms))
-    printf '%-8s lag under %s: median %8s bytes, max %9s bytes, caught up %4d ms after the load; %s\n' \
-        "$m" "SET -P $PIPE" "$(median <"$samples")" "$(sort -n "$samples" | tail -n1)" "$caught" \
+    printf '%-16s lag under %s: median %8s bytes, max %9s bytes, caught up %4d ms after the load; %s\n' \
+        "$label" "SET -P $PIPE" "$(median <"$samples")" "$(sort -n "$samples" | tail -n1)" "$caught" \
         "$(tr '\r' '\n' <"$work/bench-$m" | grep -o '[0-9.]* requests per second' | tail -n1)"
+    # Where the replica spent its CPU while it followed the load (per thread, in ticks).
+    thread_cpu "$rpid" >"$work/cpu1-$r"
+    printf '%-16s replica CPU by thread during the load:' "$label"
+    join <(sort "$work/cpu0-$r") <(sort "$work/cpu1-$r") |
+        awk '{d = $3 - $2; if (d > 0) printf " %s %d", $1, d}'
+    echo " (ticks of $TICKS/s)"
+    redis-cli -p "$rport" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
+    redis-cli -p "$mport" FLUSHALL >/dev/null
 }
 
 start_redis redis "${pin_server[@]}"
 start_shardis shardis 2
 run redis
 run shardis
+# Two shardis with the same shard count (one merged stream; the replica applies it through
+# one connection on its shard 0): SHARDIS_REPLICA=0 leaves this run out.
+if [ "${SHARDIS_REPLICA:-1}" = 1 ]; then
+    run shardis shardis
+fi
