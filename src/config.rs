@@ -429,6 +429,30 @@ pub const OPTIONS: &[OptDef] = &[
         "seconds the first replica asking for a full resync waits for others to share its payload",
     ),
     opt(
+        "repl-diskless-sync-max-replicas",
+        "0",
+        Kind::Int {
+            min: 0,
+            max: i32::MAX as i64,
+        },
+        true,
+        "with this many replicas gathered, a full resync starts before repl-diskless-sync-delay ends (0: no limit)",
+    ),
+    opt(
+        "repl-diskless-load",
+        "disabled",
+        Kind::Enum(&["disabled", "on-empty-db", "swapdb"]),
+        true,
+        "accepted; a shardis replica receives the whole payload in memory, then loads it",
+    ),
+    opt(
+        "replica-lazy-flush",
+        "no",
+        Kind::Bool,
+        true,
+        "accepted; a replica empties its databases before loading a payload either way",
+    ),
+    opt(
         "min-replicas-to-write",
         "0",
         Kind::Int {

@@ -789,4 +789,17 @@ fn replicas_within_the_sync_delay_share_one_payload() {
     assert_eq!(cuts.len(), 1, "one cut for both: {log}");
     same_data(&mut m, &mut rc, "redis-server after a shared payload");
     same_data(&mut m, &mut sc, "shardis after a shared payload");
+    // With repl-diskless-sync-max-replicas reached, the sync does not wait out the delay.
+    for (k, v) in [
+        ("repl-diskless-sync-delay", "60"),
+        ("repl-diskless-sync-max-replicas", "1"),
+    ] {
+        assert_eq!(m.cmd(&["CONFIG", "SET", k, v]), b"+OK\r\n");
+    }
+    let late = RedisServer::start();
+    let mut lc = late.0.raw();
+    let asked = Instant::now();
+    assert_eq!(lc.cmd(&["REPLICAOF", "127.0.0.1", &port]), b"+OK\r\n");
+    wait_link_up(&mut lc, "a replica with max-replicas reached", &|| master.log());
+    assert!(asked.elapsed() < Duration::from_secs(20));
 }

@@ -478,8 +478,24 @@ fn gather(ctx: &ShardCtx, conn: &mut Conn, sync: u64, psync: bool, delay_ms: u64
         let repl = &me.shared.repl;
         let mut ok = 1;
         if first {
-            let wait = due_ms.saturating_sub(now_us() / 1000);
-            glommio::timer::sleep(std::time::Duration::from_millis(wait)).await;
+            // Until the delay ends, or enough replicas came (`repl-diskless-sync-max-replicas`).
+            let most = me
+                .shared
+                .config
+                .get_i64("repl-diskless-sync-max-replicas")
+                .max(0) as usize;
+            while now_us() / 1000 < due_ms {
+                let gathered = repl
+                    .gathering
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                    .map_or(0, |g| g.replicas);
+                if most > 0 && gathered >= most {
+                    break;
+                }
+                glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+            }
             let n = repl
                 .gathering
                 .lock()
