@@ -800,6 +800,8 @@ fn replicas_within_the_sync_delay_share_one_payload() {
     let mut lc = late.0.raw();
     let asked = Instant::now();
     assert_eq!(lc.cmd(&["REPLICAOF", "127.0.0.1", &port]), b"+OK\r\n");
-    wait_link_up(&mut lc, "a replica with max-replicas reached", &|| master.log());
+    wait_link_up(&mut lc, "a replica with max-replicas reached", &|| {
+        master.log()
+    });
     assert!(asked.elapsed() < Duration::from_secs(20));
 }

@@ -412,7 +412,7 @@ fn attach(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> 
     repl.sync_full.fetch_add(1, Ordering::Relaxed);
     let sync = repl.next_sync.fetch_add(1, Ordering::Relaxed);
     crate::log!(
-        "Replica {} asks for synchronization; starting a full resync (cut {sync})",
+        "Replica {} asks for synchronization; starting a full resync",
         conn.addr
     );
     let delay_ms = ctx.shared.config.get_i64("repl-diskless-sync-delay").max(0) as u64 * 1000;
