@@ -195,18 +195,34 @@ pub fn promote(ctx: &ShardCtx, conn: &mut crate::conn::Conn, link: &Arc<Link>) {
         conn.reply().ok();
         return;
     }
+    let link = link.clone();
+    park_until(
+        ctx,
+        conn,
+        move || link.promoted.load(Ordering::Acquire),
+        Box::new(|_, conn, _| {
+            conn.reply().ok();
+        }),
+    );
+}
+
+/// The connection waits until `ready()` (at most 5 s), then `done` runs on it.
+fn park_until(
+    ctx: &ShardCtx,
+    conn: &mut crate::conn::Conn,
+    ready: impl Fn() -> bool + 'static,
+    done: crate::conn::Done,
+) {
     conn.wait = crate::conn::Wait::Multi {
         outstanding: 1,
         results: Vec::new(),
-        done: Box::new(|_, conn, _| {
-            conn.reply().ok();
-        }),
+        done,
     };
-    let (token, link) = (conn.token, link.clone());
+    let token = conn.token;
     if let Some(me) = ctx.me() {
         glommio::spawn_local(async move {
             let deadline = Instant::now() + Duration::from_secs(5);
-            while !link.promoted.load(Ordering::Acquire) && Instant::now() < deadline {
+            while !ready() && Instant::now() < deadline {
                 glommio::timer::sleep(Duration::from_millis(1)).await;
             }
             while !me.answer_wait(token, 0) {
@@ -230,26 +246,15 @@ pub fn cut_when_still(
     link.hold_until_ms
         .store(now_us() / 1000 + 10_000, Ordering::Release);
     link.quiet.store(false, Ordering::Release);
-    conn.wait = crate::conn::Wait::Multi {
-        outstanding: 1,
-        results: Vec::new(),
-        done: Box::new(move |ctx, conn, _| {
+    let link = link.clone();
+    park_until(
+        ctx,
+        conn,
+        move || link.quiet.load(Ordering::Acquire),
+        Box::new(move |ctx, conn, _| {
             crate::save::start_cut(ctx, conn, crate::save::SnapKind::Replica(sync, psync));
         }),
-    };
-    let (token, link) = (conn.token, link.clone());
-    if let Some(me) = ctx.me() {
-        glommio::spawn_local(async move {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while !link.quiet.load(Ordering::Acquire) && Instant::now() < deadline {
-                glommio::timer::sleep(Duration::from_millis(1)).await;
-            }
-            while !me.answer_wait(token, 0) {
-                glommio::timer::sleep(Duration::from_millis(1)).await;
-            }
-        })
-        .detach();
-    }
+    );
 }
 
 /// The link thread: connects, synchronises, streams, and starts over when the link breaks.
