@@ -10,7 +10,9 @@
 #    and largest difference in bytes, and the time the replica needs to catch up once the load
 #    stops.
 #
-# 3. The same with a shardis replica of the shardis master (same shard count), with the
+# 3. Apply rate: the replica is stopped (SIGSTOP) while N SETs go to the master; once let go,
+#    the time it takes to catch up.
+# 4. All of it again with a shardis replica of the shardis master (same shard count), with the
 #    replica's CPU by thread (SHARDIS_REPLICA=0 leaves it out).
 #
 #   scripts/bench-repl.sh                    # KEYS=1000000 VALUE=100 N=1000000 PIPE=16
@@ -108,6 +110,25 @@ run() { # run MASTER_NAME [REPLICA_KIND: redis (default) or shardis]
     join <(sort "$work/cpu0-$r") <(sort "$work/cpu1-$r") |
         awk '{d = $3 - $2; if (d > 0) printf " %s %d", $1, d}'
     echo " (ticks of $TICKS/s)"
+
+    # Apply rate: the replica is stopped (SIGSTOP) while N SETs go to the master, then let
+    # go; the time it takes to catch up is the time it takes to apply them.
+    local o0 o1 t2 t3
+    kill -STOP "$rpid"
+    "${pin_client[@]}" redis-benchmark -p "$mport" -t set -n "$N" -c "$CLIENTS" -P "$PIPE" \
+        -r 1000000 -d "$VALUE" -q >/dev/null 2>&1
+    o1=$(field "$mport" master_repl_offset)
+    kill -CONT "$rpid"
+    t2=$(ms)
+    o0=$(field "$rport" slave_repl_offset)
+    limit=$(($(ms) + 120000))
+    while [ "$(field "$rport" slave_repl_offset)" != "$(field "$mport" master_repl_offset)" ]; do
+        [ "$(ms)" -lt "$limit" ] || { echo "$m: replica never caught up after SIGCONT" >&2; return 1; }
+        sleep 0.01
+    done
+    t3=$(ms)
+    printf '%-16s apply rate: %s SETs (%s bytes of stream) applied in %d ms after SIGCONT: %.0f commands/s\n' \
+        "$label" "$N" $((o1 - o0)) $((t3 - t2)) "$(echo "$N * 1000 / ($t3 - $t2 + 1)" | bc -l)"
     redis-cli -p "$rport" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
     redis-cli -p "$mport" FLUSHALL >/dev/null
 }

@@ -87,6 +87,8 @@ pub struct Link {
     prev: Option<Arc<Link>>,
     retired: AtomicBool,
     relay: Mutex<Relay>,
+    /// The process's shard count (the stream is grouped by shard for shard 0).
+    nshards: usize,
 }
 
 impl Link {
@@ -95,6 +97,7 @@ impl Link {
         port: u16,
         hub: std::sync::mpsc::Sender<super::ToHub>,
         prev: Option<Arc<Link>>,
+        nshards: usize,
     ) -> Link {
         Link {
             host,
@@ -119,6 +122,7 @@ impl Link {
             prev,
             retired: AtomicBool::new(false),
             relay: Mutex::new(Relay::default()),
+            nshards,
         }
     }
 
@@ -156,7 +160,7 @@ pub fn start(shared: &crate::ctx::Shared, host: String, port: u16) {
     // The hub keeps the backlog of what we apply (for chained replicas, and for our own
     // replicas after a promotion).
     let hub = repl.hub(&shared.scripts, shared.nshards);
-    let link = Arc::new(Link::new(host, port, hub, prev));
+    let link = Arc::new(Link::new(host, port, hub, prev, shared.nshards));
     // Our own writes are not part of our master's stream.
     repl.feeding.store(false, Ordering::Release);
     *repl.link.lock().unwrap_or_else(|e| e.into_inner()) = Some(link.clone());
@@ -297,13 +301,17 @@ fn read_line(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Result<String, String> 
 
 fn read_more(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), String> {
     let mut chunk = [0u8; 64 * 1024];
-    match sock.read(&mut chunk) {
-        Ok(0) => Err("connection closed by the master".into()),
-        Ok(n) => {
-            buf.extend_from_slice(&chunk[..n]);
-            Ok(())
+    loop {
+        match sock.read(&mut chunk) {
+            Ok(0) => return Err("connection closed by the master".into()),
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                return Ok(());
+            }
+            // A signal (a stop and continue, a profiler) is no reason to drop the link.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("reading: {e}")),
         }
-        Err(e) => Err(format!("reading: {e}")),
     }
 }
 
@@ -519,7 +527,9 @@ fn stream(
             Err(e)
                 if matches!(
                     e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
                 ) =>
             {
                 let silent =
@@ -532,7 +542,7 @@ fn stream(
         }
         let session = link.session.load(Ordering::Acquire);
         let (mut pos, mut raw_from) = (0, 0);
-        let mut out = Vec::new();
+        let mut out = Grouper::new(link.nshards);
         while pos < buf.len() {
             let consumed = match parse_command(&buf[pos..], &mut ranges, &mut scratch, limits) {
                 Ok(Parsed::Command { consumed }) => consumed,
@@ -552,10 +562,11 @@ fn stream(
                 && frame[ranges[1].clone()].eq_ignore_ascii_case(b"GETACK");
             if is_getack {
                 // Everything before it runs first; then the acknowledgement counts it too.
-                handed += out.len() as u64;
+                let cmds = out.take();
+                handed += cmds.len() as u64;
                 link.push(ToShard::Stream {
                     session,
-                    cmds: std::mem::take(&mut out),
+                    cmds,
                     raw: buf[raw_from..pos].to_vec(),
                 });
                 raw_from = pos;
@@ -567,16 +578,18 @@ fn stream(
                 ack(&mut sock, handed, skipped)?;
                 last_ack = Instant::now();
             } else {
-                out.extend_from_slice(frame);
+                let args: Vec<&[u8]> = ranges.iter().map(|r| &frame[r.clone()]).collect();
+                out.push(frame, &args);
             }
             parsed += consumed as u64;
             pos += consumed;
         }
         if pos > raw_from {
-            handed += out.len() as u64;
+            let cmds = out.take();
+            handed += cmds.len() as u64;
             link.push(ToShard::Stream {
                 session,
-                cmds: out,
+                cmds,
                 raw: buf[raw_from..pos].to_vec(),
             });
         }
@@ -587,6 +600,84 @@ fn stream(
             ack(&mut sock, handed, skipped)?;
             last_ack = Instant::now();
         }
+    }
+}
+
+/// Orders a piece of the stream for shard 0's master connection: between commands that must
+/// keep their place (MULTI … EXEC blocks, SELECT, commands without keys or with keys on
+/// several shards, scripts), the commands are grouped by the shard that owns their keys,
+/// each shard's in their order. Commands of different shards touch different keys, so their
+/// effects commute; grouped, the connection sends each shard one run instead of making a
+/// round trip every couple of commands.
+struct Grouper {
+    parts: Vec<Vec<u8>>,
+    out: Vec<u8>,
+    in_multi: bool,
+    pos: Vec<usize>,
+}
+
+impl Grouper {
+    fn new(nshards: usize) -> Grouper {
+        Grouper {
+            parts: vec![Vec::new(); nshards.max(1)],
+            out: Vec::new(),
+            in_multi: false,
+            pos: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, frame: &[u8], args: &[&[u8]]) {
+        let name = args.first().copied().unwrap_or_default();
+        if name.eq_ignore_ascii_case(b"MULTI") {
+            self.in_multi = true;
+        }
+        match self.owner(args) {
+            Some(s) if !self.in_multi => self.parts[s].extend_from_slice(frame),
+            _ => {
+                self.close_group();
+                self.out.extend_from_slice(frame);
+            }
+        }
+        if name.eq_ignore_ascii_case(b"EXEC") || name.eq_ignore_ascii_case(b"DISCARD") {
+            self.in_multi = false;
+        }
+    }
+
+    /// The one shard all of a command's keys belong to, if it may move within its group.
+    fn owner(&mut self, args: &[&[u8]]) -> Option<usize> {
+        let l = shards::cmd::lookup(args).ok()?;
+        let flags = l.spec.flags | l.parent.map_or(0, |p| p.flags);
+        if flags & shards::cmd::flag::NOSCRIPT != 0 || l.spec.name.starts_with("eval") {
+            // Scripts, and commands scripts may not call (SELECT-like, server-wide ones).
+            return None;
+        }
+        if matches!(l.spec.name, "fcall" | "fcall_ro" | "select" | "swapdb") {
+            return None;
+        }
+        shards::cmd::key_positions(l.spec, args, &mut self.pos);
+        let n = self.parts.len();
+        let mut owner = None;
+        for &p in &self.pos {
+            let s = shards::slot::shard_of(args.get(p)?, n);
+            if owner.is_some_and(|o| o != s) {
+                return None;
+            }
+            owner = Some(s);
+        }
+        owner
+    }
+
+    fn close_group(&mut self) {
+        for part in self.parts.iter_mut() {
+            self.out.extend_from_slice(part);
+            part.clear();
+        }
+    }
+
+    /// What was pushed, in the order to run it.
+    fn take(&mut self) -> Vec<u8> {
+        self.close_group();
+        std::mem::take(&mut self.out)
     }
 }
 
