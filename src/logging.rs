@@ -76,6 +76,19 @@ pub fn init(cfg: &crate::config::Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sends the log to `path` (append), for modes that have no `Config` (sentinel).
+pub fn set_file(path: &str) -> anyhow::Result<()> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("Can't open the log file {path}: {e}"))?;
+    if let Ok(mut g) = FILE.lock() {
+        *g = Some(f);
+    }
+    Ok(())
+}
+
 /// `29 Nov 2026 01:23:45.678`, local time, as Redis stamps its lines.
 fn timestamp() -> String {
     let now = std::time::SystemTime::now()

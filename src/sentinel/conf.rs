@@ -1,0 +1,476 @@
+//! The sentinel's config file: read at start-up (the file, then `--option value` arguments) and
+//! rewritten, atomically, whenever the state changes, with Redis's directives
+//! (`sentinel monitor`, `sentinel known-replica`, `sentinel current-epoch`, …).
+
+use super::state::{Master, State};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Reads the command line: an optional config file, then `--name value…` options.
+pub fn load_from_args(args: &[String]) -> Result<(), String> {
+    let mut file: Option<PathBuf> = None;
+    let mut extra: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        if a == "--sentinel" {
+            i += 1;
+            continue;
+        }
+        if let Some(name) = a.strip_prefix("--") {
+            let mut line = name.to_string();
+            i += 1;
+            while i < args.len() && !args[i].starts_with("--") {
+                line.push(' ');
+                line.push_str(&quote_arg(&args[i]));
+                i += 1;
+            }
+            extra.push(line);
+            continue;
+        }
+        if file.is_none() && i == 0 {
+            file = Some(PathBuf::from(a));
+        } else {
+            return Err(format!("Unexpected argument '{a}'"));
+        }
+        i += 1;
+    }
+    let mut st = super::lock();
+    if let Some(f) = &file {
+        let abs = if f.is_absolute() {
+            f.clone()
+        } else {
+            std::env::current_dir()
+                .map_err(|e| e.to_string())?
+                .join(f)
+        };
+        let text = std::fs::read_to_string(&abs)
+            .map_err(|e| format!("Can't open config file '{}': {e}", abs.display()))?;
+        for (n, line) in text.lines().enumerate() {
+            apply_line(&mut st, line, true)
+                .map_err(|e| format!("at line {}\n>>> '{}'\n{e}", n + 1, line.trim()))?;
+        }
+        st.config_file = Some(abs);
+    } else {
+        warn!("Sentinel started without a config file: its state will not survive a restart");
+    }
+    for line in &extra {
+        apply_line(&mut st, line, false).map_err(|e| format!(">>> '{line}'\n{e}"))?;
+    }
+    if !st.dir.is_empty() {
+        std::env::set_current_dir(&st.dir)
+            .map_err(|e| format!("Can't chdir to '{}': {e}", st.dir))?;
+    }
+    st.dir = std::env::current_dir()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    if !st.logfile.is_empty() {
+        crate::logging::set_file(&st.logfile).map_err(|e| format!("{e:#}"))?;
+    }
+    Ok(())
+}
+
+fn quote_arg(a: &str) -> String {
+    if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'') {
+        quote(a)
+    } else {
+        a.to_string()
+    }
+}
+
+/// Splits a config line into arguments (Redis's quoting rules).
+pub fn split(line: &str) -> Option<Vec<String>> {
+    let mut ranges = Vec::new();
+    let mut out = Vec::new();
+    if !shards::resp::parse::split_args(line.as_bytes(), &mut ranges, &mut out) {
+        return None;
+    }
+    Some(
+        ranges
+            .into_iter()
+            .map(|r| String::from_utf8_lossy(out.get(r).unwrap_or_default()).into_owned())
+            .collect(),
+    )
+}
+
+fn num<T: std::str::FromStr>(s: &str) -> Result<T, String> {
+    s.parse().map_err(|_| format!("Invalid number '{s}'"))
+}
+
+fn yes_no(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => Err("argument must be 'yes' or 'no'".into()),
+    }
+}
+
+/// Applies one line of configuration. `from_file`: lines this sentinel does not manage are kept
+/// for the rewrite.
+fn apply_line(st: &mut State, line: &str, from_file: bool) -> Result<(), String> {
+    let t = line.trim();
+    if t.is_empty() || t.starts_with('#') {
+        return Ok(());
+    }
+    let argv = split(t).ok_or("Unbalanced quotes in configuration line")?;
+    let Some(first) = argv.first() else {
+        return Ok(());
+    };
+    let a: Vec<&str> = argv.iter().map(String::as_str).collect();
+    match (first.to_ascii_lowercase().as_str(), a.len()) {
+        ("port", 2) => st.port = num(a[1])?,
+        ("bind", n) if n >= 2 => st.bind = a[1..].iter().map(|s| s.to_string()).collect(),
+        ("dir", 2) => st.dir = a[1].to_string(),
+        ("logfile", 2) => st.logfile = a[1].to_string(),
+        ("loglevel", 2) => {
+            st.loglevel = a[1].to_string();
+            crate::logging::set_level(a[1]);
+        }
+        ("requirepass", 2) => {
+            st.requirepass = (!a[1].is_empty()).then(|| a[1].to_string());
+        }
+        ("sentinel", n) if n >= 2 => sentinel_directive(st, &a[1..])?,
+        _ => {
+            // Server options (daemonize, protected-mode, pidfile, …) have no effect on a
+            // sentinel; they are kept so that a rewrite loses nothing.
+            if from_file && !t.starts_with("# Generated by CONFIG REWRITE") {
+                st.other_lines.push(t.to_string());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn master<'a>(st: &'a mut State, name: &str) -> Result<&'a mut Master, String> {
+    st.masters
+        .get_mut(name)
+        .ok_or_else(|| "No such master with specified name.".to_string())
+}
+
+/// `sentinel <directive> …`.
+fn sentinel_directive(st: &mut State, a: &[&str]) -> Result<(), String> {
+    let d = a[0].to_ascii_lowercase();
+    match (d.as_str(), a.len()) {
+        ("monitor", 5) => {
+            let quorum: u32 = num(a[4])?;
+            if quorum == 0 {
+                return Err("Quorum must be 1 or greater.".into());
+            }
+            if st.masters.contains_key(a[1]) {
+                return Err("Duplicate master name.".into());
+            }
+            let port: u16 = num(a[3])?;
+            let id = st.new_id();
+            let m = Master::new(id, a[1].to_string(), a[2].to_string(), port, quorum);
+            st.masters.insert(a[1].to_string(), m);
+        }
+        ("down-after-milliseconds", 3) => master(st, a[1])?.down_after_ms = positive(a[2])?,
+        ("failover-timeout", 3) => master(st, a[1])?.failover_timeout_ms = positive(a[2])?,
+        ("parallel-syncs", 3) => master(st, a[1])?.parallel_syncs = num(a[2])?,
+        ("notification-script", 3) => {
+            master(st, a[1])?.notification_script = Some(a[2].to_string())
+        }
+        ("client-reconfig-script", 3) => {
+            master(st, a[1])?.client_reconfig_script = Some(a[2].to_string())
+        }
+        ("auth-pass", 3) => master(st, a[1])?.auth_pass = Some(a[2].to_string()),
+        ("auth-user", 3) => master(st, a[1])?.auth_user = Some(a[2].to_string()),
+        ("master-reboot-down-after-period", 3) => {
+            master(st, a[1])?.master_reboot_down_after_ms = num(a[2])?
+        }
+        ("config-epoch", 3) => {
+            let e: u64 = num(a[2])?;
+            let m = master(st, a[1])?;
+            m.config_epoch = e;
+            if e > st.current_epoch {
+                st.current_epoch = e;
+            }
+        }
+        ("leader-epoch", 3) => {
+            let e: u64 = num(a[2])?;
+            master(st, a[1])?.leader_epoch = e;
+            if e > st.current_epoch {
+                st.current_epoch = e;
+            }
+        }
+        ("known-slave" | "known-replica", 4) => {
+            let port: u16 = num(a[3])?;
+            let id = st.new_id();
+            let m = master(st, a[1])?;
+            let key = format!("{}:{}", a[2], port);
+            let r = super::state::Inst::new(
+                id,
+                super::state::Kind::Replica,
+                key.clone(),
+                a[2].to_string(),
+                port,
+            );
+            m.replicas.insert(key, r);
+        }
+        ("known-sentinel", 5) => {
+            let port: u16 = num(a[3])?;
+            let id = st.new_id();
+            let m = master(st, a[1])?;
+            let runid = a[4].to_string();
+            let s = super::state::Inst::new(
+                id,
+                super::state::Kind::Sentinel,
+                runid.clone(),
+                a[2].to_string(),
+                port,
+            );
+            let mut s = s;
+            s.runid = runid.clone();
+            m.sentinels.insert(runid, s);
+        }
+        ("rename-command", 4) => {
+            let m = master(st, a[1])?;
+            m.renamed
+                .insert(a[2].to_ascii_lowercase(), a[3].to_string());
+        }
+        ("myid", 2) => {
+            if a[1].len() != 40 {
+                return Err("Malformed Sentinel id in myid option.".into());
+            }
+            st.myid = a[1].to_string();
+        }
+        ("current-epoch", 2) => {
+            let e: u64 = num(a[1])?;
+            st.current_epoch = st.current_epoch.max(e);
+        }
+        ("announce-ip", 2) => st.announce_ip = a[1].to_string(),
+        ("announce-port", 2) => st.announce_port = num(a[1])?,
+        ("deny-scripts-reconfig", 2) => st.deny_scripts_reconfig = yes_no(a[1])?,
+        ("resolve-hostnames", 2) => st.resolve_hostnames = yes_no(a[1])?,
+        ("announce-hostnames", 2) => st.announce_hostnames = yes_no(a[1])?,
+        ("sentinel-user", 2) => st.sentinel_user = Some(a[1].to_string()),
+        ("sentinel-pass", 2) => st.sentinel_pass = Some(a[1].to_string()),
+        _ => return Err("Unrecognized sentinel configuration statement.".into()),
+    }
+    Ok(())
+}
+
+fn positive(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("Invalid number '{s}'")),
+    }
+}
+
+/// A string in double quotes with escapes, as Redis writes strings in config files.
+pub fn quote(v: &str) -> String {
+    let mut out = String::from("\"");
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn q(v: &str) -> String {
+    quote_arg(v)
+}
+
+/// The config file's text for the current state.
+pub fn render(st: &State) -> String {
+    let mut out = String::new();
+    for l in &st.other_lines {
+        out.push_str(l);
+        out.push('\n');
+    }
+    out.push_str("\n# Generated by CONFIG REWRITE\n");
+    out.push_str(&format!("port {}\n", st.port));
+    if !st.bind.is_empty() {
+        let b: Vec<String> = st.bind.iter().map(|b| q(b)).collect();
+        out.push_str(&format!("bind {}\n", b.join(" ")));
+    }
+    out.push_str(&format!("dir {}\n", quote(&st.dir)));
+    if !st.logfile.is_empty() {
+        out.push_str(&format!("logfile {}\n", quote(&st.logfile)));
+    }
+    if st.loglevel != "notice" {
+        out.push_str(&format!("loglevel {}\n", st.loglevel));
+    }
+    if let Some(p) = &st.requirepass {
+        out.push_str(&format!("requirepass {}\n", quote(p)));
+    }
+    out.push_str(&format!("sentinel myid {}\n", st.myid));
+    let yn = |b: bool| if b { "yes" } else { "no" };
+    if !st.deny_scripts_reconfig {
+        out.push_str("sentinel deny-scripts-reconfig no\n");
+    }
+    if st.resolve_hostnames {
+        out.push_str("sentinel resolve-hostnames yes\n");
+    }
+    if st.announce_hostnames {
+        out.push_str(&format!(
+            "sentinel announce-hostnames {}\n",
+            yn(st.announce_hostnames)
+        ));
+    }
+    if let Some(u) = &st.sentinel_user {
+        out.push_str(&format!("sentinel sentinel-user {}\n", q(u)));
+    }
+    if let Some(p) = &st.sentinel_pass {
+        out.push_str(&format!("sentinel sentinel-pass {}\n", q(p)));
+    }
+    for (name, m) in &st.masters {
+        render_master(&mut out, name, m);
+    }
+    if !st.announce_ip.is_empty() {
+        out.push_str(&format!("sentinel announce-ip {}\n", q(&st.announce_ip)));
+    }
+    if st.announce_port != 0 {
+        out.push_str(&format!("sentinel announce-port {}\n", st.announce_port));
+    }
+    out.push_str(&format!("sentinel current-epoch {}\n", st.current_epoch));
+    out
+}
+
+fn render_master(out: &mut String, name: &str, m: &Master) {
+    // A master in the middle of a failover is saved with its promoted replica's address once
+    // the promotion is done, as Redis does.
+    let (ip, port) = m.current_addr();
+    out.push_str(&format!(
+        "sentinel monitor {} {} {} {}\n",
+        q(name),
+        q(&ip),
+        port,
+        m.quorum
+    ));
+    if m.down_after_ms != super::state::DEFAULT_DOWN_AFTER_MS {
+        out.push_str(&format!(
+            "sentinel down-after-milliseconds {} {}\n",
+            q(name),
+            m.down_after_ms
+        ));
+    }
+    if m.failover_timeout_ms != super::state::DEFAULT_FAILOVER_TIMEOUT_MS {
+        out.push_str(&format!(
+            "sentinel failover-timeout {} {}\n",
+            q(name),
+            m.failover_timeout_ms
+        ));
+    }
+    if m.parallel_syncs != 1 {
+        out.push_str(&format!(
+            "sentinel parallel-syncs {} {}\n",
+            q(name),
+            m.parallel_syncs
+        ));
+    }
+    if let Some(s) = &m.notification_script {
+        out.push_str(&format!("sentinel notification-script {} {}\n", q(name), q(s)));
+    }
+    if let Some(s) = &m.client_reconfig_script {
+        out.push_str(&format!(
+            "sentinel client-reconfig-script {} {}\n",
+            q(name),
+            q(s)
+        ));
+    }
+    if let Some(p) = &m.auth_pass {
+        out.push_str(&format!("sentinel auth-pass {} {}\n", q(name), q(p)));
+    }
+    if let Some(u) = &m.auth_user {
+        out.push_str(&format!("sentinel auth-user {} {}\n", q(name), q(u)));
+    }
+    if m.master_reboot_down_after_ms != 0 {
+        out.push_str(&format!(
+            "sentinel master-reboot-down-after-period {} {}\n",
+            q(name),
+            m.master_reboot_down_after_ms
+        ));
+    }
+    for (from, to) in &m.renamed {
+        out.push_str(&format!(
+            "sentinel rename-command {} {} {}\n",
+            q(name),
+            q(from),
+            q(to)
+        ));
+    }
+    out.push_str(&format!("sentinel config-epoch {} {}\n", q(name), m.config_epoch));
+    out.push_str(&format!("sentinel leader-epoch {} {}\n", q(name), m.leader_epoch));
+    for r in m.replicas.values() {
+        // The replica being promoted is the master now; the old master is one of the replicas.
+        if (r.ip.as_str(), r.port) == (ip.as_str(), port) {
+            continue;
+        }
+        out.push_str(&format!(
+            "sentinel known-replica {} {} {}\n",
+            q(name),
+            q(&r.ip),
+            r.port
+        ));
+    }
+    if (m.inst.ip.as_str(), m.inst.port) != (ip.as_str(), port) {
+        out.push_str(&format!(
+            "sentinel known-replica {} {} {}\n",
+            q(name),
+            q(&m.inst.ip),
+            m.inst.port
+        ));
+    }
+    for s in m.sentinels.values() {
+        out.push_str(&format!(
+            "sentinel known-sentinel {} {} {} {}\n",
+            q(name),
+            q(&s.ip),
+            s.port,
+            s.runid
+        ));
+    }
+}
+
+/// Rewrites the config file if the state changed since the last rewrite: a temporary file in
+/// the same directory, fsync, rename over the old file, fsync of the directory.
+pub fn flush(st: &mut State) -> bool {
+    if !st.config_dirty {
+        return true;
+    }
+    st.config_dirty = false;
+    let Some(path) = st.config_file.clone() else {
+        return true;
+    };
+    match write_atomic(&path, render(st).as_bytes()) {
+        Ok(()) => true,
+        Err(e) => {
+            warn!("WARNING: Sentinel was not able to save the new configuration on disk!!!: {e}");
+            false
+        }
+    }
+}
+
+fn write_atomic(path: &Path, text: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "sentinel.conf".into());
+    let tmp = dir.join(format!("{file_name}.tmp-{}", std::process::id()));
+    let res = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}
