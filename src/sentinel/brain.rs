@@ -167,10 +167,7 @@ fn ask_others(m: &mut Master, cx: &mut Cx, forced: bool) {
             continue;
         }
         let recent = |t: Option<Instant>| t.is_some_and(|t| now.saturating_duration_since(t) < ASK_PERIOD);
-        if recent(s.ask_sent) && (!forced || s.ask_sent.is_some_and(|t| now.saturating_duration_since(t) < Duration::from_millis(200))) {
-            continue;
-        }
-        if !forced && recent(s.last_master_down_reply) {
+        if !forced && (recent(s.ask_sent) || recent(s.last_master_down_reply)) {
             continue;
         }
         s.ask_sent = Some(now);
@@ -602,12 +599,17 @@ pub fn reset_master(st: &mut State, name: &str, new_addr: Option<(String, u16)>,
             s.last_master_down_reply = None;
         }
     }
+    let mut events = Vec::new();
     for (rip, rport) in replica_addrs {
         let key = format!("{rip}:{rport}");
         let r = Inst::new(ids.next().unwrap_or_default(), Kind::Replica, key.clone(), rip, rport);
+        events.push(describe(&fresh, &r));
         fresh.replicas.insert(key, r);
     }
     *m = fresh;
+    for e in events {
+        st.event(false, "+slave", e);
+    }
     st.config_dirty = true;
     super::link::spawn_all(st, name);
 }

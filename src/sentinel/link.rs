@@ -87,7 +87,9 @@ fn plan(st: &mut State, id: u64, connected: bool) -> Option<Plan> {
     let info = kind != Kind::Sentinel
         && connected
         && i.info_refresh.is_none_or(|t| now.saturating_duration_since(t) > info_period);
-    let ping = now.saturating_duration_since(i.link.last_pong_time) > ping_period
+    // A PING goes out as soon as a link is (re)connected, then every ping period.
+    let ping = (connected && i.link.last_ping_time.is_none())
+        || now.saturating_duration_since(i.link.last_pong_time) > ping_period
         && i.link
             .last_ping_time
             .is_none_or(|t| now.saturating_duration_since(t) > ping_period / 2);
@@ -170,6 +172,7 @@ fn cmd_link(id: u64) {
                     conn = Some(c);
                     if let Some(i) = super::lock().inst_mut(id) {
                         i.link.connected = true;
+                        i.link.last_ping_time = None;
                     }
                     // Plan again now that the link is up (INFO and hello are due at once).
                     match plan(&mut super::lock(), id, true) {
