@@ -9,7 +9,6 @@
 mod common;
 
 use common::{fresh_dir, RawConn};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -308,4 +307,326 @@ fn failover_after_sigkill() {
         assert!(log.contains(ev), "{ev} logged:\n{log}");
     }
     drop((master, replicas));
+}
+
+/// The ids in SENTINEL SENTINELS.
+fn known_sentinels(sentinel: u16) -> Vec<String> {
+    let Ok(mut c) = try_conn(sentinel) else {
+        return Vec::new();
+    };
+    let list: Vec<Vec<String>> = redis::cmd("SENTINEL")
+        .arg("SENTINELS")
+        .arg("mymaster")
+        .query(&mut c)
+        .unwrap_or_default();
+    let mut ids: Vec<String> = list
+        .iter()
+        .filter_map(|kv| kv.chunks(2).find(|p| p[0] == "runid").map(|p| p[1].clone()))
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Whether a sentinel sees `n` replicas, all reporting role slave with a working link to
+/// `master`.
+fn replicas_settled(sentinel: u16, master: u16, n: usize) -> bool {
+    let Ok(mut c) = try_conn(sentinel) else {
+        return false;
+    };
+    let list: Vec<Vec<String>> = redis::cmd("SENTINEL")
+        .arg("REPLICAS")
+        .arg("mymaster")
+        .query(&mut c)
+        .unwrap_or_default();
+    let field = |kv: &Vec<String>, f: &str| {
+        kv.chunks(2)
+            .find(|p| p[0] == f)
+            .and_then(|p| p.get(1).cloned())
+            .unwrap_or_default()
+    };
+    list.len() == n
+        && list.iter().all(|kv| {
+            field(kv, "flags") == "slave"
+                && field(kv, "role-reported") == "slave"
+                && field(kv, "master-link-status") == "ok"
+                && field(kv, "master-port") == master.to_string()
+        })
+}
+
+fn myid(sentinel: u16) -> String {
+    redis::cmd("SENTINEL")
+        .arg("MYID")
+        .query(&mut conn(sentinel))
+        .expect("SENTINEL MYID")
+}
+
+/// Sends SENTINEL FAILOVER until the sentinel accepts it (it needs a fresh INFO from a replica).
+fn force_failover(sentinel: u16) {
+    wait_for("SENTINEL FAILOVER to be accepted", Duration::from_secs(30), || {
+        redis::cmd("SENTINEL")
+            .arg("FAILOVER")
+            .arg("mymaster")
+            .query::<String>(&mut conn(sentinel))
+            .is_ok()
+    });
+}
+
+/// A Redis sentinel and two shardis sentinels find each other through hello messages; a
+/// failover led by the Redis sentinel is followed by the shardis ones, and one led by a shardis
+/// sentinel is followed by the Redis one.
+#[test]
+fn interop_with_redis_sentinel() {
+    let dir = fresh_dir("sentinel-interop");
+    let (m_port, r_ports, s_ports) = (26421, [26422, 26423], [26431, 26432, 26433]);
+    let mut nodes = vec![Proc::shardis(m_port, &dir.join("m"), &[])];
+    for p in r_ports {
+        let d = dir.join(format!("r{p}"));
+        nodes.push(Proc::shardis(p, &d, &["--replicaof", "127.0.0.1", &m_port.to_string()]));
+    }
+    wait_for("both replicas online", Duration::from_secs(30), || {
+        info_field(m_port, "connected_slaves").as_deref() == Some("2")
+    });
+    let sentinels: Vec<Proc> = s_ports
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| Proc::sentinel(p, &dir, &monitor_conf(m_port, 2), i == 0))
+        .collect();
+    let ids: Vec<String> = s_ports.iter().map(|&p| myid(p)).collect();
+    wait_for("every sentinel to know the two others", Duration::from_secs(30), || {
+        s_ports.iter().enumerate().all(|(i, &p)| {
+            let mut want: Vec<String> =
+                ids.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, id)| id.clone()).collect();
+            want.sort();
+            known_sentinels(p) == want
+        })
+    });
+
+    // The Redis sentinel leads a failover; the shardis sentinels follow it.
+    force_failover(s_ports[0]);
+    wait_for("the Redis sentinel to name a new master", Duration::from_secs(30), || {
+        master_port(s_ports[0], "mymaster").is_some_and(|p| p != m_port)
+    });
+    let first = master_port(s_ports[0], "mymaster").unwrap_or(0);
+    wait_for("the shardis sentinels to follow", Duration::from_secs(30), || {
+        s_ports[1..].iter().all(|&s| master_port(s, "mymaster") == Some(first))
+    });
+    wait_for("the old master to replicate from the new one", Duration::from_secs(30), || {
+        info_field(m_port, "master_port") == Some(first.to_string())
+            && info_field(m_port, "master_link_status").as_deref() == Some("up")
+    });
+
+    // A shardis sentinel leads the next one; the Redis sentinel follows it.
+    wait_for("every sentinel to see two healthy replicas", Duration::from_secs(30), || {
+        s_ports.iter().all(|&s| replicas_settled(s, first, 2))
+    });
+    force_failover(s_ports[1]);
+    wait_for("the shardis sentinel to name a new master", Duration::from_secs(30), || {
+        master_port(s_ports[1], "mymaster").is_some_and(|p| p != first)
+    });
+    let second = master_port(s_ports[1], "mymaster").unwrap_or(0);
+    wait_for("the Redis sentinel to follow", Duration::from_secs(30), || {
+        master_port(s_ports[0], "mymaster") == Some(second)
+    });
+    assert_eq!(info_field(second, "role").as_deref(), Some("master"));
+    drop((sentinels, nodes));
+}
+
+/// redis-py's `Sentinel` finds a redis-server master through a shardis sentinel, writes, and
+/// after a failover finds the new master (with the data).
+#[test]
+fn redis_py_follows_failover() {
+    let dir = fresh_dir("sentinel-redis-py");
+    let (m_port, r_port, s_port) = (26441, 26442, 26451);
+    let _m = Proc::redis(m_port, &dir, &[]);
+    let _r = Proc::redis(r_port, &dir, &["--replicaof", "127.0.0.1", &m_port.to_string()]);
+    wait_for("the replica online", Duration::from_secs(30), || {
+        info_field(r_port, "master_link_status").as_deref() == Some("up")
+    });
+    let _s = Proc::sentinel(s_port, &dir, &monitor_conf(m_port, 1), false);
+    let script = r#"
+import sys
+from redis.sentinel import Sentinel
+s = Sentinel([('127.0.0.1', int(sys.argv[1]))], socket_timeout=2)
+m = s.master_for('mymaster', socket_timeout=2)
+old = m.get('pykey')
+m.set('pykey', sys.argv[2])
+print(s.discover_master('mymaster')[1], old.decode() if old else '-', m.get('pykey').decode())
+"#;
+    let py = |value: &str| -> String {
+        let out = Command::new("/usr/bin/python3")
+            .args(["-c", script, &s_port.to_string(), value])
+            .output()
+            .expect("running python3");
+        assert!(
+            out.status.success(),
+            "redis-py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    wait_for("the sentinel to know the replica", Duration::from_secs(30), || {
+        master_field(s_port, "mymaster", "num-slaves").as_deref() == Some("1")
+    });
+    assert_eq!(py("one"), format!("{m_port} - one"));
+    wait_for("the write to reach the replica", Duration::from_secs(10), || {
+        redis::cmd("GET")
+            .arg("pykey")
+            .query::<Option<String>>(&mut conn(r_port))
+            .ok()
+            .flatten()
+            .as_deref()
+            == Some("one")
+    });
+    force_failover(s_port);
+    wait_for("the failover", Duration::from_secs(30), || {
+        master_port(s_port, "mymaster") == Some(r_port)
+            && info_field(r_port, "role").as_deref() == Some("master")
+    });
+    assert_eq!(py("two"), format!("{r_port} one two"));
+}
+
+/// The deterministic replies of a shardis sentinel and a Redis 7.0 sentinel, byte for byte.
+#[test]
+fn replies_match_redis_sentinel() {
+    let dir = fresh_dir("sentinel-replies");
+    let (ours, theirs, nobody) = (26461, 26462, 26469);
+    let conf = format!(
+        "sentinel monitor mymaster 127.0.0.1 {nobody} 2\nsentinel down-after-milliseconds mymaster 60000\n"
+    );
+    let mut s = Proc::sentinel(ours, &dir, &conf, false);
+    let _real = Proc::sentinel(theirs, &dir, &conf, true);
+    let cases: &[&[&str]] = &[
+        &["SENTINEL", "MASTER", "nope"],
+        &["SENTINEL", "FOO"],
+        &["SENTINEL", "MASTER"],
+        &["SENTINEL"],
+        &["SENTINEL", "SET", "mymaster", "quorum", "0"],
+        &["SENTINEL", "SET", "mymaster", "down-after-milliseconds", "abc"],
+        &["SENTINEL", "SET", "mymaster", "foo", "1"],
+        &["SENTINEL", "SET", "mymaster", "quorum"],
+        &["SENTINEL", "SET", "nope", "quorum", "1"],
+        &["SENTINEL", "SET", "mymaster", "notification-script", "/bin/true"],
+        &["SENTINEL", "MONITOR", "mymaster", "127.0.0.1", "26468", "2"],
+        &["SENTINEL", "MONITOR", "m2", "127.0.0.1", "abc", "2"],
+        &["SENTINEL", "MONITOR", "m2", "127.0.0.1", "26468", "0"],
+        &["SENTINEL", "MONITOR", "m2", "127.0.0.1", "26468", "x"],
+        &["SENTINEL", "MONITOR", "m2", "bad..host", "26468", "1"],
+        &["SENTINEL", "REMOVE", "nope"],
+        &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "nope"],
+        &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster"],
+        &["SENTINEL", "CKQUORUM", "mymaster"],
+        &["SENTINEL", "CKQUORUM", "nope"],
+        &["SENTINEL", "FAILOVER", "mymaster"],
+        &["SENTINEL", "FAILOVER", "nope"],
+        &["SENTINEL", "REPLICAS", "mymaster"],
+        &["SENTINEL", "SLAVES", "nope"],
+        &["SENTINEL", "SENTINELS", "mymaster"],
+        &["SENTINEL", "IS-MASTER-DOWN-BY-ADDR", "127.0.0.1", "x", "0", "*"],
+        &["SENTINEL", "IS-MASTER-DOWN-BY-ADDR", "10.0.0.1", "1", "0", "*"],
+        &["SENTINEL", "IS-MASTER-DOWN-BY-ADDR", "127.0.0.1", "26469", "0", "*"],
+        &["SENTINEL", "RESET", "nope"],
+        &["SENTINEL", "PENDING-SCRIPTS"],
+        &["SENTINEL", "SIMULATE-FAILURE", "HELP"],
+        &["SENTINEL", "SIMULATE-FAILURE", "foo"],
+        &["SENTINEL", "CONFIG", "GET", "announce-port"],
+        &["SENTINEL", "CONFIG", "SET", "announce-port", "abc"],
+        &["SENTINEL", "CONFIG", "SET", "foo", "bar"],
+        &["SENTINEL", "CONFIG", "foo", "bar"],
+        &["SENTINEL", "INFO-CACHE", "nope"],
+        &["SENTINEL", "MYID", "x"],
+        &["PING"],
+        &["PING", "hello"],
+        &["ROLE"],
+        &["GET", "x"],
+        &["PUBLISH", "foo", "bar"],
+        &["CLIENT", "GETNAME"],
+        &["CLIENT", "SETNAME", "a b"],
+        &["CLIENT", "FOO"],
+        &["AUTH", "x"],
+        &["HELLO", "4"],
+        &["COMMAND", "COUNT"],
+    ];
+    let (mut a, mut b) = (raw(ours), raw(theirs));
+    for args in cases {
+        let (x, y) = (a.cmd(args), b.cmd(args));
+        assert_eq!(
+            String::from_utf8_lossy(&x),
+            String::from_utf8_lossy(&y),
+            "reply to {args:?}"
+        );
+    }
+    // SENTINEL MASTER: the same fields in the same order.
+    let fields = |port: u16| -> Vec<String> {
+        let kv: Vec<String> = redis::cmd("SENTINEL")
+            .arg("MASTER")
+            .arg("mymaster")
+            .query(&mut conn(port))
+            .expect("SENTINEL MASTER");
+        kv.chunks(2).map(|p| p[0].clone()).collect()
+    };
+    assert_eq!(fields(ours), fields(theirs));
+    let master0 = |port: u16| -> Option<String> {
+        let info: String = redis::cmd("INFO").arg("sentinel").query(&mut conn(port)).ok()?;
+        info.lines().find(|l| l.starts_with("master0:")).map(str::to_string)
+    };
+    assert_eq!(master0(ours), master0(theirs));
+    assert_eq!(
+        master0(ours).as_deref(),
+        Some("master0:name=mymaster,status=ok,address=127.0.0.1:26469,slaves=0,sentinels=1")
+    );
+
+    // A malformed request gets Redis's protocol error; the sentinel goes on.
+    let mut bad = raw(ours);
+    bad.send(b"*x\r\n");
+    assert_eq!(bad.read_reply(), b"-ERR Protocol error: invalid multibulk length\r\n");
+    assert_eq!(raw(ours).cmd(&["PING"]), b"+PONG\r\n");
+
+    // The generated id and every change are saved in the config file, and survive a restart.
+    let id = myid(ours);
+    assert_eq!(id.len(), 40);
+    let mut c = conn(ours);
+    let ok: String = redis::cmd("SENTINEL")
+        .arg("SET")
+        .arg("mymaster")
+        .arg("down-after-milliseconds")
+        .arg(5000)
+        .arg("quorum")
+        .arg(1)
+        .query(&mut c)
+        .expect("SENTINEL SET");
+    assert_eq!(ok, "OK");
+    let ok: String = redis::cmd("SENTINEL")
+        .arg("MONITOR")
+        .arg("other")
+        .arg("127.0.0.1")
+        .arg(26468)
+        .arg(3)
+        .query(&mut c)
+        .expect("SENTINEL MONITOR");
+    assert_eq!(ok, "OK");
+    let conf = s.conf();
+    for line in [
+        format!("sentinel myid {id}"),
+        format!("sentinel monitor mymaster 127.0.0.1 {nobody} 1"),
+        "sentinel down-after-milliseconds mymaster 5000".to_string(),
+        "sentinel monitor other 127.0.0.1 26468 3".to_string(),
+        "sentinel current-epoch 0".to_string(),
+    ] {
+        assert!(conf.contains(&line), "{line:?} in\n{conf}");
+    }
+    let ok: String = redis::cmd("SENTINEL")
+        .arg("REMOVE")
+        .arg("other")
+        .query(&mut c)
+        .expect("SENTINEL REMOVE");
+    assert_eq!(ok, "OK");
+    assert!(!s.conf().contains("other"));
+    s.kill9();
+    let path = dir.join(format!("sentinel-{ours}.conf"));
+    let mut c = Command::new(SHARDIS);
+    c.arg(&path).arg("--sentinel");
+    let _s = Proc::spawn(c, ours, &dir, "sentinel-again");
+    assert_eq!(myid(ours), id);
+    assert_eq!(master_field(ours, "mymaster", "down-after-milliseconds").as_deref(), Some("5000"));
+    assert_eq!(master_field(ours, "mymaster", "quorum").as_deref(), Some("1"));
 }

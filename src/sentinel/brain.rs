@@ -806,6 +806,8 @@ fn replica_role_checks(m: &mut Master, id: u64, cx: &mut Cx, master_addr: (Strin
     let Some(r) = m.replicas.values_mut().find(|r| r.id == id) else {
         return;
     };
+    // One SLAVEOF per INFO period at most: the instance needs time to act on it.
+    let resend_ok = r.slaveof_sent.is_none_or(|t| t.elapsed() > INFO_PERIOD);
     if r.role_reported == Role::Master {
         if r.promoted && state == FailoverState::WaitPromotion {
             let who = describe_at(r, &at);
@@ -817,11 +819,13 @@ fn replica_role_checks(m: &mut Master, id: u64, cx: &mut Cx, master_addr: (Strin
             return;
         }
         if sane
+            && resend_ok
             && no_down_for(r, wait)
             && r.role_reported_time.elapsed() > wait
             && state == FailoverState::None
         {
             r.queue(back_in_line, None);
+            r.slaveof_sent = Some(Instant::now());
             cx.events.push((false, "+convert-to-slave", describe_at(r, &at)));
         }
         return;
@@ -831,10 +835,12 @@ fn replica_role_checks(m: &mut Master, id: u64, cx: &mut Cx, master_addr: (Strin
     if state == FailoverState::None
         && points_at != master_addr
         && sane
+        && resend_ok
         && no_down_for(r, wait)
         && r.slave_conf_change_time.elapsed() > wait
     {
         r.queue(back_in_line, None);
+        r.slaveof_sent = Some(Instant::now());
         cx.events.push((false, "+fix-slave-config", describe_at(r, &at)));
         return;
     }

@@ -192,9 +192,17 @@ const COMMANDS: &[(&str, i32)] = &[
     ("auth", -2),
     ("hello", -1),
     ("command", -1),
+    ("acl", -2),
     ("reset", 1),
     ("quit", -1),
 ];
+
+/// Commands accepted but not listed by COMMAND (as in Redis's sentinel table).
+const UNLISTED: &[&str] = &["reset", "quit"];
+
+fn listed() -> impl Iterator<Item = &'static (&'static str, i32)> {
+    COMMANDS.iter().filter(|(n, _)| !UNLISTED.contains(n))
+}
 
 fn arity_ok(arity: i32, argc: usize) -> bool {
     if arity >= 0 {
@@ -213,7 +221,12 @@ fn execute(c: &mut Client, argv: &[Vec<u8>], out: &mut Vec<u8>) {
         let mut st = super::lock();
         st.total_commands += 1;
         if let Some(i) = st.clients.get_mut(&c.id) {
-            i.last_cmd = name.clone();
+            i.last_cmd = match argv.get(1) {
+                Some(sub) if matches!(name.as_str(), "sentinel" | "client" | "command" | "acl") => {
+                    format!("{name}|{}", lower(sub))
+                }
+                _ => name.clone(),
+            };
             i.last_interaction = Instant::now();
         }
     }
@@ -266,6 +279,17 @@ fn execute(c: &mut Client, argv: &[Vec<u8>], out: &mut Vec<u8>) {
             }
         }
         "client" => client_cmd(c, argv, &mut r),
+        "acl" => match lower(&argv[1]).as_str() {
+            "whoami" => r.bulk(b"default"),
+            "users" => {
+                r.array(1);
+                r.bulk(b"default");
+            }
+            _ => r.error(&format!(
+                "ERR unknown subcommand '{}'. Try ACL HELP.",
+                text(&argv[1])
+            )),
+        },
         "shutdown" => shutdown(),
         "auth" => auth(c, argv, &mut r),
         "hello" => hello(c, argv, out),
@@ -418,12 +442,12 @@ fn command(argv: &[Vec<u8>], r: &mut Reply) {
     };
     match sub.as_str() {
         "" => {
-            r.array(COMMANDS.len());
-            for (n, a) in COMMANDS {
+            r.array(listed().count());
+            for (n, a) in listed() {
                 one(r, n, *a);
             }
         }
-        "count" => r.int(COMMANDS.len() as i64),
+        "count" => r.int(listed().count() as i64),
         "docs" => r.map(0),
         "info" => {
             r.array(argv.len() - 2);
@@ -435,8 +459,8 @@ fn command(argv: &[Vec<u8>], r: &mut Reply) {
             }
         }
         "list" => {
-            r.array(COMMANDS.len());
-            for (n, _) in COMMANDS {
+            r.array(listed().count());
+            for (n, _) in listed() {
                 r.bulk(n.as_bytes());
             }
         }
@@ -1138,7 +1162,7 @@ fn set(st: &mut State, argv: &[Vec<u8>], r: &mut Reply) {
                 }
             }
             ("notification-script" | "client-reconfig-script", Some(_)) if deny => {
-                err = Some("ERR Reconfiguration of scripts path is denied for security reasons. Check the deny-scripts-reconfig configuration directive in your config file.".into())
+                err = Some("ERR Reconfiguration of scripts path is denied for security reasons. Check the deny-scripts-reconfig configuration directive in your Sentinel configuration".into())
             }
             ("notification-script", Some(v)) => {
                 m.notification_script = (!v.is_empty()).then_some(v)
@@ -1212,7 +1236,10 @@ fn simulate_failure(st: &mut State, argv: &[Vec<u8>], r: &mut Reply) {
             "crash-after-election" => flags |= SIMFAIL_CRASH_AFTER_ELECTION,
             "crash-after-promotion" => flags |= SIMFAIL_CRASH_AFTER_PROMOTION,
             "help" => {
-                return r.simples(&["crash-after-election", "crash-after-promotion"]);
+                r.array(2);
+                r.bulk(b"crash-after-election");
+                r.bulk(b"crash-after-promotion");
+                return;
             }
             _ => return r.error("ERR Unknown failure simulation specified"),
         }
@@ -1261,7 +1288,7 @@ fn config(st: &mut State, argv: &[Vec<u8>], r: &mut Reply) {
         return r.error(usage);
     }
     let (opt, val) = (lower(&argv[3]), text(&argv[4]));
-    let bad = || format!("ERR Invalid value for '{opt}'");
+    let bad = || format!("ERR Invalid value '{val}' to SENTINEL CONFIG SET '{opt}'");
     match opt.as_str() {
         "resolve-hostnames" | "announce-hostnames" => {
             let b = match val.to_ascii_lowercase().as_str() {

@@ -111,6 +111,8 @@ pub struct Inst {
     pub master_down: bool,
     pub last_master_down_reply: Option<Instant>,
     pub ask_sent: Option<Instant>,
+    /// When this sentinel last sent the replica a SLAVEOF to put it back in line.
+    pub slaveof_sent: Option<Instant>,
     /// When the instance last entered SDOWN (never cleared, as Redis's `s_down_since_time`).
     pub last_sdown: Option<Instant>,
     /// When a replica's reported master last changed.
@@ -158,6 +160,7 @@ impl Inst {
             master_down: false,
             last_master_down_reply: None,
             ask_sent: None,
+            slaveof_sent: None,
             last_sdown: None,
             slave_conf_change_time: now,
             jobs: Vec::new(),
