@@ -49,18 +49,32 @@ impl Proc {
     /// A shardis data node (2 shards, no snapshots) with `extra` options.
     fn shardis(port: u16, dir: &Path, extra: &[&str]) -> Proc {
         let mut c = Command::new(SHARDIS);
-        c.args(["--port", &port.to_string(), "--shards", "2", "--bind", "127.0.0.1"])
-            .args(["--save", "", "--dir", dir.to_str().unwrap_or(".")])
-            .args(extra);
+        c.args([
+            "--port",
+            &port.to_string(),
+            "--shards",
+            "2",
+            "--bind",
+            "127.0.0.1",
+        ])
+        .args(["--save", "", "--dir", dir.to_str().unwrap_or(".")])
+        .args(extra);
         Proc::spawn(c, port, dir, "shardis")
     }
 
     /// A redis-server data node.
     fn redis(port: u16, dir: &Path, extra: &[&str]) -> Proc {
         let mut c = Command::new("redis-server");
-        c.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .args(["--appendonly", "no", "--dir", dir.to_str().unwrap_or(".")])
-            .args(extra);
+        c.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args(["--appendonly", "no", "--dir", dir.to_str().unwrap_or(".")])
+        .args(extra);
         Proc::spawn(c, port, dir, "redis")
     }
 
@@ -71,7 +85,12 @@ impl Proc {
         std::fs::write(&path, format!("port {port}\n{conf}")).expect("writing sentinel.conf");
         let mut c = Command::new(if real { "redis-server" } else { SHARDIS });
         c.arg(&path).arg("--sentinel");
-        Proc::spawn(c, port, dir, if real { "redis-sentinel" } else { "sentinel" })
+        Proc::spawn(
+            c,
+            port,
+            dir,
+            if real { "redis-sentinel" } else { "sentinel" },
+        )
     }
 
     fn conf(&self) -> String {
@@ -94,7 +113,11 @@ impl Proc {
                     return;
                 }
             }
-            assert!(Instant::now() < end, "port {} never answered PING", self.port);
+            assert!(
+                Instant::now() < end,
+                "port {} never answered PING",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -129,7 +152,10 @@ fn raw(port: u16) -> RawConn {
 fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     let end = Instant::now() + limit;
     while !cond() {
-        assert!(Instant::now() < end, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < end,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -190,7 +216,10 @@ fn subscribe(sentinel: u16, channel: &str) -> std::sync::mpsc::Receiver<String> 
         loop {
             match ps.get_message() {
                 Ok(m) => {
-                    if tx.send(m.get_payload::<String>().unwrap_or_default()).is_err() {
+                    if tx
+                        .send(m.get_payload::<String>().unwrap_or_default())
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -230,12 +259,16 @@ fn failover_after_sigkill() {
         .iter()
         .map(|&p| Proc::sentinel(p, &dir, &monitor_conf(m_port, 2), false))
         .collect();
-    wait_for("sentinels to know the replicas and each other", Duration::from_secs(30), || {
-        s_ports.iter().all(|&s| {
-            master_field(s, "mymaster", "num-slaves").as_deref() == Some("2")
-                && master_field(s, "mymaster", "num-other-sentinels").as_deref() == Some("2")
-        })
-    });
+    wait_for(
+        "sentinels to know the replicas and each other",
+        Duration::from_secs(30),
+        || {
+            s_ports.iter().all(|&s| {
+                master_field(s, "mymaster", "num-slaves").as_deref() == Some("2")
+                    && master_field(s, "mymaster", "num-other-sentinels").as_deref() == Some("2")
+            })
+        },
+    );
     let switches = subscribe(s_ports[0], "+switch-master");
 
     let mut c = conn(m_port);
@@ -246,7 +279,11 @@ fn failover_after_sigkill() {
             .query(&mut c)
             .expect("SET");
     }
-    let acked: i64 = redis::cmd("WAIT").arg(2).arg(5000).query(&mut c).expect("WAIT");
+    let acked: i64 = redis::cmd("WAIT")
+        .arg(2)
+        .arg(5000)
+        .query(&mut c)
+        .expect("WAIT");
     assert_eq!(acked, 2, "both replicas acknowledge the writes");
 
     master.kill9();
@@ -257,53 +294,96 @@ fn failover_after_sigkill() {
     let took = killed.elapsed();
     println!("failover: the sentinels named a new master {took:?} after the SIGKILL (down-after-milliseconds 1000)");
     let new_port = master_port(s_ports[0], "mymaster").unwrap_or(0);
-    assert!(r_ports.contains(&new_port), "the new master is a replica: {new_port}");
+    assert!(
+        r_ports.contains(&new_port),
+        "the new master is a replica: {new_port}"
+    );
     wait_for("every sentinel to agree", Duration::from_secs(30), || {
         s_ports
             .iter()
             .all(|&s| master_port(s, "mymaster") == Some(new_port))
     });
     assert_eq!(info_field(new_port, "role").as_deref(), Some("master"));
-    let other = if new_port == r_ports[0] { r_ports[1] } else { r_ports[0] };
-    wait_for("the other replica to follow", Duration::from_secs(30), || {
-        info_field(other, "master_port") == Some(new_port.to_string())
-            && info_field(other, "master_link_status").as_deref() == Some("up")
-    });
+    let other = if new_port == r_ports[0] {
+        r_ports[1]
+    } else {
+        r_ports[0]
+    };
+    wait_for(
+        "the other replica to follow",
+        Duration::from_secs(30),
+        || {
+            info_field(other, "master_port") == Some(new_port.to_string())
+                && info_field(other, "master_link_status").as_deref() == Some("up")
+        },
+    );
     let mut nc = conn(new_port);
     for i in 0..200 {
-        let v: Option<i64> = redis::cmd("GET").arg(format!("key:{i}")).query(&mut nc).expect("GET");
+        let v: Option<i64> = redis::cmd("GET")
+            .arg(format!("key:{i}"))
+            .query(&mut nc)
+            .expect("GET");
         assert_eq!(v, Some(i), "acknowledged write key:{i} survives");
     }
     let msg = switches
         .recv_timeout(Duration::from_secs(10))
         .expect("+switch-master published");
-    assert_eq!(msg, format!("mymaster 127.0.0.1 {m_port} 127.0.0.1 {new_port}"));
+    assert_eq!(
+        msg,
+        format!("mymaster 127.0.0.1 {m_port} 127.0.0.1 {new_port}")
+    );
 
     // The old master restarts, empty, believing it is a master: it is turned into a replica.
     let master = Proc::shardis(m_port, &dir.join("m"), &[]);
     let back = Instant::now();
-    wait_for("the old master to become a replica", Duration::from_secs(40), || {
-        info_field(m_port, "role").as_deref() == Some("slave")
-            && info_field(m_port, "master_port") == Some(new_port.to_string())
-    });
-    println!("failover: the restarted old master was converted after {:?}", back.elapsed());
+    wait_for(
+        "the old master to become a replica",
+        Duration::from_secs(40),
+        || {
+            info_field(m_port, "role").as_deref() == Some("slave")
+                && info_field(m_port, "master_port") == Some(new_port.to_string())
+        },
+    );
+    println!(
+        "failover: the restarted old master was converted after {:?}",
+        back.elapsed()
+    );
     wait_for("the old master to sync", Duration::from_secs(30), || {
         try_conn(m_port)
             .ok()
-            .and_then(|mut c| redis::cmd("GET").arg("key:7").query::<Option<i64>>(&mut c).ok())
+            .and_then(|mut c| {
+                redis::cmd("GET")
+                    .arg("key:7")
+                    .query::<Option<i64>>(&mut c)
+                    .ok()
+            })
             .flatten()
             == Some(7)
     });
-    wait_for("the config files to be rewritten", Duration::from_secs(10), || {
-        sentinels.iter().all(|s| {
-            let conf = s.conf();
-            conf.contains(&format!("sentinel monitor mymaster 127.0.0.1 {new_port} 2"))
-                && conf.contains(&format!("sentinel known-replica mymaster 127.0.0.1 {m_port}"))
-                && conf.contains("sentinel myid ")
-        })
-    });
+    wait_for(
+        "the config files to be rewritten",
+        Duration::from_secs(10),
+        || {
+            sentinels.iter().all(|s| {
+                let conf = s.conf();
+                conf.contains(&format!("sentinel monitor mymaster 127.0.0.1 {new_port} 2"))
+                    && conf.contains(&format!(
+                        "sentinel known-replica mymaster 127.0.0.1 {m_port}"
+                    ))
+                    && conf.contains("sentinel myid ")
+            })
+        },
+    );
     let log = sentinels.iter().map(|s| s.log()).collect::<String>();
-    for ev in ["+sdown", "+odown", "+try-failover", "+elected-leader", "+promoted-slave", "+failover-end", "+convert-to-slave"] {
+    for ev in [
+        "+sdown",
+        "+odown",
+        "+try-failover",
+        "+elected-leader",
+        "+promoted-slave",
+        "+failover-end",
+        "+convert-to-slave",
+    ] {
         assert!(log.contains(ev), "{ev} logged:\n{log}");
     }
     drop((master, replicas));
@@ -362,13 +442,17 @@ fn myid(sentinel: u16) -> String {
 
 /// Sends SENTINEL FAILOVER until the sentinel accepts it (it needs a fresh INFO from a replica).
 fn force_failover(sentinel: u16) {
-    wait_for("SENTINEL FAILOVER to be accepted", Duration::from_secs(30), || {
-        redis::cmd("SENTINEL")
-            .arg("FAILOVER")
-            .arg("mymaster")
-            .query::<String>(&mut conn(sentinel))
-            .is_ok()
-    });
+    wait_for(
+        "SENTINEL FAILOVER to be accepted",
+        Duration::from_secs(30),
+        || {
+            redis::cmd("SENTINEL")
+                .arg("FAILOVER")
+                .arg("mymaster")
+                .query::<String>(&mut conn(sentinel))
+                .is_ok()
+        },
+    );
 }
 
 /// A Redis sentinel and two shardis sentinels find each other through hello messages; a
@@ -381,7 +465,11 @@ fn interop_with_redis_sentinel() {
     let mut nodes = vec![Proc::shardis(m_port, &dir.join("m"), &[])];
     for p in r_ports {
         let d = dir.join(format!("r{p}"));
-        nodes.push(Proc::shardis(p, &d, &["--replicaof", "127.0.0.1", &m_port.to_string()]));
+        nodes.push(Proc::shardis(
+            p,
+            &d,
+            &["--replicaof", "127.0.0.1", &m_port.to_string()],
+        ));
     }
     wait_for("both replicas online", Duration::from_secs(30), || {
         info_field(m_port, "connected_slaves").as_deref() == Some("2")
@@ -392,41 +480,67 @@ fn interop_with_redis_sentinel() {
         .map(|(i, &p)| Proc::sentinel(p, &dir, &monitor_conf(m_port, 2), i == 0))
         .collect();
     let ids: Vec<String> = s_ports.iter().map(|&p| myid(p)).collect();
-    wait_for("every sentinel to know the two others", Duration::from_secs(30), || {
-        s_ports.iter().enumerate().all(|(i, &p)| {
-            let mut want: Vec<String> =
-                ids.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, id)| id.clone()).collect();
-            want.sort();
-            known_sentinels(p) == want
-        })
-    });
+    wait_for(
+        "every sentinel to know the two others",
+        Duration::from_secs(30),
+        || {
+            s_ports.iter().enumerate().all(|(i, &p)| {
+                let mut want: Vec<String> = ids
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, id)| id.clone())
+                    .collect();
+                want.sort();
+                known_sentinels(p) == want
+            })
+        },
+    );
 
     // The Redis sentinel leads a failover; the shardis sentinels follow it.
     force_failover(s_ports[0]);
-    wait_for("the Redis sentinel to name a new master", Duration::from_secs(30), || {
-        master_port(s_ports[0], "mymaster").is_some_and(|p| p != m_port)
-    });
+    wait_for(
+        "the Redis sentinel to name a new master",
+        Duration::from_secs(30),
+        || master_port(s_ports[0], "mymaster").is_some_and(|p| p != m_port),
+    );
     let first = master_port(s_ports[0], "mymaster").unwrap_or(0);
-    wait_for("the shardis sentinels to follow", Duration::from_secs(30), || {
-        s_ports[1..].iter().all(|&s| master_port(s, "mymaster") == Some(first))
-    });
-    wait_for("the old master to replicate from the new one", Duration::from_secs(30), || {
-        info_field(m_port, "master_port") == Some(first.to_string())
-            && info_field(m_port, "master_link_status").as_deref() == Some("up")
-    });
+    wait_for(
+        "the shardis sentinels to follow",
+        Duration::from_secs(30),
+        || {
+            s_ports[1..]
+                .iter()
+                .all(|&s| master_port(s, "mymaster") == Some(first))
+        },
+    );
+    wait_for(
+        "the old master to replicate from the new one",
+        Duration::from_secs(30),
+        || {
+            info_field(m_port, "master_port") == Some(first.to_string())
+                && info_field(m_port, "master_link_status").as_deref() == Some("up")
+        },
+    );
 
     // A shardis sentinel leads the next one; the Redis sentinel follows it.
-    wait_for("every sentinel to see two healthy replicas", Duration::from_secs(30), || {
-        s_ports.iter().all(|&s| replicas_settled(s, first, 2))
-    });
+    wait_for(
+        "every sentinel to see two healthy replicas",
+        Duration::from_secs(30),
+        || s_ports.iter().all(|&s| replicas_settled(s, first, 2)),
+    );
     force_failover(s_ports[1]);
-    wait_for("the shardis sentinel to name a new master", Duration::from_secs(30), || {
-        master_port(s_ports[1], "mymaster").is_some_and(|p| p != first)
-    });
+    wait_for(
+        "the shardis sentinel to name a new master",
+        Duration::from_secs(30),
+        || master_port(s_ports[1], "mymaster").is_some_and(|p| p != first),
+    );
     let second = master_port(s_ports[1], "mymaster").unwrap_or(0);
-    wait_for("the Redis sentinel to follow", Duration::from_secs(30), || {
-        master_port(s_ports[0], "mymaster") == Some(second)
-    });
+    wait_for(
+        "the Redis sentinel to follow",
+        Duration::from_secs(30),
+        || master_port(s_ports[0], "mymaster") == Some(second),
+    );
     assert_eq!(info_field(second, "role").as_deref(), Some("master"));
     drop((sentinels, nodes));
 }
@@ -438,7 +552,11 @@ fn redis_py_follows_failover() {
     let dir = fresh_dir("sentinel-redis-py");
     let (m_port, r_port, s_port) = (26441, 26442, 26451);
     let _m = Proc::redis(m_port, &dir, &[]);
-    let _r = Proc::redis(r_port, &dir, &["--replicaof", "127.0.0.1", &m_port.to_string()]);
+    let _r = Proc::redis(
+        r_port,
+        &dir,
+        &["--replicaof", "127.0.0.1", &m_port.to_string()],
+    );
     wait_for("the replica online", Duration::from_secs(30), || {
         info_field(r_port, "master_link_status").as_deref() == Some("up")
     });
@@ -464,19 +582,25 @@ print(s.discover_master('mymaster')[1], old.decode() if old else '-', m.get('pyk
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
-    wait_for("the sentinel to know the replica", Duration::from_secs(30), || {
-        master_field(s_port, "mymaster", "num-slaves").as_deref() == Some("1")
-    });
+    wait_for(
+        "the sentinel to know the replica",
+        Duration::from_secs(30),
+        || master_field(s_port, "mymaster", "num-slaves").as_deref() == Some("1"),
+    );
     assert_eq!(py("one"), format!("{m_port} - one"));
-    wait_for("the write to reach the replica", Duration::from_secs(10), || {
-        redis::cmd("GET")
-            .arg("pykey")
-            .query::<Option<String>>(&mut conn(r_port))
-            .ok()
-            .flatten()
-            .as_deref()
-            == Some("one")
-    });
+    wait_for(
+        "the write to reach the replica",
+        Duration::from_secs(10),
+        || {
+            redis::cmd("GET")
+                .arg("pykey")
+                .query::<Option<String>>(&mut conn(r_port))
+                .ok()
+                .flatten()
+                .as_deref()
+                == Some("one")
+        },
+    );
     force_failover(s_port);
     wait_for("the failover", Duration::from_secs(30), || {
         master_port(s_port, "mymaster") == Some(r_port)
@@ -501,11 +625,23 @@ fn replies_match_redis_sentinel() {
         &["SENTINEL", "MASTER"],
         &["SENTINEL"],
         &["SENTINEL", "SET", "mymaster", "quorum", "0"],
-        &["SENTINEL", "SET", "mymaster", "down-after-milliseconds", "abc"],
+        &[
+            "SENTINEL",
+            "SET",
+            "mymaster",
+            "down-after-milliseconds",
+            "abc",
+        ],
         &["SENTINEL", "SET", "mymaster", "foo", "1"],
         &["SENTINEL", "SET", "mymaster", "quorum"],
         &["SENTINEL", "SET", "nope", "quorum", "1"],
-        &["SENTINEL", "SET", "mymaster", "notification-script", "/bin/true"],
+        &[
+            "SENTINEL",
+            "SET",
+            "mymaster",
+            "notification-script",
+            "/bin/true",
+        ],
         &["SENTINEL", "MONITOR", "mymaster", "127.0.0.1", "26468", "2"],
         &["SENTINEL", "MONITOR", "m2", "127.0.0.1", "abc", "2"],
         &["SENTINEL", "MONITOR", "m2", "127.0.0.1", "26468", "0"],
@@ -521,9 +657,30 @@ fn replies_match_redis_sentinel() {
         &["SENTINEL", "REPLICAS", "mymaster"],
         &["SENTINEL", "SLAVES", "nope"],
         &["SENTINEL", "SENTINELS", "mymaster"],
-        &["SENTINEL", "IS-MASTER-DOWN-BY-ADDR", "127.0.0.1", "x", "0", "*"],
-        &["SENTINEL", "IS-MASTER-DOWN-BY-ADDR", "10.0.0.1", "1", "0", "*"],
-        &["SENTINEL", "IS-MASTER-DOWN-BY-ADDR", "127.0.0.1", "26469", "0", "*"],
+        &[
+            "SENTINEL",
+            "IS-MASTER-DOWN-BY-ADDR",
+            "127.0.0.1",
+            "x",
+            "0",
+            "*",
+        ],
+        &[
+            "SENTINEL",
+            "IS-MASTER-DOWN-BY-ADDR",
+            "10.0.0.1",
+            "1",
+            "0",
+            "*",
+        ],
+        &[
+            "SENTINEL",
+            "IS-MASTER-DOWN-BY-ADDR",
+            "127.0.0.1",
+            "26469",
+            "0",
+            "*",
+        ],
         &["SENTINEL", "RESET", "nope"],
         &["SENTINEL", "PENDING-SCRIPTS"],
         &["SENTINEL", "SIMULATE-FAILURE", "HELP"],
@@ -566,8 +723,13 @@ fn replies_match_redis_sentinel() {
     };
     assert_eq!(fields(ours), fields(theirs));
     let master0 = |port: u16| -> Option<String> {
-        let info: String = redis::cmd("INFO").arg("sentinel").query(&mut conn(port)).ok()?;
-        info.lines().find(|l| l.starts_with("master0:")).map(str::to_string)
+        let info: String = redis::cmd("INFO")
+            .arg("sentinel")
+            .query(&mut conn(port))
+            .ok()?;
+        info.lines()
+            .find(|l| l.starts_with("master0:"))
+            .map(str::to_string)
     };
     assert_eq!(master0(ours), master0(theirs));
     assert_eq!(
@@ -578,7 +740,10 @@ fn replies_match_redis_sentinel() {
     // A malformed request gets Redis's protocol error; the sentinel goes on.
     let mut bad = raw(ours);
     bad.send(b"*x\r\n");
-    assert_eq!(bad.read_reply(), b"-ERR Protocol error: invalid multibulk length\r\n");
+    assert_eq!(
+        bad.read_reply(),
+        b"-ERR Protocol error: invalid multibulk length\r\n"
+    );
     assert_eq!(raw(ours).cmd(&["PING"]), b"+PONG\r\n");
 
     // The generated id and every change are saved in the config file, and survive a restart.
@@ -627,6 +792,12 @@ fn replies_match_redis_sentinel() {
     c.arg(&path).arg("--sentinel");
     let _s = Proc::spawn(c, ours, &dir, "sentinel-again");
     assert_eq!(myid(ours), id);
-    assert_eq!(master_field(ours, "mymaster", "down-after-milliseconds").as_deref(), Some("5000"));
-    assert_eq!(master_field(ours, "mymaster", "quorum").as_deref(), Some("1"));
+    assert_eq!(
+        master_field(ours, "mymaster", "down-after-milliseconds").as_deref(),
+        Some("5000")
+    );
+    assert_eq!(
+        master_field(ours, "mymaster", "quorum").as_deref(),
+        Some("1")
+    );
 }

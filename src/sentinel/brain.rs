@@ -166,7 +166,8 @@ fn ask_others(m: &mut Master, cx: &mut Cx, forced: bool) {
         if !master_sdown || !s.link.connected {
             continue;
         }
-        let recent = |t: Option<Instant>| t.is_some_and(|t| now.saturating_duration_since(t) < ASK_PERIOD);
+        let recent =
+            |t: Option<Instant>| t.is_some_and(|t| now.saturating_duration_since(t) < ASK_PERIOD);
         if !forced && (recent(s.ask_sent) || recent(s.last_master_down_reply)) {
             continue;
         }
@@ -194,9 +195,11 @@ fn is_master_down_reply(st: &mut State, id: u64, reply: Result<super::client::Va
     let Ok(Value::Array(items)) = reply else {
         return;
     };
-    let (Some(Value::Int(down)), Some(leader), Some(epoch)) =
-        (items.first(), items.get(1).and_then(|v| v.text()), items.get(2).and_then(|v| v.int()))
-    else {
+    let (Some(Value::Int(down)), Some(leader), Some(epoch)) = (
+        items.first(),
+        items.get(1).and_then(|v| v.text()),
+        items.get(2).and_then(|v| v.int()),
+    ) else {
         return;
     };
     let Some(s) = st.inst_mut(id) else {
@@ -230,7 +233,11 @@ pub fn vote_leader(
         m.leader = Some(req_runid.to_string());
         m.leader_epoch = *epoch_now;
         dirty = true;
-        events.push((true, "+vote-for-leader", format!("{req_runid} {}", m.leader_epoch)));
+        events.push((
+            true,
+            "+vote-for-leader",
+            format!("{req_runid} {}", m.leader_epoch),
+        ));
         // Having voted for another sentinel, do not start our own failover for a while.
         if req_runid != myid {
             m.failover_start_time =
@@ -270,7 +277,7 @@ fn get_leader(m: &mut Master, cx: &mut Cx, epoch: u64) -> Option<String> {
         }
     }
     let (winner, votes) = best(&counts)?;
-    (votes >= voters / 2 + 1 && votes >= m.quorum as u64).then_some(winner)
+    (votes > voters / 2 && votes >= m.quorum as u64).then_some(winner)
 }
 
 fn start_failover_if_needed(m: &mut Master, cx: &mut Cx) -> bool {
@@ -341,9 +348,11 @@ fn failover_step(m: &mut Master, cx: &mut Cx) {
                 }
                 return;
             }
-            cx.events.push((true, "+elected-leader", describe(m, &m.inst)));
+            cx.events
+                .push((true, "+elected-leader", describe(m, &m.inst)));
             set_state(m, FailoverState::SelectSlave);
-            cx.events.push((true, "+failover-state-select-slave", describe(m, &m.inst)));
+            cx.events
+                .push((true, "+failover-state-select-slave", describe(m, &m.inst)));
         }
         FailoverState::SelectSlave => match select_slave(m) {
             None => abort_failover(m, cx, "-failover-abort-no-good-slave"),
@@ -355,7 +364,8 @@ fn failover_step(m: &mut Master, cx: &mut Cx) {
                 set_state(m, FailoverState::SendSlaveofNoone);
                 if let Some(r) = m.replicas.get(&key) {
                     cx.events.push((true, "+selected-slave", describe(m, r)));
-                    cx.events.push((false, "+failover-state-send-slaveof-noone", describe(m, r)));
+                    cx.events
+                        .push((false, "+failover-state-send-slaveof-noone", describe(m, r)));
                 }
             }
         },
@@ -376,7 +386,8 @@ fn failover_step(m: &mut Master, cx: &mut Cx) {
             };
             r.queue(cmds, None);
             let who = describe(m, m.replicas.get(&key).unwrap_or(&m.inst));
-            cx.events.push((false, "+failover-state-wait-promotion", who));
+            cx.events
+                .push((false, "+failover-state-wait-promotion", who));
             set_state(m, FailoverState::WaitPromotion);
         }
         FailoverState::WaitPromotion => {
@@ -403,7 +414,12 @@ fn slaveof_cmds(m: &Master, to: Option<(&str, u16)>) -> Vec<Vec<Vec<u8>>> {
         vec![m.cmd("multi")],
         vec![m.cmd("slaveof"), host, port],
         vec![m.cmd("config"), b"REWRITE".to_vec()],
-        vec![m.cmd("client"), b"KILL".to_vec(), b"TYPE".to_vec(), b"normal".to_vec()],
+        vec![
+            m.cmd("client"),
+            b"KILL".to_vec(),
+            b"TYPE".to_vec(),
+            b"normal".to_vec(),
+        ],
         vec![m.cmd("exec")],
     ]
 }
@@ -473,7 +489,8 @@ fn reconf_next_slaves(m: &mut Master, cx: &mut Cx) {
             && r.reconf_sent_time
                 .is_some_and(|t| now.saturating_duration_since(t) > SLAVE_RECONF_TIMEOUT)
         {
-            cx.events.push((false, "-slave-reconf-sent-timeout", describe_at(r, &at)));
+            cx.events
+                .push((false, "-slave-reconf-sent-timeout", describe_at(r, &at)));
             r.reconf_sent = false;
             r.reconf_done = true;
             continue;
@@ -488,7 +505,8 @@ fn reconf_next_slaves(m: &mut Master, cx: &mut Cx) {
         r.reconf_sent = true;
         r.reconf_sent_time = Some(now);
         in_progress += 1;
-        cx.events.push((false, "+slave-reconf-sent", describe_at(r, &at)));
+        cx.events
+            .push((false, "+slave-reconf-sent", describe_at(r, &at)));
     }
 }
 
@@ -514,9 +532,11 @@ fn detect_end(m: &mut Master, cx: &mut Cx) {
         return;
     }
     if timed_out {
-        cx.events.push((true, "+failover-end-for-timeout", describe(m, &m.inst)));
+        cx.events
+            .push((true, "+failover-end-for-timeout", describe(m, &m.inst)));
     }
-    cx.events.push((true, "+failover-end", describe(m, &m.inst)));
+    cx.events
+        .push((true, "+failover-end", describe(m, &m.inst)));
     set_state(m, FailoverState::UpdateConfig);
     if timed_out {
         let keys: Vec<String> = m.replicas.keys().cloned().collect();
@@ -531,7 +551,8 @@ fn detect_end(m: &mut Master, cx: &mut Cx) {
             }
             r.queue(cmds, None);
             r.reconf_sent = true;
-            cx.events.push((false, "+slave-reconf-sent-be", describe_at(r, &at)));
+            cx.events
+                .push((false, "+slave-reconf-sent-be", describe_at(r, &at)));
         }
     }
 }
@@ -552,7 +573,12 @@ fn switch_to_promoted(st: &mut State, name: &str) {
 /// Forgets what was learned about a master (its replicas, its failover; its sentinels too
 /// unless `keep_sentinels`), optionally moving it to a new address; the old address becomes a
 /// replica. New records get new links.
-pub fn reset_master(st: &mut State, name: &str, new_addr: Option<(String, u16)>, reset_sentinels: bool) {
+pub fn reset_master(
+    st: &mut State,
+    name: &str,
+    new_addr: Option<(String, u16)>,
+    reset_sentinels: bool,
+) {
     let mut ids: Vec<u64> = (0..64).map(|_| 0).collect();
     for id in ids.iter_mut() {
         *id = st.new_id();
@@ -574,7 +600,13 @@ pub fn reset_master(st: &mut State, name: &str, new_addr: Option<(String, u16)>,
             replica_addrs.push((old_ip, old_port));
         }
     }
-    let mut fresh = Master::new(ids.next().unwrap_or_default(), name.to_string(), ip, port, m.quorum);
+    let mut fresh = Master::new(
+        ids.next().unwrap_or_default(),
+        name.to_string(),
+        ip,
+        port,
+        m.quorum,
+    );
     fresh.down_after_ms = m.down_after_ms;
     fresh.failover_timeout_ms = m.failover_timeout_ms;
     fresh.parallel_syncs = m.parallel_syncs;
@@ -602,7 +634,13 @@ pub fn reset_master(st: &mut State, name: &str, new_addr: Option<(String, u16)>,
     let mut events = Vec::new();
     for (rip, rport) in replica_addrs {
         let key = format!("{rip}:{rport}");
-        let r = Inst::new(ids.next().unwrap_or_default(), Kind::Replica, key.clone(), rip, rport);
+        let r = Inst::new(
+            ids.next().unwrap_or_default(),
+            Kind::Replica,
+            key.clone(),
+            rip,
+            rport,
+        );
         events.push(describe(&fresh, &r));
         fresh.replicas.insert(key, r);
     }
@@ -626,11 +664,7 @@ pub fn refresh_from_info(st: &mut State, id: u64, text: &str) {
         simulate_failure: 0,
     };
     let _ = cx.simulate_failure;
-    let Some(m) = st
-        .masters
-        .values_mut()
-        .find(|m| m.has(id))
-    else {
+    let Some(m) = st.masters.values_mut().find(|m| m.has(id)) else {
         return;
     };
     let name = m.inst.name.clone();
@@ -732,7 +766,9 @@ fn looks_sane(m: &Master) -> bool {
     m.inst.role_reported == Role::Master
         && !m.inst.s_down()
         && m.inst.o_down_since.is_none()
-        && m.inst.info_refresh.is_some_and(|t| t.elapsed() < INFO_PERIOD * 2)
+        && m.inst
+            .info_refresh
+            .is_some_and(|t| t.elapsed() < INFO_PERIOD * 2)
 }
 
 fn no_down_for(i: &Inst, d: Duration) -> bool {
@@ -760,7 +796,11 @@ fn apply_info(m: &mut Master, id: u64, text: &str, cx: &mut Cx, new: &mut Vec<(S
             i.role_reported = role;
             i.role_reported_time = Instant::now();
             if !first {
-                let name = if role == Role::Master { "master" } else { "slave" };
+                let name = if role == Role::Master {
+                    "master"
+                } else {
+                    "slave"
+                };
                 let msg = format!("{} new reported role is {name}", describe_at(i, &at));
                 cx.events.push((false, "+role-change", msg));
             }
@@ -815,7 +855,8 @@ fn replica_role_checks(m: &mut Master, id: u64, cx: &mut Cx, master_addr: (Strin
             cx.events.push((true, "+promoted-slave", who));
             cx.dirty = true;
             set_state(m, FailoverState::ReconfSlaves);
-            cx.events.push((true, "+failover-state-reconf-slaves", describe(m, &m.inst)));
+            cx.events
+                .push((true, "+failover-state-reconf-slaves", describe(m, &m.inst)));
             return;
         }
         if sane
@@ -826,7 +867,8 @@ fn replica_role_checks(m: &mut Master, id: u64, cx: &mut Cx, master_addr: (Strin
         {
             r.queue(back_in_line, None);
             r.slaveof_sent = Some(Instant::now());
-            cx.events.push((false, "+convert-to-slave", describe_at(r, &at)));
+            cx.events
+                .push((false, "+convert-to-slave", describe_at(r, &at)));
         }
         return;
     }
@@ -841,7 +883,8 @@ fn replica_role_checks(m: &mut Master, id: u64, cx: &mut Cx, master_addr: (Strin
     {
         r.queue(back_in_line, None);
         r.slaveof_sent = Some(Instant::now());
-        cx.events.push((false, "+fix-slave-config", describe_at(r, &at)));
+        cx.events
+            .push((false, "+fix-slave-config", describe_at(r, &at)));
         return;
     }
     // A reconfiguration in progress.
@@ -854,15 +897,16 @@ fn replica_role_checks(m: &mut Master, id: u64, cx: &mut Cx, master_addr: (Strin
     if r.reconf_sent && points_at == promoted {
         r.reconf_sent = false;
         r.reconf_inprog = true;
-        cx.events.push((false, "+slave-reconf-inprog", describe_at(r, &at)));
+        cx.events
+            .push((false, "+slave-reconf-inprog", describe_at(r, &at)));
     }
     if r.reconf_inprog && r.master_link_up {
         r.reconf_inprog = false;
         r.reconf_done = true;
-        cx.events.push((false, "+slave-reconf-done", describe_at(r, &at)));
+        cx.events
+            .push((false, "+slave-reconf-done", describe_at(r, &at)));
     }
 }
-
 
 /// Applies a hello message (`ip,port,runid,epoch,master,master_ip,master_port,config_epoch`)
 /// heard on an instance's hello channel or PUBLISHed to this sentinel.
@@ -907,9 +951,22 @@ pub fn process_hello(st: &mut State, payload: &str) {
         m.sentinels
             .retain(|k, s| k != runid && !(s.ip == ip && s.port == port));
         if m.sentinels.len() != before {
-            events.push((false, "-dup-sentinel", format!("{} #duplicate of {ip}:{port} or {runid}", describe(m, &m.inst))));
+            events.push((
+                false,
+                "-dup-sentinel",
+                format!(
+                    "{} #duplicate of {ip}:{port} or {runid}",
+                    describe(m, &m.inst)
+                ),
+            ));
         }
-        let mut s = Inst::new(new_id, Kind::Sentinel, runid.to_string(), ip.to_string(), port);
+        let mut s = Inst::new(
+            new_id,
+            Kind::Sentinel,
+            runid.to_string(),
+            ip.to_string(),
+            port,
+        );
         s.runid = runid.to_string();
         events.push((false, "+sentinel", describe(m, &s)));
         m.sentinels.insert(runid.to_string(), s);

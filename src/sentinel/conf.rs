@@ -40,9 +40,7 @@ pub fn load_from_args(args: &[String]) -> Result<(), String> {
         let abs = if f.is_absolute() {
             f.clone()
         } else {
-            std::env::current_dir()
-                .map_err(|e| e.to_string())?
-                .join(f)
+            std::env::current_dir().map_err(|e| e.to_string())?.join(f)
         };
         let text = std::fs::read_to_string(&abs)
             .map_err(|e| format!("Can't open config file '{}': {e}", abs.display()))?;
@@ -370,7 +368,11 @@ fn render_master(out: &mut String, name: &str, m: &Master) {
         ));
     }
     if let Some(s) = &m.notification_script {
-        out.push_str(&format!("sentinel notification-script {} {}\n", q(name), q(s)));
+        out.push_str(&format!(
+            "sentinel notification-script {} {}\n",
+            q(name),
+            q(s)
+        ));
     }
     if let Some(s) = &m.client_reconfig_script {
         out.push_str(&format!(
@@ -400,8 +402,16 @@ fn render_master(out: &mut String, name: &str, m: &Master) {
             q(to)
         ));
     }
-    out.push_str(&format!("sentinel config-epoch {} {}\n", q(name), m.config_epoch));
-    out.push_str(&format!("sentinel leader-epoch {} {}\n", q(name), m.leader_epoch));
+    out.push_str(&format!(
+        "sentinel config-epoch {} {}\n",
+        q(name),
+        m.config_epoch
+    ));
+    out.push_str(&format!(
+        "sentinel leader-epoch {} {}\n",
+        q(name),
+        m.leader_epoch
+    ));
     for r in m.replicas.values() {
         // The replica being promoted is the master now; the old master is one of the replicas.
         if (r.ip.as_str(), r.port) == (ip.as_str(), port) {

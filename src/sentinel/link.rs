@@ -63,7 +63,10 @@ fn plan(st: &mut State, id: u64, connected: bool) -> Option<Plan> {
     let myid = st.myid.clone();
     let epoch = st.current_epoch;
     let (announce_ip, announce_port, my_port) = (st.announce_ip.clone(), st.announce_port, st.port);
-    let sentinel_auth = st.sentinel_pass.clone().map(|p| (st.sentinel_user.clone(), p));
+    let sentinel_auth = st
+        .sentinel_pass
+        .clone()
+        .map(|p| (st.sentinel_user.clone(), p));
     let (m, kind) = st.find(id)?;
     let down_after = Duration::from_millis(m.down_after_ms);
     let fast_info = m.inst.o_down_since.is_some() || m.failover_in_progress();
@@ -86,13 +89,14 @@ fn plan(st: &mut State, id: u64, connected: bool) -> Option<Plan> {
     };
     let info = kind != Kind::Sentinel
         && connected
-        && i.info_refresh.is_none_or(|t| now.saturating_duration_since(t) > info_period);
+        && i.info_refresh
+            .is_none_or(|t| now.saturating_duration_since(t) > info_period);
     // A PING goes out as soon as a link is (re)connected, then every ping period.
     let ping = (connected && i.link.last_ping_time.is_none())
         || now.saturating_duration_since(i.link.last_pong_time) > ping_period
-        && i.link
-            .last_ping_time
-            .is_none_or(|t| now.saturating_duration_since(t) > ping_period / 2);
+            && i.link
+                .last_ping_time
+                .is_none_or(|t| now.saturating_duration_since(t) > ping_period / 2);
     if ping {
         i.link.last_ping_time = Some(now);
         if i.link.act_ping_time.is_none() {
@@ -211,15 +215,12 @@ fn run_plan(c: &mut Conn, id: u64, p: Plan) -> std::io::Result<()> {
             }
             Ok(last)
         });
-        let failed = reply.is_err();
         if let Some(done) = job.done {
             let r = reply.as_ref().map(|v| v.clone()).map_err(|e| e.to_string());
             done(&mut super::lock(), r);
         }
-        if let Err(e) = reply {
-            return Err(e);
-        }
-        debug_assert!(!failed);
+        // A failed command leaves the link in an unknown state: reconnect.
+        reply?;
     }
     if p.info {
         let r = c.call(&["INFO"])?;
@@ -337,9 +338,7 @@ fn subscribed(mut c: Conn, id: u64) -> Option<()> {
             }
             Ok(_) => {}
             Err(e) if is_timeout(&e) => {
-                if super::lock().inst_mut(id).is_none() {
-                    return None;
-                }
+                super::lock().inst_mut(id)?;
                 // Every sentinel (this one included) publishes every 2 s: a silent link is a
                 // dead one.
                 if quiet_since.elapsed() > PUBLISH_PERIOD * 3 {

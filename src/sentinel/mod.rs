@@ -105,7 +105,10 @@ pub fn run() -> i32 {
             let Some(m) = st.masters.get(&name) else {
                 continue;
             };
-            let msg = format!("master {} {} {} quorum {}", name, m.inst.ip, m.inst.port, m.quorum);
+            let msg = format!(
+                "master {} {} {} quorum {}",
+                name, m.inst.ip, m.inst.port, m.quorum
+            );
             st.event(true, "+monitor", msg);
             link::spawn_all(&mut st, &name);
         }

@@ -134,8 +134,10 @@ fn serve(mut s: TcpStream) {
                 Ok(Parsed::Incomplete) => break,
                 Ok(Parsed::Empty { consumed }) => pos += consumed,
                 Ok(Parsed::Command { consumed }) => {
-                    let argv: Vec<Vec<u8>> =
-                        args.iter().map(|r| buf[pos..][r.clone()].to_vec()).collect();
+                    let argv: Vec<Vec<u8>> = args
+                        .iter()
+                        .map(|r| buf[pos..][r.clone()].to_vec())
+                        .collect();
                     pos += consumed;
                     execute(&mut c, &argv, &mut out);
                 }
@@ -241,12 +243,17 @@ fn execute(c: &mut Client, argv: &[Vec<u8>], out: &mut Vec<u8>) {
             if msg.len() > 256 {
                 break;
             }
-            msg.push_str(&format!("'{}' ", text(a).chars().take(128).collect::<String>()));
+            msg.push_str(&format!(
+                "'{}' ",
+                text(a).chars().take(128).collect::<String>()
+            ));
         }
         return r.error(&msg);
     };
     if !arity_ok(arity, argv.len()) {
-        return r.error(&format!("ERR wrong number of arguments for '{name}' command"));
+        return r.error(&format!(
+            "ERR wrong number of arguments for '{name}' command"
+        ));
     }
     if !c.authed && !matches!(name.as_str(), "auth" | "hello" | "quit" | "reset") {
         return r.error("NOAUTH Authentication required.");
@@ -392,8 +399,10 @@ fn hello(c: &mut Client, argv: &[Vec<u8>], out: &mut Vec<u8>) {
             name = Some(text(&argv[i + 1]));
             i += 2;
         } else {
-            return Reply::new(out, c.proto)
-                .error(&format!("ERR Syntax error in HELLO option '{}'", text(&argv[i])));
+            return Reply::new(out, c.proto).error(&format!(
+                "ERR Syntax error in HELLO option '{}'",
+                text(&argv[i])
+            ));
         }
     }
     if !c.authed {
@@ -490,7 +499,11 @@ fn subscribe(c: &mut Client, argv: &[Vec<u8>], pattern: bool, r: &mut Reply) {
 }
 
 fn unsubscribe(c: &mut Client, argv: &[Vec<u8>], pattern: bool, r: &mut Reply) {
-    let kind: &[u8] = if pattern { b"punsubscribe" } else { b"unsubscribe" };
+    let kind: &[u8] = if pattern {
+        b"punsubscribe"
+    } else {
+        b"unsubscribe"
+    };
     let targets: Vec<Vec<u8>> = if argv.len() > 1 {
         argv[1..].to_vec()
     } else if pattern {
@@ -958,10 +971,7 @@ fn write_inst(r: &mut Reply, m: &Master, i: &Inst) {
             f.push(("master-port", i.master_port.to_string()));
             f.push(("slave-priority", i.slave_priority.to_string()));
             f.push(("slave-repl-offset", i.repl_offset.to_string()));
-            f.push((
-                "replica-announced",
-                (i.replica_announced as u8).to_string(),
-            ));
+            f.push(("replica-announced", (i.replica_announced as u8).to_string()));
         }
         Kind::Sentinel => {
             f.push((
@@ -999,7 +1009,9 @@ fn ckquorum(st: &State, name: &str, r: &mut Reply) {
         bad = true;
     }
     if usable < voters / 2 + 1 {
-        e.push_str(" Not enough available Sentinels to reach the majority and authorize a failover");
+        e.push_str(
+            " Not enough available Sentinels to reach the majority and authorize a failover",
+        );
         bad = true;
     }
     if bad {
@@ -1073,10 +1085,8 @@ fn failover(st: &mut State, name: &str, r: &mut Reply) {
 }
 
 fn is_master_down(st: &mut State, argv: &[Vec<u8>], r: &mut Reply) {
-    let (Ok(port), Ok(req_epoch)) = (
-        text(&argv[3]).parse::<i64>(),
-        text(&argv[4]).parse::<i64>(),
-    ) else {
+    let (Ok(port), Ok(req_epoch)) = (text(&argv[3]).parse::<i64>(), text(&argv[4]).parse::<i64>())
+    else {
         return r.error("ERR value is not an integer or out of range");
     };
     let ip = text(&argv[2]);
@@ -1309,7 +1319,11 @@ fn config(st: &mut State, argv: &[Vec<u8>], r: &mut Reply) {
         },
         "sentinel-user" => st.sentinel_user = (!val.is_empty()).then_some(val),
         "sentinel-pass" => st.sentinel_pass = (!val.is_empty()).then_some(val),
-        _ => return r.error(&format!("ERR Invalid argument '{opt}' to SENTINEL CONFIG SET")),
+        _ => {
+            return r.error(&format!(
+                "ERR Invalid argument '{opt}' to SENTINEL CONFIG SET"
+            ))
+        }
     }
     st.config_dirty = true;
     super::conf::flush(st);

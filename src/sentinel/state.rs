@@ -42,7 +42,7 @@ pub enum Role {
 pub struct Job {
     pub cmds: Vec<Vec<Vec<u8>>>,
     /// Called with the reply to the last command (or the error) under the state lock.
-    pub done: Option<Box<dyn FnOnce(&mut State, Result<Value, String>) + Send>>,
+    pub done: Option<DoneFn>,
 }
 
 /// What one link knows of its connection.
@@ -448,10 +448,7 @@ impl State {
 
     /// The master name and the record with link id `id`, if it still exists.
     pub fn find(&mut self, id: u64) -> Option<(&mut Master, Kind)> {
-        let m = self
-            .masters
-            .values_mut()
-            .find(|m| m.has(id))?;
+        let m = self.masters.values_mut().find(|m| m.has(id))?;
         let kind = m.inst_mut(id).map(|i| i.kind)?;
         Some((m, kind))
     }
