@@ -109,8 +109,11 @@ impl Proc {
                 panic!("port {} exited with {status}:\n{}", self.port, self.log());
             }
             if let Ok(mut c) = try_conn(self.port) {
-                if redis::cmd("PING").query::<String>(&mut c).is_ok() {
-                    return;
+                // A password-protected server is ready once it refuses politely.
+                match redis::cmd("PING").query::<String>(&mut c) {
+                    Ok(_) => return,
+                    Err(e) if e.code() == Some("NOAUTH") => return,
+                    Err(_) => {}
                 }
             }
             assert!(
@@ -545,27 +548,38 @@ fn interop_with_redis_sentinel() {
     drop((sentinels, nodes));
 }
 
-/// redis-py's `Sentinel` finds a redis-server master through a shardis sentinel, writes, and
-/// after a failover finds the new master (with the data).
+/// redis-py's `Sentinel` finds a password-protected redis-server master through a shardis
+/// sentinel (using `auth-pass`), writes, and after a failover finds the new master (with the
+/// data).
 #[test]
 fn redis_py_follows_failover() {
     let dir = fresh_dir("sentinel-redis-py");
     let (m_port, r_port, s_port) = (26441, 26442, 26451);
-    let _m = Proc::redis(m_port, &dir, &[]);
-    let _r = Proc::redis(
-        r_port,
-        &dir,
-        &["--replicaof", "127.0.0.1", &m_port.to_string()],
-    );
+    let auth = ["--requirepass", "secret", "--masterauth", "secret"];
+    let _m = Proc::redis(m_port, &dir, &auth);
+    let m = m_port.to_string();
+    let replica_args = [&auth[..], &["--replicaof", "127.0.0.1", &m]].concat();
+    let _r = Proc::redis(r_port, &dir, &replica_args);
+    let info = |port: u16, field: &str| -> Option<String> {
+        let client = redis::Client::open(format!("redis://:secret@127.0.0.1:{port}/")).ok()?;
+        let mut c = client
+            .get_connection_with_timeout(Duration::from_secs(2))
+            .ok()?;
+        let info: String = redis::cmd("INFO").arg("replication").query(&mut c).ok()?;
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("{field}:")))
+            .map(|v| v.trim().to_string())
+    };
     wait_for("the replica online", Duration::from_secs(30), || {
-        info_field(r_port, "master_link_status").as_deref() == Some("up")
+        info(r_port, "master_link_status").as_deref() == Some("up")
     });
-    let _s = Proc::sentinel(s_port, &dir, &monitor_conf(m_port, 1), false);
+    let conf = monitor_conf(m_port, 1) + "sentinel auth-pass mymaster secret\n";
+    let _s = Proc::sentinel(s_port, &dir, &conf, false);
     let script = r#"
 import sys
 from redis.sentinel import Sentinel
 s = Sentinel([('127.0.0.1', int(sys.argv[1]))], socket_timeout=2)
-m = s.master_for('mymaster', socket_timeout=2)
+m = s.master_for('mymaster', socket_timeout=2, password='secret')
 old = m.get('pykey')
 m.set('pykey', sys.argv[2])
 print(s.discover_master('mymaster')[1], old.decode() if old else '-', m.get('pykey').decode())
@@ -591,20 +605,12 @@ print(s.discover_master('mymaster')[1], old.decode() if old else '-', m.get('pyk
     wait_for(
         "the write to reach the replica",
         Duration::from_secs(10),
-        || {
-            redis::cmd("GET")
-                .arg("pykey")
-                .query::<Option<String>>(&mut conn(r_port))
-                .ok()
-                .flatten()
-                .as_deref()
-                == Some("one")
-        },
+        || info(r_port, "slave_repl_offset") == info(m_port, "master_repl_offset"),
     );
     force_failover(s_port);
     wait_for("the failover", Duration::from_secs(30), || {
         master_port(s_port, "mymaster") == Some(r_port)
-            && info_field(r_port, "role").as_deref() == Some("master")
+            && info(r_port, "role").as_deref() == Some("master")
     });
     assert_eq!(py("two"), format!("{r_port} one two"));
 }
@@ -800,4 +806,30 @@ fn replies_match_redis_sentinel() {
         master_field(ours, "mymaster", "quorum").as_deref(),
         Some("1")
     );
+}
+
+/// `requirepass` on the sentinel: the same answers as a Redis sentinel before and after AUTH.
+#[test]
+fn sentinel_requirepass() {
+    let dir = fresh_dir("sentinel-auth");
+    let (ours, theirs) = (26471, 26472);
+    let conf = "requirepass sentpass\nsentinel monitor mymaster 127.0.0.1 26479 1\n";
+    let _s = Proc::sentinel(ours, &dir, conf, false);
+    let _r = Proc::sentinel(theirs, &dir, conf, true);
+    let cases: &[&[&str]] = &[
+        &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster"],
+        &["AUTH", "wrong"],
+        &["AUTH", "default", "wrong"],
+        &["AUTH", "sentpass"],
+        &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster"],
+    ];
+    let (mut a, mut b) = (raw(ours), raw(theirs));
+    for args in cases {
+        let (x, y) = (a.cmd(args), b.cmd(args));
+        assert_eq!(
+            String::from_utf8_lossy(&x),
+            String::from_utf8_lossy(&y),
+            "reply to {args:?}"
+        );
+    }
 }

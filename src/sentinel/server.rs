@@ -807,8 +807,14 @@ fn sentinel_cmd(argv: &[Vec<u8>], r: &mut Reply) {
         },
         "replicas" | "slaves" => match st.masters.get(&name) {
             Some(m) => {
-                r.array(m.replicas.len());
-                for i in m.replicas.values() {
+                // Replicas configured with replica-announced no are not shown.
+                let shown: Vec<&Inst> = m
+                    .replicas
+                    .values()
+                    .filter(|i| i.replica_announced)
+                    .collect();
+                r.array(shown.len());
+                for i in shown {
                     write_inst(r, m, i);
                 }
             }
@@ -876,13 +882,7 @@ fn sentinel_cmd(argv: &[Vec<u8>], r: &mut Reply) {
         "info-cache" => info_cache(&st, argv, r),
         "simulate-failure" => simulate_failure(&mut st, argv, r),
         "config" => config(&mut st, argv, r),
-        "debug" => {
-            r.map(2);
-            r.bulk(b"PING-PERIOD");
-            r.bulk_int(PING_PERIOD.as_millis() as i64);
-            r.bulk(b"INFO-PERIOD");
-            r.bulk_int(INFO_PERIOD.as_millis() as i64);
-        }
+        "debug" => debug(argv, r),
         _ => r.simples(&[
             "SENTINEL <subcommand> [<arg> [value] [opt] ...]. Subcommands:",
             "MASTERS | MASTER <name> | REPLICAS <name> | SENTINELS <name>",
@@ -893,6 +893,46 @@ fn sentinel_cmd(argv: &[Vec<u8>], r: &mut Reply) {
             "MYID | FLUSHCONFIG | PENDING-SCRIPTS | SIMULATE-FAILURE <flag> ... | DEBUG | HELP",
         ]),
     }
+}
+
+/// The timing parameters SENTINEL DEBUG lists, in milliseconds (Redis's names and order).
+const TIMINGS: &[(&str, u64)] = &[
+    ("INFO-PERIOD", 10_000),
+    ("PING-PERIOD", 1000),
+    ("ASK-PERIOD", 1000),
+    ("PUBLISH-PERIOD", 2000),
+    ("DEFAULT-DOWN-AFTER", DEFAULT_DOWN_AFTER_MS),
+    ("DEFAULT-FAILOVER-TIMEOUT", DEFAULT_FAILOVER_TIMEOUT_MS),
+    ("TILT-TRIGGER", 2000),
+    ("TILT-PERIOD", 30_000),
+    ("SLAVE-RECONF-TIMEOUT", 10_000),
+    ("MIN-LINK-RECONNECT-PERIOD", 15_000),
+    ("ELECTION-TIMEOUT", 10_000),
+    ("SCRIPT-MAX-RUNTIME", 60_000),
+    ("SCRIPT-RETRY-DELAY", 30_000),
+];
+
+/// SENTINEL DEBUG: lists the timing parameters. They are constants here, so changing one is
+/// refused.
+fn debug(argv: &[Vec<u8>], r: &mut Reply) {
+    if argv.len() == 2 {
+        r.map(TIMINGS.len());
+        for (k, v) in TIMINGS {
+            r.bulk(k.as_bytes());
+            r.bulk(v.to_string().as_bytes());
+        }
+        return;
+    }
+    let name = text(&argv[2]);
+    let known = TIMINGS.iter().any(|(k, _)| k.eq_ignore_ascii_case(&name));
+    if !known || argv.len() % 2 != 0 {
+        return r.error(&format!(
+            "ERR Unknown option or number of arguments for SENTINEL DEBUG '{name}'"
+        ));
+    }
+    r.error(&format!(
+        "ERR SENTINEL DEBUG cannot change '{name}': the timings are fixed in shardis"
+    ));
 }
 
 /// The flat field/value list of SENTINEL MASTER, REPLICAS and SENTINELS.
