@@ -258,9 +258,23 @@ fn failover_after_sigkill() {
                 .iter()
                 .all(|&p| info_field(p, "master_link_status").as_deref() == Some("up"))
     });
+    // Scripts: every sentinel appends what it runs them with to one file.
+    let calls = dir.join("script-calls.txt");
+    let script = dir.join("record.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", calls.display()),
+    )
+    .expect("writing the script");
+    let _ = Command::new("chmod").arg("+x").arg(&script).status();
+    let conf = monitor_conf(m_port, 2)
+        + &format!(
+            "sentinel notification-script mymaster {0}\nsentinel client-reconfig-script mymaster {0}\n",
+            script.display()
+        );
     let sentinels: Vec<Proc> = s_ports
         .iter()
-        .map(|&p| Proc::sentinel(p, &dir, &monitor_conf(m_port, 2), false))
+        .map(|&p| Proc::sentinel(p, &dir, &conf, false))
         .collect();
     wait_for(
         "sentinels to know the replicas and each other",
@@ -377,6 +391,17 @@ fn failover_after_sigkill() {
             })
         },
     );
+    let from = format!("127.0.0.1 {m_port} 127.0.0.1 {new_port}");
+    wait_for("the scripts to run", Duration::from_secs(10), || {
+        let calls = std::fs::read_to_string(&calls).unwrap_or_default();
+        calls.contains(&format!("+switch-master mymaster {from}"))
+            && calls.contains(&format!(
+                "+odown master mymaster 127.0.0.1 {m_port} #quorum"
+            ))
+            && calls.contains(&format!("mymaster leader start {from}"))
+            && calls.contains(&format!("mymaster leader end {from}"))
+            && calls.contains(&format!("mymaster observer start {from}"))
+    });
     let log = sentinels.iter().map(|s| s.log()).collect::<String>();
     for ev in [
         "+sdown",

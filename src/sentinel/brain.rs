@@ -16,17 +16,43 @@ struct Cx<'a> {
     events: Vec<Ev>,
     dirty: bool,
     simulate_failure: u32,
+    /// Client-reconfig script calls: leader?, state, from, to.
+    reconf: Vec<Reconf>,
 }
 
 pub fn run() {
+    let mut previous = Instant::now();
     loop {
         std::thread::sleep(Duration::from_millis(100));
         let mut st = super::lock();
         if st.shutdown {
             return;
         }
-        tick(&mut st);
+        let now = Instant::now();
+        check_tilt(&mut st, now.saturating_duration_since(previous));
+        previous = now;
+        if st.tilt_since.is_none() {
+            tick(&mut st);
+        }
+        super::scripts::run(&mut st);
         super::conf::flush(&mut st);
+    }
+}
+
+/// TILT mode: when the timer ran late (the process was stopped or starved), what the links
+/// measured cannot be trusted, so for TILT_PERIOD the sentinel only watches: no SDOWN, no
+/// failover, and it answers "not down" to other sentinels.
+fn check_tilt(st: &mut State, since_last_tick: Duration) {
+    if since_last_tick > TILT_TRIGGER {
+        if st.tilt_since.is_none() {
+            st.event(true, "+tilt", "#tilt mode entered".into());
+        }
+        st.tilt_since = Some(Instant::now());
+        return;
+    }
+    if st.tilt_since.is_some_and(|t| t.elapsed() > TILT_PERIOD) {
+        st.tilt_since = None;
+        st.event(true, "-tilt", "#tilt mode exited".into());
     }
 }
 
@@ -40,14 +66,16 @@ fn tick(st: &mut State) {
             events: Vec::new(),
             dirty: false,
             simulate_failure: st.simulate_failure,
+            reconf: Vec::new(),
         };
         let Some(m) = st.masters.get_mut(&name) else {
             continue;
         };
         handle_master(m, &mut cx);
-        let (events, dirty) = (cx.events, cx.dirty);
+        let (events, dirty, reconf) = (cx.events, cx.dirty, cx.reconf);
         emit(st, events);
         st.config_dirty |= dirty;
+        run_reconf(st, &name, reconf);
         let switch = st
             .masters
             .get(&name)
@@ -55,6 +83,14 @@ fn tick(st: &mut State) {
         if switch {
             switch_to_promoted(st, &name);
         }
+    }
+}
+
+type Reconf = (bool, &'static str, (String, u16), (String, u16));
+
+fn run_reconf(st: &mut State, name: &str, calls: Vec<Reconf>) {
+    for (leader, state, from, to) in calls {
+        super::scripts::client_reconfig(st, name, leader, state, (&from.0, from.1), (&to.0, to.1));
     }
 }
 
@@ -76,12 +112,19 @@ fn handle_master(m: &mut Master, cx: &mut Cx) {
     let down_after = Duration::from_millis(m.down_after_ms);
     let mut events = Vec::new();
     let at = m.at();
-    sdown_apply(&mut m.inst, down_after, &mut events, &at);
+    // A master that rebooted and has not answered PONG since, for longer than
+    // master-reboot-down-after-period, is down too.
+    let reboot_period = Duration::from_millis(m.master_reboot_down_after_ms);
+    let rebooting = m.master_reboot_down_after_ms != 0
+        && m.inst
+            .master_reboot_since
+            .is_some_and(|t| t.elapsed() > reboot_period);
+    sdown_apply(&mut m.inst, down_after, &mut events, &at, rebooting);
     for r in m.replicas.values_mut() {
-        sdown_apply(r, down_after, &mut events, &at);
+        sdown_apply(r, down_after, &mut events, &at, false);
     }
     for s in m.sentinels.values_mut() {
-        sdown_apply(s, down_after, &mut events, &at);
+        sdown_apply(s, down_after, &mut events, &at, false);
     }
     cx.events.extend(events);
     check_odown(m, cx);
@@ -94,7 +137,13 @@ fn handle_master(m: &mut Master, cx: &mut Cx) {
 
 /// Sets or clears SDOWN: no valid PING reply for down-after-milliseconds, or a master that has
 /// been reporting itself as a replica for too long.
-fn sdown_apply(i: &mut Inst, down_after: Duration, events: &mut Vec<Ev>, at: &str) {
+fn sdown_apply(
+    i: &mut Inst,
+    down_after: Duration,
+    events: &mut Vec<Ev>,
+    at: &str,
+    rebooting: bool,
+) {
     let now = Instant::now();
     let elapsed = match i.link.act_ping_time {
         Some(t) => now.saturating_duration_since(t),
@@ -104,7 +153,7 @@ fn sdown_apply(i: &mut Inst, down_after: Duration, events: &mut Vec<Ev>, at: &st
     let wrong_role = i.kind == Kind::Master
         && i.role_reported == Role::Slave
         && now.saturating_duration_since(i.role_reported_time) > down_after + INFO_PERIOD * 2;
-    let down = elapsed > down_after || wrong_role;
+    let down = elapsed > down_after || wrong_role || rebooting;
     let who = describe_at(i, at);
     if down && !i.s_down() {
         i.s_down_since = Some(now);
@@ -565,8 +614,10 @@ fn switch_to_promoted(st: &mut State, name: &str) {
     let Some((ip, port)) = promoted_addr(m) else {
         return;
     };
-    let msg = format!("{name} {} {} {ip} {port}", m.inst.ip, m.inst.port);
+    let from = (m.inst.ip.clone(), m.inst.port);
+    let msg = format!("{name} {} {} {ip} {port}", from.0, from.1);
     st.event(true, "+switch-master", msg);
+    super::scripts::client_reconfig(st, name, true, "end", (&from.0, from.1), (&ip, port));
     reset_master(st, name, Some((ip, port)), false);
 }
 
@@ -654,6 +705,7 @@ pub fn reset_master(
 
 /// Applies an INFO reply from a master or replica.
 pub fn refresh_from_info(st: &mut State, id: u64, text: &str) {
+    let tilt = st.tilt_since.is_some();
     let mut new_replicas: Vec<(String, u16)> = Vec::new();
     let myid = st.myid.clone();
     let mut cx = Cx {
@@ -662,16 +714,18 @@ pub fn refresh_from_info(st: &mut State, id: u64, text: &str) {
         events: Vec::new(),
         dirty: false,
         simulate_failure: 0,
+        reconf: Vec::new(),
     };
     let _ = cx.simulate_failure;
     let Some(m) = st.masters.values_mut().find(|m| m.has(id)) else {
         return;
     };
     let name = m.inst.name.clone();
-    apply_info(m, id, text, &mut cx, &mut new_replicas);
-    let (events, dirty) = (cx.events, cx.dirty);
+    apply_info(m, id, text, &mut cx, &mut new_replicas, tilt);
+    let (events, dirty, reconf) = (cx.events, cx.dirty, cx.reconf);
     emit(st, events);
     st.config_dirty |= dirty;
+    run_reconf(st, &name, reconf);
     if !new_replicas.is_empty() {
         add_replicas(st, &name, new_replicas);
     }
@@ -775,10 +829,18 @@ fn no_down_for(i: &Inst, d: Duration) -> bool {
     !i.s_down() && i.last_sdown.is_none_or(|t| t.elapsed() > d)
 }
 
-fn apply_info(m: &mut Master, id: u64, text: &str, cx: &mut Cx, new: &mut Vec<(String, u16)>) {
+fn apply_info(
+    m: &mut Master,
+    id: u64,
+    text: &str,
+    cx: &mut Cx,
+    new: &mut Vec<(String, u16)>,
+    tilt: bool,
+) {
     let f = parse_info(text);
     let at = m.at();
     let master_addr = (m.inst.ip.clone(), m.inst.port);
+    let track_reboot = m.master_reboot_down_after_ms != 0;
     let Some(i) = m.inst_mut(id) else {
         return;
     };
@@ -788,6 +850,9 @@ fn apply_info(m: &mut Master, id: u64, text: &str, cx: &mut Cx, new: &mut Vec<(S
     if let Some(r) = &f.run_id {
         if !i.runid.is_empty() && i.runid != *r {
             cx.events.push((false, "+reboot", describe_at(i, &at)));
+            if i.kind == Kind::Master && track_reboot {
+                i.master_reboot_since = Some(Instant::now());
+            }
         }
         i.runid = r.clone();
     }
@@ -828,7 +893,8 @@ fn apply_info(m: &mut Master, id: u64, text: &str, cx: &mut Cx, new: &mut Vec<(S
         }
         return;
     }
-    if kind != Kind::Replica {
+    // In TILT mode roles are recorded but not acted upon.
+    if kind != Kind::Replica || tilt {
         return;
     }
     replica_role_checks(m, id, cx, master_addr);
@@ -857,6 +923,15 @@ fn replica_role_checks(m: &mut Master, id: u64, cx: &mut Cx, master_addr: (Strin
             set_state(m, FailoverState::ReconfSlaves);
             cx.events
                 .push((true, "+failover-state-reconf-slaves", describe(m, &m.inst)));
+            let from = (m.inst.ip.clone(), m.inst.port);
+            if let Some(to) = promoted.clone() {
+                cx.reconf.push((true, "start", from, to));
+            }
+            // Tell the other sentinels now rather than at the next hello period.
+            m.inst.link.last_pub_time = None;
+            for i in m.replicas.values_mut().chain(m.sentinels.values_mut()) {
+                i.link.last_pub_time = None;
+            }
             return;
         }
         if sane
@@ -984,7 +1059,7 @@ pub fn process_hello(st: &mut State, payload: &str) {
             }
             let msg = format!("{mname} {} {} {mip} {mport}", m.inst.ip, m.inst.port);
             events.push((true, "+switch-master", msg));
-            switch = Some((mip.to_string(), mport));
+            switch = Some(((m.inst.ip.clone(), m.inst.port), (mip.to_string(), mport)));
         }
     }
     let dirty = spawn.is_some() || switch.is_some();
@@ -997,7 +1072,15 @@ pub fn process_hello(st: &mut State, payload: &str) {
     if let Some(id) = spawn {
         super::link::spawn(id, false);
     }
-    if let Some(addr) = switch {
-        reset_master(st, mname, Some(addr), false);
+    if let Some((from, to)) = switch {
+        reset_master(st, mname, Some(to.clone()), false);
+        super::scripts::client_reconfig(
+            st,
+            mname,
+            false,
+            "start",
+            (&from.0, from.1),
+            (&to.0, to.1),
+        );
     }
 }

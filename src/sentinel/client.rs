@@ -50,6 +50,9 @@ fn bad(what: &str) -> io::Error {
 /// A connection to one instance.
 pub struct Conn {
     reader: BufReader<TcpStream>,
+    /// Whether the reply being read has started arriving: a timeout after that leaves the
+    /// stream in the middle of a reply, which is fatal for the connection.
+    started: bool,
 }
 
 impl Conn {
@@ -66,6 +69,7 @@ impl Conn {
                     let _ = s.set_nodelay(true);
                     return Ok(Conn {
                         reader: BufReader::new(s),
+                        started: false,
                     });
                 }
                 Err(e) => last = e,
@@ -113,14 +117,22 @@ impl Conn {
 
     /// Reads one reply.
     pub fn read(&mut self) -> io::Result<Value> {
-        self.read_depth(0)
+        self.started = false;
+        match self.read_depth(0) {
+            Err(e) if is_timeout(&e) && self.started => Err(bad("timed out inside a reply")),
+            r => r,
+        }
     }
 
     fn line(&mut self) -> io::Result<String> {
         let mut line = Vec::new();
         let n = (&mut self.reader)
             .take(BULK_LEN_MAX as u64)
-            .read_until(b'\n', &mut line)?;
+            .read_until(b'\n', &mut line);
+        if !line.is_empty() {
+            self.started = true;
+        }
+        let n = n?;
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,

@@ -185,9 +185,7 @@ fn cmd_link(id: u64) {
                     }
                 }
                 Err(_) => {
-                    if let Some(i) = super::lock().inst_mut(id) {
-                        i.link.connected = false;
-                    }
+                    link_down(id);
                     continue;
                 }
             }
@@ -197,11 +195,24 @@ fn cmd_link(id: u64) {
         };
         if run_plan(c, id, p).is_err() {
             conn = None;
-            let mut st = super::lock();
-            if let Some(i) = st.inst_mut(id) {
-                i.link.connected = false;
-                i.link.pending = 0;
-            }
+            link_down(id);
+        }
+    }
+}
+
+/// Marks the link down and drops the commands waiting for it (as Redis drops a broken link's
+/// pending commands): a SLAVEOF sent minutes later would be stale.
+fn link_down(id: u64) {
+    let mut st = super::lock();
+    let Some(i) = st.inst_mut(id) else {
+        return;
+    };
+    i.link.connected = false;
+    i.link.pending = 0;
+    let jobs = std::mem::take(&mut i.jobs);
+    for job in jobs {
+        if let Some(done) = job.done {
+            done(&mut st, Err("link down".into()));
         }
     }
 }
@@ -245,6 +256,9 @@ fn run_plan(c: &mut Conn, id: u64, p: Plan) -> std::io::Result<()> {
                     if valid {
                         i.link.last_avail_time = now;
                         i.link.act_ping_time = None;
+                        if text == "PONG" {
+                            i.master_reboot_since = None;
+                        }
                     } else if text.starts_with("BUSY") && s_down {
                         // A script keeps the instance busy: try to stop it.
                         i.queue(vec![vec![b"SCRIPT".to_vec(), b"KILL".to_vec()]], None);

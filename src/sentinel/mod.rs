@@ -17,6 +17,7 @@ mod brain;
 mod client;
 mod conf;
 mod link;
+mod scripts;
 mod server;
 mod state;
 

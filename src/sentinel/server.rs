@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 
 /// The most a client may send without completing a command.
 const QUERY_BUF_MAX: usize = 1 << 30;
+/// The most messages waiting for one subscriber before it is disconnected.
+const PUBSUB_QUEUE_MAX: usize = 10_000;
+/// The most clients served at once (`maxclients`' default).
+const CLIENTS_MAX: usize = 10_000;
 
 /// Opens the listening sockets (`bind`, or every IPv4 address).
 pub fn bind() -> std::io::Result<Vec<TcpListener>> {
@@ -55,7 +59,7 @@ struct Client {
     authed: bool,
     channels: Vec<Vec<u8>>,
     patterns: Vec<Vec<u8>>,
-    tx: mpsc::Sender<Vec<u8>>,
+    tx: mpsc::SyncSender<Vec<u8>>,
     close: bool,
 }
 
@@ -68,9 +72,13 @@ impl Client {
 fn serve(mut s: TcpStream) {
     let _ = s.set_nodelay(true);
     let _ = s.set_read_timeout(Some(Duration::from_millis(50)));
-    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(PUBSUB_QUEUE_MAX);
     let id = {
         let mut st = super::lock();
+        if st.clients.len() >= CLIENTS_MAX {
+            let _ = s.write_all(b"-ERR max number of clients reached\r\n");
+            return;
+        }
         let id = st.new_id();
         st.total_connections += 1;
         let info = ClientInfo {
@@ -611,8 +619,12 @@ fn info(argv: &[Vec<u8>], r: &mut Reply) {
     }
     if want("sentinel") {
         let mut s = format!(
-            "# Sentinel\r\nsentinel_masters:{}\r\nsentinel_tilt:0\r\nsentinel_tilt_since_seconds:-1\r\nsentinel_running_scripts:0\r\nsentinel_scripts_queue_length:0\r\nsentinel_simulate_failure_flags:{}\r\n",
+            "# Sentinel\r\nsentinel_masters:{}\r\nsentinel_tilt:{}\r\nsentinel_tilt_since_seconds:{}\r\nsentinel_running_scripts:{}\r\nsentinel_scripts_queue_length:{}\r\nsentinel_simulate_failure_flags:{}\r\n",
             st.masters.len(),
+            st.tilt_since.is_some() as u8,
+            st.tilt_since.map_or(-1, |t| t.elapsed().as_secs() as i64),
+            st.scripts.iter().filter(|s| s.child.is_some()).count(),
+            st.scripts.iter().filter(|s| s.child.is_none()).count(),
             st.simulate_failure
         );
         for (n, (name, m)) in st.masters.iter().enumerate() {
@@ -847,7 +859,7 @@ fn sentinel_cmd(argv: &[Vec<u8>], r: &mut Reply) {
                 r.error("ERR Failed to save config");
             }
         }
-        "pending-scripts" => r.array(0),
+        "pending-scripts" => super::scripts::pending(&st, r),
         "ckquorum" => ckquorum(&st, &name, r),
         "monitor" => monitor(&mut st, argv, r),
         "remove" => match st.masters.remove(&name) {
@@ -925,7 +937,7 @@ fn debug(argv: &[Vec<u8>], r: &mut Reply) {
     }
     let name = text(&argv[2]);
     let known = TIMINGS.iter().any(|(k, _)| k.eq_ignore_ascii_case(&name));
-    if !known || argv.len() % 2 != 0 {
+    if !known || !argv.len().is_multiple_of(2) {
         return r.error(&format!(
             "ERR Unknown option or number of arguments for SENTINEL DEBUG '{name}'"
         ));
@@ -944,7 +956,10 @@ fn write_inst(r: &mut Reply, m: &Master, i: &Inst) {
         ("runid", i.runid.clone()),
         (
             "flags",
-            i.flags(i.kind == Kind::Master && m.failover_in_progress()),
+            i.flags(
+                i.kind == Kind::Master && m.failover_in_progress(),
+                i.kind == Kind::Master && m.force_failover,
+            ),
         ),
         ("link-pending-commands", i.link.pending.to_string()),
         ("link-refcount", "1".into()),
@@ -1136,6 +1151,7 @@ fn is_master_down(st: &mut State, argv: &[Vec<u8>], r: &mut Reply) {
     let State {
         masters,
         current_epoch,
+        tilt_since: tilt,
         ..
     } = st;
     let m = masters
@@ -1146,7 +1162,7 @@ fn is_master_down(st: &mut State, argv: &[Vec<u8>], r: &mut Reply) {
     let mut leader_epoch = 0;
     let mut dirty = false;
     if let Some(m) = m {
-        down = m.inst.s_down();
+        down = m.inst.s_down() && tilt.is_none();
         if runid != "*" {
             let (l, e, d) = brain::vote_leader(
                 m,

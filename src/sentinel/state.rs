@@ -18,6 +18,10 @@ pub const ASK_PERIOD: Duration = Duration::from_millis(1000);
 pub const SLAVE_RECONF_TIMEOUT: Duration = Duration::from_millis(10_000);
 /// The longest a failover waits for its leader election.
 pub const ELECTION_TIMEOUT: Duration = Duration::from_millis(10_000);
+/// A timer tick this late puts the sentinel in TILT mode…
+pub const TILT_TRIGGER: Duration = Duration::from_millis(2000);
+/// …for this long.
+pub const TILT_PERIOD: Duration = Duration::from_millis(30_000);
 pub const DEFAULT_DOWN_AFTER_MS: u64 = 30_000;
 pub const DEFAULT_FAILOVER_TIMEOUT_MS: u64 = 180_000;
 /// The hello channel.
@@ -113,6 +117,8 @@ pub struct Inst {
     pub ask_sent: Option<Instant>,
     /// When this sentinel last sent the replica a SLAVEOF to put it back in line.
     pub slaveof_sent: Option<Instant>,
+    /// When a master was seen rebooted (a new run id) without answering PONG since.
+    pub master_reboot_since: Option<Instant>,
     /// When the instance last entered SDOWN (never cleared, as Redis's `s_down_since_time`).
     pub last_sdown: Option<Instant>,
     /// When a replica's reported master last changed.
@@ -161,6 +167,7 @@ impl Inst {
             last_master_down_reply: None,
             ask_sent: None,
             slaveof_sent: None,
+            master_reboot_since: None,
             last_sdown: None,
             slave_conf_change_time: now,
             jobs: Vec::new(),
@@ -172,7 +179,7 @@ impl Inst {
     }
 
     /// The `flags` field of SENTINEL MASTER and friends.
-    pub fn flags(&self, failover: bool) -> String {
+    pub fn flags(&self, failover: bool, force: bool) -> String {
         let mut f = Vec::new();
         if self.s_down() {
             f.push("s_down");
@@ -205,6 +212,12 @@ impl Inst {
         }
         if self.reconf_done {
             f.push("reconf_done");
+        }
+        if force {
+            f.push("force_failover");
+        }
+        if self.master_reboot_since.is_some() {
+            f.push("master_reboot");
         }
         f.join(",")
     }
@@ -353,7 +366,9 @@ pub struct Subscriber {
     pub channels: Vec<Vec<u8>>,
     pub patterns: Vec<Vec<u8>>,
     pub resp3: bool,
-    pub tx: std::sync::mpsc::Sender<Vec<u8>>,
+    /// Bounded: a subscriber that does not read its messages is disconnected, not buffered
+    /// without end.
+    pub tx: std::sync::mpsc::SyncSender<Vec<u8>>,
 }
 
 /// A connected client, as CLIENT LIST shows it.
@@ -402,6 +417,10 @@ pub struct State {
     pub config_dirty: bool,
     /// Masters whose failover finished (`UpdateConfig`), switched by the timer.
     pub shutdown: bool,
+    /// Since when the sentinel is in TILT mode.
+    pub tilt_since: Option<Instant>,
+    /// Notification and client-reconfig scripts waiting or running.
+    pub scripts: std::collections::VecDeque<super::scripts::Script>,
 }
 
 pub const SIMFAIL_CRASH_AFTER_ELECTION: u32 = 1;
@@ -438,6 +457,8 @@ impl State {
             total_commands: 0,
             config_dirty: false,
             shutdown: false,
+            tilt_since: None,
+            scripts: std::collections::VecDeque::new(),
         }
     }
 
@@ -467,12 +488,23 @@ impl State {
             crate::logging::write(crate::logging::Level::Notice, &format!("{kind} {msg}"));
         }
         self.publish(kind.as_bytes(), msg.as_bytes());
+        // Warnings about an instance run its master's notification script.
+        let script = warning
+            .then(|| super::scripts::master_of(kind, &msg))
+            .flatten()
+            .and_then(|name| self.masters.get(&name))
+            .and_then(|m| m.notification_script.clone());
+        if let Some(path) = script {
+            super::scripts::schedule(self, &path, &[kind.to_string(), msg]);
+        }
     }
 
     /// Delivers a message to the clients subscribed to `channel`.
     pub fn publish(&mut self, channel: &[u8], msg: &[u8]) -> usize {
         let mut n = 0;
-        for sub in self.subscribers.values() {
+        let mut overflow = Vec::new();
+        for (id, sub) in &self.subscribers {
+            let mut frames = Vec::new();
             if sub.channels.iter().any(|c| c == channel) {
                 let mut out = Vec::new();
                 let mut r = shards::resp::Reply::new(&mut out, proto(sub.resp3));
@@ -480,8 +512,7 @@ impl State {
                 r.bulk(b"message");
                 r.bulk(channel);
                 r.bulk(msg);
-                let _ = sub.tx.send(out);
-                n += 1;
+                frames.push(out);
             }
             for p in &sub.patterns {
                 if shards::glob::matches(p, channel, false) {
@@ -492,9 +523,19 @@ impl State {
                     r.bulk(p);
                     r.bulk(channel);
                     r.bulk(msg);
-                    let _ = sub.tx.send(out);
-                    n += 1;
+                    frames.push(out);
                 }
+            }
+            for f in frames {
+                n += 1;
+                if let Err(std::sync::mpsc::TrySendError::Full(_)) = sub.tx.try_send(f) {
+                    overflow.push(*id);
+                }
+            }
+        }
+        for id in overflow {
+            if let Some(c) = self.clients.get_mut(&id) {
+                c.kill = true;
             }
         }
         n
