@@ -1230,6 +1230,15 @@ fn set(st: &mut State, argv: &[Vec<u8>], r: &mut Reply) {
             ("notification-script" | "client-reconfig-script", Some(_)) if deny => {
                 err = Some("ERR Reconfiguration of scripts path is denied for security reasons. Check the deny-scripts-reconfig configuration directive in your Sentinel configuration".into())
             }
+            ("notification-script", Some(v)) if !v.is_empty() && !executable(&v) => {
+                err = Some("ERR Notification script seems non existing or non executable".into())
+            }
+            ("client-reconfig-script", Some(v)) if !v.is_empty() && !executable(&v) => {
+                err = Some(
+                    "ERR Client reconfiguration script seems non existing or non executable"
+                        .into(),
+                )
+            }
             ("notification-script", Some(v)) => {
                 m.notification_script = (!v.is_empty()).then_some(v)
             }
@@ -1270,6 +1279,15 @@ fn set(st: &mut State, argv: &[Vec<u8>], r: &mut Reply) {
         Some(e) => r.error(&e),
         None => r.ok(),
     }
+}
+
+/// Whether `path` names a file this process may execute.
+fn executable(path: &str) -> bool {
+    let Ok(c) = std::ffi::CString::new(path) else {
+        return false;
+    };
+    // SAFETY: access(2) reads the NUL-terminated path and nothing else.
+    unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
 }
 
 fn info_cache(st: &State, argv: &[Vec<u8>], r: &mut Reply) {
