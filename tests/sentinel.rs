@@ -525,6 +525,33 @@ fn interop_with_redis_sentinel() {
         },
     );
 
+    // The Redis sentinel and a shardis one describe the replicas and the third sentinel with the
+    // same fields in the same order.
+    wait_for(
+        "both to see two healthy replicas",
+        Duration::from_secs(30),
+        || s_ports[..2].iter().all(|&s| replicas_settled(s, m_port, 2)),
+    );
+    for (sub, key) in [
+        ("REPLICAS", "127.0.0.1:26422"),
+        ("SENTINELS", ids[2].as_str()),
+    ] {
+        let fields = |port: u16| -> Vec<String> {
+            let list: Vec<Vec<String>> = redis::cmd("SENTINEL")
+                .arg(sub)
+                .arg("mymaster")
+                .query(&mut conn(port))
+                .unwrap_or_default();
+            list.iter()
+                .find(|kv| kv.get(1).map(String::as_str) == Some(key))
+                .map(|kv| kv.chunks(2).map(|p| p[0].clone()).collect())
+                .unwrap_or_default()
+        };
+        let ours = fields(s_ports[1]);
+        assert!(!ours.is_empty(), "SENTINEL {sub} lists {key}");
+        assert_eq!(ours, fields(s_ports[0]), "SENTINEL {sub} fields");
+    }
+
     // The Redis sentinel leads a failover; the shardis sentinels follow it.
     force_failover(s_ports[0]);
     wait_for(
@@ -743,6 +770,34 @@ fn replies_match_redis_sentinel() {
             "reply to {args:?}"
         );
     }
+    // The same in RESP3 (the ids in HELLO's reply differ).
+    let (mut a, mut b) = (raw(ours), raw(theirs));
+    let (x, y) = (a.cmd(&["HELLO", "3"]), b.cmd(&["HELLO", "3"]));
+    assert_eq!(x.len(), y.len(), "HELLO 3 replies of the same shape");
+    for args in [
+        &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "nope"][..],
+        &["SENTINEL", "REPLICAS", "mymaster"],
+        &[
+            "SENTINEL",
+            "IS-MASTER-DOWN-BY-ADDR",
+            "10.0.0.1",
+            "1",
+            "0",
+            "*",
+        ],
+        &["SENTINEL", "CONFIG", "GET", "announce-*"],
+        &["SENTINEL", "DEBUG"],
+        &["SENTINEL", "INFO-CACHE", "mymaster"],
+        &["PING"],
+    ] {
+        let (x, y) = (a.cmd(args), b.cmd(args));
+        assert_eq!(
+            String::from_utf8_lossy(&x),
+            String::from_utf8_lossy(&y),
+            "RESP3 reply to {args:?}"
+        );
+    }
+
     // SENTINEL MASTER: the same fields in the same order.
     let fields = |port: u16| -> Vec<String> {
         let kv: Vec<String> = redis::cmd("SENTINEL")

@@ -425,7 +425,7 @@ fn hello(c: &mut Client, argv: &[Vec<u8>], out: &mut Vec<u8>) {
     }
     c.proto = proto;
     let mut r = Reply::new(out, proto);
-    r.map(7);
+    r.map(6);
     r.bulk(b"server");
     r.bulk(b"redis");
     r.bulk(b"version");
@@ -435,8 +435,6 @@ fn hello(c: &mut Client, argv: &[Vec<u8>], out: &mut Vec<u8>) {
     r.bulk(b"id");
     r.int(c.id as i64);
     r.bulk(b"mode");
-    r.bulk(b"sentinel");
-    r.bulk(b"role");
     r.bulk(b"sentinel");
     r.bulk(b"modules");
     r.array(0);
