@@ -152,7 +152,8 @@ fn sdown_apply(
     };
     let wrong_role = i.kind == Kind::Master
         && i.role_reported == Role::Slave
-        && now.saturating_duration_since(i.role_reported_time) > down_after + INFO_PERIOD * 2;
+        && now.saturating_duration_since(i.role_reported_time)
+            > down_after.saturating_add(INFO_PERIOD * 2);
     let down = elapsed > down_after || wrong_role || rebooting;
     let who = describe_at(i, at);
     if down && !i.s_down() {
@@ -335,7 +336,7 @@ fn start_failover_if_needed(m: &mut Master, cx: &mut Cx) -> bool {
     }
     let now = Instant::now();
     if let Some(t) = m.failover_start_time {
-        let wait = Duration::from_millis(m.failover_timeout_ms * 2);
+        let wait = Duration::from_millis(m.failover_timeout_ms.saturating_mul(2));
         if t > now || now.duration_since(t) < wait {
             return false;
         }
@@ -346,7 +347,7 @@ fn start_failover_if_needed(m: &mut Master, cx: &mut Cx) -> bool {
 
 /// Starts a failover of `m` in a new epoch.
 pub fn start_failover_events(m: &mut Master, epoch_now: &mut u64, events: &mut Vec<Ev>) {
-    *epoch_now += 1;
+    *epoch_now = epoch_now.saturating_add(1);
     m.failover_epoch = *epoch_now;
     m.failover_state = FailoverState::WaitStart;
     m.failover_state_change_time = Instant::now();
@@ -477,9 +478,9 @@ fn slaveof_cmds(m: &Master, to: Option<(&str, u16)>) -> Vec<Vec<Vec<u8>>> {
 /// highest replication offset, smallest run id.
 pub fn select_slave(m: &Master) -> Option<String> {
     let now = Instant::now();
-    let mut max_down = Duration::from_millis(m.down_after_ms * 10);
+    let mut max_down = Duration::from_millis(m.down_after_ms.saturating_mul(10));
     if let Some(t) = m.inst.s_down_since {
-        max_down += now.saturating_duration_since(t);
+        max_down = max_down.saturating_add(now.saturating_duration_since(t));
     }
     let info_validity = if m.inst.s_down() {
         PING_PERIOD * 5
@@ -878,7 +879,7 @@ fn apply_info(
         i.master_host = f.master_host.clone();
         i.master_port = f.master_port.unwrap_or(0);
         i.master_link_up = f.link_up.unwrap_or(false);
-        i.master_link_down_time_ms = f.link_down_secs.unwrap_or(0) * 1000;
+        i.master_link_down_time_ms = f.link_down_secs.unwrap_or(0).saturating_mul(1000);
         i.slave_priority = f.priority.unwrap_or(100);
         i.repl_offset = f.offset.unwrap_or(0);
         i.replica_announced = f.announced.unwrap_or(true);
@@ -999,7 +1000,12 @@ pub fn process_hello(st: &mut State, payload: &str) {
         return;
     };
     let (ip, runid, mname, mip) = (t[0], t[2], t[4], t[5]);
-    if runid == st.myid || runid.len() != 40 {
+    // The id and address go into the config file: only well-formed ones are taken.
+    let well_formed = runid.len() == 40
+        && runid.bytes().all(|b| b.is_ascii_hexdigit())
+        && !ip.is_empty()
+        && ip.bytes().all(|b| b.is_ascii_graphic());
+    if runid == st.myid || !well_formed {
         return;
     }
     if !st.masters.contains_key(mname) {

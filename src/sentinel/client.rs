@@ -151,10 +151,12 @@ impl Conn {
             return Err(bad("reply nested too deep"));
         }
         let line = self.line()?;
-        let (kind, rest) = match line.as_bytes().first() {
-            Some(&k) => (k, &line[1..]),
-            None => return Err(bad("empty line")),
+        let kind = match line.as_bytes().first() {
+            Some(&k) if b"+-:$*".contains(&k) => k,
+            _ => return Err(bad("unknown reply type")),
         };
+        // The type byte is ASCII, so byte 1 starts a character.
+        let rest = &line[1..];
         let len = || rest.parse::<i64>().map_err(|_| bad("bad length"));
         match kind {
             b'+' => Ok(Value::Simple(rest.to_string())),

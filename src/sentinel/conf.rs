@@ -69,7 +69,7 @@ pub fn load_from_args(args: &[String]) -> Result<(), String> {
 }
 
 fn quote_arg(a: &str) -> String {
-    if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'') {
+    if a.is_empty() || a.contains(|c: char| !c.is_ascii_graphic() || c == '"' || c == '\'') {
         quote(a)
     } else {
         a.to_string()
@@ -227,7 +227,7 @@ fn sentinel_directive(st: &mut State, a: &[&str]) -> Result<(), String> {
                 .insert(a[2].to_ascii_lowercase(), a[3].to_string());
         }
         ("myid", 2) => {
-            if a[1].len() != 40 {
+            if a[1].len() != 40 || !a[1].bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err("Malformed Sentinel id in myid option.".into());
             }
             st.myid = a[1].to_string();

@@ -1102,7 +1102,8 @@ fn monitor(st: &mut State, argv: &[Vec<u8>], r: &mut Reply) {
         return r.error("ERR Duplicate master name.");
     }
     let id = st.new_id();
-    let m = Master::new(id, name.clone(), ip, port, quorum as u32);
+    let quorum = u32::try_from(quorum).unwrap_or(u32::MAX);
+    let m = Master::new(id, name.clone(), ip, port, quorum);
     let msg = format!("{} quorum {}", describe(&m, &m.inst), quorum);
     st.masters.insert(name.clone(), m);
     st.event(true, "+monitor", msg);
@@ -1211,12 +1212,12 @@ fn set(st: &mut State, argv: &[Vec<u8>], r: &mut Reply) {
                 Some(n) => m.failover_timeout_ms = n as u64,
                 None => err = Some(invalid(&v)),
             },
-            ("parallel-syncs", Some(v)) => match positive(&v) {
-                Some(n) => m.parallel_syncs = n as u32,
+            ("parallel-syncs", Some(v)) => match positive(&v).and_then(|n| u32::try_from(n).ok()) {
+                Some(n) => m.parallel_syncs = n,
                 None => err = Some(invalid(&v)),
             },
-            ("quorum", Some(v)) => match positive(&v) {
-                Some(n) => m.quorum = n as u32,
+            ("quorum", Some(v)) => match positive(&v).and_then(|n| u32::try_from(n).ok()) {
+                Some(n) => m.quorum = n,
                 None => err = Some(invalid(&v)),
             },
             ("master-reboot-down-after-period", Some(v)) => {
