@@ -740,6 +740,7 @@ fn replies_match_redis_sentinel() {
             "*",
         ],
         &["SENTINEL", "RESET", "nope"],
+        &["SENTINEL", "RESET", "*"],
         &["SENTINEL", "PENDING-SCRIPTS"],
         &["SENTINEL", "SIMULATE-FAILURE", "HELP"],
         &["SENTINEL", "SIMULATE-FAILURE", "foo"],
@@ -773,7 +774,14 @@ fn replies_match_redis_sentinel() {
     // The same in RESP3 (the ids in HELLO's reply differ).
     let (mut a, mut b) = (raw(ours), raw(theirs));
     let (x, y) = (a.cmd(&["HELLO", "3"]), b.cmd(&["HELLO", "3"]));
-    assert_eq!(x.len(), y.len(), "HELLO 3 replies of the same shape");
+    let without_id = |r: Vec<u8>| -> String {
+        let t = String::from_utf8_lossy(&r).into_owned();
+        match t.split_once("$2\r\nid\r\n:") {
+            Some((head, tail)) => format!("{head}{}", tail.split_once("\r\n").map_or("", |p| p.1)),
+            None => t,
+        }
+    };
+    assert_eq!(without_id(x), without_id(y), "HELLO 3");
     for args in [
         &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "nope"][..],
         &["SENTINEL", "REPLICAS", "mymaster"],
@@ -886,6 +894,21 @@ fn replies_match_redis_sentinel() {
         master_field(ours, "mymaster", "quorum").as_deref(),
         Some("1")
     );
+
+    // A Redis sentinel loads the file shardis wrote.
+    let copy = dir.join("copy");
+    std::fs::create_dir_all(&copy).expect("mkdir");
+    std::fs::copy(&path, copy.join("sentinel.conf")).expect("copying the config");
+    let mut c = Command::new("redis-server");
+    c.arg(copy.join("sentinel.conf"))
+        .args(["--sentinel", "--port", "26463", "--dir"])
+        .arg(&copy);
+    let _real = Proc::spawn(c, 26463, &copy, "redis-sentinel-copy");
+    assert_eq!(myid(26463), id);
+    assert_eq!(
+        master_field(26463, "mymaster", "down-after-milliseconds").as_deref(),
+        Some("5000")
+    );
 }
 
 /// `requirepass` on the sentinel: the same answers as a Redis sentinel before and after AUTH.
@@ -912,4 +935,55 @@ fn sentinel_requirepass() {
             "reply to {args:?}"
         );
     }
+}
+
+/// Garbage from clients and from a monitored "instance" neither stops the sentinel nor
+/// confuses it: it keeps answering and sees the instance as down.
+#[test]
+fn garbage_does_not_stop_the_sentinel() {
+    use rand::{Rng, SeedableRng};
+    use std::io::Write;
+    let dir = fresh_dir("sentinel-garbage");
+    let (s_port, fake_port) = (26481, 26489);
+    // A fake instance answering everything with junk (bad lengths, invalid UTF-8, half replies).
+    let listener = std::net::TcpListener::bind(("127.0.0.1", fake_port)).expect("bind");
+    std::thread::spawn(move || {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let junk: Vec<u8> = match rng.gen_range(0..4) {
+                0 => (0..rng.gen_range(1..300)).map(|_| rng.gen()).collect(),
+                1 => b"$99999999999\r\n".to_vec(),
+                2 => {
+                    b"*3\r\n$7\r\nmessage\r\n$18\r\n__sentinel__:hello\r\n$3\r\n\xff,1\r\n".to_vec()
+                }
+                _ => b"\xef\xbf\xbd\r\n+PONG".to_vec(),
+            };
+            let _ = s.write_all(&junk);
+        }
+    });
+    let conf = format!(
+        "sentinel monitor mymaster 127.0.0.1 {fake_port} 1\nsentinel down-after-milliseconds mymaster 1000\n"
+    );
+    let _s = Proc::sentinel(s_port, &dir, &conf, false);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    for i in 0..300 {
+        let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", s_port)) else {
+            panic!("the sentinel stopped accepting connections after {i} garbage clients");
+        };
+        let junk: Vec<u8> = match i % 3 {
+            0 => (0..rng.gen_range(1..400)).map(|_| rng.gen()).collect(),
+            1 => b"*2\r\n$8\r\nsentinel\r\n$-7\r\n".to_vec(),
+            _ => {
+                b"*3\r\n$7\r\nPUBLISH\r\n$18\r\n__sentinel__:hello\r\n$4\r\n\xff\xfe,,\r\n".to_vec()
+            }
+        };
+        let _ = c.write_all(&junk);
+    }
+    wait_for(
+        "the fake instance to be seen as down",
+        Duration::from_secs(20),
+        || master_field(s_port, "mymaster", "flags").is_some_and(|f| f.starts_with("s_down")),
+    );
+    assert_eq!(raw(s_port).cmd(&["PING"]), b"+PONG\r\n");
 }
