@@ -237,6 +237,41 @@ fn subscribe(sentinel: u16, channel: &str) -> std::sync::mpsc::Receiver<String> 
     rx
 }
 
+/// Pattern-subscribes on a sentinel: (channel, message) pairs as they come.
+fn psubscribe(sentinel: u16, pattern: &str) -> std::sync::mpsc::Receiver<(String, String)> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut c = conn(sentinel);
+    let pattern = pattern.to_string();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut ps = c.as_pubsub();
+        if ps.psubscribe(&pattern).is_err() {
+            return;
+        }
+        let _ = ready_tx.send(());
+        let _ = ps.set_read_timeout(Some(Duration::from_millis(500)));
+        loop {
+            match ps.get_message() {
+                Ok(m) => {
+                    let ev = (
+                        m.get_channel_name().to_string(),
+                        m.get_payload::<String>().unwrap_or_default(),
+                    );
+                    if tx.send(ev).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.is_timeout() => continue,
+                Err(_) => return,
+            }
+        }
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("psubscribed");
+    rx
+}
+
 /// Three shardis sentinels fail a SIGKILLed shardis master over to one of its two replicas: the
 /// acknowledged writes survive, the other replica follows, the old master comes back as a
 /// replica, subscribers hear +switch-master and the config files hold the new master.
@@ -287,6 +322,7 @@ fn failover_after_sigkill() {
         },
     );
     let switches = subscribe(s_ports[0], "+switch-master");
+    let events = psubscribe(s_ports[1], "*");
 
     let mut c = conn(m_port);
     for i in 0..200 {
@@ -345,6 +381,28 @@ fn failover_after_sigkill() {
     let msg = switches
         .recv_timeout(Duration::from_secs(10))
         .expect("+switch-master published");
+    // Another sentinel's events, as PSUBSCRIBE * hears them.
+    let mut heard: Vec<(String, String)> = Vec::new();
+    let end = Instant::now() + Duration::from_secs(20);
+    while !heard.iter().any(|(c, _)| c == "+switch-master") && Instant::now() < end {
+        if let Ok(ev) = events.recv_timeout(Duration::from_millis(100)) {
+            heard.push(ev);
+        }
+    }
+    let payload = |ch: &str| heard.iter().find(|(c, _)| c == ch).map(|(_, p)| p.clone());
+    let old = format!("master mymaster 127.0.0.1 {m_port}");
+    assert_eq!(payload("+sdown"), Some(old.clone()), "{heard:?}");
+    assert!(
+        payload("+odown").is_some_and(|p| p.starts_with(&format!("{old} #quorum "))),
+        "{heard:?}"
+    );
+    assert!(payload("+new-epoch").is_some(), "{heard:?}");
+    assert!(payload("+vote-for-leader").is_some(), "{heard:?}");
+    assert_eq!(
+        payload("+switch-master"),
+        Some(format!("mymaster 127.0.0.1 {m_port} 127.0.0.1 {new_port}")),
+        "{heard:?}"
+    );
     assert_eq!(
         msg,
         format!("mymaster 127.0.0.1 {m_port} 127.0.0.1 {new_port}")
@@ -986,4 +1044,26 @@ fn garbage_does_not_stop_the_sentinel() {
         || master_field(s_port, "mymaster", "flags").is_some_and(|f| f.starts_with("s_down")),
     );
     assert_eq!(raw(s_port).cmd(&["PING"]), b"+PONG\r\n");
+}
+
+/// `shardis --sentinel` without a config file: monitors what SENTINEL MONITOR tells it to.
+#[test]
+fn sentinel_without_config_file() {
+    let dir = fresh_dir("sentinel-noconf");
+    let port = 26491;
+    let mut c = Command::new(SHARDIS);
+    c.args(["--sentinel", "--port", &port.to_string()]);
+    let _s = Proc::spawn(c, port, &dir, "sentinel-noconf");
+    let ok: String = redis::cmd("SENTINEL")
+        .arg("MONITOR")
+        .arg("m")
+        .arg("127.0.0.1")
+        .arg(26499)
+        .arg(1)
+        .query(&mut conn(port))
+        .expect("SENTINEL MONITOR");
+    assert_eq!(ok, "OK");
+    assert_eq!(master_port(port, "m"), Some(26499));
+    let role: (String, Vec<String>) = redis::cmd("ROLE").query(&mut conn(port)).expect("ROLE");
+    assert_eq!(role, ("sentinel".to_string(), vec!["m".to_string()]));
 }
