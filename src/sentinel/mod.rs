@@ -15,6 +15,7 @@
 
 mod brain;
 mod client;
+mod commands;
 mod conf;
 mod link;
 mod scripts;
