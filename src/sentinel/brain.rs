@@ -984,109 +984,127 @@ fn replica_role_checks(m: &mut Master, id: u64, cx: &mut Cx, master_addr: (Strin
     }
 }
 
-/// Applies a hello message (`ip,port,runid,epoch,master,master_ip,master_port,config_epoch`)
-/// heard on an instance's hello channel or PUBLISHed to this sentinel.
-pub fn process_hello(st: &mut State, payload: &str) {
+/// A parsed hello message.
+struct Hello<'a> {
+    ip: &'a str,
+    port: u16,
+    runid: &'a str,
+    epoch: u64,
+    master: &'a str,
+    master_ip: &'a str,
+    master_port: u16,
+    config_epoch: u64,
+}
+
+/// Parses `ip,port,runid,epoch,master,master_ip,master_port,config_epoch`. The id and address
+/// go into the config file: only well-formed ones are taken.
+fn parse_hello(payload: &str) -> Option<Hello<'_>> {
     let t: Vec<&str> = payload.split(',').collect();
-    if t.len() != 8 {
-        return;
-    }
-    let (Ok(port), Ok(epoch), Ok(mport), Ok(mepoch)) = (
-        t[1].parse::<u16>(),
-        t[3].parse::<u64>(),
-        t[6].parse::<u16>(),
-        t[7].parse::<u64>(),
-    ) else {
-        return;
+    let [ip, port, runid, epoch, master, master_ip, master_port, config_epoch] = t[..] else {
+        return None;
     };
-    let (ip, runid, mname, mip) = (t[0], t[2], t[4], t[5]);
-    // The id and address go into the config file: only well-formed ones are taken.
     let well_formed = runid.len() == 40
         && runid.bytes().all(|b| b.is_ascii_hexdigit())
         && !ip.is_empty()
         && ip.bytes().all(|b| b.is_ascii_graphic());
-    if runid == st.myid || !well_formed {
+    well_formed.then_some(())?;
+    Some(Hello {
+        ip,
+        port: port.parse().ok()?,
+        runid,
+        epoch: epoch.parse().ok()?,
+        master,
+        master_ip,
+        master_port: master_port.parse().ok()?,
+        config_epoch: config_epoch.parse().ok()?,
+    })
+}
+
+/// Applies a hello message heard on an instance's hello channel or PUBLISHed to this sentinel:
+/// a new epoch, a new (or moved) sentinel, a newer configuration of the master.
+pub fn process_hello(st: &mut State, payload: &str) {
+    let Some(h) = parse_hello(payload) else {
         return;
-    }
-    if !st.masters.contains_key(mname) {
+    };
+    if h.runid == st.myid || !st.masters.contains_key(h.master) {
         return;
     }
     let new_id = st.new_id();
-    let mut spawn = None;
     let mut events: Vec<Ev> = Vec::new();
-    if epoch > st.current_epoch {
-        st.current_epoch = epoch;
+    if h.epoch > st.current_epoch {
+        st.current_epoch = h.epoch;
         st.config_dirty = true;
-        events.push((true, "+new-epoch", epoch.to_string()));
+        events.push((true, "+new-epoch", h.epoch.to_string()));
     }
-    let Some(m) = st.masters.get_mut(mname) else {
+    let Some(m) = st.masters.get_mut(h.master) else {
         return;
     };
-    let known = m
-        .sentinels
-        .get(runid)
-        .is_some_and(|s| s.ip == ip && s.port == port);
-    if !known {
-        // A sentinel that changed address, or another one taking over an address.
-        let before = m.sentinels.len();
-        m.sentinels
-            .retain(|k, s| k != runid && !(s.ip == ip && s.port == port));
-        if m.sentinels.len() != before {
-            events.push((
-                false,
-                "-dup-sentinel",
-                format!(
-                    "{} #duplicate of {ip}:{port} or {runid}",
-                    describe(m, &m.inst)
-                ),
-            ));
-        }
-        let mut s = Inst::new(
-            new_id,
-            Kind::Sentinel,
-            runid.to_string(),
-            ip.to_string(),
-            port,
-        );
-        s.runid = runid.to_string();
-        events.push((false, "+sentinel", describe(m, &s)));
-        m.sentinels.insert(runid.to_string(), s);
-        spawn = Some(new_id);
-    }
-    if let Some(s) = m.sentinels.get_mut(runid) {
-        s.last_hello_time = Instant::now();
-    }
+    let spawned = learn_sentinel(m, &h, new_id, &mut events);
     let mut switch = None;
-    if m.config_epoch < mepoch {
-        m.config_epoch = mepoch;
-        if (m.inst.ip.as_str(), m.inst.port) != (mip, mport) {
-            if let Some(s) = m.sentinels.get(runid) {
+    if m.config_epoch < h.config_epoch {
+        m.config_epoch = h.config_epoch;
+        st.config_dirty = true;
+        let from = (m.inst.ip.clone(), m.inst.port);
+        if (from.0.as_str(), from.1) != (h.master_ip, h.master_port) {
+            if let Some(s) = m.sentinels.get(h.runid) {
                 events.push((true, "+config-update-from", describe(m, s)));
             }
-            let msg = format!("{mname} {} {} {mip} {mport}", m.inst.ip, m.inst.port);
+            let to = (h.master_ip.to_string(), h.master_port);
+            let msg = format!("{} {} {} {} {}", h.master, from.0, from.1, to.0, to.1);
             events.push((true, "+switch-master", msg));
-            switch = Some(((m.inst.ip.clone(), m.inst.port), (mip.to_string(), mport)));
+            switch = Some((from, to));
         }
     }
-    let dirty = spawn.is_some() || switch.is_some();
     for (w, k, msg) in events {
         st.event(w, k, msg);
     }
-    if dirty {
+    if spawned {
         st.config_dirty = true;
-    }
-    if let Some(id) = spawn {
-        super::link::spawn(id, false);
+        super::link::spawn(new_id, false);
     }
     if let Some((from, to)) = switch {
-        reset_master(st, mname, Some(to.clone()), false);
-        super::scripts::client_reconfig(
-            st,
-            mname,
-            false,
-            "start",
-            (&from.0, from.1),
-            (&to.0, to.1),
-        );
+        reset_master(st, h.master, Some(to.clone()), false);
+        let (from, to) = ((from.0.as_str(), from.1), (to.0.as_str(), to.1));
+        super::scripts::client_reconfig(st, h.master, false, "start", from, to);
     }
+}
+
+/// Records the hello's sender as one of `m`'s sentinels (replacing a record with its id or its
+/// address); true when a new record (with link id `new_id`) needs its link.
+fn learn_sentinel(m: &mut Master, h: &Hello, new_id: u64, events: &mut Vec<Ev>) -> bool {
+    let known = m
+        .sentinels
+        .get(h.runid)
+        .is_some_and(|s| s.ip == h.ip && s.port == h.port);
+    if known {
+        if let Some(s) = m.sentinels.get_mut(h.runid) {
+            s.last_hello_time = Instant::now();
+        }
+        return false;
+    }
+    // A sentinel that changed address, or another one taking over an address.
+    let before = m.sentinels.len();
+    m.sentinels
+        .retain(|k, s| k != h.runid && !(s.ip == h.ip && s.port == h.port));
+    if m.sentinels.len() != before {
+        let msg = format!(
+            "{} #duplicate of {}:{} or {}",
+            describe(m, &m.inst),
+            h.ip,
+            h.port,
+            h.runid
+        );
+        events.push((false, "-dup-sentinel", msg));
+    }
+    let mut s = Inst::new(
+        new_id,
+        Kind::Sentinel,
+        h.runid.to_string(),
+        h.ip.to_string(),
+        h.port,
+    );
+    s.runid = h.runid.to_string();
+    events.push((false, "+sentinel", describe(m, &s)));
+    m.sentinels.insert(h.runid.to_string(), s);
+    true
 }

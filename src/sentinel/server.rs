@@ -3,6 +3,7 @@
 //! RESET) with Redis 7.0's replies and error texts.
 
 use super::brain;
+use super::client;
 use super::state::*;
 use shards::resp::{parse_command, ParseLimits, Parsed, Proto, Reply};
 use std::io::{Read, Write};
@@ -69,37 +70,43 @@ impl Client {
     }
 }
 
+/// Registers a new client (CLIENT LIST sees it); None when there are too many.
+fn register(s: &TcpStream) -> Option<u64> {
+    let mut st = super::lock();
+    if st.clients.len() >= CLIENTS_MAX {
+        return None;
+    }
+    let id = st.new_id();
+    st.total_connections += 1;
+    let info = ClientInfo {
+        addr: s.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
+        laddr: s.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        name: String::new(),
+        created: Instant::now(),
+        last_cmd: "NULL".into(),
+        last_interaction: Instant::now(),
+        subs: 0,
+        psubs: 0,
+        kill: false,
+    };
+    st.clients.insert(id, info);
+    Some(id)
+}
+
+/// Serves one client: reads with a short timeout so that event messages for it go out while
+/// it is quiet, runs every whole command it sent, and unregisters it at the end.
 fn serve(mut s: TcpStream) {
     let _ = s.set_nodelay(true);
     let _ = s.set_read_timeout(Some(Duration::from_millis(50)));
-    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(PUBSUB_QUEUE_MAX);
-    let id = {
-        let mut st = super::lock();
-        if st.clients.len() >= CLIENTS_MAX {
-            let _ = s.write_all(b"-ERR max number of clients reached\r\n");
-            return;
-        }
-        let id = st.new_id();
-        st.total_connections += 1;
-        let info = ClientInfo {
-            addr: s.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
-            laddr: s.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-            name: String::new(),
-            created: Instant::now(),
-            last_cmd: "NULL".into(),
-            last_interaction: Instant::now(),
-            subs: 0,
-            psubs: 0,
-            kill: false,
-        };
-        st.clients.insert(id, info);
-        id
+    let Some(id) = register(&s) else {
+        let _ = s.write_all(b"-ERR max number of clients reached\r\n");
+        return;
     };
-    let authed = super::lock().requirepass.is_none();
+    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(PUBSUB_QUEUE_MAX);
     let mut c = Client {
         id,
         proto: Proto::Resp2,
-        authed,
+        authed: super::lock().requirepass.is_none(),
         channels: Vec::new(),
         patterns: Vec::new(),
         tx,
@@ -107,9 +114,7 @@ fn serve(mut s: TcpStream) {
     };
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; 16 * 1024];
-    let mut args = Vec::new();
-    let mut scratch = Vec::new();
-    'conn: loop {
+    loop {
         let mut out = Vec::new();
         while let Ok(msg) = rx.try_recv() {
             out.extend_from_slice(&msg);
@@ -123,59 +128,62 @@ fn serve(mut s: TcpStream) {
         let n = match s.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue
-            }
+            Err(e) if client::is_timeout(&e) => continue,
             Err(_) => break,
         };
         buf.extend_from_slice(&chunk[..n]);
-        let mut pos = 0;
         let mut out = Vec::new();
-        loop {
-            scratch.clear();
-            match parse_command(&buf[pos..], &mut args, &mut scratch, ParseLimits::default()) {
-                Ok(Parsed::Incomplete) => break,
-                Ok(Parsed::Empty { consumed }) => pos += consumed,
-                Ok(Parsed::Command { consumed }) => {
-                    let argv: Vec<Vec<u8>> = args
-                        .iter()
-                        .map(|r| buf[pos..][r.clone()].to_vec())
-                        .collect();
-                    pos += consumed;
-                    execute(&mut c, &argv, &mut out);
-                }
-                Ok(Parsed::Inline { consumed }) => {
-                    let argv: Vec<Vec<u8>> =
-                        args.iter().map(|r| scratch[r.clone()].to_vec()).collect();
-                    pos += consumed;
-                    execute(&mut c, &argv, &mut out);
-                }
-                Err(e) => {
-                    Reply::new(&mut out, c.proto).error(&e.reply_text());
-                    let _ = s.write_all(&out);
-                    break 'conn;
-                }
-            }
-            if c.close {
-                break;
-            }
-        }
-        buf.drain(..pos);
+        let ok = run_commands(&mut c, &mut buf, &mut out);
         if !out.is_empty() && s.write_all(&out).is_err() {
             break;
         }
-        if c.close || buf.len() > QUERY_BUF_MAX {
+        if !ok || c.close || buf.len() > QUERY_BUF_MAX {
             break;
         }
     }
     let mut st = super::lock();
     st.clients.remove(&id);
     st.subscribers.remove(&id);
+}
+
+/// Runs every whole command at the front of `buf` (removing them), replies into `out`. False
+/// after a protocol error (its reply is in `out`; the connection must close).
+fn run_commands(c: &mut Client, buf: &mut Vec<u8>, out: &mut Vec<u8>) -> bool {
+    let mut args = Vec::new();
+    let mut scratch = Vec::new();
+    let mut pos = 0;
+    let mut ok = true;
+    while !c.close {
+        scratch.clear();
+        let argv: Vec<Vec<u8>> =
+            match parse_command(&buf[pos..], &mut args, &mut scratch, ParseLimits::default()) {
+                Ok(Parsed::Incomplete) => break,
+                Ok(Parsed::Empty { consumed }) => {
+                    pos += consumed;
+                    continue;
+                }
+                Ok(Parsed::Command { consumed }) => {
+                    let argv = args
+                        .iter()
+                        .map(|r| buf[pos..][r.clone()].to_vec())
+                        .collect();
+                    pos += consumed;
+                    argv
+                }
+                Ok(Parsed::Inline { consumed }) => {
+                    pos += consumed;
+                    args.iter().map(|r| scratch[r.clone()].to_vec()).collect()
+                }
+                Err(e) => {
+                    Reply::new(out, c.proto).error(&e.reply_text());
+                    ok = false;
+                    break;
+                }
+            };
+        execute(c, &argv, out);
+    }
+    buf.drain(..pos);
+    ok
 }
 
 fn lower(a: &[u8]) -> String {
