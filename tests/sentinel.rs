@@ -1046,14 +1046,15 @@ fn garbage_does_not_stop_the_sentinel() {
     assert_eq!(raw(s_port).cmd(&["PING"]), b"+PONG\r\n");
 }
 
-/// `shardis --sentinel` without a config file: monitors what SENTINEL MONITOR tells it to.
+/// `shardis --sentinel` without a config file: monitors what SENTINEL MONITOR tells it to;
+/// after being stopped for a few seconds it enters TILT mode.
 #[test]
 fn sentinel_without_config_file() {
     let dir = fresh_dir("sentinel-noconf");
     let port = 26491;
     let mut c = Command::new(SHARDIS);
     c.args(["--sentinel", "--port", &port.to_string()]);
-    let _s = Proc::spawn(c, port, &dir, "sentinel-noconf");
+    let s = Proc::spawn(c, port, &dir, "sentinel-noconf");
     let ok: String = redis::cmd("SENTINEL")
         .arg("MONITOR")
         .arg("m")
@@ -1066,4 +1067,22 @@ fn sentinel_without_config_file() {
     assert_eq!(master_port(port, "m"), Some(26499));
     let role: (String, Vec<String>) = redis::cmd("ROLE").query(&mut conn(port)).expect("ROLE");
     assert_eq!(role, ("sentinel".to_string(), vec!["m".to_string()]));
+
+    // Stopped for longer than the TILT trigger (2 s), it distrusts its clocks for a while.
+    let tilts = subscribe(port, "+tilt");
+    let pid = s.child.id() as libc::pid_t;
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    std::thread::sleep(Duration::from_millis(2500));
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let msg = tilts
+        .recv_timeout(Duration::from_secs(10))
+        .expect("+tilt published");
+    assert_eq!(msg, "#tilt mode entered");
+    let info: String = redis::cmd("INFO")
+        .arg("sentinel")
+        .query(&mut conn(port))
+        .expect("INFO");
+    assert!(info.contains("sentinel_tilt:1\r\n"), "{info}");
 }
