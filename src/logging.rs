@@ -19,6 +19,13 @@ pub enum Level {
 
 static LEVEL: AtomicU8 = AtomicU8::new(Level::Notice as u8);
 static SYSLOG: AtomicBool = AtomicBool::new(false);
+/// The role letter after the pid (`M` master, `X` sentinel), as Redis writes it.
+static ROLE: AtomicU8 = AtomicU8::new(b'M');
+
+/// Sets the role letter of every later line.
+pub fn set_role(letter: u8) {
+    ROLE.store(letter, Ordering::Relaxed);
+}
 static FILE: Mutex<Option<std::fs::File>> = Mutex::new(None);
 
 fn level_of(name: &str) -> u8 {
@@ -125,7 +132,12 @@ pub fn write(level: Level, msg: &str) {
         Level::Notice => '*',
         Level::Warning => '#',
     };
-    let line = format!("{}:M {} {mark} {msg}\n", std::process::id(), timestamp());
+    let role = ROLE.load(Ordering::Relaxed) as char;
+    let line = format!(
+        "{}:{role} {} {mark} {msg}\n",
+        std::process::id(),
+        timestamp()
+    );
     let wrote = FILE
         .lock()
         .ok()

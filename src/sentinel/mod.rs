@@ -77,6 +77,7 @@ pub fn random_ms(n: u64) -> u64 {
 
 /// Runs the sentinel until SHUTDOWN (or a fatal error at start-up). Returns the exit code.
 pub fn run() -> i32 {
+    crate::logging::set_role(b'X');
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Err(e) = conf::load_from_args(&args) {
         warn!("*** FATAL CONFIG ERROR *** {e}");

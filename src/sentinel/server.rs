@@ -19,27 +19,51 @@ const PUBSUB_QUEUE_MAX: usize = 10_000;
 const CLIENTS_MAX: usize = 10_000;
 
 /// Opens the listening sockets (`bind`, or every IPv4 address).
+/// Opens the listening sockets: `bind`'s addresses (one starting with `-` is optional, as in
+/// Redis), by default every IPv4 address and, if the machine has IPv6, every IPv6 address.
 pub fn bind() -> std::io::Result<Vec<TcpListener>> {
     let (port, binds) = {
         let st = super::lock();
         (st.port, st.bind.clone())
     };
     let binds = if binds.is_empty() {
-        vec!["0.0.0.0".to_string()]
+        vec!["*".to_string(), "-::*".to_string()]
     } else {
         binds
     };
     let mut out = Vec::new();
     for b in binds {
-        let b = b.trim_start_matches('-');
-        let addr = if b.contains(':') {
-            format!("[{b}]:{port}")
-        } else {
-            format!("{b}:{port}")
+        let optional = b.starts_with('-');
+        let host = b.trim_start_matches('-');
+        let host = match host {
+            "*" => "0.0.0.0",
+            "::*" => "::",
+            h => h,
         };
-        out.push(TcpListener::bind(addr)?);
+        match listen(host, port) {
+            Ok(l) => out.push(l),
+            Err(_) if optional => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(out)
+}
+
+/// A listener on `host:port`; an IPv6 one takes IPv6 only (IPv4 has its own).
+fn listen(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    let ip: std::net::IpAddr = host
+        .parse()
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "bad bind address"))?;
+    let addr = std::net::SocketAddr::new(ip, port);
+    let domain = socket2::Domain::for_address(addr);
+    let sock = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
+    if ip.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.set_reuse_address(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(511)?;
+    Ok(sock.into())
 }
 
 pub fn accept_loop(l: TcpListener) {
