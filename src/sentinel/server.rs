@@ -152,7 +152,10 @@ fn serve(mut s: TcpStream) {
         let n = match s.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) if client::is_timeout(&e) => continue,
+            // A stop and continue (SIGSTOP, SIGCONT) interrupts the read: not an error.
+            Err(e) if client::is_timeout(&e) || e.kind() == std::io::ErrorKind::Interrupted => {
+                continue
+            }
             Err(_) => break,
         };
         buf.extend_from_slice(&chunk[..n]);
