@@ -1087,3 +1087,92 @@ fn sentinel_without_config_file() {
         .expect("INFO");
     assert!(info.contains("sentinel_tilt:1\r\n"), "{info}");
 }
+
+/// A replica that follows the wrong master is put back (+fix-slave-config), with the INFO
+/// period shortened through SENTINEL DEBUG.
+#[test]
+fn replica_of_the_wrong_master_is_fixed() {
+    let dir = fresh_dir("sentinel-fix");
+    let (m_port, r1, r2, s_port) = (26501, 26502, 26503, 26511);
+    let m = m_port.to_string();
+    let _m = Proc::shardis(m_port, &dir.join("m"), &[]);
+    let _r1 = Proc::shardis(r1, &dir.join("r1"), &["--replicaof", "127.0.0.1", &m]);
+    let _r2 = Proc::shardis(r2, &dir.join("r2"), &["--replicaof", "127.0.0.1", &m]);
+    wait_for("both replicas online", Duration::from_secs(30), || {
+        info_field(m_port, "connected_slaves").as_deref() == Some("2")
+    });
+    let _s = Proc::sentinel(s_port, &dir, &monitor_conf(m_port, 1), false);
+    let ok: String = redis::cmd("SENTINEL")
+        .arg("DEBUG")
+        .arg("INFO-PERIOD")
+        .arg(500)
+        .query(&mut conn(s_port))
+        .expect("SENTINEL DEBUG");
+    assert_eq!(ok, "OK");
+    wait_for(
+        "the sentinel to know both replicas",
+        Duration::from_secs(30),
+        || replicas_settled(s_port, m_port, 2),
+    );
+    let fixes = subscribe(s_port, "+fix-slave-config");
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(r1)
+        .query(&mut conn(r2))
+        .expect("REPLICAOF");
+    let msg = fixes
+        .recv_timeout(Duration::from_secs(30))
+        .expect("+fix-slave-config published");
+    assert_eq!(
+        msg,
+        format!("slave 127.0.0.1:{r2} 127.0.0.1 {r2} @ mymaster 127.0.0.1 {m_port}")
+    );
+    wait_for(
+        "the replica to follow the master again",
+        Duration::from_secs(30),
+        || {
+            info_field(r2, "master_port") == Some(m.clone())
+                && info_field(r2, "master_link_status").as_deref() == Some("up")
+        },
+    );
+}
+
+/// The promoted replica is the one with the lowest non-zero priority (redis-server replicas,
+/// `replica-priority`).
+#[test]
+fn failover_respects_replica_priority() {
+    let dir = fresh_dir("sentinel-priority");
+    let (m_port, r0, r1, r2, s_port) = (26521, 26522, 26523, 26524, 26531);
+    let m = m_port.to_string();
+    let _m = Proc::redis(m_port, &dir, &[]);
+    let replica = |port: u16, priority: &str| {
+        Proc::redis(
+            port,
+            &dir,
+            &[
+                "--replicaof",
+                "127.0.0.1",
+                &m,
+                "--replica-priority",
+                priority,
+            ],
+        )
+    };
+    let _r0 = replica(r0, "0");
+    let _r1 = replica(r1, "50");
+    let _r2 = replica(r2, "10");
+    wait_for("three replicas online", Duration::from_secs(30), || {
+        info_field(m_port, "connected_slaves").as_deref() == Some("3")
+    });
+    let _s = Proc::sentinel(s_port, &dir, &monitor_conf(m_port, 1), false);
+    wait_for(
+        "the sentinel to know the replicas",
+        Duration::from_secs(30),
+        || replicas_settled(s_port, m_port, 3),
+    );
+    force_failover(s_port);
+    wait_for("the failover", Duration::from_secs(30), || {
+        master_port(s_port, "mymaster").is_some_and(|p| p != m_port)
+    });
+    assert_eq!(master_port(s_port, "mymaster"), Some(r2));
+}

@@ -40,17 +40,17 @@ pub fn run() {
 }
 
 /// TILT mode: when the timer ran late (the process was stopped or starved), what the links
-/// measured cannot be trusted, so for TILT_PERIOD the sentinel only watches: no SDOWN, no
+/// measured cannot be trusted, so for TILT-PERIOD the sentinel only watches: no SDOWN, no
 /// failover, and it answers "not down" to other sentinels.
 fn check_tilt(st: &mut State, since_last_tick: Duration) {
-    if since_last_tick > TILT_TRIGGER {
+    if since_last_tick > tilt_trigger() {
         if st.tilt_since.is_none() {
             st.event(true, "+tilt", "#tilt mode entered".into());
         }
         st.tilt_since = Some(Instant::now());
         return;
     }
-    if st.tilt_since.is_some_and(|t| t.elapsed() > TILT_PERIOD) {
+    if st.tilt_since.is_some_and(|t| t.elapsed() > tilt_period()) {
         st.tilt_since = None;
         st.event(true, "-tilt", "#tilt mode exited".into());
     }
@@ -153,7 +153,7 @@ fn sdown_apply(
     let wrong_role = i.kind == Kind::Master
         && i.role_reported == Role::Slave
         && now.saturating_duration_since(i.role_reported_time)
-            > down_after.saturating_add(INFO_PERIOD * 2);
+            > down_after.saturating_add(info_period() * 2);
     let down = elapsed > down_after || wrong_role || rebooting;
     let who = describe_at(i, at);
     if down && !i.s_down() {
@@ -207,7 +207,7 @@ fn ask_others(m: &mut Master, cx: &mut Cx, forced: bool) {
     for s in m.sentinels.values_mut() {
         let stale = s
             .last_master_down_reply
-            .is_some_and(|t| now.saturating_duration_since(t) > ASK_PERIOD * 5);
+            .is_some_and(|t| now.saturating_duration_since(t) > ask_period() * 5);
         if stale {
             s.master_down = false;
             s.leader = None;
@@ -217,7 +217,7 @@ fn ask_others(m: &mut Master, cx: &mut Cx, forced: bool) {
             continue;
         }
         let recent =
-            |t: Option<Instant>| t.is_some_and(|t| now.saturating_duration_since(t) < ASK_PERIOD);
+            |t: Option<Instant>| t.is_some_and(|t| now.saturating_duration_since(t) < ask_period());
         if !forced && (recent(s.ask_sent) || recent(s.last_master_down_reply)) {
             continue;
         }
@@ -392,7 +392,7 @@ fn failover_step(m: &mut Master, cx: &mut Cx) {
             let is_leader = leader.as_deref() == Some(cx.myid);
             if !is_leader && !m.force_failover {
                 let started = m.failover_start_time.unwrap_or_else(Instant::now);
-                let election_timeout = ELECTION_TIMEOUT.min(timeout);
+                let election_timeout = election_timeout().min(timeout);
                 if Instant::now().saturating_duration_since(started) > election_timeout {
                     abort_failover(m, cx, "-failover-abort-not-elected");
                 }
@@ -483,9 +483,9 @@ pub fn select_slave(m: &Master) -> Option<String> {
         max_down = max_down.saturating_add(now.saturating_duration_since(t));
     }
     let info_validity = if m.inst.s_down() {
-        PING_PERIOD * 5
+        ping_period() * 5
     } else {
-        INFO_PERIOD * 3
+        info_period() * 3
     };
     let mut candidates: Vec<(&String, &Inst)> = m
         .replicas
@@ -494,7 +494,7 @@ pub fn select_slave(m: &Master) -> Option<String> {
             !r.s_down()
                 && r.o_down_since.is_none()
                 && r.link.connected
-                && now.saturating_duration_since(r.link.last_avail_time) <= PING_PERIOD * 5
+                && now.saturating_duration_since(r.link.last_avail_time) <= ping_period() * 5
                 && r.slave_priority != 0
                 && r.info_refresh
                     .is_some_and(|t| now.saturating_duration_since(t) <= info_validity)
@@ -537,7 +537,7 @@ fn reconf_next_slaves(m: &mut Master, cx: &mut Cx) {
         }
         if r.reconf_sent
             && r.reconf_sent_time
-                .is_some_and(|t| now.saturating_duration_since(t) > SLAVE_RECONF_TIMEOUT)
+                .is_some_and(|t| now.saturating_duration_since(t) > slave_reconf_timeout())
         {
             cx.events
                 .push((false, "-slave-reconf-sent-timeout", describe_at(r, &at)));
@@ -823,7 +823,7 @@ fn looks_sane(m: &Master) -> bool {
         && m.inst.o_down_since.is_none()
         && m.inst
             .info_refresh
-            .is_some_and(|t| t.elapsed() < INFO_PERIOD * 2)
+            .is_some_and(|t| t.elapsed() < info_period() * 2)
 }
 
 fn no_down_for(i: &Inst, d: Duration) -> bool {
@@ -914,7 +914,7 @@ fn replica_role_checks(m: &mut Master, id: u64, cx: &mut Cx, master_addr: (Strin
         return;
     };
     // One SLAVEOF per INFO period at most: the instance needs time to act on it.
-    let resend_ok = r.slaveof_sent.is_none_or(|t| t.elapsed() > INFO_PERIOD);
+    let resend_ok = r.slaveof_sent.is_none_or(|t| t.elapsed() > info_period());
     if r.role_reported == Role::Master {
         if r.promoted && state == FailoverState::WaitPromotion {
             let who = describe_at(r, &at);

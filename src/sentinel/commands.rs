@@ -41,7 +41,7 @@ const fn sub(
 const SUBCOMMANDS: &[SubCommand] = &[
     sub("ckquorum", 3, |st, a, r| ckquorum(st, &text(&a[2]), r)),
     sub("config", -4, config),
-    sub("debug", -2, |_, a, r| debug(a, r)),
+    sub("debug", -2, debug),
     sub("failover", 3, |st, a, r| failover(st, &text(&a[2]), r)),
     sub("flushconfig", 2, flushconfig),
     sub("get-master-addr-by-name", 3, get_master_addr),
@@ -192,44 +192,43 @@ fn reset(st: &mut State, argv: &[Vec<u8>], r: &mut Reply) {
     r.int(names.len() as i64);
 }
 
-/// The timing parameters SENTINEL DEBUG lists, in milliseconds (Redis's names and order).
-const TIMINGS: &[(&str, u64)] = &[
-    ("INFO-PERIOD", 10_000),
-    ("PING-PERIOD", 1000),
-    ("ASK-PERIOD", 1000),
-    ("PUBLISH-PERIOD", 2000),
-    ("DEFAULT-DOWN-AFTER", DEFAULT_DOWN_AFTER_MS),
-    ("DEFAULT-FAILOVER-TIMEOUT", DEFAULT_FAILOVER_TIMEOUT_MS),
-    ("TILT-TRIGGER", 2000),
-    ("TILT-PERIOD", 30_000),
-    ("SLAVE-RECONF-TIMEOUT", 10_000),
-    ("MIN-LINK-RECONNECT-PERIOD", 15_000),
-    ("ELECTION-TIMEOUT", 10_000),
-    ("SCRIPT-MAX-RUNTIME", 60_000),
-    ("SCRIPT-RETRY-DELAY", 30_000),
-];
-
-/// SENTINEL DEBUG: lists the timing parameters. They are constants here, so changing one is
-/// refused.
-fn debug(argv: &[Vec<u8>], r: &mut Reply) {
+/// SENTINEL DEBUG [<param> <value> …]: lists the timing parameters, or changes some (every
+/// value is checked before any is changed).
+fn debug(_: &mut State, argv: &[Vec<u8>], r: &mut Reply) {
+    use std::sync::atomic::Ordering;
     if argv.len() == 2 {
         r.map(TIMINGS.len());
-        for (k, v) in TIMINGS {
+        for (k, v) in &TIMINGS {
             r.bulk(k.as_bytes());
-            r.bulk(v.to_string().as_bytes());
+            r.bulk(v.load(Ordering::Relaxed).to_string().as_bytes());
         }
         return;
     }
-    let name = text(&argv[2]);
-    let known = TIMINGS.iter().any(|(k, _)| k.eq_ignore_ascii_case(&name));
-    if !known || !argv.len().is_multiple_of(2) {
-        return r.error(&format!(
-            "ERR Unknown option or number of arguments for SENTINEL DEBUG '{name}'"
-        ));
+    let mut changes = Vec::new();
+    for pair in argv[2..].chunks(2) {
+        let name = text(&pair[0]);
+        let index = TIMINGS
+            .iter()
+            .position(|(k, _)| k.eq_ignore_ascii_case(&name));
+        let (Some(index), Some(value)) = (index, pair.get(1)) else {
+            return r.error(&format!(
+                "ERR Unknown option or number of arguments for SENTINEL DEBUG '{name}'"
+            ));
+        };
+        let value = text(value);
+        match value.parse::<u64>() {
+            Ok(ms) if ms > 0 && ms <= i64::MAX as u64 => changes.push((index, ms)),
+            _ => {
+                return r.error(&format!(
+                    "ERR Invalid argument '{value}' for SENTINEL DEBUG '{name}'"
+                ))
+            }
+        }
     }
-    r.error(&format!(
-        "ERR SENTINEL DEBUG cannot change '{name}': the timings are fixed in shardis"
-    ));
+    for (index, ms) in changes {
+        TIMINGS[index].1.store(ms, Ordering::Relaxed);
+    }
+    r.ok();
 }
 
 /// The flat field/value list of SENTINEL MASTER, REPLICAS and SENTINELS.

@@ -81,11 +81,11 @@ fn plan(st: &mut State, id: u64, connected: bool) -> Option<Plan> {
     let i = m.inst_mut(id)?;
     let now = Instant::now();
     i.link.connected = connected;
-    let ping_period = PING_PERIOD.min(down_after);
+    let ping_period = ping_period().min(down_after);
     let info_period = if kind == Kind::Replica && (fast_info || i.role_reported == Role::Master) {
         Duration::from_millis(1000)
     } else {
-        INFO_PERIOD
+        info_period()
     };
     let info = kind != Kind::Sentinel
         && connected
@@ -106,7 +106,7 @@ fn plan(st: &mut State, id: u64, connected: bool) -> Option<Plan> {
     let hello = connected
         && i.link
             .last_pub_time
-            .is_none_or(|t| now.saturating_duration_since(t) > PUBLISH_PERIOD);
+            .is_none_or(|t| now.saturating_duration_since(t) > publish_period());
     if hello {
         i.link.last_pub_time = Some(now);
     }
@@ -355,7 +355,7 @@ fn subscribed(mut c: Conn, id: u64) -> Option<()> {
                 super::lock().inst_mut(id)?;
                 // Every sentinel (this one included) publishes every 2 s: a silent link is a
                 // dead one.
-                if quiet_since.elapsed() > PUBLISH_PERIOD * 3 {
+                if quiet_since.elapsed() > publish_period() * 3 {
                     return Some(());
                 }
             }

@@ -1,19 +1,15 @@
 //! Notification and client-reconfiguration scripts: queued when an event calls for them, run by
-//! the timer (at most `RUNNING_MAX` at once, each killed after `RUN_TIME_MAX`), and retried
+//! the timer (at most `RUNNING_MAX` at once, each killed after SCRIPT-MAX-RUNTIME), and retried
 //! when they exit with status 1, as Redis does.
 
 use super::state::State;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The most scripts waiting or running; the oldest waiting one is dropped beyond it.
 pub const QUEUE_MAX: usize = 256;
 /// The most scripts running at once.
 const RUNNING_MAX: usize = 16;
-/// A script running longer is killed (and retried).
-const RUN_TIME_MAX: Duration = Duration::from_millis(60_000);
-/// The first wait before a retry; it doubles with every retry.
-const RETRY_DELAY: Duration = Duration::from_millis(30_000);
 /// The most times a script is retried.
 const RETRIES_MAX: u32 = 10;
 
@@ -60,7 +56,7 @@ pub fn run(st: &mut State) {
         };
         let overdue = s
             .started
-            .is_some_and(|t| now.duration_since(t) > RUN_TIME_MAX);
+            .is_some_and(|t| now.duration_since(t) > super::state::script_max_runtime());
         if overdue {
             let _ = child.kill();
         }
@@ -73,7 +69,8 @@ pub fn run(st: &mut State) {
                     s.child = None;
                     s.started = None;
                     s.retries += 1;
-                    s.not_before = now + RETRY_DELAY * (1 << (s.retries - 1).min(10));
+                    s.not_before =
+                        now + super::state::script_retry_delay() * (1 << (s.retries - 1).min(10));
                     i += 1;
                 } else {
                     if status.code() != Some(0) {

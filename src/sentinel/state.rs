@@ -4,25 +4,83 @@
 
 use super::client::Value;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// How often every instance gets a PING.
-pub const PING_PERIOD: Duration = Duration::from_millis(1000);
+/// The timing parameters in milliseconds, with Redis's names and defaults; SENTINEL DEBUG
+/// lists and changes them.
+pub static TIMINGS: [(&str, AtomicU64); 13] = [
+    ("INFO-PERIOD", AtomicU64::new(10_000)),
+    ("PING-PERIOD", AtomicU64::new(1000)),
+    ("ASK-PERIOD", AtomicU64::new(1000)),
+    ("PUBLISH-PERIOD", AtomicU64::new(2000)),
+    ("DEFAULT-DOWN-AFTER", AtomicU64::new(DEFAULT_DOWN_AFTER_MS)),
+    (
+        "DEFAULT-FAILOVER-TIMEOUT",
+        AtomicU64::new(DEFAULT_FAILOVER_TIMEOUT_MS),
+    ),
+    ("TILT-TRIGGER", AtomicU64::new(2000)),
+    ("TILT-PERIOD", AtomicU64::new(30_000)),
+    ("SLAVE-RECONF-TIMEOUT", AtomicU64::new(10_000)),
+    ("MIN-LINK-RECONNECT-PERIOD", AtomicU64::new(15_000)),
+    ("ELECTION-TIMEOUT", AtomicU64::new(10_000)),
+    ("SCRIPT-MAX-RUNTIME", AtomicU64::new(60_000)),
+    ("SCRIPT-RETRY-DELAY", AtomicU64::new(30_000)),
+];
+
+fn timing(i: usize) -> Duration {
+    Duration::from_millis(TIMINGS[i].1.load(Ordering::Relaxed))
+}
+
 /// How often masters and replicas get INFO (every second while their master is failing over).
-pub const INFO_PERIOD: Duration = Duration::from_millis(10_000);
-/// How often hello messages go out.
-pub const PUBLISH_PERIOD: Duration = Duration::from_millis(2000);
+pub fn info_period() -> Duration {
+    timing(0)
+}
+/// How often every instance gets a PING.
+pub fn ping_period() -> Duration {
+    timing(1)
+}
 /// How often other sentinels are asked whether a master is down.
-pub const ASK_PERIOD: Duration = Duration::from_millis(1000);
-/// How long a replica may stay in `reconf_sent` before it counts as done.
-pub const SLAVE_RECONF_TIMEOUT: Duration = Duration::from_millis(10_000);
-/// The longest a failover waits for its leader election.
-pub const ELECTION_TIMEOUT: Duration = Duration::from_millis(10_000);
+pub fn ask_period() -> Duration {
+    timing(2)
+}
+/// How often hello messages go out.
+pub fn publish_period() -> Duration {
+    timing(3)
+}
+pub fn default_down_after_ms() -> u64 {
+    TIMINGS[4].1.load(Ordering::Relaxed)
+}
+pub fn default_failover_timeout_ms() -> u64 {
+    TIMINGS[5].1.load(Ordering::Relaxed)
+}
 /// A timer tick this late puts the sentinel in TILT mode…
-pub const TILT_TRIGGER: Duration = Duration::from_millis(2000);
+pub fn tilt_trigger() -> Duration {
+    timing(6)
+}
 /// …for this long.
-pub const TILT_PERIOD: Duration = Duration::from_millis(30_000);
+pub fn tilt_period() -> Duration {
+    timing(7)
+}
+/// How long a replica may stay in `reconf_sent` before it counts as done.
+pub fn slave_reconf_timeout() -> Duration {
+    timing(8)
+}
+/// The longest a failover waits for its leader election.
+pub fn election_timeout() -> Duration {
+    timing(10)
+}
+/// A script running longer is killed (and retried).
+pub fn script_max_runtime() -> Duration {
+    timing(11)
+}
+/// The first wait before a script is retried; it doubles with every retry.
+pub fn script_retry_delay() -> Duration {
+    timing(12)
+}
+/// Redis's default down-after-milliseconds (a config rewrite leaves it out).
 pub const DEFAULT_DOWN_AFTER_MS: u64 = 30_000;
+/// Redis's default failover-timeout (a config rewrite leaves it out).
 pub const DEFAULT_FAILOVER_TIMEOUT_MS: u64 = 180_000;
 /// The hello channel.
 pub const HELLO_CHANNEL: &str = "__sentinel__:hello";
@@ -291,8 +349,8 @@ impl Master {
         Master {
             inst: Inst::new(id, Kind::Master, name, ip, port),
             quorum,
-            down_after_ms: DEFAULT_DOWN_AFTER_MS,
-            failover_timeout_ms: DEFAULT_FAILOVER_TIMEOUT_MS,
+            down_after_ms: default_down_after_ms(),
+            failover_timeout_ms: default_failover_timeout_ms(),
             parallel_syncs: 1,
             auth_pass: None,
             auth_user: None,
