@@ -559,6 +559,9 @@ fn interop_with_redis_sentinel() {
     }
     wait_for("both replicas online", Duration::from_secs(30), || {
         info_field(m_port, "connected_slaves").as_deref() == Some("2")
+            && r_ports
+                .iter()
+                .all(|&p| info_field(p, "master_link_status").as_deref() == Some("up"))
     });
     let sentinels: Vec<Proc> = s_ports
         .iter()
@@ -1108,7 +1111,9 @@ fn replica_of_the_wrong_master_is_fixed() {
     let _r1 = Proc::shardis(r1, &dir.join("r1"), &["--replicaof", "127.0.0.1", &m]);
     let _r2 = Proc::shardis(r2, &dir.join("r2"), &["--replicaof", "127.0.0.1", &m]);
     wait_for("both replicas online", Duration::from_secs(30), || {
-        info_field(m_port, "connected_slaves").as_deref() == Some("2")
+        [r1, r2]
+            .iter()
+            .all(|&p| info_field(p, "master_link_status").as_deref() == Some("up"))
     });
     let _s = Proc::sentinel(s_port, &dir, &monitor_conf(m_port, 1), false);
     let ok: String = redis::cmd("SENTINEL")
@@ -1171,7 +1176,9 @@ fn failover_respects_replica_priority() {
     let _r1 = replica(r1, "50");
     let _r2 = replica(r2, "10");
     wait_for("three replicas online", Duration::from_secs(30), || {
-        info_field(m_port, "connected_slaves").as_deref() == Some("3")
+        [r0, r1, r2]
+            .iter()
+            .all(|&p| info_field(p, "master_link_status").as_deref() == Some("up"))
     });
     let _s = Proc::sentinel(s_port, &dir, &monitor_conf(m_port, 1), false);
     wait_for(
@@ -1184,4 +1191,57 @@ fn failover_respects_replica_priority() {
         master_port(s_port, "mymaster").is_some_and(|p| p != m_port)
     });
     assert_eq!(master_port(s_port, "mymaster"), Some(r2));
+}
+
+/// Instances with renamed commands (`sentinel rename-command`): monitored and failed over with
+/// their own command names.
+#[test]
+fn renamed_commands() {
+    let dir = fresh_dir("sentinel-renamed");
+    let (m_port, r_port, s_port) = (26541, 26542, 26551);
+    let m = m_port.to_string();
+    let renames = [
+        "--rename-command",
+        "INFO",
+        "INFO-X",
+        "--rename-command",
+        "SLAVEOF",
+        "SLAVEOF-X",
+        "--rename-command",
+        "REPLICAOF",
+        "",
+        "--rename-command",
+        "CONFIG",
+        "CONFIG-X",
+    ];
+    let _m = Proc::redis(m_port, &dir, &renames);
+    let replica_args = [&renames[..], &["--replicaof", "127.0.0.1", &m]].concat();
+    let _r = Proc::redis(r_port, &dir, &replica_args);
+    let field = |port: u16, name: &str| -> Option<String> {
+        let info: String = redis::cmd("INFO-X")
+            .arg("replication")
+            .query(&mut try_conn(port).ok()?)
+            .ok()?;
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .map(|v| v.trim().to_string())
+    };
+    let role = |port: u16| field(port, "role");
+    wait_for("the replica online", Duration::from_secs(30), || {
+        field(r_port, "master_link_status").as_deref() == Some("up")
+    });
+    let conf = monitor_conf(m_port, 1)
+        + "sentinel rename-command mymaster INFO INFO-X\n\
+           sentinel rename-command mymaster SLAVEOF SLAVEOF-X\n\
+           sentinel rename-command mymaster CONFIG CONFIG-X\n";
+    let _s = Proc::sentinel(s_port, &dir, &conf, false);
+    wait_for(
+        "the sentinel to know the replica",
+        Duration::from_secs(30),
+        || replicas_settled(s_port, m_port, 1),
+    );
+    force_failover(s_port);
+    wait_for("the failover", Duration::from_secs(30), || {
+        master_port(s_port, "mymaster") == Some(r_port) && role(r_port).as_deref() == Some("master")
+    });
 }

@@ -36,6 +36,8 @@ pub fn spawn(id: u64, pubsub: bool) {
 
 /// What a link does in one round, decided under the lock.
 struct Plan {
+    /// The instance's renamed commands (`sentinel rename-command`).
+    renamed: std::collections::BTreeMap<String, String>,
     ip: String,
     port: u16,
     auth: Option<(Option<String>, String)>,
@@ -78,6 +80,12 @@ fn plan(st: &mut State, id: u64, connected: bool) -> Option<Plan> {
     } else {
         m.auth_pass.clone().map(|p| (m.auth_user.clone(), p))
     };
+    // Other sentinels never rename their commands.
+    let renamed = if kind == Kind::Sentinel {
+        Default::default()
+    } else {
+        m.renamed.clone()
+    };
     let i = m.inst_mut(id)?;
     let now = Instant::now();
     i.link.connected = connected;
@@ -117,6 +125,7 @@ fn plan(st: &mut State, id: u64, connected: bool) -> Option<Plan> {
     };
     i.link.pending = jobs.len() as u32 + info as u32 + ping as u32 + hello as u32;
     let plan = Plan {
+        renamed,
         ip: i.ip.clone(),
         port: i.port,
         auth,
@@ -140,20 +149,30 @@ fn plan(st: &mut State, id: u64, connected: bool) -> Option<Plan> {
     Some(plan)
 }
 
+impl Plan {
+    /// A command's name as the instance knows it.
+    fn cmd(&self, name: &str) -> String {
+        self.renamed
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| name.to_ascii_uppercase())
+    }
+}
+
 /// Connects and introduces the link (AUTH, CLIENT SETNAME).
 fn open(p: &Plan) -> std::io::Result<Conn> {
     let mut c = Conn::connect(&p.ip, p.port, p.timeout.max(Duration::from_millis(500)))?;
     c.set_timeout(p.timeout);
     if let Some((user, pass)) = &p.auth {
         let r = match user {
-            Some(u) => c.call(&["AUTH", u, pass])?,
-            None => c.call(&["AUTH", pass])?,
+            Some(u) => c.call(&[&p.cmd("auth"), u, pass])?,
+            None => c.call(&[&p.cmd("auth"), pass])?,
         };
         if let Value::Error(e) = r {
             warn!("AUTH failed on {}:{}: {e}", p.ip, p.port);
         }
     }
-    let _ = c.call(&["CLIENT", "SETNAME", &p.client_name])?;
+    let _ = c.call(&[&p.cmd("client"), "SETNAME", &p.client_name])?;
     Ok(c)
 }
 
@@ -217,8 +236,8 @@ fn link_down(id: u64) {
     }
 }
 
-fn run_plan(c: &mut Conn, id: u64, p: Plan) -> std::io::Result<()> {
-    for job in p.jobs {
+fn run_plan(c: &mut Conn, id: u64, mut p: Plan) -> std::io::Result<()> {
+    for job in std::mem::take(&mut p.jobs) {
         let reply = c.send_many(&job.cmds).and_then(|_| {
             let mut last = Value::Nil;
             for _ in 0..job.cmds.len() {
@@ -234,14 +253,14 @@ fn run_plan(c: &mut Conn, id: u64, p: Plan) -> std::io::Result<()> {
         reply?;
     }
     if p.info {
-        let r = c.call(&["INFO"])?;
+        let r = c.call(&[&p.cmd("info")])?;
         if let Value::Bulk(b) = r {
             let text = String::from_utf8_lossy(&b);
             brain::refresh_from_info(&mut super::lock(), id, &text);
         }
     }
     if p.ping {
-        let r = c.call(&["PING"]);
+        let r = c.call(&[&p.cmd("ping")]);
         let mut st = super::lock();
         let s_down = st.inst_mut(id).is_some_and(|i| i.s_down());
         match &r {
@@ -271,7 +290,7 @@ fn run_plan(c: &mut Conn, id: u64, p: Plan) -> std::io::Result<()> {
         drop(st);
         r?;
     }
-    if let Some(h) = p.hello {
+    if let Some(h) = &p.hello {
         let local = c.local_ip().unwrap_or_else(|| "127.0.0.1".into());
         let ip = if h.announce_ip.is_empty() {
             local
@@ -288,7 +307,7 @@ fn run_plan(c: &mut Conn, id: u64, p: Plan) -> std::io::Result<()> {
             h.master_port,
             h.config_epoch
         );
-        c.call(&["PUBLISH", HELLO_CHANNEL, &payload])?;
+        c.call(&[&p.cmd("publish"), HELLO_CHANNEL, &payload])?;
     }
     Ok(())
 }
@@ -303,13 +322,15 @@ fn hello_link(id: u64) {
                 return;
             };
             let auth = m.auth_pass.clone().map(|p| (m.auth_user.clone(), p));
+            let renamed = m.renamed.clone();
             let Some(i) = m.inst_mut(id) else {
                 return;
             };
-            (i.ip.clone(), i.port, auth, myid)
+            (i.ip.clone(), i.port, auth, myid, renamed)
         };
-        let (ip, port, auth, myid) = target;
+        let (ip, port, auth, myid, renamed) = target;
         let p = Plan {
+            renamed,
             ip,
             port,
             auth,
@@ -321,7 +342,7 @@ fn hello_link(id: u64) {
             hello: None,
         };
         if let Ok(c) = open(&p) {
-            if subscribed(c, id).is_none() {
+            if subscribed(c, id, &p.cmd("subscribe")).is_none() {
                 return;
             }
         }
@@ -335,8 +356,10 @@ fn hello_link(id: u64) {
 }
 
 /// Reads hello messages until the connection fails (`Some`) or the record is gone (`None`).
-fn subscribed(mut c: Conn, id: u64) -> Option<()> {
-    if c.send(&[b"SUBSCRIBE", HELLO_CHANNEL.as_bytes()]).is_err() {
+fn subscribed(mut c: Conn, id: u64, subscribe: &str) -> Option<()> {
+    if c.send(&[subscribe.as_bytes(), HELLO_CHANNEL.as_bytes()])
+        .is_err()
+    {
         return Some(());
     }
     c.set_timeout(Duration::from_millis(300));
