@@ -5,13 +5,18 @@
 //!
 //! It runs no shards and no glommio executors: plain threads with blocking sockets, each with a
 //! timeout, around one `Mutex<State>`:
-//! - a listener thread and one thread per client connection (`server`);
+//! - a listener thread and one thread per client connection (`server`; the SENTINEL
+//!   subcommands are in `commands`);
 //! - one link thread per monitored instance sending PING, INFO, hello messages and queued
-//!   commands, plus one hello-subscription thread per master and replica (`link`);
-//! - the timer thread, which runs the state machine every 100 ms (`brain`).
+//!   commands, plus one hello-subscription thread per master and replica (`link`, over the
+//!   small RESP client in `client`);
+//! - the timer thread, which runs the state machine every 100 ms (`brain`) and the
+//!   notification scripts (`scripts`).
 //!
-//! Every change to what the sentinel knows is saved by rewriting its config file (atomically),
-//! as Redis does.
+//! The state (`state`) is only ever touched with the lock held, and the lock is never held
+//! across network I/O. Every change to what the sentinel knows is saved by rewriting its config
+//! file atomically (`conf`), as Redis does. Nothing a peer or a client sends can panic the
+//! process: lengths are bounded, indexes checked, time arithmetic saturates.
 
 mod brain;
 mod client;
