@@ -19,6 +19,13 @@ pub enum Level {
 
 static LEVEL: AtomicU8 = AtomicU8::new(Level::Notice as u8);
 static SYSLOG: AtomicBool = AtomicBool::new(false);
+/// The role letter after the pid (`M` master, `X` sentinel), as Redis writes it.
+static ROLE: AtomicU8 = AtomicU8::new(b'M');
+
+/// Sets the role letter of every later line.
+pub fn set_role(letter: u8) {
+    ROLE.store(letter, Ordering::Relaxed);
+}
 static FILE: Mutex<Option<std::fs::File>> = Mutex::new(None);
 
 fn level_of(name: &str) -> u8 {
@@ -76,6 +83,19 @@ pub fn init(cfg: &crate::config::Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sends the log to `path` (append), for modes that have no `Config` (sentinel).
+pub fn set_file(path: &str) -> anyhow::Result<()> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("Can't open the log file {path}: {e}"))?;
+    if let Ok(mut g) = FILE.lock() {
+        *g = Some(f);
+    }
+    Ok(())
+}
+
 /// `29 Nov 2026 01:23:45.678`, local time, as Redis stamps its lines.
 fn timestamp() -> String {
     let now = std::time::SystemTime::now()
@@ -112,7 +132,12 @@ pub fn write(level: Level, msg: &str) {
         Level::Notice => '*',
         Level::Warning => '#',
     };
-    let line = format!("{}:M {} {mark} {msg}\n", std::process::id(), timestamp());
+    let role = ROLE.load(Ordering::Relaxed) as char;
+    let line = format!(
+        "{}:{role} {} {mark} {msg}\n",
+        std::process::id(),
+        timestamp()
+    );
     let wrote = FILE
         .lock()
         .ok()

@@ -49,6 +49,7 @@ mod persist;
 mod pubsub;
 mod repl;
 mod save;
+mod sentinel;
 mod server_cmds;
 mod snapshot;
 mod startup;
@@ -71,6 +72,9 @@ fn main() {
         default_hook(info);
         std::process::abort();
     }));
+    if sentinel::requested() {
+        std::process::exit(sentinel::run());
+    }
     let config = match config::from_args() {
         Ok(c) => c,
         Err(e) => {
