@@ -6,7 +6,7 @@
 #    attaches; reports the time until its link is up and the master's peak extra memory
 #    (PSS, the master and any fork child) during the sync, as a share of the dataset.
 # 2. Lag under load: redis-benchmark SETs (-P PIPE) against the master with the replica
-#    attached; the master's and replica's offsets are sampled every 50 ms; reports the median
+#    attached (and the same load before the replica attached, for comparison); the master's and replica's offsets are sampled every 50 ms; reports the median
 #    and largest difference in bytes, and the time the replica needs to catch up once the load
 #    stops.
 #
@@ -51,6 +51,10 @@ run() { # run MASTER_NAME [REPLICA_KIND: redis (default) or shardis]
     local m=$1 kind=${2:-redis} mport mpid r rport rpid base t0 t1 peak cur used
     mport=$(port_of "$m")
     mpid=$(pid_of "$m")
+    # The load the lag run applies, with no replica attached yet, for the cost of replication.
+    local alone
+    alone=$("${pin_client[@]}" redis-benchmark -p "$mport" -t set -n "$N" -c "$CLIENTS" -P "$PIPE" \
+        -r 1000000 -d "$VALUE" -q 2>&1 | tr '\r' '\n' | grep -o '[0-9.]* requests per second' | tail -n1)
     redis-cli -p "$mport" DEBUG POPULATE "$KEYS" key "$VALUE" >/dev/null
     used=$(redis-cli -p "$mport" INFO memory | tr -d '\r' | sed -n 's/^used_memory://p')
     base=$(rss_kb "$mpid")
@@ -75,8 +79,8 @@ run() { # run MASTER_NAME [REPLICA_KIND: redis (default) or shardis]
     t1=$(ms)
     local extra=$(((peak - base) * 1024))
     local label="$m->$kind"
-    printf '%-16s full sync of %s keys: %6d ms, master peak extra memory %5.1f%% of used_memory\n' \
-        "$label" "$KEYS" $((t1 - t0)) "$(echo "$extra * 100 / $used" | bc -l)"
+    printf '%-16s full sync of %s keys (used_memory %d MB): %6d ms, master peak extra memory %5.1f%% of used_memory\n' \
+        "$label" "$KEYS" $((used / 1048576)) $((t1 - t0)) "$(echo "$extra * 100 / $used" | bc -l)"
     thread_cpu "$rpid" >"$work/cpu0-$r"
 
     # Lag under load.
@@ -101,9 +105,9 @@ run() { # run MASTER_NAME [REPLICA_KIND: redis (default) or shardis]
         sleep 0.01
     done
     caught=$(($(ms) - stop_ms))
-    printf '%-16s lag under %s: median %8s bytes, max %9s bytes, caught up %4d ms after the load; %s\n' \
+    printf '%-16s lag under %s: median %8s bytes, max %9s bytes, caught up %4d ms after the load; %s with the replica, %s without\n' \
         "$label" "SET -P $PIPE" "$(median <"$samples")" "$(sort -n "$samples" | tail -n1)" "$caught" \
-        "$(tr '\r' '\n' <"$work/bench-$m" | grep -o '[0-9.]* requests per second' | tail -n1)"
+        "$(tr '\r' '\n' <"$work/bench-$m" | grep -o '[0-9.]* requests per second' | tail -n1)" "$alone"
     # Where the replica spent its CPU while it followed the load (per thread, in ticks).
     thread_cpu "$rpid" >"$work/cpu1-$r"
     printf '%-16s replica CPU by thread during the load:' "$label"
@@ -140,5 +144,7 @@ run shardis
 # Two shardis with the same shard count (one merged stream; the replica applies it through
 # one connection on its shard 0): SHARDIS_REPLICA=0 leaves this run out.
 if [ "${SHARDIS_REPLICA:-1}" = 1 ]; then
+    redis-cli -p "$(port_of shardis)" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
+    start_shardis shardis 2
     run shardis shardis
 fi
