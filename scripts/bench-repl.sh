@@ -13,7 +13,8 @@
 # 3. Apply rate: the replica is stopped (SIGSTOP) while N SETs go to the master; once let go,
 #    the time it takes to catch up.
 # 4. All of it again with a shardis replica of the shardis master (same shard count), with the
-#    replica's CPU by thread (SHARDIS_REPLICA=0 leaves it out).
+#    replica's CPU by thread, and with a one-shard shardis replica (its stream needs no hop
+#    between shards) (SHARDIS_REPLICA=0 leaves these out).
 #
 #   scripts/bench-repl.sh                    # KEYS=1000000 VALUE=100 N=1000000 PIPE=16
 #   KEYS=20000000 VALUE=100 scripts/bench-repl.sh   # a full sync of about 2 GB
@@ -47,7 +48,7 @@ thread_cpu() {
     done
 }
 
-run() { # run MASTER_NAME [REPLICA_KIND: redis (default) or shardis]
+run() { # run MASTER_NAME [REPLICA_KIND: redis (default), shardis, or shardis1 (one shard)]
     local m=$1 kind=${2:-redis} mport mpid r rport rpid base t0 t1 peak cur used
     mport=$(port_of "$m")
     mpid=$(pid_of "$m")
@@ -61,6 +62,9 @@ run() { # run MASTER_NAME [REPLICA_KIND: redis (default) or shardis]
     r="rep_${m}_$kind"
     if [ "$kind" = shardis ]; then
         start_shardis "$r" 2
+    elif [ "$kind" = shardis1 ]; then
+        # One shard: the stream applies with no hop between shards.
+        start_shardis "$r" 1
     else
         start_redis "$r"
     fi
@@ -147,4 +151,7 @@ if [ "${SHARDIS_REPLICA:-1}" = 1 ]; then
     redis-cli -p "$(port_of shardis)" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
     start_shardis shardis 2
     run shardis shardis
+    redis-cli -p "$(port_of shardis)" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
+    start_shardis shardis 2
+    run shardis shardis1
 fi
