@@ -805,3 +805,49 @@ fn replicas_within_the_sync_delay_share_one_payload() {
     });
     assert!(asked.elapsed() < Duration::from_secs(20));
 }
+
+/// INFO's `master_sync_*` fields while a payload comes: a fake master answers the handshake,
+/// announces 1000 bytes and sends 500 of them.
+#[test]
+fn sync_progress_shows_in_info() {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let master = std::thread::spawn(move || {
+        let (sock, _) = listener.accept().unwrap();
+        let mut w = sock.try_clone().unwrap();
+        let mut r = BufReader::new(sock);
+        // PING, REPLCONF listening-port, REPLCONF capa, PSYNC: one reply each.
+        let replies = [
+            "+PONG\r\n",
+            "+OK\r\n",
+            "+OK\r\n",
+            "+FULLRESYNC 0123456789012345678901234567890123456789 0\r\n$1000\r\n",
+        ];
+        for reply in replies {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            let n: usize = line.trim_start_matches('*').trim().parse().unwrap();
+            for _ in 0..2 * n {
+                line.clear();
+                r.read_line(&mut line).unwrap();
+            }
+            w.write_all(reply.as_bytes()).unwrap();
+        }
+        w.write_all(&[b'x'; 500]).unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+    });
+    let s = Server::start(&[]);
+    let mut c = s.raw();
+    assert_eq!(c.cmd(&["REPLICAOF", "127.0.0.1", &port]), b"+OK\r\n");
+    wait_for("half the payload", Duration::from_secs(10), || {
+        info_field(&mut c, "replication", "master_sync_read_bytes").as_deref() == Some("500")
+    });
+    let field = |c: &mut RawConn, f: &str| info_field(c, "replication", f).unwrap_or_default();
+    assert_eq!(field(&mut c, "master_sync_in_progress"), "1");
+    assert_eq!(field(&mut c, "master_sync_total_bytes"), "1000");
+    assert_eq!(field(&mut c, "master_sync_left_bytes"), "500");
+    assert_eq!(field(&mut c, "master_sync_perc"), "50.00");
+    assert_eq!(field(&mut c, "master_link_status"), "down");
+    master.join().unwrap();
+}

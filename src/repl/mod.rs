@@ -866,7 +866,25 @@ pub fn info(shared: &crate::ctx::Shared, o: &mut String) {
                 "master_last_io_seconds_ago",
                 &if up { io as i64 } else { -1 },
             );
-            field(o, "master_sync_in_progress", &((l.state() == "sync") as u8));
+            let syncing = l.state() == "sync";
+            field(o, "master_sync_in_progress", &(syncing as u8));
+            if syncing {
+                // As Redis computes them: the total is -1 while an EOF-marked payload comes
+                // (and the rest and share come out negative then).
+                let total = l.sync_total.load(Ordering::Acquire);
+                let read = l.sync_read.load(Ordering::Acquire) as i64;
+                field(o, "master_sync_total_bytes", &total);
+                field(o, "master_sync_read_bytes", &read);
+                field(o, "master_sync_left_bytes", &(total - read));
+                let perc = if total != 0 {
+                    read as f64 * 100.0 / total as f64
+                } else {
+                    0.0
+                };
+                field(o, "master_sync_perc", &format!("{perc:.2}"));
+                let io = now_ms.saturating_sub(l.last_io_ms.load(Ordering::Acquire)) / 1000;
+                field(o, "master_sync_last_io_seconds_ago", &io);
+            }
             field(
                 o,
                 "slave_read_repl_offset",

@@ -68,6 +68,10 @@ pub struct Link {
     /// Bytes of the stream shard 0 has run, and the stream offset they started at.
     pub applied: AtomicU64,
     pub down_since_ms: AtomicU64,
+    /// A payload being received: its length (-1 while unknown: EOF-marked) and the bytes so
+    /// far (INFO's `master_sync_*`).
+    pub sync_total: std::sync::atomic::AtomicI64,
+    pub sync_read: AtomicU64,
     /// The replication hub (it relays what shard 0 applies).
     hub: std::sync::mpsc::Sender<super::ToHub>,
     /// Counts the link's synchronisations; stream chunks carry theirs.
@@ -112,6 +116,8 @@ impl Link {
             loading: AtomicBool::new(false),
             applied: AtomicU64::new(0),
             down_since_ms: AtomicU64::new(now_us() / 1000),
+            sync_total: std::sync::atomic::AtomicI64::new(-1),
+            sync_read: AtomicU64::new(0),
             hub,
             session: AtomicU64::new(0),
             hold_until_ms: AtomicU64::new(0),
@@ -385,7 +391,9 @@ fn session(link: &Link, cfg: &crate::config::Config, our_port: u16) -> Result<()
         let id = parts.next().unwrap_or("").to_string();
         let off: u64 = parts.next().and_then(|o| o.parse().ok()).unwrap_or(0);
         crate::log!("Full resync from master: {id}:{off}");
-        let payload = read_payload(&mut sock, &mut buf)?;
+        link.sync_read.store(0, Ordering::Release);
+        link.sync_total.store(-1, Ordering::Release);
+        let payload = read_payload(link, &mut sock, &mut buf)?;
         crate::log!(
             "MASTER <-> REPLICA sync: {} bytes of payload received, loading",
             payload.len()
@@ -451,7 +459,7 @@ fn where_we_are(link: &Link) -> Result<(String, u64), String> {
 }
 
 /// The payload of a full resync: `$<len>` or `$EOF:<40-byte mark>` … mark.
-fn read_payload(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Vec<u8>, String> {
+fn read_payload(link: &Link, sock: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Vec<u8>, String> {
     let mut head = read_line(sock, buf)?;
     // Masters send newlines while they prepare the payload.
     while head.is_empty() {
@@ -460,30 +468,36 @@ fn read_payload(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Vec<u8>, Stri
     let Some(spec) = head.strip_prefix('$') else {
         return Err(format!("bad payload header {head:?}"));
     };
+    let progress = |buf: &Vec<u8>| {
+        link.sync_read.store(buf.len() as u64, Ordering::Release);
+        link.last_io_ms.store(now_us() / 1000, Ordering::Release);
+    };
     if let Some(mark) = spec.strip_prefix("EOF:") {
         let mark = mark.as_bytes().to_vec();
         if mark.len() != 40 {
             return Err("bad EOF mark".into());
         }
+        link.sync_total.store(-1, Ordering::Release);
         loop {
             if buf.len() >= 40 && buf.ends_with(&mark) {
-                let len = buf.len() - 40;
-                let payload = buf[..len].to_vec();
-                buf.clear();
-                return Ok(payload);
+                // The payload is what came before the mark (taken, not copied).
+                buf.truncate(buf.len() - 40);
+                return Ok(std::mem::take(buf));
             }
             read_more(sock, buf)?;
+            progress(buf);
         }
     }
     let len: usize = spec
         .parse()
         .map_err(|_| format!("bad payload length {spec:?}"))?;
+    link.sync_total.store(len as i64, Ordering::Release);
     while buf.len() < len {
         read_more(sock, buf)?;
+        progress(buf);
     }
-    let payload = buf[..len].to_vec();
-    buf.drain(..len);
-    Ok(payload)
+    let rest = buf.split_off(len);
+    Ok(std::mem::replace(buf, rest))
 }
 
 /// The command stream: commands go to shard 0; GETACKs are answered once everything before
