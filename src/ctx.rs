@@ -259,9 +259,6 @@ pub struct ShardCtx {
     /// The AOF record of a MULTI block run live that holds this shard: its id and the shard's
     /// log set aside meanwhile (see `txn::aof_live_open`).
     pub aof_live: RefCell<Option<(crate::txn::TxId, shards::shard::Propagate)>>,
-    /// Bytes at the start of the log the replication hub is not to get (logged before a
-    /// promotion, for the AOF).
-    pub feed_skip: std::cell::Cell<usize>,
     /// The Pub/Sub subscriptions of this shard's connections.
     pub subs: RefCell<crate::pubsub::Subs>,
     /// `client-output-buffer-limit pubsub`: hard bytes, soft bytes, soft seconds.
@@ -366,7 +363,6 @@ impl ShardCtx {
             stop_done: Cell::new(false),
             stop_save_started: Cell::new(false),
             aof_live: RefCell::new(None),
-            feed_skip: std::cell::Cell::new(0),
             subs: RefCell::new(Default::default()),
             pubsub_limits: Cell::new((32 << 20, 8 << 20, 60)),
             normal_limits: Cell::new((0, 0, 0)),

@@ -384,7 +384,9 @@ fn route(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Target {
     if crate::repl::read_only_refuses(ctx, conn, spec.flags) {
         return Target::Fail(Error::Other(crate::repl::READONLY.into()));
     }
-    if crate::repl::stale_refused(ctx, spec.flags | l.parent.map_or(0, |p| p.flags)) {
+    if !conn.master_link
+        && crate::repl::stale_refused(ctx, spec.flags | l.parent.map_or(0, |p| p.flags))
+    {
         return Target::Fail(Error::Other(
             "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'."
                 .into(),

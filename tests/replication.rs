@@ -851,3 +851,83 @@ fn sync_progress_shows_in_info() {
     assert_eq!(field(&mut c, "master_link_status"), "down");
     master.join().unwrap();
 }
+
+/// The handshake of a fake master: answers PING, the REPLCONFs and PSYNC (the last with
+/// `fullresync`, an RDB payload sent length-prefixed).
+fn fake_master_handshake(sock: std::net::TcpStream, payload: &[u8]) -> std::net::TcpStream {
+    use std::io::{BufRead, BufReader, Write};
+    let mut w = sock.try_clone().unwrap();
+    let mut r = BufReader::new(sock);
+    let mut full = b"+FULLRESYNC 0123456789012345678901234567890123456789 0\r\n".to_vec();
+    full.extend_from_slice(format!("${}\r\n", payload.len()).as_bytes());
+    full.extend_from_slice(payload);
+    for reply in [&b"+PONG\r\n"[..], b"+OK\r\n", b"+OK\r\n", &full] {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        let n: usize = line.trim_start_matches('*').trim().parse().unwrap();
+        for _ in 0..2 * n {
+            line.clear();
+            r.read_line(&mut line).unwrap();
+        }
+        w.write_all(reply).unwrap();
+    }
+    w
+}
+
+/// A transaction the master's stream delivers in two pieces runs only once its EXEC has come,
+/// and one whose link breaks before its EXEC is dropped (not left open on the connection that
+/// applies the next master's stream).
+#[test]
+fn a_transaction_cut_by_the_link_runs_whole_or_not_at_all() {
+    use std::io::{Read, Write};
+    // An empty RDB, as redis-server sends it to an old-style SYNC.
+    let redis = RedisServer::start();
+    let mut rc = redis.0.raw();
+    rc.send(&encode(&["SYNC"]));
+    let mut got = Vec::new();
+    let payload = loop {
+        let mut chunk = [0u8; 4096];
+        let n = rc.stream().read(&mut chunk).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&chunk[..n]);
+        let lf = got.iter().take_while(|&&b| b == b'\n').count();
+        let head = &got[lf..];
+        if let Some(nl) = head.windows(2).position(|w| w == b"\r\n") {
+            let len: usize = text(&head[1..nl]).parse().unwrap();
+            if head.len() >= nl + 2 + len {
+                break head[nl + 2..nl + 2 + len].to_vec();
+            }
+        }
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let s = Server::start(&[]);
+    let mut c = s.raw();
+    assert_eq!(c.cmd(&["REPLICAOF", "127.0.0.1", &port]), b"+OK\r\n");
+    let (sock, _) = listener.accept().unwrap();
+    let mut w = fake_master_handshake(sock, &payload);
+    wait_link_up(&mut c, "fake master", &|| s.log());
+    let mut block = encode(&["MULTI"]);
+    block.extend(encode(&["SET", "a", "1"]));
+    block.extend(encode(&["SET", "b", "1"]));
+    w.write_all(&block).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(c.cmd(&["GET", "a"]), b"$-1\r\n", "half a transaction ran");
+    w.write_all(&encode(&["EXEC"])).unwrap();
+    wait_for("the transaction", Duration::from_secs(5), || {
+        c.cmd(&["MGET", "a", "b"]) == b"*2\r\n$1\r\n1\r\n$1\r\n1\r\n"
+    });
+    // Half a transaction, then the link breaks: the next link's stream runs on its own.
+    w.write_all(&encode(&["MULTI"])).unwrap();
+    w.write_all(&encode(&["SET", "c", "1"])).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    drop(w);
+    let (sock, _) = listener.accept().unwrap();
+    let mut w = fake_master_handshake(sock, &payload);
+    wait_link_up(&mut c, "fake master again", &|| s.log());
+    w.write_all(&encode(&["SET", "d", "1"])).unwrap();
+    wait_for("the new stream", Duration::from_secs(5), || {
+        c.cmd(&["GET", "d"]) == b"$1\r\n1\r\n"
+    });
+    assert_eq!(c.cmd(&["GET", "c"]), b"$-1\r\n");
+}

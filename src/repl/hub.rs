@@ -220,6 +220,8 @@ struct Replica {
     /// What this pass of the hub has for the replica: handed to the writer thread in one
     /// piece at the end of the pass (one write for many commands).
     outbuf: Vec<u8>,
+    /// The socket, to shut down when the replica is dropped (its writer may be blocked).
+    closer: std::net::TcpStream,
 }
 
 enum Phase {
@@ -586,6 +588,7 @@ impl Hub {
                     let s = self.sync_entry(sync);
                     s.start = Some(offset);
                     s.cut = vec![true; n];
+                    s.made = Instant::now();
                 }
             }
             ToHub::Promote { replid } => self.promote(replid),
@@ -615,6 +618,8 @@ impl Hub {
             // Our own writes logged before we became a replica go out first.
             self.merge();
         }
+        // Chained replicas go (to ask again) only when the history they follow changed.
+        let mut changed = true;
         if full || offset != self.offset {
             self.backlog.clear();
             self.offset = offset;
@@ -623,13 +628,17 @@ impl Hub {
         } else if replid != self.replid {
             self.replid2 = std::mem::replace(&mut self.replid, replid.clone());
             self.second_offset = self.offset as i64 + 1;
+        } else {
+            changed = !self.relay;
         }
         self.replid = replid;
         self.relay = true;
         self.session = session;
         self.data_offset = self.offset;
         self.forget_sources();
-        self.drop_replicas();
+        if changed {
+            self.drop_replicas();
+        }
     }
 
     /// REPLICAOF NO ONE: the relayed history becomes ours under a new id (the old one stays
@@ -780,6 +789,7 @@ impl Hub {
                 if let Some(s) = self.syncs.get_mut(&sync) {
                     s.start = Some(offset);
                     s.cut = vec![true; self.n];
+                    s.made = Instant::now();
                 }
                 true
             }
@@ -873,6 +883,11 @@ impl Hub {
                 }
                 let diskless = self.diskless;
                 let s = self.sync_entry(sync);
+                if s.members.iter().any(|m| m.header_sent) {
+                    // The payload has begun: too late to join it; the replica asks again.
+                    r.alive.store(false, std::sync::atomic::Ordering::Release);
+                    return;
+                }
                 s.members.push(Member {
                     id: r.id,
                     psync,
@@ -1028,6 +1043,7 @@ impl Hub {
                     <= OUTPUT_LIMIT;
             if !alive {
                 r.alive.store(false, std::sync::atomic::Ordering::Release);
+                let _ = r.closer.shutdown(std::net::Shutdown::Both);
                 crate::log!("Connection with replica {}:{} lost.", r.ip, r.port);
             }
             alive
@@ -1065,9 +1081,12 @@ impl Hub {
         for r in self.replicas.iter_mut() {
             flush_one(r);
         }
+        // Only replicas receiving a payload set the snapshots' pace (a lagging online one
+        // must not hold back another's full resync).
         let unwritten = self
             .replicas
             .iter()
+            .filter(|r| matches!(r.phase, Phase::Syncing { .. }))
             .map(|r| r.queued.load(std::sync::atomic::Ordering::Relaxed))
             .sum();
         self.payload
@@ -1144,7 +1163,10 @@ fn send_owned(r: &mut Replica, bytes: Vec<u8>) {
 fn spawn_replica(sock: std::net::TcpStream, id: u64, ip: String, port: u16) -> Option<Replica> {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let reader = sock.try_clone().ok()?;
+    let closer = sock.try_clone().ok()?;
     let _ = sock.set_nodelay(true);
+    // A replica that stops reading cannot hold its writer forever.
+    let _ = sock.set_write_timeout(Some(Duration::from_secs(60)));
     let (tx, rx) = channel::<Out>();
     let queued = Arc::new(AtomicUsize::new(0));
     let alive = Arc::new(AtomicBool::new(true));
@@ -1210,6 +1232,7 @@ fn spawn_replica(sock: std::net::TcpStream, id: u64, ip: String, port: u16) -> O
         phase: Phase::Online,
         pending: Vec::new(),
         outbuf: Vec::new(),
+        closer,
     })
 }
 

@@ -129,6 +129,8 @@ pub struct ReplShared {
     pub wait_targets: Arc<Mutex<std::collections::HashMap<u64, Option<u64>>>>,
     /// The link to our master, while a replica.
     pub link: Mutex<Option<Arc<replica::Link>>>,
+    /// The link whose payload the shards are loading.
+    pub loading_link: Mutex<Option<Arc<replica::Link>>>,
     /// Payload bytes on their way to replicas: the shards' snapshots wait while it is over
     /// `PAYLOAD_QUEUE_MAX`, so a full resync holds only so much beyond the data.
     pub payload: Arc<PayloadQueue>,
@@ -187,6 +189,7 @@ impl ReplShared {
             })),
             wait_targets: Default::default(),
             link: Mutex::new(None),
+            loading_link: Mutex::new(None),
             payload: Default::default(),
             gathering: Mutex::new(None),
             gathered: Default::default(),
@@ -239,26 +242,32 @@ impl ReplShared {
 /// exist. A block run live is handed over whole when it ends (as the AOF writes it).
 pub fn feed(ctx: &ShardCtx) {
     let repl = &ctx.shared.repl;
-    if !repl.feeding.load(Ordering::Acquire) || ctx.aof_live.borrow().is_some() {
+    if ctx.aof_live.borrow().is_some() {
         return;
     }
+    let feeding = repl.feeding.load(Ordering::Acquire);
     let bytes = {
         let mut e = ctx.engine.borrow_mut();
         let aof_on = ctx.aof.borrow().is_some();
         let Some(p) = e.prop.as_mut() else {
             return;
         };
+        if !feeding {
+            // A replica (or a master whose replicas are gone) keeps the log only for the AOF,
+            // which takes it itself: without one nothing else would ever empty it.
+            if !aof_on {
+                p.buf.clear();
+            }
+            return;
+        }
         if p.buf.is_empty() {
             return;
         }
-        let skip = ctx.feed_skip.replace(0).min(p.buf.len());
         if aof_on {
             // The AOF takes the same bytes right after.
-            p.buf[skip..].to_vec()
+            p.buf.clone()
         } else {
-            let mut b = std::mem::take(&mut p.buf);
-            b.drain(..skip);
-            b
+            std::mem::take(&mut p.buf)
         }
     };
     if let Some(tx) = repl.running_hub() {
@@ -536,6 +545,21 @@ fn gather(ctx: &ShardCtx, conn: &mut Conn, sync: u64, psync: bool, delay_ms: u64
                 }
                 glommio::timer::sleep(std::time::Duration::from_millis(2)).await;
             }
+        }
+        if first && !me.conns.borrow().contains(token) && !me.conns.borrow().is_taken(token) {
+            // The replica that was to take the cut is gone: the others are told so.
+            if let Some((cut, _)) = repl
+                .gathered
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(&sync)
+            {
+                *cut = Some(false);
+            }
+            if let Some(tx) = repl.running_hub() {
+                let _ = tx.send(ToHub::Abort { sync });
+            }
+            return;
         }
         while !me.answer_wait(token, ok) {
             glommio::timer::sleep(std::time::Duration::from_millis(1)).await;

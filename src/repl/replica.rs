@@ -91,8 +91,13 @@ pub struct Link {
     prev: Option<Arc<Link>>,
     retired: AtomicBool,
     relay: Mutex<Relay>,
-    /// The process's shard count (the stream is grouped by shard for shard 0).
-    nshards: usize,
+    /// Messages the link thread has handed shard 0, and those shard 0 has applied and
+    /// relayed in full: equal, the stream is still (a reconnection asks where to continue
+    /// only then, so nothing read before is run twice).
+    pushed: AtomicU64,
+    settled: AtomicU64,
+    /// The last payload could not be loaded: the link starts over with a full resync.
+    load_failed: AtomicBool,
 }
 
 impl Link {
@@ -101,7 +106,6 @@ impl Link {
         port: u16,
         hub: std::sync::mpsc::Sender<super::ToHub>,
         prev: Option<Arc<Link>>,
-        nshards: usize,
     ) -> Link {
         Link {
             host,
@@ -128,7 +132,9 @@ impl Link {
             prev,
             retired: AtomicBool::new(false),
             relay: Mutex::new(Relay::default()),
-            nshards,
+            pushed: AtomicU64::new(0),
+            settled: AtomicU64::new(0),
+            load_failed: AtomicBool::new(false),
         }
     }
 
@@ -150,6 +156,7 @@ impl Link {
     }
 
     fn push(&self, msg: ToShard) {
+        self.pushed.fetch_add(1, Ordering::AcqRel);
         self.inbox
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -166,7 +173,7 @@ pub fn start(shared: &crate::ctx::Shared, host: String, port: u16) {
     // The hub keeps the backlog of what we apply (for chained replicas, and for our own
     // replicas after a promotion).
     let hub = repl.hub(&shared.scripts, shared.nshards);
-    let link = Arc::new(Link::new(host, port, hub, prev, shared.nshards));
+    let link = Arc::new(Link::new(host, port, hub, prev));
     // Our own writes are not part of our master's stream.
     repl.feeding.store(false, Ordering::Release);
     *repl.link.lock().unwrap_or_else(|e| e.into_inner()) = Some(link.clone());
@@ -389,7 +396,12 @@ fn session(link: &Link, cfg: &crate::config::Config, our_port: u16) -> Result<()
     if let Some(rest) = reply.strip_prefix("+FULLRESYNC ") {
         let mut parts = rest.split(' ');
         let id = parts.next().unwrap_or("").to_string();
-        let off: u64 = parts.next().and_then(|o| o.parse().ok()).unwrap_or(0);
+        // Offsets are signed 64-bit numbers to Redis: a larger one is refused.
+        let off: u64 = parts
+            .next()
+            .and_then(|o| o.parse::<i64>().ok())
+            .and_then(|o| u64::try_from(o).ok())
+            .ok_or_else(|| format!("bad offset in {reply:?}"))?;
         crate::log!("Full resync from master: {id}:{off}");
         link.sync_read.store(0, Ordering::Release);
         link.sync_total.store(-1, Ordering::Release);
@@ -400,12 +412,15 @@ fn session(link: &Link, cfg: &crate::config::Config, our_port: u16) -> Result<()
         );
         *link.payload.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(payload));
         link.loading.store(true, Ordering::Release);
+        link.load_failed.store(false, Ordering::Release);
         link.push(ToShard::Load);
+        // Even when the link is being stopped, a load shard 0 has begun completes, and the
+        // hub then learns whose history the data is (a promotion names it as replid2).
         while link.loading.load(Ordering::Acquire) {
-            if link.stop.load(Ordering::Acquire) {
-                return Ok(());
-            }
             std::thread::sleep(Duration::from_millis(1));
+        }
+        if link.load_failed.load(Ordering::Acquire) {
+            return Err("the master's payload was not loaded; starting over".into());
         }
         link.offset.store(off, Ordering::Release);
         link.read_offset.store(off, Ordering::Release);
@@ -452,6 +467,14 @@ fn where_we_are(link: &Link) -> Result<(String, u64), String> {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
+    // What this link read before it broke is applied and relayed first.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while link.settled.load(Ordering::Acquire) != link.pushed.load(Ordering::Acquire) {
+        if Instant::now() >= deadline || link.stop.load(Ordering::Acquire) {
+            return Err("the stream read before is still being applied".into());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let (tx, rx) = std::sync::mpsc::channel();
     let _ = link.hub.send(super::ToHub::Ask(tx));
     rx.recv_timeout(Duration::from_secs(5))
@@ -488,10 +511,13 @@ fn read_payload(link: &Link, sock: &mut TcpStream, buf: &mut Vec<u8>) -> Result<
             progress(buf);
         }
     }
-    let len: usize = spec
+    let len: i64 = spec
         .parse()
-        .map_err(|_| format!("bad payload length {spec:?}"))?;
-    link.sync_total.store(len as i64, Ordering::Release);
+        .ok()
+        .filter(|l| *l >= 0)
+        .ok_or_else(|| format!("bad payload length {spec:?}"))?;
+    link.sync_total.store(len, Ordering::Release);
+    let len = usize::try_from(len).map_err(|_| format!("payload too large: {len}"))?;
     while buf.len() < len {
         read_more(sock, buf)?;
         progress(buf);
@@ -547,7 +573,7 @@ fn stream(
                 ) =>
             {
                 let silent =
-                    now_us() / 1000 - link.last_io_ms.load(Ordering::Acquire).min(now_us() / 1000);
+                    (now_us() / 1000).saturating_sub(link.last_io_ms.load(Ordering::Acquire));
                 if silent > timeout_ms {
                     return Err("timeout: no data nor PING from the master".into());
                 }
@@ -556,7 +582,9 @@ fn stream(
         }
         let session = link.session.load(Ordering::Acquire);
         let (mut pos, mut raw_from) = (0, 0);
-        let mut out = Grouper::new(link.nshards);
+        let mut out = Vec::new();
+        // Where an unfinished MULTI began: (position, `out`'s length, `parsed`, `skipped`).
+        let mut open_block: Option<(usize, usize, u64, u64)> = None;
         while pos < buf.len() {
             let consumed = match parse_command(&buf[pos..], &mut ranges, &mut scratch, limits) {
                 Ok(Parsed::Command { consumed }) => consumed,
@@ -571,12 +599,18 @@ fn stream(
                 Err(e) => return Err(format!("bad stream: {}", e.reply_text())),
             };
             let frame = &buf[pos..pos + consumed];
+            let name = ranges.first().map_or(&b""[..], |r| &frame[r.clone()]);
+            if name.eq_ignore_ascii_case(b"MULTI") {
+                open_block = Some((pos, out.len(), parsed, skipped));
+            } else if name.eq_ignore_ascii_case(b"EXEC") || name.eq_ignore_ascii_case(b"DISCARD") {
+                open_block = None;
+            }
             let is_getack = ranges.len() >= 2
-                && frame[ranges[0].clone()].eq_ignore_ascii_case(b"REPLCONF")
+                && name.eq_ignore_ascii_case(b"REPLCONF")
                 && frame[ranges[1].clone()].eq_ignore_ascii_case(b"GETACK");
             if is_getack {
                 // Everything before it runs first; then the acknowledgement counts it too.
-                let cmds = out.take();
+                let cmds = std::mem::take(&mut out);
                 handed += cmds.len() as u64;
                 link.push(ToShard::Stream {
                     session,
@@ -589,17 +623,23 @@ fn stream(
                     std::thread::sleep(Duration::from_micros(200));
                 }
                 skipped += consumed as u64;
+                pos += consumed;
                 ack(&mut sock, handed, skipped)?;
                 last_ack = Instant::now();
-            } else {
-                let args: Vec<&[u8]> = ranges.iter().map(|r| &frame[r.clone()]).collect();
-                out.push(frame, &args);
+                continue;
             }
+            out.extend_from_slice(frame);
             parsed += consumed as u64;
             pos += consumed;
         }
+        // A transaction the read cut in two waits for its EXEC: shard 0 (and the replicas
+        // below) only ever get whole MULTI … EXEC blocks.
+        if let Some((at, out_len, parsed_at, skipped_at)) = open_block.take() {
+            out.truncate(out_len);
+            (pos, parsed, skipped) = (at, parsed_at, skipped_at);
+        }
         if pos > raw_from {
-            let cmds = out.take();
+            let cmds = std::mem::take(&mut out);
             handed += cmds.len() as u64;
             link.push(ToShard::Stream {
                 session,
@@ -617,90 +657,14 @@ fn stream(
     }
 }
 
-/// Orders a piece of the stream for shard 0's master connection: between commands that must
-/// keep their place (MULTI … EXEC blocks, SELECT, commands without keys or with keys on
-/// several shards, scripts), the commands are grouped by the shard that owns their keys,
-/// each shard's in their order. Commands of different shards touch different keys, so their
-/// effects commute; grouped, the connection sends each shard one run instead of making a
-/// round trip every couple of commands.
-struct Grouper {
-    parts: Vec<Vec<u8>>,
-    out: Vec<u8>,
-    in_multi: bool,
-    pos: Vec<usize>,
-}
-
-impl Grouper {
-    fn new(nshards: usize) -> Grouper {
-        Grouper {
-            parts: vec![Vec::new(); nshards.max(1)],
-            out: Vec::new(),
-            in_multi: false,
-            pos: Vec::new(),
-        }
-    }
-
-    fn push(&mut self, frame: &[u8], args: &[&[u8]]) {
-        let name = args.first().copied().unwrap_or_default();
-        if name.eq_ignore_ascii_case(b"MULTI") {
-            self.in_multi = true;
-        }
-        match self.owner(args) {
-            Some(s) if !self.in_multi => self.parts[s].extend_from_slice(frame),
-            _ => {
-                self.close_group();
-                self.out.extend_from_slice(frame);
-            }
-        }
-        if name.eq_ignore_ascii_case(b"EXEC") || name.eq_ignore_ascii_case(b"DISCARD") {
-            self.in_multi = false;
-        }
-    }
-
-    /// The one shard all of a command's keys belong to, if it may move within its group.
-    fn owner(&mut self, args: &[&[u8]]) -> Option<usize> {
-        let l = shards::cmd::lookup(args).ok()?;
-        let flags = l.spec.flags | l.parent.map_or(0, |p| p.flags);
-        if flags & shards::cmd::flag::NOSCRIPT != 0 || l.spec.name.starts_with("eval") {
-            // Scripts, and commands scripts may not call (SELECT-like, server-wide ones).
-            return None;
-        }
-        if matches!(l.spec.name, "fcall" | "fcall_ro" | "select" | "swapdb") {
-            return None;
-        }
-        shards::cmd::key_positions(l.spec, args, &mut self.pos);
-        let n = self.parts.len();
-        let mut owner = None;
-        for &p in &self.pos {
-            let s = shards::slot::shard_of(args.get(p)?, n);
-            if owner.is_some_and(|o| o != s) {
-                return None;
-            }
-            owner = Some(s);
-        }
-        owner
-    }
-
-    fn close_group(&mut self) {
-        for part in self.parts.iter_mut() {
-            self.out.extend_from_slice(part);
-            part.clear();
-        }
-    }
-
-    /// What was pushed, in the order to run it.
-    fn take(&mut self) -> Vec<u8> {
-        self.close_group();
-        std::mem::take(&mut self.out)
-    }
-}
-
 /// Shard 0's side: runs what the link hands over, on the master connection, and relays what
 /// it has applied to the hub. A link that was replaced is finished first (what it handed
 /// over runs, and is relayed); a promotion waits for the stream to be still.
 pub async fn serve(ctx: std::rc::Rc<ShardCtx>) {
     let mut token = None;
     let mut cur: Option<Arc<Link>> = None;
+    // Messages taken from the current link's inbox.
+    let mut taken = 0u64;
     let mut idle = true;
     let mut last_work = Instant::now();
     loop {
@@ -716,7 +680,7 @@ pub async fn serve(ctx: std::rc::Rc<ShardCtx>) {
         let link = ctx.shared.repl.link();
         if let Some(old) = cur.clone() {
             if !link.as_ref().is_some_and(|l| Arc::ptr_eq(l, &old)) {
-                old.inbox.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                drop_inbox(&old);
                 if !relay_applied(&ctx, &old) && !old.promoted.load(Ordering::Acquire) {
                     idle = false;
                     continue;
@@ -729,36 +693,61 @@ pub async fn serve(ctx: std::rc::Rc<ShardCtx>) {
         let Some(link) = link else {
             continue;
         };
+        if !cur.as_ref().is_some_and(|c| Arc::ptr_eq(c, &link)) {
+            taken = 0;
+        }
         cur = Some(link.clone());
         let t = *token.get_or_insert_with(|| master_conn(&ctx, &link));
         link.relay.lock().unwrap_or_else(|e| e.into_inner()).token = Some(t);
         if link.promote.load(Ordering::Acquire) {
             // What was read and not applied is dropped: the promoted history ends where
             // shard 0 stopped.
-            link.inbox.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            drop_inbox(&link);
             if relay_applied(&ctx, &link) && !link.promoting.swap(true, Ordering::AcqRel) {
                 start_promotion(&ctx, t, &link);
             }
             continue;
         }
-        if !link.held() && apply(&ctx, t, &link) {
-            last_work = Instant::now();
+        if !link.held() {
+            let n = apply(&ctx, t, &link);
+            if n > 0 {
+                taken += n as u64;
+                last_work = Instant::now();
+            }
         }
         let quiet = relay_applied(&ctx, &link);
         link.quiet.store(quiet && link.held(), Ordering::Release);
+        if quiet {
+            link.settled.store(taken, Ordering::Release);
+        }
     }
 }
 
-/// Runs what the link has handed over on the master connection; returns whether there was
-/// anything.
-fn apply(ctx: &ShardCtx, token: crate::msg::Token, link: &Link) -> bool {
+/// Drops what the link handed over and shard 0 has not taken (a payload not loaded then
+/// counts as failed, so the link thread waiting for it goes on).
+fn drop_inbox(link: &Link) {
+    let dropped: Vec<ToShard> = link
+        .inbox
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .drain(..)
+        .collect();
+    if dropped.iter().any(|m| matches!(m, ToShard::Load)) {
+        link.load_failed.store(true, Ordering::Release);
+        link.loading.store(false, Ordering::Release);
+    }
+}
+
+/// Runs what the link has handed over on the master connection; returns how many messages
+/// there were.
+fn apply(ctx: &ShardCtx, token: crate::msg::Token, link: &Arc<Link>) -> usize {
     let msgs: Vec<ToShard> = link
         .inbox
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .drain(..)
         .collect();
-    let any = !msgs.is_empty();
+    let any = msgs.len();
     for msg in msgs {
         let Some(mut conn) = ctx.conns.borrow_mut().take(token) else {
             continue;
@@ -769,10 +758,17 @@ fn apply(ctx: &ShardCtx, token: crate::msg::Token, link: &Link) -> bool {
                 conn.rbuf.clear();
                 conn.rpos = 0;
                 conn.db = 0;
+                conn.multi = None;
                 *link.relay.lock().unwrap_or_else(|e| e.into_inner()) = Relay {
                     token: Some(token),
                     ..Default::default()
                 };
+                // The load belongs to this link even if another replaces it meanwhile.
+                *ctx.shared
+                    .repl
+                    .loading_link
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(link.clone());
                 crate::save::start_cut(ctx, &mut conn, crate::save::SnapKind::LoadReplica);
             }
             ToShard::Stream { session, cmds, raw } => {
@@ -849,16 +845,15 @@ fn start_promotion(ctx: &ShardCtx, token: crate::msg::Token, link: &Arc<Link>) {
     ctx.end_of_batch();
 }
 
-/// On each shard, before a promotion: what it logs from now on goes to the hub (anything
-/// logged before, for the AOF, is left out: it came from the master).
+/// On each shard, before a promotion: what it logs from now on goes to the hub.
 pub fn prepare_promotion(ctx: &ShardCtx) -> crate::msg::RepBody {
     let mut e = ctx.engine.borrow_mut();
     match e.prop.as_mut() {
         None => e.prop = Some(Default::default()),
-        Some(p) => {
-            ctx.feed_skip.set(p.buf.len());
-            p.db = None;
-        }
+        // What it logged before (for the AOF, which takes it at the end of this batch) came
+        // from the master: nothing is logged from here until the promotion, and the stream
+        // says its database again.
+        Some(p) => p.db = None,
     }
     crate::msg::RepBody::Ack
 }
@@ -867,10 +862,11 @@ pub fn prepare_promotion(ctx: &ShardCtx) -> crate::msg::RepBody {
 /// takes writes.
 fn promoted(ctx: &ShardCtx, link: &Arc<Link>) {
     let repl = &ctx.shared.repl;
-    repl.feeding.store(true, Ordering::Release);
+    // The hub stops relaying before any shard's log reaches it.
     let _ = link.hub.send(super::ToHub::Promote {
         replid: super::new_replid(),
     });
+    repl.feeding.store(true, Ordering::Release);
     {
         let mut g = repl.link.lock().unwrap_or_else(|e| e.into_inner());
         if g.as_ref().is_some_and(|l| Arc::ptr_eq(l, link)) {
@@ -905,7 +901,14 @@ fn master_conn(ctx: &ShardCtx, link: &Link) -> crate::msg::Token {
 /// the databases are emptied and the keys of this shard's slots loaded (shard 0 loads the
 /// function libraries too).
 pub fn load(ctx: &ShardCtx) -> Result<(), String> {
-    let link = ctx.shared.repl.link().ok_or("no replication link")?;
+    let link = ctx
+        .shared
+        .repl
+        .loading_link
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .ok_or("no replication link")?;
     let data = link
         .payload
         .lock()
@@ -938,10 +941,20 @@ pub fn load(ctx: &ShardCtx) -> Result<(), String> {
 
 /// After the load (on every shard, or failed): the link goes on.
 pub fn loaded(ctx: &ShardCtx, errors: &[String]) {
+    let link = ctx
+        .shared
+        .repl
+        .loading_link
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
     if !errors.is_empty() {
         crate::log!("Loading the master's payload failed: {}", errors.join("; "));
+        if let Some(l) = &link {
+            l.load_failed.store(true, Ordering::Release);
+        }
     }
-    if let Some(l) = ctx.shared.repl.link() {
+    if let Some(l) = link {
         l.payload.lock().unwrap_or_else(|e| e.into_inner()).take();
         l.loading.store(false, Ordering::Release);
     }
