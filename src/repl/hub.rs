@@ -181,6 +181,10 @@ fn keys_of<'a>(
             let frame = &frames[at..at + consumed];
             let args: Vec<&[u8]> = ranges.iter().map(|r| &frame[r.clone()]).collect();
             let l = shards::cmd::lookup(&args).ok()?;
+            if matches!(l.spec.name, "move" | "copy") {
+                // They may write the key in another database too.
+                return None;
+            }
             shards::cmd::key_positions(l.spec, &args, &mut pos);
             if pos.is_empty() {
                 return None;
