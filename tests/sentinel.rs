@@ -205,13 +205,41 @@ fn monitor_conf(master: u16, quorum: u32) -> String {
 
 /// Subscribes to `channel` on a sentinel and returns the messages as they come.
 fn subscribe(sentinel: u16, channel: &str) -> std::sync::mpsc::Receiver<String> {
+    listen(sentinel, channel, false, |m| {
+        m.get_payload::<String>().unwrap_or_default()
+    })
+}
+
+/// Pattern-subscribes on a sentinel: (channel, message) pairs as they come.
+fn psubscribe(sentinel: u16, pattern: &str) -> std::sync::mpsc::Receiver<(String, String)> {
+    listen(sentinel, pattern, true, |m| {
+        (
+            m.get_channel_name().to_string(),
+            m.get_payload::<String>().unwrap_or_default(),
+        )
+    })
+}
+
+/// (Pattern-)subscribes on a sentinel from a thread of its own, once subscribed returns what
+/// `each` makes of the messages as they come.
+fn listen<T: Send + 'static>(
+    sentinel: u16,
+    name: &str,
+    pattern: bool,
+    each: impl Fn(redis::Msg) -> T + Send + 'static,
+) -> std::sync::mpsc::Receiver<T> {
     let (tx, rx) = std::sync::mpsc::channel();
     let mut c = conn(sentinel);
-    let channel = channel.to_string();
+    let name = name.to_string();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut ps = c.as_pubsub();
-        if ps.subscribe(&channel).is_err() {
+        let subscribed = if pattern {
+            ps.psubscribe(&name)
+        } else {
+            ps.subscribe(&name)
+        };
+        if subscribed.is_err() {
             return;
         }
         let _ = ready_tx.send(());
@@ -219,10 +247,7 @@ fn subscribe(sentinel: u16, channel: &str) -> std::sync::mpsc::Receiver<String> 
         loop {
             match ps.get_message() {
                 Ok(m) => {
-                    if tx
-                        .send(m.get_payload::<String>().unwrap_or_default())
-                        .is_err()
-                    {
+                    if tx.send(each(m)).is_err() {
                         return;
                     }
                 }
@@ -234,41 +259,6 @@ fn subscribe(sentinel: u16, channel: &str) -> std::sync::mpsc::Receiver<String> 
     ready_rx
         .recv_timeout(Duration::from_secs(10))
         .expect("subscribed");
-    rx
-}
-
-/// Pattern-subscribes on a sentinel: (channel, message) pairs as they come.
-fn psubscribe(sentinel: u16, pattern: &str) -> std::sync::mpsc::Receiver<(String, String)> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let mut c = conn(sentinel);
-    let pattern = pattern.to_string();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut ps = c.as_pubsub();
-        if ps.psubscribe(&pattern).is_err() {
-            return;
-        }
-        let _ = ready_tx.send(());
-        let _ = ps.set_read_timeout(Some(Duration::from_millis(500)));
-        loop {
-            match ps.get_message() {
-                Ok(m) => {
-                    let ev = (
-                        m.get_channel_name().to_string(),
-                        m.get_payload::<String>().unwrap_or_default(),
-                    );
-                    if tx.send(ev).is_err() {
-                        return;
-                    }
-                }
-                Err(e) if e.is_timeout() => continue,
-                Err(_) => return,
-            }
-        }
-    });
-    ready_rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("psubscribed");
     rx
 }
 

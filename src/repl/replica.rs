@@ -610,13 +610,7 @@ fn stream(
                 && frame[ranges[1].clone()].eq_ignore_ascii_case(b"GETACK");
             if is_getack {
                 // Everything before it runs first; then the acknowledgement counts it too.
-                let cmds = std::mem::take(&mut out);
-                handed += cmds.len() as u64;
-                link.push(ToShard::Stream {
-                    session,
-                    cmds,
-                    raw: buf[raw_from..pos].to_vec(),
-                });
+                handed += hand_chunk(link, session, &mut out, &buf[raw_from..pos]);
                 raw_from = pos;
                 let deadline = Instant::now() + Duration::from_secs(5);
                 while link.applied.load(Ordering::Acquire) < handed && Instant::now() < deadline {
@@ -639,13 +633,7 @@ fn stream(
             (pos, parsed, skipped) = (at, parsed_at, skipped_at);
         }
         if pos > raw_from {
-            let cmds = std::mem::take(&mut out);
-            handed += cmds.len() as u64;
-            link.push(ToShard::Stream {
-                session,
-                cmds,
-                raw: buf[raw_from..pos].to_vec(),
-            });
+            handed += hand_chunk(link, session, &mut out, &buf[raw_from..pos]);
         }
         buf.drain(..pos);
         link.read_offset
@@ -655,6 +643,19 @@ fn stream(
             last_ack = Instant::now();
         }
     }
+}
+
+/// Hands shard 0 the commands read (`cmds`, emptied) and the stream bytes they came in;
+/// returns the commands' length.
+fn hand_chunk(link: &Link, session: u64, cmds: &mut Vec<u8>, raw: &[u8]) -> u64 {
+    let cmds = std::mem::take(cmds);
+    let len = cmds.len() as u64;
+    link.push(ToShard::Stream {
+        session,
+        cmds,
+        raw: raw.to_vec(),
+    });
+    len
 }
 
 /// Shard 0's side: runs what the link hands over, on the master connection, and relays what
