@@ -155,6 +155,15 @@ impl Link {
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = s;
     }
 
+    /// Everything handed to shard 0 and not taken yet.
+    fn take_inbox(&self) -> Vec<ToShard> {
+        self.inbox
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect()
+    }
+
     fn push(&self, msg: ToShard) {
         self.pushed.fetch_add(1, Ordering::AcqRel);
         self.inbox
@@ -727,12 +736,7 @@ pub async fn serve(ctx: std::rc::Rc<ShardCtx>) {
 /// Drops what the link handed over and shard 0 has not taken (a payload not loaded then
 /// counts as failed, so the link thread waiting for it goes on).
 fn drop_inbox(link: &Link) {
-    let dropped: Vec<ToShard> = link
-        .inbox
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .drain(..)
-        .collect();
+    let dropped = link.take_inbox();
     if dropped.iter().any(|m| matches!(m, ToShard::Load)) {
         link.load_failed.store(true, Ordering::Release);
         link.loading.store(false, Ordering::Release);
@@ -742,12 +746,7 @@ fn drop_inbox(link: &Link) {
 /// Runs what the link has handed over on the master connection; returns how many messages
 /// there were.
 fn apply(ctx: &ShardCtx, token: crate::msg::Token, link: &Arc<Link>) -> usize {
-    let msgs: Vec<ToShard> = link
-        .inbox
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .drain(..)
-        .collect();
+    let msgs = link.take_inbox();
     let any = msgs.len();
     for msg in msgs {
         let Some(mut conn) = ctx.conns.borrow_mut().take(token) else {
