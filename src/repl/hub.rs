@@ -35,16 +35,23 @@ const WRITE_BATCH_MAX: usize = 256 * 1024;
 /// The replication id of no history.
 pub const NO_ID: &str = "0000000000000000000000000000000000000000";
 
-/// Starts the hub; returns its mailbox.
+/// Starts the hub (sharing `repl`'s published state, WAIT targets, payload queue and feeding
+/// flag); returns its mailbox.
 pub fn start(
-    replid: String,
+    repl: &super::ReplShared,
     nshards: usize,
     scripts: Arc<shards::script::Store>,
-    state: Arc<Mutex<MasterState>>,
-    waits: Waits,
-    payload: Arc<super::PayloadQueue>,
-    config: Arc<crate::config::Config>,
 ) -> Sender<ToHub> {
+    let (replid, state, waits) = (
+        repl.replid.clone(),
+        repl.state.clone(),
+        repl.wait_targets.clone(),
+    );
+    let (payload, feeding, config) = (
+        repl.payload.clone(),
+        repl.feeding.clone(),
+        repl.config.clone(),
+    );
     let (tx, rx) = channel();
     std::thread::Builder::new()
         .name("repl-hub".into())
@@ -52,6 +59,7 @@ pub fn start(
             let mut hub = Hub::new(replid, nshards, scripts, state);
             hub.waits = waits;
             hub.payload = payload;
+            hub.feeding = feeding;
             hub.config = Some(config);
             hub.run(rx);
         })
@@ -355,6 +363,8 @@ struct Hub {
     payload: Arc<super::PayloadQueue>,
     /// Payload bytes sent since the last purge.
     since_purge: usize,
+    /// The shards hand their logs to the hub (`ReplShared::feeding`).
+    feeding: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Hub {
@@ -395,6 +405,7 @@ impl Hub {
             config_gen: u64::MAX,
             payload: Default::default(),
             since_purge: 0,
+            feeding: Default::default(),
         }
     }
 
@@ -619,8 +630,11 @@ impl Hub {
     /// replicas are disconnected either way, so they ask again with the ids now valid.
     fn relay_from(&mut self, session: u64, replid: String, offset: u64, full: bool) {
         if !self.relay {
-            // Our own writes logged before we became a replica go out first.
+            // Our own writes logged before we became a replica go out first (the shards
+            // went on handing them over until now); from here on their logs are not needed.
             self.merge();
+            self.feeding
+                .store(false, std::sync::atomic::Ordering::Release);
         }
         // Chained replicas go (to ask again) only when the history they follow changed.
         let mut changed = true;

@@ -121,7 +121,7 @@ pub struct ReplShared {
     /// The replication id this process started with (the hub's current ids are in `state`).
     pub replid: String,
     /// The shards hand their logs to the hub (from the first replica's cut on).
-    pub feeding: AtomicBool,
+    pub feeding: Arc<AtomicBool>,
     hub: Mutex<Option<Sender<ToHub>>>,
     next_sync: AtomicU64,
     pub state: Arc<Mutex<MasterState>>,
@@ -178,7 +178,7 @@ impl ReplShared {
     pub fn new(replid: String, config: Arc<crate::config::Config>) -> ReplShared {
         ReplShared {
             replid: replid.clone(),
-            feeding: AtomicBool::new(false),
+            feeding: Arc::new(AtomicBool::new(false)),
             hub: Mutex::new(None),
             next_sync: AtomicU64::new(1),
             state: Arc::new(Mutex::new(MasterState {
@@ -206,15 +206,7 @@ impl ReplShared {
         if let Some(tx) = g.as_ref() {
             return tx.clone();
         }
-        let tx = hub::start(
-            self.replid.clone(),
-            nshards,
-            scripts.clone(),
-            self.state.clone(),
-            self.wait_targets.clone(),
-            self.payload.clone(),
-            self.config.clone(),
-        );
+        let tx = hub::start(self, nshards, scripts.clone());
         *g = Some(tx.clone());
         tx
     }

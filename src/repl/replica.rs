@@ -183,8 +183,8 @@ pub fn start(shared: &crate::ctx::Shared, host: String, port: u16) {
     // replicas after a promotion).
     let hub = repl.hub(&shared.scripts, shared.nshards);
     let link = Arc::new(Link::new(host, port, hub, prev));
-    // Our own writes are not part of our master's stream.
-    repl.feeding.store(false, Ordering::Release);
+    // The shards go on handing their logs to the hub until the link is in step with the new
+    // master (`hub::relay_from`): writes they ran before this are in the offset offered.
     *repl.link.lock().unwrap_or_else(|e| e.into_inner()) = Some(link.clone());
     shards::keyspace::REPLICA.store(true, Ordering::Release);
     let cfg = shared.config.clone();
