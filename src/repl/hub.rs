@@ -1281,16 +1281,7 @@ fn read_acks(
                     break;
                 }
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue
-            }
+            Err(e) if super::read_again(&e) => continue,
             Err(_) => break,
         }
         let mut pos = 0;

@@ -625,6 +625,16 @@ fn hand_over(ctx: &ShardCtx, conn: &mut Conn, how: Start) -> Result<(), Error> {
     Ok(())
 }
 
+/// Whether a failed read on a replication socket is only a timeout or a signal (read again).
+pub fn read_again(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock
+            | std::io::ErrorKind::TimedOut
+            | std::io::ErrorKind::Interrupted
+    )
+}
+
 /// A new replication id: 40 hex digits.
 pub fn new_replid() -> String {
     let mut rng = shards::rng::Rng::new(now_us() ^ ((std::process::id() as u64) << 40));

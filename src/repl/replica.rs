@@ -431,15 +431,7 @@ fn session(link: &Link, cfg: &crate::config::Config, our_port: u16) -> Result<()
         if link.load_failed.load(Ordering::Acquire) {
             return Err("the master's payload was not loaded; starting over".into());
         }
-        link.offset.store(off, Ordering::Release);
-        link.read_offset.store(off, Ordering::Release);
-        link.applied.store(0, Ordering::Release);
-        let _ = link.hub.send(super::ToHub::Relay {
-            session,
-            replid: id,
-            offset: off,
-            full: true,
-        });
+        in_step(link, session, id, off, true);
         crate::log!("MASTER <-> REPLICA sync: Finished with success");
     } else if let Some(rest) = reply.strip_prefix("+CONTINUE") {
         let id = rest.trim();
@@ -448,15 +440,7 @@ fn session(link: &Link, cfg: &crate::config::Config, our_port: u16) -> Result<()
         } else {
             id.to_string()
         };
-        link.offset.store(offset, Ordering::Release);
-        link.read_offset.store(offset, Ordering::Release);
-        link.applied.store(0, Ordering::Release);
-        let _ = link.hub.send(super::ToHub::Relay {
-            session,
-            replid: id,
-            offset,
-            full: false,
-        });
+        in_step(link, session, id, offset, false);
         crate::log!("Successful partial resynchronization with master.");
     } else {
         return Err(format!("PSYNC: {reply}"));
@@ -465,6 +449,20 @@ fn session(link: &Link, cfg: &crate::config::Config, our_port: u16) -> Result<()
     link.last_io_ms.store(now_us() / 1000, Ordering::Release);
     let timeout_ms = cfg.get_i64("repl-timeout").max(1) as u64 * 1000;
     stream(link, sock, buf, timeout_ms)
+}
+
+/// The link is in step with its master at `offset` under `replid` (`full`: after a payload):
+/// its counters start there and the hub relays the stream from there.
+fn in_step(link: &Link, session: u64, replid: String, offset: u64, full: bool) {
+    link.offset.store(offset, Ordering::Release);
+    link.read_offset.store(offset, Ordering::Release);
+    link.applied.store(0, Ordering::Release);
+    let _ = link.hub.send(super::ToHub::Relay {
+        session,
+        replid,
+        offset,
+        full,
+    });
 }
 
 /// The replication id and offset to continue from: the hub's, once shard 0 has relayed all
@@ -573,14 +571,7 @@ fn stream(
                 buf.extend_from_slice(&chunk[..n]);
                 link.last_io_ms.store(now_us() / 1000, Ordering::Release);
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) =>
-            {
+            Err(e) if super::read_again(&e) => {
                 let silent =
                     (now_us() / 1000).saturating_sub(link.last_io_ms.load(Ordering::Acquire));
                 if silent > timeout_ms {
