@@ -1098,7 +1098,12 @@ impl ShardCtx {
             // The shard's internal connection: its replies go nowhere.
             conn.wbuf.clear();
             conn.wpos = 0;
+            let master = conn.master_link;
             self.conns.borrow_mut().put_back(conn);
+            if master {
+                // A replica's stream moved on: shard 0 hands out more of it.
+                crate::repl::replica::nudge();
+            }
             return;
         }
         let mut held = false;

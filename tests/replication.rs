@@ -931,3 +931,96 @@ fn a_transaction_cut_by_the_link_runs_whole_or_not_at_all() {
     });
     assert_eq!(c.cmd(&["GET", "c"]), b"$-1\r\n");
 }
+
+/// A shardis replica of shardis applies each shard's part of the stream in parallel: readers
+/// on it never see half of a transaction over both shards, each key's writes arrive in the
+/// master's order, and databases stay apart.
+#[test]
+fn shards_apply_the_stream_in_parallel_and_transactions_whole() {
+    let master = Server::start(&[]);
+    let mut m = master.raw();
+    let replica = Server::start(&[]);
+    let mut r = replica.raw();
+    let port = master.port().to_string();
+    assert_eq!(r.cmd(&["REPLICAOF", "127.0.0.1", &port]), b"+OK\r\n");
+    wait_link_up(&mut r, "full sync", &|| replica.log());
+    let (a, b) = (common::key_on(0, "pair"), common::key_on(1, "pair"));
+    let (c0, c1) = (common::key_on(0, "count"), common::key_on(1, "count"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let addr = master.addr();
+    let st = stop.clone();
+    let (a2, b2, c02, c12) = (a.clone(), b.clone(), c0.clone(), c1.clone());
+    let writer = std::thread::spawn(move || {
+        let mut w = common::RawConn::connect(addr);
+        let mut i = 0u64;
+        while !st.load(Ordering::Relaxed) && i < 1000 {
+            i += 1;
+            // Single-key writes on both shards, in two databases, then a transaction over
+            // both shards, all pipelined.
+            let mut batch = Vec::new();
+            let n = i.to_string();
+            for cmd in [
+                vec!["SET", &c02, &n],
+                vec!["SET", &c12, &n],
+                vec!["SELECT", "5"],
+                vec!["SET", &c02, "db5"],
+                vec!["SELECT", "0"],
+                vec!["MULTI"],
+                vec!["INCR", &a2],
+                vec!["INCR", &b2],
+                vec!["EXEC"],
+            ] {
+                batch.extend(encode(&cmd));
+            }
+            w.send(&batch);
+            for _ in 0..9 {
+                w.read_reply();
+            }
+        }
+        i
+    });
+    let (mut last0, mut last1, mut reads) = (0u64, 0u64, 0);
+    let num = |v: &[u8]| -> u64 {
+        let s = text(v);
+        s.lines().nth(1).and_then(|l| l.parse().ok()).unwrap_or(0)
+    };
+    while !writer.is_finished() {
+        // A transaction of reads over both shards sees both INCRs or neither.
+        let mut batch = Vec::new();
+        for cmd in [
+            vec!["MULTI"],
+            vec!["GET", &a],
+            vec!["GET", &b],
+            vec!["EXEC"],
+        ] {
+            batch.extend(encode(&cmd));
+        }
+        r.send(&batch);
+        let exec = text(&(0..4).map(|_| r.read_reply()).last().unwrap());
+        let vals: Vec<&str> = exec
+            .lines()
+            .filter(|l| !l.starts_with(['*', '$']))
+            .collect();
+        if vals.len() == 2 {
+            assert_eq!(vals[0], vals[1], "half a transaction seen: {exec:?}");
+        }
+        // Each shard's counter only moves forward.
+        let (n0, n1) = (num(&r.cmd(&["GET", &c0])), num(&r.cmd(&["GET", &c1])));
+        assert!(
+            n0 >= last0 && n1 >= last1,
+            "went back: {last0}→{n0}, {last1}→{n1}"
+        );
+        (last0, last1) = (n0, n1);
+        reads += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let written = writer.join().unwrap();
+    assert!(reads > 10, "only {reads} reads while the writer ran");
+    same_data(&mut m, &mut r, "after parallel apply");
+    assert_eq!(
+        text(&r.cmd(&["GET", &a])),
+        format!("${}\r\n{written}\r\n", written.to_string().len())
+    );
+    r.cmd(&["SELECT", "5"]);
+    assert_eq!(r.cmd(&["GET", &c0]), b"$3\r\ndb5\r\n");
+}

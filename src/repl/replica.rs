@@ -6,10 +6,16 @@
 //! id and offset), the payload of a full resync (length-prefixed or EOF-marked), then the
 //! command stream. It answers REPLCONF GETACK and acknowledges once a second. What it receives
 //! goes to shard 0 (polled every millisecond): a payload is loaded into every shard at one cut
-//! (each shard keeps the keys of its slots, the databases emptied first), and the stream is fed
-//! to shard 0's master connection, a connection without a socket whose commands take the path
-//! every client's take (so writes over several shards stay atomic and in order) and whose
-//! replies go nowhere.
+//! (each shard keeps the keys of its slots, the databases emptied first), and the stream runs
+//! on the shards in parallel. The link thread splits each piece it reads into steps (`split`):
+//! runs of commands that each touch one shard's keys go to that shard (shard 0's through its
+//! master connection, a connection without a socket whose replies go nowhere; the others' as
+//! one batch per shard and database, with one batch in flight per shard), and what spans
+//! shards or names no key (a MULTI … EXEC block, a script, FLUSHALL, …) is a barrier: it runs
+//! on shard 0's master connection, the path every client's commands take (so writes over
+//! several shards stay atomic), once every shard has applied what came before, and before any
+//! shard applies what follows. So each shard applies its own part of the stream in the
+//! master's order, and a reader never sees half of a transaction.
 //!
 //! While a replica, shardis refuses writes from clients (`replica-read-only`) and does not expire
 //! or evict keys itself: the master's DELs do (readers see expired keys as absent meanwhile).
@@ -26,27 +32,29 @@ use std::time::{Duration, Instant};
 pub enum ToShard {
     /// Load the payload in `Link::payload` into every shard.
     Load,
-    /// Commands of the stream (`cmds`), to run in order, and the stream bytes they came in
-    /// (`raw`: with the master's GETACKs and newlines), relayed once applied.
+    /// Commands of the stream, split into steps, to run in order; `len` bytes of commands,
+    /// and the stream bytes they came in (`raw`: with the master's GETACKs and newlines),
+    /// relayed once applied.
     Stream {
         session: u64,
-        cmds: Vec<u8>,
+        steps: Vec<Step>,
+        len: u64,
         raw: Vec<u8>,
     },
 }
 
-/// Shard 0's account of the stream it applies, for relaying it byte for byte.
-#[derive(Default)]
-pub struct Relay {
-    /// The master connection.
-    token: Option<crate::msg::Token>,
-    /// The link session of the bytes counted here.
-    session: u64,
-    /// Command bytes given to the master connection in this session.
-    fed: u64,
-    /// Stream chunks not relayed yet, each with the count of command bytes `fed` reaches at
-    /// its end.
-    pending: VecDeque<(u64, Vec<u8>)>,
+/// A run of the stream as the link thread splits it for the shards.
+pub enum Step {
+    /// Commands that each touch one shard's keys: per shard, runs of (database, frames).
+    Spread(Vec<Vec<(usize, Vec<u8>)>>),
+    /// Commands that span shards or name no key, with the database they start in and the
+    /// one they leave the connection in: they run on shard 0's master connection once every
+    /// shard has applied what came before, and before any shard applies what follows.
+    Barrier {
+        db: usize,
+        cmds: Vec<u8>,
+        end_db: usize,
+    },
 }
 
 /// One replication link to a master.
@@ -90,7 +98,6 @@ pub struct Link {
     /// applied relayed): a new link asks the hub where to continue only after that.
     prev: Option<Arc<Link>>,
     retired: AtomicBool,
-    relay: Mutex<Relay>,
     /// Messages the link thread has handed shard 0, and those shard 0 has applied and
     /// relayed in full: equal, the stream is still (a reconnection asks where to continue
     /// only then, so nothing read before is run twice).
@@ -98,6 +105,11 @@ pub struct Link {
     settled: AtomicU64,
     /// The last payload could not be loaded: the link starts over with a full resync.
     load_failed: AtomicBool,
+    /// The shards, the databases, and the stream's current database (the link thread's:
+    /// every run of commands it hands over names its database).
+    nshards: usize,
+    dbs: usize,
+    stream_db: std::sync::atomic::AtomicUsize,
 }
 
 impl Link {
@@ -106,6 +118,7 @@ impl Link {
         port: u16,
         hub: std::sync::mpsc::Sender<super::ToHub>,
         prev: Option<Arc<Link>>,
+        (nshards, dbs): (usize, usize),
     ) -> Link {
         Link {
             host,
@@ -129,12 +142,18 @@ impl Link {
             promoting: AtomicBool::new(false),
             promoted: AtomicBool::new(false),
             quiet: AtomicBool::new(true),
-            prev,
             retired: AtomicBool::new(false),
-            relay: Mutex::new(Relay::default()),
             pushed: AtomicU64::new(0),
             settled: AtomicU64::new(0),
             load_failed: AtomicBool::new(false),
+            nshards: nshards.max(1),
+            dbs: dbs.max(1),
+            // A new master's stream goes on in the database the last one's left off in.
+            stream_db: std::sync::atomic::AtomicUsize::new(
+                prev.as_ref()
+                    .map_or(0, |p| p.stream_db.load(Ordering::Acquire)),
+            ),
+            prev,
         }
     }
 
@@ -182,7 +201,8 @@ pub fn start(shared: &crate::ctx::Shared, host: String, port: u16) {
     // The hub keeps the backlog of what we apply (for chained replicas, and for our own
     // replicas after a promotion).
     let hub = repl.hub(&shared.scripts, shared.nshards);
-    let link = Arc::new(Link::new(host, port, hub, prev));
+    let dbs = usize::try_from(shared.config.get_i64("databases")).unwrap_or(16);
+    let link = Arc::new(Link::new(host, port, hub, prev, (shared.nshards, dbs)));
     // The shards go on handing their logs to the hub until the link is in step with the new
     // master (`hub::relay_from`): writes they ran before this are in the offset offered.
     *repl.link.lock().unwrap_or_else(|e| e.into_inner()) = Some(link.clone());
@@ -422,6 +442,8 @@ fn session(link: &Link, cfg: &crate::config::Config, our_port: u16) -> Result<()
         *link.payload.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(payload));
         link.loading.store(true, Ordering::Release);
         link.load_failed.store(false, Ordering::Release);
+        // The stream after a payload starts in database 0 (a master says SELECT first).
+        link.stream_db.store(0, Ordering::Release);
         link.push(ToShard::Load);
         // Even when the link is being stopped, a load shard 0 has begun completes, and the
         // hub then learns whose history the data is (a promotion names it as replid2).
@@ -645,24 +667,160 @@ fn stream(
     }
 }
 
-/// Hands shard 0 the commands read (`cmds`, emptied) and the stream bytes they came in;
-/// returns the commands' length.
+/// Hands shard 0 the commands read (`cmds`, emptied), split into steps, and the stream bytes
+/// they came in; returns the commands' length.
 fn hand_chunk(link: &Link, session: u64, cmds: &mut Vec<u8>, raw: &[u8]) -> u64 {
     let cmds = std::mem::take(cmds);
     let len = cmds.len() as u64;
+    let mut db = link.stream_db.load(Ordering::Acquire);
+    let steps = split(&cmds, link.nshards, link.dbs, &mut db);
+    link.stream_db.store(db, Ordering::Release);
     link.push(ToShard::Stream {
         session,
-        cmds,
+        steps,
+        len,
         raw: raw.to_vec(),
     });
     len
 }
 
-/// Shard 0's side: runs what the link hands over, on the master connection, and relays what
-/// it has applied to the hub. A link that was replaced is finished first (what it handed
-/// over runs, and is relayed); a promotion waits for the stream to be still.
+/// Splits whole commands of the stream (MULTI … EXEC blocks whole) into steps for `n`
+/// shards. `db` is the stream's database (of `dbs`), carried from one piece to the next:
+/// SELECTs outside blocks are taken here, as every run names its database.
+pub fn split(cmds: &[u8], n: usize, dbs: usize, db: &mut usize) -> Vec<Step> {
+    use shards::resp::{parse_command, ParseLimits, Parsed};
+    let limits = ParseLimits {
+        bulk_len_max: usize::MAX,
+    };
+    let (mut ranges, mut scratch) = (Vec::new(), Vec::new());
+    let mut steps = Vec::new();
+    // An open block: where it began and the database it began in.
+    let mut block: Option<(usize, usize)> = None;
+    let mut pos = 0;
+    while pos < cmds.len() {
+        let consumed = match parse_command(&cmds[pos..], &mut ranges, &mut scratch, limits) {
+            Ok(Parsed::Command { consumed }) => consumed,
+            Ok(Parsed::Empty { consumed }) | Ok(Parsed::Inline { consumed }) => {
+                pos += consumed;
+                continue;
+            }
+            // The link thread hands over whole commands; anything else runs as it is on
+            // shard 0, which answers it as a client would be.
+            Ok(Parsed::Incomplete) | Err(_) => {
+                let from = block.map_or(pos, |(at, _)| at);
+                barrier(&mut steps, *db, &cmds[from..], *db);
+                return steps;
+            }
+        };
+        let frame = &cmds[pos..pos + consumed];
+        let argv: smallvec::SmallVec<[&[u8]; 8]> =
+            ranges.iter().map(|r| &frame[r.clone()]).collect();
+        let name = argv.first().copied().unwrap_or(b"");
+        let selected = if name.eq_ignore_ascii_case(b"SELECT") && argv.len() == 2 {
+            std::str::from_utf8(argv[1])
+                .ok()
+                .and_then(|d| d.parse::<usize>().ok())
+                .filter(|&d| d < dbs)
+        } else {
+            None
+        };
+        let start = pos;
+        pos += consumed;
+        if let Some((at, db0)) = block {
+            if let Some(d) = selected {
+                *db = d;
+            }
+            if name.eq_ignore_ascii_case(b"EXEC") || name.eq_ignore_ascii_case(b"DISCARD") {
+                barrier(&mut steps, db0, &cmds[at..pos], *db);
+                block = None;
+            }
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"MULTI") {
+            block = Some((start, *db));
+            continue;
+        }
+        if let Some(d) = selected {
+            *db = d;
+            continue;
+        }
+        match home_shard(&argv, n) {
+            Some(k) => spread(&mut steps, n, k, *db, frame),
+            None => barrier(&mut steps, *db, frame, *db),
+        }
+    }
+    if let Some((at, db0)) = block {
+        barrier(&mut steps, db0, &cmds[at..], *db);
+    }
+    steps
+}
+
+/// Adds commands that run alone on shard 0's master connection.
+fn barrier(steps: &mut Vec<Step>, db: usize, cmds: &[u8], end: usize) {
+    if let Some(Step::Barrier {
+        cmds: last, end_db, ..
+    }) = steps.last_mut()
+    {
+        if *end_db == db {
+            last.extend_from_slice(cmds);
+            *end_db = end;
+            return;
+        }
+    }
+    steps.push(Step::Barrier {
+        db,
+        cmds: cmds.to_vec(),
+        end_db: end,
+    });
+}
+
+/// Adds a command for shard `k` alone.
+fn spread(steps: &mut Vec<Step>, n: usize, k: usize, db: usize, frame: &[u8]) {
+    if !matches!(steps.last(), Some(Step::Spread(_))) {
+        steps.push(Step::Spread(vec![Vec::new(); n]));
+    }
+    let Some(Step::Spread(parts)) = steps.last_mut() else {
+        return;
+    };
+    let runs = &mut parts[k];
+    match runs.last_mut() {
+        Some((d, run)) if *d == db => run.extend_from_slice(frame),
+        _ => runs.push((db, frame.to_vec())),
+    }
+}
+
+/// The one shard whose keys a command of the stream touches, when it touches only one
+/// shard's and runs there as any forwarded command does (not a script, which may reach
+/// keys it does not name, nor SORT with patterns, MOVE or COPY, which may write another
+/// database too, nor anything the server itself runs).
+fn home_shard(argv: &[&[u8]], n: usize) -> Option<usize> {
+    let l = shards::cmd::lookup(argv).ok()?;
+    let name = l.parent.map_or(l.spec.name, |p| p.name);
+    if !matches!(l.spec.route, shards::cmd::Route::Keys(_))
+        || matches!(
+            name,
+            "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro" | "move" | "copy"
+        )
+        || crate::dispatch::is_sort_with_patterns(l, argv)
+    {
+        return None;
+    }
+    let mut pos = Vec::new();
+    shards::cmd::key_positions(l.spec, argv, &mut pos);
+    let mut keys = pos.iter().map(|&p| argv.get(p));
+    let first = shards::slot::shard_of(keys.next()??, n);
+    for k in keys {
+        if shards::slot::shard_of(k?, n) != first {
+            return None;
+        }
+    }
+    Some(first)
+}
+
+/// Shard 0's side: takes what the link hands over and has the shards apply it (see `Coord`),
+/// relaying to the hub what they have applied. A link that was replaced is finished first
+/// (what it handed over runs, and is relayed); a promotion waits for the stream to be still.
 pub async fn serve(ctx: std::rc::Rc<ShardCtx>) {
-    let mut token = None;
     let mut cur: Option<Arc<Link>> = None;
     // Messages taken from the current link's inbox.
     let mut taken = 0u64;
@@ -670,19 +828,25 @@ pub async fn serve(ctx: std::rc::Rc<ShardCtx>) {
     let mut last_work = Instant::now();
     loop {
         // Every millisecond while the stream flows, every few when it has been quiet for a
-        // while (an idle replica costs next to nothing), rarely when not a replica.
+        // while (an idle replica costs next to nothing), rarely when not a replica; at once
+        // when a shard has finished a part.
         let quiet = last_work.elapsed() > Duration::from_secs(1);
         let pause_ms = match (idle, quiet) {
             (true, _) => 100,
             (false, true) => 4,
             (false, false) => 1,
         };
-        glommio::timer::sleep(Duration::from_millis(pause_ms)).await;
+        futures_lite::future::or(
+            glommio::timer::sleep(Duration::from_millis(pause_ms)),
+            Nudged,
+        )
+        .await;
+        NUDGED.with(|n| n.set(false));
         let link = ctx.shared.repl.link();
         if let Some(old) = cur.clone() {
             if !link.as_ref().is_some_and(|l| Arc::ptr_eq(l, &old)) {
                 drop_inbox(&old);
-                if !relay_applied(&ctx, &old) && !old.promoted.load(Ordering::Acquire) {
+                if !pump(&ctx, None) && !old.promoted.load(Ordering::Acquire) {
                     idle = false;
                     continue;
                 }
@@ -698,27 +862,32 @@ pub async fn serve(ctx: std::rc::Rc<ShardCtx>) {
             taken = 0;
         }
         cur = Some(link.clone());
-        let t = *token.get_or_insert_with(|| master_conn(&ctx, &link));
-        link.relay.lock().unwrap_or_else(|e| e.into_inner()).token = Some(t);
+        let t = COORD.with(|c| {
+            c.borrow_mut()
+                .get_or_insert_with(|| Coord::new(master_conn(&ctx, &link), ctx.n))
+                .conn0
+        });
         if link.promote.load(Ordering::Acquire) {
-            // What was read and not applied is dropped: the promoted history ends where
-            // shard 0 stopped.
+            // What was read and not taken is dropped: the promoted history ends where the
+            // shards stopped.
             drop_inbox(&link);
-            if relay_applied(&ctx, &link) && !link.promoting.swap(true, Ordering::AcqRel) {
+            if pump(&ctx, None) && !link.promoting.swap(true, Ordering::AcqRel) {
                 start_promotion(&ctx, t, &link);
             }
             continue;
         }
+        let mut more = None;
         if !link.held() {
-            let n = apply(&ctx, t, &link);
-            if n > 0 {
-                taken += n as u64;
+            let msgs = link.take_inbox();
+            if !msgs.is_empty() {
+                taken += msgs.len() as u64;
                 last_work = Instant::now();
+                more = Some((link.clone(), msgs));
             }
         }
-        let quiet = relay_applied(&ctx, &link);
-        link.quiet.store(quiet && link.held(), Ordering::Release);
-        if quiet {
+        let still = pump(&ctx, more);
+        link.quiet.store(still && link.held(), Ordering::Release);
+        if still {
             link.settled.store(taken, Ordering::Release);
         }
     }
@@ -734,85 +903,360 @@ fn drop_inbox(link: &Link) {
     }
 }
 
-/// Runs what the link has handed over on the master connection; returns how many messages
-/// there were.
-fn apply(ctx: &ShardCtx, token: crate::msg::Token, link: &Arc<Link>) -> usize {
-    let msgs = link.take_inbox();
-    let any = msgs.len();
-    for msg in msgs {
-        let Some(mut conn) = ctx.conns.borrow_mut().take(token) else {
-            continue;
-        };
-        match msg {
-            ToShard::Load => {
-                // A new copy: what the connection had queued belongs to the old one.
-                conn.rbuf.clear();
-                conn.rpos = 0;
-                conn.db = 0;
-                conn.multi = None;
-                *link.relay.lock().unwrap_or_else(|e| e.into_inner()) = Relay {
-                    token: Some(token),
-                    ..Default::default()
-                };
-                // The load belongs to this link even if another replaces it meanwhile.
-                *ctx.shared
-                    .repl
-                    .loading_link
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = Some(link.clone());
-                crate::save::start_cut(ctx, &mut conn, crate::save::SnapKind::LoadReplica);
-            }
-            ToShard::Stream { session, cmds, raw } => {
-                {
-                    let mut r = link.relay.lock().unwrap_or_else(|e| e.into_inner());
-                    if r.session != session {
-                        r.session = session;
-                        r.fed = 0;
-                        r.pending.clear();
-                    }
-                    r.fed += cmds.len() as u64;
-                    let end = r.fed;
-                    r.pending.push_back((end, raw));
-                }
-                conn.rbuf.extend_from_slice(&cmds);
-                crate::dispatch::process(ctx, &mut conn);
-            }
-        }
-        ctx.finish(conn);
-        ctx.end_of_batch();
-    }
-    any
+thread_local! {
+    /// Shard 0's account of the stream being applied.
+    static COORD: std::cell::RefCell<Option<Coord>> = const { std::cell::RefCell::new(None) };
+    /// A shard has finished a part, or the master connection a wait: `serve` looks again.
+    static NUDGED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static WAKER: std::cell::RefCell<Option<std::task::Waker>> =
+        const { std::cell::RefCell::new(None) };
 }
 
-/// On shard 0: relays the stream chunks the master connection has applied in full. Returns
-/// whether it is still (nothing being applied, everything relayed).
-pub fn relay_applied(ctx: &ShardCtx, link: &Link) -> bool {
-    let mut r = link.relay.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(token) = r.token else {
-        return true;
-    };
-    let Some((unread, idle)) = ctx.conns.borrow().peek(token).map(|conn| {
-        let unread = conn.rbuf.len().saturating_sub(conn.rpos) as u64;
-        (unread, matches!(conn.wait, crate::conn::Wait::None))
-    }) else {
-        return false;
-    };
-    if !idle {
-        return false;
+/// Wakes shard 0's `serve` (from a master connection's callback or wait ending).
+pub fn nudge() {
+    NUDGED.with(|n| n.set(true));
+    if let Some(w) = WAKER.with(|w| w.borrow_mut().take()) {
+        w.wake();
     }
-    let applied = r.fed - unread.min(r.fed);
-    if r.session == link.session.load(Ordering::Acquire) {
-        link.applied.store(applied, Ordering::Release);
+}
+
+/// Ready once `nudge` has been called.
+struct Nudged;
+
+impl std::future::Future for Nudged {
+    type Output = ();
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if NUDGED.with(|n| n.get()) {
+            return std::task::Poll::Ready(());
+        }
+        WAKER.with(|w| *w.borrow_mut() = Some(cx.waker().clone()));
+        std::task::Poll::Pending
     }
-    while r.pending.front().is_some_and(|(end, _)| *end <= applied) {
-        if let Some((_, bytes)) = r.pending.pop_front() {
-            let _ = link.hub.send(super::ToHub::Upstream {
-                session: r.session,
-                bytes,
-            });
+}
+
+/// What shard 0 has taken from a link and not handed out yet.
+enum Item {
+    Step(Step),
+    /// The end of a piece of the stream: relayed once everything before it is applied.
+    End(Chunk),
+    Load(Arc<Link>),
+}
+
+/// A piece of the stream handed out, waiting to be applied in full by every shard.
+struct Chunk {
+    link: Arc<Link>,
+    session: u64,
+    len: u64,
+    raw: Vec<u8>,
+    /// Bytes each shard must have applied (shard 0: fed to the master connection).
+    need: Vec<u64>,
+}
+
+/// Another shard's part of the stream: runs of (database, commands) waiting to go to it, one
+/// batch in flight at a time (through a socketless connection here).
+struct Lane {
+    token: Option<crate::msg::Token>,
+    queue: VecDeque<(usize, Vec<u8>)>,
+    /// Bytes queued so far, and those the shard has applied.
+    queued: u64,
+    done: std::rc::Rc<std::cell::Cell<u64>>,
+    busy: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+/// Most bytes of commands in one batch to another shard.
+const BATCH_MAX: usize = 256 * 1024;
+
+/// Shard 0's account of the stream the shards apply in parallel.
+struct Coord {
+    /// The master connection: shard 0's part of the stream, and the barriers.
+    conn0: crate::msg::Token,
+    /// Bytes fed to it, and the database they leave it in.
+    fed0: u64,
+    db0: usize,
+    /// A barrier or a load is on the master connection: nothing more goes out until it is
+    /// done.
+    fenced: bool,
+    /// Per shard (shard 0's unused).
+    lanes: Vec<Lane>,
+    items: VecDeque<Item>,
+    chunks: VecDeque<Chunk>,
+}
+
+impl Coord {
+    fn new(conn0: crate::msg::Token, n: usize) -> Coord {
+        Coord {
+            conn0,
+            fed0: 0,
+            db0: 0,
+            fenced: false,
+            lanes: (0..n)
+                .map(|_| Lane {
+                    token: None,
+                    queue: VecDeque::new(),
+                    queued: 0,
+                    done: Default::default(),
+                    busy: Default::default(),
+                })
+                .collect(),
+            items: VecDeque::new(),
+            chunks: VecDeque::new(),
         }
     }
-    unread == 0 && r.pending.is_empty()
+
+    /// Bytes the master connection has applied, and whether it is done with them (not
+    /// waiting); None while it is out of the table.
+    fn conn0_state(&self, ctx: &ShardCtx) -> Option<(u64, bool)> {
+        ctx.conns.borrow().peek(self.conn0).map(|conn| {
+            let unread = conn.rbuf.len().saturating_sub(conn.rpos) as u64;
+            (
+                self.fed0 - unread.min(self.fed0),
+                matches!(conn.wait, crate::conn::Wait::None),
+            )
+        })
+    }
+
+    /// The master connection has applied all it was fed.
+    fn caught_up0(&self, ctx: &ShardCtx) -> bool {
+        self.conn0_state(ctx)
+            .is_some_and(|(applied, idle)| idle && applied == self.fed0)
+    }
+
+    fn lanes_idle(&self) -> bool {
+        self.lanes
+            .iter()
+            .all(|l| !l.busy.get() && l.queue.is_empty())
+    }
+
+    /// Hands out what it can, in order; returns whether anything went out.
+    fn hand_out(&mut self, ctx: &ShardCtx) -> bool {
+        let mut any = false;
+        while let Some(item) = self.items.front() {
+            if self.fenced {
+                if !self.caught_up0(ctx) {
+                    break;
+                }
+                self.fenced = false;
+            }
+            let alone = matches!(item, Item::Load(_) | Item::Step(Step::Barrier { .. }));
+            if alone && !(self.lanes_idle() && self.caught_up0(ctx)) {
+                break;
+            }
+            let Some(item) = self.items.pop_front() else {
+                break;
+            };
+            any = true;
+            match item {
+                Item::Step(Step::Spread(parts)) => {
+                    for (k, runs) in parts.into_iter().enumerate() {
+                        for (db, cmds) in runs {
+                            if k == 0 {
+                                self.feed0(ctx, db, &cmds, db);
+                            } else if let Some(lane) = self.lanes.get_mut(k) {
+                                lane.queued += cmds.len() as u64;
+                                match lane.queue.back_mut() {
+                                    Some((d, run)) if *d == db && run.len() < BATCH_MAX => {
+                                        run.extend_from_slice(&cmds)
+                                    }
+                                    _ => lane.queue.push_back((db, cmds)),
+                                }
+                            }
+                        }
+                    }
+                }
+                Item::Step(Step::Barrier { db, cmds, end_db }) => {
+                    self.feed0(ctx, db, &cmds, end_db);
+                    self.fenced = true;
+                }
+                Item::End(mut chunk) => {
+                    chunk.need = self.lanes.iter().map(|l| l.queued).collect();
+                    if let Some(n) = chunk.need.first_mut() {
+                        *n = self.fed0;
+                    }
+                    self.chunks.push_back(chunk);
+                }
+                Item::Load(link) => {
+                    self.load(ctx, &link);
+                    self.fenced = true;
+                }
+            }
+        }
+        self.kick_lanes(ctx);
+        any
+    }
+
+    /// Feeds commands to the master connection (in database `db`, which they leave it in
+    /// `end_db`) and runs them.
+    fn feed0(&mut self, ctx: &ShardCtx, db: usize, cmds: &[u8], end_db: usize) {
+        let Some(mut conn) = ctx.conns.borrow_mut().take(self.conn0) else {
+            return;
+        };
+        if self.db0 != db {
+            let mut select = Vec::new();
+            shards::resp::encode_command(&[b"SELECT", db.to_string().as_bytes()], &mut select);
+            conn.rbuf.extend_from_slice(&select);
+            self.fed0 += select.len() as u64;
+        }
+        conn.rbuf.extend_from_slice(cmds);
+        self.fed0 += cmds.len() as u64;
+        self.db0 = end_db;
+        crate::dispatch::process(ctx, &mut conn);
+        ctx.finish(conn);
+    }
+
+    /// A payload to load: the master connection starts the cut that loads it everywhere.
+    fn load(&mut self, ctx: &ShardCtx, link: &Arc<Link>) {
+        let Some(mut conn) = ctx.conns.borrow_mut().take(self.conn0) else {
+            link.load_failed.store(true, Ordering::Release);
+            link.loading.store(false, Ordering::Release);
+            return;
+        };
+        // A new copy: nothing queued on the connection belongs to it.
+        let unread = conn.rbuf.len().saturating_sub(conn.rpos) as u64;
+        self.fed0 -= unread.min(self.fed0);
+        conn.rbuf.clear();
+        conn.rpos = 0;
+        conn.db = 0;
+        conn.multi = None;
+        self.db0 = 0;
+        // The load belongs to this link even if another replaces it meanwhile.
+        *ctx.shared
+            .repl
+            .loading_link
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(link.clone());
+        crate::save::start_cut(ctx, &mut conn, crate::save::SnapKind::LoadReplica);
+        ctx.finish(conn);
+    }
+
+    /// Sends each idle lane its next batch.
+    fn kick_lanes(&mut self, ctx: &ShardCtx) {
+        for (k, lane) in self.lanes.iter_mut().enumerate().skip(1) {
+            if lane.busy.get() {
+                continue;
+            }
+            let Some((db, cmds)) = lane.queue.pop_front() else {
+                continue;
+            };
+            let token = *lane.token.get_or_insert_with(|| lane_conn(ctx));
+            let Some(mut conn) = ctx.conns.borrow_mut().take(token) else {
+                lane.queue.push_front((db, cmds));
+                continue;
+            };
+            conn.db = db;
+            let len = cmds.len() as u64;
+            let (done, busy) = (lane.done.clone(), lane.busy.clone());
+            busy.set(true);
+            crate::dispatch::fan_out(
+                ctx,
+                &mut conn,
+                vec![(k, crate::msg::ReqBody::Run(cmds))],
+                Box::new(move |_, _, _| {
+                    done.set(done.get() + len);
+                    busy.set(false);
+                }),
+            );
+            ctx.finish(conn);
+        }
+    }
+
+    /// Relays the pieces every shard has applied in full; returns whether the stream is
+    /// still (nothing waiting, in flight or unrelayed).
+    fn settle(&mut self, ctx: &ShardCtx) -> bool {
+        let Some((applied0, idle0)) = self.conn0_state(ctx) else {
+            return false;
+        };
+        while let Some(c) = self.chunks.front() {
+            let done0 = applied0 > c.need[0] || (applied0 == c.need[0] && idle0);
+            let done = done0
+                && self
+                    .lanes
+                    .iter()
+                    .zip(&c.need)
+                    .skip(1)
+                    .all(|(l, &need)| l.done.get() >= need);
+            if !done {
+                break;
+            }
+            let Some(c) = self.chunks.pop_front() else {
+                break;
+            };
+            if c.session == c.link.session.load(Ordering::Acquire) {
+                c.link.applied.fetch_add(c.len, Ordering::AcqRel);
+            }
+            let _ = c.link.hub.send(super::ToHub::Upstream {
+                session: c.session,
+                bytes: c.raw,
+            });
+        }
+        self.items.is_empty()
+            && self.chunks.is_empty()
+            && self.lanes_idle()
+            && idle0
+            && applied0 == self.fed0
+    }
+}
+
+/// A socketless connection on shard 0 through which batches go to another shard.
+fn lane_conn(ctx: &ShardCtx) -> crate::msg::Token {
+    let mut conns = ctx.conns.borrow_mut();
+    let token = conns.vacant();
+    let id = ctx.shared.next_client_id.fetch_add(1, Ordering::Relaxed);
+    let mut c =
+        crate::conn::Conn::new(-1, token, id, "lane".into(), String::new(), now_us() / 1000);
+    c.authenticated = true;
+    c.master_link = true;
+    conns.put_internal(Box::new(c));
+    token
+}
+
+/// On shard 0: takes `more` (messages from a link), hands out what it can and relays what
+/// is applied. Returns whether the stream is still.
+fn pump(ctx: &ShardCtx, more: Option<(Arc<Link>, Vec<ToShard>)>) -> bool {
+    COORD.with(|c| {
+        let mut g = c.borrow_mut();
+        let Some(coord) = g.as_mut() else {
+            return true;
+        };
+        if let Some((link, msgs)) = more {
+            for msg in msgs {
+                match msg {
+                    ToShard::Load => coord.items.push_back(Item::Load(link.clone())),
+                    ToShard::Stream {
+                        session,
+                        steps,
+                        len,
+                        raw,
+                    } => {
+                        coord.items.extend(steps.into_iter().map(Item::Step));
+                        coord.items.push_back(Item::End(Chunk {
+                            link: link.clone(),
+                            session,
+                            len,
+                            raw,
+                            need: Vec::new(),
+                        }));
+                    }
+                }
+            }
+        }
+        if coord.hand_out(ctx) {
+            ctx.end_of_batch();
+        }
+        coord.settle(ctx)
+    })
+}
+
+/// On shard 0: relays the stream pieces the shards have applied in full. Returns whether
+/// the stream is still (nothing being applied, everything relayed).
+pub fn relay_applied(ctx: &ShardCtx, _link: &Link) -> bool {
+    COORD.with(|c| {
+        c.try_borrow_mut()
+            .ok()
+            .is_some_and(|mut g| g.as_mut().is_none_or(|coord| coord.settle(ctx)))
+    })
 }
 
 /// The stream is still: every shard starts logging its writes for the hub, and then the
@@ -948,5 +1392,146 @@ pub fn loaded(ctx: &ShardCtx, errors: &[String]) {
     if let Some(l) = link {
         l.payload.lock().unwrap_or_else(|e| e.into_inner()).take();
         l.loading.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(args: &[&str]) -> Vec<u8> {
+        let argv: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        let mut out = Vec::new();
+        shards::resp::encode_command(&argv, &mut out);
+        out
+    }
+
+    fn cmds(list: &[&[&str]]) -> Vec<u8> {
+        list.iter().flat_map(|a| cmd(a)).collect()
+    }
+
+    /// Two keys on different shards of two.
+    fn keys_on_two_shards() -> (String, String) {
+        let a = "a".to_string();
+        let sa = shards::slot::shard_of(a.as_bytes(), 2);
+        let b = (0..1000)
+            .map(|i| format!("k{i}"))
+            .find(|k| shards::slot::shard_of(k.as_bytes(), 2) != sa)
+            .expect("a key on the other shard");
+        (a, b)
+    }
+
+    #[test]
+    fn single_shard_commands_spread_by_shard_and_database() {
+        let (a, b) = keys_on_two_shards();
+        let (sa, sb) = (
+            shards::slot::shard_of(a.as_bytes(), 2),
+            shards::slot::shard_of(b.as_bytes(), 2),
+        );
+        let stream = cmds(&[
+            &["SET", &a, "1"],
+            &["SET", &b, "2"],
+            &["SELECT", "3"],
+            &["INCR", &a],
+            &["HSET", &b, "f", "v"],
+        ]);
+        let mut db = 0;
+        let steps = split(&stream, 2, 16, &mut db);
+        assert_eq!(db, 3);
+        let [Step::Spread(parts)] = steps.as_slice() else {
+            panic!("one spread step expected");
+        };
+        assert_eq!(
+            parts[sa],
+            vec![(0, cmd(&["SET", &a, "1"])), (3, cmd(&["INCR", &a]))]
+        );
+        assert_eq!(
+            parts[sb],
+            vec![
+                (0, cmd(&["SET", &b, "2"])),
+                (3, cmd(&["HSET", &b, "f", "v"]))
+            ]
+        );
+    }
+
+    #[test]
+    fn blocks_keyless_and_cross_shard_commands_are_barriers() {
+        let (a, b) = keys_on_two_shards();
+        let block = cmds(&[
+            &["MULTI"],
+            &["SET", &a, "1"],
+            &["SELECT", "2"],
+            &["SET", &b, "1"],
+            &["EXEC"],
+        ]);
+        let mut stream = cmd(&["SET", &a, "0"]);
+        stream.extend_from_slice(&block);
+        stream.extend(cmd(&["DEL", &a, &b]));
+        stream.extend(cmd(&["FLUSHALL"]));
+        stream.extend(cmd(&["SET", &b, "3"]));
+        let mut db = 1;
+        let steps = split(&stream, 2, 16, &mut db);
+        assert_eq!(steps.len(), 3, "spread, barrier, spread");
+        let Step::Barrier {
+            db: start,
+            cmds: barrier,
+            end_db,
+        } = &steps[1]
+        else {
+            panic!("a barrier expected");
+        };
+        // The block starts in database 1 and leaves the connection in 2; DEL over both shards
+        // and FLUSHALL join it.
+        assert_eq!((*start, *end_db), (1, 2));
+        let mut expect = block.clone();
+        expect.extend(cmd(&["DEL", &a, &b]));
+        expect.extend(cmd(&["FLUSHALL"]));
+        assert_eq!(barrier, &expect);
+        let Step::Spread(parts) = &steps[2] else {
+            panic!("a spread expected");
+        };
+        let sb = shards::slot::shard_of(b.as_bytes(), 2);
+        assert_eq!(parts[sb], vec![(2, cmd(&["SET", &b, "3"]))]);
+        assert_eq!(db, 2);
+    }
+
+    #[test]
+    fn scripts_bad_selects_and_unknown_commands_run_on_shard_0() {
+        let mut db = 0;
+        let stream = cmds(&[
+            &["EVAL", "return 1", "1", "a"],
+            &["SELECT", "99"],
+            &["SELECT", "x"],
+            &["NOSUCHCOMMAND", "a"],
+            &["SET", "a"],
+        ]);
+        let steps = split(&stream, 2, 16, &mut db);
+        let [Step::Barrier { cmds: barrier, .. }] = steps.as_slice() else {
+            panic!("one barrier expected");
+        };
+        assert_eq!(barrier, &stream);
+        assert_eq!(db, 0);
+    }
+
+    #[test]
+    fn one_shard_takes_everything_keyed_and_a_cut_block_stays_whole() {
+        let mut db = 0;
+        let stream = cmds(&[&["SET", "a", "1"], &["MSET", "a", "1", "b", "2"]]);
+        let steps = split(&stream, 1, 16, &mut db);
+        let [Step::Spread(parts)] = steps.as_slice() else {
+            panic!("one spread step expected");
+        };
+        assert_eq!(parts[0], vec![(0, stream.clone())]);
+        // An unfinished block (never handed over by the link thread) runs as it is.
+        let open = cmds(&[&["MULTI"], &["SET", "a", "1"]]);
+        let steps = split(&open, 2, 16, &mut db);
+        let [Step::Barrier { cmds: barrier, .. }] = steps.as_slice() else {
+            panic!("one barrier expected");
+        };
+        assert_eq!(barrier, &open);
+        // Half a command too.
+        let half = &cmd(&["SET", "a", "1"])[..5];
+        let steps = split(half, 2, 16, &mut db);
+        assert!(matches!(steps.as_slice(), [Step::Barrier { .. }]));
     }
 }
