@@ -41,6 +41,8 @@ const EVENTS_MAX: usize = 256;
 /// The listeners' epoll tokens (connection tokens are slab indexes, far below).
 const LISTENER: u64 = u64::MAX;
 const TLS_LISTENER: u64 = u64::MAX - 1;
+/// A replica's link thread has handed shard 0 more of the stream (`ReplShared::doorbell`).
+const REPL_DOORBELL: u64 = u64::MAX - 2;
 
 /// State every shard shares: read-mostly, atomics only.
 pub struct Shared {
@@ -300,6 +302,9 @@ impl ShardCtx {
         }
         if let Some(fd) = listeners.tls {
             epoll.add(fd, EV_READ, TLS_LISTENER)?;
+        }
+        if id == 0 && shared.repl.doorbell >= 0 {
+            epoll.add(shared.repl.doorbell, EV_READ, REPL_DOORBELL)?;
         }
         let seed = net_seed(id);
         let mut out_tx = Vec::with_capacity(n);
@@ -621,6 +626,10 @@ impl ShardCtx {
                 let (flags, data) = (ev.events, ev.u64);
                 if data == LISTENER || data == TLS_LISTENER {
                     self.accept_all(data == TLS_LISTENER);
+                } else if data == REPL_DOORBELL {
+                    let mut count = [0u8; 8];
+                    let _ = crate::net::read(self.shared.repl.doorbell, &mut count);
+                    crate::repl::replica::nudge();
                 } else {
                     self.on_event(data, flags);
                 }

@@ -144,6 +144,9 @@ pub struct ReplShared {
     pub sync_partial_ok: AtomicU64,
     pub sync_partial_err: AtomicU64,
     config: Arc<crate::config::Config>,
+    /// An eventfd in shard 0's epoll set: a replica's link thread rings it when it hands
+    /// shard 0 more of the stream (-1: none could be made, shard 0 polls).
+    pub doorbell: i32,
 }
 
 /// Replicas waiting out `repl-diskless-sync-delay` for one full resynchronisation.
@@ -197,6 +200,8 @@ impl ReplShared {
             sync_partial_ok: AtomicU64::new(0),
             sync_partial_err: AtomicU64::new(0),
             config,
+            // SAFETY: eventfd has no memory arguments; a failure returns -1.
+            doorbell: unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) },
         }
     }
 

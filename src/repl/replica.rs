@@ -34,12 +34,14 @@ pub enum ToShard {
     Load,
     /// Commands of the stream, split into steps, to run in order; `len` bytes of commands,
     /// and the stream bytes they came in (`raw`: with the master's GETACKs and newlines),
-    /// relayed once applied.
+    /// relayed once applied (the replica's offset then moves to `end`).
     Stream {
         session: u64,
         steps: Vec<Step>,
         len: u64,
         raw: Vec<u8>,
+        /// The stream offset after `raw`.
+        end: u64,
     },
 }
 
@@ -110,6 +112,8 @@ pub struct Link {
     nshards: usize,
     dbs: usize,
     stream_db: std::sync::atomic::AtomicUsize,
+    /// Shard 0's doorbell (`ReplShared::doorbell`).
+    doorbell: i32,
 }
 
 impl Link {
@@ -118,7 +122,7 @@ impl Link {
         port: u16,
         hub: std::sync::mpsc::Sender<super::ToHub>,
         prev: Option<Arc<Link>>,
-        (nshards, dbs): (usize, usize),
+        (nshards, dbs, doorbell): (usize, usize, i32),
     ) -> Link {
         Link {
             host,
@@ -146,6 +150,7 @@ impl Link {
             pushed: AtomicU64::new(0),
             settled: AtomicU64::new(0),
             load_failed: AtomicBool::new(false),
+            doorbell,
             nshards: nshards.max(1),
             dbs: dbs.max(1),
             // A new master's stream goes on in the database the last one's left off in.
@@ -189,6 +194,10 @@ impl Link {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push_back(msg);
+        if self.doorbell >= 0 {
+            // Wakes shard 0 (its event loop reads the count back).
+            let _ = crate::net::write(self.doorbell, &1u64.to_ne_bytes());
+        }
     }
 }
 
@@ -202,7 +211,13 @@ pub fn start(shared: &crate::ctx::Shared, host: String, port: u16) {
     // replicas after a promotion).
     let hub = repl.hub(&shared.scripts, shared.nshards);
     let dbs = usize::try_from(shared.config.get_i64("databases")).unwrap_or(16);
-    let link = Arc::new(Link::new(host, port, hub, prev, (shared.nshards, dbs)));
+    let link = Arc::new(Link::new(
+        host,
+        port,
+        hub,
+        prev,
+        (shared.nshards, dbs, repl.doorbell),
+    ));
     // The shards go on handing their logs to the hub until the link is in step with the new
     // master (`hub::relay_from`): writes they ran before this are in the offset offered.
     *repl.link.lock().unwrap_or_else(|e| e.into_inner()) = Some(link.clone());
@@ -577,8 +592,9 @@ fn stream(
     };
     let ack = |sock: &mut TcpStream, handed: u64, skipped: u64| -> Result<(), String> {
         let applied = link.applied.load(Ordering::Acquire).min(handed);
-        let offset = base + applied + skipped;
-        link.offset.store(offset, Ordering::Release);
+        // Shard 0 moves the offset on as pieces are applied (see `Coord::settle`).
+        let offset = (base + applied + skipped).max(link.offset.load(Ordering::Acquire));
+        link.offset.fetch_max(offset, Ordering::AcqRel);
         send(sock, &["REPLCONF", "ACK", &offset.to_string()])
     };
     ack(&mut sock, handed, skipped)?;
@@ -632,7 +648,8 @@ fn stream(
                 && frame[ranges[1].clone()].eq_ignore_ascii_case(b"GETACK");
             if is_getack {
                 // Everything before it runs first; then the acknowledgement counts it too.
-                handed += hand_chunk(link, session, &mut out, &buf[raw_from..pos]);
+                let end = base + parsed + skipped;
+                handed += hand_chunk(link, (session, end), &mut out, &buf[raw_from..pos]);
                 raw_from = pos;
                 let deadline = Instant::now() + Duration::from_secs(5);
                 while link.applied.load(Ordering::Acquire) < handed && Instant::now() < deadline {
@@ -655,7 +672,8 @@ fn stream(
             (pos, parsed, skipped) = (at, parsed_at, skipped_at);
         }
         if pos > raw_from {
-            handed += hand_chunk(link, session, &mut out, &buf[raw_from..pos]);
+            let end = base + parsed + skipped;
+            handed += hand_chunk(link, (session, end), &mut out, &buf[raw_from..pos]);
         }
         buf.drain(..pos);
         link.read_offset
@@ -668,8 +686,8 @@ fn stream(
 }
 
 /// Hands shard 0 the commands read (`cmds`, emptied), split into steps, and the stream bytes
-/// they came in; returns the commands' length.
-fn hand_chunk(link: &Link, session: u64, cmds: &mut Vec<u8>, raw: &[u8]) -> u64 {
+/// they came in, which end at stream offset `end`; returns the commands' length.
+fn hand_chunk(link: &Link, (session, end): (u64, u64), cmds: &mut Vec<u8>, raw: &[u8]) -> u64 {
     let cmds = std::mem::take(cmds);
     let len = cmds.len() as u64;
     let mut db = link.stream_db.load(Ordering::Acquire);
@@ -680,6 +698,7 @@ fn hand_chunk(link: &Link, session: u64, cmds: &mut Vec<u8>, raw: &[u8]) -> u64 
         steps,
         len,
         raw: raw.to_vec(),
+        end,
     });
     len
 }
@@ -841,6 +860,8 @@ pub async fn serve(ctx: std::rc::Rc<ShardCtx>) {
             Nudged,
         )
         .await;
+        // Answers from the other shards (and clients) first: a nudge may come from here.
+        futures_lite::future::yield_now().await;
         NUDGED.with(|n| n.set(false));
         let link = ctx.shared.repl.link();
         if let Some(old) = cur.clone() {
@@ -951,6 +972,7 @@ struct Chunk {
     session: u64,
     len: u64,
     raw: Vec<u8>,
+    end: u64,
     /// Bytes each shard must have applied (shard 0: fed to the master connection).
     need: Vec<u64>,
 }
@@ -973,8 +995,11 @@ const BATCH_MAX: usize = 256 * 1024;
 struct Coord {
     /// The master connection: shard 0's part of the stream, and the barriers.
     conn0: crate::msg::Token,
-    /// Bytes fed to it, and the database they leave it in.
-    fed0: u64,
+    /// Commands for it not fed yet (fed a slice at a time, so that the other shards get
+    /// their next batches and clients are served in between), the bytes given to it so far
+    /// (fed or not), and the database they leave it in.
+    pend0: VecDeque<Vec<u8>>,
+    given0: u64,
     db0: usize,
     /// A barrier or a load is on the master connection: nothing more goes out until it is
     /// done.
@@ -985,11 +1010,15 @@ struct Coord {
     chunks: VecDeque<Chunk>,
 }
 
+/// Most bytes fed to the master connection at a time.
+const FEED_MAX: usize = 64 * 1024;
+
 impl Coord {
     fn new(conn0: crate::msg::Token, n: usize) -> Coord {
         Coord {
             conn0,
-            fed0: 0,
+            pend0: VecDeque::new(),
+            given0: 0,
             db0: 0,
             fenced: false,
             lanes: (0..n)
@@ -1009,19 +1038,21 @@ impl Coord {
     /// Bytes the master connection has applied, and whether it is done with them (not
     /// waiting); None while it is out of the table.
     fn conn0_state(&self, ctx: &ShardCtx) -> Option<(u64, bool)> {
+        let pending: u64 = self.pend0.iter().map(|p| p.len() as u64).sum();
+        let fed = self.given0 - pending;
         ctx.conns.borrow().peek(self.conn0).map(|conn| {
             let unread = conn.rbuf.len().saturating_sub(conn.rpos) as u64;
             (
-                self.fed0 - unread.min(self.fed0),
+                fed - unread.min(fed),
                 matches!(conn.wait, crate::conn::Wait::None),
             )
         })
     }
 
-    /// The master connection has applied all it was fed.
+    /// The master connection has applied all it was given.
     fn caught_up0(&self, ctx: &ShardCtx) -> bool {
         self.conn0_state(ctx)
-            .is_some_and(|(applied, idle)| idle && applied == self.fed0)
+            .is_some_and(|(applied, idle)| idle && applied == self.given0)
     }
 
     fn lanes_idle(&self) -> bool {
@@ -1030,7 +1061,7 @@ impl Coord {
             .all(|l| !l.busy.get() && l.queue.is_empty())
     }
 
-    /// Hands out what it can, in order; returns whether anything went out.
+    /// Hands out what it can, in order; returns whether anything was done.
     fn hand_out(&mut self, ctx: &ShardCtx) -> bool {
         let mut any = false;
         while let Some(item) = self.items.front() {
@@ -1053,7 +1084,7 @@ impl Coord {
                     for (k, runs) in parts.into_iter().enumerate() {
                         for (db, cmds) in runs {
                             if k == 0 {
-                                self.feed0(ctx, db, &cmds, db);
+                                self.give0(db, cmds, db);
                             } else if let Some(lane) = self.lanes.get_mut(k) {
                                 lane.queued += cmds.len() as u64;
                                 match lane.queue.back_mut() {
@@ -1067,13 +1098,13 @@ impl Coord {
                     }
                 }
                 Item::Step(Step::Barrier { db, cmds, end_db }) => {
-                    self.feed0(ctx, db, &cmds, end_db);
+                    self.give0(db, cmds, end_db);
                     self.fenced = true;
                 }
                 Item::End(mut chunk) => {
                     chunk.need = self.lanes.iter().map(|l| l.queued).collect();
                     if let Some(n) = chunk.need.first_mut() {
-                        *n = self.fed0;
+                        *n = self.given0;
                     }
                     self.chunks.push_back(chunk);
                 }
@@ -1083,27 +1114,48 @@ impl Coord {
                 }
             }
         }
-        self.kick_lanes(ctx);
-        any
+        // The other shards' batches first: they run while this one feeds its own part.
+        let sent = self.kick_lanes(ctx);
+        any | sent | self.feed0(ctx)
     }
 
-    /// Feeds commands to the master connection (in database `db`, which they leave it in
-    /// `end_db`) and runs them.
-    fn feed0(&mut self, ctx: &ShardCtx, db: usize, cmds: &[u8], end_db: usize) {
-        let Some(mut conn) = ctx.conns.borrow_mut().take(self.conn0) else {
-            return;
-        };
+    /// Gives commands to the master connection (in database `db`, which they leave it in
+    /// `end_db`).
+    fn give0(&mut self, db: usize, cmds: Vec<u8>, end_db: usize) {
         if self.db0 != db {
             let mut select = Vec::new();
             shards::resp::encode_command(&[b"SELECT", db.to_string().as_bytes()], &mut select);
-            conn.rbuf.extend_from_slice(&select);
-            self.fed0 += select.len() as u64;
+            self.given0 += select.len() as u64;
+            self.pend0.push_back(select);
         }
-        conn.rbuf.extend_from_slice(cmds);
-        self.fed0 += cmds.len() as u64;
+        self.given0 += cmds.len() as u64;
+        self.pend0.push_back(cmds);
         self.db0 = end_db;
+    }
+
+    /// Feeds the master connection a slice of what it was given, and runs it; returns
+    /// whether anything was fed (more to come: `serve` is nudged to come back).
+    fn feed0(&mut self, ctx: &ShardCtx) -> bool {
+        if self.pend0.is_empty() {
+            return false;
+        }
+        let Some(mut conn) = ctx.conns.borrow_mut().take(self.conn0) else {
+            return false;
+        };
+        let mut fed = 0;
+        while fed < FEED_MAX {
+            let Some(cmds) = self.pend0.pop_front() else {
+                break;
+            };
+            fed += cmds.len();
+            conn.rbuf.extend_from_slice(&cmds);
+        }
         crate::dispatch::process(ctx, &mut conn);
         ctx.finish(conn);
+        if !self.pend0.is_empty() {
+            nudge();
+        }
+        true
     }
 
     /// A payload to load: the master connection starts the cut that loads it everywhere.
@@ -1113,9 +1165,7 @@ impl Coord {
             link.loading.store(false, Ordering::Release);
             return;
         };
-        // A new copy: nothing queued on the connection belongs to it.
-        let unread = conn.rbuf.len().saturating_sub(conn.rpos) as u64;
-        self.fed0 -= unread.min(self.fed0);
+        // A new copy (what came before it has been applied: see `hand_out`).
         conn.rbuf.clear();
         conn.rpos = 0;
         conn.db = 0;
@@ -1131,8 +1181,9 @@ impl Coord {
         ctx.finish(conn);
     }
 
-    /// Sends each idle lane its next batch.
-    fn kick_lanes(&mut self, ctx: &ShardCtx) {
+    /// Sends each idle lane its next batch; returns whether any went.
+    fn kick_lanes(&mut self, ctx: &ShardCtx) -> bool {
+        let mut sent = false;
         for (k, lane) in self.lanes.iter_mut().enumerate().skip(1) {
             if lane.busy.get() {
                 continue;
@@ -1146,6 +1197,7 @@ impl Coord {
                 continue;
             };
             conn.db = db;
+            sent = true;
             let len = cmds.len() as u64;
             let (done, busy) = (lane.done.clone(), lane.busy.clone());
             busy.set(true);
@@ -1160,6 +1212,7 @@ impl Coord {
             );
             ctx.finish(conn);
         }
+        sent
     }
 
     /// Relays the pieces every shard has applied in full; returns whether the stream is
@@ -1185,6 +1238,7 @@ impl Coord {
             };
             if c.session == c.link.session.load(Ordering::Acquire) {
                 c.link.applied.fetch_add(c.len, Ordering::AcqRel);
+                c.link.offset.fetch_max(c.end, Ordering::AcqRel);
             }
             let _ = c.link.hub.send(super::ToHub::Upstream {
                 session: c.session,
@@ -1195,7 +1249,7 @@ impl Coord {
             && self.chunks.is_empty()
             && self.lanes_idle()
             && idle0
-            && applied0 == self.fed0
+            && applied0 == self.given0
     }
 }
 
@@ -1229,6 +1283,7 @@ fn pump(ctx: &ShardCtx, more: Option<(Arc<Link>, Vec<ToShard>)>) -> bool {
                         steps,
                         len,
                         raw,
+                        end,
                     } => {
                         coord.items.extend(steps.into_iter().map(Item::Step));
                         coord.items.push_back(Item::End(Chunk {
@@ -1236,6 +1291,7 @@ fn pump(ctx: &ShardCtx, more: Option<(Arc<Link>, Vec<ToShard>)>) -> bool {
                             session,
                             len,
                             raw,
+                            end,
                             need: Vec::new(),
                         }));
                     }
