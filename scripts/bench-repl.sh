@@ -13,8 +13,8 @@
 # 3. Apply rate: the replica is stopped (SIGSTOP) while N SETs go to the master; once let go,
 #    the time it takes to catch up.
 # 4. All of it again with a shardis replica of the shardis master (same shard count), with the
-#    replica's CPU by thread, and with a one-shard shardis replica (its stream needs no hop
-#    between shards) (SHARDIS_REPLICA=0 leaves these out).
+#    replica's CPU by thread (its shards apply their parts of the stream in parallel), and with a
+#    one-shard shardis replica (SHARDIS_REPLICA=0 leaves these out).
 #
 #   scripts/bench-repl.sh                    # KEYS=1000000 VALUE=100 N=1000000 PIPE=16
 #   KEYS=20000000 VALUE=100 scripts/bench-repl.sh   # a full sync of about 2 GB
@@ -145,8 +145,9 @@ start_redis redis "${pin_server[@]}"
 start_shardis shardis 2
 run redis
 run shardis
-# Two shardis with the same shard count (one merged stream; the replica applies it through
-# one connection on its shard 0): SHARDIS_REPLICA=0 leaves this run out.
+# Two shardis with the same shard count (one merged stream, which the replica's shards apply in
+# parallel, each its own part), and a one-shard shardis replica for comparison:
+# SHARDIS_REPLICA=0 leaves these runs out.
 if [ "${SHARDIS_REPLICA:-1}" = 1 ]; then
     redis-cli -p "$(port_of shardis)" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
     start_shardis shardis 2

@@ -810,3 +810,146 @@ fn auth_over_tls() {
     assert_eq!(c.cmd(&["AUTH", "s3cret"]).unwrap(), b"+OK\r\n");
     assert_eq!(c.cmd(&["PING"]).unwrap(), b"+PONG\r\n", "{}", server.log());
 }
+
+/// Waits until `cond` holds (30 s at most).
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool, log: &dyn Fn() -> String) {
+    let end = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(Instant::now() < end, "{what}: not within 30 s\n{}", log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn info_has(c: &mut common::RawConn, text: &str) -> bool {
+    String::from_utf8_lossy(&c.cmd(&["INFO", "replication"])).contains(text)
+}
+
+/// Replication over TLS: a shardis replica (`tls-replication yes`, a client certificate) and a
+/// redis-server replica of a shardis master's TLS port, and a shardis replica of a
+/// redis-server master's TLS port. The data arrives, WAIT counts the acknowledgements that
+/// come back encrypted, and a broken link resumes with a partial resync.
+#[test]
+fn replication_over_tls() {
+    if use_redis_for_shardis() {
+        return;
+    }
+    let certs = Certs::new();
+    let plain = free_port().to_string();
+    let (master, mtls) = start(&certs, &["--port", &plain]);
+    let mut m = master.raw();
+    let (a, b) = (common::key_on(0, "tls"), common::key_on(1, "tls"));
+    m.cmd(&["MSET", &a, "1", &b, "2"]);
+    let (ca, ccrt, ckey) = (
+        certs.path("ca.crt"),
+        certs.path("client.crt"),
+        certs.path("client.key"),
+    );
+    let replicaof = format!("127.0.0.1 {mtls}");
+    let replica = Server::start(&[
+        "--replicaof",
+        &replicaof,
+        "--tls-replication",
+        "yes",
+        "--tls-ca-cert-file",
+        &ca,
+        "--tls-client-cert-file",
+        &ccrt,
+        "--tls-client-key-file",
+        &ckey,
+    ]);
+    let mut r = replica.raw();
+    wait_until(
+        "shardis replica over TLS",
+        || info_has(&mut r, "master_link_status:up"),
+        &|| replica.log(),
+    );
+    let mtls_s = mtls.to_string();
+    let redis_replica = common::RedisServer::start_with(&[
+        "--replicaof",
+        "127.0.0.1",
+        &mtls_s,
+        "--tls-replication",
+        "yes",
+        "--tls-ca-cert-file",
+        &ca,
+        "--tls-cert-file",
+        &ccrt,
+        "--tls-key-file",
+        &ckey,
+    ]);
+    let mut rr = redis_replica.raw();
+    wait_until(
+        "redis-server replica over TLS",
+        || info_has(&mut rr, "master_link_status:up"),
+        &|| redis_replica.log(),
+    );
+    m.cmd(&["SET", "after", "x"]);
+    m.cmd(&["RPUSH", &a, "no"]);
+    assert_eq!(m.cmd(&["WAIT", "2", "5000"]), b":2\r\n", "{}", master.log());
+    for c in [&mut r, &mut rr] {
+        assert_eq!(c.cmd(&["GET", &b]), b"$1\r\n2\r\n");
+        assert_eq!(c.cmd(&["GET", "after"]), b"$1\r\nx\r\n");
+    }
+    // The redis-server replica's link breaks: it resumes where it was.
+    assert_eq!(rr.cmd(&["CLIENT", "KILL", "TYPE", "master"]), b":1\r\n");
+    m.cmd(&["SET", "resumed", "1"]);
+    let stat = |c: &mut common::RawConn, name: &str| {
+        String::from_utf8_lossy(&c.cmd(&["INFO", "stats"]))
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("{name}:"))
+                    .map(|v| v.trim().to_string())
+            })
+    };
+    wait_until(
+        "partial resync over TLS",
+        || stat(&mut m, "sync_partial_ok").as_deref() == Some("1"),
+        &|| master.log(),
+    );
+    assert_eq!(m.cmd(&["WAIT", "2", "5000"]), b":2\r\n");
+    assert_eq!(r.cmd(&["GET", "resumed"]), b"$1\r\n1\r\n");
+    assert_eq!(rr.cmd(&["GET", "resumed"]), b"$1\r\n1\r\n");
+    assert_eq!(
+        stat(&mut m, "sync_full").as_deref(),
+        Some("2"),
+        "one full sync each"
+    );
+
+    // shardis follows a redis-server master on its TLS port.
+    let rtls = free_port().to_string();
+    let redis_master = common::RedisServer::start_with(&[
+        "--tls-port",
+        &rtls,
+        "--tls-cert-file",
+        &certs.path("server.crt"),
+        "--tls-key-file",
+        &certs.path("server.key"),
+        "--tls-ca-cert-file",
+        &ca,
+    ]);
+    let mut rm = redis_master.raw();
+    rm.cmd(&["SET", "from-redis", "1"]);
+    assert_eq!(r.cmd(&["REPLICAOF", "127.0.0.1", &rtls]), b"+OK\r\n");
+    wait_until(
+        "shardis replica of redis-server over TLS",
+        || r.cmd(&["GET", "from-redis"]) == b"$1\r\n1\r\n",
+        &|| replica.log(),
+    );
+    rm.cmd(&["SET", "streamed", "2"]);
+    assert_eq!(rm.cmd(&["WAIT", "1", "5000"]), b":1\r\n");
+    assert_eq!(r.cmd(&["GET", "streamed"]), b"$1\r\n2\r\n");
+    // Its link breaks: it resumes with a partial resync over TLS.
+    assert_eq!(rm.cmd(&["CLIENT", "KILL", "TYPE", "replica"]), b":1\r\n");
+    rm.cmd(&["SET", "streamed", "3"]);
+    wait_until(
+        "partial resync from redis-server over TLS",
+        || {
+            replica
+                .log()
+                .contains("Successful partial resynchronization")
+        },
+        &|| replica.log(),
+    );
+    assert_eq!(rm.cmd(&["WAIT", "1", "5000"]), b":1\r\n");
+    assert_eq!(r.cmd(&["GET", "streamed"]), b"$1\r\n3\r\n");
+}

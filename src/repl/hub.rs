@@ -866,13 +866,14 @@ impl Hub {
     fn attach(&mut self, a: Attach) {
         let Attach {
             sock,
+            tls,
             id,
             addr,
             listening_port,
             capa_eof,
             how,
         } = a;
-        let Some(mut r) = spawn_replica(sock, id, addr, listening_port) else {
+        let Some(mut r) = spawn_replica((sock, tls), id, addr, listening_port) else {
             return;
         };
         match how {
@@ -1177,14 +1178,64 @@ fn send_owned(r: &mut Replica, bytes: Vec<u8>) {
     }
 }
 
+/// A replica's socket, as its writer thread sees it: plain, or with the TLS session it shares
+/// with its reader thread (each writes to the socket only what it encrypted under the lock).
+enum Wire {
+    Plain(std::net::TcpStream),
+    Tls(std::net::TcpStream, Arc<Mutex<rustls::ServerConnection>>),
+}
+
+impl Wire {
+    fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Wire::Plain(s) => s.write_all(bytes),
+            Wire::Tls(s, tls) => {
+                let mut out = Vec::with_capacity(bytes.len() + 1024);
+                {
+                    let mut tls = tls.lock().unwrap_or_else(|e| e.into_inner());
+                    tls.writer().write_all(bytes)?;
+                    while tls.wants_write() {
+                        tls.write_tls(&mut out)?;
+                    }
+                }
+                s.write_all(&out)
+            }
+        }
+    }
+
+    /// A file's bytes (a disk payload), in pieces.
+    fn send_file(&mut self, f: &mut std::fs::File) -> std::io::Result<()> {
+        let mut piece = vec![0u8; 256 * 1024];
+        loop {
+            match f.read(&mut piece)? {
+                0 => return Ok(()),
+                n => self.send(&piece[..n])?,
+            }
+        }
+    }
+
+    fn shutdown(&self) {
+        let s = match self {
+            Wire::Plain(s) | Wire::Tls(s, _) => s,
+        };
+        let _ = s.shutdown(std::net::Shutdown::Both);
+    }
+}
+
 /// A replica's two threads: one writes what the hub queues, one reads its acknowledgements.
-fn spawn_replica(sock: std::net::TcpStream, id: u64, ip: String, port: u16) -> Option<Replica> {
+fn spawn_replica(
+    (sock, tls): (std::net::TcpStream, Option<rustls::ServerConnection>),
+    id: u64,
+    ip: String,
+    port: u16,
+) -> Option<Replica> {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let reader = sock.try_clone().ok()?;
     let closer = sock.try_clone().ok()?;
     let _ = sock.set_nodelay(true);
     // A replica that stops reading cannot hold its writer forever.
     let _ = sock.set_write_timeout(Some(Duration::from_secs(60)));
+    let tls = tls.map(|t| Arc::new(Mutex::new(t)));
     let (tx, rx) = channel::<Out>();
     let queued = Arc::new(AtomicUsize::new(0));
     let alive = Arc::new(AtomicBool::new(true));
@@ -1192,7 +1243,10 @@ fn spawn_replica(sock: std::net::TcpStream, id: u64, ip: String, port: u16) -> O
     let acked = Arc::new(AtomicBool::new(false));
     {
         let (queued, alive) = (queued.clone(), alive.clone());
-        let mut sock = sock;
+        let mut wire = match &tls {
+            Some(t) => Wire::Tls(sock, t.clone()),
+            None => Wire::Plain(sock),
+        };
         std::thread::Builder::new()
             .name(format!("repl-out-{id}"))
             .spawn(move || {
@@ -1204,7 +1258,7 @@ fn spawn_replica(sock: std::net::TcpStream, id: u64, ip: String, port: u16) -> O
                     let mut bytes = match out {
                         Out::Bytes(b) => b,
                         Out::File(mut f) => {
-                            if std::io::copy(&mut f, &mut sock).is_err() {
+                            if wire.send_file(&mut f).is_err() {
                                 break;
                             }
                             continue;
@@ -1221,13 +1275,13 @@ fn spawn_replica(sock: std::net::TcpStream, id: u64, ip: String, port: u16) -> O
                             Err(_) => break,
                         }
                     }
-                    if sock.write_all(&bytes).is_err() {
+                    if wire.send(&bytes).is_err() {
                         break;
                     }
                     queued.fetch_sub(bytes.len(), Ordering::Relaxed);
                 }
                 alive.store(false, Ordering::Release);
-                let _ = sock.shutdown(std::net::Shutdown::Both);
+                wire.shutdown();
             })
             .ok()?;
     }
@@ -1235,7 +1289,7 @@ fn spawn_replica(sock: std::net::TcpStream, id: u64, ip: String, port: u16) -> O
         let (alive, ack, acked) = (alive.clone(), ack.clone(), acked.clone());
         std::thread::Builder::new()
             .name(format!("repl-in-{id}"))
-            .spawn(move || read_acks(reader, &alive, &ack, &acked))
+            .spawn(move || read_acks((reader, tls), &alive, &ack, &acked))
             .ok()?;
     }
     Some(Replica {
@@ -1257,7 +1311,10 @@ fn spawn_replica(sock: std::net::TcpStream, id: u64, ip: String, port: u16) -> O
 /// Reads what a replica sends (REPLCONF ACK <offset>, and PINGs of old replicas) until the link
 /// breaks.
 fn read_acks(
-    mut sock: std::net::TcpStream,
+    (mut sock, tls): (
+        std::net::TcpStream,
+        Option<Arc<Mutex<rustls::ServerConnection>>>,
+    ),
     alive: &std::sync::atomic::AtomicBool,
     ack: &Mutex<(u64, u64)>,
     acked: &std::sync::atomic::AtomicBool,
@@ -1275,7 +1332,14 @@ fn read_acks(
         match sock.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => {
-                buf.extend_from_slice(&chunk[..n]);
+                match &tls {
+                    None => buf.extend_from_slice(&chunk[..n]),
+                    Some(t) => {
+                        if decrypt(t, &chunk[..n], &mut buf).is_err() {
+                            break;
+                        }
+                    }
+                }
                 // A replica sends short commands; one that never completes is dropped.
                 if buf.len() > READ_LIMIT {
                     break;
@@ -1321,4 +1385,31 @@ fn read_acks(
         buf.drain(..pos);
     }
     alive.store(false, Ordering::Release);
+}
+
+/// Feeds ciphertext a replica sent to its TLS session; appends the plaintext to `buf`.
+fn decrypt(
+    tls: &Mutex<rustls::ServerConnection>,
+    mut cipher: &[u8],
+    buf: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    let mut tls = tls.lock().unwrap_or_else(|e| e.into_inner());
+    while !cipher.is_empty() {
+        if tls.read_tls(&mut cipher)? == 0 {
+            break;
+        }
+        let state = tls
+            .process_new_packets()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        let avail = state.plaintext_bytes_to_read();
+        if avail > 0 {
+            let start = buf.len();
+            buf.resize(start + avail, 0);
+            tls.reader().read_exact(&mut buf[start..])?;
+        }
+        if state.peer_has_closed() {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(())
 }

@@ -76,6 +76,8 @@ pub enum ToHub {
 /// A replica handed to the hub.
 pub struct Attach {
     pub sock: std::net::TcpStream,
+    /// The replica's TLS session, when it came to the TLS port.
+    pub tls: Option<rustls::ServerConnection>,
     pub id: u64,
     pub addr: String,
     pub listening_port: u16,
@@ -382,9 +384,6 @@ fn replconf(conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
 /// PSYNC / SYNC: a partial resynchronisation out of the backlog when the replica's history is
 /// ours and still there, otherwise a full one from a new cut.
 fn attach(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
-    if conn.tls.is_some() {
-        return Err(Error::err("replication over TLS is not supported yet"));
-    }
     if conn.fd < 0 {
         return Err(Error::err("no socket to replicate to"));
     }
@@ -615,8 +614,17 @@ fn hand_over(ctx: &ShardCtx, conn: &mut Conn, how: Start) -> Result<(), Error> {
             .map_or("", |(h, _)| h)
             .to_string()
     });
+    // A TLS session goes with the socket, with any reply not written yet.
+    let tls = conn.tls.take().map(|session| {
+        let mut tls = session.into_inner();
+        tls.set_buffer_limit(None);
+        let unsent = conn.wbuf.split_off(conn.wpos.min(conn.wbuf.len()));
+        let _ = std::io::Write::write_all(&mut tls.writer(), &unsent);
+        tls
+    });
     let attach = Attach {
         sock,
+        tls,
         id: conn.id,
         addr: ip,
         listening_port: conn.repl_port,

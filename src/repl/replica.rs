@@ -24,6 +24,50 @@ use crate::ctx::{now_us, ShardCtx};
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+
+/// The socket to the master: plain, or TLS with `tls-replication yes`.
+enum MasterSock {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl MasterSock {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            MasterSock::Plain(s) => s,
+            MasterSock::Tls(t) => &t.sock,
+        }
+    }
+
+    fn set_read_timeout(&self, d: Option<Duration>) -> std::io::Result<()> {
+        self.tcp().set_read_timeout(d)
+    }
+}
+
+impl Read for MasterSock {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            MasterSock::Plain(s) => s.read(buf),
+            MasterSock::Tls(t) => t.read(buf),
+        }
+    }
+}
+
+impl Write for MasterSock {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            MasterSock::Plain(s) => s.write(buf),
+            MasterSock::Tls(t) => t.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            MasterSock::Plain(s) => s.flush(),
+            MasterSock::Tls(t) => t.flush(),
+        }
+    }
+}
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -342,7 +386,7 @@ fn run_link(link: &Link, cfg: &crate::config::Config, our_port: u16) {
 }
 
 /// Reads one reply line (without CRLF).
-fn read_line(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Result<String, String> {
+fn read_line(sock: &mut MasterSock, buf: &mut Vec<u8>) -> Result<String, String> {
     loop {
         // A master keeps the link alive with bare newlines while it prepares a payload.
         let lf = buf.iter().take_while(|&&b| b == b'\n').count();
@@ -356,7 +400,7 @@ fn read_line(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Result<String, String> 
     }
 }
 
-fn read_more(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), String> {
+fn read_more(sock: &mut MasterSock, buf: &mut Vec<u8>) -> Result<(), String> {
     let mut chunk = [0u8; 64 * 1024];
     loop {
         match sock.read(&mut chunk) {
@@ -372,7 +416,7 @@ fn read_more(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), String> {
     }
 }
 
-fn send(sock: &mut TcpStream, args: &[&str]) -> Result<(), String> {
+fn send(sock: &mut MasterSock, args: &[&str]) -> Result<(), String> {
     let mut out = Vec::new();
     crate::dispatch::encode_command(
         &args.iter().map(|a| a.as_bytes()).collect::<Vec<_>>(),
@@ -388,11 +432,22 @@ fn session(link: &Link, cfg: &crate::config::Config, our_port: u16) -> Result<()
         .map_err(|e| format!("resolving {addr}: {e}"))?
         .next()
         .ok_or_else(|| format!("resolving {addr}: no address"))?;
-    let mut sock = TcpStream::connect_timeout(&sock_addr, Duration::from_secs(5))
+    let tcp = TcpStream::connect_timeout(&sock_addr, Duration::from_secs(5))
         .map_err(|e| format!("connecting: {e}"))?;
-    let _ = sock.set_nodelay(true);
-    sock.set_read_timeout(Some(Duration::from_secs(60)))
+    let _ = tcp.set_nodelay(true);
+    tcp.set_read_timeout(Some(Duration::from_secs(60)))
         .map_err(|e| e.to_string())?;
+    let mut sock = if cfg.get("tls-replication") == "yes" {
+        let config = crate::tls::client_config(&|k| cfg.get(k))?;
+        // The name is not checked (see `tls::client_config`); an address or a host name
+        // serves for SNI.
+        let name = rustls_pki_types::ServerName::try_from(link.host.clone())
+            .map_err(|e| format!("TLS: bad master name {:?}: {e}", link.host))?;
+        let conn = rustls::ClientConnection::new(config, name).map_err(|e| format!("TLS: {e}"))?;
+        MasterSock::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)))
+    } else {
+        MasterSock::Plain(tcp)
+    };
     let mut buf = Vec::new();
     send(&mut sock, &["PING"])?;
     let pong = read_line(&mut sock, &mut buf)?;
@@ -526,7 +581,7 @@ fn where_we_are(link: &Link) -> Result<(String, u64), String> {
 }
 
 /// The payload of a full resync: `$<len>` or `$EOF:<40-byte mark>` … mark.
-fn read_payload(link: &Link, sock: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Vec<u8>, String> {
+fn read_payload(link: &Link, sock: &mut MasterSock, buf: &mut Vec<u8>) -> Result<Vec<u8>, String> {
     let mut head = read_line(sock, buf)?;
     // Masters send newlines while they prepare the payload.
     while head.is_empty() {
@@ -574,7 +629,7 @@ fn read_payload(link: &Link, sock: &mut TcpStream, buf: &mut Vec<u8>) -> Result<
 /// them has run; an acknowledgement goes out every second.
 fn stream(
     link: &Link,
-    mut sock: TcpStream,
+    mut sock: MasterSock,
     mut buf: Vec<u8>,
     timeout_ms: u64,
 ) -> Result<(), String> {
@@ -590,7 +645,7 @@ fn stream(
     let limits = ParseLimits {
         bulk_len_max: usize::MAX,
     };
-    let ack = |sock: &mut TcpStream, handed: u64, skipped: u64| -> Result<(), String> {
+    let ack = |sock: &mut MasterSock, handed: u64, skipped: u64| -> Result<(), String> {
         let applied = link.applied.load(Ordering::Acquire).min(handed);
         // Shard 0 moves the offset on as pieces are applied (see `Coord::settle`).
         let offset = (base + applied + skipped).max(link.offset.load(Ordering::Acquire));
