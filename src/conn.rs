@@ -138,6 +138,13 @@ pub struct Conn {
     pub mute_mark: Option<usize>,
     /// Held by CLIENT PAUSE (listed in the shard's `paused`).
     pub paused: bool,
+    /// Cluster mode: ASKING was sent (served once, for an importing slot).
+    pub asking: bool,
+    /// Cluster mode: READONLY (a replica serves reads for its master's slots).
+    pub cluster_readonly: bool,
+    /// Cluster mode: how many keys of the command being checked are missing on their shard
+    /// (the answer to a probe; see `crate::cluster::route`).
+    pub cluster_missing: Option<usize>,
 }
 
 /// CLIENT REPLY's modes.
@@ -206,6 +213,9 @@ impl Conn {
             reply_mode: ReplyMode::On,
             mute_mark: None,
             paused: false,
+            asking: false,
+            cluster_readonly: false,
+            cluster_missing: None,
             tls: None,
         }
     }
