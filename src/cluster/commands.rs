@@ -619,7 +619,7 @@ fn get_keys(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error
         slot as usize % ctx.n,
         ReqBody::ClusterKeys {
             slot: Some(slot),
-            limit: Some(count.min(usize::MAX as i64) as usize),
+            limit: Some(usize::try_from(count).unwrap_or(usize::MAX)),
         },
     )];
     crate::dispatch::fan_out(
@@ -882,19 +882,19 @@ mod tests {
     fn slot_arguments_are_checked_in_order() {
         let s = st();
         assert_eq!(parse_slot_args(&s, &[b"1", b"2"], true, false).ok(), Some(vec![1, 2]));
-        assert_eq!(err(parse_slot_args(&s, &[b"5"], true, false)), "-ERR Slot 5 is already busy");
+        assert_eq!(err(parse_slot_args(&s, &[b"5"], true, false)), "ERR Slot 5 is already busy");
         assert_eq!(
             err(parse_slot_args(&s, &[b"6"], false, false)),
-            "-ERR Slot 6 is already unassigned"
+            "ERR Slot 6 is already unassigned"
         );
         assert_eq!(
             err(parse_slot_args(&s, &[b"1", b"1"], true, false)),
-            "-ERR Slot 1 specified multiple times"
+            "ERR Slot 1 specified multiple times"
         );
         for bad in [&b"16384"[..], b"-1", b"x", b""] {
             assert_eq!(
                 err(parse_slot_args(&s, &[bad], true, false)),
-                "-ERR Invalid or out of range slot"
+                "ERR Invalid or out of range slot"
             );
         }
         assert_eq!(
@@ -903,11 +903,11 @@ mod tests {
         );
         assert_eq!(
             err(parse_slot_args(&s, &[b"9", b"3"], true, true)),
-            "-ERR start slot number 9 is greater than end slot number 3"
+            "ERR start slot number 9 is greater than end slot number 3"
         );
         assert_eq!(
             err(parse_slot_args(&s, &[b"0", b"3", b"2", b"4"], true, true)),
-            "-ERR Slot 2 specified multiple times"
+            "ERR Slot 2 specified multiple times"
         );
     }
 

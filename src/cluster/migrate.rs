@@ -186,7 +186,7 @@ fn start(ctx: &ShardCtx, conn: &mut Conn, req: Request, copy: bool) {
             *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(o);
         });
     if spawned.is_err() {
-        conn.error("-IOERR error or timeout connecting to the client");
+        conn.error("IOERR error or timeout connecting to the client");
         return;
     }
     let done_outcome = outcome.clone();
@@ -219,7 +219,7 @@ fn finish(ctx: &ShardCtx, conn: &mut Conn, o: Option<Outcome>, keys: Vec<Key>, c
         Some(Outcome::Replied(ok, None)) => (ok, Ok(())),
         Some(Outcome::Replied(ok, Some(e))) => (ok, Err(e)),
         Some(Outcome::Io(e, ok)) => (ok, Err(e)),
-        None => (Vec::new(), Err("-IOERR error or timeout reading to target instance".into())),
+        None => (Vec::new(), Err("IOERR error or timeout reading to target instance".into())),
     };
     let gone: Vec<&Key> = keys
         .iter()
@@ -257,14 +257,23 @@ fn finish(ctx: &ShardCtx, conn: &mut Conn, o: Option<Outcome>, keys: Vec<Key>, c
 /// The transfer itself (blocking, on its own thread).
 fn transfer(req: &Request) -> Outcome {
     let none = vec![false; req.restores.len()];
-    let connect_err = || Outcome::Io("-IOERR error or timeout connecting to the client".into(), none.clone());
+    let connect_err = || Outcome::Io("IOERR error or timeout connecting to the client".into(), none.clone());
     let Ok(addrs) = (req.host.as_str(), req.port).to_socket_addrs() else {
         return connect_err();
     };
-    let Some(sock) = addrs
-        .into_iter()
-        .find_map(|a| TcpStream::connect_timeout(&a, req.timeout).ok())
-    else {
+    // As Redis (whose connect is non-blocking): a refused connection shows on the first write;
+    // only a connect that times out (or a name that does not resolve) fails as connecting.
+    let mut refused = false;
+    let Some(sock) = addrs.into_iter().find_map(|a| match TcpStream::connect_timeout(&a, req.timeout) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            refused |= e.kind() != std::io::ErrorKind::TimedOut;
+            None
+        }
+    }) else {
+        if refused {
+            return Outcome::Io("IOERR error or timeout writing to target instance".into(), none);
+        }
         return connect_err();
     };
     let _ = sock.set_read_timeout(Some(req.timeout));
@@ -283,10 +292,10 @@ fn transfer(req: &Request) -> Outcome {
     }
     let mut writer = &sock;
     if writer.write_all(&out).and_then(|_| writer.flush()).is_err() {
-        return Outcome::Io("-IOERR error or timeout writing to target instance".into(), none);
+        return Outcome::Io("IOERR error or timeout writing to target instance".into(), none);
     }
     let mut reader = BufReader::new(&sock);
-    let read_err = |ok: Vec<bool>| Outcome::Io("-IOERR error or timeout reading to target instance".into(), ok);
+    let read_err = |ok: Vec<bool>| Outcome::Io("IOERR error or timeout reading to target instance".into(), ok);
     let mut line = String::new();
     let mut first_error: Option<String> = None;
     let mut pre = Vec::new();
@@ -307,7 +316,7 @@ fn transfer(req: &Request) -> Outcome {
             Some(e) => {
                 if first_error.is_none() {
                     let text = e.strip_prefix('-').unwrap_or(&e);
-                    first_error = Some(format!("-ERR Target instance replied with error: {text}"));
+                    first_error = Some(format!("ERR Target instance replied with error: {text}"));
                 }
                 restored.push(false);
             }

@@ -125,10 +125,11 @@ pub fn init(config: &Arc<Config>, port: u16) -> anyhow::Result<()> {
         config_seen: AtomicU64::new(0),
         port,
     };
+    // Brought in line with the configuration (addresses, state) from the start.
+    let _ = cluster.change(|_| Ok::<(), ()>(()));
     if mode == Mode::On {
         // Written at once, so the node keeps its id across restarts (and a bad directory fails
         // the start, as in Redis).
-        let _ = cluster.change(|_| Ok::<(), ()>(()));
         cluster
             .save_now()
             .map_err(|e| anyhow::anyhow!("cannot save the cluster config file: {e}"))?;

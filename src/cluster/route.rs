@@ -238,7 +238,8 @@ pub fn probe(ctx: &ShardCtx, conn: &mut Conn, shard: usize, keys: Vec<Key>) {
 
 /// ASKING lasts for one command (or, inside MULTI, until EXEC), as in Redis.
 pub fn after_command(conn: &mut Conn, l: Lookup) {
-    if conn.asking && l.spec.name != "asking" && (conn.multi.is_none() || l.spec.name == "exec") {
+    let keeps = matches!(l.spec.name, "asking" | "multi");
+    if conn.asking && !keeps && (conn.multi.is_none() || l.spec.name == "exec") {
         conn.asking = false;
     }
     conn.cluster_missing = None;
