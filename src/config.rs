@@ -1041,7 +1041,10 @@ const ALIASES: &[(&str, &str)] = &[
     ("slave-announce-port", "replica-announce-port"),
     ("min-slaves-to-write", "min-replicas-to-write"),
     ("min-slaves-max-lag", "min-replicas-max-lag"),
-    ("cluster-slave-validity-factor", "cluster-replica-validity-factor"),
+    (
+        "cluster-slave-validity-factor",
+        "cluster-replica-validity-factor",
+    ),
     ("cluster-slave-no-failover", "cluster-replica-no-failover"),
 ];
 

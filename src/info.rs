@@ -342,7 +342,11 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
             }
             "cluster" => {
                 o.push_str("# Cluster\r\n");
-                field(o, "cluster_enabled", (crate::cluster::mode() != crate::cluster::Mode::Off) as u8);
+                field(
+                    o,
+                    "cluster_enabled",
+                    (crate::cluster::mode() != crate::cluster::Mode::Off) as u8,
+                );
             }
             "commandstats" => {
                 o.push_str("# Commandstats\r\n");

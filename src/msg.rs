@@ -69,7 +69,10 @@ pub enum ReqBody {
     ClusterMissing(Vec<Key>),
     /// Cluster mode: count (`limit` None) or list (at most `limit`) the keys of database 0 in
     /// `slot`, or (slot None) count them all.
-    ClusterKeys { slot: Option<u16>, limit: Option<usize> },
+    ClusterKeys {
+        slot: Option<u16>,
+        limit: Option<usize>,
+    },
     /// PUBLISH / SPUBLISH: deliver to this shard's subscribers; answer how many.
     Publish {
         shard: bool,

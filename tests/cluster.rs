@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{fresh_dir, free_port, key_slot, RawConn, RedisServer, Server};
+use common::{free_port, fresh_dir, key_slot, RawConn, RedisServer, Server};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -81,12 +81,16 @@ fn pair() -> Pair {
     let vars = "vars currentEpoch 2 lastVoteEpoch 0\n";
     std::fs::write(
         da.join("nodes.conf"),
-        conf_line(ID_A, pa, ca, true, "0-8191") + &conf_line(ID_B, pb, cb, false, "8192-16383") + vars,
+        conf_line(ID_A, pa, ca, true, "0-8191")
+            + &conf_line(ID_B, pb, cb, false, "8192-16383")
+            + vars,
     )
     .unwrap();
     std::fs::write(
         db.join("nodes.conf"),
-        conf_line(ID_B, pb, cb, true, "8192-16383") + &conf_line(ID_A, pa, ca, false, "0-8191") + vars,
+        conf_line(ID_B, pb, cb, true, "8192-16383")
+            + &conf_line(ID_A, pa, ca, false, "0-8191")
+            + vars,
     )
     .unwrap();
     let a = node(&da, pa, ca, &[]);
@@ -103,15 +107,24 @@ fn pair() -> Pair {
 fn crossslot_clusterdown_and_single_node_rules() {
     let s = single_node(&[]);
     let mut c = s.raw();
-    assert_eq!(c.cmd(&["GET", "foo"]), b"-CLUSTERDOWN Hash slot not served\r\n");
+    assert_eq!(
+        c.cmd(&["GET", "foo"]),
+        b"-CLUSTERDOWN Hash slot not served\r\n"
+    );
     // Keyless commands are served whatever the state.
     assert_eq!(c.cmd(&["PING"]), b"+PONG\r\n");
     assert_eq!(c.cmd(&["DBSIZE"]), b":0\r\n");
-    assert_eq!(c.cmd(&["SELECT", "1"]), b"-ERR SELECT is not allowed in cluster mode\r\n");
+    assert_eq!(
+        c.cmd(&["SELECT", "1"]),
+        b"-ERR SELECT is not allowed in cluster mode\r\n"
+    );
     assert_eq!(c.cmd(&["SELECT", "0"]), b"+OK\r\n");
     assert!(text(&c.cmd(&["INFO", "cluster"])).contains("cluster_enabled:1"));
     assert!(text(&c.cmd(&["INFO", "server"])).contains("redis_mode:cluster"));
-    assert_eq!(c.cmd(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]), b"+OK\r\n");
+    assert_eq!(
+        c.cmd(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]),
+        b"+OK\r\n"
+    );
     assert!(text(&c.cmd(&["CLUSTER", "INFO"])).contains("cluster_state:ok\r\n"));
     assert_eq!(c.cmd(&["SET", "foo", "bar"]), b"+OK\r\n");
     assert_eq!(
@@ -120,7 +133,10 @@ fn crossslot_clusterdown_and_single_node_rules() {
     );
     assert_eq!(c.cmd(&["MSET", "{a}1", "1", "{a}2", "2"]), b"+OK\r\n");
     // The same key twice is one key.
-    assert_eq!(c.cmd(&["MGET", "foo", "foo"]), b"*2\r\n$3\r\nbar\r\n$3\r\nbar\r\n");
+    assert_eq!(
+        c.cmd(&["MGET", "foo", "foo"]),
+        b"*2\r\n$3\r\nbar\r\n$3\r\nbar\r\n"
+    );
     // EVAL's declared keys are checked too.
     assert_eq!(
         c.cmd(&["EVAL", "return 1", "2", "a", "b"]),
@@ -146,14 +162,23 @@ fn crossslot_clusterdown_and_single_node_rules() {
     );
     // Full coverage lost: the cluster is down; with reads allowed, reads pass.
     assert_eq!(c.cmd(&["CLUSTER", "DELSLOTS", "0"]), b"+OK\r\n");
-    assert_eq!(c.cmd(&["GET", "foo"]), b"-CLUSTERDOWN The cluster is down\r\n");
-    assert_eq!(c.cmd(&["CONFIG", "SET", "cluster-allow-reads-when-down", "yes"]), b"+OK\r\n");
+    assert_eq!(
+        c.cmd(&["GET", "foo"]),
+        b"-CLUSTERDOWN The cluster is down\r\n"
+    );
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "cluster-allow-reads-when-down", "yes"]),
+        b"+OK\r\n"
+    );
     assert_eq!(c.cmd(&["GET", "foo"]), b"$3\r\nbar\r\n");
     assert_eq!(
         c.cmd(&["SET", "foo", "x"]),
         b"-CLUSTERDOWN The cluster is down and only accepts read commands\r\n"
     );
-    assert_eq!(c.cmd(&["CONFIG", "SET", "cluster-require-full-coverage", "no"]), b"+OK\r\n");
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "cluster-require-full-coverage", "no"]),
+        b"+OK\r\n"
+    );
     assert_eq!(c.cmd(&["SET", "foo", "x"]), b"+OK\r\n");
     assert_eq!(
         c.cmd(&["CONFIG", "GET", "cluster-enabled"]),
@@ -186,8 +211,14 @@ fn moved_ask_asking_and_tryagain() {
         let gone = format!("{{{tag}}}gone");
         let s = slot.to_string();
         assert_eq!(a.cmd(&["SET", &here, "v"]), b"+OK\r\n");
-        assert_eq!(a.cmd(&["CLUSTER", "SETSLOT", &s, "MIGRATING", ID_B]), b"+OK\r\n");
-        assert_eq!(b.cmd(&["CLUSTER", "SETSLOT", &s, "IMPORTING", ID_A]), b"+OK\r\n");
+        assert_eq!(
+            a.cmd(&["CLUSTER", "SETSLOT", &s, "MIGRATING", ID_B]),
+            b"+OK\r\n"
+        );
+        assert_eq!(
+            b.cmd(&["CLUSTER", "SETSLOT", &s, "IMPORTING", ID_A]),
+            b"+OK\r\n"
+        );
         let nodes = text(&a.cmd(&["CLUSTER", "NODES"]));
         assert!(nodes.contains(&format!("[{slot}->-{ID_B}]")), "{nodes}");
         let nodes = text(&b.cmd(&["CLUSTER", "NODES"]));
@@ -258,8 +289,14 @@ fn migrate_in_cluster_mode_uses_restore_asking() {
     let key = key_where("mig", |s| s < 8192);
     let slot = key_slot(key.as_bytes()).to_string();
     assert_eq!(a.cmd(&["SET", &key, "v"]), b"+OK\r\n");
-    assert_eq!(a.cmd(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", ID_B]), b"+OK\r\n");
-    assert_eq!(b.cmd(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", ID_A]), b"+OK\r\n");
+    assert_eq!(
+        a.cmd(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", ID_B]),
+        b"+OK\r\n"
+    );
+    assert_eq!(
+        b.cmd(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", ID_A]),
+        b"+OK\r\n"
+    );
     assert_eq!(
         a.cmd(&["MIGRATE", "127.0.0.1", &pb.to_string(), &key, "0", "5000"]),
         b"+OK\r\n"
@@ -285,14 +322,20 @@ fn nodes_conf_is_kept_across_restarts() {
     let (id, nodes) = {
         let s = node(&dir, port, cport, &[]);
         let mut c = s.raw();
-        assert_eq!(c.cmd(&["CLUSTER", "ADDSLOTSRANGE", "0", "99", "200", "200"]), b"+OK\r\n");
+        assert_eq!(
+            c.cmd(&["CLUSTER", "ADDSLOTSRANGE", "0", "99", "200", "200"]),
+            b"+OK\r\n"
+        );
         assert_eq!(c.cmd(&["CLUSTER", "SET-CONFIG-EPOCH", "7"]), b"+OK\r\n");
         assert_eq!(c.cmd(&["CLUSTER", "MEET", "127.0.0.1", "1"]), b"+OK\r\n");
         let id = text(&c.cmd(&["CLUSTER", "MYID"]));
         let nodes = text(&c.cmd(&["CLUSTER", "NODES"]));
         assert!(nodes.contains("handshake"), "{nodes}");
         let conf = std::fs::read_to_string(dir.join("nodes.conf")).unwrap();
-        assert!(conf.ends_with("vars currentEpoch 7 lastVoteEpoch 0\n"), "{conf}");
+        assert!(
+            conf.ends_with("vars currentEpoch 7 lastVoteEpoch 0\n"),
+            "{conf}"
+        );
         assert!(!conf.contains("handshake"), "{conf}");
         (id, nodes)
     };
@@ -341,8 +384,16 @@ fn cluster_replies_match_redis() {
     let ours = single_node(&["--cluster-port", &ocport]);
     let mut r = redis.raw();
     let mut o = ours.raw();
-    let rid = text(&r.cmd(&["CLUSTER", "MYID"])).lines().nth(1).unwrap().to_string();
-    let oid = text(&o.cmd(&["CLUSTER", "MYID"])).lines().nth(1).unwrap().to_string();
+    let rid = text(&r.cmd(&["CLUSTER", "MYID"]))
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let oid = text(&o.cmd(&["CLUSTER", "MYID"]))
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_string();
     let norm = |reply: Vec<u8>, id: &str, port: u16, cport: &str| {
         text(&reply)
             .replace(id, "<ID>")
@@ -434,7 +485,10 @@ fn cluster_replies_match_redis() {
     // Redis waits a moment after its start before the state turns ok.
     let deadline = Instant::now() + Duration::from_secs(10);
     while !text(&r.cmd(&["CLUSTER", "INFO"])).contains("cluster_state:ok") {
-        assert!(Instant::now() < deadline, "redis never reached cluster_state:ok");
+        assert!(
+            Instant::now() < deadline,
+            "redis never reached cluster_state:ok"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let script: &[&[&str]] = &[
@@ -490,10 +544,16 @@ fn migrate_between_shardis_processes() {
     let mut d = dst.raw();
     let port = dst.port().to_string();
     assert_eq!(s.cmd(&["SET", "k", "v"]), b"+OK\r\n");
-    assert_eq!(s.cmd(&["MIGRATE", "127.0.0.1", &port, "k", "0", "5000"]), b"+OK\r\n");
+    assert_eq!(
+        s.cmd(&["MIGRATE", "127.0.0.1", &port, "k", "0", "5000"]),
+        b"+OK\r\n"
+    );
     assert_eq!(s.cmd(&["EXISTS", "k"]), b":0\r\n");
     assert_eq!(d.cmd(&["GET", "k"]), b"$1\r\nv\r\n");
-    assert_eq!(s.cmd(&["MIGRATE", "127.0.0.1", &port, "k", "0", "5000"]), b"+NOKEY\r\n");
+    assert_eq!(
+        s.cmd(&["MIGRATE", "127.0.0.1", &port, "k", "0", "5000"]),
+        b"+NOKEY\r\n"
+    );
     // COPY keeps the source; a key already there is refused without REPLACE.
     assert_eq!(s.cmd(&["SET", "k", "v2"]), b"+OK\r\n");
     assert_eq!(
@@ -501,7 +561,16 @@ fn migrate_between_shardis_processes() {
         b"-ERR Target instance replied with error: BUSYKEY Target key name already exists.\r\n"
     );
     assert_eq!(
-        s.cmd(&["MIGRATE", "127.0.0.1", &port, "k", "0", "5000", "COPY", "REPLACE"]),
+        s.cmd(&[
+            "MIGRATE",
+            "127.0.0.1",
+            &port,
+            "k",
+            "0",
+            "5000",
+            "COPY",
+            "REPLACE"
+        ]),
         b"+OK\r\n"
     );
     assert_eq!(s.cmd(&["GET", "k"]), b"$2\r\nv2\r\n");
@@ -512,12 +581,26 @@ fn migrate_between_shardis_processes() {
     assert_eq!(s.cmd(&["RPUSH", &a, "x", "y"]), b":2\r\n");
     assert_eq!(s.cmd(&["SET", &b, "z", "PX", "100000"]), b"+OK\r\n");
     assert_eq!(
-        s.cmd(&["MIGRATE", "127.0.0.1", &port, "", "3", "5000", "KEYS", &a, &b, "nosuch"]),
+        s.cmd(&[
+            "MIGRATE",
+            "127.0.0.1",
+            &port,
+            "",
+            "3",
+            "5000",
+            "KEYS",
+            &a,
+            &b,
+            "nosuch"
+        ]),
         b"+OK\r\n"
     );
     assert_eq!(s.cmd(&["EXISTS", &a, &b]), b":0\r\n");
     assert_eq!(d.cmd(&["SELECT", "3"]), b"+OK\r\n");
-    assert_eq!(d.cmd(&["LRANGE", &a, "0", "-1"]), b"*2\r\n$1\r\nx\r\n$1\r\ny\r\n");
+    assert_eq!(
+        d.cmd(&["LRANGE", &a, "0", "-1"]),
+        b"*2\r\n$1\r\nx\r\n$1\r\ny\r\n"
+    );
     let pttl: i64 = text(&d.cmd(&["PTTL", &b]))[1..].trim().parse().unwrap();
     assert!(pttl > 0 && pttl <= 100000, "{pttl}");
     assert_eq!(
@@ -558,11 +641,32 @@ fn migrate_with_auth_and_to_and_from_redis() {
         b"-ERR Target instance replied with error: WRONGPASS invalid username-password pair or user is disabled.\r\n"
     );
     assert_eq!(
-        s.cmd(&["MIGRATE", "127.0.0.1", &lport, "k", "0", "5000", "COPY", "AUTH", "secret"]),
+        s.cmd(&[
+            "MIGRATE",
+            "127.0.0.1",
+            &lport,
+            "k",
+            "0",
+            "5000",
+            "COPY",
+            "AUTH",
+            "secret"
+        ]),
         b"+OK\r\n"
     );
     assert_eq!(
-        s.cmd(&["MIGRATE", "127.0.0.1", &lport, "k", "0", "5000", "REPLACE", "AUTH2", "default", "secret"]),
+        s.cmd(&[
+            "MIGRATE",
+            "127.0.0.1",
+            &lport,
+            "k",
+            "0",
+            "5000",
+            "REPLACE",
+            "AUTH2",
+            "default",
+            "secret"
+        ]),
         b"+OK\r\n"
     );
     let mut l = locked.raw();
@@ -572,14 +676,20 @@ fn migrate_with_auth_and_to_and_from_redis() {
     let mut r = redis.raw();
     let rport = redis.port().to_string();
     assert_eq!(s.cmd(&["HSET", "h", "f", "1", "g", "2"]), b":2\r\n");
-    assert_eq!(s.cmd(&["MIGRATE", "127.0.0.1", &rport, "h", "0", "5000"]), b"+OK\r\n");
+    assert_eq!(
+        s.cmd(&["MIGRATE", "127.0.0.1", &rport, "h", "0", "5000"]),
+        b"+OK\r\n"
+    );
     assert_eq!(r.cmd(&["HGET", "h", "g"]), b"$1\r\n2\r\n");
     // Redis's errors for the same failures as ours.
     assert_eq!(r.cmd(&["SET", "busy", "1"]), b"+OK\r\n");
     assert_eq!(s.cmd(&["SET", "busy", "2"]), b"+OK\r\n");
     let ours = s.cmd(&["MIGRATE", "127.0.0.1", &rport, "busy", "0", "5000"]);
     let sport = src.port().to_string();
-    assert_eq!(r.cmd(&["MIGRATE", "127.0.0.1", &sport, "busy", "0", "5000"]), ours);
+    assert_eq!(
+        r.cmd(&["MIGRATE", "127.0.0.1", &sport, "busy", "0", "5000"]),
+        ours
+    );
     let dead = free_port().to_string();
     assert_eq!(
         r.cmd(&["MIGRATE", "127.0.0.1", &dead, "busy", "0", "200"]),
@@ -589,43 +699,71 @@ fn migrate_with_auth_and_to_and_from_redis() {
         r.cmd(&["MIGRATE", "127.0.0.1", &sport, "nosuch", "0", "200"]),
         s.cmd(&["MIGRATE", "127.0.0.1", &rport, "nosuch", "0", "200"])
     );
-    assert_eq!(r.cmd(&["MIGRATE", "127.0.0.1", &sport, "h", "0", "5000"]), b"+OK\r\n");
-    assert_eq!(s.cmd(&["HGETALL", "h"]), b"*4\r\n$1\r\nf\r\n$1\r\n1\r\n$1\r\ng\r\n$1\r\n2\r\n");
+    assert_eq!(
+        r.cmd(&["MIGRATE", "127.0.0.1", &sport, "h", "0", "5000"]),
+        b"+OK\r\n"
+    );
+    assert_eq!(
+        s.cmd(&["HGETALL", "h"]),
+        b"*4\r\n$1\r\nf\r\n$1\r\n1\r\n$1\r\ng\r\n$1\r\n2\r\n"
+    );
 }
 
 #[test]
 fn emulated_mode_serves_cluster_clients() {
     let cport = free_port();
-    let s = Server::start(&["--cluster-enabled", "emulated", "--cluster-port", &cport.to_string()]);
+    let s = Server::start(&[
+        "--cluster-enabled",
+        "emulated",
+        "--cluster-port",
+        &cport.to_string(),
+    ]);
     let mut c = s.raw();
     let port = s.port();
     let slots = c.cmd(&["CLUSTER", "SLOTS"]);
-    let id = text(&c.cmd(&["CLUSTER", "MYID"])).lines().nth(1).unwrap().to_string();
+    let id = text(&c.cmd(&["CLUSTER", "MYID"]))
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_string();
     assert_eq!(
         text(&slots),
-        format!("*1\r\n*3\r\n:0\r\n:16383\r\n*4\r\n$9\r\n127.0.0.1\r\n:{port}\r\n$40\r\n{id}\r\n*0\r\n")
+        format!(
+            "*1\r\n*3\r\n:0\r\n:16383\r\n*4\r\n$9\r\n127.0.0.1\r\n:{port}\r\n$40\r\n{id}\r\n*0\r\n"
+        )
     );
     let info = text(&c.cmd(&["CLUSTER", "INFO"]));
     assert!(info.contains("cluster_state:ok\r\n"), "{info}");
     assert!(info.contains("cluster_slots_assigned:16384\r\n"), "{info}");
     let nodes = text(&c.cmd(&["CLUSTER", "NODES"]));
     assert!(
-        nodes.contains(&format!("{id} 127.0.0.1:{port}@{cport} myself,master - 0 0 0 connected 0-16383\n")),
+        nodes.contains(&format!(
+            "{id} 127.0.0.1:{port}@{cport} myself,master - 0 0 0 connected 0-16383\n"
+        )),
         "{nodes}"
     );
     assert!(text(&c.cmd(&["CLUSTER", "SHARDS"])).contains("127.0.0.1"));
-    assert!(text(&c.cmd(&["CLUSTER", "ADDSLOTS", "1"])).starts_with("-ERR CLUSTER ADDSLOTS is not supported"));
+    assert!(text(&c.cmd(&["CLUSTER", "ADDSLOTS", "1"]))
+        .starts_with("-ERR CLUSTER ADDSLOTS is not supported"));
     // No redirections: cross-slot commands run as on a plain server.
     assert_eq!(c.cmd(&["MSET", "a", "1", "b", "2"]), b"+OK\r\n");
     assert_eq!(c.cmd(&["ASKING"]), b"+OK\r\n");
 
-    let client = redis::cluster::ClusterClient::new(vec![format!("redis://127.0.0.1:{port}/")]).unwrap();
+    let client =
+        redis::cluster::ClusterClient::new(vec![format!("redis://127.0.0.1:{port}/")]).unwrap();
     let mut con = client.get_connection().unwrap();
     for i in 0..50 {
-        let () = redis::cmd("SET").arg(format!("key{i}")).arg(i).query(&mut con).unwrap();
+        let () = redis::cmd("SET")
+            .arg(format!("key{i}"))
+            .arg(i)
+            .query(&mut con)
+            .unwrap();
     }
     for i in 0..50 {
-        let v: i64 = redis::cmd("GET").arg(format!("key{i}")).query(&mut con).unwrap();
+        let v: i64 = redis::cmd("GET")
+            .arg(format!("key{i}"))
+            .query(&mut con)
+            .unwrap();
         assert_eq!(v, i);
     }
     let () = redis::cmd("MSET")
@@ -635,7 +773,11 @@ fn emulated_mode_serves_cluster_clients() {
         .arg("y")
         .query(&mut con)
         .unwrap();
-    let got: Vec<String> = redis::cmd("MGET").arg("{u}1").arg("{u}2").query(&mut con).unwrap();
+    let got: Vec<String> = redis::cmd("MGET")
+        .arg("{u}1")
+        .arg("{u}2")
+        .query(&mut con)
+        .unwrap();
     assert_eq!(got, vec!["x", "y"]);
     let mut pipe = redis::cluster::cluster_pipe();
     pipe.cmd("INCR").arg("counter").cmd("INCR").arg("counter");
@@ -648,8 +790,16 @@ fn emulated_mode_serves_cluster_clients() {
 fn cluster_commands_without_cluster_mode() {
     let s = Server::start(&[]);
     let mut c = s.raw();
-    for args in [&["CLUSTER", "INFO"][..], &["CLUSTER", "NODES"], &["ASKING"], &["READONLY"]] {
-        assert_eq!(c.cmd(args), b"-ERR This instance has cluster support disabled\r\n");
+    for args in [
+        &["CLUSTER", "INFO"][..],
+        &["CLUSTER", "NODES"],
+        &["ASKING"],
+        &["READONLY"],
+    ] {
+        assert_eq!(
+            c.cmd(args),
+            b"-ERR This instance has cluster support disabled\r\n"
+        );
     }
     assert!(text(&c.cmd(&["INFO", "cluster"])).contains("cluster_enabled:0"));
     assert_eq!(c.cmd(&["SELECT", "1"]), b"+OK\r\n");

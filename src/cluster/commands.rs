@@ -191,12 +191,14 @@ pub fn handle(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Res
                 conn.reply().ok();
                 Ok(())
             }
-            Err(e) => Err(Error::err(format!("error saving the cluster node config: {e}"))),
+            Err(e) => Err(Error::err(format!(
+                "error saving the cluster node config: {e}"
+            ))),
         },
         "set-config-epoch" => set_config_epoch(cluster, conn, argv),
         "bumpepoch" => {
-            let (bumped, epoch) = cluster
-                .change(|st| Ok::<_, Error>((st.bump_epoch(), st.me().config_epoch)))?;
+            let (bumped, epoch) =
+                cluster.change(|st| Ok::<_, Error>((st.bump_epoch(), st.me().config_epoch)))?;
             let word = if bumped { "BUMPED" } else { "STILL" };
             conn.reply().simple(&format!("{word} {epoch}"));
             Ok(())
@@ -227,7 +229,9 @@ fn view(cluster: &Cluster, conn: &Conn) -> std::sync::Arc<State> {
 /// The IP of a `ip:port` (or `[v6]:port`) address.
 fn local_ip(addr: &str) -> String {
     let host = addr.rfind(':').map_or(addr, |i| &addr[..i]);
-    host.trim_start_matches('[').trim_end_matches(']').to_string()
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string()
 }
 
 fn unknown_node(id: &str) -> Error {
@@ -339,7 +343,11 @@ fn shard_node(n: &Node, r: &mut Reply) {
         r.bulk(n.hostname.as_bytes());
     }
     r.bulk(b"role");
-    r.bulk(if n.is_master() { b"master" as &[u8] } else { b"replica" });
+    r.bulk(if n.is_master() {
+        b"master" as &[u8]
+    } else {
+        b"replica"
+    });
     r.bulk(b"replication-offset");
     r.int(0);
     r.bulk(b"health");
@@ -463,7 +471,11 @@ fn slots_change(
     ranges: bool,
 ) -> Result<(), Error> {
     if ranges && argv.len() % 2 == 1 {
-        let name = if add { "addslotsrange" } else { "delslotsrange" };
+        let name = if add {
+            "addslotsrange"
+        } else {
+            "delslotsrange"
+        };
         return Err(Error::WrongArity(format!("cluster|{name}")));
     }
     cluster.change(|st| {
@@ -484,7 +496,12 @@ fn slots_change(
 }
 
 /// CLUSTER SETSLOT slot IMPORTING|MIGRATING|NODE node-id, or STABLE.
-fn setslot(ctx: &ShardCtx, cluster: &Cluster, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
+fn setslot(
+    ctx: &ShardCtx,
+    cluster: &Cluster,
+    conn: &mut Conn,
+    argv: &[&[u8]],
+) -> Result<(), Error> {
     let st = cluster.state();
     if st.me().flags & nflag::SLAVE != 0 {
         return Err(Error::err("Please use SETSLOT only with masters."));
@@ -492,7 +509,8 @@ fn setslot(ctx: &ShardCtx, cluster: &Cluster, conn: &mut Conn, argv: &[&[u8]]) -
     let slot = slot_arg(argv[2])?;
     let action = argv[3];
     let id = argv.get(4).map(|a| String::from_utf8_lossy(a).into_owned());
-    let bad = || Error::err("Invalid CLUSTER SETSLOT action or number of arguments. Try CLUSTER HELP");
+    let bad =
+        || Error::err("Invalid CLUSTER SETSLOT action or number of arguments. Try CLUSTER HELP");
     match (argv.len(), id) {
         (5, Some(id)) if eq_ic(action, "migrating") || eq_ic(action, "importing") => {
             let migrating = eq_ic(action, "migrating");
@@ -501,7 +519,9 @@ fn setslot(ctx: &ShardCtx, cluster: &Cluster, conn: &mut Conn, argv: &[&[u8]]) -
                     return Err(Error::err(format!("I'm not the owner of hash slot {slot}")));
                 }
                 if !migrating && st.mine(slot) {
-                    return Err(Error::err(format!("I'm already the owner of hash slot {slot}")));
+                    return Err(Error::err(format!(
+                        "I'm already the owner of hash slot {slot}"
+                    )));
                 }
                 let Some(n) = st.node(&id) else {
                     return Err(Error::err(format!("I don't know about node {id}")));
@@ -539,7 +559,13 @@ fn setslot(ctx: &ShardCtx, cluster: &Cluster, conn: &mut Conn, argv: &[&[u8]]) -
             }
             // Whether this node still holds keys of the slot decides the rest.
             let shard = slot as usize % ctx.n;
-            let part = vec![(shard, ReqBody::ClusterKeys { slot: Some(slot), limit: None })];
+            let part = vec![(
+                shard,
+                ReqBody::ClusterKeys {
+                    slot: Some(slot),
+                    limit: None,
+                },
+            )];
             crate::dispatch::fan_out(
                 ctx,
                 conn,
@@ -681,7 +707,15 @@ fn when_db_empty(
     then: impl FnOnce(&mut Conn) + 'static,
 ) -> Result<(), Error> {
     let parts = (0..ctx.n)
-        .map(|s| (s, ReqBody::ClusterKeys { slot: None, limit: None }))
+        .map(|s| {
+            (
+                s,
+                ReqBody::ClusterKeys {
+                    slot: None,
+                    limit: None,
+                },
+            )
+        })
         .collect();
     crate::dispatch::fan_out(
         ctx,
@@ -740,7 +774,9 @@ fn reset(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
 fn set_config_epoch(cluster: &Cluster, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
     let epoch = parse_i64(argv[2]).ok_or(Error::NotInteger)?;
     if epoch < 0 {
-        return Err(Error::err(format!("Invalid config epoch specified: {epoch}")));
+        return Err(Error::err(format!(
+            "Invalid config epoch specified: {epoch}"
+        )));
     }
     cluster.change(|st| {
         if st.nodes.len() > 1 {
@@ -790,30 +826,44 @@ fn meet(cluster: &Cluster, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error>
     let ip = text(argv[2]);
     let port: u16 = match parse_i64(argv[3]) {
         Some(p) if (0..=65535).contains(&p) => p as u16,
-        _ => return Err(Error::err(format!("Invalid TCP base port specified: {}", text(argv[3])))),
+        _ => {
+            return Err(Error::err(format!(
+                "Invalid TCP base port specified: {}",
+                text(argv[3])
+            )))
+        }
     };
     let cport: u16 = match argv.get(4) {
         None => port.wrapping_add(10000),
         Some(a) => match parse_i64(a) {
             Some(p) if (0..=65535).contains(&p) => p as u16,
-            _ => return Err(Error::err(format!("Invalid TCP bus port specified: {}", text(a)))),
+            _ => {
+                return Err(Error::err(format!(
+                    "Invalid TCP bus port specified: {}",
+                    text(a)
+                )))
+            }
         },
     };
     let Ok(addr) = ip.parse::<std::net::IpAddr>() else {
-        return Err(Error::err(format!("Invalid node address specified: {ip}:{port}")));
+        return Err(Error::err(format!(
+            "Invalid node address specified: {ip}:{port}"
+        )));
     };
     if port == 0 || cport == 0 {
-        return Err(Error::err(format!("Invalid node address specified: {ip}:{port}")));
+        return Err(Error::err(format!(
+            "Invalid node address specified: {ip}:{port}"
+        )));
     }
     let ip = addr.to_string();
     cluster.change(|st| {
-        let known = st
-            .nodes
-            .iter()
-            .any(|n| n.flags & nflag::HANDSHAKE != 0 && n.ip == ip && n.port == port && n.cport == cport);
+        let known = st.nodes.iter().any(|n| {
+            n.flags & nflag::HANDSHAKE != 0 && n.ip == ip && n.port == port && n.cport == cport
+        });
         if !known {
             let id = super::state::random_id();
-            st.nodes.push(Node::new(id, ip, port, cport, nflag::HANDSHAKE));
+            st.nodes
+                .push(Node::new(id, ip, port, cport, nflag::HANDSHAKE));
         }
         Ok::<(), Error>(())
     })?;
@@ -881,8 +931,14 @@ mod tests {
     #[test]
     fn slot_arguments_are_checked_in_order() {
         let s = st();
-        assert_eq!(parse_slot_args(&s, &[b"1", b"2"], true, false).ok(), Some(vec![1, 2]));
-        assert_eq!(err(parse_slot_args(&s, &[b"5"], true, false)), "ERR Slot 5 is already busy");
+        assert_eq!(
+            parse_slot_args(&s, &[b"1", b"2"], true, false).ok(),
+            Some(vec![1, 2])
+        );
+        assert_eq!(
+            err(parse_slot_args(&s, &[b"5"], true, false)),
+            "ERR Slot 5 is already busy"
+        );
         assert_eq!(
             err(parse_slot_args(&s, &[b"6"], false, false)),
             "ERR Slot 6 is already unassigned"

@@ -194,7 +194,10 @@ fn start(ctx: &ShardCtx, conn: &mut Conn, req: Request, copy: bool) {
         outstanding: 1,
         results: Vec::new(),
         done: Box::new(move |ctx, conn, _| {
-            let o = done_outcome.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let o = done_outcome
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
             finish(ctx, conn, o, keys, copy);
         }),
     };
@@ -219,7 +222,10 @@ fn finish(ctx: &ShardCtx, conn: &mut Conn, o: Option<Outcome>, keys: Vec<Key>, c
         Some(Outcome::Replied(ok, None)) => (ok, Ok(())),
         Some(Outcome::Replied(ok, Some(e))) => (ok, Err(e)),
         Some(Outcome::Io(e, ok)) => (ok, Err(e)),
-        None => (Vec::new(), Err("IOERR error or timeout reading to target instance".into())),
+        None => (
+            Vec::new(),
+            Err("IOERR error or timeout reading to target instance".into()),
+        ),
     };
     let gone: Vec<&Key> = keys
         .iter()
@@ -257,22 +263,34 @@ fn finish(ctx: &ShardCtx, conn: &mut Conn, o: Option<Outcome>, keys: Vec<Key>, c
 /// The transfer itself (blocking, on its own thread).
 fn transfer(req: &Request) -> Outcome {
     let none = vec![false; req.restores.len()];
-    let connect_err = || Outcome::Io("IOERR error or timeout connecting to the client".into(), none.clone());
+    let connect_err = || {
+        Outcome::Io(
+            "IOERR error or timeout connecting to the client".into(),
+            none.clone(),
+        )
+    };
     let Ok(addrs) = (req.host.as_str(), req.port).to_socket_addrs() else {
         return connect_err();
     };
     // As Redis (whose connect is non-blocking): a refused connection shows on the first write;
     // only a connect that times out (or a name that does not resolve) fails as connecting.
     let mut refused = false;
-    let Some(sock) = addrs.into_iter().find_map(|a| match TcpStream::connect_timeout(&a, req.timeout) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            refused |= e.kind() != std::io::ErrorKind::TimedOut;
-            None
-        }
-    }) else {
+    let Some(sock) =
+        addrs
+            .into_iter()
+            .find_map(|a| match TcpStream::connect_timeout(&a, req.timeout) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    refused |= e.kind() != std::io::ErrorKind::TimedOut;
+                    None
+                }
+            })
+    else {
         if refused {
-            return Outcome::Io("IOERR error or timeout writing to target instance".into(), none);
+            return Outcome::Io(
+                "IOERR error or timeout writing to target instance".into(),
+                none,
+            );
         }
         return connect_err();
     };
@@ -292,10 +310,18 @@ fn transfer(req: &Request) -> Outcome {
     }
     let mut writer = &sock;
     if writer.write_all(&out).and_then(|_| writer.flush()).is_err() {
-        return Outcome::Io("IOERR error or timeout writing to target instance".into(), none);
+        return Outcome::Io(
+            "IOERR error or timeout writing to target instance".into(),
+            none,
+        );
     }
     let mut reader = BufReader::new(&sock);
-    let read_err = |ok: Vec<bool>| Outcome::Io("IOERR error or timeout reading to target instance".into(), ok);
+    let read_err = |ok: Vec<bool>| {
+        Outcome::Io(
+            "IOERR error or timeout reading to target instance".into(),
+            ok,
+        )
+    };
     let mut line = String::new();
     let mut first_error: Option<String> = None;
     let mut pre = Vec::new();
@@ -311,7 +337,9 @@ fn transfer(req: &Request) -> Outcome {
         let Some(l) = read_line(&mut reader, &mut line) else {
             return read_err(restored);
         };
-        let err = pre_error.clone().or_else(|| l.starts_with('-').then(|| l.clone()));
+        let err = pre_error
+            .clone()
+            .or_else(|| l.starts_with('-').then(|| l.clone()));
         match err {
             Some(e) => {
                 if first_error.is_none() {

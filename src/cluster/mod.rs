@@ -164,7 +164,11 @@ impl Cluster {
                 let _ = self.change(|_| Ok::<(), ()>(()));
             }
             let st = self.lock().clone();
-            *seen = Some((self.generation.load(Ordering::Acquire), config_gen, st.clone()));
+            *seen = Some((
+                self.generation.load(Ordering::Acquire),
+                config_gen,
+                st.clone(),
+            ));
             st
         })
     }
@@ -229,7 +233,9 @@ impl Cluster {
     /// Writes the configuration file atomically: a temporary file, synced, renamed over it.
     fn save(&self, st: &State) -> Result<(), String> {
         use std::io::Write;
-        let tmp = self.path.with_extension(format!("tmp-{}", std::process::id()));
+        let tmp = self
+            .path
+            .with_extension(format!("tmp-{}", std::process::id()));
         let write = || -> std::io::Result<()> {
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(st.to_config().as_bytes())?;

@@ -174,7 +174,11 @@ pub fn check(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Verd
         return Verdict::Serve;
     }
     if !mine {
-        return Verdict::Refuse(format!("MOVED {slot} {}:{}", endpoint(&owner.ip), owner.port));
+        return Verdict::Refuse(format!(
+            "MOVED {slot} {}:{}",
+            endpoint(&owner.ip),
+            owner.port
+        ));
     }
     Verdict::Serve
 }

@@ -137,7 +137,13 @@ pub struct State {
 impl State {
     /// A fresh node: itself only, a master without slots.
     pub fn new(id: String, port: u16, cport: u16) -> State {
-        let mut me = Node::new(id, String::new(), port, cport, nflag::MYSELF | nflag::MASTER);
+        let mut me = Node::new(
+            id,
+            String::new(),
+            port,
+            cport,
+            nflag::MYSELF | nflag::MASTER,
+        );
         me.connected = true;
         State {
             nodes: vec![me],
@@ -217,7 +223,13 @@ impl State {
     pub fn slots_flagged(&self, flags: u16) -> usize {
         self.slots
             .iter()
-            .filter(|&&o| o != NONE && self.nodes.get(o as usize).is_some_and(|n| n.flags & flags != 0))
+            .filter(|&&o| {
+                o != NONE
+                    && self
+                        .nodes
+                        .get(o as usize)
+                        .is_some_and(|n| n.flags & flags != 0)
+            })
             .count()
     }
 
@@ -256,7 +268,11 @@ impl State {
         let mut ok = true;
         if require_full_coverage {
             ok = self.slots.iter().all(|&o| {
-                o != NONE && self.nodes.get(o as usize).is_some_and(|n| n.flags & nflag::FAIL == 0)
+                o != NONE
+                    && self
+                        .nodes
+                        .get(o as usize)
+                        .is_some_and(|n| n.flags & nflag::FAIL == 0)
             });
         }
         let mut counts = vec![0usize; self.nodes.len()];
@@ -415,7 +431,8 @@ impl State {
             if !valid_id(id) {
                 return Err(bad("bad node id"));
             }
-            let (ip, port, cport, hostname) = parse_address(words[1]).ok_or_else(|| bad("bad address"))?;
+            let (ip, port, cport, hostname) =
+                parse_address(words[1]).ok_or_else(|| bad("bad address"))?;
             let mut flags = 0;
             for f in words[2].split(',') {
                 match nflag::NAMES.iter().find(|(_, n)| *n == f) {
@@ -447,7 +464,11 @@ impl State {
                         return Err(bad("bad open slot"));
                     };
                     let slot = parse_slot(slot).ok_or_else(|| bad("bad slot"))?;
-                    let map = if arrow { &mut migrating } else { &mut importing };
+                    let map = if arrow {
+                        &mut migrating
+                    } else {
+                        &mut importing
+                    };
                     map.insert(slot, other.to_string());
                     continue;
                 }
@@ -468,7 +489,12 @@ impl State {
         let Some(me) = nodes.iter().position(|n| n.flags & nflag::MYSELF != 0) else {
             return Err("no node with the myself flag".into());
         };
-        if nodes.iter().filter(|n| n.flags & nflag::MYSELF != 0).count() > 1 {
+        if nodes
+            .iter()
+            .filter(|n| n.flags & nflag::MYSELF != 0)
+            .count()
+            > 1
+        {
             return Err("more than one node with the myself flag".into());
         }
         let me_node = nodes.remove(me);
@@ -556,18 +582,18 @@ mod tests {
     fn bad_configs_are_refused() {
         assert!(State::from_config("").is_err());
         assert!(State::from_config(&format!("{A} x myself,master - 0 0 0 connected\n")).is_err());
-        assert!(State::from_config(&format!(
-            "{A} :1@2 myself,master - 0 0 0 connected 5-3\n"
-        ))
-        .is_err());
-        assert!(State::from_config(&format!(
-            "{A} :1@2 myself,master - 0 0 0 connected 16384\n"
-        ))
-        .is_err());
+        assert!(
+            State::from_config(&format!("{A} :1@2 myself,master - 0 0 0 connected 5-3\n")).is_err()
+        );
+        assert!(
+            State::from_config(&format!("{A} :1@2 myself,master - 0 0 0 connected 16384\n"))
+                .is_err()
+        );
         assert!(State::from_config(&format!("{A} :1@2 myself,bogus - 0 0 0 connected\n")).is_err());
         assert!(State::from_config("vars currentEpoch x\n").is_err());
         // An old-style address without a bus port.
-        let st = State::from_config(&format!("{A} 1.2.3.4:5 myself,master - 0 0 0 connected\n")).unwrap();
+        let st = State::from_config(&format!("{A} 1.2.3.4:5 myself,master - 0 0 0 connected\n"))
+            .unwrap();
         assert_eq!(st.me().cport, 10005);
     }
 
@@ -594,8 +620,15 @@ mod tests {
     #[test]
     fn removing_a_node_frees_its_slots() {
         let mut st = State::new(A.into(), 7000, 17000);
-        st.nodes.push(Node::new(B.into(), "1.1.1.1".into(), 1, 2, nflag::MASTER));
-        st.nodes.push(Node::new("f".repeat(40), "1.1.1.2".into(), 1, 2, nflag::MASTER));
+        st.nodes
+            .push(Node::new(B.into(), "1.1.1.1".into(), 1, 2, nflag::MASTER));
+        st.nodes.push(Node::new(
+            "f".repeat(40),
+            "1.1.1.2".into(),
+            1,
+            2,
+            nflag::MASTER,
+        ));
         st.assign(1, Some(1));
         st.assign(2, Some(2));
         st.remove(1);

@@ -413,7 +413,9 @@ mod tests {
         migrate_keys(&[b"migrate", b"h", b"1", b"k", b"0", b"10"], &mut out);
         assert_eq!(out, vec![3]);
         out.clear();
-        let argv: &[&[u8]] = &[b"migrate", b"h", b"1", b"", b"0", b"10", b"keys", b"a", b"b"];
+        let argv: &[&[u8]] = &[
+            b"migrate", b"h", b"1", b"", b"0", b"10", b"keys", b"a", b"b",
+        ];
         migrate_keys(argv, &mut out);
         assert_eq!(out, vec![7, 8]);
         out.clear();
