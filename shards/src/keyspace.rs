@@ -44,6 +44,15 @@ pub static EXPIRY_PAUSED_UNTIL_MS: std::sync::atomic::AtomicU64 =
 /// eviction), as in Redis.
 pub static REPLICA: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// `cluster-enabled yes`: only database 0 exists for clients (MOVE, SWAPDB and COPY … DB are
+/// refused, as Redis Cluster refuses them).
+pub static CLUSTER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether cluster mode is on (see [`CLUSTER`]).
+pub fn cluster_mode() -> bool {
+    CLUSTER.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// `replica-read-only`: a replica's clients may not write (scripts included).
 pub static REPLICA_READ_ONLY: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(true);

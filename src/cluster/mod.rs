@@ -90,6 +90,7 @@ pub fn init(config: &Arc<Config>, port: u16) -> anyhow::Result<()> {
         "emulated" => Mode::Emulated,
         _ => Mode::Off,
     };
+    shards::keyspace::CLUSTER.store(mode == Mode::On, Ordering::Relaxed);
     let dir = PathBuf::from(config.get("dir"));
     let file = config.get("cluster-config-file");
     let path = dir.join(&file);
@@ -143,13 +144,20 @@ pub fn init(config: &Arc<Config>, port: u16) -> anyhow::Result<()> {
 impl Cluster {
     /// The current state, as this thread last saw it (refreshed when it changed).
     pub fn state(&self) -> Arc<State> {
+        self.with_state(|_, st| st.clone())
+    }
+
+    /// Runs `f` on the current state without touching the shared `Arc`'s count (the
+    /// per-command path: shards must not bounce one cache line between them). `f` must not
+    /// call back into [`Cluster::state`].
+    pub fn with_state<R>(&self, f: impl FnOnce(&Self, &Arc<State>) -> R) -> R {
         let generation = self.generation.load(Ordering::Acquire);
         let config_gen = self.config.generation();
         SEEN.with(|seen| {
             let mut seen = seen.borrow_mut();
             if let Some((g, c, st)) = seen.as_ref() {
                 if *g == generation && *c == config_gen {
-                    return st.clone();
+                    return f(self, st);
                 }
             }
             let config_seen = self.config_seen.load(Ordering::Acquire);
@@ -164,12 +172,9 @@ impl Cluster {
                 let _ = self.change(|_| Ok::<(), ()>(()));
             }
             let st = self.lock().clone();
-            *seen = Some((
-                self.generation.load(Ordering::Acquire),
-                config_gen,
-                st.clone(),
-            ));
-            st
+            let g = self.generation.load(Ordering::Acquire);
+            let (_, _, st) = seen.insert((g, config_gen, st));
+            f(self, st)
         })
     }
 

@@ -71,6 +71,18 @@ pub fn check(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Verd
     if conn.master_link || !has_keys(l) {
         return Verdict::Serve;
     }
+    cluster.with_state(|cluster, st| decide(ctx, conn, cluster, st, l, argv))
+}
+
+/// [`check`] past the cheap exits, against one state.
+fn decide(
+    ctx: &ShardCtx,
+    conn: &mut Conn,
+    cluster: &super::Cluster,
+    st: &super::state::State,
+    l: Lookup,
+    argv: &[&[u8]],
+) -> Verdict {
     let owned: Vec<Vec<Vec<u8>>>;
     let queued: Vec<Vec<&[u8]>>;
     let commands: Vec<(Lookup, &[&[u8]])> = if l.spec.name == "exec" {
@@ -89,7 +101,6 @@ pub fn check(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Verd
     } else {
         vec![(l, argv)]
     };
-    let st = cluster.state();
     let pubsub = is_shard_pubsub(l);
     let mut write = false;
     let mut first: Option<(&[u8], u16)> = None;
