@@ -267,6 +267,12 @@ fn moved_ask_asking_and_tryagain() {
         let nodes = text(&a.cmd(&["CLUSTER", "NODES"]));
         assert!(!nodes.contains("->-"), "{nodes}");
     }
+    // A script may touch only keys of slots this node serves.
+    let got = text(&a.cmd(&["EVAL", "return redis.call('get', ARGV[1])", "0", &on_b]));
+    assert!(
+        got.starts_with("-ERR Script attempted to access a non local key in a cluster node"),
+        "{got}"
+    );
     // SETSLOT NODE refuses to give away a slot that still has keys here.
     let kept = key_where("kept", |s| s < 8192);
     let s = key_slot(kept.as_bytes()).to_string();
@@ -527,6 +533,17 @@ fn cluster_replies_match_redis() {
         &["SWAPDB", "0", "1"],
         &["COPY", "foo", "bar", "DB", "1"],
         &["CONFIG", "GET", "cluster-node-timeout"],
+        &["EVAL", "#!lua flags=no-cluster\nreturn 1", "0"],
+        &["EVAL", "#!lua\nreturn 1", "0"],
+        &["EVAL", "redis.call('set', 'a', 1); return redis.call('get', 'b')", "0"],
+        &["EVAL", "redis.call('get', KEYS[1]); return redis.call('get', 'b')", "1", "a"],
+        &["EVAL", "return redis.call('mget', 'a', 'b')", "0"],
+        &["EVAL", "return redis.call('mget', '{a}1', '{a}2')", "0"],
+        &["EVAL", "#!lua\nredis.call('set', 'a', 1); return redis.call('get', 'b')", "0"],
+        &["EVAL", "#!lua\nredis.call('get', KEYS[1]); return redis.call('get', 'b')", "1", "a"],
+        &["EVAL", "#!lua\nreturn redis.call('get', '{a}x')", "1", "{a}y"],
+        &["EVAL", "#!lua flags=allow-cross-slot-keys\nredis.call('set', 'a', 1); return redis.call('get', 'b')", "0"],
+        &["DEL", "a"],
         &["CONFIG", "GET", "cluster-require-full-coverage"],
         &["CONFIG", "GET", "cluster-allow-reads-when-down"],
         &["CONFIG", "GET", "cluster-replica-validity-factor"],

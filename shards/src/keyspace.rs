@@ -48,6 +48,12 @@ pub static REPLICA: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBoo
 /// refused, as Redis Cluster refuses them).
 pub static CLUSTER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Cluster mode: whether this node serves a command of a script on `slot` (`write`: the
+/// command writes), as the server's cluster state says; `Some(error)` when it does not. Set
+/// once by the server at start-up.
+pub static CLUSTER_SLOT_CHECK: std::sync::OnceLock<fn(u16, bool) -> Option<&'static str>> =
+    std::sync::OnceLock::new();
+
 /// Whether cluster mode is on (see [`CLUSTER`]).
 pub fn cluster_mode() -> bool {
     CLUSTER.load(std::sync::atomic::Ordering::Relaxed)

@@ -91,6 +91,9 @@ pub fn init(config: &Arc<Config>, port: u16) -> anyhow::Result<()> {
         _ => Mode::Off,
     };
     shards::keyspace::CLUSTER.store(mode == Mode::On, Ordering::Relaxed);
+    if mode == Mode::On {
+        let _ = shards::keyspace::CLUSTER_SLOT_CHECK.set(route::script_slot_check);
+    }
     let dir = PathBuf::from(config.get("dir"));
     let file = config.get("cluster-config-file");
     let path = dir.join(&file);

@@ -259,3 +259,27 @@ pub fn after_command(conn: &mut Conn, l: Lookup) {
     }
     conn.cluster_missing = None;
 }
+
+/// A script's command on `slot` (see `shards::keyspace::CLUSTER_SLOT_CHECK`): the error Redis's
+/// `scriptVerifyClusterState` gives when this node does not serve it. The slot of a migration
+/// counts as this node's (a script cannot follow ASK).
+pub fn script_slot_check(slot: u16, write: bool) -> Option<&'static str> {
+    let cluster = super::get()?;
+    const NON_LOCAL: &str = "Script attempted to access a non local key in a cluster node";
+    cluster.with_state(|cluster, st| {
+        let Some(owner) = st.owner_index(slot) else {
+            return Some(NON_LOCAL);
+        };
+        if !st.ok {
+            if !cluster.reads_when_down() {
+                return Some("Script attempted to execute a command while the cluster is down");
+            }
+            if write {
+                return Some(
+                    "Script attempted to execute a write command while the cluster is down and readonly",
+                );
+            }
+        }
+        (owner != 0 && !st.importing.contains_key(&slot)).then_some(NON_LOCAL)
+    })
+}
