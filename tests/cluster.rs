@@ -672,6 +672,35 @@ fn migrate_between_shardis_processes() {
         b"-IOERR error or timeout writing to target instance\r\n"
     );
     assert_eq!(s.cmd(&["GET", "k"]), b"$2\r\nv2\r\n");
+    // A target that accepts and never answers: the migrating key stays locked (a write to it
+    // waits) until the read times out; other keys are served meanwhile; nothing is deleted.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let sport = silent.local_addr().unwrap().port().to_string();
+    s.send(&common::encode(&[
+        "MIGRATE",
+        "127.0.0.1",
+        &sport,
+        "k",
+        "0",
+        "3000",
+    ]));
+    let mut other = src.raw();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !text(&other.cmd(&["CLIENT", "LIST"])).contains("cmd=migrate") {
+        assert!(Instant::now() < deadline, "MIGRATE never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(other.cmd(&["GET", "unrelated"]), b"$-1\r\n");
+    other.send(&common::encode(&["APPEND", "k", "x"]));
+    other.set_read_timeout(Duration::from_millis(300));
+    assert!(other.try_read_reply().is_err(), "APPEND ran during MIGRATE");
+    other.set_read_timeout(common::REPLY_TIMEOUT);
+    assert_eq!(
+        s.read_reply(),
+        b"-IOERR error or timeout reading to target instance\r\n"
+    );
+    assert_eq!(other.read_reply(), b":3\r\n");
+    drop(silent);
 }
 
 #[test]

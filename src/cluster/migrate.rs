@@ -2,16 +2,17 @@
 //! [AUTH2 username password] [KEYS key …], as Redis's `migrateCommand` (in cluster mode and
 //! out of it).
 //!
-//! Steps: the keys' entries are copied from their shards (DUMP payloads made here); a plain
-//! thread connects to the target and sends `[AUTH] SELECT db RESTORE[-ASKING] …` with the
-//! timeout on every socket operation, so a slow or dead target never stalls a shard's event
-//! loop; the connection waits meanwhile (its shard polls for the outcome every millisecond);
-//! then, unless COPY, the keys the target accepted are deleted on their shards.
+//! Steps: the keys are locked on their shards and their entries copied out (a transaction,
+//! [`crate::txn`]; DUMP payloads are made here); a plain thread connects to the target and
+//! sends `[AUTH] SELECT db RESTORE[-ASKING] …` with the timeout on every socket operation, so a
+//! slow or dead target never stalls a shard's event loop; the connection waits meanwhile (its
+//! shard polls for the outcome every millisecond); then, unless COPY, the keys the target
+//! accepted are deleted, and the locks go.
 //!
-//! Differences from Redis, for now: Redis blocks the whole server during MIGRATE, so the keys
-//! cannot change between the copy and the delete; here another client's write to a migrating
-//! key in that window is lost with the delete. Sockets to a target are not cached between
-//! calls, and a failed transfer is not retried.
+//! Redis blocks the whole server during MIGRATE; here only commands on the migrating keys wait
+//! (at most the timeout per socket operation), so the keys cannot change between the copy and
+//! the delete. Differences: sockets to a target are not cached between calls, and a failed
+//! transfer is not retried. MIGRATE to this very server times out, as in Redis.
 
 use crate::conn::Conn;
 use crate::ctx::{now_us, ShardCtx};
@@ -98,17 +99,32 @@ pub fn handle(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Err
     for k in &keys {
         per_shard[crate::dispatch::shard_of(ctx, k)].push((src_db, Key::from(*k)));
     }
-    let parts: Vec<(usize, ReqBody)> = per_shard
+    // Locked and copied shard by shard in ascending order; the locks stay until the end.
+    let steps: std::collections::VecDeque<crate::txn::Step> = per_shard
         .into_iter()
         .enumerate()
         .filter(|(_, k)| !k.is_empty())
-        .map(|(s, k)| (s, ReqBody::Export(k)))
+        .map(|(s, keys)| crate::txn::Step {
+            shard: s,
+            exclusive: false,
+            lock: keys.clone(),
+            op: crate::txn::TxOp::Export {
+                keys,
+                watch: Vec::new(),
+                check: Vec::new(),
+            },
+            release: false,
+        })
         .collect();
+    let held: Vec<usize> = steps.iter().map(|s| s.shard).collect();
+    let tx = crate::txn::tx_for(ctx, conn);
     let order: Vec<Key> = keys.iter().map(|k| Key::from(*k)).collect();
-    crate::dispatch::fan_out(
+    crate::txn::run_steps(
         ctx,
         conn,
-        parts,
+        tx,
+        steps,
+        Vec::new(),
         Box::new(move |ctx, conn, results| {
             let mut found: Vec<(Key, shards::keyspace::Entry)> = Vec::new();
             for (_, body) in results {
@@ -138,6 +154,7 @@ pub fn handle(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Err
                 restores.push((k.clone(), restore_command(k, ttl, &e.value, replace)));
             }
             if restores.is_empty() {
+                crate::txn::release_on(ctx, conn, tx, held);
                 conn.reply().simple("NOKEY");
                 return;
             }
@@ -149,10 +166,27 @@ pub fn handle(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Err
                 db,
                 restores,
             };
-            start(ctx, conn, req, copy);
+            start(
+                ctx,
+                conn,
+                req,
+                Locks {
+                    tx,
+                    held,
+                    db: src_db,
+                },
+                copy,
+            );
         }),
     );
     Ok(())
+}
+
+/// The transaction holding the migrating keys, and the database they are in.
+struct Locks {
+    tx: crate::txn::TxId,
+    held: Vec<usize>,
+    db: u8,
 }
 
 /// `RESTORE key ttl payload [REPLACE]` (RESTORE-ASKING in cluster mode).
@@ -175,7 +209,7 @@ fn restore_command(key: &[u8], ttl: u64, value: &shards::types::Value, replace: 
 
 /// Runs the transfer on its own thread; the connection waits for the outcome, then answers
 /// (deleting what moved unless `copy`).
-fn start(ctx: &ShardCtx, conn: &mut Conn, req: Request, copy: bool) {
+fn start(ctx: &ShardCtx, conn: &mut Conn, req: Request, locks: Locks, copy: bool) {
     let outcome: Arc<Mutex<Option<Outcome>>> = Arc::new(Mutex::new(None));
     let keys: Vec<Key> = req.restores.iter().map(|(k, _)| k.clone()).collect();
     let slot = outcome.clone();
@@ -186,6 +220,7 @@ fn start(ctx: &ShardCtx, conn: &mut Conn, req: Request, copy: bool) {
             *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(o);
         });
     if spawned.is_err() {
+        crate::txn::release_on(ctx, conn, locks.tx, locks.held);
         conn.error("IOERR error or timeout connecting to the client");
         return;
     }
@@ -198,7 +233,7 @@ fn start(ctx: &ShardCtx, conn: &mut Conn, req: Request, copy: bool) {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .take();
-            finish(ctx, conn, o, keys, copy);
+            finish(ctx, conn, o, keys, locks, copy);
         }),
     };
     let token = conn.token;
@@ -216,8 +251,16 @@ fn start(ctx: &ShardCtx, conn: &mut Conn, req: Request, copy: bool) {
     .detach();
 }
 
-/// Answers MIGRATE once the transfer is over, deleting the keys the target took.
-fn finish(ctx: &ShardCtx, conn: &mut Conn, o: Option<Outcome>, keys: Vec<Key>, copy: bool) {
+/// Answers MIGRATE once the transfer is over, deleting the keys the target took (under the
+/// locks, which go with the deletes).
+fn finish(
+    ctx: &ShardCtx,
+    conn: &mut Conn,
+    o: Option<Outcome>,
+    keys: Vec<Key>,
+    locks: Locks,
+    copy: bool,
+) {
     let (restored, reply): (Vec<bool>, Result<(), String>) = match o {
         Some(Outcome::Replied(ok, None)) => (ok, Ok(())),
         Some(Outcome::Replied(ok, Some(e))) => (ok, Err(e)),
@@ -227,34 +270,45 @@ fn finish(ctx: &ShardCtx, conn: &mut Conn, o: Option<Outcome>, keys: Vec<Key>, c
             Err("IOERR error or timeout reading to target instance".into()),
         ),
     };
-    let gone: Vec<&Key> = keys
-        .iter()
-        .zip(restored.iter().chain(std::iter::repeat(&false)))
-        .filter(|(_, ok)| **ok)
-        .map(|(k, _)| k)
-        .collect();
     let answer = move |conn: &mut Conn| match &reply {
         Ok(()) => conn.reply().ok(),
         Err(e) => conn.error(e),
     };
-    if copy || gone.is_empty() {
-        answer(conn);
-        return;
+    let mut per_shard: Vec<Vec<(u8, Key, Option<shards::keyspace::Entry>)>> =
+        vec![Vec::new(); ctx.n];
+    if !copy {
+        for (k, _) in keys.into_iter().zip(restored).filter(|(_, ok)| *ok) {
+            per_shard[crate::dispatch::shard_of(ctx, &k)].push((locks.db, k, None));
+        }
     }
-    let mut per_shard: Vec<Vec<&[u8]>> = vec![Vec::new(); ctx.n];
-    for k in gone {
-        per_shard[crate::dispatch::shard_of(ctx, k)].push(k);
-    }
-    let parts = per_shard
+    let Locks { tx, held, .. } = locks;
+    crate::txn::release_on(
+        ctx,
+        conn,
+        tx,
+        held.iter().copied().filter(|&s| per_shard[s].is_empty()),
+    );
+    let nested = conn.live.as_ref().is_some_and(|b| b.tx == tx);
+    let peers: Vec<u16> = (0..ctx.n)
+        .filter(|&s| !per_shard[s].is_empty())
+        .map(|s| s as u16)
+        .collect();
+    let parts: Vec<(usize, ReqBody)> = per_shard
         .into_iter()
         .enumerate()
-        .filter(|(_, k)| !k.is_empty())
-        .map(|(s, k)| {
-            let mut args: Vec<&[u8]> = vec![b"DEL"];
-            args.extend(k);
-            let mut frames = Vec::new();
-            shards::resp::encode_command(&args, &mut frames);
-            (s, ReqBody::Part(frames))
+        .filter(|(_, e)| !e.is_empty())
+        .map(|(s, entries)| {
+            let body = ReqBody::Tx {
+                tx,
+                lock: Vec::new(),
+                exclusive: false,
+                op: crate::txn::TxOp::Import {
+                    entries,
+                    peers: peers.clone(),
+                },
+                release: !nested,
+            };
+            (s, body)
         })
         .collect();
     crate::dispatch::fan_out(ctx, conn, parts, Box::new(move |_, conn, _| answer(conn)));
