@@ -142,9 +142,9 @@ pub struct Conn {
     pub asking: bool,
     /// Cluster mode: READONLY (a replica serves reads for its master's slots).
     pub cluster_readonly: bool,
-    /// Cluster mode: how many keys of the command being checked are missing on their shard
-    /// (the answer to a probe; see `crate::cluster::route`).
-    pub cluster_missing: Option<usize>,
+    /// Cluster mode: the answer to a probe (see `crate::cluster::route`): for the command
+    /// being checked again, its slot, its key count, and how many of its keys are missing.
+    pub cluster_missing: Option<(u16, usize, usize)>,
 }
 
 /// CLIENT REPLY's modes.

@@ -184,6 +184,18 @@ fn crossslot_clusterdown_and_single_node_rules() {
         c.cmd(&["CONFIG", "GET", "cluster-enabled"]),
         b"*2\r\n$15\r\ncluster-enabled\r\n$3\r\nyes\r\n"
     );
+    // The announced address shows at once, and is saved.
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "cluster-announce-ip", "10.9.8.7"]),
+        b"+OK\r\n"
+    );
+    let nodes = text(&c.cmd(&["CLUSTER", "NODES"]));
+    assert!(
+        nodes.contains(&format!(" 10.9.8.7:{}@", s.port())),
+        "{nodes}"
+    );
+    let slots = text(&c.cmd(&["CLUSTER", "SLOTS"]));
+    assert!(slots.contains("$8\r\n10.9.8.7\r\n"), "{slots}");
 }
 
 #[test]
@@ -430,6 +442,8 @@ fn cluster_replies_match_redis() {
         &["CLUSTER", "ADDSLOTS", "16384"],
         &["CLUSTER", "ADDSLOTS", "-1"],
         &["CLUSTER", "ADDSLOTS", "abc"],
+        &["CLUSTER", "ADDSLOTS", "+5"],
+        &["CLUSTER", "ADDSLOTS", "05"],
         &["CLUSTER", "ADDSLOTS", "400", "400"],
         &["CLUSTER", "ADDSLOTSRANGE", "10", "5"],
         &["CLUSTER", "ADDSLOTSRANGE", "1", "2", "3"],
@@ -863,6 +877,11 @@ fn emulated_mode_serves_cluster_clients() {
     let counts: Vec<i64> = pipe.query(&mut con).unwrap();
     assert_eq!(counts, vec![1, 2]);
     assert_eq!(c.cmd(&["DBSIZE"]), b":55\r\n");
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "cluster-announce-ip", "10.9.8.7"]),
+        b"+OK\r\n"
+    );
+    assert!(text(&c.cmd(&["CLUSTER", "SLOTS"])).contains("$8\r\n10.9.8.7\r\n"));
 }
 
 #[test]

@@ -233,6 +233,9 @@ impl Cluster {
         };
         if !ip.is_empty() {
             me.ip = ip;
+        } else if self.mode == Mode::Emulated {
+            // Replies then show the address each client reached.
+            me.ip.clear();
         }
         me.hostname = hostname;
         st.update(cfg.get("cluster-require-full-coverage") == "yes");

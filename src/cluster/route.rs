@@ -14,6 +14,7 @@ use crate::ctx::ShardCtx;
 use shards::cmd::{flag, key_positions, lookup, Lookup};
 use shards::keyspace::Key;
 use shards::slot::key_slot;
+use smallvec::SmallVec;
 
 /// What the check decided.
 pub enum Verdict {
@@ -85,7 +86,7 @@ fn decide(
 ) -> Verdict {
     let owned: Vec<Vec<Vec<u8>>>;
     let queued: Vec<Vec<&[u8]>>;
-    let commands: Vec<(Lookup, &[&[u8]])> = if l.spec.name == "exec" {
+    let commands: SmallVec<[(Lookup, &[&[u8]]); 1]> = if l.spec.name == "exec" {
         let Some(m) = conn.multi.as_ref() else {
             return Verdict::Serve;
         };
@@ -99,13 +100,13 @@ fn decide(
             .filter_map(|argv| lookup(argv).ok().map(|l| (l, argv.as_slice())))
             .collect()
     } else {
-        vec![(l, argv)]
+        smallvec::smallvec![(l, argv)]
     };
     let pubsub = is_shard_pubsub(l);
     let mut write = false;
     let mut first: Option<(&[u8], u16)> = None;
     let mut multiple = false;
-    let mut keys: Vec<&[u8]> = Vec::new();
+    let mut keys: SmallVec<[&[u8]; 8]> = SmallVec::new();
     let mut pos = Vec::new();
     for (cl, cargv) in &commands {
         write |= (cl.spec.flags | cl.parent.map_or(0, |p| p.flags)) & flag::WRITE != 0;
@@ -220,9 +221,11 @@ fn count_missing(ctx: &ShardCtx, conn: &mut Conn, keys: &[&[u8]]) -> Result<usiz
             .filter(|k| db.is_none_or(|db| db.peek(k, now_ms).is_none()))
             .count());
     }
+    // The answer counts only for the command it was asked for (the same slot and keys).
+    let slot = key_slot(first).0;
     match conn.cluster_missing.take() {
-        Some(n) => Ok(n),
-        None => Err(Verdict::Probe(
+        Some((s, n, missing)) if s == slot && n == keys.len() => Ok(missing),
+        _ => Err(Verdict::Probe(
             shard,
             keys.iter().map(|k| Key::from(*k)).collect(),
         )),
@@ -241,12 +244,15 @@ pub fn missing_here(ctx: &ShardCtx, keys: &[Key]) -> i64 {
 
 /// Starts a probe: the connection waits for the answer, then routes the command again.
 pub fn probe(ctx: &ShardCtx, conn: &mut Conn, shard: usize, keys: Vec<Key>) {
+    let slot = keys.first().map_or(0, |k| key_slot(k).0);
+    let n = keys.len();
     crate::dispatch::fan_out(
         ctx,
         conn,
         vec![(shard, crate::msg::ReqBody::ClusterMissing(keys))],
-        Box::new(|_, conn, results| {
-            conn.cluster_missing = Some(crate::msg::RepBody::count_sum(&results).max(0) as usize);
+        Box::new(move |_, conn, results| {
+            let missing = crate::msg::RepBody::count_sum(&results).max(0) as usize;
+            conn.cluster_missing = Some((slot, n, missing));
         }),
     );
 }

@@ -523,10 +523,10 @@ impl State {
     }
 }
 
-/// A slot number in range.
+/// A slot number in range, written as Redis writes integers (no sign, no leading zero).
 pub fn parse_slot(s: &str) -> Option<u16> {
-    let n: u64 = s.parse().ok()?;
-    (n < SLOTS as u64).then_some(n as u16)
+    let n = shards::util::parse_i64(s.as_bytes())?;
+    (0..SLOTS as i64).contains(&n).then_some(n as u16)
 }
 
 /// `ip:port@cport[,hostname]` (or the old `ip:port`, whose bus port is port+10000).
@@ -591,6 +591,10 @@ mod tests {
         );
         assert!(State::from_config(&format!("{A} :1@2 myself,bogus - 0 0 0 connected\n")).is_err());
         assert!(State::from_config("vars currentEpoch x\n").is_err());
+        assert_eq!(parse_slot("16383"), Some(16383));
+        for bad in ["16384", "-1", "+5", "05", "-0", "", "1x"] {
+            assert_eq!(parse_slot(bad), None, "{bad}");
+        }
         // An old-style address without a bus port.
         let st = State::from_config(&format!("{A} 1.2.3.4:5 myself,master - 0 0 0 connected\n"))
             .unwrap();
