@@ -285,8 +285,22 @@ fn moved_ask_asking_and_tryagain() {
         got.starts_with("-ERR Script attempted to access a non local key in a cluster node"),
         "{got}"
     );
+    // A client blocked on a slot that moves away is redirected.
+    let waiting = key_where("bl", |s| s < 8192 && s != key_slot(kept_probe().as_bytes()));
+    let ws = key_slot(waiting.as_bytes()).to_string();
+    let mut blocked = p.a.raw();
+    blocked.send(&common::encode(&["BLPOP", &waiting, "0"]));
+    common::wait_blocked(&mut a, "blpop", 1);
+    assert_eq!(
+        a.cmd(&["CLUSTER", "SETSLOT", &ws, "NODE", ID_B]),
+        b"+OK\r\n"
+    );
+    assert_eq!(
+        text(&blocked.read_reply()),
+        format!("-MOVED {ws} 127.0.0.1:{pb}\r\n")
+    );
     // SETSLOT NODE refuses to give away a slot that still has keys here.
-    let kept = key_where("kept", |s| s < 8192);
+    let kept = kept_probe();
     let s = key_slot(kept.as_bytes()).to_string();
     assert_eq!(a.cmd(&["SET", &kept, "1"]), b"+OK\r\n");
     assert_eq!(
@@ -296,6 +310,11 @@ fn moved_ask_asking_and_tryagain() {
     let slots = text(&a.cmd(&["CLUSTER", "SLOTS"]));
     assert!(slots.contains(ID_A) && slots.contains(ID_B), "{slots}");
     let _ = p.dirs;
+}
+
+/// A key of A's that the SETSLOT NODE refusal test keeps.
+fn kept_probe() -> String {
+    key_where("kept", |s| s < 8192)
 }
 
 #[test]

@@ -181,6 +181,11 @@ impl Cluster {
         })
     }
 
+    /// Moves on every change of the state.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Arc<State>> {
         self.current.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -289,3 +289,47 @@ pub fn script_slot_check(slot: u16, write: bool) -> Option<&'static str> {
         (owner != 0 && !st.importing.contains_key(&slot)).then_some(NON_LOCAL)
     })
 }
+
+thread_local! {
+    /// The state generation this shard's blocked clients were last checked against.
+    static BLOCKED_SEEN: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// After the configuration changed, unblocks this shard's blocked clients whose slot this node
+/// no longer serves, with the redirection Redis's `clusterRedirectBlockedClientIfNeeded` gives:
+/// CLUSTERDOWN while the cluster is down, for an unassigned slot, or MOVED to the new owner (a
+/// slot being imported keeps its clients).
+pub fn redirect_blocked(ctx: &ShardCtx) {
+    let Some(cluster) = super::get().filter(|c| c.mode == super::Mode::On) else {
+        return;
+    };
+    let generation = cluster.generation();
+    if BLOCKED_SEEN.with(|s| s.replace(generation)) == generation {
+        return;
+    }
+    let waiters = ctx.blocked.borrow().first_keys();
+    if waiters.is_empty() {
+        return;
+    }
+    let refusals: Vec<(u64, String)> = cluster.with_state(|_, st| {
+        waiters
+            .into_iter()
+            .filter_map(|(id, _, key)| {
+                let slot = key_slot(&key).0;
+                if !st.ok {
+                    return Some((id, DOWN.to_string()));
+                }
+                if st.mine(slot) || st.importing.contains_key(&slot) {
+                    return None;
+                }
+                Some(match st.owner(slot) {
+                    None => (id, UNBOUND.to_string()),
+                    Some(n) => (id, format!("MOVED {slot} {}:{}", endpoint(&n.ip), n.port)),
+                })
+            })
+            .collect()
+    });
+    for (id, text) in refusals {
+        ctx.unblock_with(id, format!("-{text}\r\n").into_bytes());
+    }
+}
