@@ -32,6 +32,9 @@ pub const DOWN: &str = "CLUSTERDOWN The cluster is down";
 pub const DOWN_RO: &str = "CLUSTERDOWN The cluster is down and only accepts read commands";
 pub const UNBOUND: &str = "CLUSTERDOWN Hash slot not served";
 
+/// One command of a request: its lookup and arguments.
+type Command<'a> = (Lookup, &'a [&'a [u8]]);
+
 /// Whether a command takes part in the check at all: Redis skips commands without key specs
 /// (other than EXEC), whatever their arguments.
 fn has_keys(l: Lookup) -> bool {
@@ -86,7 +89,7 @@ fn decide(
 ) -> Verdict {
     let owned: Vec<Vec<Vec<u8>>>;
     let queued: Vec<Vec<&[u8]>>;
-    let commands: SmallVec<[(Lookup, &[&[u8]]); 1]> = if l.spec.name == "exec" {
+    let commands: SmallVec<[Command<'_>; 1]> = if l.spec.name == "exec" {
         let Some(m) = conn.multi.as_ref() else {
             return Verdict::Serve;
         };
