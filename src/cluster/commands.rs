@@ -670,32 +670,22 @@ fn get_keys(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error
     Ok(())
 }
 
-/// The shard side of COUNTKEYSINSLOT / GETKEYSINSLOT / the empty-database checks: a walk over
-/// this shard's database 0 (the keyspace is not indexed by slot, so this is O(keys here)).
+/// The shard side of COUNTKEYSINSLOT / GETKEYSINSLOT / the empty-database checks, from the
+/// database's per-slot index (built on the first call).
 pub fn keys_here(ctx: &ShardCtx, slot: Option<u16>, limit: Option<usize>) -> RepBody {
-    let now_ms = crate::ctx::now_us() / 1000;
-    let e = ctx.engine.borrow();
-    let Some(db) = e.dbs.first() else {
+    let mut e = ctx.engine.borrow_mut();
+    let Some(db) = e.dbs.first_mut() else {
         return RepBody::Count(0);
     };
-    let Some(slot) = slot else {
-        return RepBody::Count(db.len() as i64);
-    };
-    let mut count = 0i64;
-    let mut names = Vec::new();
-    db.for_each_key(now_ms, |k, _, _| {
-        if shards::slot::key_slot(k).0 != slot {
-            return;
-        }
-        match limit {
-            Some(max) if names.len() < max => names.push(k.to_vec()),
-            Some(_) => {}
-            None => count += 1,
-        }
-    });
-    match limit {
-        Some(_) => RepBody::Names(names),
-        None => RepBody::Count(count),
+    match (slot, limit) {
+        (None, _) => RepBody::Count(db.len() as i64),
+        (Some(slot), None) => RepBody::Count(db.count_in_slot(slot) as i64),
+        (Some(slot), Some(max)) => RepBody::Names(
+            db.keys_in_slot(slot, max)
+                .into_iter()
+                .map(|k| k.to_vec())
+                .collect(),
+        ),
     }
 }
 
