@@ -814,37 +814,27 @@ fn meet(cluster: &Cluster, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error>
     }
     let text = |a: &[u8]| String::from_utf8_lossy(a).into_owned();
     let ip = text(argv[2]);
-    let port: u16 = match parse_i64(argv[3]) {
-        Some(p) if (0..=65535).contains(&p) => p as u16,
+    let Some(port) = parse_i64(argv[3]) else {
+        return Err(Error::err(format!(
+            "Invalid TCP base port specified: {}",
+            text(argv[3])
+        )));
+    };
+    let cport = match argv.get(4) {
+        None => port.saturating_add(10000),
+        Some(a) => parse_i64(a)
+            .ok_or_else(|| Error::err(format!("Invalid TCP bus port specified: {}", text(a))))?,
+    };
+    let valid = |p: i64| (1..=65535).contains(&p);
+    let addr = match ip.parse::<std::net::IpAddr>() {
+        Ok(addr) if valid(port) && valid(cport) => addr,
         _ => {
             return Err(Error::err(format!(
-                "Invalid TCP base port specified: {}",
-                text(argv[3])
+                "Invalid node address specified: {ip}:{port}"
             )))
         }
     };
-    let cport: u16 = match argv.get(4) {
-        None => port.wrapping_add(10000),
-        Some(a) => match parse_i64(a) {
-            Some(p) if (0..=65535).contains(&p) => p as u16,
-            _ => {
-                return Err(Error::err(format!(
-                    "Invalid TCP bus port specified: {}",
-                    text(a)
-                )))
-            }
-        },
-    };
-    let Ok(addr) = ip.parse::<std::net::IpAddr>() else {
-        return Err(Error::err(format!(
-            "Invalid node address specified: {ip}:{port}"
-        )));
-    };
-    if port == 0 || cport == 0 {
-        return Err(Error::err(format!(
-            "Invalid node address specified: {ip}:{port}"
-        )));
-    }
+    let (port, cport) = (port as u16, cport as u16);
     let ip = addr.to_string();
     cluster.change(|st| {
         let known = st.nodes.iter().any(|n| {
