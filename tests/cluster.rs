@@ -935,3 +935,56 @@ fn cluster_commands_without_cluster_mode() {
         b"*2\r\n$1\r\na\r\n$1\r\nb\r\n"
     );
 }
+
+#[test]
+fn redis_cli_reshards_between_two_nodes() {
+    let p = pair();
+    let (pa, _, pb, _) = p.ports;
+    let mut a = p.a.raw();
+    // Keys in the slots that move (0-49), written on A in one pipeline. (Each slot moved costs
+    // a few nodes.conf fsyncs on each side, as in Redis: the test moves few.)
+    let keys: Vec<String> = (0..20_000)
+        .map(|i| format!("r:{i}"))
+        .filter(|k| key_slot(k.as_bytes()) < 50)
+        .collect();
+    let mut batch = Vec::new();
+    for k in &keys {
+        batch.extend(common::encode(&["SET", k, k]));
+    }
+    a.send(&batch);
+    for _ in &keys {
+        assert_eq!(a.read_reply(), b"+OK\r\n");
+    }
+    let out = std::process::Command::new("redis-cli")
+        .args(["--cluster", "reshard", &format!("127.0.0.1:{pa}")])
+        .args(["--cluster-from", ID_A, "--cluster-to", ID_B])
+        .args(["--cluster-slots", "50", "--cluster-yes"])
+        .output()
+        .expect("redis-cli");
+    let log = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{log}");
+    let out = std::process::Command::new("redis-cli")
+        .args(["--cluster", "check", &format!("127.0.0.1:{pb}")])
+        .output()
+        .expect("redis-cli");
+    let check = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        check.contains("All nodes agree about slots configuration"),
+        "{check}"
+    );
+    assert!(check.contains("All 16384 slots covered"), "{check}");
+    assert!(check.contains("slots:[0-49],[8192-16383]"), "{check}");
+    assert_eq!(a.cmd(&["DBSIZE"]), b":0\r\n");
+    assert_eq!(
+        text(&p.b.raw().cmd(&["DBSIZE"])),
+        format!(":{}\r\n", keys.len())
+    );
+    // A cluster client finds every key at its new home.
+    let client =
+        redis::cluster::ClusterClient::new(vec![format!("redis://127.0.0.1:{pa}/")]).unwrap();
+    let mut con = client.get_connection().unwrap();
+    for k in &keys {
+        let v: String = redis::cmd("GET").arg(k).query(&mut con).unwrap();
+        assert_eq!(&v, k);
+    }
+}
