@@ -198,14 +198,10 @@ fn decide(
     Verdict::Serve
 }
 
-/// How a node's address reads in a redirection: its IP, or `?` while unknown (Redis's
-/// "unknown endpoint").
+/// How a node's address reads in a redirection: its IP (`cluster-preferred-endpoint-type ip`,
+/// Redis's default; empty while unknown, as Redis leaves it).
 fn endpoint(ip: &str) -> &str {
-    if ip.is_empty() {
-        "?"
-    } else {
-        ip
-    }
+    ip
 }
 
 /// How many of `keys` (all of one slot) do not exist, counted here when their shard is this
