@@ -267,6 +267,15 @@ fn moved_ask_asking_and_tryagain() {
         assert_eq!(b.cmd(&["GET", &gone]), b"+QUEUED\r\n");
         assert_eq!(b.cmd(&["GET", &gone]), b"+QUEUED\r\n");
         assert_eq!(b.cmd(&["EXEC"]), b"*2\r\n$1\r\nx\r\n$1\r\nx\r\n");
+        // The same for a block that runs live (it has a server command).
+        assert_eq!(b.cmd(&["ASKING"]), b"+OK\r\n");
+        assert_eq!(b.cmd(&["MULTI"]), b"+OK\r\n");
+        assert_eq!(b.cmd(&["GET", &gone]), b"+QUEUED\r\n");
+        assert_eq!(b.cmd(&["CLUSTER", "MYID"]), b"+QUEUED\r\n");
+        assert_eq!(
+            text(&b.cmd(&["EXEC"])),
+            format!("*2\r\n$1\r\nx\r\n$40\r\n{ID_B}\r\n")
+        );
         // Closing the migration: B owns the slot, A points there.
         assert_eq!(a.cmd(&["DEL", &here]), b":1\r\n");
         assert_eq!(b.cmd(&["CLUSTER", "SETSLOT", &s, "NODE", ID_B]), b"+OK\r\n");

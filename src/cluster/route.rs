@@ -72,7 +72,9 @@ pub fn check(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Verd
     let Some(cluster) = super::get().filter(|c| c.mode == super::Mode::On) else {
         return Verdict::Serve;
     };
-    if conn.master_link || !has_keys(l) {
+    // A block run live (see `crate::multi`) was checked as a whole at EXEC; Redis does not
+    // check its commands again as they run.
+    if conn.master_link || conn.live.is_some() || !has_keys(l) {
         return Verdict::Serve;
     }
     cluster.with_state(|cluster, st| decide(ctx, conn, cluster, st, l, argv))
