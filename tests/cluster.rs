@@ -175,6 +175,16 @@ fn crossslot_clusterdown_and_single_node_rules() {
         c.cmd(&["SET", "foo", "x"]),
         b"-CLUSTERDOWN The cluster is down and only accepts read commands\r\n"
     );
+    // Shard channels are served while the cluster is down, unless told otherwise.
+    assert_eq!(c.cmd(&["SPUBLISH", "ch", "m"]), b":0\r\n");
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "cluster-allow-pubsubshard-when-down", "no"]),
+        b"+OK\r\n"
+    );
+    assert_eq!(
+        c.cmd(&["SPUBLISH", "ch", "m"]),
+        b"-CLUSTERDOWN The cluster is down\r\n"
+    );
     assert_eq!(
         c.cmd(&["CONFIG", "SET", "cluster-require-full-coverage", "no"]),
         b"+OK\r\n"

@@ -276,6 +276,11 @@ impl Cluster {
         self.save(&current)
     }
 
+    /// `cluster-allow-pubsubshard-when-down`.
+    pub fn pubsubshard_when_down(&self) -> bool {
+        self.config.get("cluster-allow-pubsubshard-when-down") == "yes"
+    }
+
     /// `cluster-allow-reads-when-down`.
     pub fn reads_when_down(&self) -> bool {
         self.config.get("cluster-allow-reads-when-down") == "yes"

@@ -143,7 +143,9 @@ fn decide(
     };
     if !st.ok {
         if pubsub {
-            // cluster-allow-pubsubshard-when-down defaults to yes.
+            if !cluster.pubsubshard_when_down() {
+                return Verdict::Refuse(DOWN.into());
+            }
         } else if !cluster.reads_when_down() {
             return Verdict::Refuse(DOWN.into());
         } else if write {
