@@ -262,6 +262,15 @@ impl BlockTable {
         self.waiters.get(&id)
     }
 
+    /// Every parked waiter: its id, database and first key (cluster mode checks that its
+    /// slot is still served here; see `crate::cluster::route::redirect_blocked`).
+    pub fn first_keys(&self) -> Vec<(u64, usize, Key)> {
+        self.waiters
+            .iter()
+            .filter_map(|(id, w)| w.keys.first().map(|k| (*id, w.db, k.clone())))
+            .collect()
+    }
+
     /// Waiters whose deadline has passed.
     pub fn expired(&self, now_ms: u64) -> Vec<u64> {
         self.deadlines

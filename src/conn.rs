@@ -138,6 +138,13 @@ pub struct Conn {
     pub mute_mark: Option<usize>,
     /// Held by CLIENT PAUSE (listed in the shard's `paused`).
     pub paused: bool,
+    /// Cluster mode: ASKING was sent (served once, for an importing slot).
+    pub asking: bool,
+    /// Cluster mode: READONLY (a replica serves reads for its master's slots).
+    pub cluster_readonly: bool,
+    /// Cluster mode: the answer to a probe (see `crate::cluster::route`): for the command
+    /// being checked again, its slot, its key count, and how many of its keys are missing.
+    pub cluster_missing: Option<(u16, usize, usize)>,
 }
 
 /// CLIENT REPLY's modes.
@@ -206,6 +213,9 @@ impl Conn {
             reply_mode: ReplyMode::On,
             mute_mark: None,
             paused: false,
+            asking: false,
+            cluster_readonly: false,
+            cluster_missing: None,
             tls: None,
         }
     }

@@ -669,6 +669,7 @@ impl ShardCtx {
             for id in expired {
                 self.unblock(id, Unblock::Timeout);
             }
+            crate::cluster::route::redirect_blocked(self);
             self.end_of_batch();
         }
     }
@@ -757,6 +758,17 @@ impl ShardCtx {
             Unblock::Error => crate::block::unblocked_error(),
         };
         self.answer(w.origin, w.conn, w.seq, reply);
+    }
+
+    /// Ends a waiter without serving it, answering this (error) reply.
+    pub fn unblock_with(&self, id: u64, reply: Vec<u8>) {
+        let w = {
+            let mut engine = self.engine.borrow_mut();
+            self.blocked.borrow_mut().remove(id, &mut engine.waited)
+        };
+        if let Some(w) = w {
+            self.answer(w.origin, w.conn, w.seq, reply);
+        }
     }
 
     /// Re-runs the waiters of every key written since the last look, in arrival order.

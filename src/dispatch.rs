@@ -35,6 +35,9 @@ enum Target {
     Gather(Lookup),
     /// CLIENT PAUSE holds the command: the connection waits, its input unread.
     Paused,
+    /// Cluster mode, a slot in migration: ask this shard which of these keys exist, then
+    /// route the command again (its input stays unread meanwhile).
+    Probe(usize, Vec<Key>),
 }
 
 /// The shard that owns `key`.
@@ -171,9 +174,16 @@ fn process_input(ctx: &ShardCtx, conn: &mut Conn) {
             if run.is_some() {
                 break;
             }
-            if crate::multi::queue(ctx, conn, &argv) {
-                pos += consumed;
-                continue;
+            match crate::multi::queue(ctx, conn, &argv) {
+                crate::multi::Queued::No => {}
+                crate::multi::Queued::Yes => {
+                    pos += consumed;
+                    continue;
+                }
+                crate::multi::Queued::Probe(shard, keys) => {
+                    crate::cluster::route::probe(ctx, conn, shard, keys);
+                    break;
+                }
             }
         }
         if conn.tracking.is_some() {
@@ -188,6 +198,12 @@ fn process_input(ctx: &ShardCtx, conn: &mut Conn) {
         }
         if matches!(target, Target::Paused) {
             crate::pause::hold(ctx, conn);
+            break;
+        }
+        if let Target::Probe(shard, keys) = target {
+            if run.is_none() {
+                crate::cluster::route::probe(ctx, conn, shard, keys);
+            }
             break;
         }
         match target {
@@ -322,7 +338,7 @@ fn settle_mute(conn: &mut Conn) {
 /// The command a target runs (none for a refusal).
 fn target_lookup(t: &Target) -> Option<Lookup> {
     match t {
-        Target::Fail(_) | Target::Paused => None,
+        Target::Fail(_) | Target::Paused | Target::Probe(..) => None,
         Target::Local(l)
         | Target::Remote(_, l)
         | Target::Server(l, _)
@@ -371,6 +387,21 @@ fn route(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Target {
         }
         return Target::Fail(e);
     }
+    match crate::cluster::route::check(ctx, conn, l, argv) {
+        crate::cluster::route::Verdict::Serve => {}
+        crate::cluster::route::Verdict::Probe(shard, keys) => return Target::Probe(shard, keys),
+        crate::cluster::route::Verdict::Refuse(text) => {
+            crate::cluster::route::after_command(conn, l);
+            ctx.engine.borrow_mut().stats.count_rejected(l);
+            if spec.name == "exec" {
+                // As Redis: a redirected EXEC discards the transaction.
+                conn.multi = None;
+                crate::multi::unwatch_all(ctx, conn);
+            }
+            return Target::Fail(Error::Other(text));
+        }
+    }
+    crate::cluster::route::after_command(conn, l);
     if conn.monitor
         && spec.flags
             & (shards::cmd::flag::READONLY
@@ -555,7 +586,7 @@ fn execute(ctx: &ShardCtx, conn: &mut Conn, target: Target, argv: &[&[u8]], now:
             }
         }
         // Handled by the caller, which holds the connection instead.
-        Target::Paused => {}
+        Target::Paused | Target::Probe(..) => {}
         Target::Fail(e) => {
             let text = e.text();
             ctx.engine.borrow_mut().stats.record_error(&text);

@@ -121,7 +121,7 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
                 field(o, "redis_git_sha1", "00000000");
                 field(o, "redis_git_dirty", 0);
                 field(o, "redis_build_id", "0");
-                field(o, "redis_mode", "standalone");
+                field(o, "redis_mode", crate::cluster::server_mode());
                 field(o, "os", std::env::consts::OS);
                 field(o, "arch_bits", 64);
                 field(o, "monotonic_clock", "POSIX clock_gettime");
@@ -342,7 +342,11 @@ pub fn render(shared: &Shared, args: &[String], stats: &[(usize, ShardStats)]) -
             }
             "cluster" => {
                 o.push_str("# Cluster\r\n");
-                field(o, "cluster_enabled", 0);
+                field(
+                    o,
+                    "cluster_enabled",
+                    (crate::cluster::mode() != crate::cluster::Mode::Off) as u8,
+                );
             }
             "commandstats" => {
                 o.push_str("# Commandstats\r\n");

@@ -28,6 +28,7 @@ mod acl_cmds;
 mod aof;
 mod block;
 mod clock;
+mod cluster;
 mod config;
 mod conn;
 mod ctx;

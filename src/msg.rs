@@ -64,6 +64,15 @@ pub enum ReqBody {
     Digest,
     /// DEBUG OBJECT: describe this key.
     DebugObject(u8, Key),
+    /// Cluster mode: how many of these keys of database 0 are missing here (a slot in
+    /// migration; see `crate::cluster::route`).
+    ClusterMissing(Vec<Key>),
+    /// Cluster mode: count (`limit` None) or list (at most `limit`) the keys of database 0 in
+    /// `slot`, or (slot None) count them all.
+    ClusterKeys {
+        slot: Option<u16>,
+        limit: Option<usize>,
+    },
     /// PUBLISH / SPUBLISH: deliver to this shard's subscribers; answer how many.
     Publish {
         shard: bool,

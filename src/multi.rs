@@ -33,6 +33,17 @@ use shards::resp::Reply;
 use shards::{Error, Shard};
 use std::collections::VecDeque;
 
+/// What [`queue`] did with a command.
+pub enum Queued {
+    /// Not in MULTI, or a command that runs at once (EXEC, DISCARD, …).
+    No,
+    /// Queued, or refused with an error reply.
+    Yes,
+    /// Cluster mode: the redirection check needs to know which keys exist on this shard
+    /// first; the command stays unread until it does.
+    Probe(usize, Vec<shards::keyspace::Key>),
+}
+
 /// The commands queued since MULTI.
 #[derive(Default)]
 pub struct Multi {
@@ -69,10 +80,11 @@ fn is_control(name: &[u8]) -> bool {
 
 /// Inside MULTI: queues the command (or rejects it, failing the block). Returns false for the
 /// commands that act at once (EXEC, DISCARD, …), which the caller then runs normally.
-pub fn queue(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> bool {
+pub fn queue(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Queued {
     if conn.multi.is_none() || argv.first().is_some_and(|n| is_control(n)) {
-        return false;
+        return Queued::No;
     }
+    let mut probe = None;
     let rejected = match lookup(argv) {
         Err(e) => {
             if let Some(l) = shards::cmd::registry::find_unchecked(argv) {
@@ -95,12 +107,29 @@ pub fn queue(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> bool {
         Ok(l) => crate::acl_cmds::check(ctx, conn, l, argv, shards::acl::LogContext::Multi)
             .err()
             .or_else(|| {
+                // Cluster mode: each command is checked for redirection as it is queued (EXEC
+                // checks the block as a whole again).
+                let verdict = crate::cluster::route::check(ctx, conn, l, argv);
+                crate::cluster::route::after_command(conn, l);
+                match verdict {
+                    crate::cluster::route::Verdict::Serve => None,
+                    crate::cluster::route::Verdict::Refuse(text) => Some(Error::Other(text)),
+                    crate::cluster::route::Verdict::Probe(shard, keys) => {
+                        probe = Some((shard, keys));
+                        None
+                    }
+                }
+            })
+            .or_else(|| {
                 // While over `maxmemory`, Redis queues nothing (queuing takes memory too).
                 let now_ms = crate::ctx::now_us() / 1000;
                 shards::evict::out_of_memory(&mut ctx.engine.borrow_mut(), now_ms)
                     .then(|| Error::Other(shards::evict::OOM.into()))
             }),
     };
+    if let (None, Some((shard, keys))) = (&rejected, probe) {
+        return Queued::Probe(shard, keys);
+    }
     match rejected {
         Some(e) => {
             let text = e.text();
@@ -117,7 +146,7 @@ pub fn queue(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> bool {
             conn.reply().simple("QUEUED");
         }
     }
-    true
+    Queued::Yes
 }
 
 /// MULTI, EXEC, DISCARD, WATCH, UNWATCH.

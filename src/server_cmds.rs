@@ -84,6 +84,8 @@ pub fn handle(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]], cmd: C
         ConnCmd::Debug => crate::server_cmds::debug(ctx, conn, argv),
         ConnCmd::Persist => crate::save::handle(ctx, conn, argv),
         ConnCmd::PubSub => crate::pubsub::handle(ctx, conn, argv),
+        ConnCmd::Cluster => crate::cluster::commands::handle(ctx, conn, l, argv),
+        ConnCmd::Migrate => crate::cluster::migrate::handle(ctx, conn, argv),
         ConnCmd::Multi | ConnCmd::Exec | ConnCmd::Discard | ConnCmd::Watch | ConnCmd::Unwatch => {
             crate::multi::handle(ctx, conn, argv, cmd)
         }
@@ -97,6 +99,9 @@ pub fn handle(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]], cmd: C
 
 fn select(conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
     let n = parse_i64(argv[1]).ok_or(Error::NotInteger)?;
+    if n != 0 && crate::cluster::enabled() {
+        return Err(Error::err("SELECT is not allowed in cluster mode"));
+    }
     if !(0..shards::limits::DATABASES as i64).contains(&n) {
         return Err(Error::DbIndexOutOfRange);
     }
@@ -193,7 +198,7 @@ fn hello(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
     r.bulk(b"id");
     r.int(id);
     r.bulk(b"mode");
-    r.bulk(b"standalone");
+    r.bulk(crate::cluster::server_mode().as_bytes());
     r.bulk(b"role");
     r.bulk(b"master");
     r.bulk(b"modules");
@@ -564,6 +569,12 @@ pub fn serve_admin(ctx: &ShardCtx, body: &ReqBody) -> RepBody {
             RepBody::Ack
         }
         ReqBody::DebugObject(db, key) => crate::debug::object(ctx, *db as usize, key, now_ms),
+        ReqBody::ClusterMissing(keys) => {
+            RepBody::Count(crate::cluster::route::missing_here(ctx, keys))
+        }
+        ReqBody::ClusterKeys { slot, limit } => {
+            crate::cluster::commands::keys_here(ctx, *slot, *limit)
+        }
         ReqBody::Publish {
             shard,
             channel,

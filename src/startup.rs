@@ -216,6 +216,7 @@ pub fn run(config: Arc<Config>) -> anyhow::Result<()> {
     let scripts = Arc::new(shards::script::Store::new(n));
     let startup_memory = crate::info::allocated_bytes();
     let starts = crate::load::load(&config, n, &scripts)?;
+    crate::cluster::init(&config, port)?;
     let shared = Arc::new(Shared::new(n, port, config.clone(), scripts));
     shared
         .startup_memory

@@ -44,6 +44,21 @@ pub static EXPIRY_PAUSED_UNTIL_MS: std::sync::atomic::AtomicU64 =
 /// eviction), as in Redis.
 pub static REPLICA: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// `cluster-enabled yes`: only database 0 exists for clients (MOVE, SWAPDB and COPY … DB are
+/// refused, as Redis Cluster refuses them).
+pub static CLUSTER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Cluster mode: whether this node serves a command of a script on `slot` (`write`: the
+/// command writes), as the server's cluster state says; `Some(error)` when it does not. Set
+/// once by the server at start-up.
+pub static CLUSTER_SLOT_CHECK: std::sync::OnceLock<fn(u16, bool) -> Option<&'static str>> =
+    std::sync::OnceLock::new();
+
+/// Whether cluster mode is on (see [`CLUSTER`]).
+pub fn cluster_mode() -> bool {
+    CLUSTER.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// `replica-read-only`: a replica's clients may not write (scripts included).
 pub static REPLICA_READ_ONLY: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(true);
@@ -147,6 +162,29 @@ pub struct Db {
     /// Per-key access clocks, kept only under an LRU or LFU `maxmemory-policy` (see
     /// [`crate::evict`]): a key costs nothing for them otherwise.
     pub(crate) clocks: Option<Box<Clocks>>,
+    /// Cluster mode: the slot ids of the keys of each hash slot, kept from the first time
+    /// someone asks (see [`Db::count_in_slot`]); a key costs nothing for it otherwise.
+    slot_keys: Option<Box<SlotKeys>>,
+}
+
+/// The keys of each of the 16384 hash slots, as slab slot ids.
+#[derive(Debug)]
+struct SlotKeys {
+    sets: Vec<std::collections::HashSet<u32, Hasher>>,
+}
+
+impl SlotKeys {
+    fn new() -> SlotKeys {
+        SlotKeys {
+            sets: (0..crate::limits::SLOTS)
+                .map(|_| std::collections::HashSet::with_hasher(Hasher::default()))
+                .collect(),
+        }
+    }
+
+    fn set(&mut self, key: &[u8]) -> Option<&mut std::collections::HashSet<u32, Hasher>> {
+        self.sets.get_mut(crate::slot::key_slot(key).0 as usize)
+    }
 }
 
 impl Db {
@@ -248,6 +286,9 @@ impl Db {
             c.set(id, fresh);
         }
         self.len += 1;
+        if let Some(set) = self.slot_keys.as_mut().and_then(|k| k.set(key)) {
+            set.insert(id);
+        }
         if let Some(notes) = &mut self.key_notes {
             notes.push((KeyNote::New, key.into()));
         }
@@ -273,6 +314,13 @@ impl Db {
         };
         self.free.push(id);
         self.len -= 1;
+        if let Some(set) = self
+            .slot_keys
+            .as_mut()
+            .and_then(|k| k.set(slot.key.as_slice()))
+        {
+            set.remove(&id);
+        }
         Some(Entry {
             value: slot.item.value,
             expire,
@@ -563,12 +611,56 @@ impl Db {
         let expired_log = self.expired_log.take();
         let key_notes = self.key_notes.take();
         let clocks = self.clocks.take().map(|c| Box::new(c.emptied()));
+        let slot_keys = self.slot_keys.take().map(|_| Box::new(SlotKeys::new()));
         *self = Db::default();
         self.clocks = clocks;
+        self.slot_keys = slot_keys;
         self.key_notes = key_notes;
         self.expired_count = expired_count;
         self.snapshot = snapshot;
         self.expired_log = expired_log;
+    }
+
+    /// The per-slot index, built from the keys present the first time it is needed.
+    fn slot_keys(&mut self) -> &mut SlotKeys {
+        let Db {
+            slot_keys, chunks, ..
+        } = self;
+        slot_keys.get_or_insert_with(|| {
+            let mut keys = Box::new(SlotKeys::new());
+            for (c, chunk) in chunks.iter().enumerate() {
+                for (i, cell) in chunk.iter().enumerate() {
+                    if let Some(slot) = cell {
+                        if let Some(set) = keys.set(slot.key.as_slice()) {
+                            set.insert((c * CHUNK + i) as u32);
+                        }
+                    }
+                }
+            }
+            keys
+        })
+    }
+
+    /// How many keys (expired or not, as Redis counts them) are in hash slot `slot`. The
+    /// first call indexes the keys by slot; from then on this is O(1).
+    pub fn count_in_slot(&mut self, slot: u16) -> usize {
+        self.slot_keys()
+            .sets
+            .get(slot as usize)
+            .map_or(0, |s| s.len())
+    }
+
+    /// Up to `max` keys of hash slot `slot` (see [`Db::count_in_slot`]).
+    pub fn keys_in_slot(&mut self, slot: u16, max: usize) -> Vec<Key> {
+        let ids: Vec<u32> = self
+            .slot_keys()
+            .sets
+            .get(slot as usize)
+            .map(|s| s.iter().take(max).copied().collect())
+            .unwrap_or_default();
+        ids.into_iter()
+            .filter_map(|id| self.slot(id).map(|s| s.key.clone()))
+            .collect()
     }
 
     /// A random live key.
@@ -1153,6 +1245,33 @@ mod snapshot_tests {
             db.insert(b"after", Entry::new(Value::Str(Str::from_bytes(b"x"))));
             assert!(db.snapshot_take().is_empty());
         }
+    }
+
+    #[test]
+    fn slot_index_follows_adds_and_removes() {
+        let mut db = Db::default();
+        let slot = |k: &str| crate::slot::key_slot(k.as_bytes()).0;
+        db.insert(b"{a}1", Entry::new(Value::Str(Str::from_bytes(b"x"))));
+        // Indexed on first use, from the keys present.
+        assert_eq!(db.count_in_slot(slot("a")), 1);
+        db.insert(b"{a}2", Entry::new(Value::Str(Str::from_bytes(b"x"))));
+        db.insert(b"{b}1", Entry::new(Value::Str(Str::from_bytes(b"x"))));
+        assert_eq!(db.count_in_slot(slot("a")), 2);
+        assert_eq!(db.count_in_slot(slot("b")), 1);
+        let mut keys: Vec<Vec<u8>> = db
+            .keys_in_slot(slot("a"), 10)
+            .iter()
+            .map(|k| k.to_vec())
+            .collect();
+        keys.sort();
+        assert_eq!(keys, vec![b"{a}1".to_vec(), b"{a}2".to_vec()]);
+        assert_eq!(db.keys_in_slot(slot("a"), 1).len(), 1);
+        db.remove(b"{a}1");
+        assert_eq!(db.count_in_slot(slot("a")), 1);
+        db.clear();
+        assert_eq!(db.count_in_slot(slot("a")), 0);
+        db.insert(b"{a}3", Entry::new(Value::Str(Str::from_bytes(b"x"))));
+        assert_eq!(db.count_in_slot(slot("a")), 1);
     }
 
     #[test]

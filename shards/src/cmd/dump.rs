@@ -61,6 +61,25 @@ pub const COMMANDS: &[CommandSpec] = &[
         ],
         ..CommandSpec::DEFAULT
     },
+    CommandSpec {
+        name: "restore-asking",
+        arity: -4,
+        flags: flag::WRITE | flag::DENYOOM | flag::ASKING,
+        acl: acl::KEYSPACE | acl::DANGEROUS,
+        group: Group::Server,
+        keys: &[KeySpec::one(1, kflag::OW | kflag::UPDATE)],
+        run: Some(restore),
+        summary: "An internal command for migrating keys in a cluster.",
+        since: "3.0.0",
+        complexity: "O(1) to create the new key and additional O(N*M) to reconstruct the serialized value, where N is the number of Redis objects composing the value and M their average size. For small string values the time complexity is thus O(1)+O(1*M) where M is small, so simply O(1). However for sorted set values the complexity is O(N*M*log(N)) because inserting values into sorted sets is O(log(N)).",
+        history: &[
+            ("3.0.0", "Added the `REPLACE` modifier."),
+            ("5.0.0", "Added the `ABSTTL` modifier."),
+            ("5.0.0", "Added the `IDLETIME` and `FREQ` options."),
+        ],
+        syscmd: true,
+        ..CommandSpec::DEFAULT
+    },
 ];
 
 /// DUMP key

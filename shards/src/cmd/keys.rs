@@ -697,6 +697,11 @@ fn copy(sh: &mut Shard, c: &mut Call) -> Result<()> {
             return Err(Error::Syntax);
         }
     }
+    if crate::keyspace::cluster_mode() && (c.db != 0 || dst_db != 0) {
+        return Err(Error::err(
+            "Copying to another database is not allowed in cluster mode",
+        ));
+    }
     let (src, dst) = (c.argv[1], c.argv[2]);
     if dst_db == c.db && src == dst {
         return Err(Error::SameObject);
@@ -724,6 +729,9 @@ fn copy(sh: &mut Shard, c: &mut Call) -> Result<()> {
 
 /// MOVE key db
 fn move_key(sh: &mut Shard, c: &mut Call) -> Result<()> {
+    if crate::keyspace::cluster_mode() {
+        return Err(Error::err("MOVE is not allowed in cluster mode"));
+    }
     let dst_db = db_index(c.argv[2])?;
     if dst_db == c.db {
         return Err(Error::SameObject);

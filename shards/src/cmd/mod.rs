@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod bitmap;
+pub mod cluster;
 pub mod dump;
 pub mod geo;
 pub mod hash;

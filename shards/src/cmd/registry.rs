@@ -29,6 +29,7 @@ pub fn all() -> impl Iterator<Item = &'static CommandSpec> {
         super::stream::group::COMMANDS,
         super::script::COMMANDS,
         super::repl::COMMANDS,
+        super::cluster::COMMANDS,
     ]
     .into_iter()
     .flat_map(|family| family.iter())

@@ -349,6 +349,9 @@ fn db_index(arg: &[u8], which: &str) -> Result<usize> {
 }
 
 fn swapdb(sh: &mut Shard, c: &mut Call) -> Result<()> {
+    if crate::keyspace::cluster_mode() {
+        return Err(Error::err("SWAPDB is not allowed in cluster mode"));
+    }
     let a = db_index(c.argv[1], "first")?;
     let b = db_index(c.argv[2], "second")?;
     sh.dbs.swap(a, b);

@@ -478,6 +478,10 @@ pub enum ConnCmd {
     Memory,
     /// PSYNC, SYNC, REPLCONF, ROLE, REPLICAOF, SLAVEOF, WAIT.
     Repl,
+    /// CLUSTER and its subcommands, ASKING, READONLY, READWRITE.
+    Cluster,
+    /// MIGRATE.
+    Migrate,
 }
 
 /// A command's one declaration.

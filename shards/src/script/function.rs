@@ -259,6 +259,9 @@ pub fn fcall(shard: &mut Shard, call: &mut Call<'_>, ro_command: bool) -> Result
         }
         let n = super::numkeys(argv)?;
         let (keys, args) = argv[3..].split_at(n);
+        if f.flags & sflag::NO_CLUSTER != 0 && crate::keyspace::cluster_mode() {
+            return Err(Error::err(super::NO_CLUSTER_ERROR));
+        }
         if ro_command && f.flags & sflag::NO_WRITES == 0 {
             return Err(Error::err(
                 "Can not execute a script with write flag using *_ro command.",
@@ -276,6 +279,7 @@ pub fn fcall(shard: &mut Shard, call: &mut Call<'_>, ro_command: bool) -> Result
             read_only: f.flags & sflag::NO_WRITES != 0,
             journal: true,
             function: true,
+            cross_slot: f.flags & sflag::ALLOW_CROSS_SLOT != 0,
         };
         super::execute(vm, shard, call, run).map(|_| ())
     })

@@ -306,6 +306,10 @@ struct Running {
     function: Option<(*const str, *const [&'static [u8]])>,
     /// The function was reported in [`Busy::function`].
     reported: bool,
+    /// Cluster mode: the slot the script's keys are in (its declared keys', else the first it
+    /// touched), and whether it may touch keys of other slots (`allow-cross-slot-keys`).
+    slot: Option<u16>,
+    cross_slot: bool,
     db: usize,
     now_us: u64,
     /// `redis.setresp(3)` was called.
@@ -503,6 +507,9 @@ pub const READONLY_REPLICA: &str = "READONLY You can't write against a read only
 /// in `Shard::script_calls` for them (one load per call otherwise).
 pub static MONITORS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
+/// A script flagged `no-cluster`, in cluster mode.
+pub const NO_CLUSTER_ERROR: &str = "Can not run script on cluster, 'no-cluster' flag is set.";
+
 pub fn in_script() -> bool {
     RUNNING.with(|r| r.try_borrow().map_or(true, |g| g.is_some()))
 }
@@ -517,6 +524,9 @@ pub fn eval(shard: &mut Shard, call: &mut Call<'_>, by_sha: bool, ro_command: bo
             return Err(no_script());
         };
         let flags = compiled.flags.unwrap_or(0);
+        if flags & sflag::NO_CLUSTER != 0 && crate::keyspace::cluster_mode() {
+            return Err(Error::err(NO_CLUSTER_ERROR));
+        }
         if ro_command && compiled.flags.is_some() && flags & sflag::NO_WRITES == 0 {
             return Err(Error::err(
                 "Can not execute a script with write flag using *_ro command.",
@@ -537,6 +547,8 @@ pub fn eval(shard: &mut Shard, call: &mut Call<'_>, by_sha: bool, ro_command: bo
             read_only: ro_command || flags & sflag::NO_WRITES != 0,
             journal: !compiled.trusted,
             function: false,
+            // Scripts without a shebang (Redis's eval compatibility mode) may, as in Redis.
+            cross_slot: compiled.flags.is_none() || flags & sflag::ALLOW_CROSS_SLOT != 0,
         };
         let direct = shard.script_keys.is_none();
         let r = execute(vm, shard, call, run);
@@ -562,6 +574,8 @@ pub(crate) struct Run<'a> {
     pub(crate) journal: bool,
     /// A function (FCALL): it gets keys and args as parameters, not as KEYS and ARGV.
     pub(crate) function: bool,
+    /// `allow-cross-slot-keys`.
+    pub(crate) cross_slot: bool,
 }
 
 /// Runs a compiled script; writes its reply. Ok(true): it ran touching only the keys it
@@ -608,6 +622,12 @@ pub(crate) fn execute(
             (run.name as *const str, argv as *const [&'static [u8]])
         }),
         reported: false,
+        slot: run
+            .keys
+            .first()
+            .filter(|_| crate::keyspace::cluster_mode())
+            .map(|k| crate::slot::key_slot(k).0),
+        cross_slot: run.cross_slot,
         resp3: false,
         client_proto: call.out.proto,
         read_only: run.read_only,
@@ -861,6 +881,9 @@ fn run_command(argv: &[&[u8]]) -> std::result::Result<(Vec<u8>, Proto), String> 
         key_positions(l.spec, argv, &mut pos);
         let mut keys: Vec<(usize, &[u8])> = pos.iter().map(|&p| (run.db, argv[p])).collect();
         keys.extend(other_db_key(l, argv));
+        if crate::keyspace::cluster_mode() {
+            cluster_check(run, &keys, write)?;
+        }
         let mut denied = false;
         for &(db, key) in &keys {
             if run.journal.is_some() && (db != run.db0 || !run.declared.iter().any(|d| *d == key)) {
@@ -985,6 +1008,46 @@ fn allowed_here(shard: &Shard, l: Lookup, argv: &[&[u8]]) -> std::result::Result
         }
         _ => Ok(()),
     }
+}
+
+/// Cluster mode: a command of a script must have its keys in one slot this node serves, and
+/// (unless the script allows cross-slot keys) in the slot of the script's other keys, as
+/// Redis's `scriptVerifyClusterState` checks.
+fn cluster_check(
+    run: &mut Running,
+    keys: &[(usize, &[u8])],
+    write: bool,
+) -> std::result::Result<(), String> {
+    const NON_LOCAL: &str = "ERR Script attempted to access a non local key in a cluster node";
+    let mut slot = None;
+    for (_, key) in keys {
+        let s = crate::slot::key_slot(key).0;
+        match slot {
+            None => slot = Some(s),
+            Some(first) if first != s => return Err(NON_LOCAL.into()),
+            Some(_) => {}
+        }
+    }
+    let Some(slot) = slot else {
+        return Ok(());
+    };
+    if let Some(check) = crate::keyspace::CLUSTER_SLOT_CHECK.get() {
+        if let Some(e) = check(slot, write) {
+            return Err(format!("ERR {e}"));
+        }
+    }
+    if !run.cross_slot {
+        match run.slot {
+            None => run.slot = Some(slot),
+            Some(s) if s != slot => {
+                return Err(
+                    "ERR Script attempted to access keys that do not hash to the same slot".into(),
+                )
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Whether the running script may touch `key` of database `db` on this shard.
