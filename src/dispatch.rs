@@ -1313,7 +1313,6 @@ pub fn write_back(
     reply: Vec<u8>,
 ) {
     let now = now_us();
-    let nested = conn.live.as_ref().is_some_and(|b| b.tx == tx);
     let mut per_shard: Vec<Vec<(u8, Key, Option<Entry>)>> = vec![Vec::new(); ctx.n];
     for (kdb, k, old) in before {
         let new = scratch
@@ -1324,28 +1323,51 @@ pub fn write_back(
             per_shard[shard_of(ctx, &k)].push((kdb, k, new));
         }
     }
+    // The reply leaves once every owner has applied its part, so what the client sees next
+    // (on any connection) includes the change.
+    import_and_release(
+        ctx,
+        conn,
+        (tx, &held),
+        per_shard,
+        Box::new(move |_, conn, _| conn.wbuf.extend_from_slice(&reply)),
+    );
+}
+
+/// Ends transaction `tx` (holding shards `held`): each shard with entries in `per_shard`
+/// applies them (None deletes) and releases in one step, the others just release; `done`
+/// runs once every owner has applied its part.
+pub fn import_and_release(
+    ctx: &ShardCtx,
+    conn: &mut Conn,
+    (tx, held): (crate::txn::TxId, &[usize]),
+    per_shard: Vec<Vec<(u8, Key, Option<Entry>)>>,
+    done: crate::conn::Done,
+) {
+    let nested = conn.live.as_ref().is_some_and(|b| b.tx == tx);
     let peers: Vec<u16> = (0..ctx.n)
-        .filter(|&s| !per_shard[s].is_empty())
+        .filter(|&s| per_shard.get(s).is_some_and(|e| !e.is_empty()))
         .map(|s| s as u16)
         .collect();
-    // Owners with changes apply them and release in one step; the others just release.
     crate::txn::release_on(
         ctx,
         conn,
         tx,
-        held.iter().copied().filter(|&s| per_shard[s].is_empty()),
+        held.iter()
+            .copied()
+            .filter(|&s| per_shard.get(s).is_none_or(|e| e.is_empty())),
     );
     let parts: Vec<(usize, ReqBody)> = per_shard
         .into_iter()
         .enumerate()
         .filter(|(_, e)| !e.is_empty())
-        .map(|(s, e)| {
+        .map(|(s, entries)| {
             let body = ReqBody::Tx {
                 tx,
                 lock: Vec::new(),
                 exclusive: false,
                 op: crate::txn::TxOp::Import {
-                    entries: e,
+                    entries,
                     peers: peers.clone(),
                 },
                 release: !nested,
@@ -1353,14 +1375,7 @@ pub fn write_back(
             (s, body)
         })
         .collect();
-    // The reply leaves once every owner has applied its part, so what the client sees next
-    // (on any connection) includes the change.
-    fan_out(
-        ctx,
-        conn,
-        parts,
-        Box::new(move |_, conn, _| conn.wbuf.extend_from_slice(&reply)),
-    );
+    fan_out(ctx, conn, parts, done);
 }
 
 /// Answers a connection's complete commands while a script keeps this shard busy (see

@@ -456,15 +456,17 @@ fn client_kill(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Er
     let parts = (0..ctx.n)
         .map(|s| (s, ReqBody::ClientKill(f.clone())))
         .collect();
+    // The replication links are not connections of the shards (see `repl::kill_links`).
     crate::dispatch::fan_out(
         ctx,
         conn,
         parts,
-        Box::new(move |_, conn, results| {
+        Box::new(move |ctx, conn, results| {
             let n: i64 = results
                 .iter()
                 .map(|(_, b)| if let RepBody::Count(n) = b { *n } else { 0 })
-                .sum();
+                .sum::<i64>()
+                + crate::repl::kill_links(&ctx.shared, &f);
             if old_style {
                 if n == 0 {
                     conn.error("ERR No such client");

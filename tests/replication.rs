@@ -216,6 +216,15 @@ fn redis_server_replicates_from_shardis() {
     });
     same_data(&mut m, &mut r, "after the partial resync");
     assert!(master.log().contains("Partial resynchronization request"));
+
+    // The master drops its replica (its link is a thread of the hub, not a connection of a
+    // shard): the replica comes back the same way.
+    assert_eq!(m.cmd(&["CLIENT", "KILL", "TYPE", "replica"]), b":1\r\n");
+    m.cmd(&["SET", "after-kill", "1"]);
+    wait_for("the second partial resync", Duration::from_secs(30), || {
+        stat(&mut m, "sync_partial_ok") == 2
+    });
+    same_data(&mut m, &mut r, "after CLIENT KILL TYPE replica");
 }
 
 /// Writes to `master` from two threads while `attach` runs, a while more, then stops.
@@ -334,6 +343,15 @@ fn shardis_replicates_from_shardis() {
     let mut r = replica.raw();
     same_data(&mut m, &mut r, "shardis from shardis");
     assert_eq!(m.cmd(&["WAIT", "1", "5000"]), b":1\r\n");
+    // The replica drops its link to the master: it reconnects and resumes.
+    assert_eq!(r.cmd(&["CLIENT", "KILL", "TYPE", "master"]), b":1\r\n");
+    m.cmd(&["SET", "after-kill", "1"]);
+    wait_for("the partial resync", Duration::from_secs(30), || {
+        replica
+            .log()
+            .contains("Successful partial resynchronization with master")
+    });
+    same_data(&mut m, &mut r, "after CLIENT KILL TYPE master");
 }
 
 #[test]

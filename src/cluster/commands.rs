@@ -558,18 +558,10 @@ fn setslot(
                 )));
             }
             // Whether this node still holds keys of the slot decides the rest.
-            let shard = slot as usize % ctx.n;
-            let part = vec![(
-                shard,
-                ReqBody::ClusterKeys {
-                    slot: Some(slot),
-                    limit: None,
-                },
-            )];
-            crate::dispatch::fan_out(
+            slot_keys(
                 ctx,
                 conn,
-                part,
+                (slot, None),
                 Box::new(move |_, conn, results| {
                     let keys = RepBody::count_sum(&results);
                     let r = super::get().map(|c| {
@@ -616,21 +608,28 @@ fn count_keys(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Err
     if !(0..SLOTS as i64).contains(&slot) {
         return Err(Error::err("Invalid slot"));
     }
-    let slot = slot as u16;
-    let part = vec![(
-        slot as usize % ctx.n,
-        ReqBody::ClusterKeys {
-            slot: Some(slot),
-            limit: None,
-        },
-    )];
-    crate::dispatch::fan_out(
+    slot_keys(
         ctx,
         conn,
-        part,
+        (slot as u16, None),
         Box::new(|_, conn, results| conn.reply().int(RepBody::count_sum(&results))),
     );
     Ok(())
+}
+
+/// Asks the shard that holds `slot`'s keys for them (their count, or up to `limit` names);
+/// `done` gets its answer.
+fn slot_keys(
+    ctx: &ShardCtx,
+    conn: &mut Conn,
+    (slot, limit): (u16, Option<usize>),
+    done: crate::conn::Done,
+) {
+    let body = ReqBody::ClusterKeys {
+        slot: Some(slot),
+        limit,
+    };
+    crate::dispatch::fan_out(ctx, conn, vec![(slot as usize % ctx.n, body)], done);
 }
 
 /// GETKEYSINSLOT slot count.
@@ -640,18 +639,11 @@ fn get_keys(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error
     if count < 0 || !(0..SLOTS as i64).contains(&slot) {
         return Err(Error::err("Invalid slot or number of keys"));
     }
-    let slot = slot as u16;
-    let part = vec![(
-        slot as usize % ctx.n,
-        ReqBody::ClusterKeys {
-            slot: Some(slot),
-            limit: Some(usize::try_from(count).unwrap_or(usize::MAX)),
-        },
-    )];
-    crate::dispatch::fan_out(
+    let limit = Some(usize::try_from(count).unwrap_or(usize::MAX));
+    slot_keys(
         ctx,
         conn,
-        part,
+        (slot as u16, limit),
         Box::new(|_, conn, results| {
             let names = results
                 .into_iter()

@@ -16,7 +16,7 @@
 
 use crate::conn::Conn;
 use crate::ctx::{now_us, ShardCtx};
-use crate::msg::{RepBody, ReqBody};
+use crate::msg::RepBody;
 use shards::keyspace::Key;
 use shards::util::{eq_ic, parse_i64};
 use shards::Error;
@@ -282,36 +282,13 @@ fn finish(
         }
     }
     let Locks { tx, held, .. } = locks;
-    crate::txn::release_on(
+    crate::dispatch::import_and_release(
         ctx,
         conn,
-        tx,
-        held.iter().copied().filter(|&s| per_shard[s].is_empty()),
+        (tx, &held),
+        per_shard,
+        Box::new(move |_, conn, _| answer(conn)),
     );
-    let nested = conn.live.as_ref().is_some_and(|b| b.tx == tx);
-    let peers: Vec<u16> = (0..ctx.n)
-        .filter(|&s| !per_shard[s].is_empty())
-        .map(|s| s as u16)
-        .collect();
-    let parts: Vec<(usize, ReqBody)> = per_shard
-        .into_iter()
-        .enumerate()
-        .filter(|(_, e)| !e.is_empty())
-        .map(|(s, entries)| {
-            let body = ReqBody::Tx {
-                tx,
-                lock: Vec::new(),
-                exclusive: false,
-                op: crate::txn::TxOp::Import {
-                    entries,
-                    peers: peers.clone(),
-                },
-                release: !nested,
-            };
-            (s, body)
-        })
-        .collect();
-    crate::dispatch::fan_out(ctx, conn, parts, Box::new(move |_, conn, _| answer(conn)));
 }
 
 /// The transfer itself (blocking, on its own thread).

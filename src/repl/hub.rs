@@ -615,6 +615,14 @@ impl Hub {
             ToHub::Ask(tx) => {
                 let _ = tx.send((self.replid.clone(), self.offset));
             }
+            ToHub::Kill(id) => {
+                for r in &self.replicas {
+                    if id.is_none_or(|id| id == r.id) {
+                        r.alive.store(false, std::sync::atomic::Ordering::Release);
+                        let _ = r.closer.shutdown(std::net::Shutdown::Both);
+                    }
+                }
+            }
             ToHub::Mark { shard, wid } => {
                 if let Some(s) = self.sources.get_mut(shard) {
                     s.parse();
@@ -1120,6 +1128,7 @@ impl Hub {
             .map(|r| {
                 let (ack_offset, ack_ms) = *r.ack.lock().unwrap_or_else(|e| e.into_inner());
                 ReplicaInfo {
+                    id: r.id,
                     ip: r.ip.clone(),
                     port: r.port,
                     state: match &r.phase {

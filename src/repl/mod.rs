@@ -71,6 +71,8 @@ pub enum ToHub {
     Expect { sync: u64, replicas: usize },
     /// The hub's replication id and offset, once it has taken everything sent before.
     Ask(Sender<(String, u64)>),
+    /// CLIENT KILL: drop the replica whose connection had this id (None: every replica).
+    Kill(Option<u64>),
 }
 
 /// A replica handed to the hub.
@@ -96,6 +98,8 @@ pub enum Start {
 /// A replica as INFO and ROLE show it.
 #[derive(Debug, Clone)]
 pub struct ReplicaInfo {
+    /// The id its connection had (CLIENT KILL ID).
+    pub id: u64,
     pub ip: String,
     pub port: u16,
     /// `wait_bgsave`, `send_bulk` or `online`.
@@ -636,6 +640,41 @@ fn hand_over(ctx: &ShardCtx, conn: &mut Conn, how: Start) -> Result<(), Error> {
     // The connection goes; the socket stays open through the duplicate.
     conn.close_after_reply = true;
     Ok(())
+}
+
+/// CLIENT KILL with `TYPE replica|slave|master` or `ID` (and no other filter): the replicas
+/// it names are dropped (their links are threads of the hub, not connections), and with
+/// `TYPE master` the link to our master breaks (it reconnects and resumes). Returns how many.
+pub fn kill_links(shared: &crate::ctx::Shared, f: &crate::server_cmds::KillFilter) -> i64 {
+    if f.addr.is_some() || f.laddr.is_some() || f.user.is_some() {
+        return 0;
+    }
+    let repl = &shared.repl;
+    let mut n = 0;
+    if matches!(f.kind.as_deref(), None | Some("replica" | "slave")) {
+        let matching = repl
+            .snapshot()
+            .replicas
+            .iter()
+            .filter(|r| f.id.is_none_or(|id| id == r.id))
+            .count();
+        // Without a filter nothing is killed (CLIENT KILL needs one); TYPE or ID is one.
+        if matching > 0 && (f.kind.is_some() || f.id.is_some()) {
+            if let Some(hub) = repl.hub.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                let _ = hub.send(ToHub::Kill(f.id));
+                n += matching as i64;
+            }
+        }
+    }
+    if f.kind.as_deref() == Some("master") && f.id.is_none() {
+        if let Some(link) = repl.link() {
+            if link.state() == "connected" {
+                link.break_link();
+                n += 1;
+            }
+        }
+    }
+    n
 }
 
 /// Whether a failed read on a replication socket is only a timeout or a signal (read again).

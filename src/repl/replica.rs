@@ -158,6 +158,8 @@ pub struct Link {
     stream_db: std::sync::atomic::AtomicUsize,
     /// Shard 0's doorbell (`ReplShared::doorbell`).
     doorbell: i32,
+    /// CLIENT KILL TYPE master: the stream's socket is dropped.
+    broken: AtomicBool,
 }
 
 impl Link {
@@ -195,6 +197,7 @@ impl Link {
             settled: AtomicU64::new(0),
             load_failed: AtomicBool::new(false),
             doorbell,
+            broken: AtomicBool::new(false),
             nshards: nshards.max(1),
             dbs: dbs.max(1),
             // A new master's stream goes on in the database the last one's left off in.
@@ -204,6 +207,11 @@ impl Link {
             ),
             prev,
         }
+    }
+
+    /// CLIENT KILL TYPE master: the link drops its socket, reconnects and resumes.
+    pub fn break_link(&self) {
+        self.broken.store(true, Ordering::Release);
     }
 
     /// A chained replica's cut has been taken (or failed): the stream goes on.
@@ -656,6 +664,9 @@ fn stream(
     loop {
         if link.stop.load(Ordering::Acquire) {
             return Ok(());
+        }
+        if link.broken.swap(false, Ordering::AcqRel) {
+            return Err("connection killed (CLIENT KILL)".into());
         }
         let mut chunk = [0u8; 64 * 1024];
         match sock.read(&mut chunk) {
