@@ -668,6 +668,17 @@ fn stream(
         if link.broken.swap(false, Ordering::AcqRel) {
             return Err("connection killed (CLIENT KILL)".into());
         }
+        if handed.saturating_sub(link.applied.load(Ordering::Acquire)) > AHEAD_MAX {
+            // The shards are that far behind: read no more until they catch up (the master
+            // holds the rest, as it does for a slow redis-server replica).
+            std::thread::sleep(Duration::from_millis(1));
+            link.last_io_ms.store(now_us() / 1000, Ordering::Release);
+            if last_ack.elapsed() >= Duration::from_secs(1) {
+                ack(&mut sock, handed, skipped)?;
+                last_ack = Instant::now();
+            }
+            continue;
+        }
         let mut chunk = [0u8; 64 * 1024];
         match sock.read(&mut chunk) {
             Ok(0) => return Err("connection closed by the master".into()),
@@ -750,6 +761,9 @@ fn stream(
         }
     }
 }
+
+/// Most bytes of commands the link reads ahead of what the shards have applied.
+const AHEAD_MAX: u64 = 64 * 1024 * 1024;
 
 /// Hands shard 0 the commands read (`cmds`, emptied), split into steps, and the stream bytes
 /// they came in, which end at stream offset `end`; returns the commands' length.
