@@ -84,8 +84,9 @@ pub enum ToShard {
         steps: Vec<Step>,
         len: u64,
         raw: Vec<u8>,
-        /// The stream offset after `raw`.
+        /// The stream offset after `raw`, and the stream's database there.
         end: u64,
+        end_db: usize,
     },
 }
 
@@ -156,6 +157,9 @@ pub struct Link {
     nshards: usize,
     dbs: usize,
     stream_db: std::sync::atomic::AtomicUsize,
+    /// The stream's database after the last piece the shards applied in full: where a link
+    /// that replaces this one goes on (what this one read and did not hand over is dropped).
+    applied_db: std::sync::atomic::AtomicUsize,
     /// Shard 0's doorbell (`ReplShared::doorbell`).
     doorbell: i32,
     /// CLIENT KILL TYPE master: the stream's socket is dropped.
@@ -203,7 +207,11 @@ impl Link {
             // A new master's stream goes on in the database the last one's left off in.
             stream_db: std::sync::atomic::AtomicUsize::new(
                 prev.as_ref()
-                    .map_or(0, |p| p.stream_db.load(Ordering::Acquire)),
+                    .map_or(0, |p| p.applied_db.load(Ordering::Acquire)),
+            ),
+            applied_db: std::sync::atomic::AtomicUsize::new(
+                prev.as_ref()
+                    .map_or(0, |p| p.applied_db.load(Ordering::Acquire)),
             ),
             prev,
         }
@@ -440,6 +448,7 @@ fn session(link: &Link, cfg: &crate::config::Config, our_port: u16) -> Result<()
         .map_err(|e| format!("resolving {addr}: {e}"))?
         .next()
         .ok_or_else(|| format!("resolving {addr}: no address"))?;
+    link.broken.store(false, Ordering::Release);
     let tcp = TcpStream::connect_timeout(&sock_addr, Duration::from_secs(5))
         .map_err(|e| format!("connecting: {e}"))?;
     let _ = tcp.set_nodelay(true);
@@ -449,8 +458,9 @@ fn session(link: &Link, cfg: &crate::config::Config, our_port: u16) -> Result<()
         let config = crate::tls::client_config(&|k| cfg.get(k))?;
         // The name is not checked (see `tls::client_config`); an address or a host name
         // serves for SNI.
-        let name = rustls_pki_types::ServerName::try_from(link.host.clone())
-            .map_err(|e| format!("TLS: bad master name {:?}: {e}", link.host))?;
+        let name = rustls_pki_types::ServerName::try_from(link.host.clone()).unwrap_or_else(|_| {
+            rustls_pki_types::ServerName::try_from("localhost").expect("a valid name")
+        });
         let conn = rustls::ClientConnection::new(config, name).map_err(|e| format!("TLS: {e}"))?;
         MasterSock::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)))
     } else {
@@ -573,6 +583,12 @@ fn where_we_are(link: &Link) -> Result<(String, u64), String> {
         while !prev.retired.load(Ordering::Acquire) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
+        if link.pushed.load(Ordering::Acquire) == 0 {
+            // The stream goes on in the database the shards last applied the old one's in.
+            let db = prev.applied_db.load(Ordering::Acquire);
+            link.stream_db.store(db, Ordering::Release);
+            link.applied_db.store(db, Ordering::Release);
+        }
     }
     // What this link read before it broke is applied and relayed first.
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -654,10 +670,15 @@ fn stream(
         bulk_len_max: usize::MAX,
     };
     let ack = |sock: &mut MasterSock, handed: u64, skipped: u64| -> Result<(), String> {
-        let applied = link.applied.load(Ordering::Acquire).min(handed);
-        // Shard 0 moves the offset on as pieces are applied (see `Coord::settle`).
-        let offset = (base + applied + skipped).max(link.offset.load(Ordering::Acquire));
-        link.offset.fetch_max(offset, Ordering::AcqRel);
+        // All handed over is applied: everything read counts; otherwise the offset shard 0
+        // moves on as pieces are applied (see `Coord::settle`).
+        let offset = if link.applied.load(Ordering::Acquire) >= handed {
+            let o = base + handed + skipped;
+            link.offset.fetch_max(o, Ordering::AcqRel);
+            o
+        } else {
+            link.offset.load(Ordering::Acquire)
+        };
         send(sock, &["REPLCONF", "ACK", &offset.to_string()])
     };
     ack(&mut sock, handed, skipped)?;
@@ -779,6 +800,7 @@ fn hand_chunk(link: &Link, (session, end): (u64, u64), cmds: &mut Vec<u8>, raw: 
         len,
         raw: raw.to_vec(),
         end,
+        end_db: db,
     });
     len
 }
@@ -816,9 +838,8 @@ pub fn split(cmds: &[u8], n: usize, dbs: usize, db: &mut usize) -> Vec<Step> {
             ranges.iter().map(|r| &frame[r.clone()]).collect();
         let name = argv.first().copied().unwrap_or(b"");
         let selected = if name.eq_ignore_ascii_case(b"SELECT") && argv.len() == 2 {
-            std::str::from_utf8(argv[1])
-                .ok()
-                .and_then(|d| d.parse::<usize>().ok())
+            shards::util::parse_i64(argv[1])
+                .and_then(|d| usize::try_from(d).ok())
                 .filter(|&d| d < dbs)
         } else {
             None
@@ -891,11 +912,18 @@ fn spread(steps: &mut Vec<Step>, n: usize, k: usize, db: usize, frame: &[u8]) {
 /// The one shard whose keys a command of the stream touches, when it touches only one
 /// shard's and runs there as any forwarded command does (not a script, which may reach
 /// keys it does not name, nor SORT with patterns, MOVE or COPY, which may write another
-/// database too, nor anything the server itself runs).
+/// database too, nor a blocking command, which would end a batch, nor anything the server
+/// itself runs); PING and PUBLISH go to shard 0.
 fn home_shard(argv: &[&[u8]], n: usize) -> Option<usize> {
     let l = shards::cmd::lookup(argv).ok()?;
     let name = l.parent.map_or(l.spec.name, |p| p.name);
+    if matches!(name, "ping" | "publish") {
+        // No data: they need not wait for the other shards (a master sends PINGs every few
+        // seconds, and PUBLISH with each message).
+        return Some(0);
+    }
     if !matches!(l.spec.route, shards::cmd::Route::Keys(_))
+        || l.spec.flags & shards::cmd::flag::BLOCKING != 0
         || matches!(
             name,
             "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro" | "move" | "copy"
@@ -1053,6 +1081,7 @@ struct Chunk {
     len: u64,
     raw: Vec<u8>,
     end: u64,
+    end_db: usize,
     /// Bytes each shard must have applied (shard 0: fed to the master connection).
     need: Vec<u64>,
 }
@@ -1150,6 +1179,11 @@ impl Coord {
                     break;
                 }
                 self.fenced = false;
+                // Whatever the barrier did (a block that was refused runs none of its
+                // SELECTs), the next one starts from the database the connection is in.
+                if let Some(conn) = ctx.conns.borrow().peek(self.conn0) {
+                    self.db0 = conn.db;
+                }
             }
             let alone = matches!(item, Item::Load(_) | Item::Step(Step::Barrier { .. }));
             if alone && !(self.lanes_idle() && self.caught_up0(ctx)) {
@@ -1251,6 +1285,7 @@ impl Coord {
         conn.db = 0;
         conn.multi = None;
         self.db0 = 0;
+        link.applied_db.store(0, Ordering::Release);
         // The load belongs to this link even if another replaces it meanwhile.
         *ctx.shared
             .repl
@@ -1264,6 +1299,11 @@ impl Coord {
     /// Sends each idle lane its next batch; returns whether any went.
     fn kick_lanes(&mut self, ctx: &ShardCtx) -> bool {
         let mut sent = false;
+        if crate::pause::holds(&ctx.shared, shards::cmd::flag::WRITE) {
+            // CLIENT PAUSE holds the master's writes on every shard, as the master
+            // connection's are held (Redis pauses its master client too).
+            return false;
+        }
         for (k, lane) in self.lanes.iter_mut().enumerate().skip(1) {
             if lane.busy.get() {
                 continue;
@@ -1271,12 +1311,13 @@ impl Coord {
             let Some((db, cmds)) = lane.queue.pop_front() else {
                 continue;
             };
-            let token = *lane.token.get_or_insert_with(|| lane_conn(ctx));
+            let token = *lane.token.get_or_insert_with(|| lane_conn(ctx, self.conn0));
             let Some(mut conn) = ctx.conns.borrow_mut().take(token) else {
                 lane.queue.push_front((db, cmds));
                 continue;
             };
             conn.db = db;
+            show_to_monitors(ctx, &mut conn, &cmds);
             sent = true;
             let len = cmds.len() as u64;
             let (done, busy) = (lane.done.clone(), lane.busy.clone());
@@ -1320,6 +1361,7 @@ impl Coord {
                 c.link.applied.fetch_add(c.len, Ordering::AcqRel);
                 c.link.offset.fetch_max(c.end, Ordering::AcqRel);
             }
+            c.link.applied_db.store(c.end_db, Ordering::Release);
             let _ = c.link.hub.send(super::ToHub::Upstream {
                 session: c.session,
                 bytes: c.raw,
@@ -1333,13 +1375,42 @@ impl Coord {
     }
 }
 
-/// A socketless connection on shard 0 through which batches go to another shard.
-fn lane_conn(ctx: &ShardCtx) -> crate::msg::Token {
+/// MONITOR shows the master's commands a batch carries to another shard, as it shows those
+/// the master connection runs.
+fn show_to_monitors(ctx: &ShardCtx, conn: &mut crate::conn::Conn, cmds: &[u8]) {
+    use shards::resp::{parse_command, ParseLimits, Parsed};
+    if ctx.shared.monitoring.load(Ordering::Acquire) == 0 {
+        return;
+    }
+    let limits = ParseLimits {
+        bulk_len_max: usize::MAX,
+    };
+    let (mut ranges, mut scratch) = (Vec::new(), Vec::new());
+    let mut pos = 0;
+    while let Ok(Parsed::Command { consumed }) =
+        parse_command(&cmds[pos..], &mut ranges, &mut scratch, limits)
+    {
+        let frame = &cmds[pos..pos + consumed];
+        let argv: Vec<&[u8]> = ranges.iter().map(|r| &frame[r.clone()]).collect();
+        if let Ok(l) = shards::cmd::lookup(&argv) {
+            crate::monitor::feed(ctx, conn, l, &argv);
+        }
+        pos += consumed;
+    }
+}
+
+/// A socketless connection on shard 0 through which batches go to another shard (under the
+/// master connection `conn0`'s address, for MONITOR).
+fn lane_conn(ctx: &ShardCtx, conn0: crate::msg::Token) -> crate::msg::Token {
+    let addr = ctx
+        .conns
+        .borrow()
+        .peek(conn0)
+        .map_or_else(String::new, |c| c.addr.clone());
     let mut conns = ctx.conns.borrow_mut();
     let token = conns.vacant();
     let id = ctx.shared.next_client_id.fetch_add(1, Ordering::Relaxed);
-    let mut c =
-        crate::conn::Conn::new(-1, token, id, "lane".into(), String::new(), now_us() / 1000);
+    let mut c = crate::conn::Conn::new(-1, token, id, addr, String::new(), now_us() / 1000);
     c.authenticated = true;
     c.master_link = true;
     conns.put_internal(Box::new(c));
@@ -1364,6 +1435,7 @@ fn pump(ctx: &ShardCtx, more: Option<(Arc<Link>, Vec<ToShard>)>) -> bool {
                         len,
                         raw,
                         end,
+                        end_db,
                     } => {
                         coord.items.extend(steps.into_iter().map(Item::Step));
                         coord.items.push_back(Item::End(Chunk {
@@ -1372,6 +1444,7 @@ fn pump(ctx: &ShardCtx, more: Option<(Arc<Link>, Vec<ToShard>)>) -> bool {
                             len,
                             raw,
                             end,
+                            end_db,
                             need: Vec::new(),
                         }));
                     }
