@@ -329,9 +329,8 @@ fn client_list(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Er
         if eq_ic(argv[i], "type") && i + 1 < argv.len() {
             let t = String::from_utf8_lossy(argv[i + 1]).to_ascii_lowercase();
             match t.as_str() {
-                "normal" | "pubsub" => kind = Some(t),
-                // No replication yet: no such clients.
-                "master" | "replica" | "slave" => ids = Some(Vec::new()),
+                "normal" | "pubsub" | "master" | "replica" => kind = Some(t),
+                "slave" => kind = Some("replica".into()),
                 _ => return Err(Error::err(format!("Unknown client type '{t}'"))),
             }
             i += 2;
@@ -356,7 +355,7 @@ fn client_list(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Er
         ctx,
         conn,
         parts,
-        Box::new(|_, conn, results| {
+        Box::new(move |ctx, conn, results| {
             let mut text = String::new();
             let mut sorted = results;
             sorted.sort_by_key(|(s, _)| *s);
@@ -365,6 +364,12 @@ fn client_list(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Er
                     text.push_str(&l);
                 }
             }
+            // Replicas' links are threads of the replication hub, not shards' connections.
+            text.push_str(&crate::repl::replica_lines(
+                &ctx.shared,
+                ids.as_deref(),
+                kind.as_deref(),
+            ));
             conn.reply().verbatim(text.as_bytes());
         }),
     );
@@ -511,6 +516,11 @@ pub fn serve_local(ctx: &ShardCtx, conn: &mut Conn, part: &ReqPart) -> RepBody {
                     lines.push_str(&c.info_line(now_ms));
                 }
             }
+            if let Some(l) =
+                crate::repl::replica::master_client_line(ctx, ids.as_deref(), kind.as_deref())
+            {
+                lines.push_str(&l);
+            }
             RepBody::Lines(lines)
         }
         ReqBody::ClientKill(f) => {
@@ -557,12 +567,17 @@ pub fn serve_admin(ctx: &ShardCtx, body: &ReqBody) -> RepBody {
             let conns = ctx.conns.borrow();
             let mut all: Vec<&Conn> = conns.iter().collect();
             all.sort_by_key(|c| c.id);
-            let lines = all
+            let mut lines: String = all
                 .into_iter()
                 .filter(|c| ids.as_ref().is_none_or(|ids| ids.contains(&c.id)))
                 .filter(|c| kind.as_deref().is_none_or(|k| k == c.kind()))
                 .map(|c| c.info_line(now_ms))
                 .collect();
+            lines.extend(crate::repl::replica::master_client_line(
+                ctx,
+                ids.as_deref(),
+                kind.as_deref(),
+            ));
             RepBody::Lines(lines)
         }
         ReqBody::ClientKill(f) => RepBody::Count(kill_matching(ctx, f)),

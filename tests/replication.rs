@@ -217,9 +217,20 @@ fn redis_server_replicates_from_shardis() {
     same_data(&mut m, &mut r, "after the partial resync");
     assert!(master.log().contains("Partial resynchronization request"));
 
-    // The master drops its replica (its link is a thread of the hub, not a connection of a
-    // shard): the replica comes back the same way.
-    assert_eq!(m.cmd(&["CLIENT", "KILL", "TYPE", "replica"]), b":1\r\n");
+    // CLIENT LIST shows the replica (its link is a thread of the hub, not a connection of a
+    // shard); the master drops it by its id: the replica comes back the same way.
+    let listed = text(&m.cmd(&["CLIENT", "LIST", "TYPE", "replica"]));
+    assert!(
+        listed.contains(" flags=S ") && listed.contains(" cmd=replconf "),
+        "{listed}"
+    );
+    let id = listed
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("id="))
+        .expect("an id")
+        .to_string();
+    assert!(text(&m.cmd(&["CLIENT", "LIST"])).contains(&format!("id={id} ")));
+    assert_eq!(m.cmd(&["CLIENT", "KILL", "ID", &id]), b":1\r\n");
     m.cmd(&["SET", "after-kill", "1"]);
     wait_for("the second partial resync", Duration::from_secs(30), || {
         stat(&mut m, "sync_partial_ok") == 2
@@ -343,7 +354,14 @@ fn shardis_replicates_from_shardis() {
     let mut r = replica.raw();
     same_data(&mut m, &mut r, "shardis from shardis");
     assert_eq!(m.cmd(&["WAIT", "1", "5000"]), b":1\r\n");
-    // The replica drops its link to the master: it reconnects and resumes.
+    // CLIENT LIST shows the link to the master; dropping it, the replica reconnects and
+    // resumes.
+    let listed = text(&r.cmd(&["CLIENT", "LIST", "TYPE", "master"]));
+    assert!(
+        listed.contains(" flags=M ")
+            && listed.contains(&format!(" addr=127.0.0.1:{} ", master.port())),
+        "{listed}"
+    );
     assert_eq!(r.cmd(&["CLIENT", "KILL", "TYPE", "master"]), b":1\r\n");
     m.cmd(&["SET", "after-kill", "1"]);
     wait_for("the partial resync", Duration::from_secs(30), || {

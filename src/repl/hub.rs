@@ -217,6 +217,7 @@ fn rec_keys(r: &Rec) -> Option<Vec<(usize, Vec<u8>)>> {
 /// A replica being fed.
 struct Replica {
     id: u64,
+    client: Arc<super::ClientDesc>,
     ip: String,
     port: u16,
     out: Sender<Out>,
@@ -874,6 +875,7 @@ impl Hub {
     fn attach(&mut self, a: Attach) {
         let Attach {
             sock,
+            client,
             tls,
             id,
             addr,
@@ -884,6 +886,7 @@ impl Hub {
         let Some(mut r) = spawn_replica((sock, tls), id, addr, listening_port) else {
             return;
         };
+        r.client = client;
         match how {
             Start::Continue { from } => {
                 let first = self.offset + 1 - self.backlog.len() as u64;
@@ -1129,6 +1132,7 @@ impl Hub {
                 let (ack_offset, ack_ms) = *r.ack.lock().unwrap_or_else(|e| e.into_inner());
                 ReplicaInfo {
                     id: r.id,
+                    client: r.client.clone(),
                     ip: r.ip.clone(),
                     port: r.port,
                     state: match &r.phase {
@@ -1303,6 +1307,7 @@ fn spawn_replica(
     }
     Some(Replica {
         id,
+        client: Default::default(),
         ip,
         port,
         out: tx,

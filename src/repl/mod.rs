@@ -78,6 +78,7 @@ pub enum ToHub {
 /// A replica handed to the hub.
 pub struct Attach {
     pub sock: std::net::TcpStream,
+    pub client: Arc<ClientDesc>,
     /// The replica's TLS session, when it came to the TLS port.
     pub tls: Option<rustls::ServerConnection>,
     pub id: u64,
@@ -100,12 +101,55 @@ pub enum Start {
 pub struct ReplicaInfo {
     /// The id its connection had (CLIENT KILL ID).
     pub id: u64,
+    /// Its connection as CLIENT LIST shows it.
+    pub client: Arc<ClientDesc>,
     pub ip: String,
     pub port: u16,
     /// `wait_bgsave`, `send_bulk` or `online`.
     pub state: &'static str,
     pub ack_offset: u64,
     pub ack_ms: u64,
+}
+
+/// What CLIENT LIST shows of a replica's connection after it became a replication link.
+#[derive(Debug, Default)]
+pub struct ClientDesc {
+    pub addr: String,
+    pub laddr: String,
+    pub name: String,
+    pub user: String,
+    pub created_ms: u64,
+}
+
+/// CLIENT LIST's lines for the replicas (their links are threads of the hub), filtered as
+/// CLIENT LIST TYPE / ID filter.
+pub fn replica_lines(
+    shared: &crate::ctx::Shared,
+    ids: Option<&[u64]>,
+    kind: Option<&str>,
+) -> String {
+    if !matches!(kind, None | Some("replica")) {
+        return String::new();
+    }
+    let now_ms = now_us() / 1000;
+    let mut out = String::new();
+    for r in shared.repl.snapshot().replicas {
+        if ids.is_some_and(|ids| !ids.contains(&r.id)) {
+            continue;
+        }
+        let c = &r.client;
+        out.push_str(&format!(
+            "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags=S db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=replconf user={} redir=-1 resp=2\n",
+            r.id,
+            c.addr,
+            c.laddr,
+            c.name,
+            now_ms.saturating_sub(c.created_ms) / 1000,
+            now_ms.saturating_sub(r.ack_ms) / 1000,
+            c.user,
+        ));
+    }
+    out
 }
 
 /// What the hub publishes for INFO replication and ROLE.
@@ -626,8 +670,24 @@ fn hand_over(ctx: &ShardCtx, conn: &mut Conn, how: Start) -> Result<(), Error> {
         let _ = std::io::Write::write_all(&mut tls.writer(), &unsent);
         tls
     });
+    let client = Arc::new(ClientDesc {
+        addr: conn.addr.clone(),
+        laddr: conn.laddr.clone(),
+        name: conn
+            .name
+            .as_deref()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .unwrap_or_default(),
+        user: conn
+            .user
+            .as_ref()
+            .map(|u| String::from_utf8_lossy(&u.name).into_owned())
+            .unwrap_or_default(),
+        created_ms: conn.created_ms,
+    });
     let attach = Attach {
         sock,
+        client,
         tls,
         id: conn.id,
         addr: ip,

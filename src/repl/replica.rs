@@ -1458,6 +1458,38 @@ fn pump(ctx: &ShardCtx, more: Option<(Arc<Link>, Vec<ToShard>)>) -> bool {
     })
 }
 
+/// On shard 0, while a replica: CLIENT LIST's line for the master connection (`flags=M`),
+/// if the filters let it through.
+pub fn master_client_line(
+    ctx: &ShardCtx,
+    ids: Option<&[u64]>,
+    kind: Option<&str>,
+) -> Option<String> {
+    if ctx.id != 0 || !matches!(kind, None | Some("master")) {
+        return None;
+    }
+    let link = ctx.shared.repl.link()?;
+    let token = COORD.with(|c| c.try_borrow().ok()?.as_ref().map(|c| c.conn0))?;
+    let conns = ctx.conns.borrow();
+    let conn = conns.peek(token)?;
+    if ids.is_some_and(|ids| !ids.contains(&conn.id)) {
+        return None;
+    }
+    let line = conn.info_line(now_us() / 1000);
+    let line = line.replacen(
+        &format!("addr={} ", conn.addr),
+        &format!("addr={}:{} ", link.host, link.port),
+        1,
+    );
+    Some(match line.split_once(" flags=") {
+        Some((head, tail)) => {
+            let rest = tail.split_once(' ').map_or("", |(_, r)| r);
+            format!("{head} flags=M {rest}")
+        }
+        None => line,
+    })
+}
+
 /// On shard 0: relays the stream pieces the shards have applied in full. Returns whether
 /// the stream is still (nothing being applied, everything relayed).
 pub fn relay_applied(ctx: &ShardCtx, _link: &Link) -> bool {
