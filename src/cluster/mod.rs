@@ -13,6 +13,7 @@
 //! counter. Each shard's thread keeps the `Arc` it last saw; the per-command check reads the
 //! generation (one atomic load) and only on a change takes the mutex to pick up the new one.
 
+pub mod bus;
 pub mod commands;
 pub mod migrate;
 pub mod route;

@@ -1,0 +1,3 @@
+//! The cluster bus.
+
+pub mod msg;
