@@ -138,7 +138,7 @@ pub fn handle(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Res
             return Ok(());
         }
         "links" => {
-            conn.reply().array(0);
+            links_reply(&mut conn.reply());
             return Ok(());
         }
         "countkeysinslot" => return count_keys(ctx, conn, argv),
@@ -149,7 +149,8 @@ pub fn handle(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Res
             if st.node(&id).is_none() {
                 return Err(unknown_node(&id));
             }
-            conn.reply().int(0);
+            let reports = super::bus::view().fail_reports.get(&*id).copied().unwrap_or(0);
+            conn.reply().int(reports as i64);
             return Ok(());
         }
         "replicas" | "slaves" => return replicas(cluster, conn, argv),
@@ -247,6 +248,27 @@ fn reply_changed(conn: &mut Conn, r: Option<Result<(), String>>) {
     }
 }
 
+/// CLUSTER LINKS: the bus's links, as maps (RESP3) or flat arrays (RESP2).
+fn links_reply(r: &mut Reply) {
+    let links = super::bus::view().links;
+    r.array(links.len());
+    for l in links {
+        r.map(6);
+        r.bulk(b"direction");
+        r.bulk(l.direction.as_bytes());
+        r.bulk(b"node");
+        r.bulk(l.node.as_bytes());
+        r.bulk(b"create-time");
+        r.int(l.create_time_ms as i64);
+        r.bulk(b"events");
+        r.bulk(l.events.as_bytes());
+        r.bulk(b"send-buffer-allocated");
+        r.int(l.send_buffer_allocated as i64);
+        r.bulk(b"send-buffer-used");
+        r.int(l.send_buffer_used as i64);
+    }
+}
+
 /// CLUSTER INFO's text.
 pub fn info_text(st: &State) -> String {
     let assigned = st.assigned();
@@ -267,9 +289,21 @@ pub fn info_text(st: &State) -> String {
     field("cluster_size", &st.size);
     field("cluster_current_epoch", &st.current_epoch);
     field("cluster_my_epoch", &my_epoch);
-    field("cluster_stats_messages_sent", &0);
-    field("cluster_stats_messages_received", &0);
-    field("total_cluster_links_buffer_limit_exceeded", &0);
+    let bus = super::bus::view();
+    let mut counters = |dir: &str, counts: &[u64]| {
+        for (name, n) in super::bus::msg::mtype::NAMES.iter().zip(counts) {
+            if *n > 0 {
+                o.push_str(&format!("cluster_stats_messages_{name}_{dir}:{n}\r\n"));
+            }
+        }
+        o.push_str(&format!(
+            "cluster_stats_messages_{dir}:{}\r\n",
+            counts.iter().sum::<u64>()
+        ));
+    };
+    counters("sent", &bus.sent);
+    counters("received", &bus.received);
+    o.push_str("total_cluster_links_buffer_limit_exceeded:0\r\n");
     o
 }
 
@@ -799,6 +833,12 @@ fn forget(cluster: &Cluster, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Erro
             return Err(Error::err("Can't forget my master!"));
         }
         st.remove(index);
+        // As Redis: the node stays out for a minute, so gossip does not bring it back.
+        let until = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            + super::bus::BLACKLIST_TTL_S;
+        st.blacklist.insert(id.clone(), until);
         Ok(())
     })?;
     conn.reply().ok();
@@ -843,7 +883,7 @@ fn meet(cluster: &Cluster, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error>
         if !known {
             let id = super::state::random_id();
             st.nodes
-                .push(Node::new(id, ip, port, cport, nflag::HANDSHAKE));
+                .push(Node::new(id, ip, port, cport, nflag::HANDSHAKE | nflag::MEET));
         }
         Ok::<(), Error>(())
     })?;
