@@ -114,7 +114,7 @@ pub fn start(cluster: &'static Cluster, bind: &str, port: u16) -> anyhow::Result
     std::thread::Builder::new()
         .name("cluster-bus".into())
         .spawn(move || bus.run())?;
-    crate::log!("Cluster bus listening on {host}:{port}");
+    crate::log!("Cluster bus: accepting on {host}:{port}");
     Ok(())
 }
 

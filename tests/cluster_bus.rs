@@ -1,0 +1,246 @@
+//! Cluster mode, phase 2: the cluster bus. Clusters formed by `redis-cli --cluster create` from
+//! shardis processes alone and from shardis and redis-server 7 together (one mixed cluster,
+//! checked from both sides), slots resharded from redis-server to shardis under a cluster
+//! client's writes, and failure detection (PFAIL, then FAIL by majority) after a kill -9.
+//! Every node has its own directory and an explicit bus port; node timeouts are short.
+
+mod common;
+
+use common::{free_port, fresh_dir, RedisServer, Server};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+const NODE_TIMEOUT: &str = "2000";
+
+fn text(reply: &[u8]) -> String {
+    String::from_utf8_lossy(reply).into_owned()
+}
+
+/// A fresh shardis cluster node on a kernel-chosen port with an explicit bus port.
+fn shardis_node() -> Server {
+    let dir = fresh_dir("cluster-bus");
+    let cport = free_port().to_string();
+    Server::start(&[
+        "--cluster-enabled",
+        "yes",
+        "--cluster-port",
+        &cport,
+        "--cluster-node-timeout",
+        NODE_TIMEOUT,
+        "--dir",
+        dir.to_str().unwrap(),
+    ])
+}
+
+/// A fresh redis-server 7 cluster node.
+fn redis_node() -> RedisServer {
+    let cport = free_port().to_string();
+    RedisServer::start_with(&[
+        "--cluster-enabled",
+        "yes",
+        "--cluster-port",
+        &cport,
+        "--cluster-node-timeout",
+        NODE_TIMEOUT,
+    ])
+}
+
+fn redis_cli(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new("redis-cli")
+        .args(args)
+        .output()
+        .expect("redis-cli");
+    let log = String::from_utf8_lossy(&out.stdout).into_owned()
+        + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), log)
+}
+
+fn create(ports: &[u16], replicas: usize) {
+    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let mut args: Vec<&str> = vec!["--cluster", "create"];
+    args.extend(addrs.iter().map(|s| s.as_str()));
+    let r = replicas.to_string();
+    args.extend(["--cluster-replicas", &r, "--cluster-yes"]);
+    let (ok, log) = redis_cli(&args);
+    assert!(ok, "{log}");
+    assert!(log.contains("[OK] All 16384 slots covered."), "{log}");
+}
+
+fn check(port: u16) -> String {
+    let (ok, log) = redis_cli(&["--cluster", "check", &format!("127.0.0.1:{port}")]);
+    assert!(ok, "{log}");
+    assert!(
+        log.contains("[OK] All nodes agree about slots configuration."),
+        "{log}"
+    );
+    assert!(log.contains("[OK] All 16384 slots covered."), "{log}");
+    log
+}
+
+fn cluster_nodes(port: u16) -> String {
+    let (_, out) = redis_cli(&["-p", &port.to_string(), "cluster", "nodes"]);
+    out
+}
+
+/// Each node's (id, role, slots) as one node sees the cluster, without its own view markers.
+fn topology(port: u16) -> BTreeSet<String> {
+    cluster_nodes(port)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let role = if w[2].contains("master") { "master" } else { "slave" };
+            format!("{} {} {} {}", w[0], role, w[3], w[8..].join(" "))
+        })
+        .collect()
+}
+
+/// Polls until `f` holds, up to `secs`; returns how long it took.
+fn poll(what: &str, secs: u64, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let took = start.elapsed();
+    println!("{what}: {took:?}");
+    took
+}
+
+fn kill9(node: &Server) {
+    let status = std::process::Command::new("kill")
+        .args(["-9", &node.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+fn state_ok(port: u16) -> bool {
+    redis_cli(&["-p", &port.to_string(), "cluster", "info"])
+        .1
+        .contains("cluster_state:ok")
+}
+
+fn consistent(ports: &[u16]) -> bool {
+    let first = topology(ports[0]);
+    first.len() == ports.len() && ports.iter().all(|&p| topology(p) == first)
+}
+
+#[test]
+fn redis_cli_creates_a_shardis_cluster_and_detects_a_failure() {
+    let nodes: Vec<Server> = (0..3).map(|_| shardis_node()).collect();
+    let ports: Vec<u16> = nodes.iter().map(|n| n.port()).collect();
+    create(&ports, 0);
+    poll("every node sees cluster_state:ok", 20, || {
+        ports.iter().all(|&p| state_ok(p))
+    });
+    poll("consistent CLUSTER NODES", 20, || consistent(&ports));
+    check(ports[1]);
+    let info = redis_cli(&["-p", &ports[0].to_string(), "cluster", "info"]).1;
+    assert!(info.contains("cluster_stats_messages_ping_sent:"), "{info}");
+    assert!(info.contains("cluster_stats_messages_pong_received:"), "{info}");
+    let links = redis_cli(&["-p", &ports[0].to_string(), "cluster", "links"]).1;
+    assert!(links.contains("direction") && links.contains("to"), "{links}");
+    // A cluster client writes and reads through the redirections.
+    let client =
+        redis::cluster::ClusterClient::new(vec![format!("redis://127.0.0.1:{}/", ports[0])])
+            .unwrap();
+    let mut con = client.get_connection().unwrap();
+    for i in 0..300 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(i)
+            .query(&mut con)
+            .unwrap();
+    }
+    for i in 0..300 {
+        let v: i64 = redis::cmd("GET").arg(format!("k{i}")).query(&mut con).unwrap();
+        assert_eq!(v, i);
+    }
+    // kill -9 one master: the others mark it PFAIL, then FAIL by majority.
+    let victim_id = text(&nodes[2].raw().cmd(&["CLUSTER", "MYID"]));
+    let victim_id = victim_id.trim_start_matches('$').lines().nth(1).unwrap_or("").to_string();
+    assert_eq!(victim_id.len(), 40);
+    kill9(&nodes[2]);
+    poll("the killed master is FAIL on both survivors", 30, || {
+        ports[..2].iter().all(|&p| {
+            cluster_nodes(p)
+                .lines()
+                .any(|l| l.starts_with(&victim_id) && l.contains("master,fail "))
+        })
+    });
+    assert!(!state_ok(ports[0]));
+}
+
+#[test]
+fn mixed_cluster_with_redis_server_and_reshard_under_load() {
+    let ours: Vec<Server> = (0..2).map(|_| shardis_node()).collect();
+    let theirs: Vec<RedisServer> = (0..2).map(|_| redis_node()).collect();
+    // Interleaved, so slot ranges alternate between the two kinds of node.
+    let ports = vec![ours[0].port(), theirs[0].port(), ours[1].port(), theirs[1].port()];
+    create(&ports, 0);
+    poll("every node sees cluster_state:ok", 20, || {
+        ports.iter().all(|&p| state_ok(p))
+    });
+    poll("consistent CLUSTER NODES on shardis and redis-server", 20, || {
+        consistent(&ports)
+    });
+    check(ports[0]);
+    check(ports[1]);
+    // Load: a cluster client writes keys while slots move from redis-server to shardis.
+    let seed = format!("redis://127.0.0.1:{}/", ports[0]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let writer = std::thread::spawn(move || {
+        let client = redis::cluster::ClusterClient::new(vec![seed]).unwrap();
+        let mut con = client.get_connection().unwrap();
+        let (mut n, mut errors) = (0u64, Vec::new());
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) || n < 2000 {
+            let r: redis::RedisResult<()> =
+                redis::cmd("SET").arg(format!("w:{n}")).arg(n).query(&mut con);
+            if let Err(e) = r {
+                errors.push(e.to_string());
+            }
+            n += 1;
+        }
+        (n, errors)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let from = text(&theirs[0].raw().cmd(&["CLUSTER", "MYID"]));
+    let from = from.lines().nth(1).unwrap_or("").to_string();
+    let to = text(&ours[1].raw().cmd(&["CLUSTER", "MYID"]));
+    let to = to.lines().nth(1).unwrap_or("").to_string();
+    let (ok, log) = redis_cli(&[
+        "--cluster",
+        "reshard",
+        &format!("127.0.0.1:{}", ports[0]),
+        "--cluster-from",
+        &from,
+        "--cluster-to",
+        &to,
+        "--cluster-slots",
+        "60",
+        "--cluster-yes",
+    ]);
+    assert!(ok, "{log}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (written, errors) = writer.join().unwrap();
+    assert!(errors.is_empty(), "client-visible errors: {errors:?}");
+    poll("consistent CLUSTER NODES after the reshard", 20, || {
+        consistent(&ports)
+    });
+    check(ports[2]);
+    check(ports[3]);
+    let client =
+        redis::cluster::ClusterClient::new(vec![format!("redis://127.0.0.1:{}/", ports[1])])
+            .unwrap();
+    let mut con = client.get_connection().unwrap();
+    for n in 0..written {
+        let v: Option<u64> = redis::cmd("GET").arg(format!("w:{n}")).query(&mut con).unwrap();
+        assert_eq!(v, Some(n), "key w:{n} lost");
+    }
+    println!("{written} keys written during the reshard, none lost");
+}
