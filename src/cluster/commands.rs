@@ -206,8 +206,8 @@ pub fn handle(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Res
         }
         "forget" => forget(cluster, conn, argv),
         "meet" => meet(cluster, conn, argv),
-        "replicate" => replicate(cluster, conn, argv),
-        "failover" => failover(cluster, argv),
+        "replicate" => replicate(ctx, cluster, conn, argv),
+        "failover" => failover(cluster, conn, argv),
         _ => Err(Error::err(format!(
             "unknown subcommand '{}'. Try CLUSTER HELP.",
             String::from_utf8_lossy(argv[1])
@@ -891,44 +891,72 @@ fn meet(cluster: &Cluster, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error>
     Ok(())
 }
 
-/// CLUSTER REPLICATE node-id: checked as Redis checks it; becoming a replica needs the bus
-/// and replication wiring (phase 2).
-fn replicate(cluster: &Cluster, _conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
-    let st = cluster.state();
-    let id = String::from_utf8_lossy(argv[2]);
-    let Some(index) = st.find(&id) else {
-        return Err(unknown_node(&id));
-    };
-    if index == 0 {
-        return Err(Error::err("Can't replicate myself"));
+/// CLUSTER REPLICATE node-id: this node becomes a replica of that master (its slots follow
+/// the master's from then on) and replicates from it.
+fn replicate(
+    ctx: &ShardCtx,
+    cluster: &Cluster,
+    conn: &mut Conn,
+    argv: &[&[u8]],
+) -> Result<(), Error> {
+    let id = String::from_utf8_lossy(argv[2]).into_owned();
+    let addr = cluster.change(|st| {
+        let Some(index) = st.find(&id) else {
+            return Err(unknown_node(&id));
+        };
+        if index == 0 {
+            return Err(Error::err("Can't replicate myself"));
+        }
+        if !st.nodes[index].is_master() {
+            return Err(Error::err("I can only replicate a master, not a replica."));
+        }
+        if st.me().is_master() && !st.ranges_of(0).is_empty() {
+            return Err(Error::err(
+                "To set a master the node must be empty and without assigned slots.",
+            ));
+        }
+        Ok(super::bus::set_master(st, index))
+    })?;
+    if let Some((ip, port)) = addr {
+        let following = ctx
+            .shared
+            .repl
+            .link()
+            .is_some_and(|l| l.host == ip && l.port == port);
+        if !following {
+            super::bus::start_replication(&ctx.shared, ip, port);
+        }
     }
-    if !st.nodes[index].is_master() {
-        return Err(Error::err("I can only replicate a master, not a replica."));
-    }
-    if !st.ranges_of(0).is_empty() {
-        return Err(Error::err(
-            "To set a master the node must be empty and without assigned slots.",
-        ));
-    }
-    Err(Error::err(
-        "CLUSTER REPLICATE is not supported yet: shardis has no cluster bus",
-    ))
+    conn.reply().ok();
+    Ok(())
 }
 
-/// CLUSTER FAILOVER [FORCE|TAKEOVER]: only a replica fails over, and there are none yet.
-fn failover(cluster: &Cluster, argv: &[&[u8]]) -> Result<(), Error> {
-    match argv.get(2) {
-        None => {}
-        Some(a) if argv.len() == 3 && (eq_ic(a, "force") || eq_ic(a, "takeover")) => {}
+/// CLUSTER FAILOVER [FORCE|TAKEOVER]: a replica takes its master's place, after the master has
+/// paused and the replica caught up (default), without the master (FORCE), or without votes
+/// (TAKEOVER). The bus does it; the reply comes at once, as in Redis.
+fn failover(cluster: &Cluster, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
+    let (force, takeover) = match argv.get(2) {
+        None => (false, false),
+        Some(a) if argv.len() == 3 && eq_ic(a, "force") => (true, false),
+        Some(a) if argv.len() == 3 && eq_ic(a, "takeover") => (false, true),
         Some(_) => return Err(Error::Syntax),
-    }
+    };
     let st = cluster.state();
     if st.me().flags & nflag::SLAVE == 0 {
         return Err(Error::err("You should send CLUSTER FAILOVER to a replica"));
     }
-    Err(Error::err(
-        "CLUSTER FAILOVER is not supported yet: shardis has no cluster bus",
-    ))
+    let master = st.me().master.as_deref().and_then(|m| st.node(m));
+    let Some(master) = master else {
+        return Err(Error::err("I'm a replica but my master is unknown to me"));
+    };
+    if !force && !takeover && (master.flags & nflag::FAIL != 0 || !master.connected) {
+        return Err(Error::err(
+            "Master is down or failed, please use CLUSTER FAILOVER FORCE",
+        ));
+    }
+    super::bus::request(super::bus::Request::Failover { force, takeover });
+    conn.reply().ok();
+    Ok(())
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// How long a forgotten node stays out (CLUSTER_BLACKLIST_TTL, seconds).
 pub const BLACKLIST_TTL_S: u64 = 60;
@@ -73,6 +73,63 @@ pub struct LinkInfo {
 
 static VIEW: Mutex<Option<View>> = Mutex::new(None);
 
+/// The server's shared state, for replication (set once at start-up).
+static SHARED: std::sync::OnceLock<Arc<crate::ctx::Shared>> = std::sync::OnceLock::new();
+
+/// What CLUSTER commands ask the bus to do on its next pass.
+static REQUESTS: Mutex<Vec<Request>> = Mutex::new(Vec::new());
+
+/// A request from a CLUSTER command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// CLUSTER FAILOVER: with the master's agreement (none), FORCE or TAKEOVER.
+    Failover { force: bool, takeover: bool },
+}
+
+/// Hands the bus the server's shared state (replication is started and promoted through it).
+pub fn set_shared(shared: Arc<crate::ctx::Shared>) {
+    let _ = SHARED.set(shared);
+}
+
+/// Queues a request for the bus.
+pub fn request(r: Request) {
+    REQUESTS.lock().unwrap_or_else(|e| e.into_inner()).push(r);
+}
+
+/// This node's replication offset: what it applied as a replica, what it wrote as a master.
+fn repl_offset() -> u64 {
+    let Some(shared) = SHARED.get() else { return 0 };
+    match shared.repl.link() {
+        Some(l) => l.offset.load(std::sync::atomic::Ordering::Acquire),
+        None => shared.repl.snapshot().offset,
+    }
+}
+
+/// Makes this node a replica of the node at `index` (clusterSetMaster): its slots and open
+/// slots go, and replication starts (REPLICATE, or a master whose slots all moved to another).
+/// Returns the new master's address.
+pub fn set_master(st: &mut State, index: usize) -> Option<(String, u16)> {
+    let n = st.nodes.get(index)?;
+    let (id, ip, port) = (n.id.clone(), n.ip.clone(), n.port);
+    for slot in 0..SLOTS as u16 {
+        if st.owner_index(slot) == Some(0) {
+            st.assign(slot, None);
+        }
+    }
+    st.migrating.clear();
+    st.importing.clear();
+    let me = st.me_mut();
+    me.flags = (me.flags & !nflag::MASTER) | nflag::SLAVE;
+    me.master = Some(id);
+    Some((ip, port))
+}
+
+/// Starts replicating from `ip:port`.
+pub fn start_replication(shared: &crate::ctx::Shared, ip: String, port: u16) {
+    crate::log!("Cluster: replicating from {ip}:{port}");
+    crate::repl::replica::start(shared, ip, port);
+}
+
 /// The bus's counters and links (empty before it starts).
 pub fn view() -> View {
     VIEW.lock()
@@ -110,6 +167,8 @@ pub fn start(cluster: &'static Cluster, bind: &str, port: u16) -> anyhow::Result
         received: [0; mtype::COUNT],
         iteration: 0,
         last_cron_ms: 0,
+        election: Election::default(),
+        mf: ManualFailover::default(),
     };
     std::thread::Builder::new()
         .name("cluster-bus".into())
@@ -140,6 +199,10 @@ struct Link {
 struct Peer {
     /// The outbound link.
     link: Option<u64>,
+    /// The replication offset it last announced.
+    repl_offset: u64,
+    /// When this node last voted for one of its replicas (a master).
+    voted_ms: u64,
     ctime_ms: u64,
     data_received_ms: u64,
     fail_time_ms: u64,
@@ -158,7 +221,36 @@ struct Bus {
     received: [u64; mtype::COUNT],
     iteration: u64,
     last_cron_ms: u64,
+    election: Election,
+    mf: ManualFailover,
 }
+
+/// A replica's election (Redis's failover_auth_*).
+#[derive(Default)]
+struct Election {
+    /// When the election starts (or started).
+    time_ms: u64,
+    votes: usize,
+    sent: bool,
+    rank: usize,
+    epoch: u64,
+}
+
+/// A manual failover in progress (Redis's mf_*), on the master or on the replica.
+#[derive(Default)]
+struct ManualFailover {
+    /// Its deadline; 0: none.
+    end_ms: u64,
+    /// Replica: the election may start.
+    can_start: bool,
+    /// Replica: the offset the paused master reported.
+    master_offset: Option<u64>,
+    /// Master: the replica taking over.
+    replica: Option<String>,
+}
+
+/// How long a manual failover may take (CLUSTER_MF_TIMEOUT).
+const MF_TIMEOUT_MS: u64 = 5000;
 
 /// What a pass did to the state.
 #[derive(Default, Clone, Copy)]
@@ -218,7 +310,10 @@ impl Bus {
                         self.process(st, lid, m, now, &mut todo);
                     }
                     if cron {
+                        self.requests(st, now, &mut todo);
                         self.cron(st, now, &mut todo);
+                        self.manual_failover_cron(st, now);
+                        self.replica_failover(st, now, &mut todo);
                     }
                     ((), todo.publish, todo.save)
                 });
@@ -492,6 +587,10 @@ impl Bus {
         h.state = if st.ok { 0 } else { 1 };
         h.current_epoch = st.current_epoch;
         h.config_epoch = st.nodes.get(master_index).map_or(0, |n| n.config_epoch);
+        h.offset = repl_offset();
+        if me.is_master() && self.mf.end_ms != 0 {
+            h.mflags[0] |= msg::mflag::PAUSED;
+        }
         h
     }
 
@@ -756,12 +855,14 @@ impl Bus {
                 st.current_epoch = h.current_epoch;
                 todo.save();
             }
-            if h.config_epoch > st.nodes[s].config_epoch && h.slaveof == msg::NO_NAME {
+            if h.config_epoch > st.nodes[s].config_epoch {
                 st.nodes[s].config_epoch = h.config_epoch;
                 todo.save();
             }
             let id = st.nodes[s].id.clone();
-            self.peers.entry(id.clone()).or_default().data_received_ms = now;
+            let peer = self.peers.entry(id.clone()).or_default();
+            peer.data_received_ms = now;
+            peer.repl_offset = h.offset;
             if !outbound {
                 if let Some(l) = self.links.get_mut(&lid) {
                     l.node = Some(id);
@@ -833,7 +934,41 @@ impl Bus {
                 self.update_slots(st, i, *config_epoch, slots, todo);
                 todo.save();
             }
-            // PUBLISH, failover votes, MFSTART and MODULE: not acted on yet.
+            mtype::FAILOVER_AUTH_REQUEST => {
+                if let Some(s) = sender {
+                    self.vote(st, s, &m.header, now, todo);
+                }
+            }
+            mtype::FAILOVER_AUTH_ACK => {
+                let Some(s) = sender else { return };
+                if st.nodes[s].is_master()
+                    && !st.ranges_of(s).is_empty()
+                    && m.header.current_epoch >= self.election.epoch
+                {
+                    self.election.votes += 1;
+                }
+            }
+            mtype::MFSTART => {
+                let Some(s) = sender else { return };
+                if st.nodes[s].master.as_deref() != Some(st.me().id.as_str()) {
+                    return;
+                }
+                crate::log!("Manual failover requested by replica {}.", st.nodes[s].id);
+                self.mf = ManualFailover {
+                    end_ms: now + MF_TIMEOUT_MS,
+                    replica: Some(st.nodes[s].id.clone()),
+                    ..Default::default()
+                };
+                // Writes wait while the replica catches up (Redis pauses for twice the
+                // timeout; the failover's end lifts it).
+                if let Some(shared) = SHARED.get() {
+                    crate::pause::pause(shared, now + 2 * MF_TIMEOUT_MS, false);
+                }
+                if let Some(l) = self.peers.get(&st.nodes[s].id).and_then(|p| p.link) {
+                    self.send_ping(st, l, mtype::PING, now);
+                }
+            }
+            // PUBLISH and MODULE: not acted on yet.
             _ => {}
         }
     }
@@ -1005,6 +1140,14 @@ impl Bus {
             crate::log!("WARNING: configEpoch collision with node {sender_id}. configEpoch set to {}", st.current_epoch);
             todo.save();
         }
+        if h.mflags[0] & msg::mflag::PAUSED != 0
+            && self.mf.end_ms != 0
+            && self.mf.master_offset.is_none()
+            && st.me().master.as_deref() == Some(sender_id.as_str())
+        {
+            crate::log!("Received replication offset for paused master manual failover: {}", h.offset);
+            self.mf.master_offset = Some(h.offset);
+        }
         self.gossip(st, Some(s), m, now, todo);
         if let Body::Ping { exts, .. } = &m.body {
             for e in exts {
@@ -1023,6 +1166,12 @@ impl Bus {
         if s == 0 {
             return;
         }
+        let cur_master = if st.me().is_master() {
+            Some(0)
+        } else {
+            st.me().master.as_deref().and_then(|m| st.find(m))
+        };
+        let mut new_master = None;
         for j in 0..SLOTS {
             if !msg::slot_bit(slots, j) {
                 continue;
@@ -1037,8 +1186,24 @@ impl Bus {
                     crate::log!("Slot {slot} taken by {} (config epoch {epoch})", st.nodes[s].id);
                     st.migrating.remove(&slot);
                 }
+                if owner.is_some() && owner == cur_master {
+                    new_master = Some(s);
+                }
                 st.assign(slot, Some(s));
                 todo.save();
+            }
+        }
+        // Our master (or we) lost every slot to one node: follow it as a replica, as Redis
+        // does when a failed master comes back after its replica took over.
+        if let (Some(nm), Some(cm)) = (new_master, cur_master) {
+            if st.ranges_of(cm).is_empty() {
+                crate::log!("Configuration change detected. Reconfiguring myself as a replica of {}", st.nodes[nm].id);
+                if let Some((ip, port)) = set_master(st, nm) {
+                    self.end_manual_failover();
+                    if let Some(shared) = SHARED.get() {
+                        start_replication(shared, ip, port);
+                    }
+                }
             }
         }
     }
@@ -1166,4 +1331,263 @@ fn connect_nonblocking(addr: SocketAddr) -> std::io::Result<TcpStream> {
         Err(e) => return Err(e),
     }
     Ok(s.into())
+}
+
+impl Bus {
+    /// Requests from CLUSTER commands.
+    fn requests(&mut self, st: &mut State, now: u64, todo: &mut Todo) {
+        let reqs: Vec<Request> = std::mem::take(&mut *REQUESTS.lock().unwrap_or_else(|e| e.into_inner()));
+        for r in reqs {
+            let Request::Failover { force, takeover } = r;
+            let Some(mi) = st.me().master.as_deref().and_then(|m| st.find(m)) else { continue };
+            if takeover {
+                // No votes: a new config epoch of our own, then the master's slots.
+                crate::log!("Taking over the master (user request).");
+                st.current_epoch += 1;
+                st.me_mut().config_epoch = st.current_epoch;
+                self.replace_master(st, mi, now, todo);
+                continue;
+            }
+            self.mf = ManualFailover {
+                end_ms: now + MF_TIMEOUT_MS,
+                can_start: force,
+                ..Default::default()
+            };
+            if force {
+                crate::log!("Forced failover user request accepted.");
+                continue;
+            }
+            crate::log!("Manual failover user request accepted.");
+            if let Some(l) = self.peers.get(&st.nodes[mi].id).and_then(|p| p.link) {
+                let m = Message {
+                    header: self.header(st, mtype::MFSTART),
+                    body: Body::Empty,
+                };
+                self.send(l, &m);
+            }
+        }
+    }
+
+    /// Ends a manual failover (and the master's pause).
+    fn end_manual_failover(&mut self) {
+        if self.mf.replica.is_some() {
+            if let Some(shared) = SHARED.get() {
+                shared.pause_end_ms.store(1, std::sync::atomic::Ordering::Release);
+                shards::keyspace::EXPIRY_PAUSED_UNTIL_MS.store(0, std::sync::atomic::Ordering::Release);
+            }
+        }
+        self.mf = ManualFailover::default();
+    }
+
+    /// A manual failover's deadline, the master's pings to the replica, and the replica's
+    /// catching up (clusterHandleManualFailover).
+    fn manual_failover_cron(&mut self, st: &mut State, now: u64) {
+        if self.mf.end_ms == 0 {
+            return;
+        }
+        if now > self.mf.end_ms {
+            crate::log!("Manual failover timed out.");
+            self.end_manual_failover();
+            return;
+        }
+        if let Some(r) = self.mf.replica.clone() {
+            if let Some(l) = self.peers.get(&r).and_then(|p| p.link) {
+                self.send_ping(st, l, mtype::PING, now);
+            }
+            return;
+        }
+        if !self.mf.can_start {
+            if let Some(off) = self.mf.master_offset {
+                if repl_offset() >= off {
+                    crate::log!("All master replication stream processed, manual failover can start.");
+                    self.mf.can_start = true;
+                }
+            }
+        }
+    }
+
+    /// This replica's rank among its master's replicas: how many have a higher offset.
+    fn rank(&self, st: &State) -> usize {
+        let mine = repl_offset();
+        let master = st.me().master.clone();
+        st.nodes
+            .iter()
+            .skip(1)
+            .filter(|n| n.master.is_some() && n.master == master && n.flags & nflag::NOFAILOVER == 0)
+            .filter(|n| self.peers.get(&n.id).is_some_and(|p| p.repl_offset > mine))
+            .count()
+    }
+
+    /// A replica of a failed master asks the masters for their votes and, with a majority,
+    /// takes over (clusterHandleSlaveFailover).
+    fn replica_failover(&mut self, st: &mut State, now: u64, todo: &mut Todo) {
+        let me = st.me();
+        if me.flags & nflag::SLAVE == 0 {
+            return;
+        }
+        let Some(mi) = me.master.as_deref().and_then(|m| st.find(m)) else { return };
+        let manual = self.mf.end_ms != 0 && self.mf.can_start;
+        let master = &st.nodes[mi];
+        if (master.flags & nflag::FAIL == 0 && !manual)
+            || (me.flags & nflag::NOFAILOVER != 0 && !manual)
+            || st.ranges_of(mi).is_empty()
+        {
+            return;
+        }
+        let timeout = self.node_timeout();
+        let auth_timeout = (timeout * 2).max(2000);
+        let retry = auth_timeout * 2;
+        // Data too old for a failover (cluster-replica-validity-factor).
+        let factor = self.cluster.config.get_i64("cluster-replica-validity-factor").max(0) as u64;
+        if factor > 0 && !manual {
+            if let Some(l) = SHARED.get().and_then(|s| s.repl.link()) {
+                let down = l.down_since_ms.load(std::sync::atomic::Ordering::Acquire);
+                let mut age = now.saturating_sub(down);
+                if age > timeout {
+                    age -= timeout;
+                }
+                let ping_period = self.cluster.config.get_i64("repl-ping-replica-period").max(1) as u64 * 1000;
+                if l.state() != "connected" && age > ping_period + timeout * factor {
+                    return;
+                }
+            }
+        }
+        let e = &mut self.election;
+        if now.saturating_sub(e.time_ms) > retry {
+            let rank = self.rank(st);
+            let e = &mut self.election;
+            e.time_ms = now + 500 + self.rng.below(500) as u64 + rank as u64 * 1000;
+            e.votes = 0;
+            e.sent = false;
+            e.rank = rank;
+            if manual {
+                e.time_ms = now;
+                e.rank = 0;
+            }
+            crate::log!("Start of election delayed for {} milliseconds (rank #{rank}).", e.time_ms.saturating_sub(now));
+            // The other replicas of our master learn our offset at once.
+            let siblings: Vec<u64> = st
+                .nodes
+                .iter()
+                .skip(1)
+                .filter(|n| n.master.is_some() && n.master == st.me().master)
+                .filter_map(|n| self.peers.get(&n.id).and_then(|p| p.link))
+                .collect();
+            for l in siblings {
+                self.send_ping(st, l, mtype::PONG, now);
+            }
+            return;
+        }
+        if !e.sent && !manual {
+            let rank = self.rank(st);
+            let e = &mut self.election;
+            if rank > e.rank {
+                e.time_ms += (rank - e.rank) as u64 * 1000;
+                e.rank = rank;
+            }
+        }
+        let e = &mut self.election;
+        if now < e.time_ms || now - e.time_ms > auth_timeout {
+            return;
+        }
+        if !e.sent {
+            st.current_epoch += 1;
+            e.epoch = st.current_epoch;
+            e.sent = true;
+            crate::log!("Starting a failover election for epoch {}.", e.epoch);
+            let mut h = self.header(st, mtype::FAILOVER_AUTH_REQUEST);
+            if manual {
+                h.mflags[0] |= msg::mflag::FORCEACK;
+            }
+            self.broadcast(st, &Message { header: h, body: Body::Empty });
+            todo.save();
+            return;
+        }
+        let needed = st.size / 2 + 1;
+        if e.votes >= needed {
+            crate::log!("Failover election won: I'm the new master.");
+            let epoch = e.epoch;
+            if st.me().config_epoch < epoch {
+                st.me_mut().config_epoch = epoch;
+            }
+            self.replace_master(st, mi, now, todo);
+        }
+    }
+
+    /// Becomes a master in place of the node at `mi`, with its slots, and tells everyone
+    /// (clusterFailoverReplaceYourMaster).
+    fn replace_master(&mut self, st: &mut State, mi: usize, now: u64, todo: &mut Todo) {
+        let me = st.me_mut();
+        me.flags = (me.flags & !nflag::SLAVE) | nflag::MASTER;
+        me.master = None;
+        for slot in 0..SLOTS as u16 {
+            if st.owner_index(slot) == Some(mi) {
+                st.assign(slot, Some(0));
+            }
+        }
+        if let Some(shared) = SHARED.get() {
+            if let Some(l) = shared.repl.link() {
+                l.request_promotion();
+            }
+        }
+        self.election = Election::default();
+        self.end_manual_failover();
+        todo.save();
+        let links: Vec<u64> = st
+            .nodes
+            .iter()
+            .skip(1)
+            .filter_map(|n| self.peers.get(&n.id).and_then(|p| p.link))
+            .collect();
+        for l in links {
+            self.send_ping(st, l, mtype::PONG, now);
+        }
+    }
+
+    /// A master's vote for a replica of a failed master (clusterSendFailoverAuthIfNeeded): once
+    /// per epoch, once per master in twice the node timeout, and only if no slot it claims has
+    /// a newer owner.
+    fn vote(&mut self, st: &mut State, s: usize, h: &Header, now: u64, todo: &mut Todo) {
+        if !st.me().is_master() || st.ranges_of(0).is_empty() {
+            return;
+        }
+        if h.current_epoch < st.current_epoch || st.last_vote_epoch == st.current_epoch {
+            return;
+        }
+        let node = &st.nodes[s];
+        let Some(mi) = node.master.as_deref().and_then(|m| st.find(m)) else { return };
+        if node.is_master() {
+            return;
+        }
+        let force = h.mflags[0] & msg::mflag::FORCEACK != 0;
+        if st.nodes[mi].flags & nflag::FAIL == 0 && !force {
+            return;
+        }
+        let timeout = self.node_timeout();
+        let master_id = st.nodes[mi].id.clone();
+        if now.saturating_sub(self.peers.get(&master_id).map_or(0, |p| p.voted_ms)) < timeout * 2 {
+            return;
+        }
+        for j in 0..SLOTS {
+            if !h.has_slot(j) {
+                continue;
+            }
+            if let Some(o) = st.owner_index(j as u16) {
+                if st.nodes[o].config_epoch > h.config_epoch {
+                    return;
+                }
+            }
+        }
+        st.last_vote_epoch = st.current_epoch;
+        self.peers.entry(master_id).or_default().voted_ms = now;
+        crate::log!("Failover auth granted to {} for epoch {}", st.nodes[s].id, st.current_epoch);
+        todo.save();
+        let m = Message {
+            header: self.header(st, mtype::FAILOVER_AUTH_ACK),
+            body: Body::Empty,
+        };
+        if let Some(l) = self.peers.get(&st.nodes[s].id).and_then(|p| p.link) {
+            self.send(l, &m);
+        }
+    }
 }
