@@ -244,3 +244,149 @@ fn mixed_cluster_with_redis_server_and_reshard_under_load() {
     }
     println!("{written} keys written during the reshard, none lost");
 }
+
+fn myid(port: u16) -> String {
+    redis_cli(&["-p", &port.to_string(), "cluster", "myid"]).1.trim().to_string()
+}
+
+fn role(port: u16) -> String {
+    redis_cli(&["-p", &port.to_string(), "role"])
+        .1
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Writes `n` keys with the hash tag `{tag}` to the master at `port`, each acknowledged by a
+/// replica (`WAIT 1 0`).
+fn write_acked(port: u16, tag: &str, n: usize) -> Vec<String> {
+    let mut con = common::RawConn::connect(([127, 0, 0, 1], port).into());
+    let keys: Vec<String> = (0..n).map(|i| format!("{{{tag}}}:{i}")).collect();
+    for k in &keys {
+        assert_eq!(con.cmd(&["SET", k, k]), b"+OK\r\n");
+    }
+    assert_eq!(con.cmd(&["WAIT", "1", "0"]), b":1\r\n");
+    keys
+}
+
+/// The master at `master_port` dies; the replica at `replica_port` must take its slots over.
+fn kill_and_wait_for_failover(
+    master: &Server,
+    replica_port: u16,
+    witness_port: u16,
+    keys: &[String],
+) {
+    let replica_id = myid(replica_port);
+    kill9(master);
+    let took = poll("the replica promoted and seen as master", 60, || {
+        role(replica_port) == "master"
+            && cluster_nodes(witness_port).lines().any(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                w.first() == Some(&replica_id.as_str()) && w[2].contains("master") && w.len() > 8
+            })
+    });
+    println!("failover took {took:?} (node timeout {NODE_TIMEOUT} ms)");
+    poll("cluster_state:ok after the failover", 30, || state_ok(witness_port));
+    let mut con = common::RawConn::connect(([127, 0, 0, 1], replica_port).into());
+    for k in keys {
+        assert_eq!(
+            con.cmd(&["GET", k]),
+            format!("${}\r\n{k}\r\n", k.len()).into_bytes(),
+            "acknowledged write {k} lost"
+        );
+    }
+}
+
+#[test]
+fn replicas_and_automatic_failover() {
+    let nodes: Vec<Server> = (0..6).map(|_| shardis_node()).collect();
+    let ports: Vec<u16> = nodes.iter().map(|n| n.port()).collect();
+    create(&ports, 1);
+    poll("every node sees cluster_state:ok", 20, || {
+        ports.iter().all(|&p| state_ok(p))
+    });
+    poll("consistent CLUSTER NODES", 20, || consistent(&ports));
+    check(ports[0]);
+    // A master with its replica: the replica's line names the master.
+    let master_id = myid(ports[0]);
+    let replica_line = poll_line(ports[0], |w| w[3] == master_id);
+    let replica_port: u16 = replica_line[1]
+        .split(['@', ':'])
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    poll("the replica's link is up", 20, || {
+        redis_cli(&["-p", &replica_port.to_string(), "info", "replication"])
+            .1
+            .contains("master_link_status:up")
+    });
+    let slot0 = key_tag_for(&nodes[0]);
+    let keys = write_acked(ports[0], &slot0, 50);
+    kill_and_wait_for_failover(&nodes[0], replica_port, ports[1], &keys);
+    let (_, log) = redis_cli(&["--cluster", "check", &format!("127.0.0.1:{}", ports[1])]);
+    assert!(log.contains("[OK] All 16384 slots covered."), "{log}");
+}
+
+/// The words of the first CLUSTER NODES line (seen from `port`) that `want` accepts.
+fn poll_line(port: u16, want: impl Fn(&[&str]) -> bool) -> Vec<String> {
+    let mut found = Vec::new();
+    poll("a matching CLUSTER NODES line", 20, || {
+        let nodes = cluster_nodes(port);
+        if let Some(l) = nodes.lines().find(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            w.len() >= 8 && want(&w)
+        }) {
+            found = l.split_whitespace().map(String::from).collect();
+            true
+        } else {
+            false
+        }
+    });
+    found
+}
+
+/// A hash tag whose slot the node at `node` serves.
+fn key_tag_for(node: &Server) -> String {
+    let mut con = node.raw();
+    (0..100_000)
+        .map(|i| format!("t{i}"))
+        .find(|t| {
+            let r = con.cmd(&["GET", &format!("{{{t}}}")]);
+            !r.starts_with(b"-MOVED")
+        })
+        .unwrap()
+}
+
+#[test]
+fn shardis_replica_takes_over_from_a_redis_master() {
+    let theirs: Vec<RedisServer> = (0..2).map(|_| redis_node()).collect();
+    let ours = shardis_node();
+    let ports = vec![theirs[0].port(), ours.port(), theirs[1].port()];
+    create(&ports, 0);
+    poll("consistent CLUSTER NODES", 20, || consistent(&ports));
+    // A shardis replica joins with add-node and follows the first redis-server master.
+    let replica = shardis_node();
+    let master_id = myid(ports[0]);
+    let (ok, log) = redis_cli(&[
+        "--cluster",
+        "add-node",
+        &format!("127.0.0.1:{}", replica.port()),
+        &format!("127.0.0.1:{}", ports[0]),
+        "--cluster-slave",
+        "--cluster-master-id",
+        &master_id,
+    ]);
+    assert!(ok, "{log}");
+    let all = vec![ports[0], ports[1], ports[2], replica.port()];
+    poll("the shardis replica is known everywhere", 20, || consistent(&all));
+    poll("the shardis replica's link is up", 20, || {
+        redis_cli(&["-p", &replica.port().to_string(), "info", "replication"])
+            .1
+            .contains("master_link_status:up")
+    });
+    check(replica.port());
+    let tag = key_tag_for(&theirs[0]);
+    let keys = write_acked(ports[0], &tag, 50);
+    kill_and_wait_for_failover(&theirs[0], replica.port(), ports[2], &keys);
+}
