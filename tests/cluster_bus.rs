@@ -1,7 +1,9 @@
 //! Cluster mode, phase 2: the cluster bus. Clusters formed by `redis-cli --cluster create` from
 //! shardis processes alone and from shardis and redis-server 7 together (one mixed cluster,
 //! checked from both sides), slots resharded from redis-server to shardis under a cluster
-//! client's writes, and failure detection (PFAIL, then FAIL by majority) after a kill -9.
+//! client's writes, failure detection (PFAIL, then FAIL by majority) after a kill -9, replicas and
+//! automatic failover (shardis replicas of shardis and of redis-server masters), and add-node,
+//! reshard and del-node under load.
 //! Every node has its own directory and an explicit bus port; node timeouts are short.
 
 mod common;
@@ -389,4 +391,83 @@ fn shardis_replica_takes_over_from_a_redis_master() {
     let tag = key_tag_for(&theirs[0]);
     let keys = write_acked(ports[0], &tag, 50);
     kill_and_wait_for_failover(&theirs[0], replica.port(), ports[2], &keys);
+}
+
+fn reshard(seed: u16, from: &str, to: &str, slots: usize) {
+    let n = slots.to_string();
+    let (ok, log) = redis_cli(&[
+        "--cluster",
+        "reshard",
+        &format!("127.0.0.1:{seed}"),
+        "--cluster-from",
+        from,
+        "--cluster-to",
+        to,
+        "--cluster-slots",
+        &n,
+        "--cluster-yes",
+    ]);
+    assert!(ok, "{log}");
+}
+
+#[test]
+fn add_node_reshard_and_del_node_under_load() {
+    let nodes: Vec<Server> = (0..3).map(|_| shardis_node()).collect();
+    let ports: Vec<u16> = nodes.iter().map(|n| n.port()).collect();
+    create(&ports, 0);
+    poll("consistent CLUSTER NODES", 20, || consistent(&ports));
+    let seed = format!("redis://127.0.0.1:{}/", ports[0]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let writer = std::thread::spawn(move || {
+        let client = redis::cluster::ClusterClient::new(vec![seed]).unwrap();
+        let mut con = client.get_connection().unwrap();
+        let (mut n, mut errors) = (0u64, Vec::new());
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) || n < 1000 {
+            let r: redis::RedisResult<()> =
+                redis::cmd("SET").arg(format!("a:{n}")).arg(n).query(&mut con);
+            if let Err(e) = r {
+                errors.push(e.to_string());
+            }
+            n += 1;
+        }
+        (n, errors)
+    });
+    // A new master joins, takes slots, gives them back and leaves.
+    let extra = shardis_node();
+    let (ok, log) = redis_cli(&[
+        "--cluster",
+        "add-node",
+        &format!("127.0.0.1:{}", extra.port()),
+        &format!("127.0.0.1:{}", ports[0]),
+    ]);
+    assert!(ok, "{log}");
+    let all = vec![ports[0], ports[1], ports[2], extra.port()];
+    poll("the new node is known everywhere", 20, || consistent(&all));
+    let (from, to) = (myid(ports[0]), myid(extra.port()));
+    reshard(ports[1], &from, &to, 20);
+    check(extra.port());
+    reshard(ports[1], &to, &from, 20);
+    check(ports[2]);
+    let (ok, log) = redis_cli(&[
+        "--cluster",
+        "del-node",
+        &format!("127.0.0.1:{}", ports[0]),
+        &to,
+    ]);
+    assert!(ok, "{log}");
+    poll("the removed node is forgotten", 20, || consistent(&ports));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (written, errors) = writer.join().unwrap();
+    assert!(errors.is_empty(), "client-visible errors: {errors:?}");
+    check(ports[1]);
+    let client =
+        redis::cluster::ClusterClient::new(vec![format!("redis://127.0.0.1:{}/", ports[2])])
+            .unwrap();
+    let mut con = client.get_connection().unwrap();
+    for n in 0..written {
+        let v: Option<u64> = redis::cmd("GET").arg(format!("a:{n}")).query(&mut con).unwrap();
+        assert_eq!(v, Some(n), "key a:{n} lost");
+    }
+    println!("{written} keys written during add-node, two reshards and del-node, none lost");
 }
