@@ -192,6 +192,17 @@ fn mixed_cluster_with_redis_server_and_reshard_under_load() {
     });
     check(ports[0]);
     check(ports[1]);
+    // PUBLISH reaches subscribers on every node, across the two implementations.
+    for (sub_port, pub_port) in [(ports[0], ports[1]), (ports[3], ports[2])] {
+        let mut sub = common::RawConn::connect(([127, 0, 0, 1], sub_port).into());
+        sub.set_read_timeout(Duration::from_secs(10));
+        sub.send(&common::encode(&["SUBSCRIBE", "news"]));
+        assert!(text(&sub.read_reply()).contains("subscribe"));
+        let mut publisher = common::RawConn::connect(([127, 0, 0, 1], pub_port).into());
+        publisher.cmd(&["PUBLISH", "news", "hello"]);
+        let msg = text(&sub.read_reply());
+        assert!(msg.contains("message") && msg.contains("hello"), "{msg}");
+    }
     // Load: a cluster client writes keys while slots move from redis-server to shardis.
     let seed = format!("redis://127.0.0.1:{}/", ports[0]);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -86,6 +86,40 @@ pub enum Request {
     Failover { force: bool, takeover: bool },
 }
 
+/// Messages published here, for the bus to send (shard channel?, channel, message).
+static OUTBOX: Mutex<Vec<(bool, Vec<u8>, Vec<u8>)>> = Mutex::new(Vec::new());
+/// Messages that came over the bus, for shard 0 to deliver.
+static INBOX: Mutex<Vec<(bool, Vec<u8>, Vec<u8>)>> = Mutex::new(Vec::new());
+/// Most published messages waiting in either direction; beyond it new ones are dropped (pub/sub
+/// is at-most-once).
+const PUBLISH_QUEUE_MAX: usize = 100_000;
+/// Wakes the bus thread (an eventfd; -1 before the bus starts).
+static WAKE_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// PUBLISH / SPUBLISH here: the bus sends it to every node (PUBLISH) or to the nodes of this
+/// node's shard (SPUBLISH).
+pub fn publish(shard: bool, channel: &[u8], message: &[u8]) {
+    {
+        let mut out = OUTBOX.lock().unwrap_or_else(|e| e.into_inner());
+        if out.len() >= PUBLISH_QUEUE_MAX {
+            return;
+        }
+        out.push((shard, channel.to_vec(), message.to_vec()));
+    }
+    let fd = WAKE_FD.load(std::sync::atomic::Ordering::Acquire);
+    if fd >= 0 {
+        let _ = crate::net::write(fd, &1u64.to_ne_bytes());
+    }
+}
+
+/// On shard 0 when its doorbell rings: delivers what came over the bus.
+pub fn deliver_published(ctx: &crate::ctx::ShardCtx) {
+    let msgs = std::mem::take(&mut *INBOX.lock().unwrap_or_else(|e| e.into_inner()));
+    for (shard, channel, message) in msgs {
+        crate::pubsub::deliver_from_bus(ctx, shard, channel, message);
+    }
+}
+
 /// Hands the bus the server's shared state (replication is started and promoted through it).
 pub fn set_shared(shared: Arc<crate::ctx::Shared>) {
     let _ = SHARED.set(shared);
@@ -155,6 +189,10 @@ pub fn start(cluster: &'static Cluster, bind: &str, port: u16) -> anyhow::Result
         .map_err(|e| anyhow::anyhow!("cannot listen on the cluster bus port {host}:{port}: {e}"))?;
     listener.set_nonblocking(true)?;
     *VIEW.lock().unwrap_or_else(|e| e.into_inner()) = Some(View::default());
+    // SAFETY: eventfd has no memory arguments; a failure returns -1 (publishes then wait for
+    // the next cron pass).
+    let wake = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    WAKE_FD.store(wake, std::sync::atomic::Ordering::Release);
     let seed = now_ms() ^ ((std::process::id() as u64) << 32);
     let mut bus = Bus {
         cluster,
@@ -301,6 +339,18 @@ impl Bus {
             let now = now_ms();
             let mut queue = Vec::new();
             self.read_all(&mut queue);
+            let wake = WAKE_FD.load(std::sync::atomic::Ordering::Acquire);
+            if wake >= 0 {
+                let mut count = [0u8; 8];
+                let _ = crate::net::read(wake, &mut count);
+            }
+            let published = std::mem::take(&mut *OUTBOX.lock().unwrap_or_else(|e| e.into_inner()));
+            if !published.is_empty() {
+                let st = self.cluster.state();
+                for (shard, channel, message) in published {
+                    self.send_publish(&st, shard, channel, message);
+                }
+            }
             let cron = now >= self.last_cron_ms + CRON_MS;
             if !queue.is_empty() || cron {
                 let cluster = self.cluster;
@@ -337,6 +387,14 @@ impl Bus {
             events: libc::POLLIN,
             revents: 0,
         }];
+        let wake = WAKE_FD.load(std::sync::atomic::Ordering::Acquire);
+        if wake >= 0 {
+            fds.push(libc::pollfd {
+                fd: wake,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
         for l in self.links.values() {
             let mut events = libc::POLLIN;
             if l.connecting || !l.out.is_empty() {
@@ -968,7 +1026,25 @@ impl Bus {
                     self.send_ping(st, l, mtype::PING, now);
                 }
             }
-            // PUBLISH and MODULE: not acted on yet.
+            mtype::PUBLISH | mtype::PUBLISHSHARD => {
+                let Body::Publish { channel, message } = m.body else { return };
+                if sender.is_none() {
+                    return;
+                }
+                {
+                    let mut inbox = INBOX.lock().unwrap_or_else(|e| e.into_inner());
+                    if inbox.len() >= PUBLISH_QUEUE_MAX {
+                        return;
+                    }
+                    inbox.push((t == mtype::PUBLISHSHARD, channel, message));
+                }
+                if let Some(shared) = SHARED.get() {
+                    if shared.repl.doorbell >= 0 {
+                        let _ = crate::net::write(shared.repl.doorbell, &1u64.to_ne_bytes());
+                    }
+                }
+            }
+            // MODULE: no modules here.
             _ => {}
         }
     }
@@ -1587,6 +1663,34 @@ impl Bus {
             body: Body::Empty,
         };
         if let Some(l) = self.peers.get(&st.nodes[s].id).and_then(|p| p.link) {
+            self.send(l, &m);
+        }
+    }
+}
+
+impl Bus {
+    /// Sends a message published here: PUBLISH to every node, PUBLISHSHARD to the other nodes
+    /// of this node's shard (its master and that master's replicas).
+    fn send_publish(&mut self, st: &State, shard: bool, channel: Vec<u8>, message: Vec<u8>) {
+        let t = if shard { mtype::PUBLISHSHARD } else { mtype::PUBLISH };
+        let m = Message {
+            header: self.header(st, t),
+            body: Body::Publish { channel, message },
+        };
+        if !shard {
+            self.broadcast(st, &m);
+            return;
+        }
+        let me = st.me();
+        let master = if me.is_master() { me.id.clone() } else { me.master.clone().unwrap_or_default() };
+        let targets: Vec<u64> = st
+            .nodes
+            .iter()
+            .skip(1)
+            .filter(|n| n.id == master || n.master.as_deref() == Some(master.as_str()))
+            .filter_map(|n| self.peers.get(&n.id).and_then(|p| p.link))
+            .collect();
+        for l in targets {
             self.send(l, &m);
         }
     }
