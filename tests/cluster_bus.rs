@@ -52,8 +52,8 @@ fn redis_cli(args: &[&str]) -> (bool, String) {
         .args(args)
         .output()
         .expect("redis-cli");
-    let log = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let log =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), log)
 }
 
@@ -91,7 +91,11 @@ fn topology(port: u16) -> BTreeSet<String> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
             let w: Vec<&str> = l.split_whitespace().collect();
-            let role = if w[2].contains("master") { "master" } else { "slave" };
+            let role = if w[2].contains("master") {
+                "master"
+            } else {
+                "slave"
+            };
             format!("{} {} {} {}", w[0], role, w[3], w[8..].join(" "))
         })
         .collect()
@@ -143,9 +147,15 @@ fn redis_cli_creates_a_shardis_cluster_and_detects_a_failure() {
     check(ports[1]);
     let info = redis_cli(&["-p", &ports[0].to_string(), "cluster", "info"]).1;
     assert!(info.contains("cluster_stats_messages_ping_sent:"), "{info}");
-    assert!(info.contains("cluster_stats_messages_pong_received:"), "{info}");
+    assert!(
+        info.contains("cluster_stats_messages_pong_received:"),
+        "{info}"
+    );
     let links = redis_cli(&["-p", &ports[0].to_string(), "cluster", "links"]).1;
-    assert!(links.contains("direction") && links.contains("to"), "{links}");
+    assert!(
+        links.contains("direction") && links.contains("to"),
+        "{links}"
+    );
     // A cluster client writes and reads through the redirections.
     let client =
         redis::cluster::ClusterClient::new(vec![format!("redis://127.0.0.1:{}/", ports[0])])
@@ -159,12 +169,20 @@ fn redis_cli_creates_a_shardis_cluster_and_detects_a_failure() {
             .unwrap();
     }
     for i in 0..300 {
-        let v: i64 = redis::cmd("GET").arg(format!("k{i}")).query(&mut con).unwrap();
+        let v: i64 = redis::cmd("GET")
+            .arg(format!("k{i}"))
+            .query(&mut con)
+            .unwrap();
         assert_eq!(v, i);
     }
     // kill -9 one master: the others mark it PFAIL, then FAIL by majority.
     let victim_id = text(&nodes[2].raw().cmd(&["CLUSTER", "MYID"]));
-    let victim_id = victim_id.trim_start_matches('$').lines().nth(1).unwrap_or("").to_string();
+    let victim_id = victim_id
+        .trim_start_matches('$')
+        .lines()
+        .nth(1)
+        .unwrap_or("")
+        .to_string();
     assert_eq!(victim_id.len(), 40);
     kill9(&nodes[2]);
     poll("the killed master is FAIL on both survivors", 30, || {
@@ -182,14 +200,21 @@ fn mixed_cluster_with_redis_server_and_reshard_under_load() {
     let ours: Vec<Server> = (0..2).map(|_| shardis_node()).collect();
     let theirs: Vec<RedisServer> = (0..2).map(|_| redis_node()).collect();
     // Interleaved, so slot ranges alternate between the two kinds of node.
-    let ports = vec![ours[0].port(), theirs[0].port(), ours[1].port(), theirs[1].port()];
+    let ports = vec![
+        ours[0].port(),
+        theirs[0].port(),
+        ours[1].port(),
+        theirs[1].port(),
+    ];
     create(&ports, 0);
     poll("every node sees cluster_state:ok", 20, || {
         ports.iter().all(|&p| state_ok(p))
     });
-    poll("consistent CLUSTER NODES on shardis and redis-server", 20, || {
-        consistent(&ports)
-    });
+    poll(
+        "consistent CLUSTER NODES on shardis and redis-server",
+        20,
+        || consistent(&ports),
+    );
     check(ports[0]);
     check(ports[1]);
     // PUBLISH reaches subscribers on every node, across the two implementations.
@@ -212,8 +237,10 @@ fn mixed_cluster_with_redis_server_and_reshard_under_load() {
         let mut con = client.get_connection().unwrap();
         let (mut n, mut errors) = (0u64, Vec::new());
         while !stop2.load(std::sync::atomic::Ordering::Relaxed) || n < 2000 {
-            let r: redis::RedisResult<()> =
-                redis::cmd("SET").arg(format!("w:{n}")).arg(n).query(&mut con);
+            let r: redis::RedisResult<()> = redis::cmd("SET")
+                .arg(format!("w:{n}"))
+                .arg(n)
+                .query(&mut con);
             if let Err(e) = r {
                 errors.push(e.to_string());
             }
@@ -252,14 +279,20 @@ fn mixed_cluster_with_redis_server_and_reshard_under_load() {
             .unwrap();
     let mut con = client.get_connection().unwrap();
     for n in 0..written {
-        let v: Option<u64> = redis::cmd("GET").arg(format!("w:{n}")).query(&mut con).unwrap();
+        let v: Option<u64> = redis::cmd("GET")
+            .arg(format!("w:{n}"))
+            .query(&mut con)
+            .unwrap();
         assert_eq!(v, Some(n), "key w:{n} lost");
     }
     println!("{written} keys written during the reshard, none lost");
 }
 
 fn myid(port: u16) -> String {
-    redis_cli(&["-p", &port.to_string(), "cluster", "myid"]).1.trim().to_string()
+    redis_cli(&["-p", &port.to_string(), "cluster", "myid"])
+        .1
+        .trim()
+        .to_string()
 }
 
 fn role(port: u16) -> String {
@@ -300,7 +333,9 @@ fn kill_and_wait_for_failover(
             })
     });
     println!("failover took {took:?} (node timeout {NODE_TIMEOUT} ms)");
-    poll("cluster_state:ok after the failover", 30, || state_ok(witness_port));
+    poll("cluster_state:ok after the failover", 30, || {
+        state_ok(witness_port)
+    });
     let mut con = common::RawConn::connect(([127, 0, 0, 1], replica_port).into());
     for k in keys {
         assert_eq!(
@@ -392,7 +427,9 @@ fn shardis_replica_takes_over_from_a_redis_master() {
     ]);
     assert!(ok, "{log}");
     let all = vec![ports[0], ports[1], ports[2], replica.port()];
-    poll("the shardis replica is known everywhere", 20, || consistent(&all));
+    poll("the shardis replica is known everywhere", 20, || {
+        consistent(&all)
+    });
     poll("the shardis replica's link is up", 20, || {
         redis_cli(&["-p", &replica.port().to_string(), "info", "replication"])
             .1
@@ -435,8 +472,10 @@ fn add_node_reshard_and_del_node_under_load() {
         let mut con = client.get_connection().unwrap();
         let (mut n, mut errors) = (0u64, Vec::new());
         while !stop2.load(std::sync::atomic::Ordering::Relaxed) || n < 1000 {
-            let r: redis::RedisResult<()> =
-                redis::cmd("SET").arg(format!("a:{n}")).arg(n).query(&mut con);
+            let r: redis::RedisResult<()> = redis::cmd("SET")
+                .arg(format!("a:{n}"))
+                .arg(n)
+                .query(&mut con);
             if let Err(e) = r {
                 errors.push(e.to_string());
             }
@@ -477,7 +516,10 @@ fn add_node_reshard_and_del_node_under_load() {
             .unwrap();
     let mut con = client.get_connection().unwrap();
     for n in 0..written {
-        let v: Option<u64> = redis::cmd("GET").arg(format!("a:{n}")).query(&mut con).unwrap();
+        let v: Option<u64> = redis::cmd("GET")
+            .arg(format!("a:{n}"))
+            .query(&mut con)
+            .unwrap();
         assert_eq!(v, Some(n), "key a:{n} lost");
     }
     println!("{written} keys written during add-node, two reshards and del-node, none lost");

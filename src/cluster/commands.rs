@@ -1,6 +1,7 @@
 //! CLUSTER's subcommands, ASKING, READONLY and READWRITE, with Redis 7.0's replies and error
-//! texts. Everything here works without the cluster bus; MEET, REPLICATE and FAILOVER, which
-//! need it, are marked below (phase 2).
+//! texts. MEET leaves a node in handshake for the bus to greet; REPLICATE starts replication;
+//! FAILOVER hands the bus a request; LINKS, COUNT-FAILURE-REPORTS and INFO's message counters
+//! read what the bus publishes ([`super::bus::view`]).
 //!
 //! Changes go through [`super::Cluster::change`], which saves nodes.conf before answering.
 //! Subcommands that depend on keys (COUNTKEYSINSLOT, GETKEYSINSLOT, SETSLOT NODE, FLUSHSLOTS,
@@ -767,11 +768,16 @@ fn reset(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
     if argv.len() > 3 {
         return Err(Error::Syntax);
     }
+    let shared = ctx.shared.clone();
     when_db_empty(
         ctx,
         conn,
         "CLUSTER RESET can't be called with master nodes containing keys",
         move |conn| {
+            // A replica stops replicating and becomes a master, as in Redis.
+            if let Some(link) = shared.repl.link() {
+                link.request_promotion();
+            }
             let r = super::get().map(|c| {
                 c.change(|st| {
                     let me = st.me().clone();

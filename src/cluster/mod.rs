@@ -274,6 +274,11 @@ impl Cluster {
             me.ip.clear();
         }
         me.hostname = hostname;
+        if cfg.get("cluster-replica-no-failover") == "yes" {
+            me.flags |= state::nflag::NOFAILOVER;
+        } else {
+            me.flags &= !state::nflag::NOFAILOVER;
+        }
         st.update(cfg.get("cluster-require-full-coverage") == "yes");
     }
 

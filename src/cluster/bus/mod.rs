@@ -21,8 +21,16 @@
 //! timeout without a PONG, FAIL once a majority of masters report it (reports valid for twice
 //! the node timeout), FAIL broadcasts and their undoing, current/config epochs, slot ownership
 //! taken by the higher config epoch, UPDATE for stale claims, config-epoch collisions, the
-//! 60-second blacklist of forgotten nodes, and the message counters of CLUSTER INFO and the
-//! links of CLUSTER LINKS. Replicas and failover are not built yet.
+//! 60-second blacklist of forgotten nodes, the message counters of CLUSTER INFO and the links
+//! of CLUSTER LINKS, PUBLISH / PUBLISHSHARD. Replicas: a replica's slots follow its master's;
+//! when its master is FAIL it waits `500 ms + random(500 ms) + rank * 1 s` (rank: replicas of
+//! the same master with a higher replication offset), asks the masters for votes
+//! (FAILOVER_AUTH_REQUEST; a master votes once per epoch and once per failed master in twice
+//! the node timeout), and with a majority takes the slots with its new config epoch, is
+//! promoted through the replication's psync2 path and tells everyone (PONG). A master whose
+//! slots all went to another node becomes that node's replica. CLUSTER FAILOVER (MFSTART, the
+//! master pauses writes and reports its offset, the replica catches up), FORCE and TAKEOVER.
+//! Not built: replica migration (orphaned masters adopting a replica), module messages, TLS.
 
 pub mod msg;
 
@@ -87,9 +95,11 @@ pub enum Request {
 }
 
 /// Messages published here, for the bus to send (shard channel?, channel, message).
-static OUTBOX: Mutex<Vec<(bool, Vec<u8>, Vec<u8>)>> = Mutex::new(Vec::new());
+static OUTBOX: Mutex<Vec<Published>> = Mutex::new(Vec::new());
 /// Messages that came over the bus, for shard 0 to deliver.
-static INBOX: Mutex<Vec<(bool, Vec<u8>, Vec<u8>)>> = Mutex::new(Vec::new());
+static INBOX: Mutex<Vec<Published>> = Mutex::new(Vec::new());
+/// A published message: whether on a shard channel, the channel, the message.
+type Published = (bool, Vec<u8>, Vec<u8>);
 /// Most published messages waiting in either direction; beyond it new ones are dropped (pub/sub
 /// is at-most-once).
 const PUBLISH_QUEUE_MAX: usize = 100_000;
@@ -334,7 +344,9 @@ impl Bus {
     fn run(&mut self) {
         loop {
             let now = now_ms();
-            let wait = (self.last_cron_ms + CRON_MS).saturating_sub(now).min(CRON_MS);
+            let wait = (self.last_cron_ms + CRON_MS)
+                .saturating_sub(now)
+                .min(CRON_MS);
             self.poll(wait as i32);
             let now = now_ms();
             let mut queue = Vec::new();
@@ -479,7 +491,13 @@ impl Bus {
         }
     }
 
-    fn new_link(&mut self, sock: TcpStream, node: Option<String>, outbound: bool, connecting: bool) -> u64 {
+    fn new_link(
+        &mut self,
+        sock: TcpStream,
+        node: Option<String>,
+        outbound: bool,
+        connecting: bool,
+    ) -> u64 {
         let id = self.next_link;
         self.next_link += 1;
         self.links.insert(
@@ -587,10 +605,7 @@ impl Bus {
     }
 
     fn node_timeout(&self) -> u64 {
-        self.cluster
-            .config
-            .get_i64("cluster-node-timeout")
-            .max(1) as u64
+        self.cluster.config.get_i64("cluster-node-timeout").max(1) as u64
     }
 
     /// Queues a message on a link.
@@ -774,7 +789,11 @@ impl Bus {
             if st.nodes[i].flags & nflag::HANDSHAKE != 0
                 && now.saturating_sub(peer.ctime_ms) > handshake_timeout
             {
-                crate::log!("Cluster bus: handshake with {}:{} timed out", st.nodes[i].ip, st.nodes[i].cport);
+                crate::log!(
+                    "Cluster bus: handshake with {}:{} timed out",
+                    st.nodes[i].ip,
+                    st.nodes[i].cport
+                );
                 self.forget_node(st, i);
                 todo.publish();
                 continue;
@@ -786,13 +805,14 @@ impl Bus {
             i += 1;
         }
         // Every second: ping the least recently answered of five random nodes.
-        if self.iteration % 10 == 0 && st.nodes.len() > 1 {
+        if self.iteration.is_multiple_of(10) && st.nodes.len() > 1 {
             let mut best: Option<usize> = None;
             for _ in 0..5 {
                 let i = 1 + self.rng.below(st.nodes.len() - 1);
                 let n = &st.nodes[i];
                 let linked = self.peers.get(&n.id).and_then(|p| p.link);
-                let usable = linked.is_some_and(|l| self.links.get(&l).is_some_and(|l| !l.connecting));
+                let usable =
+                    linked.is_some_and(|l| self.links.get(&l).is_some_and(|l| !l.connecting));
                 if !usable || n.ping_sent_ms != 0 || n.flags & nflag::HANDSHAKE != 0 {
                     continue;
                 }
@@ -831,7 +851,9 @@ impl Bus {
                 }
             }
             let connected = link_ctime.is_some()
-                && link.and_then(|l| self.links.get(&l)).is_some_and(|l| !l.connecting && !l.closed);
+                && link
+                    .and_then(|l| self.links.get(&l))
+                    .is_some_and(|l| !l.connecting && !l.closed);
             if st.nodes[i].connected != connected {
                 st.nodes[i].connected = connected;
                 todo.publish();
@@ -899,7 +921,10 @@ impl Bus {
         let link_node = link.node.clone();
         let outbound = link.outbound;
         let peer_ip = if link.peer_ip.is_empty() {
-            link.sock.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default()
+            link.sock
+                .peer_addr()
+                .map(|a| a.ip().to_string())
+                .unwrap_or_default()
         } else {
             link.peer_ip.clone()
         };
@@ -927,7 +952,11 @@ impl Bus {
                 }
             }
         }
-        let sender_ip = if h.myip.is_empty() { peer_ip.clone() } else { h.myip.clone() };
+        let sender_ip = if h.myip.is_empty() {
+            peer_ip.clone()
+        } else {
+            h.myip.clone()
+        };
         if t == mtype::PING || t == mtype::MEET {
             // Learn our own address from the connection when nothing is announced.
             if (t == mtype::MEET || st.me().ip.is_empty())
@@ -942,11 +971,23 @@ impl Bus {
                 }
             }
             if sender.is_none() && t == mtype::MEET {
-                let mut n = Node::new(super::state::random_id(), sender_ip.clone(), h.port, h.cport, nflag::HANDSHAKE);
+                let mut n = Node::new(
+                    super::state::random_id(),
+                    sender_ip.clone(),
+                    h.port,
+                    h.cport,
+                    nflag::HANDSHAKE,
+                );
                 n.connected = false;
                 let id = n.id.clone();
                 st.nodes.push(n);
-                self.peers.insert(id, Peer { ctime_ms: now, ..Default::default() });
+                self.peers.insert(
+                    id,
+                    Peer {
+                        ctime_ms: now,
+                        ..Default::default()
+                    },
+                );
                 self.gossip(st, None, &m, now, todo);
                 todo.publish();
             }
@@ -974,7 +1015,14 @@ impl Bus {
                 }
             }
             mtype::UPDATE => {
-                let Body::Update { config_epoch, name, slots } = &m.body else { return };
+                let Body::Update {
+                    config_epoch,
+                    name,
+                    slots,
+                } = &m.body
+                else {
+                    return;
+                };
                 if sender.is_none() {
                     return;
                 }
@@ -1027,7 +1075,9 @@ impl Bus {
                 }
             }
             mtype::PUBLISH | mtype::PUBLISHSHARD => {
-                let Body::Publish { channel, message } = m.body else { return };
+                let Body::Publish { channel, message } = m.body else {
+                    return;
+                };
                 if sender.is_none() {
                     return;
                 }
@@ -1068,7 +1118,9 @@ impl Bus {
             return;
         };
         if outbound {
-            let Some(node_id) = link_node.clone() else { return };
+            let Some(node_id) = link_node.clone() else {
+                return;
+            };
             let Some(ni) = st.find(&node_id) else { return };
             if st.nodes[ni].flags & nflag::HANDSHAKE != 0 {
                 if sender.is_some() || sender_id == st.me().id {
@@ -1086,7 +1138,11 @@ impl Bus {
                 let n = &mut st.nodes[ni];
                 n.id = sender_id.clone();
                 n.flags &= !(nflag::HANDSHAKE | nflag::MEET);
-                n.flags |= if h.flags & flag::SLAVE != 0 { nflag::SLAVE } else { nflag::MASTER };
+                n.flags |= if h.flags & flag::SLAVE != 0 {
+                    nflag::SLAVE
+                } else {
+                    nflag::MASTER
+                };
                 if let Some(p) = self.peers.remove(&node_id) {
                     self.peers.insert(sender_id.clone(), p);
                 }
@@ -1117,8 +1173,16 @@ impl Bus {
             todo.publish();
         }
         // The address changed (seen on an inbound PING).
-        if h.mtype == mtype::PING && !outbound && (n.ip != sender_ip || n.port != h.port || n.cport != h.cport) {
-            crate::log!("Address updated for node {}, now {}:{}", n.id, sender_ip, h.port);
+        if h.mtype == mtype::PING
+            && !outbound
+            && (n.ip != sender_ip || n.port != h.port || n.cport != h.cport)
+        {
+            crate::log!(
+                "Address updated for node {}, now {}:{}",
+                n.id,
+                sender_ip,
+                h.port
+            );
             n.ip = sender_ip;
             n.port = h.port;
             n.cport = h.cport;
@@ -1159,7 +1223,10 @@ impl Bus {
                 st.nodes[s].flags = (st.nodes[s].flags & !nflag::MASTER) | nflag::SLAVE;
                 todo.save();
             }
-            if master.is_some() && st.nodes[s].master != master && master.as_deref().and_then(|m| st.find(m)).is_some() {
+            if master.is_some()
+                && st.nodes[s].master != master
+                && master.as_deref().and_then(|m| st.find(m)).is_some()
+            {
                 st.nodes[s].master = master;
                 todo.save();
             }
@@ -1213,7 +1280,10 @@ impl Bus {
         {
             st.current_epoch += 1;
             st.me_mut().config_epoch = st.current_epoch;
-            crate::log!("WARNING: configEpoch collision with node {sender_id}. configEpoch set to {}", st.current_epoch);
+            crate::log!(
+                "WARNING: configEpoch collision with node {sender_id}. configEpoch set to {}",
+                st.current_epoch
+            );
             todo.save();
         }
         if h.mflags[0] & msg::mflag::PAUSED != 0
@@ -1221,7 +1291,10 @@ impl Bus {
             && self.mf.master_offset.is_none()
             && st.me().master.as_deref() == Some(sender_id.as_str())
         {
-            crate::log!("Received replication offset for paused master manual failover: {}", h.offset);
+            crate::log!(
+                "Received replication offset for paused master manual failover: {}",
+                h.offset
+            );
             self.mf.master_offset = Some(h.offset);
         }
         self.gossip(st, Some(s), m, now, todo);
@@ -1238,7 +1311,14 @@ impl Bus {
     }
 
     /// Takes the slots a master claims with a higher config epoch (clusterUpdateSlotsConfigWith).
-    fn update_slots(&mut self, st: &mut State, s: usize, epoch: u64, slots: &[u8; msg::SLOT_BYTES], todo: &mut Todo) {
+    fn update_slots(
+        &mut self,
+        st: &mut State,
+        s: usize,
+        epoch: u64,
+        slots: &[u8; msg::SLOT_BYTES],
+        todo: &mut Todo,
+    ) {
         if s == 0 {
             return;
         }
@@ -1259,7 +1339,10 @@ impl Bus {
             }
             if owner.is_none_or(|o| st.nodes[o].config_epoch < epoch) {
                 if owner == Some(0) {
-                    crate::log!("Slot {slot} taken by {} (config epoch {epoch})", st.nodes[s].id);
+                    crate::log!(
+                        "Slot {slot} taken by {} (config epoch {epoch})",
+                        st.nodes[s].id
+                    );
                     st.migrating.remove(&slot);
                 }
                 if owner.is_some() && owner == cur_master {
@@ -1273,7 +1356,10 @@ impl Bus {
         // does when a failed master comes back after its replica took over.
         if let (Some(nm), Some(cm)) = (new_master, cur_master) {
             if st.ranges_of(cm).is_empty() {
-                crate::log!("Configuration change detected. Reconfiguring myself as a replica of {}", st.nodes[nm].id);
+                crate::log!(
+                    "Configuration change detected. Reconfiguring myself as a replica of {}",
+                    st.nodes[nm].id
+                );
                 if let Some((ip, port)) = set_master(st, nm) {
                     self.end_manual_failover();
                     if let Some(shared) = SHARED.get() {
@@ -1285,12 +1371,23 @@ impl Bus {
     }
 
     /// The gossip sections of a message (clusterProcessGossipSection).
-    fn gossip(&mut self, st: &mut State, sender: Option<usize>, m: &Message, now: u64, todo: &mut Todo) {
-        let Body::Ping { gossip, .. } = &m.body else { return };
+    fn gossip(
+        &mut self,
+        st: &mut State,
+        sender: Option<usize>,
+        m: &Message,
+        now: u64,
+        todo: &mut Todo,
+    ) {
+        let Body::Ping { gossip, .. } = &m.body else {
+            return;
+        };
         let sender_master = sender.filter(|&s| st.nodes[s].is_master());
         let reporter = sender_master.map(|s| st.nodes[s].id.clone());
         for g in gossip {
-            let Some(id) = msg::id_of(&g.name) else { continue };
+            let Some(id) = msg::id_of(&g.name) else {
+                continue;
+            };
             if let Some(i) = st.find(&id) {
                 if i == 0 {
                     continue;
@@ -1306,7 +1403,8 @@ impl Bus {
                 }
                 let reports = self.peers.get(&id).map_or(0, |p| p.reports.len());
                 let n = &mut st.nodes[i];
-                if g.flags & (flag::FAIL | flag::PFAIL) == 0 && n.ping_sent_ms == 0 && reports == 0 {
+                if g.flags & (flag::FAIL | flag::PFAIL) == 0 && n.ping_sent_ms == 0 && reports == 0
+                {
                     let pong = g.pong_received as u64 * 1000;
                     if pong <= now + 500 && pong > n.pong_recv_ms {
                         n.pong_recv_ms = pong;
@@ -1337,16 +1435,32 @@ impl Bus {
 
     /// A new node in handshake, unless one is already under way for that address.
     fn start_handshake(&mut self, st: &mut State, ip: &str, port: u16, cport: u16, now: u64) {
-        let Ok(addr) = ip.parse::<std::net::IpAddr>() else { return };
+        let Ok(addr) = ip.parse::<std::net::IpAddr>() else {
+            return;
+        };
         let ip = addr.to_string();
         if port == 0 || cport == 0 {
             return;
         }
-        if st.nodes.iter().any(|n| n.flags & nflag::HANDSHAKE != 0 && n.ip == ip && n.port == port && n.cport == cport) {
+        if st.nodes.iter().any(|n| {
+            n.flags & nflag::HANDSHAKE != 0 && n.ip == ip && n.port == port && n.cport == cport
+        }) {
             return;
         }
-        let n = Node::new(super::state::random_id(), ip, port, cport, nflag::HANDSHAKE | nflag::MEET);
-        self.peers.insert(n.id.clone(), Peer { ctime_ms: now, ..Default::default() });
+        let n = Node::new(
+            super::state::random_id(),
+            ip,
+            port,
+            cport,
+            nflag::HANDSHAKE | nflag::MEET,
+        );
+        self.peers.insert(
+            n.id.clone(),
+            Peer {
+                ctime_ms: now,
+                ..Default::default()
+            },
+        );
         st.nodes.push(n);
     }
 
@@ -1360,7 +1474,8 @@ impl Bus {
         let validity = self.node_timeout() * FAIL_REPORT_VALIDITY_MULT;
         let id = n.id.clone();
         let peer = self.peers.entry(id.clone()).or_default();
-        peer.reports.retain(|_, t| now.saturating_sub(*t) <= validity);
+        peer.reports
+            .retain(|_, t| now.saturating_sub(*t) <= validity);
         let mut failures = peer.reports.len();
         if st.me().is_master() {
             failures += 1;
@@ -1373,7 +1488,9 @@ impl Bus {
         peer.fail_time_ms = now;
         let m = Message {
             header: self.header(st, mtype::FAIL),
-            body: Body::Fail { name: msg::name_of(&id) },
+            body: Body::Fail {
+                name: msg::name_of(&id),
+            },
         };
         self.broadcast(st, &m);
         todo.save();
@@ -1412,10 +1529,13 @@ fn connect_nonblocking(addr: SocketAddr) -> std::io::Result<TcpStream> {
 impl Bus {
     /// Requests from CLUSTER commands.
     fn requests(&mut self, st: &mut State, now: u64, todo: &mut Todo) {
-        let reqs: Vec<Request> = std::mem::take(&mut *REQUESTS.lock().unwrap_or_else(|e| e.into_inner()));
+        let reqs: Vec<Request> =
+            std::mem::take(&mut *REQUESTS.lock().unwrap_or_else(|e| e.into_inner()));
         for r in reqs {
             let Request::Failover { force, takeover } = r;
-            let Some(mi) = st.me().master.as_deref().and_then(|m| st.find(m)) else { continue };
+            let Some(mi) = st.me().master.as_deref().and_then(|m| st.find(m)) else {
+                continue;
+            };
             if takeover {
                 // No votes: a new config epoch of our own, then the master's slots.
                 crate::log!("Taking over the master (user request).");
@@ -1448,8 +1568,11 @@ impl Bus {
     fn end_manual_failover(&mut self) {
         if self.mf.replica.is_some() {
             if let Some(shared) = SHARED.get() {
-                shared.pause_end_ms.store(1, std::sync::atomic::Ordering::Release);
-                shards::keyspace::EXPIRY_PAUSED_UNTIL_MS.store(0, std::sync::atomic::Ordering::Release);
+                shared
+                    .pause_end_ms
+                    .store(1, std::sync::atomic::Ordering::Release);
+                shards::keyspace::EXPIRY_PAUSED_UNTIL_MS
+                    .store(0, std::sync::atomic::Ordering::Release);
             }
         }
         self.mf = ManualFailover::default();
@@ -1475,7 +1598,9 @@ impl Bus {
         if !self.mf.can_start {
             if let Some(off) = self.mf.master_offset {
                 if repl_offset() >= off {
-                    crate::log!("All master replication stream processed, manual failover can start.");
+                    crate::log!(
+                        "All master replication stream processed, manual failover can start."
+                    );
                     self.mf.can_start = true;
                 }
             }
@@ -1489,7 +1614,9 @@ impl Bus {
         st.nodes
             .iter()
             .skip(1)
-            .filter(|n| n.master.is_some() && n.master == master && n.flags & nflag::NOFAILOVER == 0)
+            .filter(|n| {
+                n.master.is_some() && n.master == master && n.flags & nflag::NOFAILOVER == 0
+            })
             .filter(|n| self.peers.get(&n.id).is_some_and(|p| p.repl_offset > mine))
             .count()
     }
@@ -1501,20 +1628,24 @@ impl Bus {
         if me.flags & nflag::SLAVE == 0 {
             return;
         }
-        let Some(mi) = me.master.as_deref().and_then(|m| st.find(m)) else { return };
+        let Some(mi) = me.master.as_deref().and_then(|m| st.find(m)) else {
+            return;
+        };
         let manual = self.mf.end_ms != 0 && self.mf.can_start;
         let master = &st.nodes[mi];
-        if (master.flags & nflag::FAIL == 0 && !manual)
-            || (me.flags & nflag::NOFAILOVER != 0 && !manual)
-            || st.ranges_of(mi).is_empty()
-        {
+        let blocked = master.flags & nflag::FAIL == 0 || me.flags & nflag::NOFAILOVER != 0;
+        if (blocked && !manual) || st.ranges_of(mi).is_empty() {
             return;
         }
         let timeout = self.node_timeout();
         let auth_timeout = (timeout * 2).max(2000);
         let retry = auth_timeout * 2;
         // Data too old for a failover (cluster-replica-validity-factor).
-        let factor = self.cluster.config.get_i64("cluster-replica-validity-factor").max(0) as u64;
+        let factor = self
+            .cluster
+            .config
+            .get_i64("cluster-replica-validity-factor")
+            .max(0) as u64;
         if factor > 0 && !manual {
             if let Some(l) = SHARED.get().and_then(|s| s.repl.link()) {
                 let down = l.down_since_ms.load(std::sync::atomic::Ordering::Acquire);
@@ -1522,7 +1653,12 @@ impl Bus {
                 if age > timeout {
                     age -= timeout;
                 }
-                let ping_period = self.cluster.config.get_i64("repl-ping-replica-period").max(1) as u64 * 1000;
+                let ping_period = self
+                    .cluster
+                    .config
+                    .get_i64("repl-ping-replica-period")
+                    .max(1) as u64
+                    * 1000;
                 if l.state() != "connected" && age > ping_period + timeout * factor {
                     return;
                 }
@@ -1540,7 +1676,10 @@ impl Bus {
                 e.time_ms = now;
                 e.rank = 0;
             }
-            crate::log!("Start of election delayed for {} milliseconds (rank #{rank}).", e.time_ms.saturating_sub(now));
+            crate::log!(
+                "Start of election delayed for {} milliseconds (rank #{rank}).",
+                e.time_ms.saturating_sub(now)
+            );
             // The other replicas of our master learn our offset at once.
             let siblings: Vec<u64> = st
                 .nodes
@@ -1575,7 +1714,13 @@ impl Bus {
             if manual {
                 h.mflags[0] |= msg::mflag::FORCEACK;
             }
-            self.broadcast(st, &Message { header: h, body: Body::Empty });
+            self.broadcast(
+                st,
+                &Message {
+                    header: h,
+                    body: Body::Empty,
+                },
+            );
             todo.save();
             return;
         }
@@ -1631,7 +1776,9 @@ impl Bus {
             return;
         }
         let node = &st.nodes[s];
-        let Some(mi) = node.master.as_deref().and_then(|m| st.find(m)) else { return };
+        let Some(mi) = node.master.as_deref().and_then(|m| st.find(m)) else {
+            return;
+        };
         if node.is_master() {
             return;
         }
@@ -1656,7 +1803,11 @@ impl Bus {
         }
         st.last_vote_epoch = st.current_epoch;
         self.peers.entry(master_id).or_default().voted_ms = now;
-        crate::log!("Failover auth granted to {} for epoch {}", st.nodes[s].id, st.current_epoch);
+        crate::log!(
+            "Failover auth granted to {} for epoch {}",
+            st.nodes[s].id,
+            st.current_epoch
+        );
         todo.save();
         let m = Message {
             header: self.header(st, mtype::FAILOVER_AUTH_ACK),
@@ -1672,7 +1823,11 @@ impl Bus {
     /// Sends a message published here: PUBLISH to every node, PUBLISHSHARD to the other nodes
     /// of this node's shard (its master and that master's replicas).
     fn send_publish(&mut self, st: &State, shard: bool, channel: Vec<u8>, message: Vec<u8>) {
-        let t = if shard { mtype::PUBLISHSHARD } else { mtype::PUBLISH };
+        let t = if shard {
+            mtype::PUBLISHSHARD
+        } else {
+            mtype::PUBLISH
+        };
         let m = Message {
             header: self.header(st, t),
             body: Body::Publish { channel, message },
@@ -1682,7 +1837,11 @@ impl Bus {
             return;
         }
         let me = st.me();
-        let master = if me.is_master() { me.id.clone() } else { me.master.clone().unwrap_or_default() };
+        let master = if me.is_master() {
+            me.id.clone()
+        } else {
+            me.master.clone().unwrap_or_default()
+        };
         let targets: Vec<u64> = st
             .nodes
             .iter()

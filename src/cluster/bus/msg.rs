@@ -61,7 +61,8 @@ pub mod mtype {
     ];
 }
 
-/// Node flags as the bus carries them (CLUSTER_NODE_*).
+/// Node flags as the bus carries them (CLUSTER_NODE_*; the whole table, used or not).
+#[allow(dead_code)]
 pub mod flag {
     pub const MASTER: u16 = 1;
     pub const SLAVE: u16 = 2;
@@ -85,7 +86,8 @@ pub mod mflag {
     pub const EXT_DATA: u8 = 4;
 }
 
-/// Ping extension types.
+/// Ping extension types (the whole table, used or not).
+#[allow(dead_code)]
 pub mod ext {
     pub const HOSTNAME: u16 = 0;
     pub const HUMAN_NODENAME: u16 = 1;
@@ -105,7 +107,10 @@ pub enum Error {
     Signature,
     Length(usize),
     /// The total length does not match what the type and counts say.
-    Mismatch { totlen: usize, expected: usize },
+    Mismatch {
+        totlen: usize,
+        expected: usize,
+    },
     Extension,
 }
 
@@ -206,9 +211,15 @@ pub enum Ext {
     Hostname(String),
     HumanNodename(String),
     /// A node the cluster forgets, for `ttl` more seconds (7.2; 7.0 skips it).
-    ForgottenNode { name: Name, ttl: u64 },
+    ForgottenNode {
+        name: Name,
+        ttl: u64,
+    },
     /// An extension we do not read: kept so it can be counted.
-    Other { kind: u16, data: Vec<u8> },
+    Other {
+        kind: u16,
+        data: Vec<u8>,
+    },
 }
 
 /// What follows the header.
@@ -447,7 +458,7 @@ fn decode_exts(data: &[u8], n: usize) -> Result<Vec<Ext>, Error> {
         }
         let len = be32(data, at) as usize;
         let kind = be16(data, at + 4);
-        if len < 8 || len % 8 != 0 || len > data.len() - at {
+        if len < 8 || !len.is_multiple_of(8) || len > data.len() - at {
             return Err(Error::Extension);
         }
         let payload = &data[at + 8..at + len];
@@ -577,9 +588,10 @@ fn encode_ext(out: &mut Vec<u8>, e: &Ext) {
     let (kind, mut payload) = match e {
         Ext::Hostname(s) => (ext::HOSTNAME, [s.as_bytes(), &[0]].concat()),
         Ext::HumanNodename(s) => (ext::HUMAN_NODENAME, [s.as_bytes(), &[0]].concat()),
-        Ext::ForgottenNode { name, ttl } => {
-            (ext::FORGOTTEN_NODE, [&name[..], &ttl.to_be_bytes()].concat())
-        }
+        Ext::ForgottenNode { name, ttl } => (
+            ext::FORGOTTEN_NODE,
+            [&name[..], &ttl.to_be_bytes()].concat(),
+        ),
         Ext::Other { kind, data } => (*kind, data.clone()),
     };
     payload.resize(payload.len().div_ceil(8) * 8, 0);

@@ -244,7 +244,9 @@ fn malformed_input_is_an_error() {
     for _ in 0..2000 {
         let mut b = good.clone();
         for _ in 0..8 {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let at = (seed >> 33) as usize % b.len();
             b[at] = (seed >> 20) as u8;
         }
