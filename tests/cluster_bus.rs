@@ -21,8 +21,17 @@ fn text(reply: &[u8]) -> String {
 /// A fresh shardis cluster node on a kernel-chosen port with an explicit bus port.
 fn shardis_node() -> Server {
     let dir = fresh_dir("cluster-bus");
-    let cport = free_port().to_string();
+    shardis_node_in(&dir, None, free_port())
+}
+
+/// A shardis cluster node keeping its nodes.conf in `dir` (a restart: the same port and bus
+/// port again).
+fn shardis_node_in(dir: &std::path::Path, port: Option<u16>, cport: u16) -> Server {
+    let cport = cport.to_string();
+    let port = port.unwrap_or(0).to_string();
     Server::start(&[
+        "--port",
+        &port,
         "--cluster-enabled",
         "yes",
         "--cluster-port",
@@ -348,7 +357,10 @@ fn kill_and_wait_for_failover(
 
 #[test]
 fn replicas_and_automatic_failover() {
-    let nodes: Vec<Server> = (0..6).map(|_| shardis_node()).collect();
+    let first_dir = fresh_dir("cluster-bus");
+    let first_cport = free_port();
+    let mut nodes: Vec<Server> = vec![shardis_node_in(&first_dir, None, first_cport)];
+    nodes.extend((0..5).map(|_| shardis_node()));
     let ports: Vec<u16> = nodes.iter().map(|n| n.port()).collect();
     create(&ports, 1);
     poll("every node sees cluster_state:ok", 20, || {
@@ -374,6 +386,27 @@ fn replicas_and_automatic_failover() {
     kill_and_wait_for_failover(&nodes[0], replica_port, ports[1], &keys);
     let (_, log) = redis_cli(&["--cluster", "check", &format!("127.0.0.1:{}", ports[1])]);
     assert!(log.contains("[OK] All 16384 slots covered."), "{log}");
+    // The old master comes back (same nodes.conf, same ports): it learns its slots moved on
+    // (UPDATE), becomes a replica of the new master and copies its data.
+    nodes[0] = shardis_node_in(&first_dir, Some(ports[0]), first_cport);
+    let new_master = myid(replica_port);
+    poll("the old master rejoins as a replica of the new one", 30, || {
+        cluster_nodes(ports[0])
+            .lines()
+            .any(|l| l.contains("myself,slave") && l.contains(&new_master))
+    });
+    poll("its replication link is up", 30, || {
+        redis_cli(&["-p", &ports[0].to_string(), "info", "replication"])
+            .1
+            .contains("master_link_status:up")
+    });
+    let mut con = common::RawConn::connect(([127, 0, 0, 1], ports[0]).into());
+    con.cmd(&["READONLY"]);
+    let k = &keys[0];
+    assert_eq!(
+        con.cmd(&["GET", k]),
+        format!("${}\r\n{k}\r\n", k.len()).into_bytes()
+    );
 }
 
 /// The words of the first CLUSTER NODES line (seen from `port`) that `want` accepts.

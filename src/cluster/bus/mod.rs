@@ -168,6 +168,29 @@ pub fn set_master(st: &mut State, index: usize) -> Option<(String, u16)> {
     Some((ip, port))
 }
 
+/// A replica (from nodes.conf at start-up, or whose master moved) replicates from its master's
+/// current address, as Redis's cron re-points `masterhost`.
+fn follow_master(st: &State) {
+    let me = st.me();
+    if me.flags & nflag::SLAVE == 0 {
+        return;
+    }
+    let Some(master) = me.master.as_deref().and_then(|m| st.node(m)) else {
+        return;
+    };
+    if master.ip.is_empty() || master.port == 0 || master.flags & nflag::NOADDR != 0 {
+        return;
+    }
+    let Some(shared) = SHARED.get() else { return };
+    let following = shared
+        .repl
+        .link()
+        .is_some_and(|l| l.host == master.ip && l.port == master.port);
+    if !following {
+        start_replication(shared, master.ip.clone(), master.port);
+    }
+}
+
 /// Starts replicating from `ip:port`.
 pub fn start_replication(shared: &crate::ctx::Shared, ip: String, port: u16) {
     crate::log!("Cluster: replicating from {ip}:{port}");
@@ -372,6 +395,7 @@ impl Bus {
                         self.process(st, lid, m, now, &mut todo);
                     }
                     if cron {
+                        follow_master(st);
                         self.requests(st, now, &mut todo);
                         self.cron(st, now, &mut todo);
                         self.manual_failover_cron(st, now);
