@@ -390,11 +390,15 @@ fn replicas_and_automatic_failover() {
     // (UPDATE), becomes a replica of the new master and copies its data.
     nodes[0] = shardis_node_in(&first_dir, Some(ports[0]), first_cport);
     let new_master = myid(replica_port);
-    poll("the old master rejoins as a replica of the new one", 30, || {
-        cluster_nodes(ports[0])
-            .lines()
-            .any(|l| l.contains("myself,slave") && l.contains(&new_master))
-    });
+    poll(
+        "the old master rejoins as a replica of the new one",
+        30,
+        || {
+            cluster_nodes(ports[0])
+                .lines()
+                .any(|l| l.contains("myself,slave") && l.contains(&new_master))
+        },
+    );
     poll("its replication link is up", 30, || {
         redis_cli(&["-p", &ports[0].to_string(), "info", "replication"])
             .1
@@ -469,6 +473,34 @@ fn shardis_replica_takes_over_from_a_redis_master() {
             .contains("master_link_status:up")
     });
     check(replica.port());
+    // Manual failovers both ways: the redis-server master pauses for the shardis replica
+    // (MFSTART), then the shardis master pauses for the redis-server replica.
+    for (to, from) in [(replica.port(), ports[0]), (ports[0], replica.port())] {
+        // Every master must see the new roles first, or it refuses its vote (as Redis does).
+        poll("every node sees the current roles", 20, || consistent(&all));
+        poll(
+            "the replica's link is up before a manual failover",
+            20,
+            || {
+                redis_cli(&["-p", &to.to_string(), "info", "replication"])
+                    .1
+                    .contains("master_link_status:up")
+            },
+        );
+        let (_, out) = redis_cli(&["-p", &to.to_string(), "cluster", "failover"]);
+        assert_eq!(out.trim(), "OK");
+        let start = Instant::now();
+        while !(role(to) == "master" && role(from) == "slave") {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no manual failover to {to}; logs:\n{}\n----\n{}",
+                theirs[0].log(),
+                replica.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        println!("manual failover to {to}: {:?}", start.elapsed());
+    }
     let tag = key_tag_for(&theirs[0]);
     let keys = write_acked(ports[0], &tag, 50);
     kill_and_wait_for_failover(&theirs[0], replica.port(), ports[2], &keys);

@@ -1352,6 +1352,7 @@ impl Bus {
             st.me().master.as_deref().and_then(|m| st.find(m))
         };
         let mut new_master = None;
+        let mut lost = 0usize;
         for j in 0..SLOTS {
             if !msg::slot_bit(slots, j) {
                 continue;
@@ -1363,10 +1364,7 @@ impl Bus {
             }
             if owner.is_none_or(|o| st.nodes[o].config_epoch < epoch) {
                 if owner == Some(0) {
-                    crate::log!(
-                        "Slot {slot} taken by {} (config epoch {epoch})",
-                        st.nodes[s].id
-                    );
+                    lost += 1;
                     st.migrating.remove(&slot);
                 }
                 if owner.is_some() && owner == cur_master {
@@ -1375,6 +1373,12 @@ impl Bus {
                 st.assign(slot, Some(s));
                 todo.save();
             }
+        }
+        if lost > 0 {
+            crate::log!(
+                "{lost} of my slots taken by {} (config epoch {epoch})",
+                st.nodes[s].id
+            );
         }
         // Our master (or we) lost every slot to one node: follow it as a replica, as Redis
         // does when a failed master comes back after its replica took over.
