@@ -589,3 +589,65 @@ fn add_node_reshard_and_del_node_under_load() {
     }
     println!("{written} keys written during add-node, two reshards and del-node, none lost");
 }
+
+/// Garbage on the bus port drops that link and nothing else: bad signatures, impossible
+/// lengths, and a real redis-server MEET with random bytes changed, many times over.
+#[test]
+fn malformed_bus_messages_drop_the_link_not_the_node() {
+    use std::io::Write;
+    let cport = free_port();
+    let dir = fresh_dir("cluster-bus");
+    let node = shardis_node_in(&dir, None, cport);
+    let meet = include_bytes!("../src/cluster/bus/msg/testdata/redis7-meet.bin");
+    let mut payloads: Vec<Vec<u8>> = vec![
+        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+        b"RCmb\xff\xff\xff\xff".to_vec(),
+        b"RCmb\0\0\0\x08\0\x01".to_vec(),
+        meet[..meet.len() - 7].to_vec(),
+    ];
+    let mut seed = 7u64;
+    for _ in 0..300 {
+        let mut m = meet.to_vec();
+        for _ in 0..6 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let at = (seed >> 33) as usize % m.len();
+            m[at] = (seed >> 17) as u8;
+        }
+        // Most keep a valid frame, so the decoder (not the framing) sees the damage.
+        if seed % 4 != 0 {
+            m[..4].copy_from_slice(b"RCmb");
+            let len = (m.len() as u32).to_be_bytes();
+            m[4..8].copy_from_slice(&len);
+        }
+        payloads.push(m);
+    }
+    for p in &payloads {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", cport)) {
+            let _ = s.write_all(p);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let mut con = node.raw();
+    assert_eq!(con.cmd(&["PING"]), b"+PONG\r\n");
+    assert!(text(&con.cmd(&["CLUSTER", "INFO"])).contains("cluster_known_nodes:"));
+    // The bus still works: a real node can meet it.
+    let other = shardis_node();
+    let (_, out) = redis_cli(&[
+        "-p",
+        &other.port().to_string(),
+        "cluster",
+        "meet",
+        "127.0.0.1",
+        &node.port().to_string(),
+        &cport.to_string(),
+    ]);
+    assert_eq!(out.trim(), "OK");
+    let other_id = myid(other.port());
+    poll("the node meets a real peer after the garbage", 20, || {
+        cluster_nodes(node.port())
+            .lines()
+            .any(|l| l.starts_with(&other_id) && !l.contains("handshake"))
+    });
+}
