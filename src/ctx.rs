@@ -630,6 +630,8 @@ impl ShardCtx {
                     let mut count = [0u8; 8];
                     let _ = crate::net::read(self.shared.repl.doorbell, &mut count);
                     crate::repl::replica::nudge();
+                    // The cluster bus rings the same bell for messages published elsewhere.
+                    crate::cluster::bus::deliver_published(self);
                 } else {
                     self.on_event(data, flags);
                 }

@@ -362,6 +362,9 @@ pub fn serve_shard_sub(
 /// SPUBLISH: to the shard that owns the channel's slot, which sends the message to each
 /// subscriber's shard.
 fn shard_publish(ctx: &ShardCtx, conn: &mut Conn, channel: &[u8], message: &[u8]) {
+    if crate::cluster::enabled() {
+        crate::cluster::bus::publish(true, channel, message);
+    }
     let owner = crate::dispatch::shard_of(ctx, channel);
     let parts = vec![(
         owner,
@@ -476,6 +479,10 @@ pub(crate) fn write_to(
 }
 
 fn publish(ctx: &ShardCtx, conn: &mut Conn, channel: &[u8], message: &[u8]) {
+    if crate::cluster::enabled() {
+        // The rest of the cluster's subscribers get it over the bus, as in Redis.
+        crate::cluster::bus::publish(false, channel, message);
+    }
     let shard = false;
     let parts = (0..ctx.n)
         .map(|s| {
@@ -572,6 +579,29 @@ pub fn broadcast(ctx: &ShardCtx, channel: Vec<u8>, message: Vec<u8>) {
                 shard: false,
                 channel: channel.clone(),
                 message: message.clone(),
+            },
+        );
+    }
+}
+
+/// Delivers a message that came over the cluster bus to this process's subscribers, answering
+/// no one and propagating nothing (shard 0, woken by the bus).
+pub fn deliver_from_bus(ctx: &ShardCtx, shard: bool, channel: Vec<u8>, message: Vec<u8>) {
+    if !shard {
+        broadcast(ctx, channel, message);
+        return;
+    }
+    let owner = crate::dispatch::shard_of(ctx, &channel);
+    if owner == ctx.id {
+        deliver(ctx, None, true, &channel, &message);
+    } else {
+        ctx.send_unanswered(
+            owner,
+            Token::default(),
+            ReqBody::Publish {
+                shard: true,
+                channel,
+                message,
             },
         );
     }

@@ -222,6 +222,7 @@ pub fn run(config: Arc<Config>) -> anyhow::Result<()> {
         .startup_memory
         .fetch_add(startup_memory, std::sync::atomic::Ordering::Relaxed);
     crate::acl_cmds::init(&shared)?;
+    crate::cluster::bus::set_shared(shared.clone());
     // `replicaof`: a replica from the first client on (its link starts with the shards).
     let of = config.get("replicaof");
     let mut words = of.split_whitespace();

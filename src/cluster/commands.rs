@@ -1,6 +1,7 @@
 //! CLUSTER's subcommands, ASKING, READONLY and READWRITE, with Redis 7.0's replies and error
-//! texts. Everything here works without the cluster bus; MEET, REPLICATE and FAILOVER, which
-//! need it, are marked below (phase 2).
+//! texts. MEET leaves a node in handshake for the bus to greet; REPLICATE starts replication;
+//! FAILOVER hands the bus a request; LINKS, COUNT-FAILURE-REPORTS and INFO's message counters
+//! read what the bus publishes ([`super::bus::view`]).
 //!
 //! Changes go through [`super::Cluster::change`], which saves nodes.conf before answering.
 //! Subcommands that depend on keys (COUNTKEYSINSLOT, GETKEYSINSLOT, SETSLOT NODE, FLUSHSLOTS,
@@ -138,7 +139,7 @@ pub fn handle(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Res
             return Ok(());
         }
         "links" => {
-            conn.reply().array(0);
+            links_reply(&mut conn.reply());
             return Ok(());
         }
         "countkeysinslot" => return count_keys(ctx, conn, argv),
@@ -149,7 +150,8 @@ pub fn handle(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Res
             if st.node(&id).is_none() {
                 return Err(unknown_node(&id));
             }
-            conn.reply().int(0);
+            let reports = super::bus::view().fail_reports.get(&*id).copied().unwrap_or(0);
+            conn.reply().int(reports as i64);
             return Ok(());
         }
         "replicas" | "slaves" => return replicas(cluster, conn, argv),
@@ -205,8 +207,8 @@ pub fn handle(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Res
         }
         "forget" => forget(cluster, conn, argv),
         "meet" => meet(cluster, conn, argv),
-        "replicate" => replicate(cluster, conn, argv),
-        "failover" => failover(cluster, argv),
+        "replicate" => replicate(ctx, cluster, conn, argv),
+        "failover" => failover(cluster, conn, argv),
         _ => Err(Error::err(format!(
             "unknown subcommand '{}'. Try CLUSTER HELP.",
             String::from_utf8_lossy(argv[1])
@@ -247,6 +249,27 @@ fn reply_changed(conn: &mut Conn, r: Option<Result<(), String>>) {
     }
 }
 
+/// CLUSTER LINKS: the bus's links, as maps (RESP3) or flat arrays (RESP2).
+fn links_reply(r: &mut Reply) {
+    let links = super::bus::view().links;
+    r.array(links.len());
+    for l in links {
+        r.map(6);
+        r.bulk(b"direction");
+        r.bulk(l.direction.as_bytes());
+        r.bulk(b"node");
+        r.bulk(l.node.as_bytes());
+        r.bulk(b"create-time");
+        r.int(l.create_time_ms as i64);
+        r.bulk(b"events");
+        r.bulk(l.events.as_bytes());
+        r.bulk(b"send-buffer-allocated");
+        r.int(l.send_buffer_allocated as i64);
+        r.bulk(b"send-buffer-used");
+        r.int(l.send_buffer_used as i64);
+    }
+}
+
 /// CLUSTER INFO's text.
 pub fn info_text(st: &State) -> String {
     let assigned = st.assigned();
@@ -267,9 +290,21 @@ pub fn info_text(st: &State) -> String {
     field("cluster_size", &st.size);
     field("cluster_current_epoch", &st.current_epoch);
     field("cluster_my_epoch", &my_epoch);
-    field("cluster_stats_messages_sent", &0);
-    field("cluster_stats_messages_received", &0);
-    field("total_cluster_links_buffer_limit_exceeded", &0);
+    let bus = super::bus::view();
+    let mut counters = |dir: &str, counts: &[u64]| {
+        for (name, n) in super::bus::msg::mtype::NAMES.iter().zip(counts) {
+            if *n > 0 {
+                o.push_str(&format!("cluster_stats_messages_{name}_{dir}:{n}\r\n"));
+            }
+        }
+        o.push_str(&format!(
+            "cluster_stats_messages_{dir}:{}\r\n",
+            counts.iter().sum::<u64>()
+        ));
+    };
+    counters("sent", &bus.sent);
+    counters("received", &bus.received);
+    o.push_str("total_cluster_links_buffer_limit_exceeded:0\r\n");
     o
 }
 
@@ -725,11 +760,16 @@ fn reset(ctx: &ShardCtx, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
     if argv.len() > 3 {
         return Err(Error::Syntax);
     }
+    let shared = ctx.shared.clone();
     when_db_empty(
         ctx,
         conn,
         "CLUSTER RESET can't be called with master nodes containing keys",
         move |conn| {
+            // A replica stops replicating and becomes a master, as in Redis.
+            if let Some(link) = shared.repl.link() {
+                link.request_promotion();
+            }
             let r = super::get().map(|c| {
                 c.change(|st| {
                     let me = st.me().clone();
@@ -791,6 +831,12 @@ fn forget(cluster: &Cluster, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Erro
             return Err(Error::err("Can't forget my master!"));
         }
         st.remove(index);
+        // As Redis: the node stays out for a minute, so gossip does not bring it back.
+        let until = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            + super::bus::BLACKLIST_TTL_S;
+        st.blacklist.insert(id.clone(), until);
         Ok(())
     })?;
     conn.reply().ok();
@@ -835,7 +881,7 @@ fn meet(cluster: &Cluster, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error>
         if !known {
             let id = super::state::random_id();
             st.nodes
-                .push(Node::new(id, ip, port, cport, nflag::HANDSHAKE));
+                .push(Node::new(id, ip, port, cport, nflag::HANDSHAKE | nflag::MEET));
         }
         Ok::<(), Error>(())
     })?;
@@ -843,44 +889,72 @@ fn meet(cluster: &Cluster, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error>
     Ok(())
 }
 
-/// CLUSTER REPLICATE node-id: checked as Redis checks it; becoming a replica needs the bus
-/// and replication wiring (phase 2).
-fn replicate(cluster: &Cluster, _conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
-    let st = cluster.state();
-    let id = String::from_utf8_lossy(argv[2]);
-    let Some(index) = st.find(&id) else {
-        return Err(unknown_node(&id));
-    };
-    if index == 0 {
-        return Err(Error::err("Can't replicate myself"));
+/// CLUSTER REPLICATE node-id: this node becomes a replica of that master (its slots follow
+/// the master's from then on) and replicates from it.
+fn replicate(
+    ctx: &ShardCtx,
+    cluster: &Cluster,
+    conn: &mut Conn,
+    argv: &[&[u8]],
+) -> Result<(), Error> {
+    let id = String::from_utf8_lossy(argv[2]).into_owned();
+    let addr = cluster.change(|st| {
+        let Some(index) = st.find(&id) else {
+            return Err(unknown_node(&id));
+        };
+        if index == 0 {
+            return Err(Error::err("Can't replicate myself"));
+        }
+        if !st.nodes[index].is_master() {
+            return Err(Error::err("I can only replicate a master, not a replica."));
+        }
+        if st.me().is_master() && !st.ranges_of(0).is_empty() {
+            return Err(Error::err(
+                "To set a master the node must be empty and without assigned slots.",
+            ));
+        }
+        Ok(super::bus::set_master(st, index))
+    })?;
+    if let Some((ip, port)) = addr {
+        let following = ctx
+            .shared
+            .repl
+            .link()
+            .is_some_and(|l| l.host == ip && l.port == port);
+        if !following {
+            super::bus::start_replication(&ctx.shared, ip, port);
+        }
     }
-    if !st.nodes[index].is_master() {
-        return Err(Error::err("I can only replicate a master, not a replica."));
-    }
-    if !st.ranges_of(0).is_empty() {
-        return Err(Error::err(
-            "To set a master the node must be empty and without assigned slots.",
-        ));
-    }
-    Err(Error::err(
-        "CLUSTER REPLICATE is not supported yet: shardis has no cluster bus",
-    ))
+    conn.reply().ok();
+    Ok(())
 }
 
-/// CLUSTER FAILOVER [FORCE|TAKEOVER]: only a replica fails over, and there are none yet.
-fn failover(cluster: &Cluster, argv: &[&[u8]]) -> Result<(), Error> {
-    match argv.get(2) {
-        None => {}
-        Some(a) if argv.len() == 3 && (eq_ic(a, "force") || eq_ic(a, "takeover")) => {}
+/// CLUSTER FAILOVER [FORCE|TAKEOVER]: a replica takes its master's place, after the master has
+/// paused and the replica caught up (default), without the master (FORCE), or without votes
+/// (TAKEOVER). The bus does it; the reply comes at once, as in Redis.
+fn failover(cluster: &Cluster, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error> {
+    let (force, takeover) = match argv.get(2) {
+        None => (false, false),
+        Some(a) if argv.len() == 3 && eq_ic(a, "force") => (true, false),
+        Some(a) if argv.len() == 3 && eq_ic(a, "takeover") => (false, true),
         Some(_) => return Err(Error::Syntax),
-    }
+    };
     let st = cluster.state();
     if st.me().flags & nflag::SLAVE == 0 {
         return Err(Error::err("You should send CLUSTER FAILOVER to a replica"));
     }
-    Err(Error::err(
-        "CLUSTER FAILOVER is not supported yet: shardis has no cluster bus",
-    ))
+    let master = st.me().master.as_deref().and_then(|m| st.node(m));
+    let Some(master) = master else {
+        return Err(Error::err("I'm a replica but my master is unknown to me"));
+    };
+    if !force && !takeover && (master.flags & nflag::FAIL != 0 || !master.connected) {
+        return Err(Error::err(
+            "Master is down or failed, please use CLUSTER FAILOVER FORCE",
+        ));
+    }
+    super::bus::request(super::bus::Request::Failover { force, takeover });
+    conn.reply().ok();
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,18 +1,17 @@
 //! Redis Cluster mode (`cluster-enabled yes`), and its one-box stand-in (`cluster-enabled
 //! emulated`).
 //!
-//! Phase 1, what works without the cluster bus: this node's configuration ([`state`], kept in
-//! `cluster-config-file` in Redis's nodes.conf format), the redirections every command goes
-//! through ([`route`]: CROSSSLOT, MOVED, ASK, TRYAGAIN, CLUSTERDOWN), the CLUSTER subcommands
-//! that need no peer ([`commands`]) and MIGRATE ([`migrate`]). Not yet: the bus (gossip,
-//! failure detection, failover), so MEET only records a node in handshake, and nodes learn about
-//! each other only from CLUSTER SETSLOT / nodes.conf.
+//! This node's configuration ([`state`], kept in `cluster-config-file` in Redis's nodes.conf
+//! format), the redirections every command goes through ([`route`]: CROSSSLOT, MOVED, ASK,
+//! TRYAGAIN, CLUSTERDOWN), the CLUSTER subcommands ([`commands`]), MIGRATE ([`migrate`]) and
+//! the cluster bus ([`bus`]: Redis's node-to-node protocol, its own thread).
 //!
 //! Sharing: the configuration is one immutable [`State`] behind an `Arc`. A change (an admin
 //! command, rare) locks a mutex, edits a copy, saves it, swaps it in and bumps a generation
 //! counter. Each shard's thread keeps the `Arc` it last saw; the per-command check reads the
 //! generation (one atomic load) and only on a change takes the mutex to pick up the new one.
 
+pub mod bus;
 pub mod commands;
 pub mod migrate;
 pub mod route;
@@ -141,6 +140,15 @@ pub fn init(config: &Arc<Config>, port: u16) -> anyhow::Result<()> {
     CLUSTER
         .set(cluster)
         .map_err(|_| anyhow::anyhow!("cluster state initialised twice"))?;
+    if let (Mode::On, Some(cluster)) = (mode, CLUSTER.get()) {
+        let bus_port = match config.get_i64("cluster-port") as u16 {
+            0 => port.wrapping_add(10000),
+            p => p,
+        };
+        let bind = config.get("bind");
+        let first = bind.split_whitespace().next().unwrap_or("");
+        bus::start(cluster, first.trim_start_matches('-'), bus_port)?;
+    }
     Ok(())
 }
 
@@ -215,6 +223,29 @@ impl Cluster {
         Ok(out)
     }
 
+    /// The bus's change: `f` edits a copy and says whether to publish it and whether to save
+    /// it too (Redis saves nodes.conf on topology, slot, flag and epoch changes, not on every
+    /// heartbeat). Nothing is copied back when `f` reports no change.
+    pub(crate) fn bus_change<R>(&self, f: impl FnOnce(&mut State) -> (R, bool, bool)) -> R {
+        let mut current = self.lock();
+        let mut next = State::clone(&current);
+        let (out, publish, save) = f(&mut next);
+        if publish || save {
+            self.apply_config(&mut next);
+            if save {
+                if let Err(e) = self.save(&next) {
+                    crate::logging::write(
+                        crate::logging::Level::Warning,
+                        &format!("cannot save the cluster config file: {e}"),
+                    );
+                }
+            }
+            *current = Arc::new(next);
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+        out
+    }
+
     /// This node's announced address and the coverage rule, from the configuration.
     fn apply_config(&self, st: &mut State) {
         let cfg = &self.config;
@@ -243,6 +274,11 @@ impl Cluster {
             me.ip.clear();
         }
         me.hostname = hostname;
+        if cfg.get("cluster-replica-no-failover") == "yes" {
+            me.flags |= state::nflag::NOFAILOVER;
+        } else {
+            me.flags &= !state::nflag::NOFAILOVER;
+        }
         st.update(cfg.get("cluster-require-full-coverage") == "yes");
     }
 

@@ -24,6 +24,8 @@ pub mod nflag {
     pub const HANDSHAKE: u16 = 1 << 5;
     pub const NOADDR: u16 = 1 << 6;
     pub const NOFAILOVER: u16 = 1 << 7;
+    /// The bus greets this node with MEET rather than PING (not shown, not saved).
+    pub const MEET: u16 = 1 << 8;
     pub const NAMES: &[(u16, &str)] = &[
         (MYSELF, "myself"),
         (MASTER, "master"),
@@ -128,6 +130,9 @@ pub struct State {
     pub importing: BTreeMap<u16, String>,
     pub current_epoch: u64,
     pub last_vote_epoch: u64,
+    /// Forgotten nodes the bus does not re-add, until a Unix time in seconds (CLUSTER FORGET's
+    /// 60-second blacklist).
+    pub blacklist: BTreeMap<String, u64>,
     /// `cluster_state:ok`.
     pub ok: bool,
     /// Masters serving at least one slot.
@@ -152,6 +157,7 @@ impl State {
             importing: BTreeMap::new(),
             current_epoch: 0,
             last_vote_epoch: 0,
+            blacklist: BTreeMap::new(),
             ok: false,
             size: 0,
         }
@@ -262,8 +268,6 @@ impl State {
     /// when (with full coverage required) a slot is unassigned or its owner failed, or when
     /// fewer than a majority of the masters serving slots are reachable.
     ///
-    /// Without a cluster bus no node is ever marked as failing here; flags loaded from a file
-    /// still count.
     pub fn update(&mut self, require_full_coverage: bool) {
         let mut ok = true;
         if require_full_coverage {
@@ -506,6 +510,7 @@ impl State {
             importing,
             current_epoch,
             last_vote_epoch,
+            blacklist: BTreeMap::new(),
             ok: false,
             size: 0,
         };

@@ -231,6 +231,13 @@ impl Link {
         now_us() / 1000 < self.hold_until_ms.load(Ordering::Acquire)
     }
 
+    /// Promotes the server as REPLICAOF NO ONE does, without a client to answer (a cluster
+    /// failover): shard 0 finishes what it was applying, relays it and becomes a master.
+    pub fn request_promotion(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.promote.store(true, Ordering::Release);
+    }
+
     pub fn state(&self) -> &'static str {
         *self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
