@@ -231,7 +231,10 @@ fn load_rdb_files(
         }
         Ok((dbs, search))
     })?;
-    let search = loaded.iter().find_map(|(_, s)| s.clone()).unwrap_or_default();
+    let search = loaded
+        .iter()
+        .find_map(|(_, s)| s.clone())
+        .unwrap_or_default();
     Ok((loaded.into_iter().map(|(d, _)| d).collect(), search))
 }
 
@@ -423,7 +426,10 @@ fn load_aof_set(
     })?;
     let dropped = loaded.iter().any(|(_, d, _)| *d);
     // Shard 0 saw every FT.* definition command (they run on all shards).
-    let search = loaded.first().map(|(_, _, s)| s.clone()).unwrap_or_default();
+    let search = loaded
+        .first()
+        .map(|(_, _, s)| s.clone())
+        .unwrap_or_default();
     Ok((
         loaded.into_iter().map(|(dbs, _, _)| dbs).collect(),
         dropped,

@@ -108,32 +108,120 @@ fn commands_and_reply_formats() {
     let s = Server::start(&[]);
     let mut c = s.raw();
     assert_eq!(
-        cmd(&mut c, &["FT.CREATE", "idx", "ON", "HASH", "PREFIX", "1", "doc:", "SCHEMA", "title", "TEXT", "SORTABLE", "price", "NUMERIC", "SORTABLE", "color", "AS", "c", "TAG"]),
+        cmd(
+            &mut c,
+            &[
+                "FT.CREATE",
+                "idx",
+                "ON",
+                "HASH",
+                "PREFIX",
+                "1",
+                "doc:",
+                "SCHEMA",
+                "title",
+                "TEXT",
+                "SORTABLE",
+                "price",
+                "NUMERIC",
+                "SORTABLE",
+                "color",
+                "AS",
+                "c",
+                "TAG"
+            ]
+        ),
         "OK"
     );
-    assert_eq!(cmd(&mut c, &["FT.CREATE", "idx", "SCHEMA", "t", "TEXT"]), "-Index already exists");
-    assert!(cmd(&mut c, &["FT.CREATE", "j", "ON", "JSON", "SCHEMA", "t", "TEXT"]).starts_with('-'));
+    assert_eq!(
+        cmd(&mut c, &["FT.CREATE", "idx", "SCHEMA", "t", "TEXT"]),
+        "-Index already exists"
+    );
+    assert!(cmd(
+        &mut c,
+        &["FT.CREATE", "j", "ON", "JSON", "SCHEMA", "t", "TEXT"]
+    )
+    .starts_with('-'));
     // Documents on both shards.
     let a = key_on(0, "doc:");
     let b = key_on(1, "doc:");
-    cmd(&mut c, &["HSET", &a, "title", "red apple", "price", "3", "color", "red"]);
-    cmd(&mut c, &["HSET", &b, "title", "green apple pie", "price", "10", "color", "green,red"]);
+    cmd(
+        &mut c,
+        &[
+            "HSET",
+            &a,
+            "title",
+            "red apple",
+            "price",
+            "3",
+            "color",
+            "red",
+        ],
+    );
+    cmd(
+        &mut c,
+        &[
+            "HSET",
+            &b,
+            "title",
+            "green apple pie",
+            "price",
+            "10",
+            "color",
+            "green,red",
+        ],
+    );
     cmd(&mut c, &["HSET", "other:1", "title", "apple"]);
 
     assert_eq!(
-        cmd(&mut c, &["FT.SEARCH", "idx", "apple", "SORTBY", "price", "NOCONTENT"]),
+        cmd(
+            &mut c,
+            &["FT.SEARCH", "idx", "apple", "SORTBY", "price", "NOCONTENT"]
+        ),
         format!("[2, {a}, {b}]")
     );
     assert_eq!(
-        cmd(&mut c, &["FT.SEARCH", "idx", "apple", "SORTBY", "price", "DESC", "LIMIT", "0", "1", "RETURN", "2", "title", "price"]),
+        cmd(
+            &mut c,
+            &[
+                "FT.SEARCH",
+                "idx",
+                "apple",
+                "SORTBY",
+                "price",
+                "DESC",
+                "LIMIT",
+                "0",
+                "1",
+                "RETURN",
+                "2",
+                "title",
+                "price"
+            ]
+        ),
         format!("[2, {b}, [title, green apple pie, price, 10]]")
     );
     assert_eq!(
-        cmd(&mut c, &["FT.SEARCH", "idx", "@c:{green}", "RETURN", "3", "price", "AS", "p"]),
+        cmd(
+            &mut c,
+            &[
+                "FT.SEARCH",
+                "idx",
+                "@c:{green}",
+                "RETURN",
+                "3",
+                "price",
+                "AS",
+                "p"
+            ]
+        ),
         format!("[1, {b}, [p, 10]]")
     );
     assert_eq!(
-        cmd(&mut c, &["FT.SEARCH", "idx", "@price:[(3 +inf]", "NOCONTENT"]),
+        cmd(
+            &mut c,
+            &["FT.SEARCH", "idx", "@price:[(3 +inf]", "NOCONTENT"]
+        ),
         format!("[1, {b}]")
     );
     assert_eq!(
@@ -141,16 +229,38 @@ fn commands_and_reply_formats() {
         format!("[1, {a}]")
     );
     assert_eq!(
-        cmd(&mut c, &["FT.SEARCH", "idx", "pie | @c:{red}", "SORTBY", "price", "NOCONTENT", "WITHSCORES"]).matches("doc:").count(),
+        cmd(
+            &mut c,
+            &[
+                "FT.SEARCH",
+                "idx",
+                "pie | @c:{red}",
+                "SORTBY",
+                "price",
+                "NOCONTENT",
+                "WITHSCORES"
+            ]
+        )
+        .matches("doc:")
+        .count(),
         2
     );
     let full = cmd(&mut c, &["FT.SEARCH", "idx", "@title:(red appl*)"]);
     assert!(full.starts_with(&format!("[1, {a}, [")), "{full}");
     assert!(full.contains("title, red apple"), "{full}");
-    assert_eq!(cmd(&mut c, &["FT.SEARCH", "idx", "apple", "LIMIT", "0", "0"]), "[2]");
-    assert_eq!(cmd(&mut c, &["FT.SEARCH", "nope", "*"]), "-nope: no such index");
+    assert_eq!(
+        cmd(&mut c, &["FT.SEARCH", "idx", "apple", "LIMIT", "0", "0"]),
+        "[2]"
+    );
+    assert_eq!(
+        cmd(&mut c, &["FT.SEARCH", "nope", "*"]),
+        "-nope: no such index"
+    );
     assert!(cmd(&mut c, &["FT.SEARCH", "idx", "(("]).starts_with("-Syntax error"));
-    assert!(cmd(&mut c, &["FT.SEARCH", "idx", "*", "LIMIT", "0", "100000"]).starts_with("-LIMIT exceeds"));
+    assert!(
+        cmd(&mut c, &["FT.SEARCH", "idx", "*", "LIMIT", "0", "100000"])
+            .starts_with("-LIMIT exceeds")
+    );
 
     // RESP3.
     let mut c3 = s.raw();
@@ -160,7 +270,24 @@ fn commands_and_reply_formats() {
         format!("{{attributes: [], format: STRING, results: [{{id: {b}, extra_attributes: {{price: 10}}, values: []}}], total_results: 1, warning: []}}")
     );
     assert_eq!(
-        cmd(&mut c3, &["FT.AGGREGATE", "idx", "*", "GROUPBY", "1", "@c", "REDUCE", "COUNT", "0", "AS", "n"]).matches("extra_attributes").count(),
+        cmd(
+            &mut c3,
+            &[
+                "FT.AGGREGATE",
+                "idx",
+                "*",
+                "GROUPBY",
+                "1",
+                "@c",
+                "REDUCE",
+                "COUNT",
+                "0",
+                "AS",
+                "n"
+            ]
+        )
+        .matches("extra_attributes")
+        .count(),
         2
     );
     let info3 = cmd(&mut c3, &["FT.INFO", "idx"]);
@@ -178,31 +305,75 @@ fn commands_and_reply_formats() {
         cmd(&mut c, &["FT.EXPLAIN", "idx", "@price:[1 2] apple"]),
         "INTERSECT {\n  NUMERIC {1 <= @price <= 2}\n  apple\n}\n"
     );
-    assert_eq!(cmd(&mut c, &["MODULE", "LIST"]), "[[name, search, ver, 20800, path, built-in, args, []]]");
+    assert_eq!(
+        cmd(&mut c, &["MODULE", "LIST"]),
+        "[[name, search, ver, 20800, path, built-in, args, []]]"
+    );
 
     // FT.AGGREGATE.
-    cmd(&mut c, &["HSET", &key_on(0, "doc:x"), "price", "7", "color", "green"]);
+    cmd(
+        &mut c,
+        &["HSET", &key_on(0, "doc:x"), "price", "7", "color", "green"],
+    );
     assert_eq!(
         cmd(&mut c, &["FT.AGGREGATE", "idx", "*", "GROUPBY", "1", "@c", "REDUCE", "COUNT", "0", "AS", "n", "REDUCE", "SUM", "1", "@price", "AS", "total", "REDUCE", "AVG", "1", "@price", "AS", "avg", "SORTBY", "2", "@total", "DESC", "LIMIT", "0", "5"]),
         "[3, [c, green,red, n, 1, total, 10, avg, 10], [c, green, n, 1, total, 7, avg, 7], [c, red, n, 1, total, 3, avg, 3]]"
     );
     assert_eq!(
-        cmd(&mut c, &["FT.AGGREGATE", "idx", "@price:[5 +inf]", "LOAD", "1", "@price", "SORTBY", "2", "@price", "ASC"]),
+        cmd(
+            &mut c,
+            &[
+                "FT.AGGREGATE",
+                "idx",
+                "@price:[5 +inf]",
+                "LOAD",
+                "1",
+                "@price",
+                "SORTBY",
+                "2",
+                "@price",
+                "ASC"
+            ]
+        ),
         "[2, [price, 7], [price, 10]]"
     );
 
     // FT.ALTER adds a field; existing documents are indexed for it.
-    assert_eq!(cmd(&mut c, &["FT.ALTER", "idx", "SCHEMA", "ADD", "stock", "NUMERIC"]), "OK");
+    assert_eq!(
+        cmd(
+            &mut c,
+            &["FT.ALTER", "idx", "SCHEMA", "ADD", "stock", "NUMERIC"]
+        ),
+        "OK"
+    );
     cmd(&mut c, &["HSET", &a, "stock", "5"]);
     wait_indexed(&mut c, "idx");
-    assert_eq!(cmd(&mut c, &["FT.SEARCH", "idx", "@stock:[1 9]", "NOCONTENT"]), format!("[1, {a}]"));
-    assert_eq!(cmd(&mut c, &["FT.ALTER", "nope", "SCHEMA", "ADD", "x", "TEXT"]), "-Unknown Index name");
+    assert_eq!(
+        cmd(&mut c, &["FT.SEARCH", "idx", "@stock:[1 9]", "NOCONTENT"]),
+        format!("[1, {a}]")
+    );
+    assert_eq!(
+        cmd(&mut c, &["FT.ALTER", "nope", "SCHEMA", "ADD", "x", "TEXT"]),
+        "-Unknown Index name"
+    );
 
     // FT.DROPINDEX keeps the documents; DD deletes them.
     assert_eq!(cmd(&mut c, &["FT.DROPINDEX", "idx"]), "OK");
     assert_eq!(cmd(&mut c, &["EXISTS", &a]), "1");
     assert_eq!(cmd(&mut c, &["FT.DROPINDEX", "idx"]), "-Unknown Index name");
-    cmd(&mut c, &["FT.CREATE", "idx2", "PREFIX", "1", "doc:", "SCHEMA", "title", "TEXT"]);
+    cmd(
+        &mut c,
+        &[
+            "FT.CREATE",
+            "idx2",
+            "PREFIX",
+            "1",
+            "doc:",
+            "SCHEMA",
+            "title",
+            "TEXT",
+        ],
+    );
     wait_indexed(&mut c, "idx2");
     assert_eq!(cmd(&mut c, &["FT.DROPINDEX", "idx2", "DD"]), "OK");
     assert_eq!(cmd(&mut c, &["EXISTS", &a, &b]), "0");
@@ -210,7 +381,10 @@ fn commands_and_reply_formats() {
     assert_eq!(cmd(&mut c, &["FT._LIST"]), "[]");
     // COMMAND INFO knows them, with the @search category.
     let info = cmd(&mut c, &["COMMAND", "INFO", "FT.SEARCH"]);
-    assert!(info.contains("@search") && info.contains("readonly"), "{info}");
+    assert!(
+        info.contains("@search") && info.contains("readonly"),
+        "{info}"
+    );
     eprintln!("commands_and_reply_formats: {:?}", t0.elapsed());
 }
 
@@ -219,8 +393,23 @@ fn maintenance_on_every_write_path() {
     let t0 = Instant::now();
     let s = Server::start(&[]);
     let mut c = s.raw();
-    cmd(&mut c, &["FT.CREATE", "i", "PREFIX", "1", "p:", "SCHEMA", "n", "NUMERIC", "t", "TAG"]);
-    let count = |c: &mut RawConn, q: &str| -> String { cmd(c, &["FT.SEARCH", "i", q, "LIMIT", "0", "0"]) };
+    cmd(
+        &mut c,
+        &[
+            "FT.CREATE",
+            "i",
+            "PREFIX",
+            "1",
+            "p:",
+            "SCHEMA",
+            "n",
+            "NUMERIC",
+            "t",
+            "TAG",
+        ],
+    );
+    let count =
+        |c: &mut RawConn, q: &str| -> String { cmd(c, &["FT.SEARCH", "i", q, "LIMIT", "0", "0"]) };
     let (k0, k1) = (key_on(0, "p:"), key_on(1, "p:"));
     cmd(&mut c, &["HSET", &k0, "n", "1", "t", "a"]);
     cmd(&mut c, &["HSETNX", &k1, "n", "2"]);
@@ -248,7 +437,10 @@ fn maintenance_on_every_write_path() {
     assert_eq!(count(&mut c, "*"), "[0]");
     let into = key_on(1, "p:r");
     cmd(&mut c, &["RENAME", &out0, &into]);
-    assert_eq!(cmd(&mut c, &["FT.SEARCH", "i", "@n:[5 5]", "NOCONTENT"]), format!("[1, {into}]"));
+    assert_eq!(
+        cmd(&mut c, &["FT.SEARCH", "i", "@n:[5 5]", "NOCONTENT"]),
+        format!("[1, {into}]")
+    );
     cmd(&mut c, &["RENAME", &into, &out0]);
     assert_eq!(count(&mut c, "*"), "[0]");
     // MOVE out of database 0 and back.
@@ -270,7 +462,10 @@ fn maintenance_on_every_write_path() {
     let payload = &dump[dump.iter().position(|&b| b == b'\n').unwrap() + 1..dump.len() - 2];
     cmd(&mut c, &["DEL", &k1]);
     assert_eq!(count(&mut c, "*"), "[0]");
-    assert_eq!(cmdb(&mut c, &[b"RESTORE", k1.as_bytes(), b"0", payload]), "OK");
+    assert_eq!(
+        cmdb(&mut c, &[b"RESTORE", k1.as_bytes(), b"0", payload]),
+        "OK"
+    );
     assert_eq!(count(&mut c, "@n:[9 9]"), "[1]");
     // MULTI/EXEC over both shards.
     c.cmd(&["MULTI"]);
@@ -279,7 +474,15 @@ fn maintenance_on_every_write_path() {
     c.cmd(&["EXEC"]);
     assert_eq!(count(&mut c, "@n:[3 3]"), "[2]");
     // A script's writes.
-    cmd(&mut c, &["EVAL", "redis.call('hset', KEYS[1], 'n', '4') return 1", "1", &k0]);
+    cmd(
+        &mut c,
+        &[
+            "EVAL",
+            "redis.call('hset', KEYS[1], 'n', '4') return 1",
+            "1",
+            &k0,
+        ],
+    );
     assert_eq!(count(&mut c, "@n:[4 4]"), "[1]");
     // FLUSHDB, FLUSHALL.
     cmd(&mut c, &["FLUSHDB"]);
@@ -300,11 +503,32 @@ fn maintenance_on_every_write_path() {
         })
         .collect();
     pipeline(&mut c, &cmds);
-    cmd(&mut c, &["FT.CREATE", "bg", "PREFIX", "1", "bg:", "SCHEMA", "n", "NUMERIC"]);
+    cmd(
+        &mut c,
+        &[
+            "FT.CREATE",
+            "bg",
+            "PREFIX",
+            "1",
+            "bg:",
+            "SCHEMA",
+            "n",
+            "NUMERIC",
+        ],
+    );
     wait_indexed(&mut c, "bg");
-    assert_eq!(cmd(&mut c, &["FT.SEARCH", "bg", "@n:[100 (200]", "LIMIT", "0", "0"]), "[100]");
+    assert_eq!(
+        cmd(
+            &mut c,
+            &["FT.SEARCH", "bg", "@n:[100 (200]", "LIMIT", "0", "0"]
+        ),
+        "[100]"
+    );
     let info = cmd(&mut c, &["FT.INFO", "bg"]);
-    assert!(info.contains("num_docs, 12000") && info.contains("percent_indexed, 1"), "{info}");
+    assert!(
+        info.contains("num_docs, 12000") && info.contains("percent_indexed, 1"),
+        "{info}"
+    );
     eprintln!("maintenance_on_every_write_path: {:?}", t0.elapsed());
 }
 
@@ -335,8 +559,19 @@ fn knn_keys(c: &mut RawConn, index: &str, q: &[f32], k: usize, extra: &[&[u8]]) 
     let limit = k.to_string();
     let b = blob(q);
     let mut args: Vec<&[u8]> = vec![
-        b"FT.SEARCH", index.as_bytes(), query.as_bytes(), b"PARAMS", b"2", b"b", &b,
-        b"NOCONTENT", b"LIMIT", b"0", limit.as_bytes(), b"DIALECT", b"2",
+        b"FT.SEARCH",
+        index.as_bytes(),
+        query.as_bytes(),
+        b"PARAMS",
+        b"2",
+        b"b",
+        &b,
+        b"NOCONTENT",
+        b"LIMIT",
+        b"0",
+        limit.as_bytes(),
+        b"DIALECT",
+        b"2",
     ];
     args.extend_from_slice(extra);
     let r = cmdb(c, &args);
@@ -353,8 +588,58 @@ fn hnsw_recall_against_flat_and_hybrid_queries() {
     let s = Server::start(&[]);
     let mut c = s.raw();
     let (n, dim) = (3000, 32);
-    cmd(&mut c, &["FT.CREATE", "h", "PREFIX", "1", "vec:", "SCHEMA", "v", "VECTOR", "HNSW", "12", "TYPE", "FLOAT32", "DIM", "32", "DISTANCE_METRIC", "L2", "M", "16", "EF_CONSTRUCTION", "100", "EF_RUNTIME", "100", "tag", "TAG"]);
-    cmd(&mut c, &["FT.CREATE", "f", "PREFIX", "1", "vec:", "SCHEMA", "v", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32", "DIM", "32", "DISTANCE_METRIC", "L2", "tag", "TAG"]);
+    cmd(
+        &mut c,
+        &[
+            "FT.CREATE",
+            "h",
+            "PREFIX",
+            "1",
+            "vec:",
+            "SCHEMA",
+            "v",
+            "VECTOR",
+            "HNSW",
+            "12",
+            "TYPE",
+            "FLOAT32",
+            "DIM",
+            "32",
+            "DISTANCE_METRIC",
+            "L2",
+            "M",
+            "16",
+            "EF_CONSTRUCTION",
+            "100",
+            "EF_RUNTIME",
+            "100",
+            "tag",
+            "TAG",
+        ],
+    );
+    cmd(
+        &mut c,
+        &[
+            "FT.CREATE",
+            "f",
+            "PREFIX",
+            "1",
+            "vec:",
+            "SCHEMA",
+            "v",
+            "VECTOR",
+            "FLAT",
+            "6",
+            "TYPE",
+            "FLOAT32",
+            "DIM",
+            "32",
+            "DISTANCE_METRIC",
+            "L2",
+            "tag",
+            "TAG",
+        ],
+    );
     let vecs = load_vectors(&mut c, n, dim, 42);
     wait_indexed(&mut c, "h");
     let mut g = Gen(7);
@@ -382,37 +667,162 @@ fn hnsw_recall_against_flat_and_hybrid_queries() {
     assert_eq!(knn_keys(&mut c, "h", q, 1, &[]), want[..1].to_vec());
     // The distance comes back under its name, as RediSearch reports it (squared L2).
     let b = blob(q);
-    let r = cmdb(&mut c, &[b"FT.SEARCH", b"h", b"*=>[KNN 1 @v $b AS dist]", b"PARAMS", b"2", b"b", &b, b"RETURN", b"1", b"dist", b"DIALECT", b"2"]);
+    let r = cmdb(
+        &mut c,
+        &[
+            b"FT.SEARCH",
+            b"h",
+            b"*=>[KNN 1 @v $b AS dist]",
+            b"PARAMS",
+            b"2",
+            b"b",
+            &b,
+            b"RETURN",
+            b"1",
+            b"dist",
+            b"DIALECT",
+            b"2",
+        ],
+    );
     assert_eq!(r, format!("[1, vec:17, [dist, 0]]"));
     // Hybrid: only documents the filter matches, exactly the nearest of them.
     let mut want: Vec<(f32, usize)> = d.iter().copied().filter(|(_, i)| i % 3 == 1).collect();
     want.truncate(5);
     let want: Vec<String> = want.iter().map(|(_, i)| format!("vec:{i}")).collect();
-    let r = cmdb(&mut c, &[b"FT.SEARCH", b"h", b"(@tag:{t1})=>[KNN 5 @v $b EF_RUNTIME 50]", b"PARAMS", b"2", b"b", &b, b"NOCONTENT", b"DIALECT", b"2"]);
+    let r = cmdb(
+        &mut c,
+        &[
+            b"FT.SEARCH",
+            b"h",
+            b"(@tag:{t1})=>[KNN 5 @v $b EF_RUNTIME 50]",
+            b"PARAMS",
+            b"2",
+            b"b",
+            &b,
+            b"NOCONTENT",
+            b"DIALECT",
+            b"2",
+        ],
+    );
     assert_eq!(r, format!("[5, {}]", want.join(", ")));
     // SORTBY the distance, descending, and a text-array vector.
-    let text = format!("[{}]", q.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(","));
-    let r = cmd(&mut c, &["FT.SEARCH", "f", "*=>[KNN 3 @v $b AS d]", "PARAMS", "2", "b", &text, "SORTBY", "d", "DESC", "NOCONTENT"]);
+    let text = format!(
+        "[{}]",
+        q.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let r = cmd(
+        &mut c,
+        &[
+            "FT.SEARCH",
+            "f",
+            "*=>[KNN 3 @v $b AS d]",
+            "PARAMS",
+            "2",
+            "b",
+            &text,
+            "SORTBY",
+            "d",
+            "DESC",
+            "NOCONTENT",
+        ],
+    );
     assert!(r.ends_with(", vec:17]"), "{r}");
-    let r = cmd(&mut c, &["FT.SEARCH", "f", "*=>[KNN 3 @v $b AS d]", "PARAMS", "2", "b", &text, "SORTBY", "d", "DESC", "NOCONTENT", "LIMIT", "2", "1"]);
+    let r = cmd(
+        &mut c,
+        &[
+            "FT.SEARCH",
+            "f",
+            "*=>[KNN 3 @v $b AS d]",
+            "PARAMS",
+            "2",
+            "b",
+            &text,
+            "SORTBY",
+            "d",
+            "DESC",
+            "NOCONTENT",
+            "LIMIT",
+            "2",
+            "1",
+        ],
+    );
     assert_eq!(r, "[3, vec:17]");
     // A blob of the wrong length is an error, not a crash.
-    let r = cmdb(&mut c, &[b"FT.SEARCH", b"h", b"*=>[KNN 3 @v $b]", b"PARAMS", b"2", b"b", b"abc"]);
-    assert!(r.starts_with("-Error parsing vector similarity query"), "{r}");
+    let r = cmdb(
+        &mut c,
+        &[
+            b"FT.SEARCH",
+            b"h",
+            b"*=>[KNN 3 @v $b]",
+            b"PARAMS",
+            b"2",
+            b"b",
+            b"abc",
+        ],
+    );
+    assert!(
+        r.starts_with("-Error parsing vector similarity query"),
+        "{r}"
+    );
     // Updates and deletes reach the graph.
-    cmdb(&mut c, &[b"HSET", b"vec:17", b"v", &blob(&vec![9.0; 32])]);
+    cmdb(&mut c, &[b"HSET", b"vec:17", b"v", &blob(&[9.0; 32])]);
     assert_ne!(knn_keys(&mut c, "h", q, 1, &[]), vec!["vec:17".to_string()]);
     cmd(&mut c, &["DEL", "vec:17"]);
-    assert_eq!(knn_keys(&mut c, "h", &vec![9.0; 32], 1, &[]).len(), 1);
-    assert_ne!(knn_keys(&mut c, "h", &vec![9.0; 32], 1, &[]), vec!["vec:17".to_string()]);
+    assert_eq!(knn_keys(&mut c, "h", &[9.0; 32], 1, &[]).len(), 1);
+    assert_ne!(
+        knn_keys(&mut c, "h", &[9.0; 32], 1, &[]),
+        vec!["vec:17".to_string()]
+    );
     // COSINE and IP distances.
-    cmd(&mut c, &["FT.CREATE", "cos", "PREFIX", "1", "cv:", "SCHEMA", "v", "VECTOR", "FLAT", "6", "TYPE", "FLOAT64", "DIM", "2", "DISTANCE_METRIC", "COSINE"]);
+    cmd(
+        &mut c,
+        &[
+            "FT.CREATE",
+            "cos",
+            "PREFIX",
+            "1",
+            "cv:",
+            "SCHEMA",
+            "v",
+            "VECTOR",
+            "FLAT",
+            "6",
+            "TYPE",
+            "FLOAT64",
+            "DIM",
+            "2",
+            "DISTANCE_METRIC",
+            "COSINE",
+        ],
+    );
     let b64 = |v: [f64; 2]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
     cmdb(&mut c, &[b"HSET", b"cv:1", b"v", &b64([1.0, 0.0])]);
     cmdb(&mut c, &[b"HSET", b"cv:2", b"v", &b64([1.0, 1.0])]);
-    let r = cmdb(&mut c, &[b"FT.SEARCH", b"cos", b"*=>[KNN 2 @v $b AS d]", b"PARAMS", b"2", b"b", &b64([0.0, 2.0]), b"RETURN", b"1", b"d", b"DIALECT", b"2"]);
+    let r = cmdb(
+        &mut c,
+        &[
+            b"FT.SEARCH",
+            b"cos",
+            b"*=>[KNN 2 @v $b AS d]",
+            b"PARAMS",
+            b"2",
+            b"b",
+            &b64([0.0, 2.0]),
+            b"RETURN",
+            b"1",
+            b"d",
+            b"DIALECT",
+            b"2",
+        ],
+    );
     assert_eq!(r, "[2, cv:2, [d, 0.292893230915], cv:1, [d, 1]]");
-    eprintln!("hnsw_recall_against_flat_and_hybrid_queries: {:?}", t0.elapsed());
+    eprintln!(
+        "hnsw_recall_against_flat_and_hybrid_queries: {:?}",
+        t0.elapsed()
+    );
 }
 
 #[test]
@@ -428,12 +838,46 @@ fn indexes_survive_restarts_rdb_and_aof() {
         {
             let s = Server::start(&args);
             let mut c = s.raw();
-            cmd(&mut c, &["FT.CREATE", "p", "PREFIX", "1", "d:", "SCHEMA", "t", "TAG", "v", "VECTOR", "HNSW", "6", "TYPE", "FLOAT32", "DIM", "2", "DISTANCE_METRIC", "L2"]);
+            cmd(
+                &mut c,
+                &[
+                    "FT.CREATE",
+                    "p",
+                    "PREFIX",
+                    "1",
+                    "d:",
+                    "SCHEMA",
+                    "t",
+                    "TAG",
+                    "v",
+                    "VECTOR",
+                    "HNSW",
+                    "6",
+                    "TYPE",
+                    "FLOAT32",
+                    "DIM",
+                    "2",
+                    "DISTANCE_METRIC",
+                    "L2",
+                ],
+            );
             cmd(&mut c, &["FT.CREATE", "gone", "SCHEMA", "t", "TAG"]);
             cmd(&mut c, &["FT.DROPINDEX", "gone"]);
             cmd(&mut c, &["FT.ALTER", "p", "SCHEMA", "ADD", "n", "NUMERIC"]);
             for i in 0..50 {
-                cmd(&mut c, &["HSET", &format!("d:{i}"), "t", "x", "v", &format!("[{i}, 0]"), "n", &i.to_string()]);
+                cmd(
+                    &mut c,
+                    &[
+                        "HSET",
+                        &format!("d:{i}"),
+                        "t",
+                        "x",
+                        "v",
+                        &format!("[{i}, 0]"),
+                        "n",
+                        &i.to_string(),
+                    ],
+                );
             }
             if !aof {
                 assert_eq!(cmd(&mut c, &["SAVE"]), "OK");
@@ -443,14 +887,35 @@ fn indexes_survive_restarts_rdb_and_aof() {
         let mut c = s.raw();
         assert_eq!(cmd(&mut c, &["FT._LIST"]), "[p]", "aof={aof}");
         wait_indexed(&mut c, "p");
-        assert_eq!(cmd(&mut c, &["FT.SEARCH", "p", "@t:{x} @n:[10 19]", "LIMIT", "0", "0"]), "[10]");
-        let r = cmd(&mut c, &["FT.SEARCH", "p", "*=>[KNN 1 @v $b]", "PARAMS", "2", "b", "[7.2, 0]", "NOCONTENT"]);
+        assert_eq!(
+            cmd(
+                &mut c,
+                &["FT.SEARCH", "p", "@t:{x} @n:[10 19]", "LIMIT", "0", "0"]
+            ),
+            "[10]"
+        );
+        let r = cmd(
+            &mut c,
+            &[
+                "FT.SEARCH",
+                "p",
+                "*=>[KNN 1 @v $b]",
+                "PARAMS",
+                "2",
+                "b",
+                "[7.2, 0]",
+                "NOCONTENT",
+            ],
+        );
         assert_eq!(r, "[1, d:7]", "aof={aof}");
         if !aof {
             // DEBUG RELOAD keeps them too.
             assert_eq!(cmd(&mut c, &["DEBUG", "RELOAD"]), "OK");
             wait_indexed(&mut c, "p");
-            assert_eq!(cmd(&mut c, &["FT.SEARCH", "p", "*", "LIMIT", "0", "0"]), "[50]");
+            assert_eq!(
+                cmd(&mut c, &["FT.SEARCH", "p", "*", "LIMIT", "0", "0"]),
+                "[50]"
+            );
         }
     }
     eprintln!("indexes_survive_restarts_rdb_and_aof: {:?}", t0.elapsed());
@@ -458,8 +923,10 @@ fn indexes_survive_restarts_rdb_and_aof() {
 
 fn info_field(c: &mut RawConn, field: &str) -> Option<String> {
     let text = String::from_utf8_lossy(&c.cmd(&["INFO", "replication"])).into_owned();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")).map(|v| v.trim().to_string()))
+    text.lines().find_map(|l| {
+        l.strip_prefix(&format!("{field}:"))
+            .map(|v| v.trim().to_string())
+    })
 }
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
@@ -475,20 +942,70 @@ fn a_replica_has_the_index() {
     let t0 = Instant::now();
     let master = Server::start(&[]);
     let mut m = master.raw();
-    cmd(&mut m, &["FT.CREATE", "before", "PREFIX", "1", "r:", "SCHEMA", "t", "TAG"]);
+    cmd(
+        &mut m,
+        &[
+            "FT.CREATE",
+            "before",
+            "PREFIX",
+            "1",
+            "r:",
+            "SCHEMA",
+            "t",
+            "TAG",
+        ],
+    );
     for i in 0..20 {
-        cmd(&mut m, &["HSET", &format!("r:{i}"), "t", if i % 2 == 0 { "even" } else { "odd" }]);
+        cmd(
+            &mut m,
+            &[
+                "HSET",
+                &format!("r:{i}"),
+                "t",
+                if i % 2 == 0 { "even" } else { "odd" },
+            ],
+        );
     }
     let replica = Server::start(&["--replicaof", &format!("127.0.0.1 {}", master.port())]);
     let mut r = replica.raw();
-    wait_until("the link is up", || info_field(&mut r, "master_link_status").as_deref() == Some("up"));
+    wait_until("the link is up", || {
+        info_field(&mut r, "master_link_status").as_deref() == Some("up")
+    });
     // From the full sync's RDB.
-    wait_until("the replica indexed", || cmd(&mut r, &["FT.SEARCH", "before", "@t:{even}", "LIMIT", "0", "0"]) == "[10]");
+    wait_until("the replica indexed", || {
+        cmd(
+            &mut r,
+            &["FT.SEARCH", "before", "@t:{even}", "LIMIT", "0", "0"],
+        ) == "[10]"
+    });
     // From the command stream.
-    cmd(&mut m, &["FT.CREATE", "after", "PREFIX", "1", "r:", "SCHEMA", "t", "TAG"]);
+    cmd(
+        &mut m,
+        &[
+            "FT.CREATE",
+            "after",
+            "PREFIX",
+            "1",
+            "r:",
+            "SCHEMA",
+            "t",
+            "TAG",
+        ],
+    );
     cmd(&mut m, &["HSET", "r:100", "t", "even"]);
-    wait_until("the stream's index", || cmd(&mut r, &["FT.SEARCH", "after", "@t:{even}", "LIMIT", "0", "0"]) == "[11]");
-    assert_eq!(cmd(&mut r, &["FT.SEARCH", "before", "@t:{even}", "LIMIT", "0", "0"]), "[11]");
+    wait_until("the stream's index", || {
+        cmd(
+            &mut r,
+            &["FT.SEARCH", "after", "@t:{even}", "LIMIT", "0", "0"],
+        ) == "[11]"
+    });
+    assert_eq!(
+        cmd(
+            &mut r,
+            &["FT.SEARCH", "before", "@t:{even}", "LIMIT", "0", "0"]
+        ),
+        "[11]"
+    );
     cmd(&mut m, &["FT.DROPINDEX", "before"]);
     wait_until("the drop", || cmd(&mut r, &["FT._LIST"]) == "[after]");
     assert!(cmd(&mut r, &["FT.CREATE", "x", "SCHEMA", "t", "TAG"]).starts_with("-READONLY"));
@@ -558,5 +1075,8 @@ print("redis-py search ok")
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success() && text.contains("redis-py search ok"), "{text}");
+    assert!(
+        out.status.success() && text.contains("redis-py search ok"),
+        "{text}"
+    );
 }

@@ -42,7 +42,10 @@ pub const COMMANDS: &[CommandSpec] = &[
         route: Route::AllShards(Merge::First),
         run: Some(ft_create),
         summary: "Creates an index over hashes with the given schema.",
-        args: &[Arg::new("index", ArgType::String), Arg::new("schema", ArgType::String).multiple()],
+        args: &[
+            Arg::new("index", ArgType::String),
+            Arg::new("schema", ArgType::String).multiple(),
+        ],
         ..SEARCH
     },
     CommandSpec {
@@ -52,7 +55,10 @@ pub const COMMANDS: &[CommandSpec] = &[
         route: Route::AllShards(Merge::Search),
         run: Some(ft_search),
         summary: "Searches an index with a query, returning documents or only their keys.",
-        args: &[Arg::new("index", ArgType::String), Arg::new("query", ArgType::String)],
+        args: &[
+            Arg::new("index", ArgType::String),
+            Arg::new("query", ArgType::String),
+        ],
         ..SEARCH
     },
     CommandSpec {
@@ -62,7 +68,10 @@ pub const COMMANDS: &[CommandSpec] = &[
         route: Route::AllShards(Merge::Search),
         run: Some(ft_aggregate),
         summary: "Runs a query and groups, reduces, sorts and limits its results.",
-        args: &[Arg::new("index", ArgType::String), Arg::new("query", ArgType::String)],
+        args: &[
+            Arg::new("index", ArgType::String),
+            Arg::new("query", ArgType::String),
+        ],
         ..SEARCH
     },
     CommandSpec {
@@ -84,7 +93,10 @@ pub const COMMANDS: &[CommandSpec] = &[
         run: Some(ft_dropindex),
         summary: "Deletes an index, and with DD the documents it indexed.",
         complexity: "O(1) or O(N) with DD",
-        args: &[Arg::new("index", ArgType::String), Arg::token("dd", "DD").optional()],
+        args: &[
+            Arg::new("index", ArgType::String),
+            Arg::token("dd", "DD").optional(),
+        ],
         ..SEARCH
     },
     CommandSpec {
@@ -96,7 +108,10 @@ pub const COMMANDS: &[CommandSpec] = &[
         summary: "Deletes an index and the documents it indexed, unless KEEPDOCS.",
         complexity: "O(N)",
         deprecated: Some(("2.0.0", "`FT.DROPINDEX`")),
-        args: &[Arg::new("index", ArgType::String), Arg::token("keepdocs", "KEEPDOCS").optional()],
+        args: &[
+            Arg::new("index", ArgType::String),
+            Arg::token("keepdocs", "KEEPDOCS").optional(),
+        ],
         ..SEARCH
     },
     CommandSpec {
@@ -115,7 +130,10 @@ pub const COMMANDS: &[CommandSpec] = &[
         route: Route::AllShards(Merge::First),
         run: Some(ft_alter),
         summary: "Adds fields to an index's schema.",
-        args: &[Arg::new("index", ArgType::String), Arg::new("field", ArgType::String).multiple()],
+        args: &[
+            Arg::new("index", ArgType::String),
+            Arg::new("field", ArgType::String).multiple(),
+        ],
         ..SEARCH
     },
     CommandSpec {
@@ -124,7 +142,10 @@ pub const COMMANDS: &[CommandSpec] = &[
         flags: flag::READONLY,
         run: Some(ft_explain),
         summary: "Shows how a query is parsed.",
-        args: &[Arg::new("index", ArgType::String), Arg::new("query", ArgType::String)],
+        args: &[
+            Arg::new("index", ArgType::String),
+            Arg::new("query", ArgType::String),
+        ],
         ..SEARCH
     },
     CommandSpec {
@@ -133,7 +154,10 @@ pub const COMMANDS: &[CommandSpec] = &[
         flags: flag::READONLY,
         run: Some(ft_explaincli),
         summary: "Shows how a query is parsed, one line per element.",
-        args: &[Arg::new("index", ArgType::String), Arg::new("query", ArgType::String)],
+        args: &[
+            Arg::new("index", ArgType::String),
+            Arg::new("query", ArgType::String),
+        ],
         ..SEARCH
     },
     CommandSpec {
@@ -176,7 +200,14 @@ pub fn fmt_g(x: f64) -> String {
         return "0".into();
     }
     if !x.is_finite() {
-        return if x.is_nan() { "nan" } else if x > 0.0 { "inf" } else { "-inf" }.into();
+        return if x.is_nan() {
+            "nan"
+        } else if x > 0.0 {
+            "inf"
+        } else {
+            "-inf"
+        }
+        .into();
     }
     let exp = x.abs().log10().floor() as i32;
     if !(-5..12).contains(&exp) {
@@ -329,7 +360,9 @@ fn ft_create(sh: &mut Shard, c: &mut Call) -> Result<()> {
         return Err(Error::Other("Index already exists".into()));
     }
     let args = c.argv.iter().map(|a| a.to_vec()).collect();
-    sh.search.map.insert(def.name.clone(), Index::new(def, args));
+    sh.search
+        .map
+        .insert(def.name.clone(), Index::new(def, args));
     if sh.id == 0 {
         crate::search::publish(sh.search.encode());
     }
@@ -421,11 +454,16 @@ fn params_of(argv: &[&[u8]], from: usize) -> Result<HashMap<String, Vec<u8>>> {
                 .get(i + 1)
                 .and_then(|a| crate::util::parse_i64(a))
                 .filter(|n| *n >= 0 && n % 2 == 0)
-                .ok_or_else(|| Error::Other("Bad arguments for PARAMS: Expected an even number of arguments".into()))?
-                as usize;
-            let pairs = argv
-                .get(i + 2..i + 2 + n)
-                .ok_or_else(|| Error::Other("Bad arguments for PARAMS: Expected an argument, but none provided".into()))?;
+                .ok_or_else(|| {
+                    Error::Other(
+                        "Bad arguments for PARAMS: Expected an even number of arguments".into(),
+                    )
+                })? as usize;
+            let pairs = argv.get(i + 2..i + 2 + n).ok_or_else(|| {
+                Error::Other(
+                    "Bad arguments for PARAMS: Expected an argument, but none provided".into(),
+                )
+            })?;
             for p in pairs.chunks(2) {
                 out.insert(text(p[0]), p[1].to_vec());
             }
@@ -505,7 +543,11 @@ fn count_arg(argv: &[&[u8]], i: usize, what: &str) -> Result<usize> {
         .and_then(|a| crate::util::parse_i64(a))
         .filter(|n| *n >= 0 && (i as i64 + *n) < argv.len() as i64)
         .map(|n| n as usize)
-        .ok_or_else(|| Error::Other(format!("Bad arguments for {what}: Expected an argument, but none provided")))
+        .ok_or_else(|| {
+            Error::Other(format!(
+                "Bad arguments for {what}: Expected an argument, but none provided"
+            ))
+        })
 }
 
 fn strip_at(a: &[u8]) -> String {
@@ -529,7 +571,11 @@ fn parse_search(argv: &[&[u8]]) -> Result<SearchOpts> {
         a.and_then(|a| crate::util::parse_i64(a))
             .filter(|n| *n >= 0)
             .map(|n| n as u64)
-            .ok_or_else(|| Error::Other("Bad arguments for LIMIT: Value is not an integer or out of range".into()))
+            .ok_or_else(|| {
+                Error::Other(
+                    "Bad arguments for LIMIT: Value is not an integer or out of range".into(),
+                )
+            })
     };
     while i < argv.len() {
         let a = argv[i];
@@ -538,21 +584,35 @@ fn parse_search(argv: &[&[u8]]) -> Result<SearchOpts> {
             o.nocontent = true;
         } else if eq_ic(a, "WITHSCORES") {
             o.withscores = true;
-        } else if ["VERBATIM", "NOSTOPWORDS", "WITHPAYLOADS", "WITHSORTKEYS", "INORDER", "EXPLAINSCORE"]
-            .iter()
-            .any(|w| eq_ic(a, w))
+        } else if [
+            "VERBATIM",
+            "NOSTOPWORDS",
+            "WITHPAYLOADS",
+            "WITHSORTKEYS",
+            "INORDER",
+            "EXPLAINSCORE",
+        ]
+        .iter()
+        .any(|w| eq_ic(a, w))
         {
-        } else if ["TIMEOUT", "DIALECT", "LANGUAGE", "SCORER", "SLOP", "EXPANDER", "PAYLOAD"]
-            .iter()
-            .any(|w| eq_ic(a, w))
+        } else if [
+            "TIMEOUT", "DIALECT", "LANGUAGE", "SCORER", "SLOP", "EXPANDER", "PAYLOAD",
+        ]
+        .iter()
+        .any(|w| eq_ic(a, w))
         {
             if i >= argv.len() {
-                return Err(Error::Other(format!("Bad arguments for {}: Expected an argument, but none provided", text(a).to_uppercase())));
+                return Err(Error::Other(format!(
+                    "Bad arguments for {}: Expected an argument, but none provided",
+                    text(a).to_uppercase()
+                )));
             }
             if eq_ic(a, "DIALECT")
                 && !crate::util::parse_i64(argv[i]).is_some_and(|d| (1..=4).contains(&d))
             {
-                return Err(Error::Other("DIALECT requires a non negative integer >=1 and <= 4".into()));
+                return Err(Error::Other(
+                    "DIALECT requires a non negative integer >=1 and <= 4".into(),
+                ));
             }
             i += 1;
         } else if eq_ic(a, "RETURN") {
@@ -591,12 +651,16 @@ fn parse_search(argv: &[&[u8]]) -> Result<SearchOpts> {
             o.num = num_of(argv.get(i + 1))?;
             i += 2;
             if o.offset.saturating_add(o.num) > SEARCH_RESULTS_MAX {
-                return Err(Error::Other(format!("LIMIT exceeds maximum of {SEARCH_RESULTS_MAX}")));
+                return Err(Error::Other(format!(
+                    "LIMIT exceeds maximum of {SEARCH_RESULTS_MAX}"
+                )));
             }
         } else if eq_ic(a, "PARAMS") {
             let n = count_arg(argv, i, "PARAMS")?;
             if n % 2 != 0 {
-                return Err(Error::Other("Bad arguments for PARAMS: Expected an even number of arguments".into()));
+                return Err(Error::Other(
+                    "Bad arguments for PARAMS: Expected an even number of arguments".into(),
+                ));
             }
             for p in argv[i + 1..i + 1 + n].chunks(2) {
                 o.params.insert(text(p[0]), p[1].to_vec());
@@ -621,7 +685,11 @@ fn parse_search(argv: &[&[u8]]) -> Result<SearchOpts> {
             let n = count_arg(argv, i, &text(a))?;
             i += 1 + n;
         } else {
-            return Err(Error::Other(format!("Unknown argument `{}` at position {}", text(a), i - 1)));
+            return Err(Error::Other(format!(
+                "Unknown argument `{}` at position {}",
+                text(a),
+                i - 1
+            )));
         }
     }
     Ok(o)
@@ -743,7 +811,10 @@ fn ft_search(sh: &mut Shard, c: &mut Call) -> Result<()> {
 
 /// Whether `key` is (still) a hash in database 0.
 fn live_hash(sh: &Shard, key: &[u8], now_ms: u64) -> bool {
-    matches!(sh.dbs[0].peek(key, now_ms).map(|i| &i.value), Some(Value::Hash(_)))
+    matches!(
+        sh.dbs[0].peek(key, now_ms).map(|i| &i.value),
+        Some(Value::Hash(_))
+    )
 }
 
 /// Drops documents whose keys are gone (expired, evicted): returns whether any were.
@@ -765,7 +836,11 @@ fn drop_stale(sh: &mut Shard, index: &str, keys: &[Vec<u8>], now_ms: u64) -> boo
 fn search_shard(sh: &mut Shard, o: &SearchOpts, now_ms: u64) -> Result<SearchPart> {
     let q = query::parse(&o.query, &o.params)?;
     for attempt in 0..=STALE_RETRIES {
-        let idx = sh.search.map.get(&o.index).ok_or_else(|| no_such_index(&o.index))?;
+        let idx = sh
+            .search
+            .map
+            .get(&o.index)
+            .ok_or_else(|| no_such_index(&o.index))?;
         let mut scores = Default::default();
         let matched = idx.eval(&q.filter, &mut scores)?;
         let mut order = Order::Score;
@@ -795,12 +870,18 @@ fn search_shard(sh: &mut Shard, o: &SearchOpts, now_ms: u64) -> Result<SearchPar
         let mut rows: Vec<Row> = Vec::with_capacity(cands.len());
         let sort_field = match &o.sortby {
             Some((f, asc)) if Some(f.as_str()) == score_name => {
-                order = if *asc { Order::Dist } else { Order::Field { asc: false } };
+                order = if *asc {
+                    Order::Dist
+                } else {
+                    Order::Field { asc: false }
+                };
                 None
             }
             Some((f, asc)) => {
                 let Some((_, field)) = idx.field(f) else {
-                    return Err(Error::Other(format!("Property `{f}` not loaded nor in schema")));
+                    return Err(Error::Other(format!(
+                        "Property `{f}` not loaded nor in schema"
+                    )));
                 };
                 order = Order::Field { asc: *asc };
                 Some((field.name.clone(), matches!(field.kind, Kind::Numeric)))
@@ -843,7 +924,11 @@ fn search_shard(sh: &mut Shard, o: &SearchOpts, now_ms: u64) -> Result<SearchPar
         if attempt < STALE_RETRIES && drop_stale(sh, &o.index, &keys, now_ms) {
             continue;
         }
-        let idx = sh.search.map.get(&o.index).ok_or_else(|| no_such_index(&o.index))?;
+        let idx = sh
+            .search
+            .map
+            .get(&o.index)
+            .ok_or_else(|| no_such_index(&o.index))?;
         for r in &mut rows {
             r.fields = row_fields(sh, idx, o, score_name, r, now_ms);
         }
@@ -1135,7 +1220,11 @@ fn render_info(parts: Vec<InfoPart>, out: &mut Reply) {
     kv_float(
         out,
         "records_per_doc_avg",
-        if num_docs == 0 { 0.0 } else { records as f64 / num_docs as f64 },
+        if num_docs == 0 {
+            0.0
+        } else {
+            records as f64 / num_docs as f64
+        },
     );
     kv_int(out, "hash_indexing_failures", sum(|p| p.failures));
     kv_float(out, "total_indexing_time", 0.0);
@@ -1157,8 +1246,19 @@ fn attribute(out: &mut Reply, f: &schema::Field) {
         Kind::Tag { sep, .. } => kv.push(("SEPARATOR", (*sep as char).to_string())),
         Kind::Numeric => {}
         Kind::Vector(p) => {
-            kv.push(("algorithm", if p.algo == schema::Algo::Hnsw { "HNSW" } else { "FLAT" }.into()));
-            kv.push(("data_type", if p.f64 { "FLOAT64" } else { "FLOAT32" }.into()));
+            kv.push((
+                "algorithm",
+                if p.algo == schema::Algo::Hnsw {
+                    "HNSW"
+                } else {
+                    "FLAT"
+                }
+                .into(),
+            ));
+            kv.push((
+                "data_type",
+                if p.f64 { "FLOAT64" } else { "FLOAT32" }.into(),
+            ));
             kv.push(("dim", p.dim.to_string()));
             kv.push(("distance_metric", p.metric.name().into()));
             if p.algo == schema::Algo::Hnsw {
@@ -1174,7 +1274,11 @@ fn attribute(out: &mut Reply, f: &schema::Field) {
     if f.noindex {
         flags.push("NOINDEX");
     }
-    if let Kind::Tag { case_sensitive: true, .. } = f.kind {
+    if let Kind::Tag {
+        case_sensitive: true,
+        ..
+    } = f.kind
+    {
         flags.push("CASESENSITIVE");
     }
     if out.resp3() {
@@ -1271,9 +1375,9 @@ fn parse_aggregate(argv: &[&[u8]]) -> Result<AggPlan> {
     };
     let mut i = 3;
     let field = |a: &[u8]| -> Result<String> {
-        a.strip_prefix(b"@")
-            .map(text)
-            .ok_or_else(|| Error::Other(format!("Bad arguments: missing @ prefix in `{}`", text(a))))
+        a.strip_prefix(b"@").map(text).ok_or_else(|| {
+            Error::Other(format!("Bad arguments: missing @ prefix in `{}`", text(a)))
+        })
     };
     while i < argv.len() {
         let a = argv[i];
@@ -1325,7 +1429,9 @@ fn parse_aggregate(argv: &[&[u8]]) -> Result<AggPlan> {
                 let mut name = format!(
                     "__generated_alias{}{}",
                     lname,
-                    args.iter().map(|x| strip_at(x).to_lowercase()).collect::<String>()
+                    args.iter()
+                        .map(|x| strip_at(x).to_lowercase())
+                        .collect::<String>()
                 );
                 if argv.get(i).is_some_and(|x| eq_ic(x, "AS")) {
                     name = argv.get(i + 1).map(|x| text(x)).ok_or(Error::Syntax)?;
@@ -1364,7 +1470,8 @@ fn parse_aggregate(argv: &[&[u8]]) -> Result<AggPlan> {
                     .map(|n| n as usize)
                     .ok_or(Error::Syntax)
             };
-            p.steps.push(Step::Limit(num(argv.get(i))?, num(argv.get(i + 1))?));
+            p.steps
+                .push(Step::Limit(num(argv.get(i))?, num(argv.get(i + 1))?));
             i += 2;
         } else if eq_ic(a, "PARAMS") {
             let n = count_arg(argv, i, "PARAMS")?;
@@ -1383,6 +1490,8 @@ fn parse_aggregate(argv: &[&[u8]]) -> Result<AggPlan> {
 }
 
 type AggRow = Vec<(String, Vec<u8>)>;
+/// A group's GROUPBY values (`None` where a row lacks the field).
+type GroupKey = Vec<Option<Vec<u8>>>;
 
 /// FT.AGGREGATE index query [LOAD n @f…] [GROUPBY n @f… [REDUCE fn n args… [AS name]]…]
 /// [SORTBY n @f [ASC|DESC]… [MAX m]] [LIMIT offset num] [PARAMS …] [DIALECT d]
@@ -1435,10 +1544,7 @@ fn aggregate_shard(sh: &mut Shard, plan: &AggPlan, now_ms: u64) -> Result<Vec<Ag
             continue;
         };
         let row: AggRow = match &needed {
-            None => h
-                .iter()
-                .map(|(k, v)| (text(k), v.to_vec()))
-                .collect(),
+            None => h.iter().map(|(k, v)| (text(k), v.to_vec())).collect(),
             Some(list) => list
                 .iter()
                 .filter_map(|f| {
@@ -1479,11 +1585,13 @@ fn run_steps(plan: &AggPlan, mut rows: Vec<AggRow>) -> Vec<AggRow> {
         match s {
             Step::GroupBy(keys, reds) => {
                 grouped = true;
-                let mut groups: Vec<(Vec<Option<Vec<u8>>>, Vec<AggRow>)> = Vec::new();
-                let mut at: HashMap<Vec<Option<Vec<u8>>>, usize> = HashMap::new();
+                let mut groups: Vec<(GroupKey, Vec<AggRow>)> = Vec::new();
+                let mut at: HashMap<GroupKey, usize> = HashMap::new();
                 for r in rows {
-                    let k: Vec<Option<Vec<u8>>> =
-                        keys.iter().map(|f| get(&r, f).map(|v| v.to_vec())).collect();
+                    let k: GroupKey = keys
+                        .iter()
+                        .map(|f| get(&r, f).map(|v| v.to_vec()))
+                        .collect();
                     match at.get(&k) {
                         Some(&i) => groups[i].1.push(r),
                         None => {
@@ -1509,10 +1617,18 @@ fn run_steps(plan: &AggPlan, mut rows: Vec<AggRow>) -> Vec<AggRow> {
                                 Reducer::Sum(f) => fmt_num(vals(f).iter().sum()),
                                 Reducer::Avg(f) => {
                                     let v = vals(f);
-                                    fmt_num(if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 })
+                                    fmt_num(if v.is_empty() {
+                                        0.0
+                                    } else {
+                                        v.iter().sum::<f64>() / v.len() as f64
+                                    })
                                 }
-                                Reducer::Min(f) => fmt_num(vals(f).into_iter().fold(f64::INFINITY, f64::min)),
-                                Reducer::Max(f) => fmt_num(vals(f).into_iter().fold(f64::NEG_INFINITY, f64::max)),
+                                Reducer::Min(f) => {
+                                    fmt_num(vals(f).into_iter().fold(f64::INFINITY, f64::min))
+                                }
+                                Reducer::Max(f) => {
+                                    fmt_num(vals(f).into_iter().fold(f64::NEG_INFINITY, f64::max))
+                                }
                                 Reducer::CountDistinct(f) => {
                                     let mut d: Vec<&[u8]> =
                                         members.iter().filter_map(|m| get(m, f)).collect();
@@ -1639,7 +1755,10 @@ pub fn merge_parts(parts: &[&[u8]], proto: Proto, out: &mut Vec<u8>) {
         return;
     };
     let kind = payloads[0].first().copied();
-    let mut readers: Vec<Reader> = payloads.iter().map(|p| Reader(p.get(1..).unwrap_or(&[]))).collect();
+    let mut readers: Vec<Reader> = payloads
+        .iter()
+        .map(|p| Reader(p.get(1..).unwrap_or(&[])))
+        .collect();
     let ok = match kind {
         Some(b'S') => readers
             .iter_mut()
@@ -1758,7 +1877,10 @@ mod tests {
     fn create_search_and_maintain() {
         let mut t = TestShard::new();
         assert_eq!(
-            run(&mut t, "FT.CREATE idx PREFIX 1 doc: SCHEMA t TEXT n NUMERIC SORTABLE g TAG"),
+            run(
+                &mut t,
+                "FT.CREATE idx PREFIX 1 doc: SCHEMA t TEXT n NUMERIC SORTABLE g TAG"
+            ),
             "OK"
         );
         assert!(run(&mut t, "FT.CREATE idx SCHEMA t TEXT").contains("Index already exists"));
@@ -1773,7 +1895,10 @@ mod tests {
         assert_eq!(run(&mut t, "FT.SEARCH idx hello NOCONTENT"), "[1, doc:1]");
         run(&mut t, "DEL doc:1");
         assert_eq!(run(&mut t, "FT.SEARCH idx hello NOCONTENT"), "[0]");
-        assert_eq!(run(&mut t, "FT.SEARCH idx @g:{b} RETURN 1 n"), "[1, doc:2, [n, 1]]");
+        assert_eq!(
+            run(&mut t, "FT.SEARCH idx @g:{b} RETURN 1 n"),
+            "[1, doc:2, [n, 1]]"
+        );
         assert!(run(&mut t, "FT.SEARCH nope *").contains("no such index"));
         assert!(run(&mut t, "FT.INFO nope").contains("Unknown Index name"));
         assert_eq!(run(&mut t, "FT._LIST"), "[idx]");
@@ -1785,18 +1910,73 @@ mod tests {
     #[test]
     fn knn_and_bad_blobs() {
         let mut t = TestShard::new();
-        run(&mut t, "FT.CREATE v SCHEMA e VECTOR FLAT 6 TYPE FLOAT32 DIM 2 DISTANCE_METRIC L2 c TAG");
-        for (i, (x, y)) in [(0.0f32, 0.0f32), (1.0, 0.0), (5.0, 5.0)].iter().enumerate() {
+        run(
+            &mut t,
+            "FT.CREATE v SCHEMA e VECTOR FLAT 6 TYPE FLOAT32 DIM 2 DISTANCE_METRIC L2 c TAG",
+        );
+        for (i, (x, y)) in [(0.0f32, 0.0f32), (1.0, 0.0), (5.0, 5.0)]
+            .iter()
+            .enumerate()
+        {
             let key = format!("k{i}");
             let blob = vec_blob(&[*x, *y]);
-            run_args(&mut t, &[b"HSET", key.as_bytes(), b"e", &blob, b"c", if i == 0 { b"x" } else { b"y" }]);
+            run_args(
+                &mut t,
+                &[
+                    b"HSET",
+                    key.as_bytes(),
+                    b"e",
+                    &blob,
+                    b"c",
+                    if i == 0 { b"x" } else { b"y" },
+                ],
+            );
         }
         let blob = vec_blob(&[0.9, 0.0]);
-        let r = run_args(&mut t, &[b"FT.SEARCH", b"v", b"*=>[KNN 2 @e $b AS d]", b"PARAMS", b"2", b"b", &blob, b"RETURN", b"1", b"d", b"DIALECT", b"2"]);
+        let r = run_args(
+            &mut t,
+            &[
+                b"FT.SEARCH",
+                b"v",
+                b"*=>[KNN 2 @e $b AS d]",
+                b"PARAMS",
+                b"2",
+                b"b",
+                &blob,
+                b"RETURN",
+                b"1",
+                b"d",
+                b"DIALECT",
+                b"2",
+            ],
+        );
         assert!(r.starts_with("[2, k1, [d, 0.01"), "{r}");
-        let r = run_args(&mut t, &[b"FT.SEARCH", b"v", b"@c:{y}=>[KNN 1 @e $b]", b"PARAMS", b"2", b"b", b"[5, 5]", b"NOCONTENT"]);
+        let r = run_args(
+            &mut t,
+            &[
+                b"FT.SEARCH",
+                b"v",
+                b"@c:{y}=>[KNN 1 @e $b]",
+                b"PARAMS",
+                b"2",
+                b"b",
+                b"[5, 5]",
+                b"NOCONTENT",
+            ],
+        );
         assert_eq!(r, "[1, k2]");
-        let r = run_args(&mut t, &[b"FT.SEARCH", b"v", b"*=>[KNN 1 @e $b]", b"PARAMS", b"2", b"b", b"abc"]);
+        let r = run_args(
+            &mut t,
+            &[
+                b"FT.SEARCH",
+                b"v",
+                b"*=>[KNN 1 @e $b]",
+                b"PARAMS",
+                b"2",
+                b"b",
+                b"abc",
+            ],
+        );
         assert!(r.contains("does not match index's expected size"), "{r}");
         run(&mut t, "HSET k9 e short");
         assert!(run(&mut t, "FT.INFO v").contains("hash_indexing_failures, 1"));
@@ -1810,7 +1990,10 @@ mod tests {
         run(&mut t, "HSET x2 g a p 20");
         run(&mut t, "HSET x3 g b p 5");
         let r = run(&mut t, "FT.AGGREGATE a * GROUPBY 1 @g REDUCE COUNT 0 AS n REDUCE SUM 1 @p AS s REDUCE AVG 1 @p AS m SORTBY 2 @s DESC");
-        assert_eq!(r, "[2, [g, a, n, 2, s, 30, m, 15], [g, b, n, 1, s, 5, m, 5]]");
+        assert_eq!(
+            r,
+            "[2, [g, a, n, 2, s, 30, m, 15], [g, b, n, 1, s, 5, m, 5]]"
+        );
     }
 
     #[test]
@@ -1820,9 +2003,31 @@ mod tests {
         run(&mut t, "HSET a n 1");
         run(&mut t, "HSET b n 3");
         t.shard.counting = false;
-        let p1 = t.run_bytes(&[b"FT.SEARCH", b"i", b"*", b"SORTBY", b"n", b"DESC", b"LIMIT", b"0", b"1", b"NOCONTENT"]);
+        let p1 = t.run_bytes(&[
+            b"FT.SEARCH",
+            b"i",
+            b"*",
+            b"SORTBY",
+            b"n",
+            b"DESC",
+            b"LIMIT",
+            b"0",
+            b"1",
+            b"NOCONTENT",
+        ]);
         run(&mut t, "HSET c n 2");
-        let p2 = t.run_bytes(&[b"FT.SEARCH", b"i", b"*", b"SORTBY", b"n", b"DESC", b"LIMIT", b"0", b"1", b"NOCONTENT"]);
+        let p2 = t.run_bytes(&[
+            b"FT.SEARCH",
+            b"i",
+            b"*",
+            b"SORTBY",
+            b"n",
+            b"DESC",
+            b"LIMIT",
+            b"0",
+            b"1",
+            b"NOCONTENT",
+        ]);
         let mut out = Vec::new();
         merge_parts(&[&p1, &p2], Proto::Resp2, &mut out);
         assert_eq!(out, b"*2\r\n:5\r\n$1\r\nb\r\n");

@@ -275,6 +275,10 @@ mod tests {
             hits += got.iter().filter(|x| truth.contains(&x.1)).count();
             assert!(got.iter().all(|x| x.1 != 3));
         }
-        assert!(hits as f64 / 500.0 >= 0.95, "recall {}", hits as f64 / 500.0);
+        assert!(
+            hits as f64 / 500.0 >= 0.95,
+            "recall {}",
+            hits as f64 / 500.0
+        );
     }
 }

@@ -482,11 +482,12 @@ impl Index {
         let mut out = Vec::new();
         for (i, f) in self.def.fields.iter().enumerate() {
             if let Some(names) = fields {
-                if !names.iter().any(|a| *a == f.alias) {
+                if !names.contains(&f.alias) {
                     continue;
                 }
             }
-            let (FieldData::Text { post, .. }, Kind::Text { weight, .. }) = (&self.data[i], &f.kind)
+            let (FieldData::Text { post, .. }, Kind::Text { weight, .. }) =
+                (&self.data[i], &f.kind)
             else {
                 if fields.is_some() && !matches!(f.kind, Kind::Text { .. }) {
                     return Err(crate::Error::Other(format!(
@@ -670,7 +671,14 @@ mod tests {
     fn hash(pairs: &[(&str, &str)]) -> Value {
         let mut h = Hash::new();
         for (f, v) in pairs {
-            h.set(f.as_bytes(), v.as_bytes(), crate::types::hash::Limits { max_entries: 512, max_value: 64 });
+            h.set(
+                f.as_bytes(),
+                v.as_bytes(),
+                crate::types::hash::Limits {
+                    max_entries: 512,
+                    max_value: 64,
+                },
+            );
         }
         Value::Hash(h)
     }
@@ -690,10 +698,27 @@ mod tests {
     #[test]
     fn indexes_text_tags_and_numbers() {
         let mut idx = create("FT.CREATE i PREFIX 1 doc: SCHEMA body TEXT color TAG n NUMERIC");
-        idx.update(b"doc:1", Some(&hash(&[("body", "Hello big World"), ("color", "red,Blue"), ("n", "5")])));
-        idx.update(b"doc:2", Some(&hash(&[("body", "hello there"), ("color", "green"), ("n", "10")])));
+        idx.update(
+            b"doc:1",
+            Some(&hash(&[
+                ("body", "Hello big World"),
+                ("color", "red,Blue"),
+                ("n", "5"),
+            ])),
+        );
+        idx.update(
+            b"doc:2",
+            Some(&hash(&[
+                ("body", "hello there"),
+                ("color", "green"),
+                ("n", "10"),
+            ])),
+        );
         idx.update(b"other", Some(&hash(&[("body", "hello")])));
-        idx.update(b"doc:3", Some(&Value::Str(crate::types::Str::from_bytes(b"x"))));
+        idx.update(
+            b"doc:3",
+            Some(&Value::Str(crate::types::Str::from_bytes(b"x"))),
+        );
         assert_eq!(query(&idx, "hello"), ["doc:1", "doc:2"]);
         assert_eq!(query(&idx, "hello world"), ["doc:1"]);
         assert_eq!(query(&idx, "hel*"), ["doc:1", "doc:2"]);
@@ -714,7 +739,8 @@ mod tests {
 
     #[test]
     fn a_malformed_vector_is_a_failure_not_a_document() {
-        let mut idx = create("FT.CREATE i SCHEMA v VECTOR FLAT 6 TYPE FLOAT32 DIM 2 DISTANCE_METRIC L2");
+        let mut idx =
+            create("FT.CREATE i SCHEMA v VECTOR FLAT 6 TYPE FLOAT32 DIM 2 DISTANCE_METRIC L2");
         idx.update(b"a", Some(&hash(&[("v", "[1, 2]")])));
         idx.update(b"b", Some(&hash(&[("v", "xyz")])));
         assert_eq!((idx.num_docs(), idx.failures), (1, 1));
@@ -727,10 +753,14 @@ mod tests {
     fn background_scan_and_persistence_round_trip() {
         let mut db = Db::default();
         for i in 0..5000 {
-            db.insert(format!("doc:{i}").as_bytes(), Entry::new(hash(&[("t", "x")])));
+            db.insert(
+                format!("doc:{i}").as_bytes(),
+                Entry::new(hash(&[("t", "x")])),
+            );
         }
         let mut all = Indexes::default();
-        all.map.insert("i".into(), create("FT.CREATE i PREFIX 1 doc: SCHEMA t TAG"));
+        all.map
+            .insert("i".into(), create("FT.CREATE i PREFIX 1 doc: SCHEMA t TAG"));
         let mut steps = 0;
         while all.scanning() {
             all.step(&mut db, 0);

@@ -180,7 +180,10 @@ impl Parser<'_> {
         }
     }
     fn err(&self) -> Error {
-        let near: String = self.s[self.pos.min(self.s.len())..].iter().take(10).collect();
+        let near: String = self.s[self.pos.min(self.s.len())..]
+            .iter()
+            .take(10)
+            .collect();
         syntax(self.pos, if near.is_empty() { "end" } else { &near })
     }
     fn eat(&mut self, c: char) -> bool {
@@ -454,9 +457,11 @@ impl Parser<'_> {
         let n = match v.to_ascii_lowercase().as_str() {
             "-inf" => f64::NEG_INFINITY,
             "inf" | "+inf" => f64::INFINITY,
-            s => s.parse::<f64>().ok().filter(|x| !x.is_nan()).ok_or_else(|| {
-                Error::Other(format!("Expected a number but got `{w}`"))
-            })?,
+            s => s
+                .parse::<f64>()
+                .ok()
+                .filter(|x| !x.is_nan())
+                .ok_or_else(|| Error::Other(format!("Expected a number but got `{w}`")))?,
         };
         Ok((n, !excl))
     }
@@ -644,7 +649,10 @@ mod tests {
     fn knn_clauses() {
         let q = p("(@color:{red})=>[KNN $k @v $vec AS dist EF_RUNTIME 20]").unwrap();
         let k = q.knn.unwrap();
-        assert_eq!((k.k, k.field.as_str(), k.score_name.as_str()), (5, "v", "dist"));
+        assert_eq!(
+            (k.k, k.field.as_str(), k.score_name.as_str()),
+            (5, "v", "dist")
+        );
         assert_eq!((k.blob.as_slice(), k.ef), (&b"[1,2]"[..], Some(20)));
         let q = p("*=>[KNN 3 @v $vec]").unwrap();
         assert_eq!(q.filter, Node::All);
@@ -654,8 +662,21 @@ mod tests {
     #[test]
     fn errors_not_panics() {
         for q in [
-            "", "(", "a)", "@", "@x", "@x:{", "@x:[1", "@x:[a b]", "=>[KNN]", "*=>[KNN 1 v $vec]",
-            "*=>[KNN 1 @v $nope]", "$nope", "\"a", "@x:{}", "((((",
+            "",
+            "(",
+            "a)",
+            "@",
+            "@x",
+            "@x:{",
+            "@x:[1",
+            "@x:[a b]",
+            "=>[KNN]",
+            "*=>[KNN 1 v $vec]",
+            "*=>[KNN 1 @v $nope]",
+            "$nope",
+            "\"a",
+            "@x:{}",
+            "((((",
         ] {
             assert!(p(q).is_err(), "{q}");
         }

@@ -143,7 +143,9 @@ pub fn parse_create(argv: &[&[u8]]) -> Result<Definition> {
         } else if eq_ic(a, "PREFIX") {
             let n = num(argv.get(i), "PREFIX")?;
             if n < 0 || i as i64 + n >= argv.len() as i64 {
-                return Err(Error::Other("Bad arguments for PREFIX: Expected an argument, but none provided".into()));
+                return Err(Error::Other(
+                    "Bad arguments for PREFIX: Expected an argument, but none provided".into(),
+                ));
             }
             for p in &argv[i + 1..i + 1 + n as usize] {
                 def.prefixes.push(p.to_vec());
@@ -152,7 +154,9 @@ pub fn parse_create(argv: &[&[u8]]) -> Result<Definition> {
         } else if eq_ic(a, "STOPWORDS") {
             let n = num(argv.get(i), "STOPWORDS")?;
             if n < 0 || i as i64 + n >= argv.len() as i64 {
-                return Err(Error::Other("Bad arguments for STOPWORDS: Expected an argument, but none provided".into()));
+                return Err(Error::Other(
+                    "Bad arguments for STOPWORDS: Expected an argument, but none provided".into(),
+                ));
             }
             def.stopwords = Some(
                 argv[i + 1..i + 1 + n as usize]
@@ -162,7 +166,9 @@ pub fn parse_create(argv: &[&[u8]]) -> Result<Definition> {
             );
             i += 1 + n as usize;
         } else if eq_ic(a, "FILTER") {
-            return Err(Error::Other("FILTER is not supported by shardis yet".into()));
+            return Err(Error::Other(
+                "FILTER is not supported by shardis yet".into(),
+            ));
         } else if eq_ic(a, "SCORE") {
             def.score = argv
                 .get(i)
@@ -201,9 +207,10 @@ pub fn parse_fields(args: &[&[u8]], existing: &[Field]) -> Result<Vec<Field>> {
         i += 1;
         let mut alias = name.clone();
         if args.get(i).is_some_and(|a| eq_ic(a, "AS")) {
-            alias = args.get(i + 1).map(|a| text(a)).ok_or_else(|| {
-                Error::Other(format!("Field `{name}` does not have a type"))
-            })?;
+            alias = args
+                .get(i + 1)
+                .map(|a| text(a))
+                .ok_or_else(|| Error::Other(format!("Field `{name}` does not have a type")))?;
             i += 2;
         }
         let Some(ty) = args.get(i) else {
@@ -227,7 +234,9 @@ pub fn parse_fields(args: &[&[u8]], existing: &[Field]) -> Result<Vec<Field>> {
             i += used;
             Kind::Vector(p)
         } else {
-            return Err(Error::Other(format!("Invalid field type for field `{name}`")));
+            return Err(Error::Other(format!(
+                "Invalid field type for field `{name}`"
+            )));
         };
         let (mut sortable, mut noindex) = (false, false);
         // Field options, in any order.
@@ -250,7 +259,9 @@ pub fn parse_fields(args: &[&[u8]], existing: &[Field]) -> Result<Vec<Field>> {
                 (Kind::Tag { sep, .. }, a) if eq_ic(a, "SEPARATOR") => {
                     let s = args.get(i + 1).copied().unwrap_or(b"");
                     if s.len() != 1 {
-                        return Err(Error::Other("Tag separator must be a single character".into()));
+                        return Err(Error::Other(
+                            "Tag separator must be a single character".into(),
+                        ));
                     }
                     *sep = s[0];
                     i += 1;
@@ -286,14 +297,18 @@ pub fn parse_fields(args: &[&[u8]], existing: &[Field]) -> Result<Vec<Field>> {
 
 /// `HNSW|FLAT n attr value …` of a VECTOR field; returns the parameters and arguments used.
 fn parse_vector(args: &[&[u8]], field: &str) -> Result<(VectorParams, usize)> {
-    let bad = |what: &str| Error::Other(format!("Bad arguments for vector similarity {what} in field `{field}`"));
+    let bad = |what: &str| {
+        Error::Other(format!(
+            "Bad arguments for vector similarity {what} in field `{field}`"
+        ))
+    };
     let algo = match args.first() {
         Some(a) if eq_ic(a, "HNSW") => Algo::Hnsw,
         Some(a) if eq_ic(a, "FLAT") => Algo::Flat,
         _ => {
             return Err(Error::Other(format!(
-                "Bad arguments for vector similarity algorithm: unknown algorithm in field `{field}`"
-            )))
+            "Bad arguments for vector similarity algorithm: unknown algorithm in field `{field}`"
+        )))
         }
     };
     let n = args
@@ -367,7 +382,11 @@ fn parse_vector(args: &[&[u8]], field: &str) -> Result<(VectorParams, usize)> {
         }
     }
     let algo_name = if algo == Algo::Hnsw { "HNSW" } else { "FLAT" };
-    for (set, what) in [(ty, "TYPE"), (p.dim > 0, "DIM"), (metric, "DISTANCE_METRIC")] {
+    for (set, what) in [
+        (ty, "TYPE"),
+        (p.dim > 0, "DIM"),
+        (metric, "DISTANCE_METRIC"),
+    ] {
         if !set {
             return Err(Error::Other(format!(
                 "Missing mandatory parameter: cannot create {algo_name} index without specifying {what} argument"
@@ -397,9 +416,20 @@ mod tests {
         assert_eq!(d.prefixes, vec![b"doc:".to_vec(), b"item:".to_vec()]);
         assert_eq!(d.fields.len(), 4);
         assert_eq!(d.fields[1].alias, "t");
-        assert_eq!(d.fields[1].kind, Kind::Tag { sep: b'|', case_sensitive: true });
-        let Kind::Vector(p) = &d.fields[3].kind else { panic!() };
-        assert_eq!((p.dim, p.m, p.ef_runtime, p.metric), (4, 8, 50, Metric::Cosine));
+        assert_eq!(
+            d.fields[1].kind,
+            Kind::Tag {
+                sep: b'|',
+                case_sensitive: true
+            }
+        );
+        let Kind::Vector(p) = &d.fields[3].kind else {
+            panic!()
+        };
+        assert_eq!(
+            (p.dim, p.m, p.ef_runtime, p.metric),
+            (4, 8, 50, Metric::Cosine)
+        );
     }
 
     #[test]

@@ -207,7 +207,10 @@ impl VecStore {
                 heap.push(Near(d, doc));
             }
         }
-        heap.into_sorted_vec().into_iter().map(|n| (n.0, n.1)).collect()
+        heap.into_sorted_vec()
+            .into_iter()
+            .map(|n| (n.0, n.1))
+            .collect()
     }
 }
 
@@ -242,7 +245,11 @@ mod tests {
 
     #[test]
     fn distances_as_redisearch_reports_them() {
-        for (metric, want) in [(Metric::L2, 2.0f32), (Metric::Ip, 1.0), (Metric::Cosine, 1.0)] {
+        for (metric, want) in [
+            (Metric::L2, 2.0f32),
+            (Metric::Ip, 1.0),
+            (Metric::Cosine, 1.0),
+        ] {
             let mut s = VecStore::new(params(Algo::Flat, metric, 2));
             s.insert(7, vec![1.0, 0.0]);
             let q = s.query_vector(b"[0, 1]").unwrap();
