@@ -379,6 +379,7 @@ impl ShardCtx {
         *ctx.me.borrow_mut() = Rc::downgrade(&ctx);
         set_current(&ctx);
         ctx.engine.borrow_mut().dbs = start.dbs;
+        ctx.engine.borrow_mut().search.decode(&start.search);
         if let Some(a) = start.aof {
             let fsync = crate::aof::Fsync::parse(&shared.config.get("appendfsync"));
             let mut aof = crate::aof::Aof::new(fsync, a.dir, a.manifest);
@@ -571,6 +572,11 @@ impl ShardCtx {
                 if !more || started.elapsed() >= budget {
                     break;
                 }
+                glommio::yield_if_needed().await;
+            }
+            // Background indexing of search indexes: a slice per tick, yielding between.
+            while self.engine.borrow().search_busy() && started.elapsed() < budget * 2 {
+                self.engine.borrow_mut().search_step(now_us() / 1000);
                 glommio::yield_if_needed().await;
             }
             // An eviction run that ran out of time goes on here, as Redis's eviction timer does.

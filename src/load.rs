@@ -27,6 +27,8 @@ pub struct Start {
     pub dbs: Vec<Db>,
     /// The AOF to append to (when `appendonly` is on).
     pub aof: Option<AofStart>,
+    /// The search index definitions loaded (`search::Indexes::encode`), the same for all.
+    pub search: Vec<u8>,
 }
 
 pub struct AofStart {
@@ -94,6 +96,7 @@ pub fn load(cfg: &Config, n: usize, scripts: &Arc<Store>) -> anyhow::Result<Vec<
     // made afresh from what was loaded (a later rewrite could otherwise compact a file on one
     // shard and leave another shard's part looking complete).
     let mut dropped = false;
+    let mut search = Vec::new();
     let dbs: Vec<Vec<Db>> = if appendonly && !aof_sets.is_empty() {
         let m = if aof_sets.contains(&n) {
             n
@@ -102,9 +105,10 @@ pub fn load(cfg: &Config, n: usize, scripts: &Arc<Store>) -> anyhow::Result<Vec<
         };
         from_aof = true;
         let truncate_ok = cfg.get("aof-load-truncated") == "yes";
-        let (loaded, was_dropped) =
+        let (loaded, was_dropped, defs) =
             load_aof_set(&dir, &dirname, &fname, m, &scfg, truncate_ok, scripts)?;
         dropped = was_dropped;
+        search = defs;
         if m == n {
             loaded
         } else {
@@ -119,9 +123,13 @@ pub fn load(cfg: &Config, n: usize, scripts: &Arc<Store>) -> anyhow::Result<Vec<
             let files: Vec<PathBuf> = (0..m)
                 .map(|i| dir.join(persist::shard_rdb_name(&dbfilename, i, m)))
                 .collect();
-            load_rdb_files(&files, n, m == n, &scfg, scripts)?
+            let (d, s) = load_rdb_files(&files, n, m == n, &scfg, scripts)?;
+            search = s;
+            d
         } else if single.exists() {
-            load_rdb_files(&[single], n, false, &scfg, scripts)?
+            let (d, s) = load_rdb_files(&[single], n, false, &scfg, scripts)?;
+            search = s;
+            d
         } else {
             (0..n).map(|_| empty_dbs()).collect()
         }
@@ -135,6 +143,8 @@ pub fn load(cfg: &Config, n: usize, scripts: &Arc<Store>) -> anyhow::Result<Vec<
         );
     }
 
+    // Every shard starts with these definitions, and new files carry them.
+    shards::search::publish(search.clone());
     // The AOF for this shard count: kept if it was loaded as is, else made from the data now.
     let mut starts = Vec::with_capacity(n);
     // New files take sequence numbers above every shard's, the same on all shards (loading
@@ -159,7 +169,11 @@ pub fn load(cfg: &Config, n: usize, scripts: &Arc<Store>) -> anyhow::Result<Vec<
                 made.push(create_aof(&sdir, &fname, &d, seq, scripts)?);
             }
         }
-        starts.push(Start { dbs: d, aof });
+        starts.push(Start {
+            dbs: d,
+            aof,
+            search: search.clone(),
+        });
     }
     commit_aofs(&made, &fname)?;
     if !made.is_empty() {
@@ -189,13 +203,14 @@ fn load_rdb_files(
     direct: bool,
     scfg: &ShardConfig,
     scripts: &Arc<Store>,
-) -> anyhow::Result<Vec<Vec<Db>>> {
+) -> anyhow::Result<(Vec<Vec<Db>>, Vec<u8>)> {
     let now = now_ms();
     let contents: Vec<Vec<u8>> = files
         .iter()
         .map(|f| std::fs::read(f).with_context(|| format!("reading {}", f.display())))
         .collect::<anyhow::Result<_>>()?;
-    in_parallel(n, |i| {
+    let loaded = in_parallel(n, |i| {
+        let mut search = None;
         let mut dbs = empty_dbs();
         let mine: Vec<usize> = if direct {
             vec![i]
@@ -203,7 +218,7 @@ fn load_rdb_files(
             (0..contents.len()).collect()
         };
         for f in mine {
-            read_rdb_into(
+            let s = read_rdb_into(
                 &contents[f],
                 &files[f],
                 &mut dbs,
@@ -212,9 +227,15 @@ fn load_rdb_files(
                 Some(scripts),
                 |k| direct || shard_of(k, n) == i,
             )?;
+            search = search.or(s);
         }
-        Ok(dbs)
-    })
+        Ok((dbs, search))
+    })?;
+    let search = loaded
+        .iter()
+        .find_map(|(_, s)| s.clone())
+        .unwrap_or_default();
+    Ok((loaded.into_iter().map(|(d, _)| d).collect(), search))
 }
 
 /// Runs `job(i)` for every `i < n`, each on its own thread; the results in order.
@@ -244,7 +265,7 @@ pub fn read_rdb_into(
     now: u64,
     scripts: Option<&Store>,
     keep: impl Fn(&[u8]) -> bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<Vec<u8>>> {
     let name = path.display();
     let mut r = FileReader::new(data).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     // Under an LRU or LFU policy the keys' clocks come from the file (Redis's IDLE / FREQ).
@@ -285,7 +306,7 @@ pub fn read_rdb_into(
         shards::script::function::load_from_rdb(scripts, r.functions())
             .map_err(|e| anyhow::anyhow!("{name}: function library: {}", e.text()))?;
     }
-    Ok(())
+    Ok(r.aux_get(shards::rdb::file::SEARCH_AUX).map(|v| v.to_vec()))
 }
 
 /// Moves every key to the shard of its slot among `n`.
@@ -366,7 +387,7 @@ fn load_aof_set(
     scfg: &ShardConfig,
     truncate_ok: bool,
     scripts: &Arc<Store>,
-) -> anyhow::Result<(Vec<Vec<Db>>, bool)> {
+) -> anyhow::Result<(Vec<Vec<Db>>, bool, Vec<u8>)> {
     let files: Vec<AofFiles> = (0..m)
         .map(|i| read_aof_dir(&persist::shard_aof_dir(dir, dirname, i, m), fname))
         .collect::<anyhow::Result<_>>()?;
@@ -403,8 +424,17 @@ fn load_aof_set(
     let loaded = in_parallel(files.len(), |i| {
         load_one_aof(&files[i], scfg, now, &complete, truncate_ok, scripts)
     })?;
-    let dropped = loaded.iter().any(|(_, d)| *d);
-    Ok((loaded.into_iter().map(|(dbs, _)| dbs).collect(), dropped))
+    let dropped = loaded.iter().any(|(_, d, _)| *d);
+    // Shard 0 saw every FT.* definition command (they run on all shards).
+    let search = loaded
+        .first()
+        .map(|(_, _, s)| s.clone())
+        .unwrap_or_default();
+    Ok((
+        loaded.into_iter().map(|(dbs, _, _)| dbs).collect(),
+        dropped,
+        search,
+    ))
 }
 
 fn load_one_aof(
@@ -414,16 +444,17 @@ fn load_one_aof(
     complete: &HashSet<(u64, String)>,
     truncate_ok: bool,
     scripts: &Arc<Store>,
-) -> anyhow::Result<(Vec<Db>, bool)> {
+) -> anyhow::Result<(Vec<Db>, bool, Vec<u8>)> {
     let mut shard = Shard::new(0, 1, 0);
     shard.config = scfg.clone();
     // FUNCTION commands in the log load into the process's libraries.
     shard.scripts = scripts.clone();
     if let Some((path, data)) = &f.base {
         if data.starts_with(b"REDIS") {
-            read_rdb_into(data, path, &mut shard.dbs, scfg, now, Some(scripts), |_| {
+            let defs = read_rdb_into(data, path, &mut shard.dbs, scfg, now, Some(scripts), |_| {
                 true
             })?;
+            shard.search.decode(&defs.unwrap_or_default());
         } else {
             replay_file(&mut shard, path, data, None, false, truncate_ok)?;
         }
@@ -441,7 +472,7 @@ fn load_one_aof(
         )?;
         dropped |= r.skipped > 0;
     }
-    Ok((shard.dbs, dropped))
+    Ok((shard.dbs, dropped, shard.search.encode()))
 }
 
 /// Replays one AOF file; a torn tail of the last file is truncated (`aof-load-truncated`).
@@ -558,6 +589,7 @@ fn create_aof(
         ctime_s: now_ms() / 1000,
         used_mem: 0,
         aof_base: true,
+        search: shards::search::published(),
     };
     let functions = shards::script::function::codes(scripts);
     let bytes = shards::rdb::file::save(&functions, dbs, now_ms(), &aux);

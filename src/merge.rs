@@ -80,8 +80,16 @@ pub fn merge(
         out.extend_from_slice(e);
         return;
     }
+    if kind == Merge::Search {
+        let mut sorted: Vec<&(usize, Vec<u8>)> = parts.iter().collect();
+        sorted.sort_by_key(|(s, _)| *s);
+        let bodies: Vec<&[u8]> = sorted.iter().map(|(_, r)| r.as_slice()).collect();
+        shards::cmd::search::merge_parts(&bodies, proto, out);
+        return;
+    }
     let mut reply = Reply::new(out, proto);
     match kind {
+        Merge::Search => {}
         Merge::Sum => {
             let total: i64 = parts.iter().filter_map(|(_, r)| int_of(r)).sum();
             reply.int(total);

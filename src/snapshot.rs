@@ -36,6 +36,7 @@ fn aux(ctx: &ShardCtx, aof_base: bool) -> Aux {
         ctime_s: now_us() / 1_000_000,
         used_mem: crate::info::allocated_bytes() / ctx.n.max(1) as u64,
         aof_base,
+        search: shards::search::published(),
     }
 }
 
@@ -99,7 +100,7 @@ pub fn reload(ctx: &ShardCtx) -> Result<(), String> {
         db.clear();
     }
     let scripts = e.scripts.clone();
-    crate::load::read_rdb_into(
+    let defs = crate::load::read_rdb_into(
         &data,
         &path,
         &mut e.dbs,
@@ -108,7 +109,10 @@ pub fn reload(ctx: &ShardCtx) -> Result<(), String> {
         Some(&scripts),
         |_| true,
     )
-    .map_err(|e| e.to_string())
+    .map_err(|e| e.to_string())?;
+    e.search = Default::default();
+    e.search.decode(&defs.unwrap_or_default());
+    Ok(())
 }
 
 /// Starts a background snapshot of every database toward `target`.

@@ -147,6 +147,7 @@ fn export_rdb(config: &Config, n: usize, path: &str) -> anyhow::Result<()> {
         ctime_s: now_ms / 1000,
         used_mem: crate::info::allocated_bytes(),
         aof_base: false,
+        search: shards::search::published(),
     };
     let mut file = shards::rdb::file::FileWriter::new(&aux);
     for code in shards::script::function::codes(&scripts) {

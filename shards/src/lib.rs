@@ -29,6 +29,7 @@ pub mod rdb;
 pub mod resp;
 pub mod rng;
 pub mod script;
+pub mod search;
 pub mod shard;
 pub mod slot;
 pub mod slowlog;

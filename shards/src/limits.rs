@@ -28,3 +28,6 @@ pub const PROPAGATE_BATCH_ARGS: usize = 1024;
 pub const EVICTION_POOL_SIZE: usize = 16;
 /// Pool refreshes one eviction pick tries before it gives up (every sampled key gone).
 pub const EVICTION_TRIES_MAX: usize = 16;
+/// Largest K a KNN query asks for (RediSearch's default `KNN_MAX` is far above what a reply can
+/// carry; this bounds the heap a shard builds).
+pub const SEARCH_KNN_MAX: usize = 100_000;

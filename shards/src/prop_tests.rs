@@ -60,6 +60,24 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        // FT.* definitions are logged as themselves; FT.DROPINDEX DD and FT.DROP delete the
+        // same documents on replay (the index holds the same keys then).
+        name: "search",
+        script: &[
+            "HSET d:1 t a",
+            "HSET d:2 t b",
+            "HSET e:1 t a",
+            "FT.CREATE i PREFIX 1 d: SCHEMA t TAG",
+            "!FT.CREATE i SCHEMA t TAG",
+            "FT.ALTER i SCHEMA ADD n NUMERIC",
+            "FT.CREATE j PREFIX 1 e: SCHEMA t TAG",
+            "FT.DROPINDEX i DD",
+            "FT.DROP j KEEPDOCS",
+            "FT.CREATE k PREFIX 1 e: SCHEMA t TAG",
+            "FT.DROP k",
+        ],
+    },
+    Case {
         name: "strings",
         script: &[
             "SET s1 v",

@@ -268,6 +268,8 @@ pub struct Shard {
     pub tracking: crate::tracking::Tracking,
     /// Commands scripts called (database, arguments), for MONITOR (see `script::MONITORS`).
     pub script_calls: Vec<(usize, Vec<Vec<u8>>)>,
+    /// Search indexes over this shard's hashes (see [`crate::search`]).
+    pub search: crate::search::Indexes,
 }
 
 impl Shard {
@@ -315,6 +317,7 @@ impl Shard {
             thread_allocated: || 0,
             tracking: crate::tracking::Tracking::default(),
             script_calls: Vec::new(),
+            search: crate::search::Indexes::default(),
         }
     }
 
@@ -642,6 +645,9 @@ impl Shard {
         } else if self.expiry_logging {
             self.flush_expired();
         }
+        if !self.search.is_empty() && self.stats.dirty != dirty {
+            self.search_after(cmd, argv, now_us / 1000);
+        }
         if self.client & crate::tracking::READS_TRACKED != 0
             && !matches!(r, Err(Error::Blocked(_)) | Err(Error::Reroute))
         {
@@ -715,6 +721,22 @@ impl Shard {
             } else {
                 self.touch_key(k);
             }
+        }
+    }
+
+    /// After a write: the search indexes look again at the keys it touched (in database 0,
+    /// whatever the command's database: MOVE brings keys in and out), or start over after a
+    /// whole-database change.
+    #[cold]
+    fn search_after(&mut self, cmd: Lookup, argv: &[&[u8]], now_ms: u64) {
+        if matches!(cmd.spec.name, "flushall" | "flushdb" | "swapdb") {
+            self.search.reset();
+            return;
+        }
+        let mut pos = Vec::new();
+        crate::cmd::key_positions(cmd.spec, argv, &mut pos);
+        for p in pos {
+            self.search_touch(argv[p], now_ms);
         }
     }
 
@@ -872,6 +894,11 @@ impl Shard {
             self.touch_key((db, k.clone()));
         }
         let d = &mut self.dbs[db];
+        let touched: Vec<Key> = if db == 0 && !self.search.is_empty() {
+            entries.iter().map(|(k, _)| k.clone()).collect()
+        } else {
+            Vec::new()
+        };
         for (k, e) in entries {
             match e {
                 Some(e) => d.insert(&k, e),
@@ -879,6 +906,10 @@ impl Shard {
                     d.remove(&k);
                 }
             }
+        }
+        for k in touched {
+            // No clock here: keys being installed are live.
+            self.search_touch(&k, 0);
         }
     }
 

@@ -503,6 +503,7 @@ impl Hub {
                 ctime_s: crate::ctx::now_us() / 1_000_000,
                 used_mem: crate::info::allocated_bytes(),
                 aof_base: false,
+                search: shards::search::published(),
             };
             let mut writer = FileWriter::new(&aux);
             for code in shards::script::function::codes(&scripts) {

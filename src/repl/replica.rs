@@ -1610,7 +1610,7 @@ pub fn load(ctx: &ShardCtx) -> Result<(), String> {
         shards::script::function::flush_libraries(&scripts);
     }
     let (id, n) = (ctx.id, ctx.n);
-    crate::load::read_rdb_into(
+    let defs = crate::load::read_rdb_into(
         &data,
         std::path::Path::new("(the master's payload)"),
         &mut e.dbs,
@@ -1619,7 +1619,14 @@ pub fn load(ctx: &ShardCtx) -> Result<(), String> {
         (id == 0).then_some(&scripts),
         |k| crate::load::shard_of(k, n) == id,
     )
-    .map_err(|e| e.to_string())
+    .map_err(|e| e.to_string())?;
+    // The master's search indexes replace ours (their data is built from the keys again).
+    e.search = Default::default();
+    e.search.decode(&defs.unwrap_or_default());
+    if id == 0 {
+        shards::search::publish(e.search.encode());
+    }
+    Ok(())
 }
 
 /// After the load (on every shard, or failed): the link goes on.

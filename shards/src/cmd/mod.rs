@@ -19,6 +19,7 @@ pub mod pubsub;
 pub mod registry;
 pub mod repl;
 pub mod script;
+pub mod search;
 pub mod server;
 pub mod set;
 pub mod sort;

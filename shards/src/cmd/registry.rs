@@ -30,6 +30,7 @@ pub fn all() -> impl Iterator<Item = &'static CommandSpec> {
         super::script::COMMANDS,
         super::repl::COMMANDS,
         super::cluster::COMMANDS,
+        super::search::COMMANDS,
     ]
     .into_iter()
     .flat_map(|family| family.iter())

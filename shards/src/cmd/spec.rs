@@ -92,6 +92,8 @@ pub mod acl {
     pub const CONNECTION: u32 = 1 << 18;
     pub const TRANSACTION: u32 = 1 << 19;
     pub const SCRIPTING: u32 = 1 << 20;
+    /// RediSearch's category for the FT.* commands.
+    pub const SEARCH: u32 = 1 << 21;
 
     pub const NAMES: &[(u32, &str)] = &[
         (KEYSPACE, "keyspace"),
@@ -115,6 +117,7 @@ pub mod acl {
         (CONNECTION, "connection"),
         (TRANSACTION, "transaction"),
         (SCRIPTING, "scripting"),
+        (SEARCH, "search"),
     ];
 }
 
@@ -375,6 +378,7 @@ pub enum Group {
     Geo,
     Stream,
     Bitmap,
+    Search,
 }
 
 impl Group {
@@ -397,6 +401,7 @@ impl Group {
             Group::Geo => "geo",
             Group::Stream => "stream",
             Group::Bitmap => "bitmap",
+            Group::Search => "search",
         }
     }
 }
@@ -414,6 +419,10 @@ pub enum Merge {
     First,
     /// One non-null reply, if any (RANDOMKEY).
     AnyNonNull,
+    /// Each shard answers a part of FT.SEARCH / FT.AGGREGATE / FT.INFO, and
+    /// `cmd::search::merge_parts` makes the reply (a command run whole on one shard renders
+    /// its own reply).
+    Search,
 }
 
 /// Where a command runs.

@@ -84,7 +84,7 @@ fn err<T>(offset: usize, msg: impl Into<String>) -> Result<T, RdbError> {
 // Writing.
 
 /// The aux fields a file starts with besides `redis-ver` and `redis-bits`.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Aux {
     /// `ctime`: when the snapshot was taken, Unix seconds.
     pub ctime_s: u64,
@@ -92,6 +92,10 @@ pub struct Aux {
     pub used_mem: u64,
     /// `aof-base`: whether the file is the base of an AOF.
     pub aof_base: bool,
+    /// `shardis-search`: the search index definitions (their FT.CREATE commands, see
+    /// `search::Indexes::encode`); not written when empty. Redis skips aux fields it does not
+    /// know.
+    pub search: Vec<u8>,
 }
 
 /// What a file records of a key's access clock, as Redis writes it under an LRU policy
@@ -189,6 +193,9 @@ impl Section {
     }
 }
 
+/// The aux field that carries the search index definitions.
+pub const SEARCH_AUX: &str = "shardis-search";
+
 /// Frames an RDB file: header and aux fields, the pieces appended, `EOF` and the checksum.
 /// Its bytes are handed out as they are produced ([`FileWriter::take_pending`]); the CRC runs
 /// over them as they go.
@@ -216,6 +223,9 @@ impl FileWriter {
         field("ctime", aux.ctime_s.to_string().as_bytes());
         field("used-mem", aux.used_mem.to_string().as_bytes());
         field("aof-base", if aux.aof_base { b"1" } else { b"0" });
+        if !aux.search.is_empty() {
+            field(SEARCH_AUX, &aux.search);
+        }
         FileWriter {
             pending: out,
             crc: 0,
@@ -658,11 +668,13 @@ mod tests {
             ctime_s: 1_700_000_000,
             used_mem: 123_456,
             aof_base: true,
+            search: b"*2\r\n$9\r\nFT.CREATE\r\n$1\r\ni\r\n".to_vec(),
         };
         let file = save::<&[u8]>(&[], &dbs, 0, &aux);
         assert_eq!(&file[..9], b"REDIS0010");
         assert_eq!(read_all(&file).unwrap(), model);
         let mut r = FileReader::new(&file).unwrap();
+        assert_eq!(r.aux_get(SEARCH_AUX), Some(&aux.search[..]));
         while r.next_entry().unwrap().is_some() {}
         assert_eq!(r.aux_get("redis-ver"), Some(&b"7.0.15"[..]));
         assert_eq!(r.aux_get("redis-bits"), Some(&b"64"[..]));
