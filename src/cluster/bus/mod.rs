@@ -755,16 +755,16 @@ impl Bus {
     }
 
     /// Opens an outbound link to a node and queues its first PING (or MEET).
-    fn connect(&mut self, st: &mut State, index: usize, now: u64) {
+    fn connect(&mut self, st: &mut State, index: usize, now: u64) -> bool {
         let n = &st.nodes[index];
         let Ok(ip) = n.ip.parse::<std::net::IpAddr>() else {
-            return;
+            return false;
         };
         let addr = SocketAddr::new(ip, n.cport);
         let id = n.id.clone();
         let meet = n.flags & nflag::MEET != 0;
         let Ok(sock) = connect_nonblocking(addr) else {
-            return;
+            return false;
         };
         let lid = self.new_link(sock, Some(id.clone()), true, true);
         self.peers.entry(id).or_default().link = Some(lid);
@@ -775,10 +775,18 @@ impl Bus {
             st.nodes[index].ping_sent_ms = old_ping;
         }
         st.nodes[index].flags &= !nflag::MEET;
+        true
     }
 
     /// clusterCron: links, handshake timeouts, heartbeats and failure detection.
     fn cron(&mut self, st: &mut State, now: u64, todo: &mut Todo) {
+        self.reconcile(st, now, todo);
+        self.heartbeat(st, now, todo);
+        self.detect_failures(st, now, todo);
+    }
+
+    /// Links follow the state: nodes gone lose theirs, new ones get one, handshakes time out.
+    fn reconcile(&mut self, st: &mut State, now: u64, todo: &mut Todo) {
         let timeout = self.node_timeout();
         let handshake_timeout = timeout.max(1000);
         // Nodes gone from the state (FORGET, RESET) lose their links and bus data.
@@ -822,12 +830,18 @@ impl Bus {
                 todo.publish();
                 continue;
             }
-            if peer.link.is_none() && st.nodes[i].flags & nflag::NOADDR == 0 {
-                self.connect(st, i, now);
+            if peer.link.is_none()
+                && st.nodes[i].flags & nflag::NOADDR == 0
+                && self.connect(st, i, now)
+            {
                 todo.publish();
             }
             i += 1;
         }
+    }
+
+    /// Every second, a PING to the least recently answered of five random nodes.
+    fn heartbeat(&mut self, st: &mut State, now: u64, todo: &mut Todo) {
         // Every second: ping the least recently answered of five random nodes.
         if self.iteration.is_multiple_of(10) && st.nodes.len() > 1 {
             let mut best: Option<usize> = None;
@@ -851,6 +865,12 @@ impl Bus {
                 }
             }
         }
+    }
+
+    /// Pings nodes not pinged for half the node timeout, drops silent links, and marks PFAIL
+    /// the nodes that did not answer within the node timeout.
+    fn detect_failures(&mut self, st: &mut State, now: u64, todo: &mut Todo) {
+        let timeout = self.node_timeout();
         let mut update = false;
         for i in 1..st.nodes.len() {
             let n = &st.nodes[i];
