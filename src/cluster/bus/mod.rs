@@ -1973,3 +1973,53 @@ impl Bus {
         }
     }
 }
+
+#[cfg(test)]
+mod runtime_tests {
+    use super::*;
+
+    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    #[test]
+    fn wire_flags_follow_redis_values() {
+        let mut n = Node::new(
+            A.into(),
+            "1.2.3.4".into(),
+            1,
+            2,
+            nflag::MASTER | nflag::PFAIL,
+        );
+        assert_eq!(
+            wire_flags(&n, true),
+            flag::MASTER | flag::PFAIL | flag::MYSELF
+        );
+        n.flags = nflag::SLAVE | nflag::FAIL | nflag::NOFAILOVER | nflag::HANDSHAKE;
+        assert_eq!(
+            wire_flags(&n, false),
+            flag::SLAVE | flag::FAIL | flag::NOFAILOVER | flag::HANDSHAKE
+        );
+    }
+
+    #[test]
+    fn set_master_drops_our_slots_and_open_slots() {
+        let mut st = State::new(A.into(), 7000, 17000);
+        st.nodes.push(Node::new(
+            B.into(),
+            "10.0.0.2".into(),
+            7001,
+            17001,
+            nflag::MASTER,
+        ));
+        st.assign(5, Some(0));
+        st.assign(6, Some(1));
+        st.migrating.insert(5, B.into());
+        assert_eq!(set_master(&mut st, 1), Some(("10.0.0.2".into(), 7001)));
+        assert_eq!(st.owner_index(5), None);
+        assert_eq!(st.owner_index(6), Some(1));
+        assert!(st.migrating.is_empty());
+        assert_eq!(st.me().flags & (nflag::SLAVE | nflag::MASTER), nflag::SLAVE);
+        assert_eq!(st.me().master.as_deref(), Some(B));
+        assert_eq!(set_master(&mut st, 9), None);
+    }
+}
