@@ -12,7 +12,11 @@ use common::{free_port, fresh_dir, RedisServer, Server};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+/// The node timeout of the tests that kill nodes (failure detection and failover).
 const NODE_TIMEOUT: &str = "2000";
+/// The node timeout of the others: long enough that a machine busy with other tests never
+/// makes a node look failed (which would answer CLUSTERDOWN to the writers).
+const CALM_NODE_TIMEOUT: &str = "15000";
 
 fn text(reply: &[u8]) -> String {
     String::from_utf8_lossy(reply).into_owned()
@@ -21,12 +25,18 @@ fn text(reply: &[u8]) -> String {
 /// A fresh shardis cluster node on a kernel-chosen port with an explicit bus port.
 fn shardis_node() -> Server {
     let dir = fresh_dir("cluster-bus");
-    shardis_node_in(&dir, None, free_port())
+    shardis_node_in(&dir, None, free_port(), NODE_TIMEOUT)
+}
+
+/// A fresh shardis node with the calm node timeout.
+fn calm_shardis_node() -> Server {
+    let dir = fresh_dir("cluster-bus");
+    shardis_node_in(&dir, None, free_port(), CALM_NODE_TIMEOUT)
 }
 
 /// A shardis cluster node keeping its nodes.conf in `dir` (a restart: the same port and bus
 /// port again).
-fn shardis_node_in(dir: &std::path::Path, port: Option<u16>, cport: u16) -> Server {
+fn shardis_node_in(dir: &std::path::Path, port: Option<u16>, cport: u16, timeout: &str) -> Server {
     let cport = cport.to_string();
     let port = port.unwrap_or(0).to_string();
     Server::start(&[
@@ -37,14 +47,14 @@ fn shardis_node_in(dir: &std::path::Path, port: Option<u16>, cport: u16) -> Serv
         "--cluster-port",
         &cport,
         "--cluster-node-timeout",
-        NODE_TIMEOUT,
+        timeout,
         "--dir",
         dir.to_str().unwrap(),
     ])
 }
 
 /// A fresh redis-server 7 cluster node.
-fn redis_node() -> RedisServer {
+fn redis_node(timeout: &str) -> RedisServer {
     let cport = free_port().to_string();
     RedisServer::start_with(&[
         "--cluster-enabled",
@@ -52,7 +62,7 @@ fn redis_node() -> RedisServer {
         "--cluster-port",
         &cport,
         "--cluster-node-timeout",
-        NODE_TIMEOUT,
+        timeout,
     ])
 }
 
@@ -206,8 +216,8 @@ fn redis_cli_creates_a_shardis_cluster_and_detects_a_failure() {
 
 #[test]
 fn mixed_cluster_with_redis_server_and_reshard_under_load() {
-    let ours: Vec<Server> = (0..2).map(|_| shardis_node()).collect();
-    let theirs: Vec<RedisServer> = (0..2).map(|_| redis_node()).collect();
+    let ours: Vec<Server> = (0..2).map(|_| calm_shardis_node()).collect();
+    let theirs: Vec<RedisServer> = (0..2).map(|_| redis_node(CALM_NODE_TIMEOUT)).collect();
     // Interleaved, so slot ranges alternate between the two kinds of node.
     let ports = vec![
         ours[0].port(),
@@ -359,7 +369,7 @@ fn kill_and_wait_for_failover(
 fn replicas_and_automatic_failover() {
     let first_dir = fresh_dir("cluster-bus");
     let first_cport = free_port();
-    let mut nodes: Vec<Server> = vec![shardis_node_in(&first_dir, None, first_cport)];
+    let mut nodes: Vec<Server> = vec![shardis_node_in(&first_dir, None, first_cport, NODE_TIMEOUT)];
     nodes.extend((0..5).map(|_| shardis_node()));
     let ports: Vec<u16> = nodes.iter().map(|n| n.port()).collect();
     create(&ports, 1);
@@ -388,7 +398,7 @@ fn replicas_and_automatic_failover() {
     assert!(log.contains("[OK] All 16384 slots covered."), "{log}");
     // The old master comes back (same nodes.conf, same ports): it learns its slots moved on
     // (UPDATE), becomes a replica of the new master and copies its data.
-    nodes[0] = shardis_node_in(&first_dir, Some(ports[0]), first_cport);
+    nodes[0] = shardis_node_in(&first_dir, Some(ports[0]), first_cport, NODE_TIMEOUT);
     let new_master = myid(replica_port);
     poll(
         "the old master rejoins as a replica of the new one",
@@ -445,7 +455,7 @@ fn key_tag_for(node: &Server) -> String {
 
 #[test]
 fn shardis_replica_takes_over_from_a_redis_master() {
-    let theirs: Vec<RedisServer> = (0..2).map(|_| redis_node()).collect();
+    let theirs: Vec<RedisServer> = (0..2).map(|_| redis_node(NODE_TIMEOUT)).collect();
     let ours = shardis_node();
     let ports = vec![theirs[0].port(), ours.port(), theirs[1].port()];
     create(&ports, 0);
@@ -525,7 +535,7 @@ fn reshard(seed: u16, from: &str, to: &str, slots: usize) {
 
 #[test]
 fn add_node_reshard_and_del_node_under_load() {
-    let nodes: Vec<Server> = (0..3).map(|_| shardis_node()).collect();
+    let nodes: Vec<Server> = (0..3).map(|_| calm_shardis_node()).collect();
     let ports: Vec<u16> = nodes.iter().map(|n| n.port()).collect();
     create(&ports, 0);
     poll("consistent CLUSTER NODES", 20, || consistent(&ports));
@@ -549,7 +559,7 @@ fn add_node_reshard_and_del_node_under_load() {
         (n, errors)
     });
     // A new master joins, takes slots, gives them back and leaves.
-    let extra = shardis_node();
+    let extra = calm_shardis_node();
     let (ok, log) = redis_cli(&[
         "--cluster",
         "add-node",
@@ -597,7 +607,7 @@ fn malformed_bus_messages_drop_the_link_not_the_node() {
     use std::io::Write;
     let cport = free_port();
     let dir = fresh_dir("cluster-bus");
-    let node = shardis_node_in(&dir, None, cport);
+    let node = shardis_node_in(&dir, None, cport, CALM_NODE_TIMEOUT);
     let meet = include_bytes!("../src/cluster/bus/msg/testdata/redis7-meet.bin");
     let mut payloads: Vec<Vec<u8>> = vec![
         b"GET / HTTP/1.1\r\n\r\n".to_vec(),
@@ -616,7 +626,7 @@ fn malformed_bus_messages_drop_the_link_not_the_node() {
             m[at] = (seed >> 17) as u8;
         }
         // Most keep a valid frame, so the decoder (not the framing) sees the damage.
-        if seed % 4 != 0 {
+        if !seed.is_multiple_of(4) {
             m[..4].copy_from_slice(b"RCmb");
             let len = (m.len() as u32).to_be_bytes();
             m[4..8].copy_from_slice(&len);
@@ -633,7 +643,7 @@ fn malformed_bus_messages_drop_the_link_not_the_node() {
     assert_eq!(con.cmd(&["PING"]), b"+PONG\r\n");
     assert!(text(&con.cmd(&["CLUSTER", "INFO"])).contains("cluster_known_nodes:"));
     // The bus still works: a real node can meet it.
-    let other = shardis_node();
+    let other = calm_shardis_node();
     let (_, out) = redis_cli(&[
         "-p",
         &other.port().to_string(),

@@ -755,16 +755,16 @@ impl Bus {
     }
 
     /// Opens an outbound link to a node and queues its first PING (or MEET).
-    fn connect(&mut self, st: &mut State, index: usize, now: u64) {
+    fn connect(&mut self, st: &mut State, index: usize, now: u64) -> bool {
         let n = &st.nodes[index];
         let Ok(ip) = n.ip.parse::<std::net::IpAddr>() else {
-            return;
+            return false;
         };
         let addr = SocketAddr::new(ip, n.cport);
         let id = n.id.clone();
         let meet = n.flags & nflag::MEET != 0;
         let Ok(sock) = connect_nonblocking(addr) else {
-            return;
+            return false;
         };
         let lid = self.new_link(sock, Some(id.clone()), true, true);
         self.peers.entry(id).or_default().link = Some(lid);
@@ -775,10 +775,18 @@ impl Bus {
             st.nodes[index].ping_sent_ms = old_ping;
         }
         st.nodes[index].flags &= !nflag::MEET;
+        true
     }
 
     /// clusterCron: links, handshake timeouts, heartbeats and failure detection.
     fn cron(&mut self, st: &mut State, now: u64, todo: &mut Todo) {
+        self.reconcile(st, now, todo);
+        self.heartbeat(st, now, todo);
+        self.detect_failures(st, now, todo);
+    }
+
+    /// Links follow the state: nodes gone lose theirs, new ones get one, handshakes time out.
+    fn reconcile(&mut self, st: &mut State, now: u64, todo: &mut Todo) {
         let timeout = self.node_timeout();
         let handshake_timeout = timeout.max(1000);
         // Nodes gone from the state (FORGET, RESET) lose their links and bus data.
@@ -822,12 +830,18 @@ impl Bus {
                 todo.publish();
                 continue;
             }
-            if peer.link.is_none() && st.nodes[i].flags & nflag::NOADDR == 0 {
-                self.connect(st, i, now);
+            if peer.link.is_none()
+                && st.nodes[i].flags & nflag::NOADDR == 0
+                && self.connect(st, i, now)
+            {
                 todo.publish();
             }
             i += 1;
         }
+    }
+
+    /// Every second, a PING to the least recently answered of five random nodes.
+    fn heartbeat(&mut self, st: &mut State, now: u64, todo: &mut Todo) {
         // Every second: ping the least recently answered of five random nodes.
         if self.iteration.is_multiple_of(10) && st.nodes.len() > 1 {
             let mut best: Option<usize> = None;
@@ -851,6 +865,12 @@ impl Bus {
                 }
             }
         }
+    }
+
+    /// Pings nodes not pinged for half the node timeout, drops silent links, and marks PFAIL
+    /// the nodes that did not answer within the node timeout.
+    fn detect_failures(&mut self, st: &mut State, now: u64, todo: &mut Todo) {
+        let timeout = self.node_timeout();
         let mut update = false;
         for i in 1..st.nodes.len() {
             let n = &st.nodes[i];
@@ -939,7 +959,7 @@ impl Bus {
         let Some(link) = self.links.get(&lid) else {
             return;
         };
-        if link.closed {
+        if link.closed || h.version != msg::VERSION {
             return;
         }
         let link_node = link.node.clone();
@@ -982,88 +1002,14 @@ impl Bus {
             h.myip.clone()
         };
         if t == mtype::PING || t == mtype::MEET {
-            // Learn our own address from the connection when nothing is announced.
-            if (t == mtype::MEET || st.me().ip.is_empty())
-                && self.cluster.config.get("cluster-announce-ip").is_empty()
-            {
-                if let Some(Ok(a)) = self.links.get(&lid).map(|l| l.sock.local_addr()) {
-                    let ip = a.ip().to_string();
-                    if st.me().ip != ip {
-                        st.me_mut().ip = ip;
-                        todo.save();
-                    }
-                }
-            }
-            if sender.is_none() && t == mtype::MEET {
-                let mut n = Node::new(
-                    super::state::random_id(),
-                    sender_ip.clone(),
-                    h.port,
-                    h.cport,
-                    nflag::HANDSHAKE,
-                );
-                n.connected = false;
-                let id = n.id.clone();
-                st.nodes.push(n);
-                self.peers.insert(
-                    id,
-                    Peer {
-                        ctime_ms: now,
-                        ..Default::default()
-                    },
-                );
-                self.gossip(st, None, &m, now, todo);
-                todo.publish();
-            }
-            self.send_ping(st, lid, mtype::PONG, now);
+            self.on_ping_or_meet(st, lid, &m, sender, &sender_ip, now, todo);
         }
         match t {
             mtype::PING | mtype::PONG | mtype::MEET => {
                 self.process_ping(st, lid, &m, link_node, &mut sender, sender_ip, now, todo)
             }
-            mtype::FAIL => {
-                let Body::Fail { name } = &m.body else { return };
-                if sender.is_none() {
-                    return;
-                }
-                let Some(i) = msg::id_of(name).and_then(|id| st.find(&id)) else {
-                    return;
-                };
-                if i != 0 && st.nodes[i].flags & nflag::FAIL == 0 {
-                    crate::log!("FAIL message received about {}", st.nodes[i].id);
-                    st.nodes[i].flags |= nflag::FAIL;
-                    st.nodes[i].flags &= !nflag::PFAIL;
-                    let id = st.nodes[i].id.clone();
-                    self.peers.entry(id).or_default().fail_time_ms = now;
-                    todo.save();
-                }
-            }
-            mtype::UPDATE => {
-                let Body::Update {
-                    config_epoch,
-                    name,
-                    slots,
-                } = &m.body
-                else {
-                    return;
-                };
-                if sender.is_none() {
-                    return;
-                }
-                let Some(i) = msg::id_of(name).and_then(|id| st.find(&id)) else {
-                    return;
-                };
-                if st.nodes[i].config_epoch >= *config_epoch {
-                    return;
-                }
-                if st.nodes[i].flags & nflag::SLAVE != 0 {
-                    st.nodes[i].flags = (st.nodes[i].flags & !nflag::SLAVE) | nflag::MASTER;
-                    st.nodes[i].master = None;
-                }
-                st.nodes[i].config_epoch = *config_epoch;
-                self.update_slots(st, i, *config_epoch, slots, todo);
-                todo.save();
-            }
+            mtype::FAIL => self.on_fail(st, sender, &m.body, now, todo),
+            mtype::UPDATE => self.on_update(st, sender, &m.body, todo),
             mtype::FAILOVER_AUTH_REQUEST => {
                 if let Some(s) = sender {
                     self.vote(st, s, &m.header, now, todo);
@@ -1078,44 +1024,10 @@ impl Bus {
                     self.election.votes += 1;
                 }
             }
-            mtype::MFSTART => {
-                let Some(s) = sender else { return };
-                if st.nodes[s].master.as_deref() != Some(st.me().id.as_str()) {
-                    return;
-                }
-                crate::log!("Manual failover requested by replica {}.", st.nodes[s].id);
-                self.mf = ManualFailover {
-                    end_ms: now + MF_TIMEOUT_MS,
-                    replica: Some(st.nodes[s].id.clone()),
-                    ..Default::default()
-                };
-                // Writes wait while the replica catches up (Redis pauses for twice the
-                // timeout; the failover's end lifts it).
-                if let Some(shared) = SHARED.get() {
-                    crate::pause::pause(shared, now + 2 * MF_TIMEOUT_MS, false);
-                }
-                if let Some(l) = self.peers.get(&st.nodes[s].id).and_then(|p| p.link) {
-                    self.send_ping(st, l, mtype::PING, now);
-                }
-            }
-            mtype::PUBLISH | mtype::PUBLISHSHARD => {
-                let Body::Publish { channel, message } = m.body else {
-                    return;
-                };
-                if sender.is_none() {
-                    return;
-                }
-                {
-                    let mut inbox = INBOX.lock().unwrap_or_else(|e| e.into_inner());
-                    if inbox.len() >= PUBLISH_QUEUE_MAX {
-                        return;
-                    }
-                    inbox.push((t == mtype::PUBLISHSHARD, channel, message));
-                }
-                if let Some(shared) = SHARED.get() {
-                    if shared.repl.doorbell >= 0 {
-                        let _ = crate::net::write(shared.repl.doorbell, &1u64.to_ne_bytes());
-                    }
+            mtype::MFSTART => self.on_mfstart(st, sender, now),
+            mtype::PUBLISH | mtype::PUBLISHSHARD if sender.is_some() => {
+                if let Body::Publish { channel, message } = m.body {
+                    deliver_later(t == mtype::PUBLISHSHARD, channel, message);
                 }
             }
             // MODULE: no modules here.
@@ -1141,51 +1053,8 @@ impl Bus {
         let Some(sender_id) = msg::id_of(&h.sender) else {
             return;
         };
-        if outbound {
-            let Some(node_id) = link_node.clone() else {
-                return;
-            };
-            let Some(ni) = st.find(&node_id) else { return };
-            if st.nodes[ni].flags & nflag::HANDSHAKE != 0 {
-                if sender.is_some() || sender_id == st.me().id {
-                    // Already known under its real id (or it is us): the handshake node goes.
-                    self.forget_node(st, ni);
-                    todo.publish();
-                    return;
-                }
-                if st.blacklist.contains_key(&sender_id) {
-                    self.forget_node(st, ni);
-                    todo.publish();
-                    return;
-                }
-                crate::log!("Handshake with node {} completed.", sender_id);
-                let n = &mut st.nodes[ni];
-                n.id = sender_id.clone();
-                n.flags &= !(nflag::HANDSHAKE | nflag::MEET);
-                n.flags |= if h.flags & flag::SLAVE != 0 {
-                    nflag::SLAVE
-                } else {
-                    nflag::MASTER
-                };
-                if let Some(p) = self.peers.remove(&node_id) {
-                    self.peers.insert(sender_id.clone(), p);
-                }
-                if let Some(l) = self.links.get_mut(&lid) {
-                    l.node = Some(sender_id.clone());
-                }
-                *sender = Some(ni);
-                todo.save();
-            } else if st.nodes[ni].id != sender_id {
-                crate::log!("PONG contains mismatching sender ID: the node's id changed");
-                let n = &mut st.nodes[ni];
-                n.flags |= nflag::NOADDR;
-                n.ip.clear();
-                n.port = 0;
-                n.cport = 0;
-                self.close(lid);
-                todo.save();
-                return;
-            }
+        if outbound && !self.check_link_node(st, lid, link_node, sender, &sender_id, h, todo) {
+            return;
         }
         let Some(s) = *sender else {
             return;
@@ -1228,79 +1097,14 @@ impl Bus {
                 self.clear_failure_if_needed(st, s, now, todo);
             }
         }
-        // Role: master or replica of whom.
-        if h.slaveof == msg::NO_NAME {
-            let n = &mut st.nodes[s];
-            if n.flags & nflag::MASTER == 0 || n.master.is_some() {
-                n.flags = (n.flags & !nflag::SLAVE) | nflag::MASTER;
-                n.master = None;
-                todo.save();
-            }
-        } else {
-            let master = msg::id_of(&h.slaveof);
-            if st.nodes[s].flags & nflag::MASTER != 0 {
-                for slot in 0..SLOTS as u16 {
-                    if st.owner_index(slot) == Some(s) {
-                        st.assign(slot, None);
-                    }
-                }
-                st.nodes[s].flags = (st.nodes[s].flags & !nflag::MASTER) | nflag::SLAVE;
-                todo.save();
-            }
-            if master.is_some()
-                && st.nodes[s].master != master
-                && master.as_deref().and_then(|m| st.find(m)).is_some()
-            {
-                st.nodes[s].master = master;
-                todo.save();
-            }
-        }
-        // Slots.
-        let sender_master = if st.nodes[s].flags & nflag::MASTER != 0 {
-            Some(s)
-        } else {
-            st.nodes[s].master.as_deref().and_then(|m| st.find(m))
-        };
-        let dirty = sender_master.is_some_and(|sm| {
-            (0..SLOTS).any(|j| (st.owner_index(j as u16) == Some(sm)) != h.has_slot(j))
-        });
-        if dirty && st.nodes[s].flags & nflag::MASTER != 0 {
-            self.update_slots(st, s, h.config_epoch, &h.slots, todo);
-        }
-        if dirty {
-            // A stale claim: tell the sender who owns the slot now.
-            for j in 0..SLOTS {
-                if !h.has_slot(j) {
-                    continue;
-                }
-                match st.owner_index(j as u16) {
-                    Some(o) if o != s && st.nodes[o].config_epoch > h.config_epoch => {
-                        let mut owner_slots = Box::new([0u8; msg::SLOT_BYTES]);
-                        for k in 0..SLOTS {
-                            if st.owner_index(k as u16) == Some(o) {
-                                msg::set_slot_bit(&mut owner_slots, k);
-                            }
-                        }
-                        let upd = Message {
-                            header: self.header(st, mtype::UPDATE),
-                            body: Body::Update {
-                                config_epoch: st.nodes[o].config_epoch,
-                                name: msg::name_of(&st.nodes[o].id),
-                                slots: owner_slots,
-                            },
-                        };
-                        self.send(lid, &upd);
-                        break;
-                    }
-                    _ => {}
-                }
-            }
-        }
+        self.update_role(st, s, h, todo);
+        self.update_claims(st, lid, s, h, todo);
         // Config epoch collision between two masters.
         if st.me().is_master()
             && st.nodes[s].is_master()
             && h.config_epoch == st.me().config_epoch
-            && sender_id.as_str() < st.me().id.as_str()
+            // The node with the smaller id moves (clusterHandleConfigEpochCollision).
+            && sender_id.as_str() > st.me().id.as_str()
         {
             st.current_epoch += 1;
             st.me_mut().config_epoch = st.current_epoch;
@@ -1880,5 +1684,342 @@ impl Bus {
         for l in targets {
             self.send(l, &m);
         }
+    }
+}
+
+impl Bus {
+    /// FAIL: a node the sender's majority found failing.
+    fn on_fail(
+        &mut self,
+        st: &mut State,
+        sender: Option<usize>,
+        body: &Body,
+        now: u64,
+        todo: &mut Todo,
+    ) {
+        let Body::Fail { name } = body else { return };
+        if sender.is_none() {
+            return;
+        }
+        let Some(i) = msg::id_of(name).and_then(|id| st.find(&id)) else {
+            return;
+        };
+        if i != 0 && st.nodes[i].flags & nflag::FAIL == 0 {
+            crate::log!("FAIL message received about {}", st.nodes[i].id);
+            st.nodes[i].flags |= nflag::FAIL;
+            st.nodes[i].flags &= !nflag::PFAIL;
+            let id = st.nodes[i].id.clone();
+            self.peers.entry(id).or_default().fail_time_ms = now;
+            todo.save();
+        }
+    }
+
+    /// UPDATE: a node's newer config epoch and slots.
+    fn on_update(&mut self, st: &mut State, sender: Option<usize>, body: &Body, todo: &mut Todo) {
+        let Body::Update {
+            config_epoch,
+            name,
+            slots,
+        } = body
+        else {
+            return;
+        };
+        if sender.is_none() {
+            return;
+        }
+        let Some(i) = msg::id_of(name).and_then(|id| st.find(&id)) else {
+            return;
+        };
+        if st.nodes[i].config_epoch >= *config_epoch {
+            return;
+        }
+        if st.nodes[i].flags & nflag::SLAVE != 0 {
+            st.nodes[i].flags = (st.nodes[i].flags & !nflag::SLAVE) | nflag::MASTER;
+            st.nodes[i].master = None;
+        }
+        st.nodes[i].config_epoch = *config_epoch;
+        self.update_slots(st, i, *config_epoch, slots, todo);
+        todo.save();
+    }
+
+    /// MFSTART: our replica starts a manual failover; writes pause and it gets our offset.
+    fn on_mfstart(&mut self, st: &mut State, sender: Option<usize>, now: u64) {
+        let Some(s) = sender else { return };
+        if st.nodes[s].master.as_deref() != Some(st.me().id.as_str()) {
+            return;
+        }
+        crate::log!("Manual failover requested by replica {}.", st.nodes[s].id);
+        self.mf = ManualFailover {
+            end_ms: now + MF_TIMEOUT_MS,
+            replica: Some(st.nodes[s].id.clone()),
+            ..Default::default()
+        };
+        // Writes wait while the replica catches up (Redis pauses for twice the
+        // timeout; the failover's end lifts it).
+        if let Some(shared) = SHARED.get() {
+            crate::pause::pause(shared, now + 2 * MF_TIMEOUT_MS, false);
+        }
+        if let Some(l) = self.peers.get(&st.nodes[s].id).and_then(|p| p.link) {
+            self.send_ping(st, l, mtype::PING, now);
+        }
+    }
+
+    /// PING or MEET: learn our own address, add a node that MEETs us (in handshake), answer
+    /// PONG.
+    #[allow(clippy::too_many_arguments)]
+    fn on_ping_or_meet(
+        &mut self,
+        st: &mut State,
+        lid: u64,
+        m: &Message,
+        sender: Option<usize>,
+        sender_ip: &str,
+        now: u64,
+        todo: &mut Todo,
+    ) {
+        let (h, t) = (&m.header, m.header.mtype);
+        // Learn our own address from the connection when nothing is announced.
+        if (t == mtype::MEET || st.me().ip.is_empty())
+            && self.cluster.config.get("cluster-announce-ip").is_empty()
+        {
+            if let Some(Ok(a)) = self.links.get(&lid).map(|l| l.sock.local_addr()) {
+                let ip = a.ip().to_string();
+                if st.me().ip != ip {
+                    st.me_mut().ip = ip;
+                    todo.save();
+                }
+            }
+        }
+        if sender.is_none() && t == mtype::MEET {
+            let mut n = Node::new(
+                super::state::random_id(),
+                sender_ip.to_string(),
+                h.port,
+                h.cport,
+                nflag::HANDSHAKE,
+            );
+            n.connected = false;
+            let id = n.id.clone();
+            st.nodes.push(n);
+            self.peers.insert(
+                id,
+                Peer {
+                    ctime_ms: now,
+                    ..Default::default()
+                },
+            );
+            self.gossip(st, None, m, now, todo);
+            todo.publish();
+        }
+        self.send_ping(st, lid, mtype::PONG, now);
+    }
+}
+
+/// Queues a message that came over the bus for shard 0 and rings its doorbell.
+fn deliver_later(shard: bool, channel: Vec<u8>, message: Vec<u8>) {
+    {
+        let mut inbox = INBOX.lock().unwrap_or_else(|e| e.into_inner());
+        if inbox.len() >= PUBLISH_QUEUE_MAX {
+            return;
+        }
+        inbox.push((shard, channel, message));
+    }
+    if let Some(shared) = SHARED.get() {
+        if shared.repl.doorbell >= 0 {
+            let _ = crate::net::write(shared.repl.doorbell, &1u64.to_ne_bytes());
+        }
+    }
+}
+
+impl Bus {
+    /// A PING/PONG/MEET on our outbound link: completes a handshake (the node in handshake
+    /// takes the sender's id, or goes if that id is known already) or notices that the node
+    /// changed its id. False when the message must not be processed further.
+    #[allow(clippy::too_many_arguments)]
+    fn check_link_node(
+        &mut self,
+        st: &mut State,
+        lid: u64,
+        link_node: Option<String>,
+        sender: &mut Option<usize>,
+        sender_id: &str,
+        h: &Header,
+        todo: &mut Todo,
+    ) -> bool {
+        let Some(node_id) = link_node.clone() else {
+            return false;
+        };
+        let Some(ni) = st.find(&node_id) else {
+            return false;
+        };
+        if st.nodes[ni].flags & nflag::HANDSHAKE != 0 {
+            if sender.is_some() || sender_id == st.me().id.as_str() {
+                // Already known under its real id (or it is us): the handshake node goes.
+                self.forget_node(st, ni);
+                todo.publish();
+                return false;
+            }
+            if st.blacklist.contains_key(sender_id) {
+                self.forget_node(st, ni);
+                todo.publish();
+                return false;
+            }
+            crate::log!("Handshake with node {} completed.", sender_id);
+            let n = &mut st.nodes[ni];
+            n.id = sender_id.to_string();
+            n.flags &= !(nflag::HANDSHAKE | nflag::MEET);
+            n.flags |= if h.flags & flag::SLAVE != 0 {
+                nflag::SLAVE
+            } else {
+                nflag::MASTER
+            };
+            if let Some(p) = self.peers.remove(&node_id) {
+                self.peers.insert(sender_id.to_string(), p);
+            }
+            if let Some(l) = self.links.get_mut(&lid) {
+                l.node = Some(sender_id.to_string());
+            }
+            *sender = Some(ni);
+            todo.save();
+        } else if st.nodes[ni].id.as_str() != sender_id {
+            crate::log!("PONG contains mismatching sender ID: the node's id changed");
+            let n = &mut st.nodes[ni];
+            n.flags |= nflag::NOADDR;
+            n.ip.clear();
+            n.port = 0;
+            n.cport = 0;
+            self.close(lid);
+            todo.save();
+            return false;
+        }
+        true
+    }
+
+    /// The sender's role as its header says: a master, or a replica of whom (a master turning
+    /// replica loses its slots).
+    fn update_role(&mut self, st: &mut State, s: usize, h: &Header, todo: &mut Todo) {
+        // Role: master or replica of whom.
+        if h.slaveof == msg::NO_NAME {
+            let n = &mut st.nodes[s];
+            if n.flags & nflag::MASTER == 0 || n.master.is_some() {
+                n.flags = (n.flags & !nflag::SLAVE) | nflag::MASTER;
+                n.master = None;
+                todo.save();
+            }
+        } else {
+            let master = msg::id_of(&h.slaveof);
+            if st.nodes[s].flags & nflag::MASTER != 0 {
+                for slot in 0..SLOTS as u16 {
+                    if st.owner_index(slot) == Some(s) {
+                        st.assign(slot, None);
+                    }
+                }
+                st.nodes[s].flags = (st.nodes[s].flags & !nflag::MASTER) | nflag::SLAVE;
+                todo.save();
+            }
+            if master.is_some()
+                && st.nodes[s].master != master
+                && master.as_deref().and_then(|m| st.find(m)).is_some()
+            {
+                st.nodes[s].master = master;
+                todo.save();
+            }
+        }
+    }
+
+    /// The slots the sender claims: taken if its config epoch is newer; answered with an
+    /// UPDATE when we know a newer owner.
+    fn update_claims(&mut self, st: &mut State, lid: u64, s: usize, h: &Header, todo: &mut Todo) {
+        // Slots.
+        let sender_master = if st.nodes[s].flags & nflag::MASTER != 0 {
+            Some(s)
+        } else {
+            st.nodes[s].master.as_deref().and_then(|m| st.find(m))
+        };
+        let dirty = sender_master.is_some_and(|sm| {
+            (0..SLOTS).any(|j| (st.owner_index(j as u16) == Some(sm)) != h.has_slot(j))
+        });
+        if dirty && st.nodes[s].flags & nflag::MASTER != 0 {
+            self.update_slots(st, s, h.config_epoch, &h.slots, todo);
+        }
+        if dirty {
+            // A stale claim: tell the sender who owns the slot now.
+            for j in 0..SLOTS {
+                if !h.has_slot(j) {
+                    continue;
+                }
+                match st.owner_index(j as u16) {
+                    Some(o) if o != s && st.nodes[o].config_epoch > h.config_epoch => {
+                        let mut owner_slots = Box::new([0u8; msg::SLOT_BYTES]);
+                        for k in 0..SLOTS {
+                            if st.owner_index(k as u16) == Some(o) {
+                                msg::set_slot_bit(&mut owner_slots, k);
+                            }
+                        }
+                        let upd = Message {
+                            header: self.header(st, mtype::UPDATE),
+                            body: Body::Update {
+                                config_epoch: st.nodes[o].config_epoch,
+                                name: msg::name_of(&st.nodes[o].id),
+                                slots: owner_slots,
+                            },
+                        };
+                        self.send(lid, &upd);
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod runtime_tests {
+    use super::*;
+
+    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    #[test]
+    fn wire_flags_follow_redis_values() {
+        let mut n = Node::new(
+            A.into(),
+            "1.2.3.4".into(),
+            1,
+            2,
+            nflag::MASTER | nflag::PFAIL,
+        );
+        assert_eq!(
+            wire_flags(&n, true),
+            flag::MASTER | flag::PFAIL | flag::MYSELF
+        );
+        n.flags = nflag::SLAVE | nflag::FAIL | nflag::NOFAILOVER | nflag::HANDSHAKE;
+        assert_eq!(
+            wire_flags(&n, false),
+            flag::SLAVE | flag::FAIL | flag::NOFAILOVER | flag::HANDSHAKE
+        );
+    }
+
+    #[test]
+    fn set_master_drops_our_slots_and_open_slots() {
+        let mut st = State::new(A.into(), 7000, 17000);
+        st.nodes.push(Node::new(
+            B.into(),
+            "10.0.0.2".into(),
+            7001,
+            17001,
+            nflag::MASTER,
+        ));
+        st.assign(5, Some(0));
+        st.assign(6, Some(1));
+        st.migrating.insert(5, B.into());
+        assert_eq!(set_master(&mut st, 1), Some(("10.0.0.2".into(), 7001)));
+        assert_eq!(st.owner_index(5), None);
+        assert_eq!(st.owner_index(6), Some(1));
+        assert!(st.migrating.is_empty());
+        assert_eq!(st.me().flags & (nflag::SLAVE | nflag::MASTER), nflag::SLAVE);
+        assert_eq!(st.me().master.as_deref(), Some(B));
+        assert_eq!(set_master(&mut st, 9), None);
     }
 }

@@ -127,10 +127,12 @@ impl std::fmt::Display for Error {
     }
 }
 
-/// The header (every field but the signature, length, version and the counts, which encoding
+/// The header (every field but the signature, the length and the counts, which encoding
 /// derives from the body).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
+    /// The protocol version (1; a node ignores messages of another version).
+    pub version: u16,
     pub mtype: u16,
     pub port: u16,
     pub current_epoch: u64,
@@ -153,6 +155,7 @@ pub struct Header {
 impl Header {
     pub fn new(mtype: u16, sender: Name) -> Header {
         Header {
+            version: VERSION,
             mtype,
             port: 0,
             current_epoch: 0,
@@ -333,6 +336,7 @@ pub fn decode(buf: &[u8]) -> Result<Message, Error> {
         slaveof = NO_NAME;
     }
     let header = Header {
+        version: ver,
         mtype,
         port: be16(buf, 10),
         current_epoch: be64(buf, 16),
@@ -496,7 +500,7 @@ impl Message {
         let mut out = Vec::with_capacity(HEADER_LEN + 256);
         out.extend_from_slice(SIG);
         out.extend_from_slice(&[0; 4]); // totlen, set at the end
-        out.extend_from_slice(&VERSION.to_be_bytes());
+        out.extend_from_slice(&h.version.to_be_bytes());
         out.extend_from_slice(&h.port.to_be_bytes());
         out.extend_from_slice(&h.mtype.to_be_bytes());
         let (count, nexts) = match &self.body {
