@@ -376,6 +376,7 @@ fn rdb_files_match_redis() {
         ctime_s: now_ms() / 1000,
         used_mem: 1 << 20,
         aof_base: false,
+        search: Vec::new(),
     };
     let mut f = std::fs::File::create(out.join("ours.rdb")).unwrap();
     file::save_to::<&[u8]>(&mut f, &[], &dbs, now_ms(), &aux).unwrap();
