@@ -70,7 +70,15 @@ rows = []
 sweep = [10, 20, 40, 80, 160, 320]
 
 # shardis
-r = redis.Redis(port=port)
+r = redis.Redis(port=port, protocol=2)
+# Raw replies (newer redis-py parses some FT.* replies itself).
+for name in ("FT.INFO", "FT.SEARCH", "FT.CREATE"):
+    r.response_callbacks.pop(name, None)
+def ft_info():
+    i = r.execute_command("FT.INFO", "bench")
+    if isinstance(i, dict):
+        return {(k.decode() if isinstance(k, bytes) else k): v for k, v in i.items()}
+    return {i[j].decode(): i[j + 1] for j in range(0, len(i), 2)}
 mem0 = int(r.info("memory")["used_memory"])
 r.execute_command("FT.CREATE", "bench", "ON", "HASH", "PREFIX", "1", "v:", "SCHEMA", "vec", "VECTOR",
                   "HNSW", "10", "TYPE", "FLOAT32", "DIM", dim, "DISTANCE_METRIC", "L2", "M", 16,
@@ -82,11 +90,10 @@ for i in range(n):
     if i % 1000 == 999:
         p.execute()
 p.execute()
-while int(r.execute_command("FT.INFO", "bench")[r.execute_command("FT.INFO", "bench").index(b"indexing") + 1]) != 0:
+while int(ft_info()["indexing"]) != 0:
     time.sleep(0.1)
 build = time.time() - t
-info = r.execute_command("FT.INFO", "bench")
-vec_mb = float(info[info.index(b"vector_index_sz_mb") + 1])
+vec_mb = float(ft_info()["vector_index_sz_mb"])
 used_mb = (int(r.info("memory")["used_memory"]) - mem0) / 2**20
 for ef in sweep:
     t = time.time()
@@ -94,6 +101,8 @@ for ef in sweep:
     for q in queries:
         out = r.execute_command("FT.SEARCH", "bench", f"*=>[KNN {k} @vec $b EF_RUNTIME {ef}]",
                                 "PARAMS", 2, "b", q.tobytes(), "NOCONTENT", "LIMIT", 0, k, "DIALECT", 2)
+        if isinstance(out, dict):  # RESP3
+            out = [None] + [d.get(b"id", d.get("id")) for d in out.get(b"results", out.get("results"))]
         res.append([int(x[2:]) for x in out[1:]])
     qps = nq / (time.time() - t)
     rows.append(("shardis (HNSW, 2 shards, via TCP)", build, f"{vec_mb:.0f} (+{used_mb:.0f} keys and data)", ef, recall(res), qps))

@@ -447,6 +447,8 @@ fn load_one_aof(
 ) -> anyhow::Result<(Vec<Db>, bool, Vec<u8>)> {
     let mut shard = Shard::new(0, 1, 0);
     shard.config = scfg.clone();
+    // FT.* commands in the log keep their definitions; the serving shard builds the data.
+    shard.search.dormant = true;
     // FUNCTION commands in the log load into the process's libraries.
     shard.scripts = scripts.clone();
     if let Some((path, data)) = &f.base {

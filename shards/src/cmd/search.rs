@@ -420,11 +420,15 @@ fn ft_dropindex(sh: &mut Shard, c: &mut Call) -> Result<()> {
         crate::search::publish(sh.search.encode());
     }
     if dd {
+        // Logged as the drop plus a DEL per document: a replica or a replay, whose index may
+        // not hold the same documents yet, deletes exactly these keys.
+        sh.rewrite(0, &[b"FT.DROPINDEX", c.argv[1]]);
         for d in idx.all_docs() {
             if let Some(key) = idx.key_of(d) {
                 let key = key.to_vec();
                 if sh.dbs[0].remove(&key).is_some() {
                     sh.stats.dirty += 1;
+                    sh.rewrite(0, &[b"DEL", &key]);
                     sh.search.touch(&sh.dbs[0], &key, c.now_ms);
                 }
             }
@@ -842,7 +846,11 @@ fn search_shard(sh: &mut Shard, o: &SearchOpts, now_ms: u64) -> Result<SearchPar
             .get(&o.index)
             .ok_or_else(|| no_such_index(&o.index))?;
         let mut scores = Default::default();
-        let matched = idx.eval(&q.filter, &mut scores)?;
+        // A pure KNN needs no filter pass (it would list every document).
+        let matched = match (&q.knn, &q.filter) {
+            (Some(_), Node::All) => Vec::new(),
+            _ => idx.eval(&q.filter, &mut scores)?,
+        };
         let mut order = Order::Score;
         let mut cands: Vec<(u32, f64)> = match &q.knn {
             Some(k) => {
@@ -1526,8 +1534,10 @@ fn aggregate_shard(sh: &mut Shard, plan: &AggPlan, now_ms: u64) -> Result<Vec<Ag
         .ok_or_else(|| no_such_index(&plan.index))?;
     let docs: Vec<u32> = match &q.knn {
         Some(k) => {
-            let mut scores = Default::default();
-            let m = idx.eval(&q.filter, &mut scores)?;
+            let m = match &q.filter {
+                Node::All => Vec::new(),
+                f => idx.eval(f, &mut Default::default())?,
+            };
             let among = (q.filter != Node::All).then_some(&m[..]);
             idx.knn(&k.field, &k.blob, k.k, k.ef, among)?
                 .into_iter()

@@ -46,7 +46,8 @@ pub fn publish(encoded: Vec<u8>) {
 }
 
 /// Keys the background indexer visits per step and index.
-pub const SCAN_STEP_KEYS: usize = 2000;
+/// (Small: a vector insert costs tens of µs, and the server yields between steps.)
+pub const SCAN_STEP_KEYS: usize = 256;
 
 /// One field's index data.
 #[derive(Debug, Clone)]
@@ -570,6 +571,9 @@ fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
 #[derive(Debug, Clone, Default)]
 pub struct Indexes {
     pub map: BTreeMap<String, Index>,
+    /// Definitions only, no data: set while an AOF is replayed at load (the shard that serves
+    /// indexes its keys afterwards), so replaying builds no index.
+    pub dormant: bool,
 }
 
 impl Indexes {
@@ -579,6 +583,9 @@ impl Indexes {
 
     /// A key of database 0 changed (or may have): every index looks at it again.
     pub fn touch(&mut self, db0: &Db, key: &[u8], now_ms: u64) {
+        if self.dormant {
+            return;
+        }
         let value = db0.peek(key, now_ms).map(|i| &i.value);
         for idx in self.map.values_mut() {
             idx.update(key, value);
@@ -587,6 +594,9 @@ impl Indexes {
 
     /// Database 0 changed wholesale (FLUSHALL, SWAPDB, a load): every index starts over.
     pub fn reset(&mut self) {
+        if self.dormant {
+            return;
+        }
         for idx in self.map.values_mut() {
             idx.clear();
         }
@@ -594,12 +604,15 @@ impl Indexes {
 
     /// Whether a background scan is in progress.
     pub fn scanning(&self) -> bool {
-        self.map.values().any(|i| i.scan.is_some())
+        !self.dormant && self.map.values().any(|i| i.scan.is_some())
     }
 
     /// One slice of background indexing: each scanning index visits up to `SCAN_STEP_KEYS`
     /// keys of database 0.
     pub fn step(&mut self, db0: &mut Db, now_ms: u64) {
+        if self.dormant {
+            return;
+        }
         let total = db0.len() as u64;
         for idx in self.map.values_mut() {
             let Some(cursor) = idx.scan else {
