@@ -674,8 +674,8 @@ mod tests {
         assert_eq!(&file[..9], b"REDIS0010");
         assert_eq!(read_all(&file).unwrap(), model);
         let mut r = FileReader::new(&file).unwrap();
-        assert_eq!(r.aux_get(SEARCH_AUX), Some(&aux.search[..]));
         while r.next_entry().unwrap().is_some() {}
+        assert_eq!(r.aux_get(SEARCH_AUX), Some(&aux.search[..]));
         assert_eq!(r.aux_get("redis-ver"), Some(&b"7.0.15"[..]));
         assert_eq!(r.aux_get("redis-bits"), Some(&b"64"[..]));
         assert_eq!(r.aux_get("ctime"), Some(&b"1700000000"[..]));
