@@ -150,7 +150,11 @@ pub fn handle(ctx: &ShardCtx, conn: &mut Conn, l: Lookup, argv: &[&[u8]]) -> Res
             if st.node(&id).is_none() {
                 return Err(unknown_node(&id));
             }
-            let reports = super::bus::view().fail_reports.get(&*id).copied().unwrap_or(0);
+            let reports = super::bus::view()
+                .fail_reports
+                .get(&*id)
+                .copied()
+                .unwrap_or(0);
             conn.reply().int(reports as i64);
             return Ok(());
         }
@@ -880,8 +884,13 @@ fn meet(cluster: &Cluster, conn: &mut Conn, argv: &[&[u8]]) -> Result<(), Error>
         });
         if !known {
             let id = super::state::random_id();
-            st.nodes
-                .push(Node::new(id, ip, port, cport, nflag::HANDSHAKE | nflag::MEET));
+            st.nodes.push(Node::new(
+                id,
+                ip,
+                port,
+                cport,
+                nflag::HANDSHAKE | nflag::MEET,
+            ));
         }
         Ok::<(), Error>(())
     })?;
