@@ -798,16 +798,7 @@ impl Bus {
             .cloned()
             .collect();
         for id in gone {
-            if let Some(p) = self.peers.remove(&id) {
-                if let Some(l) = p.link {
-                    self.close(l);
-                }
-            }
-            for l in self.links.values_mut() {
-                if l.node.as_deref() == Some(id.as_str()) {
-                    l.closed = true;
-                }
-            }
+            self.drop_links(&id);
         }
         let now_s = now / 1000;
         st.blacklist.retain(|_, until| *until > now_s);
@@ -927,22 +918,27 @@ impl Bus {
         }
     }
 
+    /// Closes the links of node `id` and drops its bus data.
+    fn drop_links(&mut self, id: &str) {
+        if let Some(p) = self.peers.remove(id) {
+            if let Some(l) = p.link {
+                self.close(l);
+            }
+        }
+        for l in self.links.values_mut() {
+            if l.node.as_deref() == Some(id) {
+                l.closed = true;
+            }
+        }
+    }
+
     /// Removes a node (never this one) with its links and bus data.
     fn forget_node(&mut self, st: &mut State, index: usize) {
         let Some(n) = st.nodes.get(index) else {
             return;
         };
         let id = n.id.clone();
-        if let Some(p) = self.peers.remove(&id) {
-            if let Some(l) = p.link {
-                self.close(l);
-            }
-        }
-        for l in self.links.values_mut() {
-            if l.node.as_deref() == Some(id.as_str()) {
-                l.closed = true;
-            }
-        }
+        self.drop_links(&id);
         for p in self.peers.values_mut() {
             p.reports.remove(&id);
         }
