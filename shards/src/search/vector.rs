@@ -109,10 +109,15 @@ fn normalize(v: &mut [f32]) {
     }
 }
 
+/// Most floats an index reserves when it is created (16 MiB).
+const RESERVE_MAX: usize = 1 << 22;
+
 impl VecStore {
     pub fn new(p: VectorParams) -> VecStore {
         let graph = (p.algo == Algo::Hnsw).then(|| Hnsw::new(p.m, p.ef_construction));
-        let cap = p.initial_cap.min(1 << 20);
+        // INITIAL_CAP is a hint from the client: at most RESERVE_MAX floats are reserved up
+        // front (INITIAL_CAP 1048576 DIM 32768 would otherwise ask for 128 GiB at once).
+        let cap = p.initial_cap.min(RESERVE_MAX / p.dim.max(1));
         VecStore {
             data: Vec::with_capacity(cap * p.dim),
             slot_doc: Vec::with_capacity(cap),
@@ -262,6 +267,15 @@ mod tests {
             initial_cap: 0,
             block_size: 1024,
         }
+    }
+
+    #[test]
+    fn initial_capacity_is_only_a_bounded_hint() {
+        let mut p = params(Algo::Flat, Metric::L2, crate::search::schema::DIM_MAX);
+        p.initial_cap = 1 << 30;
+        let s = VecStore::new(p);
+        assert!(s.data.capacity() <= RESERVE_MAX + crate::search::schema::DIM_MAX);
+        assert!(s.slot_doc.capacity() <= RESERVE_MAX);
     }
 
     #[test]
